@@ -1,0 +1,16 @@
+//! SCIM 2.0 for tenure: the data model and schemas of RFC 7643, and the parts of RFC 7644 that
+//! are pure computation (attribute paths, filters, PATCH, messages). No I/O: the sandbox serves
+//! it over HTTP and the client speaks it to targets.
+
+pub mod dialect;
+pub mod error;
+pub mod filter;
+pub mod messages;
+pub mod patch;
+pub mod resource;
+pub mod schema;
+
+pub use dialect::Dialect;
+pub use error::{Error, Result, ScimType};
+pub use filter::{AttrPath, CompValue, CompareOp, Filter, PatchPath};
+pub use resource::ResourceSchema;
