@@ -1,1 +1,232 @@
-fn main() {}
+//! The `tenure` command: keeps accounts in step with the HR system of record over SCIM 2.0.
+//! This binary is thin: it parses the command line and calls into the library crates.
+
+use clap::{Args, Parser, Subcommand};
+use sandbox::{Config, Faults, Limits};
+use scim::Dialect;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "tenure", version, about = "Hire-to-retire account provisioning over SCIM 2.0")]
+struct Cli {
+    /// Where tenure keeps its state (default: a per-user data folder).
+    #[arg(long, global = true, env = "TENURE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the SCIM 2.0 sandbox, a service provider that behaves as monday.com's SCIM API.
+    Sandbox(SandboxArgs),
+    /// Start a sandbox with a fresh token and show how to reach it.
+    Quickstart {
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Args)]
+struct SandboxArgs {
+    /// Address to listen on; port 0 picks a free port (the chosen one is printed).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// SQLite file to keep resources in (default: sandbox.db in the data folder).
+    #[arg(long, conflicts_with = "memory")]
+    db: Option<PathBuf>,
+    /// Keep everything in memory, gone at exit.
+    #[arg(long)]
+    memory: bool,
+    /// monday (monday.com's SCIM API) or generic (plain RFC 7643/7644).
+    #[arg(long, default_value = "monday")]
+    dialect: Dialect,
+    /// JSON file of users (and teams) to preload as if invited by hand: hidden from SCIM lists
+    /// unless scim_provisioned_only=false.
+    #[arg(long)]
+    seed: Option<PathBuf>,
+    /// File holding the bearer token to accept (else TENURE_SANDBOX_TOKEN, else the stored one,
+    /// else a new one printed once).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Requests allowed per minute; past that, 429 with Retry-After.
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Latency added to every request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Up to this many more milliseconds, drawn per request.
+    #[arg(long, default_value_t = 0)]
+    latency_jitter_ms: u64,
+    /// Share of requests (0 to 1) answered 500 or 503 unprocessed.
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
+    error_rate: f64,
+    /// Share of requests (0 to 1) whose connection is dropped without an answer.
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
+    drop_rate: f64,
+    /// Seed of the fault knobs' random choices.
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
+    /// Largest request body accepted, in bytes (413 past it).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Most resources in one page (a larger count is lowered to it).
+    #[arg(long, default_value_t = 1000)]
+    max_results: usize,
+    /// Deepest nesting a filter may have.
+    #[arg(long, default_value_t = 16)]
+    max_filter_depth: usize,
+}
+
+fn share(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+fn data_dir(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("tenure")
+    })
+}
+
+fn read_token(path: Option<&PathBuf>) -> Result<Option<String>, String> {
+    if let Some(p) = path {
+        let t = std::fs::read_to_string(p).map_err(|e| format!("cannot read token file {}: {e}", p.display()))?;
+        let t = t.trim().to_string();
+        if t.is_empty() {
+            return Err(format!("token file {} is empty", p.display()));
+        }
+        return Ok(Some(t));
+    }
+    Ok(std::env::var("TENURE_SANDBOX_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_sandbox(cfg: Config, banner: bool) -> Result<(), String> {
+    let prepared = sandbox::prepare(&cfg)?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let url = format!("http://{addr}/scim/v2");
+    let storage = match &cfg.db {
+        Some(p) => p.display().to_string(),
+        None => "memory".into(),
+    };
+    // One line a script can read to learn the port.
+    println!("tenure sandbox listening on {url} (dialect {}, storage {storage})", cfg.dialect);
+    if prepared.seeded > 0 {
+        println!("seeded {} hand-invited resources", prepared.seeded);
+    }
+    if let Some(t) = &prepared.new_token {
+        println!("bearer token (shown once; only its hash is kept): {t}");
+    }
+    if banner {
+        let t = prepared.new_token.as_deref().unwrap_or("<your token>");
+        println!("\nTry it:\n  curl -s -H 'Authorization: Bearer {t}' '{url}/Users?count=5'");
+        println!("Stop it with Ctrl-C.");
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    sandbox::serve(listener, prepared.app, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    tracing::info!("sandbox stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tenure: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = data_dir(cli.data_dir);
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Sandbox(a) => {
+                let db = if a.memory {
+                    None
+                } else {
+                    Some(match a.db {
+                        Some(p) => p,
+                        None => {
+                            std::fs::create_dir_all(&dir)
+                                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                            dir.join("sandbox.db")
+                        }
+                    })
+                };
+                let cfg = Config {
+                    listen: a.listen,
+                    db,
+                    dialect: a.dialect,
+                    seed: a.seed,
+                    token: read_token(a.token_file.as_ref())?,
+                    faults: Faults {
+                        rate_limit_per_minute: a.rate_limit,
+                        latency_ms: a.latency_ms,
+                        latency_jitter_ms: a.latency_jitter_ms,
+                        error_rate: a.error_rate,
+                        drop_rate: a.drop_rate,
+                        seed: a.fault_seed,
+                    },
+                    limits: Limits {
+                        max_body_bytes: a.max_body_bytes,
+                        max_results: a.max_results.max(1),
+                        max_filter_depth: a.max_filter_depth.max(1),
+                        ..Limits::default()
+                    },
+                };
+                run_sandbox(cfg, false).await
+            }
+            Command::Quickstart { listen } => {
+                let cfg = Config {
+                    listen,
+                    db: None,
+                    dialect: Dialect::Monday,
+                    seed: None,
+                    token: None,
+                    faults: Faults::default(),
+                    limits: Limits::default(),
+                };
+                run_sandbox(cfg, true).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tenure: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,781 @@
+//! The HTTP face of the sandbox: routes under `/scim/v2`, bearer authentication, the fault
+//! knobs, and handlers that turn requests into store calls and SCIM answers.
+
+use crate::faults::{FaultState, Faults, Verdict};
+use crate::store::{etag_matches, Entry, Kind, ListQuery, Store};
+use crate::Limits;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use scim::filter::AttrPath;
+use scim::schema;
+use scim::{patch, Dialect, Error, Filter};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+pub struct App {
+    pub store: Store,
+    token_hash: [u8; 32],
+    pub faults: FaultState,
+    pub limits: Limits,
+}
+
+impl App {
+    pub fn new(store: Store, token_hash: [u8; 32], faults: Faults, limits: Limits) -> Self {
+        App { store, token_hash, faults: FaultState::new(faults), limits }
+    }
+}
+
+type Shared = Arc<App>;
+const SCIM_JSON: &str = "application/scim+json";
+
+/// A per-connection signal the drop knob uses to close the connection without an answer.
+#[derive(Clone)]
+struct DropSignal(Arc<Notify>);
+
+pub(crate) async fn serve_connection(stream: tokio::net::TcpStream, router: Router) {
+    use tower::ServiceExt;
+    let notify = Arc::new(Notify::new());
+    let signal = DropSignal(notify.clone());
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(signal.clone());
+        router.clone().oneshot(req)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = notify.notified() => {}
+    }
+}
+
+pub fn router(app: Shared) -> Router {
+    let body_limit = app.limits.max_body_bytes;
+    let scim = Router::new()
+        .route("/Users", get(list_users).post(create_user))
+        .route("/Users/.search", post(search_users))
+        .route("/Users/{id}", get(get_user).put(put_user).patch(patch_user).delete(delete_user))
+        .route("/Groups", get(list_groups).post(create_group))
+        .route("/Groups/.search", post(search_groups))
+        .route("/Groups/{id}", get(get_group).put(put_group).patch(patch_group).delete(delete_group))
+        .route("/.search", post(search_all))
+        .route("/Bulk", post(bulk))
+        .route("/ServiceProviderConfig", get(service_provider_config))
+        .route("/ResourceTypes", get(resource_types))
+        .route("/ResourceTypes/{id}", get(resource_type))
+        .route("/Schemas", get(schemas))
+        .route("/Schemas/{id}", get(schema_by_id))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest("/scim/v2", scim)
+        .route("/_sandbox/stats", get(stats))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(app.clone(), misbehave))
+        .with_state(app)
+}
+
+fn error_response(e: &Error) -> Response {
+    let mut resp =
+        (StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), e.to_json().to_string())
+            .into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    resp
+}
+
+struct ScimError(Error);
+
+impl From<Error> for ScimError {
+    fn from(e: Error) -> Self {
+        ScimError(e)
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        error_response(&self.0)
+    }
+}
+
+type Answer = Result<Response, ScimError>;
+
+fn scim_json(status: StatusCode, body: &Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    resp
+}
+
+async fn not_found(req: Request) -> Response {
+    error_response(&Error::not_found(format!("no SCIM endpoint at {}; the base URL is /scim/v2", req.uri().path())))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    error_response(&Error::new(405, None, format!("{} is not allowed on {}", req.method(), req.uri().path())))
+}
+
+/// The fault knobs, applied before anything else, as a SaaS gateway would.
+async fn misbehave(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    if !app.faults.cfg.any() {
+        return next.run(req).await;
+    }
+    let (delay, verdict) = app.faults.judge();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let drop_signal = req.extensions().get::<DropSignal>().cloned();
+    match verdict {
+        Verdict::Serve => next.run(req).await,
+        Verdict::RateLimited(secs) => {
+            let mut r = error_response(&Error::new(429, None, format!("rate limit reached; retry after {secs} s")));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+        Verdict::Fail(status) => {
+            let mut r = error_response(&Error::new(status, None, "injected failure (sandbox error knob)"));
+            if status == 503 {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+            }
+            r
+        }
+        Verdict::DropBefore | Verdict::DropAfter => {
+            if verdict == Verdict::DropAfter {
+                let _ = next.run(req).await;
+            }
+            match drop_signal {
+                Some(DropSignal(n)) => {
+                    n.notify_one();
+                    std::future::pending().await
+                }
+                None => error_response(&Error::new(500, None, "connection drop requested")),
+            }
+        }
+    }
+}
+
+async fn authenticate(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let ok = given.is_some_and(|t| bool::from(crate::token_hash(t).ct_eq(&app.token_hash)));
+    if ok {
+        return next.run(req).await;
+    }
+    let (detail, challenge) = match given {
+        None => ("authentication required: send Authorization: Bearer <token>", "Bearer realm=\"tenure-sandbox\""),
+        Some(_) => ("the bearer token was rejected", "Bearer realm=\"tenure-sandbox\", error=\"invalid_token\""),
+    };
+    let mut r = error_response(&Error::new(401, None, detail));
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    r
+}
+
+async fn stats(State(app): State<Shared>) -> Response {
+    let c = &app.faults.counters;
+    scim_json(
+        StatusCode::OK,
+        &json!({
+            "users": app.store.len(Kind::User),
+            "groups": app.store.len(Kind::Group),
+            "requests": c.requests.load(Ordering::Relaxed),
+            "rateLimited": c.rate_limited.load(Ordering::Relaxed),
+            "failed": c.failed.load(Ordering::Relaxed),
+            "dropped": c.dropped.load(Ordering::Relaxed),
+        }),
+    )
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}/scim/v2")
+}
+
+/// Parses a JSON body, saying where it is malformed.
+fn parse_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, Error> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::new(413, Some(scim::ScimType::TooMany), format!("the body is larger than {limit} bytes"))
+        } else {
+            Error::invalid_syntax(format!("cannot read the body: {r}"))
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::invalid_syntax("the body is empty; a JSON object is expected"));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid_syntax(format!("malformed JSON at line {}, column {}: {e}", e.line(), e.column())))
+}
+
+/// monday.com makes new users members and active unless told otherwise.
+pub(crate) fn apply_user_defaults(dialect: Dialect, doc: &mut Map<String, Value>) {
+    if let Some(t) = dialect.default_user_type() {
+        doc.entry("userType").or_insert_with(|| json!(t));
+    }
+    doc.entry("active").or_insert(json!(true));
+}
+
+fn entry_response(app: &App, kind: Kind, e: &Entry, status: StatusCode, headers: &HeaderMap) -> Response {
+    let base = base_url(headers);
+    let doc = app.store.render(kind, e, &base);
+    let mut r = scim_json(status, &Value::Object(doc));
+    r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&e.etag()).expect("etag is ASCII"));
+    if status == StatusCode::CREATED {
+        let loc = format!("{base}/{}/{}", kind.endpoint(), e.doc["id"].as_str().unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&loc) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    r
+}
+
+fn if_match(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::IF_MATCH).and_then(|h| h.to_str().ok())
+}
+
+/// If-None-Match on a write: refuse when the resource still has a listed version.
+fn check_if_none_match(app: &App, kind: Kind, id: &str, headers: &HeaderMap) -> Result<(), Error> {
+    let Some(h) = headers.get(header::IF_NONE_MATCH).and_then(|h| h.to_str().ok()) else { return Ok(()) };
+    match app.store.get(kind, id) {
+        Some(e) if etag_matches(h, &e.etag()) => {
+            Err(Error::new(412, None, format!("If-None-Match {h}: the resource is at version {}", e.etag())))
+        }
+        _ => Ok(()),
+    }
+}
+
+// --- core operations, shared by the handlers and /Bulk ---
+
+fn do_create(app: &App, kind: Kind, body: &Value) -> Result<Entry, Error> {
+    let schema = app.store.schema(kind);
+    let mut doc = schema.normalize(body)?;
+    if kind == Kind::User {
+        apply_user_defaults(app.store.dialect, &mut doc);
+    }
+    schema.check_required(&doc)?;
+    app.store.create(kind, doc, true)
+}
+
+fn do_replace(app: &App, kind: Kind, id: &str, body: &Value, if_match: Option<&str>) -> Result<Entry, Error> {
+    let schema = app.store.schema(kind);
+    let mut doc = schema.normalize(body)?;
+    let dialect = app.store.dialect;
+    app.store.update(kind, id, if_match, |current| {
+        if kind == Kind::User {
+            // monday.com changes these only through PATCH: a PUT leaves them as they are.
+            for key in dialect.patch_only_attributes() {
+                match current.get(*key) {
+                    Some(v) => doc.insert(key.to_string(), v.clone()),
+                    None => doc.remove(*key),
+                };
+            }
+            if dialect == Dialect::Generic {
+                doc.entry("active").or_insert(json!(true));
+            }
+        }
+        schema.check_required(&doc)?;
+        Ok(doc)
+    })
+}
+
+fn do_patch(app: &App, kind: Kind, id: &str, body: &Value, if_match: Option<&str>) -> Result<Entry, Error> {
+    let ops = patch::parse(body)?;
+    let schema = app.store.schema(kind);
+    app.store.update(kind, id, if_match, |current| patch::apply(schema, current, &ops))
+}
+
+// --- handlers ---
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+fn paths(list: Option<&str>) -> Result<Vec<AttrPath>, Error> {
+    list.map(|s| s.split(',').filter(|p| !p.trim().is_empty()).map(AttrPath::parse).collect()).unwrap_or(Ok(vec![]))
+}
+
+/// The query of a list or .search call, from URL parameters or a SearchRequest body.
+struct Search {
+    filter: Option<String>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+    start_index: Option<String>,
+    count: Option<String>,
+    attributes: Option<String>,
+    excluded: Option<String>,
+    provisioned_only: Option<String>,
+}
+
+impl Search {
+    fn from_params(p: &[(String, String)]) -> Search {
+        let s = |n| param(p, n).map(str::to_string);
+        Search {
+            filter: s("filter"),
+            sort_by: s("sortBy"),
+            sort_order: s("sortOrder"),
+            start_index: s("startIndex"),
+            count: s("count"),
+            attributes: s("attributes"),
+            excluded: s("excludedAttributes"),
+            provisioned_only: s("scim_provisioned_only"),
+        }
+    }
+
+    fn from_body(v: &Value, p: &[(String, String)]) -> Result<Search, Error> {
+        let o = v.as_object().ok_or_else(|| Error::invalid_syntax("a SearchRequest must be a JSON object"))?;
+        let text = |k: &str| -> Result<Option<String>, Error> {
+            match scim::resource::get_ci(o, k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                    Ok(Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")))
+                }
+                Some(other) => Err(Error::invalid_value(format!("SearchRequest {k} has the wrong type: {other}"))),
+            }
+        };
+        Ok(Search {
+            filter: text("filter")?,
+            sort_by: text("sortBy")?,
+            sort_order: text("sortOrder")?,
+            start_index: text("startIndex")?,
+            count: text("count")?,
+            attributes: text("attributes")?,
+            excluded: text("excludedAttributes")?,
+            provisioned_only: param(p, "scim_provisioned_only").map(str::to_string),
+        })
+    }
+
+    fn query(&self, app: &App, kind: Option<Kind>) -> Result<(ListQuery, Vec<AttrPath>, Vec<AttrPath>), Error> {
+        let filter = match &self.filter {
+            Some(f) if !f.trim().is_empty() => {
+                let parsed = Filter::parse_with_depth(f, app.limits.max_filter_depth)?;
+                if let Some(k) = kind {
+                    app.store.schema(k).check_filter(&parsed)?;
+                }
+                Some(parsed)
+            }
+            _ => None,
+        };
+        let int = |name: &str, v: &Option<String>| -> Result<Option<i64>, Error> {
+            v.as_deref()
+                .map(|s| {
+                    s.trim()
+                        .parse::<i64>()
+                        .map_err(|_| Error::invalid_value(format!("{name} must be an integer, found {s:?}")))
+                })
+                .transpose()
+        };
+        let start = int("startIndex", &self.start_index)?.unwrap_or(1).max(1) as usize;
+        let count = int("count", &self.count)?
+            .map(|c| c.max(0) as usize)
+            .unwrap_or(app.limits.max_results)
+            .min(app.limits.max_results);
+        let sort_by = self.sort_by.as_deref().filter(|s| !s.trim().is_empty()).map(AttrPath::parse).transpose()?;
+        let descending = match self.sort_order.as_deref() {
+            None => false,
+            Some(s) if s.eq_ignore_ascii_case("ascending") => false,
+            Some(s) if s.eq_ignore_ascii_case("descending") => true,
+            Some(s) => {
+                return Err(Error::invalid_value(format!("sortOrder must be ascending or descending, found {s:?}")))
+            }
+        };
+        let provisioned_only = match self.provisioned_only.as_deref() {
+            None => app.store.dialect == Dialect::Monday,
+            Some(s) => !s.eq_ignore_ascii_case("false"),
+        };
+        let q = ListQuery { filter, sort_by, descending, start_index: start, count, provisioned_only };
+        Ok((q, paths(self.attributes.as_deref())?, paths(self.excluded.as_deref())?))
+    }
+}
+
+fn list_response(total: usize, start: usize, resources: Vec<Value>) -> Response {
+    scim_json(
+        StatusCode::OK,
+        &json!({
+            "schemas": [schema::LIST_RESPONSE],
+            "totalResults": total,
+            "startIndex": start,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        }),
+    )
+}
+
+fn run_list(app: &App, kind: Kind, s: &Search, headers: &HeaderMap) -> Answer {
+    let (q, attrs, excluded) = s.query(app, Some(kind))?;
+    let schema = app.store.schema(kind);
+    let page = app.store.list(kind, &q, &base_url(headers), |m| schema.project(&m, &attrs, &excluded));
+    Ok(list_response(page.total, q.start_index, page.resources.into_iter().map(Value::Object).collect()))
+}
+
+async fn list(app: Shared, kind: Kind, headers: HeaderMap, params: Vec<(String, String)>) -> Answer {
+    run_list(&app, kind, &Search::from_params(&params), &headers)
+}
+
+async fn search(
+    app: Shared,
+    kind: Kind,
+    headers: HeaderMap,
+    params: Vec<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let v = parse_body(body, app.limits.max_body_bytes)?;
+    run_list(&app, kind, &Search::from_body(&v, &params)?, &headers)
+}
+
+type Params = Query<Vec<(String, String)>>;
+
+async fn list_users(State(a): State<Shared>, h: HeaderMap, Query(p): Params) -> Answer {
+    list(a, Kind::User, h, p).await
+}
+async fn list_groups(State(a): State<Shared>, h: HeaderMap, Query(p): Params) -> Answer {
+    list(a, Kind::Group, h, p).await
+}
+async fn search_users(
+    State(a): State<Shared>,
+    h: HeaderMap,
+    Query(p): Params,
+    b: Result<Bytes, BytesRejection>,
+) -> Answer {
+    search(a, Kind::User, h, p, b).await
+}
+async fn search_groups(
+    State(a): State<Shared>,
+    h: HeaderMap,
+    Query(p): Params,
+    b: Result<Bytes, BytesRejection>,
+) -> Answer {
+    search(a, Kind::Group, h, p, b).await
+}
+
+/// POST /.search: Users and Groups together; a filter that names attributes one type lacks
+/// simply matches none of that type.
+async fn search_all(
+    State(app): State<Shared>,
+    h: HeaderMap,
+    Query(p): Params,
+    b: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let v = parse_body(b, app.limits.max_body_bytes)?;
+    let s = Search::from_body(&v, &p)?;
+    let (q, attrs, excluded) = s.query(&app, None)?;
+    let base = base_url(&h);
+    let mut all = Vec::new();
+    for kind in [Kind::User, Kind::Group] {
+        let schema = app.store.schema(kind);
+        if let Some(f) = &q.filter {
+            if schema.check_filter(f).is_err() {
+                continue;
+            }
+        }
+        let whole = ListQuery { start_index: 1, count: usize::MAX, ..q.clone() };
+        let page = app.store.list(kind, &whole, &base, |m| schema.project(&m, &attrs, &excluded));
+        all.extend(page.resources.into_iter().map(Value::Object));
+    }
+    let total = all.len();
+    let page: Vec<Value> = all.into_iter().skip(q.start_index - 1).take(q.count).collect();
+    Ok(list_response(total, q.start_index, page))
+}
+
+async fn get_one(app: Shared, kind: Kind, id: String, headers: HeaderMap, params: Vec<(String, String)>) -> Answer {
+    let e = app.store.get(kind, &id).ok_or_else(|| Error::not_found(format!("{} {id:?} not found", kind.as_str())))?;
+    if let Some(h) = headers.get(header::IF_NONE_MATCH).and_then(|h| h.to_str().ok()) {
+        if etag_matches(h, &e.etag()) {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&e.etag()).expect("ASCII"));
+            return Ok(r);
+        }
+    }
+    let attrs = paths(param(&params, "attributes"))?;
+    let excluded = paths(param(&params, "excludedAttributes"))?;
+    let mut r = entry_response(&app, kind, &e, StatusCode::OK, &headers);
+    if !attrs.is_empty() || !excluded.is_empty() {
+        let doc = app.store.render(kind, &e, &base_url(&headers));
+        let projected = app.store.schema(kind).project(&doc, &attrs, &excluded);
+        let etag = r.headers().get(header::ETAG).cloned();
+        r = scim_json(StatusCode::OK, &Value::Object(projected));
+        if let Some(t) = etag {
+            r.headers_mut().insert(header::ETAG, t);
+        }
+    }
+    Ok(r)
+}
+
+async fn create(app: Shared, kind: Kind, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer {
+    let v = parse_body(body, app.limits.max_body_bytes)?;
+    let e = do_create(&app, kind, &v)?;
+    Ok(entry_response(&app, kind, &e, StatusCode::CREATED, &headers))
+}
+
+async fn write(
+    app: Shared,
+    kind: Kind,
+    id: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    check_if_none_match(&app, kind, &id, &headers)?;
+    let v = parse_body(body, app.limits.max_body_bytes)?;
+    let e = if method == Method::PUT {
+        do_replace(&app, kind, &id, &v, if_match(&headers))?
+    } else {
+        do_patch(&app, kind, &id, &v, if_match(&headers))?
+    };
+    Ok(entry_response(&app, kind, &e, StatusCode::OK, &headers))
+}
+
+async fn remove(app: Shared, kind: Kind, id: String, headers: HeaderMap) -> Answer {
+    check_if_none_match(&app, kind, &id, &headers)?;
+    app.store.delete(kind, &id, if_match(&headers))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+type Body_ = Result<Bytes, BytesRejection>;
+
+async fn get_user(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, Query(p): Params) -> Answer {
+    get_one(a, Kind::User, id, h, p).await
+}
+async fn get_group(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, Query(p): Params) -> Answer {
+    get_one(a, Kind::Group, id, h, p).await
+}
+async fn create_user(State(a): State<Shared>, h: HeaderMap, b: Body_) -> Answer {
+    create(a, Kind::User, h, b).await
+}
+async fn create_group(State(a): State<Shared>, h: HeaderMap, b: Body_) -> Answer {
+    create(a, Kind::Group, h, b).await
+}
+async fn put_user(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: Body_) -> Answer {
+    write(a, Kind::User, id, Method::PUT, h, b).await
+}
+async fn put_group(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: Body_) -> Answer {
+    write(a, Kind::Group, id, Method::PUT, h, b).await
+}
+async fn patch_user(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: Body_) -> Answer {
+    write(a, Kind::User, id, Method::PATCH, h, b).await
+}
+async fn patch_group(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: Body_) -> Answer {
+    write(a, Kind::Group, id, Method::PATCH, h, b).await
+}
+async fn delete_user(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap) -> Answer {
+    remove(a, Kind::User, id, h).await
+}
+async fn delete_group(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap) -> Answer {
+    remove(a, Kind::Group, id, h).await
+}
+
+/// Replaces `bulkId:X` references inside string values with the ids created earlier.
+fn resolve_bulk_ids(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), Error> {
+    match v {
+        Value::String(s) => {
+            if let Some(key) = s.strip_prefix("bulkId:") {
+                let id = ids.get(key).ok_or_else(|| {
+                    Error::new(409, None, format!("bulkId {key:?} does not name an earlier successful POST"))
+                })?;
+                *s = id.clone();
+            }
+            Ok(())
+        }
+        Value::Array(a) => a.iter_mut().try_for_each(|x| resolve_bulk_ids(x, ids)),
+        Value::Object(o) => o.values_mut().try_for_each(|x| resolve_bulk_ids(x, ids)),
+        _ => Ok(()),
+    }
+}
+
+/// POST /Bulk (RFC 7644 §3.7): operations in order, each atomic on its own, stopping after
+/// `failOnErrors` failures.
+async fn bulk(State(app): State<Shared>, headers: HeaderMap, body: Body_) -> Answer {
+    let v = parse_body(body, app.limits.max_body_bytes)?;
+    let o = v.as_object().ok_or_else(|| Error::invalid_syntax("a BulkRequest must be a JSON object"))?;
+    let listed = scim::resource::get_ci(o, "schemas").and_then(Value::as_array);
+    if !listed.is_some_and(|s| s.iter().any(|u| u.as_str() == Some(schema::BULK_REQUEST))) {
+        return Err(Error::invalid_syntax(format!("'schemas' must list {}", schema::BULK_REQUEST)).into());
+    }
+    let ops = scim::resource::get_ci(o, "Operations")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::invalid_syntax("'Operations' must be an array"))?;
+    if ops.len() > app.limits.max_bulk_operations {
+        return Err(Error::new(
+            413,
+            Some(scim::ScimType::TooMany),
+            format!("{} operations; at most {} per request", ops.len(), app.limits.max_bulk_operations),
+        )
+        .into());
+    }
+    let fail_on_errors = scim::resource::get_ci(o, "failOnErrors").and_then(Value::as_u64);
+    let base = base_url(&headers);
+    let mut ids = HashMap::new();
+    let mut results = Vec::new();
+    let mut errors = 0u64;
+    for (i, op) in ops.iter().enumerate() {
+        if fail_on_errors.is_some_and(|n| errors >= n) {
+            break;
+        }
+        let get = |k: &str| op.as_object().and_then(|m| scim::resource::get_ci(m, k));
+        let method = get("method").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
+        let bulk_id = get("bulkId").and_then(Value::as_str).map(str::to_string);
+        let path = get("path").and_then(Value::as_str).unwrap_or_default().to_string();
+        let version = get("version").and_then(Value::as_str).map(str::to_string);
+        let outcome = (|| -> Result<(u16, Option<(Kind, Entry)>), Error> {
+            let mut data = get("data").cloned().unwrap_or(Value::Null);
+            resolve_bulk_ids(&mut data, &ids)?;
+            let mut parts = path.trim_start_matches('/').splitn(2, '/');
+            let kind = match parts.next() {
+                Some("Users") => Kind::User,
+                Some("Groups") => Kind::Group,
+                _ => {
+                    return Err(Error::invalid_path(format!(
+                        "Operations[{i}].path {path:?} must start with /Users or /Groups"
+                    )))
+                }
+            };
+            let mut id = parts.next().map(str::to_string);
+            if let Some(x) = &mut id {
+                if let Some(key) = x.strip_prefix("bulkId:") {
+                    *x = ids
+                        .get(key)
+                        .cloned()
+                        .ok_or_else(|| Error::new(409, None, format!("unknown bulkId {key:?}")))?;
+                }
+            }
+            match (method.as_str(), id) {
+                ("POST", None) => {
+                    if bulk_id.is_none() {
+                        return Err(Error::invalid_syntax(format!("Operations[{i}]: a POST needs a bulkId")));
+                    }
+                    Ok((201, Some((kind, do_create(&app, kind, &data)?))))
+                }
+                ("PUT", Some(id)) => Ok((200, Some((kind, do_replace(&app, kind, &id, &data, version.as_deref())?)))),
+                ("PATCH", Some(id)) => Ok((200, Some((kind, do_patch(&app, kind, &id, &data, version.as_deref())?)))),
+                ("DELETE", Some(id)) => {
+                    app.store.delete(kind, &id, version.as_deref())?;
+                    Ok((204, None))
+                }
+                _ => Err(Error::invalid_syntax(format!("Operations[{i}]: {method} {path} is not a bulk operation"))),
+            }
+        })();
+        let mut r = json!({"method": method});
+        if let Some(b) = &bulk_id {
+            r["bulkId"] = json!(b);
+        }
+        match outcome {
+            Ok((status, entry)) => {
+                r["status"] = json!(status.to_string());
+                if let Some((kind, e)) = entry {
+                    let id = e.doc["id"].as_str().unwrap_or_default().to_string();
+                    r["location"] = json!(format!("{base}/{}/{id}", kind.endpoint()));
+                    r["version"] = json!(e.etag());
+                    if let Some(b) = &bulk_id {
+                        ids.insert(b.clone(), id);
+                    }
+                } else if let Some(id) =
+                    path.trim_start_matches('/').split_once('/').map(|(k, id)| format!("{base}/{k}/{id}"))
+                {
+                    r["location"] = json!(id);
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                r["status"] = json!(e.status.to_string());
+                r["response"] = e.to_json();
+            }
+        }
+        results.push(r);
+    }
+    Ok(scim_json(StatusCode::OK, &json!({"schemas": [schema::BULK_RESPONSE], "Operations": results})))
+}
+
+async fn service_provider_config(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    scim_json(
+        StatusCode::OK,
+        &json!({
+            "schemas": [schema::SERVICE_PROVIDER_CONFIG],
+            "documentationUri": "https://github.com/tenure/tenure#sandbox",
+            "patch": {"supported": true},
+            "bulk": {"supported": true, "maxOperations": app.limits.max_bulk_operations, "maxPayloadSize": app.limits.max_body_bytes},
+            "filter": {"supported": true, "maxResults": app.limits.max_results},
+            "changePassword": {"supported": false},
+            "sort": {"supported": true},
+            "etag": {"supported": true},
+            "authenticationSchemes": [{
+                "type": "oauthbearertoken",
+                "name": "OAuth Bearer Token",
+                "description": "Authentication with the sandbox's bearer token (as monday.com's Admin > Security > SCIM token)",
+                "primary": true
+            }],
+            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", base_url(&headers))},
+        }),
+    )
+}
+
+fn resource_type_docs(app: &App, base: &str) -> Vec<Value> {
+    [Kind::User, Kind::Group]
+        .iter()
+        .map(|k| {
+            let s = app.store.schema(*k);
+            json!({
+                "schemas": [schema::RESOURCE_TYPE],
+                "id": s.name,
+                "name": s.name,
+                "endpoint": s.endpoint,
+                "description": s.description,
+                "schema": s.core.id,
+                "schemaExtensions": s.extensions.iter().map(|e| json!({"schema": e.id, "required": false})).collect::<Vec<_>>(),
+                "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/{}", s.name)},
+            })
+        })
+        .collect()
+}
+
+async fn resource_types(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    let docs = resource_type_docs(&app, &base_url(&headers));
+    list_response(docs.len(), 1, docs)
+}
+
+async fn resource_type(State(app): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Answer {
+    resource_type_docs(&app, &base_url(&headers))
+        .into_iter()
+        .find(|d| d["id"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(&id)))
+        .map(|d| scim_json(StatusCode::OK, &d))
+        .ok_or_else(|| Error::not_found(format!("no resource type {id:?}")).into())
+}
+
+/// Exactly the schemas the store keeps, with the attributes it keeps (per dialect).
+fn schema_docs(app: &App, base: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for k in [Kind::User, Kind::Group] {
+        let s = app.store.schema(k);
+        seen.push(&s.core);
+        seen.extend(s.extensions.iter());
+    }
+    seen.into_iter().map(|s| s.to_json(&format!("{base}/Schemas/{}", s.id))).collect()
+}
+
+async fn schemas(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    let docs = schema_docs(&app, &base_url(&headers));
+    list_response(docs.len(), 1, docs)
+}
+
+async fn schema_by_id(State(app): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Answer {
+    schema_docs(&app, &base_url(&headers))
+        .into_iter()
+        .find(|d| d["id"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(&id)))
+        .map(|d| scim_json(StatusCode::OK, &d))
+        .ok_or_else(|| Error::not_found(format!("no schema {id:?}")).into())
+}

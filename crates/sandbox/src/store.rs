@@ -1,0 +1,738 @@
+//! The sandbox's resources: served from memory, with hash indexes for the lookups clients make
+//! (`userName eq`, `externalId eq`, `emails.value eq`, group `displayName eq`), and written
+//! through to SQLite before any answer, so a restart finds exactly what was acknowledged.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use scim::filter::{AttrPath, CompValue, CompareOp, Filter};
+use scim::resource::fold;
+use scim::{Dialect, Error, ResourceSchema};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    User,
+    Group,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::User => "User",
+            Kind::Group => "Group",
+        }
+    }
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Kind::User => "Users",
+            Kind::Group => "Groups",
+        }
+    }
+}
+
+/// One stored resource. `doc` holds id, schemas, meta (without location) and attributes.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub seq: u64,
+    /// Created through SCIM (false for users "invited by hand", preloaded with `--seed`).
+    pub provisioned: bool,
+    pub version: u64,
+    pub doc: Map<String, Value>,
+}
+
+impl Entry {
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version)
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<String, Entry>,
+    order: BTreeMap<u64, String>,
+    hidden: usize,
+    external_id: HashMap<String, BTreeSet<String>>,
+}
+
+impl Table {
+    fn insert(&mut self, id: &str, e: Entry) {
+        if !e.provisioned {
+            self.hidden += 1;
+        }
+        if let Some(x) = e.doc.get("externalId").and_then(Value::as_str) {
+            self.external_id.entry(x.to_string()).or_default().insert(id.to_string());
+        }
+        self.order.insert(e.seq, id.to_string());
+        self.by_id.insert(id.to_string(), e);
+    }
+    fn remove(&mut self, id: &str) -> Option<Entry> {
+        let e = self.by_id.remove(id)?;
+        if !e.provisioned {
+            self.hidden -= 1;
+        }
+        if let Some(x) = e.doc.get("externalId").and_then(Value::as_str) {
+            remove_from(&mut self.external_id, x, id);
+        }
+        self.order.remove(&e.seq);
+        Some(e)
+    }
+}
+
+fn remove_from(index: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
+    if let Some(set) = index.get_mut(key) {
+        set.remove(id);
+        if set.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    users: Table,
+    groups: Table,
+    user_name: HashMap<String, String>,
+    email: HashMap<String, BTreeSet<String>>,
+    group_name: HashMap<String, BTreeSet<String>>,
+    /// user id -> ids of the groups the user is a member of.
+    memberships: HashMap<String, BTreeSet<String>>,
+    next_seq: u64,
+}
+
+impl State {
+    fn table(&self, k: Kind) -> &Table {
+        match k {
+            Kind::User => &self.users,
+            Kind::Group => &self.groups,
+        }
+    }
+
+    fn index(&mut self, kind: Kind, id: &str, e: Entry) {
+        match kind {
+            Kind::User => {
+                if let Some(n) = e.doc.get("userName").and_then(Value::as_str) {
+                    self.user_name.insert(fold(n).into_owned(), id.to_string());
+                }
+                for em in emails(&e.doc) {
+                    self.email.entry(em).or_default().insert(id.to_string());
+                }
+                self.users.insert(id, e);
+            }
+            Kind::Group => {
+                if let Some(n) = e.doc.get("displayName").and_then(Value::as_str) {
+                    self.group_name.entry(fold(n).into_owned()).or_default().insert(id.to_string());
+                }
+                for m in member_ids(&e.doc) {
+                    self.memberships.entry(m).or_default().insert(id.to_string());
+                }
+                self.groups.insert(id, e);
+            }
+        }
+    }
+
+    fn unindex(&mut self, kind: Kind, id: &str) -> Option<Entry> {
+        match kind {
+            Kind::User => {
+                let e = self.users.remove(id)?;
+                if let Some(n) = e.doc.get("userName").and_then(Value::as_str) {
+                    self.user_name.remove(fold(n).as_ref());
+                }
+                for em in emails(&e.doc) {
+                    remove_from(&mut self.email, &em, id);
+                }
+                Some(e)
+            }
+            Kind::Group => {
+                let e = self.groups.remove(id)?;
+                if let Some(n) = e.doc.get("displayName").and_then(Value::as_str) {
+                    remove_from(&mut self.group_name, fold(n).as_ref(), id);
+                }
+                for m in member_ids(&e.doc) {
+                    remove_from(&mut self.memberships, &m, id);
+                }
+                Some(e)
+            }
+        }
+    }
+}
+
+fn emails(doc: &Map<String, Value>) -> Vec<String> {
+    match doc.get("emails") {
+        Some(Value::Array(items)) => {
+            items.iter().filter_map(|i| i.get("value").and_then(Value::as_str)).map(|s| s.to_lowercase()).collect()
+        }
+        _ => vec![],
+    }
+}
+
+fn member_ids(doc: &Map<String, Value>) -> Vec<String> {
+    match doc.get("members") {
+        Some(Value::Array(items)) => {
+            items.iter().filter_map(|i| i.get("value").and_then(Value::as_str)).map(str::to_string).collect()
+        }
+        _ => vec![],
+    }
+}
+
+/// What a list call asks for, already parsed and checked.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub filter: Option<Filter>,
+    pub sort_by: Option<AttrPath>,
+    pub descending: bool,
+    /// 1-based.
+    pub start_index: usize,
+    pub count: usize,
+    /// monday.com's `scim_provisioned_only`: hide resources not created through SCIM.
+    pub provisioned_only: bool,
+}
+
+pub struct ListPage {
+    pub total: usize,
+    pub resources: Vec<Map<String, Value>>,
+    /// How many resources the filter was evaluated on: an indexed lookup touches only its hits.
+    pub examined: usize,
+}
+
+pub struct Store {
+    state: RwLock<State>,
+    db: Option<Mutex<Connection>>,
+    pub dialect: Dialect,
+    pub users: ResourceSchema,
+    pub groups: ResourceSchema,
+}
+
+fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn db_error(e: rusqlite::Error) -> Error {
+    tracing::error!(error = %e, "sandbox database write failed");
+    Error::new(500, None, format!("the sandbox could not write its database: {e}"))
+}
+
+const SCHEMA_SQL: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS resources (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('User', 'Group')),
+    seq INTEGER NOT NULL UNIQUE,
+    provisioned INTEGER NOT NULL,
+    user_name TEXT,
+    external_id TEXT,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS resources_user_name ON resources (user_name) WHERE kind = 'User';
+CREATE INDEX IF NOT EXISTS resources_external_id ON resources (kind, external_id);
+CREATE TABLE IF NOT EXISTS emails (id TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS emails_value ON emails (value);
+CREATE INDEX IF NOT EXISTS emails_id ON emails (id);
+";
+
+impl Store {
+    /// Opens (or creates) the database file, or keeps everything in memory when `path` is None.
+    pub fn open(path: Option<&Path>, dialect: Dialect) -> Result<Store, String> {
+        let mut state = State::default();
+        let db = match path {
+            None => None,
+            Some(p) => {
+                let conn = Connection::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+                conn.execute_batch(SCHEMA_SQL).map_err(|e| format!("cannot prepare {}: {e}", p.display()))?;
+                conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(|e| e.to_string())?;
+                let stored: Option<String> = conn
+                    .query_row("SELECT value FROM settings WHERE key = 'dialect'", [], |r| r.get(0))
+                    .optional()
+                    .map_err(|e| e.to_string())?;
+                match stored {
+                    Some(d) if d != dialect.as_str() => {
+                        return Err(format!(
+                            "{} holds a {d} sandbox; start it with --dialect {d} or use another --db",
+                            p.display()
+                        ))
+                    }
+                    Some(_) => {}
+                    None => {
+                        conn.execute("INSERT INTO settings (key, value) VALUES ('dialect', ?1)", [dialect.as_str()])
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                {
+                    let mut stmt = conn
+                        .prepare("SELECT id, kind, seq, provisioned, version, body FROM resources ORDER BY seq")
+                        .map_err(|e| e.to_string())?;
+                    let rows = stmt
+                        .query_map([], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(2)?,
+                                r.get::<_, bool>(3)?,
+                                r.get::<_, i64>(4)?,
+                                r.get::<_, String>(5)?,
+                            ))
+                        })
+                        .map_err(|e| e.to_string())?;
+                    for row in rows {
+                        let (id, kind, seq, provisioned, version, body) = row.map_err(|e| e.to_string())?;
+                        let doc: Map<String, Value> = serde_json::from_str(&body)
+                            .map_err(|e| format!("{}: resource {id} is not valid JSON: {e}", p.display()))?;
+                        let kind = if kind == "User" { Kind::User } else { Kind::Group };
+                        state.next_seq = state.next_seq.max(seq as u64 + 1);
+                        state.index(kind, &id, Entry { seq: seq as u64, provisioned, version: version as u64, doc });
+                    }
+                }
+                Some(Mutex::new(conn))
+            }
+        };
+        Ok(Store {
+            state: RwLock::new(state),
+            db,
+            dialect,
+            users: dialect.user_schema(),
+            groups: dialect.group_schema(),
+        })
+    }
+
+    pub fn schema(&self, k: Kind) -> &ResourceSchema {
+        match k {
+            Kind::User => &self.users,
+            Kind::Group => &self.groups,
+        }
+    }
+
+    pub fn is_persistent(&self) -> bool {
+        self.db.is_some()
+    }
+
+    pub fn setting(&self, key: &str) -> Option<String> {
+        let db = self.db.as_ref()?.lock().ok()?;
+        db.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional().ok().flatten()
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), String> {
+        let Some(db) = &self.db else { return Ok(()) };
+        let db = db.lock().map_err(|_| "database lock poisoned".to_string())?;
+        db.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    fn write(&self, ops: &[(Kind, &str, Option<&Entry>)]) -> Result<(), Error> {
+        let Some(db) = &self.db else { return Ok(()) };
+        let mut db = db.lock().map_err(|_| Error::new(500, None, "database lock poisoned"))?;
+        let tx = db.transaction().map_err(db_error)?;
+        for (kind, id, entry) in ops {
+            match entry {
+                None => {
+                    tx.execute("DELETE FROM resources WHERE id = ?1", [id]).map_err(db_error)?;
+                }
+                Some(e) => {
+                    let user_name = e
+                        .doc
+                        .get("userName")
+                        .and_then(Value::as_str)
+                        .filter(|_| *kind == Kind::User)
+                        .map(|s| fold(s).into_owned());
+                    let body = serde_json::to_string(&e.doc).map_err(|e| Error::new(500, None, e.to_string()))?;
+                    tx.execute(
+                        "INSERT INTO resources (id, kind, seq, provisioned, user_name, external_id, version, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                         ON CONFLICT (id) DO UPDATE SET user_name = excluded.user_name,
+                           external_id = excluded.external_id, version = excluded.version, body = excluded.body",
+                        params![
+                            id,
+                            kind.as_str(),
+                            e.seq as i64,
+                            e.provisioned,
+                            user_name,
+                            e.doc.get("externalId").and_then(Value::as_str),
+                            e.version as i64,
+                            body
+                        ],
+                    )
+                    .map_err(db_error)?;
+                    if *kind == Kind::User {
+                        tx.execute("DELETE FROM emails WHERE id = ?1", [id]).map_err(db_error)?;
+                        for em in emails(&e.doc) {
+                            tx.execute("INSERT INTO emails (id, value) VALUES (?1, ?2)", [*id, em.as_str()])
+                                .map_err(db_error)?;
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(db_error)
+    }
+
+    pub fn get(&self, kind: Kind, id: &str) -> Option<Entry> {
+        let st = self.state.read().expect("state lock");
+        st.table(kind).by_id.get(id).cloned()
+    }
+
+    pub fn len(&self, kind: Kind) -> usize {
+        self.state.read().expect("state lock").table(kind).by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len(Kind::User) == 0 && self.len(Kind::Group) == 0
+    }
+
+    /// What a client sees: the stored document with `meta.location`, the user's read-only
+    /// `groups`, and `$ref` on group members.
+    pub fn render(&self, kind: Kind, entry: &Entry, base: &str) -> Map<String, Value> {
+        let st = self.state.read().expect("state lock");
+        decorate(&st, kind, entry, base)
+    }
+
+    fn check_unique(st: &State, kind: Kind, doc: &Map<String, Value>, own_id: Option<&str>) -> Result<(), Error> {
+        if kind != Kind::User {
+            return Ok(());
+        }
+        let Some(name) = doc.get("userName").and_then(Value::as_str) else { return Ok(()) };
+        match st.user_name.get(fold(name).as_ref()) {
+            Some(other) if Some(other.as_str()) != own_id => Err(Error::conflict(format!(
+                "userName {name:?} is already taken by user {other} (userName is unique regardless of case)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fills in the type and display name of group members that are known users or groups.
+    /// An unknown id is kept as given: RFC 7644 does not ask servers to check member ids, and
+    /// independent conformance suites add made-up ones.
+    fn resolve_members(st: &State, doc: &mut Map<String, Value>) -> Result<(), Error> {
+        let Some(Value::Array(items)) = doc.get_mut("members") else { return Ok(()) };
+        for (i, m) in items.iter_mut().enumerate() {
+            let Some(obj) = m.as_object_mut() else { continue };
+            let Some(id) = obj.get("value").and_then(Value::as_str).map(str::to_string) else {
+                return Err(Error::invalid_value(format!("members[{i}] has no value (the member's id)")));
+            };
+            let (ty, display) = if let Some(u) = st.users.by_id.get(&id) {
+                ("User", u.doc.get("displayName").or_else(|| u.doc.get("userName")).cloned())
+            } else if let Some(g) = st.groups.by_id.get(&id) {
+                ("Group", g.doc.get("displayName").cloned())
+            } else {
+                continue;
+            };
+            obj.insert("type".into(), json!(ty));
+            if let Some(d) = display {
+                obj.insert("display".into(), d);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a new resource. `doc` is normalised; id and meta are assigned here.
+    pub fn create(&self, kind: Kind, mut doc: Map<String, Value>, provisioned: bool) -> Result<Entry, Error> {
+        let mut st = self.state.write().expect("state lock");
+        Self::check_unique(&st, kind, &doc, None)?;
+        if kind == Kind::Group {
+            Self::resolve_members(&st, &mut doc)?;
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let seq = st.next_seq;
+        if kind == Kind::Group && self.dialect == Dialect::Monday {
+            // monday.com's own numeric team id, which its group answers carry.
+            doc.insert("internalId".into(), json!((10_000_000 + seq).to_string()));
+        }
+        let t = now();
+        doc.insert("id".into(), json!(id));
+        doc.insert(
+            "meta".into(),
+            json!({"resourceType": kind.as_str(), "created": t, "lastModified": t, "version": "W/\"1\""}),
+        );
+        let entry = Entry { seq, provisioned, version: 1, doc };
+        self.write(&[(kind, &id, Some(&entry))])?;
+        st.next_seq += 1;
+        st.index(kind, &id, entry.clone());
+        Ok(entry)
+    }
+
+    /// Replaces a resource by `update(current) -> new attributes`, under the write lock so the
+    /// check of If-Match and the write see the same version.
+    pub fn update(
+        &self,
+        kind: Kind,
+        id: &str,
+        if_match: Option<&str>,
+        update: impl FnOnce(&Map<String, Value>) -> Result<Map<String, Value>, Error>,
+    ) -> Result<Entry, Error> {
+        let mut st = self.state.write().expect("state lock");
+        let current = st.table(kind).by_id.get(id).ok_or_else(|| not_found(kind, id))?;
+        check_if_match(if_match, current)?;
+        let mut doc = update(&current.doc)?;
+        Self::check_unique(&st, kind, &doc, Some(id))?;
+        if kind == Kind::Group {
+            Self::resolve_members(&st, &mut doc)?;
+        }
+        for key in ["id", "meta", "internalId"] {
+            if let Some(v) = current.doc.get(key) {
+                doc.insert(key.into(), v.clone());
+            }
+        }
+        if doc == current.doc {
+            return Ok(current.clone());
+        }
+        let version = current.version + 1;
+        let meta = doc.get_mut("meta").and_then(Value::as_object_mut).expect("stored resources have meta");
+        meta.insert("lastModified".into(), json!(now()));
+        meta.insert("version".into(), json!(format!("W/\"{version}\"")));
+        let entry = Entry { seq: current.seq, provisioned: current.provisioned, version, doc };
+        // A user's new display name shows in the groups that list them.
+        let mut touched_groups = Vec::new();
+        if kind == Kind::User && entry.doc.get("displayName") != current.doc.get("displayName") {
+            for g in st.memberships.get(id).into_iter().flatten() {
+                if let Some(ge) = st.groups.by_id.get(g) {
+                    let mut ge = ge.clone();
+                    if let Some(Value::Array(ms)) = ge.doc.get_mut("members") {
+                        for m in ms.iter_mut().filter(|m| m.get("value").and_then(Value::as_str) == Some(id)) {
+                            if let (Some(o), Some(d)) = (m.as_object_mut(), entry.doc.get("displayName")) {
+                                o.insert("display".into(), d.clone());
+                            }
+                        }
+                    }
+                    touched_groups.push((g.clone(), ge));
+                }
+            }
+        }
+        let mut ops: Vec<(Kind, &str, Option<&Entry>)> = vec![(kind, id, Some(&entry))];
+        ops.extend(touched_groups.iter().map(|(g, e)| (Kind::Group, g.as_str(), Some(e))));
+        self.write(&ops)?;
+        st.unindex(kind, id);
+        st.index(kind, id, entry.clone());
+        for (g, e) in touched_groups {
+            st.unindex(Kind::Group, &g);
+            st.index(Kind::Group, &g, e);
+        }
+        Ok(entry)
+    }
+
+    /// Deletes a resource; a deleted user leaves every group it was in.
+    pub fn delete(&self, kind: Kind, id: &str, if_match: Option<&str>) -> Result<(), Error> {
+        let mut st = self.state.write().expect("state lock");
+        let current = st.table(kind).by_id.get(id).ok_or_else(|| not_found(kind, id))?;
+        check_if_match(if_match, current)?;
+        let mut changed = Vec::new();
+        // The groups that list the deleted resource as a member (users, or nested groups).
+        let group_ids: Vec<String> = st.memberships.get(id).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        for g in group_ids {
+            if let Some(ge) = st.groups.by_id.get(&g) {
+                let mut ge = ge.clone();
+                if let Some(Value::Array(ms)) = ge.doc.get_mut("members") {
+                    ms.retain(|m| m.get("value").and_then(Value::as_str) != Some(id));
+                    if ms.is_empty() {
+                        ge.doc.remove("members");
+                    }
+                }
+                ge.version += 1;
+                if let Some(meta) = ge.doc.get_mut("meta").and_then(Value::as_object_mut) {
+                    meta.insert("lastModified".into(), json!(now()));
+                    meta.insert("version".into(), json!(format!("W/\"{}\"", ge.version)));
+                }
+                changed.push((g, ge));
+            }
+        }
+        let mut ops: Vec<(Kind, &str, Option<&Entry>)> = vec![(kind, id, None)];
+        ops.extend(changed.iter().map(|(g, e)| (Kind::Group, g.as_str(), Some(e))));
+        self.write(&ops)?;
+        st.unindex(kind, id);
+        st.memberships.remove(id);
+        for (g, e) in changed {
+            st.unindex(Kind::Group, &g);
+            st.index(Kind::Group, &g, e);
+        }
+        Ok(())
+    }
+
+    /// Ids a filter can be answered from by index, or None when it needs a scan.
+    fn indexed(&self, st: &State, kind: Kind, f: &Filter) -> Option<BTreeSet<String>> {
+        let eq_str = |p: &AttrPath, op: &CompareOp, v: &CompValue| -> Option<(String, String)> {
+            match (op, v) {
+                (CompareOp::Eq, CompValue::Str(s)) => {
+                    let leaf = match &p.sub {
+                        Some(s) => format!("{}.{}", p.name, s),
+                        None => p.name.clone(),
+                    };
+                    let core = p.uri.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(&self.schema(kind).core.id));
+                    core.then(|| (leaf.to_ascii_lowercase(), s.clone()))
+                }
+                _ => None,
+            }
+        };
+        match f {
+            Filter::Compare(p, op, v) => {
+                let (leaf, s) = eq_str(p, op, v)?;
+                let one = |x: Option<&String>| x.into_iter().cloned().collect::<BTreeSet<_>>();
+                match (kind, leaf.as_str()) {
+                    (Kind::User, "username") => Some(one(st.user_name.get(fold(&s).as_ref()))),
+                    (Kind::User, "emails" | "emails.value") => {
+                        Some(st.email.get(&s.to_lowercase()).cloned().unwrap_or_default())
+                    }
+                    (_, "externalid") => Some(st.table(kind).external_id.get(&s).cloned().unwrap_or_default()),
+                    (Kind::Group, "displayname") => {
+                        Some(st.group_name.get(fold(&s).as_ref()).cloned().unwrap_or_default())
+                    }
+                    _ => None,
+                }
+            }
+            Filter::ValuePath(p, inner)
+                if kind == Kind::User && p.name.eq_ignore_ascii_case("emails") && p.uri.is_none() =>
+            {
+                let mut found = None;
+                find_value_eq(inner, &mut found);
+                found.map(|s| st.email.get(&s.to_lowercase()).cloned().unwrap_or_default())
+            }
+            Filter::And(a, b) => self.indexed(st, kind, a).or_else(|| self.indexed(st, kind, b)),
+            Filter::Or(a, b) => {
+                let mut x = self.indexed(st, kind, a)?;
+                x.extend(self.indexed(st, kind, b)?);
+                Some(x)
+            }
+            _ => None,
+        }
+    }
+
+    /// Filters, sorts and pages; `render` turns a stored entry into what the client gets.
+    pub fn list(
+        &self,
+        kind: Kind,
+        q: &ListQuery,
+        base: &str,
+        mut project: impl FnMut(Map<String, Value>) -> Map<String, Value>,
+    ) -> ListPage {
+        let st = self.state.read().expect("state lock");
+        let mut render = |e: &Entry| project(decorate(&st, kind, e, base));
+        let table = st.table(kind);
+        let schema = self.schema(kind);
+        let visible = |e: &Entry| !q.provisioned_only || e.provisioned;
+        let skip = q.start_index.saturating_sub(1);
+        // The common paging call (no filter, no sort) walks only the page it returns.
+        if q.filter.is_none() && q.sort_by.is_none() && (table.hidden == 0 || !q.provisioned_only) {
+            let resources: Vec<_> = table
+                .order
+                .values()
+                .skip(skip)
+                .take(q.count)
+                .filter_map(|id| table.by_id.get(id))
+                .map(&mut render)
+                .collect();
+            return ListPage { total: table.by_id.len(), examined: resources.len(), resources };
+        }
+        let mut examined = 0;
+        let mut hits: Vec<&Entry> = Vec::new();
+        match q.filter.as_ref().and_then(|f| self.indexed(&st, kind, f)) {
+            Some(ids) => {
+                let mut es: Vec<&Entry> = ids.iter().filter_map(|id| table.by_id.get(id)).collect();
+                es.sort_by_key(|e| e.seq);
+                for e in es {
+                    examined += 1;
+                    if visible(e) && q.filter.as_ref().is_none_or(|f| schema.matches(f, &e.doc)) {
+                        hits.push(e);
+                    }
+                }
+            }
+            None => {
+                for id in table.order.values() {
+                    let Some(e) = table.by_id.get(id) else { continue };
+                    examined += 1;
+                    if visible(e) && q.filter.as_ref().is_none_or(|f| schema.matches(f, &e.doc)) {
+                        hits.push(e);
+                    }
+                }
+            }
+        }
+        if let Some(path) = &q.sort_by {
+            hits.sort_by(|a, b| {
+                let o = schema.compare_by(path, &a.doc, &b.doc);
+                if q.descending {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+        }
+        let total = hits.len();
+        let resources = hits.into_iter().skip(skip).take(q.count).map(render).collect();
+        ListPage { total, resources, examined }
+    }
+}
+
+fn decorate(st: &State, kind: Kind, entry: &Entry, base: &str) -> Map<String, Value> {
+    let mut doc = entry.doc.clone();
+    let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    if let Some(meta) = doc.get_mut("meta").and_then(Value::as_object_mut) {
+        meta.insert("location".into(), json!(format!("{base}/{}/{id}", kind.endpoint())));
+    }
+    match kind {
+        Kind::User => {
+            if let Some(gs) = st.memberships.get(&id) {
+                let groups: Vec<Value> = gs
+                    .iter()
+                    .filter_map(|g| st.groups.by_id.get(g).map(|e| (g, e)))
+                    .map(|(g, e)| {
+                        json!({"value": g, "display": e.doc.get("displayName"), "type": "direct", "$ref": format!("{base}/Groups/{g}")})
+                    })
+                    .collect();
+                if !groups.is_empty() {
+                    doc.insert("groups".into(), Value::Array(groups));
+                }
+            }
+        }
+        Kind::Group => {
+            if let Some(Value::Array(ms)) = doc.get_mut("members") {
+                for m in ms.iter_mut().filter_map(Value::as_object_mut) {
+                    let ep = if m.get("type").and_then(Value::as_str) == Some("Group") { "Groups" } else { "Users" };
+                    if let Some(v) = m.get("value").and_then(Value::as_str) {
+                        let r = format!("{base}/{ep}/{v}");
+                        m.insert("$ref".into(), json!(r));
+                    }
+                }
+            }
+        }
+    }
+    doc
+}
+
+fn find_value_eq(f: &Filter, out: &mut Option<String>) {
+    match f {
+        Filter::Compare(p, CompareOp::Eq, CompValue::Str(s)) if p.name.eq_ignore_ascii_case("value") => {
+            *out = Some(s.clone())
+        }
+        Filter::And(a, b) => {
+            find_value_eq(a, out);
+            if out.is_none() {
+                find_value_eq(b, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn not_found(kind: Kind, id: &str) -> Error {
+    Error::not_found(format!("{} {id:?} not found", kind.as_str()))
+}
+
+/// RFC 7644 §3.14 with RFC 7232 weak comparison: `*` or any listed tag that names the version.
+fn check_if_match(if_match: Option<&str>, e: &Entry) -> Result<(), Error> {
+    let Some(h) = if_match else { return Ok(()) };
+    if etag_matches(h, &e.etag()) {
+        Ok(())
+    } else {
+        Err(Error::new(412, None, format!("If-Match {h} does not match the current version {}", e.etag())))
+    }
+}
+
+pub fn etag_matches(header: &str, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").trim_matches('"').to_string();
+    header.split(',').any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
