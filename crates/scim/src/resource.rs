@@ -196,7 +196,12 @@ impl ResourceSchema {
                 continue;
             }
             let path = AttrPath::parse(key).ok().filter(|p| p.sub.is_none());
-            let resolved = path.as_ref().and_then(|p| self.resolve(p)).ok_or_else(|| {
+            let resolved = path.as_ref().and_then(|p| self.resolve(p));
+            if resolved.is_none() && value.is_null() {
+                // `"password": null` and the like ask nothing to be stored.
+                continue;
+            }
+            let resolved = resolved.ok_or_else(|| {
                 Error::invalid_syntax(format!("unknown attribute {key:?}: {} has {}", self.name, self.known_names()))
             })?;
             if resolved.attr.mutability == Mutability::ReadOnly {
@@ -628,6 +633,10 @@ fn normalize_single(attr: &Attribute, v: &Value, at: &str, ignore_read_only: boo
     let wrong = |want: &str| Error::invalid_value(format!("{at} must be {want}, found {}", describe(v)));
     match attr.ty {
         _ if v.is_null() => Ok(None),
+        // Entra ID sends a manager (and other complex values) as the bare id string.
+        AttrType::Complex if v.is_string() && attr.sub("value").is_some() => {
+            normalize_single(attr, &json!({ "value": v }), at, ignore_read_only)
+        }
         AttrType::Complex => {
             let obj = v.as_object().ok_or_else(|| wrong("an object"))?;
             let mut out = Map::new();

@@ -136,14 +136,14 @@ async fn run_sandbox(cfg: Config, banner: bool) -> Result<(), String> {
         Some(p) => p.display().to_string(),
         None => "memory".into(),
     };
-    // One line a script can read to learn the port.
-    println!("tenure sandbox listening on {url} (dialect {}, storage {storage})", cfg.dialect);
     if prepared.seeded > 0 {
         println!("seeded {} hand-invited resources", prepared.seeded);
     }
     if let Some(t) = &prepared.new_token {
         println!("bearer token (shown once; only its hash is kept): {t}");
     }
+    // Last of the start-up lines, so a script can read up to it to learn the port.
+    println!("tenure sandbox listening on {url} (dialect {}, storage {storage})", cfg.dialect);
     if banner {
         let t = prepared.new_token.as_deref().unwrap_or("<your token>");
         println!("\nTry it:\n  curl -s -H 'Authorization: Bearer {t}' '{url}/Users?count=5'");

@@ -1,0 +1,428 @@
+//! The sandbox as monday.com behaves and as a demanding SCIM client expects: dialect rules,
+//! persistence, authentication, ETags, limits, errors, search, bulk and the fault knobs.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+fn user(name: &str) -> Value {
+    json!({"schemas": [USER], "userName": name, "displayName": name})
+}
+
+#[tokio::test]
+async fn monday_user_type_rules() {
+    let sb = spawn(&[]);
+    let a = sb.post("/Users", &user("default@acme.example")).await;
+    assert_eq!(a.body["userType"], json!("member"), "omitted userType is member");
+    assert_eq!(a.body["active"], json!(true));
+    let a = sb.post("/Users", &json!({"schemas": [USER], "userName": "o@acme.example", "displayName": "O", "userType": "owner"})).await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.body["scimType"], json!("invalidValue"));
+    assert!(a.body["detail"].as_str().unwrap().contains("admin, member, viewer, guest"));
+    let a = sb.post("/Users", &json!({"schemas": [USER], "userName": "nodisplay@acme.example"})).await;
+    assert_eq!(a.status, 400, "displayName is required by monday.com");
+    assert!(a.body["detail"].as_str().unwrap().contains("displayName"));
+    for t in ["admin", "Viewer", "GUEST"] {
+        let a = sb
+            .post("/Users", &json!({"schemas": [USER], "userName": format!("{t}@acme.example"), "displayName": t, "userType": t}))
+            .await;
+        assert_eq!(a.status, 201);
+        assert_eq!(a.body["userType"], json!(t.to_lowercase()));
+    }
+    // In the generic dialect userType is free text and displayName optional.
+    let g = spawn(&["--dialect", "generic"]);
+    let a = g.post("/Users", &json!({"schemas": [USER], "userName": "x@acme.example", "userType": "Contractor"})).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["userType"], json!("Contractor"));
+}
+
+#[tokio::test]
+async fn monday_changes_active_and_user_type_only_by_patch() {
+    let sb = spawn(&[]);
+    let id = sb.create_user("put@acme.example", "Put").await;
+    let a = sb
+        .put(
+            &format!("/Users/{id}"),
+            &json!({"schemas": [USER], "userName": "put@acme.example", "displayName": "Put Renamed", "active": false, "userType": "admin"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["displayName"], json!("Put Renamed"));
+    assert_eq!(a.body["active"], json!(true), "PUT leaves active alone");
+    assert_eq!(a.body["userType"], json!("member"), "PUT leaves userType alone");
+    let a = sb.patch(&format!("/Users/{id}"), json!([{"op": "replace", "value": {"userType": "viewer", "active": false}}])).await;
+    assert_eq!(a.body["userType"], json!("viewer"));
+    assert_eq!(a.body["active"], json!(false));
+    // In the generic dialect PUT replaces them.
+    let g = spawn(&["--dialect", "generic"]);
+    let id = g.create_user("put@acme.example", "Put").await;
+    let a = g.put(&format!("/Users/{id}"), &json!({"schemas": [USER], "userName": "put@acme.example", "active": false})).await;
+    assert_eq!(a.body["active"], json!(false));
+    assert!(a.body.get("displayName").is_none(), "PUT replaces the whole resource");
+}
+
+#[tokio::test]
+async fn hand_invited_users_are_hidden_unless_scim_provisioned_only_is_false() {
+    let dir = tempdir("seed");
+    let seed = dir.join("seed.json");
+    std::fs::write(
+        &seed,
+        json!({"Users": [{"userName": "hand@acme.example", "displayName": "Hand Invited", "emails": [{"value": "hand@acme.example", "type": "work"}]}],
+               "Groups": [{"displayName": "Marketing", "members": [{"value": "hand@acme.example"}]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let sb = spawn(&["--seed", seed.to_str().unwrap()]);
+    assert!(sb.stdout_lines.iter().any(|l| l.contains("seeded 2")), "{:?}", sb.stdout_lines);
+    let f = filter(r#"userName eq "hand@acme.example""#);
+    assert_eq!(sb.get(&format!("/Users?{f}")).await.body["totalResults"], json!(0));
+    assert_eq!(sb.get("/Users").await.body["totalResults"], json!(0));
+    assert_eq!(sb.get("/Groups").await.body["totalResults"], json!(0));
+    let all = sb.get(&format!("/Users?{f}&scim_provisioned_only=false")).await.body;
+    assert_eq!(all["totalResults"], json!(1));
+    let id = all["Resources"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(all["Resources"][0]["groups"][0]["display"], json!("Marketing"));
+    assert_eq!(sb.get("/Groups?scim_provisioned_only=false").await.body["totalResults"], json!(1));
+    // A POST for the hidden user conflicts, as on monday.com.
+    let a = sb.post("/Users", &user("HAND@acme.example")).await;
+    assert_eq!(a.status, 409);
+    // Known by id, it can be read and managed.
+    assert_eq!(sb.get(&format!("/Users/{id}")).await.status, 200);
+    // .search honours the parameter too.
+    let s = sb.send("POST", "/Users/.search?scim_provisioned_only=false", Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName sw \"hand\""})), &[]).await;
+    assert_eq!(s.body["totalResults"], json!(1));
+}
+
+#[tokio::test]
+async fn data_survives_restart_and_kill_9() {
+    let dir = tempdir("persist");
+    let db = db_in(&dir);
+    let mut sb = spawn(&["--db", &db]);
+    let id = sb.create_user("keep@acme.example", "Keep").await;
+    let g = sb.post("/Groups", &json!({"schemas": [GROUP], "displayName": "Keepers", "members": [{"value": id}]})).await;
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    let patched = sb.patch(&format!("/Users/{id}"), json!([{"op": "replace", "path": "active", "value": false}])).await.body;
+    let old_base = sb.base.clone();
+    sb.kill(); // SIGKILL: no chance to flush anything
+    let sb = spawn(&["--db", &db]);
+    let got = sb.get(&format!("/Users/{id}")).await;
+    assert_eq!(got.status, 200);
+    // The same resource; only the port in its URLs differs.
+    assert_eq!(got.body.to_string().replace(&sb.base, &old_base), patched.to_string());
+    assert_eq!(sb.get(&format!("/Groups/{gid}")).await.body["members"][0]["value"], json!(id));
+    assert_eq!(sb.get(&format!("/Users?{}", filter(r#"userName eq "KEEP@acme.example""#))).await.body["totalResults"], json!(1));
+    let dup = sb.post("/Users", &user("keep@acme.example")).await;
+    assert_eq!(dup.status, 409, "indexes are rebuilt on start");
+    // The token is not in the database file in plain text.
+    let bytes = std::fs::read(dir.join("sandbox.db")).unwrap();
+    assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()));
+}
+
+#[tokio::test]
+async fn generated_token_is_printed_once_and_only_its_hash_kept() {
+    let dir = tempdir("token");
+    let db = db_in(&dir);
+    let mut first = spawn_with(&["--db", &db], None);
+    assert!(first.token.starts_with("sbx_"), "{:?}", first.stdout_lines);
+    assert_eq!(first.get("/Users").await.status, 200);
+    let token = first.token.clone();
+    first.kill();
+    let mut second = spawn_with(&["--db", &db], None);
+    assert!(second.stdout_lines.iter().all(|l| !l.contains("bearer token")), "{:?}", second.stdout_lines);
+    second.token = token.clone();
+    assert_eq!(second.get("/Users").await.status, 200, "the stored hash still accepts it");
+    second.kill();
+    let bytes = std::fs::read(dir.join("sandbox.db")).unwrap();
+    assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "token on disk in plain text");
+    // A token given by file replaces it.
+    let tf = dir.join("token.txt");
+    std::fs::write(&tf, "from-a-file-123\n").unwrap();
+    let mut third = spawn_with(&["--db", &db, "--token-file", tf.to_str().unwrap()], None);
+    third.token = "from-a-file-123".into();
+    assert_eq!(third.get("/Users").await.status, 200);
+    third.token = token;
+    assert_eq!(third.get("/Users").await.status, 401);
+}
+
+#[tokio::test]
+async fn etags_if_match_and_if_none_match() {
+    let sb = spawn(&[]);
+    let a = sb.post("/Users", &user("etag@acme.example")).await;
+    let id = a.body["id"].as_str().unwrap();
+    let v1 = a.header("etag").unwrap();
+    let path = format!("/Users/{id}");
+    let ops = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "title", "value": "A"}]});
+    let ok = sb.send("PATCH", &path, Some(&ops), &[("If-Match", &v1)]).await;
+    assert_eq!(ok.status, 200);
+    let v2 = ok.header("etag").unwrap();
+    assert_ne!(v1, v2);
+    let stale = sb.send("PATCH", &path, Some(&ops), &[("If-Match", &v1)]).await;
+    assert_eq!(stale.status, 412);
+    let stale_put = sb.send("PUT", &path, Some(&user("etag@acme.example")), &[("If-Match", &v1)]).await;
+    assert_eq!(stale_put.status, 412);
+    let stale_delete = sb.send("DELETE", &path, None, &[("If-Match", &v1)]).await;
+    assert_eq!(stale_delete.status, 412);
+    assert_eq!(sb.send("GET", &path, None, &[("If-None-Match", &v2)]).await.status, 304);
+    assert_eq!(sb.send("GET", &path, None, &[("If-None-Match", &v1)]).await.status, 200);
+    assert_eq!(sb.send("PATCH", &path, Some(&ops), &[("If-None-Match", "*")]).await.status, 412);
+    // A PATCH that changes nothing keeps the version.
+    let same = sb.send("PATCH", &path, Some(&ops), &[]).await;
+    assert_eq!(same.header("etag").unwrap(), v2);
+    assert_eq!(sb.send("DELETE", &path, None, &[("If-Match", &v2)]).await.status, 204);
+    assert_eq!(sb.get(&path).await.status, 404);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_400_that_says_what_and_where_and_changes_nothing() {
+    let sb = spawn(&["--max-body-bytes", "2000", "--max-filter-depth", "4"]);
+    let id = sb.create_user("err@acme.example", "Err").await;
+    let before = sb.get(&format!("/Users/{id}")).await.body;
+    let raw = |body: &'static str| {
+        let sb = &sb;
+        async move {
+            let r = sb.http.post(format!("{}/Users", sb.base)).bearer_auth(TOKEN).body(body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, b) = raw("{\"schemas\": [\"urn:ietf:params:scim:schemas:core:2.0:User\"],\n \"userName\": }").await;
+    assert_eq!(s, 400);
+    assert_eq!(b["scimType"], json!("invalidSyntax"));
+    assert!(b["detail"].as_str().unwrap().contains("line 2, column 14"), "{b}");
+    let (s, b) = raw("").await;
+    assert_eq!((s, b["scimType"].as_str()), (400, Some("invalidSyntax")));
+    let cases = [
+        (json!({"schemas": [USER], "userName": 42, "displayName": "X"}), "userName", "invalidValue"),
+        (json!({"schemas": [USER], "userName": "x@a", "displayName": "X", "nickname": "n"}), "nickname", "invalidSyntax"),
+        (json!({"schemas": [USER], "userName": "x@a", "displayName": "X", "emails": [{"value": "x@a", "type": 3}]}), "emails[0].type", "invalidValue"),
+        (json!({"schemas": ["urn:example:Nope"], "userName": "x@a"}), "urn:example:Nope", "invalidSyntax"),
+        (json!(["not", "an", "object"]), "object", "invalidSyntax"),
+    ];
+    for (body, want, scim_type) in cases {
+        let a = sb.post("/Users", &body).await;
+        assert_eq!(a.status, 400, "{body}");
+        assert_eq!(a.body["scimType"], json!(scim_type), "{body}: {}", a.body);
+        assert!(a.body["detail"].as_str().unwrap().contains(want), "{body}: {}", a.body);
+    }
+    let big = json!({"schemas": [USER], "userName": "big@a", "displayName": "x".repeat(3000)});
+    let a = sb.post("/Users", &big).await;
+    assert_eq!(a.status, 413);
+    assert_eq!(a.body["status"], json!("413"));
+    let a = sb.get(&format!("/Users?{}", filter("userName eq"))).await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.body["scimType"], json!("invalidFilter"));
+    assert!(a.body["detail"].as_str().unwrap().contains("position 11"));
+    let a = sb.get(&format!("/Users?{}", filter("((((((userName pr))))))"))).await;
+    assert_eq!(a.body["scimType"], json!("invalidFilter"));
+    assert!(a.body["detail"].as_str().unwrap().contains("nested deeper"));
+    let a = sb.get(&format!("/Users?{}", filter(r#"phoneNumbers eq "1""#))).await;
+    assert_eq!(a.body["scimType"], json!("invalidFilter"));
+    let a = sb.get("/Users?startIndex=abc").await;
+    assert_eq!((a.status, a.body["scimType"].as_str()), (400, Some("invalidValue")));
+    // A PATCH whose second operation fails leaves the user exactly as it was.
+    let a = sb
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "replace", "path": "userType", "value": "boss"}]),
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(a.body["detail"].as_str().unwrap().contains("Operations[1]"), "{}", a.body);
+    assert_eq!(sb.get(&format!("/Users/{id}")).await.body, before);
+    assert_eq!(sb.get("/Users").await.body["totalResults"], json!(1), "no failed POST left anything");
+    let a = sb.send("PATCH", "/Users", None, &[]).await;
+    assert_eq!(a.status, 405);
+    let a = sb.get("/Nope").await;
+    assert_eq!((a.status, a.body["status"].as_str()), (404, Some("404")));
+}
+
+#[tokio::test]
+async fn count_is_capped_and_paging_is_one_based() {
+    let sb = spawn(&["--max-results", "3"]);
+    for i in 0..5 {
+        sb.create_user(&format!("c{i}@acme.example"), &format!("C{i}")).await;
+    }
+    let a = sb.get("/Users?count=100").await.body;
+    assert_eq!((a["totalResults"].as_u64(), a["itemsPerPage"].as_u64()), (Some(5), Some(3)));
+    let a = sb.get("/Users?count=0").await.body;
+    assert_eq!((a["totalResults"].as_u64(), a["itemsPerPage"].as_u64()), (Some(5), Some(0)));
+    let a = sb.get("/Users?startIndex=0&count=1").await.body;
+    assert_eq!(a["startIndex"], json!(1), "startIndex below 1 is read as 1");
+    assert_eq!(a["Resources"][0]["userName"], json!("c0@acme.example"));
+    let a = sb.get("/Users?startIndex=5&count=3").await.body;
+    assert_eq!(a["Resources"][0]["userName"], json!("c4@acme.example"));
+    let a = sb.get("/Users?startIndex=9").await.body;
+    assert_eq!(a["itemsPerPage"], json!(0));
+    let spc = sb.get("/ServiceProviderConfig").await.body;
+    assert_eq!(spc["filter"]["maxResults"], json!(3));
+}
+
+#[tokio::test]
+async fn sort_attributes_and_search() {
+    let sb = spawn(&[]);
+    for (n, t) in [("b@acme.example", "Zed"), ("a@acme.example", "Amy"), ("c@acme.example", "mia")] {
+        sb.post("/Users", &json!({"schemas": [USER], "userName": n, "displayName": t, "title": t})).await;
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v["Resources"].as_array().unwrap().iter().map(|u| u["userName"].as_str().unwrap().to_string()).collect()
+    };
+    let a = sb.get("/Users?sortBy=userName").await.body;
+    assert_eq!(names(&a), ["a@acme.example", "b@acme.example", "c@acme.example"]);
+    let a = sb.get("/Users?sortBy=displayName&sortOrder=descending").await.body;
+    assert_eq!(names(&a), ["b@acme.example", "c@acme.example", "a@acme.example"], "case-insensitive order");
+    let a = sb.get("/Users?attributes=userName,name.givenName&count=1").await.body;
+    let u = a["Resources"][0].as_object().unwrap();
+    let mut keys: Vec<&str> = u.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "schemas", "userName"]);
+    let a = sb.get("/Users?excludedAttributes=title,meta&count=1").await.body;
+    assert!(a["Resources"][0].get("title").is_none() && a["Resources"][0].get("meta").is_none());
+    assert!(a["Resources"][0].get("displayName").is_some());
+    let s = sb
+        .post(
+            "/Users/.search",
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "title co \"m\"",
+                    "sortBy": "userName", "attributes": ["userName"], "startIndex": 1, "count": 10}),
+        )
+        .await;
+    assert_eq!(s.status, 200, "{}", s.body);
+    assert_eq!(names(&s.body), ["a@acme.example", "c@acme.example"]);
+    sb.post("/Groups", &json!({"schemas": [GROUP], "displayName": "Amy's team"})).await;
+    let all = sb
+        .post("/.search", &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "displayName sw \"am\""}))
+        .await;
+    assert_eq!(all.body["totalResults"], json!(2), "one user and one group: {}", all.body);
+}
+
+#[tokio::test]
+async fn bulk_with_bulk_id_references_and_fail_on_errors() {
+    let sb = spawn(&[]);
+    let a = sb
+        .post(
+            "/Bulk",
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "failOnErrors": 1, "Operations": [
+                {"method": "POST", "path": "/Users", "bulkId": "u1", "data": user("bulk1@acme.example")},
+                {"method": "POST", "path": "/Groups", "bulkId": "g1", "data": {"schemas": [GROUP], "displayName": "Bulkers", "members": [{"value": "bulkId:u1"}]}},
+                {"method": "PATCH", "path": "/Users/bulkId:u1", "data": {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "title", "value": "Bulked"}]}},
+                {"method": "POST", "path": "/Users", "bulkId": "dup", "data": user("bulk1@acme.example")},
+                {"method": "POST", "path": "/Users", "bulkId": "never", "data": user("never@acme.example")}
+            ]}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let ops = a.body["Operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 4, "stops after the first error");
+    assert_eq!(ops[0]["status"], json!("201"));
+    assert_eq!(ops[2]["status"], json!("200"));
+    assert_eq!(ops[3]["status"], json!("409"));
+    assert_eq!(ops[3]["response"]["scimType"], json!("uniqueness"));
+    let uid = ops[0]["location"].as_str().unwrap().rsplit('/').next().unwrap();
+    let g = sb.get(&format!("/Groups?{}", filter(r#"displayName eq "Bulkers""#))).await.body;
+    assert_eq!(g["Resources"][0]["members"][0]["value"], json!(uid));
+    assert_eq!(sb.get(&format!("/Users/{uid}")).await.body["title"], json!("Bulked"));
+    assert_eq!(sb.get(&format!("/Users?{}", filter(r#"userName eq "never@acme.example""#))).await.body["totalResults"], json!(0));
+}
+
+#[tokio::test]
+async fn deleting_a_user_removes_it_from_its_teams() {
+    let sb = spawn(&[]);
+    let u = sb.create_user("gone@acme.example", "Gone").await;
+    let g = sb.post("/Groups", &json!({"schemas": [GROUP], "displayName": "T", "members": [{"value": u}]})).await.body;
+    assert_eq!(sb.delete(&format!("/Users/{u}")).await.status, 204);
+    let g2 = sb.get(&format!("/Groups/{}", g["id"].as_str().unwrap())).await.body;
+    assert!(g2.get("members").is_none(), "{g2}");
+    assert_ne!(g2["meta"]["version"], g["meta"]["version"]);
+}
+
+#[tokio::test]
+async fn discovery_publishes_what_is_stored() {
+    let sb = spawn(&[]);
+    let rt = sb.get("/ResourceTypes").await.body;
+    let ids: Vec<&str> = rt["Resources"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["User", "Group"]);
+    assert_eq!(sb.get("/ResourceTypes/User").await.body["schemaExtensions"], json!([]));
+    let schemas = sb.get("/Schemas").await.body;
+    assert_eq!(schemas["totalResults"], json!(2), "monday.com: no enterprise extension");
+    let g = spawn(&["--dialect", "generic"]);
+    let schemas = g.get("/Schemas").await.body;
+    assert_eq!(schemas["totalResults"], json!(3));
+    assert_eq!(g.get(&format!("/Schemas/{ENTERPRISE}")).await.status, 200);
+    assert_eq!(g.get("/ResourceTypes/User").await.body["schemaExtensions"][0]["schema"], json!(ENTERPRISE));
+    let spc = g.get("/ServiceProviderConfig").await.body;
+    assert_eq!(spc["patch"]["supported"], json!(true));
+    assert_eq!(spc["etag"]["supported"], json!(true));
+    assert_eq!(spc["authenticationSchemes"][0]["type"], json!("oauthbearertoken"));
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let sb = spawn(&["--rate-limit", "5"]);
+    let mut statuses = vec![];
+    for _ in 0..8 {
+        let a = sb.get("/Users").await;
+        if a.status == 429 {
+            let secs: u64 = a.header("retry-after").unwrap().parse().unwrap();
+            assert!((1..=60).contains(&secs));
+            assert_eq!(a.body["status"], json!("429"));
+        }
+        statuses.push(a.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+}
+
+async fn fault_run(seed: &str) -> (Vec<String>, Value) {
+    let sb = spawn(&["--error-rate", "0.3", "--drop-rate", "0.2", "--fault-seed", seed]);
+    let mut outcomes = vec![];
+    for i in 0..40 {
+        let r = sb
+            .http
+            .post(format!("{}/Users", sb.base))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", "application/scim+json")
+            .body(user(&format!("f{i}@acme.example")).to_string())
+            .send()
+            .await;
+        outcomes.push(match r {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(_) => "dropped".into(),
+        });
+    }
+    // Read the counters without faults in the way: they are not behind the knobs' dice only
+    // if lucky, so retry until an answer comes.
+    let mut stats = Value::Null;
+    for _ in 0..50 {
+        if let Ok(r) = sb.http.get(format!("{}/_sandbox/stats", sb.base.trim_end_matches("/scim/v2"))).bearer_auth(TOKEN).send().await {
+            if r.status() == 200 {
+                stats = r.json().await.unwrap();
+                break;
+            }
+        }
+    }
+    (outcomes, stats)
+}
+
+#[tokio::test]
+async fn error_and_drop_knobs_are_seeded_and_deterministic() {
+    let (a, stats) = fault_run("42").await;
+    let (b, _) = fault_run("42").await;
+    let (c, _) = fault_run("43").await;
+    assert_eq!(a, b, "same seed, same faults");
+    assert_ne!(a, c, "another seed, other faults");
+    for want in ["201", "dropped"] {
+        assert!(a.contains(&want.to_string()), "{a:?}");
+    }
+    assert!(a.iter().any(|s| s == "500" || s == "503"), "{a:?}");
+    // Dropped-after requests were carried out although no answer came.
+    let created = a.iter().filter(|s| *s == "201").count() as u64;
+    assert!(stats["users"].as_u64().unwrap() > created, "{stats} vs {created} answered creates");
+    assert!(stats["dropped"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn latency_knob_delays_answers() {
+    let sb = spawn(&["--latency-ms", "150"]);
+    let t = std::time::Instant::now();
+    sb.get("/Users").await;
+    // A lower bound only: the knob must add at least what it says.
+    assert!(t.elapsed() >= std::time::Duration::from_millis(150));
+}
