@@ -83,7 +83,9 @@ async fn patch_quirks_op_case_dotted_keys_string_booleans_and_clearing() {
     assert_eq!(got, a.body, "PATCH answers the full stored resource");
     let a = sb.patch(&format!("/Users/{id}"), json!([{"op": "replace", "path": "locale", "value": null}])).await;
     assert!(a.body.get("locale").is_none());
-    let a = sb.patch(&format!("/Users/{id}"), json!([{"op": "Replace", "path": "userName", "value": "ELI2@contoso.example"}])).await;
+    let a = sb
+        .patch(&format!("/Users/{id}"), json!([{"op": "Replace", "path": "userName", "value": "ELI2@contoso.example"}]))
+        .await;
     assert_eq!(a.body["userName"], json!("ELI2@contoso.example"));
     assert_eq!(find(&sb, "/Users", r#"userName eq "eli2@contoso.example""#).await["totalResults"], json!(1));
     assert_eq!(find(&sb, "/Users", r#"userName eq "eli@contoso.example""#).await["totalResults"], json!(0));
@@ -145,7 +147,8 @@ async fn groups_by_display_name_without_members_and_member_changes() {
         )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    let members: Vec<&str> = a.body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
+    let members: Vec<&str> =
+        a.body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
     assert_eq!(members, vec![u3.as_str()]);
     // The user sees its team in its read-only groups attribute.
     let u = sb.get(&format!("/Users/{u3}")).await.body;
@@ -190,7 +193,9 @@ async fn every_attribute_entra_maps_for_monday_is_published_and_sticks() {
     let schemas = sb.get("/Schemas").await.body;
     let user = schemas["Resources"].as_array().unwrap().iter().find(|s| s["id"] == json!(USER)).unwrap();
     let names: Vec<&str> = user["attributes"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
-    for want in ["userName", "displayName", "userType", "title", "locale", "timezone", "roles", "active", "emails", "name"] {
+    for want in
+        ["userName", "displayName", "userType", "title", "locale", "timezone", "roles", "active", "emails", "name"]
+    {
         assert!(names.contains(&want), "{want} in {names:?}");
     }
     assert!(!names.contains(&"phoneNumbers"), "monday.com does not store phone numbers");

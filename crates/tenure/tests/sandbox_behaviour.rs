@@ -15,7 +15,12 @@ async fn monday_user_type_rules() {
     let a = sb.post("/Users", &user("default@acme.example")).await;
     assert_eq!(a.body["userType"], json!("member"), "omitted userType is member");
     assert_eq!(a.body["active"], json!(true));
-    let a = sb.post("/Users", &json!({"schemas": [USER], "userName": "o@acme.example", "displayName": "O", "userType": "owner"})).await;
+    let a = sb
+        .post(
+            "/Users",
+            &json!({"schemas": [USER], "userName": "o@acme.example", "displayName": "O", "userType": "owner"}),
+        )
+        .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.body["scimType"], json!("invalidValue"));
     assert!(a.body["detail"].as_str().unwrap().contains("admin, member, viewer, guest"));
@@ -24,7 +29,10 @@ async fn monday_user_type_rules() {
     assert!(a.body["detail"].as_str().unwrap().contains("displayName"));
     for t in ["admin", "Viewer", "GUEST"] {
         let a = sb
-            .post("/Users", &json!({"schemas": [USER], "userName": format!("{t}@acme.example"), "displayName": t, "userType": t}))
+            .post(
+                "/Users",
+                &json!({"schemas": [USER], "userName": format!("{t}@acme.example"), "displayName": t, "userType": t}),
+            )
             .await;
         assert_eq!(a.status, 201);
         assert_eq!(a.body["userType"], json!(t.to_lowercase()));
@@ -50,13 +58,17 @@ async fn monday_changes_active_and_user_type_only_by_patch() {
     assert_eq!(a.body["displayName"], json!("Put Renamed"));
     assert_eq!(a.body["active"], json!(true), "PUT leaves active alone");
     assert_eq!(a.body["userType"], json!("member"), "PUT leaves userType alone");
-    let a = sb.patch(&format!("/Users/{id}"), json!([{"op": "replace", "value": {"userType": "viewer", "active": false}}])).await;
+    let a = sb
+        .patch(&format!("/Users/{id}"), json!([{"op": "replace", "value": {"userType": "viewer", "active": false}}]))
+        .await;
     assert_eq!(a.body["userType"], json!("viewer"));
     assert_eq!(a.body["active"], json!(false));
     // In the generic dialect PUT replaces them.
     let g = spawn(&["--dialect", "generic"]);
     let id = g.create_user("put@acme.example", "Put").await;
-    let a = g.put(&format!("/Users/{id}"), &json!({"schemas": [USER], "userName": "put@acme.example", "active": false})).await;
+    let a = g
+        .put(&format!("/Users/{id}"), &json!({"schemas": [USER], "userName": "put@acme.example", "active": false}))
+        .await;
     assert_eq!(a.body["active"], json!(false));
     assert!(a.body.get("displayName").is_none(), "PUT replaces the whole resource");
 }
@@ -99,9 +111,11 @@ async fn data_survives_restart_and_kill_9() {
     let db = db_in(&dir);
     let mut sb = spawn(&["--db", &db]);
     let id = sb.create_user("keep@acme.example", "Keep").await;
-    let g = sb.post("/Groups", &json!({"schemas": [GROUP], "displayName": "Keepers", "members": [{"value": id}]})).await;
+    let g =
+        sb.post("/Groups", &json!({"schemas": [GROUP], "displayName": "Keepers", "members": [{"value": id}]})).await;
     let gid = g.body["id"].as_str().unwrap().to_string();
-    let patched = sb.patch(&format!("/Users/{id}"), json!([{"op": "replace", "path": "active", "value": false}])).await.body;
+    let patched =
+        sb.patch(&format!("/Users/{id}"), json!([{"op": "replace", "path": "active", "value": false}])).await.body;
     let old_base = sb.base.clone();
     sb.kill(); // SIGKILL: no chance to flush anything
     let sb = spawn(&["--db", &db]);
@@ -110,7 +124,10 @@ async fn data_survives_restart_and_kill_9() {
     // The same resource; only the port in its URLs differs.
     assert_eq!(got.body.to_string().replace(&sb.base, &old_base), patched.to_string());
     assert_eq!(sb.get(&format!("/Groups/{gid}")).await.body["members"][0]["value"], json!(id));
-    assert_eq!(sb.get(&format!("/Users?{}", filter(r#"userName eq "KEEP@acme.example""#))).await.body["totalResults"], json!(1));
+    assert_eq!(
+        sb.get(&format!("/Users?{}", filter(r#"userName eq "KEEP@acme.example""#))).await.body["totalResults"],
+        json!(1)
+    );
     let dup = sb.post("/Users", &user("keep@acme.example")).await;
     assert_eq!(dup.status, 409, "indexes are rebuilt on start");
     // The token is not in the database file in plain text.
@@ -193,8 +210,16 @@ async fn bad_input_gets_a_400_that_says_what_and_where_and_changes_nothing() {
     assert_eq!((s, b["scimType"].as_str()), (400, Some("invalidSyntax")));
     let cases = [
         (json!({"schemas": [USER], "userName": 42, "displayName": "X"}), "userName", "invalidValue"),
-        (json!({"schemas": [USER], "userName": "x@a", "displayName": "X", "nickname": "n"}), "nickname", "invalidSyntax"),
-        (json!({"schemas": [USER], "userName": "x@a", "displayName": "X", "emails": [{"value": "x@a", "type": 3}]}), "emails[0].type", "invalidValue"),
+        (
+            json!({"schemas": [USER], "userName": "x@a", "displayName": "X", "nickname": "n"}),
+            "nickname",
+            "invalidSyntax",
+        ),
+        (
+            json!({"schemas": [USER], "userName": "x@a", "displayName": "X", "emails": [{"value": "x@a", "type": 3}]}),
+            "emails[0].type",
+            "invalidValue",
+        ),
         (json!({"schemas": ["urn:example:Nope"], "userName": "x@a"}), "urn:example:Nope", "invalidSyntax"),
         (json!(["not", "an", "object"]), "object", "invalidSyntax"),
     ];
@@ -320,7 +345,10 @@ async fn bulk_with_bulk_id_references_and_fail_on_errors() {
     let g = sb.get(&format!("/Groups?{}", filter(r#"displayName eq "Bulkers""#))).await.body;
     assert_eq!(g["Resources"][0]["members"][0]["value"], json!(uid));
     assert_eq!(sb.get(&format!("/Users/{uid}")).await.body["title"], json!("Bulked"));
-    assert_eq!(sb.get(&format!("/Users?{}", filter(r#"userName eq "never@acme.example""#))).await.body["totalResults"], json!(0));
+    assert_eq!(
+        sb.get(&format!("/Users?{}", filter(r#"userName eq "never@acme.example""#))).await.body["totalResults"],
+        json!(0)
+    );
 }
 
 #[tokio::test]
@@ -391,7 +419,13 @@ async fn fault_run(seed: &str) -> (Vec<String>, Value) {
     // if lucky, so retry until an answer comes.
     let mut stats = Value::Null;
     for _ in 0..50 {
-        if let Ok(r) = sb.http.get(format!("{}/_sandbox/stats", sb.base.trim_end_matches("/scim/v2"))).bearer_auth(TOKEN).send().await {
+        if let Ok(r) = sb
+            .http
+            .get(format!("{}/_sandbox/stats", sb.base.trim_end_matches("/scim/v2")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+        {
             if r.status() == 200 {
                 stats = r.json().await.unwrap();
                 break;
