@@ -261,42 +261,44 @@ fn check_if_none_match(app: &App, kind: Kind, id: &str, headers: &HeaderMap) -> 
 
 // --- core operations, shared by the handlers and /Bulk ---
 
-fn do_create(app: &App, kind: Kind, body: &Value) -> Result<Entry, Error> {
+async fn do_create(app: &App, kind: Kind, body: &Value) -> Result<Entry, Error> {
     let schema = app.store.schema(kind);
     let mut doc = schema.normalize(body)?;
     if kind == Kind::User {
         apply_user_defaults(app.store.dialect, &mut doc);
     }
     schema.check_required(&doc)?;
-    app.store.create(kind, doc, true)
+    app.store.create(kind, doc, true).await
 }
 
-fn do_replace(app: &App, kind: Kind, id: &str, body: &Value, if_match: Option<&str>) -> Result<Entry, Error> {
+async fn do_replace(app: &App, kind: Kind, id: &str, body: &Value, if_match: Option<&str>) -> Result<Entry, Error> {
     let schema = app.store.schema(kind);
     let mut doc = schema.normalize(body)?;
     let dialect = app.store.dialect;
-    app.store.update(kind, id, if_match, |current| {
-        if kind == Kind::User {
-            // monday.com changes these only through PATCH: a PUT leaves them as they are.
-            for key in dialect.patch_only_attributes() {
-                match current.get(*key) {
-                    Some(v) => doc.insert(key.to_string(), v.clone()),
-                    None => doc.remove(*key),
-                };
+    app.store
+        .update(kind, id, if_match, |current| {
+            if kind == Kind::User {
+                // monday.com changes these only through PATCH: a PUT leaves them as they are.
+                for key in dialect.patch_only_attributes() {
+                    match current.get(*key) {
+                        Some(v) => doc.insert(key.to_string(), v.clone()),
+                        None => doc.remove(*key),
+                    };
+                }
+                if dialect == Dialect::Generic {
+                    doc.entry("active").or_insert(json!(true));
+                }
             }
-            if dialect == Dialect::Generic {
-                doc.entry("active").or_insert(json!(true));
-            }
-        }
-        schema.check_required(&doc)?;
-        Ok(doc)
-    })
+            schema.check_required(&doc)?;
+            Ok(doc)
+        })
+        .await
 }
 
-fn do_patch(app: &App, kind: Kind, id: &str, body: &Value, if_match: Option<&str>) -> Result<Entry, Error> {
+async fn do_patch(app: &App, kind: Kind, id: &str, body: &Value, if_match: Option<&str>) -> Result<Entry, Error> {
     let ops = patch::parse(body)?;
     let schema = app.store.schema(kind);
-    app.store.update(kind, id, if_match, |current| patch::apply(schema, current, &ops))
+    app.store.update(kind, id, if_match, |current| patch::apply(schema, current, &ops)).await
 }
 
 // --- handlers ---
@@ -519,7 +521,7 @@ async fn get_one(app: Shared, kind: Kind, id: String, headers: HeaderMap, params
 
 async fn create(app: Shared, kind: Kind, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer {
     let v = parse_body(body, app.limits.max_body_bytes)?;
-    let e = do_create(&app, kind, &v)?;
+    let e = do_create(&app, kind, &v).await?;
     Ok(entry_response(&app, kind, &e, StatusCode::CREATED, &headers))
 }
 
@@ -534,16 +536,16 @@ async fn write(
     check_if_none_match(&app, kind, &id, &headers)?;
     let v = parse_body(body, app.limits.max_body_bytes)?;
     let e = if method == Method::PUT {
-        do_replace(&app, kind, &id, &v, if_match(&headers))?
+        do_replace(&app, kind, &id, &v, if_match(&headers)).await?
     } else {
-        do_patch(&app, kind, &id, &v, if_match(&headers))?
+        do_patch(&app, kind, &id, &v, if_match(&headers)).await?
     };
     Ok(entry_response(&app, kind, &e, StatusCode::OK, &headers))
 }
 
 async fn remove(app: Shared, kind: Kind, id: String, headers: HeaderMap) -> Answer {
     check_if_none_match(&app, kind, &id, &headers)?;
-    app.store.delete(kind, &id, if_match(&headers))?;
+    app.store.delete(kind, &id, if_match(&headers)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -632,7 +634,7 @@ async fn bulk(State(app): State<Shared>, headers: HeaderMap, body: Body_) -> Ans
         let bulk_id = get("bulkId").and_then(Value::as_str).map(str::to_string);
         let path = get("path").and_then(Value::as_str).unwrap_or_default().to_string();
         let version = get("version").and_then(Value::as_str).map(str::to_string);
-        let outcome = (|| -> Result<(u16, Option<(Kind, Entry)>), Error> {
+        let outcome: Result<(u16, Option<(Kind, Entry)>), Error> = async {
             let mut data = get("data").cloned().unwrap_or(Value::Null);
             resolve_bulk_ids(&mut data, &ids)?;
             let mut parts = path.trim_start_matches('/').splitn(2, '/');
@@ -659,17 +661,22 @@ async fn bulk(State(app): State<Shared>, headers: HeaderMap, body: Body_) -> Ans
                     if bulk_id.is_none() {
                         return Err(Error::invalid_syntax(format!("Operations[{i}]: a POST needs a bulkId")));
                     }
-                    Ok((201, Some((kind, do_create(&app, kind, &data)?))))
+                    Ok((201, Some((kind, do_create(&app, kind, &data).await?))))
                 }
-                ("PUT", Some(id)) => Ok((200, Some((kind, do_replace(&app, kind, &id, &data, version.as_deref())?)))),
-                ("PATCH", Some(id)) => Ok((200, Some((kind, do_patch(&app, kind, &id, &data, version.as_deref())?)))),
+                ("PUT", Some(id)) => {
+                    Ok((200, Some((kind, do_replace(&app, kind, &id, &data, version.as_deref()).await?))))
+                }
+                ("PATCH", Some(id)) => {
+                    Ok((200, Some((kind, do_patch(&app, kind, &id, &data, version.as_deref()).await?))))
+                }
                 ("DELETE", Some(id)) => {
-                    app.store.delete(kind, &id, version.as_deref())?;
+                    app.store.delete(kind, &id, version.as_deref()).await?;
                     Ok((204, None))
                 }
                 _ => Err(Error::invalid_syntax(format!("Operations[{i}]: {method} {path} is not a bulk operation"))),
             }
-        })();
+        }
+        .await;
         let mut r = json!({"method": method});
         if let Some(b) = &bulk_id {
             r["bulkId"] = json!(b);

@@ -84,7 +84,7 @@ pub fn generate_token() -> String {
 }
 
 /// Opens the store, settles the token (only its hash is kept) and loads the seed file.
-pub fn prepare(cfg: &Config) -> Result<Prepared, String> {
+pub async fn prepare(cfg: &Config) -> Result<Prepared, String> {
     let store = Store::open(cfg.db.as_deref(), cfg.dialect)?;
     let mut new_token = None;
     let hash = match (&cfg.token, store.setting("token_sha256").and_then(|h| unhex(&h))) {
@@ -106,7 +106,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, String> {
         }
     };
     let seeded = match &cfg.seed {
-        Some(p) => seed(&store, p)?,
+        Some(p) => seed(&store, p).await?,
         None => 0,
     };
     let app = Arc::new(App::new(store, hash, cfg.faults.clone(), cfg.limits.clone()));
@@ -116,7 +116,7 @@ pub fn prepare(cfg: &Config) -> Result<Prepared, String> {
 /// Loads `{"Users": [...], "Groups": [...]}` (or a bare array of users) as resources not
 /// created through SCIM. A user whose userName exists already is left alone, so a restart
 /// with the same seed changes nothing. Group members may be given by id or by userName.
-fn seed(store: &Store, path: &std::path::Path) -> Result<usize, String> {
+async fn seed(store: &Store, path: &std::path::Path) -> Result<usize, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read seed file {}: {e}", path.display()))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
     let get = |k: &str| v.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
@@ -154,6 +154,7 @@ fn seed(store: &Store, path: &std::path::Path) -> Result<usize, String> {
                 added += 1;
                 let e = store
                     .create(Kind::User, doc, false)
+                    .await
                     .map_err(|e| format!("{}: Users[{i}]: {}", path.display(), e.detail))?;
                 e.doc["id"].as_str().unwrap_or_default().to_string()
             }
@@ -187,6 +188,7 @@ fn seed(store: &Store, path: &std::path::Path) -> Result<usize, String> {
         if store.list(Kind::Group, &q, "", |m| m).resources.is_empty() {
             store
                 .create(Kind::Group, doc, false)
+                .await
                 .map_err(|e| format!("{}: Groups[{i}]: {}", path.display(), e.detail))?;
             added += 1;
         }

@@ -9,7 +9,8 @@ use scim::{Dialect, Error, ResourceSchema};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use tokio::sync::oneshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -197,8 +198,10 @@ pub struct ListPage {
 }
 
 pub struct Store {
-    state: RwLock<State>,
-    db: Option<Mutex<Connection>>,
+    state: Arc<RwLock<State>>,
+    db: Option<Arc<Mutex<Connection>>>,
+    /// The writer thread's queue: changes already applied in memory, waiting for their commit.
+    writer: Option<mpsc::Sender<Job>>,
     pub dialect: Dialect,
     pub users: ResourceSchema,
     pub groups: ResourceSchema,
@@ -229,11 +232,8 @@ CREATE TABLE IF NOT EXISTS resources (
     version INTEGER NOT NULL,
     body TEXT NOT NULL
 );
+-- A second guard on userName uniqueness; lookups are answered by the in-memory indexes.
 CREATE UNIQUE INDEX IF NOT EXISTS resources_user_name ON resources (user_name) WHERE kind = 'User';
-CREATE INDEX IF NOT EXISTS resources_external_id ON resources (kind, external_id);
-CREATE TABLE IF NOT EXISTS emails (id TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE, value TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS emails_value ON emails (value);
-CREATE INDEX IF NOT EXISTS emails_id ON emails (id);
 ";
 
 impl Store {
@@ -245,7 +245,6 @@ impl Store {
             Some(p) => {
                 let conn = Connection::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
                 conn.execute_batch(SCHEMA_SQL).map_err(|e| format!("cannot prepare {}: {e}", p.display()))?;
-                conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(|e| e.to_string())?;
                 let stored: Option<String> = conn
                     .query_row("SELECT value FROM settings WHERE key = 'dialect'", [], |r| r.get(0))
                     .optional()
@@ -288,16 +287,20 @@ impl Store {
                         state.index(kind, &id, Entry { seq: seq as u64, provisioned, version: version as u64, doc });
                     }
                 }
-                Some(Mutex::new(conn))
+                Some(Arc::new(Mutex::new(conn)))
             }
         };
-        Ok(Store {
-            state: RwLock::new(state),
-            db,
-            dialect,
-            users: dialect.user_schema(),
-            groups: dialect.group_schema(),
-        })
+        let state = Arc::new(RwLock::new(state));
+        let writer = db.as_ref().map(|db| {
+            let (tx, rx) = mpsc::channel();
+            let (db, st) = (db.clone(), state.clone());
+            std::thread::Builder::new()
+                .name("sandbox-writer".into())
+                .spawn(move || write_loop(rx, db, st))
+                .expect("spawn the database writer");
+            tx
+        });
+        Ok(Store { state, db, writer, dialect, users: dialect.user_schema(), groups: dialect.group_schema() })
     }
 
     pub fn schema(&self, k: Kind) -> &ResourceSchema {
@@ -327,51 +330,27 @@ impl Store {
         .map_err(|e| e.to_string())
     }
 
-    fn write(&self, ops: &[(Kind, &str, Option<&Entry>)]) -> Result<(), Error> {
-        let Some(db) = &self.db else { return Ok(()) };
-        let mut db = db.lock().map_err(|_| Error::new(500, None, "database lock poisoned"))?;
-        let tx = db.transaction().map_err(db_error)?;
-        for (kind, id, entry) in ops {
-            match entry {
-                None => {
-                    tx.execute("DELETE FROM resources WHERE id = ?1", [id]).map_err(db_error)?;
-                }
-                Some(e) => {
-                    let user_name = e
-                        .doc
-                        .get("userName")
-                        .and_then(Value::as_str)
-                        .filter(|_| *kind == Kind::User)
-                        .map(|s| fold(s).into_owned());
-                    let body = serde_json::to_string(&e.doc).map_err(|e| Error::new(500, None, e.to_string()))?;
-                    tx.execute(
-                        "INSERT INTO resources (id, kind, seq, provisioned, user_name, external_id, version, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                         ON CONFLICT (id) DO UPDATE SET user_name = excluded.user_name,
-                           external_id = excluded.external_id, version = excluded.version, body = excluded.body",
-                        params![
-                            id,
-                            kind.as_str(),
-                            e.seq as i64,
-                            e.provisioned,
-                            user_name,
-                            e.doc.get("externalId").and_then(Value::as_str),
-                            e.version as i64,
-                            body
-                        ],
-                    )
-                    .map_err(db_error)?;
-                    if *kind == Kind::User {
-                        tx.execute("DELETE FROM emails WHERE id = ?1", [id]).map_err(db_error)?;
-                        for em in emails(&e.doc) {
-                            tx.execute("INSERT INTO emails (id, value) VALUES (?1, ?2)", [*id, em.as_str()])
-                                .map_err(db_error)?;
-                        }
-                    }
-                }
+    /// Applies changes in memory and queues them for the writer thread; the caller answers
+    /// only once `settle` says they are committed. Called under the state write lock, so the
+    /// queue holds changes in the order they were applied.
+    fn stage(&self, st: &mut State, changes: Vec<Change>) -> Result<Pending, Error> {
+        let rows = match &self.writer {
+            Some(_) => changes.iter().map(Row::of).collect::<Result<Vec<_>, _>>()?,
+            None => vec![],
+        };
+        let mut undo = Vec::with_capacity(changes.len());
+        for (kind, id, new) in changes {
+            let prev = st.unindex(kind, &id);
+            if let Some(e) = new {
+                st.index(kind, &id, e);
             }
+            undo.push((kind, id, prev));
         }
-        tx.commit().map_err(db_error)
+        let Some(w) = &self.writer else { return Ok(None) };
+        let (done, rx) = oneshot::channel();
+        w.send(Job { rows, undo, done })
+            .map_err(|_| Error::new(500, None, "the sandbox database writer has stopped"))?;
+        Ok(Some(rx))
     }
 
     pub fn get(&self, kind: Kind, id: &str) -> Option<Entry> {
@@ -433,7 +412,18 @@ impl Store {
     }
 
     /// Stores a new resource. `doc` is normalised; id and meta are assigned here.
-    pub fn create(&self, kind: Kind, mut doc: Map<String, Value>, provisioned: bool) -> Result<Entry, Error> {
+    pub async fn create(&self, kind: Kind, doc: Map<String, Value>, provisioned: bool) -> Result<Entry, Error> {
+        let (entry, pending) = self.create_staged(kind, doc, provisioned)?;
+        settle(pending).await?;
+        Ok(entry)
+    }
+
+    fn create_staged(
+        &self,
+        kind: Kind,
+        mut doc: Map<String, Value>,
+        provisioned: bool,
+    ) -> Result<(Entry, Pending), Error> {
         let mut st = self.state.write().expect("state lock");
         Self::check_unique(&st, kind, &doc, None)?;
         if kind == Kind::Group {
@@ -452,21 +442,32 @@ impl Store {
             json!({"resourceType": kind.as_str(), "created": t, "lastModified": t, "version": "W/\"1\""}),
         );
         let entry = Entry { seq, provisioned, version: 1, doc };
-        self.write(&[(kind, &id, Some(&entry))])?;
+        let pending = self.stage(&mut st, vec![(kind, id, Some(entry.clone()))])?;
         st.next_seq += 1;
-        st.index(kind, &id, entry.clone());
-        Ok(entry)
+        Ok((entry, pending))
     }
 
     /// Replaces a resource by `update(current) -> new attributes`, under the write lock so the
     /// check of If-Match and the write see the same version.
-    pub fn update(
+    pub async fn update(
         &self,
         kind: Kind,
         id: &str,
         if_match: Option<&str>,
         update: impl FnOnce(&Map<String, Value>) -> Result<Map<String, Value>, Error>,
     ) -> Result<Entry, Error> {
+        let (entry, pending) = self.update_staged(kind, id, if_match, update)?;
+        settle(pending).await?;
+        Ok(entry)
+    }
+
+    fn update_staged(
+        &self,
+        kind: Kind,
+        id: &str,
+        if_match: Option<&str>,
+        update: impl FnOnce(&Map<String, Value>) -> Result<Map<String, Value>, Error>,
+    ) -> Result<(Entry, Pending), Error> {
         let mut st = self.state.write().expect("state lock");
         let current = st.table(kind).by_id.get(id).ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, current)?;
@@ -481,7 +482,7 @@ impl Store {
             }
         }
         if doc == current.doc {
-            return Ok(current.clone());
+            return Ok((current.clone(), None));
         }
         let version = current.version + 1;
         let meta = doc.get_mut("meta").and_then(Value::as_object_mut).expect("stored resources have meta");
@@ -505,20 +506,19 @@ impl Store {
                 }
             }
         }
-        let mut ops: Vec<(Kind, &str, Option<&Entry>)> = vec![(kind, id, Some(&entry))];
-        ops.extend(touched_groups.iter().map(|(g, e)| (Kind::Group, g.as_str(), Some(e))));
-        self.write(&ops)?;
-        st.unindex(kind, id);
-        st.index(kind, id, entry.clone());
-        for (g, e) in touched_groups {
-            st.unindex(Kind::Group, &g);
-            st.index(Kind::Group, &g, e);
-        }
-        Ok(entry)
+        let mut changes = vec![(kind, id.to_string(), Some(entry.clone()))];
+        changes.extend(touched_groups.into_iter().map(|(g, e)| (Kind::Group, g, Some(e))));
+        let pending = self.stage(&mut st, changes)?;
+        Ok((entry, pending))
     }
 
     /// Deletes a resource; a deleted user leaves every group it was in.
-    pub fn delete(&self, kind: Kind, id: &str, if_match: Option<&str>) -> Result<(), Error> {
+    pub async fn delete(&self, kind: Kind, id: &str, if_match: Option<&str>) -> Result<(), Error> {
+        let pending = self.delete_staged(kind, id, if_match)?;
+        settle(pending).await
+    }
+
+    fn delete_staged(&self, kind: Kind, id: &str, if_match: Option<&str>) -> Result<Pending, Error> {
         let mut st = self.state.write().expect("state lock");
         let current = st.table(kind).by_id.get(id).ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, current)?;
@@ -542,16 +542,9 @@ impl Store {
                 changed.push((g, ge));
             }
         }
-        let mut ops: Vec<(Kind, &str, Option<&Entry>)> = vec![(kind, id, None)];
-        ops.extend(changed.iter().map(|(g, e)| (Kind::Group, g.as_str(), Some(e))));
-        self.write(&ops)?;
-        st.unindex(kind, id);
-        st.memberships.remove(id);
-        for (g, e) in changed {
-            st.unindex(Kind::Group, &g);
-            st.index(Kind::Group, &g, e);
-        }
-        Ok(())
+        let mut changes = vec![(kind, id.to_string(), None)];
+        changes.extend(changed.into_iter().map(|(g, e)| (Kind::Group, g, Some(e))));
+        self.stage(&mut st, changes)
     }
 
     /// Ids a filter can be answered from by index, or None when it needs a scan.
@@ -701,6 +694,131 @@ fn decorate(st: &State, kind: Kind, entry: &Entry, base: &str) -> Map<String, Va
         }
     }
     doc
+}
+
+/// One resource's new state (None: deleted).
+type Change = (Kind, String, Option<Entry>);
+/// The answer to wait for before replying, when there is a database.
+type Pending = Option<oneshot::Receiver<Result<(), Error>>>;
+
+async fn settle(p: Pending) -> Result<(), Error> {
+    match p {
+        None => Ok(()),
+        Some(rx) => rx.await.unwrap_or_else(|_| Err(Error::new(500, None, "the sandbox database writer has stopped"))),
+    }
+}
+
+/// A change ready for SQL, serialised while the state lock is held.
+enum Row {
+    Upsert {
+        id: String,
+        kind: Kind,
+        seq: i64,
+        provisioned: bool,
+        user_name: Option<String>,
+        external_id: Option<String>,
+        version: i64,
+        body: String,
+    },
+    Delete(String),
+}
+
+impl Row {
+    fn of((kind, id, entry): &Change) -> Result<Row, Error> {
+        let Some(e) = entry else { return Ok(Row::Delete(id.clone())) };
+        Ok(Row::Upsert {
+            id: id.clone(),
+            kind: *kind,
+            seq: e.seq as i64,
+            provisioned: e.provisioned,
+            user_name: e
+                .doc
+                .get("userName")
+                .and_then(Value::as_str)
+                .filter(|_| *kind == Kind::User)
+                .map(|s| fold(s).into_owned()),
+            external_id: e.doc.get("externalId").and_then(Value::as_str).map(str::to_string),
+            version: e.version as i64,
+            body: serde_json::to_string(&e.doc).map_err(|e| Error::new(500, None, e.to_string()))?,
+        })
+    }
+}
+
+struct Job {
+    rows: Vec<Row>,
+    /// Previous states, to put back if the commit fails.
+    undo: Vec<Change>,
+    done: oneshot::Sender<Result<(), Error>>,
+}
+
+/// Group commit: everything queued while one transaction commits goes into the next, so a
+/// burst of writes costs one commit instead of one each. A failed commit puts back, newest
+/// first, every change not yet committed, and fails their requests: what was answered is
+/// exactly what is on disk.
+fn write_loop(rx: mpsc::Receiver<Job>, db: Arc<Mutex<Connection>>, state: Arc<RwLock<State>>) {
+    const MAX_BATCH: usize = 4096;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let result = match db.lock() {
+            Ok(mut conn) => write_rows(&mut conn, batch.iter().flat_map(|j| j.rows.iter())),
+            Err(_) => Err(Error::new(500, None, "database lock poisoned")),
+        };
+        if let Err(e) = result {
+            let mut st = state.write().expect("state lock");
+            // Everything still queued was applied after this batch: undo it too.
+            while let Ok(j) = rx.try_recv() {
+                batch.push(j);
+            }
+            for job in batch.iter_mut().rev() {
+                for (kind, id, prev) in job.undo.drain(..).rev() {
+                    st.unindex(kind, &id);
+                    if let Some(p) = prev {
+                        st.index(kind, &id, p);
+                    }
+                }
+            }
+            drop(st);
+            for job in batch {
+                let _ = job.done.send(Err(e.clone()));
+            }
+            continue;
+        }
+        for job in batch {
+            let _ = job.done.send(Ok(()));
+        }
+    }
+}
+
+fn write_rows<'a>(conn: &mut Connection, rows: impl Iterator<Item = &'a Row>) -> Result<(), Error> {
+    let tx = conn.transaction().map_err(db_error)?;
+    for row in rows {
+        match row {
+            Row::Delete(id) => {
+                tx.prepare_cached("DELETE FROM resources WHERE id = ?1")
+                    .and_then(|mut st| st.execute([id]))
+                    .map_err(db_error)?;
+            }
+            Row::Upsert { id, kind, seq, provisioned, user_name, external_id, version, body } => {
+                tx.prepare_cached(
+                    "INSERT INTO resources (id, kind, seq, provisioned, user_name, external_id, version, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (id) DO UPDATE SET user_name = excluded.user_name,
+                       external_id = excluded.external_id, version = excluded.version, body = excluded.body",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![id, kind.as_str(), seq, provisioned, user_name, external_id, version, body])
+                })
+                .map_err(db_error)?;
+            }
+        }
+    }
+    tx.commit().map_err(db_error)
 }
 
 fn find_value_eq(f: &Filter, out: &mut Option<String>) {

@@ -127,7 +127,7 @@ async fn shutdown_signal() {
 }
 
 async fn run_sandbox(cfg: Config, banner: bool) -> Result<(), String> {
-    let prepared = sandbox::prepare(&cfg)?;
+    let prepared = sandbox::prepare(&cfg).await?;
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
