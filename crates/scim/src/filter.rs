@@ -56,7 +56,7 @@ fn valid_attr_name(s: &str) -> bool {
 
 /// Parses one attribute path; `base` is the position of `text` in the whole input, for errors.
 fn parse_attr_path(text: &str, base: usize) -> std::result::Result<AttrPath, (usize, String)> {
-    let (uri, rest, rest_at) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+    let (uri, rest, rest_at) = if text.len() > 4 && text.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
         match text.rfind(':') {
             Some(i) => (Some(text[..i].to_string()), &text[i + 1..], base + i + 1),
             None => unreachable!("starts with urn:"),

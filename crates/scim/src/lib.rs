@@ -5,6 +5,7 @@
 pub mod dialect;
 pub mod error;
 pub mod filter;
+pub mod fuzzing;
 pub mod messages;
 pub mod patch;
 pub mod resource;

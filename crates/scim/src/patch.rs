@@ -434,16 +434,28 @@ fn apply_filtered(
             return Ok(());
         }
         // Entra ID adds and replaces `emails[type eq "work"].value` on users with no work e-mail:
-        // where the filter pins values with `eq`, the value it describes is created.
+        // where the filter pins values with `eq` and names another sub-attribute to set, the
+        // value it describes is created. Anything else has no target (RFC 7644 §3.5.2.3).
         let mut base = Map::new();
-        if !eq_terms(attr, filter, &mut base) {
+        let eq_only = eq_terms(attr, filter, &mut base);
+        let creatable = eq_only
+            && match sub {
+                Some(s) => !base.contains_key(&s.name),
+                None => op == OpKind::Add,
+            };
+        if !creatable {
             return Err(Error::no_target(format!("{at}: no value of {} matches the filter", attr.name)));
         }
         match (sub, new_value) {
             (Some(s), Some(v)) => {
                 base.insert(s.name.clone(), v);
             }
-            (None, Some(Value::Object(o))) => base.extend(o),
+            (None, Some(Value::Object(o))) => {
+                // The filter's terms describe the new value; the given value cannot contradict them.
+                for (k, v) in o {
+                    base.entry(k).or_insert(v);
+                }
+            }
             (_, _) => return Ok(()),
         }
         items.push(Value::Object(base));

@@ -108,14 +108,16 @@ fn user_body(i: usize, tag: &str) -> Value {
            "emails": [{"value": name, "type": "work", "primary": true}], "active": true})
 }
 
-/// Creates `n` users with 32 concurrent clients; returns their ids in order.
-async fn seed(s: &Server, http: &reqwest::Client, n: usize) -> (Vec<String>, f64) {
+/// Creates `n` users with `workers` concurrent clients; returns their ids in order. Seeding is
+/// not measured, so failed connections (the reference server's listen backlog is 5) are
+/// retried, and a retried POST that had in fact succeeded is found by its userName.
+async fn seed(s: &Server, http: &reqwest::Client, n: usize, workers: usize) -> (Vec<String>, f64) {
     let next = Arc::new(AtomicUsize::new(0));
-    let url = format!("{}{}/Users", s.origin, s.prefix);
+    let base = format!("{}{}/Users", s.origin, s.prefix);
     let t = Instant::now();
     let mut tasks = vec![];
-    for _ in 0..CONNECTIONS {
-        let (next, url, http) = (next.clone(), url.clone(), http.clone());
+    for _ in 0..workers {
+        let (next, base, http) = (next.clone(), base.clone(), http.clone());
         tasks.push(tokio::spawn(async move {
             let mut mine = vec![];
             loop {
@@ -123,17 +125,35 @@ async fn seed(s: &Server, http: &reqwest::Client, n: usize) -> (Vec<String>, f64
                 if i >= n {
                     return mine;
                 }
-                let r = http
-                    .post(&url)
-                    .bearer_auth(TOKEN)
-                    .header("Content-Type", "application/scim+json")
-                    .body(user_body(i, "bench").to_string())
-                    .send()
-                    .await
-                    .expect("seed request");
-                assert_eq!(r.status().as_u16(), 201, "seeding user {i}");
-                let v: Value = r.json().await.unwrap();
-                mine.push((i, v["id"].as_str().unwrap().to_string()));
+                let mut tries = 0;
+                let id = loop {
+                    tries += 1;
+                    assert!(tries < 50, "seeding user {i} keeps failing");
+                    let sent = http
+                        .post(&base)
+                        .bearer_auth(TOKEN)
+                        .header("Content-Type", "application/scim+json")
+                        .body(user_body(i, "bench").to_string())
+                        .send()
+                        .await;
+                    let r = match sent {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    match r.status().as_u16() {
+                        201 => break r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string(),
+                        409 => {
+                            let q = format!("{base}?filter=userName%20eq%20%22bench-{i}%40example.com%22");
+                            let v: Value = http.get(q).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+                            break v["Resources"][0]["id"].as_str().unwrap().to_string();
+                        }
+                        other => panic!("seeding user {i}: status {other}"),
+                    }
+                };
+                mine.push((i, id));
             }
         }));
     }
@@ -192,6 +212,7 @@ end"
 }
 
 struct Load {
+    socket_errors: String,
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -237,7 +258,12 @@ fn wrk(s: &Server, script: &Path, list: &Path, seconds: u64, run: &str) -> Load 
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    Load { rps, p50_ms: p50, p99_ms: p99, non_2xx, requests }
+    let socket_errors = field("Socket errors:").unwrap_or_else(|| "none".into());
+    eprintln!(
+        "    {:.0} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {requests} requests, non-2xx {non_2xx}, socket errors {socket_errors}",
+        rps
+    );
+    Load { socket_errors, rps, p50_ms: p50, p99_ms: p99, non_2xx, requests }
 }
 
 fn memory_mib(pid: u32) -> (f64, f64) {
@@ -266,7 +292,8 @@ async fn main() {
     for s in servers.iter_mut() {
         wait_ready(s, &http).await;
         eprintln!("seeding {} with {n} users...", s.name);
-        let (ids, secs) = seed(s, &http, n).await;
+        let workers = if s.prefix == "/scim/v2" { CONNECTIONS } else { 4 };
+        let (ids, secs) = seed(s, &http, n, workers).await;
         eprintln!("  {:.0} creates/s while seeding ({secs:.1} s)", n as f64 / secs);
         s.ids = ids;
         let names = dir.join(format!("names-{}.txt", s.prefix.replace('/', "")));
@@ -281,6 +308,7 @@ async fn main() {
             loads.push(wrk(s, path, list, seconds, &format!("{}{}", std::process::id(), label)));
         }
         let (rss, hwm) = memory_mib(s.child.id());
+        eprintln!("  memory: {rss_seeded:.0} MiB after seeding, {rss:.0} MiB at the end, {hwm:.0} MiB peak");
         rows.push((s.name, loads, rss_seeded, rss, hwm));
     }
     println!(
@@ -306,6 +334,9 @@ async fn main() {
         for (label, x) in ["a", "b", "c"].iter().zip(l) {
             if x.non_2xx > 0 {
                 println!("WARNING: {name} ({label}): {} of {} answers were not 2xx", x.non_2xx, x.requests);
+            }
+            if x.socket_errors != "none" {
+                println!("note: {name} ({label}): wrk socket errors: {}", x.socket_errors);
             }
         }
     }
