@@ -221,19 +221,18 @@ fn db_error(e: rusqlite::Error) -> Error {
 const SCHEMA_SQL: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
+PRAGMA cache_size = -65536;
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Keyed by creation order, so new resources append to the end of the table; lookups are
+-- answered by the in-memory indexes, and the file only has to bring them back on start.
 CREATE TABLE IF NOT EXISTS resources (
-    id TEXT PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('User', 'Group')),
-    seq INTEGER NOT NULL UNIQUE,
     provisioned INTEGER NOT NULL,
-    user_name TEXT,
-    external_id TEXT,
     version INTEGER NOT NULL,
     body TEXT NOT NULL
 );
--- A second guard on userName uniqueness; lookups are answered by the in-memory indexes.
-CREATE UNIQUE INDEX IF NOT EXISTS resources_user_name ON resources (user_name) WHERE kind = 'User';
 ";
 
 impl Store {
@@ -335,7 +334,13 @@ impl Store {
     /// queue holds changes in the order they were applied.
     fn stage(&self, st: &mut State, changes: Vec<Change>) -> Result<Pending, Error> {
         let rows = match &self.writer {
-            Some(_) => changes.iter().map(Row::of).collect::<Result<Vec<_>, _>>()?,
+            Some(_) => changes
+                .iter()
+                .filter_map(|(kind, id, new)| match new {
+                    Some(e) => Some(Row::Upsert(*kind, e.clone())),
+                    None => st.table(*kind).by_id.get(id).map(|e| Row::Delete(e.seq)),
+                })
+                .collect(),
             None => vec![],
         };
         let mut undo = Vec::with_capacity(changes.len());
@@ -708,40 +713,10 @@ async fn settle(p: Pending) -> Result<(), Error> {
     }
 }
 
-/// A change ready for SQL, serialised while the state lock is held.
+/// A change for the writer thread, which serialises it off the request path.
 enum Row {
-    Upsert {
-        id: String,
-        kind: Kind,
-        seq: i64,
-        provisioned: bool,
-        user_name: Option<String>,
-        external_id: Option<String>,
-        version: i64,
-        body: String,
-    },
-    Delete(String),
-}
-
-impl Row {
-    fn of((kind, id, entry): &Change) -> Result<Row, Error> {
-        let Some(e) = entry else { return Ok(Row::Delete(id.clone())) };
-        Ok(Row::Upsert {
-            id: id.clone(),
-            kind: *kind,
-            seq: e.seq as i64,
-            provisioned: e.provisioned,
-            user_name: e
-                .doc
-                .get("userName")
-                .and_then(Value::as_str)
-                .filter(|_| *kind == Kind::User)
-                .map(|s| fold(s).into_owned()),
-            external_id: e.doc.get("externalId").and_then(Value::as_str).map(str::to_string),
-            version: e.version as i64,
-            body: serde_json::to_string(&e.doc).map_err(|e| Error::new(500, None, e.to_string()))?,
-        })
-    }
+    Upsert(Kind, Entry),
+    Delete(u64),
 }
 
 struct Job {
@@ -799,20 +774,20 @@ fn write_rows<'a>(conn: &mut Connection, rows: impl Iterator<Item = &'a Row>) ->
     let tx = conn.transaction().map_err(db_error)?;
     for row in rows {
         match row {
-            Row::Delete(id) => {
-                tx.prepare_cached("DELETE FROM resources WHERE id = ?1")
-                    .and_then(|mut st| st.execute([id]))
+            Row::Delete(seq) => {
+                tx.prepare_cached("DELETE FROM resources WHERE seq = ?1")
+                    .and_then(|mut st| st.execute([*seq as i64]))
                     .map_err(db_error)?;
             }
-            Row::Upsert { id, kind, seq, provisioned, user_name, external_id, version, body } => {
+            Row::Upsert(kind, e) => {
+                let body = serde_json::to_string(&e.doc).map_err(|e| Error::new(500, None, e.to_string()))?;
+                let id = e.doc.get("id").and_then(Value::as_str).unwrap_or_default();
                 tx.prepare_cached(
-                    "INSERT INTO resources (id, kind, seq, provisioned, user_name, external_id, version, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (id) DO UPDATE SET user_name = excluded.user_name,
-                       external_id = excluded.external_id, version = excluded.version, body = excluded.body",
+                    "INSERT INTO resources (seq, id, kind, provisioned, version, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (seq) DO UPDATE SET version = excluded.version, body = excluded.body",
                 )
                 .and_then(|mut st| {
-                    st.execute(params![id, kind.as_str(), seq, provisioned, user_name, external_id, version, body])
+                    st.execute(params![e.seq as i64, id, kind.as_str(), e.provisioned, e.version as i64, body])
                 })
                 .map_err(db_error)?;
             }
@@ -853,4 +828,108 @@ fn check_if_match(if_match: Option<&str>, e: &Entry) -> Result<(), Error> {
 pub fn etag_matches(header: &str, etag: &str) -> bool {
     let bare = |t: &str| t.trim().trim_start_matches("W/").trim_matches('"').to_string();
     header.split(',').any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(store: &Store, name: &str, extra: Value) -> Map<String, Value> {
+        let mut body = json!({"schemas": [scim::schema::USER], "userName": name, "displayName": name,
+            "emails": [{"value": name.to_lowercase(), "type": "work"}]});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        store.users.normalize(&body).unwrap()
+    }
+
+    fn query(f: &str) -> ListQuery {
+        ListQuery { filter: Some(Filter::parse(f).unwrap()), start_index: 1, count: 100, ..ListQuery::default() }
+    }
+
+    #[tokio::test]
+    async fn indexed_lookups_touch_only_their_hits() {
+        let store = Store::open(None, Dialect::Generic).unwrap();
+        for i in 0..500 {
+            let doc =
+                user(&store, &format!("User{i}@Acme.example"), json!({"externalId": format!("E{i}"), "title": "t"}));
+            store.create(Kind::User, doc, true).await.unwrap();
+        }
+        for f in [
+            r#"userName eq "user7@acme.example""#,
+            r#"externalId eq "E7""#,
+            r#"emails.value eq "USER7@acme.example""#,
+            r#"emails eq "user7@acme.example""#,
+            r#"emails[type eq "work"].value eq "user7@acme.example""#,
+            r#"userName eq "user7@acme.example" and title eq "t""#,
+        ] {
+            let page = store.list(Kind::User, &query(f), "", |m| m);
+            assert_eq!((page.total, page.examined), (1, 1), "{f}");
+            assert_eq!(page.resources[0]["externalId"], json!("E7"), "{f}");
+        }
+        let page =
+            store.list(Kind::User, &query(r#"userName eq "user1@acme.example" or externalId eq "E2""#), "", |m| m);
+        assert_eq!((page.total, page.examined), (2, 2));
+        let page = store.list(Kind::User, &query(r#"title eq "t""#), "", |m| m);
+        assert_eq!((page.total, page.examined), (500, 500), "no index on title: a scan");
+        let page = store.list(Kind::User, &query(r#"externalId eq "e7""#), "", |m| m);
+        assert_eq!(page.total, 0, "externalId is case-exact");
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_undoes_the_change_and_nothing_half_written_remains() {
+        let dir = std::env::temp_dir().join(format!("sandbox-store-{}-{}", std::process::id(), line!()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let _ = std::fs::remove_file(&path);
+        let store = Store::open(Some(&path), Dialect::Monday).unwrap();
+        let kept = store.create(Kind::User, user(&store, "kept@acme.example", json!({})), true).await.unwrap();
+        let id = kept.doc["id"].as_str().unwrap().to_string();
+        // Another connection makes the disk refuse anything that mentions "poison".
+        let side = Connection::open(&path).unwrap();
+        side.execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON resources WHEN NEW.body LIKE '%poison%'
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+        )
+        .unwrap();
+        let err = store.create(Kind::User, user(&store, "poison@acme.example", json!({})), true).await.unwrap_err();
+        assert_eq!(err.status, 500);
+        assert!(err.detail.contains("disk on fire"), "{}", err.detail);
+        assert_eq!(store.list(Kind::User, &query(r#"userName eq "poison@acme.example""#), "", |m| m).total, 0);
+        let err = store
+            .update(Kind::User, &id, None, |d| {
+                let mut d = d.clone();
+                d.insert("displayName".into(), json!("poison"));
+                Ok(d)
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, 500);
+        assert_eq!(store.get(Kind::User, &id).unwrap().doc, kept.doc, "the old version is back");
+        assert_eq!(
+            store.list(Kind::User, &ListQuery { count: 10, start_index: 1, ..Default::default() }, "", |m| m).total,
+            1
+        );
+        side.execute_batch("DROP TRIGGER poison").unwrap();
+        let later = store.create(Kind::User, user(&store, "later@acme.example", json!({})), true).await.unwrap();
+        drop(store);
+        // What is on disk is exactly what was acknowledged.
+        let reopened = Store::open(Some(&path), Dialect::Monday).unwrap();
+        assert_eq!(reopened.len(Kind::User), 2);
+        assert_eq!(reopened.get(Kind::User, &id).unwrap().doc, kept.doc);
+        assert!(reopened.get(Kind::User, later.doc["id"].as_str().unwrap()).is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_database_of_another_dialect_is_refused() {
+        let dir = std::env::temp_dir().join(format!("sandbox-dialect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.db");
+        let _ = std::fs::remove_file(&path);
+        drop(Store::open(Some(&path), Dialect::Monday).unwrap());
+        let err = Store::open(Some(&path), Dialect::Generic).err().unwrap();
+        assert!(err.contains("--dialect monday"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! cargo bench -p tenure --bench sandbox_vs_reference
 //! Environment: BENCH_USERS (default 100000), BENCH_SECONDS (default 10),
-//! TENURE_TEST_SCIM2_SERVER (default target/venv/bin/scim2-server, installed by scripts/test).
+//! TENURE_TEST_SCIM2_SERVER (default target/venv/bin/scim2-server, installed by scripts/test),
+//! BENCH_ONLY=sandbox to skip the reference.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -286,7 +287,11 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("tenure-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let http = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap();
-    let mut servers = [start_sandbox(&dir), start_reference()];
+    // BENCH_ONLY=sandbox skips the reference, for quick looks while tuning.
+    let mut servers = vec![start_sandbox(&dir)];
+    if std::env::var("BENCH_ONLY").as_deref() != Ok("sandbox") {
+        servers.push(start_reference());
+    }
     let script = scripts(&dir);
     let mut rows = vec![];
     for s in servers.iter_mut() {
@@ -322,6 +327,9 @@ async fn main() {
             "| {name} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {}/{}/{} | {seeded:.0} / {rss:.0} / {hwm:.0} |",
             l[0].rps, l[0].p50_ms, l[0].p99_ms, l[1].rps, l[1].p99_ms, l[2].rps, l[2].p99_ms, l[0].non_2xx, l[1].non_2xx, l[2].non_2xx
         );
+    }
+    if rows.len() < 2 {
+        return;
     }
     let (ours, theirs) = (&rows[0].1, &rows[1].1);
     println!(
