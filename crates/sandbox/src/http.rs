@@ -63,12 +63,8 @@ pub(crate) async fn serve_connection(stream: tokio::net::TcpStream, router: Rout
 pub fn router(app: Shared) -> Router {
     let body_limit = app.limits.max_body_bytes;
     let scim = Router::new()
-        .route("/Users", get(list_users).post(create_user))
-        .route("/Users/.search", post(search_users))
-        .route("/Users/{id}", get(get_user).put(put_user).patch(patch_user).delete(delete_user))
-        .route("/Groups", get(list_groups).post(create_group))
-        .route("/Groups/.search", post(search_groups))
-        .route("/Groups/{id}", get(get_group).put(put_group).patch(patch_group).delete(delete_group))
+        .nest("/Users", resource_routes(Kind::User))
+        .nest("/Groups", resource_routes(Kind::Group))
         .route("/.search", post(search_all))
         .route("/Bulk", post(bulk))
         .route("/ServiceProviderConfig", get(service_provider_config))
@@ -86,6 +82,35 @@ pub fn router(app: Shared) -> Router {
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .layer(middleware::from_fn_with_state(app.clone(), misbehave))
         .with_state(app)
+}
+
+/// The endpoints of one resource type; the handlers are shared, the type is captured.
+fn resource_routes(kind: Kind) -> Router<Shared> {
+    Router::new()
+        .route(
+            "/",
+            get(move |State(a): State<Shared>, h: HeaderMap, Query(p): Params| list(a, kind, h, p))
+                .post(move |State(a): State<Shared>, h: HeaderMap, b: BodyBytes| create(a, kind, h, b)),
+        )
+        .route(
+            "/.search",
+            post(move |State(a): State<Shared>, h: HeaderMap, Query(p): Params, b: BodyBytes| search(a, kind, h, p, b)),
+        )
+        .route(
+            "/{id}",
+            get(move |State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, Query(p): Params| {
+                get_one(a, kind, id, h, p)
+            })
+            .put(move |State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: BodyBytes| {
+                write(a, kind, id, Method::PUT, h, b)
+            })
+            .patch(move |State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: BodyBytes| {
+                write(a, kind, id, Method::PATCH, h, b)
+            })
+            .delete(move |State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap| remove(a, kind, id, h)),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 fn error_response(e: &Error) -> Response {
@@ -443,29 +468,6 @@ async fn search(
 
 type Params = Query<Vec<(String, String)>>;
 
-async fn list_users(State(a): State<Shared>, h: HeaderMap, Query(p): Params) -> Answer {
-    list(a, Kind::User, h, p).await
-}
-async fn list_groups(State(a): State<Shared>, h: HeaderMap, Query(p): Params) -> Answer {
-    list(a, Kind::Group, h, p).await
-}
-async fn search_users(
-    State(a): State<Shared>,
-    h: HeaderMap,
-    Query(p): Params,
-    b: Result<Bytes, BytesRejection>,
-) -> Answer {
-    search(a, Kind::User, h, p, b).await
-}
-async fn search_groups(
-    State(a): State<Shared>,
-    h: HeaderMap,
-    Query(p): Params,
-    b: Result<Bytes, BytesRejection>,
-) -> Answer {
-    search(a, Kind::Group, h, p, b).await
-}
-
 /// POST /.search: Users and Groups together; a filter that names attributes one type lacks
 /// simply matches none of that type.
 async fn search_all(
@@ -549,38 +551,7 @@ async fn remove(app: Shared, kind: Kind, id: String, headers: HeaderMap) -> Answ
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-type Body_ = Result<Bytes, BytesRejection>;
-
-async fn get_user(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, Query(p): Params) -> Answer {
-    get_one(a, Kind::User, id, h, p).await
-}
-async fn get_group(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, Query(p): Params) -> Answer {
-    get_one(a, Kind::Group, id, h, p).await
-}
-async fn create_user(State(a): State<Shared>, h: HeaderMap, b: Body_) -> Answer {
-    create(a, Kind::User, h, b).await
-}
-async fn create_group(State(a): State<Shared>, h: HeaderMap, b: Body_) -> Answer {
-    create(a, Kind::Group, h, b).await
-}
-async fn put_user(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: Body_) -> Answer {
-    write(a, Kind::User, id, Method::PUT, h, b).await
-}
-async fn put_group(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: Body_) -> Answer {
-    write(a, Kind::Group, id, Method::PUT, h, b).await
-}
-async fn patch_user(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: Body_) -> Answer {
-    write(a, Kind::User, id, Method::PATCH, h, b).await
-}
-async fn patch_group(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: Body_) -> Answer {
-    write(a, Kind::Group, id, Method::PATCH, h, b).await
-}
-async fn delete_user(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap) -> Answer {
-    remove(a, Kind::User, id, h).await
-}
-async fn delete_group(State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap) -> Answer {
-    remove(a, Kind::Group, id, h).await
-}
+type BodyBytes = Result<Bytes, BytesRejection>;
 
 /// Replaces `bulkId:X` references inside string values with the ids created earlier.
 fn resolve_bulk_ids(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), Error> {
@@ -602,7 +573,7 @@ fn resolve_bulk_ids(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), 
 
 /// POST /Bulk (RFC 7644 §3.7): operations in order, each atomic on its own, stopping after
 /// `failOnErrors` failures.
-async fn bulk(State(app): State<Shared>, headers: HeaderMap, body: Body_) -> Answer {
+async fn bulk(State(app): State<Shared>, headers: HeaderMap, body: BodyBytes) -> Answer {
     let v = parse_body(body, app.limits.max_body_bytes)?;
     let o = v.as_object().ok_or_else(|| Error::invalid_syntax("a BulkRequest must be a JSON object"))?;
     let listed = scim::resource::get_ci(o, "schemas").and_then(Value::as_array);
