@@ -8,10 +8,12 @@
 mod error;
 mod limiter;
 mod retry;
+pub mod target;
 
 pub use error::{ClientError, TransportKind};
 pub use limiter::RateLimiter;
 pub use retry::{parse_retry_after, RetryPolicy};
+pub use target::{InstanceUrl, UrlPolicy};
 
 use scim::patch::{OpKind, Operation};
 use scim::{Dialect, PatchPath};
@@ -100,6 +102,21 @@ pub struct StatsSnapshot {
     pub lookups_before_retry: u64,
     pub recovered_creates: u64,
     pub adopted: u64,
+}
+
+/// What a connection test found the target to support.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Where the answers came from: the discovery document, or a plain list call.
+    pub source: &'static str,
+    pub filter: bool,
+    pub max_results: Option<u64>,
+    pub patch: bool,
+    pub etag: bool,
+    pub bulk: bool,
+    pub sort: bool,
+    /// Users the token can see, when the target says.
+    pub users: Option<u64>,
 }
 
 /// What a create ended as.
@@ -296,6 +313,46 @@ impl ScimClient {
         match self.get("ServiceProviderConfig").await {
             Ok(v) => Ok(serde_json::from_value(v).ok()),
             Err(ClientError::Http { status: 404 | 405 | 501, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Proves the connection works and says what the target supports. Reads
+    /// `/ServiceProviderConfig` where it exists, and lists one user either way, since discovery
+    /// may be served without authentication.
+    pub async fn test_connection(&self) -> Result<Capabilities, ClientError> {
+        let spc = self.service_provider_config().await?;
+        match self.get(&format!("Users?{}", self.list_query(None, 1, 1))).await {
+            Ok(page) => {
+                let users = page.get("totalResults").and_then(Value::as_u64);
+                Ok(match spc {
+                    Some(c) => Capabilities {
+                        source: "ServiceProviderConfig",
+                        filter: c.filter.supported,
+                        max_results: (c.filter.max_results > 0).then_some(c.filter.max_results),
+                        patch: c.patch.supported,
+                        etag: c.etag.supported,
+                        bulk: c.bulk.supported,
+                        sort: c.sort.supported,
+                        users,
+                    },
+                    // monday.com may not publish discovery: what its API is known to do.
+                    None => Capabilities {
+                        source: "GET /Users?count=1",
+                        filter: true,
+                        max_results: None,
+                        patch: true,
+                        etag: false,
+                        bulk: false,
+                        sort: false,
+                        users,
+                    },
+                })
+            }
+            Err(ClientError::Http { status: 404, .. }) => Err(ClientError::Invalid(format!(
+                "this is not a SCIM URL: {0}ServiceProviderConfig and {0}Users both answered 404; monday.com's is https://<account>.monday.com/scim/v2/",
+                self.base
+            ))),
             Err(e) => Err(e),
         }
     }

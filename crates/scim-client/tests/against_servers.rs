@@ -48,8 +48,10 @@ fn user(name: &str) -> Value {
 async fn user_and_team_lifecycle_against_the_monday_sandbox() {
     let (base, _app) = sandbox(Dialect::Monday, Default::default(), None).await;
     let c = client(&base, Dialect::Monday);
-    let spc = c.service_provider_config().await.unwrap().unwrap();
-    assert!(spc.patch.supported && spc.etag.supported);
+    let caps = c.test_connection().await.unwrap();
+    assert_eq!(caps.source, "ServiceProviderConfig");
+    assert!(caps.patch && caps.etag && caps.filter && caps.bulk);
+    assert_eq!((caps.max_results, caps.users), (Some(1000), Some(0)));
     let Created::New(u) = c.create_user(&user("ann@acme.example")).await.unwrap() else { panic!("new") };
     let id = u["id"].as_str().unwrap().to_string();
     assert_eq!(c.find_user_by_user_name("ANN@acme.example").await.unwrap().unwrap()["id"], json!(id));
@@ -293,4 +295,28 @@ async fn interoperates_with_scim2_server() {
     c.remove_members(&gid, &[&id]).await.unwrap();
     let got = c.list_groups(None).await.unwrap();
     assert_eq!(got[0]["members"].as_array().map(Vec::len), Some(1), "{got:?}");
+}
+
+#[tokio::test]
+async fn connection_test_errors_say_what_to_do() {
+    use axum::{routing::get, Router};
+    // A server with no discovery that knows its users: the fallback list call.
+    let app = Router::new().route(
+        "/scim/v2/Users",
+        get(|| async { axum::Json(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 3, "Resources": []})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let caps = client(&format!("http://{addr}/scim/v2"), Dialect::Monday).test_connection().await.unwrap();
+    assert_eq!((caps.source, caps.users), ("GET /Users?count=1", Some(3)));
+    let err = client(&format!("http://{addr}/not-scim"), Dialect::Generic).test_connection().await.unwrap_err();
+    assert!(err.to_string().contains("is not a SCIM URL"), "{err}");
+    assert!(err.to_string().contains("/not-scim/Users"), "{err}");
+    // Nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut cfg = ClientConfig::new(&format!("http://{closed}/scim/v2"), Dialect::Generic);
+    cfg.retry.max_attempts = 1;
+    let err = ScimClient::new(cfg, Token::new(TOKEN)).unwrap().test_connection().await.unwrap_err();
+    assert!(err.to_string().contains("connection was refused"), "{err}");
 }
