@@ -1,6 +1,8 @@
 //! The `tenure` command: keeps accounts in step with the HR system of record over SCIM 2.0.
 //! This binary is thin: it parses the command line and calls into the library crates.
 
+mod connection;
+
 use clap::{Args, Parser, Subcommand};
 use sandbox::{Config, Faults, Limits};
 use scim::Dialect;
@@ -14,6 +16,9 @@ struct Cli {
     /// Where tenure keeps its state (default: a per-user data folder).
     #[arg(long, global = true, env = "TENURE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL for a shared setup (postgres://...); default: tenure.db in the data folder.
+    #[arg(long, global = true, env = "TENURE_DATABASE_URL")]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,6 +27,9 @@ struct Cli {
 enum Command {
     /// Run the SCIM 2.0 sandbox, a service provider that behaves as monday.com's SCIM API.
     Sandbox(SandboxArgs),
+    /// Connections to target apps (monday.com, any SCIM 2.0 app).
+    #[command(subcommand)]
+    Connection(connection::ConnectionCommand),
     /// Start a sandbox with a fresh token and show how to reach it.
     Quickstart {
         #[arg(long, default_value = "127.0.0.1:8787")]
@@ -170,6 +178,7 @@ fn main() -> ExitCode {
         }
     };
     let dir = data_dir(cli.data_dir);
+    let database_url = cli.database_url;
     let result = rt.block_on(async move {
         match cli.command {
             Command::Sandbox(a) => {
@@ -208,6 +217,7 @@ fn main() -> ExitCode {
                 };
                 run_sandbox(cfg, false).await
             }
+            Command::Connection(cmd) => connection::run(cmd, &dir, database_url.as_deref()).await,
             Command::Quickstart { listen } => {
                 let cfg = Config {
                     listen,

@@ -41,7 +41,11 @@ fn rand_suffix() -> u128 {
 /// unless `token` is None.
 pub fn spawn_with(args: &[&str], token: Option<&str>) -> Sandbox {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenure"));
-    cmd.arg("sandbox").arg("--listen").arg("127.0.0.1:0").args(args);
+    cmd.arg("sandbox");
+    if !args.contains(&"--listen") {
+        cmd.arg("--listen").arg("127.0.0.1:0");
+    }
+    cmd.args(args);
     cmd.env_remove("TENURE_SANDBOX_TOKEN");
     if let Some(t) = token {
         cmd.env("TENURE_SANDBOX_TOKEN", t);

@@ -1,0 +1,236 @@
+//! tenure's persistence: SQLite in a file by default, PostgreSQL for a shared setup, through
+//! one code path (sqlx's Any driver and portable SQL); migrations as files; secrets sealed.
+//! It stores and fetches; decisions belong to the domain crates.
+
+pub mod secrets;
+
+pub use secrets::{MasterKey, Sealed, Secret};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::fmt;
+use std::path::Path;
+
+#[derive(Debug)]
+pub enum StoreError {
+    Database(sqlx::Error),
+    Migration(sqlx::migrate::MigrateError),
+    /// A connection with this name exists already.
+    NameTaken(String),
+    NotFound(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Database(e) => write!(f, "database error: {e}"),
+            StoreError::Migration(e) => write!(f, "database migration failed: {e}"),
+            StoreError::NameTaken(n) => write!(f, "a connection named {n:?} exists already"),
+            StoreError::NotFound(n) => write!(f, "no connection named {n:?}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A stored connection. The token stays sealed here; `MasterKey::open` with the connection's
+/// id as context gives it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRecord {
+    pub id: String,
+    pub name: String,
+    pub base_url: String,
+    pub dialect: String,
+    pub token: Sealed,
+    pub token_hint: String,
+    pub insecure_http: bool,
+    pub allow_private: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a new connection needs; the token is sealed on the way in.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub name: String,
+    pub base_url: String,
+    pub dialect: String,
+    pub insecure_http: bool,
+    pub allow_private: bool,
+}
+
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn record(r: &AnyRow) -> Result<ConnectionRecord, sqlx::Error> {
+    Ok(ConnectionRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        base_url: r.try_get("base_url")?,
+        dialect: r.try_get("dialect")?,
+        token: Sealed { key_id: r.try_get("token_key_id")?, blob: r.try_get("token_sealed")? },
+        token_hint: r.try_get("token_hint")?,
+        insecure_http: r.try_get::<i64, _>("insecure_http")? != 0,
+        allow_private: r.try_get::<i64, _>("allow_private")? != 0,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const COLUMNS: &str =
+    "id, name, base_url, dialect, token_sealed, token_key_id, token_hint, insecure_http, allow_private, created_at, updated_at";
+
+impl Store {
+    /// `sqlite://PATH` (created when missing) or `postgres://...`; runs the migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres") { Backend::Postgres } else { Backend::Sqlite };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
+            }
+            _ => url.to_string(),
+        };
+        // SQLite allows one writer: one connection keeps writes in order without busy errors.
+        let max = if backend == Backend::Sqlite { 1 } else { 8 };
+        let pool = AnyPoolOptions::new().max_connections(max).connect(&url).await?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        MIGRATOR.run(&pool).await.map_err(StoreError::Migration)?;
+        Ok(Store { pool, backend })
+    }
+
+    /// The default: `tenure.db` in the data directory.
+    pub async fn open_in(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        Self::open(&format!("sqlite://{}", data_dir.join("tenure.db").display())).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// Stores a connection, sealing its token bound to the new row's id.
+    pub async fn add_connection(
+        &self,
+        c: &NewConnection,
+        token: &Secret,
+        key: &MasterKey,
+    ) -> Result<ConnectionRecord, StoreError> {
+        if self.connection(&c.name).await?.is_some() {
+            return Err(StoreError::NameTaken(c.name.clone()));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let sealed = key.seal(token, &id);
+        let t = now();
+        let res = sqlx::query(&format!(
+            "INSERT INTO connections ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(&id)
+        .bind(&c.name)
+        .bind(&c.base_url)
+        .bind(&c.dialect)
+        .bind(&sealed.blob)
+        .bind(&sealed.key_id)
+        .bind(token.hint())
+        .bind(c.insecure_http as i64)
+        .bind(c.allow_private as i64)
+        .bind(&t)
+        .bind(&t)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => {}
+            // Lost a race with another writer on the unique name.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::NameTaken(c.name.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.connection(&c.name).await?.ok_or_else(|| StoreError::NotFound(c.name.clone()))
+    }
+
+    pub async fn connection(&self, name: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM connections WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(record).transpose()?)
+    }
+
+    pub async fn connections(&self) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM connections ORDER BY created_at, name"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
+    }
+
+    /// The next free default name: `Connection-Bearer Token-1`, then -2, -3...
+    pub async fn next_connection_name(&self) -> Result<String, StoreError> {
+        let taken: Vec<String> = self.connections().await?.into_iter().map(|c| c.name).collect();
+        Ok((1..)
+            .map(|n| format!("Connection-Bearer Token-{n}"))
+            .find(|n| !taken.contains(n))
+            .expect("some number is free"))
+    }
+
+    /// Replaces the token in one statement: the old one is gone the moment the new one is in.
+    pub async fn replace_token(
+        &self,
+        name: &str,
+        token: &Secret,
+        key: &MasterKey,
+    ) -> Result<ConnectionRecord, StoreError> {
+        let c = self.connection(name).await?.ok_or_else(|| StoreError::NotFound(name.into()))?;
+        let sealed = key.seal(token, &c.id);
+        let n = sqlx::query(
+            "UPDATE connections SET token_sealed = $1, token_key_id = $2, token_hint = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(&sealed.blob)
+        .bind(&sealed.key_id)
+        .bind(token.hint())
+        .bind(now())
+        .bind(&c.id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(name.into()));
+        }
+        self.connection(name).await?.ok_or_else(|| StoreError::NotFound(name.into()))
+    }
+
+    pub async fn remove_connection(&self, name: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM connections WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,210 @@
+//! `tenure connection add | list | test | rotate-token | remove`: the monday.com connection
+//! page on the command line. Tokens come from a file or standard input, never from argv.
+
+use clap::Subcommand;
+use scim_client::{ClientConfig, InstanceUrl, ScimClient, Token, UrlPolicy};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use store::{MasterKey, NewConnection, Secret, Store};
+
+#[derive(Subcommand)]
+pub enum ConnectionCommand {
+    /// Add a connection: name, Instance URL, and the access token (from --token-file or stdin).
+    Add {
+        /// Default: the next free "Connection-Bearer Token-N".
+        #[arg(long)]
+        name: Option<String>,
+        /// company, company.monday.com, or the full SCIM URL (https://company.monday.com/scim/v2/).
+        #[arg(long)]
+        url: String,
+        /// File holding the token; without it the token is read from standard input.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Allow plain http to a host other than this machine.
+        #[arg(long)]
+        insecure_http: bool,
+        /// Allow private, link-local and metadata addresses.
+        #[arg(long)]
+        allow_private: bool,
+        /// Save without testing the connection first.
+        #[arg(long)]
+        skip_test: bool,
+    },
+    /// List connections (tokens masked).
+    List,
+    /// Prove a connection works and show what the target supports.
+    Test { name: String },
+    /// Replace a connection's token in one step, after testing the new one.
+    RotateToken {
+        name: String,
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Remove a connection (its sealed token goes with it).
+    Remove { name: String },
+}
+
+fn read_token(file: Option<&Path>) -> Result<Secret, String> {
+    let text = match file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("cannot read token file {}: {e}", p.display()))?,
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprint!("Access token (monday.com Admin > Security > SCIM), then Enter: ");
+                let _ = std::io::stderr().flush();
+            }
+            let mut line = String::new();
+            stdin.lock().read_line(&mut line).map_err(|e| format!("cannot read the token from stdin: {e}"))?;
+            line
+        }
+    };
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("the access token is empty".into());
+    }
+    Ok(Secret::new(t))
+}
+
+fn permissions(dialect: &str) -> &'static str {
+    match dialect {
+        "monday" => "User: provision, deprovision, update; Team: provision, deprovision, rename, membership",
+        _ => "User: provision, deprovision, update; Group: provision, deprovision, rename, membership",
+    }
+}
+
+fn policy(insecure_http: bool, allow_private: bool) -> UrlPolicy {
+    UrlPolicy { allow_insecure_http: insecure_http, allow_private }
+}
+
+/// Tests the target with a token; returns the lines of the report.
+async fn test_target(url: &InstanceUrl, token: &Secret, pol: UrlPolicy) -> Result<Vec<String>, String> {
+    url.check_resolved(pol).await?;
+    let mut cfg = ClientConfig::new(url.as_str(), url.dialect());
+    cfg.retry.max_attempts = 3;
+    let client = ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| e.to_string())?;
+    let caps = client.test_connection().await.map_err(|e| e.to_string())?;
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mut lines = vec![format!("connection works: {} ({} dialect)", url, url.dialect())];
+    lines.push(format!(
+        "supports (from {}): filter {}, PATCH {}, ETags {}, bulk {}, sort {}{}",
+        caps.source,
+        yes(caps.filter),
+        yes(caps.patch),
+        yes(caps.etag),
+        yes(caps.bulk),
+        yes(caps.sort),
+        caps.max_results.map(|m| format!(", max results {m}")).unwrap_or_default()
+    ));
+    if let Some(n) = caps.users {
+        lines.push(format!("users visible to the token: {n}"));
+    }
+    Ok(lines)
+}
+
+pub async fn run(cmd: ConnectionCommand, data_dir: &Path, database_url: Option<&str>) -> Result<(), String> {
+    let store = match database_url {
+        Some(u) => Store::open(u).await,
+        None => Store::open_in(data_dir).await,
+    }
+    .map_err(|e| e.to_string())?;
+    let key = MasterKey::load(data_dir)?;
+    let result = run_with(cmd, &store, &key).await;
+    store.close().await;
+    result
+}
+
+async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Result<(), String> {
+    match cmd {
+        ConnectionCommand::Add { name, url, token_file, insecure_http, allow_private, skip_test } => {
+            let pol = policy(insecure_http, allow_private);
+            let target = InstanceUrl::parse(&url, pol)?;
+            let name = match name {
+                Some(n) if !n.trim().is_empty() => n.trim().to_string(),
+                _ => store.next_connection_name().await.map_err(|e| e.to_string())?,
+            };
+            if store.connection(&name).await.map_err(|e| e.to_string())?.is_some() {
+                return Err(format!("a connection named {name:?} exists already"));
+            }
+            let token = read_token(token_file.as_deref())?;
+            let report = if skip_test {
+                vec!["not tested (--skip-test)".to_string()]
+            } else {
+                test_target(&target, &token, pol).await?
+            };
+            let new = NewConnection {
+                name: name.clone(),
+                base_url: target.to_string(),
+                dialect: target.dialect().to_string(),
+                insecure_http,
+                allow_private,
+            };
+            let rec = store.add_connection(&new, &token, key).await.map_err(|e| e.to_string())?;
+            println!("added {:?}: {} ({}), token ****{}", rec.name, rec.base_url, rec.dialect, rec.token_hint);
+            println!("permissions: {}", permissions(&rec.dialect));
+            for l in report {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        ConnectionCommand::List => {
+            let all = store.connections().await.map_err(|e| e.to_string())?;
+            if all.is_empty() {
+                println!(
+                    "no connections; add one with: tenure connection add --url <Instance URL> --token-file <file>"
+                );
+            }
+            for c in all {
+                println!(
+                    "{}\t{}\t{}\ttoken ****{}\t{}",
+                    c.name,
+                    c.base_url,
+                    c.dialect,
+                    c.token_hint,
+                    permissions(&c.dialect)
+                );
+            }
+            Ok(())
+        }
+        ConnectionCommand::Test { name } => {
+            let c = store
+                .connection(&name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or(format!("no connection named {name:?}"))?;
+            let pol = policy(c.insecure_http, c.allow_private);
+            let target = InstanceUrl::parse(&c.base_url, pol)?;
+            let token = key.open(&c.token, &c.id)?;
+            for l in test_target(&target, &token, pol).await? {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        ConnectionCommand::RotateToken { name, token_file } => {
+            let c = store
+                .connection(&name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or(format!("no connection named {name:?}"))?;
+            let pol = policy(c.insecure_http, c.allow_private);
+            let target = InstanceUrl::parse(&c.base_url, pol)?;
+            let token = read_token(token_file.as_deref())?;
+            // The new token must work before the old one is replaced.
+            test_target(&target, &token, pol).await.map_err(|e| format!("the new token was not saved: {e}"))?;
+            let rec = store.replace_token(&name, &token, key).await.map_err(|e| e.to_string())?;
+            println!("token of {:?} replaced: now ****{}", rec.name, rec.token_hint);
+            let again = key.open(&rec.token, &rec.id)?;
+            for l in test_target(&target, &again, pol).await? {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        ConnectionCommand::Remove { name } => {
+            if store.remove_connection(&name).await.map_err(|e| e.to_string())? {
+                println!("removed {name:?}");
+                Ok(())
+            } else {
+                Err(format!("no connection named {name:?}"))
+            }
+        }
+    }
+}
