@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
-    /// Requests allowed per minute; past that, 429 with Retry-After until the minute ends.
+    /// Requests allowed per window (a minute unless `rate_limit_window` says otherwise);
+    /// past that, 429 with Retry-After until the window ends.
     pub rate_limit_per_minute: Option<u32>,
+    /// The rate limit's window; None for a minute. Short windows keep client tests quick.
+    pub rate_limit_window: Option<Duration>,
     pub latency_ms: u64,
     /// Up to this much more latency, drawn per request.
     pub latency_jitter_ms: u64,
@@ -85,14 +88,15 @@ impl FaultState {
         };
         let delay = Duration::from_millis(self.cfg.latency_ms + jitter);
         if let Some(limit) = self.cfg.rate_limit_per_minute {
+            let window = self.cfg.rate_limit_window.unwrap_or(Duration::from_secs(60));
             let mut w = self.window.lock().expect("window lock");
             let elapsed = w.0.elapsed();
-            if elapsed >= Duration::from_secs(60) {
+            if elapsed >= window {
                 *w = (Instant::now(), 0);
             }
             if w.1 >= limit {
                 self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                let left = Duration::from_secs(60).saturating_sub(w.0.elapsed());
+                let left = window.saturating_sub(w.0.elapsed());
                 return (delay, Verdict::RateLimited(left.as_secs_f64().ceil().max(1.0) as u64));
             }
             w.1 += 1;

@@ -320,3 +320,51 @@ async fn connection_test_errors_say_what_to_do() {
     let err = ScimClient::new(cfg, Token::new(TOKEN)).unwrap().test_connection().await.unwrap_err();
     assert!(err.to_string().contains("connection was refused"), "{err}");
 }
+
+/// The sandbox's rate limit (10 requests per 2 s window): the client waits as told and every
+/// create lands once; with its own limiter under the target's limit it is never refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_target_and_the_client_side_limiter() {
+    let faults = sandbox::Faults {
+        rate_limit_per_minute: Some(10),
+        rate_limit_window: Some(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    let (base, app) = sandbox(Dialect::Monday, faults, None).await;
+    let c = client(&base, Dialect::Monday);
+    let mut tasks = vec![];
+    for i in 0..25 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move { c.create_user(&user(&format!("r{i}@acme.example"))).await }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap().unwrap(), Created::New(_)));
+    }
+    assert_eq!(app.store.len(sandbox::store::Kind::User), 25);
+    let s = c.stats();
+    assert!(s.rate_limited > 0, "{s:?}");
+    assert_eq!(s.lookups_before_retry, 0, "a 429 means not done: no lookup needed");
+
+    let (base, _app) = sandbox(
+        Dialect::Monday,
+        sandbox::Faults {
+            rate_limit_per_minute: Some(10),
+            rate_limit_window: Some(Duration::from_secs(2)),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let mut cfg = ClientConfig::new(&base, Dialect::Monday);
+    cfg.requests_per_second = Some(4.0);
+    let limited = ScimClient::new(cfg, Token::new(TOKEN)).unwrap();
+    let mut tasks = vec![];
+    for i in 0..12 {
+        let c = limited.clone();
+        tasks.push(tokio::spawn(async move { c.create_user(&user(&format!("l{i}@acme.example"))).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(limited.stats().rate_limited, 0, "shared limiter kept all clones under the target's limit");
+}

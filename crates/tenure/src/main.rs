@@ -62,6 +62,9 @@ struct SandboxArgs {
     /// Requests allowed per minute; past that, 429 with Retry-After.
     #[arg(long)]
     rate_limit: Option<u32>,
+    /// The rate limit's window in seconds, when not a minute.
+    #[arg(long, requires = "rate_limit")]
+    rate_limit_window_secs: Option<u64>,
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -202,6 +205,7 @@ fn main() -> ExitCode {
                     token: read_token(a.token_file.as_ref())?,
                     faults: Faults {
                         rate_limit_per_minute: a.rate_limit,
+                        rate_limit_window: a.rate_limit_window_secs.map(std::time::Duration::from_secs),
                         latency_ms: a.latency_ms,
                         latency_jitter_ms: a.latency_jitter_ms,
                         error_rate: a.error_rate,
