@@ -40,7 +40,11 @@ impl ClientError {
             TransportKind::Timeout
         } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
             TransportKind::Dns
-        } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        } else if ["certificate", "tls", "handshake", "corrupt message", "alert", "peer is incompatible"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            // rustls' own words: a plain-http port answering https reads as a corrupt message.
             TransportKind::Tls
         } else if e.is_connect() {
             TransportKind::Connect

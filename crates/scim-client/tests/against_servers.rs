@@ -368,3 +368,46 @@ async fn rate_limited_target_and_the_client_side_limiter() {
     }
     assert_eq!(limited.stats().rate_limited, 0, "shared limiter kept all clones under the target's limit");
 }
+
+/// DNS, TLS, timeouts and 403 each get their own plain message.
+#[tokio::test]
+async fn transport_failures_are_told_apart() {
+    use axum::{http::StatusCode, routing::get, Router};
+    let one_try = |url: &str, timeout_ms: u64| {
+        let mut cfg = ClientConfig::new(url, Dialect::Generic);
+        cfg.retry.max_attempts = 1;
+        cfg.timeout = Duration::from_millis(timeout_ms);
+        ScimClient::new(cfg, Token::new(TOKEN)).unwrap()
+    };
+    // DNS: a name that cannot exist.
+    let err = one_try("https://tenure-test.invalid/scim/v2", 5000).list_users(None).await.unwrap_err();
+    assert!(matches!(err, ClientError::Transport { kind: scim_client::TransportKind::Dns, .. }), "not retried: {err}");
+    assert!(err.to_string().contains("DNS"), "{err}");
+
+    // A server that accepts and never answers: a timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let err = one_try(&format!("http://{silent_addr}/scim/v2"), 300).list_users(None).await.unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+
+    // https to a plain-http server: the TLS handshake fails.
+    let app = Router::new()
+        .route("/scim/v2/Users", get(|| async { (StatusCode::FORBIDDEN, "{\"detail\": \"not an admin\"}") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let err = one_try(&format!("https://{addr}/scim/v2"), 5000).list_users(None).await.unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(!err.is_retryable());
+
+    // 403: the token's account is not an admin.
+    let err = one_try(&format!("http://{addr}/scim/v2"), 5000).list_users(None).await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    assert!(err.to_string().contains("lacks the rights"), "{err}");
+}
