@@ -101,6 +101,14 @@ async fn test_target(url: &InstanceUrl, token: &Secret, pol: UrlPolicy) -> Resul
     Ok(lines)
 }
 
+/// A stored connection with its target and policy, as saved.
+async fn stored(store: &Store, name: &str) -> Result<(store::ConnectionRecord, InstanceUrl, UrlPolicy), String> {
+    let c = store.connection(name).await.map_err(|e| e.to_string())?.ok_or(format!("no connection named {name:?}"))?;
+    let pol = policy(c.insecure_http, c.allow_private);
+    let target = InstanceUrl::parse(&c.base_url, pol)?;
+    Ok((c, target, pol))
+}
+
 pub async fn run(cmd: ConnectionCommand, data_dir: &Path, database_url: Option<&str>) -> Result<(), String> {
     let store = match database_url {
         Some(u) => Store::open(u).await,
@@ -166,13 +174,7 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             Ok(())
         }
         ConnectionCommand::Test { name } => {
-            let c = store
-                .connection(&name)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or(format!("no connection named {name:?}"))?;
-            let pol = policy(c.insecure_http, c.allow_private);
-            let target = InstanceUrl::parse(&c.base_url, pol)?;
+            let (c, target, pol) = stored(store, &name).await?;
             let token = key.open(&c.token, &c.id)?;
             for l in test_target(&target, &token, pol).await? {
                 println!("{l}");
@@ -180,13 +182,7 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             Ok(())
         }
         ConnectionCommand::RotateToken { name, token_file } => {
-            let c = store
-                .connection(&name)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or(format!("no connection named {name:?}"))?;
-            let pol = policy(c.insecure_http, c.allow_private);
-            let target = InstanceUrl::parse(&c.base_url, pol)?;
+            let (_, target, pol) = stored(store, &name).await?;
             let token = read_token(token_file.as_deref())?;
             // The new token must work before the old one is replaced.
             test_target(&target, &token, pol).await.map_err(|e| format!("the new token was not saved: {e}"))?;
