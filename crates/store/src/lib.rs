@@ -47,7 +47,7 @@ pub enum Backend {
 
 /// A stored connection. The token stays sealed here; `MasterKey::open` with the connection's
 /// id as context gives it back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionRecord {
     pub id: String,
     pub name: String,
@@ -57,6 +57,7 @@ pub struct ConnectionRecord {
     pub token_hint: String,
     pub insecure_http: bool,
     pub allow_private: bool,
+    pub rate_limit_per_second: Option<f64>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -69,6 +70,7 @@ pub struct NewConnection {
     pub dialect: String,
     pub insecure_http: bool,
     pub allow_private: bool,
+    pub rate_limit_per_second: Option<f64>,
 }
 
 pub struct Store {
@@ -92,13 +94,14 @@ fn record(r: &AnyRow) -> Result<ConnectionRecord, sqlx::Error> {
         token_hint: r.try_get("token_hint")?,
         insecure_http: r.try_get::<i64, _>("insecure_http")? != 0,
         allow_private: r.try_get::<i64, _>("allow_private")? != 0,
+        rate_limit_per_second: r.try_get("rate_limit_per_second")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
 }
 
-const COLUMNS: &str =
-    "id, name, base_url, dialect, token_sealed, token_key_id, token_hint, insecure_http, allow_private, created_at, updated_at";
+const COLUMNS: &str = "id, name, base_url, dialect, token_sealed, token_key_id, token_hint, insecure_http, \
+     allow_private, created_at, updated_at, rate_limit_per_second";
 
 impl Store {
     /// `sqlite://PATH` (created when missing) or `postgres://...`; runs the migrations.
@@ -149,7 +152,7 @@ impl Store {
         let sealed = key.seal(token, &id);
         let t = now();
         let res = sqlx::query(&format!(
-            "INSERT INTO connections ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO connections ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&id)
         .bind(&c.name)
@@ -162,6 +165,7 @@ impl Store {
         .bind(c.allow_private as i64)
         .bind(&t)
         .bind(&t)
+        .bind(c.rate_limit_per_second)
         .execute(&self.pool)
         .await;
         match res {

@@ -10,6 +10,7 @@ fn conn(name: &str) -> NewConnection {
         dialect: "monday".into(),
         insecure_http: false,
         allow_private: false,
+        rate_limit_per_second: if name.ends_with('1') { Some(2.5) } else { None },
     }
 }
 
@@ -19,6 +20,7 @@ async fn exercise(store: &Store) {
     assert_eq!(store.next_connection_name().await.unwrap(), "Connection-Bearer Token-1");
     let a = store.add_connection(&conn("Connection-Bearer Token-1"), &token, &key).await.unwrap();
     assert_eq!(a.token_hint, "0001");
+    assert_eq!(a.rate_limit_per_second, Some(2.5));
     assert_eq!(key.open(&a.token, &a.id).unwrap(), token);
     assert_eq!(store.next_connection_name().await.unwrap(), "Connection-Bearer Token-2");
     let dup = store.add_connection(&conn("Connection-Bearer Token-1"), &token, &key).await.unwrap_err();

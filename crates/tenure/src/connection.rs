@@ -29,6 +29,9 @@ pub enum ConnectionCommand {
         /// Save without testing the connection first.
         #[arg(long)]
         skip_test: bool,
+        /// Requests per second tenure may send to the target, shared by all its work.
+        #[arg(long, value_parser = positive)]
+        rate_limit: Option<f64>,
     },
     /// List connections (tokens masked).
     List,
@@ -65,6 +68,13 @@ fn read_token(file: Option<&Path>) -> Result<Secret, String> {
     Ok(Secret::new(t))
 }
 
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of requests per second")),
+    }
+}
+
 fn permissions(dialect: &str) -> &'static str {
     match dialect {
         "monday" => "User: provision, deprovision, update; Team: provision, deprovision, rename, membership",
@@ -77,10 +87,16 @@ fn policy(insecure_http: bool, allow_private: bool) -> UrlPolicy {
 }
 
 /// Tests the target with a token; returns the lines of the report.
-async fn test_target(url: &InstanceUrl, token: &Secret, pol: UrlPolicy) -> Result<Vec<String>, String> {
+async fn test_target(
+    url: &InstanceUrl,
+    token: &Secret,
+    pol: UrlPolicy,
+    rate_limit: Option<f64>,
+) -> Result<Vec<String>, String> {
     url.check_resolved(pol).await?;
     let mut cfg = ClientConfig::new(url.as_str(), url.dialect());
     cfg.retry.max_attempts = 3;
+    cfg.requests_per_second = rate_limit;
     let client = ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| e.to_string())?;
     let caps = client.test_connection().await.map_err(|e| e.to_string())?;
     let yes = |b: bool| if b { "yes" } else { "no" };
@@ -123,7 +139,7 @@ pub async fn run(cmd: ConnectionCommand, data_dir: &Path, database_url: Option<&
 
 async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Result<(), String> {
     match cmd {
-        ConnectionCommand::Add { name, url, token_file, insecure_http, allow_private, skip_test } => {
+        ConnectionCommand::Add { name, url, token_file, insecure_http, allow_private, skip_test, rate_limit } => {
             let pol = policy(insecure_http, allow_private);
             let target = InstanceUrl::parse(&url, pol)?;
             let name = match name {
@@ -137,7 +153,7 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             let report = if skip_test {
                 vec!["not tested (--skip-test)".to_string()]
             } else {
-                test_target(&target, &token, pol).await?
+                test_target(&target, &token, pol, rate_limit).await?
             };
             let new = NewConnection {
                 name: name.clone(),
@@ -145,9 +161,13 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
                 dialect: target.dialect().to_string(),
                 insecure_http,
                 allow_private,
+                rate_limit_per_second: rate_limit,
             };
             let rec = store.add_connection(&new, &token, key).await.map_err(|e| e.to_string())?;
             println!("added {:?}: {} ({}), token ****{}", rec.name, rec.base_url, rec.dialect, rec.token_hint);
+            if let Some(r) = rec.rate_limit_per_second {
+                println!("rate limit: {r} requests per second");
+            }
             println!("permissions: {}", permissions(&rec.dialect));
             for l in report {
                 println!("{l}");
@@ -162,8 +182,10 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
                 );
             }
             for c in all {
+                let limit =
+                    c.rate_limit_per_second.map(|r| format!("{r} req/s")).unwrap_or_else(|| "no rate limit".into());
                 println!(
-                    "{}\t{}\t{}\ttoken ****{}\t{}",
+                    "{}\t{}\t{}\ttoken ****{}\t{limit}\t{}",
                     c.name,
                     c.base_url,
                     c.dialect,
@@ -176,20 +198,22 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
         ConnectionCommand::Test { name } => {
             let (c, target, pol) = stored(store, &name).await?;
             let token = key.open(&c.token, &c.id)?;
-            for l in test_target(&target, &token, pol).await? {
+            for l in test_target(&target, &token, pol, c.rate_limit_per_second).await? {
                 println!("{l}");
             }
             Ok(())
         }
         ConnectionCommand::RotateToken { name, token_file } => {
-            let (_, target, pol) = stored(store, &name).await?;
+            let (c, target, pol) = stored(store, &name).await?;
             let token = read_token(token_file.as_deref())?;
             // The new token must work before the old one is replaced.
-            test_target(&target, &token, pol).await.map_err(|e| format!("the new token was not saved: {e}"))?;
+            test_target(&target, &token, pol, c.rate_limit_per_second)
+                .await
+                .map_err(|e| format!("the new token was not saved: {e}"))?;
             let rec = store.replace_token(&name, &token, key).await.map_err(|e| e.to_string())?;
             println!("token of {:?} replaced: now ****{}", rec.name, rec.token_hint);
             let again = key.open(&rec.token, &rec.id)?;
-            for l in test_target(&target, &again, pol).await? {
+            for l in test_target(&target, &again, pol, c.rate_limit_per_second).await? {
                 println!("{l}");
             }
             Ok(())

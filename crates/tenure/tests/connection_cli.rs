@@ -52,9 +52,15 @@ fn add_list_test_rotate_remove_and_the_token_is_nowhere() {
     std::fs::remove_file(&tf).unwrap();
 
     // The second connection takes the next number; its token comes from stdin.
-    let r = tenure(&dir, &["connection", "add", "--url", &url], Some(&format!("{first_token}\n")), &mut t);
+    let r = tenure(
+        &dir,
+        &["connection", "add", "--url", &url, "--rate-limit", "5"],
+        Some(&format!("{first_token}\n")),
+        &mut t,
+    );
     assert!(r.ok, "{}", r.out);
     assert!(r.out.contains("Connection-Bearer Token-2"), "{}", r.out);
+    assert!(r.out.contains("rate limit: 5 requests per second"), "{}", r.out);
 
     // A wrong token is refused with what to do, and nothing is saved.
     let r = tenure(&dir, &["connection", "add", "--name", "Bad", "--url", &url], Some("wrong-token\n"), &mut t);
@@ -74,6 +80,7 @@ fn add_list_test_rotate_remove_and_the_token_is_nowhere() {
     let r = tenure(&dir, &["connection", "list"], None, &mut t);
     assert!(r.ok, "{}", r.out);
     assert_eq!(r.out.lines().filter(|l| l.starts_with("Connection-Bearer Token-")).count(), 2, "{}", r.out);
+    assert!(r.out.contains("5 req/s") && r.out.contains("no rate limit"), "{}", r.out);
     assert!(!r.out.contains("Bad") && !r.out.contains("Meta"));
 
     let r = tenure(&dir, &["connection", "test", "Connection-Bearer Token-1"], None, &mut t);
