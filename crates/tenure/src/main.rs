@@ -2,6 +2,7 @@
 //! This binary is thin: it parses the command line and calls into the library crates.
 
 mod connection;
+mod hr_cmd;
 
 use clap::{Args, Parser, Subcommand};
 use sandbox::{Config, Faults, Limits};
@@ -27,6 +28,9 @@ struct Cli {
 enum Command {
     /// Run the SCIM 2.0 sandbox, a service provider that behaves as monday.com's SCIM API.
     Sandbox(SandboxArgs),
+    /// HR data: check a file against its header definition.
+    #[command(subcommand)]
+    Hr(hr_cmd::HrCommand),
     /// Connections to target apps (monday.com, any SCIM 2.0 app).
     #[command(subcommand)]
     Connection(connection::ConnectionCommand),
@@ -180,6 +184,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Hr(cmd) = cli.command {
+        return match hr_cmd::run(cmd) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("tenure: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let dir = data_dir(cli.data_dir);
     let database_url = cli.database_url;
     let result = rt.block_on(async move {
@@ -221,6 +234,7 @@ fn main() -> ExitCode {
                 };
                 run_sandbox(cfg, false).await
             }
+            Command::Hr(_) => unreachable!("handled above, without the runtime"),
             Command::Connection(cmd) => connection::run(cmd, &dir, database_url.as_deref()).await,
             Command::Quickstart { listen } => {
                 let cfg = Config {

@@ -1,0 +1,336 @@
+//! CSV feeds: a file whose headers do not match the definition is rejected whole; a row with a
+//! problem is quarantined with the file, row, column, value and reason; the rest go on. Every
+//! row ends up accepted or quarantined: rows = accepted + quarantined, always.
+
+use crate::definition::{Encoding, Field, HeaderDefinition};
+use crate::worker::*;
+use jiff::civil::Date;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+/// One problem with one value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowProblem {
+    pub column: String,
+    pub value: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantinedRow {
+    /// 1-based data row (the header is not counted).
+    pub row: usize,
+    /// 1-based line in the file where the row starts.
+    pub line: u64,
+    pub problems: Vec<RowProblem>,
+    /// The row as read, so nothing is lost.
+    pub raw: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub file: String,
+    /// SHA-256 of the bytes as received.
+    pub checksum: String,
+    pub rows: usize,
+    pub accepted: Vec<Worker>,
+    pub quarantined: Vec<QuarantinedRow>,
+}
+
+/// Why a whole file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileRejected {
+    pub file: String,
+    pub reason: String,
+    pub missing: Vec<String>,
+    pub unexpected: Vec<String>,
+}
+
+impl std::fmt::Display for FileRejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: rejected whole: {}", self.file, self.reason)
+    }
+}
+
+fn reject(file: &str, reason: String) -> FileRejected {
+    FileRejected { file: file.into(), reason, missing: vec![], unexpected: vec![] }
+}
+
+fn decode<'a>(file: &str, bytes: &'a [u8], enc: Encoding) -> Result<std::borrow::Cow<'a, str>, FileRejected> {
+    match enc {
+        Encoding::Utf8 => {
+            let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+            std::str::from_utf8(body).map(std::borrow::Cow::Borrowed).map_err(|e| {
+                let at = e.valid_up_to();
+                let line = body[..at].iter().filter(|b| **b == b'\n').count() + 1;
+                reject(
+                    file,
+                    format!(
+                        "not valid UTF-8 at byte {at} (line {line}); a file saved by Excel may be Windows-1252: say so with the encoding option"
+                    ),
+                )
+            })
+        }
+        Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0),
+    }
+}
+
+fn parse_date(s: &str, formats: &[String]) -> Result<Date, String> {
+    for f in formats {
+        if let Ok(d) = Date::strptime(f, s.trim()) {
+            return Ok(d);
+        }
+    }
+    Err(format!("not a date in any of the formats {}", formats.join(", ")))
+}
+
+fn parse_status(s: &str, leave_type: Option<&str>) -> Result<Status, String> {
+    match s.trim().to_lowercase().replace(['-', '_'], " ").as_str() {
+        "active" | "employed" => Ok(Status::Active),
+        "leave" | "on leave" | "loa" | "leave of absence" => Ok(Status::Leave {
+            kind: leave_type
+                .filter(|t| !t.trim().is_empty())
+                .map(LeaveKind::parse)
+                .unwrap_or(LeaveKind::Other("unspecified".into())),
+        }),
+        "terminated" | "inactive" | "separated" => Ok(Status::Terminated),
+        _ => Err("the status must be active, leave or terminated".into()),
+    }
+}
+
+/// Parses and validates a CSV feed against its header definition.
+pub fn parse_csv(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<LoadReport, FileRejected> {
+    let checksum = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let text = decode(file, bytes, def.encoding)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(def.delimiter)
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| reject(file, format!("cannot read the header row: {e}")))?.clone();
+
+    // Which field each column feeds; the file must match the definition exactly.
+    let mut fields: Vec<Field> = Vec::with_capacity(headers.len());
+    let mut unexpected = vec![];
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for h in headers.iter() {
+        match def.column_for(h) {
+            Some(c) => {
+                if let Some(first) = seen.insert(c.name.clone(), h.to_string()) {
+                    return Err(reject(file, format!("columns {first:?} and {h:?} both mean {}", c.name)));
+                }
+                fields.push(c.field.clone());
+            }
+            None => unexpected.push(h.to_string()),
+        }
+    }
+    let missing: Vec<String> =
+        def.columns.iter().filter(|c| c.required && !seen.contains_key(&c.name)).map(|c| c.name.clone()).collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        let mut why = vec![];
+        if !missing.is_empty() {
+            why.push(format!("missing columns: {}", missing.join(", ")));
+        }
+        if !unexpected.is_empty() {
+            why.push(format!("unexpected columns: {}", unexpected.join(", ")));
+        }
+        return Err(FileRejected {
+            file: file.into(),
+            reason: format!("the headers do not match the definition ({})", why.join("; ")),
+            missing,
+            unexpected,
+        });
+    }
+
+    let mut report = LoadReport { file: file.into(), checksum, rows: 0, accepted: vec![], quarantined: vec![] };
+    // Every row's id (when it has one), to quarantine ids that appear more than once.
+    let mut ids: Vec<(QuarantinedRow, Option<WorkerId>, Option<Worker>)> = vec![];
+    for (i, rec) in reader.records().enumerate() {
+        let rec = rec.map_err(|e| reject(file, format!("malformed CSV: {e}")))?;
+        let row = i + 1;
+        let line = rec.position().map_or(0, |p| p.line());
+        report.rows += 1;
+        let raw: Vec<String> = rec.iter().map(str::to_string).collect();
+        let mut q = QuarantinedRow { row, line, problems: vec![], raw };
+        if rec.len() != headers.len() {
+            q.problems.push(RowProblem {
+                column: "*".into(),
+                value: String::new(),
+                reason: format!("the row has {} fields, the header has {}", rec.len(), headers.len()),
+            });
+            ids.push((q, None, None));
+            continue;
+        }
+        let (id, parsed) = parse_row(&headers, &fields, &rec, def);
+        match parsed {
+            Ok(w) => ids.push((q, id, Some(w))),
+            Err(problems) => {
+                q.problems = problems;
+                ids.push((q, id, None));
+            }
+        }
+    }
+
+    let mut rows_of: BTreeMap<WorkerId, Vec<usize>> = BTreeMap::new();
+    for (q, id, _) in &ids {
+        if let Some(id) = id {
+            rows_of.entry(id.clone()).or_default().push(q.row);
+        }
+    }
+    for (mut q, id, worker) in ids {
+        let dup = id.as_ref().and_then(|id| rows_of.get(id).filter(|rows| rows.len() > 1).map(|rows| (id, rows)));
+        if let Some((id, rows)) = dup {
+            q.problems.push(duplicate(id, rows));
+        }
+        match worker {
+            Some(w) if q.problems.is_empty() => report.accepted.push(w),
+            _ => report.quarantined.push(q),
+        }
+    }
+    report.quarantined.sort_by_key(|q| q.row);
+    Ok(report)
+}
+
+fn duplicate(id: &WorkerId, rows: &[usize]) -> RowProblem {
+    RowProblem {
+        column: "employee_id".into(),
+        value: id.to_string(),
+        reason: format!(
+            "employee id {id} appears on rows {}: none of them is taken until the file says which is right",
+            rows.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Parses one row, collecting every problem rather than stopping at the first.
+fn parse_row(
+    headers: &csv::StringRecord,
+    fields: &[Field],
+    rec: &csv::StringRecord,
+    def: &HeaderDefinition,
+) -> (Option<WorkerId>, Result<Worker, Vec<RowProblem>>) {
+    let mut problems = vec![];
+    let mut get: HashMap<&Field, (&str, &str)> = HashMap::new();
+    for ((h, f), v) in headers.iter().zip(fields).zip(rec.iter()) {
+        get.insert(f, (h, v));
+    }
+    let value = |f: &Field| get.get(f).map(|(_, v)| *v).filter(|v| !v.trim().is_empty());
+    let header = |f: &Field| get.get(f).map(|(h, _)| h.to_string()).unwrap_or_else(|| format!("{f:?}"));
+    macro_rules! check {
+        ($field:expr, $parse:expr) => {{
+            let f = $field;
+            let v = value(&f).unwrap_or("");
+            match $parse(v) {
+                Ok(x) => Some(x),
+                Err(reason) => {
+                    problems.push(RowProblem { column: header(&f), value: v.to_string(), reason });
+                    None
+                }
+            }
+        }};
+    }
+    let optional = |f: &Field| value(f).map(|v| v.trim().to_string());
+    let id = check!(Field::EmployeeId, WorkerId::parse);
+    let first = check!(Field::FirstName, Name::parse);
+    let last = check!(Field::LastName, Name::parse);
+    let preferred = value(&Field::PreferredName).and_then(|v| Name::parse(v).ok());
+    let email = match value(&Field::WorkEmail) {
+        None => Some(None),
+        Some(_) => check!(Field::WorkEmail, Email::parse).map(Some),
+    };
+    let manager = match value(&Field::ManagerId) {
+        None => Some(None),
+        Some(_) => check!(Field::ManagerId, WorkerId::parse).map(Some),
+    };
+    let employment = check!(Field::EmploymentType, |v: &str| if v.trim().is_empty() {
+        Err("the employment type is empty".to_string())
+    } else {
+        Ok(EmploymentType::parse(v))
+    });
+    let leave_type = value(&Field::LeaveType);
+    let status = check!(Field::Status, |v: &str| parse_status(v, leave_type));
+    let date = |f: Field, required: bool, problems: &mut Vec<RowProblem>| -> Option<Option<Date>> {
+        match value(&f) {
+            None if required => {
+                problems.push(RowProblem { column: header(&f), value: String::new(), reason: "required".into() });
+                None
+            }
+            None => Some(None),
+            Some(v) => match parse_date(v, &def.date_formats) {
+                Ok(d) => Some(Some(d)),
+                Err(reason) => {
+                    problems.push(RowProblem { column: header(&f), value: v.to_string(), reason });
+                    None
+                }
+            },
+        }
+    };
+    let hire = date(Field::HireDate, true, &mut problems);
+    let term = date(Field::TerminationDate, false, &mut problems);
+    let leave_start = date(Field::LeaveStart, false, &mut problems);
+    let leave_end = date(Field::LeaveEnd, false, &mut problems);
+    let tz = match value(&Field::TimeZone) {
+        None => Some(None),
+        Some(_) => check!(Field::TimeZone, TimeZoneName::parse).map(Some),
+    };
+    if let (Some(Some(h)), Some(Some(t))) = (hire, term) {
+        if t < h {
+            problems.push(RowProblem {
+                column: header(&Field::TerminationDate),
+                value: t.to_string(),
+                reason: format!("the termination date is before the hire date {h}"),
+            });
+        }
+    }
+    if let (Some(Some(s)), Some(Some(e))) = (leave_start, leave_end) {
+        if e < s {
+            problems.push(RowProblem {
+                column: header(&Field::LeaveEnd),
+                value: e.to_string(),
+                reason: format!("the leave ends before it starts ({s})"),
+            });
+        }
+    }
+    let mut custom = BTreeMap::new();
+    for c in &def.columns {
+        if let Field::Custom(name) = &c.field {
+            match value(&c.field) {
+                Some(v) => {
+                    custom.insert(name.clone(), v.trim().to_string());
+                }
+                None if c.required => problems.push(RowProblem {
+                    column: header(&c.field),
+                    value: String::new(),
+                    reason: "required".into(),
+                }),
+                None => {}
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return (id, Err(problems));
+    }
+    let w = Worker {
+        id: id.clone().expect("no problems: parsed"),
+        first_name: first.expect("parsed"),
+        last_name: last.expect("parsed"),
+        preferred_name: preferred,
+        work_email: email.expect("parsed"),
+        title: optional(&Field::Title),
+        department: optional(&Field::Department),
+        division: optional(&Field::Division),
+        location: optional(&Field::Location),
+        cost_center: optional(&Field::CostCenter),
+        manager_id: manager.expect("parsed"),
+        employment_type: employment.expect("parsed"),
+        status: status.expect("parsed"),
+        hire_date: hire.flatten().expect("required and parsed"),
+        termination_date: term.flatten(),
+        leave_start: leave_start.flatten(),
+        leave_end: leave_end.flatten(),
+        time_zone: tz.expect("parsed"),
+        custom,
+    };
+    (id, Ok(w))
+}

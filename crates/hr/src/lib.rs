@@ -1,0 +1,10 @@
+//! HR sources for tenure: the worker record (valid by construction), header definitions, and
+//! the CSV feed with its row-level quarantine. Knows nothing of SCIM.
+
+pub mod csv_source;
+pub mod definition;
+pub mod worker;
+
+pub use csv_source::{parse_csv, FileRejected, LoadReport, QuarantinedRow, RowProblem};
+pub use definition::{Encoding, Field, HeaderDefinition};
+pub use worker::{Email, EmploymentType, LeaveKind, Name, Status, TimeZoneName, Worker, WorkerId};

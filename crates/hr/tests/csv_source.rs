@@ -1,0 +1,118 @@
+//! The CSV feed: whole-file rejection on a header mismatch, row quarantine with file, row,
+//! column, value and reason, encodings, and rows = accepted + quarantined.
+
+use hr::{parse_csv, Encoding, HeaderDefinition, LeaveKind, Status};
+
+const HEADER: &str = "employee_id,first_name,last_name,work_email,title,department,manager_id,employment_type,status,leave_type,hire_date,termination_date,time_zone";
+
+fn file(rows: &[&str]) -> String {
+    let mut s = String::from(HEADER);
+    for r in rows {
+        s.push('\n');
+        s.push_str(r);
+    }
+    s.push('\n');
+    s
+}
+
+#[test]
+fn good_rows_become_workers_with_unicode_kept() {
+    let text = file(&[
+        "E1,Zoë,Ñúñez-Øster,zoe.nunez@ACME.example,Engineer,Engineering,,employee,active,,03/15/2021,,Europe/Paris",
+        "E2,José,García,jose@acme.example,Designer,Design,E1,Contractor,Leave,FMLA,2022-01-10,,America/New_York",
+        "E3,Li,Wei,,Intern,Engineering,E1,intern,terminated,,2023-06-01,2023-08-31,",
+    ]);
+    let r = parse_csv("hr.csv", text.as_bytes(), &HeaderDefinition::default()).unwrap();
+    assert_eq!((r.rows, r.accepted.len(), r.quarantined.len()), (3, 3, 0));
+    let zoe = &r.accepted[0];
+    assert_eq!(zoe.first_name.as_str(), "Zoë");
+    assert_eq!(zoe.last_name.as_str(), "Ñúñez-Øster");
+    assert_eq!(zoe.work_email.as_ref().unwrap().as_str(), "zoe.nunez@acme.example");
+    assert_eq!(zoe.hire_date.to_string(), "2021-03-15");
+    assert_eq!(r.accepted[1].status, Status::Leave { kind: LeaveKind::Fmla });
+    assert_eq!(r.accepted[2].termination_date.unwrap().to_string(), "2023-08-31");
+    assert_eq!(r.checksum.len(), 64);
+}
+
+#[test]
+fn a_header_mismatch_rejects_the_whole_file_listing_missing_and_unexpected() {
+    let text = "employee_id,first_name,surname_x,status,hire_date,shoe_size\nE1,A,B,active,2020-01-01,42\n";
+    let e = parse_csv("bad.csv", text.as_bytes(), &HeaderDefinition::default()).unwrap_err();
+    assert_eq!(e.missing, vec!["last_name", "employment_type"]);
+    assert_eq!(e.unexpected, vec!["surname_x", "shoe_size"]);
+    assert!(e.to_string().contains("bad.csv"), "{e}");
+    assert!(e.reason.contains("missing columns: last_name, employment_type"), "{}", e.reason);
+}
+
+#[test]
+fn headers_match_by_alias_and_without_regard_to_case_or_spacing() {
+    let text = "Employee ID,First Name,Surname,Worker Type,Status,Start Date\nE1,Ann,Lee,employee,active,2020-01-01\n";
+    let r = parse_csv("alias.csv", text.as_bytes(), &HeaderDefinition::default()).unwrap();
+    assert_eq!(r.accepted.len(), 1);
+}
+
+#[test]
+fn each_bad_value_is_quarantined_saying_where_and_why_and_the_rest_go_on() {
+    let text = file(&[
+        "E1,Ann,Lee,ann@acme.example,,,,employee,active,,2021-02-30,,",
+        "E2,Bob,Ray,bob-at-acme,,,,employee,active,,2021-01-01,,",
+        "E3,,Kay,,,,,employee,active,,2021-01-01,,",
+        "E4,Cy,Orr,,,,,employee,retired,,2021-01-01,,",
+        "E5,Di,Poe,,,,,employee,active,,2021-01-01,2020-01-01,",
+        "E6,Ed,Fox,,,,,employee,active,,2021-01-01,,Mars/Base",
+        "E7,Fa,Gil,,,,,employee,active,,2021-01-01,,",
+        "E7,Fa,Gill,,,,,employee,active,,2021-01-01,,",
+        "E8,Gu,Hal,,,,,employee,active,,2021-01-01",
+        "E9,Ok,Fine,,,,,employee,active,,2021-01-01,,",
+    ]);
+    let r = parse_csv("rows.csv", text.as_bytes(), &HeaderDefinition::default()).unwrap();
+    assert_eq!(r.rows, 10);
+    assert_eq!(r.accepted.len() + r.quarantined.len(), r.rows, "nothing lost");
+    assert_eq!(r.accepted.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), vec!["E9"]);
+    let find = |row: usize| r.quarantined.iter().find(|q| q.row == row).unwrap_or_else(|| panic!("row {row}"));
+    let p = &find(1).problems[0];
+    assert_eq!((p.column.as_str(), p.value.as_str()), ("hire_date", "2021-02-30"));
+    assert_eq!(find(1).line, 2);
+    assert_eq!(find(2).problems[0].column, "work_email");
+    assert_eq!(
+        (find(3).problems[0].column.as_str(), find(3).problems[0].reason.as_str()),
+        ("first_name", "the name is empty")
+    );
+    assert_eq!(find(4).problems[0].value, "retired");
+    assert!(find(5).problems[0].reason.contains("before the hire date"));
+    assert!(find(6).problems[0].reason.contains("IANA"));
+    assert!(find(7).problems[0].reason.contains("appears on rows 7, 8"), "{:?}", find(7).problems);
+    assert!(find(8).problems[0].reason.contains("appears on rows 7, 8"));
+    assert_eq!(find(8).raw[2], "Gill", "a duplicate keeps its row as read");
+    assert_eq!(find(8).line, 9);
+    assert!(find(9).problems[0].reason.contains("11 fields, the header has 13"), "{:?}", find(9).problems);
+    assert_eq!(find(9).raw.len(), 11, "the raw row is kept");
+}
+
+#[test]
+fn encodings_bom_and_windows_1252_and_delimiter() {
+    let with_bom = format!("\u{feff}{}", file(&["E1,Ann,Lee,,,,,employee,active,,2021-01-01,,"]));
+    assert_eq!(parse_csv("bom.csv", with_bom.as_bytes(), &HeaderDefinition::default()).unwrap().accepted.len(), 1);
+    // "Renée" in Windows-1252: 0xE9 for é.
+    let mut cp1252 = file(&[]).into_bytes();
+    cp1252.extend_from_slice(b"E1,Ren\xe9e,Lee,,,,,employee,active,,2021-01-01,,\n");
+    let e = parse_csv("excel.csv", &cp1252, &HeaderDefinition::default()).unwrap_err();
+    assert!(e.reason.contains("line 2") && e.reason.contains("Windows-1252"), "{}", e.reason);
+    let def = HeaderDefinition { encoding: Encoding::Windows1252, ..HeaderDefinition::default() };
+    let r = parse_csv("excel.csv", &cp1252, &def).unwrap();
+    assert_eq!(r.accepted[0].first_name.as_str(), "Renée");
+    let semi = file(&["E1,Ann,Lee,,,,,employee,active,,2021-01-01,,"]).replace(',', ";");
+    let def = HeaderDefinition { delimiter: b';', ..HeaderDefinition::default() };
+    assert_eq!(parse_csv("semi.csv", semi.as_bytes(), &def).unwrap().accepted.len(), 1);
+}
+
+#[test]
+fn custom_columns_and_date_formats_are_configurable() {
+    let def = HeaderDefinition { date_formats: vec!["%d.%m.%Y".into()], ..HeaderDefinition::default() }
+        .with_custom("badge", true);
+    let text = "employee_id,first_name,last_name,employment_type,status,hire_date,badge\nE1,A,B,employee,active,31.12.2020,B-7\nE2,C,D,employee,active,31.12.2020,\n";
+    let r = parse_csv("c.csv", text.as_bytes(), &def).unwrap();
+    assert_eq!(r.accepted[0].custom["badge"], "B-7");
+    assert_eq!(r.accepted[0].hire_date.to_string(), "2020-12-31");
+    assert_eq!(r.quarantined[0].problems[0].column, "badge");
+}
