@@ -3,6 +3,7 @@
 
 pub mod csv_source;
 pub mod definition;
+pub mod generate;
 pub mod lifecycle;
 pub mod worker;
 

@@ -24,11 +24,53 @@ pub enum HrCommand {
         #[arg(long = "date-format")]
         date_formats: Vec<String>,
     },
+    /// Write a realistic data set (accented names, namesakes, leaves, future hires and
+    /// terminations); `--next-day` writes the following day's file too.
+    Generate {
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the next day's file (movers, leavers, rehires, hires) here.
+        #[arg(long)]
+        next_day: Option<PathBuf>,
+    },
 }
 
 /// Runs the command; the exit code says how the file fared.
 pub fn run(cmd: HrCommand) -> Result<u8, String> {
-    let HrCommand::Validate { file, json, encoding, delimiter, date_formats } = cmd;
+    match cmd {
+        HrCommand::Validate { file, json, encoding, delimiter, date_formats } => {
+            validate(file, json, &encoding, delimiter, date_formats)
+        }
+        HrCommand::Generate { count, seed, out, next_day } => {
+            let rows = hr::generate::generate(count, seed);
+            let write = |path: Option<&PathBuf>, bytes: Vec<u8>| match path {
+                Some(p) => std::fs::write(p, bytes).map_err(|e| format!("cannot write {}: {e}", p.display())),
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&bytes).map_err(|e| e.to_string())
+                }
+            };
+            write(out.as_ref(), hr::generate::to_csv(&rows))?;
+            if let Some(p) = next_day {
+                write(Some(&p), hr::generate::to_csv(&hr::generate::next_day(&rows, seed)))?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn validate(
+    file: PathBuf,
+    json: bool,
+    encoding: &str,
+    delimiter: char,
+    date_formats: Vec<String>,
+) -> Result<u8, String> {
     let encoding = match encoding.to_ascii_lowercase().replace('_', "-").as_str() {
         "utf-8" | "utf8" => Encoding::Utf8,
         "windows-1252" | "cp1252" | "latin1" => Encoding::Windows1252,

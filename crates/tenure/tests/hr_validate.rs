@@ -40,3 +40,19 @@ fn bad_rows_are_reported_with_file_row_column_value_and_reason() {
     assert!(out.contains("missing columns: employee_id"), "{out}");
     assert!(out.contains("unexpected columns: id, name"), "{out}");
 }
+
+#[test]
+fn generated_files_validate_cleanly() {
+    let dir = std::env::temp_dir().join(format!("tenure-hr-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (dir.join("day1.csv"), dir.join("day2.csv"));
+    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["hr", "generate", "--count", "500", "--out", a.to_str().unwrap(), "--next-day", b.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let (code, out) = validate(&[a.to_str().unwrap()]);
+    assert_eq!((code, out.lines().last()), (0, Some("rows: 500, accepted: 500, quarantined: 0")));
+    let (code, out) = validate(&[b.to_str().unwrap()]);
+    assert_eq!((code, out.lines().last()), (0, Some("rows: 503, accepted: 503, quarantined: 0")), "{out}");
+}
