@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum HrCommand {
-    /// Check a CSV file; the last line is `rows: N, accepted: A, quarantined: Q`. Exit code 0
+    /// Check a CSV file (or JSON / JSON Lines, by extension); the last line is
+    /// `rows: N, accepted: A, quarantined: Q`. Exit code 0
     /// when every row is accepted, 2 when rows were quarantined, 1 when the file is rejected.
     Validate {
         file: PathBuf,
@@ -84,7 +85,13 @@ fn validate(
     }
     let bytes = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let name = file.display().to_string();
-    let report = match hr::parse_csv(&name, &bytes, &def) {
+    // JSON and JSON Lines by their extension; CSV otherwise.
+    let is_json = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"));
+    let parsed = if is_json { hr::parse_json(&name, &bytes, &def) } else { hr::parse_csv(&name, &bytes, &def) };
+    let report = match parsed {
         Ok(r) => r,
         Err(rejected) => {
             if json {

@@ -56,3 +56,19 @@ fn generated_files_validate_cleanly() {
     let (code, out) = validate(&[b.to_str().unwrap()]);
     assert_eq!((code, out.lines().last()), (0, Some("rows: 503, accepted: 503, quarantined: 0")), "{out}");
 }
+
+#[test]
+fn json_lines_files_are_validated_too() {
+    let dir = std::env::temp_dir().join(format!("tenure-hr-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("push.jsonl");
+    std::fs::write(
+        &f,
+        "{\"employee_id\": \"9\", \"first_name\": \"Ines\", \"last_name\": \"Moreau\", \"employment_type\": \"employee\", \"status\": \"active\", \"hire_date\": \"2024-05-06\"}\n{\"employee_id\": \"10\"}\n",
+    )
+    .unwrap();
+    let (code, out) = validate(&[f.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("push.jsonl: row 2 (line 2), column first_name"), "{out}");
+    assert_eq!(out.lines().last(), Some("rows: 2, accepted: 1, quarantined: 1"));
+}
