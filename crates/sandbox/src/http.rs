@@ -255,9 +255,19 @@ pub(crate) fn apply_user_defaults(dialect: Dialect, doc: &mut Map<String, Value>
     doc.entry("active").or_insert(json!(true));
 }
 
-fn entry_response(app: &App, kind: Kind, e: &Entry, status: StatusCode, headers: &HeaderMap) -> Response {
+/// One resource as answered: rendered, with what is never returned (passwords) left out and
+/// the `attributes`/`excludedAttributes` selection applied.
+fn entry_response(
+    app: &App,
+    kind: Kind,
+    e: &Entry,
+    status: StatusCode,
+    headers: &HeaderMap,
+    attrs: &[AttrPath],
+    excluded: &[AttrPath],
+) -> Response {
     let base = base_url(headers);
-    let doc = app.store.render(kind, e, &base);
+    let doc = app.store.schema(kind).project(app.store.render(kind, e, &base), attrs, excluded);
     let mut r = scim_json(status, &Value::Object(doc));
     r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&e.etag()).expect("etag is ASCII"));
     if status == StatusCode::CREATED {
@@ -447,7 +457,7 @@ fn list_response(total: usize, start: usize, resources: Vec<Value>) -> Response 
 fn run_list(app: &App, kind: Kind, s: &Search, headers: &HeaderMap) -> Answer {
     let (q, attrs, excluded) = s.query(app, Some(kind))?;
     let schema = app.store.schema(kind);
-    let page = app.store.list(kind, &q, &base_url(headers), |m| schema.project(&m, &attrs, &excluded));
+    let page = app.store.list(kind, &q, &base_url(headers), |m| schema.project(m, &attrs, &excluded));
     Ok(list_response(page.total, q.start_index, page.resources.into_iter().map(Value::Object).collect()))
 }
 
@@ -489,7 +499,7 @@ async fn search_all(
             }
         }
         let whole = ListQuery { start_index: 1, count: usize::MAX, ..q.clone() };
-        let page = app.store.list(kind, &whole, &base, |m| schema.project(&m, &attrs, &excluded));
+        let page = app.store.list(kind, &whole, &base, |m| schema.project(m, &attrs, &excluded));
         all.extend(page.resources.into_iter().map(Value::Object));
     }
     let total = all.len();
@@ -508,23 +518,13 @@ async fn get_one(app: Shared, kind: Kind, id: String, headers: HeaderMap, params
     }
     let attrs = paths(param(&params, "attributes"))?;
     let excluded = paths(param(&params, "excludedAttributes"))?;
-    let mut r = entry_response(&app, kind, &e, StatusCode::OK, &headers);
-    if !attrs.is_empty() || !excluded.is_empty() {
-        let doc = app.store.render(kind, &e, &base_url(&headers));
-        let projected = app.store.schema(kind).project(&doc, &attrs, &excluded);
-        let etag = r.headers().get(header::ETAG).cloned();
-        r = scim_json(StatusCode::OK, &Value::Object(projected));
-        if let Some(t) = etag {
-            r.headers_mut().insert(header::ETAG, t);
-        }
-    }
-    Ok(r)
+    Ok(entry_response(&app, kind, &e, StatusCode::OK, &headers, &attrs, &excluded))
 }
 
 async fn create(app: Shared, kind: Kind, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer {
     let v = parse_body(body, app.limits.max_body_bytes)?;
     let e = do_create(&app, kind, &v).await?;
-    Ok(entry_response(&app, kind, &e, StatusCode::CREATED, &headers))
+    Ok(entry_response(&app, kind, &e, StatusCode::CREATED, &headers, &[], &[]))
 }
 
 async fn write(
@@ -542,7 +542,7 @@ async fn write(
     } else {
         do_patch(&app, kind, &id, &v, if_match(&headers)).await?
     };
-    Ok(entry_response(&app, kind, &e, StatusCode::OK, &headers))
+    Ok(entry_response(&app, kind, &e, StatusCode::OK, &headers, &[], &[]))
 }
 
 async fn remove(app: Shared, kind: Kind, id: String, headers: HeaderMap) -> Answer {

@@ -309,10 +309,6 @@ impl Store {
         }
     }
 
-    pub fn is_persistent(&self) -> bool {
-        self.db.is_some()
-    }
-
     pub fn setting(&self, key: &str) -> Option<String> {
         let db = self.db.as_ref()?.lock().ok()?;
         db.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional().ok().flatten()

@@ -225,10 +225,10 @@ fn apply_path(
         (Some(filter), None) => apply_filtered(c, attr, op, filter, p.sub_after_filter.as_deref(), value, &where_)?,
     }
     drop_empty(c, &attr.name);
-    if r.extension.is_some() {
-        drop_empty(doc, r.extension.unwrap_or_default());
+    if let Some(ext) = r.extension {
+        drop_empty(doc, ext);
     }
-    fix_primaries(doc, &r, schema, &before_primaries, &where_)
+    fix_primaries(doc, &r, &before_primaries, &where_)
 }
 
 fn set_or_remove(obj: &mut Map<String, Value>, key: &str, v: Option<Value>) {
@@ -507,14 +507,12 @@ fn primaries(doc: &Map<String, Value>, r: &crate::resource::Resolved<'_>, schema
 fn fix_primaries(
     doc: &mut Map<String, Value>,
     r: &crate::resource::Resolved<'_>,
-    schema: &ResourceSchema,
     before: &[Value],
     at: &str,
 ) -> Result<()> {
     if r.attr.sub("primary").is_none() {
         return Ok(());
     }
-    let _ = schema;
     let c = match r.extension {
         None => doc,
         Some(e) => match doc.get_mut(e).and_then(Value::as_object_mut) {

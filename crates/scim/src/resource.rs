@@ -417,11 +417,11 @@ impl ResourceSchema {
     /// returned), `excludedAttributes` drops those listed; `never` attributes never go out.
     pub fn project(
         &self,
-        res: &Map<String, Value>,
+        res: Map<String, Value>,
         attributes: &[AttrPath],
         excluded: &[AttrPath],
     ) -> Map<String, Value> {
-        let mut out = res.clone();
+        let mut out = res;
         out.retain(|k, _| !self.core.attribute(k).is_some_and(|a| a.returned == Returned::Never));
         if !attributes.is_empty() {
             let mut kept = Map::new();

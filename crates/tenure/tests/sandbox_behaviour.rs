@@ -460,3 +460,30 @@ async fn latency_knob_delays_answers() {
     // A lower bound only: the knob must add at least what it says.
     assert!(t.elapsed() >= std::time::Duration::from_millis(150));
 }
+
+#[tokio::test]
+async fn a_password_is_taken_but_never_returned() {
+    let sb = spawn(&["--dialect", "generic"]);
+    let a = sb
+        .post("/Users", &json!({"schemas": [USER], "userName": "pw@acme.example", "password": "hunter2-secret"}))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_string();
+    let answers = [
+        a.body.clone(),
+        sb.get(&format!("/Users/{id}")).await.body,
+        sb.get(&format!("/Users/{id}?attributes=password,userName")).await.body,
+        sb.get("/Users").await.body,
+        sb.patch(&format!("/Users/{id}"), json!([{"op": "replace", "path": "title", "value": "T"}])).await.body,
+        sb.put(
+            &format!("/Users/{id}"),
+            &json!({"schemas": [USER], "userName": "pw@acme.example", "password": "hunter2-secret"}),
+        )
+        .await
+        .body,
+    ];
+    for body in answers {
+        assert!(body["id"] == json!(id) || body["totalResults"] == json!(1), "{body}");
+        assert!(!body.to_string().contains("hunter2"), "{body}");
+    }
+}
