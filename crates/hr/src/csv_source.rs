@@ -23,6 +23,9 @@ pub struct QuarantinedRow {
     pub row: usize,
     /// 1-based line in the file where the row starts.
     pub line: u64,
+    /// The employee id, when the row has a readable one: such a worker is held back, not
+    /// taken as absent from a full load.
+    pub worker_id: Option<WorkerId>,
     pub problems: Vec<RowProblem>,
     /// The row as read, so nothing is lost.
     pub raw: Vec<String>,
@@ -36,6 +39,13 @@ pub struct LoadReport {
     pub rows: usize,
     pub accepted: Vec<Worker>,
     pub quarantined: Vec<QuarantinedRow>,
+}
+
+impl LoadReport {
+    /// Workers whose row was quarantined: held back as they were, never taken as absent.
+    pub fn held(&self) -> std::collections::HashSet<WorkerId> {
+        self.quarantined.iter().filter_map(|q| q.worker_id.clone()).collect()
+    }
 }
 
 /// Why a whole file was refused.
@@ -152,7 +162,7 @@ pub fn parse_csv(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Loa
         let line = rec.position().map_or(0, |p| p.line());
         report.rows += 1;
         let raw: Vec<String> = rec.iter().map(str::to_string).collect();
-        let mut q = QuarantinedRow { row, line, problems: vec![], raw };
+        let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw };
         if rec.len() != headers.len() {
             q.problems.push(RowProblem {
                 column: "*".into(),
@@ -191,7 +201,10 @@ fn finish(mut report: LoadReport, ids: Vec<(QuarantinedRow, Option<WorkerId>, Op
         }
         match worker {
             Some(w) if q.problems.is_empty() => report.accepted.push(w),
-            _ => report.quarantined.push(q),
+            _ => {
+                q.worker_id = id;
+                report.quarantined.push(q)
+            }
         }
     }
     report.quarantined.sort_by_key(|q| q.row);
@@ -226,51 +239,74 @@ pub fn parse_json(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Lo
     let report = LoadReport { file: file.into(), checksum, rows: records.len(), accepted: vec![], quarantined: vec![] };
     let mut ids = vec![];
     for (row, line, parsed, raw) in records {
-        let mut q = QuarantinedRow { row, line, problems: vec![], raw: vec![raw] };
-        let problem = |column: &str, value: String, reason: String| RowProblem { column: column.into(), value, reason };
-        let obj = match parsed {
-            Ok(serde_json::Value::Object(o)) => o,
-            Ok(other) => {
-                q.problems.push(problem("*", other.to_string(), "a record must be a JSON object".into()));
-                ids.push((q, None, None));
-                continue;
-            }
+        let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw: vec![raw] };
+        let v = match parsed {
+            Ok(v) => v,
             Err(reason) => {
-                q.problems.push(problem("*", String::new(), reason));
+                q.problems.push(RowProblem { column: "*".into(), value: String::new(), reason });
                 ids.push((q, None, None));
                 continue;
             }
         };
-        let mut values = vec![String::new(); def.columns.len()];
-        for (k, v) in &obj {
-            let Some(i) = def.column_for(k).and_then(|c| def.columns.iter().position(|d| d.name == c.name)) else {
-                q.problems.push(problem(k, v.to_string(), "the header definition has no such field".into()));
-                continue;
-            };
-            values[i] = match v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Null => String::new(),
-                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
-                other => {
-                    q.problems.push(problem(
-                        k,
-                        other.to_string(),
-                        "must be a single value, not a list or object".into(),
-                    ));
-                    String::new()
-                }
-            };
-        }
-        let (id, parsed) = parse_row(&headers, &fields, &csv::StringRecord::from(values), def);
+        let (id, parsed) = object_row(&v, def, &headers, &fields);
         match parsed {
             Ok(w) => ids.push((q, id, Some(w))),
-            Err(mut problems) => {
-                q.problems.append(&mut problems);
+            Err(problems) => {
+                q.problems = problems;
                 ids.push((q, id, None));
             }
         }
     }
     Ok(finish(report, ids))
+}
+
+/// One JSON object (a pushed change, a JSON Lines record) read against the definition: the
+/// worker, or every problem found. Keys are column names or aliases.
+pub fn worker_from_json(
+    v: &serde_json::Value,
+    def: &HeaderDefinition,
+) -> (Option<WorkerId>, Result<Worker, Vec<RowProblem>>) {
+    let headers = csv::StringRecord::from(def.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>());
+    let fields: Vec<Field> = def.columns.iter().map(|c| c.field.clone()).collect();
+    object_row(v, def, &headers, &fields)
+}
+
+fn object_row(
+    v: &serde_json::Value,
+    def: &HeaderDefinition,
+    headers: &csv::StringRecord,
+    fields: &[Field],
+) -> (Option<WorkerId>, Result<Worker, Vec<RowProblem>>) {
+    let problem = |column: &str, value: String, reason: String| RowProblem { column: column.into(), value, reason };
+    let serde_json::Value::Object(obj) = v else {
+        return (None, Err(vec![problem("*", v.to_string(), "a record must be a JSON object".into())]));
+    };
+    let mut problems = vec![];
+    let mut values = vec![String::new(); def.columns.len()];
+    for (k, v) in obj {
+        let Some(i) = def.column_for(k).and_then(|c| def.columns.iter().position(|d| d.name == c.name)) else {
+            problems.push(problem(k, v.to_string(), "the header definition has no such field".into()));
+            continue;
+        };
+        values[i] = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
+            other => {
+                problems.push(problem(k, other.to_string(), "must be a single value, not a list or object".into()));
+                String::new()
+            }
+        };
+    }
+    let (id, parsed) = parse_row(headers, fields, &csv::StringRecord::from(values), def);
+    match parsed {
+        Ok(w) if problems.is_empty() => (id, Ok(w)),
+        Ok(_) => (id, Err(problems)),
+        Err(mut more) => {
+            problems.append(&mut more);
+            (id, Err(problems))
+        }
+    }
 }
 
 fn duplicate(id: &WorkerId, rows: &[usize]) -> RowProblem {

@@ -6,10 +6,10 @@ use crate::worker::{Status, Worker, WorkerId};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Hire,
@@ -22,20 +22,34 @@ pub enum EventKind {
     MissingFromFullLoad,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldChange {
     pub field: String,
     pub before: String,
     pub after: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub worker: WorkerId,
     pub kind: EventKind,
     /// When it takes effect; an event is due once this moment has come.
     pub effective: Timestamp,
     pub changes: Vec<FieldChange>,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Hire => "hire",
+            EventKind::Rehire => "rehire",
+            EventKind::Change => "change",
+            EventKind::Termination => "termination",
+            EventKind::LeaveStart => "leave_start",
+            EventKind::LeaveReturn => "leave_return",
+            EventKind::MissingFromFullLoad => "missing_from_full_load",
+        }
+    }
 }
 
 impl Event {

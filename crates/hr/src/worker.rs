@@ -2,12 +2,13 @@
 //! so a `Worker` that exists is one tenure may act on.
 
 use jiff::civil::Date;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// The HR system's immutable employee id: the only key tenure matches workers by.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct WorkerId(String);
 
 impl WorkerId {
@@ -36,7 +37,8 @@ impl fmt::Display for WorkerId {
 }
 
 /// A person's name as the HR system gives it: Unicode kept as is, only trimmed, never empty.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Name(String);
 
 impl Name {
@@ -57,7 +59,8 @@ impl Name {
 
 /// A work e-mail address: one `@`, a local part, a dotted domain, no spaces. The domain is
 /// lower-cased (it is case-insensitive); the local part is kept as given.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 
 impl Email {
@@ -87,7 +90,7 @@ impl Email {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmploymentType {
     Employee,
@@ -110,7 +113,7 @@ impl EmploymentType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveKind {
     LongTerm,
@@ -134,7 +137,7 @@ impl LeaveKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum Status {
     Active,
@@ -143,7 +146,8 @@ pub enum Status {
 }
 
 /// An IANA time zone name that exists in the time zone database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct TimeZoneName(String);
 
 impl TimeZoneName {
@@ -160,8 +164,9 @@ impl TimeZoneName {
     }
 }
 
-/// One person in the HR source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One person in the HR source. Deserialising checks every value again, so a stored
+/// snapshot read back is as valid as a freshly parsed row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Worker {
     pub id: WorkerId,
     pub first_name: Name,
@@ -183,6 +188,59 @@ pub struct Worker {
     pub time_zone: Option<TimeZoneName>,
     /// Columns the header definition declares as custom, by name.
     pub custom: BTreeMap<String, String>,
+}
+
+// Stored records come back through the same parsers as fresh input.
+impl TryFrom<String> for WorkerId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        WorkerId::parse(&s)
+    }
+}
+
+impl From<WorkerId> for String {
+    fn from(v: WorkerId) -> String {
+        v.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Name::parse(&s)
+    }
+}
+
+impl From<Name> for String {
+    fn from(v: Name) -> String {
+        v.0
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Email::parse(&s)
+    }
+}
+
+impl From<Email> for String {
+    fn from(v: Email) -> String {
+        v.0
+    }
+}
+
+impl TryFrom<String> for TimeZoneName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        TimeZoneName::parse(&s)
+    }
+}
+
+impl From<TimeZoneName> for String {
+    fn from(v: TimeZoneName) -> String {
+        v.0
+    }
 }
 
 #[cfg(test)]

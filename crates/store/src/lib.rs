@@ -2,7 +2,10 @@
 //! one code path (sqlx's Any driver and portable SQL); migrations as files; secrets sealed.
 //! It stores and fetches; decisions belong to the domain crates.
 
+pub mod hr;
 pub mod secrets;
+
+pub use hr::{EventQuery, EventRecord, LoadRecord, LoadWrite, SnapshotRow};
 
 pub use secrets::{MasterKey, Sealed, Secret};
 
@@ -18,6 +21,8 @@ pub enum StoreError {
     /// A connection with this name exists already.
     NameTaken(String),
     NotFound(String),
+    /// Something to be written once was written before (a pushed event id).
+    Duplicate(String),
 }
 
 impl fmt::Display for StoreError {
@@ -27,6 +32,7 @@ impl fmt::Display for StoreError {
             StoreError::Migration(e) => write!(f, "database migration failed: {e}"),
             StoreError::NameTaken(n) => write!(f, "a connection named {n:?} exists already"),
             StoreError::NotFound(n) => write!(f, "no connection named {n:?}"),
+            StoreError::Duplicate(what) => write!(f, "{what}"),
         }
     }
 }

@@ -1,9 +1,60 @@
-//! `tenure hr validate`: checks an HR file against its header definition and reports, without
-//! changing anything.
+//! `tenure hr validate | load | events | loads | push-secret | listen | generate`: HR data in,
+//! checked, archived, compared with the last snapshot, and turned into lifecycle events.
 
-use clap::Subcommand;
-use hr::{Encoding, HeaderDefinition};
-use std::path::PathBuf;
+use crate::intake::{self, IntakeConfig, LoadKind, MissingPolicy};
+use crate::push;
+use clap::{Args, Subcommand};
+use hr::{Encoding, HeaderDefinition, LifecycleConfig, LoadReport};
+use jiff::Timestamp;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use store::{EventQuery, MasterKey, Secret, Store};
+
+/// How a file is read.
+#[derive(Args, Clone)]
+pub struct ParseArgs {
+    /// utf-8 (default, with or without BOM) or windows-1252.
+    #[arg(long, default_value = "utf-8")]
+    encoding: String,
+    /// The field separator.
+    #[arg(long, default_value = ",")]
+    delimiter: char,
+    /// Date formats to accept, in order (strftime style); default %m/%d/%Y and %Y-%m-%d.
+    #[arg(long = "date-format")]
+    date_formats: Vec<String>,
+}
+
+/// How loads become events.
+#[derive(Args, Clone)]
+pub struct LifecycleArgs {
+    /// Days before the hire date when the account is made.
+    #[arg(long, default_value_t = 0)]
+    pre_hire_days: i64,
+    /// Hour (0-23, worker's time zone) at which a dated termination takes effect; default: the
+    /// end of the termination date.
+    #[arg(long, value_parser = clap::value_parser!(i8).range(0..=23))]
+    termination_hour: Option<i8>,
+    /// Time zone for workers without one.
+    #[arg(long, default_value = "UTC")]
+    default_time_zone: String,
+    /// What to do with a worker a full load no longer holds (never terminated unless told).
+    #[arg(long, value_enum, default_value_t = MissingPolicy::Report)]
+    missing: MissingPolicy,
+}
+
+impl LifecycleArgs {
+    fn config(&self) -> Result<IntakeConfig, String> {
+        let tz = hr::TimeZoneName::parse(&self.default_time_zone)?;
+        Ok(IntakeConfig {
+            lifecycle: LifecycleConfig {
+                pre_hire_lead_days: self.pre_hire_days.max(0),
+                termination_hour: self.termination_hour,
+                default_time_zone: tz.zone(),
+            },
+            missing: self.missing,
+        })
+    }
+}
 
 #[derive(Subcommand)]
 pub enum HrCommand {
@@ -15,15 +66,60 @@ pub enum HrCommand {
         /// The full report as JSON.
         #[arg(long)]
         json: bool,
-        /// utf-8 (default, with or without BOM) or windows-1252.
-        #[arg(long, default_value = "utf-8")]
-        encoding: String,
-        /// The field separator.
-        #[arg(long, default_value = ",")]
-        delimiter: char,
-        /// Date formats to accept, in order (strftime style); default %m/%d/%Y and %Y-%m-%d.
-        #[arg(long = "date-format")]
-        date_formats: Vec<String>,
+        #[command(flatten)]
+        parse: ParseArgs,
+    },
+    /// Load a file: validate it, archive it under its SHA-256, compare it with the last
+    /// snapshot and record the lifecycle events (future ones wait for their moment). The last
+    /// line is `rows: N, accepted: A, quarantined: Q, events: E`. Exit code as for validate.
+    Load {
+        file: PathBuf,
+        /// full: the file is the whole population; delta: only changed workers.
+        #[arg(long, value_enum, default_value_t = LoadKind::Full)]
+        kind: LoadKind,
+        /// Compare as of this moment (RFC 3339) instead of now, to replay an archived file.
+        #[arg(long)]
+        as_of: Option<Timestamp>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        parse: ParseArgs,
+        #[command(flatten)]
+        lifecycle: LifecycleArgs,
+    },
+    /// List lifecycle events, oldest moment first.
+    Events {
+        /// pending, done, superseded or reported.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        worker: Option<String>,
+        /// Only pending events whose moment has come.
+        #[arg(long)]
+        due: bool,
+        /// The moment for --due and for "waits until" (RFC 3339); default now.
+        #[arg(long)]
+        as_of: Option<Timestamp>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List accepted loads with their checksums and archived copies.
+    Loads {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the secret that signs pushed changes: from a file, or a new one printed once.
+    PushSecret {
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+    },
+    /// Serve the HR push endpoint (POST /hr/v1/push, HMAC-SHA256 signed) until stopped.
+    Listen {
+        /// Port 0 picks a free port (the chosen one is printed).
+        #[arg(long, default_value = "127.0.0.1:8788")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        lifecycle: LifecycleArgs,
     },
     /// Write a realistic data set (accented names, namesakes, leaves, future hires and
     /// terminations); `--next-day` writes the following day's file too.
@@ -41,11 +137,169 @@ pub enum HrCommand {
     },
 }
 
+async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Store, String> {
+    match database_url {
+        Some(u) => Store::open(u).await,
+        None => Store::open_in(data_dir).await,
+    }
+    .map_err(|e| e.to_string())
+}
+
 /// Runs the command; the exit code says how the file fared.
-pub fn run(cmd: HrCommand) -> Result<u8, String> {
+pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
     match cmd {
-        HrCommand::Validate { file, json, encoding, delimiter, date_formats } => {
-            validate(file, json, &encoding, delimiter, date_formats)
+        HrCommand::Validate { file, json, parse } => validate(file, json, &parse),
+        HrCommand::Load { file, kind, as_of, json, parse, lifecycle } => {
+            let cfg = lifecycle.config()?;
+            let report = match read(&file, &parse)? {
+                Ok(r) => r,
+                Err(code) => return Ok(code),
+            };
+            intake::archive(data_dir, &report.checksum, &std::fs::read(&file).map_err(|e| e.to_string())?)?;
+            let store = open(data_dir, database_url).await?;
+            let now = as_of.unwrap_or_else(Timestamp::now);
+            let result = intake::apply(&store, &report, kind, &cfg, now, vec![]).await;
+            store.close().await;
+            let outcome = result.map_err(|e| e.to_string())?;
+            print_problems(&report, json);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome).map_err(|e| e.to_string())?);
+            } else {
+                if let Some(at) = &outcome.loaded_before {
+                    println!("note: this exact file (sha256 {}) was loaded before, at {at}", outcome.checksum);
+                }
+                for e in &outcome.events {
+                    println!("{}", describe(e, now));
+                }
+                for id in &outcome.held {
+                    println!("held: worker {id} is absent from the accepted rows because its row was quarantined");
+                }
+                println!("archived: {}", intake::archive_path(data_dir, &outcome.checksum).display());
+            }
+            let counts = outcome.counts();
+            let detail = counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+            println!(
+                "rows: {}, accepted: {}, quarantined: {}, events: {}{}, waiting: {}",
+                outcome.rows,
+                outcome.accepted,
+                outcome.quarantined,
+                outcome.events.len(),
+                if detail.is_empty() { String::new() } else { format!(" ({detail})") },
+                outcome.waiting(now)
+            );
+            Ok(if outcome.quarantined == 0 { 0 } else { 2 })
+        }
+        HrCommand::Events { state, worker, due, as_of, json } => {
+            let store = open(data_dir, database_url).await?;
+            let now = as_of.unwrap_or_else(Timestamp::now);
+            let q = EventQuery {
+                state: if due { Some("pending".into()) } else { state },
+                worker_id: worker,
+                due_by: due.then(|| now.as_second()),
+                limit: None,
+            };
+            let rows = store.events(&q).await.map_err(|e| e.to_string());
+            store.close().await;
+            let listed = rows?.iter().map(intake::listed).collect::<Result<Vec<_>, _>>()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&listed).map_err(|e| e.to_string())?);
+            } else {
+                for e in &listed {
+                    println!("{}", describe(e, now));
+                }
+                println!("events: {}", listed.len());
+            }
+            Ok(0)
+        }
+        HrCommand::Loads { json } => {
+            let store = open(data_dir, database_url).await?;
+            let loads = store.loads().await.map_err(|e| e.to_string());
+            store.close().await;
+            let loads = loads?;
+            if json {
+                let v: Vec<_> = loads
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({"id": l.id, "source": l.source, "checksum": l.checksum, "kind": l.kind,
+                            "loaded_at": l.loaded_at, "rows": l.rows, "accepted": l.accepted,
+                            "quarantined": l.quarantined, "events": l.events,
+                            "archived": intake::archive_path(data_dir, &l.checksum)})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+            } else {
+                for l in &loads {
+                    println!(
+                        "{}  {}  {} ({})  rows {}, accepted {}, quarantined {}, events {}  sha256 {}  {}",
+                        l.loaded_at,
+                        l.id,
+                        l.source,
+                        l.kind,
+                        l.rows,
+                        l.accepted,
+                        l.quarantined,
+                        l.events,
+                        l.checksum,
+                        intake::archive_path(data_dir, &l.checksum).display()
+                    );
+                }
+                println!("loads: {}", loads.len());
+            }
+            Ok(0)
+        }
+        HrCommand::PushSecret { secret_file } => {
+            let (secret, generated) = match secret_file {
+                Some(p) => {
+                    let t = std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                    let t = t.trim().to_string();
+                    if t.len() < 16 {
+                        return Err(format!("{}: a push secret needs at least 16 characters", p.display()));
+                    }
+                    (Secret::new(t), false)
+                }
+                None => {
+                    use rand::RngCore;
+                    let mut b = [0u8; 32];
+                    rand::rngs::OsRng.fill_bytes(&mut b);
+                    (Secret::new(b.iter().map(|x| format!("{x:02x}")).collect::<String>()), true)
+                }
+            };
+            let store = open(data_dir, database_url).await?;
+            let key = MasterKey::load(data_dir)?;
+            let r = push::save_secret(&store, &key, &secret).await;
+            store.close().await;
+            r?;
+            if generated {
+                println!("HR push secret (shown once; give it to the HR system): {}", secret.expose());
+            } else {
+                println!("HR push secret set (ending in {})", secret.hint());
+            }
+            Ok(0)
+        }
+        HrCommand::Listen { listen, lifecycle } => {
+            let cfg = lifecycle.config()?;
+            let store = open(data_dir, database_url).await?;
+            let key = MasterKey::load(data_dir)?;
+            let secret = push::load_secret(&store, &key).await?;
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let state = Arc::new(push::PushState {
+                store,
+                secret,
+                def: HeaderDefinition::default(),
+                cfg,
+                data_dir: data_dir.to_path_buf(),
+                gate: tokio::sync::Mutex::new(()),
+            });
+            println!("tenure: HR push endpoint listening on http://{addr}/hr/v1/push");
+            axum::serve(listener, push::router(state))
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(0)
         }
         HrCommand::Generate { count, seed, out, next_day } => {
             let rows = hr::generate::generate(count, seed);
@@ -65,25 +319,29 @@ pub fn run(cmd: HrCommand) -> Result<u8, String> {
     }
 }
 
-fn validate(
-    file: PathBuf,
-    json: bool,
-    encoding: &str,
-    delimiter: char,
-    date_formats: Vec<String>,
-) -> Result<u8, String> {
-    let encoding = match encoding.to_ascii_lowercase().replace('_', "-").as_str() {
+fn definition(parse: &ParseArgs) -> Result<HeaderDefinition, String> {
+    let encoding = match parse.encoding.to_ascii_lowercase().replace('_', "-").as_str() {
         "utf-8" | "utf8" => Encoding::Utf8,
         "windows-1252" | "cp1252" | "latin1" => Encoding::Windows1252,
         other => return Err(format!("unknown encoding {other:?}: use utf-8 or windows-1252")),
     };
     let delimiter =
-        u8::try_from(delimiter).ok().filter(u8::is_ascii).ok_or("the delimiter must be one ASCII character")?;
+        u8::try_from(parse.delimiter).ok().filter(u8::is_ascii).ok_or("the delimiter must be one ASCII character")?;
     let mut def = HeaderDefinition { encoding, delimiter, ..HeaderDefinition::default() };
-    if !date_formats.is_empty() {
-        def.date_formats = date_formats;
+    if !parse.date_formats.is_empty() {
+        def.date_formats = parse.date_formats.clone();
     }
-    let bytes = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    Ok(def)
+}
+
+/// Reads and checks a file; a rejected file is reported here and gives exit code 1.
+fn read(file: &Path, parse: &ParseArgs) -> Result<Result<LoadReport, u8>, String> {
+    read_as(file, parse, false)
+}
+
+fn read_as(file: &Path, parse: &ParseArgs, json: bool) -> Result<Result<LoadReport, u8>, String> {
+    let def = definition(parse)?;
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let name = file.display().to_string();
     // JSON and JSON Lines by their extension; CSV otherwise.
     let is_json = file
@@ -91,8 +349,8 @@ fn validate(
         .and_then(|e| e.to_str())
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"));
     let parsed = if is_json { hr::parse_json(&name, &bytes, &def) } else { hr::parse_csv(&name, &bytes, &def) };
-    let report = match parsed {
-        Ok(r) => r,
+    match parsed {
+        Ok(r) => Ok(Ok(r)),
         Err(rejected) => {
             if json {
                 println!("{}", serde_json::json!({"rejected": rejected}));
@@ -100,21 +358,57 @@ fn validate(
                 println!("{rejected}");
             }
             println!("rows: 0, accepted: 0, quarantined: 0 (file rejected)");
-            return Ok(1);
+            Ok(Err(1))
         }
+    }
+}
+
+fn print_problems(report: &LoadReport, json: bool) {
+    if json {
+        return;
+    }
+    for q in &report.quarantined {
+        for p in &q.problems {
+            println!(
+                "{}: row {} (line {}), column {}, value {:?}: {}",
+                report.file, q.row, q.line, p.column, p.value, p.reason
+            );
+        }
+    }
+}
+
+/// One event on one line: when, what, who, and whether it waits.
+fn describe(e: &intake::Listed, now: Timestamp) -> String {
+    let when = if e.state == "pending" && !e.event.is_due(now) {
+        format!("waits until {}", e.event.effective)
+    } else {
+        format!("at {}", e.event.effective)
+    };
+    let changes = e
+        .event
+        .changes
+        .iter()
+        .map(|c| format!("{}: {:?} -> {:?}", c.field, c.before, c.after))
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!(
+        "{:<22} worker {:<12} {:<10} {when}{}",
+        e.event.kind.as_str(),
+        e.event.worker,
+        e.state,
+        if changes.is_empty() { String::new() } else { format!("  [{changes}]") }
+    )
+}
+
+fn validate(file: PathBuf, json: bool, parse: &ParseArgs) -> Result<u8, String> {
+    let report = match read_as(&file, parse, json)? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-    } else {
-        for q in &report.quarantined {
-            for p in &q.problems {
-                println!(
-                    "{name}: row {} (line {}), column {}, value {:?}: {}",
-                    q.row, q.line, p.column, p.value, p.reason
-                );
-            }
-        }
     }
+    print_problems(&report, json);
     println!("rows: {}, accepted: {}, quarantined: {}", report.rows, report.accepted.len(), report.quarantined.len());
     Ok(if report.quarantined.is_empty() { 0 } else { 2 })
 }

@@ -3,6 +3,8 @@
 
 mod connection;
 mod hr_cmd;
+mod intake;
+mod push;
 
 use clap::{Args, Parser, Subcommand};
 use sandbox::{Config, Faults, Limits};
@@ -28,7 +30,7 @@ struct Cli {
 enum Command {
     /// Run the SCIM 2.0 sandbox, a service provider that behaves as monday.com's SCIM API.
     Sandbox(SandboxArgs),
-    /// HR data: check a file against its header definition.
+    /// HR data: validate, load (snapshot and lifecycle events), the push endpoint, generate.
     #[command(subcommand)]
     Hr(hr_cmd::HrCommand),
     /// Connections to target apps (monday.com, any SCIM 2.0 app).
@@ -174,7 +176,9 @@ async fn run_sandbox(cfg: Config, banner: bool) -> Result<(), String> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
         .init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -184,8 +188,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let dir = data_dir(cli.data_dir);
+    let database_url = cli.database_url;
     if let Command::Hr(cmd) = cli.command {
-        return match hr_cmd::run(cmd) {
+        return match rt.block_on(hr_cmd::run(cmd, &dir, database_url.as_deref())) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("tenure: {e}");
@@ -193,8 +199,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    let dir = data_dir(cli.data_dir);
-    let database_url = cli.database_url;
     let result = rt.block_on(async move {
         match cli.command {
             Command::Sandbox(a) => {
@@ -234,7 +238,7 @@ fn main() -> ExitCode {
                 };
                 run_sandbox(cfg, false).await
             }
-            Command::Hr(_) => unreachable!("handled above, without the runtime"),
+            Command::Hr(_) => unreachable!("handled above, for its exit code"),
             Command::Connection(cmd) => connection::run(cmd, &dir, database_url.as_deref()).await,
             Command::Quickstart { listen } => {
                 let cfg = Config {

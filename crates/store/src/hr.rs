@@ -1,0 +1,338 @@
+//! HR intake tables: loads, the worker snapshot, lifecycle events, quarantined rows, pushed
+//! event ids. Records are JSON text here; their meaning lives in the `hr` crate.
+
+use crate::{now, Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadRecord {
+    pub id: String,
+    /// The file name, or `push`.
+    pub source: String,
+    pub checksum: String,
+    /// `full` or `delta`.
+    pub kind: String,
+    pub loaded_at: String,
+    pub rows: i64,
+    pub accepted: i64,
+    pub quarantined: i64,
+    pub events: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotRow {
+    pub worker_id: String,
+    pub body: String,
+    pub missing_since: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub id: String,
+    pub load_id: String,
+    pub worker_id: String,
+    pub kind: String,
+    /// Unix seconds.
+    pub effective_at: i64,
+    pub body: String,
+    pub state: String,
+    pub created_at: String,
+}
+
+/// Everything one load changes, written in one transaction: all of it or none of it.
+#[derive(Debug, Clone, Default)]
+pub struct LoadWrite {
+    pub load: Option<LoadRecord>,
+    pub upserts: Vec<SnapshotRow>,
+    /// Pending events of (worker, kind) replaced by this load's events.
+    pub supersede: Vec<(String, String)>,
+    pub events: Vec<EventRecord>,
+    /// (row number, worker id when readable, the row as JSON)
+    pub quarantined: Vec<(i64, Option<String>, String)>,
+    pub push_ids: Vec<String>,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub state: Option<String>,
+    pub worker_id: Option<String>,
+    /// Only events whose moment has come (effective_at <= this).
+    pub due_by: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+// Rows per multi-row INSERT: well under both backends' bind-parameter limits.
+const CHUNK: usize = 500;
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", (1..=cols).map(|c| format!("${}", r * cols + c)).collect::<Vec<_>>().join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn load_record(r: &AnyRow) -> Result<LoadRecord, sqlx::Error> {
+    Ok(LoadRecord {
+        id: r.try_get("id")?,
+        source: r.try_get("source")?,
+        checksum: r.try_get("checksum")?,
+        kind: r.try_get("kind")?,
+        loaded_at: r.try_get("loaded_at")?,
+        rows: r.try_get("row_count")?,
+        accepted: r.try_get("accepted")?,
+        quarantined: r.try_get("quarantined")?,
+        events: r.try_get("event_count")?,
+    })
+}
+
+fn event_record(r: &AnyRow) -> Result<EventRecord, sqlx::Error> {
+    Ok(EventRecord {
+        id: r.try_get("id")?,
+        load_id: r.try_get("load_id")?,
+        worker_id: r.try_get("worker_id")?,
+        kind: r.try_get("kind")?,
+        effective_at: r.try_get("effective_at")?,
+        body: r.try_get("body")?,
+        state: r.try_get("state")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    /// Writes a load whole. A pushed event id seen before makes the whole write fail with
+    /// `StoreError::Duplicate` and change nothing.
+    pub async fn record_load(&self, w: &LoadWrite) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stamp = now();
+        let load_id = w.load.as_ref().map(|l| l.id.clone()).unwrap_or_default();
+        for chunk in w.push_ids.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO hr_push_ids (event_id, load_id, received_at) VALUES {}",
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id).bind(&load_id).bind(&stamp);
+            }
+            match q.execute(&mut *tx).await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(StoreError::Duplicate("a pushed event id was taken already".into()))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(l) = &w.load {
+            sqlx::query(
+                "INSERT INTO hr_loads (id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, \
+                 event_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&l.id)
+            .bind(&l.source)
+            .bind(&l.checksum)
+            .bind(&l.kind)
+            .bind(&l.loaded_at)
+            .bind(l.rows)
+            .bind(l.accepted)
+            .bind(l.quarantined)
+            .bind(l.events)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in w.upserts.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO hr_workers (worker_id, body, missing_since, load_id, updated_at) VALUES {} \
+                 ON CONFLICT (worker_id) DO UPDATE SET body = excluded.body, missing_since = \
+                 excluded.missing_since, load_id = excluded.load_id, updated_at = excluded.updated_at",
+                placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q.bind(&r.worker_id).bind(&r.body).bind(r.missing_since.clone()).bind(&load_id).bind(&stamp);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for (worker, kind) in &w.supersede {
+            sqlx::query(
+                "UPDATE hr_events SET state = 'superseded' WHERE worker_id = $1 AND kind = $2 AND state = 'pending'",
+            )
+            .bind(worker)
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in w.events.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO hr_events (id, load_id, worker_id, kind, effective_at, body, state, created_at) VALUES {}",
+                placeholders(chunk.len(), 8)
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(&e.id)
+                    .bind(&e.load_id)
+                    .bind(&e.worker_id)
+                    .bind(&e.kind)
+                    .bind(e.effective_at)
+                    .bind(&e.body)
+                    .bind(&e.state)
+                    .bind(&e.created_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in w.quarantined.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO hr_quarantine (load_id, row_number, worker_id, body) VALUES {}",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for (row, worker, body) in chunk {
+                q = q.bind(&load_id).bind(*row).bind(worker.clone()).bind(body);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The whole snapshot, by worker id.
+    pub async fn snapshot(&self) -> Result<Vec<SnapshotRow>, StoreError> {
+        let rows = sqlx::query("SELECT worker_id, body, missing_since FROM hr_workers ORDER BY worker_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(snapshot_row).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// The snapshot rows of these workers (those that have one).
+    pub async fn snapshot_of(&self, ids: &[String]) -> Result<Vec<SnapshotRow>, StoreError> {
+        let mut out = vec![];
+        for chunk in ids.chunks(CHUNK) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("SELECT worker_id, body, missing_since FROM hr_workers WHERE worker_id IN ({list})");
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(snapshot_row(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn loads(&self) -> Result<Vec<LoadRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count \
+             FROM hr_loads ORDER BY loaded_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(load_record).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    pub async fn events(&self, q: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {
+        let mut sql = "SELECT id, load_id, worker_id, kind, effective_at, body, state, created_at FROM hr_events \
+                       WHERE 1 = 1"
+            .to_string();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if q.state.is_some() {
+            sql += &format!(" AND state = {}", next());
+        }
+        if q.worker_id.is_some() {
+            sql += &format!(" AND worker_id = {}", next());
+        }
+        if q.due_by.is_some() {
+            sql += &format!(" AND effective_at <= {}", next());
+        }
+        sql += " ORDER BY effective_at, created_at, id";
+        if q.limit.is_some() {
+            sql += &format!(" LIMIT {}", next());
+        }
+        let mut query = sqlx::query(&sql);
+        if let Some(s) = &q.state {
+            query = query.bind(s);
+        }
+        if let Some(w) = &q.worker_id {
+            query = query.bind(w);
+        }
+        if let Some(d) = q.due_by {
+            query = query.bind(d);
+        }
+        if let Some(l) = q.limit {
+            query = query.bind(l);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(event_record).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// Moves an event on (pending to done, say); false when it was not in state `from`.
+    pub async fn set_event_state(&self, id: &str, from: &str, to: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE hr_events SET state = $1 WHERE id = $2 AND state = $3")
+            .bind(to)
+            .bind(id)
+            .bind(from)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Which of these pushed event ids were taken already.
+    pub async fn seen_push_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut out = vec![];
+        for chunk in ids.chunks(CHUNK) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("SELECT event_id FROM hr_push_ids WHERE event_id IN ({list})");
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(r.try_get("event_id")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Quarantined rows of a load: (row number, worker id, the row as JSON).
+    pub async fn quarantined(&self, load_id: &str) -> Result<Vec<(i64, Option<String>, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT row_number, worker_id, body FROM hr_quarantine WHERE load_id = $1 ORDER BY row_number")
+                .bind(load_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("row_number")?, r.try_get("worker_id")?, r.try_get("body")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    pub async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn snapshot_row(r: &AnyRow) -> Result<SnapshotRow, sqlx::Error> {
+    Ok(SnapshotRow {
+        worker_id: r.try_get("worker_id")?,
+        body: r.try_get("body")?,
+        missing_since: r.try_get("missing_since")?,
+    })
+}

@@ -1,0 +1,126 @@
+//! The HR tables on SQLite and, when TENURE_TEST_DATABASE_URL is set, PostgreSQL: a load is
+//! written whole or not at all; events are listed, superseded and moved on.
+
+use store::{EventQuery, EventRecord, LoadRecord, LoadWrite, SnapshotRow, Store, StoreError};
+
+fn load(id: &str) -> LoadRecord {
+    LoadRecord {
+        id: id.into(),
+        source: "feed.csv".into(),
+        checksum: format!("sum-{id}"),
+        kind: "full".into(),
+        loaded_at: format!("2026-06-0{}T00:00:00Z", id.len()),
+        rows: 2,
+        accepted: 1,
+        quarantined: 1,
+        events: 1,
+    }
+}
+
+fn event(id: &str, worker: &str, kind: &str, at: i64) -> EventRecord {
+    EventRecord {
+        id: id.into(),
+        load_id: "l1".into(),
+        worker_id: worker.into(),
+        kind: kind.into(),
+        effective_at: at,
+        body: format!("{{\"id\":\"{id}\"}}"),
+        state: "pending".into(),
+        created_at: "2026-06-01T00:00:00Z".into(),
+    }
+}
+
+fn worker(id: &str, body: &str) -> SnapshotRow {
+    SnapshotRow { worker_id: id.into(), body: body.into(), missing_since: None }
+}
+
+async fn exercise(store: &Store) {
+    let first = LoadWrite {
+        load: Some(load("l1")),
+        upserts: vec![worker("w1", "{\"v\":1}")],
+        supersede: vec![],
+        events: vec![event("e1", "w1", "termination", 2_000), event("e2", "w1", "hire", 1_000)],
+        quarantined: vec![(2, Some("w9".into()), "{\"row\":2}".into())],
+        push_ids: vec!["p1".into()],
+    };
+    store.record_load(&first).await.unwrap();
+
+    // One id taken already: nothing of this load is written, the snapshot is untouched.
+    let second = LoadWrite {
+        load: Some(load("l22")),
+        upserts: vec![worker("w1", "{\"v\":2}"), worker("w2", "{\"v\":1}")],
+        supersede: vec![("w1".into(), "termination".into())],
+        events: vec![event("e3", "w2", "hire", 500)],
+        quarantined: vec![],
+        push_ids: vec!["p2".into(), "p1".into()],
+    };
+    assert!(matches!(store.record_load(&second).await.unwrap_err(), StoreError::Duplicate(_)));
+    assert_eq!(store.snapshot().await.unwrap(), vec![worker("w1", "{\"v\":1}")]);
+    assert_eq!(store.loads().await.unwrap().len(), 1);
+    let all = store.events(&EventQuery::default()).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["e2", "e1"], "ordered by moment");
+    assert_eq!(store.seen_push_ids(&["p1".into(), "p2".into()]).await.unwrap(), vec!["p1".to_string()]);
+
+    // Without the taken id it goes in, superseding w1's pending termination.
+    let second = LoadWrite { push_ids: vec!["p2".into()], ..second };
+    store.record_load(&second).await.unwrap();
+    assert_eq!(store.snapshot_of(&["w1".into()]).await.unwrap(), vec![worker("w1", "{\"v\":2}")]);
+    assert_eq!(store.snapshot().await.unwrap().len(), 2);
+    let pending =
+        |w: &str| EventQuery { state: Some("pending".into()), worker_id: Some(w.into()), ..Default::default() };
+    assert_eq!(
+        store.events(&pending("w1")).await.unwrap().iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        vec!["e2"]
+    );
+    let due = EventQuery { state: Some("pending".into()), due_by: Some(999), ..Default::default() };
+    assert_eq!(store.events(&due).await.unwrap().iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["e3"]);
+    assert!(store.set_event_state("e3", "pending", "done").await.unwrap());
+    assert!(!store.set_event_state("e3", "pending", "done").await.unwrap(), "only once");
+    assert!(store.events(&due).await.unwrap().is_empty());
+    assert_eq!(store.quarantined("l1").await.unwrap(), vec![(2, Some("w9".to_string()), "{\"row\":2}".to_string())]);
+
+    // Loads large enough to need several statements.
+    let many = LoadWrite {
+        load: Some(load("l333")),
+        upserts: (0..1_234).map(|i| worker(&format!("m{i}"), "{}")).collect(),
+        events: (0..1_234).map(|i| event(&format!("x{i}"), &format!("m{i}"), "hire", i)).collect(),
+        ..LoadWrite::default()
+    };
+    store.record_load(&many).await.unwrap();
+    assert_eq!(store.snapshot().await.unwrap().len(), 1_236);
+    let ids: Vec<String> = (0..1_234).map(|i| format!("m{i}")).collect();
+    assert_eq!(store.snapshot_of(&ids).await.unwrap().len(), 1_234);
+
+    assert_eq!(store.setting("s").await.unwrap(), None);
+    store.set_setting("s", "one").await.unwrap();
+    store.set_setting("s", "two").await.unwrap();
+    assert_eq!(store.setting("s").await.unwrap().as_deref(), Some("two"));
+}
+
+#[tokio::test]
+async fn hr_tables_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("tenure-store-hr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open_in(&dir).await.unwrap();
+    exercise(&store).await;
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn hr_tables_on_postgres() {
+    let Ok(url) = std::env::var("TENURE_TEST_DATABASE_URL") else {
+        eprintln!("SKIPPED: hr_tables_on_postgres: TENURE_TEST_DATABASE_URL is not set (.ci/run sets it)");
+        return;
+    };
+    let schema = format!("tenure_test_hr_{}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.unwrap();
+    exercise(&store).await;
+    store.close().await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
+}

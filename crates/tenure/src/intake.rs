@@ -1,0 +1,311 @@
+//! HR intake: an accepted load (a file or a push) is compared with the stored snapshot, and the
+//! snapshot, the events, the quarantined rows and the load itself are written in one
+//! transaction. Files are archived under their SHA-256 first, so any load can be replayed.
+
+use hr::{Event, EventKind, LifecycleConfig, LoadReport, Status, Worker, WorkerId};
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use store::{EventRecord, LoadRecord, LoadWrite, SnapshotRow, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadKind {
+    /// The whole population: workers absent from it are handled by the missing policy.
+    Full,
+    /// Only changed workers: absence means nothing.
+    Delta,
+}
+
+/// What to do with a worker a full load no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingPolicy {
+    /// Report it once (an event in state `reported`); the account is left alone.
+    Report,
+    /// Treat it as terminated now.
+    Terminate,
+    /// Say nothing.
+    Ignore,
+}
+
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    pub lifecycle: LifecycleConfig,
+    pub missing: MissingPolicy,
+}
+
+/// An event as listed: the stored row with its detail.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub id: String,
+    pub state: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub load_id: String,
+    pub kind: LoadKind,
+    pub source: String,
+    pub checksum: String,
+    pub rows: usize,
+    pub accepted: usize,
+    pub quarantined: usize,
+    /// Accepted workers whose record did not change.
+    pub unchanged: usize,
+    /// Workers absent from a full load but held back because their row was quarantined.
+    pub held: Vec<WorkerId>,
+    pub events: Vec<Listed>,
+    /// When this very file (same checksum) was loaded before, if it was.
+    pub loaded_before: Option<String>,
+}
+
+impl Outcome {
+    /// Events by kind, for a one-line summary.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for e in &self.events {
+            *m.entry(e.event.kind.as_str()).or_default() += 1;
+        }
+        m
+    }
+    pub fn waiting(&self, now: Timestamp) -> usize {
+        self.events.iter().filter(|e| e.state == "pending" && !e.event.is_due(now)).count()
+    }
+}
+
+/// Where archived files go: `<data dir>/hr-archive/<sha256>`.
+pub fn archive_path(data_dir: &Path, checksum: &str) -> PathBuf {
+    data_dir.join("hr-archive").join(checksum)
+}
+
+/// Keeps the bytes under their checksum (written aside, then renamed: never half a file).
+pub fn archive(data_dir: &Path, checksum: &str, bytes: &[u8]) -> Result<PathBuf, String> {
+    let path = archive_path(data_dir, checksum);
+    if path.exists() {
+        return Ok(path);
+    }
+    let dir = path.parent().expect("has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(".{checksum}.{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot archive to {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn stamp(t: Timestamp) -> String {
+    t.to_string()
+}
+
+fn decode(row: &SnapshotRow) -> Result<Worker, String> {
+    serde_json::from_str(&row.body)
+        .map_err(|e| format!("the stored record of worker {} cannot be read back: {e}", row.worker_id))
+}
+
+/// Applies an accepted load. `push_ids` are the event ids of pushed changes (empty for files);
+/// if any was taken already the whole load is refused with `StoreError::Duplicate`.
+pub async fn apply(
+    store: &Store,
+    report: &LoadReport,
+    kind: LoadKind,
+    cfg: &IntakeConfig,
+    now: Timestamp,
+    push_ids: Vec<String>,
+) -> Result<Outcome, IntakeError> {
+    let stored = match kind {
+        LoadKind::Full => store.snapshot().await?,
+        LoadKind::Delta => {
+            let ids: Vec<String> = report.accepted.iter().map(|w| w.id.to_string()).collect();
+            store.snapshot_of(&ids).await?
+        }
+    };
+    let mut previous: BTreeMap<WorkerId, Worker> = BTreeMap::new();
+    let mut missing_since: HashMap<WorkerId, String> = HashMap::new();
+    for row in &stored {
+        let w = decode(row).map_err(IntakeError::Corrupt)?;
+        if let Some(m) = &row.missing_since {
+            missing_since.insert(w.id.clone(), m.clone());
+        }
+        previous.insert(w.id.clone(), w);
+    }
+    let loaded_before = store
+        .loads()
+        .await?
+        .into_iter()
+        .find(|l| l.checksum == report.checksum && l.source != "push")
+        .map(|l| l.loaded_at);
+
+    let held = report.held();
+    let detected = hr::detect(&previous, &report.accepted, kind == LoadKind::Full, now, &cfg.lifecycle);
+    let load_id = uuid::Uuid::new_v4().to_string();
+    let mut write = LoadWrite::default();
+    let mut events: Vec<Listed> = vec![];
+    let mut held_back = vec![];
+    let today = |w: &Worker| {
+        let tz = w.time_zone.as_ref().map(|z| z.zone()).unwrap_or_else(|| cfg.lifecycle.default_time_zone.clone());
+        now.to_zoned(tz).date()
+    };
+    for e in detected {
+        if e.kind != EventKind::MissingFromFullLoad {
+            events.push(Listed { id: uuid::Uuid::new_v4().to_string(), state: "pending".into(), event: e });
+            continue;
+        }
+        if held.contains(&e.worker) {
+            held_back.push(e.worker);
+            continue;
+        }
+        let old = &previous[&e.worker];
+        match cfg.missing {
+            MissingPolicy::Ignore => {}
+            // Once per absence: a worker still missing from the next full load is not news.
+            MissingPolicy::Report if missing_since.contains_key(&e.worker) => {}
+            MissingPolicy::Report => {
+                write.upserts.push(SnapshotRow {
+                    worker_id: e.worker.to_string(),
+                    body: serde_json::to_string(old).expect("serialisable"),
+                    missing_since: Some(stamp(now)),
+                });
+                events.push(Listed { id: uuid::Uuid::new_v4().to_string(), state: "reported".into(), event: e });
+            }
+            MissingPolicy::Terminate => {
+                let mut gone = old.clone();
+                gone.status = Status::Terminated;
+                gone.termination_date = Some(gone.termination_date.unwrap_or_else(|| today(old)).min(today(old)));
+                write.upserts.push(SnapshotRow {
+                    worker_id: e.worker.to_string(),
+                    body: serde_json::to_string(&gone).expect("serialisable"),
+                    missing_since: Some(missing_since.get(&e.worker).cloned().unwrap_or_else(|| stamp(now))),
+                });
+                let changes = vec![hr::FieldChange {
+                    field: "status".into(),
+                    before: "present".into(),
+                    after: "missing from a full load: terminated by the missing-worker policy".into(),
+                }];
+                let event = Event { worker: e.worker, kind: EventKind::Termination, effective: now, changes };
+                events.push(Listed { id: uuid::Uuid::new_v4().to_string(), state: "pending".into(), event });
+            }
+        }
+    }
+    let mut unchanged = 0;
+    for w in &report.accepted {
+        let same = previous.get(&w.id).is_some_and(|old| old == w);
+        if same && !missing_since.contains_key(&w.id) {
+            unchanged += 1;
+            continue;
+        }
+        write.upserts.push(SnapshotRow {
+            worker_id: w.id.to_string(),
+            body: serde_json::to_string(w).expect("serialisable"),
+            missing_since: None,
+        });
+    }
+    // Pending events a new one replaces: a moved date, a rescinded termination, a cancelled start.
+    let gone: std::collections::HashSet<&WorkerId> =
+        report.accepted.iter().filter(|w| w.status == Status::Terminated).map(|w| &w.id).collect();
+    for l in &events {
+        let e = &l.event;
+        if !previous.contains_key(&e.worker) || l.state != "pending" {
+            continue;
+        }
+        let replaces: &[&str] = match e.kind {
+            // Gone already (or by policy): a start not yet acted on will not happen.
+            EventKind::Termination
+                if gone.contains(&e.worker) || l.event.changes.iter().any(|c| c.field == "status") =>
+            {
+                &["termination", "hire", "rehire", "leave_start"]
+            }
+            // Announced ahead: the worker still starts, works, and leaves at the new moment.
+            EventKind::Termination => &["termination"],
+            EventKind::Hire => &["hire"],
+            EventKind::Rehire => &["termination", "rehire"],
+            EventKind::LeaveStart => &["leave_start"],
+            EventKind::LeaveReturn => &["leave_start"],
+            EventKind::Change => {
+                if e.changes.iter().any(|c| c.field == "termination_date" && c.after.is_empty()) {
+                    &["termination"]
+                } else {
+                    &[]
+                }
+            }
+            EventKind::MissingFromFullLoad => &[],
+        };
+        write.supersede.extend(replaces.iter().map(|k| (e.worker.to_string(), k.to_string())));
+    }
+    write.events = events
+        .iter()
+        .map(|l| EventRecord {
+            id: l.id.clone(),
+            load_id: load_id.clone(),
+            worker_id: l.event.worker.to_string(),
+            kind: l.event.kind.as_str().into(),
+            effective_at: l.event.effective.as_second(),
+            body: serde_json::to_string(&l.event).expect("serialisable"),
+            state: l.state.clone(),
+            created_at: stamp(now),
+        })
+        .collect();
+    write.quarantined = report
+        .quarantined
+        .iter()
+        .map(|q| (q.row as i64, q.worker_id.as_ref().map(|w| w.to_string()), serde_json::to_string(q).expect("json")))
+        .collect();
+    write.push_ids = push_ids;
+    let source = report.file.clone();
+    write.load = Some(LoadRecord {
+        id: load_id.clone(),
+        source: source.clone(),
+        checksum: report.checksum.clone(),
+        kind: format!("{kind:?}").to_lowercase(),
+        loaded_at: stamp(Timestamp::now()),
+        rows: report.rows as i64,
+        accepted: report.accepted.len() as i64,
+        quarantined: report.quarantined.len() as i64,
+        events: events.len() as i64,
+    });
+    store.record_load(&write).await?;
+    Ok(Outcome {
+        load_id,
+        kind,
+        source,
+        checksum: report.checksum.clone(),
+        rows: report.rows,
+        accepted: report.accepted.len(),
+        quarantined: report.quarantined.len(),
+        unchanged,
+        held: held_back,
+        events,
+        loaded_before,
+    })
+}
+
+/// Reads stored events back.
+pub fn listed(r: &EventRecord) -> Result<Listed, String> {
+    let event: Event =
+        serde_json::from_str(&r.body).map_err(|e| format!("the stored event {} cannot be read back: {e}", r.id))?;
+    Ok(Listed { id: r.id.clone(), state: r.state.clone(), event })
+}
+
+#[derive(Debug)]
+pub enum IntakeError {
+    Store(StoreError),
+    /// The stored snapshot does not read back: nothing is changed.
+    Corrupt(String),
+}
+
+impl From<StoreError> for IntakeError {
+    fn from(e: StoreError) -> Self {
+        IntakeError::Store(e)
+    }
+}
+
+impl std::fmt::Display for IntakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntakeError::Store(e) => write!(f, "{e}"),
+            IntakeError::Corrupt(e) => write!(f, "{e}; the load was not applied"),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The HR push endpoint: `POST /hr/v1/push` with one change (`{"event_id", "worker"}`) or a
+//! batch (`{"events": [...]}`), signed with HMAC-SHA256 over `"<timestamp>.<body>"`.
+//! Stale timestamps are refused (replays), and an event id is applied once (idempotent).
+
+use crate::intake::{self, IntakeConfig, LoadKind};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use hr::{HeaderDefinition, LoadReport, QuarantinedRow, RowProblem};
+use jiff::Timestamp;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use store::{MasterKey, Sealed, Secret, Store, StoreError};
+
+pub const TIMESTAMP_HEADER: &str = "x-tenure-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-tenure-signature";
+/// How far a request's timestamp may be from our clock, either way.
+pub const TOLERANCE_SECS: i64 = 300;
+const MAX_BODY: usize = 10 * 1024 * 1024;
+const SECRET_SETTING: &str = "hr_push_secret";
+const SECRET_CONTEXT: &str = "hr-push-secret";
+
+pub struct PushState {
+    pub store: Store,
+    pub secret: Secret,
+    pub def: HeaderDefinition,
+    pub cfg: IntakeConfig,
+    pub data_dir: PathBuf,
+    /// One intake at a time in this process: each compares against the snapshot the last wrote.
+    pub gate: tokio::sync::Mutex<()>,
+}
+
+pub fn router(state: Arc<PushState>) -> Router {
+    Router::new().route("/hr/v1/push", post(push)).layer(DefaultBodyLimit::max(MAX_BODY)).with_state(state)
+}
+
+/// What the sender signs: `"<timestamp>.<body>"` under the shared secret.
+fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+    (status, Json(json!({"error": detail.into()}))).into_response()
+}
+
+/// Checks the timestamp and the signature; the error says which part failed, never the secret.
+fn verify(secret: &Secret, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), String> {
+    let ts = headers
+        .get(TIMESTAMP_HEADER)
+        .ok_or("missing the X-Tenure-Timestamp header (unix seconds)")?
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .ok_or("X-Tenure-Timestamp must be unix seconds")?;
+    let skew = (now - ts).abs();
+    if skew > TOLERANCE_SECS {
+        return Err(format!(
+            "the timestamp is {skew} s away from this server's clock (at most {TOLERANCE_SECS} s): \
+             a stale or replayed request is refused; sign again with the current time"
+        ));
+    }
+    let given = headers
+        .get(SIGNATURE_HEADER)
+        .ok_or("missing the X-Tenure-Signature header (sha256=<hex HMAC>)")?
+        .to_str()
+        .map_err(|_| "X-Tenure-Signature is not text")?;
+    let hex = given.trim().strip_prefix("sha256=").ok_or("X-Tenure-Signature must start with sha256=")?;
+    let bytes = unhex(hex).ok_or("X-Tenure-Signature must be sha256= and 64 hex digits")?;
+    // verify_slice compares in constant time.
+    mac(secret.expose(), ts, body)
+        .verify_slice(&bytes)
+        .map_err(|_| "the signature does not match this body and timestamp".to_string())
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() != 64 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = Timestamp::now();
+    if let Err(why) = verify(&st.secret, &headers, &body, now.as_second()) {
+        tracing::warn!(reason = %why, "HR push refused");
+        return problem(StatusCode::UNAUTHORIZED, why);
+    }
+    let doc: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: line {}, column {}: {e}", e.line(), e.column()),
+            )
+        }
+    };
+    let items: Vec<Value> = match doc {
+        Value::Object(mut o) if o.contains_key("events") => match o.remove("events") {
+            Some(Value::Array(a)) => a,
+            _ => return problem(StatusCode::BAD_REQUEST, "\"events\" must be a list of {\"event_id\", \"worker\"}"),
+        },
+        v @ Value::Object(_) => vec![v],
+        _ => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "the body must be {\"event_id\": ..., \"worker\": {...}} or {\"events\": [...]}",
+            )
+        }
+    };
+    // Each item's event id first: without one nothing can be idempotent, so the batch is refused.
+    let mut ids: Vec<String> = Vec::with_capacity(items.len());
+    let mut first_at: HashMap<String, usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let id = item.get("event_id").and_then(Value::as_str).map(str::trim).unwrap_or("");
+        if id.is_empty() || id.len() > 200 {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("item {}: \"event_id\" must be a non-empty string of at most 200 characters", i + 1),
+            );
+        }
+        if let Some(j) = first_at.insert(id.to_string(), i) {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("items {} and {} have the same event_id {id:?}", j + 1, i + 1),
+            );
+        }
+        ids.push(id.to_string());
+    }
+
+    let _turn = st.gate.lock().await;
+    let seen = match st.store.seen_push_ids(&ids).await {
+        Ok(s) => s,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let checksum = Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut report =
+        LoadReport { file: "push".into(), checksum: checksum.clone(), rows: 0, accepted: vec![], quarantined: vec![] };
+    let mut accepted_ids = vec![];
+    let mut quarantined = vec![];
+    // A later change to the same worker in one batch is the newer record: it wins.
+    let mut latest: BTreeMap<hr::WorkerId, (usize, hr::Worker)> = BTreeMap::new();
+    for (i, (item, id)) in items.iter().zip(&ids).enumerate() {
+        if seen.contains(id) {
+            continue;
+        }
+        report.rows += 1;
+        let (worker_id, parsed) = match item.get("worker") {
+            Some(w) => hr::worker_from_json(w, &st.def),
+            None => (
+                None,
+                Err(vec![RowProblem {
+                    column: "worker".into(),
+                    value: String::new(),
+                    reason: "the item has no \"worker\" object".into(),
+                }]),
+            ),
+        };
+        match parsed {
+            Ok(w) => {
+                accepted_ids.push(id.clone());
+                latest.insert(w.id.clone(), (i, w));
+            }
+            Err(problems) => {
+                quarantined.push(json!({"event_id": id, "problems": problems}));
+                report.quarantined.push(QuarantinedRow {
+                    row: i + 1,
+                    line: 0,
+                    worker_id,
+                    problems,
+                    raw: vec![item.to_string()],
+                });
+            }
+        }
+    }
+    let mut ordered: Vec<(usize, hr::Worker)> = latest.into_values().collect();
+    ordered.sort_by_key(|(i, _)| *i);
+    report.accepted = ordered.into_iter().map(|(_, w)| w).collect();
+    let duplicates: Vec<&String> = ids.iter().filter(|i| seen.contains(i)).collect();
+
+    let mut outcome = Value::Null;
+    if report.rows > 0 {
+        if let Err(e) = intake::archive(&st.data_dir, &checksum, &body) {
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, e);
+        }
+        match intake::apply(&st.store, &report, LoadKind::Delta, &st.cfg, now, accepted_ids.clone()).await {
+            Ok(o) => outcome = json!({"load_id": o.load_id, "events": o.events}),
+            Err(intake::IntakeError::Store(StoreError::Duplicate(_))) => {
+                return problem(StatusCode::CONFLICT, "another node took one of these event ids meanwhile: send again")
+            }
+            Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+    let status = if accepted_ids.is_empty() && duplicates.is_empty() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    tracing::info!(
+        accepted = accepted_ids.len(),
+        duplicates = duplicates.len(),
+        quarantined = quarantined.len(),
+        "HR push"
+    );
+    let mut answer = json!({
+        "accepted": accepted_ids,
+        "duplicates": duplicates,
+        "quarantined": quarantined,
+    });
+    if let Value::Object(o) = outcome {
+        answer.as_object_mut().expect("object").extend(o);
+    }
+    (status, Json(answer)).into_response()
+}
+
+/// Stores a push secret sealed under the master key.
+pub async fn save_secret(store: &Store, key: &MasterKey, secret: &Secret) -> Result<(), String> {
+    let sealed = key.seal(secret, SECRET_CONTEXT);
+    let v = json!({"key_id": sealed.key_id, "blob": sealed.blob}).to_string();
+    store.set_setting(SECRET_SETTING, &v).await.map_err(|e| e.to_string())
+}
+
+pub async fn load_secret(store: &Store, key: &MasterKey) -> Result<Secret, String> {
+    let v = store
+        .setting(SECRET_SETTING)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no push secret yet: create one with `tenure hr push-secret`")?;
+    let v: Value = serde_json::from_str(&v).map_err(|e| format!("the stored push secret is unreadable: {e}"))?;
+    let sealed = Sealed {
+        key_id: v["key_id"].as_str().unwrap_or_default().into(),
+        blob: v["blob"].as_str().unwrap_or_default().into(),
+    };
+    key.open(&sealed, SECRET_CONTEXT)
+}
