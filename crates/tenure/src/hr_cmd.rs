@@ -22,6 +22,16 @@ pub struct ParseArgs {
     /// Date formats to accept, in order (strftime style); default %m/%d/%Y and %Y-%m-%d.
     #[arg(long = "date-format")]
     date_formats: Vec<String>,
+    /// csv or json (JSON or JSON Lines); default: by the file's extension, CSV otherwise.
+    /// Archived copies have no extension: say it when replaying a JSON file.
+    #[arg(long)]
+    format: Option<Format>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
 }
 
 /// How loads become events.
@@ -344,10 +354,11 @@ fn read_as(file: &Path, parse: &ParseArgs, json: bool) -> Result<Result<LoadRepo
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let name = file.display().to_string();
     // JSON and JSON Lines by their extension; CSV otherwise.
-    let is_json = file
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"));
+    let is_json = parse.format.map(|f| f == Format::Json).unwrap_or_else(|| {
+        file.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"))
+    });
     let parsed = if is_json { hr::parse_json(&name, &bytes, &def) } else { hr::parse_csv(&name, &bytes, &def) };
     match parsed {
         Ok(r) => Ok(Ok(r)),

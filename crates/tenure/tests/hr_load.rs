@@ -283,3 +283,26 @@ fn a_rejected_file_changes_nothing_and_is_not_archived() {
     assert!(out.contains("this exact file (sha256 "), "{out}");
     assert!(out.ends_with("events: 0, waiting: 0\n"), "{out}");
 }
+
+#[test]
+fn an_archived_json_load_replays_from_its_checksum() {
+    let t = Tenure { dir: common::tempdir("hr-replay"), database_url: None };
+    let files = common::tempdir("hr-replay-files");
+    let f = files.join("feed.jsonl");
+    std::fs::write(
+        &f,
+        "{\"employee_id\": \"J1\", \"first_name\": \"Åsa\", \"last_name\": \"Lind\", \"employment_type\": \"employee\", \
+         \"status\": \"active\", \"hire_date\": \"2022-03-01\"}\n",
+    )
+    .unwrap();
+    let (code, out) = t.load(&f, "2026-06-01T12:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    let archived = t.loads()[0]["archived"].as_str().unwrap().to_string();
+    // Without an extension the archive reads as CSV and its header does not match; said so.
+    let (code, out) = t.load(Path::new(&archived), "2026-06-01T12:00:00Z", &[]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = t.load(Path::new(&archived), "2026-06-01T12:00:00Z", &["--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("was loaded before"), "{out}");
+    assert!(out.ends_with("rows: 1, accepted: 1, quarantined: 0, events: 0, waiting: 0\n"), "{out}");
+}
