@@ -264,4 +264,26 @@ mod tests {
         assert_eq!(EmploymentType::parse("Vendor"), EmploymentType::Other("Vendor".into()));
         assert_eq!(LeaveKind::parse("FMLA"), LeaveKind::Fmla);
     }
+
+    #[test]
+    fn a_stored_record_reads_back_only_if_valid() {
+        let report = crate::parse_csv(
+            "t.csv",
+            "employee_id,first_name,last_name,work_email,employment_type,status,leave_type,hire_date,time_zone\n\
+             7,Zoë,Ñúñez,zoe@acme.example,contractor,leave,fmla,2021-03-15,Europe/Oslo\n"
+                .as_bytes(),
+            &crate::HeaderDefinition::default(),
+        )
+        .unwrap();
+        let w = &report.accepted[0];
+        let json = serde_json::to_string(w).unwrap();
+        let back: Worker = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, w);
+        // A record edited on disk into an invalid one is refused, saying why.
+        let broken = json.replace("zoe@acme.example", "zoe-at-acme");
+        let err = serde_json::from_str::<Worker>(&broken).unwrap_err().to_string();
+        assert!(err.contains("\"zoe-at-acme\" has no @"), "{err}");
+        let broken = json.replace("Europe/Oslo", "Mars/Olympus");
+        assert!(serde_json::from_str::<Worker>(&broken).is_err());
+    }
 }

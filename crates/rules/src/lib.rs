@@ -1,0 +1,637 @@
+//! Roles and mappings: who gets an account on which connection, as what, in which teams, and
+//! which worker fields feed which account attributes. Configuration is one TOML file with one
+//! canonical form; it is checked whole at save time (every error with where it is) and
+//! compiled once, so evaluating 100,000 workers never parses anything again.
+
+pub mod condition;
+pub mod formula;
+
+use condition::{Compiled, Condition};
+use formula::{Context, Fields, Formula, Type, Value};
+use hr::{Status, Worker};
+use jiff::civil::Date;
+use scim::Dialect;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// The configuration file, as written and as exported (the canonical form).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub hr: HrSettings,
+    #[serde(default, rename = "connection")]
+    pub connections: Vec<ConnectionConfig>,
+    /// In priority order: the first role whose condition holds is the worker's role.
+    #[serde(default, rename = "role")]
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HrSettings {
+    /// Free columns of the HR feed, usable as `custom.<name>`.
+    #[serde(default)]
+    pub custom_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Only workers whose role grants something here get an account.
+    #[default]
+    Roles,
+    /// Every worker gets an account: their role's grant, or the default grant.
+    AllEmployees,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default = "monday")]
+    pub dialect: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_grant: Option<Grant>,
+    /// Teams for workers whose role names none.
+    #[serde(default)]
+    pub default_teams: Vec<String>,
+    /// A worker who stops matching any role keeps the account (reported as such).
+    #[serde(default)]
+    pub keep_on_role_change: bool,
+    #[serde(default)]
+    pub mappings: BTreeMap<String, MappingSpec>,
+}
+
+fn monday() -> String {
+    "monday".into()
+}
+
+/// A mapping: just a formula, or a formula with options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MappingSpec {
+    Formula(String),
+    Full {
+        formula: String,
+        #[serde(default)]
+        apply: Apply,
+        /// Append 2, 3... to keep the value unique among accounts (before any @).
+        #[serde(default)]
+        unique: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Apply {
+    #[default]
+    Always,
+    OnCreate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub name: String,
+    /// No condition: every worker (a catch-all, last in order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
+    /// Per connection name.
+    #[serde(default)]
+    pub grants: BTreeMap<String, Grant>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// monday.com: admin, member, viewer or guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_type: Option<String>,
+    /// monday.com teams.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<String>,
+    /// Groups, for a generic SCIM app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Attribute formulas that replace the connection's mapping for this role.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Reads TOML; syntax errors say line and column.
+    pub fn from_toml(file: &str, text: &str) -> Result<Config, Vec<String>> {
+        toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(":{line}:{col}")
+            });
+            vec![format!("{file}{}: {}", at.unwrap_or_default(), e.message())]
+        })
+    }
+
+    /// The canonical form: mappings always as tables, stable order.
+    pub fn canonical(&self) -> Config {
+        let mut c = self.clone();
+        for conn in &mut c.connections {
+            for m in conn.mappings.values_mut() {
+                if let MappingSpec::Formula(f) = m {
+                    *m = MappingSpec::Full { formula: f.clone(), apply: Apply::Always, unique: false };
+                }
+            }
+        }
+        c
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(&self.canonical()).expect("the configuration serialises")
+    }
+}
+
+/// The worker fields formulas and conditions may use, in row order.
+pub fn worker_fields(custom: &[String]) -> Fields {
+    let t = Type::Text;
+    let d = Type::Date;
+    let mut v: Vec<(String, Type)> = [
+        ("employee_id", t),
+        ("first_name", t),
+        ("last_name", t),
+        ("preferred_name", t),
+        ("work_email", t),
+        ("title", t),
+        ("department", t),
+        ("division", t),
+        ("location", t),
+        ("cost_center", t),
+        ("manager_id", t),
+        ("employment_type", t),
+        ("status", t),
+        ("leave_type", t),
+        ("hire_date", d),
+        ("termination_date", d),
+        ("leave_start", d),
+        ("leave_end", d),
+        ("time_zone", t),
+    ]
+    .into_iter()
+    .map(|(n, t)| (n.to_string(), t))
+    .collect();
+    v.extend(custom.iter().map(|c| (format!("custom.{c}"), Type::Text)));
+    Fields::new(v)
+}
+
+fn opt(s: Option<&str>) -> Value {
+    s.map(|s| Value::Text(s.to_string())).unwrap_or(Value::Blank)
+}
+
+fn date(d: Option<Date>) -> Value {
+    d.map(Value::Date).unwrap_or(Value::Blank)
+}
+
+/// One worker as a row of values, in `worker_fields` order.
+pub fn worker_row(w: &Worker, custom: &[String]) -> Vec<Value> {
+    let (status, leave) = match &w.status {
+        Status::Active => ("active", None),
+        Status::Leave { kind } => ("leave", Some(enum_text(kind))),
+        Status::Terminated => ("terminated", None),
+    };
+    let mut row = vec![
+        Value::Text(w.id.to_string()),
+        Value::Text(w.first_name.as_str().into()),
+        Value::Text(w.last_name.as_str().into()),
+        opt(w.preferred_name.as_ref().map(|n| n.as_str())),
+        opt(w.work_email.as_ref().map(|e| e.as_str())),
+        opt(w.title.as_deref()),
+        opt(w.department.as_deref()),
+        opt(w.division.as_deref()),
+        opt(w.location.as_deref()),
+        opt(w.cost_center.as_deref()),
+        opt(w.manager_id.as_ref().map(|m| m.as_str())),
+        Value::Text(enum_text(&w.employment_type)),
+        Value::Text(status.into()),
+        opt(leave.as_deref()),
+        Value::Date(w.hire_date),
+        date(w.termination_date),
+        date(w.leave_start),
+        date(w.leave_end),
+        opt(w.time_zone.as_ref().map(|z| z.as_str())),
+    ];
+    row.extend(custom.iter().map(|c| opt(w.custom.get(c).map(String::as_str))));
+    row
+}
+
+/// The snake_case name of a field enum, or the HR system's own word for `Other`.
+fn enum_text<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Object(o)) => o.values().next().and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A checked, compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub config: Config,
+    custom: Vec<String>,
+    roles: Vec<CompiledRole>,
+    pub connections: Vec<CompiledConnection>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRole {
+    name: String,
+    when: Option<Compiled>,
+    grants: HashMap<String, CompiledGrant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GrantView {
+    pub user_type: Option<String>,
+    pub teams: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledGrant {
+    view: GrantView,
+    attributes: Vec<CompiledMapping>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledMapping {
+    pub target: String,
+    pub formula: Formula,
+    pub apply: Apply,
+    pub unique: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledConnection {
+    pub name: String,
+    pub dialect: Dialect,
+    pub mode: Mode,
+    pub keep_on_role_change: bool,
+    default_grant: Option<CompiledGrant>,
+    default_teams: Vec<String>,
+    pub mappings: Vec<CompiledMapping>,
+}
+
+/// Attributes that follow from elsewhere and may not be mapped.
+fn reserved(target: &str) -> Option<&'static str> {
+    match target {
+        "id" | "meta" | "schemas" | "groups" => Some("it is the target's own"),
+        "password" => Some("tenure never sets passwords"),
+        _ => None,
+    }
+}
+
+fn check_target(target: &str, dialect: Dialect) -> Result<(), String> {
+    if let Some(why) = reserved(target.split(['.', '[']).next().unwrap_or(target)) {
+        return Err(format!("{target} cannot be mapped: {why}"));
+    }
+    let path = scim::filter::PatchPath::parse(target).map_err(|e| e.detail)?;
+    let schema = dialect.user_schema();
+    let r = schema.resolve(&path.attr).ok_or_else(|| {
+        let names: Vec<String> = schema.core.attributes.iter().map(|a| a.name.clone()).collect();
+        format!("the {} target has no attribute {target:?}; it has: {}", dialect.as_str(), names.join(", "))
+    })?;
+    if let Some(sub) = &path.sub_after_filter {
+        if !r.attr.sub_attributes.iter().any(|s| s.name.eq_ignore_ascii_case(sub)) {
+            return Err(format!("{} has no sub-attribute {sub:?}", r.attr.name));
+        }
+    }
+    if r.attr.mutability == scim::schema::Mutability::ReadOnly {
+        return Err(format!("{target} is read-only on the target"));
+    }
+    Ok(())
+}
+
+fn compile_mapping(
+    target: &str,
+    spec: &MappingSpec,
+    fields: &Fields,
+    dialect: Dialect,
+    at: &str,
+) -> Result<CompiledMapping, String> {
+    let (text, apply, unique) = match spec {
+        MappingSpec::Formula(f) => (f.as_str(), Apply::Always, false),
+        MappingSpec::Full { formula, apply, unique } => (formula.as_str(), *apply, *unique),
+    };
+    check_target(target, dialect).map_err(|e| format!("{at}: {e}"))?;
+    let formula = Formula::compile(text, fields).map_err(|e| format!("{at}: formula {text:?}: {e}"))?;
+    if target == "active" && !matches!(formula.result_type(), Type::Bool | Type::Any) {
+        return Err(format!("{at}: active takes TRUE or FALSE, this formula gives {}", formula.result_type()));
+    }
+    if target == "userType" && dialect == Dialect::Monday {
+        if let Some(v) = formula.constant() {
+            let v = v.to_text().to_lowercase();
+            if !scim::dialect::MONDAY_USER_TYPES.contains(&v.as_str()) {
+                return Err(format!(
+                    "{at}: monday.com user types are {}, not {v:?}",
+                    scim::dialect::MONDAY_USER_TYPES.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(CompiledMapping { target: target.to_string(), formula, apply, unique })
+}
+
+fn compile_grant(g: &Grant, fields: &Fields, dialect: Dialect, at: &str, errors: &mut Vec<String>) -> CompiledGrant {
+    if let Some(t) = &g.user_type {
+        if dialect == Dialect::Monday && !scim::dialect::MONDAY_USER_TYPES.contains(&t.to_lowercase().as_str()) {
+            errors.push(format!(
+                "{at}.user_type: monday.com user types are {}, not {t:?}",
+                scim::dialect::MONDAY_USER_TYPES.join(", ")
+            ));
+        }
+    }
+    if dialect == Dialect::Monday && !g.groups.is_empty() {
+        errors.push(format!("{at}.groups: monday.com has teams; write teams = [...]"));
+    }
+    let mut attributes = vec![];
+    for (target, f) in &g.attributes {
+        match compile_mapping(
+            target,
+            &MappingSpec::Formula(f.clone()),
+            fields,
+            dialect,
+            &format!("{at}.attributes.{target}"),
+        ) {
+            Ok(m) => attributes.push(m),
+            Err(e) => errors.push(e),
+        }
+    }
+    CompiledGrant {
+        view: GrantView {
+            user_type: g.user_type.as_ref().map(|t| t.to_lowercase()),
+            teams: g.teams.clone(),
+            groups: g.groups.clone(),
+        },
+        attributes,
+    }
+}
+
+impl Rules {
+    /// Checks and compiles a configuration; every problem is listed, none is left for run time.
+    pub fn compile(config: &Config) -> Result<Rules, Vec<String>> {
+        let mut errors = vec![];
+        let custom = config.hr.custom_fields.clone();
+        let fields = worker_fields(&custom);
+        let mut names = HashSet::new();
+        let mut connections = vec![];
+        for (i, c) in config.connections.iter().enumerate() {
+            let at = format!("connection[{i}] ({:?})", c.name);
+            if c.name.trim().is_empty() {
+                errors.push(format!("{at}: the name is empty"));
+            }
+            if !names.insert(c.name.clone()) {
+                errors.push(format!("{at}: a second connection named {:?}", c.name));
+            }
+            let dialect: Dialect = match c.dialect.parse() {
+                Ok(d) => d,
+                Err(e) => {
+                    errors.push(format!("{at}.dialect: {e}"));
+                    Dialect::Generic
+                }
+            };
+            if let Some(u) = &c.url {
+                // The form only: reachability and address policy are checked when the connection is added.
+                let lax = scim_client::UrlPolicy { allow_insecure_http: true, allow_private: true };
+                if let Err(e) = scim_client::InstanceUrl::parse(u, lax) {
+                    errors.push(format!("{at}.url: {e}"));
+                }
+            }
+            if c.mode == Mode::AllEmployees && c.default_grant.is_none() {
+                errors.push(format!("{at}: mode all_employees needs a default_grant"));
+            }
+            let default_grant = c
+                .default_grant
+                .as_ref()
+                .map(|g| compile_grant(g, &fields, dialect, &format!("{at}.default_grant"), &mut errors));
+            let mut mappings = vec![];
+            for (target, spec) in &c.mappings {
+                match compile_mapping(target, spec, &fields, dialect, &format!("{at}.mappings.{target}")) {
+                    Ok(m) => mappings.push(m),
+                    Err(e) => errors.push(e),
+                }
+            }
+            if !c.mappings.keys().any(|k| k == "userName") {
+                errors.push(format!("{at}.mappings: userName must be mapped (it identifies the account)"));
+            }
+            if dialect == Dialect::Monday && !c.mappings.keys().any(|k| k == "displayName") {
+                errors.push(format!("{at}.mappings: monday.com requires displayName"));
+            }
+            connections.push(CompiledConnection {
+                name: c.name.clone(),
+                dialect,
+                mode: c.mode,
+                keep_on_role_change: c.keep_on_role_change,
+                default_grant,
+                default_teams: c.default_teams.clone(),
+                mappings,
+            });
+        }
+        let mut roles = vec![];
+        let mut role_names = HashSet::new();
+        let mut catch_all: Option<String> = None;
+        for (i, r) in config.roles.iter().enumerate() {
+            let at = format!("role[{i}] ({:?})", r.name);
+            if !role_names.insert(r.name.to_lowercase()) {
+                errors.push(format!("{at}: a second role named {:?}", r.name));
+            }
+            if let Some(first) = &catch_all {
+                errors.push(format!("{at}: can never match: role {first:?} above it matches every worker"));
+            }
+            let when = match &r.when {
+                None => {
+                    catch_all = Some(r.name.clone());
+                    None
+                }
+                Some(c) => match condition::compile(c, &fields, &format!("{at}.when")) {
+                    Ok(c) => {
+                        if let Some(why) = condition::never(&c) {
+                            errors.push(format!("{at}: can never match: {why}"));
+                        }
+                        Some(c)
+                    }
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                },
+            };
+            let mut grants = HashMap::new();
+            for (conn, g) in &r.grants {
+                let Some(cc) = connections.iter().find(|c| &c.name == conn) else {
+                    errors.push(format!(
+                        "{at}.grants: no connection named {conn:?}; the connections are: {}",
+                        connections.iter().map(|c| format!("{:?}", c.name)).collect::<Vec<_>>().join(", ")
+                    ));
+                    continue;
+                };
+                let g = compile_grant(g, &fields, cc.dialect, &format!("{at}.grants.{conn:?}"), &mut errors);
+                grants.insert(conn.clone(), g);
+            }
+            roles.push(CompiledRole { name: r.name.clone(), when, grants });
+        }
+        if errors.is_empty() {
+            Ok(Rules { config: config.clone(), custom, roles, connections })
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn custom_fields(&self) -> &[String] {
+        &self.custom
+    }
+
+    pub fn fields(&self) -> Fields {
+        worker_fields(&self.custom)
+    }
+
+    /// What one worker gets on one connection.
+    pub fn decide(&self, connection: usize, row: &[Value], today: Date) -> Decision {
+        let conn = &self.connections[connection];
+        let mut why = vec![];
+        let mut matched = None;
+        for r in &self.roles {
+            let mut tests = vec![];
+            let hit = match &r.when {
+                None => {
+                    tests.push("no condition: every worker".to_string());
+                    true
+                }
+                Some(c) => condition::eval(c, row, today, &mut tests),
+            };
+            if hit {
+                why = tests;
+                matched = Some(r);
+                break;
+            }
+        }
+        let role_grant = matched.and_then(|r| r.grants.get(&conn.name));
+        let grant = match (role_grant, conn.mode) {
+            (Some(g), _) => Some(g),
+            (None, Mode::AllEmployees) => conn.default_grant.as_ref(),
+            (None, Mode::Roles) => None,
+        };
+        let ctx = Context { today };
+        let attributes = grant
+            .map(|g| {
+                let mut out: Vec<Attribute> = conn
+                    .mappings
+                    .iter()
+                    .map(|m| {
+                        let m = g.attributes.iter().find(|o| o.target == m.target).unwrap_or(m);
+                        Attribute {
+                            target: m.target.clone(),
+                            value: m.formula.eval(row, &ctx),
+                            formula: m.formula.text().to_string(),
+                            apply: m.apply,
+                            unique: m.unique,
+                        }
+                    })
+                    .collect();
+                for o in &g.attributes {
+                    if !out.iter().any(|a| a.target == o.target) {
+                        out.push(Attribute {
+                            target: o.target.clone(),
+                            value: o.formula.eval(row, &ctx),
+                            formula: o.formula.text().to_string(),
+                            apply: o.apply,
+                            unique: o.unique,
+                        });
+                    }
+                }
+                out
+            })
+            .unwrap_or_default();
+        let grant = grant.map(|g| {
+            let mut v = g.view.clone();
+            if v.teams.is_empty() && conn.dialect == Dialect::Monday {
+                v.teams = conn.default_teams.clone();
+            }
+            if v.user_type.is_none() && conn.dialect == Dialect::Monday {
+                v.user_type = Some("member".into());
+            }
+            v
+        });
+        Decision {
+            connection: conn.name.clone(),
+            role: matched.map(|r| r.name.clone()),
+            why,
+            by_default: role_grant.is_none() && grant.is_some(),
+            grant,
+            attributes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Attribute {
+    pub target: String,
+    #[serde(serialize_with = "ser_result")]
+    pub value: Result<Value, String>,
+    pub formula: String,
+    pub apply: Apply,
+    pub unique: bool,
+}
+
+fn ser_result<S: serde::Serializer>(v: &Result<Value, String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(1))?;
+    match v {
+        Ok(Value::Bool(b)) => m.serialize_entry("value", b)?,
+        Ok(Value::Number(n)) => m.serialize_entry("value", n)?,
+        Ok(Value::Blank) => m.serialize_entry("value", &serde_json::Value::Null)?,
+        Ok(v) => m.serialize_entry("value", &v.to_text())?,
+        Err(e) => m.serialize_entry("error", e)?,
+    }
+    m.end()
+}
+
+/// One worker on one connection: the role that matched and why, the grant, the attributes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub connection: String,
+    pub role: Option<String>,
+    pub why: Vec<String>,
+    /// The grant came from the connection's default (all employees), not the role.
+    pub by_default: bool,
+    /// None: no account on this connection.
+    pub grant: Option<GrantView>,
+    pub attributes: Vec<Attribute>,
+}
+
+/// Makes values unique, deterministically: the first claimant (in the order given) keeps a
+/// value, later ones get 2, 3... appended (before the @ of an address). `taken` holds values
+/// already in use elsewhere; comparison ignores case.
+pub fn make_unique(values: &[String], taken: &HashSet<String>) -> Vec<String> {
+    let mut used: HashSet<String> = taken.iter().map(|t| t.to_lowercase()).collect();
+    values
+        .iter()
+        .map(|v| {
+            let mut candidate = v.clone();
+            let mut n = 2;
+            while used.contains(&candidate.to_lowercase()) {
+                candidate = match v.split_once('@') {
+                    Some((local, domain)) => format!("{local}{n}@{domain}"),
+                    None => format!("{v}{n}"),
+                };
+                n += 1;
+            }
+            used.insert(candidate.to_lowercase());
+            candidate
+        })
+        .collect()
+}

@@ -1,0 +1,321 @@
+//! Roles, conditions and the configuration file: every operation, first match wins with its
+//! reasons, save-time errors (unknown fields, bad values, roles that can never match, mappings
+//! the target lacks), the canonical export, and unique user names.
+
+use jiff::civil::date;
+use rules::formula::Value;
+use rules::{make_unique, worker_row, Config, Rules};
+use std::collections::HashSet;
+
+fn workers() -> Vec<hr::Worker> {
+    let csv = "employee_id,first_name,last_name,work_email,title,department,employment_type,status,leave_type,\
+hire_date,termination_date,time_zone,level\n\
+1,Amélie,Durand,amelie@acme.example,VP Engineering,Engineering,employee,active,,2019-04-01,,Europe/Paris,9\n\
+2,José,García López,jose@acme.example,Engineer,engineering,contractor,active,,2026-05-20,,Europe/Madrid,4\n\
+3,Zoë,Ñúñez,zoe@acme.example,Intern,Product,intern,leave,fmla,2026-01-10,2026-06-30,Europe/Oslo,\n\
+4,Li,Wei,,Analyst,Finance,employee,terminated,,2015-01-01,2025-12-31,,2\n";
+    let def = hr::HeaderDefinition::default().with_custom("level", false);
+    let r = hr::parse_csv("t.csv", csv.as_bytes(), &def).unwrap();
+    assert!(r.quarantined.is_empty(), "{:?}", r.quarantined);
+    r.accepted
+}
+
+const TODAY: jiff::civil::Date = date(2026, 6, 1);
+
+fn rows(custom: &[String]) -> Vec<Vec<Value>> {
+    workers().iter().map(|w| worker_row(w, custom)).collect()
+}
+
+/// Which of the four workers a single test matches.
+fn matching(test: &str) -> Vec<usize> {
+    let text = format!(
+        "[hr]\ncustom_fields = [\"level\"]\n[[connection]]\nname = \"m\"\n[connection.mappings]\nuserName = \"=work_email\"\n\
+         displayName = \"=first_name\"\n[[role]]\nname = \"r\"\nwhen = {test}\n[role.grants.m]\nuser_type = \"member\"\n"
+    );
+    let cfg = Config::from_toml("t.toml", &text).unwrap_or_else(|e| panic!("{test}: {e:?}"));
+    let rules = Rules::compile(&cfg).unwrap_or_else(|e| panic!("{test}: {e:?}"));
+    rows(rules.custom_fields())
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| rules.decide(0, r, TODAY).role.is_some())
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+fn refused(text: &str) -> Vec<String> {
+    let cfg = Config::from_toml("t.toml", text).unwrap_or_else(|e| panic!("{e:?}"));
+    Rules::compile(&cfg).err().unwrap_or_else(|| panic!("accepted: {text}"))
+}
+
+#[test]
+fn every_operation() {
+    let t = |s: &str| matching(s);
+    assert_eq!(t(r#"{ field = "department", op = "equals", value = "ENGINEERING" }"#), vec![1, 2], "case-insensitive");
+    assert_eq!(t(r#"{ field = "department", op = "equals", value = "engineering", case_sensitive = true }"#), vec![2]);
+    assert_eq!(t(r#"{ field = "department", op = "not_equals", value = "Engineering" }"#), vec![3, 4]);
+    assert_eq!(t(r#"{ field = "title", op = "contains", value = "ENGINEER" }"#), vec![1, 2]);
+    assert_eq!(t(r#"{ field = "last_name", op = "starts_with", value = "ñú" }"#), vec![3], "Unicode case folding");
+    assert_eq!(t(r#"{ field = "last_name", op = "ends_with", value = "lópez" }"#), vec![2]);
+    assert_eq!(t(r#"{ field = "employment_type", op = "in", values = ["Contractor", "intern"] }"#), vec![2, 3]);
+    assert_eq!(t(r#"{ field = "work_email", op = "matches", value = "^[a-z]+@ACME" }"#), vec![1, 2, 3]);
+    assert_eq!(t(r#"{ field = "work_email", op = "is_empty" }"#), vec![4]);
+    assert_eq!(t(r#"{ field = "custom.level", op = "is_not_empty" }"#), vec![1, 2, 4]);
+    assert_eq!(t(r#"{ field = "hire_date", op = "before", value = "2019-04-01" }"#), vec![4]);
+    assert_eq!(t(r#"{ field = "hire_date", op = "after", value = "today-30" }"#), vec![2]);
+    assert_eq!(t(r#"{ field = "termination_date", op = "within_days", days = 30 }"#), vec![3]);
+    assert_eq!(t(r#"{ field = "custom.level", op = "greater_than", value = 4 }"#), vec![1]);
+    assert_eq!(t(r#"{ field = "custom.level", op = "greater_or_equal", value = "4" }"#), vec![1, 2]);
+    assert_eq!(t(r#"{ field = "custom.level", op = "less_than", value = 4 }"#), vec![4], "blank is no number");
+    assert_eq!(t(r#"{ field = "custom.level", op = "less_or_equal", value = 4 }"#), vec![2, 4]);
+    assert_eq!(t(r#"{ field = "hire_date", op = "greater_or_equal", value = "2026-01-10" }"#), vec![2, 3]);
+    assert_eq!(t(r#"{ field = "status", op = "equals", value = "leave" }"#), vec![3]);
+    assert_eq!(t(r#"{ field = "leave_type", op = "equals", value = "fmla" }"#), vec![3]);
+    assert_eq!(
+        t(
+            r#"{ all = [ { field = "status", op = "not_equals", value = "terminated" }, { any = [ { field = "department", op = "equals", value = "Product" }, { field = "custom.level", op = "greater_than", value = 8 } ] } ] }"#
+        ),
+        vec![1, 3]
+    );
+    assert_eq!(t(r#"{ not = { field = "status", op = "equals", value = "active" } }"#), vec![3, 4]);
+    assert_eq!(t(r#"{ formula = "=AND(LEN(first_name) <= 4, YEAR(hire_date) > 2020)" }"#), vec![2, 3]);
+}
+
+const BASE: &str = r#"
+[[connection]]
+name = "Connection-Bearer Token-1"
+url = "https://acme.monday.com/scim/v2/"
+dialect = "monday"
+default_teams = ["Everyone"]
+
+[connection.mappings]
+userName = { formula = '=LOWER(NORMALIZE(first_name) & "." & NORMALIZE(SUBSTITUTE(last_name, " ", "-"))) & "@acme.com"', unique = true }
+displayName = '=COALESCE(preferred_name, first_name) & " " & last_name'
+title = { formula = "=title", apply = "on_create" }
+
+[[role]]
+name = "Engineering"
+when = { all = [ { field = "department", op = "equals", value = "Engineering" }, { field = "employment_type", op = "equals", value = "employee" } ] }
+[role.grants."Connection-Bearer Token-1"]
+user_type = "member"
+teams = ["Engineering"]
+
+[[role]]
+name = "Contractors"
+when = { field = "employment_type", op = "equals", value = "contractor" }
+[role.grants."Connection-Bearer Token-1"]
+user_type = "guest"
+attributes = { title = '="Contractor: " & title' }
+
+[[role]]
+name = "Interns"
+when = { field = "employment_type", op = "equals", value = "intern" }
+[role.grants."Connection-Bearer Token-1"]
+user_type = "viewer"
+"#;
+
+#[test]
+fn first_match_wins_and_says_why() {
+    let cfg = Config::from_toml("roles.toml", BASE).unwrap();
+    let rules = Rules::compile(&cfg).unwrap();
+    let rows = rows(&[]);
+    let d = rules.decide(0, &rows[0], TODAY);
+    assert_eq!(d.role.as_deref(), Some("Engineering"));
+    assert_eq!(
+        d.why,
+        vec![
+            "department equals \"Engineering\" (is \"Engineering\"): yes",
+            "employment_type equals \"employee\" (is \"employee\"): yes"
+        ]
+    );
+    let g = d.grant.clone().unwrap();
+    assert_eq!((g.user_type.as_deref(), g.teams.clone()), (Some("member"), vec!["Engineering".to_string()]));
+    let attr = |d: &rules::Decision, t: &str| {
+        d.attributes.iter().find(|a| a.target == t).unwrap().value.clone().unwrap().to_text()
+    };
+    assert_eq!(attr(&d, "userName"), "amelie.durand@acme.com");
+    assert_eq!(attr(&d, "displayName"), "Amélie Durand");
+
+    // A contractor: guest, the role's title override, default teams.
+    let d = rules.decide(0, &rows[1], TODAY);
+    assert_eq!(d.role.as_deref(), Some("Contractors"));
+    assert_eq!(attr(&d, "userName"), "jose.garcia-lopez@acme.com");
+    assert_eq!(attr(&d, "title"), "Contractor: Engineer");
+    assert_eq!(d.grant.as_ref().unwrap().teams, vec!["Everyone".to_string()]);
+    assert_eq!(d.grant.as_ref().unwrap().user_type.as_deref(), Some("guest"));
+
+    // No role for an employee in Finance: no account in role mode...
+    let d = rules.decide(0, &rows[3], TODAY);
+    assert_eq!((d.role, d.grant), (None, None));
+
+    // ... and the default grant under "process all employees".
+    let all = BASE.replace(
+        "default_teams = [\"Everyone\"]",
+        "default_teams = [\"Everyone\"]\nmode = \"all_employees\"\ndefault_grant = { user_type = \"member\" }",
+    );
+    let rules = Rules::compile(&Config::from_toml("t", &all).unwrap()).unwrap();
+    let d = rules.decide(0, &rows[3], TODAY);
+    assert!(d.by_default);
+    assert_eq!(d.grant.unwrap().teams, vec!["Everyone".to_string()]);
+}
+
+#[test]
+fn broken_configurations_are_refused_whole_with_every_problem() {
+    let e =
+        Config::from_toml("roles.toml", &BASE.replace(r#"value = "contractor""#, r#"value = "contractor", extra = 1"#))
+            .unwrap_err();
+    assert!(e[0].starts_with("roles.toml:22:8: unknown field `extra`, expected one of `field`, `op`"), "{e:?}");
+    let e = Config::from_toml(
+        "roles.toml",
+        &BASE.replace(r#"op = "equals", value = "contractor""#, r#"op = "resembles", value = "contractor""#),
+    )
+    .unwrap_err();
+    assert!(e[0].contains("unknown variant `resembles`, expected one of `equals`"), "{e:?}");
+    let e = Config::from_toml("roles.toml", "[[role]]\nname = \"x\"\nwhen = { field = \n").unwrap_err();
+    assert!(e[0].starts_with("roles.toml:3:"), "{e:?}");
+
+    let bad = BASE
+        .replace(r#"field = "department""#, r#"field = "departmnet""#)
+        .replace(r#"user_type = "viewer""#, r#"user_type = "owner""#)
+        .replace("title = { formula = \"=title\"", "nickName = { formula = \"=LEFT(title, \"")
+        .replace(
+            r#"teams = ["Engineering"]"#,
+            "teams = [\"Engineering\"]\n[role.grants.\"Slack\"]\nuser_type = \"member\"",
+        );
+    let e = refused(&bad);
+    let all = e.join("\n");
+    assert!(all.contains("role[0] (\"Engineering\").when.all[0] (departmnet equals): unknown field \"departmnet\"; the fields are: employee_id"), "{all}");
+    assert!(all.contains("user_type: monday.com user types are admin, member, viewer, guest, not \"owner\""), "{all}");
+    assert!(all.contains("mappings.nickName: the monday target has no attribute \"nickName\""), "{all}");
+    assert!(all.contains("grants: no connection named \"Slack\""), "{all}");
+
+    // Formula errors carry the position inside the formula.
+    let e = refused(&BASE.replace("=COALESCE(preferred_name, first_name)", "=COALESCE(preferred_name, frist_name)"));
+    assert!(
+        e[0].contains("mappings.displayName: formula")
+            && e[0].contains("line 1, column 27: unknown field \"frist_name\""),
+        "{e:?}"
+    );
+
+    // Roles that can never match.
+    let never = |when: &str| {
+        let text = BASE.replace(
+            r#"when = { field = "employment_type", op = "equals", value = "intern" }"#,
+            &format!("when = {when}"),
+        );
+        refused(&text).join("\n")
+    };
+    for (when, why) in [
+        (
+            r#"{ all = [ { field = "department", op = "equals", value = "A" }, { field = "department", op = "equals", value = "B" } ] }"#,
+            "cannot equal both",
+        ),
+        (
+            r#"{ all = [ { field = "title", op = "equals", value = "A" }, { field = "title", op = "not_equals", value = "a" } ] }"#,
+            "cannot both equal and not equal",
+        ),
+        (r#"{ field = "status", op = "equals", value = "retired" }"#, "status is one of active, leave, terminated"),
+        (r#"{ field = "first_name", op = "is_empty" }"#, "first_name is never empty"),
+        (r#"{ field = "title", op = "in", values = [] }"#, "in an empty list"),
+        (r#"{ any = [] }"#, "empty \"any\""),
+        (
+            r#"{ all = [ { field = "hire_date", op = "after", value = "2026-01-01" }, { field = "hire_date", op = "before", value = "2025-01-01" } ] }"#,
+            "cannot be after",
+        ),
+        (
+            r#"{ all = [ { field = "custom.level", op = "greater_than", value = 5 }, { field = "custom.level", op = "less_than", value = 5 } ] }"#,
+            "cannot be both above",
+        ),
+        (r#"{ formula = "=1 > 2" }"#, "always FALSE"),
+        (r#"{ not = { field = "hire_date", op = "is_not_empty" } }"#, "every worker passes"),
+    ] {
+        let text =
+            if when.contains("custom.") { format!("[hr]\ncustom_fields = [\"level\"]\n{}", "") } else { String::new() };
+        let all = if text.is_empty() {
+            never(when)
+        } else {
+            let t = format!(
+                "{text}{}",
+                BASE.replace(
+                    r#"when = { field = "employment_type", op = "equals", value = "intern" }"#,
+                    &format!("when = {when}")
+                )
+            );
+            refused(&t).join("\n")
+        };
+        assert!(all.contains("role[2] (\"Interns\"): can never match") && all.contains(why), "{when}: {all}");
+    }
+    // A catch-all above other roles shadows them.
+    let text = BASE.replacen(
+        "[[role]]\nname = \"Engineering\"\nwhen = { all = [ { field = \"department\", op = \"equals\", value = \"Engineering\" }, { field = \"employment_type\", op = \"equals\", value = \"employee\" } ] }",
+        "[[role]]\nname = \"Engineering\"",
+        1,
+    );
+    let e = refused(&text).join("\n");
+    assert!(
+        e.contains("role[1] (\"Contractors\"): can never match: role \"Engineering\" above it matches every worker"),
+        "{e}"
+    );
+
+    // Things every connection needs, and things no mapping may touch.
+    let e = refused(
+        "[[connection]]\nname = \"g\"\ndialect = \"generic\"\n[connection.mappings]\npassword = \"=first_name\"\n",
+    )
+    .join("\n");
+    assert!(e.contains("userName must be mapped"), "{e}");
+    assert!(e.contains("password cannot be mapped: tenure never sets passwords"), "{e}");
+    let e = refused("[[connection]]\nname = \"g\"\ndialect = \"generic\"\n[connection.mappings]\nuserName = \"=work_email\"\nactive = \"=first_name\"\n").join("\n");
+    assert!(e.contains("active takes TRUE or FALSE"), "{e}");
+    let e = refused("[[connection]]\nname = \"g\"\nmode = \"all_employees\"\n[connection.mappings]\nuserName = \"=work_email\"\ndisplayName = \"=first_name\"\n").join("\n");
+    assert!(e.contains("mode all_employees needs a default_grant"), "{e}");
+}
+
+#[test]
+fn generic_targets_accept_enterprise_and_filtered_paths() {
+    let text = r#"
+[[connection]]
+name = "app"
+dialect = "generic"
+[connection.mappings]
+userName = "=work_email"
+'emails[type eq "work"].value' = "=work_email"
+'addresses[type eq "work"].locality' = "=location"
+"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department" = "=department"
+"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value" = "=manager_id"
+"name.givenName" = "=first_name"
+active = "=status <> \"leave\""
+[[role]]
+name = "all"
+[role.grants.app]
+groups = ["staff"]
+"#;
+    let rules = Rules::compile(&Config::from_toml("g.toml", text).unwrap()).unwrap();
+    let d = rules.decide(0, &rows(&[])[2], TODAY);
+    assert_eq!(d.grant.unwrap().groups, vec!["staff".to_string()]);
+    let active = d.attributes.iter().find(|a| a.target == "active").unwrap();
+    assert_eq!(active.value, Ok(Value::Bool(false)));
+    let e =
+        refused(&text.replace("addresses[type eq \"work\"].locality", "addresses[type eq \"work\"].planet")).join("\n");
+    assert!(e.contains("has no sub-attribute \"planet\""), "{e}");
+}
+
+#[test]
+fn the_export_is_canonical_and_reads_back_the_same() {
+    let cfg = Config::from_toml("roles.toml", BASE).unwrap();
+    let out = cfg.to_toml();
+    let back = Config::from_toml("export.toml", &out).unwrap();
+    assert_eq!(back, cfg.canonical());
+    assert_eq!(back.to_toml(), out, "exporting twice gives the same text");
+    assert!(out.contains("apply = \"always\""), "{out}");
+    assert!(!out.contains("token ="), "tokens never live in the file: {out}");
+}
+
+#[test]
+fn colliding_user_names_get_numbers_deterministically() {
+    let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let taken: HashSet<String> = ["ana.lopez@acme.com".to_string()].into();
+    assert_eq!(
+        make_unique(&v(&["ana.lopez@acme.com", "Ana.Lopez@acme.com", "bo@acme.com", "jdoe"]), &taken),
+        v(&["ana.lopez2@acme.com", "Ana.Lopez3@acme.com", "bo@acme.com", "jdoe"])
+    );
+    assert_eq!(make_unique(&v(&["jdoe", "jdoe", "jdoe2"]), &HashSet::new()), v(&["jdoe", "jdoe2", "jdoe22"]));
+}
