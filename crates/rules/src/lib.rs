@@ -514,10 +514,11 @@ impl Rules {
                 Some(c) => condition::eval(c, row, today, &mut tests),
             };
             if hit {
-                why = tests;
+                why.extend(tests);
                 matched = Some(r);
                 break;
             }
+            why.push(format!("role {:?} did not match: {}", r.name, tests.join(", ")));
         }
         let role_grant = matched.and_then(|r| r.grants.get(&conn.name));
         let grant = match (role_grant, conn.mode) {

@@ -138,6 +138,7 @@ fn first_match_wins_and_says_why() {
     // A contractor: guest, the role's title override, default teams.
     let d = rules.decide(0, &rows[1], TODAY);
     assert_eq!(d.role.as_deref(), Some("Contractors"));
+    assert_eq!(d.why.last().unwrap(), "employment_type equals \"contractor\" (is \"contractor\"): yes");
     assert_eq!(attr(&d, "userName"), "jose.garcia-lopez@acme.com");
     assert_eq!(attr(&d, "title"), "Contractor: Engineer");
     assert_eq!(d.grant.as_ref().unwrap().teams, vec!["Everyone".to_string()]);
@@ -145,6 +146,8 @@ fn first_match_wins_and_says_why() {
 
     // No role for an employee in Finance: no account in role mode...
     let d = rules.decide(0, &rows[3], TODAY);
+    assert_eq!(d.why[0], "role \"Engineering\" did not match: department equals \"Engineering\" (is \"Finance\"): no");
+    assert_eq!(d.why.len(), 3);
     assert_eq!((d.role, d.grant), (None, None));
 
     // ... and the default grant under "process all employees".

@@ -244,3 +244,78 @@ impl Store {
         Ok(n > 0)
     }
 }
+
+/// A stored configuration version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigVersion {
+    pub id: String,
+    pub created_at: String,
+    pub checksum: String,
+    pub body: String,
+}
+
+impl Store {
+    /// Saves a configuration as the one in force.
+    pub async fn save_config(&self, body: &str) -> Result<ConfigVersion, StoreError> {
+        use sha2::Digest;
+        let v = ConfigVersion {
+            id: uuid::Uuid::new_v4().to_string(),
+            created_at: now(),
+            checksum: sha2::Sha256::digest(body.as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
+            body: body.to_string(),
+        };
+        sqlx::query("INSERT INTO config_versions (id, created_at, checksum, body) VALUES ($1, $2, $3, $4)")
+            .bind(&v.id)
+            .bind(&v.created_at)
+            .bind(&v.checksum)
+            .bind(&v.body)
+            .execute(&self.pool)
+            .await?;
+        Ok(v)
+    }
+
+    /// The configuration in force, if one was saved.
+    pub async fn current_config(&self) -> Result<Option<ConfigVersion>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, created_at, checksum, body FROM config_versions ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .map(|r| -> Result<ConfigVersion, sqlx::Error> {
+                Ok(ConfigVersion {
+                    id: r.try_get("id")?,
+                    created_at: r.try_get("created_at")?,
+                    checksum: r.try_get("checksum")?,
+                    body: r.try_get("body")?,
+                })
+            })
+            .transpose()?)
+    }
+
+    /// Sets a connection's URL, dialect and client-side rate limit (the token stays as it is).
+    pub async fn update_connection_settings(
+        &self,
+        name: &str,
+        base_url: &str,
+        dialect: &str,
+        rate_limit_per_second: Option<f64>,
+    ) -> Result<(), StoreError> {
+        let n = sqlx::query(
+            "UPDATE connections SET base_url = $1, dialect = $2, rate_limit_per_second = $3, updated_at = $4 \
+             WHERE name = $5",
+        )
+        .bind(base_url)
+        .bind(dialect)
+        .bind(rate_limit_per_second)
+        .bind(now())
+        .bind(name)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(name.into()));
+        }
+        Ok(())
+    }
+}

@@ -91,6 +91,16 @@ async fn exercise(store: &Store) {
     let ids: Vec<String> = (0..1_234).map(|i| format!("m{i}")).collect();
     assert_eq!(store.snapshot_of(&ids).await.unwrap().len(), 1_234);
 
+    assert_eq!(store.current_config().await.unwrap(), None);
+    let v1 = store.save_config("[hr]\n").await.unwrap();
+    let v2 = store.save_config("[hr]\ncustom_fields = []\n").await.unwrap();
+    assert_ne!(v1.checksum, v2.checksum);
+    assert_eq!(store.current_config().await.unwrap().unwrap().body, "[hr]\ncustom_fields = []\n");
+    assert!(matches!(
+        store.update_connection_settings("nope", "https://x.example/", "generic", None).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+
     assert_eq!(store.setting("s").await.unwrap(), None);
     store.set_setting("s", "one").await.unwrap();
     store.set_setting("s", "two").await.unwrap();

@@ -1,6 +1,7 @@
 //! The `tenure` command: keeps accounts in step with the HR system of record over SCIM 2.0.
 //! This binary is thin: it parses the command line and calls into the library crates.
 
+mod config_cmd;
 mod connection;
 mod hr_cmd;
 mod intake;
@@ -36,6 +37,26 @@ enum Command {
     /// Connections to target apps (monday.com, any SCIM 2.0 app).
     #[command(subcommand)]
     Connection(connection::ConnectionCommand),
+    /// Roles, mappings and connection settings as one TOML file: check, import, export.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Show what the rules give chosen workers: role and why, grant, every attribute.
+    Preview {
+        /// Employee ids (repeatable).
+        #[arg(long = "worker")]
+        workers: Vec<String>,
+        /// Otherwise this many workers spread over the population.
+        #[arg(long)]
+        sample: Option<usize>,
+        /// Preview an unsaved configuration file instead of the one in force.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Evaluate as of this day (YYYY-MM-DD) instead of today.
+        #[arg(long)]
+        today: Option<jiff::civil::Date>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a sandbox with a fresh token and show how to reach it.
     Quickstart {
         #[arg(long, default_value = "127.0.0.1:8787")]
@@ -190,17 +211,31 @@ fn main() -> ExitCode {
     };
     let dir = data_dir(cli.data_dir);
     let database_url = cli.database_url;
-    if let Command::Hr(cmd) = cli.command {
-        return match rt.block_on(hr_cmd::run(cmd, &dir, database_url.as_deref())) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => {
-                eprintln!("tenure: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
+    let coded = |result: Result<u8, String>| match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("tenure: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    let command = match cli.command {
+        Command::Hr(cmd) => return coded(rt.block_on(hr_cmd::run(cmd, &dir, database_url.as_deref()))),
+        Command::Config(cmd) => return coded(rt.block_on(config_cmd::run(cmd, &dir, database_url.as_deref()))),
+        Command::Preview { workers, sample, config, today, json } => {
+            return coded(rt.block_on(config_cmd::preview(
+                &dir,
+                database_url.as_deref(),
+                config,
+                workers,
+                sample,
+                json,
+                today,
+            )))
+        }
+        command => command,
+    };
     let result = rt.block_on(async move {
-        match cli.command {
+        match command {
             Command::Sandbox(a) => {
                 let db = if a.memory {
                     None
@@ -238,7 +273,9 @@ fn main() -> ExitCode {
                 };
                 run_sandbox(cfg, false).await
             }
-            Command::Hr(_) => unreachable!("handled above, for its exit code"),
+            Command::Hr(_) | Command::Config(_) | Command::Preview { .. } => {
+                unreachable!("handled above, for their exit codes")
+            }
             Command::Connection(cmd) => connection::run(cmd, &dir, database_url.as_deref()).await,
             Command::Quickstart { listen } => {
                 let cfg = Config {

@@ -1,0 +1,121 @@
+//! `tenure config check | import | export` and `tenure preview` with the real binary.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+const EXAMPLE_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenure.toml");
+const EXAMPLE_HR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hr/workers.csv");
+
+fn tenure(dir: &Path, args: &[&str]) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("TENURE_DATABASE_URL")
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+    )
+}
+
+#[test]
+fn check_import_export_and_a_broken_file_changes_nothing() {
+    let dir = common::tempdir("config");
+    let (code, out) = tenure(&dir, &["config", "check", EXAMPLE_CONFIG]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.ends_with("ok: 1 connection(s), 4 role(s), 7 mapping(s)\n"), "{out}");
+    let (code, out) = tenure(&dir, &["config", "export"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("no configuration yet"), "{out}");
+
+    let (code, out) = tenure(&dir, &["config", "import", EXAMPLE_CONFIG]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("has no token yet"), "{out}");
+    let (code, first) = tenure(&dir, &["config", "export"]);
+    assert_eq!(code, 0, "{first}");
+
+    // The export is itself a valid configuration, and importing it changes nothing.
+    let exported = dir.join("exported.toml");
+    std::fs::write(&exported, &first).unwrap();
+    assert_eq!(tenure(&dir, &["config", "import", exported.to_str().unwrap()]).0, 0);
+    assert_eq!(tenure(&dir, &["config", "export"]).1, first);
+
+    // A file with three mistakes: all three listed with where they are; nothing saved.
+    let broken = std::fs::read_to_string(EXAMPLE_CONFIG)
+        .unwrap()
+        .replace("=LOWER(NORMALIZE(first_name)", "=LOWER(NORMALIZE(frist_name)")
+        .replace(r#"user_type = "guest""#, r#"user_type = "visitor""#)
+        .replace(
+            r#"{ field = "employment_type", op = "equals", value = "intern" }"#,
+            r#"{ field = "status", op = "equals", value = "gone" }"#,
+        );
+    let bad = dir.join("broken.toml");
+    std::fs::write(&bad, broken).unwrap();
+    let (code, out) = tenure(&dir, &["config", "import", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("mappings.userName: formula") && out.contains("column 18: unknown field \"frist_name\""),
+        "{out}"
+    );
+    assert!(out.contains("not \"visitor\""), "{out}");
+    assert!(
+        out.contains("role[2] (\"Interns\"): can never match: status is one of active, leave, terminated"),
+        "{out}"
+    );
+    assert!(out.ends_with("3 problems in ") || out.contains("3 problems in"), "{out}");
+    assert!(out.contains("nothing was saved"), "{out}");
+    assert_eq!(tenure(&dir, &["config", "export"]).1, first, "the broken file was not saved");
+    let syntax = dir.join("syntax.toml");
+    std::fs::write(&syntax, "[[role]]\nname = \"x\"\nwhen = {\n").unwrap();
+    let (code, out) = tenure(&dir, &["config", "check", syntax.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("syntax.toml:3:"), "{out}");
+}
+
+#[test]
+fn preview_shows_role_reasons_grant_and_every_attribute() {
+    let dir = common::tempdir("preview");
+    let (code, out) = tenure(&dir, &["preview", "--config", EXAMPLE_CONFIG]);
+    assert_eq!(code, 1);
+    assert!(out.contains("no workers yet"), "{out}");
+    assert_eq!(tenure(&dir, &["hr", "load", EXAMPLE_HR]).0, 0);
+    assert_eq!(tenure(&dir, &["config", "import", EXAMPLE_CONFIG]).0, 0);
+
+    let (code, out) = tenure(&dir, &["preview", "--worker", "1002", "--today", "2026-11-29"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("worker 1002 (José García López) on \"Connection-Bearer Token-1\""), "{out}");
+    assert!(out.contains("  role: Engineering"), "{out}");
+    assert!(out.contains("department equals \"Engineering\" (is \"Engineering\"): yes"), "{out}");
+    assert!(out.contains("grant: user type member, teams [Engineering]"), "{out}");
+    assert!(out.contains("\"jose.garcia-lopez@acme.example\""), "{out}");
+    assert!(out.contains("=LOWER(NORMALIZE(first_name)"), "the formula is shown: {out}");
+
+    // A Sales employee falls through to "Employees", with the default team and the reasons
+    // the roles above did not match.
+    let (code, out) = tenure(&dir, &["preview", "--worker", "1006", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let d = &v[0]["decision"];
+    assert_eq!(d["role"], "Employees");
+    assert_eq!(d["grant"]["teams"], serde_json::json!(["Everyone"]));
+    assert!(d["why"][0].as_str().unwrap().starts_with("role \"Engineering\" did not match"), "{d}");
+
+    // An unsaved file previews without being saved; unknown ids are refused.
+    let alt = dir.join("alt.toml");
+    std::fs::write(&alt, std::fs::read_to_string(EXAMPLE_CONFIG).unwrap().replace("\"Everyone\"", "\"All staff\""))
+        .unwrap();
+    let (code, out) = tenure(&dir, &["preview", "--worker", "1006", "--config", alt.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("teams [All staff]"), "{out}");
+    assert!(tenure(&dir, &["config", "export"]).1.contains("\"Everyone\""));
+    let (code, out) = tenure(&dir, &["preview", "--worker", "nobody"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("no worker \"nobody\" in the last load"), "{out}");
+    let (code, out) = tenure(&dir, &["preview", "--sample", "3"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.matches("\nworker ").count() + usize::from(out.starts_with("worker ")), 3, "{out}");
+}
