@@ -75,16 +75,16 @@ impl Default for LifecycleConfig {
     }
 }
 
-fn zone(w: &Worker, cfg: &LifecycleConfig) -> TimeZone {
+pub fn zone(w: &Worker, cfg: &LifecycleConfig) -> TimeZone {
     w.time_zone.as_ref().map(|z| z.zone()).unwrap_or_else(|| cfg.default_time_zone.clone())
 }
 
 /// The start of `date` in `tz` (the first instant of that day, DST gaps included).
-fn start_of(date: Date, tz: &TimeZone) -> Timestamp {
+pub fn start_of(date: Date, tz: &TimeZone) -> Timestamp {
     date.to_zoned(tz.clone()).map(|z| z.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-fn termination_moment(w: &Worker, cfg: &LifecycleConfig, now: Timestamp) -> Timestamp {
+pub fn termination_moment(w: &Worker, cfg: &LifecycleConfig, now: Timestamp) -> Timestamp {
     let tz = zone(w, cfg);
     match (w.termination_date, cfg.termination_hour) {
         (None, _) => now,
@@ -93,7 +93,7 @@ fn termination_moment(w: &Worker, cfg: &LifecycleConfig, now: Timestamp) -> Time
     }
 }
 
-fn hire_moment(w: &Worker, cfg: &LifecycleConfig) -> Timestamp {
+pub fn hire_moment(w: &Worker, cfg: &LifecycleConfig) -> Timestamp {
     let tz = zone(w, cfg);
     let day = w.hire_date.checked_sub(cfg.pre_hire_lead_days.days()).unwrap_or(w.hire_date);
     start_of(day, &tz)

@@ -27,12 +27,77 @@ pub struct Config {
     pub roles: Vec<Role>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HrSettings {
     /// Free columns of the HR feed, usable as `custom.<name>`.
     #[serde(default)]
     pub custom_fields: Vec<String>,
+    /// Accounts are made this many days before the hire date.
+    #[serde(default)]
+    pub pre_hire_days: i64,
+    /// The hour (worker's time zone) a dated termination takes effect; none: the day's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_hour: Option<i8>,
+    /// For workers without a time zone.
+    #[serde(default = "utc")]
+    pub default_time_zone: String,
+    /// What a leave does to the account: suspend (deactivate until the return) or keep.
+    #[serde(default)]
+    pub leave: LeavePolicy,
+}
+
+impl Default for HrSettings {
+    fn default() -> Self {
+        HrSettings {
+            custom_fields: vec![],
+            pre_hire_days: 0,
+            termination_hour: None,
+            default_time_zone: utc(),
+            leave: LeavePolicy::Suspend,
+        }
+    }
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeavePolicy {
+    #[default]
+    Suspend,
+    Keep,
+}
+
+/// Refuses a run that would deactivate too many accounts at once (a truncated HR file).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeprovisionGuard {
+    /// Largest share of the connection's active accounts one run may deactivate.
+    pub max_share: f64,
+    /// Largest number one run may deactivate.
+    pub max_count: u64,
+    /// Below this many, the share is not checked (small teams).
+    pub min_count: u64,
+}
+
+impl Default for DeprovisionGuard {
+    fn default() -> Self {
+        DeprovisionGuard { max_share: 0.2, max_count: 500, min_count: 3 }
+    }
+}
+
+impl HrSettings {
+    pub fn lifecycle(&self) -> Result<hr::LifecycleConfig, String> {
+        let tz = hr::TimeZoneName::parse(&self.default_time_zone)?;
+        Ok(hr::LifecycleConfig {
+            pre_hire_lead_days: self.pre_hire_days.max(0),
+            termination_hour: self.termination_hour,
+            default_time_zone: tz.zone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +131,16 @@ pub struct ConnectionConfig {
     #[serde(default)]
     pub keep_on_role_change: bool,
     #[serde(default)]
+    pub deprovision_guard: DeprovisionGuard,
+    /// Actions in flight at once towards this target.
+    #[serde(default = "concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
     pub mappings: BTreeMap<String, MappingSpec>,
+}
+
+fn concurrency() -> usize {
+    16
 }
 
 fn monday() -> String {
@@ -247,6 +321,24 @@ pub struct Rules {
     pub connections: Vec<CompiledConnection>,
 }
 
+impl CompiledConnection {
+    /// Every team (or group) this connection's configuration names: the ones tenure manages.
+    pub fn managed_teams(&self, rules: &Rules) -> Vec<String> {
+        let mut t: Vec<String> = self.default_teams.clone();
+        if let Some(g) = &self.default_grant {
+            t.extend(g.view.teams.iter().chain(&g.view.groups).cloned());
+        }
+        for r in &rules.roles {
+            if let Some(g) = r.grants.get(&self.name) {
+                t.extend(g.view.teams.iter().chain(&g.view.groups).cloned());
+            }
+        }
+        t.sort();
+        t.dedup();
+        t
+    }
+}
+
 #[derive(Debug, Clone)]
 struct CompiledRole {
     name: String,
@@ -278,6 +370,8 @@ pub struct CompiledMapping {
 #[derive(Debug, Clone)]
 pub struct CompiledConnection {
     pub name: String,
+    pub guard: DeprovisionGuard,
+    pub concurrency: usize,
     pub dialect: Dialect,
     pub mode: Mode,
     pub keep_on_role_change: bool,
@@ -386,6 +480,12 @@ impl Rules {
     pub fn compile(config: &Config) -> Result<Rules, Vec<String>> {
         let mut errors = vec![];
         let custom = config.hr.custom_fields.clone();
+        if let Err(e) = config.hr.lifecycle() {
+            errors.push(format!("hr.default_time_zone: {e}"));
+        }
+        if config.hr.termination_hour.is_some_and(|h| !(0..=23).contains(&h)) {
+            errors.push("hr.termination_hour: an hour from 0 to 23".to_string());
+        }
         let fields = worker_fields(&custom);
         let mut names = HashSet::new();
         let mut connections = vec![];
@@ -411,6 +511,13 @@ impl Rules {
                     errors.push(format!("{at}.url: {e}"));
                 }
             }
+            let g = c.deprovision_guard;
+            if !(0.0..=1.0).contains(&g.max_share) {
+                errors.push(format!("{at}.deprovision_guard.max_share: a share from 0 to 1, not {}", g.max_share));
+            }
+            if c.concurrency == 0 || c.concurrency > 256 {
+                errors.push(format!("{at}.concurrency: from 1 to 256, not {}", c.concurrency));
+            }
             if c.mode == Mode::AllEmployees && c.default_grant.is_none() {
                 errors.push(format!("{at}: mode all_employees needs a default_grant"));
             }
@@ -433,6 +540,8 @@ impl Rules {
             }
             connections.push(CompiledConnection {
                 name: c.name.clone(),
+                guard: c.deprovision_guard,
+                concurrency: c.concurrency,
                 dialect,
                 mode: c.mode,
                 keep_on_role_change: c.keep_on_role_change,

@@ -2,9 +2,11 @@
 //! one code path (sqlx's Any driver and portable SQL); migrations as files; secrets sealed.
 //! It stores and fetches; decisions belong to the domain crates.
 
+pub mod engine;
 pub mod hr;
 pub mod secrets;
 
+pub use engine::{AuditEntry, AuditRecord, JournalEntry, Link, Outcomes};
 pub use hr::{EventQuery, EventRecord, LoadRecord, LoadWrite, SnapshotRow};
 
 pub use secrets::{MasterKey, Sealed, Secret};
@@ -125,6 +127,9 @@ impl Store {
         let pool = AnyPoolOptions::new().max_connections(max).connect(&url).await?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            // With WAL, NORMAL survives any process crash (kill -9 included); only a power loss
+            // can drop the last commits. It spares an fsync per journal write.
+            sqlx::query("PRAGMA synchronous = NORMAL").execute(&pool).await?;
         }
         MIGRATOR.run(&pool).await.map_err(StoreError::Migration)?;
         Ok(Store { pool, backend })

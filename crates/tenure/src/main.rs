@@ -6,6 +6,8 @@ mod connection;
 mod hr_cmd;
 mod intake;
 mod push;
+mod quickstart;
+mod sync;
 
 use clap::{Args, Parser, Subcommand};
 use sandbox::{Config, Faults, Limits};
@@ -57,10 +59,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start a sandbox with a fresh token and show how to reach it.
+    /// The plan for a connection: what apply would do, and why.
+    Plan {
+        #[arg(long)]
+        connection: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// List the workers with nothing to do too.
+        #[arg(long)]
+        verbose: bool,
+        /// Plan as of this moment (RFC 3339) instead of now.
+        #[arg(long)]
+        as_of: Option<jiff::Timestamp>,
+    },
+    /// Plan and apply: every action journaled; a stopped run is resolved on the next.
+    /// Exit code 3: refused by the mass-deprovision guard; 4: some actions failed.
+    Apply {
+        #[arg(long)]
+        connection: Option<String>,
+        /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
+        #[arg(long)]
+        confirm_deprovision: Option<usize>,
+        #[arg(long)]
+        as_of: Option<jiff::Timestamp>,
+    },
+    /// The audit log: verify its hash chain, or one worker's timeline.
+    #[command(subcommand)]
+    Audit(sync::AuditCommand),
+    /// The whole loop on this machine: sandbox, connection, example HR data and rules, plan,
+    /// apply, and the accounts that result. Run again: no change.
     Quickstart {
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
+        /// The HR file to load (default: examples/hr/workers.csv).
+        #[arg(long)]
+        hr_file: Option<PathBuf>,
+        /// The rules (default: examples/tenure.toml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Keep the sandbox up afterwards, until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
 }
 
@@ -232,6 +271,21 @@ fn main() -> ExitCode {
                 today,
             )))
         }
+        Command::Plan { connection, json, verbose, as_of } => {
+            return coded(rt.block_on(sync::plan_cmd(&dir, database_url.as_deref(), connection, json, verbose, as_of)))
+        }
+        Command::Apply { connection, confirm_deprovision, as_of } => {
+            return coded(rt.block_on(async {
+                let (store, key) = sync::open_with_key(&dir, database_url.as_deref()).await?;
+                let r = sync::apply_cmd(&store, &key, connection, confirm_deprovision, as_of, false).await;
+                store.close().await;
+                r
+            }))
+        }
+        Command::Audit(cmd) => return coded(rt.block_on(sync::audit_cmd(&dir, database_url.as_deref(), cmd))),
+        Command::Quickstart { listen, hr_file, rules, serve } => {
+            return coded(rt.block_on(quickstart::run(&dir, listen, hr_file, rules, serve)))
+        }
         command => command,
     };
     let result = rt.block_on(async move {
@@ -273,22 +327,16 @@ fn main() -> ExitCode {
                 };
                 run_sandbox(cfg, false).await
             }
-            Command::Hr(_) | Command::Config(_) | Command::Preview { .. } => {
+            Command::Hr(_)
+            | Command::Config(_)
+            | Command::Preview { .. }
+            | Command::Plan { .. }
+            | Command::Apply { .. }
+            | Command::Audit(_)
+            | Command::Quickstart { .. } => {
                 unreachable!("handled above, for their exit codes")
             }
             Command::Connection(cmd) => connection::run(cmd, &dir, database_url.as_deref()).await,
-            Command::Quickstart { listen } => {
-                let cfg = Config {
-                    listen,
-                    db: None,
-                    dialect: Dialect::Monday,
-                    seed: None,
-                    token: None,
-                    faults: Faults::default(),
-                    limits: Limits::default(),
-                };
-                run_sandbox(cfg, true).await
-            }
         }
     });
     match result {

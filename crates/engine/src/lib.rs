@@ -1,0 +1,456 @@
+//! tenure's provisioning engine: the desired accounts (workers x roles x mappings), the actual
+//! ones (the target read page by page, and the link table), the plan between them, and its
+//! application with every action journaled before and after its call.
+
+pub mod apply;
+pub mod paths;
+
+use hr::{Status, Worker};
+use jiff::Timestamp;
+use rules::formula::Value as FValue;
+use rules::{Apply, Decision, LeavePolicy, Rules};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use store::Link;
+
+/// Where a worker's lifecycle stands at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Life {
+    /// Hired, but the (pre-)hire moment has not come.
+    NotYet,
+    Active,
+    OnLeave,
+    Gone,
+}
+
+pub fn life(w: &Worker, cfg: &hr::LifecycleConfig, leave: LeavePolicy, now: Timestamp) -> Life {
+    let gone_at = match (&w.status, w.termination_date) {
+        (Status::Terminated, _) => Some(hr::lifecycle::termination_moment(w, cfg, now)),
+        (_, Some(_)) => Some(hr::lifecycle::termination_moment(w, cfg, now)),
+        _ => None,
+    };
+    if gone_at.is_some_and(|t| t <= now) {
+        return Life::Gone;
+    }
+    if hr::lifecycle::hire_moment(w, cfg) > now {
+        return Life::NotYet;
+    }
+    if let Status::Leave { .. } = w.status {
+        let tz = hr::lifecycle::zone(w, cfg);
+        let started = w.leave_start.is_none_or(|d| hr::lifecycle::start_of(d, &tz) <= now);
+        if started && leave == LeavePolicy::Suspend {
+            return Life::OnLeave;
+        }
+    }
+    Life::Active
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Create,
+    Adopt,
+    Update,
+    Deactivate,
+    Reactivate,
+    TeamAdd,
+    TeamRemove,
+    NoChange,
+    Skip,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Create => "create",
+            Kind::Adopt => "adopt",
+            Kind::Update => "update",
+            Kind::Deactivate => "deactivate",
+            Kind::Reactivate => "reactivate",
+            Kind::TeamAdd => "team_add",
+            Kind::TeamRemove => "team_remove",
+            Kind::NoChange => "no_change",
+            Kind::Skip => "skip",
+        }
+    }
+    /// Whether it calls the target.
+    pub fn acts(self) -> bool {
+        !matches!(self, Kind::NoChange | Kind::Skip)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub attribute: String,
+    pub before: Value,
+    pub after: Value,
+}
+
+/// One thing to do (or not) for one worker, with why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    pub worker: String,
+    pub kind: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Why: the lifecycle stage, the rule, the match.
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// The new account, for a create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub connection: String,
+    pub actions: Vec<Action>,
+    /// Accounts tenure did not make and cannot link: reported, never touched.
+    pub unmanaged: Vec<String>,
+    /// Active accounts tenure manages on the target (the guard's base).
+    pub managed_active: usize,
+    /// Teams the plan needs that the target lacks (made at apply).
+    pub missing_teams: Vec<String>,
+}
+
+impl Plan {
+    pub fn count(&self, k: Kind) -> usize {
+        self.actions.iter().filter(|a| a.kind == k).count()
+    }
+    /// The guard: Some(why) when this plan deactivates too much to apply unconfirmed.
+    pub fn guard(&self, g: &rules::DeprovisionGuard) -> Option<String> {
+        let n = self.count(Kind::Deactivate) as u64;
+        let base = self.managed_active.max(1) as f64;
+        let share = n as f64 / base;
+        if n > g.max_count {
+            return Some(format!("{n} deactivations exceed the limit of {}", g.max_count));
+        }
+        if n >= g.min_count && share > g.max_share {
+            return Some(format!(
+                "{n} deactivations are {:.0}% of the {} active accounts, over the limit of {:.0}%",
+                share * 100.0,
+                self.managed_active,
+                g.max_share * 100.0
+            ));
+        }
+        None
+    }
+}
+
+/// The target as read: users and teams (groups).
+#[derive(Debug, Clone, Default)]
+pub struct Actual {
+    pub users: Vec<Value>,
+    pub groups: Vec<Value>,
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+fn to_json(v: &FValue) -> Value {
+    match v {
+        FValue::Blank => Value::Null,
+        FValue::Bool(b) => Value::Bool(*b),
+        FValue::Number(n) => serde_json::Number::from_f64(*n).map(Value::Number).unwrap_or(Value::Null),
+        other => Value::String(other.to_text()),
+    }
+}
+
+/// Case-insensitive where SCIM says so (userName, e-mail values); exact otherwise.
+fn same(attr: &str, a: &Value, b: &Value) -> bool {
+    let ci = attr == "userName" || attr.starts_with("emails");
+    match (a, b) {
+        (Value::String(x), Value::String(y)) if ci => x.to_lowercase() == y.to_lowercase(),
+        (Value::Null, Value::String(y)) | (Value::String(y), Value::Null) => y.is_empty(),
+        _ => a == b,
+    }
+}
+
+struct Wanted<'a> {
+    worker: &'a Worker,
+    life: Life,
+    decision: Decision,
+    attrs: Vec<(String, Value, Apply, bool)>,
+    errors: Vec<String>,
+}
+
+/// Computes the plan for one connection.
+pub fn plan(
+    rules: &Rules,
+    connection: usize,
+    workers: &[Worker],
+    actual: &Actual,
+    links: &[Link],
+    now: Timestamp,
+) -> Result<Plan, String> {
+    let conn = &rules.connections[connection];
+    let lc = rules.config.hr.lifecycle()?;
+    let today = now.to_zoned(lc.default_time_zone.clone()).date();
+    let custom = rules.custom_fields().to_vec();
+    let managed_teams: HashSet<String> = conn.managed_teams(rules).into_iter().collect();
+
+    let by_id: HashMap<&str, &Value> = actual.users.iter().map(|u| (u["id"].as_str().unwrap_or_default(), u)).collect();
+    let mut by_user_name: HashMap<String, &Value> = HashMap::new();
+    let mut by_email: HashMap<String, &Value> = HashMap::new();
+    let mut by_external: HashMap<String, &Value> = HashMap::new();
+    for u in &actual.users {
+        by_user_name.insert(s(u, "userName").to_lowercase(), u);
+        for e in u.get("emails").and_then(Value::as_array).into_iter().flatten() {
+            by_email.insert(s(e, "value").to_lowercase(), u);
+        }
+        if let Some(x) = u.get("externalId").and_then(Value::as_str) {
+            by_external.insert(x.to_string(), u);
+        }
+    }
+    let mut team_ids: HashMap<String, String> = HashMap::new();
+    let mut members: HashMap<String, HashSet<String>> = HashMap::new(); // user id -> team names
+    for g in &actual.groups {
+        let name = s(g, "displayName");
+        team_ids.insert(name.to_lowercase(), s(g, "id"));
+        for m in g.get("members").and_then(Value::as_array).into_iter().flatten() {
+            members.entry(s(m, "value")).or_default().insert(name.clone());
+        }
+    }
+    let link_of: HashMap<&str, &Link> = links.iter().map(|l| (l.worker_id.as_str(), l)).collect();
+    let linked_targets: HashSet<&str> = links.iter().map(|l| l.target_id.as_str()).collect();
+
+    // Desired state, in a stable order: earliest hire first (they keep a contested user name).
+    let mut sorted: Vec<&Worker> = workers.iter().collect();
+    sorted.sort_by(|a, b| a.hire_date.cmp(&b.hire_date).then_with(|| a.id.cmp(&b.id)));
+    let mut wanted: Vec<Wanted> = sorted
+        .iter()
+        .map(|w| {
+            let row = rules::worker_row(w, &custom);
+            let decision = rules.decide(connection, &row, today);
+            let mut errors = vec![];
+            let attrs = decision
+                .attributes
+                .iter()
+                .filter_map(|a| match &a.value {
+                    Ok(v) => Some((a.target.clone(), to_json(v), a.apply, a.unique)),
+                    Err(e) => {
+                        errors.push(format!("{}: {e}", a.target));
+                        None
+                    }
+                })
+                .collect();
+            Wanted { worker: w, life: life(w, &lc, rules.config.hr.leave, now), decision, attrs, errors }
+        })
+        .collect();
+
+    let mut out = Plan { connection: conn.name.clone(), ..Plan::default() };
+    let mut claimed: HashSet<String> = HashSet::new();
+    // First pass: which account is whose (links, then userName, e-mail, externalId).
+    let mut account: Vec<Option<(&Value, bool)>> = Vec::with_capacity(wanted.len());
+    for w in &wanted {
+        let id = w.worker.id.as_str();
+        if let Some(l) = link_of.get(id) {
+            if let Some(u) = by_id.get(l.target_id.as_str()) {
+                claimed.insert(l.target_id.clone());
+                account.push(Some((u, true)));
+                continue;
+            }
+        }
+        let attr = |name: &str| w.attrs.iter().find(|a| a.0 == name).and_then(|a| a.1.as_str()).map(str::to_string);
+        let free = |u: &&Value| {
+            let uid = s(u, "id");
+            !linked_targets.contains(uid.as_str()) && !claimed.contains(&uid)
+        };
+        let found = attr("userName")
+            .and_then(|n| by_user_name.get(&n.to_lowercase()).copied())
+            .filter(free)
+            .or_else(|| {
+                w.worker
+                    .work_email
+                    .as_ref()
+                    .and_then(|e| by_email.get(&e.as_str().to_lowercase()).copied())
+                    .filter(free)
+            })
+            .or_else(|| attr("externalId").and_then(|x| by_external.get(&x).copied()).filter(free));
+        if let Some(u) = found {
+            claimed.insert(s(u, "id"));
+        }
+        account.push(found.map(|u| (u, false)));
+    }
+    for u in &actual.users {
+        let id = s(u, "id");
+        if !claimed.contains(&id) && !linked_targets.contains(id.as_str()) {
+            out.unmanaged.push(s(u, "userName"));
+        }
+    }
+    // Unique user names are settled at create: taken are all names on the target.
+    let mut taken: HashSet<String> = actual.users.iter().map(|u| s(u, "userName").to_lowercase()).collect();
+
+    for (w, acc) in wanted.iter_mut().zip(&account) {
+        let wid = w.worker.id.to_string();
+        let role = w.decision.role.clone();
+        let act = |kind: Kind, reason: String| Action {
+            worker: wid.clone(),
+            kind,
+            target_id: acc.map(|(u, _)| s(u, "id")),
+            user_name: acc.map(|(u, _)| s(u, "userName")),
+            role: role.clone(),
+            reason,
+            changes: vec![],
+            body: None,
+            team: None,
+        };
+        let grant = w.decision.grant.clone();
+        let in_scope = grant.is_some();
+        let why_role = match &role {
+            Some(r) if in_scope => format!("role {r:?}"),
+            Some(r) => format!("role {r:?} grants nothing on this connection"),
+            None => "no role matches".into(),
+        };
+        if !w.errors.is_empty() && w.life != Life::Gone {
+            out.actions.push(act(Kind::Skip, format!("invalid data: {}", w.errors.join("; "))));
+            continue;
+        }
+        let Some((u, linked)) = acc else {
+            match (w.life, in_scope) {
+                (Life::Active, true) => {
+                    let mut body = serde_json::json!({"schemas": [scim::schema::USER]});
+                    for (target, v, _, unique) in &w.attrs {
+                        let mut v = v.clone();
+                        if *unique {
+                            if let Some(text) = v.as_str() {
+                                let name = rules::make_unique(&[text.to_string()], &taken).remove(0);
+                                v = Value::String(name);
+                            }
+                        }
+                        if target == "userName" {
+                            taken.insert(v.as_str().unwrap_or_default().to_lowercase());
+                        }
+                        if !v.is_null() {
+                            paths::set(&mut body, target, v);
+                        }
+                    }
+                    let g = grant.as_ref().expect("in scope");
+                    if let Some(t) = &g.user_type {
+                        body["userType"] = Value::String(t.clone());
+                    }
+                    body["active"] = Value::Bool(true);
+                    let mut a = act(Kind::Create, format!("hire: {why_role}"));
+                    a.user_name = body.get("userName").and_then(Value::as_str).map(str::to_string);
+                    a.body = Some(body);
+                    out.actions.push(a);
+                    for t in g.teams.iter().chain(&g.groups) {
+                        if !team_ids.contains_key(&t.to_lowercase()) && !out.missing_teams.contains(t) {
+                            out.missing_teams.push(t.clone());
+                        }
+                        let mut a = act(Kind::TeamAdd, format!("{why_role} puts the worker in {t:?}"));
+                        a.team = Some(t.clone());
+                        out.actions.push(a);
+                    }
+                }
+                (Life::NotYet, true) => {
+                    out.actions.push(act(Kind::Skip, "effective date not reached: not hired yet".into()))
+                }
+                (Life::OnLeave, true) => {
+                    out.actions.push(act(Kind::Skip, "on leave: the account is made on return".into()))
+                }
+                _ => out.actions.push(act(Kind::NoChange, format!("no account wanted ({why_role}, {:?})", w.life))),
+            }
+            continue;
+        };
+        let uid = s(u, "id");
+        let active = u.get("active").and_then(Value::as_bool).unwrap_or(true);
+        if active {
+            out.managed_active += 1;
+        }
+        if !linked {
+            let how = if s(u, "userName").eq_ignore_ascii_case(
+                w.attrs.iter().find(|a| a.0 == "userName").and_then(|a| a.1.as_str()).unwrap_or(""),
+            ) {
+                "userName"
+            } else {
+                "e-mail or externalId"
+            };
+            out.actions.push(act(Kind::Adopt, format!("an existing account matches by {how}")));
+        }
+        let keep = !in_scope && conn.keep_on_role_change && w.life == Life::Active;
+        let want_active = match w.life {
+            Life::Active => in_scope || keep,
+            _ => false,
+        };
+        if active && !want_active {
+            let reason = match w.life {
+                Life::Gone => "leaver: terminated".to_string(),
+                Life::OnLeave => "leave: suspended until the return".to_string(),
+                Life::NotYet => "not hired yet (hire date moved)".to_string(),
+                Life::Active => format!("out of scope: {why_role}"),
+            };
+            out.actions.push(act(Kind::Deactivate, reason));
+            continue;
+        }
+        if !active && want_active {
+            out.actions.push(act(Kind::Reactivate, format!("back: {why_role}")));
+        }
+        if !want_active {
+            out.actions.push(act(Kind::NoChange, "inactive, as wanted".into()));
+            continue;
+        }
+        if keep {
+            out.actions.push(act(Kind::NoChange, format!("kept by keep_on_role_change ({why_role})")));
+            continue;
+        }
+        // Attributes that differ (mappings applied always).
+        let mut changes = vec![];
+        for (target, v, apply, unique) in &w.attrs {
+            if *apply == Apply::OnCreate || *unique {
+                continue;
+            }
+            let cur = paths::get(u, target);
+            if !same(target, &cur, v) {
+                changes.push(Change { attribute: target.clone(), before: cur, after: v.clone() });
+            }
+        }
+        let g = grant.as_ref().expect("in scope");
+        if let Some(t) = &g.user_type {
+            let cur = u.get("userType").cloned().unwrap_or(Value::Null);
+            if cur.as_str().map(str::to_lowercase).as_deref() != Some(t.as_str()) {
+                changes.push(Change { attribute: "userType".into(), before: cur, after: Value::String(t.clone()) });
+            }
+        }
+        if !changes.is_empty() {
+            let mut a = act(Kind::Update, format!("change: {why_role}"));
+            a.changes = changes;
+            out.actions.push(a);
+        }
+        let want_teams: HashSet<&String> = g.teams.iter().chain(&g.groups).collect();
+        let have = members.get(&uid).cloned().unwrap_or_default();
+        for t in &want_teams {
+            if !have.iter().any(|h| h.eq_ignore_ascii_case(t)) {
+                if !team_ids.contains_key(&t.to_lowercase()) && !out.missing_teams.contains(t) {
+                    out.missing_teams.push((*t).clone());
+                }
+                let mut a = act(Kind::TeamAdd, format!("{why_role} puts the worker in {t:?}"));
+                a.team = Some((*t).clone());
+                out.actions.push(a);
+            }
+        }
+        for h in &have {
+            if managed_teams.iter().any(|m| m.eq_ignore_ascii_case(h))
+                && !want_teams.iter().any(|t| t.eq_ignore_ascii_case(h))
+            {
+                let mut a = act(Kind::TeamRemove, format!("{why_role} no longer puts the worker in {h:?}"));
+                a.team = Some(h.clone());
+                out.actions.push(a);
+            }
+        }
+        if !out.actions.last().is_some_and(|a| a.worker == wid && a.kind.acts()) {
+            out.actions.push(act(Kind::NoChange, format!("in step ({why_role})")));
+        }
+    }
+    Ok(out)
+}

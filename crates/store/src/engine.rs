@@ -1,0 +1,309 @@
+//! Provisioning tables: links (worker to account), the action journal, runs, and the
+//! hash-chained audit log. Bodies are JSON text; their meaning lives in the engine.
+
+use crate::{now, Store, StoreError};
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub connection: String,
+    pub worker_id: String,
+    pub target_id: String,
+    pub user_name: String,
+    pub origin: String,
+    pub linked_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    pub id: String,
+    pub run_id: String,
+    pub connection: String,
+    pub worker_id: String,
+    pub kind: String,
+    pub body: String,
+    pub state: String,
+    pub attempts: i64,
+    pub error: Option<String>,
+}
+
+/// One audit record before it is chained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub run_id: String,
+    pub connection: String,
+    pub worker_id: String,
+    pub action: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at: String,
+    pub entry: AuditEntry,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The outcome of an action, written with the links and audit records it causes.
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes {
+    /// (journal id, state, error)
+    pub journal: Vec<(String, String, Option<String>)>,
+    pub links: Vec<Link>,
+    /// (connection, worker id) links to drop.
+    pub unlinks: Vec<(String, String)>,
+    pub audit: Vec<AuditEntry>,
+}
+
+const CHUNK: usize = 400;
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", (1..=cols).map(|c| format!("${}", r * cols + c)).collect::<Vec<_>>().join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn link(r: &AnyRow) -> Result<Link, sqlx::Error> {
+    Ok(Link {
+        connection: r.try_get("connection")?,
+        worker_id: r.try_get("worker_id")?,
+        target_id: r.try_get("target_id")?,
+        user_name: r.try_get("user_name")?,
+        origin: r.try_get("origin")?,
+        linked_at: r.try_get("linked_at")?,
+    })
+}
+
+fn journal(r: &AnyRow) -> Result<JournalEntry, sqlx::Error> {
+    Ok(JournalEntry {
+        id: r.try_get("id")?,
+        run_id: r.try_get("run_id")?,
+        connection: r.try_get("connection")?,
+        worker_id: r.try_get("worker_id")?,
+        kind: r.try_get("kind")?,
+        body: r.try_get("body")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        error: r.try_get("error")?,
+    })
+}
+
+/// The chained hash of one record.
+pub fn audit_hash(prev: &str, seq: i64, at: &str, e: &AuditEntry) -> String {
+    let mut h = Sha256::new();
+    for part in [prev, &seq.to_string(), at, &e.run_id, &e.connection, &e.worker_id, &e.action, &e.outcome, &e.detail] {
+        // Length-prefixed, so no two different records hash alike by shifting text between fields.
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store {
+    pub async fn links(&self, connection: &str) -> Result<Vec<Link>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT connection, worker_id, target_id, user_name, origin, linked_at FROM links WHERE connection = $1",
+        )
+        .bind(connection)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(link).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// Writes intents, in one transaction, before their calls are made.
+    pub async fn journal_intents(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let t = now();
+        for chunk in entries.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO journal (id, run_id, connection, worker_id, kind, body, state, attempts, error, \
+                 created_at, updated_at) VALUES {}",
+                placeholders(chunk.len(), 11)
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(&e.id)
+                    .bind(&e.run_id)
+                    .bind(&e.connection)
+                    .bind(&e.worker_id)
+                    .bind(&e.kind)
+                    .bind(&e.body)
+                    .bind(&e.state)
+                    .bind(e.attempts)
+                    .bind(e.error.clone())
+                    .bind(&t)
+                    .bind(&t);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Journal entries of a connection in a state (intent: in flight when a run stopped).
+    pub async fn journal_in_state(&self, connection: &str, state: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, connection, worker_id, kind, body, state, attempts, error FROM journal \
+             WHERE connection = $1 AND state = $2 ORDER BY created_at, id",
+        )
+        .bind(connection)
+        .bind(state)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(journal).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// Outcomes, links and audit records of a batch of calls, in one transaction.
+    pub async fn record_outcomes(&self, o: &Outcomes) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let t = now();
+        for (id, state, error) in &o.journal {
+            sqlx::query(
+                "UPDATE journal SET state = $1, error = $2, attempts = attempts + 1, updated_at = $3 WHERE id = $4",
+            )
+            .bind(state)
+            .bind(error.clone())
+            .bind(&t)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (conn, worker) in &o.unlinks {
+            sqlx::query("DELETE FROM links WHERE connection = $1 AND worker_id = $2")
+                .bind(conn)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in o.links.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO links (connection, worker_id, target_id, user_name, origin, linked_at) VALUES {} \
+                 ON CONFLICT (connection, worker_id) DO UPDATE SET target_id = excluded.target_id, \
+                 user_name = excluded.user_name, origin = excluded.origin, linked_at = excluded.linked_at",
+                placeholders(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql);
+            for l in chunk {
+                q = q
+                    .bind(&l.connection)
+                    .bind(&l.worker_id)
+                    .bind(&l.target_id)
+                    .bind(&l.user_name)
+                    .bind(&l.origin)
+                    .bind(&l.linked_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        if !o.audit.is_empty() {
+            let last =
+                sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
+            let (mut seq, mut prev): (i64, String) = match last {
+                Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
+                None => (0, String::new()),
+            };
+            for chunk in o.audit.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO audit (seq, at, run_id, connection, worker_id, action, outcome, detail, prev_hash, \
+                     hash) VALUES {}",
+                    placeholders(chunk.len(), 10)
+                );
+                let mut q = sqlx::query(&sql);
+                for e in chunk {
+                    seq += 1;
+                    let hash = audit_hash(&prev, seq, &t, e);
+                    q = q
+                        .bind(seq)
+                        .bind(t.clone())
+                        .bind(e.run_id.clone())
+                        .bind(e.connection.clone())
+                        .bind(e.worker_id.clone())
+                        .bind(e.action.clone())
+                        .bind(e.outcome.clone())
+                        .bind(e.detail.clone())
+                        .bind(prev.clone())
+                        .bind(hash.clone());
+                    prev = hash;
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn start_run(&self, id: &str, connection: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO runs (id, connection, started_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(connection)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish_run(&self, id: &str, summary: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET finished_at = $1, summary = $2 WHERE id = $3")
+            .bind(now())
+            .bind(summary)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Audit records, oldest first; of one worker when given.
+    pub async fn audit(&self, worker: Option<&str>) -> Result<Vec<AuditRecord>, StoreError> {
+        let sql = "SELECT seq, at, run_id, connection, worker_id, action, outcome, detail, prev_hash, hash FROM audit";
+        let rows = match worker {
+            Some(w) => {
+                sqlx::query(&format!("{sql} WHERE worker_id = $1 ORDER BY seq")).bind(w).fetch_all(&self.pool).await?
+            }
+            None => sqlx::query(&format!("{sql} ORDER BY seq")).fetch_all(&self.pool).await?,
+        };
+        rows.iter()
+            .map(|r| -> Result<AuditRecord, sqlx::Error> {
+                Ok(AuditRecord {
+                    seq: r.try_get("seq")?,
+                    at: r.try_get("at")?,
+                    entry: AuditEntry {
+                        run_id: r.try_get("run_id")?,
+                        connection: r.try_get("connection")?,
+                        worker_id: r.try_get("worker_id")?,
+                        action: r.try_get("action")?,
+                        outcome: r.try_get("outcome")?,
+                        detail: r.try_get("detail")?,
+                    },
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    /// Checks the whole chain; the first broken record, if any, and why.
+    pub async fn verify_audit(&self) -> Result<(usize, Option<(i64, String)>), StoreError> {
+        let all = self.audit(None).await?;
+        let mut prev = String::new();
+        for (i, r) in all.iter().enumerate() {
+            if r.seq != i as i64 + 1 {
+                return Ok((all.len(), Some((r.seq, format!("record {} is missing", i + 1)))));
+            }
+            if r.prev_hash != prev {
+                return Ok((all.len(), Some((r.seq, "it does not follow the record before it".into()))));
+            }
+            if audit_hash(&prev, r.seq, &r.at, &r.entry) != r.hash {
+                return Ok((all.len(), Some((r.seq, "its content does not match its hash".into()))));
+            }
+            prev = r.hash.clone();
+        }
+        Ok((all.len(), None))
+    }
+}

@@ -1,0 +1,196 @@
+//! `tenure quickstart`: the whole loop on this machine. Starts the sandbox (a monday.com-like
+//! SCIM service, kept in `<data dir>/quickstart`), connects "Connection-Bearer Token-1" to it,
+//! loads the example HR file and rules, prints the plan, applies it and shows the accounts.
+//! Run it again: no change. Edit the HR file (a leaver, a mover, a rehire) and run it again:
+//! exactly those actions.
+
+use crate::intake::{self, IntakeConfig, LoadKind, MissingPolicy};
+use crate::sync;
+use rules::Config as RulesConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use store::{MasterKey, NewConnection, Secret, Store};
+
+const CONNECTION: &str = "Connection-Bearer Token-1";
+const EXAMPLE_HR: &str = include_str!("../../../examples/hr/workers.csv");
+const EXAMPLE_RULES: &str = include_str!("../../../examples/tenure.toml");
+
+/// A file given, else the repository's example when run from the checkout, else the copy
+/// built into the binary.
+fn read_or_example(given: Option<&Path>, default: &str, builtin: &str) -> Result<(String, Vec<u8>), String> {
+    match given {
+        Some(p) => std::fs::read(p)
+            .map(|b| (p.display().to_string(), b))
+            .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        None if Path::new(default).exists() => {
+            std::fs::read(default).map(|b| (default.to_string(), b)).map_err(|e| format!("cannot read {default}: {e}"))
+        }
+        None => Ok((format!("{default} (built in)"), builtin.as_bytes().to_vec())),
+    }
+}
+
+pub async fn run(
+    data_dir: &Path,
+    listen: SocketAddr,
+    hr_file: Option<PathBuf>,
+    rules_file: Option<PathBuf>,
+    serve: bool,
+) -> Result<u8, String> {
+    let dir = data_dir.join("quickstart");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let store = Store::open_in(&dir).await.map_err(|e| e.to_string())?;
+    let key = MasterKey::load(&dir)?;
+    let r = run_in(&store, &key, &dir, listen, hr_file, rules_file, serve).await;
+    store.close().await;
+    r
+}
+
+async fn run_in(
+    store: &Store,
+    key: &MasterKey,
+    dir: &Path,
+    listen: SocketAddr,
+    hr_file: Option<PathBuf>,
+    rules_file: Option<PathBuf>,
+    serve: bool,
+) -> Result<u8, String> {
+    println!("== tenure quickstart (state in {})", dir.display());
+    // 1. The sandbox, with the token the connection holds (a new one the first time).
+    let existing = store.connection(CONNECTION).await.map_err(|e| e.to_string())?;
+    let token = match &existing {
+        Some(c) => key.open(&c.token, &c.id)?,
+        None => Secret::new(sandbox::generate_token()),
+    };
+    let cfg = sandbox::Config {
+        listen,
+        db: Some(dir.join("sandbox.db")),
+        dialect: scim::Dialect::Monday,
+        seed: None,
+        token: Some(token.expose().to_string()),
+        faults: sandbox::Faults::default(),
+        limits: sandbox::Limits::default(),
+    };
+    let prepared = sandbox::prepare(&cfg).await?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let url = format!("http://{addr}/scim/v2/");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sandbox::serve(listener, prepared.app, async {
+        let _ = stopped.await;
+    }));
+    println!("== sandbox (monday.com dialect) at {url}");
+
+    // 2. The connection.
+    match &existing {
+        None => {
+            let c = NewConnection {
+                name: CONNECTION.into(),
+                base_url: url.clone(),
+                dialect: "monday".into(),
+                insecure_http: false,
+                allow_private: false,
+                rate_limit_per_second: None,
+            };
+            store.add_connection(&c, &token, key).await.map_err(|e| e.to_string())?;
+            println!("== connection {CONNECTION:?} added (token ending in {})", token.hint());
+        }
+        Some(c) if c.base_url != url => {
+            store
+                .update_connection_settings(CONNECTION, &url, "monday", c.rate_limit_per_second)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("== connection {CONNECTION:?} now points at {url}");
+        }
+        Some(_) => println!("== connection {CONNECTION:?}"),
+    }
+
+    // 3. Rules: saved when they differ from the ones in force.
+    let (rules_name, rules_bytes) = read_or_example(rules_file.as_deref(), "examples/tenure.toml", EXAMPLE_RULES)?;
+    let text = String::from_utf8(rules_bytes).map_err(|_| format!("{rules_name} is not UTF-8"))?;
+    let cfg = RulesConfig::from_toml(&rules_name, &text).map_err(|e| e.join("\n"))?;
+    let rules = rules::Rules::compile(&cfg).map_err(|e| format!("{rules_name}:\n{}", e.join("\n")))?;
+    let canonical = rules.config.to_toml();
+    let current = store.current_config().await.map_err(|e| e.to_string())?;
+    if current.map(|c| c.body) != Some(canonical.clone()) {
+        store.save_config(&canonical).await.map_err(|e| e.to_string())?;
+        println!("== rules from {rules_name} saved");
+    } else {
+        println!("== rules from {rules_name} (unchanged)");
+    }
+
+    // 4. HR data: a full load.
+    let (hr_name, hr_bytes) = read_or_example(hr_file.as_deref(), "examples/hr/workers.csv", EXAMPLE_HR)?;
+    let def = hr::HeaderDefinition { ..hr::HeaderDefinition::default() };
+    let def = rules.config.hr.custom_fields.iter().fold(def, |d, c| d.with_custom(c, false));
+    let report = hr::parse_csv(&hr_name, &hr_bytes, &def).map_err(|e| e.to_string())?;
+    intake::archive(dir, &report.checksum, &hr_bytes)?;
+    let icfg = IntakeConfig { lifecycle: rules.config.hr.lifecycle()?, missing: MissingPolicy::Report };
+    let outcome = intake::apply(store, &report, LoadKind::Full, &icfg, jiff::Timestamp::now(), vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    for q in &report.quarantined {
+        for p in &q.problems {
+            println!(
+                "   {hr_name}: row {} (line {}), column {}, value {:?}: {}",
+                q.row, q.line, p.column, p.value, p.reason
+            );
+        }
+    }
+    let counts: Vec<String> = outcome.counts().iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!(
+        "== HR file {hr_name}: rows {}, accepted {}, quarantined {}; events: {}",
+        outcome.rows,
+        outcome.accepted,
+        outcome.quarantined,
+        if counts.is_empty() { "none".into() } else { counts.join(", ") }
+    );
+
+    // 5. Plan and apply.
+    println!("== plan and apply");
+    let code = sync::apply_cmd(store, key, None, None, None, false).await?;
+
+    // 6. What the sandbox holds now.
+    let client = sync::client_for(store, key, CONNECTION).await?;
+    let actual = sync::read_actual(&client).await?;
+    let mut teams_of: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for g in &actual.groups {
+        for m in g["members"].as_array().into_iter().flatten() {
+            teams_of
+                .entry(m["value"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .push(g["displayName"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    println!("== accounts in the sandbox ({})", actual.users.len());
+    let mut users = actual.users.clone();
+    users.sort_by_key(|u| u["userName"].as_str().unwrap_or_default().to_string());
+    for u in &users {
+        let id = u["id"].as_str().unwrap_or_default();
+        println!(
+            "   {:<36} {:<8} {:<7} teams [{}]",
+            u["userName"].as_str().unwrap_or_default(),
+            if u["active"].as_bool().unwrap_or(true) { "active" } else { "inactive" },
+            u["userType"].as_str().unwrap_or("-"),
+            teams_of.get(id).map(|t| t.join(", ")).unwrap_or_default()
+        );
+    }
+    if serve {
+        println!("\nThe sandbox stays up; try:\n  curl -s -H 'Authorization: Bearer <token>' '{url}Users?count=5'");
+        println!(
+            "(the token is sealed in the quickstart store; `tenure sandbox --db {}` serves the same data)",
+            dir.join("sandbox.db").display()
+        );
+        println!("Stop it with Ctrl-C.");
+        let _ = tokio::signal::ctrl_c().await;
+    } else {
+        println!(
+            "\nRun it again: nothing changes. Edit the HR file (a leaver, a mover, a rehire) and run it again with"
+        );
+        println!("  tenure quickstart --hr-file my-workers.csv");
+        println!("to see exactly those actions. `tenure quickstart --serve` keeps the sandbox up afterwards.");
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(code)
+}

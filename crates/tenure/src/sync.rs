@@ -1,0 +1,300 @@
+//! `tenure plan`, `tenure apply` and `tenure audit`: the engine on the command line.
+
+use crate::config_cmd;
+use clap::Subcommand;
+use engine::{Actual, Kind, Plan};
+use jiff::Timestamp;
+use rules::Rules;
+use scim_client::{ClientConfig, InstanceUrl, ScimClient, Token, UrlPolicy};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use store::{EventQuery, MasterKey, Store};
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: any record changed, removed or reordered is found.
+    Verify,
+    /// One worker's timeline: every action, when, why and how it ended.
+    Worker {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A client for a stored connection, built as `tenure connection test` builds it.
+pub async fn client_for(store: &Store, key: &MasterKey, name: &str) -> Result<ScimClient, String> {
+    let c =
+        store.connection(name).await.map_err(|e| e.to_string())?.ok_or_else(|| {
+            format!("no connection named {name:?}: add it with `tenure connection add --name {name:?}`")
+        })?;
+    let policy = UrlPolicy { allow_insecure_http: c.insecure_http, allow_private: c.allow_private };
+    let url = InstanceUrl::parse(&c.base_url, policy)?;
+    url.check_resolved(policy).await?;
+    let token = key.open(&c.token, &c.id)?;
+    let dialect = c.dialect.parse().unwrap_or(url.dialect());
+    let mut cfg = ClientConfig::new(url.as_str(), dialect);
+    cfg.requests_per_second = c.rate_limit_per_second;
+    cfg.page_size = 1000;
+    ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| e.to_string())
+}
+
+pub async fn workers(store: &Store) -> Result<Vec<hr::Worker>, String> {
+    store
+        .snapshot()
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).map_err(|e| format!("worker {}: {e}", r.worker_id)))
+        .collect()
+}
+
+pub async fn read_actual(client: &ScimClient) -> Result<Actual, String> {
+    let users = client.list_users(None).await.map_err(|e| format!("cannot read the target's users: {e}"))?;
+    let groups = client.list_groups(None).await.map_err(|e| format!("cannot read the target's teams: {e}"))?;
+    Ok(Actual { users, groups })
+}
+
+pub struct Prepared {
+    pub rules: Rules,
+    pub index: usize,
+    pub client: ScimClient,
+    pub actual: Actual,
+    pub plan: Plan,
+}
+
+/// Resolves what an earlier run left in flight, reads the target, and plans.
+pub async fn prepare(
+    store: &Store,
+    key: &MasterKey,
+    connection: Option<&str>,
+    now: Timestamp,
+) -> Result<Prepared, String> {
+    let rules = config_cmd::current(store).await?;
+    let index = match connection {
+        Some(n) => rules
+            .connections
+            .iter()
+            .position(|c| c.name == n)
+            .ok_or_else(|| format!("the configuration has no connection {n:?}"))?,
+        None if rules.connections.len() == 1 => 0,
+        None if rules.connections.is_empty() => return Err("the configuration has no connection".into()),
+        None => return Err("several connections are configured: say which with --connection".into()),
+    };
+    let name = rules.connections[index].name.clone();
+    let client = client_for(store, key, &name).await?;
+    let recovered = engine::apply::recover(store, &client, &name).await?;
+    if recovered > 0 {
+        println!("resolved {recovered} action(s) left in flight by an earlier run");
+    }
+    let workers = workers(store).await?;
+    let actual = read_actual(&client).await?;
+    let links = store.links(&name).await.map_err(|e| e.to_string())?;
+    let plan = engine::plan(&rules, index, &workers, &actual, &links, now)?;
+    Ok(Prepared { rules, index, client, actual, plan })
+}
+
+const ORDER: [Kind; 9] = [
+    Kind::Create,
+    Kind::Adopt,
+    Kind::Reactivate,
+    Kind::Update,
+    Kind::TeamAdd,
+    Kind::TeamRemove,
+    Kind::Deactivate,
+    Kind::Skip,
+    Kind::NoChange,
+];
+
+/// The plan for a person: grouped by kind, coloured on a terminal.
+pub fn print_plan(plan: &Plan, verbose: bool) {
+    let color = std::io::stdout().is_terminal();
+    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
+    println!("plan for {:?}:", plan.connection);
+    for k in ORDER {
+        let acts: Vec<_> = plan.actions.iter().filter(|a| a.kind == k).collect();
+        if acts.is_empty() || (k == Kind::NoChange && !verbose) {
+            continue;
+        }
+        let code = match k {
+            Kind::Create | Kind::Reactivate | Kind::Adopt => "32",
+            Kind::Update | Kind::TeamAdd | Kind::TeamRemove => "33",
+            Kind::Deactivate => "31",
+            _ => "2",
+        };
+        println!("{}", paint(code, &format!("  {} ({})", k.as_str(), acts.len())));
+        for a in acts {
+            let who = a.user_name.clone().unwrap_or_default();
+            let mut line = format!("    worker {:<10} {who:<36} {}", a.worker, a.reason);
+            if let Some(t) = &a.team {
+                line += &format!(" [team {t}]");
+            }
+            println!("{line}");
+            for c in &a.changes {
+                println!("        {}: {} -> {}", c.attribute, c.before, c.after);
+            }
+        }
+    }
+    if !plan.unmanaged.is_empty() {
+        println!("  not managed by tenure, left alone ({}): {}", plan.unmanaged.len(), plan.unmanaged.join(", "));
+    }
+    let counts: Vec<String> = ORDER.iter().map(|k| format!("{} {}", k.as_str(), plan.count(*k))).collect();
+    println!("plan: {}", counts.join(", "));
+}
+
+pub async fn open_with_key(data_dir: &Path, database_url: Option<&str>) -> Result<(Store, MasterKey), String> {
+    let store = config_cmd::open(data_dir, database_url).await?;
+    let key = MasterKey::load(data_dir)?;
+    Ok((store, key))
+}
+
+pub async fn plan_cmd(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    connection: Option<String>,
+    json: bool,
+    verbose: bool,
+    as_of: Option<Timestamp>,
+) -> Result<u8, String> {
+    let (store, key) = open_with_key(data_dir, database_url).await?;
+    let now = as_of.unwrap_or_else(Timestamp::now);
+    let p = prepare(&store, &key, connection.as_deref(), now).await;
+    store.close().await;
+    let p = p?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p.plan).map_err(|e| e.to_string())?);
+    } else {
+        print_plan(&p.plan, verbose);
+        if let Some(why) = p.plan.guard(&p.rules.connections[p.index].guard) {
+            println!(
+                "mass-deprovision guard: {why}; apply needs --confirm-deprovision {}",
+                p.plan.count(Kind::Deactivate)
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Applies; exit code 0 when every action succeeded, 3 when the guard refused, 4 on failures.
+pub async fn apply_cmd(
+    store: &Store,
+    key: &MasterKey,
+    connection: Option<String>,
+    confirm: Option<usize>,
+    as_of: Option<Timestamp>,
+    quiet_plan: bool,
+) -> Result<u8, String> {
+    let now = as_of.unwrap_or_else(Timestamp::now);
+    let p = prepare(store, key, connection.as_deref(), now).await?;
+    if !quiet_plan {
+        print_plan(&p.plan, false);
+    }
+    let conn = &p.rules.connections[p.index];
+    let deactivations = p.plan.count(Kind::Deactivate);
+    if let Some(why) = p.plan.guard(&conn.guard) {
+        if confirm != Some(deactivations) {
+            println!(
+                "refused by the mass-deprovision guard: {why}. Nothing was applied. If this is right, run again with \
+                 --confirm-deprovision {deactivations}"
+            );
+            return Ok(3);
+        }
+        println!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}");
+    }
+    let run_id = uuid::Uuid::new_v4().to_string();
+    store.start_run(&run_id, &conn.name).await.map_err(|e| e.to_string())?;
+    let teams: HashMap<String, String> = p
+        .actual
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g["displayName"].as_str().unwrap_or_default().to_lowercase(),
+                g["id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let tty = std::io::stderr().is_terminal();
+    let progress = move |done: usize, total: usize| {
+        if tty && total > 0 {
+            let width = 30;
+            let filled = done * width / total;
+            eprint!("\r[{}{}] {done}/{total} workers", "#".repeat(filled), " ".repeat(width - filled));
+            if done == total {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let summary = engine::apply::apply(store, &p.client, &p.plan, teams, &run_id, conn.concurrency, &progress).await?;
+    store.finish_run(&run_id, &serde_json::to_string(&summary).unwrap_or_default()).await.map_err(|e| e.to_string())?;
+    // HR events whose moment has come are now reflected on the target (unless a worker failed).
+    if summary.failed == 0 {
+        let due = store
+            .events(&EventQuery { state: Some("pending".into()), due_by: Some(now.as_second()), ..Default::default() })
+            .await
+            .map_err(|e| e.to_string())?;
+        for e in due {
+            store.set_event_state(&e.id, "pending", "done").await.map_err(|e| e.to_string())?;
+        }
+    }
+    let kinds: Vec<String> = summary.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!(
+        "run {}: total {}, skipped {}, no change {}, processed {}, failed {}{}",
+        summary.run_id,
+        summary.total,
+        summary.skipped,
+        summary.no_change,
+        summary.processed,
+        summary.failed,
+        if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
+    );
+    Ok(if summary.failed > 0 { 4 } else { 0 })
+}
+
+pub async fn audit_cmd(data_dir: &Path, database_url: Option<&str>, cmd: AuditCommand) -> Result<u8, String> {
+    let store = config_cmd::open(data_dir, database_url).await?;
+    let r = match cmd {
+        AuditCommand::Verify => match store.verify_audit().await.map_err(|e| e.to_string())? {
+            (n, None) => {
+                println!("audit: {n} records, chain intact");
+                Ok(0)
+            }
+            (n, Some((seq, why))) => {
+                println!("audit: {n} records, TAMPERED at record {seq}: {why}");
+                Ok(1)
+            }
+        },
+        AuditCommand::Worker { id, json } => {
+            let records = store.audit(Some(&id)).await.map_err(|e| e.to_string())?;
+            if json {
+                let v: Vec<_> = records
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({"seq": r.seq, "at": r.at, "run": r.entry.run_id, "connection": r.entry.connection,
+                            "action": r.entry.action, "outcome": r.entry.outcome,
+                            "detail": serde_json::from_str::<serde_json::Value>(&r.entry.detail).unwrap_or_default()})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+            } else {
+                for r in &records {
+                    let d: serde_json::Value = serde_json::from_str(&r.entry.detail).unwrap_or_default();
+                    println!(
+                        "{}  {:<12} {:<30} {}  ({})",
+                        r.at,
+                        r.entry.action,
+                        r.entry.outcome,
+                        d["reason"].as_str().unwrap_or_default(),
+                        r.entry.connection
+                    );
+                }
+                println!("records: {}", records.len());
+            }
+            Ok(0)
+        }
+    };
+    store.close().await;
+    r
+}
