@@ -173,7 +173,8 @@ pub async fn apply(
             MissingPolicy::Terminate => {
                 let mut gone = old.clone();
                 gone.status = Status::Terminated;
-                gone.termination_date = Some(gone.termination_date.unwrap_or_else(|| today(old)).min(today(old)));
+                // No date (or only a past one): the termination takes effect now, not at a day's end.
+                gone.termination_date = old.termination_date.filter(|d| *d < today(old));
                 write.upserts.push(SnapshotRow {
                     worker_id: e.worker.to_string(),
                     body: serde_json::to_string(&gone).expect("serialisable"),
