@@ -231,7 +231,7 @@ pub fn plan(
         .iter()
         .map(|w| {
             let row = rules::worker_row(w, &custom);
-            let decision = rules.decide(connection, &row, today);
+            let decision = rules.decide_with(connection, &row, today, false);
             let mut errors = vec![];
             let attrs = decision
                 .attributes

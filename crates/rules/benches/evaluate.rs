@@ -35,7 +35,7 @@ fn main() {
         let mut names = Vec::with_capacity(workers.len());
         for w in &workers {
             let row = worker_row(w, rules.custom_fields());
-            let d = rules.decide(0, &row, today);
+            let d = rules.decide_with(0, &row, today, false);
             if d.grant.is_some() {
                 granted += 1;
                 if let Some(Ok(v)) = d.attributes.iter().find(|a| a.target == "userName").map(|a| &a.value) {

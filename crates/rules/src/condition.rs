@@ -429,6 +429,20 @@ pub fn eval(c: &Compiled, row: &[Value], today: Date, why: &mut Vec<String>) -> 
     }
 }
 
+/// As `eval`, without the explanation.
+pub fn holds(c: &Compiled, row: &[Value], today: Date) -> bool {
+    match c {
+        Compiled::All(cs) => cs.iter().all(|c| holds(c, row, today)),
+        Compiled::Any(cs) => cs.iter().any(|c| holds(c, row, today)),
+        Compiled::Not(inner) => !holds(inner, row, today),
+        Compiled::Formula(f) => matches!(f.eval(row, &crate::formula::Context { today }), Ok(Value::Bool(true))),
+        Compiled::Test { field, op, arg, case_sensitive, .. } => {
+            let v = row.get(*field).unwrap_or(&Value::Blank);
+            test(v, *op, &arg.0, *case_sensitive, today)
+        }
+    }
+}
+
 fn yes(b: bool) -> &'static str {
     if b {
         "yes"

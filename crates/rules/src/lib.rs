@@ -608,8 +608,14 @@ impl Rules {
         worker_fields(&self.custom)
     }
 
-    /// What one worker gets on one connection.
+    /// What one worker gets on one connection, with the reasons spelled out.
     pub fn decide(&self, connection: usize, row: &[Value], today: Date) -> Decision {
+        self.decide_with(connection, row, today, true)
+    }
+
+    /// As `decide`; without `explain` the reasons are not written (planning 100,000 workers
+    /// needs the outcome, not the prose).
+    pub fn decide_with(&self, connection: usize, row: &[Value], today: Date, explain: bool) -> Decision {
         let conn = &self.connections[connection];
         let mut why = vec![];
         let mut matched = None;
@@ -620,14 +626,17 @@ impl Rules {
                     tests.push("no condition: every worker".to_string());
                     true
                 }
-                Some(c) => condition::eval(c, row, today, &mut tests),
+                Some(c) if explain => condition::eval(c, row, today, &mut tests),
+                Some(c) => condition::holds(c, row, today),
             };
             if hit {
                 why.extend(tests);
                 matched = Some(r);
                 break;
             }
-            why.push(format!("role {:?} did not match: {}", r.name, tests.join(", ")));
+            if explain {
+                why.push(format!("role {:?} did not match: {}", r.name, tests.join(", ")));
+            }
         }
         let role_grant = matched.and_then(|r| r.grants.get(&conn.name));
         let grant = match (role_grant, conn.mode) {
@@ -728,20 +737,27 @@ pub struct Decision {
 /// already in use elsewhere; comparison ignores case.
 pub fn make_unique(values: &[String], taken: &HashSet<String>) -> Vec<String> {
     let mut used: HashSet<String> = taken.iter().map(|t| t.to_lowercase()).collect();
+    // The next number to try per value, so a thousand namesakes cost a thousand lookups, not
+    // half a million.
+    let mut next: HashMap<String, usize> = HashMap::new();
     values
         .iter()
         .map(|v| {
-            let mut candidate = v.clone();
-            let mut n = 2;
-            while used.contains(&candidate.to_lowercase()) {
-                candidate = match v.split_once('@') {
+            let key = v.to_lowercase();
+            if used.insert(key.clone()) {
+                return v.clone();
+            }
+            let n = next.entry(key).or_insert(2);
+            loop {
+                let candidate = match v.split_once('@') {
                     Some((local, domain)) => format!("{local}{n}@{domain}"),
                     None => format!("{v}{n}"),
                 };
-                n += 1;
+                *n += 1;
+                if used.insert(candidate.to_lowercase()) {
+                    return candidate;
+                }
             }
-            used.insert(candidate.to_lowercase());
-            candidate
         })
         .collect()
 }
