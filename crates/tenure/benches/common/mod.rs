@@ -1,0 +1,77 @@
+//! Shared by the benches: a sandbox started from the built binary, and wrk measuring its
+//! create capacity.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+pub const TOKEN: &str = "bench-token-0123456789";
+
+pub struct Sandbox {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sandbox(dir: &std::path::Path, tag: &str) -> Sandbox {
+    let child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.join(format!("{tag}.db")))
+        .env("TENURE_SANDBOX_TOKEN", TOKEN)
+        .env("TENURE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start tenure sandbox");
+    let mut s = Sandbox { child, base: String::new() };
+    let mut out = BufReader::new(s.child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap_or(0) > 0 {
+        if let Some(rest) = line.strip_prefix("tenure sandbox listening on ") {
+            s.base = rest.split_whitespace().next().unwrap_or_default().to_string();
+            break;
+        }
+        line.clear();
+    }
+    assert!(!s.base.is_empty(), "sandbox did not start");
+    std::thread::spawn(move || for _ in out.lines() {});
+    s
+}
+
+pub fn wrk_creates(s: &Sandbox, dir: &std::path::Path, seconds: u64) -> f64 {
+    let script = dir.join("post.lua");
+    std::fs::write(
+        &script,
+        r#"
+local k = 0
+function setup(thread) k = k + 1; thread:set("tid", k) end
+local i = 0
+function request()
+  i = i + 1
+  local name = 'cap-' .. tid .. '-' .. i .. '@example.com'
+  local body = '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"' .. name .. '","displayName":"Cap User","name":{"givenName":"Cap","familyName":"User"},"emails":[{"value":"' .. name .. '","type":"work","primary":true}],"active":true}'
+  return wrk.format('POST', '/scim/v2/Users', {['Authorization'] = 'Bearer BENCH', ['Content-Type'] = 'application/scim+json'}, body)
+end
+"#
+        .replace("BENCH", TOKEN),
+    )
+    .unwrap();
+    let origin = s.base.trim_end_matches("/scim/v2");
+    let out = Command::new("wrk")
+        .args(["-t2", "-c32", &format!("-d{seconds}s"), "-s"])
+        .arg(&script)
+        .arg(origin)
+        .output()
+        .expect("wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Non-2xx"), "wrk saw failures: {text}");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("wrk output: {text}"))
+}

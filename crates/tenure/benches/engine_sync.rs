@@ -1,0 +1,152 @@
+//! The provisioning engine's bars, with the real binary against the real sandbox (SQLite
+//! files for both), side by side in one run:
+//! (a) an initial sync of 10,000 hires against the sandbox's own create capacity (wrk);
+//! (b) a plan for 100,000 workers against 100,000 existing accounts, reads included;
+//! (c) a no-change reconcile of 100,000.
+//!
+//! cargo bench -p tenure --bench engine_sync      (needs wrk: apt-get install wrk)
+//! Environment: BENCH_HIRES (default 10000), BENCH_LARGE (default 100000), BENCH_SECONDS.
+
+mod common;
+
+use common::{sandbox, wrk_creates, Sandbox, TOKEN};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenure.toml");
+
+fn tenure(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("TENURE_LOG", "warn")
+        .output()
+        .expect("run tenure");
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "tenure {args:?}: {out}");
+    out
+}
+
+/// Wall time and peak RSS (MiB) of one tenure command, through /usr/bin/time.
+fn timed(dir: &Path, args: &[&str]) -> (f64, f64, String) {
+    let t = Instant::now();
+    let o = Command::new("/usr/bin/time")
+        .args(["-f", "peak-rss-kib %M"])
+        .arg(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("TENURE_LOG", "warn")
+        .output()
+        .expect("/usr/bin/time");
+    let secs = t.elapsed().as_secs_f64();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "tenure {args:?}: {out}{err}");
+    let kib: f64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    (secs, kib / 1024.0, out)
+}
+
+/// A tenure data folder connected to the sandbox, with the example rules at 32 in flight.
+fn setup(dir: &Path, s: &Sandbox, workers: usize, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    tenure(
+        dir,
+        &[
+            "connection",
+            "add",
+            "--name",
+            "Connection-Bearer Token-1",
+            "--url",
+            &s.base,
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let rules = std::fs::read_to_string(RULES)
+        .unwrap()
+        .replace("keep_on_role_change = false", "keep_on_role_change = false\nconcurrency = 32");
+    let r = dir.join("rules.toml");
+    std::fs::write(&r, rules).unwrap();
+    tenure(dir, &["config", "import", r.to_str().unwrap()]);
+    let day1 = dir.join("day1.csv");
+    let day2 = dir.join("day2.csv");
+    tenure(
+        dir,
+        &[
+            "hr",
+            "generate",
+            "--count",
+            &workers.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+            day1.to_str().unwrap(),
+            "--next-day",
+            day2.to_str().unwrap(),
+        ],
+    );
+    tenure(dir, &["hr", "load", day1.to_str().unwrap()]);
+}
+
+fn counted(out: &str, what: &str) -> usize {
+    out.lines()
+        .find(|l| l.starts_with("run "))
+        .and_then(|l| l.split(&format!("{what} ")).nth(1))
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let hires: usize = std::env::var("BENCH_HIRES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let large: usize = std::env::var("BENCH_LARGE").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let root = std::env::temp_dir().join(format!("tenure-engine-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+
+    // (a) capacity, then the initial sync into a fresh sandbox of the same kind.
+    let capacity = {
+        let s = sandbox(&root, "capacity");
+        wrk_creates(&s, &root, seconds)
+    };
+    let s = sandbox(&root, "initial");
+    let dir = root.join("initial");
+    setup(&dir, &s, hires, 3);
+    let (secs, rss, out) = timed(&dir, &["apply"]);
+    let creates = counted(&out, "create");
+    let rate = creates as f64 / secs;
+    println!("(a) initial sync: {creates} creates (+ team joins, journal, audit) in {secs:.2} s = {rate:.0} creates/s; sandbox capacity (wrk -c32 -d{seconds}s) {capacity:.0}/s: {:.0}% [bar: at least 90%]; peak RSS {rss:.0} MiB", 100.0 * rate / capacity);
+    drop(s);
+
+    // (b) and (c) at 100,000.
+    let s = sandbox(&root, "large");
+    let dir = root.join("large");
+    setup(&dir, &s, large, 5);
+    let (secs, rss, out) = timed(&dir, &["apply"]);
+    println!(
+        "    initial sync of the large population: {} creates in {secs:.1} s, peak RSS {rss:.0} MiB",
+        counted(&out, "create")
+    );
+    let (secs, rss, out) = timed(&dir, &["apply"]);
+    let line = out.lines().find(|l| l.starts_with("run ")).unwrap_or_default().to_string();
+    println!("(c) no-change reconcile of {large}: {secs:.2} s, peak RSS {rss:.0} MiB [bar: under 5 s]  ({line})");
+    tenure(&dir, &["hr", "load", dir.join("day2.csv").to_str().unwrap()]);
+    let (secs, rss, out) = timed(&dir, &["plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let actions = v["actions"].as_array().map_or(0, |a| a.len());
+    let acting = v["actions"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|x| !matches!(x["kind"].as_str(), Some("no_change" | "skip"))).count());
+    println!("(b) plan for {large} workers against the existing accounts after a day of changes: {secs:.2} s, peak RSS {rss:.0} MiB [bars: under 10 s, under 1024 MiB] ({actions} actions, {acting} acting)");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&root);
+}
