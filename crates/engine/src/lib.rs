@@ -289,7 +289,7 @@ pub fn plan(
         }
     }
     // Unique user names are settled at create: taken are all names on the target.
-    let mut taken: HashSet<String> = actual.users.iter().map(|u| s(u, "userName").to_lowercase()).collect();
+    let mut taken = rules::UniqueNames::new(actual.users.iter().map(|u| s(u, "userName")));
 
     for (w, acc) in wanted.iter_mut().zip(&account) {
         let wid = w.worker.id.to_string();
@@ -324,12 +324,10 @@ pub fn plan(
                         let mut v = v.clone();
                         if *unique {
                             if let Some(text) = v.as_str() {
-                                let name = rules::make_unique(&[text.to_string()], &taken).remove(0);
-                                v = Value::String(name);
+                                v = Value::String(taken.claim(text));
                             }
-                        }
-                        if target == "userName" {
-                            taken.insert(v.as_str().unwrap_or_default().to_lowercase());
+                        } else if target == "userName" {
+                            taken.reserve(v.as_str().unwrap_or_default());
                         }
                         if !v.is_null() {
                             paths::set(&mut body, target, v);

@@ -736,28 +736,45 @@ pub struct Decision {
 /// value, later ones get 2, 3... appended (before the @ of an address). `taken` holds values
 /// already in use elsewhere; comparison ignores case.
 pub fn make_unique(values: &[String], taken: &HashSet<String>) -> Vec<String> {
-    let mut used: HashSet<String> = taken.iter().map(|t| t.to_lowercase()).collect();
+    let mut names = UniqueNames::new(taken.iter().cloned());
+    values.iter().map(|v| names.claim(v)).collect()
+}
+
+/// Unique values handed out one at a time (a plan claims user names as it goes).
+#[derive(Debug, Default)]
+pub struct UniqueNames {
+    used: HashSet<String>,
     // The next number to try per value, so a thousand namesakes cost a thousand lookups, not
     // half a million.
-    let mut next: HashMap<String, usize> = HashMap::new();
-    values
-        .iter()
-        .map(|v| {
-            let key = v.to_lowercase();
-            if used.insert(key.clone()) {
-                return v.clone();
+    next: HashMap<String, usize>,
+}
+
+impl UniqueNames {
+    pub fn new(taken: impl IntoIterator<Item = String>) -> Self {
+        UniqueNames { used: taken.into_iter().map(|t| t.to_lowercase()).collect(), next: HashMap::new() }
+    }
+
+    /// Marks a value as in use, as it is.
+    pub fn reserve(&mut self, v: &str) {
+        self.used.insert(v.to_lowercase());
+    }
+
+    /// The value itself if free, else the first free numbered variant; it is then in use.
+    pub fn claim(&mut self, v: &str) -> String {
+        let key = v.to_lowercase();
+        if self.used.insert(key.clone()) {
+            return v.to_string();
+        }
+        let n = self.next.entry(key).or_insert(2);
+        loop {
+            let candidate = match v.split_once('@') {
+                Some((local, domain)) => format!("{local}{n}@{domain}"),
+                None => format!("{v}{n}"),
+            };
+            *n += 1;
+            if self.used.insert(candidate.to_lowercase()) {
+                return candidate;
             }
-            let n = next.entry(key).or_insert(2);
-            loop {
-                let candidate = match v.split_once('@') {
-                    Some((local, domain)) => format!("{local}{n}@{domain}"),
-                    None => format!("{v}{n}"),
-                };
-                *n += 1;
-                if used.insert(candidate.to_lowercase()) {
-                    return candidate;
-                }
-            }
-        })
-        .collect()
+        }
+    }
 }

@@ -301,6 +301,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                 cfg,
                 data_dir: data_dir.to_path_buf(),
                 gate: tokio::sync::Mutex::new(()),
+                wake: None,
             });
             println!("tenure: HR push endpoint listening on http://{addr}/hr/v1/push");
             axum::serve(listener, push::router(state))

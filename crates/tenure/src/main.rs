@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod connection;
+mod daemon;
 mod hr_cmd;
 mod intake;
 mod push;
@@ -82,6 +83,16 @@ enum Command {
         confirm_deprovision: Option<usize>,
         #[arg(long)]
         as_of: Option<jiff::Timestamp>,
+    },
+    /// The daemon: reconcile on a schedule, at once after a pushed HR change, and when a
+    /// future-dated event takes effect; SIGTERM finishes the run in progress, then stops.
+    Run {
+        /// Seconds between scheduled reconciles.
+        #[arg(long, default_value_t = 300)]
+        interval: u64,
+        /// Also serve the HR push endpoint here (POST /hr/v1/push).
+        #[arg(long)]
+        listen_hr: Option<SocketAddr>,
     },
     /// The audit log: verify its hash chain, or one worker's timeline.
     #[command(subcommand)]
@@ -282,6 +293,14 @@ fn main() -> ExitCode {
                 r
             }))
         }
+        Command::Run { interval, listen_hr } => {
+            return coded(rt.block_on(daemon::run(
+                &dir,
+                database_url.as_deref(),
+                std::time::Duration::from_secs(interval.max(1)),
+                listen_hr,
+            )))
+        }
         Command::Audit(cmd) => return coded(rt.block_on(sync::audit_cmd(&dir, database_url.as_deref(), cmd))),
         Command::Quickstart { listen, hr_file, rules, serve } => {
             return coded(rt.block_on(quickstart::run(&dir, listen, hr_file, rules, serve)))
@@ -333,6 +352,7 @@ fn main() -> ExitCode {
             | Command::Plan { .. }
             | Command::Apply { .. }
             | Command::Audit(_)
+            | Command::Run { .. }
             | Command::Quickstart { .. } => {
                 unreachable!("handled above, for their exit codes")
             }

@@ -35,6 +35,8 @@ pub struct PushState {
     pub data_dir: PathBuf,
     /// One intake at a time in this process: each compares against the snapshot the last wrote.
     pub gate: tokio::sync::Mutex<()>,
+    /// Woken after an accepted push (the daemon reconciles at once).
+    pub wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 pub fn router(state: Arc<PushState>) -> Router {
@@ -194,7 +196,12 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
             return problem(StatusCode::INTERNAL_SERVER_ERROR, e);
         }
         match intake::apply(&st.store, &report, LoadKind::Delta, &st.cfg, now, accepted_ids.clone()).await {
-            Ok(o) => outcome = json!({"load_id": o.load_id, "events": o.events}),
+            Ok(o) => {
+                if let Some(w) = &st.wake {
+                    w.notify_one();
+                }
+                outcome = json!({"load_id": o.load_id, "events": o.events})
+            }
             Err(intake::IntakeError::Store(StoreError::Duplicate(_))) => {
                 return problem(StatusCode::CONFLICT, "another node took one of these event ids meanwhile: send again")
             }
