@@ -180,6 +180,10 @@ async fn join_teams(
 
 /// Applies a plan. `teams` maps lower-cased team names to their ids on the target; teams the
 /// plan needs and the target lacks are made first. `progress` hears (done, total) workers.
+///
+/// Batches are pipelined: while one batch's calls are in flight, the previous batch's outcomes
+/// and the next batch's intents are written (an intent is always written before its call).
+/// Team joins wait for the end of the run and go many accounts per call.
 pub async fn apply(
     store: &Store,
     client: &ScimClient,
@@ -213,10 +217,11 @@ pub async fn apply(
     }
     let total_workers = order.len();
     let chunk = (concurrency * 16).max(64);
+    let batches: Vec<&[String]> = order.chunks(chunk).collect();
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let mut done = 0;
-    for workers in order.chunks(chunk) {
-        let mut ids: HashMap<usize, String> = HashMap::new();
+    // Journal ids by action index.
+    let mut ids: HashMap<usize, String> = HashMap::new();
+    let intents_for = |workers: &[String], ids: &mut HashMap<usize, String>| -> Vec<JournalEntry> {
         let mut intents = vec![];
         for w in workers {
             for (i, a) in &per_worker[w] {
@@ -235,70 +240,110 @@ pub async fn apply(
                 });
             }
         }
+        intents
+    };
+    let mut all_joins = vec![];
+    let mut pending: Option<Outcomes> = None;
+    if let Some(first) = batches.first() {
+        let intents = intents_for(first, &mut ids);
         store.journal_intents(&intents).await.map_err(|e| e.to_string())?;
-        let mut set = tokio::task::JoinSet::new();
-        for w in workers {
-            let actions = per_worker[w].clone();
-            let client = client.clone();
-            let teams = teams.clone();
-            let permit = sem.clone().acquire_owned().await.expect("the semaphore stays open");
-            set.spawn(async move {
-                let r = run_worker(&client, &teams, &actions).await;
-                drop(permit);
-                r
-            });
-        }
-        let mut outcomes = Outcomes::default();
-        let mut results = vec![];
-        let mut joins = vec![];
-        while let Some(joined) = set.join_next().await {
-            let (r, j) = joined.map_err(|e| format!("a worker task failed: {e}"))?;
-            results.extend(r);
-            joins.extend(j);
-        }
-        results.extend(join_teams(client, &teams, joins).await);
-        {
-            for (i, r) in results {
-                let a = &plan.actions[i];
-                let jid = ids[&i].clone();
-                let (state, error, outcome, target) = match &r {
-                    Ok((note, t)) => ("done", None, note.clone(), t.clone()),
-                    Err(e) => {
-                        ("failed", Some(e.clone()), "failed".to_string(), a.target_id.clone().unwrap_or_default())
-                    }
-                };
-                if r.is_ok() {
-                    summary.processed += 1;
-                    *summary.by_kind.entry(a.kind.as_str().to_string()).or_default() += 1;
-                } else {
-                    summary.failed += 1;
-                }
-                if r.is_ok() && matches!(a.kind, Kind::Create | Kind::Adopt) && !target.is_empty() {
-                    outcomes.links.push(Link {
-                        connection: plan.connection.clone(),
-                        worker_id: a.worker.clone(),
-                        target_id: target.clone(),
-                        user_name: a.user_name.clone().unwrap_or_default(),
-                        origin: if a.kind == Kind::Create { "created".into() } else { "adopted".into() },
-                        linked_at: now(),
-                    });
-                }
-                outcomes.journal.push((jid, state.into(), error.clone()));
-                outcomes.audit.push(AuditEntry {
-                    run_id: run_id.into(),
-                    connection: plan.connection.clone(),
-                    worker_id: a.worker.clone(),
-                    action: a.kind.as_str().into(),
-                    outcome: if let Some(e) = &error { format!("failed: {e}") } else { outcome },
-                    detail: json!({"reason": a.reason, "role": a.role, "changes": a.changes, "team": a.team,
-                                   "user_name": a.user_name, "target_id": if target.is_empty() { None } else { Some(&target) }})
-                    .to_string(),
+    }
+    let mut done = 0;
+    for (b, workers) in batches.iter().enumerate() {
+        let next_intents = batches.get(b + 1).map(|n| intents_for(n, &mut ids)).unwrap_or_default();
+        let calls = async {
+            let mut set = tokio::task::JoinSet::new();
+            for w in workers.iter() {
+                let actions = per_worker[w].clone();
+                let client = client.clone();
+                let teams = teams.clone();
+                let permit = sem.clone().acquire_owned().await.expect("the semaphore stays open");
+                set.spawn(async move {
+                    let r = run_worker(&client, &teams, &actions).await;
+                    drop(permit);
+                    r
                 });
             }
-        }
-        store.record_outcomes(&outcomes).await.map_err(|e| e.to_string())?;
+            let mut results = vec![];
+            let mut joins = vec![];
+            while let Some(joined) = set.join_next().await {
+                let (r, j) = joined.map_err(|e| format!("a worker task failed: {e}"))?;
+                results.extend(r);
+                joins.extend(j);
+            }
+            Ok::<_, String>((results, joins))
+        };
+        let writes = async {
+            if let Some(o) = &pending {
+                store.record_outcomes(o).await.map_err(|e| e.to_string())?;
+            }
+            if !next_intents.is_empty() {
+                store.journal_intents(&next_intents).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        };
+        let (called, written) = tokio::join!(calls, writes);
+        written?;
+        let (results, joins) = called?;
+        all_joins.extend(joins);
+        pending = Some(outcomes(plan, run_id, &ids, results, &mut summary));
         done += workers.len();
         progress(done, total_workers);
     }
+    if let Some(o) = &pending {
+        store.record_outcomes(o).await.map_err(|e| e.to_string())?;
+    }
+    if !all_joins.is_empty() {
+        let results = join_teams(client, &teams, all_joins).await;
+        let o = outcomes(plan, run_id, &ids, results, &mut summary);
+        store.record_outcomes(&o).await.map_err(|e| e.to_string())?;
+    }
     Ok(summary)
+}
+
+/// The journal outcomes, links and audit records of finished calls.
+fn outcomes(
+    plan: &Plan,
+    run_id: &str,
+    ids: &HashMap<usize, String>,
+    results: Vec<Outcome>,
+    summary: &mut Summary,
+) -> Outcomes {
+    let mut out = Outcomes::default();
+    for (i, r) in results {
+        let a = &plan.actions[i];
+        let jid = ids[&i].clone();
+        let (state, error, outcome, target) = match &r {
+            Ok((note, t)) => ("done", None, note.clone(), t.clone()),
+            Err(e) => ("failed", Some(e.clone()), "failed".to_string(), a.target_id.clone().unwrap_or_default()),
+        };
+        if r.is_ok() {
+            summary.processed += 1;
+            *summary.by_kind.entry(a.kind.as_str().to_string()).or_default() += 1;
+        } else {
+            summary.failed += 1;
+        }
+        if r.is_ok() && matches!(a.kind, Kind::Create | Kind::Adopt) && !target.is_empty() {
+            out.links.push(Link {
+                connection: plan.connection.clone(),
+                worker_id: a.worker.clone(),
+                target_id: target.clone(),
+                user_name: a.user_name.clone().unwrap_or_default(),
+                origin: if a.kind == Kind::Create { "created".into() } else { "adopted".into() },
+                linked_at: now(),
+            });
+        }
+        out.journal.push((jid, state.into(), error.clone()));
+        out.audit.push(AuditEntry {
+            run_id: run_id.into(),
+            connection: plan.connection.clone(),
+            worker_id: a.worker.clone(),
+            action: a.kind.as_str().into(),
+            outcome: if let Some(e) = &error { format!("failed: {e}") } else { outcome },
+            detail: json!({"reason": a.reason, "role": a.role, "changes": a.changes, "team": a.team,
+                           "user_name": a.user_name, "target_id": if target.is_empty() { None } else { Some(&target) }})
+            .to_string(),
+        });
+    }
+    out
 }

@@ -256,6 +256,16 @@ fn drop_empty(c: &mut Map<String, Value>, key: &str) {
 
 /// Two values of a multi-valued attribute are the same value when their `value` (and `type`,
 /// where both have one) agree.
+/// The "value" of a complex element, folded as `same_value` compares it.
+fn value_key(attr: &Attribute, v: &Value) -> Option<String> {
+    if attr.ty != AttrType::Complex {
+        return None;
+    }
+    let s = v.as_object()?.get("value")?.as_str()?;
+    let exact = attr.sub("value").is_some_and(|s| s.case_exact) || attr.name == "members";
+    Some(if exact { s.to_string() } else { s.to_lowercase() })
+}
+
 fn same_value(attr: &Attribute, a: &Value, b: &Value) -> bool {
     if attr.ty != AttrType::Complex {
         return a == b;
@@ -327,10 +337,27 @@ fn apply_whole(
             *existing = Value::Array(vec![]);
         }
         let items = existing.as_array_mut().expect("array");
+        // Candidates by "value", so adding many members to a large group is not quadratic;
+        // same_value still decides (type, case), with a full scan when the candidate differs.
+        let mut by_value: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(k) = value_key(attr, item) {
+                by_value.entry(k).or_insert(i);
+            }
+        }
         for n in nv.as_array().cloned().unwrap_or_default() {
-            match items.iter_mut().find(|i| same_value(attr, i, &n)) {
-                Some(i) => merge_into(i, n),
-                None => items.push(n),
+            let hit = value_key(attr, &n)
+                .and_then(|k| by_value.get(&k).copied())
+                .filter(|&i| same_value(attr, &items[i], &n))
+                .or_else(|| items.iter().position(|i| same_value(attr, i, &n)));
+            match hit {
+                Some(i) => merge_into(&mut items[i], n),
+                None => {
+                    if let Some(k) = value_key(attr, &n) {
+                        by_value.entry(k).or_insert(items.len());
+                    }
+                    items.push(n)
+                }
             }
         }
     } else if attr.ty == AttrType::Complex && !attr.multi_valued {

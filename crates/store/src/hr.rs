@@ -66,12 +66,6 @@ pub struct EventQuery {
 // Rows per multi-row INSERT: well under both backends' bind-parameter limits.
 const CHUNK: usize = 500;
 
-fn placeholders(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", (1..=cols).map(|c| format!("${}", r * cols + c)).collect::<Vec<_>>().join(", ")))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 fn load_record(r: &AnyRow) -> Result<LoadRecord, sqlx::Error> {
     Ok(LoadRecord {
@@ -110,7 +104,7 @@ impl Store {
         for chunk in w.push_ids.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO hr_push_ids (event_id, load_id, received_at) VALUES {}",
-                placeholders(chunk.len(), 3)
+                self.placeholders(chunk.len(), 3)
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -146,7 +140,7 @@ impl Store {
                 "INSERT INTO hr_workers (worker_id, body, missing_since, load_id, updated_at) VALUES {} \
                  ON CONFLICT (worker_id) DO UPDATE SET body = excluded.body, missing_since = \
                  excluded.missing_since, load_id = excluded.load_id, updated_at = excluded.updated_at",
-                placeholders(chunk.len(), 5)
+                self.placeholders(chunk.len(), 5)
             );
             let mut q = sqlx::query(&sql);
             for r in chunk {
@@ -166,7 +160,7 @@ impl Store {
         for chunk in w.events.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO hr_events (id, load_id, worker_id, kind, effective_at, body, state, created_at) VALUES {}",
-                placeholders(chunk.len(), 8)
+                self.placeholders(chunk.len(), 8)
             );
             let mut q = sqlx::query(&sql);
             for e in chunk {
@@ -185,7 +179,7 @@ impl Store {
         for chunk in w.quarantined.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO hr_quarantine (load_id, row_number, worker_id, body) VALUES {}",
-                placeholders(chunk.len(), 4)
+                self.placeholders(chunk.len(), 4)
             );
             let mut q = sqlx::query(&sql);
             for (row, worker, body) in chunk {
@@ -209,7 +203,7 @@ impl Store {
     pub async fn snapshot_of(&self, ids: &[String]) -> Result<Vec<SnapshotRow>, StoreError> {
         let mut out = vec![];
         for chunk in ids.chunks(CHUNK) {
-            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let list = self.list(1, chunk.len());
             let sql = format!("SELECT worker_id, body, missing_since FROM hr_workers WHERE worker_id IN ({list})");
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -287,7 +281,7 @@ impl Store {
     pub async fn seen_push_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
         let mut out = vec![];
         for chunk in ids.chunks(CHUNK) {
-            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let list = self.list(1, chunk.len());
             let sql = format!("SELECT event_id FROM hr_push_ids WHERE event_id IN ({list})");
             let mut q = sqlx::query(&sql);
             for id in chunk {
