@@ -62,7 +62,6 @@ pub struct Outcomes {
 
 const CHUNK: usize = 400;
 
-
 fn link(r: &AnyRow) -> Result<Link, sqlx::Error> {
     Ok(Link {
         connection: r.try_get("connection")?,
@@ -159,7 +158,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let t = now();
         // Successes in one statement per few hundred; failures one by one, with their error.
-        let done: Vec<&String> = o.journal.iter().filter(|(_, s, e)| s == "done" && e.is_none()).map(|(id, _, _)| id).collect();
+        let done: Vec<&String> =
+            o.journal.iter().filter(|(_, s, e)| s == "done" && e.is_none()).map(|(id, _, _)| id).collect();
         for chunk in done.chunks(CHUNK) {
             let list = self.list(3, chunk.len());
             let sql = format!(

@@ -66,7 +66,6 @@ pub struct EventQuery {
 // Rows per multi-row INSERT: well under both backends' bind-parameter limits.
 const CHUNK: usize = 500;
 
-
 fn load_record(r: &AnyRow) -> Result<LoadRecord, sqlx::Error> {
     Ok(LoadRecord {
         id: r.try_get("id")?,

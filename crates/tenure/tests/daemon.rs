@@ -15,7 +15,13 @@ const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenure.
 const SECRET: &str = "daemon-push-secret-0123456789";
 
 fn tenure(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_tenure")).arg("--data-dir").arg(dir).args(args).env("TENURE_LOG", "warn").output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("TENURE_LOG", "warn")
+        .output()
+        .unwrap();
     let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "tenure {args:?}: {out}");
     out
@@ -44,7 +50,19 @@ async fn pushed_changes_are_provisioned_at_once_and_sigterm_stops_cleanly() {
     let dir = common::tempdir("daemon");
     let token = dir.join("token");
     std::fs::write(&token, &sb.token).unwrap();
-    tenure(&dir, &["connection", "add", "--name", "Connection-Bearer Token-1", "--url", &sb.base, "--token-file", token.to_str().unwrap()]);
+    tenure(
+        &dir,
+        &[
+            "connection",
+            "add",
+            "--name",
+            "Connection-Bearer Token-1",
+            "--url",
+            &sb.base,
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
     tenure(&dir, &["config", "import", RULES]);
     let secret = dir.join("secret");
     std::fs::write(&secret, SECRET).unwrap();
