@@ -167,7 +167,7 @@ async fn join_teams(
     let mut out = vec![];
     for (team, members) in by_team {
         let group = &teams[&team];
-        for batch in members.chunks(200) {
+        for batch in members.chunks(1000) {
             let ids: Vec<&str> = batch.iter().map(|(_, a)| a.as_str()).collect();
             let r = client.add_members(group, &ids).await.map_err(|e| e.to_string());
             for (i, a) in batch {
