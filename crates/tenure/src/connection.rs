@@ -126,11 +126,7 @@ async fn stored(store: &Store, name: &str) -> Result<(store::ConnectionRecord, I
 }
 
 pub async fn run(cmd: ConnectionCommand, data_dir: &Path, database_url: Option<&str>) -> Result<(), String> {
-    let store = match database_url {
-        Some(u) => Store::open(u).await,
-        None => Store::open_in(data_dir).await,
-    }
-    .map_err(|e| e.to_string())?;
+    let store = crate::config_cmd::open(data_dir, database_url).await?;
     let key = MasterKey::load(data_dir)?;
     let result = run_with(cmd, &store, &key).await;
     store.close().await;

@@ -8,7 +8,7 @@ use hr::{Encoding, HeaderDefinition, LifecycleConfig, LoadReport};
 use jiff::Timestamp;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use store::{EventQuery, MasterKey, Secret, Store};
+use store::{EventQuery, MasterKey, Secret};
 
 /// How a file is read.
 #[derive(Args, Clone)]
@@ -147,26 +147,19 @@ pub enum HrCommand {
     },
 }
 
-async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Store, String> {
-    match database_url {
-        Some(u) => Store::open(u).await,
-        None => Store::open_in(data_dir).await,
-    }
-    .map_err(|e| e.to_string())
-}
-
 /// Runs the command; the exit code says how the file fared.
 pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
     match cmd {
         HrCommand::Validate { file, json, parse } => validate(file, json, &parse),
         HrCommand::Load { file, kind, as_of, json, parse, lifecycle } => {
             let cfg = lifecycle.config()?;
-            let report = match read(&file, &parse)? {
+            let (report, bytes) = match read_as(&file, &parse, false)? {
                 Ok(r) => r,
                 Err(code) => return Ok(code),
             };
-            intake::archive(data_dir, &report.checksum, &std::fs::read(&file).map_err(|e| e.to_string())?)?;
-            let store = open(data_dir, database_url).await?;
+            // The very bytes that were checked, so the archive always matches its checksum.
+            intake::archive(data_dir, &report.checksum, &bytes)?;
+            let store = crate::config_cmd::open(data_dir, database_url).await?;
             let now = as_of.unwrap_or_else(Timestamp::now);
             let result = intake::apply(&store, &report, kind, &cfg, now, vec![]).await;
             store.close().await;
@@ -200,7 +193,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             Ok(if outcome.quarantined == 0 { 0 } else { 2 })
         }
         HrCommand::Events { state, worker, due, as_of, json } => {
-            let store = open(data_dir, database_url).await?;
+            let store = crate::config_cmd::open(data_dir, database_url).await?;
             let now = as_of.unwrap_or_else(Timestamp::now);
             let q = EventQuery {
                 state: if due { Some("pending".into()) } else { state },
@@ -222,7 +215,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             Ok(0)
         }
         HrCommand::Loads { json } => {
-            let store = open(data_dir, database_url).await?;
+            let store = crate::config_cmd::open(data_dir, database_url).await?;
             let loads = store.loads().await.map_err(|e| e.to_string());
             store.close().await;
             let loads = loads?;
@@ -274,7 +267,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                     (Secret::new(b.iter().map(|x| format!("{x:02x}")).collect::<String>()), true)
                 }
             };
-            let store = open(data_dir, database_url).await?;
+            let store = crate::config_cmd::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
             let r = push::save_secret(&store, &key, &secret).await;
             store.close().await;
@@ -288,7 +281,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
         }
         HrCommand::Listen { listen, lifecycle } => {
             let cfg = lifecycle.config()?;
-            let store = open(data_dir, database_url).await?;
+            let store = crate::config_cmd::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
             let secret = push::load_secret(&store, &key).await?;
             let listener =
@@ -345,12 +338,9 @@ fn definition(parse: &ParseArgs) -> Result<HeaderDefinition, String> {
     Ok(def)
 }
 
-/// Reads and checks a file; a rejected file is reported here and gives exit code 1.
-fn read(file: &Path, parse: &ParseArgs) -> Result<Result<LoadReport, u8>, String> {
-    read_as(file, parse, false)
-}
-
-fn read_as(file: &Path, parse: &ParseArgs, json: bool) -> Result<Result<LoadReport, u8>, String> {
+/// Reads and checks a file (with its bytes); a rejected file is reported here and gives exit
+/// code 1.
+fn read_as(file: &Path, parse: &ParseArgs, json: bool) -> Result<Result<(LoadReport, Vec<u8>), u8>, String> {
     let def = definition(parse)?;
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let name = file.display().to_string();
@@ -362,7 +352,7 @@ fn read_as(file: &Path, parse: &ParseArgs, json: bool) -> Result<Result<LoadRepo
     });
     let parsed = if is_json { hr::parse_json(&name, &bytes, &def) } else { hr::parse_csv(&name, &bytes, &def) };
     match parsed {
-        Ok(r) => Ok(Ok(r)),
+        Ok(r) => Ok(Ok((r, bytes))),
         Err(rejected) => {
             if json {
                 println!("{}", serde_json::json!({"rejected": rejected}));
@@ -413,7 +403,7 @@ fn describe(e: &intake::Listed, now: Timestamp) -> String {
 }
 
 fn validate(file: PathBuf, json: bool, parse: &ParseArgs) -> Result<u8, String> {
-    let report = match read_as(&file, parse, json)? {
+    let (report, _) = match read_as(&file, parse, json)? {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
