@@ -10,7 +10,7 @@ use condition::{Compiled, Condition};
 use formula::{Context, Fields, Formula, Type, Value};
 use hr::{Status, Worker};
 use jiff::civil::Date;
-use scim::Dialect;
+use scim::{Dialect, ResourceSchema};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -378,6 +378,9 @@ pub struct CompiledConnection {
     default_grant: Option<CompiledGrant>,
     default_teams: Vec<String>,
     pub mappings: Vec<CompiledMapping>,
+    /// The User schema mappings were checked against, and whether the target published it.
+    pub schema: ResourceSchema,
+    pub published: bool,
 }
 
 /// Attributes that follow from elsewhere and may not be mapped.
@@ -389,16 +392,37 @@ fn reserved(target: &str) -> Option<&'static str> {
     }
 }
 
-fn check_target(target: &str, dialect: Dialect) -> Result<(), String> {
+/// The target a connection's mappings are checked against: its dialect and its User schema,
+/// either the one it published at /Schemas or what tenure knows of the dialect.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    dialect: Dialect,
+    schema: &'a ResourceSchema,
+    published: bool,
+}
+
+fn check_target(target: &str, t: Target) -> Result<(), String> {
     if let Some(why) = reserved(target.split(['.', '[']).next().unwrap_or(target)) {
         return Err(format!("{target} cannot be mapped: {why}"));
     }
     let path = scim::filter::PatchPath::parse(target).map_err(|e| e.detail)?;
-    let schema = dialect.user_schema();
-    let r = schema.resolve(&path.attr).ok_or_else(|| {
-        let names: Vec<String> = schema.core.attributes.iter().map(|a| a.name.clone()).collect();
-        format!("the {} target has no attribute {target:?}; it has: {}", dialect.as_str(), names.join(", "))
-    })?;
+    let schema = t.schema;
+    let missing = || {
+        let whose = if t.published { "published by the target at /Schemas" } else { "known for the dialect" };
+        format!(
+            "the {} target has no attribute {target:?}; the attributes {whose} are: {}",
+            t.dialect.as_str(),
+            schema.writable_paths().join(", ")
+        )
+    };
+    let r = schema.resolve(&path.attr).ok_or_else(missing)?;
+    if path.attr.sub.is_some() && schema.leaf(&path.attr).is_none() {
+        return Err(missing());
+    }
+    if let (Some(urn), None) = (r.extension, &path.attr.uri) {
+        // The engine writes where the path says: an extension attribute needs its schema URN.
+        return Err(format!("{target} is in the extension {urn}: write it as \"{urn}:{target}\""));
+    }
     if let Some(sub) = &path.sub_after_filter {
         if !r.attr.sub_attributes.iter().any(|s| s.name.eq_ignore_ascii_case(sub)) {
             return Err(format!("{} has no sub-attribute {sub:?}", r.attr.name));
@@ -414,14 +438,15 @@ fn compile_mapping(
     target: &str,
     spec: &MappingSpec,
     fields: &Fields,
-    dialect: Dialect,
+    t: Target,
     at: &str,
 ) -> Result<CompiledMapping, String> {
+    let dialect = t.dialect;
     let (text, apply, unique) = match spec {
         MappingSpec::Formula(f) => (f.as_str(), Apply::Always, false),
         MappingSpec::Full { formula, apply, unique } => (formula.as_str(), *apply, *unique),
     };
-    check_target(target, dialect).map_err(|e| format!("{at}: {e}"))?;
+    check_target(target, t).map_err(|e| format!("{at}: {e}"))?;
     let formula = Formula::compile(text, fields).map_err(|e| format!("{at}: formula {text:?}: {e}"))?;
     if target == "active" && !matches!(formula.result_type(), Type::Bool | Type::Any) {
         return Err(format!("{at}: active takes TRUE or FALSE, this formula gives {}", formula.result_type()));
@@ -440,7 +465,8 @@ fn compile_mapping(
     Ok(CompiledMapping { target: target.to_string(), formula, apply, unique })
 }
 
-fn compile_grant(g: &Grant, fields: &Fields, dialect: Dialect, at: &str, errors: &mut Vec<String>) -> CompiledGrant {
+fn compile_grant(g: &Grant, fields: &Fields, t: Target, at: &str, errors: &mut Vec<String>) -> CompiledGrant {
+    let dialect = t.dialect;
     if let Some(t) = &g.user_type {
         if dialect == Dialect::Monday && !scim::dialect::MONDAY_USER_TYPES.contains(&t.to_lowercase().as_str()) {
             errors.push(format!(
@@ -454,13 +480,8 @@ fn compile_grant(g: &Grant, fields: &Fields, dialect: Dialect, at: &str, errors:
     }
     let mut attributes = vec![];
     for (target, f) in &g.attributes {
-        match compile_mapping(
-            target,
-            &MappingSpec::Formula(f.clone()),
-            fields,
-            dialect,
-            &format!("{at}.attributes.{target}"),
-        ) {
+        match compile_mapping(target, &MappingSpec::Formula(f.clone()), fields, t, &format!("{at}.attributes.{target}"))
+        {
             Ok(m) => attributes.push(m),
             Err(e) => errors.push(e),
         }
@@ -476,8 +497,15 @@ fn compile_grant(g: &Grant, fields: &Fields, dialect: Dialect, at: &str, errors:
 }
 
 impl Rules {
-    /// Checks and compiles a configuration; every problem is listed, none is left for run time.
+    /// Checks and compiles a configuration against what tenure knows of each dialect; every
+    /// problem is listed, none is left for run time.
     pub fn compile(config: &Config) -> Result<Rules, Vec<String>> {
+        Self::compile_with(config, &HashMap::new())
+    }
+
+    /// As `compile`, with the User schema some targets published (by connection name): their
+    /// mappings are checked against it, custom extension attributes included.
+    pub fn compile_with(config: &Config, published: &HashMap<String, ResourceSchema>) -> Result<Rules, Vec<String>> {
         let mut errors = vec![];
         let custom = config.hr.custom_fields.clone();
         if let Err(e) = config.hr.lifecycle() {
@@ -521,13 +549,15 @@ impl Rules {
             if c.mode == Mode::AllEmployees && c.default_grant.is_none() {
                 errors.push(format!("{at}: mode all_employees needs a default_grant"));
             }
+            let schema = published.get(&c.name).cloned().unwrap_or_else(|| dialect.user_schema());
+            let t = Target { dialect, schema: &schema, published: published.contains_key(&c.name) };
             let default_grant = c
                 .default_grant
                 .as_ref()
-                .map(|g| compile_grant(g, &fields, dialect, &format!("{at}.default_grant"), &mut errors));
+                .map(|g| compile_grant(g, &fields, t, &format!("{at}.default_grant"), &mut errors));
             let mut mappings = vec![];
             for (target, spec) in &c.mappings {
-                match compile_mapping(target, spec, &fields, dialect, &format!("{at}.mappings.{target}")) {
+                match compile_mapping(target, spec, &fields, t, &format!("{at}.mappings.{target}")) {
                     Ok(m) => mappings.push(m),
                     Err(e) => errors.push(e),
                 }
@@ -548,6 +578,8 @@ impl Rules {
                 default_grant,
                 default_teams: c.default_teams.clone(),
                 mappings,
+                published: t.published,
+                schema,
             });
         }
         let mut roles = vec![];
@@ -588,7 +620,8 @@ impl Rules {
                     ));
                     continue;
                 };
-                let g = compile_grant(g, &fields, cc.dialect, &format!("{at}.grants.{conn:?}"), &mut errors);
+                let t = Target { dialect: cc.dialect, schema: &cc.schema, published: cc.published };
+                let g = compile_grant(g, &fields, t, &format!("{at}.grants.{conn:?}"), &mut errors);
                 grants.insert(conn.clone(), g);
             }
             roles.push(CompiledRole { name: r.name.clone(), when, grants });

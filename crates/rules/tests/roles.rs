@@ -322,3 +322,76 @@ fn colliding_user_names_get_numbers_deterministically() {
     );
     assert_eq!(make_unique(&v(&["jdoe", "jdoe", "jdoe2"]), &HashSet::new()), v(&["jdoe", "jdoe2", "jdoe22"]));
 }
+
+/// A custom extension a target publishes at /Schemas, as `Discovery` hands it over.
+fn published_with_badge() -> scim::ResourceSchema {
+    let ext = serde_json::json!({
+        "id": "urn:acme:scim:schemas:extension:badge:1.0:User",
+        "name": "Badge",
+        "attributes": [
+            {"name": "badgeNumber", "type": "string", "mutability": "readWrite"},
+            {"name": "issued", "type": "dateTime", "mutability": "readOnly"},
+            {"name": "site", "type": "complex", "subAttributes": [{"name": "building"}]}
+        ]
+    });
+    let core = scim::schema::core_user().to_json("/Schemas/core");
+    let user_type = serde_json::json!({"name": "User", "schema": scim::schema::USER,
+        "schemaExtensions": [{"schema": "urn:acme:scim:schemas:extension:badge:1.0:User", "required": false}]});
+    scim::ResourceSchema::user_from_discovery(Some(&user_type), &[core, ext]).unwrap()
+}
+
+#[test]
+fn mappings_follow_the_schema_the_target_published() {
+    let text = r#"
+[hr]
+custom_fields = ["level"]
+[[connection]]
+name = "app"
+dialect = "generic"
+[connection.mappings]
+userName = "=work_email"
+"urn:acme:scim:schemas:extension:badge:1.0:User:badgeNumber" = "=\"B-\" & employee_id"
+"urn:acme:scim:schemas:extension:badge:1.0:User:site.building" = "=location"
+[[role]]
+name = "all"
+[role.grants.app]
+groups = ["staff"]
+"#;
+    let cfg = Config::from_toml("g.toml", text).unwrap();
+    // Without the target's word, the custom attribute is unknown and the error lists what is.
+    let e = Rules::compile(&cfg).err().unwrap().join("\n");
+    assert!(e.contains("no attribute \"urn:acme:scim:schemas:extension:badge:1.0:User:badgeNumber\""), "{e}");
+    assert!(
+        e.contains("known for the dialect")
+            && e.contains("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"),
+        "{e}"
+    );
+
+    let published = std::collections::HashMap::from([("app".to_string(), published_with_badge())]);
+    let rules = Rules::compile_with(&cfg, &published).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(rules.connections[0].published);
+    let d = rules.decide(0, &rows(&["level".to_string()])[0], TODAY);
+    let badge = d.attributes.iter().find(|a| a.target.ends_with(":badgeNumber")).unwrap();
+    assert_eq!(badge.value, Ok(Value::Text("B-1".into())));
+
+    // What the published schema lacks, or marks read-only, is refused against it.
+    let refused_with = |from: &str, to: &str| {
+        let cfg = Config::from_toml("g.toml", &text.replace(from, to)).unwrap();
+        Rules::compile_with(&cfg, &published).err().unwrap_or_else(|| panic!("accepted {to}")).join("\n")
+    };
+    let e = refused_with("User:badgeNumber\"", "User:badgeColour\"");
+    assert!(e.contains("published by the target at /Schemas") && e.contains("badge:1.0:User:badgeNumber"), "{e}");
+    let e = refused_with("User:badgeNumber\"", "User:issued\"");
+    assert!(e.contains("read-only"), "{e}");
+    let e = refused_with("site.building", "site.floor");
+    assert!(e.contains("no attribute"), "{e}");
+    // The enterprise extension is not published by this target, so it is refused too.
+    let e = refused_with(
+        "\"urn:acme:scim:schemas:extension:badge:1.0:User:badgeNumber\"",
+        "\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department\"",
+    );
+    assert!(e.contains("no attribute"), "{e}");
+    // An extension attribute needs its URN: the engine writes where the path says.
+    let e = refused_with("\"urn:acme:scim:schemas:extension:badge:1.0:User:badgeNumber\"", "badgeNumber");
+    assert!(e.contains("write it as \"urn:acme:scim:schemas:extension:badge:1.0:User:badgeNumber\""), "{e}");
+}

@@ -46,6 +46,9 @@ pub struct Config {
     pub token: Option<String>,
     pub faults: Faults,
     pub limits: Limits,
+    /// Extra User schema extensions to store and publish, as a target with custom
+    /// attributes would (RFC 7643 §3.3).
+    pub user_extensions: Vec<scim::schema::Schema>,
 }
 
 /// A sandbox ready to serve.
@@ -85,7 +88,14 @@ pub fn generate_token() -> String {
 
 /// Opens the store, settles the token (only its hash is kept) and loads the seed file.
 pub async fn prepare(cfg: &Config) -> Result<Prepared, String> {
-    let store = Store::open(cfg.db.as_deref(), cfg.dialect)?;
+    let mut store = Store::open(cfg.db.as_deref(), cfg.dialect)?;
+    for ext in &cfg.user_extensions {
+        let taken = store.users.core.id == ext.id || store.users.extensions.iter().any(|e| e.id == ext.id);
+        if taken {
+            return Err(format!("the user schema extension {} is already published", ext.id));
+        }
+        store.users.extensions.push(ext.clone());
+    }
     let mut new_token = None;
     let hash = match (&cfg.token, store.setting("token_sha256").and_then(|h| unhex(&h))) {
         (Some(t), _) => {

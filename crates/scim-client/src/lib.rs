@@ -104,6 +104,31 @@ pub struct StatsSnapshot {
     pub adopted: u64,
 }
 
+/// A target's own description of its User resource, as served (kept raw so it can be stored
+/// and read again the same way).
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub user_type: Option<Value>,
+    pub schemas: Vec<Value>,
+}
+
+impl Discovery {
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({ "user_type": self.user_type, "schemas": self.schemas })
+    }
+
+    pub fn from_json(v: &Value) -> Discovery {
+        Discovery {
+            user_type: v.get("user_type").filter(|t| !t.is_null()).cloned(),
+            schemas: v.get("schemas").and_then(Value::as_array).cloned().unwrap_or_default(),
+        }
+    }
+
+    pub fn user_schema(&self) -> Result<scim::ResourceSchema, String> {
+        scim::ResourceSchema::user_from_discovery(self.user_type.as_ref(), &self.schemas)
+    }
+}
+
 /// What a connection test found the target to support.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capabilities {
@@ -315,6 +340,35 @@ impl ScimClient {
             Err(ClientError::Http { status: 404 | 405 | 501, .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// What the target publishes of its User resource: the `/ResourceTypes` User entry (when
+    /// served) and every `/Schemas` document. None when the target publishes no schemas
+    /// (monday.com's discovery is unconfirmed).
+    pub async fn discover_user_schema(&self) -> Result<Option<Discovery>, ClientError> {
+        let resources = |v: Value| match v {
+            Value::Array(items) => items,
+            mut v => match v.get_mut("Resources").map(Value::take) {
+                Some(Value::Array(items)) => items,
+                _ => vec![],
+            },
+        };
+        let schemas = match self.get("Schemas").await {
+            Ok(v) => resources(v),
+            Err(ClientError::Http { status: 404 | 405 | 501, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let user_type = match self.get("ResourceTypes").await {
+            Ok(v) => resources(v).into_iter().find(|r| {
+                r.get("name")
+                    .or_else(|| r.get("id"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.eq_ignore_ascii_case("User"))
+            }),
+            Err(ClientError::Http { status: 404 | 405 | 501, .. }) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Some(Discovery { user_type, schemas }))
     }
 
     /// Proves the connection works and says what the target supports. Reads

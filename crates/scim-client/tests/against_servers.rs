@@ -24,6 +24,7 @@ async fn sandbox(
         token: Some(TOKEN.into()),
         faults,
         limits: sandbox::Limits::default(),
+        user_extensions: vec![],
     };
     let prepared = sandbox::prepare(&cfg).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

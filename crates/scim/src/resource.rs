@@ -114,6 +114,59 @@ impl ResourceSchema {
         found.next().is_none().then_some(first)
     }
 
+    /// The User resource as a target describes it through discovery: its `/ResourceTypes`
+    /// User entry (when served) names the core schema and extensions, `/Schemas` defines them.
+    /// Without the resource type, every published schema other than the core ones counts as a
+    /// User extension.
+    pub fn user_from_discovery(resource_type: Option<&Value>, schemas: &[Value]) -> std::result::Result<Self, String> {
+        let parsed: Vec<Schema> = schemas.iter().map(Schema::from_json).collect::<std::result::Result<_, _>>()?;
+        let core_id =
+            resource_type.and_then(|r| r.get("schema")).and_then(Value::as_str).unwrap_or(crate::schema::USER);
+        let find = |id: &str| parsed.iter().find(|s| s.id.eq_ignore_ascii_case(id)).cloned();
+        let core = find(core_id).ok_or_else(|| format!("/Schemas does not define the User schema {core_id}"))?;
+        let extensions: Vec<Schema> = match resource_type.and_then(|r| r.get("schemaExtensions")) {
+            Some(Value::Array(exts)) => {
+                exts.iter().filter_map(|e| e.get("schema").and_then(Value::as_str)).filter_map(find).collect()
+            }
+            _ => parsed
+                .iter()
+                .filter(|s| {
+                    !s.id.eq_ignore_ascii_case(core_id)
+                        && !s.id.starts_with("urn:ietf:params:scim:schemas:core:")
+                        && !s.id.starts_with("urn:ietf:params:scim:api:")
+                })
+                .cloned()
+                .collect(),
+        };
+        Ok(ResourceSchema::new("User", "/Users", &core.description.clone(), core, extensions))
+    }
+
+    /// Every attribute path a client may write, URN-qualified for extensions.
+    pub fn writable_paths(&self) -> Vec<String> {
+        let mut out = vec![];
+        let schemas = std::iter::once((None, &self.core)).chain(self.extensions.iter().map(|e| (Some(&e.id), e)));
+        for (urn, s) in schemas {
+            for a in s.attributes.iter().filter(|a| a.mutability != Mutability::ReadOnly) {
+                let name = match urn {
+                    Some(u) => format!("{u}:{}", a.name),
+                    None => a.name.clone(),
+                };
+                if a.ty == AttrType::Complex && !a.multi_valued {
+                    out.extend(
+                        a.sub_attributes
+                            .iter()
+                            .filter(|x| x.mutability != Mutability::ReadOnly)
+                            .map(|x| format!("{name}.{}", x.name)),
+                    );
+                } else {
+                    out.push(name);
+                }
+            }
+        }
+        out.push("externalId".into());
+        out
+    }
+
     /// The attribute (or sub-attribute) definition a path ends at.
     pub fn leaf(&self, path: &AttrPath) -> Option<&Attribute> {
         let r = self.resolve(path)?;

@@ -386,3 +386,118 @@ pub fn core_group() -> Schema {
         ],
     }
 }
+
+/// Reads a schema as a service provider publishes it at /Schemas (RFC 7643 §7). Missing
+/// characteristics take the RFC's defaults (§2.2); an unknown type or mutability is an error
+/// naming the attribute, so a target's odd document is refused rather than half-read.
+impl Schema {
+    pub fn from_json(doc: &Value) -> Result<Schema, String> {
+        let id = doc.get("id").and_then(Value::as_str).ok_or("a schema without an \"id\"")?;
+        let attributes = match doc.get("attributes") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(items)) => {
+                items.iter().map(|a| Attribute::from_json(a, id)).collect::<Result<Vec<_>, _>>()?
+            }
+            Some(_) => return Err(format!("schema {id}: \"attributes\" is not a list")),
+        };
+        let text = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        Ok(Schema { id: id.to_string(), name: text("name"), description: text("description"), attributes })
+    }
+}
+
+impl Attribute {
+    fn from_json(doc: &Value, at: &str) -> Result<Attribute, String> {
+        let name =
+            doc.get("name").and_then(Value::as_str).ok_or_else(|| format!("{at}: an attribute without a name"))?;
+        let here = format!("{at}:{name}");
+        let word = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_ascii_lowercase);
+        let flag = |k: &str| doc.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let ty = match word("type").as_deref() {
+            None | Some("string") => AttrType::String,
+            Some("boolean") => AttrType::Boolean,
+            Some("decimal") => AttrType::Decimal,
+            Some("integer") => AttrType::Integer,
+            Some("datetime") => AttrType::DateTime,
+            Some("binary") => AttrType::Binary,
+            Some("reference") => AttrType::Reference,
+            Some("complex") => AttrType::Complex,
+            Some(other) => return Err(format!("{here}: unknown type {other:?}")),
+        };
+        let mutability = match word("mutability").as_deref() {
+            None | Some("readwrite") => Mutability::ReadWrite,
+            Some("readonly") => Mutability::ReadOnly,
+            Some("immutable") => Mutability::Immutable,
+            Some("writeonly") => Mutability::WriteOnly,
+            Some(other) => return Err(format!("{here}: unknown mutability {other:?}")),
+        };
+        let returned = match word("returned").as_deref() {
+            None | Some("default") => Returned::Default,
+            Some("always") => Returned::Always,
+            Some("never") => Returned::Never,
+            Some("request") => Returned::Request,
+            Some(other) => return Err(format!("{here}: unknown returned {other:?}")),
+        };
+        let uniqueness = match word("uniqueness").as_deref() {
+            None | Some("none") => Uniqueness::None,
+            Some("server") => Uniqueness::Server,
+            Some("global") => Uniqueness::Global,
+            Some(other) => return Err(format!("{here}: unknown uniqueness {other:?}")),
+        };
+        let strings = |k: &str| -> Vec<String> {
+            doc.get(k)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let sub_attributes = match doc.get("subAttributes") {
+            Some(Value::Array(items)) => {
+                items.iter().map(|a| Attribute::from_json(a, &here)).collect::<Result<Vec<_>, _>>()?
+            }
+            _ => vec![],
+        };
+        Ok(Attribute {
+            name: name.to_string(),
+            ty,
+            multi_valued: flag("multiValued"),
+            description: doc.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
+            required: flag("required"),
+            case_exact: flag("caseExact"),
+            mutability,
+            returned,
+            uniqueness,
+            canonical_values: strings("canonicalValues"),
+            canonical_only: false,
+            reference_types: strings("referenceTypes"),
+            sub_attributes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod from_json_tests {
+    use super::*;
+
+    #[test]
+    fn published_schemas_read_back_as_they_were() {
+        for s in [core_user(), enterprise_user(), core_group()] {
+            let back = Schema::from_json(&s.to_json("/x")).unwrap();
+            assert_eq!(back, s, "{}", s.id);
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_rfc_and_odd_values_are_named() {
+        let s = Schema::from_json(&json!({"id": "urn:x", "attributes": [{"name": "badge"}]})).unwrap();
+        let a = &s.attributes[0];
+        assert_eq!(
+            (a.ty, a.mutability, a.returned, a.multi_valued),
+            (AttrType::String, Mutability::ReadWrite, Returned::Default, false)
+        );
+        let e = Schema::from_json(
+            &json!({"id": "urn:x", "attributes": [{"name": "n", "subAttributes": [{"name": "k", "type": "float"}]}]}),
+        )
+        .unwrap_err();
+        assert!(e.contains("urn:x:n:k") && e.contains("float"), "{e}");
+        assert!(Schema::from_json(&json!({"attributes": []})).unwrap_err().contains("id"));
+    }
+}

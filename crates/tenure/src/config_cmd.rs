@@ -4,9 +4,11 @@
 use clap::Subcommand;
 use rules::formula::Value;
 use rules::{Config, Rules};
-use std::collections::HashSet;
+use scim::ResourceSchema;
+use scim_client::Discovery;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use store::Store;
+use store::{MasterKey, Store};
 
 #[derive(Subcommand)]
 pub enum ConfigCommand {
@@ -29,17 +31,129 @@ pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Store, 
     .map_err(|e| e.to_string())
 }
 
-/// Reads and compiles a file; the error lists every problem, one per line.
-pub fn load_file(file: &Path) -> Result<Rules, String> {
+fn read_file(file: &Path) -> Result<(String, Config), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let name = file.display().to_string();
     let cfg = Config::from_toml(&name, &text).map_err(|e| e.join("\n"))?;
-    Rules::compile(&cfg).map_err(|errors| {
+    Ok((name, cfg))
+}
+
+fn compile(name: &str, cfg: &Config, published: &HashMap<String, ResourceSchema>) -> Result<Rules, String> {
+    Rules::compile_with(cfg, published).map_err(|errors| {
         let n = errors.len();
         let mut lines: Vec<String> = errors.into_iter().map(|e| format!("{name}: {e}")).collect();
         lines.push(format!("{n} problem{} in {name}; nothing was saved", if n == 1 { "" } else { "s" }));
         lines.join("\n")
     })
+}
+
+/// Reads and compiles a file against the schemas saved at the last import; the error lists
+/// every problem, one per line.
+pub async fn load_file(store: &Store, file: &Path) -> Result<Rules, String> {
+    let (name, cfg) = read_file(file)?;
+    let (published, _) = saved_schemas(store, &cfg).await?;
+    compile(&name, &cfg, &published)
+}
+
+/// The settings key of a connection's saved discovery documents.
+fn schema_key(connection: &str) -> String {
+    format!("published_schema:{connection}")
+}
+
+/// The User schemas saved at the last import, by connection, with where each came from.
+async fn saved_schemas(
+    store: &Store,
+    cfg: &Config,
+) -> Result<(HashMap<String, ResourceSchema>, HashMap<String, String>), String> {
+    let mut schemas = HashMap::new();
+    let mut whence = HashMap::new();
+    for c in &cfg.connections {
+        let Some(text) = store.setting(&schema_key(&c.name)).await.map_err(|e| e.to_string())? else { continue };
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("saved schema of {:?}: {e}", c.name))?;
+        let d = Discovery::from_json(&doc);
+        let s = d.user_schema().map_err(|e| format!("saved schema of {:?}: {e}", c.name))?;
+        schemas.insert(c.name.clone(), s);
+        let at = doc.get("fetched_at").and_then(|v| v.as_str()).unwrap_or("an earlier import");
+        whence.insert(c.name.clone(), format!("the schema it published at /Schemas (saved {at})"));
+    }
+    Ok((schemas, whence))
+}
+
+/// How long discovery may take before the saved (or built-in) schema is used instead.
+const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The User schema each connection's target publishes, asked now through the stored
+/// connection; where it cannot be asked, the copy saved at the last import. Returns the schemas,
+/// the documents fetched now (to save on import) and one line per connection saying which
+/// schema its mappings are checked against.
+async fn published_schemas(
+    store: Option<&Store>,
+    data_dir: &Path,
+    cfg: &Config,
+) -> Result<(HashMap<String, ResourceSchema>, Vec<(String, serde_json::Value)>, Vec<String>), String> {
+    let (mut schemas, mut whence) = match store {
+        Some(s) => saved_schemas(s, cfg).await?,
+        None => Default::default(),
+    };
+    let mut fetched = vec![];
+    let mut lines = vec![];
+    for c in &cfg.connections {
+        let stored = match store {
+            Some(s) => s.connection(&c.name).await.map_err(|e| e.to_string())?.is_some(),
+            None => false,
+        };
+        let mut why_not = String::from("no stored connection to ask");
+        if let (true, Some(store)) = (stored, store) {
+            let asked = async {
+                let key = MasterKey::load(data_dir)?;
+                let at = c.url.as_deref().map(|u| (u, c.dialect.as_str()));
+                // A check should answer quickly: a few tries, not a sync's patience.
+                let retry = scim_client::RetryPolicy {
+                    max_attempts: 3,
+                    max_elapsed: std::time::Duration::from_secs(5),
+                    ..Default::default()
+                };
+                let client = crate::sync::client_at(store, &key, &c.name, at, retry).await?;
+                client.discover_user_schema().await.map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(DISCOVERY_TIMEOUT, asked).await {
+                Err(_) => why_not = format!("no answer in {} s", DISCOVERY_TIMEOUT.as_secs()),
+                Ok(Err(e)) => why_not = format!("cannot ask it: {e}"),
+                Ok(Ok(None)) => why_not = "it publishes no /Schemas".into(),
+                Ok(Ok(Some(d))) => match d.user_schema() {
+                    Err(e) => why_not = format!("its /Schemas cannot be read: {e}"),
+                    Ok(s) => {
+                        schemas.insert(c.name.clone(), s);
+                        let mut doc = d.to_json();
+                        doc["fetched_at"] = jiff::Timestamp::now().to_string().into();
+                        fetched.push((c.name.clone(), doc));
+                        whence.insert(c.name.clone(), "the schema it publishes at /Schemas (asked now)".into());
+                    }
+                },
+            }
+        }
+        let line = match whence.get(&c.name) {
+            Some(w) if fetched.iter().any(|(n, _)| n == &c.name) => {
+                format!("connection {:?}: mappings checked against {w}", c.name)
+            }
+            Some(w) => format!("connection {:?}: mappings checked against {w}; not asked now: {why_not}", c.name),
+            None => format!(
+                "connection {:?}: mappings checked against what tenure knows of the {} dialect ({why_not})",
+                c.name, c.dialect
+            ),
+        };
+        lines.push(line);
+    }
+    Ok((schemas, fetched, lines))
+}
+
+/// The store, when there is one already: `config check` must not create it.
+async fn existing_store(data_dir: &Path, database_url: Option<&str>) -> Result<Option<Store>, String> {
+    if database_url.is_none() && !data_dir.join("tenure.db").exists() {
+        return Ok(None);
+    }
+    open(data_dir, database_url).await.map(Some)
 }
 
 /// The configuration in force.
@@ -50,7 +164,9 @@ pub async fn current(store: &Store) -> Result<Rules, String> {
         .map_err(|e| e.to_string())?
         .ok_or("no configuration yet: save one with `tenure config import FILE` (see examples/tenure.toml)")?;
     let cfg = Config::from_toml("stored configuration", &v.body).map_err(|e| e.join("\n"))?;
-    Rules::compile(&cfg).map_err(|e| format!("the stored configuration no longer compiles: {}", e.join("; ")))
+    let (published, _) = saved_schemas(store, &cfg).await?;
+    Rules::compile_with(&cfg, &published)
+        .map_err(|e| format!("the stored configuration no longer compiles: {}", e.join("; ")))
 }
 
 fn summary(r: &Rules) -> String {
@@ -60,30 +176,68 @@ fn summary(r: &Rules) -> String {
 
 pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
     match cmd {
-        ConfigCommand::Check { file } => match load_file(&file) {
-            Ok(r) => {
-                println!("{}: ok: {}", file.display(), summary(&r));
-                Ok(0)
+        ConfigCommand::Check { file } => {
+            let (name, cfg) = match read_file(&file) {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("{e}");
+                    return Ok(1);
+                }
+            };
+            let store = existing_store(data_dir, database_url).await?;
+            let found = published_schemas(store.as_ref(), data_dir, &cfg).await;
+            if let Some(s) = store {
+                s.close().await;
             }
-            Err(e) => {
-                println!("{e}");
-                Ok(1)
+            let (published, _, lines) = found?;
+            lines.iter().for_each(|l| println!("{l}"));
+            match compile(&name, &cfg, &published) {
+                Ok(r) => {
+                    println!("{}: ok: {}", file.display(), summary(&r));
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("{e}");
+                    Ok(1)
+                }
             }
-        },
+        }
         ConfigCommand::Import { file } => {
-            let rules = match load_file(&file) {
-                Ok(r) => r,
+            let (name, cfg) = match read_file(&file) {
+                Ok(c) => c,
                 Err(e) => {
                     println!("{e}");
                     return Ok(1);
                 }
             };
             let store = open(data_dir, database_url).await?;
-            let result = import(&store, &rules).await;
+            let result = async {
+                let (published, fetched, lines) = published_schemas(Some(&store), data_dir, &cfg).await?;
+                lines.iter().for_each(|l| println!("{l}"));
+                let rules = match compile(&name, &cfg, &published) {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Err(e)),
+                };
+                // Nothing is written until the whole file has compiled.
+                update_connections(&store, &cfg).await?;
+                for (conn, doc) in &fetched {
+                    store.set_setting(&schema_key(conn), &doc.to_string()).await.map_err(|e| e.to_string())?;
+                }
+                let v = store.save_config(&rules.config.to_toml()).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(Ok((rules, v)))
+            }
+            .await;
             store.close().await;
-            let v = result?;
-            println!("saved: {} (version {}, sha256 {})", summary(&rules), v.id, v.checksum);
-            Ok(0)
+            match result? {
+                Ok((rules, v)) => {
+                    println!("saved: {} (version {}, sha256 {})", summary(&rules), v.id, v.checksum);
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("{e}");
+                    Ok(1)
+                }
+            }
         }
         ConfigCommand::Export { out } => {
             let store = open(data_dir, database_url).await?;
@@ -109,9 +263,11 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
     }
 }
 
-async fn import(store: &Store, rules: &Rules) -> Result<store::ConfigVersion, String> {
+/// Brings the stored connections' url, dialect and rate limit in line with the file (never
+/// tokens).
+async fn update_connections(store: &Store, cfg: &Config) -> Result<(), String> {
     let stored = store.connections().await.map_err(|e| e.to_string())?;
-    for c in &rules.config.connections {
+    for c in &cfg.connections {
         match stored.iter().find(|s| s.name == c.name) {
             None => println!(
                 "note: connection {:?} has no token yet: add it with `tenure connection add --name {:?} --url ...`",
@@ -133,7 +289,7 @@ async fn import(store: &Store, rules: &Rules) -> Result<store::ConfigVersion, St
             }
         }
     }
-    store.save_config(&rules.config.to_toml()).await.map_err(|e| e.to_string())
+    Ok(())
 }
 
 /// `tenure preview`: for each chosen worker and each connection, the role and why, the grant,
@@ -149,7 +305,7 @@ pub async fn preview(
 ) -> Result<u8, String> {
     let store = open(data_dir, database_url).await?;
     let rules = match &config {
-        Some(f) => load_file(f),
+        Some(f) => load_file(&store, f).await,
         None => current(&store).await,
     };
     let snapshot = store.snapshot().await.map_err(|e| e.to_string());

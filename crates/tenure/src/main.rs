@@ -132,6 +132,10 @@ struct SandboxArgs {
     /// unless scim_provisioned_only=false.
     #[arg(long)]
     seed: Option<PathBuf>,
+    /// JSON file holding a User schema extension as /Schemas publishes it (RFC 7643 §7), to
+    /// store and publish as a target with custom attributes does; may be given more than once.
+    #[arg(long = "user-extension")]
+    user_extensions: Vec<PathBuf>,
     /// File holding the bearer token to accept (else TENURE_SANDBOX_TOKEN, else the stored one,
     /// else a new one printed once).
     #[arg(long)]
@@ -197,6 +201,18 @@ fn read_token(path: Option<&PathBuf>) -> Result<Option<String>, String> {
         return Ok(Some(t));
     }
     Ok(std::env::var("TENURE_SANDBOX_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+}
+
+fn read_extensions(files: &[PathBuf]) -> Result<Vec<scim::schema::Schema>, String> {
+    files
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: line {}, column {}: {e}", p.display(), e.line(), e.column()))?;
+            scim::schema::Schema::from_json(&doc).map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
 }
 
 async fn shutdown_signal() {
@@ -327,6 +343,7 @@ fn main() -> ExitCode {
                     db,
                     dialect: a.dialect,
                     seed: a.seed,
+                    user_extensions: read_extensions(&a.user_extensions)?,
                     token: read_token(a.token_file.as_ref())?,
                     faults: Faults {
                         rate_limit_per_minute: a.rate_limit,

@@ -69,6 +69,7 @@ async fn run_in(
         token: Some(token.expose().to_string()),
         faults: sandbox::Faults::default(),
         limits: sandbox::Limits::default(),
+        user_extensions: vec![],
     };
     let prepared = sandbox::prepare(&cfg).await?;
     let listener =

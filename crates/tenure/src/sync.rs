@@ -5,7 +5,7 @@ use clap::Subcommand;
 use engine::{Actual, Kind, Plan};
 use jiff::Timestamp;
 use rules::Rules;
-use scim_client::{ClientConfig, InstanceUrl, ScimClient, Token, UrlPolicy};
+use scim_client::{ClientConfig, InstanceUrl, RetryPolicy, ScimClient, Token, UrlPolicy};
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -25,10 +25,26 @@ pub enum AuditCommand {
 
 /// A client for a stored connection, built as `tenure connection test` builds it.
 pub async fn client_for(store: &Store, key: &MasterKey, name: &str) -> Result<ScimClient, String> {
-    let c =
+    client_at(store, key, name, None, RetryPolicy::default()).await
+}
+
+/// A client for a stored connection, at another URL and dialect when given (a configuration
+/// file about to change them is checked against the target it names).
+pub async fn client_at(
+    store: &Store,
+    key: &MasterKey,
+    name: &str,
+    at: Option<(&str, &str)>,
+    retry: RetryPolicy,
+) -> Result<ScimClient, String> {
+    let mut c =
         store.connection(name).await.map_err(|e| e.to_string())?.ok_or_else(|| {
             format!("no connection named {name:?}: add it with `tenure connection add --name {name:?}`")
         })?;
+    if let Some((url, dialect)) = at {
+        c.base_url = url.to_string();
+        c.dialect = dialect.to_string();
+    }
     let policy = UrlPolicy { allow_insecure_http: c.insecure_http, allow_private: c.allow_private };
     let url = InstanceUrl::parse(&c.base_url, policy)?;
     url.check_resolved(policy).await?;
@@ -37,6 +53,7 @@ pub async fn client_for(store: &Store, key: &MasterKey, name: &str) -> Result<Sc
     let mut cfg = ClientConfig::new(url.as_str(), dialect);
     cfg.requests_per_second = c.rate_limit_per_second;
     cfg.page_size = 1000;
+    cfg.retry = retry;
     ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| e.to_string())
 }
 

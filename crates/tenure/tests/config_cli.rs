@@ -119,3 +119,82 @@ fn preview_shows_role_reasons_grant_and_every_attribute() {
     assert_eq!(code, 0);
     assert_eq!(out.matches("\nworker ").count() + usize::from(out.starts_with("worker ")), 3, "{out}");
 }
+
+const BADGE: &str = "urn:acme:scim:schemas:extension:badge:1.0:User";
+
+/// A generic app that publishes a custom User extension at /Schemas: mappings to it are
+/// accepted once the target has been asked, saved with the configuration, and written to the
+/// accounts; mappings to attributes it does not publish are refused, listing those it does.
+#[tokio::test]
+async fn custom_attributes_the_target_publishes_can_be_mapped() {
+    let dir = common::tempdir("config-schemas");
+    let ext = dir.join("badge.json");
+    let doc = serde_json::json!({
+        "id": BADGE, "name": "Badge", "description": "Door badges",
+        "attributes": [{"name": "badgeNumber", "type": "string"}, {"name": "floor", "type": "integer"}]
+    });
+    std::fs::write(&ext, doc.to_string()).unwrap();
+    let sb = common::spawn(&["--dialect", "generic", "--user-extension", ext.to_str().unwrap()]);
+    let published = sb.get("/Schemas").await.body;
+    assert!(published["Resources"].as_array().unwrap().iter().any(|s| s["id"] == BADGE), "{published}");
+
+    let config = format!(
+        r#"[[connection]]
+name = "Badges"
+dialect = "generic"
+[connection.mappings]
+userName = "=work_email"
+displayName = "=first_name & \" \" & last_name"
+"{BADGE}:badgeNumber" = "=\"B-\" & employee_id"
+[[role]]
+name = "everyone"
+[role.grants.Badges]
+groups = ["Staff"]
+"#
+    );
+    let file = dir.join("badges.toml");
+    std::fs::write(&file, &config).unwrap();
+
+    // Before there is a connection to ask, the attribute is unknown: refused, saying why.
+    let (code, out) = tenure(&dir, &["config", "check", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("what tenure knows of the generic dialect (no stored connection to ask)"), "{out}");
+    assert!(out.contains(&format!("no attribute \"{BADGE}:badgeNumber\"")), "{out}");
+    assert!(!dir.join("tenure.db").exists(), "check created a store");
+
+    let token = dir.join("token");
+    std::fs::write(&token, &sb.token).unwrap();
+    let add = ["connection", "add", "--name", "Badges", "--url", &sb.base, "--token-file", token.to_str().unwrap()];
+    assert_eq!(tenure(&dir, &add).0, 0);
+    let (code, out) = tenure(&dir, &["config", "check", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("checked against the schema it publishes at /Schemas (asked now)"), "{out}");
+
+    // An attribute the target does not publish is refused; the list names what it does publish.
+    let wrong = dir.join("wrong.toml");
+    std::fs::write(&wrong, config.replace(":badgeNumber\"", ":badgeColour\"")).unwrap();
+    let (code, out) = tenure(&dir, &["config", "import", wrong.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("{BADGE}:badgeNumber")) && out.contains(&format!("{BADGE}:floor")), "{out}");
+    assert!(tenure(&dir, &["config", "export"]).1.contains("no configuration yet"));
+
+    let (code, out) = tenure(&dir, &["config", "import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    // The saved schema serves later runs, even with the target unreachable at check time.
+    let (code, out) = tenure(&dir, &["hr", "load", EXAMPLE_HR]);
+    assert!(code == 0 || code == 2, "{out}");
+    let (code, out) = tenure(&dir, &["apply"]);
+    assert_eq!(code, 0, "{out}");
+    let users = sb.get("/Users?count=1000").await.body;
+    let users = users["Resources"].as_array().unwrap();
+    assert!(!users.is_empty());
+    for u in users {
+        let badge = u[BADGE]["badgeNumber"].as_str().unwrap_or_else(|| panic!("no badge: {u}"));
+        assert!(badge.starts_with("B-"), "{u}");
+        assert!(u["schemas"].as_array().unwrap().iter().any(|s| s == BADGE), "{u}");
+    }
+    drop(sb);
+    let (code, out) = tenure(&dir, &["config", "check", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(saved ") && out.contains("not asked now: cannot ask it"), "{out}");
+}
