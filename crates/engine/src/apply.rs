@@ -24,6 +24,9 @@ pub struct Summary {
     pub by_kind: std::collections::BTreeMap<String, usize>,
     /// Actions left in flight by an earlier run, resolved before this one.
     pub recovered: usize,
+    /// The first error of each worker that failed (for the dead-letter count and notices).
+    #[serde(skip)]
+    pub failures: std::collections::BTreeMap<String, String>,
 }
 
 fn now() -> String {
@@ -322,6 +325,9 @@ fn outcomes(
             *summary.by_kind.entry(a.kind.as_str().to_string()).or_default() += 1;
         } else {
             summary.failed += 1;
+            if let Err(e) = &r {
+                summary.failures.entry(a.worker.clone()).or_insert_with(|| e.clone());
+            }
         }
         if r.is_ok() && matches!(a.kind, Kind::Create | Kind::Adopt) && !target.is_empty() {
             out.links.push(Link {

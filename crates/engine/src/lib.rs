@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod paths;
+pub mod review;
 
 use hr::{Status, Worker};
 use jiff::Timestamp;

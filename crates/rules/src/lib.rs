@@ -135,12 +135,47 @@ pub struct ConnectionConfig {
     /// Actions in flight at once towards this target.
     #[serde(default = "concurrency")]
     pub concurrency: usize,
+    /// Lifecycle stages whose actions wait for a reviewer; none: autopilot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supervised: Vec<Stage>,
+    /// Runs in a row a worker's actions may fail before they go to the dead-letter list.
+    #[serde(default = "dead_letter_after")]
+    pub dead_letter_after: u32,
     #[serde(default)]
     pub mappings: BTreeMap<String, MappingSpec>,
 }
 
+/// A worker's lifecycle stage on a connection, as a reviewer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// A new account (made or adopted), with its teams.
+    Hire,
+    /// Attribute, user type or team changes of an active account.
+    Change,
+    /// Deactivation: leaver, leave, or out of scope.
+    Leave,
+    /// Reactivation: rehire, return from leave, back in scope.
+    Rehire,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Hire => "hire",
+            Stage::Change => "change",
+            Stage::Leave => "leave",
+            Stage::Rehire => "rehire",
+        }
+    }
+}
+
 fn concurrency() -> usize {
     16
+}
+
+fn dead_letter_after() -> u32 {
+    5
 }
 
 fn monday() -> String {
@@ -217,6 +252,8 @@ impl Config {
     pub fn canonical(&self) -> Config {
         let mut c = self.clone();
         for conn in &mut c.connections {
+            conn.supervised.sort();
+            conn.supervised.dedup();
             for m in conn.mappings.values_mut() {
                 if let MappingSpec::Formula(f) = m {
                     *m = MappingSpec::Full { formula: f.clone(), apply: Apply::Always, unique: false };
@@ -378,6 +415,8 @@ pub struct CompiledConnection {
     default_grant: Option<CompiledGrant>,
     default_teams: Vec<String>,
     pub mappings: Vec<CompiledMapping>,
+    pub supervised: Vec<Stage>,
+    pub dead_letter_after: u32,
     /// The User schema mappings were checked against, and whether the target published it.
     pub schema: ResourceSchema,
     pub published: bool,
@@ -546,6 +585,9 @@ impl Rules {
             if c.concurrency == 0 || c.concurrency > 256 {
                 errors.push(format!("{at}.concurrency: from 1 to 256, not {}", c.concurrency));
             }
+            if !(1..=1000).contains(&c.dead_letter_after) {
+                errors.push(format!("{at}.dead_letter_after: from 1 to 1000 runs, not {}", c.dead_letter_after));
+            }
             if c.mode == Mode::AllEmployees && c.default_grant.is_none() {
                 errors.push(format!("{at}: mode all_employees needs a default_grant"));
             }
@@ -578,6 +620,8 @@ impl Rules {
                 default_grant,
                 default_teams: c.default_teams.clone(),
                 mappings,
+                supervised: c.supervised.clone(),
+                dead_letter_after: c.dead_letter_after,
                 published: t.published,
                 schema,
             });

@@ -4,11 +4,13 @@
 
 pub mod engine;
 pub mod hr;
+pub mod review;
 pub mod secrets;
 
 pub use engine::{AuditEntry, AuditRecord, JournalEntry, Link, Outcomes};
 pub use hr::{EventQuery, EventRecord, LoadRecord, LoadWrite, SnapshotRow};
 
+pub use review::{DeadLetter, Review, ReviewRequest};
 pub use secrets::{MasterKey, Sealed, Secret};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -25,6 +27,8 @@ pub enum StoreError {
     NotFound(String),
     /// Something to be written once was written before (a pushed event id).
     Duplicate(String),
+    /// A request that cannot be carried out as asked (said why).
+    Invalid(String),
 }
 
 impl fmt::Display for StoreError {
@@ -34,7 +38,7 @@ impl fmt::Display for StoreError {
             StoreError::Migration(e) => write!(f, "database migration failed: {e}"),
             StoreError::NameTaken(n) => write!(f, "a connection named {n:?} exists already"),
             StoreError::NotFound(n) => write!(f, "no connection named {n:?}"),
-            StoreError::Duplicate(what) => write!(f, "{what}"),
+            StoreError::Duplicate(what) | StoreError::Invalid(what) => write!(f, "{what}"),
         }
     }
 }

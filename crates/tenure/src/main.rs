@@ -8,6 +8,7 @@ mod hr_cmd;
 mod intake;
 mod push;
 mod quickstart;
+mod review_cmd;
 mod sync;
 
 use clap::{Args, Parser, Subcommand};
@@ -94,6 +95,22 @@ enum Command {
         #[arg(long)]
         listen_hr: Option<SocketAddr>,
     },
+    /// Supervised mode: the workers' actions waiting for a reviewer (--all: every decision too).
+    Reviews {
+        #[arg(long)]
+        connection: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve pending reviews: the next run carries their actions out.
+    Approve(review_cmd::Decide),
+    /// Reject pending reviews: their actions are not done (while the plan proposes the same).
+    Reject(review_cmd::Decide),
+    /// Workers whose actions failed run after run, set aside: list them, or retry.
+    #[command(subcommand)]
+    DeadLetters(review_cmd::DeadLetterCommand),
     /// The audit log: verify its hash chain, or one worker's timeline.
     #[command(subcommand)]
     Audit(sync::AuditCommand),
@@ -318,6 +335,14 @@ fn main() -> ExitCode {
             )))
         }
         Command::Audit(cmd) => return coded(rt.block_on(sync::audit_cmd(&dir, database_url.as_deref(), cmd))),
+        Command::Reviews { connection, all, json } => {
+            return coded(rt.block_on(review_cmd::list(&dir, database_url.as_deref(), connection, all, json)))
+        }
+        Command::Approve(d) => return coded(rt.block_on(review_cmd::decide(&dir, database_url.as_deref(), d, true))),
+        Command::Reject(d) => return coded(rt.block_on(review_cmd::decide(&dir, database_url.as_deref(), d, false))),
+        Command::DeadLetters(cmd) => {
+            return coded(rt.block_on(review_cmd::dead_letters(&dir, database_url.as_deref(), cmd)))
+        }
         Command::Quickstart { listen, hr_file, rules, serve } => {
             return coded(rt.block_on(quickstart::run(&dir, listen, hr_file, rules, serve)))
         }
@@ -369,6 +394,10 @@ fn main() -> ExitCode {
             | Command::Plan { .. }
             | Command::Apply { .. }
             | Command::Audit(_)
+            | Command::Reviews { .. }
+            | Command::Approve(_)
+            | Command::Reject(_)
+            | Command::DeadLetters(_)
             | Command::Run { .. }
             | Command::Quickstart { .. } => {
                 unreachable!("handled above, for their exit codes")

@@ -79,6 +79,8 @@ pub struct Prepared {
     pub client: ScimClient,
     pub actual: Actual,
     pub plan: Plan,
+    /// What supervised mode and the dead-letter list held back.
+    pub held: engine::review::Held,
 }
 
 /// Resolves what an earlier run left in flight, reads the target, and plans.
@@ -108,8 +110,11 @@ pub async fn prepare(
     let workers = workers(store).await?;
     let actual = read_actual(&client).await?;
     let links = store.links(&name).await.map_err(|e| e.to_string())?;
-    let plan = engine::plan(&rules, index, &workers, &actual, &links, now)?;
-    Ok(Prepared { rules, index, client, actual, plan })
+    let mut plan = engine::plan(&rules, index, &workers, &actual, &links, now)?;
+    let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await.map_err(|e| e.to_string())?;
+    let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
+    let held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
+    Ok(Prepared { rules, index, client, actual, plan, held })
 }
 
 const ORDER: [Kind; 9] = [
@@ -203,9 +208,23 @@ pub async fn apply_cmd(
     quiet_plan: bool,
 ) -> Result<u8, String> {
     let now = as_of.unwrap_or_else(Timestamp::now);
-    let p = prepare(store, key, connection.as_deref(), now).await?;
+    let mut p = prepare(store, key, connection.as_deref(), now).await?;
+    // Open (or keep) the reviews this plan needs; stale ones are superseded.
+    let reviews = store.sync_reviews(&p.plan.connection, &p.held.requests).await.map_err(|e| e.to_string())?;
+    for a in p.plan.actions.iter_mut().filter(|a| a.kind == Kind::Skip && a.reason.starts_with("waiting for approval"))
+    {
+        if let Some(r) = reviews.iter().find(|r| r.worker_id == a.worker).filter(|_| !a.reason.contains("review #")) {
+            a.reason = format!("{} (review #{})", a.reason, r.id);
+        }
+    }
     if !quiet_plan {
         print_plan(&p.plan, false);
+    }
+    if !p.held.waiting.is_empty() {
+        println!(
+            "{} worker(s) wait for a reviewer: see `tenure reviews`, then `tenure approve` or `tenure reject`",
+            p.held.waiting.len()
+        );
     }
     let conn = &p.rules.connections[p.index];
     let deactivations = p.plan.count(Kind::Deactivate);
@@ -246,15 +265,40 @@ pub async fn apply_cmd(
     };
     let summary = engine::apply::apply(store, &p.client, &p.plan, teams, &run_id, conn.concurrency, &progress).await?;
     store.finish_run(&run_id, &serde_json::to_string(&summary).unwrap_or_default()).await.map_err(|e| e.to_string())?;
-    // HR events whose moment has come are now reflected on the target (unless a worker failed).
-    if summary.failed == 0 {
-        let due = store
-            .events(&EventQuery { state: Some("pending".into()), due_by: Some(now.as_second()), ..Default::default() })
-            .await
-            .map_err(|e| e.to_string())?;
-        for e in due {
-            store.set_event_state(&e.id, "pending", "done").await.map_err(|e| e.to_string())?;
-        }
+    // Failures count towards the dead-letter list; successes clear it.
+    let units = engine::review::units(&p.plan);
+    let failed: Vec<(String, String, String, String)> = summary
+        .failures
+        .iter()
+        .map(|(w, e)| {
+            let (f, d) = units.get(w).cloned().unwrap_or_default();
+            (w.clone(), f, d, e.clone())
+        })
+        .collect();
+    let succeeded: Vec<String> = units.keys().filter(|w| !summary.failures.contains_key(*w)).cloned().collect();
+    let newly_dead = store
+        .record_attempts(&conn.name, &failed, &succeeded, conn.dead_letter_after as i64)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !newly_dead.is_empty() {
+        println!(
+            "dead letters: worker(s) {} failed {} run(s) in a row and are set aside: see `tenure dead-letters`",
+            newly_dead.join(", "),
+            conn.dead_letter_after
+        );
+    }
+    let applied: Vec<i64> =
+        p.held.approved.iter().filter(|(w, _)| !summary.failures.contains_key(w)).map(|(_, id)| *id).collect();
+    store.mark_reviews_applied(&applied).await.map_err(|e| e.to_string())?;
+    // HR events whose moment has come are now reflected on the target, except for workers
+    // that failed or were held back.
+    let due = store
+        .events(&EventQuery { state: Some("pending".into()), due_by: Some(now.as_second()), ..Default::default() })
+        .await
+        .map_err(|e| e.to_string())?;
+    let held: std::collections::HashSet<&String> = p.held.waiting.iter().chain(&p.held.dead).collect();
+    for e in due.iter().filter(|e| !summary.failures.contains_key(&e.worker_id) && !held.contains(&e.worker_id)) {
+        store.set_event_state(&e.id, "pending", "done").await.map_err(|e| e.to_string())?;
     }
     let kinds: Vec<String> = summary.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!(

@@ -42,6 +42,11 @@ impl Env {
 
     /// A connection to the sandbox and the rules (with extra [hr] settings).
     fn connect(sb: &Sandbox, tag: &str, hr_settings: &str) -> Env {
+        Env::connect_with(sb, tag, hr_settings, "")
+    }
+
+    /// As `connect`, with extra settings for the connection.
+    fn connect_with(sb: &Sandbox, tag: &str, hr_settings: &str, connection_settings: &str) -> Env {
         let env = Env { dir: common::tempdir(tag) };
         let token = env.dir.join("token");
         std::fs::write(&token, &sb.token).unwrap();
@@ -56,7 +61,11 @@ impl Env {
             token.to_str().unwrap(),
         ]);
         let rules = std::fs::read_to_string(RULES).unwrap();
-        let rules = format!("[hr]\n{hr_settings}\n\n{rules}");
+        let rules = format!("[hr]\n{hr_settings}\n\n{rules}").replacen(
+            "dialect = \"monday\"\n",
+            &format!("dialect = \"monday\"\n{connection_settings}\n"),
+            1,
+        );
         let path = env.dir.join("rules.toml");
         std::fs::write(&path, rules).unwrap();
         env.ok(&["config", "import", path.to_str().unwrap()]);
@@ -378,4 +387,135 @@ async fn errors_and_dropped_connections_do_not_lose_or_double_accounts() {
         }
     }
     assert_exactly_once(&sb, n).await;
+}
+
+fn skips(plan: &Value) -> HashMap<String, String> {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "skip")
+        .map(|a| (a["worker"].as_str().unwrap().to_string(), a["reason"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn supervised_stages_wait_for_a_reviewer() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect_with(&sb, "e2e-review", "", "supervised = [\"hire\", \"leave\"]");
+    let now = "2026-06-01T12:00:00Z";
+    let ann = |title: &str, end: &str| {
+        row("1", "Ann", "Lee", title, "Engineering", "employee", "active", ",2020-01-01", &format!("{end},,,"))
+    };
+    let bob = |title: &str| row("2", "Bob", "Ray", title, "Sales", "employee", "active", ",2020-01-01", ",,,");
+    env.load("d0.csv", &[ann("Engineer", ""), bob("Analyst")], now, &[]);
+
+    // Hires wait: nothing is made, and each worker has a numbered review.
+    let plan = env.plan(now);
+    assert!(skips(&plan)["1"].starts_with("waiting for approval: hire"), "{plan}");
+    assert!(!kinds(&plan).contains_key("create"));
+    let out = env.ok(&["apply", "--as-of", now]);
+    assert!(out.contains("2 worker(s) wait for a reviewer"), "{out}");
+    assert!(accounts(&sb).await.is_empty());
+    let listed: Value = serde_json::from_str(&env.ok(&["reviews", "--json"])).unwrap();
+    let id_of = |w: &str| {
+        listed.as_array().unwrap().iter().find(|r| r["worker"] == w).unwrap()["id"].as_i64().unwrap().to_string()
+    };
+    let (ann_review, bob_review) = (id_of("1"), id_of("2"));
+    assert!(listed[0]["actions"].as_array().unwrap().iter().any(|a| a["kind"] == "create"), "{listed}");
+    // Applying again opens no second review for the same actions.
+    env.ok(&["apply", "--as-of", now]);
+    let again: Value = serde_json::from_str(&env.ok(&["reviews", "--json"])).unwrap();
+    assert_eq!(again.as_array().unwrap().len(), 2, "{again}");
+
+    // A number that is not pending is refused, and nothing is decided.
+    let (code, out) = env.tenure(&["approve", &ann_review, "999"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("no pending review 999"), "{out}");
+    env.ok(&["approve", &ann_review, "--by", "rita"]);
+    env.ok(&["reject", &bob_review, "--by", "rita", "--note", "not before the contract is signed"]);
+    let out = env.ok(&["apply", "--as-of", now]);
+    assert!(out.contains("processed"), "{out}");
+    let acc = accounts(&sb).await;
+    assert!(acc.contains_key("ann.lee@acme.example"), "{acc:?}");
+    assert!(!acc.contains_key("bob.ray@acme.example"), "{acc:?}");
+    let plan = env.plan(now);
+    assert!(skips(&plan)["2"].contains("rejected by rita") && skips(&plan)["2"].contains("not before"), "{plan}");
+    let all: Value = serde_json::from_str(&env.ok(&["reviews", "--all", "--json"])).unwrap();
+    let state = |id: &str| {
+        all.as_array().unwrap().iter().find(|r| r["id"].as_i64().unwrap().to_string() == id).unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(state(&ann_review), "applied");
+    assert_eq!(state(&bob_review), "rejected");
+
+    // Changes are not supervised here: Ann's new title goes at once. Bob's new data is a new
+    // proposal: the rejection no longer applies, a new review opens.
+    env.load("d1.csv", &[ann("Staff Engineer", ""), bob("Senior Analyst")], now, &[]);
+    env.ok(&["apply", "--as-of", now]);
+    assert_eq!(accounts(&sb).await["ann.lee@acme.example"]["title"], "Staff Engineer");
+    let pending: Value = serde_json::from_str(&env.ok(&["reviews", "--json"])).unwrap();
+    assert_eq!(pending.as_array().unwrap().len(), 1, "{pending}");
+    assert_eq!(pending[0]["worker"], "2");
+    assert_ne!(pending[0]["id"].to_string(), bob_review);
+
+    // Ann leaves: the deactivation waits, then goes when approved (all at once).
+    env.load("d2.csv", &[ann("Staff Engineer", "2026-05-31"), bob("Senior Analyst")], now, &[]);
+    env.ok(&["apply", "--as-of", now]);
+    assert_eq!(accounts(&sb).await["ann.lee@acme.example"]["active"], true, "a leave waits for its review");
+    let out = env.ok(&["approve", "--all"]);
+    assert!(out.contains("2 review(s) approved"), "{out}");
+    env.ok(&["apply", "--as-of", now]);
+    let acc = accounts(&sb).await;
+    assert_eq!(acc["ann.lee@acme.example"]["active"], false);
+    assert_eq!(acc["bob.ray@acme.example"]["active"], true);
+    assert!(env.ok(&["reviews"]).contains("no pending reviews"));
+}
+
+#[tokio::test]
+async fn actions_that_keep_failing_become_dead_letters() {
+    // A body past the sandbox's limit is refused (413) every time: one worker fails for good.
+    let sb = common::spawn(&["--max-body-bytes", "2000"]);
+    let env = Env::connect_with(&sb, "e2e-dead", "", "dead_letter_after = 2");
+    let now = "2026-06-01T12:00:00Z";
+    let ok = row("1", "Ann", "Lee", "Engineer", "Engineering", "employee", "active", ",2020-01-01", ",,,");
+    let long = |title: &str| row("2", "Bob", "Ray", title, "Sales", "employee", "active", ",2020-01-01", ",,,");
+    let huge = "Analyst ".repeat(300);
+    env.load("d0.csv", &[ok.clone(), long(&huge)], now, &[]);
+
+    let (code, out) = env.tenure(&["apply", "--as-of", now]);
+    assert_eq!(code, 4, "{out}");
+    assert!(env.ok(&["dead-letters", "list"]).contains("dead letters: 0; failing but still retried: 1"));
+    let (code, out) = env.tenure(&["apply", "--as-of", now]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("worker(s) 2 failed 2 run(s) in a row"), "{out}");
+    let list: Value = serde_json::from_str(&env.ok(&["dead-letters", "list", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["worker"], "2");
+    assert_eq!(list[0]["attempts"], 2);
+    assert!(list[0]["last_error"].as_str().unwrap().contains("413"), "{list}");
+
+    // Set aside: the next runs skip it, saying why, and succeed.
+    let plan = env.plan(now);
+    assert!(skips(&plan)["2"].starts_with("dead letter: failed 2 run(s)"), "{plan}");
+    let (code, out) = env.tenure(&["apply", "--as-of", now]);
+    assert_eq!(code, 0, "{out}");
+
+    // Retry puts it back in play (it fails again: attempt 1 of a fresh count).
+    env.ok(&["dead-letters", "retry", "2"]);
+    let (code, _) = env.tenure(&["apply", "--as-of", now]);
+    assert_eq!(code, 4);
+    assert!(env.ok(&["dead-letters", "list"]).contains("dead letters: 0; failing but still retried: 1"));
+    let (code, out) = env.tenure(&["dead-letters", "retry", "1"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("no dead letter for worker 1"), "{out}");
+
+    // Fixed HR data is a new proposal: it is tried, succeeds, and the record is cleared.
+    env.load("d1.csv", &[ok, long("Analyst")], now, &[]);
+    let (code, out) = env.tenure(&["apply", "--as-of", now]);
+    assert_eq!(code, 0, "{out}");
+    assert!(accounts(&sb).await.contains_key("bob.ray@acme.example"));
+    assert!(env.ok(&["dead-letters", "list"]).contains("dead letters: 0; failing but still retried: 0"));
 }

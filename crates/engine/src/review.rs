@@ -1,0 +1,154 @@
+//! Holding actions back: a supervised stage's actions wait for a reviewer, and a worker whose
+//! actions failed run after run waits on the dead-letter list. Both work on a worker's acting
+//! actions as one unit, identified by a fingerprint of exactly what would be done, so a
+//! decision holds for those actions and no others.
+
+use crate::{Action, Kind, Plan};
+use rules::Stage;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use store::{DeadLetter, Review, ReviewRequest};
+
+/// The stage a worker's acting actions belong to.
+pub fn stage_of(actions: &[&Action]) -> Stage {
+    let has = |k: Kind| actions.iter().any(|a| a.kind == k);
+    if has(Kind::Create) || has(Kind::Adopt) {
+        Stage::Hire
+    } else if has(Kind::Deactivate) {
+        Stage::Leave
+    } else if has(Kind::Reactivate) {
+        Stage::Rehire
+    } else {
+        Stage::Change
+    }
+}
+
+/// What would be done, without the why: the same actions give the same text.
+pub fn describe(actions: &[&Action]) -> Value {
+    Value::Array(
+        actions
+            .iter()
+            .map(|a| {
+                json!({"kind": a.kind, "target_id": a.target_id, "user_name": a.user_name, "team": a.team,
+                       "changes": a.changes, "body": a.body})
+            })
+            .collect(),
+    )
+}
+
+pub fn fingerprint(actions: &[&Action]) -> String {
+    let d = Sha256::digest(describe(actions).to_string().as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `hold` did to a plan.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// Every supervised worker's actions, for `Store::sync_reviews` (decided ones included, so
+    /// their decisions stay in force).
+    pub requests: Vec<ReviewRequest>,
+    /// Approved reviews whose actions stay in the plan: (worker, review id).
+    pub approved: Vec<(String, i64)>,
+    /// Workers held as waiting for a decision.
+    pub waiting: Vec<String>,
+    /// Workers held as dead letters.
+    pub dead: Vec<String>,
+}
+
+/// Replaces the acting actions of dead-lettered workers and of supervised stages awaiting (or
+/// refused) a decision by one skip each, saying why.
+pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[DeadLetter]) -> Held {
+    let mut held = Held::default();
+    if supervised.is_empty() && !dead.iter().any(|d| d.state == "dead") {
+        return held;
+    }
+    let mut by_worker: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, a) in plan.actions.iter().enumerate() {
+        if a.kind.acts() {
+            by_worker.entry(a.worker.clone()).or_default().push(i);
+        }
+    }
+    let mut replace: HashMap<String, Action> = HashMap::new();
+    let mut order: Vec<&String> = by_worker.keys().collect();
+    order.sort();
+    for w in order {
+        let idx = &by_worker[w];
+        let acts: Vec<&Action> = idx.iter().map(|i| &plan.actions[*i]).collect();
+        let f = fingerprint(&acts);
+        let stage = stage_of(&acts);
+        let skip = |reason: String| Action {
+            worker: w.clone(),
+            kind: Kind::Skip,
+            target_id: acts[0].target_id.clone(),
+            user_name: acts[0].user_name.clone(),
+            role: acts[0].role.clone(),
+            reason,
+            changes: vec![],
+            body: None,
+            team: None,
+        };
+        if let Some(d) = dead.iter().find(|d| d.worker_id == *w && d.state == "dead" && d.fingerprint == f) {
+            replace.insert(
+                w.clone(),
+                skip(format!(
+                    "dead letter: failed {} run(s) in a row, last: {}; `tenure dead-letters retry {w}` to try again",
+                    d.attempts, d.last_error
+                )),
+            );
+            held.dead.push(w.clone());
+            continue;
+        }
+        if !supervised.contains(&stage) {
+            continue;
+        }
+        held.requests.push((w.clone(), stage.as_str().into(), f.clone(), describe(&acts).to_string()));
+        match reviews.iter().find(|r| r.worker_id == *w && r.fingerprint == f) {
+            Some(r) if r.state == "approved" => held.approved.push((w.clone(), r.id)),
+            Some(r) if r.state == "rejected" => {
+                let by = r.decided_by.clone().unwrap_or_default();
+                let note = r.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
+                replace
+                    .insert(w.clone(), skip(format!("{} rejected by {by} (review #{}){note}", stage.as_str(), r.id)));
+            }
+            Some(r) => {
+                replace.insert(w.clone(), skip(format!("waiting for approval: {} (review #{})", stage.as_str(), r.id)));
+                held.waiting.push(w.clone());
+            }
+            None => {
+                replace.insert(w.clone(), skip(format!("waiting for approval: {}", stage.as_str())));
+                held.waiting.push(w.clone());
+            }
+        }
+    }
+    if replace.is_empty() {
+        return held;
+    }
+    let held_workers: std::collections::HashSet<String> = replace.keys().cloned().collect();
+    let mut out = Vec::with_capacity(plan.actions.len());
+    for a in plan.actions.drain(..) {
+        if a.kind.acts() && held_workers.contains(&a.worker) {
+            // The first acting action becomes the worker's one skip; the rest go.
+            if let Some(skip) = replace.remove(&a.worker) {
+                out.push(skip);
+            }
+        } else {
+            out.push(a);
+        }
+    }
+    plan.actions = out;
+    // Teams only held workers needed are not made.
+    let still: std::collections::HashSet<&str> =
+        plan.actions.iter().filter(|a| a.kind == Kind::TeamAdd).filter_map(|a| a.team.as_deref()).collect();
+    plan.missing_teams.retain(|t| still.contains(t.as_str()));
+    held
+}
+
+/// Each acting worker's (fingerprint, description), for the dead-letter count.
+pub fn units(plan: &Plan) -> HashMap<String, (String, String)> {
+    let mut by_worker: HashMap<&str, Vec<&Action>> = HashMap::new();
+    for a in plan.actions.iter().filter(|a| a.kind.acts()) {
+        by_worker.entry(a.worker.as_str()).or_default().push(a);
+    }
+    by_worker.into_iter().map(|(w, acts)| (w.to_string(), (fingerprint(&acts), describe(&acts).to_string()))).collect()
+}

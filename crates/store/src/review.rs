@@ -1,0 +1,304 @@
+//! Reviews (supervised mode: a worker's actions wait for a reviewer) and dead letters (a
+//! worker's actions that kept failing, set aside for the admin).
+
+use crate::{now, Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub id: i64,
+    pub connection: String,
+    pub worker_id: String,
+    pub stage: String,
+    pub fingerprint: String,
+    /// The actions reviewed, as JSON.
+    pub actions: String,
+    pub state: String,
+    pub requested_at: String,
+    pub decided_at: Option<String>,
+    pub decided_by: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub connection: String,
+    pub worker_id: String,
+    pub fingerprint: String,
+    pub actions: String,
+    pub attempts: i64,
+    pub last_error: String,
+    pub state: String,
+    pub first_at: String,
+    pub last_at: String,
+}
+
+fn review(r: &AnyRow) -> Result<Review, sqlx::Error> {
+    Ok(Review {
+        id: r.try_get("id")?,
+        connection: r.try_get("connection")?,
+        worker_id: r.try_get("worker_id")?,
+        stage: r.try_get("stage")?,
+        fingerprint: r.try_get("fingerprint")?,
+        actions: r.try_get("actions")?,
+        state: r.try_get("state")?,
+        requested_at: r.try_get("requested_at")?,
+        decided_at: r.try_get("decided_at")?,
+        decided_by: r.try_get("decided_by")?,
+        note: r.try_get("note")?,
+    })
+}
+
+fn dead_letter(r: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
+    Ok(DeadLetter {
+        connection: r.try_get("connection")?,
+        worker_id: r.try_get("worker_id")?,
+        fingerprint: r.try_get("fingerprint")?,
+        actions: r.try_get("actions")?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        state: r.try_get("state")?,
+        first_at: r.try_get("first_at")?,
+        last_at: r.try_get("last_at")?,
+    })
+}
+
+const REVIEW_COLUMNS: &str =
+    "id, connection, worker_id, stage, fingerprint, actions, state, requested_at, decided_at, decided_by, note";
+
+/// A review request to open: (worker, stage, fingerprint, actions).
+pub type ReviewRequest = (String, String, String, String);
+
+impl Store {
+    /// Reviews of a connection (every connection when None) in the given states (all when empty).
+    pub async fn reviews(&self, connection: Option<&str>, states: &[&str]) -> Result<Vec<Review>, StoreError> {
+        let rows =
+            sqlx::query(&format!("SELECT {REVIEW_COLUMNS} FROM reviews ORDER BY id")).fetch_all(&self.pool).await?;
+        let all: Vec<Review> = rows.iter().map(review).collect::<Result<_, _>>()?;
+        Ok(all
+            .into_iter()
+            .filter(|r| connection.is_none_or(|c| r.connection == c))
+            .filter(|r| states.is_empty() || states.contains(&r.state.as_str()))
+            .collect())
+    }
+
+    /// Brings a connection's open reviews in line with the plan just made, in one transaction:
+    /// a pending or approved review whose worker now wants other actions (or none) is
+    /// superseded, and a request not yet open is opened as pending. Returns the reviews of
+    /// this plan (the kept and the new).
+    pub async fn sync_reviews(&self, connection: &str, wanted: &[ReviewRequest]) -> Result<Vec<Review>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {REVIEW_COLUMNS} FROM reviews WHERE connection = $1 AND state IN ('pending', 'approved', 'rejected')"
+        ))
+        .bind(connection)
+        .fetch_all(&mut *tx)
+        .await?;
+        let open: Vec<Review> = rows.iter().map(review).collect::<Result<_, _>>()?;
+        let t = now();
+        for r in &open {
+            let still = wanted.iter().any(|(w, _, f, _)| *w == r.worker_id && *f == r.fingerprint);
+            // A rejection stays on record while the same actions are proposed; anything else
+            // the plan no longer proposes is superseded.
+            if !still {
+                sqlx::query("UPDATE reviews SET state = 'superseded', decided_at = $1 WHERE id = $2")
+                    .bind(&t)
+                    .bind(r.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let next: i64 =
+            sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM reviews").fetch_one(&mut *tx).await?.try_get("n")?;
+        let mut next = next + 1;
+        let mut out = vec![];
+        for (w, stage, f, actions) in wanted {
+            if let Some(r) = open.iter().find(|r| r.worker_id == *w && r.fingerprint == *f) {
+                out.push(r.clone());
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO reviews (id, connection, worker_id, stage, fingerprint, actions, state, requested_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)",
+            )
+            .bind(next)
+            .bind(connection)
+            .bind(w)
+            .bind(stage)
+            .bind(f)
+            .bind(actions)
+            .bind(&t)
+            .execute(&mut *tx)
+            .await?;
+            out.push(Review {
+                id: next,
+                connection: connection.into(),
+                worker_id: w.clone(),
+                stage: stage.clone(),
+                fingerprint: f.clone(),
+                actions: actions.clone(),
+                state: "pending".into(),
+                requested_at: t.clone(),
+                decided_at: None,
+                decided_by: None,
+                note: None,
+            });
+            next += 1;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// A reviewer's decision on pending reviews (all pending ones when `ids` is empty, within
+    /// `connection` when given). Returns the reviews decided; ids not pending are an error
+    /// naming them, and then nothing is decided.
+    pub async fn decide_reviews(
+        &self,
+        ids: &[i64],
+        connection: Option<&str>,
+        approve: bool,
+        by: &str,
+        note: Option<&str>,
+    ) -> Result<Vec<Review>, StoreError> {
+        let pending = self.reviews(connection, &["pending"]).await?;
+        let chosen: Vec<Review> = if ids.is_empty() {
+            pending
+        } else {
+            let missing: Vec<String> =
+                ids.iter().filter(|i| !pending.iter().any(|r| r.id == **i)).map(|i| i.to_string()).collect();
+            if !missing.is_empty() {
+                return Err(StoreError::Invalid(format!(
+                    "no pending review {} (see `tenure reviews`); nothing was decided",
+                    missing.join(", ")
+                )));
+            }
+            pending.into_iter().filter(|r| ids.contains(&r.id)).collect()
+        };
+        let mut tx = self.pool.begin().await?;
+        let t = now();
+        let state = if approve { "approved" } else { "rejected" };
+        for r in &chosen {
+            sqlx::query(
+                "UPDATE reviews SET state = $1, decided_at = $2, decided_by = $3, note = $4 WHERE id = $5 AND state = 'pending'",
+            )
+            .bind(state)
+            .bind(&t)
+            .bind(by)
+            .bind(note)
+            .bind(r.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(chosen)
+    }
+
+    /// Approved reviews whose actions were carried out.
+    pub async fn mark_reviews_applied(&self, ids: &[i64]) -> Result<(), StoreError> {
+        for id in ids {
+            sqlx::query("UPDATE reviews SET state = 'applied' WHERE id = $1 AND state = 'approved'")
+                .bind(*id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn dead_letters(&self, connection: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT connection, worker_id, fingerprint, actions, attempts, last_error, state, first_at, last_at \
+             FROM dead_letters ORDER BY connection, worker_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let all: Vec<DeadLetter> = rows.iter().map(dead_letter).collect::<Result<_, _>>()?;
+        Ok(all.into_iter().filter(|d| connection.is_none_or(|c| d.connection == c)).collect())
+    }
+
+    /// Records a run's failures and successes: a worker that failed again with the same
+    /// actions counts one more attempt (dead at `dead_after`), with new actions starts at one;
+    /// a worker that succeeded is cleared. Returns the workers that became dead letters now.
+    pub async fn record_attempts(
+        &self,
+        connection: &str,
+        failed: &[(String, String, String, String)],
+        succeeded: &[String],
+        dead_after: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let known = self.dead_letters(Some(connection)).await?;
+        let mut tx = self.pool.begin().await?;
+        let t = now();
+        let mut newly_dead = vec![];
+        for (worker, fingerprint, actions, error) in failed {
+            let prev = known.iter().find(|d| d.worker_id == *worker);
+            let attempts = match prev {
+                Some(d) if d.fingerprint == *fingerprint => d.attempts + 1,
+                _ => 1,
+            };
+            let state = if attempts >= dead_after { "dead" } else { "retrying" };
+            if state == "dead" && prev.is_none_or(|d| d.state != "dead") {
+                newly_dead.push(worker.clone());
+            }
+            let first = prev.filter(|d| d.fingerprint == *fingerprint).map(|d| d.first_at.clone()).unwrap_or(t.clone());
+            sqlx::query("DELETE FROM dead_letters WHERE connection = $1 AND worker_id = $2")
+                .bind(connection)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO dead_letters (connection, worker_id, fingerprint, actions, attempts, last_error, state, \
+                 first_at, last_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(connection)
+            .bind(worker)
+            .bind(fingerprint)
+            .bind(actions)
+            .bind(attempts)
+            .bind(error)
+            .bind(state)
+            .bind(first)
+            .bind(&t)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for w in succeeded.iter().filter(|w| known.iter().any(|d| d.worker_id == **w)) {
+            sqlx::query("DELETE FROM dead_letters WHERE connection = $1 AND worker_id = $2")
+                .bind(connection)
+                .bind(w)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(newly_dead)
+    }
+
+    /// Puts dead letters back in play (all of a connection's when `workers` is empty):
+    /// the next run tries them again, with a fresh count of attempts.
+    pub async fn retry_dead_letters(&self, connection: Option<&str>, workers: &[String]) -> Result<usize, StoreError> {
+        let dead: Vec<DeadLetter> = self
+            .dead_letters(connection)
+            .await?
+            .into_iter()
+            .filter(|d| d.state == "dead" && (workers.is_empty() || workers.contains(&d.worker_id)))
+            .collect();
+        if !workers.is_empty() && dead.len() < workers.len() {
+            let missing: Vec<&str> =
+                workers.iter().filter(|w| !dead.iter().any(|d| d.worker_id == **w)).map(String::as_str).collect();
+            return Err(StoreError::Invalid(format!(
+                "no dead letter for worker {}; nothing was changed",
+                missing.join(", ")
+            )));
+        }
+        let mut tx = self.pool.begin().await?;
+        for d in &dead {
+            sqlx::query("DELETE FROM dead_letters WHERE connection = $1 AND worker_id = $2")
+                .bind(&d.connection)
+                .bind(&d.worker_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(dead.len())
+    }
+}

@@ -1,0 +1,181 @@
+//! `tenure reviews | approve | reject` (supervised mode) and `tenure dead-letters`.
+
+use crate::config_cmd;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use std::path::Path;
+
+#[derive(Args)]
+pub struct Decide {
+    /// Review numbers (from `tenure reviews`); none with --all.
+    pub ids: Vec<i64>,
+    /// Every pending review (of --connection when given).
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// Who decides (default: the login name).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Why, kept with the decision.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum DeadLetterCommand {
+    /// The workers set aside, with their last error.
+    List {
+        #[arg(long)]
+        connection: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try these workers again on the next run (every dead letter with --all).
+    Retry {
+        workers: Vec<String>,
+        #[arg(long, conflicts_with = "workers")]
+        all: bool,
+        #[arg(long)]
+        connection: Option<String>,
+    },
+}
+
+fn reviewer(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok()).filter(|b| !b.trim().is_empty()).unwrap_or_else(|| "unknown".into())
+}
+
+/// One line per action of a review: what would be done.
+fn describe(actions: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(actions).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let mut line = a["kind"].as_str().unwrap_or("?").to_string();
+            if let Some(t) = a["team"].as_str() {
+                line += &format!(" {t:?}");
+            }
+            for c in a["changes"].as_array().into_iter().flatten() {
+                line += &format!(" {}: {} -> {}", c["attribute"].as_str().unwrap_or("?"), c["before"], c["after"]);
+            }
+            if let Some(u) = a["body"]["userName"].as_str() {
+                line += &format!(" {u}");
+            }
+            line
+        })
+        .collect()
+}
+
+pub async fn list(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    connection: Option<String>,
+    all: bool,
+    json: bool,
+) -> Result<u8, String> {
+    let store = config_cmd::open(data_dir, database_url).await?;
+    let states: &[&str] = if all { &[] } else { &["pending"] };
+    let r = store.reviews(connection.as_deref(), states).await.map_err(|e| e.to_string());
+    store.close().await;
+    let reviews = r?;
+    if json {
+        let v: Vec<Value> = reviews
+            .iter()
+            .map(|r| {
+                serde_json::json!({"id": r.id, "connection": r.connection, "worker": r.worker_id, "stage": r.stage,
+                    "state": r.state, "requested_at": r.requested_at, "decided_at": r.decided_at,
+                    "decided_by": r.decided_by, "note": r.note,
+                    "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        return Ok(0);
+    }
+    if reviews.is_empty() {
+        println!("no {}reviews", if all { "" } else { "pending " });
+    }
+    for r in &reviews {
+        let decided = match (&r.decided_by, &r.decided_at) {
+            (Some(b), Some(at)) => format!(" by {b} at {at}"),
+            _ => String::new(),
+        };
+        println!(
+            "#{:<5} {:<8} worker {:<10} {:<9} on {:?}{decided}",
+            r.id, r.state, r.worker_id, r.stage, r.connection
+        );
+        for line in describe(&r.actions) {
+            println!("         {line}");
+        }
+    }
+    Ok(0)
+}
+
+pub async fn decide(data_dir: &Path, database_url: Option<&str>, d: Decide, approve: bool) -> Result<u8, String> {
+    if d.ids.is_empty() && !d.all {
+        return Err("name the reviews to decide (see `tenure reviews`), or --all".into());
+    }
+    let store = config_cmd::open(data_dir, database_url).await?;
+    let by = reviewer(d.by);
+    let r = store.decide_reviews(&d.ids, d.connection.as_deref(), approve, &by, d.note.as_deref()).await;
+    store.close().await;
+    let decided = r.map_err(|e| e.to_string())?;
+    let verb = if approve { "approved" } else { "rejected" };
+    for r in &decided {
+        println!("#{} {verb}: worker {} ({}) on {:?}", r.id, r.worker_id, r.stage, r.connection);
+    }
+    println!(
+        "{} review(s) {verb} by {by}{}",
+        decided.len(),
+        if approve { "; the next run (tenure apply, or the daemon) carries them out" } else { "" }
+    );
+    Ok(0)
+}
+
+pub async fn dead_letters(data_dir: &Path, database_url: Option<&str>, cmd: DeadLetterCommand) -> Result<u8, String> {
+    let store = config_cmd::open(data_dir, database_url).await?;
+    let r = run_dead_letters(&store, cmd).await;
+    store.close().await;
+    r
+}
+
+async fn run_dead_letters(store: &store::Store, cmd: DeadLetterCommand) -> Result<u8, String> {
+    match cmd {
+        DeadLetterCommand::List { connection, json } => {
+            let all = store.dead_letters(connection.as_deref()).await.map_err(|e| e.to_string())?;
+            let dead: Vec<_> = all.iter().filter(|d| d.state == "dead").collect();
+            if json {
+                let v: Vec<Value> = dead
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({"connection": d.connection, "worker": d.worker_id, "attempts": d.attempts,
+                            "last_error": d.last_error, "first_at": d.first_at, "last_at": d.last_at,
+                            "actions": serde_json::from_str::<Value>(&d.actions).unwrap_or_default()})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+                return Ok(0);
+            }
+            for d in &dead {
+                println!(
+                    "worker {:<10} on {:?}: failed {} run(s) from {} to {}; last error: {}",
+                    d.worker_id, d.connection, d.attempts, d.first_at, d.last_at, d.last_error
+                );
+                for line in describe(&d.actions) {
+                    println!("    {line}");
+                }
+            }
+            let retrying = all.len() - dead.len();
+            println!("dead letters: {}; failing but still retried: {retrying}", dead.len());
+            Ok(0)
+        }
+        DeadLetterCommand::Retry { workers, all, connection } => {
+            if workers.is_empty() && !all {
+                return Err("name the workers to retry, or --all".into());
+            }
+            let n = store.retry_dead_letters(connection.as_deref(), &workers).await.map_err(|e| e.to_string())?;
+            println!("{n} dead letter(s) will be tried again on the next run");
+            Ok(0)
+        }
+    }
+}
