@@ -5,6 +5,7 @@
 
 pub mod condition;
 pub mod formula;
+pub mod notify;
 
 use condition::{Compiled, Condition};
 use formula::{Context, Fields, Formula, Type, Value};
@@ -25,6 +26,9 @@ pub struct Config {
     /// In priority order: the first role whose condition holds is the worker's role.
     #[serde(default, rename = "role")]
     pub roles: Vec<Role>,
+    /// Where notices of lifecycle events, failures and dead letters go.
+    #[serde(default, rename = "notify", skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<notify::NotifySettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -626,6 +630,8 @@ impl Rules {
                 schema,
             });
         }
+        let names: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
+        errors.extend(notify::check(&config.notify, &names));
         let mut roles = vec![];
         let mut role_names = HashSet::new();
         let mut catch_all: Option<String> = None;

@@ -86,8 +86,12 @@ impl Store {
     /// Brings a connection's open reviews in line with the plan just made, in one transaction:
     /// a pending or approved review whose worker now wants other actions (or none) is
     /// superseded, and a request not yet open is opened as pending. Returns the reviews of
-    /// this plan (the kept and the new).
-    pub async fn sync_reviews(&self, connection: &str, wanted: &[ReviewRequest]) -> Result<Vec<Review>, StoreError> {
+    /// this plan (the kept and the new) and the ids of the new ones.
+    pub async fn sync_reviews(
+        &self,
+        connection: &str,
+        wanted: &[ReviewRequest],
+    ) -> Result<(Vec<Review>, Vec<i64>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
             "SELECT {REVIEW_COLUMNS} FROM reviews WHERE connection = $1 AND state IN ('pending', 'approved', 'rejected')"
@@ -113,6 +117,7 @@ impl Store {
             sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM reviews").fetch_one(&mut *tx).await?.try_get("n")?;
         let mut next = next + 1;
         let mut out = vec![];
+        let mut new = vec![];
         for (w, stage, f, actions) in wanted {
             if let Some(r) = open.iter().find(|r| r.worker_id == *w && r.fingerprint == *f) {
                 out.push(r.clone());
@@ -144,10 +149,11 @@ impl Store {
                 decided_by: None,
                 note: None,
             });
+            new.push(next);
             next += 1;
         }
         tx.commit().await?;
-        Ok(out)
+        Ok((out, new))
     }
 
     /// A reviewer's decision on pending reviews (all pending ones when `ids` is empty, within

@@ -260,12 +260,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                     }
                     (Secret::new(t), false)
                 }
-                None => {
-                    use rand::RngCore;
-                    let mut b = [0u8; 32];
-                    rand::rngs::OsRng.fill_bytes(&mut b);
-                    (Secret::new(b.iter().map(|x| format!("{x:02x}")).collect::<String>()), true)
-                }
+                None => (push::generate_secret(), true),
             };
             let store = crate::config_cmd::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;

@@ -6,6 +6,7 @@ mod connection;
 mod daemon;
 mod hr_cmd;
 mod intake;
+mod notify;
 mod push;
 mod quickstart;
 mod review_cmd;
@@ -111,6 +112,9 @@ enum Command {
     /// Workers whose actions failed run after run, set aside: list them, or retry.
     #[command(subcommand)]
     DeadLetters(review_cmd::DeadLetterCommand),
+    /// Notifications: set a notifier's secret (webhook signing key or SMTP password).
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// The audit log: verify its hash chain, or one worker's timeline.
     #[command(subcommand)]
     Audit(sync::AuditCommand),
@@ -340,6 +344,7 @@ fn main() -> ExitCode {
         }
         Command::Approve(d) => return coded(rt.block_on(review_cmd::decide(&dir, database_url.as_deref(), d, true))),
         Command::Reject(d) => return coded(rt.block_on(review_cmd::decide(&dir, database_url.as_deref(), d, false))),
+        Command::Notify(cmd) => return coded(rt.block_on(notify::run(cmd, &dir, database_url.as_deref()))),
         Command::DeadLetters(cmd) => {
             return coded(rt.block_on(review_cmd::dead_letters(&dir, database_url.as_deref(), cmd)))
         }
@@ -398,6 +403,7 @@ fn main() -> ExitCode {
             | Command::Approve(_)
             | Command::Reject(_)
             | Command::DeadLetters(_)
+            | Command::Notify(_)
             | Command::Run { .. }
             | Command::Quickstart { .. } => {
                 unreachable!("handled above, for their exit codes")

@@ -232,21 +232,54 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
 
 /// Stores a push secret sealed under the master key.
 pub async fn save_secret(store: &Store, key: &MasterKey, secret: &Secret) -> Result<(), String> {
-    let sealed = key.seal(secret, SECRET_CONTEXT);
-    let v = json!({"key_id": sealed.key_id, "blob": sealed.blob}).to_string();
-    store.set_setting(SECRET_SETTING, &v).await.map_err(|e| e.to_string())
+    save_named_secret(store, key, SECRET_SETTING, SECRET_CONTEXT, secret).await
 }
 
 pub async fn load_secret(store: &Store, key: &MasterKey) -> Result<Secret, String> {
-    let v = store
-        .setting(SECRET_SETTING)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("no push secret yet: create one with `tenure hr push-secret`")?;
-    let v: Value = serde_json::from_str(&v).map_err(|e| format!("the stored push secret is unreadable: {e}"))?;
+    load_named_secret(store, key, SECRET_SETTING, SECRET_CONTEXT)
+        .await?
+        .ok_or_else(|| "no push secret yet: create one with `tenure hr push-secret`".to_string())
+}
+
+/// Seals a secret under the master key into a setting; `context` binds it to its use.
+pub async fn save_named_secret(
+    store: &Store,
+    key: &MasterKey,
+    setting: &str,
+    context: &str,
+    secret: &Secret,
+) -> Result<(), String> {
+    let sealed = key.seal(secret, context);
+    let v = json!({"key_id": sealed.key_id, "blob": sealed.blob}).to_string();
+    store.set_setting(setting, &v).await.map_err(|e| e.to_string())
+}
+
+pub async fn load_named_secret(
+    store: &Store,
+    key: &MasterKey,
+    setting: &str,
+    context: &str,
+) -> Result<Option<Secret>, String> {
+    let Some(v) = store.setting(setting).await.map_err(|e| e.to_string())? else { return Ok(None) };
+    let v: Value = serde_json::from_str(&v).map_err(|e| format!("the stored secret {setting} is unreadable: {e}"))?;
     let sealed = Sealed {
         key_id: v["key_id"].as_str().unwrap_or_default().into(),
         blob: v["blob"].as_str().unwrap_or_default().into(),
     };
-    key.open(&sealed, SECRET_CONTEXT)
+    key.open(&sealed, context).map(Some)
+}
+
+/// A new random secret of 256 bits, as hex.
+pub fn generate_secret() -> Secret {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    Secret::new(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+/// The signature header value of a body sent at `timestamp` (the same scheme the push
+/// endpoint checks): `sha256=<hex of HMAC-SHA256 over "<timestamp>.<body>">`.
+pub fn signature(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
+    let tag = mac(secret.expose(), timestamp, body).finalize().into_bytes();
+    format!("sha256={}", tag.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }

@@ -81,6 +81,8 @@ pub struct Prepared {
     pub plan: Plan,
     /// What supervised mode and the dead-letter list held back.
     pub held: engine::review::Held,
+    /// Worker id to name, for notices.
+    pub names: HashMap<String, String>,
 }
 
 /// Resolves what an earlier run left in flight, reads the target, and plans.
@@ -114,7 +116,14 @@ pub async fn prepare(
     let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await.map_err(|e| e.to_string())?;
     let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
     let held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
-    Ok(Prepared { rules, index, client, actual, plan, held })
+    let names = workers
+        .iter()
+        .map(|w| {
+            let first = w.preferred_name.as_ref().map(|n| n.as_str()).unwrap_or(w.first_name.as_str());
+            (w.id.to_string(), format!("{first} {}", w.last_name.as_str()))
+        })
+        .collect();
+    Ok(Prepared { rules, index, client, actual, plan, held, names })
 }
 
 const ORDER: [Kind; 9] = [
@@ -210,7 +219,8 @@ pub async fn apply_cmd(
     let now = as_of.unwrap_or_else(Timestamp::now);
     let mut p = prepare(store, key, connection.as_deref(), now).await?;
     // Open (or keep) the reviews this plan needs; stale ones are superseded.
-    let reviews = store.sync_reviews(&p.plan.connection, &p.held.requests).await.map_err(|e| e.to_string())?;
+    let (reviews, new_reviews) =
+        store.sync_reviews(&p.plan.connection, &p.held.requests).await.map_err(|e| e.to_string())?;
     for a in p.plan.actions.iter_mut().filter(|a| a.kind == Kind::Skip && a.reason.starts_with("waiting for approval"))
     {
         if let Some(r) = reviews.iter().find(|r| r.worker_id == a.worker).filter(|_| !a.reason.contains("review #")) {
@@ -299,6 +309,34 @@ pub async fn apply_cmd(
     let held: std::collections::HashSet<&String> = p.held.waiting.iter().chain(&p.held.dead).collect();
     for e in due.iter().filter(|e| !summary.failures.contains_key(&e.worker_id) && !held.contains(&e.worker_id)) {
         store.set_event_state(&e.id, "pending", "done").await.map_err(|e| e.to_string())?;
+    }
+    if !p.rules.config.notify.is_empty() {
+        let opened = reviews
+            .iter()
+            .filter(|r| new_reviews.contains(&r.id))
+            .map(|r| {
+                let reason = p
+                    .plan
+                    .actions
+                    .iter()
+                    .find(|a| a.worker == r.worker_id)
+                    .map(|a| a.reason.clone())
+                    .unwrap_or_default();
+                (r.worker_id.clone(), r.stage.clone(), reason)
+            })
+            .collect();
+        let facts = crate::notify::RunFacts {
+            plan: &p.plan,
+            names: &p.names,
+            failures: &summary.failures,
+            newly_dead: &newly_dead,
+            opened,
+            run_id: &run_id,
+        };
+        let notices = crate::notify::notices(&facts);
+        for problem in crate::notify::deliver(store, key, &p.rules.config.notify, &notices).await {
+            println!("warning: {problem}");
+        }
     }
     let kinds: Vec<String> = summary.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!(

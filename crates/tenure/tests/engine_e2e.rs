@@ -519,3 +519,175 @@ async fn actions_that_keep_failing_become_dead_letters() {
     assert!(accounts(&sb).await.contains_key("bob.ray@acme.example"));
     assert!(env.ok(&["dead-letters", "list"]).contains("dead letters: 0; failing but still retried: 0"));
 }
+
+/// A local SMTP sink: enough of RFC 5321 for a client to hand over messages, which it keeps.
+async fn smtp_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let kept = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                w.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(d) = data.as_mut() {
+                        if line == "." {
+                            kept.lock().unwrap().push(data.take().unwrap());
+                            w.write_all(b"250 queued\r\n").await.unwrap();
+                        } else {
+                            d.push_str(&line);
+                            d.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let answer: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 sink\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go on\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            return;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    w.write_all(answer).await.unwrap();
+                }
+            });
+        }
+    });
+    (format!("smtp://{addr}"), got)
+}
+
+/// A webhook receiver that keeps (headers, body) of every POST.
+async fn webhook_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>) {
+    type Kept = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>;
+    let got: Kept = Default::default();
+    let kept = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), got)
+}
+
+// Multi-threaded: the sinks answer while this thread waits for the tenure binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_reach_a_signed_webhook_and_an_smtp_sink() {
+    use hmac::{Hmac, Mac};
+    let sb = common::spawn(&["--max-body-bytes", "2000"]);
+    let env = Env::connect_with(&sb, "e2e-notify", "", "dead_letter_after = 2");
+    let (hook, hooked) = webhook_sink().await;
+    let (smtp, mailed) = smtp_sink().await;
+    let rules = std::fs::read_to_string(env.dir.join("rules.toml")).unwrap();
+    let notify = format!(
+        r#"
+[[notify]]
+name = "ops-hook"
+webhook = "{hook}"
+on = ["hire", "leave", "failure", "dead_letter"]
+
+[[notify]]
+name = "it-mail"
+on = ["hire", "dead_letter"]
+[notify.email]
+smtp = "{smtp}"
+from = "tenure@acme.example"
+to = ["it@acme.example", "hr@acme.example"]
+[notify.templates.hire]
+subject = "Welcome {{worker_name}} ({{user_name}})"
+"#
+    );
+    let path = env.dir.join("rules.toml");
+    // A template with an unknown placeholder is refused at save time, saying where.
+    std::fs::write(&path, format!("{rules}{}", notify.replace("{worker_name}", "{wroker_name}"))).unwrap();
+    let (code, out) = env.tenure(&["config", "import", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("notify[1] (\"it-mail\").templates.hire.subject: column 9: unknown placeholder {wroker_name}"),
+        "{out}"
+    );
+    std::fs::write(&path, format!("{rules}{notify}")).unwrap();
+    env.ok(&["config", "import", path.to_str().unwrap()]);
+    let out = env.ok(&["notify", "secret", "ops-hook"]);
+    let secret = out.trim().rsplit(' ').next().unwrap().to_string();
+    assert_eq!(secret.len(), 64, "{out}");
+
+    let now = "2026-06-01T12:00:00Z";
+    let ann = |end: &str| {
+        row("1", "Ann", "Lee", "Engineer", "Engineering", "employee", "active", ",2020-01-01", &format!("{end},,,"))
+    };
+    let bob = row("2", "Bob", "Ray", &"Analyst ".repeat(300), "Sales", "employee", "active", ",2020-01-01", ",,,");
+    env.load("d0.csv", &[ann(""), bob], now, &[]);
+    let (code, out) = env.tenure(&["apply", "--as-of", now]);
+    assert_eq!(code, 4, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+
+    let events = |got: &[(axum::http::HeaderMap, String)]| -> Vec<(String, String)> {
+        got.iter()
+            .map(|(h, body)| {
+                // Every POST is signed over "<timestamp>.<body>" with the notifier's secret.
+                let ts = h["x-tenure-timestamp"].to_str().unwrap();
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+                mac.update(format!("{ts}.{body}").as_bytes());
+                let want: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+                assert_eq!(h["x-tenure-signature"].to_str().unwrap(), format!("sha256={want}"));
+                let v: Value = serde_json::from_str(body).unwrap();
+                (v["event"].as_str().unwrap().to_string(), v["worker"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let mut got = events(&hooked.lock().unwrap());
+    got.sort();
+    assert_eq!(got, vec![("failure".into(), "2".into()), ("hire".into(), "1".into())]);
+    {
+        let mail = mailed.lock().unwrap();
+        assert_eq!(mail.len(), 1, "{mail:?}");
+        assert!(mail[0].contains("Subject: Welcome Ann Lee (ann.lee@acme.example)"), "{}", mail[0]);
+        assert!(mail[0].contains("is ready on Connection-Bearer Token-1"), "{}", mail[0]);
+    }
+
+    // The second failure in a row sets Bob aside: both notifiers hear of the dead letter.
+    let (code, _) = env.tenure(&["apply", "--as-of", now]);
+    assert_eq!(code, 4);
+    let got = events(&hooked.lock().unwrap());
+    assert_eq!(&got[2..], &[("failure".to_string(), "2".to_string()), ("dead_letter".into(), "2".into())]);
+    assert!(mailed.lock().unwrap()[1].contains("set aside"));
+
+    // A leaver: the webhook hears, the mail notifier (hire and dead letters only) does not.
+    env.load("d1.csv", &[ann("2026-05-31")], now, &[]);
+    let (code, out) = env.tenure(&["apply", "--as-of", now]);
+    assert!(code == 0 || code == 3, "{out}");
+    if code == 3 {
+        env.ok(&["apply", "--as-of", now, "--confirm-deprovision", "1"]);
+    }
+    assert_eq!(events(&hooked.lock().unwrap()).last().unwrap(), &("leave".to_string(), "1".to_string()));
+    assert_eq!(mailed.lock().unwrap().len(), 2);
+
+    // The secret is on disk only sealed.
+    for entry in std::fs::read_dir(&env.dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(!String::from_utf8_lossy(&bytes).contains(&secret), "{} holds the secret", p.display());
+        }
+    }
+}

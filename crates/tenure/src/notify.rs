@@ -1,0 +1,342 @@
+//! Notices of a run: lifecycle events done, failures, dead letters and reviews opened, sent to
+//! signed webhooks and by e-mail (SMTP, through lettre) from editable templates. Delivery
+//! never fails a run: a notice that cannot be sent is reported and the run goes on.
+
+use crate::push;
+use clap::Subcommand;
+use engine::{Action, Plan};
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rules::notify::{render, NoticeKind, NotifySettings};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use store::{MasterKey, Secret, Store};
+
+const SECRET_CONTEXT: &str = "notify-secret";
+
+/// How long each notice may take to deliver, retries included.
+const DELIVERY_TIME_PER_NOTICE: Duration = Duration::from_secs(15);
+
+fn secret_setting(name: &str) -> String {
+    format!("notify_secret:{name}")
+}
+
+#[derive(Subcommand)]
+pub enum NotifyCommand {
+    /// Set a notifier's secret: the webhook's signing key (generated and shown once when no
+    /// file is given) or the SMTP password (from a file).
+    Secret {
+        name: String,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+/// One thing to tell.
+#[derive(Debug, Clone, Default)]
+pub struct Notice {
+    pub kind: Option<NoticeKind>,
+    pub connection: String,
+    pub worker: String,
+    pub worker_name: String,
+    pub user_name: String,
+    pub role: String,
+    pub reason: String,
+    pub stage: String,
+    pub changes: String,
+    pub error: String,
+    pub run_id: String,
+    pub at: String,
+}
+
+impl Notice {
+    fn value(&self, key: &str) -> String {
+        match key {
+            "event" => self.kind.map(|k| k.as_str().to_string()).unwrap_or_default(),
+            "connection" => self.connection.clone(),
+            "worker" => self.worker.clone(),
+            "worker_name" => self.worker_name.clone(),
+            "user_name" => self.user_name.clone(),
+            "role" => self.role.clone(),
+            "reason" => self.reason.clone(),
+            "stage" => self.stage.clone(),
+            "changes" => self.changes.clone(),
+            "error" => self.error.clone(),
+            "run_id" => self.run_id.clone(),
+            "at" => self.at.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+fn changes_text(acts: &[&Action]) -> String {
+    let mut parts = vec![];
+    for a in acts {
+        for c in &a.changes {
+            parts.push(format!("{}: {} -> {}", c.attribute, c.before, c.after));
+        }
+        if let Some(t) = &a.team {
+            let sign = if a.kind == engine::Kind::TeamRemove { "-" } else { "+" };
+            parts.push(format!("team {sign}{t}"));
+        }
+    }
+    parts.join("; ")
+}
+
+/// The notices of an applied run.
+pub struct RunFacts<'a> {
+    pub plan: &'a Plan,
+    pub names: &'a HashMap<String, String>,
+    pub failures: &'a std::collections::BTreeMap<String, String>,
+    pub newly_dead: &'a [String],
+    /// (worker, stage, reason) of reviews opened by this run.
+    pub opened: Vec<(String, String, String)>,
+    pub run_id: &'a str,
+}
+
+pub fn notices(f: &RunFacts) -> Vec<Notice> {
+    let at = jiff::Timestamp::now().to_string();
+    let mut by_worker: Vec<(&str, Vec<&Action>)> = vec![];
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for a in f.plan.actions.iter().filter(|a| a.kind.acts()) {
+        let i = *index.entry(a.worker.as_str()).or_insert_with(|| {
+            by_worker.push((a.worker.as_str(), vec![]));
+            by_worker.len() - 1
+        });
+        by_worker[i].1.push(a);
+    }
+    let base = |worker: &str, first: Option<&Action>| Notice {
+        connection: f.plan.connection.clone(),
+        worker: worker.to_string(),
+        worker_name: f.names.get(worker).cloned().unwrap_or_default(),
+        user_name: first.and_then(|a| a.user_name.clone()).unwrap_or_default(),
+        role: first.and_then(|a| a.role.clone()).unwrap_or_default(),
+        reason: first.map(|a| a.reason.clone()).unwrap_or_default(),
+        run_id: f.run_id.to_string(),
+        at: at.clone(),
+        ..Notice::default()
+    };
+    let mut out = vec![];
+    for (w, acts) in &by_worker {
+        let stage = engine::review::stage_of(acts);
+        let mut n = base(w, acts.first().copied());
+        n.stage = stage.as_str().into();
+        n.changes = changes_text(acts);
+        match f.failures.get(*w) {
+            Some(e) => {
+                n.error = e.clone();
+                out.push(Notice { kind: Some(NoticeKind::Failure), ..n.clone() });
+                if f.newly_dead.iter().any(|d| d == w) {
+                    out.push(Notice { kind: Some(NoticeKind::DeadLetter), ..n });
+                }
+            }
+            None => {
+                let kind = match stage {
+                    rules::Stage::Hire => NoticeKind::Hire,
+                    rules::Stage::Change => NoticeKind::Change,
+                    rules::Stage::Leave => NoticeKind::Leave,
+                    rules::Stage::Rehire => NoticeKind::Rehire,
+                };
+                out.push(Notice { kind: Some(kind), ..n });
+            }
+        }
+    }
+    for (w, stage, reason) in &f.opened {
+        let mut n = base(w, None);
+        n.kind = Some(NoticeKind::Review);
+        n.stage = stage.clone();
+        n.reason = reason.clone();
+        out.push(n);
+    }
+    out
+}
+
+/// Sends the notices each notifier wants; returns one line per problem.
+pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings], notices: &[Notice]) -> Vec<String> {
+    let mut problems = vec![];
+    for n in settings {
+        let wanted: Vec<&Notice> =
+            notices.iter().filter(|x| x.kind.is_some_and(|k| n.wants(k, &x.connection))).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let secret = match push::load_named_secret(store, key, &secret_setting(&n.name), SECRET_CONTEXT).await {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(format!("notify {:?}: {e}", n.name));
+                continue;
+            }
+        };
+        let (send, more) = wanted.split_at(wanted.len().min(n.max_per_run));
+        let mut messages: Vec<(Value, String, String)> = send
+            .iter()
+            .map(|x| {
+                let kind = x.kind.expect("filtered");
+                let (s, b) = n.template(kind);
+                let (subject, text) = (render(&s, &|k| x.value(k)), render(&b, &|k| x.value(k)));
+                let doc = json!({"event": kind.as_str(), "connection": x.connection, "worker": x.worker,
+                    "worker_name": x.worker_name, "user_name": x.user_name, "role": x.role, "reason": x.reason,
+                    "stage": x.stage, "changes": x.changes, "error": x.error, "run_id": x.run_id, "at": x.at,
+                    "subject": subject, "text": text});
+                (doc, subject, text)
+            })
+            .collect();
+        if !more.is_empty() {
+            let subject = format!("tenure: {} more notices in this run", more.len());
+            let text = format!(
+                "{} more notices than the {} this notifier sends per run; see `tenure audit` for all of them.",
+                more.len(),
+                n.max_per_run
+            );
+            messages.push((
+                json!({"event": "more", "count": more.len(), "subject": subject, "text": text}),
+                subject,
+                text,
+            ));
+        }
+        let send = async {
+            match (&n.webhook, &n.email) {
+                (Some(url), _) => match &secret {
+                    None => Err(format!("no signing secret yet: `tenure notify secret {}`", n.name)),
+                    Some(s) => webhook(url, s, &messages).await,
+                },
+                (None, Some(e)) => email(e, secret.as_ref(), &messages).await,
+                (None, None) => Ok(()),
+            }
+        };
+        // A receiver that accepts and then says nothing must not hold the run (or the daemon).
+        let limit = DELIVERY_TIME_PER_NOTICE * messages.len() as u32;
+        let r = tokio::time::timeout(limit, send)
+            .await
+            .unwrap_or_else(|_| Err(format!("gave up after {} s without an answer", limit.as_secs())));
+        if let Err(e) = r {
+            problems.push(format!("notify {:?}: {e}", n.name));
+        }
+    }
+    problems
+}
+
+async fn webhook(url: &str, secret: &Secret, messages: &[(Value, String, String)]) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let mut failed = 0;
+    let mut last = String::new();
+    for (doc, _, _) in messages {
+        let body = doc.to_string();
+        let mut delay = Duration::from_millis(250);
+        for attempt in 1..=3 {
+            let ts = jiff::Timestamp::now().as_second();
+            let r = client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-tenure-event", doc["event"].as_str().unwrap_or_default())
+                .header("x-tenure-timestamp", ts.to_string())
+                .header("x-tenure-signature", push::signature(secret, ts, body.as_bytes()))
+                .body(body.clone())
+                .send()
+                .await;
+            let retry = match r {
+                Ok(a) if a.status().is_success() => break,
+                Ok(a) => {
+                    last = format!("the webhook answered {}", a.status());
+                    a.status().is_server_error() || a.status().as_u16() == 429
+                }
+                Err(e) => {
+                    last = format!("the webhook cannot be reached: {}", without_url(&e));
+                    true
+                }
+            };
+            if !retry || attempt == 3 {
+                failed += 1;
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {} notice(s) not delivered; last: {last}", messages.len()));
+    }
+    Ok(())
+}
+
+/// reqwest's errors name the URL, which may carry a token in its query: leave it out.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url") {
+        e.truncate(i);
+    }
+    e
+}
+
+async fn email(
+    e: &rules::notify::EmailSettings,
+    password: Option<&Secret>,
+    messages: &[(Value, String, String)],
+) -> Result<(), String> {
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&e.smtp)
+        .map_err(|x| format!("smtp {:?}: {x}", e.smtp))?
+        .timeout(Some(Duration::from_secs(20)));
+    if let Some(user) = &e.username {
+        let pw = password.ok_or("an SMTP username without a password: `tenure notify secret NAME --file F`")?;
+        builder = builder.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
+    }
+    let transport = builder.build();
+    let from: Mailbox = e.from.parse().map_err(|x| format!("from {:?}: {x}", e.from))?;
+    let to: Vec<Mailbox> =
+        e.to.iter().map(|t| t.parse().map_err(|x| format!("to {t:?}: {x}"))).collect::<Result<_, String>>()?;
+    let mut failed = 0;
+    let mut last = String::new();
+    for (_, subject, text) in messages {
+        let mut m = Message::builder().from(from.clone()).subject(subject.clone());
+        for t in &to {
+            m = m.to(t.clone());
+        }
+        let msg = m.body(text.clone()).map_err(|x| format!("cannot write the message: {x}"))?;
+        if let Err(x) = transport.send(msg).await {
+            failed += 1;
+            last = x.to_string();
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {} e-mail(s) not sent; last: {last}", messages.len()));
+    }
+    Ok(())
+}
+
+pub async fn run(cmd: NotifyCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
+    match cmd {
+        NotifyCommand::Secret { name, file } => {
+            let (secret, generated) = match file {
+                Some(p) => {
+                    let t = std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                    let t = t.trim_end_matches(['\r', '\n']).to_string();
+                    if t.is_empty() {
+                        return Err(format!("{} is empty", p.display()));
+                    }
+                    (Secret::new(t), false)
+                }
+                None => (push::generate_secret(), true),
+            };
+            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            let key = MasterKey::load(data_dir)?;
+            let r = push::save_named_secret(&store, &key, &secret_setting(&name), SECRET_CONTEXT, &secret).await;
+            store.close().await;
+            r?;
+            if generated {
+                println!(
+                    "signing secret of {name:?} (shown once; give it to the webhook's receiver): {}",
+                    secret.expose()
+                );
+            } else {
+                println!("secret of {name:?} set (ending in {})", secret.hint());
+            }
+            Ok(0)
+        }
+    }
+}
