@@ -1,6 +1,8 @@
 //! The provisioning engine end to end: the real binary against the real sandbox (monday.com
-//! dialect), one lifecycle story after another, plus a kill -9 in the middle of an apply and
-//! a run against the sandbox's fault knobs.
+//! dialect), one lifecycle story after another, supervised mode, dead letters, notifications,
+//! a kill -9 in the middle of an apply and a run against the sandbox's fault knobs. The
+//! stories, the crash, reviews and dead letters run on SQLite and, when
+//! TENURE_TEST_DATABASE_URL is set, on PostgreSQL too.
 
 mod common;
 
@@ -16,18 +18,45 @@ hire_date,termination_date,leave_start,leave_end,time_zone";
 
 struct Env {
     dir: PathBuf,
+    /// PostgreSQL (a schema of its own) instead of the SQLite file in `dir`.
+    database_url: Option<String>,
+}
+
+/// A fresh PostgreSQL schema for one test, or None (said loudly) when
+/// TENURE_TEST_DATABASE_URL is not set.
+async fn postgres(test: &str) -> Option<String> {
+    let Ok(url) = std::env::var("TENURE_TEST_DATABASE_URL") else {
+        eprintln!("SKIPPED: {test}: TENURE_TEST_DATABASE_URL is not set (.ci/run sets it)");
+        return None;
+    };
+    let schema =
+        format!("tenure_e2e_{}_{}", test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"), std::process::id());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
+    admin.close().await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
 }
 
 impl Env {
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tenure"));
+        c.arg("--data-dir").arg(&self.dir).env_remove("TENURE_DATABASE_URL").env("TENURE_LOG", "warn");
+        if let Some(u) = &self.database_url {
+            c.arg("--database-url").arg(u);
+        }
+        c
+    }
+
+    /// The store's URL, for a test that reaches into it.
+    fn store_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.dir.join("tenure.db").display()))
+    }
+
     fn tenure(&self, args: &[&str]) -> (i32, String) {
-        let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(args)
-            .env_remove("TENURE_DATABASE_URL")
-            .env("TENURE_LOG", "warn")
-            .output()
-            .unwrap();
+        let o = self.command().args(args).output().unwrap();
         (
             o.status.code().unwrap_or(-1),
             format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
@@ -47,7 +76,17 @@ impl Env {
 
     /// As `connect`, with extra settings for the connection.
     fn connect_with(sb: &Sandbox, tag: &str, hr_settings: &str, connection_settings: &str) -> Env {
-        let env = Env { dir: common::tempdir(tag) };
+        Env::connect_to(sb, tag, hr_settings, connection_settings, None)
+    }
+
+    fn connect_to(
+        sb: &Sandbox,
+        tag: &str,
+        hr_settings: &str,
+        connection_settings: &str,
+        database_url: Option<String>,
+    ) -> Env {
+        let env = Env { dir: common::tempdir(tag), database_url };
         let token = env.dir.join("token");
         std::fs::write(&token, &sb.token).unwrap();
         env.ok(&[
@@ -138,6 +177,17 @@ fn row(
 
 #[tokio::test]
 async fn lifecycle_stories_against_the_sandbox() {
+    lifecycle_stories(None).await
+}
+
+#[tokio::test]
+async fn lifecycle_stories_on_postgres() {
+    if let Some(url) = postgres("lifecycle_stories_on_postgres").await {
+        lifecycle_stories(Some(url)).await
+    }
+}
+
+async fn lifecycle_stories(database_url: Option<String>) {
     // Fay was invited by hand in monday.com before tenure: her account is adopted, not doubled.
     let seed_dir = common::tempdir("e2e-seed");
     let seed = seed_dir.join("seed.json");
@@ -149,7 +199,7 @@ async fn lifecycle_stories_against_the_sandbox() {
     )
     .unwrap();
     let sb = common::spawn(&["--seed", seed.to_str().unwrap()]);
-    let env = Env::connect(&sb, "e2e", "pre_hire_days = 5");
+    let env = Env::connect_to(&sb, "e2e", "pre_hire_days = 5", "", database_url);
 
     let ann = |dept: &str| {
         row("1", "Ann", "Lee", "Engineer", dept, "employee", "active", ",2020-01-01", ",,,America/New_York")
@@ -301,7 +351,10 @@ async fn lifecycle_stories_against_the_sandbox() {
     }
     assert!(out.contains("leaver: terminated"), "{out}");
     // Changing any record breaks the chain, and verify says where.
-    let db = format!("sqlite://{}", env.dir.join("tenure.db").display());
+    let db = env.store_url();
+    if env.database_url.is_some() {
+        assert!(!env.dir.join("tenure.db").exists(), "PostgreSQL was used, not a SQLite file");
+    }
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&db).await.unwrap();
     sqlx::query("UPDATE audit SET outcome = 'ok, honest' WHERE seq = 3").execute(&pool).await.unwrap();
@@ -341,15 +394,24 @@ async fn assert_exactly_once(sb: &Sandbox, n: usize) {
 
 #[tokio::test]
 async fn a_kill_9_mid_apply_is_resolved_without_duplicates() {
+    kill_9_mid_apply(None).await
+}
+
+#[tokio::test]
+async fn a_kill_9_mid_apply_on_postgres() {
+    if let Some(url) = postgres("a_kill_9_mid_apply_on_postgres").await {
+        kill_9_mid_apply(Some(url)).await
+    }
+}
+
+async fn kill_9_mid_apply(database_url: Option<String>) {
     let sb = common::spawn(&["--latency-ms", "40"]);
-    let env = Env::connect(&sb, "e2e-crash", "");
+    let env = Env::connect_to(&sb, "e2e-crash", "", "", database_url);
     let n = 240;
     env.load("all.csv", &population(n), "2026-06-01T12:00:00Z", &[]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
-        .arg("--data-dir")
-        .arg(&env.dir)
+    let mut child = env
+        .command()
         .args(["apply", "--as-of", "2026-06-01T12:00:00Z"])
-        .env("TENURE_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -401,8 +463,19 @@ fn skips(plan: &Value) -> HashMap<String, String> {
 
 #[tokio::test]
 async fn supervised_stages_wait_for_a_reviewer() {
+    supervised_stages(None).await
+}
+
+#[tokio::test]
+async fn supervised_stages_on_postgres() {
+    if let Some(url) = postgres("supervised_stages_on_postgres").await {
+        supervised_stages(Some(url)).await
+    }
+}
+
+async fn supervised_stages(database_url: Option<String>) {
     let sb = common::spawn(&[]);
-    let env = Env::connect_with(&sb, "e2e-review", "", "supervised = [\"hire\", \"leave\"]");
+    let env = Env::connect_to(&sb, "e2e-review", "", "supervised = [\"hire\", \"leave\"]", database_url);
     let now = "2026-06-01T12:00:00Z";
     let ann = |title: &str, end: &str| {
         row("1", "Ann", "Lee", title, "Engineering", "employee", "active", ",2020-01-01", &format!("{end},,,"))
@@ -476,9 +549,20 @@ async fn supervised_stages_wait_for_a_reviewer() {
 
 #[tokio::test]
 async fn actions_that_keep_failing_become_dead_letters() {
+    dead_letters(None).await
+}
+
+#[tokio::test]
+async fn dead_letters_on_postgres() {
+    if let Some(url) = postgres("dead_letters_on_postgres").await {
+        dead_letters(Some(url)).await
+    }
+}
+
+async fn dead_letters(database_url: Option<String>) {
     // A body past the sandbox's limit is refused (413) every time: one worker fails for good.
     let sb = common::spawn(&["--max-body-bytes", "2000"]);
-    let env = Env::connect_with(&sb, "e2e-dead", "", "dead_letter_after = 2");
+    let env = Env::connect_to(&sb, "e2e-dead", "", "dead_letter_after = 2", database_url);
     let now = "2026-06-01T12:00:00Z";
     let ok = row("1", "Ann", "Lee", "Engineer", "Engineering", "employee", "active", ",2020-01-01", ",,,");
     let long = |title: &str| row("2", "Bob", "Ray", title, "Sales", "employee", "active", ",2020-01-01", ",,,");
