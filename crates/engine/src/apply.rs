@@ -133,6 +133,12 @@ async fn run_worker(
             }
             Kind::Deactivate => client.deactivate_user(&id).await.map(|_| None).map_err(|e| e.to_string()),
             Kind::Reactivate => client.reactivate_user(&id).await.map(|_| None).map_err(|e| e.to_string()),
+            Kind::Delete => match client.delete_user(&id).await {
+                Ok(()) => Ok(Some("deleted".into())),
+                // Gone already (deleted by hand): the outcome wanted.
+                Err(scim_client::ClientError::Http { status: 404, .. }) => Ok(Some("deleted (was gone)".into())),
+                Err(e) => Err(e.to_string()),
+            },
             Kind::TeamAdd if teams.contains_key(&a.team.clone().unwrap_or_default().to_lowercase()) => {
                 joins.push((*i, a.team.clone().unwrap_or_default().to_lowercase(), id.clone()));
                 continue;
@@ -338,6 +344,15 @@ fn outcomes(
                 origin: if a.kind == Kind::Create { "created".into() } else { "adopted".into() },
                 linked_at: now(),
             });
+        }
+        if r.is_ok() {
+            let key = (plan.connection.clone(), a.worker.clone());
+            match a.kind {
+                Kind::Deactivate => out.deactivated.push((key.0, key.1, plan.at.clone())),
+                Kind::Reactivate => out.undeactivated.push(key),
+                Kind::Delete => out.unlinks.push(key),
+                _ => {}
+            }
         }
         out.journal.push((jid, state.into(), error.clone()));
         out.audit.push(AuditEntry {

@@ -58,6 +58,8 @@ pub enum Kind {
     Reactivate,
     TeamAdd,
     TeamRemove,
+    /// SCIM DELETE of a leaver's account, days after its deactivation (only when configured).
+    Delete,
     NoChange,
     Skip,
 }
@@ -72,6 +74,7 @@ impl Kind {
             Kind::Reactivate => "reactivate",
             Kind::TeamAdd => "team_add",
             Kind::TeamRemove => "team_remove",
+            Kind::Delete => "delete",
             Kind::NoChange => "no_change",
             Kind::Skip => "skip",
         }
@@ -121,6 +124,8 @@ pub struct Plan {
     pub managed_active: usize,
     /// Teams the plan needs that the target lacks (made at apply).
     pub missing_teams: Vec<String>,
+    /// The moment planned for (deactivations done are dated to it).
+    pub at: String,
 }
 
 impl Plan {
@@ -129,7 +134,7 @@ impl Plan {
     }
     /// The guard: Some(why) when this plan deactivates too much to apply unconfirmed.
     pub fn guard(&self, g: &rules::DeprovisionGuard) -> Option<String> {
-        let n = self.count(Kind::Deactivate) as u64;
+        let n = (self.count(Kind::Deactivate) + self.count(Kind::Delete)) as u64;
         let base = self.managed_active.max(1) as f64;
         let share = n as f64 / base;
         if n > g.max_count {
@@ -194,6 +199,20 @@ pub fn plan(
     links: &[Link],
     now: Timestamp,
 ) -> Result<Plan, String> {
+    plan_with(rules, connection, workers, actual, links, &HashMap::new(), now)
+}
+
+/// As `plan`, knowing when tenure deactivated accounts (worker id to RFC 3339 moment), so a
+/// leaver's account can be deleted once `hard_delete_after_days` have passed.
+pub fn plan_with(
+    rules: &Rules,
+    connection: usize,
+    workers: &[Worker],
+    actual: &Actual,
+    links: &[Link],
+    deactivated: &HashMap<String, String>,
+    now: Timestamp,
+) -> Result<Plan, String> {
     let conn = &rules.connections[connection];
     let lc = rules.config.hr.lifecycle()?;
     let today = now.to_zoned(lc.default_time_zone.clone()).date();
@@ -249,7 +268,7 @@ pub fn plan(
         })
         .collect();
 
-    let mut out = Plan { connection: conn.name.clone(), ..Plan::default() };
+    let mut out = Plan { connection: conn.name.clone(), at: now.to_string(), ..Plan::default() };
     let mut claimed: HashSet<String> = HashSet::new();
     // First pass: which account is whose (links, then userName, e-mail, externalId).
     let mut account: Vec<Option<(&Value, bool)>> = Vec::with_capacity(wanted.len());
@@ -396,7 +415,22 @@ pub fn plan(
             out.actions.push(act(Kind::Reactivate, format!("back: {why_role}")));
         }
         if !want_active {
-            out.actions.push(act(Kind::NoChange, "inactive, as wanted".into()));
+            // Only leavers' accounts, only those tenure deactivated, only once the days are up.
+            let since = deactivated.get(&wid).and_then(|t| t.parse::<Timestamp>().ok());
+            match (conn.hard_delete_after_days, since, w.life, linked) {
+                (Some(days), Some(since), Life::Gone, true) => {
+                    let due = since + jiff::SignedDuration::from_hours(24 * days as i64);
+                    if due <= now {
+                        out.actions.push(act(
+                            Kind::Delete,
+                            format!("leaver: deleted {days} day(s) after deactivation on {since}"),
+                        ));
+                    } else {
+                        out.actions.push(act(Kind::NoChange, format!("inactive, as wanted; deleted from {due}")));
+                    }
+                }
+                _ => out.actions.push(act(Kind::NoChange, "inactive, as wanted".into())),
+            }
             continue;
         }
         if keep {

@@ -15,7 +15,7 @@ pub fn stage_of(actions: &[&Action]) -> Stage {
     let has = |k: Kind| actions.iter().any(|a| a.kind == k);
     if has(Kind::Create) || has(Kind::Adopt) {
         Stage::Hire
-    } else if has(Kind::Deactivate) {
+    } else if has(Kind::Deactivate) || has(Kind::Delete) {
         Stage::Leave
     } else if has(Kind::Reactivate) {
         Stage::Rehire

@@ -145,6 +145,10 @@ pub struct ConnectionConfig {
     /// Runs in a row a worker's actions may fail before they go to the dead-letter list.
     #[serde(default = "dead_letter_after")]
     pub dead_letter_after: u32,
+    /// Delete a leaver's account (SCIM DELETE) this many days after tenure deactivated it;
+    /// none: never delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_delete_after_days: Option<u32>,
     #[serde(default)]
     pub mappings: BTreeMap<String, MappingSpec>,
 }
@@ -421,6 +425,7 @@ pub struct CompiledConnection {
     pub mappings: Vec<CompiledMapping>,
     pub supervised: Vec<Stage>,
     pub dead_letter_after: u32,
+    pub hard_delete_after_days: Option<u32>,
     /// The User schema mappings were checked against, and whether the target published it.
     pub schema: ResourceSchema,
     pub published: bool,
@@ -589,6 +594,12 @@ impl Rules {
             if c.concurrency == 0 || c.concurrency > 256 {
                 errors.push(format!("{at}.concurrency: from 1 to 256, not {}", c.concurrency));
             }
+            if c.hard_delete_after_days.is_some_and(|d| d == 0 || d > 3650) {
+                errors.push(format!(
+                    "{at}.hard_delete_after_days: from 1 to 3650 days, not {}",
+                    c.hard_delete_after_days.unwrap_or_default()
+                ));
+            }
             if !(1..=1000).contains(&c.dead_letter_after) {
                 errors.push(format!("{at}.dead_letter_after: from 1 to 1000 runs, not {}", c.dead_letter_after));
             }
@@ -626,6 +637,7 @@ impl Rules {
                 mappings,
                 supervised: c.supervised.clone(),
                 dead_letter_after: c.dead_letter_after,
+                hard_delete_after_days: c.hard_delete_after_days,
                 published: t.published,
                 schema,
             });

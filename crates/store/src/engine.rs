@@ -58,6 +58,10 @@ pub struct Outcomes {
     /// (connection, worker id) links to drop.
     pub unlinks: Vec<(String, String)>,
     pub audit: Vec<AuditEntry>,
+    /// (connection, worker id, moment) of deactivations done: the hard-delete clock starts.
+    pub deactivated: Vec<(String, String, String)>,
+    /// (connection, worker id) whose account is active again or gone: the clock stops.
+    pub undeactivated: Vec<(String, String)>,
 }
 
 const CHUNK: usize = 400;
@@ -107,6 +111,21 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(link).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// When tenure deactivated each of a connection's accounts, by worker id.
+    pub async fn deactivations(
+        &self,
+        connection: &str,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows = sqlx::query("SELECT worker_id, at FROM deactivations WHERE connection = $1")
+            .bind(connection)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("worker_id")?, r.try_get("at")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// Writes intents, in one transaction, before their calls are made.
@@ -190,6 +209,24 @@ impl Store {
                 .bind(worker)
                 .execute(&mut *tx)
                 .await?;
+        }
+        for (conn, worker) in o.unlinks.iter().chain(&o.undeactivated) {
+            sqlx::query("DELETE FROM deactivations WHERE connection = $1 AND worker_id = $2")
+                .bind(conn)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (conn, worker, at) in &o.deactivated {
+            sqlx::query(
+                "INSERT INTO deactivations (connection, worker_id, at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (connection, worker_id) DO UPDATE SET at = excluded.at",
+            )
+            .bind(conn)
+            .bind(worker)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
         }
         for chunk in o.links.chunks(CHUNK) {
             let sql = format!(

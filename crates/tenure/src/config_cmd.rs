@@ -114,7 +114,7 @@ async fn published_schemas(
                     max_elapsed: std::time::Duration::from_secs(5),
                     ..Default::default()
                 };
-                let client = crate::sync::client_at(store, &key, &c.name, at, retry).await?;
+                let client = crate::sync::client_at(store, &key, &c.name, at, retry, false).await?;
                 client.discover_user_schema().await.map_err(|e| e.to_string())
             };
             match tokio::time::timeout(DISCOVERY_TIMEOUT, asked).await {

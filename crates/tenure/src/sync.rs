@@ -25,7 +25,7 @@ pub enum AuditCommand {
 
 /// A client for a stored connection, built as `tenure connection test` builds it.
 pub async fn client_for(store: &Store, key: &MasterKey, name: &str) -> Result<ScimClient, String> {
-    client_at(store, key, name, None, RetryPolicy::default()).await
+    client_at(store, key, name, None, RetryPolicy::default(), false).await
 }
 
 /// A client for a stored connection, at another URL and dialect when given (a configuration
@@ -36,6 +36,7 @@ pub async fn client_at(
     name: &str,
     at: Option<(&str, &str)>,
     retry: RetryPolicy,
+    allow_delete: bool,
 ) -> Result<ScimClient, String> {
     let mut c =
         store.connection(name).await.map_err(|e| e.to_string())?.ok_or_else(|| {
@@ -54,6 +55,7 @@ pub async fn client_at(
     cfg.requests_per_second = c.rate_limit_per_second;
     cfg.page_size = 1000;
     cfg.retry = retry;
+    cfg.allow_delete = allow_delete;
     ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| e.to_string())
 }
 
@@ -104,7 +106,9 @@ pub async fn prepare(
         None => return Err("several connections are configured: say which with --connection".into()),
     };
     let name = rules.connections[index].name.clone();
-    let client = client_for(store, key, &name).await?;
+    // DELETE only where the configuration asks for hard deletes.
+    let deletes = rules.connections[index].hard_delete_after_days.is_some();
+    let client = client_at(store, key, &name, None, RetryPolicy::default(), deletes).await?;
     let recovered = engine::apply::recover(store, &client, &name).await?;
     if recovered > 0 {
         println!("resolved {recovered} action(s) left in flight by an earlier run");
@@ -112,7 +116,8 @@ pub async fn prepare(
     let workers = workers(store).await?;
     let actual = read_actual(&client).await?;
     let links = store.links(&name).await.map_err(|e| e.to_string())?;
-    let mut plan = engine::plan(&rules, index, &workers, &actual, &links, now)?;
+    let deactivated = store.deactivations(&name).await.map_err(|e| e.to_string())?;
+    let mut plan = engine::plan_with(&rules, index, &workers, &actual, &links, &deactivated, now)?;
     let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await.map_err(|e| e.to_string())?;
     let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
     let held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
@@ -126,7 +131,7 @@ pub async fn prepare(
     Ok(Prepared { rules, index, client, actual, plan, held, names })
 }
 
-const ORDER: [Kind; 9] = [
+const ORDER: [Kind; 10] = [
     Kind::Create,
     Kind::Adopt,
     Kind::Reactivate,
@@ -134,6 +139,7 @@ const ORDER: [Kind; 9] = [
     Kind::TeamAdd,
     Kind::TeamRemove,
     Kind::Deactivate,
+    Kind::Delete,
     Kind::Skip,
     Kind::NoChange,
 ];
@@ -151,7 +157,7 @@ pub fn print_plan(plan: &Plan, verbose: bool) {
         let code = match k {
             Kind::Create | Kind::Reactivate | Kind::Adopt => "32",
             Kind::Update | Kind::TeamAdd | Kind::TeamRemove => "33",
-            Kind::Deactivate => "31",
+            Kind::Deactivate | Kind::Delete => "31",
             _ => "2",
         };
         println!("{}", paint(code, &format!("  {} ({})", k.as_str(), acts.len())));
@@ -200,7 +206,7 @@ pub async fn plan_cmd(
         if let Some(why) = p.plan.guard(&p.rules.connections[p.index].guard) {
             println!(
                 "mass-deprovision guard: {why}; apply needs --confirm-deprovision {}",
-                p.plan.count(Kind::Deactivate)
+                p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete)
             );
         }
     }
@@ -237,7 +243,7 @@ pub async fn apply_cmd(
         );
     }
     let conn = &p.rules.connections[p.index];
-    let deactivations = p.plan.count(Kind::Deactivate);
+    let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
     if let Some(why) = p.plan.guard(&conn.guard) {
         if confirm != Some(deactivations) {
             println!(

@@ -775,3 +775,52 @@ subject = "Welcome {{worker_name}} ({{user_name}})"
         }
     }
 }
+
+#[tokio::test]
+async fn a_leavers_account_is_deleted_only_when_configured_and_due() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect_with(&sb, "e2e-delete", "", "hard_delete_after_days = 30");
+    let ann = |status: &str, hire: &str, end: &str| {
+        row("1", "Ann", "Lee", "Engineer", "Engineering", "employee", status, &format!(",{hire}"), &format!("{end},,,"))
+    };
+    let bob = row("2", "Bob", "Ray", "Analyst", "Sales", "employee", "active", ",2020-01-01", ",,,");
+    let cat = row("3", "Cat", "Kim", "Analyst", "Sales", "employee", "active", ",2020-01-01", ",,,");
+    env.load("d0.csv", &[ann("active", "2020-01-01", ""), bob.clone(), cat.clone()], "2026-06-01T12:00:00Z", &[]);
+    env.ok(&["apply", "--as-of", "2026-06-01T12:00:00Z"]);
+    let first_id = accounts(&sb).await["ann.lee@acme.example"]["id"].as_str().unwrap().to_string();
+
+    // Ann leaves on the 1st of June: deactivated on the 2nd, the clock starts then.
+    let gone = ann("terminated", "2020-01-01", "2026-06-01");
+    env.load("d1.csv", &[gone.clone(), bob.clone(), cat.clone()], "2026-06-02T12:00:00Z", &[]);
+    env.ok(&["apply", "--as-of", "2026-06-02T12:00:00Z"]);
+    assert_eq!(accounts(&sb).await["ann.lee@acme.example"]["active"], false);
+    // 29 days on: not yet.
+    let k = kinds(&env.plan("2026-07-01T12:00:00Z"));
+    assert!(!k.contains_key("delete"), "{k:?}");
+    // 30 days on: deleted, unlinked, and the audit says so.
+    let plan = env.plan("2026-07-02T12:00:01Z");
+    assert_eq!(kinds(&plan)["delete"], vec!["1".to_string()], "{plan}");
+    env.ok(&["apply", "--as-of", "2026-07-02T12:00:01Z"]);
+    assert!(!accounts(&sb).await.contains_key("ann.lee@acme.example"));
+    assert_eq!(sb.get(&format!("/Users/{first_id}")).await.status, 404);
+    assert!(env.ok(&["audit", "worker", "1"]).contains("deleted"));
+    assert!(!kinds(&env.plan("2026-08-01T12:00:00Z")).contains_key("delete"), "deleted once");
+
+    // Rehired later: a new account, since the old one is gone.
+    let back = ann("active", "2026-09-01", "");
+    env.load("d2.csv", &[back, bob, cat], "2026-09-01T12:00:00Z", &[]);
+    env.ok(&["apply", "--as-of", "2026-09-01T12:00:00Z"]);
+    let acc = accounts(&sb).await;
+    assert_eq!(acc["ann.lee@acme.example"]["active"], true);
+    assert_ne!(acc["ann.lee@acme.example"]["id"].as_str().unwrap(), first_id);
+
+    // Without the setting, a leaver is only ever deactivated.
+    let sb2 = common::spawn(&[]);
+    let env2 = Env::connect(&sb2, "e2e-nodelete", "");
+    env2.load("d0.csv", &[ann("active", "2020-01-01", "")], "2026-06-01T12:00:00Z", &[]);
+    env2.ok(&["apply", "--as-of", "2026-06-01T12:00:00Z"]);
+    env2.load("d1.csv", &[gone], "2026-06-02T12:00:00Z", &[]);
+    env2.ok(&["apply", "--as-of", "2026-06-02T12:00:00Z"]);
+    assert!(!kinds(&env2.plan("2027-06-02T12:00:00Z")).contains_key("delete"));
+    assert_eq!(accounts(&sb2).await["ann.lee@acme.example"]["active"], false);
+}

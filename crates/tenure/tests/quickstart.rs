@@ -34,7 +34,7 @@ fn the_quickstart_runs_the_loop_and_then_does_only_what_changed() {
     assert!(first.contains("HR file examples/hr/workers.csv: rows 10, accepted 10, quarantined 0"), "{first}");
     assert_eq!(
         plan_line(&first),
-        "plan: create 7, adopt 0, reactivate 0, update 0, team_add 7, team_remove 0, deactivate 0, skip 2, no_change 1"
+        "plan: create 7, adopt 0, reactivate 0, update 0, team_add 7, team_remove 0, deactivate 0, delete 0, skip 2, no_change 1"
     );
     assert!(first.contains("processed 14, failed 0 (create 7, team_add 7)"), "{first}");
     assert!(first.contains("== accounts in the sandbox (7)"), "{first}");
@@ -69,7 +69,7 @@ fn the_quickstart_runs_the_loop_and_then_does_only_what_changed() {
     let out = quickstart(&dir, &["--hr-file", day2.to_str().unwrap()]);
     assert_eq!(
         plan_line(&out),
-        "plan: create 0, adopt 0, reactivate 0, update 1, team_add 1, team_remove 1, deactivate 1, skip 2, no_change 6"
+        "plan: create 0, adopt 0, reactivate 0, update 1, team_add 1, team_remove 1, deactivate 1, delete 0, skip 2, no_change 6"
     );
     assert!(out.contains("title: \"Senior Engineer\" -> \"Account Executive\""), "{out}");
     assert!(out.contains("jean.martin@acme.example             inactive member"), "{out}");
@@ -84,7 +84,7 @@ fn the_quickstart_runs_the_loop_and_then_does_only_what_changed() {
     let out = quickstart(&dir, &["--hr-file", day3.to_str().unwrap()]);
     assert_eq!(
         plan_line(&out),
-        "plan: create 0, adopt 0, reactivate 1, update 0, team_add 0, team_remove 0, deactivate 0, skip 2, no_change 7"
+        "plan: create 0, adopt 0, reactivate 1, update 0, team_add 0, team_remove 0, deactivate 0, delete 0, skip 2, no_change 7"
     );
     assert!(out.contains("jean.martin@acme.example             active   member"), "{out}");
     assert!(out.contains("== accounts in the sandbox (7)"), "{out}");
