@@ -155,6 +155,15 @@ pub fn detect(
     let ev = |w: &Worker, kind, effective, changes| Event { worker: w.id.clone(), kind, effective, changes };
     for w in load {
         match previous.get(&w.id) {
+            None if w.termination_date.is_some() && !matches!(w.status, Status::Terminated) => {
+                // A newcomer whose end is already announced (a fixed-term contract): the
+                // termination is an event of its own, so it fires at its moment.
+                events.push(ev(w, EventKind::Hire, hire_moment(w, cfg), vec![]));
+                if matches!(w.status, Status::Leave { .. }) {
+                    events.push(ev(w, EventKind::LeaveStart, leave_moment(w.leave_start, w, cfg, now), vec![]));
+                }
+                events.push(ev(w, EventKind::Termination, termination_moment(w, cfg, now), vec![]));
+            }
             None => match &w.status {
                 Status::Terminated => {}
                 Status::Active => events.push(ev(w, EventKind::Hire, hire_moment(w, cfg), vec![])),

@@ -150,3 +150,18 @@ fn absent_workers_are_reported_on_full_loads_only() {
     assert_eq!(ev[0].kind, EventKind::MissingFromFullLoad);
     assert!(detect(&before, &[], false, ts(NOW), &LifecycleConfig::default()).is_empty());
 }
+
+#[test]
+fn a_newcomer_with_an_announced_end_gets_a_termination_event_too() {
+    let load = workers(&[
+        "1,Eve,Sato,Counsel,Legal,contractor,active,,2026-01-05,2027-03-31,,Asia/Tokyo",
+        "2,Ann,Lee,Eng,Engineering,employee,active,,2026-01-05,,,",
+        "3,Old,Gone,Eng,Engineering,employee,terminated,,2020-01-05,2025-03-31,,",
+    ]);
+    let ev = detect(&BTreeMap::new(), &load, true, ts(NOW), &LifecycleConfig::default());
+    let kinds: Vec<(&str, EventKind)> = ev.iter().map(|e| (e.worker.as_str(), e.kind)).collect();
+    assert_eq!(kinds, vec![("1", EventKind::Hire), ("1", EventKind::Termination), ("2", EventKind::Hire)]);
+    // The end of 31 March in Tokyo (UTC+9).
+    assert_eq!(ev[1].effective, ts("2027-03-31T15:00:00Z"));
+    assert!(!ev[1].is_due(ts(NOW)));
+}

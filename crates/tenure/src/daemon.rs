@@ -32,7 +32,14 @@ pub async fn run(
     database_url: Option<&str>,
     interval: Duration,
     listen_hr: Option<SocketAddr>,
+    rehearse_from: Option<jiff::Timestamp>,
 ) -> Result<u8, String> {
+    // A rehearsal runs the daemon's clock from another moment, in real time from there.
+    let offset = rehearse_from.map(|t| t.duration_since(jiff::Timestamp::now())).unwrap_or_default();
+    let clock = move || jiff::Timestamp::now() + offset;
+    if let Some(t) = rehearse_from {
+        println!("tenure run: rehearsal: the clock starts at {t}");
+    }
     let store = config_cmd::open(data_dir, database_url).await?;
     let key = MasterKey::load(data_dir)?;
     let rules = config_cmd::current(&store).await?;
@@ -77,7 +84,8 @@ pub async fn run(
     loop {
         for c in &rules.connections {
             // A refusal (the guard) or a failure is reported and retried next time; the daemon goes on.
-            match sync::apply_cmd(&store, &key, Some(c.name.clone()), None, None, true).await {
+            let as_of = rehearse_from.map(|_| clock());
+            match sync::apply_cmd(&store, &key, Some(c.name.clone()), None, as_of, true).await {
                 Ok(3) => println!(
                     "tenure run: {:?}: the mass-deprovision guard stopped this run; confirm with `tenure apply`",
                     c.name
@@ -91,7 +99,7 @@ pub async fn run(
             break;
         }
         // Sleep until the schedule, a push, or the next future event's moment.
-        let now = jiff::Timestamp::now().as_second();
+        let now = clock().as_second();
         let next_event = store
             .events(&EventQuery { state: Some("pending".into()), ..Default::default() })
             .await

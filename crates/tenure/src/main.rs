@@ -95,6 +95,10 @@ enum Command {
         /// Also serve the HR push endpoint here (POST /hr/v1/push).
         #[arg(long)]
         listen_hr: Option<SocketAddr>,
+        /// Rehearse: run the clock from this moment (RFC 3339) instead of now, e.g. against the
+        /// sandbox to see future-dated events fire at their moment.
+        #[arg(long)]
+        rehearse_from: Option<jiff::Timestamp>,
     },
     /// Supervised mode: the workers' actions waiting for a reviewer (--all: every decision too).
     Reviews {
@@ -330,12 +334,13 @@ fn main() -> ExitCode {
                 r
             }))
         }
-        Command::Run { interval, listen_hr } => {
+        Command::Run { interval, listen_hr, rehearse_from } => {
             return coded(rt.block_on(daemon::run(
                 &dir,
                 database_url.as_deref(),
                 std::time::Duration::from_secs(interval.max(1)),
                 listen_hr,
+                rehearse_from,
             )))
         }
         Command::Audit(cmd) => return coded(rt.block_on(sync::audit_cmd(&dir, database_url.as_deref(), cmd))),

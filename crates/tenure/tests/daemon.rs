@@ -1,5 +1,5 @@
-//! `tenure run`: a pushed HR change is acted on at once (the schedule is an hour away), and
-//! SIGTERM stops the daemon cleanly.
+//! `tenure run`: a pushed HR change is acted on at once (the schedule is an hour away), a
+//! future-dated termination fires at its moment, and SIGTERM stops the daemon cleanly.
 
 mod common;
 
@@ -125,4 +125,74 @@ async fn pushed_changes_are_provisioned_at_once_and_sigterm_stops_cleanly() {
     assert!(code.success(), "{code:?}");
     std::thread::sleep(Duration::from_millis(100));
     assert!(lines.lock().unwrap().iter().any(|l| l == "tenure run: stopped"), "{:?}", lines.lock().unwrap());
+}
+
+async fn active(sb: &common::Sandbox, name: &str) -> Option<bool> {
+    let r = sb.get(&format!("/Users?filter=userName%20eq%20%22{}%22", name.replace('@', "%40"))).await.body;
+    r["Resources"][0]["active"].as_bool()
+}
+
+/// A future-dated termination fires at its moment, not at the next scheduled reconcile: the
+/// daemon's clock is started (rehearsal) seconds before the end of the termination date.
+#[tokio::test]
+async fn a_future_dated_termination_fires_at_its_moment() {
+    let sb = common::spawn(&[]);
+    let dir = common::tempdir("daemon-future");
+    let token = dir.join("token");
+    std::fs::write(&token, &sb.token).unwrap();
+    let add = ["connection", "add", "--name", "Connection-Bearer Token-1", "--url", &sb.base];
+    tenure(&dir, &[&add[..], &["--token-file", token.to_str().unwrap()]].concat());
+    tenure(&dir, &["config", "import", RULES]);
+    let csv = dir.join("w.csv");
+    std::fs::write(
+        &csv,
+        "employee_id,first_name,last_name,employment_type,status,hire_date,termination_date,time_zone,department\n\
+         1,Eve,Sato,employee,active,2018-02-01,2026-06-20,Asia/Tokyo,Legal\n\
+         2,Ann,Lee,employee,active,2020-01-01,,,Engineering\n",
+    )
+    .unwrap();
+    tenure(&dir, &["hr", "load", csv.to_str().unwrap(), "--as-of", "2026-06-01T00:00:00Z"]);
+    let events = tenure(&dir, &["hr", "events", "--state", "pending"]);
+    // The end of 20 June in Tokyo is 15:00 UTC.
+    assert!(events.contains("2026-06-20T15:00:00Z") || events.contains("1781967600"), "{events}");
+    tenure(&dir, &["apply", "--as-of", "2026-06-20T14:00:00Z"]);
+    assert_eq!(active(&sb, "eve.sato@acme.example").await, Some(true));
+
+    // The schedule is an hour away; the termination is 3 seconds away on the daemon's clock.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["run", "--interval", "3600", "--rehearse-from", "2026-06-20T14:59:57Z"])
+        .env("TENURE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let start = Instant::now();
+    let mut fired = false;
+    while start.elapsed() < Duration::from_secs(60) {
+        if active(&sb, "eve.sato@acme.example").await == Some(false) {
+            fired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    assert!(fired, "the termination did not fire: {:?}", lines.lock().unwrap());
+    // At its moment, not before: the daemon's first run (at 14:59:57 on its clock) left Eve
+    // active, and she went about 3 s later. (A lower bound only: a slow machine is later.)
+    assert!(start.elapsed() >= Duration::from_secs(2), "fired early, after {:?}", start.elapsed());
+    let audit = tenure(&dir, &["audit", "worker", "1"]);
+    assert!(audit.contains("deactivate") && audit.contains("leaver: terminated"), "{audit}");
+    assert_eq!(active(&sb, "ann.lee@acme.example").await, Some(true));
+    let done = tenure(&dir, &["hr", "events", "--state", "done"]);
+    assert!(done.contains("termination"), "{done}");
 }
