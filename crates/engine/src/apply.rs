@@ -302,6 +302,7 @@ pub async fn apply(
     if let Some(o) = &pending {
         store.record_outcomes(o).await.map_err(|e| e.to_string())?;
     }
+    tracing::debug!(workers = total_workers, "calls done; team joins next");
     if !all_joins.is_empty() {
         let results = join_teams(client, &teams, all_joins).await;
         let o = outcomes(plan, run_id, &ids, results, &mut summary);

@@ -144,10 +144,10 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
     held
 }
 
-/// Each acting worker's (fingerprint, description), for the dead-letter count.
-pub fn units(plan: &Plan) -> HashMap<String, (String, String)> {
+/// The (fingerprint, description) of these workers' acting actions, for the dead-letter count.
+pub fn units(plan: &Plan, workers: &std::collections::HashSet<&str>) -> HashMap<String, (String, String)> {
     let mut by_worker: HashMap<&str, Vec<&Action>> = HashMap::new();
-    for a in plan.actions.iter().filter(|a| a.kind.acts()) {
+    for a in plan.actions.iter().filter(|a| a.kind.acts() && workers.contains(a.worker.as_str())) {
         by_worker.entry(a.worker.as_str()).or_default().push(a);
     }
     by_worker.into_iter().map(|(w, acts)| (w.to_string(), (fingerprint(&acts), describe(&acts).to_string()))).collect()

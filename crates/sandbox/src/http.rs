@@ -101,12 +101,16 @@ fn resource_routes(kind: Kind) -> Router<Shared> {
             get(move |State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, Query(p): Params| {
                 get_one(a, kind, id, h, p)
             })
-            .put(move |State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: BodyBytes| {
-                write(a, kind, id, Method::PUT, h, b)
-            })
-            .patch(move |State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, b: BodyBytes| {
-                write(a, kind, id, Method::PATCH, h, b)
-            })
+            .put(
+                move |State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, Query(p): Params, b: BodyBytes| {
+                    write(a, kind, id, Method::PUT, h, p, b)
+                },
+            )
+            .patch(
+                move |State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap, Query(p): Params, b: BodyBytes| {
+                    write(a, kind, id, Method::PATCH, h, p, b)
+                },
+            )
             .delete(move |State(a): State<Shared>, Path(id): Path<String>, h: HeaderMap| remove(a, kind, id, h)),
         )
         .fallback(not_found)
@@ -533,16 +537,21 @@ async fn write(
     id: String,
     method: Method,
     headers: HeaderMap,
+    params: Vec<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     check_if_none_match(&app, kind, &id, &headers)?;
+    // RFC 7644 §3.9: the answer to any operation that returns the resource may be narrowed
+    // (a client adding members to a large group does not want them all back).
+    let attrs = paths(param(&params, "attributes"))?;
+    let excluded = paths(param(&params, "excludedAttributes"))?;
     let v = parse_body(body, app.limits.max_body_bytes)?;
     let e = if method == Method::PUT {
         do_replace(&app, kind, &id, &v, if_match(&headers)).await?
     } else {
         do_patch(&app, kind, &id, &v, if_match(&headers)).await?
     };
-    Ok(entry_response(&app, kind, &e, StatusCode::OK, &headers, &[], &[]))
+    Ok(entry_response(&app, kind, &e, StatusCode::OK, &headers, &attrs, &excluded))
 }
 
 async fn remove(app: Shared, kind: Kind, id: String, headers: HeaderMap) -> Answer {

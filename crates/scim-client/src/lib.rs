@@ -602,10 +602,18 @@ impl ScimClient {
         }
     }
 
+    /// Adds members. The answer leaves the member list out (`excludedAttributes`, RFC 7644
+    /// §3.9): a large team would otherwise come back whole on every call.
     pub async fn add_members(&self, group_id: &str, user_ids: &[&str]) -> Result<Value, ClientError> {
         let value = Value::Array(user_ids.iter().map(|u| json!({"value": u})).collect());
         let op = Operation { op: OpKind::Add, path: Some(path("members")), value: Some(value) };
-        self.patch("Groups", group_id, &[op]).await
+        self.patch_members(group_id, &[op]).await
+    }
+
+    async fn patch_members(&self, group_id: &str, ops: &[Operation]) -> Result<Value, ClientError> {
+        let body = scim::patch::to_message(&self.dialect_ops(ops));
+        let path = format!("Groups/{}?excludedAttributes=members", encode(group_id));
+        Ok(self.call(reqwest::Method::PATCH, &path, Some(&body), Idempotence::Safe).await?.0.body)
     }
 
     pub async fn remove_members(&self, group_id: &str, user_ids: &[&str]) -> Result<Value, ClientError> {
@@ -620,7 +628,7 @@ impl ScimClient {
                 value: None,
             })
             .collect();
-        self.patch("Groups", group_id, &ops).await
+        self.patch_members(group_id, &ops).await
     }
 
     pub async fn rename_group(&self, group_id: &str, name: &str) -> Result<Value, ClientError> {

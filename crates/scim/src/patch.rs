@@ -337,24 +337,25 @@ fn apply_whole(
             *existing = Value::Array(vec![]);
         }
         let items = existing.as_array_mut().expect("array");
-        // Candidates by "value", so adding many members to a large group is not quadratic;
-        // same_value still decides (type, case), with a full scan when the candidate differs.
-        let mut by_value: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        // Candidates by "value", so adding many members to a large group is not quadratic:
+        // elements whose folded values differ are never the same value, so only elements
+        // without a text value need the full scan.
+        let mut by_value: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
         for (i, item) in items.iter().enumerate() {
             if let Some(k) = value_key(attr, item) {
-                by_value.entry(k).or_insert(i);
+                by_value.entry(k).or_default().push(i);
             }
         }
         for n in nv.as_array().cloned().unwrap_or_default() {
-            let hit = value_key(attr, &n)
-                .and_then(|k| by_value.get(&k).copied())
-                .filter(|&i| same_value(attr, &items[i], &n))
-                .or_else(|| items.iter().position(|i| same_value(attr, i, &n)));
+            let hit = match value_key(attr, &n) {
+                Some(k) => by_value.get(&k).and_then(|c| c.iter().copied().find(|&i| same_value(attr, &items[i], &n))),
+                None => items.iter().position(|i| same_value(attr, i, &n)),
+            };
             match hit {
                 Some(i) => merge_into(&mut items[i], n),
                 None => {
                     if let Some(k) = value_key(attr, &n) {
-                        by_value.entry(k).or_insert(items.len());
+                        by_value.entry(k).or_default().push(items.len());
                     }
                     items.push(n)
                 }

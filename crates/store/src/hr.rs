@@ -276,6 +276,28 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Moves many events from one state to another in one transaction (a run marks thousands
+    /// done at once). Returns how many moved.
+    pub async fn set_events_state(&self, ids: &[String], from: &str, to: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE hr_events SET state = {} WHERE state = {} AND id IN ({})",
+                self.list(1, 1),
+                self.list(2, 1),
+                self.list(3, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(to).bind(from);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            n += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Which of these pushed event ids were taken already.
     pub async fn seen_push_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
         let mut out = vec![];

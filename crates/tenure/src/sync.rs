@@ -109,18 +109,23 @@ pub async fn prepare(
     // DELETE only where the configuration asks for hard deletes.
     let deletes = rules.connections[index].hard_delete_after_days.is_some();
     let client = client_at(store, key, &name, None, RetryPolicy::default(), deletes).await?;
+    let t0 = std::time::Instant::now();
     let recovered = engine::apply::recover(store, &client, &name).await?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "recovered in-flight actions");
     if recovered > 0 {
         println!("resolved {recovered} action(s) left in flight by an earlier run");
     }
     let workers = workers(store).await?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, n = workers.len(), "read the HR snapshot");
     let actual = read_actual(&client).await?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, users = actual.users.len(), "read the target");
     let links = store.links(&name).await.map_err(|e| e.to_string())?;
     let deactivated = store.deactivations(&name).await.map_err(|e| e.to_string())?;
     let mut plan = engine::plan_with(&rules, index, &workers, &actual, &links, &deactivated, now)?;
     let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await.map_err(|e| e.to_string())?;
     let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
     let held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, actions = plan.actions.len(), "planned");
     let names = workers
         .iter()
         .map(|w| {
@@ -279,10 +284,13 @@ pub async fn apply_cmd(
             let _ = std::io::stderr().flush();
         }
     };
+    let t0 = std::time::Instant::now();
     let summary = engine::apply::apply(store, &p.client, &p.plan, teams, &run_id, conn.concurrency, &progress).await?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "applied");
     store.finish_run(&run_id, &serde_json::to_string(&summary).unwrap_or_default()).await.map_err(|e| e.to_string())?;
     // Failures count towards the dead-letter list; successes clear it.
-    let units = engine::review::units(&p.plan);
+    let failing: std::collections::HashSet<&str> = summary.failures.keys().map(String::as_str).collect();
+    let units = engine::review::units(&p.plan, &failing);
     let failed: Vec<(String, String, String, String)> = summary
         .failures
         .iter()
@@ -291,7 +299,14 @@ pub async fn apply_cmd(
             (w.clone(), f, d, e.clone())
         })
         .collect();
-    let succeeded: Vec<String> = units.keys().filter(|w| !summary.failures.contains_key(*w)).cloned().collect();
+    let mut succeeded: Vec<String> = p
+        .plan
+        .actions
+        .iter()
+        .filter(|a| a.kind.acts() && !summary.failures.contains_key(&a.worker))
+        .map(|a| a.worker.clone())
+        .collect();
+    succeeded.dedup();
     let newly_dead = store
         .record_attempts(&conn.name, &failed, &succeeded, conn.dead_letter_after as i64)
         .await
@@ -313,9 +328,13 @@ pub async fn apply_cmd(
         .await
         .map_err(|e| e.to_string())?;
     let held: std::collections::HashSet<&String> = p.held.waiting.iter().chain(&p.held.dead).collect();
-    for e in due.iter().filter(|e| !summary.failures.contains_key(&e.worker_id) && !held.contains(&e.worker_id)) {
-        store.set_event_state(&e.id, "pending", "done").await.map_err(|e| e.to_string())?;
-    }
+    let done: Vec<String> = due
+        .iter()
+        .filter(|e| !summary.failures.contains_key(&e.worker_id) && !held.contains(&e.worker_id))
+        .map(|e| e.id.clone())
+        .collect();
+    store.set_events_state(&done, "pending", "done").await.map_err(|e| e.to_string())?;
+    tracing::debug!("recorded attempts, reviews and events");
     if !p.rules.config.notify.is_empty() {
         let opened = reviews
             .iter()
