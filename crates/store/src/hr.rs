@@ -298,6 +298,36 @@ impl Store {
         Ok(n)
     }
 
+    /// Marks done, in one statement, the pending events due by `due_by` that came with these
+    /// loads, except those of the given workers (few: failed or held back). Updating by id is
+    /// far slower in SQLite once thousands of rows move in the (state, effective_at) index.
+    pub async fn set_due_events_done(
+        &self,
+        due_by: i64,
+        load_ids: &[String],
+        except_workers: &[String],
+    ) -> Result<u64, StoreError> {
+        if load_ids.is_empty() {
+            return Ok(0);
+        }
+        let mut sql = format!(
+            "UPDATE hr_events SET state = 'done' WHERE state = 'pending' AND effective_at <= {} AND load_id IN ({})",
+            self.list(1, 1),
+            self.list(2, load_ids.len())
+        );
+        if !except_workers.is_empty() {
+            sql += &format!(" AND worker_id NOT IN ({})", self.list(2 + load_ids.len(), except_workers.len()));
+        }
+        let mut q = sqlx::query(&sql).bind(due_by);
+        for l in load_ids {
+            q = q.bind(l);
+        }
+        for w in except_workers {
+            q = q.bind(w);
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+
     /// Which of these pushed event ids were taken already.
     pub async fn seen_push_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
         let mut out = vec![];

@@ -288,6 +288,7 @@ pub async fn apply_cmd(
     let summary = engine::apply::apply(store, &p.client, &p.plan, teams, &run_id, conn.concurrency, &progress).await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "applied");
     store.finish_run(&run_id, &serde_json::to_string(&summary).unwrap_or_default()).await.map_err(|e| e.to_string())?;
+    tracing::debug!("run summary saved");
     // Failures count towards the dead-letter list; successes clear it.
     let failing: std::collections::HashSet<&str> = summary.failures.keys().map(String::as_str).collect();
     let units = engine::review::units(&p.plan, &failing);
@@ -318,6 +319,7 @@ pub async fn apply_cmd(
             conn.dead_letter_after
         );
     }
+    tracing::debug!("dead letters counted");
     let applied: Vec<i64> =
         p.held.approved.iter().filter(|(w, _)| !summary.failures.contains_key(w)).map(|(_, id)| *id).collect();
     store.mark_reviews_applied(&applied).await.map_err(|e| e.to_string())?;
@@ -327,13 +329,21 @@ pub async fn apply_cmd(
         .events(&EventQuery { state: Some("pending".into()), due_by: Some(now.as_second()), ..Default::default() })
         .await
         .map_err(|e| e.to_string())?;
-    let held: std::collections::HashSet<&String> = p.held.waiting.iter().chain(&p.held.dead).collect();
-    let done: Vec<String> = due
-        .iter()
-        .filter(|e| !summary.failures.contains_key(&e.worker_id) && !held.contains(&e.worker_id))
-        .map(|e| e.id.clone())
-        .collect();
-    store.set_events_state(&done, "pending", "done").await.map_err(|e| e.to_string())?;
+    tracing::debug!(due = due.len(), "due events read");
+    let mut except: Vec<String> = summary.failures.keys().chain(&p.held.waiting).chain(&p.held.dead).cloned().collect();
+    except.sort();
+    except.dedup();
+    if except.len() <= 500 {
+        // Only the loads this run saw: events of a load made meanwhile stay pending.
+        let mut loads: Vec<String> = due.iter().map(|e| e.load_id.clone()).collect();
+        loads.sort();
+        loads.dedup();
+        store.set_due_events_done(now.as_second(), &loads, &except).await.map_err(|e| e.to_string())?;
+    } else {
+        let done: Vec<String> =
+            due.iter().filter(|e| except.binary_search(&e.worker_id).is_err()).map(|e| e.id.clone()).collect();
+        store.set_events_state(&done, "pending", "done").await.map_err(|e| e.to_string())?;
+    }
     tracing::debug!("recorded attempts, reviews and events");
     if !p.rules.config.notify.is_empty() {
         let opened = reviews
