@@ -190,21 +190,10 @@ struct Wanted<'a> {
     errors: Vec<String>,
 }
 
-/// Computes the plan for one connection.
+/// Computes the plan for one connection. `deactivated` says when tenure deactivated accounts
+/// (worker id to RFC 3339 moment), so a leaver's account can be deleted once
+/// `hard_delete_after_days` have passed.
 pub fn plan(
-    rules: &Rules,
-    connection: usize,
-    workers: &[Worker],
-    actual: &Actual,
-    links: &[Link],
-    now: Timestamp,
-) -> Result<Plan, String> {
-    plan_with(rules, connection, workers, actual, links, &HashMap::new(), now)
-}
-
-/// As `plan`, knowing when tenure deactivated accounts (worker id to RFC 3339 moment), so a
-/// leaver's account can be deleted once `hard_delete_after_days` have passed.
-pub fn plan_with(
     rules: &Rules,
     connection: usize,
     workers: &[Worker],

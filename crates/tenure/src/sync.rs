@@ -121,7 +121,7 @@ pub async fn prepare(
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, users = actual.users.len(), "read the target");
     let links = store.links(&name).await.map_err(|e| e.to_string())?;
     let deactivated = store.deactivations(&name).await.map_err(|e| e.to_string())?;
-    let mut plan = engine::plan_with(&rules, index, &workers, &actual, &links, &deactivated, now)?;
+    let mut plan = engine::plan(&rules, index, &workers, &actual, &links, &deactivated, now)?;
     let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await.map_err(|e| e.to_string())?;
     let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
     let held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
@@ -232,10 +232,12 @@ pub async fn apply_cmd(
     // Open (or keep) the reviews this plan needs; stale ones are superseded.
     let (reviews, new_reviews) =
         store.sync_reviews(&p.plan.connection, &p.held.requests).await.map_err(|e| e.to_string())?;
+    // By worker, so a supervised initial sync of thousands is not a scan per held worker.
+    let review_of: HashMap<&str, i64> = reviews.iter().map(|r| (r.worker_id.as_str(), r.id)).collect();
     for a in p.plan.actions.iter_mut().filter(|a| a.kind == Kind::Skip && a.reason.starts_with("waiting for approval"))
     {
-        if let Some(r) = reviews.iter().find(|r| r.worker_id == a.worker).filter(|_| !a.reason.contains("review #")) {
-            a.reason = format!("{} (review #{})", a.reason, r.id);
+        if let Some(id) = review_of.get(a.worker.as_str()).filter(|_| !a.reason.contains("review #")) {
+            a.reason = format!("{} (review #{id})", a.reason);
         }
     }
     if !quiet_plan {
@@ -346,17 +348,20 @@ pub async fn apply_cmd(
     }
     tracing::debug!("recorded attempts, reviews and events");
     if !p.rules.config.notify.is_empty() {
+        // A held worker's one skip carries the reason the review was opened for.
+        let reason_of: HashMap<&str, &str> = p
+            .plan
+            .actions
+            .iter()
+            .filter(|a| a.kind == Kind::Skip)
+            .map(|a| (a.worker.as_str(), a.reason.as_str()))
+            .collect();
+        let new_reviews: std::collections::HashSet<i64> = new_reviews.into_iter().collect();
         let opened = reviews
             .iter()
             .filter(|r| new_reviews.contains(&r.id))
             .map(|r| {
-                let reason = p
-                    .plan
-                    .actions
-                    .iter()
-                    .find(|a| a.worker == r.worker_id)
-                    .map(|a| a.reason.clone())
-                    .unwrap_or_default();
+                let reason = reason_of.get(r.worker_id.as_str()).copied().unwrap_or_default().to_string();
                 (r.worker_id.clone(), r.stage.clone(), reason)
             })
             .collect();
