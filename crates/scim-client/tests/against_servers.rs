@@ -416,3 +416,113 @@ async fn transport_failures_are_told_apart() {
     assert_eq!(err.status(), Some(403));
     assert!(err.to_string().contains("lacks the rights"), "{err}");
 }
+
+/// A list server of `total` users that pages as asked, except that the page starting at
+/// `short_at` holds only half of what was asked; counts requests in flight at once, and
+/// answers 400 to any `excludedAttributes` when `strict`.
+async fn list_server(
+    total: usize,
+    short_at: Option<usize>,
+    strict: bool,
+) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use axum::{extract::Query, http::StatusCode, response::IntoResponse, routing::get, Router};
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (f, m) = (in_flight.clone(), most.clone());
+    let app = Router::new().route(
+        "/v2/Users",
+        get(move |Query(q): Query<std::collections::HashMap<String, String>>| {
+            let (f, m) = (f.clone(), m.clone());
+            async move {
+                if strict && q.contains_key("excludedAttributes") {
+                    return (StatusCode::BAD_REQUEST, axum::Json(json!({"detail": "excludedAttributes unsupported"})))
+                        .into_response();
+                }
+                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                // Long enough for pages asked at once to overlap on the server.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                f.fetch_sub(1, Ordering::SeqCst);
+                let start: usize = q["startIndex"].parse().unwrap();
+                let mut count: usize = q["count"].parse().unwrap();
+                if short_at == Some(start) {
+                    count /= 2;
+                }
+                let meta = !q.get("excludedAttributes").is_some_and(|x| x.contains("meta"));
+                let items: Vec<Value> = (start..(start + count).min(total + 1))
+                    .map(|i| {
+                        let mut u = json!({"id": format!("u{i:05}"), "userName": format!("user{i}")});
+                        if meta {
+                            u["meta"] = json!({"resourceType": "User"});
+                        }
+                        u
+                    })
+                    .collect();
+                axum::Json(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                    "totalResults": total, "startIndex": start, "itemsPerPage": items.len(), "Resources": items}))
+                .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v2/"), in_flight, most)
+}
+
+fn ids_of(users: &[Value]) -> Vec<String> {
+    users.iter().map(|u| u["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_after_the_first_are_read_several_at_a_time_and_kept_in_order() {
+    let (base, _, most) = list_server(2_345, None, false).await;
+    let mut cfg = ClientConfig::new(&base, Dialect::Generic);
+    cfg.page_size = 100;
+    let c = ScimClient::new(cfg, Token::new(TOKEN)).unwrap();
+    let users = c.list_users(None).await.unwrap();
+    let want: Vec<String> = (1..=2_345).map(|i| format!("u{i:05}")).collect();
+    assert_eq!(ids_of(&users), want, "every user once, in the server's order");
+    assert!(most.load(Ordering::SeqCst) > 1, "pages were asked for at once");
+    assert_eq!(c.stats().requests, 24);
+
+    // One by one when asked so.
+    let (base, _, most) = list_server(450, None, false).await;
+    let mut cfg = ClientConfig::new(&base, Dialect::Generic);
+    cfg.page_size = 100;
+    cfg.page_concurrency = 1;
+    let c = ScimClient::new(cfg, Token::new(TOKEN)).unwrap();
+    assert_eq!(c.list_users(None).await.unwrap().len(), 450);
+    assert_eq!(most.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_page_in_the_middle_leaves_no_gap() {
+    // The page at 501 holds 50 users, not 100: users 551..600 are not in any page asked
+    // for at once; the client notices and reads on from 551.
+    let (base, _, _) = list_server(1_234, Some(501), false).await;
+    let mut cfg = ClientConfig::new(&base, Dialect::Generic);
+    cfg.page_size = 100;
+    let c = ScimClient::new(cfg, Token::new(TOKEN)).unwrap();
+    let users = c.list_users(None).await.unwrap();
+    let want: Vec<String> = (1..=1_234).map(|i| format!("u{i:05}")).collect();
+    assert_eq!(ids_of(&users), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lean_user_lists_leave_out_meta_and_fall_back_when_refused() {
+    let (base, _, _) = list_server(250, None, false).await;
+    let mut cfg = ClientConfig::new(&base, Dialect::Generic);
+    cfg.page_size = 100;
+    let c = ScimClient::new(cfg.clone(), Token::new(TOKEN)).unwrap();
+    let users = c.list_users_lean().await.unwrap();
+    assert_eq!(users.len(), 250);
+    assert!(users.iter().all(|u| u.get("meta").is_none()), "excludedAttributes was sent");
+
+    let (base, _, _) = list_server(250, None, true).await;
+    cfg.base_url = base;
+    let c = ScimClient::new(cfg, Token::new(TOKEN)).unwrap();
+    let users = c.list_users_lean().await.unwrap();
+    assert_eq!(users.len(), 250, "a server refusing excludedAttributes is asked again without it");
+    assert!(users.iter().all(|u| u.get("meta").is_some()));
+}

@@ -66,17 +66,6 @@ pub struct Outcomes {
 
 const CHUNK: usize = 400;
 
-fn link(r: &AnyRow) -> Result<Link, sqlx::Error> {
-    Ok(Link {
-        connection: r.try_get("connection")?,
-        worker_id: r.try_get("worker_id")?,
-        target_id: r.try_get("target_id")?,
-        user_name: r.try_get("user_name")?,
-        origin: r.try_get("origin")?,
-        linked_at: r.try_get("linked_at")?,
-    })
-}
-
 fn journal(r: &AnyRow) -> Result<JournalEntry, sqlx::Error> {
     Ok(JournalEntry {
         id: r.try_get("id")?,
@@ -104,13 +93,22 @@ pub fn audit_hash(prev: &str, seq: i64, at: &str, e: &AuditEntry) -> String {
 
 impl Store {
     pub async fn links(&self, connection: &str) -> Result<Vec<Link>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT connection, worker_id, target_id, user_name, origin, linked_at FROM links WHERE connection = $1",
-        )
-        .bind(connection)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(link).collect::<Result<_, _>>().map_err(Into::into)
+        let cols = ["connection", "worker_id", "target_id", "user_name", "origin", "linked_at"];
+        let rows = self.text_rows(&cols, "links WHERE connection = $1", "worker_id", Some(connection)).await?;
+        rows.into_iter()
+            .map(|r| {
+                let mut it = r.into_iter().map(Option::unwrap_or_default);
+                let mut next = || it.next().unwrap_or_default();
+                Ok(Link {
+                    connection: next(),
+                    worker_id: next(),
+                    target_id: next(),
+                    user_name: next(),
+                    origin: next(),
+                    linked_at: next(),
+                })
+            })
+            .collect()
     }
 
     /// When tenure deactivated each of a connection's accounts, by worker id.

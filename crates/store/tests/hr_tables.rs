@@ -91,6 +91,35 @@ async fn exercise(store: &Store) {
     let ids: Vec<String> = (0..1_234).map(|i| format!("m{i}")).collect();
     assert_eq!(store.snapshot_of(&ids).await.unwrap().len(), 1_234);
 
+    // Read in bulk (chunks of 500 here: three round trips), the same rows in the same order
+    // as row by row, each body decoded.
+    let rows = store.snapshot().await.unwrap();
+    let decoded = store.snapshot_decoded::<serde_json::Value>().await.unwrap();
+    assert_eq!(
+        decoded.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+        rows.iter().map(|r| r.worker_id.clone()).collect::<Vec<_>>()
+    );
+    for ((_, body), row) in decoded.iter().zip(&rows) {
+        assert_eq!(*body, serde_json::from_str::<serde_json::Value>(&row.body).unwrap());
+    }
+    // A body that is not what it should be is named.
+    let bad = LoadWrite { upserts: vec![worker("m5x", "{\"v\": 1")], ..LoadWrite::default() };
+    store.record_load(&bad).await.unwrap();
+    let e = store.snapshot_decoded::<serde_json::Value>().await.unwrap_err().to_string();
+    assert!(e.contains("worker m5x"), "{e}");
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Strict {
+        v: u32,
+    }
+    let bad = LoadWrite { upserts: vec![worker("m5x", "{\"v\": \"one\"}")], ..LoadWrite::default() };
+    store.record_load(&bad).await.unwrap();
+    let e = store.snapshot_decoded::<Strict>().await.unwrap_err().to_string();
+    // m0's body is `{}`: the first, in worker id order, that lacks `v`.
+    assert!(e.contains("worker m0:") && e.contains("missing field `v`"), "{e}");
+    let bad = LoadWrite { upserts: vec![worker("m5x", "{}")], ..LoadWrite::default() };
+    store.record_load(&bad).await.unwrap();
+
     assert_eq!(store.current_config().await.unwrap(), None);
     let v1 = store.save_config("[hr]\n").await.unwrap();
     let v2 = store.save_config("[hr]\ncustom_fields = []\n").await.unwrap();
@@ -111,7 +140,7 @@ async fn exercise(store: &Store) {
 async fn hr_tables_on_sqlite() {
     let dir = std::env::temp_dir().join(format!("tenure-store-hr-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open_in(&dir).await.unwrap();
+    let store = Store::open_in(&dir).await.unwrap().with_read_chunk(500);
     exercise(&store).await;
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -129,7 +158,8 @@ async fn hr_tables_on_postgres() {
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await.unwrap();
     sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
-    let store = Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.unwrap();
+    let store =
+        Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.unwrap().with_read_chunk(500);
     exercise(&store).await;
     store.close().await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();

@@ -60,17 +60,12 @@ pub async fn client_at(
 }
 
 pub async fn workers(store: &Store) -> Result<Vec<hr::Worker>, String> {
-    store
-        .snapshot()
-        .await
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|r| serde_json::from_str(&r.body).map_err(|e| format!("worker {}: {e}", r.worker_id)))
-        .collect()
+    let rows = store.snapshot_decoded::<hr::Worker>().await.map_err(|e| e.to_string())?;
+    Ok(rows.into_iter().map(|(_, w)| w).collect())
 }
 
 pub async fn read_actual(client: &ScimClient) -> Result<Actual, String> {
-    let users = client.list_users(None).await.map_err(|e| format!("cannot read the target's users: {e}"))?;
+    let users = client.list_users_lean().await.map_err(|e| format!("cannot read the target's users: {e}"))?;
     let groups = client.list_groups(None).await.map_err(|e| format!("cannot read the target's teams: {e}"))?;
     Ok(Actual { users, groups })
 }
@@ -94,7 +89,9 @@ pub async fn prepare(
     connection: Option<&str>,
     now: Timestamp,
 ) -> Result<Prepared, String> {
+    let t0 = std::time::Instant::now();
     let rules = config_cmd::current(store).await?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "configuration compiled");
     let index = match connection {
         Some(n) => rules
             .connections
@@ -109,18 +106,23 @@ pub async fn prepare(
     // DELETE only where the configuration asks for hard deletes.
     let deletes = rules.connections[index].hard_delete_after_days.is_some();
     let client = client_at(store, key, &name, None, RetryPolicy::default(), deletes).await?;
-    let t0 = std::time::Instant::now();
     let recovered = engine::apply::recover(store, &client, &name).await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "recovered in-flight actions");
     if recovered > 0 {
         println!("resolved {recovered} action(s) left in flight by an earlier run");
     }
+    // The target is read while the store is: one waits on the network, the other decodes.
+    let reading = {
+        let client = client.clone();
+        tokio::spawn(async move { read_actual(&client).await })
+    };
     let workers = workers(store).await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, n = workers.len(), "read the HR snapshot");
-    let actual = read_actual(&client).await?;
-    tracing::debug!(ms = t0.elapsed().as_millis() as u64, users = actual.users.len(), "read the target");
     let links = store.links(&name).await.map_err(|e| e.to_string())?;
     let deactivated = store.deactivations(&name).await.map_err(|e| e.to_string())?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, links = links.len(), "read the links");
+    let actual = reading.await.map_err(|e| format!("reading the target stopped: {e}"))??;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, users = actual.users.len(), "read the target");
     let mut plan = engine::plan(&rules, index, &workers, &actual, &links, &deactivated, now)?;
     let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await.map_err(|e| e.to_string())?;
     let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
