@@ -163,36 +163,14 @@ async fn run_worker(
     (out, joins)
 }
 
-/// Team joins, many accounts per PATCH: far fewer calls for an initial sync.
-async fn join_teams(
-    client: &ScimClient,
-    teams: &HashMap<String, String>,
-    joins: Vec<(usize, String, String)>,
-) -> Vec<Outcome> {
-    let mut by_team: HashMap<String, Vec<(usize, String)>> = HashMap::new();
-    for (i, team, account) in joins {
-        by_team.entry(team).or_default().push((i, account));
-    }
-    let mut out = vec![];
-    for (team, members) in by_team {
-        let group = &teams[&team];
-        for batch in members.chunks(1000) {
-            let ids: Vec<&str> = batch.iter().map(|(_, a)| a.as_str()).collect();
-            let r = client.add_members(group, &ids).await.map_err(|e| e.to_string());
-            for (i, a) in batch {
-                out.push((*i, r.as_ref().map(|_| ("ok".to_string(), a.clone())).map_err(Clone::clone)));
-            }
-        }
-    }
-    out
-}
-
 /// Applies a plan. `teams` maps lower-cased team names to their ids on the target; teams the
 /// plan needs and the target lacks are made first. `progress` hears (done, total) workers.
 ///
-/// Batches are pipelined: while one batch's calls are in flight, the previous batch's outcomes
-/// and the next batch's intents are written (an intent is always written before its call).
-/// Team joins wait for the end of the run and go many accounts per call.
+/// Workers start as soon as a call slot is free, batch after batch: a batch's intents are
+/// written before any of its calls and while the previous batch's calls are in flight (an
+/// intent is always written before its call), and no batch waits for the slowest worker of
+/// the one before. Outcomes are written as they come, in groups. Team joins go many accounts
+/// per call, as soon as a team has a full call's worth, while the creates go on.
 pub async fn apply(
     store: &Store,
     client: &ScimClient,
@@ -225,19 +203,18 @@ pub async fn apply(
         }
     }
     let total_workers = order.len();
-    let chunk = (concurrency * 16).max(64);
-    let batches: Vec<&[String]> = order.chunks(chunk).collect();
-    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    // Journal ids by action index.
-    let mut ids: HashMap<usize, String> = HashMap::new();
-    let intents_for = |workers: &[String], ids: &mut HashMap<usize, String>| -> Vec<JournalEntry> {
+    // Journal ids by action index, made up front: intents and outcomes are written
+    // concurrently and both name them.
+    // Time-ordered (v7) and made in the order they are written: each journal insert appends
+    // to the id index instead of landing on a random page of it.
+    let ids: HashMap<usize, String> =
+        order.iter().flat_map(|w| &per_worker[w]).map(|(i, _)| (*i, uuid::Uuid::now_v7().to_string())).collect();
+    let intents_for = |workers: &[String]| -> Vec<JournalEntry> {
         let mut intents = vec![];
         for w in workers {
             for (i, a) in &per_worker[w] {
-                let id = uuid::Uuid::new_v4().to_string();
-                ids.insert(*i, id.clone());
                 intents.push(JournalEntry {
-                    id,
+                    id: ids[i].clone(),
                     run_id: run_id.into(),
                     connection: plan.connection.clone(),
                     worker_id: w.clone(),
@@ -251,64 +228,142 @@ pub async fn apply(
         }
         intents
     };
-    let mut all_joins = vec![];
-    let mut pending: Option<Outcomes> = None;
-    if let Some(first) = batches.first() {
-        let intents = intents_for(first, &mut ids);
-        store.journal_intents(&intents).await.map_err(|e| e.to_string())?;
-    }
-    let mut done = 0;
-    for (b, workers) in batches.iter().enumerate() {
-        let next_intents = batches.get(b + 1).map(|n| intents_for(n, &mut ids)).unwrap_or_default();
-        let calls = async {
-            let mut set = tokio::task::JoinSet::new();
-            for w in workers.iter() {
-                let actions = per_worker[w].clone();
-                let client = client.clone();
-                let teams = teams.clone();
-                let permit = sem.clone().acquire_owned().await.expect("the semaphore stays open");
-                set.spawn(async move {
-                    let r = run_worker(&client, &teams, &actions).await;
-                    drop(permit);
-                    r
-                });
+    let chunk = (concurrency * 16).max(64);
+    let batches: Vec<&[String]> = order.chunks(chunk).collect();
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    type Finished = (Vec<Outcome>, Vec<(usize, String, String)>);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
+
+    let calls = async {
+        let mut set = tokio::task::JoinSet::new();
+        if let Some(first) = batches.first() {
+            store.journal_intents(&intents_for(first)).await.map_err(|e| e.to_string())?;
+        }
+        for (b, workers) in batches.iter().enumerate() {
+            let start = async {
+                for w in workers.iter() {
+                    let permit = sem.clone().acquire_owned().await.expect("the semaphore stays open");
+                    let (client, teams, actions, tx) =
+                        (client.clone(), teams.clone(), per_worker[w].clone(), tx.clone());
+                    set.spawn(async move {
+                        let r = run_worker(&client, &teams, &actions).await;
+                        drop(permit);
+                        // The receiver outlives every worker task (it ends when all senders do).
+                        let _ = tx.send(r);
+                    });
+                }
+            };
+            let next = async {
+                match batches.get(b + 1) {
+                    Some(n) => store.journal_intents(&intents_for(n)).await.map_err(|e| e.to_string()),
+                    None => Ok(()),
+                }
+            };
+            let ((), written) = tokio::join!(start, next);
+            written?;
+            while let Some(r) = set.try_join_next() {
+                r.map_err(|e| format!("a worker task failed: {e}"))?;
             }
-            let mut results = vec![];
-            let mut joins = vec![];
-            while let Some(joined) = set.join_next().await {
-                let (r, j) = joined.map_err(|e| format!("a worker task failed: {e}"))?;
-                results.extend(r);
-                joins.extend(j);
+        }
+        while let Some(r) = set.join_next().await {
+            r.map_err(|e| format!("a worker task failed: {e}"))?;
+        }
+        drop(tx);
+        Ok::<_, String>(())
+    };
+
+    let summary_ref = &mut summary;
+    let record = async {
+        const GROUP: usize = 512;
+        let mut buffered: Vec<Outcome> = vec![];
+        // Per team: accounts waiting to join; one PATCH in flight per team at a time, so a
+        // team's member list is never written by two calls at once.
+        let mut waiting: HashMap<String, Vec<(usize, String)>> = HashMap::new();
+        let mut busy: std::collections::HashSet<String> = Default::default();
+        let mut joining: Joining = tokio::task::JoinSet::new();
+        let mut done = 0;
+        let mut open = true;
+        loop {
+            tokio::select! {
+                got = rx.recv(), if open => match got {
+                    Some((results, joins)) => {
+                        buffered.extend(results);
+                        for (i, team, account) in joins {
+                            waiting.entry(team.clone()).or_default().push((i, account));
+                            start_joins(client, &teams, &mut joining, &mut waiting, &mut busy, &team, false);
+                        }
+                        done += 1;
+                        if done % 64 == 0 || done == total_workers {
+                            progress(done, total_workers);
+                        }
+                    }
+                    None => open = false,
+                },
+                Some(r) = joining.join_next() => {
+                    let (team, out) = r.map_err(|e| format!("a team join failed: {e}"))?;
+                    buffered.extend(out);
+                    busy.remove(&team);
+                    start_joins(client, &teams, &mut joining, &mut waiting, &mut busy, &team, !open);
+                }
+                else => {}
             }
-            Ok::<_, String>((results, joins))
-        };
-        let writes = async {
-            if let Some(o) = &pending {
-                store.record_outcomes(o).await.map_err(|e| e.to_string())?;
+            if !open {
+                // The calls are over: whatever waits joins now, a call's worth at a time.
+                let names: Vec<String> = waiting.keys().cloned().collect();
+                for team in names {
+                    start_joins(client, &teams, &mut joining, &mut waiting, &mut busy, &team, true);
+                }
             }
-            if !next_intents.is_empty() {
-                store.journal_intents(&next_intents).await.map_err(|e| e.to_string())?;
+            let finished = !open && joining.is_empty();
+            if buffered.len() >= GROUP || (finished && !buffered.is_empty()) {
+                let o = outcomes(plan, run_id, &ids, std::mem::take(&mut buffered), summary_ref);
+                store.record_outcomes(&o).await.map_err(|e| e.to_string())?;
             }
-            Ok::<_, String>(())
-        };
-        let (called, written) = tokio::join!(calls, writes);
-        written?;
-        let (results, joins) = called?;
-        all_joins.extend(joins);
-        pending = Some(outcomes(plan, run_id, &ids, results, &mut summary));
-        done += workers.len();
-        progress(done, total_workers);
-    }
-    if let Some(o) = &pending {
-        store.record_outcomes(o).await.map_err(|e| e.to_string())?;
-    }
-    tracing::debug!(workers = total_workers, "calls done; team joins next");
-    if !all_joins.is_empty() {
-        let results = join_teams(client, &teams, all_joins).await;
-        let o = outcomes(plan, run_id, &ids, results, &mut summary);
-        store.record_outcomes(&o).await.map_err(|e| e.to_string())?;
-    }
+            if finished {
+                return Ok::<_, String>(());
+            }
+        }
+    };
+    let (called, recorded) = tokio::join!(calls, record);
+    called?;
+    recorded?;
+    tracing::debug!(workers = total_workers, "calls and team joins done");
     Ok(summary)
+}
+
+/// Accounts joining one team per PATCH.
+const JOIN_BATCH: usize = 1000;
+
+/// Team-join calls in flight, each answering for its team.
+type Joining = tokio::task::JoinSet<(String, Vec<Outcome>)>;
+
+/// Starts the next join call for `team` unless one is in flight for it or, before the end
+/// (`all` false), fewer than a call's worth of accounts wait.
+fn start_joins(
+    client: &ScimClient,
+    teams: &HashMap<String, String>,
+    joining: &mut Joining,
+    waiting: &mut HashMap<String, Vec<(usize, String)>>,
+    busy: &mut std::collections::HashSet<String>,
+    team: &str,
+    all: bool,
+) {
+    let Some(w) = waiting.get_mut(team) else { return };
+    if busy.contains(team) || w.is_empty() || (!all && w.len() < JOIN_BATCH) {
+        return;
+    }
+    let members: Vec<(usize, String)> = w.drain(..w.len().min(JOIN_BATCH)).collect();
+    busy.insert(team.to_string());
+    let (client, group, team) = (client.clone(), teams[team].clone(), team.to_string());
+    joining.spawn(async move {
+        let ids: Vec<&str> = members.iter().map(|(_, a)| a.as_str()).collect();
+        let r = client.add_members(&group, &ids).await.map_err(|e| e.to_string());
+        let out = members
+            .iter()
+            .map(|(i, a)| (*i, r.as_ref().map(|_| ("ok".to_string(), a.clone())).map_err(Clone::clone)))
+            .collect();
+        (team, out)
+    });
 }
 
 /// The journal outcomes, links and audit records of finished calls.
