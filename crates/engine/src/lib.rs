@@ -181,7 +181,8 @@ fn to_json(v: &FValue) -> Value {
 fn same(attr: &str, a: &Value, b: &Value) -> bool {
     let ci = attr == "userName" || attr.starts_with("emails");
     match (a, b) {
-        (Value::String(x), Value::String(y)) if ci => x.to_lowercase() == y.to_lowercase(),
+        // Equal but for ASCII case is equal (and allocates nothing); else compare fully.
+        (Value::String(x), Value::String(y)) if ci => x.eq_ignore_ascii_case(y) || x.to_lowercase() == y.to_lowercase(),
         (Value::Null, Value::String(y)) | (Value::String(y), Value::Null) => y.is_empty(),
         _ => a == b,
     }
@@ -317,6 +318,7 @@ pub fn plan<'a>(
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "plan: accounts matched");
     // Unique user names are settled at create: taken are all names on the target.
     let mut taken = rules::UniqueNames::new(actual.users.iter().map(|u| s(u, "userName")));
+    let mut compiled: HashMap<&str, paths::Compiled> = HashMap::new();
 
     for (w, acc) in wanted.iter_mut().zip(&account) {
         let wid = w.worker.id.to_string();
@@ -332,7 +334,7 @@ pub fn plan<'a>(
             body: None,
             team: None,
         };
-        let grant = w.decision.grant.clone();
+        let grant = w.decision.grant.as_ref();
         let in_scope = grant.is_some();
         let why_role = match &role {
             Some(r) if in_scope => format!("role {r:?}"),
@@ -450,9 +452,10 @@ pub fn plan<'a>(
             if *apply == Apply::OnCreate || *unique {
                 continue;
             }
-            let cur = paths::get(u, target);
-            if !same(target, &cur, v) {
-                changes.push(Change { attribute: target.clone(), before: cur, after: v.clone() });
+            let path = compiled.entry(target.as_str()).or_insert_with(|| paths::compile(target));
+            let cur = path.get(u).unwrap_or(&Value::Null);
+            if !same(target, cur, v) {
+                changes.push(Change { attribute: target.clone(), before: cur.clone(), after: v.clone() });
             }
         }
         let g = grant.as_ref().expect("in scope");

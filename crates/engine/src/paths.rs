@@ -39,30 +39,38 @@ fn get_ci<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
 
 /// The current value at `path`, or null.
 pub fn get(user: &Value, path: &str) -> Value {
-    let p = parse(path);
-    let Some(obj) = user.as_object() else { return Value::Null };
-    let base = match &p.urn {
-        Some(u) => match get_ci(obj, u).and_then(Value::as_object) {
-            Some(o) => o,
-            None => return Value::Null,
-        },
-        None => obj,
-    };
-    let Some(v) = get_ci(base, &p.name) else { return Value::Null };
-    let v = match (&p.select, v) {
-        (Some((k, want)), Value::Array(items)) => {
-            match items.iter().find(|e| e.get(k).and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case(want)))
-            {
-                Some(e) => e,
-                None => return Value::Null,
+    compile(path).get(user).cloned().unwrap_or(Value::Null)
+}
+
+/// A path parsed once, to read it in many users (a plan reads every mapped attribute of
+/// every account).
+pub struct Compiled(Path);
+
+pub fn compile(path: &str) -> Compiled {
+    Compiled(parse(path))
+}
+
+impl Compiled {
+    /// The value at this path in `user`, borrowed; None when absent.
+    pub fn get<'v>(&self, user: &'v Value) -> Option<&'v Value> {
+        let p = &self.0;
+        let obj = user.as_object()?;
+        let base = match &p.urn {
+            Some(u) => get_ci(obj, u).and_then(Value::as_object)?,
+            None => obj,
+        };
+        let v = get_ci(base, &p.name)?;
+        let v = match (&p.select, v) {
+            (Some((k, want)), Value::Array(items)) => {
+                items.iter().find(|e| e.get(k).and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case(want)))?
             }
+            (Some(_), _) => return None,
+            (None, v) => v,
+        };
+        match &p.sub {
+            Some(s) => v.as_object().and_then(|o| get_ci(o, s)),
+            None => Some(v),
         }
-        (Some(_), _) => return Value::Null,
-        (None, v) => v,
-    };
-    match &p.sub {
-        Some(s) => v.as_object().and_then(|o| get_ci(o, s)).cloned().unwrap_or(Value::Null),
-        None => v.clone(),
     }
 }
 

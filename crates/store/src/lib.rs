@@ -130,13 +130,26 @@ impl Store {
         };
         // SQLite allows one writer: one connection keeps writes in order without busy errors.
         let max = if backend == Backend::Sqlite { 1 } else { 8 };
-        let pool = AnyPoolOptions::new().max_connections(max).connect(&url).await?;
+        let mut options = AnyPoolOptions::new().max_connections(max);
         if backend == Backend::Sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
-            // With WAL, NORMAL survives any process crash (kill -9 included); only a power loss
-            // can drop the last commits. It spares an fsync per journal write.
-            sqlx::query("PRAGMA synchronous = NORMAL").execute(&pool).await?;
+            // On every connection the pool opens (it replaces idle ones in a long-lived daemon),
+            // not only the first.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    // With WAL, NORMAL survives any process crash (kill -9 included); only a
+                    // power loss can drop the last commits. It spares an fsync per journal write.
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // 64 MiB of page cache (the default 2 MiB re-read index pages from the file
+                    // on every journal write of a large sync) and fewer, larger checkpoints.
+                    conn.execute("PRAGMA cache_size = -65536").await?;
+                    conn.execute("PRAGMA wal_autocheckpoint = 4000").await?;
+                    Ok(())
+                })
+            });
         }
+        let pool = options.connect(&url).await?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migration)?;
         Ok(Store { pool, backend, read_chunk: 50_000 })
     }
@@ -408,5 +421,31 @@ impl Store {
             return Err(StoreError::NotFound(name.into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SQLite settings hold on every connection the pool opens, also one that replaces a
+    /// closed connection (a daemon's pool does that after idle time).
+    #[tokio::test]
+    async fn sqlite_settings_hold_on_every_connection() {
+        let dir = std::env::temp_dir().join(format!("tenure-store-pragmas-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open_in(&dir).await.unwrap();
+        for round in 0..2 {
+            let mut conn = store.pool.acquire().await.unwrap();
+            let get = |p: &'static str| sqlx::query(p);
+            let sync: i64 = get("PRAGMA synchronous").fetch_one(&mut *conn).await.unwrap().try_get(0).unwrap();
+            let cache: i64 = get("PRAGMA cache_size").fetch_one(&mut *conn).await.unwrap().try_get(0).unwrap();
+            let mode: String = get("PRAGMA journal_mode").fetch_one(&mut *conn).await.unwrap().try_get(0).unwrap();
+            assert_eq!((sync, cache, mode.as_str()), (1, -65536, "wal"), "connection {round}");
+            // Closed for good: the next acquire opens a new connection.
+            conn.close().await.unwrap();
+        }
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

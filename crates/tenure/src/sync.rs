@@ -135,6 +135,7 @@ pub async fn prepare(
             (w.id.to_string(), format!("{first} {}", w.last_name.as_str()))
         })
         .collect();
+    release((workers, links, deactivated));
     Ok(Prepared { rules, index, client, actual, plan, held, names })
 }
 
@@ -217,6 +218,7 @@ pub async fn plan_cmd(
             );
         }
     }
+    release(p);
     Ok(0)
 }
 
@@ -391,7 +393,15 @@ pub async fn apply_cmd(
         summary.failed,
         if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
     );
+    release(p);
     Ok(if summary.failed > 0 { 4 } else { 0 })
+}
+
+/// Frees what a run read and planned on another thread: for 100,000 accounts that is some
+/// 300 ms of work the answer need not wait for (a command exits before it is done; the
+/// daemon frees it while it sleeps).
+fn release<T: Send + 'static>(big: T) {
+    std::thread::spawn(move || drop(big));
 }
 
 pub async fn audit_cmd(data_dir: &Path, database_url: Option<&str>, cmd: AuditCommand) -> Result<u8, String> {

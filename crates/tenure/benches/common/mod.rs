@@ -19,8 +19,24 @@ impl Drop for Sandbox {
     }
 }
 
+/// `program`, run on the given CPU (through taskset) when one is given.
+pub fn on_cpu(cpu: Option<&str>, program: &str) -> Command {
+    match cpu {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", c, program]);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
 pub fn sandbox(dir: &std::path::Path, tag: &str) -> Sandbox {
-    let child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+    sandbox_on(dir, tag, None)
+}
+
+pub fn sandbox_on(dir: &std::path::Path, tag: &str, cpu: Option<&str>) -> Sandbox {
+    let child = on_cpu(cpu, env!("CARGO_BIN_EXE_tenure"))
         .args(["sandbox", "--listen", "127.0.0.1:0", "--db"])
         .arg(dir.join(format!("{tag}.db")))
         .env("TENURE_SANDBOX_TOKEN", TOKEN)
@@ -44,6 +60,10 @@ pub fn sandbox(dir: &std::path::Path, tag: &str) -> Sandbox {
 }
 
 pub fn wrk_creates(s: &Sandbox, dir: &std::path::Path, seconds: u64) -> f64 {
+    wrk_creates_on(s, dir, seconds, None)
+}
+
+pub fn wrk_creates_on(s: &Sandbox, dir: &std::path::Path, seconds: u64, cpu: Option<&str>) -> f64 {
     let script = dir.join("post.lua");
     std::fs::write(
         &script,
@@ -62,7 +82,7 @@ end
     )
     .unwrap();
     let origin = s.base.trim_end_matches("/scim/v2");
-    let out = Command::new("wrk")
+    let out = on_cpu(cpu, "wrk")
         .args(["-t2", "-c32", &format!("-d{seconds}s"), "-s"])
         .arg(&script)
         .arg(origin)
