@@ -65,8 +65,10 @@ pub async fn workers(store: &Store) -> Result<Vec<hr::Worker>, String> {
 }
 
 pub async fn read_actual(client: &ScimClient) -> Result<Actual, String> {
-    let users = client.list_users_lean().await.map_err(|e| format!("cannot read the target's users: {e}"))?;
-    let groups = client.list_groups(None).await.map_err(|e| format!("cannot read the target's teams: {e}"))?;
+    // Both at once: the teams' member lists are one large page the users need not wait for.
+    let (users, groups) = tokio::join!(client.list_users_lean(), client.list_groups(None));
+    let users = users.map_err(|e| format!("cannot read the target's users: {e}"))?;
+    let groups = groups.map_err(|e| format!("cannot read the target's teams: {e}"))?;
     Ok(Actual { users, groups })
 }
 
@@ -128,8 +130,10 @@ pub async fn prepare(
     let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
     let held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, actions = plan.actions.len(), "planned");
+    // Names are for notices only.
     let names = workers
         .iter()
+        .filter(|_| !rules.config.notify.is_empty())
         .map(|w| {
             let first = w.preferred_name.as_ref().map(|n| n.as_str()).unwrap_or(w.first_name.as_str());
             (w.id.to_string(), format!("{first} {}", w.last_name.as_str()))
