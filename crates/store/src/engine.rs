@@ -93,22 +93,23 @@ pub fn audit_hash(prev: &str, seq: i64, at: &str, e: &AuditEntry) -> String {
 
 impl Store {
     pub async fn links(&self, connection: &str) -> Result<Vec<Link>, StoreError> {
-        let cols = ["connection", "worker_id", "target_id", "user_name", "origin", "linked_at"];
-        let rows = self.text_rows(&cols, "links WHERE connection = $1", "worker_id", Some(connection)).await?;
-        rows.into_iter()
-            .map(|r| {
+        let cols = ["target_id", "user_name", "origin", "linked_at"];
+        let rows = self.text_rows("links", "worker_id", &cols, Some(("connection", connection))).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(worker_id, r)| {
                 let mut it = r.into_iter().map(Option::unwrap_or_default);
                 let mut next = || it.next().unwrap_or_default();
-                Ok(Link {
-                    connection: next(),
-                    worker_id: next(),
+                Link {
+                    connection: connection.to_string(),
+                    worker_id,
                     target_id: next(),
                     user_name: next(),
                     origin: next(),
                     linked_at: next(),
-                })
+                }
             })
-            .collect()
+            .collect())
     }
 
     /// When tenure deactivated each of a connection's accounts, by worker id.

@@ -192,13 +192,13 @@ impl Store {
 
     /// The whole snapshot, by worker id.
     pub async fn snapshot(&self) -> Result<Vec<SnapshotRow>, StoreError> {
-        let rows = self.text_rows(&["worker_id", "body", "missing_since"], "hr_workers", "worker_id", None).await?;
+        let rows = self.text_rows("hr_workers", "worker_id", &["body", "missing_since"], None).await?;
         Ok(rows
             .into_iter()
-            .map(|r| {
+            .map(|(worker_id, r)| {
                 let mut it = r.into_iter();
                 SnapshotRow {
-                    worker_id: it.next().flatten().unwrap_or_default(),
+                    worker_id,
                     body: it.next().flatten().unwrap_or_default(),
                     missing_since: it.next().flatten(),
                 }
@@ -211,8 +211,7 @@ impl Store {
     /// workers are read on every reconcile). A body that does not decode is named by a
     /// second, row-by-row pass.
     pub async fn snapshot_decoded<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<(String, T)>, StoreError> {
-        let exprs = [("worker_id", "worker_id"), ("json(body)", "body::json")];
-        match self.json_rows::<(String, T)>(&exprs, &["worker_id", "body"], "hr_workers", "worker_id", None).await {
+        match self.json_rows::<T>("hr_workers", "worker_id", ("json(body)", "body::json"), None).await {
             Ok(rows) => Ok(rows),
             Err(e) => {
                 for r in self.snapshot().await? {

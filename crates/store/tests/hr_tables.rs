@@ -120,6 +120,26 @@ async fn exercise(store: &Store) {
     let bad = LoadWrite { upserts: vec![worker("m5x", "{}")], ..LoadWrite::default() };
     store.record_load(&bad).await.unwrap();
 
+    // Links, read in chunks of 500 after the last worker id of the chunk before: each once,
+    // in worker id order, only the connection's own.
+    let link = |c: &str, i: usize| store::Link {
+        connection: c.into(),
+        worker_id: format!("w{i:04}"),
+        target_id: format!("t{i}"),
+        user_name: format!("user{i}@example.com"),
+        origin: "created".into(),
+        linked_at: "2026-06-01T00:00:00Z".into(),
+    };
+    let out = store::Outcomes {
+        links: (0..1_234).map(|i| link("A", i)).chain((0..7).map(|i| link("B", i))).collect(),
+        ..Default::default()
+    };
+    store.record_outcomes(&out).await.unwrap();
+    let a = store.links("A").await.unwrap();
+    assert_eq!(a, (0..1_234).map(|i| link("A", i)).collect::<Vec<_>>());
+    assert_eq!(store.links("B").await.unwrap().len(), 7);
+    assert!(store.links("C").await.unwrap().is_empty());
+
     assert_eq!(store.current_config().await.unwrap(), None);
     let v1 = store.save_config("[hr]\n").await.unwrap();
     let v2 = store.save_config("[hr]\ncustom_fields = []\n").await.unwrap();
