@@ -440,7 +440,15 @@ impl Search {
             None => app.store.dialect == Dialect::Monday,
             Some(s) => !s.eq_ignore_ascii_case("false"),
         };
-        let q = ListQuery { filter, sort_by, descending, start_index: start, count, provisioned_only };
+        let q = ListQuery {
+            filter,
+            sort_by,
+            descending,
+            start_index: start,
+            count,
+            provisioned_only,
+            without_groups: false,
+        };
         Ok((q, paths(self.attributes.as_deref())?, paths(self.excluded.as_deref())?))
     }
 }
@@ -473,8 +481,20 @@ fn list_response(total: usize, start: usize, resources: Vec<Value>) -> Response 
     resp
 }
 
+/// Whether a projection by `attributes`/`excludedAttributes` leaves out the core `groups`.
+fn groups_left_out(attrs: &[AttrPath], excluded: &[AttrPath]) -> bool {
+    let core = |p: &AttrPath| p.uri.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(schema::USER));
+    let names_groups = |p: &AttrPath| p.name.eq_ignore_ascii_case("groups");
+    if attrs.is_empty() {
+        excluded.iter().any(|p| core(p) && names_groups(p) && p.sub.is_none())
+    } else {
+        !attrs.iter().any(names_groups)
+    }
+}
+
 fn run_list(app: &App, kind: Kind, s: &Search, headers: &HeaderMap) -> Answer {
-    let (q, attrs, excluded) = s.query(app, Some(kind))?;
+    let (mut q, attrs, excluded) = s.query(app, Some(kind))?;
+    q.without_groups = groups_left_out(&attrs, &excluded);
     let schema = app.store.schema(kind);
     let page = app.store.list(kind, &q, &base_url(headers), |m| schema.project(m, &attrs, &excluded));
     Ok(list_response(page.total, q.start_index, page.resources.into_iter().map(Value::Object).collect()))
@@ -517,7 +537,12 @@ async fn search_all(
                 continue;
             }
         }
-        let whole = ListQuery { start_index: 1, count: usize::MAX, ..q.clone() };
+        let whole = ListQuery {
+            start_index: 1,
+            count: usize::MAX,
+            without_groups: groups_left_out(&attrs, &excluded),
+            ..q.clone()
+        };
         let page = app.store.list(kind, &whole, &base, |m| schema.project(m, &attrs, &excluded));
         all.extend(page.resources.into_iter().map(Value::Object));
     }

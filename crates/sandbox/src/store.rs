@@ -188,6 +188,9 @@ pub struct ListQuery {
     pub count: usize,
     /// monday.com's `scim_provisioned_only`: hide resources not created through SCIM.
     pub provisioned_only: bool,
+    /// The answer leaves out users' `groups` (excludedAttributes, or attributes without it):
+    /// it is not built only to be dropped by the projection.
+    pub without_groups: bool,
 }
 
 pub struct ListPage {
@@ -371,7 +374,7 @@ impl Store {
     /// `groups`, and `$ref` on group members.
     pub fn render(&self, kind: Kind, entry: &Entry, base: &str) -> Map<String, Value> {
         let st = self.state.read().expect("state lock");
-        decorate(&st, kind, entry, base)
+        decorate(&st, kind, entry, base, true)
     }
 
     fn check_unique(st: &State, kind: Kind, doc: &Map<String, Value>, own_id: Option<&str>) -> Result<(), Error> {
@@ -605,7 +608,7 @@ impl Store {
         mut project: impl FnMut(Map<String, Value>) -> Map<String, Value>,
     ) -> ListPage {
         let st = self.state.read().expect("state lock");
-        let mut render = |e: &Entry| project(decorate(&st, kind, e, base));
+        let mut render = |e: &Entry| project(decorate(&st, kind, e, base, !q.without_groups));
         let table = st.table(kind);
         let schema = self.schema(kind);
         let visible = |e: &Entry| !q.provisioned_only || e.provisioned;
@@ -661,13 +664,14 @@ impl Store {
     }
 }
 
-fn decorate(st: &State, kind: Kind, entry: &Entry, base: &str) -> Map<String, Value> {
+fn decorate(st: &State, kind: Kind, entry: &Entry, base: &str, with_groups: bool) -> Map<String, Value> {
     let mut doc = entry.doc.clone();
     let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     if let Some(meta) = doc.get_mut("meta").and_then(Value::as_object_mut) {
         meta.insert("location".into(), json!(format!("{base}/{}/{id}", kind.endpoint())));
     }
     match kind {
+        Kind::User if !with_groups => {}
         Kind::User => {
             if let Some(gs) = st.memberships.get(&id) {
                 let groups: Vec<Value> = gs

@@ -487,3 +487,33 @@ async fn a_password_is_taken_but_never_returned() {
         assert!(!body.to_string().contains("hunter2"), "{body}");
     }
 }
+
+/// A user's read-only `groups` is in a list answer exactly when the projection keeps it (the
+/// sandbox skips building it otherwise; the answer must not change).
+#[tokio::test]
+async fn users_groups_follow_the_projection_in_lists() {
+    let sb = spawn(&[]);
+    let u = sb.post("/Users", &user("g@acme.example")).await.body;
+    let id = u["id"].as_str().unwrap().to_string();
+    let g = sb.post("/Groups", &json!({"schemas": [GROUP], "displayName": "Team", "members": [{"value": id}]})).await;
+    assert_eq!(g.status, 201, "{}", g.body);
+    let gid = g.body["id"].clone();
+    let groups_of = |v: &Value| v["Resources"][0].get("groups").cloned();
+    let all = groups_of(&sb.get("/Users").await.body).expect("groups by default");
+    assert_eq!((&all[0]["value"], &all[0]["display"]), (&gid, &json!("Team")));
+    assert!(groups_of(&sb.get("/Users?excludedAttributes=groups,meta").await.body).is_none());
+    let core = "urn:ietf:params:scim:schemas:core:2.0:User:groups";
+    assert!(groups_of(&sb.get(&format!("/Users?excludedAttributes={core}")).await.body).is_none());
+    assert_eq!(groups_of(&sb.get("/Users?excludedAttributes=title").await.body), Some(all.clone()));
+    assert_eq!(groups_of(&sb.get("/Users?attributes=groups").await.body).unwrap()[0]["value"], gid);
+    assert_eq!(groups_of(&sb.get("/Users?attributes=groups.value").await.body).unwrap()[0]["value"], gid);
+    assert!(groups_of(&sb.get("/Users?attributes=userName").await.body).is_none());
+    let s = sb
+        .post(
+            "/Users/.search",
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "excludedAttributes": ["groups"]}),
+        )
+        .await;
+    assert_eq!(s.status, 200, "{}", s.body);
+    assert!(groups_of(&s.body).is_none());
+}
