@@ -33,6 +33,40 @@ fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
+/// What the journal keeps of an action: enough to resolve it after a stop. The account's
+/// attributes, reasons and changes are in the plan and the audit, not repeated here.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Intended<'a> {
+    kind: Kind,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    user_name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    team: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    target_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> Intended<'a> {
+    fn of(a: &'a Action) -> Self {
+        Intended {
+            kind: a.kind,
+            user_name: a.user_name.as_deref().map(Into::into),
+            team: a.team.as_deref().map(Into::into),
+            target_id: a.target_id.as_deref().map(Into::into),
+        }
+    }
+}
+
+/// The actions of one journal row: a worker's actions of a run (a list), or, in rows written
+/// before that, one action (an object).
+fn intended(body: &str) -> Result<Vec<Intended<'_>>, serde_json::Error> {
+    if body.trim_start().starts_with('[') {
+        serde_json::from_str(body)
+    } else {
+        serde_json::from_str(body).map(|one| vec![one])
+    }
+}
+
 /// Resolves actions an earlier run left as intents: a create whose account exists on the
 /// target is linked (no duplicate); anything else is marked interrupted, and the next plan,
 /// made from the target's actual state, redoes what is still needed.
@@ -40,17 +74,17 @@ pub async fn recover(store: &Store, client: &ScimClient, connection: &str) -> Re
     let open = store.journal_in_state(connection, "intent").await.map_err(|e| e.to_string())?;
     let mut out = Outcomes::default();
     for e in &open {
-        let action: Action = serde_json::from_str(&e.body).map_err(|x| format!("journal {}: {x}", e.id))?;
-        if action.kind == Kind::Create {
-            let name = action.user_name.clone().unwrap_or_default();
-            let found = client.find_user_by_user_name(&name).await.map_err(|x| x.to_string())?;
+        let actions = intended(&e.body).map_err(|x| format!("journal {}: {x}", e.id))?;
+        let create = actions.iter().find(|a| a.kind == Kind::Create);
+        if let Some(name) = create.and_then(|a| a.user_name.as_deref()) {
+            let found = client.find_user_by_user_name(name).await.map_err(|x| x.to_string())?;
             if let Some(u) = found {
                 let id = u["id"].as_str().unwrap_or_default().to_string();
                 out.links.push(Link {
                     connection: connection.into(),
                     worker_id: e.worker_id.clone(),
                     target_id: id.clone(),
-                    user_name: name.clone(),
+                    user_name: name.to_string(),
                     origin: "created".into(),
                     linked_at: now(),
                 });
@@ -186,50 +220,54 @@ pub async fn apply(
         teams.insert(t.to_lowercase(), g.id().to_string());
     }
     let teams = Arc::new(teams);
-    // One worker's actions stay together and in order.
-    let mut order: Vec<String> = vec![];
-    let mut per_worker: HashMap<String, Vec<(usize, Action)>> = HashMap::new();
+    // One worker's actions stay together and in order: a unit, journaled as one row.
+    let mut units: Vec<(String, Vec<(usize, Action)>)> = vec![];
+    let mut unit_of_worker: HashMap<&str, usize> = HashMap::new();
     for (i, a) in plan.actions.iter().enumerate() {
         match a.kind {
             Kind::NoChange => summary.no_change += 1,
             Kind::Skip => summary.skipped += 1,
             _ => {
-                let e = per_worker.entry(a.worker.clone()).or_default();
-                if e.is_empty() {
-                    order.push(a.worker.clone());
-                }
-                e.push((i, a.clone()));
+                let u = *unit_of_worker.entry(a.worker.as_str()).or_insert_with(|| {
+                    units.push((a.worker.clone(), vec![]));
+                    units.len() - 1
+                });
+                units[u].1.push((i, a.clone()));
             }
         }
     }
-    let total_workers = order.len();
-    // Journal ids by action index, made up front: intents and outcomes are written
-    // concurrently and both name them.
+    drop(unit_of_worker);
+    let total_workers = units.len();
+    let mut book = Book::new(&units);
     // Time-ordered (v7) and made in the order they are written: each journal insert appends
-    // to the id index instead of landing on a random page of it.
-    let ids: HashMap<usize, String> =
-        order.iter().flat_map(|w| &per_worker[w]).map(|(i, _)| (*i, uuid::Uuid::now_v7().to_string())).collect();
-    let intents_for = |workers: &[String]| -> Vec<JournalEntry> {
-        let mut intents = vec![];
-        for w in workers {
-            for (i, a) in &per_worker[w] {
-                intents.push(JournalEntry {
-                    id: ids[i].clone(),
+    // to the id index instead of landing on a random page of it. Made up front: intents and
+    // outcomes are written concurrently and both name them.
+    let ids: Vec<String> = (0..units.len()).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    // Shared with the worker tasks without copying the actions again.
+    let units: Vec<Arc<Vec<(usize, Action)>>> = units.into_iter().map(|(_, a)| Arc::new(a)).collect();
+    let intents_for = |range: std::ops::Range<usize>| -> Vec<JournalEntry> {
+        range
+            .map(|u| {
+                let actions = &units[u];
+                let kinds: Vec<&str> = actions.iter().map(|(_, a)| a.kind.as_str()).collect();
+                let body: Vec<Intended> = actions.iter().map(|(_, a)| Intended::of(a)).collect();
+                JournalEntry {
+                    id: ids[u].clone(),
                     run_id: run_id.into(),
                     connection: plan.connection.clone(),
-                    worker_id: w.clone(),
-                    kind: a.kind.as_str().into(),
-                    body: serde_json::to_string(a).expect("serialisable"),
+                    worker_id: actions[0].1.worker.clone(),
+                    kind: kinds.join(","),
+                    body: serde_json::to_string(&body).expect("serialisable"),
                     state: "intent".into(),
                     attempts: 0,
                     error: None,
-                });
-            }
-        }
-        intents
+                }
+            })
+            .collect()
     };
     let chunk = (concurrency * 16).max(64);
-    let batches: Vec<&[String]> = order.chunks(chunk).collect();
+    let batches: Vec<std::ops::Range<usize>> =
+        (0..units.len()).step_by(chunk).map(|b| b..(b + chunk).min(units.len())).collect();
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     type Finished = (Vec<Outcome>, Vec<(usize, String, String)>);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
@@ -237,14 +275,13 @@ pub async fn apply(
     let calls = async {
         let mut set = tokio::task::JoinSet::new();
         if let Some(first) = batches.first() {
-            store.journal_intents(&intents_for(first)).await.map_err(|e| e.to_string())?;
+            store.journal_intents(&intents_for(first.clone())).await.map_err(|e| e.to_string())?;
         }
-        for (b, workers) in batches.iter().enumerate() {
+        for (b, range) in batches.iter().enumerate() {
             let start = async {
-                for w in workers.iter() {
+                for u in range.clone() {
                     let permit = sem.clone().acquire_owned().await.expect("the semaphore stays open");
-                    let (client, teams, actions, tx) =
-                        (client.clone(), teams.clone(), per_worker[w].clone(), tx.clone());
+                    let (client, teams, actions, tx) = (client.clone(), teams.clone(), units[u].clone(), tx.clone());
                     set.spawn(async move {
                         let r = run_worker(&client, &teams, &actions).await;
                         drop(permit);
@@ -255,7 +292,7 @@ pub async fn apply(
             };
             let next = async {
                 match batches.get(b + 1) {
-                    Some(n) => store.journal_intents(&intents_for(n)).await.map_err(|e| e.to_string()),
+                    Some(n) => store.journal_intents(&intents_for(n.clone())).await.map_err(|e| e.to_string()),
                     None => Ok(()),
                 }
             };
@@ -316,7 +353,7 @@ pub async fn apply(
             }
             let finished = !open && joining.is_empty();
             if buffered.len() >= GROUP || (finished && !buffered.is_empty()) {
-                let o = outcomes(plan, run_id, &ids, std::mem::take(&mut buffered), summary_ref);
+                let o = outcomes(plan, run_id, &ids, &mut book, std::mem::take(&mut buffered), summary_ref);
                 store.record_outcomes(&o).await.map_err(|e| e.to_string())?;
             }
             if finished {
@@ -366,32 +403,81 @@ fn start_joins(
     });
 }
 
+/// Which journal row (unit) each action belongs to, and what is still out per unit: a unit's
+/// outcome is written when its last action ends (a team join may end long after its create).
+struct Book {
+    unit_of: HashMap<usize, usize>,
+    remaining: Vec<usize>,
+    /// The first error of each unit.
+    error: Vec<Option<String>>,
+}
+
+impl Book {
+    fn new(units: &[(String, Vec<(usize, Action)>)]) -> Self {
+        Book {
+            unit_of: units.iter().enumerate().flat_map(|(u, (_, a))| a.iter().map(move |(i, _)| (*i, u))).collect(),
+            remaining: units.iter().map(|(_, a)| a.len()).collect(),
+            error: vec![None; units.len()],
+        }
+    }
+
+    /// Counts an action's end; the unit's (state, error) once it was the last.
+    fn end(&mut self, action: usize, error: Option<&String>) -> Option<(usize, &'static str, Option<String>)> {
+        let u = self.unit_of[&action];
+        if self.error[u].is_none() {
+            self.error[u] = error.cloned();
+        }
+        self.remaining[u] -= 1;
+        (self.remaining[u] == 0).then(|| {
+            let e = self.error[u].take();
+            (u, if e.is_some() { "failed" } else { "done" }, e)
+        })
+    }
+}
+
+/// Why an action was taken and what it touched, as the audit keeps it (empty parts left out).
+#[derive(Serialize)]
+struct Detail<'a> {
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    changes: &'a [crate::Change],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    team: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    target_id: &'a str,
+}
+
 /// The journal outcomes, links and audit records of finished calls.
 fn outcomes(
     plan: &Plan,
     run_id: &str,
-    ids: &HashMap<usize, String>,
+    ids: &[String],
+    book: &mut Book,
     results: Vec<Outcome>,
     summary: &mut Summary,
 ) -> Outcomes {
     let mut out = Outcomes::default();
     for (i, r) in results {
         let a = &plan.actions[i];
-        let jid = ids[&i].clone();
-        let (state, error, outcome, target) = match &r {
-            Ok((note, t)) => ("done", None, note.clone(), t.clone()),
-            Err(e) => ("failed", Some(e.clone()), "failed".to_string(), a.target_id.clone().unwrap_or_default()),
+        let (error, outcome, target) = match r {
+            Ok((note, t)) => (None, note, t),
+            Err(e) => (Some(e), String::new(), a.target_id.clone().unwrap_or_default()),
         };
-        if r.is_ok() {
-            summary.processed += 1;
-            *summary.by_kind.entry(a.kind.as_str().to_string()).or_default() += 1;
-        } else {
-            summary.failed += 1;
-            if let Err(e) = &r {
+        match &error {
+            None => {
+                summary.processed += 1;
+                *summary.by_kind.entry(a.kind.as_str().to_string()).or_default() += 1;
+            }
+            Some(e) => {
+                summary.failed += 1;
                 summary.failures.entry(a.worker.clone()).or_insert_with(|| e.clone());
             }
         }
-        if r.is_ok() && matches!(a.kind, Kind::Create | Kind::Adopt) && !target.is_empty() {
+        if error.is_none() && matches!(a.kind, Kind::Create | Kind::Adopt) && !target.is_empty() {
             out.links.push(Link {
                 connection: plan.connection.clone(),
                 worker_id: a.worker.clone(),
@@ -401,7 +487,7 @@ fn outcomes(
                 linked_at: now(),
             });
         }
-        if r.is_ok() {
+        if error.is_none() {
             let key = (plan.connection.clone(), a.worker.clone());
             match a.kind {
                 Kind::Deactivate => out.deactivated.push((key.0, key.1, plan.at.clone())),
@@ -410,17 +496,87 @@ fn outcomes(
                 _ => {}
             }
         }
-        out.journal.push((jid, state.into(), error.clone()));
+        if let Some((u, state, e)) = book.end(i, error.as_ref()) {
+            out.journal.push((ids[u].clone(), state.into(), e));
+        }
+        let detail = Detail {
+            reason: &a.reason,
+            role: a.role.as_deref(),
+            changes: &a.changes,
+            team: a.team.as_deref(),
+            user_name: a.user_name.as_deref(),
+            target_id: &target,
+        };
         out.audit.push(AuditEntry {
             run_id: run_id.into(),
             connection: plan.connection.clone(),
             worker_id: a.worker.clone(),
             action: a.kind.as_str().into(),
-            outcome: if let Some(e) = &error { format!("failed: {e}") } else { outcome },
-            detail: json!({"reason": a.reason, "role": a.role, "changes": a.changes, "team": a.team,
-                           "user_name": a.user_name, "target_id": if target.is_empty() { None } else { Some(&target) }})
-            .to_string(),
+            outcome: match error {
+                Some(e) => format!("failed: {e}"),
+                None => outcome,
+            },
+            detail: serde_json::to_string(&detail).expect("serialisable"),
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(worker: &str, kind: Kind, team: Option<&str>) -> Action {
+        Action {
+            worker: worker.into(),
+            kind,
+            target_id: None,
+            user_name: (kind == Kind::Create).then(|| format!("{worker}@example.com")),
+            role: Some("Employees".into()),
+            reason: "hire".into(),
+            changes: vec![],
+            body: Some(json!({"userName": format!("{worker}@example.com")})),
+            team: team.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn journal_rows_keep_what_recovery_needs_and_older_rows_still_read() {
+        let a = action("w1", Kind::Create, None);
+        let t = action("w1", Kind::TeamAdd, Some("Everyone"));
+        let body = serde_json::to_string(&vec![Intended::of(&a), Intended::of(&t)]).unwrap();
+        // The account's attributes are not copied into the journal.
+        assert!(!body.contains("\"body\""), "{body}");
+        let back = intended(&body).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!((back[0].kind, back[0].user_name.as_deref()), (Kind::Create, Some("w1@example.com")));
+        assert_eq!((back[1].kind, back[1].team.as_deref()), (Kind::TeamAdd, Some("Everyone")));
+        // A row written before rows held a worker's actions: the whole action as an object.
+        let old = serde_json::to_string(&a).unwrap();
+        let back = intended(&old).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].user_name.as_deref(), Some("w1@example.com"));
+        assert!(intended("{\"kind\": \"explode\"}").is_err());
+    }
+
+    #[test]
+    fn a_units_outcome_comes_with_its_last_action_and_keeps_the_first_error() {
+        let units = vec![
+            (
+                "w1".to_string(),
+                vec![(0, action("w1", Kind::Create, None)), (1, action("w1", Kind::TeamAdd, Some("A")))],
+            ),
+            (
+                "w2".to_string(),
+                vec![(2, action("w2", Kind::Create, None)), (3, action("w2", Kind::TeamAdd, Some("A")))],
+            ),
+        ];
+        let mut book = Book::new(&units);
+        assert_eq!(book.end(0, None), None, "the team join is still out");
+        assert_eq!(book.end(1, None), Some((0, "done", None)));
+        let first = "HTTP 500".to_string();
+        assert_eq!(book.end(2, Some(&first)), None);
+        let second = "not tried".to_string();
+        assert_eq!(book.end(3, Some(&second)), Some((1, "failed", Some(first))));
+    }
 }

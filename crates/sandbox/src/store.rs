@@ -7,7 +7,7 @@ use scim::filter::{AttrPath, CompValue, CompareOp, Filter};
 use scim::resource::fold;
 use scim::{Dialect, Error, ResourceSchema};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use tokio::sync::oneshot;
@@ -131,6 +131,37 @@ impl State {
                 self.groups.insert(id, e);
             }
         }
+    }
+
+    /// Puts `e` in place of what `id` holds (if anything). A group's memberships change by
+    /// difference: a PATCH adding a few members to a large group leaves the others alone.
+    fn replace(&mut self, kind: Kind, id: &str, e: Entry) -> Option<Entry> {
+        if kind == Kind::User || !self.groups.by_id.contains_key(id) {
+            let prev = self.unindex(kind, id);
+            self.index(kind, id, e);
+            return prev;
+        }
+        let prev = self.groups.remove(id)?;
+        let name = |d: &Map<String, Value>| d.get("displayName").and_then(Value::as_str).map(|n| fold(n).into_owned());
+        let (old_name, new_name) = (name(&prev.doc), name(&e.doc));
+        if old_name != new_name {
+            if let Some(n) = &old_name {
+                remove_from(&mut self.group_name, n, id);
+            }
+            if let Some(n) = new_name {
+                self.group_name.entry(n).or_default().insert(id.to_string());
+            }
+        }
+        let old: HashSet<String> = member_ids(&prev.doc).into_iter().collect();
+        let new: HashSet<String> = member_ids(&e.doc).into_iter().collect();
+        for m in old.difference(&new) {
+            remove_from(&mut self.memberships, m, id);
+        }
+        for m in new.difference(&old) {
+            self.memberships.entry(m.clone()).or_default().insert(id.to_string());
+        }
+        self.groups.insert(id, e);
+        Some(prev)
     }
 
     fn unindex(&mut self, kind: Kind, id: &str) -> Option<Entry> {
@@ -336,7 +367,16 @@ impl Store {
             Some(_) => changes
                 .iter()
                 .filter_map(|(kind, id, new)| match new {
-                    Some(e) => Some(Row::Upsert(*kind, e.clone())),
+                    // Written out here rather than cloned for the writer: one buffer instead of
+                    // a copy of the whole tree (a large group's member list, per PATCH).
+                    Some(e) => Some(Row::Upsert {
+                        kind: *kind,
+                        seq: e.seq,
+                        id: id.clone(),
+                        provisioned: e.provisioned,
+                        version: e.version,
+                        body: serde_json::to_string(&e.doc).unwrap_or_default(),
+                    }),
                     None => st.table(*kind).by_id.get(id).map(|e| Row::Delete(e.seq)),
                 })
                 .collect(),
@@ -344,10 +384,10 @@ impl Store {
         };
         let mut undo = Vec::with_capacity(changes.len());
         for (kind, id, new) in changes {
-            let prev = st.unindex(kind, &id);
-            if let Some(e) = new {
-                st.index(kind, &id, e);
-            }
+            let prev = match new {
+                Some(e) => st.replace(kind, &id, e),
+                None => st.unindex(kind, &id),
+            };
             undo.push((kind, id, prev));
         }
         let Some(w) = &self.writer else { return Ok(None) };
@@ -715,7 +755,7 @@ async fn settle(p: Pending) -> Result<(), Error> {
 
 /// A change for the writer thread, which serialises it off the request path.
 enum Row {
-    Upsert(Kind, Entry),
+    Upsert { kind: Kind, seq: u64, id: String, provisioned: bool, version: u64, body: String },
     Delete(u64),
 }
 
@@ -779,15 +819,13 @@ fn write_rows<'a>(conn: &mut Connection, rows: impl Iterator<Item = &'a Row>) ->
                     .and_then(|mut st| st.execute([*seq as i64]))
                     .map_err(db_error)?;
             }
-            Row::Upsert(kind, e) => {
-                let body = serde_json::to_string(&e.doc).map_err(|e| Error::new(500, None, e.to_string()))?;
-                let id = e.doc.get("id").and_then(Value::as_str).unwrap_or_default();
+            Row::Upsert { kind, seq, id, provisioned, version, body } => {
                 tx.prepare_cached(
                     "INSERT INTO resources (seq, id, kind, provisioned, version, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (seq) DO UPDATE SET version = excluded.version, body = excluded.body",
                 )
                 .and_then(|mut st| {
-                    st.execute(params![e.seq as i64, id, kind.as_str(), e.provisioned, e.version as i64, body])
+                    st.execute(params![*seq as i64, id, kind.as_str(), provisioned, *version as i64, body])
                 })
                 .map_err(db_error)?;
             }

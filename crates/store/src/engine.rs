@@ -88,7 +88,13 @@ pub fn audit_hash(prev: &str, seq: i64, at: &str, e: &AuditEntry) -> String {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    // One string written in place: a format! per byte was a tenth of the audit's cost.
+    let mut hex = String::with_capacity(64);
+    for b in h.finalize() {
+        use std::fmt::Write;
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 impl Store {

@@ -517,3 +517,55 @@ async fn users_groups_follow_the_projection_in_lists() {
     assert_eq!(s.status, 200, "{}", s.body);
     assert!(groups_of(&s.body).is_none());
 }
+
+#[tokio::test]
+async fn group_patches_keep_memberships_names_and_rows_in_step() {
+    let dir = tempdir("group-diff");
+    let db = db_in(&dir);
+    let mut sb = spawn(&["--db", &db]);
+    let a = sb.create_user("a@acme.example", "A").await;
+    let b = sb.create_user("b@acme.example", "B").await;
+    let c = sb.create_user("c@acme.example", "C").await;
+    let g = sb
+        .post("/Groups", &json!({"schemas": [GROUP], "displayName": "Old", "members": [{"value": a}, {"value": b}]}))
+        .await;
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    // One PATCH: a stays, b leaves, c joins, and the team is renamed.
+    let r = sb
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!([
+                {"op": "remove", "path": format!("members[value eq \"{b}\"]")},
+                {"op": "add", "path": "members", "value": [{"value": c}]},
+                {"op": "replace", "path": "displayName", "value": "New"}
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let groups_of = |u: Value| -> Vec<Value> {
+        u["groups"].as_array().map(|g| g.iter().map(|x| x["display"].clone()).collect()).unwrap_or_default()
+    };
+    assert_eq!(groups_of(sb.get(&format!("/Users/{a}")).await.body), [json!("New")]);
+    assert_eq!(groups_of(sb.get(&format!("/Users/{b}")).await.body), Vec::<Value>::new(), "b left the team");
+    assert_eq!(groups_of(sb.get(&format!("/Users/{c}")).await.body), [json!("New")]);
+    let by = |name: &str| format!("/Groups?{}", filter(&format!("displayName eq \"{name}\"")));
+    assert_eq!(sb.get(&by("Old")).await.body["totalResults"], json!(0), "the old name is free");
+    assert_eq!(sb.get(&by("new")).await.body["totalResults"], json!(1));
+    let members = |g: Value| -> Vec<Value> {
+        g["members"].as_array().map(|m| m.iter().map(|x| x["value"].clone()).collect()).unwrap_or_default()
+    };
+    assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
+    // Deleting a user who left does not touch the team.
+    assert_eq!(sb.delete(&format!("/Users/{b}")).await.status, 204);
+    assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
+    sb.kill();
+    // The patched team as written to the database reads back the same.
+    sb = spawn(&["--db", &db]);
+    assert_eq!(sb.get(&format!("/Users/{b}")).await.status, 404);
+    assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
+    assert_eq!(sb.get(&by("New")).await.body["totalResults"], json!(1));
+    assert_eq!(groups_of(sb.get(&format!("/Users/{c}")).await.body), [json!("New")], "memberships rebuilt on start");
+    // Deleting a member takes it out of the team.
+    assert_eq!(sb.delete(&format!("/Users/{c}")).await.status, 204);
+    assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a)]);
+}
