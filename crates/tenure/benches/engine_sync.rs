@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{on_cpu, sandbox, sandbox_on, wrk_creates, wrk_creates_on, Sandbox, TOKEN};
+use common::{on_cpu, sandbox, sandbox_on, wrk_creates_on, Sandbox, TOKEN};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -31,13 +31,15 @@ fn tenure(dir: &Path, args: &[&str]) -> String {
 
 /// Wall time and peak RSS (MiB) of one tenure command, through /usr/bin/time.
 fn timed(dir: &Path, args: &[&str]) -> (f64, f64, String) {
-    timed_on(dir, args, None)
+    let (secs, rss, _, out) = timed_on(dir, args, None);
+    (secs, rss, out)
 }
 
-fn timed_on(dir: &Path, args: &[&str], cpu: Option<&str>) -> (f64, f64, String) {
+/// Wall time, peak RSS (MiB) and CPU seconds (user + system) of one tenure command.
+fn timed_on(dir: &Path, args: &[&str], cpu: Option<&str>) -> (f64, f64, f64, String) {
     let t = Instant::now();
     let o = on_cpu(cpu, "/usr/bin/time")
-        .args(["-f", "peak-rss-kib %M"])
+        .args(["-f", "peak-rss-kib %M\ncpu-seconds %U %S"])
         .arg(env!("CARGO_BIN_EXE_tenure"))
         .arg("--data-dir")
         .arg(dir)
@@ -54,7 +56,53 @@ fn timed_on(dir: &Path, args: &[&str], cpu: Option<&str>) -> (f64, f64, String) 
         .find_map(|l| l.strip_prefix("peak-rss-kib "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(f64::NAN);
-    (secs, kib / 1024.0, out)
+    let cpu_s: f64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu-seconds "))
+        .map(|v| v.split_whitespace().filter_map(|x| x.parse::<f64>().ok()).sum())
+        .unwrap_or(f64::NAN);
+    (secs, kib / 1024.0, cpu_s, out)
+}
+
+/// The initial sync of `hires` workers into a fresh sandbox against wrk's measure of a fresh
+/// sandbox of the same kind, with the CPU each side spent per create: the sandbox and its
+/// client share this machine's cores, so the figures say which side the time went to.
+/// `cpus`: (sandbox, client) cores, or unpinned.
+fn initial_sync(root: &Path, hires: usize, seconds: u64, cpus: Option<(&str, &str)>) {
+    let (server_cpu, client_cpu) = (cpus.map(|c| c.0), cpus.map(|c| c.1));
+    let tag = if cpus.is_some() { "-pinned" } else { "" };
+    let (wrk, wrk_server_us) = {
+        let s = sandbox_on(root, &format!("capacity{tag}"), server_cpu);
+        let before = s.cpu_seconds();
+        let w = wrk_creates_on(&s, root, seconds, client_cpu);
+        let us = 1e6 * (s.cpu_seconds() - before) / w.requests;
+        (w, us)
+    };
+    let s = sandbox_on(root, &format!("initial{tag}"), server_cpu);
+    let dir = root.join(format!("initial{tag}"));
+    setup(&dir, &s, hires, 3);
+    let before = s.cpu_seconds();
+    let (secs, rss, cpu_s, out) = timed_on(&dir, &["apply"], client_cpu);
+    let server_us = 1e6 * (s.cpu_seconds() - before);
+    let creates = counted(&out, "create");
+    let rate = creates as f64 / secs;
+    let per = |us: f64| us / creates as f64;
+    let how = if cpus.is_some() {
+        "one core each: the sandbox on CPU 0, wrk and then tenure on CPU 1"
+    } else {
+        "sharing the machine's cores"
+    };
+    println!(
+        "(a) initial sync, {how}: {creates} creates (+ team joins, journal, audit) in {secs:.2} s = {rate:.0} creates/s; \
+         sandbox capacity (wrk -c32 -d{seconds}s) {:.0}/s: {:.0}% [bar: at least 90%]; peak RSS {rss:.0} MiB\n    \
+         CPU per create: tenure {:.0} us (whole run), the sandbox {:.0} us serving it (creates and team joins), \
+         the sandbox {:.0} us serving wrk's creates",
+        wrk.rate,
+        100.0 * rate / wrk.rate,
+        per(1e6 * cpu_s),
+        per(server_us),
+        wrk_server_us
+    );
 }
 
 /// A tenure data folder connected to the sandbox, with the example rules at 32 in flight.
@@ -117,37 +165,12 @@ fn main() {
     let root = std::env::temp_dir().join(format!("tenure-engine-bench-{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
 
-    // (a) capacity, then the initial sync into a fresh sandbox of the same kind.
-    let capacity = {
-        let s = sandbox(&root, "capacity");
-        wrk_creates(&s, &root, seconds)
-    };
-    let s = sandbox(&root, "initial");
-    let dir = root.join("initial");
-    setup(&dir, &s, hires, 3);
-    let (secs, rss, out) = timed(&dir, &["apply"]);
-    let creates = counted(&out, "create");
-    let rate = creates as f64 / secs;
-    println!("(a) initial sync: {creates} creates (+ team joins, journal, audit) in {secs:.2} s = {rate:.0} creates/s; sandbox capacity (wrk -c32 -d{seconds}s) {capacity:.0}/s: {:.0}% [bar: at least 90%]; peak RSS {rss:.0} MiB", 100.0 * rate / capacity);
-    drop(s);
-
-    // (a) again with the server and its client each on a core of their own, so that neither
-    // measures how much CPU the client takes from the server: the sandbox on CPU 0, wrk and
-    // then tenure on CPU 1.
+    // (a) unpinned, then with the server and its client each on a core of their own, so that
+    // neither measures how much CPU the client takes from the server.
+    initial_sync(&root, hires, seconds, None);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus >= 2 && Command::new("taskset").arg("-V").output().is_ok_and(|o| o.status.success()) {
-        let capacity = {
-            let s = sandbox_on(&root, "capacity-pinned", Some("0"));
-            wrk_creates_on(&s, &root, seconds, Some("1"))
-        };
-        let s = sandbox_on(&root, "initial-pinned", Some("0"));
-        let dir = root.join("initial-pinned");
-        setup(&dir, &s, hires, 3);
-        let (secs, _, out) = timed_on(&dir, &["apply"], Some("1"));
-        let creates = counted(&out, "create");
-        let rate = creates as f64 / secs;
-        println!("(a, one core each) initial sync: {creates} creates in {secs:.2} s = {rate:.0} creates/s; sandbox capacity on one core (wrk on the other) {capacity:.0}/s: {:.0}%", 100.0 * rate / capacity);
-        drop(s);
+        initial_sync(&root, hires, seconds, Some(("0", "1")));
     }
 
     // (b) and (c) at 100,000.

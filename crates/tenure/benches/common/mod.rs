@@ -59,11 +59,38 @@ pub fn sandbox_on(dir: &std::path::Path, tag: &str, cpu: Option<&str>) -> Sandbo
     s
 }
 
-pub fn wrk_creates(s: &Sandbox, dir: &std::path::Path, seconds: u64) -> f64 {
-    wrk_creates_on(s, dir, seconds, None)
+impl Sandbox {
+    /// CPU seconds (user + system) the sandbox process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) closing with ')'.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / clock_ticks()
+    }
 }
 
-pub fn wrk_creates_on(s: &Sandbox, dir: &std::path::Path, seconds: u64, cpu: Option<&str>) -> f64 {
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// What wrk measured: creates per second, and how many it made.
+pub struct WrkRun {
+    pub rate: f64,
+    pub requests: f64,
+}
+
+pub fn wrk_creates(s: &Sandbox, dir: &std::path::Path, seconds: u64) -> f64 {
+    wrk_creates_on(s, dir, seconds, None).rate
+}
+
+pub fn wrk_creates_on(s: &Sandbox, dir: &std::path::Path, seconds: u64, cpu: Option<&str>) -> WrkRun {
     let script = dir.join("post.lua");
     std::fs::write(
         &script,
@@ -90,8 +117,15 @@ end
         .expect("wrk (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("Non-2xx"), "wrk saw failures: {text}");
-    text.lines()
+    let rate = text
+        .lines()
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("wrk output: {text}"))
+        .unwrap_or_else(|| panic!("wrk output: {text}"));
+    // "  123456 requests in 10.00s, ..."
+    let requests = text
+        .lines()
+        .find_map(|l| l.split_once(" requests in ").and_then(|(n, _)| n.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("wrk output: {text}"));
+    WrkRun { rate, requests }
 }
