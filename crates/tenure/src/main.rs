@@ -116,7 +116,8 @@ enum Command {
     /// Workers whose actions failed run after run, set aside: list them, or retry.
     #[command(subcommand)]
     DeadLetters(review_cmd::DeadLetterCommand),
-    /// Notifications: set a notifier's secret (webhook signing key or SMTP password).
+    /// Notifications: set a notifier's secret (webhook signing key or SMTP password), or send
+    /// a test notice through one.
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
     /// The audit log: verify its hash chain, or one worker's timeline.

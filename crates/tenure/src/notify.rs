@@ -33,6 +33,34 @@ pub enum NotifyCommand {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Send one made-up notice through a notifier now, to check its address, secret and
+    /// template before a run needs them. Exits 1 when it could not be delivered.
+    Test {
+        name: String,
+        /// The event to pretend (hire, change, leave, rehire, failure, dead_letter, review);
+        /// by default the first the notifier listens to.
+        #[arg(long)]
+        event: Option<String>,
+    },
+}
+
+/// A notice about nobody, marked as a test in every field a template may show.
+fn test_notice(kind: NoticeKind, connection: &str) -> Notice {
+    let failing = matches!(kind, NoticeKind::Failure | NoticeKind::DeadLetter);
+    Notice {
+        kind: Some(kind),
+        connection: connection.to_string(),
+        worker: "test".into(),
+        worker_name: "Test Worker".into(),
+        user_name: "test.worker@example.invalid".into(),
+        role: "(test)".into(),
+        reason: "a test notice from `tenure notify test`; no account was touched".into(),
+        stage: kind.as_str().into(),
+        changes: String::new(),
+        error: if failing { "(test) nothing failed: this is a test notice".into() } else { String::new() },
+        run_id: "test".into(),
+        at: jiff::Timestamp::now().to_string(),
+    }
 }
 
 /// One thing to tell.
@@ -311,6 +339,12 @@ async fn email(
 
 pub async fn run(cmd: NotifyCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
     match cmd {
+        NotifyCommand::Test { name, event } => {
+            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            let r = send_test(&store, data_dir, &name, event.as_deref()).await;
+            store.close().await;
+            r
+        }
         NotifyCommand::Secret { name, file } => {
             let (secret, generated) = match file {
                 Some(p) => {
@@ -337,6 +371,49 @@ pub async fn run(cmd: NotifyCommand, data_dir: &Path, database_url: Option<&str>
                 println!("secret of {name:?} set (ending in {})", secret.hint());
             }
             Ok(0)
+        }
+    }
+}
+
+async fn send_test(store: &Store, data_dir: &Path, name: &str, event: Option<&str>) -> Result<u8, String> {
+    let rules = crate::config_cmd::current(store).await?;
+    let all = &rules.config.notify;
+    let Some(n) = all.iter().find(|n| n.name == name) else {
+        let known: Vec<&str> = all.iter().map(|n| n.name.as_str()).collect();
+        return Err(if known.is_empty() {
+            format!("no notifier {name:?}: the configuration has no [[notify]] section")
+        } else {
+            format!("no notifier {name:?}; the configuration has: {}", known.join(", "))
+        });
+    };
+    let kind = match event {
+        Some(e) => *NoticeKind::ALL.iter().find(|k| k.as_str() == e).ok_or_else(|| {
+            let names: Vec<&str> = NoticeKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown event {e:?}; one of: {}", names.join(", "))
+        })?,
+        None => n.on.first().copied().unwrap_or(NoticeKind::Hire),
+    };
+    let connection = n
+        .connections
+        .first()
+        .or_else(|| rules.connections.first().map(|c| &c.name))
+        .cloned()
+        .unwrap_or_else(|| "(test)".into());
+    // Sent whatever the notifier listens to: the test is asked for by name.
+    let mut settings = n.clone();
+    settings.on.clear();
+    settings.connections.clear();
+    settings.max_per_run = settings.max_per_run.max(1);
+    let key = MasterKey::load(data_dir)?;
+    let how = if n.webhook.is_some() { "webhook" } else { "e-mail" };
+    match deliver(store, &key, &[settings], &[test_notice(kind, &connection)]).await.first() {
+        None => {
+            println!("sent a test {} notice through {name:?} ({how})", kind.as_str());
+            Ok(0)
+        }
+        Some(problem) => {
+            println!("not delivered: {problem}");
+            Ok(1)
         }
     }
 }

@@ -766,6 +766,40 @@ subject = "Welcome {{worker_name}} ({{user_name}})"
     assert_eq!(events(&hooked.lock().unwrap()).last().unwrap(), &("leave".to_string(), "1".to_string()));
     assert_eq!(mailed.lock().unwrap().len(), 2);
 
+    // `notify test`: one made-up notice through the named notifier, whatever it listens to,
+    // signed and templated like the real ones; no account touched.
+    let (code, out) = env.tenure(&["notify", "test", "nobody"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no notifier \"nobody\"; the configuration has: ops-hook, it-mail"), "{out}");
+    let (code, out) = env.tenure(&["notify", "test", "ops-hook", "--event", "hired"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unknown event \"hired\"; one of: hire, change"), "{out}");
+    let before = accounts(&sb).await;
+    let out = env.ok(&["notify", "test", "ops-hook"]);
+    assert!(out.contains("sent a test hire notice through \"ops-hook\" (webhook)"), "{out}");
+    assert_eq!(events(&hooked.lock().unwrap()).last().unwrap(), &("hire".to_string(), "test".to_string()));
+    // it-mail listens to hire and dead letters only; a test of another event still goes out.
+    let out = env.ok(&["notify", "test", "it-mail", "--event", "leave"]);
+    assert!(out.contains("sent a test leave notice through \"it-mail\" (e-mail)"), "{out}");
+    {
+        let mail = mailed.lock().unwrap();
+        assert_eq!(mail.len(), 3, "{mail:?}");
+        assert!(mail[2].contains("Test Worker") && mail[2].contains("no account was touched"), "{}", mail[2]);
+    }
+    assert_eq!(accounts(&sb).await, before, "a test notice changes nothing on the target");
+    // A receiver that refuses: said, and the exit code says so.
+    let rules_now = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, rules_now.replace(&hook, &format!("{hook}-missing"))).unwrap();
+    env.ok(&["config", "import", path.to_str().unwrap()]);
+    let (code, out) = env.tenure(&["notify", "test", "ops-hook"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "not delivered: notify \"ops-hook\": 1 of 1 notice(s) not delivered; last: the webhook answered 404"
+        ),
+        "{out}"
+    );
+
     // The secret is on disk only sealed.
     for entry in std::fs::read_dir(&env.dir).unwrap() {
         let p = entry.unwrap().path();
