@@ -22,9 +22,35 @@ struct Env {
     database_url: Option<String>,
 }
 
+/// A PostgreSQL schema of one test, dropped when the test ends (passed or not), so runs do
+/// not pile schemas up in the shared test database.
+struct PgSchema {
+    admin: String,
+    schema: String,
+    /// The URL tenure is given: the test database with this schema first on the search path.
+    url: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (admin, schema) = (self.admin.clone(), self.schema.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on: a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::AnyPool::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await;
+                    pool.close().await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
 /// A fresh PostgreSQL schema for one test, or None (said loudly) when
 /// TENURE_TEST_DATABASE_URL is not set.
-async fn postgres(test: &str) -> Option<String> {
+async fn postgres(test: &str) -> Option<PgSchema> {
     let Ok(url) = std::env::var("TENURE_TEST_DATABASE_URL") else {
         eprintln!("SKIPPED: {test}: TENURE_TEST_DATABASE_URL is not set (.ci/run sets it)");
         return None;
@@ -37,7 +63,8 @@ async fn postgres(test: &str) -> Option<String> {
     sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
     admin.close().await;
     let sep = if url.contains('?') { '&' } else { '?' };
-    Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
+    let with_schema = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    Some(PgSchema { admin: url, schema, url: with_schema })
 }
 
 impl Env {
@@ -182,8 +209,8 @@ async fn lifecycle_stories_against_the_sandbox() {
 
 #[tokio::test]
 async fn lifecycle_stories_on_postgres() {
-    if let Some(url) = postgres("lifecycle_stories_on_postgres").await {
-        lifecycle_stories(Some(url)).await
+    if let Some(pg) = postgres("lifecycle_stories_on_postgres").await {
+        lifecycle_stories(Some(pg.url.clone())).await
     }
 }
 
@@ -399,8 +426,8 @@ async fn a_kill_9_mid_apply_is_resolved_without_duplicates() {
 
 #[tokio::test]
 async fn a_kill_9_mid_apply_on_postgres() {
-    if let Some(url) = postgres("a_kill_9_mid_apply_on_postgres").await {
-        kill_9_mid_apply(Some(url)).await
+    if let Some(pg) = postgres("a_kill_9_mid_apply_on_postgres").await {
+        kill_9_mid_apply(Some(pg.url.clone())).await
     }
 }
 
@@ -468,8 +495,8 @@ async fn supervised_stages_wait_for_a_reviewer() {
 
 #[tokio::test]
 async fn supervised_stages_on_postgres() {
-    if let Some(url) = postgres("supervised_stages_on_postgres").await {
-        supervised_stages(Some(url)).await
+    if let Some(pg) = postgres("supervised_stages_on_postgres").await {
+        supervised_stages(Some(pg.url.clone())).await
     }
 }
 
@@ -554,8 +581,8 @@ async fn actions_that_keep_failing_become_dead_letters() {
 
 #[tokio::test]
 async fn dead_letters_on_postgres() {
-    if let Some(url) = postgres("dead_letters_on_postgres").await {
-        dead_letters(Some(url)).await
+    if let Some(pg) = postgres("dead_letters_on_postgres").await {
+        dead_letters(Some(pg.url.clone())).await
     }
 }
 
