@@ -158,38 +158,49 @@ const ORDER: [Kind; 10] = [
 
 /// The plan for a person: grouped by kind, coloured on a terminal.
 pub fn print_plan(plan: &Plan, verbose: bool) {
+    use std::io::Write;
     let color = std::io::stdout().is_terminal();
     let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
-    println!("plan for {:?}:", plan.connection);
-    for k in ORDER {
-        let acts: Vec<_> = plan.actions.iter().filter(|a| a.kind == k).collect();
-        if acts.is_empty() || (k == Kind::NoChange && !verbose) {
-            continue;
-        }
-        let code = match k {
-            Kind::Create | Kind::Reactivate | Kind::Adopt => "32",
-            Kind::Update | Kind::TeamAdd | Kind::TeamRemove => "33",
-            Kind::Deactivate | Kind::Delete => "31",
-            _ => "2",
-        };
-        println!("{}", paint(code, &format!("  {} ({})", k.as_str(), acts.len())));
-        for a in acts {
-            let who = a.user_name.clone().unwrap_or_default();
-            let mut line = format!("    worker {:<10} {who:<36} {}", a.worker, a.reason);
-            if let Some(t) = &a.team {
-                line += &format!(" [team {t}]");
+    // One buffer for the whole plan: stdout flushes every line, a system call per action.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = (|| -> std::io::Result<()> {
+        writeln!(out, "plan for {:?}:", plan.connection)?;
+        for k in ORDER {
+            let acts: Vec<_> = plan.actions.iter().filter(|a| a.kind == k).collect();
+            if acts.is_empty() || (k == Kind::NoChange && !verbose) {
+                continue;
             }
-            println!("{line}");
-            for c in &a.changes {
-                println!("        {}: {} -> {}", c.attribute, c.before, c.after);
+            let code = match k {
+                Kind::Create | Kind::Reactivate | Kind::Adopt => "32",
+                Kind::Update | Kind::TeamAdd | Kind::TeamRemove => "33",
+                Kind::Deactivate | Kind::Delete => "31",
+                _ => "2",
+            };
+            writeln!(out, "{}", paint(code, &format!("  {} ({})", k.as_str(), acts.len())))?;
+            for a in acts {
+                let who = a.user_name.as_deref().unwrap_or_default();
+                write!(out, "    worker {:<10} {who:<36} {}", a.worker, a.reason)?;
+                if let Some(t) = &a.team {
+                    write!(out, " [team {t}]")?;
+                }
+                writeln!(out)?;
+                for c in &a.changes {
+                    writeln!(out, "        {}: {} -> {}", c.attribute, c.before, c.after)?;
+                }
             }
         }
-    }
-    if !plan.unmanaged.is_empty() {
-        println!("  not managed by tenure, left alone ({}): {}", plan.unmanaged.len(), plan.unmanaged.join(", "));
-    }
-    let counts: Vec<String> = ORDER.iter().map(|k| format!("{} {}", k.as_str(), plan.count(*k))).collect();
-    println!("plan: {}", counts.join(", "));
+        if !plan.unmanaged.is_empty() {
+            writeln!(
+                out,
+                "  not managed by tenure, left alone ({}): {}",
+                plan.unmanaged.len(),
+                plan.unmanaged.join(", ")
+            )?;
+        }
+        let counts: Vec<String> = ORDER.iter().map(|k| format!("{} {}", k.as_str(), plan.count(*k))).collect();
+        writeln!(out, "plan: {}", counts.join(", "))?;
+        out.flush()
+    })();
 }
 
 pub async fn open_with_key(data_dir: &Path, database_url: Option<&str>) -> Result<(Store, MasterKey), String> {
