@@ -123,13 +123,15 @@ type Outcome = (usize, Result<(String, String), String>);
 async fn run_worker(
     client: &ScimClient,
     teams: &HashMap<String, String>,
-    actions: &[(usize, Action)],
+    plan: &Plan,
+    actions: &[usize],
 ) -> (Vec<Outcome>, Vec<(usize, String, String)>) {
     let mut out = vec![];
     let mut joins = vec![];
     let mut target: Option<String> = None;
     let mut failed = false;
-    for (i, a) in actions {
+    for i in actions {
+        let a = &plan.actions[*i];
         if failed {
             out.push((*i, Err("not tried: an earlier action for this worker failed".into())));
             continue;
@@ -208,7 +210,7 @@ async fn run_worker(
 pub async fn apply(
     store: &Store,
     client: &ScimClient,
-    plan: &Plan,
+    plan: &Arc<Plan>,
     mut teams: HashMap<String, String>,
     run_id: &str,
     concurrency: usize,
@@ -221,7 +223,7 @@ pub async fn apply(
     }
     let teams = Arc::new(teams);
     // One worker's actions stay together and in order: a unit, journaled as one row.
-    let mut units: Vec<(String, Vec<(usize, Action)>)> = vec![];
+    let mut units: Vec<Vec<usize>> = vec![];
     let mut unit_of_worker: HashMap<&str, usize> = HashMap::new();
     for (i, a) in plan.actions.iter().enumerate() {
         match a.kind {
@@ -229,10 +231,10 @@ pub async fn apply(
             Kind::Skip => summary.skipped += 1,
             _ => {
                 let u = *unit_of_worker.entry(a.worker.as_str()).or_insert_with(|| {
-                    units.push((a.worker.clone(), vec![]));
+                    units.push(vec![]);
                     units.len() - 1
                 });
-                units[u].1.push((i, a.clone()));
+                units[u].push(i);
             }
         }
     }
@@ -244,18 +246,18 @@ pub async fn apply(
     // outcomes are written concurrently and both name them.
     let ids: Vec<String> = (0..units.len()).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     // Shared with the worker tasks without copying the actions again.
-    let units: Vec<Arc<Vec<(usize, Action)>>> = units.into_iter().map(|(_, a)| Arc::new(a)).collect();
+    let units: Vec<Arc<[usize]>> = units.into_iter().map(Into::into).collect();
     let intents_for = |range: std::ops::Range<usize>| -> Vec<JournalEntry> {
         range
             .map(|u| {
-                let actions = &units[u];
-                let kinds: Vec<&str> = actions.iter().map(|(_, a)| a.kind.as_str()).collect();
-                let body: Vec<Intended> = actions.iter().map(|(_, a)| Intended::of(a)).collect();
+                let actions: Vec<&Action> = units[u].iter().map(|&i| &plan.actions[i]).collect();
+                let kinds: Vec<&str> = actions.iter().map(|a| a.kind.as_str()).collect();
+                let body: Vec<Intended> = actions.iter().map(|a| Intended::of(a)).collect();
                 JournalEntry {
                     id: ids[u].clone(),
                     run_id: run_id.into(),
                     connection: plan.connection.clone(),
-                    worker_id: actions[0].1.worker.clone(),
+                    worker_id: actions[0].worker.clone(),
                     kind: kinds.join(","),
                     body: serde_json::to_string(&body).expect("serialisable"),
                     state: "intent".into(),
@@ -281,9 +283,10 @@ pub async fn apply(
             let start = async {
                 for u in range.clone() {
                     let permit = sem.clone().acquire_owned().await.expect("the semaphore stays open");
-                    let (client, teams, actions, tx) = (client.clone(), teams.clone(), units[u].clone(), tx.clone());
+                    let (client, teams, plan, actions, tx) =
+                        (client.clone(), teams.clone(), plan.clone(), units[u].clone(), tx.clone());
                     set.spawn(async move {
-                        let r = run_worker(&client, &teams, &actions).await;
+                        let r = run_worker(&client, &teams, &plan, &actions).await;
                         drop(permit);
                         // The receiver outlives every worker task (it ends when all senders do).
                         let _ = tx.send(r);
@@ -413,10 +416,10 @@ struct Book {
 }
 
 impl Book {
-    fn new(units: &[(String, Vec<(usize, Action)>)]) -> Self {
+    fn new(units: &[Vec<usize>]) -> Self {
         Book {
-            unit_of: units.iter().enumerate().flat_map(|(u, (_, a))| a.iter().map(move |(i, _)| (*i, u))).collect(),
-            remaining: units.iter().map(|(_, a)| a.len()).collect(),
+            unit_of: units.iter().enumerate().flat_map(|(u, a)| a.iter().map(move |i| (*i, u))).collect(),
+            remaining: units.iter().map(Vec::len).collect(),
             error: vec![None; units.len()],
         }
     }
@@ -561,16 +564,8 @@ mod tests {
 
     #[test]
     fn a_units_outcome_comes_with_its_last_action_and_keeps_the_first_error() {
-        let units = vec![
-            (
-                "w1".to_string(),
-                vec![(0, action("w1", Kind::Create, None)), (1, action("w1", Kind::TeamAdd, Some("A")))],
-            ),
-            (
-                "w2".to_string(),
-                vec![(2, action("w2", Kind::Create, None)), (3, action("w2", Kind::TeamAdd, Some("A")))],
-            ),
-        ];
+        // Two workers (action indexes in the plan), each a create and a team join.
+        let units = vec![vec![0, 1], vec![2, 3]];
         let mut book = Book::new(&units);
         assert_eq!(book.end(0, None), None, "the team join is still out");
         assert_eq!(book.end(1, None), Some((0, "done", None)));

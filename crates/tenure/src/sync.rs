@@ -306,7 +306,11 @@ pub async fn apply_cmd(
         }
     };
     let t0 = std::time::Instant::now();
-    let summary = engine::apply::apply(store, &p.client, &p.plan, teams, &run_id, conn.concurrency, &progress).await?;
+    // Shared with the apply's worker tasks rather than copied action by action; back after.
+    let plan = std::sync::Arc::new(std::mem::take(&mut p.plan));
+    let applied = engine::apply::apply(store, &p.client, &plan, teams, &run_id, conn.concurrency, &progress).await;
+    p.plan = std::sync::Arc::try_unwrap(plan).unwrap_or_else(|shared| (*shared).clone());
+    let summary = applied?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "applied");
     store.finish_run(&run_id, &serde_json::to_string(&summary).unwrap_or_default()).await.map_err(|e| e.to_string())?;
     tracing::debug!("run summary saved");
