@@ -368,7 +368,8 @@ pub fn plan<'a>(
                     }
                     body["active"] = Value::Bool(true);
                     let mut a = act(Kind::Create, format!("hire: {why_role}"));
-                    a.user_name = body.get("userName").and_then(Value::as_str).map(str::to_string);
+                    let user_name = body.get("userName").and_then(Value::as_str).map(str::to_string);
+                    a.user_name = user_name.clone();
                     a.body = Some(body);
                     out.actions.push(a);
                     for t in g.teams.iter().chain(&g.groups) {
@@ -377,6 +378,8 @@ pub fn plan<'a>(
                         }
                         let mut a = act(Kind::TeamAdd, format!("{why_role} puts the worker in {t:?}"));
                         a.team = Some(t.clone());
+                        // The account the create makes: a reviewer sees whom the join is for.
+                        a.user_name = user_name.clone();
                         out.actions.push(a);
                     }
                 }

@@ -286,6 +286,14 @@ async fn lifecycle_stories(database_url: Option<String>) {
         .iter()
         .any(|a| a["worker"] == "4" && a["reason"].as_str().unwrap().contains("effective date not reached")));
     assert_eq!(plan["unmanaged"], serde_json::json!(["owner@acme.example"]));
+    // A new hire's team join names the account the create makes, for whoever reviews it.
+    let join = plan["actions"].as_array().unwrap().iter().find(|a| a["worker"] == "1" && a["kind"] == "team_add");
+    assert_eq!(join.map(|a| a["user_name"].clone()), Some(serde_json::json!("ann.lee@acme.example")), "{plan}");
+    let text = env.ok(&["plan", "--as-of", t0]);
+    assert!(
+        text.lines().any(|l| l.contains("ann.lee@acme.example") && l.contains("puts the worker in \"Engineering\"")),
+        "{text}"
+    );
     let out = env.ok(&["apply", "--as-of", t0]);
     assert!(out.contains("failed 0"), "{out}");
     let acc = accounts(&sb).await;
