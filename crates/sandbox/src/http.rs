@@ -271,7 +271,8 @@ fn entry_response(
     excluded: &[AttrPath],
 ) -> Response {
     let base = base_url(headers);
-    let doc = app.store.schema(kind).project(app.store.render(kind, e, &base), attrs, excluded);
+    let full = !refs_left_out(kind, attrs, excluded);
+    let doc = app.store.schema(kind).project(app.store.render(kind, e, &base, full), attrs, excluded);
     let mut r = scim_json(status, &Value::Object(doc));
     r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&e.etag()).expect("etag is ASCII"));
     if status == StatusCode::CREATED {
@@ -440,15 +441,8 @@ impl Search {
             None => app.store.dialect == Dialect::Monday,
             Some(s) => !s.eq_ignore_ascii_case("false"),
         };
-        let q = ListQuery {
-            filter,
-            sort_by,
-            descending,
-            start_index: start,
-            count,
-            provisioned_only,
-            without_groups: false,
-        };
+        let q =
+            ListQuery { filter, sort_by, descending, start_index: start, count, provisioned_only, without_refs: false };
         Ok((q, paths(self.attributes.as_deref())?, paths(self.excluded.as_deref())?))
     }
 }
@@ -482,19 +476,25 @@ fn list_response(total: usize, start: usize, resources: Vec<Value>) -> Response 
 }
 
 /// Whether a projection by `attributes`/`excludedAttributes` leaves out the core `groups`.
-fn groups_left_out(attrs: &[AttrPath], excluded: &[AttrPath]) -> bool {
-    let core = |p: &AttrPath| p.uri.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(schema::USER));
-    let names_groups = |p: &AttrPath| p.name.eq_ignore_ascii_case("groups");
+/// Whether a projection drops the attribute a resource of `kind` builds from other resources
+/// (a user's `groups`, a team's `members`), so that it is not built only to be dropped.
+fn refs_left_out(kind: Kind, attrs: &[AttrPath], excluded: &[AttrPath]) -> bool {
+    let (name, urn) = match kind {
+        Kind::User => ("groups", schema::USER),
+        Kind::Group => ("members", schema::GROUP),
+    };
+    let core = |p: &AttrPath| p.uri.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(urn));
+    let names = |p: &AttrPath| p.name.eq_ignore_ascii_case(name);
     if attrs.is_empty() {
-        excluded.iter().any(|p| core(p) && names_groups(p) && p.sub.is_none())
+        excluded.iter().any(|p| core(p) && names(p) && p.sub.is_none())
     } else {
-        !attrs.iter().any(names_groups)
+        !attrs.iter().any(names)
     }
 }
 
 fn run_list(app: &App, kind: Kind, s: &Search, headers: &HeaderMap) -> Answer {
     let (mut q, attrs, excluded) = s.query(app, Some(kind))?;
-    q.without_groups = groups_left_out(&attrs, &excluded);
+    q.without_refs = refs_left_out(kind, &attrs, &excluded);
     let schema = app.store.schema(kind);
     let page = app.store.list(kind, &q, &base_url(headers), |m| schema.project(m, &attrs, &excluded));
     Ok(list_response(page.total, q.start_index, page.resources.into_iter().map(Value::Object).collect()))
@@ -540,7 +540,7 @@ async fn search_all(
         let whole = ListQuery {
             start_index: 1,
             count: usize::MAX,
-            without_groups: groups_left_out(&attrs, &excluded),
+            without_refs: refs_left_out(kind, &attrs, &excluded),
             ..q.clone()
         };
         let page = app.store.list(kind, &whole, &base, |m| schema.project(m, &attrs, &excluded));

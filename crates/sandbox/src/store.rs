@@ -152,13 +152,15 @@ impl State {
                 self.group_name.entry(n).or_default().insert(id.to_string());
             }
         }
-        let old: HashSet<String> = member_ids(&prev.doc).into_iter().collect();
-        let new: HashSet<String> = member_ids(&e.doc).into_iter().collect();
-        for m in old.difference(&new) {
-            remove_from(&mut self.memberships, m, id);
+        // Borrowed: only the members that come or go are copied.
+        let (old, new) = (member_values(&prev.doc), member_values(&e.doc));
+        let gone: Vec<String> = old.difference(&new).map(|m| m.to_string()).collect();
+        let came: Vec<String> = new.difference(&old).map(|m| m.to_string()).collect();
+        for m in gone {
+            remove_from(&mut self.memberships, &m, id);
         }
-        for m in new.difference(&old) {
-            self.memberships.entry(m.clone()).or_default().insert(id.to_string());
+        for m in came {
+            self.memberships.entry(m).or_default().insert(id.to_string());
         }
         self.groups.insert(id, e);
         Some(prev)
@@ -199,6 +201,13 @@ fn emails(doc: &Map<String, Value>) -> Vec<String> {
     }
 }
 
+fn member_values(doc: &Map<String, Value>) -> HashSet<&str> {
+    match doc.get("members") {
+        Some(Value::Array(items)) => items.iter().filter_map(|i| i.get("value").and_then(Value::as_str)).collect(),
+        _ => HashSet::new(),
+    }
+}
+
 fn member_ids(doc: &Map<String, Value>) -> Vec<String> {
     match doc.get("members") {
         Some(Value::Array(items)) => {
@@ -219,9 +228,9 @@ pub struct ListQuery {
     pub count: usize,
     /// monday.com's `scim_provisioned_only`: hide resources not created through SCIM.
     pub provisioned_only: bool,
-    /// The answer leaves out users' `groups` (excludedAttributes, or attributes without it):
-    /// it is not built only to be dropped by the projection.
-    pub without_groups: bool,
+    /// The answer leaves out users' `groups` or teams' `members` (excludedAttributes, or
+    /// attributes without it): they are not built only to be dropped by the projection.
+    pub without_refs: bool,
 }
 
 pub struct ListPage {
@@ -412,9 +421,11 @@ impl Store {
 
     /// What a client sees: the stored document with `meta.location`, the user's read-only
     /// `groups`, and `$ref` on group members.
-    pub fn render(&self, kind: Kind, entry: &Entry, base: &str) -> Map<String, Value> {
+    /// `with_refs` false: without a user's `groups` or a team's `members` (the projection drops
+    /// them).
+    pub fn render(&self, kind: Kind, entry: &Entry, base: &str, with_refs: bool) -> Map<String, Value> {
         let st = self.state.read().expect("state lock");
-        decorate(&st, kind, entry, base, true)
+        decorate(&st, kind, entry, base, with_refs)
     }
 
     fn check_unique(st: &State, kind: Kind, doc: &Map<String, Value>, own_id: Option<&str>) -> Result<(), Error> {
@@ -437,19 +448,25 @@ impl Store {
         let Some(Value::Array(items)) = doc.get_mut("members") else { return Ok(()) };
         for (i, m) in items.iter_mut().enumerate() {
             let Some(obj) = m.as_object_mut() else { continue };
-            let Some(id) = obj.get("value").and_then(Value::as_str).map(str::to_string) else {
+            let Some(id) = obj.get("value").and_then(Value::as_str) else {
                 return Err(Error::invalid_value(format!("members[{i}] has no value (the member's id)")));
             };
-            let (ty, display) = if let Some(u) = st.users.by_id.get(&id) {
-                ("User", u.doc.get("displayName").or_else(|| u.doc.get("userName")).cloned())
-            } else if let Some(g) = st.groups.by_id.get(&id) {
-                ("Group", g.doc.get("displayName").cloned())
+            let (ty, display) = if let Some(u) = st.users.by_id.get(id) {
+                ("User", u.doc.get("displayName").or_else(|| u.doc.get("userName")))
+            } else if let Some(g) = st.groups.by_id.get(id) {
+                ("Group", g.doc.get("displayName"))
             } else {
                 continue;
             };
-            obj.insert("type".into(), json!(ty));
+            // Members already resolved (all but the newcomers of a PATCH to a large team) are
+            // left as they are rather than given fresh copies of the same strings.
+            if obj.get("type").and_then(Value::as_str) != Some(ty) {
+                obj.insert("type".into(), json!(ty));
+            }
             if let Some(d) = display {
-                obj.insert("display".into(), d);
+                if obj.get("display") != Some(d) {
+                    obj.insert("display".into(), d.clone());
+                }
             }
         }
         Ok(())
@@ -648,7 +665,7 @@ impl Store {
         mut project: impl FnMut(Map<String, Value>) -> Map<String, Value>,
     ) -> ListPage {
         let st = self.state.read().expect("state lock");
-        let mut render = |e: &Entry| project(decorate(&st, kind, e, base, !q.without_groups));
+        let mut render = |e: &Entry| project(decorate(&st, kind, e, base, !q.without_refs));
         let table = st.table(kind);
         let schema = self.schema(kind);
         let visible = |e: &Entry| !q.provisioned_only || e.provisioned;
@@ -704,14 +721,19 @@ impl Store {
     }
 }
 
-fn decorate(st: &State, kind: Kind, entry: &Entry, base: &str, with_groups: bool) -> Map<String, Value> {
-    let mut doc = entry.doc.clone();
+fn decorate(st: &State, kind: Kind, entry: &Entry, base: &str, with_refs: bool) -> Map<String, Value> {
+    // A large team's member list is not copied when the answer leaves it out.
+    let mut doc: Map<String, Value> = if kind == Kind::Group && !with_refs {
+        entry.doc.iter().filter(|(k, _)| k.as_str() != "members").map(|(k, v)| (k.clone(), v.clone())).collect()
+    } else {
+        entry.doc.clone()
+    };
     let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     if let Some(meta) = doc.get_mut("meta").and_then(Value::as_object_mut) {
         meta.insert("location".into(), json!(format!("{base}/{}/{id}", kind.endpoint())));
     }
     match kind {
-        Kind::User if !with_groups => {}
+        Kind::User | Kind::Group if !with_refs => {}
         Kind::User => {
             if let Some(gs) = st.memberships.get(&id) {
                 let groups: Vec<Value> = gs

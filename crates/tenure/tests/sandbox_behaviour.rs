@@ -555,6 +555,18 @@ async fn group_patches_keep_memberships_names_and_rows_in_step() {
         g["members"].as_array().map(|m| m.iter().map(|x| x["value"].clone()).collect()).unwrap_or_default()
     };
     assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
+    // Members are resolved (type, display, $ref) when asked for, and not built when left out.
+    let only = sb.get(&format!("/Groups/{gid}?attributes=members")).await.body;
+    assert_eq!(only["members"][0]["display"], json!("A"), "{only}");
+    assert_eq!(only["members"][0]["type"], json!("User"));
+    assert!(only["members"][1]["$ref"].as_str().unwrap().ends_with(&format!("/Users/{c}")), "{only}");
+    let listed = sb.get("/Groups?attributes=displayName").await.body;
+    assert_eq!(listed["Resources"][0]["displayName"], json!("New"));
+    assert!(listed["Resources"][0].get("members").is_none(), "{listed}");
+    // A member's new name shows in the team.
+    let r = sb.patch(&format!("/Users/{a}"), json!([{"op": "replace", "path": "displayName", "value": "A2"}])).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(sb.get(&format!("/Groups/{gid}")).await.body["members"][0]["display"], json!("A2"));
     // Deleting a user who left does not touch the team.
     assert_eq!(sb.delete(&format!("/Users/{b}")).await.status, 204);
     assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
