@@ -1,7 +1,8 @@
 //! Applying a plan: workers in parallel up to the connection's concurrency, one worker's
-//! actions in order; every action journaled as an intent before its call and given its
-//! outcome after, together with its links and audit records. A run that stopped (crash,
-//! kill -9) is resolved against the target before the next one plans.
+//! actions in order; a worker's actions journaled as one intent before the first call and
+//! given their outcome when the last ends; each action's audit record (and a create's link)
+//! written as calls end. A run that stopped (crash, kill -9) is resolved against the target
+//! before the next one plans.
 
 use crate::{Action, Kind, Plan};
 use scim::patch::{OpKind, Operation};
