@@ -475,8 +475,7 @@ fn list_response(total: usize, start: usize, resources: Vec<Value>) -> Response 
     resp
 }
 
-/// Whether a projection by `attributes`/`excludedAttributes` leaves out the core `groups`.
-/// Whether a projection drops the attribute a resource of `kind` builds from other resources
+/// Whether a projection by `attributes`/`excludedAttributes` drops the attribute a resource of `kind` builds from other resources
 /// (a user's `groups`, a team's `members`), so that it is not built only to be dropped.
 fn refs_left_out(kind: Kind, attrs: &[AttrPath], excluded: &[AttrPath]) -> bool {
     let (name, urn) = match kind {

@@ -125,8 +125,8 @@ impl State {
                 if let Some(n) = e.doc.get("displayName").and_then(Value::as_str) {
                     self.group_name.entry(fold(n).into_owned()).or_default().insert(id.to_string());
                 }
-                for m in member_ids(&e.doc) {
-                    self.memberships.entry(m).or_default().insert(id.to_string());
+                for m in member_values(&e.doc) {
+                    self.memberships.entry(m.to_string()).or_default().insert(id.to_string());
                 }
                 self.groups.insert(id, e);
             }
@@ -183,8 +183,8 @@ impl State {
                 if let Some(n) = e.doc.get("displayName").and_then(Value::as_str) {
                     remove_from(&mut self.group_name, fold(n).as_ref(), id);
                 }
-                for m in member_ids(&e.doc) {
-                    remove_from(&mut self.memberships, &m, id);
+                for m in member_values(&e.doc) {
+                    remove_from(&mut self.memberships, m, id);
                 }
                 Some(e)
             }
@@ -201,19 +201,11 @@ fn emails(doc: &Map<String, Value>) -> Vec<String> {
     }
 }
 
+/// The ids of a team's members.
 fn member_values(doc: &Map<String, Value>) -> HashSet<&str> {
     match doc.get("members") {
         Some(Value::Array(items)) => items.iter().filter_map(|i| i.get("value").and_then(Value::as_str)).collect(),
         _ => HashSet::new(),
-    }
-}
-
-fn member_ids(doc: &Map<String, Value>) -> Vec<String> {
-    match doc.get("members") {
-        Some(Value::Array(items)) => {
-            items.iter().filter_map(|i| i.get("value").and_then(Value::as_str)).map(str::to_string).collect()
-        }
-        _ => vec![],
     }
 }
 
@@ -384,7 +376,7 @@ impl Store {
                         id: id.clone(),
                         provisioned: e.provisioned,
                         version: e.version,
-                        body: serde_json::to_string(&e.doc).unwrap_or_default(),
+                        body: serde_json::to_string(&e.doc).expect("JSON values serialise"),
                     }),
                     None => st.table(*kind).by_id.get(id).map(|e| Row::Delete(e.seq)),
                 })
@@ -775,7 +767,7 @@ async fn settle(p: Pending) -> Result<(), Error> {
     }
 }
 
-/// A change for the writer thread, which serialises it off the request path.
+/// A change for the writer thread (the body already written out when it was staged).
 enum Row {
     Upsert { kind: Kind, seq: u64, id: String, provisioned: bool, version: u64, body: String },
     Delete(u64),
