@@ -335,10 +335,46 @@ async fn do_replace(app: &App, kind: Kind, id: &str, body: &Value, if_match: Opt
         .await
 }
 
-async fn do_patch(app: &App, kind: Kind, id: &str, body: &Value, if_match: Option<&str>) -> Result<Entry, Error> {
+/// `full` false: the answer leaves out a team's member list.
+async fn do_patch(
+    app: &App,
+    kind: Kind,
+    id: &str,
+    body: &Value,
+    if_match: Option<&str>,
+    full: bool,
+) -> Result<Entry, Error> {
     let ops = patch::parse(body)?;
+    if kind == Kind::Group {
+        if let Some(ids) = member_ids_added(&ops) {
+            return app.store.add_members(id, if_match, &ids, full).await;
+        }
+    }
     let schema = app.store.schema(kind);
     app.store.update(kind, id, if_match, |current| patch::apply(schema, current, &ops)).await
+}
+
+/// The member ids of a PATCH that only adds members by id (`add`, path `members`, values
+/// `{"value": id}`), which the store does without rewriting the team; None for any other.
+fn member_ids_added(ops: &[patch::Operation]) -> Option<Vec<&str>> {
+    let mut ids = vec![];
+    for op in ops {
+        let p = op.path.as_ref()?;
+        let plain = p.filter.is_none() && p.sub_after_filter.is_none() && p.attr.sub.is_none();
+        let core = p.attr.uri.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(schema::GROUP));
+        if op.op != patch::OpKind::Add || !plain || !core || !p.attr.name.eq_ignore_ascii_case("members") {
+            return None;
+        }
+        for v in op.value.as_ref()?.as_array()? {
+            let o = v.as_object()?;
+            match (o.len(), o.get("value")) {
+                (1, Some(Value::String(id))) => ids.push(id.as_str()),
+                _ => return None,
+            }
+        }
+    }
+    // An empty add is left to the general path, which says what it thinks of it.
+    (!ids.is_empty()).then_some(ids)
 }
 
 // --- handlers ---
@@ -588,7 +624,7 @@ async fn write(
     let e = if method == Method::PUT {
         do_replace(&app, kind, &id, &v, if_match(&headers)).await?
     } else {
-        do_patch(&app, kind, &id, &v, if_match(&headers)).await?
+        do_patch(&app, kind, &id, &v, if_match(&headers), !refs_left_out(kind, &attrs, &excluded)).await?
     };
     Ok(entry_response(&app, kind, &e, StatusCode::OK, &headers, &attrs, &excluded))
 }
@@ -686,7 +722,7 @@ async fn bulk(State(app): State<Shared>, headers: HeaderMap, body: BodyBytes) ->
                     Ok((200, Some((kind, do_replace(&app, kind, &id, &data, version.as_deref()).await?))))
                 }
                 ("PATCH", Some(id)) => {
-                    Ok((200, Some((kind, do_patch(&app, kind, &id, &data, version.as_deref()).await?))))
+                    Ok((200, Some((kind, do_patch(&app, kind, &id, &data, version.as_deref(), true).await?))))
                 }
                 ("DELETE", Some(id)) => {
                     app.store.delete(kind, &id, version.as_deref()).await?;

@@ -581,3 +581,85 @@ async fn group_patches_keep_memberships_names_and_rows_in_step() {
     assert_eq!(sb.delete(&format!("/Users/{c}")).await.status, 204);
     assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a)]);
 }
+
+#[tokio::test]
+async fn adding_members_by_id_matches_the_general_patch() {
+    // The sandbox adds members by id without rewriting the team; the answer must be the one
+    // the general PATCH path gives for the same change (here asked through a path-less add).
+    let dir = tempdir("member-add");
+    let db = db_in(&dir);
+    let mut sb = spawn(&["--db", &db]);
+    let a = sb.create_user("a@acme.example", "A").await;
+    let b = sb.create_user("b@acme.example", "B").await;
+    let c = sb.create_user("c@acme.example", "C").await;
+    let team = |name: &str| json!({"schemas": [GROUP], "displayName": name, "members": [{"value": a}]});
+    let fast = sb.post("/Groups", &team("Fast")).await.body["id"].as_str().unwrap().to_string();
+    let general = sb.post("/Groups", &team("General")).await.body["id"].as_str().unwrap().to_string();
+    let nested = sb.post("/Groups", &team("Nested")).await.body["id"].as_str().unwrap().to_string();
+    // a is in already, c twice, a team and an id nobody has.
+    let adds =
+        json!([{"value": a}, {"value": b}, {"value": c}, {"value": c}, {"value": nested}, {"value": "no-such-id"}]);
+    let r1 = sb.patch(&format!("/Groups/{fast}"), json!([{"op": "add", "path": "members", "value": adds}])).await;
+    let r2 = sb.patch(&format!("/Groups/{general}"), json!([{"op": "add", "value": {"members": adds}}])).await;
+    assert_eq!((r1.status, r2.status), (200, 200), "{} {}", r1.body, r2.body);
+    let strip = |mut v: Value| {
+        let o = v.as_object_mut().unwrap();
+        for k in ["id", "displayName", "meta", "internalId"] {
+            o.remove(k);
+        }
+        v
+    };
+    let got = |id: &str| {
+        let sb = &sb;
+        let id = id.to_string();
+        async move { sb.get(&format!("/Groups/{id}")).await }
+    };
+    let (g1, g2) = (got(&fast).await, got(&general).await);
+    let members: Vec<Value> = g1.body["members"].as_array().unwrap().iter().map(|m| m["value"].clone()).collect();
+    assert_eq!(members, [json!(a), json!(b), json!(c), json!(nested), json!("no-such-id")]);
+    assert_eq!(g1.body["members"][1]["display"], json!("B"));
+    assert_eq!(g1.body["members"][3]["type"], json!("Group"));
+    assert_eq!(strip(g1.body.clone()), strip(g2.body.clone()), "same members, types, names and $refs");
+    assert_eq!(r1.header("etag"), Some("W/\"2\"".into()));
+    assert_eq!(r1.header("etag"), r2.header("etag"));
+    // The users see their new teams; an add of members already in changes nothing.
+    let teams_of = |u: Value| -> Vec<String> {
+        let mut t: Vec<String> =
+            u["groups"].as_array().unwrap().iter().map(|g| g["display"].as_str().unwrap().to_string()).collect();
+        t.sort();
+        t
+    };
+    assert_eq!(teams_of(sb.get(&format!("/Users/{b}")).await.body), ["Fast", "General"]);
+    let again =
+        sb.patch(&format!("/Groups/{fast}"), json!([{"op": "add", "path": "members", "value": [{"value": b}]}])).await;
+    assert_eq!(again.header("etag"), Some("W/\"2\"".into()), "no change, no new version");
+    // If-Match holds as on any write; the answer leaves the members out when asked.
+    let stale = sb
+        .send(
+            "PATCH",
+            &format!("/Groups/{fast}"),
+            Some(&json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": "x"}]}]})),
+            &[("If-Match", "W/\"1\"")],
+        )
+        .await;
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    let lean = sb
+        .send(
+            "PATCH",
+            &format!("/Groups/{fast}?excludedAttributes=members"),
+            Some(&json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": "late"}]}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(lean.status, 200);
+    assert!(lean.body.get("members").is_none(), "{}", lean.body);
+    assert_eq!(lean.body["meta"]["version"], json!("W/\"3\""));
+    // Written through: after a kill, the team reads back the same.
+    let before = got(&fast).await.body;
+    let old_base = sb.base.clone();
+    sb.kill();
+    let sb = spawn(&["--db", &db]);
+    let after = sb.get(&format!("/Groups/{fast}")).await.body;
+    assert_eq!(after.to_string().replace(&sb.base, &old_base), before.to_string());
+    assert_eq!(teams_of(sb.get(&format!("/Users/{c}")).await.body), ["Fast", "General"]);
+}
