@@ -447,14 +447,7 @@ impl Store {
         let mut st = self.state.write().expect("state lock");
         let current = st.groups.by_id.get(id).ok_or_else(|| not_found(Kind::Group, id))?;
         check_if_match(if_match, current)?;
-        let answer = |e: &Entry| {
-            if full {
-                e.clone()
-            } else {
-                let doc = e.doc.iter().filter(|(k, _)| k.as_str() != "members").map(|(k, v)| (k.clone(), v.clone()));
-                Entry { doc: doc.collect(), ..*e }
-            }
-        };
+        let answer = |e: &Entry| if full { e.clone() } else { Entry { doc: without_members(&e.doc), ..*e } };
         let mut seen = HashSet::new();
         let new: Vec<&str> = ids
             .iter()
@@ -464,9 +457,9 @@ impl Store {
         if new.is_empty() {
             return Ok((answer(current), None));
         }
-        let mut members: Vec<Value> =
-            new.iter().map(|m| Value::Object(Map::from_iter([("value".into(), json!(m))]))).collect();
-        let mut holder = Map::from_iter([("members".to_string(), Value::Array(std::mem::take(&mut members)))]);
+        // Resolved as the general path resolves a team's members.
+        let added = new.iter().map(|m| json!({ "value": m })).collect();
+        let mut holder = Map::from_iter([("members".to_string(), Value::Array(added))]);
         Self::resolve_members(&st, &mut holder)?;
         let Some(Value::Array(members)) = holder.remove("members") else { unreachable!("put there above") };
         let e = st.groups.by_id.get_mut(id).expect("looked up above");
@@ -816,13 +809,14 @@ impl Store {
     }
 }
 
+/// A copy of a team without its member list (which may be large).
+fn without_members(doc: &Map<String, Value>) -> Map<String, Value> {
+    doc.iter().filter(|(k, _)| k.as_str() != "members").map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 fn decorate(st: &State, kind: Kind, entry: &Entry, base: &str, with_refs: bool) -> Map<String, Value> {
     // A large team's member list is not copied when the answer leaves it out.
-    let mut doc: Map<String, Value> = if kind == Kind::Group && !with_refs {
-        entry.doc.iter().filter(|(k, _)| k.as_str() != "members").map(|(k, v)| (k.clone(), v.clone())).collect()
-    } else {
-        entry.doc.clone()
-    };
+    let mut doc = if kind == Kind::Group && !with_refs { without_members(&entry.doc) } else { entry.doc.clone() };
     let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     if let Some(meta) = doc.get_mut("meta").and_then(Value::as_object_mut) {
         meta.insert("location".into(), json!(format!("{base}/{}/{id}", kind.endpoint())));
