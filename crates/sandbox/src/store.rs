@@ -1040,22 +1040,35 @@ mod tests {
         assert_eq!(page.total, 0, "externalId is case-exact");
     }
 
-    #[tokio::test]
-    async fn a_failed_commit_undoes_the_change_and_nothing_half_written_remains() {
-        let dir = std::env::temp_dir().join(format!("sandbox-store-{}-{}", std::process::id(), line!()));
+    /// A store on a new database file of its own (`tag` keeps tests apart).
+    fn fresh_file_store(tag: u32) -> (std::path::PathBuf, std::path::PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!("sandbox-store-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.db");
         let _ = std::fs::remove_file(&path);
         let store = Store::open(Some(&path), Dialect::Monday).unwrap();
-        let kept = store.create(Kind::User, user(&store, "kept@acme.example", json!({})), true).await.unwrap();
-        let id = kept.doc["id"].as_str().unwrap().to_string();
-        // Another connection makes the disk refuse anything that mentions "poison".
-        let side = Connection::open(&path).unwrap();
+        (dir, path, store)
+    }
+
+    /// Another connection that makes the disk refuse any write mentioning "poison"; dropping
+    /// its trigger (`DROP TRIGGER poison`) heals it.
+    fn poison(path: &Path) -> Connection {
+        let side = Connection::open(path).unwrap();
         side.execute_batch(
             "CREATE TRIGGER poison BEFORE INSERT ON resources WHEN NEW.body LIKE '%poison%'
              BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
         )
         .unwrap();
+        side
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_undoes_the_change_and_nothing_half_written_remains() {
+        let (dir, path, store) = fresh_file_store(line!());
+        let kept = store.create(Kind::User, user(&store, "kept@acme.example", json!({})), true).await.unwrap();
+        let id = kept.doc["id"].as_str().unwrap().to_string();
+        // Another connection makes the disk refuse anything that mentions "poison".
+        let side = poison(&path);
         let err = store.create(Kind::User, user(&store, "poison@acme.example", json!({})), true).await.unwrap_err();
         assert_eq!(err.status, 500);
         assert!(err.detail.contains("disk on fire"), "{}", err.detail);
@@ -1087,11 +1100,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_commit_takes_added_members_back_out() {
-        let dir = std::env::temp_dir().join(format!("sandbox-store-{}-{}", std::process::id(), line!()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.db");
-        let _ = std::fs::remove_file(&path);
-        let store = Store::open(Some(&path), Dialect::Monday).unwrap();
+        let (dir, path, store) = fresh_file_store(line!());
         let u = store.create(Kind::User, user(&store, "kept@acme.example", json!({})), true).await.unwrap();
         let uid = u.doc["id"].as_str().unwrap().to_string();
         let empty = Map::from_iter([("displayName".to_string(), json!("Empty"))]);
@@ -1103,12 +1112,7 @@ mod tests {
         ]);
         let team = store.create(Kind::Group, team, true).await.unwrap();
         let gid = team.doc["id"].as_str().unwrap().to_string();
-        let side = Connection::open(&path).unwrap();
-        side.execute_batch(
-            "CREATE TRIGGER poison BEFORE INSERT ON resources WHEN NEW.body LIKE '%poison%'
-             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
-        )
-        .unwrap();
+        let side = poison(&path);
         for (id, before) in [(&gid, &team), (&eid, &empty)] {
             let err = store.add_members(id, None, &["poison-1", "poison-2"], true).await.unwrap_err();
             assert_eq!(err.status, 500);
