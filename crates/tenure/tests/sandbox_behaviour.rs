@@ -518,6 +518,19 @@ async fn users_groups_follow_the_projection_in_lists() {
     assert!(groups_of(&s.body).is_none());
 }
 
+/// A user's teams by name, sorted (none: empty).
+fn team_names(user: Value) -> Vec<String> {
+    let names = user["groups"].as_array().map(|g| g.iter().filter_map(|x| x["display"].as_str()).map(str::to_string));
+    let mut names: Vec<String> = names.map(Iterator::collect).unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A team's member ids, in order (none: empty).
+fn member_values(group: Value) -> Vec<Value> {
+    group["members"].as_array().map(|m| m.iter().map(|x| x["value"].clone()).collect()).unwrap_or_default()
+}
+
 #[tokio::test]
 async fn group_patches_keep_memberships_names_and_rows_in_step() {
     let dir = tempdir("group-diff");
@@ -542,19 +555,13 @@ async fn group_patches_keep_memberships_names_and_rows_in_step() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let groups_of = |u: Value| -> Vec<Value> {
-        u["groups"].as_array().map(|g| g.iter().map(|x| x["display"].clone()).collect()).unwrap_or_default()
-    };
-    assert_eq!(groups_of(sb.get(&format!("/Users/{a}")).await.body), [json!("New")]);
-    assert_eq!(groups_of(sb.get(&format!("/Users/{b}")).await.body), Vec::<Value>::new(), "b left the team");
-    assert_eq!(groups_of(sb.get(&format!("/Users/{c}")).await.body), [json!("New")]);
+    assert_eq!(team_names(sb.get(&format!("/Users/{a}")).await.body), ["New"]);
+    assert_eq!(team_names(sb.get(&format!("/Users/{b}")).await.body), Vec::<String>::new(), "b left the team");
+    assert_eq!(team_names(sb.get(&format!("/Users/{c}")).await.body), ["New"]);
     let by = |name: &str| format!("/Groups?{}", filter(&format!("displayName eq \"{name}\"")));
     assert_eq!(sb.get(&by("Old")).await.body["totalResults"], json!(0), "the old name is free");
     assert_eq!(sb.get(&by("new")).await.body["totalResults"], json!(1));
-    let members = |g: Value| -> Vec<Value> {
-        g["members"].as_array().map(|m| m.iter().map(|x| x["value"].clone()).collect()).unwrap_or_default()
-    };
-    assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
+    assert_eq!(member_values(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
     // Members are resolved (type, display, $ref) when asked for, and not built when left out.
     let only = sb.get(&format!("/Groups/{gid}?attributes=members")).await.body;
     assert_eq!(only["members"][0]["display"], json!("A"), "{only}");
@@ -569,17 +576,17 @@ async fn group_patches_keep_memberships_names_and_rows_in_step() {
     assert_eq!(sb.get(&format!("/Groups/{gid}")).await.body["members"][0]["display"], json!("A2"));
     // Deleting a user who left does not touch the team.
     assert_eq!(sb.delete(&format!("/Users/{b}")).await.status, 204);
-    assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
+    assert_eq!(member_values(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
     sb.kill();
     // The patched team as written to the database reads back the same.
     sb = spawn(&["--db", &db]);
     assert_eq!(sb.get(&format!("/Users/{b}")).await.status, 404);
-    assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
+    assert_eq!(member_values(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a), json!(c)]);
     assert_eq!(sb.get(&by("New")).await.body["totalResults"], json!(1));
-    assert_eq!(groups_of(sb.get(&format!("/Users/{c}")).await.body), [json!("New")], "memberships rebuilt on start");
+    assert_eq!(team_names(sb.get(&format!("/Users/{c}")).await.body), ["New"], "memberships rebuilt on start");
     // Deleting a member takes it out of the team.
     assert_eq!(sb.delete(&format!("/Users/{c}")).await.status, 204);
-    assert_eq!(members(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a)]);
+    assert_eq!(member_values(sb.get(&format!("/Groups/{gid}")).await.body), [json!(a)]);
 }
 
 #[tokio::test]
@@ -615,7 +622,7 @@ async fn adding_members_by_id_matches_the_general_patch() {
         async move { sb.get(&format!("/Groups/{id}")).await }
     };
     let (g1, g2) = (got(&fast).await, got(&general).await);
-    let members: Vec<Value> = g1.body["members"].as_array().unwrap().iter().map(|m| m["value"].clone()).collect();
+    let members = member_values(g1.body.clone());
     assert_eq!(members, [json!(a), json!(b), json!(c), json!(nested), json!("no-such-id")]);
     assert_eq!(g1.body["members"][1]["display"], json!("B"));
     assert_eq!(g1.body["members"][3]["type"], json!("Group"));
@@ -623,13 +630,7 @@ async fn adding_members_by_id_matches_the_general_patch() {
     assert_eq!(r1.header("etag"), Some("W/\"2\"".into()));
     assert_eq!(r1.header("etag"), r2.header("etag"));
     // The users see their new teams; an add of members already in changes nothing.
-    let teams_of = |u: Value| -> Vec<String> {
-        let mut t: Vec<String> =
-            u["groups"].as_array().unwrap().iter().map(|g| g["display"].as_str().unwrap().to_string()).collect();
-        t.sort();
-        t
-    };
-    assert_eq!(teams_of(sb.get(&format!("/Users/{b}")).await.body), ["Fast", "General"]);
+    assert_eq!(team_names(sb.get(&format!("/Users/{b}")).await.body), ["Fast", "General"]);
     let again =
         sb.patch(&format!("/Groups/{fast}"), json!([{"op": "add", "path": "members", "value": [{"value": b}]}])).await;
     assert_eq!(again.header("etag"), Some("W/\"2\"".into()), "no change, no new version");
@@ -661,5 +662,5 @@ async fn adding_members_by_id_matches_the_general_patch() {
     let sb = spawn(&["--db", &db]);
     let after = sb.get(&format!("/Groups/{fast}")).await.body;
     assert_eq!(after.to_string().replace(&sb.base, &old_base), before.to_string());
-    assert_eq!(teams_of(sb.get(&format!("/Users/{c}")).await.body), ["Fast", "General"]);
+    assert_eq!(team_names(sb.get(&format!("/Users/{c}")).await.body), ["Fast", "General"]);
 }
