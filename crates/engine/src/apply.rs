@@ -200,8 +200,17 @@ async fn run_worker(
     (out, joins)
 }
 
+/// How an apply goes: calls in flight at most, whom to tell of progress, and the flag that
+/// says the run lost its lease (no call starts once it is set).
+pub struct Pace<'a> {
+    pub concurrency: usize,
+    /// Hears (done, total) workers.
+    pub progress: &'a (dyn Fn(usize, usize) + Sync),
+    pub lost: &'a std::sync::atomic::AtomicBool,
+}
+
 /// Applies a plan. `teams` maps lower-cased team names to their ids on the target; teams the
-/// plan needs and the target lacks are made first. `progress` hears (done, total) workers.
+/// plan needs and the target lacks are made first.
 ///
 /// Workers start as soon as a call slot is free, batch after batch: a batch's intents are
 /// written before any of its calls and while the previous batch's calls are in flight (an
@@ -214,9 +223,9 @@ pub async fn apply(
     plan: &Arc<Plan>,
     mut teams: HashMap<String, String>,
     run_id: &str,
-    concurrency: usize,
-    progress: &(dyn Fn(usize, usize) + Sync),
+    pace: Pace<'_>,
 ) -> Result<Summary, String> {
+    let Pace { concurrency, progress, lost } = pace;
     let mut summary = Summary { run_id: run_id.to_string(), total: plan.actions.len(), ..Summary::default() };
     for t in &plan.missing_teams {
         let g = client.create_group(t, &[]).await.map_err(|e| format!("cannot make team {t:?}: {e}"))?;
@@ -284,6 +293,12 @@ pub async fn apply(
             let start = async {
                 for u in range.clone() {
                     let permit = sem.clone().acquire_owned().await.expect("the semaphore stays open");
+                    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Another holder works the connection now: no call starts from here on.
+                        let why = "not tried: this run lost its lease on the connection".to_string();
+                        let _ = tx.send((units[u].iter().map(|&i| (i, Err(why.clone()))).collect(), vec![]));
+                        continue;
+                    }
                     let (client, teams, plan, actions, tx) =
                         (client.clone(), teams.clone(), plan.clone(), units[u].clone(), tx.clone());
                     set.spawn(async move {

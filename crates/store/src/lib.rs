@@ -4,11 +4,13 @@
 
 pub mod engine;
 pub mod hr;
+pub mod lease;
 pub mod review;
 pub mod secrets;
 
 pub use engine::{AuditEntry, AuditRecord, JournalEntry, Link, Outcomes};
 pub use hr::{EventQuery, EventRecord, LoadRecord, LoadWrite, SnapshotRow};
+pub use lease::{Acquired, Claimant, Holder, Lease};
 
 pub use review::{DeadLetter, Review, ReviewRequest};
 pub use secrets::{MasterKey, Sealed, Secret};
@@ -85,6 +87,7 @@ pub struct NewConnection {
     pub rate_limit_per_second: Option<f64>,
 }
 
+#[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,

@@ -85,7 +85,7 @@ pub async fn run(
         for c in &rules.connections {
             // A refusal (the guard) or a failure is reported and retried next time; the daemon goes on.
             let as_of = rehearse_from.map(|_| clock());
-            match sync::apply_cmd(&store, &key, Some(c.name.clone()), None, as_of, true).await {
+            match sync::apply_cmd(&store, &key, Some(c.name.clone()), None, as_of, true, Some(&mut stop)).await {
                 Ok(3) => println!(
                     "tenure run: {:?}: the mass-deprovision guard stopped this run; confirm with `tenure apply`",
                     c.name

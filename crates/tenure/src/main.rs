@@ -10,6 +10,7 @@ mod notify;
 mod push;
 mod quickstart;
 mod review_cmd;
+mod run_lock;
 mod sync;
 
 use clap::{Args, Parser, Subcommand};
@@ -76,7 +77,8 @@ enum Command {
         as_of: Option<jiff::Timestamp>,
     },
     /// Plan and apply: every action journaled; a stopped run is resolved on the next.
-    /// Exit code 3: refused by the mass-deprovision guard; 4: some actions failed.
+    /// Exit code 3: refused by the mass-deprovision guard; 4: some actions failed; 5: another
+    /// run holds the connection (it says which, since when).
     Apply {
         #[arg(long)]
         connection: Option<String>,
@@ -335,7 +337,7 @@ fn main() -> ExitCode {
         Command::Apply { connection, confirm_deprovision, as_of } => {
             return coded(rt.block_on(async {
                 let (store, key) = sync::open_with_key(&dir, database_url.as_deref()).await?;
-                let r = sync::apply_cmd(&store, &key, connection, confirm_deprovision, as_of, false).await;
+                let r = sync::apply_cmd(&store, &key, connection, confirm_deprovision, as_of, false, None).await;
                 store.close().await;
                 r
             }))

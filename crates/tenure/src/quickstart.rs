@@ -149,7 +149,7 @@ async fn run_in(
 
     // 5. Plan and apply.
     println!("== plan and apply");
-    let code = sync::apply_cmd(store, key, None, None, None, false).await?;
+    let code = sync::apply_cmd(store, key, None, None, None, false, None).await?;
 
     // 6. What the sandbox holds now.
     let client = sync::client_for(store, key, CONNECTION).await?;

@@ -1,6 +1,6 @@
 //! `tenure plan`, `tenure apply` and `tenure audit`: the engine on the command line.
 
-use crate::config_cmd;
+use crate::{config_cmd, run_lock};
 use clap::Subcommand;
 use engine::{Actual, Kind, Plan};
 use jiff::Timestamp;
@@ -84,34 +84,49 @@ pub struct Prepared {
     pub names: HashMap<String, String>,
 }
 
-/// Resolves what an earlier run left in flight, reads the target, and plans.
+/// The configured connection a command means: the one named, or the only one.
+pub fn pick(rules: &Rules, connection: Option<&str>) -> Result<usize, String> {
+    match connection {
+        Some(n) => rules
+            .connections
+            .iter()
+            .position(|c| c.name == n)
+            .ok_or_else(|| format!("the configuration has no connection {n:?}")),
+        None if rules.connections.len() == 1 => Ok(0),
+        None if rules.connections.is_empty() => Err("the configuration has no connection".into()),
+        None => Err("several connections are configured: say which with --connection".into()),
+    }
+}
+
+/// The name of the connection a command means (to lock it before anything else).
+pub async fn connection_name(store: &Store, connection: Option<&str>) -> Result<String, String> {
+    let rules = config_cmd::current(store).await?;
+    Ok(rules.connections[pick(&rules, connection)?].name.clone())
+}
+
+/// Resolves what an earlier run left in flight (only under the run lock: `recover`), reads
+/// the target, and plans.
 pub async fn prepare(
     store: &Store,
     key: &MasterKey,
     connection: Option<&str>,
     now: Timestamp,
+    recover: bool,
 ) -> Result<Prepared, String> {
     let t0 = std::time::Instant::now();
     let rules = config_cmd::current(store).await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "configuration compiled");
-    let index = match connection {
-        Some(n) => rules
-            .connections
-            .iter()
-            .position(|c| c.name == n)
-            .ok_or_else(|| format!("the configuration has no connection {n:?}"))?,
-        None if rules.connections.len() == 1 => 0,
-        None if rules.connections.is_empty() => return Err("the configuration has no connection".into()),
-        None => return Err("several connections are configured: say which with --connection".into()),
-    };
+    let index = pick(&rules, connection)?;
     let name = rules.connections[index].name.clone();
     // DELETE only where the configuration asks for hard deletes.
     let deletes = rules.connections[index].hard_delete_after_days.is_some();
     let client = client_at(store, key, &name, None, RetryPolicy::default(), deletes).await?;
-    let recovered = engine::apply::recover(store, &client, &name).await?;
-    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "recovered in-flight actions");
-    if recovered > 0 {
-        println!("resolved {recovered} action(s) left in flight by an earlier run");
+    if recover {
+        let recovered = engine::apply::recover(store, &client, &name).await?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "recovered in-flight actions");
+        if recovered > 0 {
+            println!("resolved {recovered} action(s) left in flight by an earlier run");
+        }
     }
     // The target is read while the store is: one waits on the network, the other decodes.
     let reading = {
@@ -219,7 +234,28 @@ pub async fn plan_cmd(
 ) -> Result<u8, String> {
     let (store, key) = open_with_key(data_dir, database_url).await?;
     let now = as_of.unwrap_or_else(Timestamp::now);
-    let p = prepare(&store, &key, connection.as_deref(), now).await;
+    let p = async {
+        let name = connection_name(&store, connection.as_deref()).await?;
+        // Resolving in-flight actions is a run's business: while another run holds the
+        // connection, its intents are its own, and the plan is made without touching them.
+        match run_lock::try_lock(&store, &name, "tenure plan").await? {
+            run_lock::Lock::Got(lock) => {
+                let p = prepare(&store, &key, Some(&name), now, true).await;
+                lock.release().await;
+                p
+            }
+            run_lock::Lock::Busy(h) => {
+                eprintln!(
+                    "note: a run is in progress on {name:?} ({} since {}): this plan does not count its actions in \
+                     flight",
+                    h.info,
+                    run_lock::moment(h.since_ms)
+                );
+                prepare(&store, &key, Some(&name), now, false).await
+            }
+        }
+    }
+    .await;
     store.close().await;
     let p = p?;
     if json {
@@ -237,7 +273,9 @@ pub async fn plan_cmd(
     Ok(0)
 }
 
-/// Applies; exit code 0 when every action succeeded, 3 when the guard refused, 4 on failures.
+/// Applies under the connection's run lock; exit code 0 when every action succeeded, 3 when
+/// the guard refused, 4 on failures, 5 when another run holds the connection. With `wait`
+/// (the daemon), waits for the lock until told to stop.
 pub async fn apply_cmd(
     store: &Store,
     key: &MasterKey,
@@ -245,9 +283,38 @@ pub async fn apply_cmd(
     confirm: Option<usize>,
     as_of: Option<Timestamp>,
     quiet_plan: bool,
+    wait: Option<&mut tokio::sync::watch::Receiver<bool>>,
+) -> Result<u8, String> {
+    let name = connection_name(store, connection.as_deref()).await?;
+    let lock = match wait {
+        Some(stop) => match run_lock::lock_waiting(store, &name, "tenure run", stop).await? {
+            Some(l) => l,
+            None => return Ok(0),
+        },
+        None => match run_lock::try_lock(store, &name, "tenure apply").await? {
+            run_lock::Lock::Got(l) => l,
+            run_lock::Lock::Busy(h) => {
+                println!("{}", run_lock::busy_message(&name, &h));
+                return Ok(run_lock::BUSY);
+            }
+        },
+    };
+    let r = apply_locked(store, key, &name, confirm, as_of, quiet_plan, &lock).await;
+    lock.release().await;
+    r
+}
+
+async fn apply_locked(
+    store: &Store,
+    key: &MasterKey,
+    name: &str,
+    confirm: Option<usize>,
+    as_of: Option<Timestamp>,
+    quiet_plan: bool,
+    lock: &run_lock::RunLock,
 ) -> Result<u8, String> {
     let now = as_of.unwrap_or_else(Timestamp::now);
-    let mut p = prepare(store, key, connection.as_deref(), now).await?;
+    let mut p = prepare(store, key, Some(name), now, true).await?;
     // Open (or keep) the reviews this plan needs; stale ones are superseded.
     let (reviews, new_reviews) =
         store.sync_reviews(&p.plan.connection, &p.held.requests).await.map_err(|e| e.to_string())?;
@@ -308,9 +375,14 @@ pub async fn apply_cmd(
     let t0 = std::time::Instant::now();
     // Shared with the apply's worker tasks rather than copied action by action; back after.
     let plan = std::sync::Arc::new(std::mem::take(&mut p.plan));
-    let applied = engine::apply::apply(store, &p.client, &plan, teams, &run_id, conn.concurrency, &progress).await;
+    let lost = lock.flag();
+    let pace = engine::apply::Pace { concurrency: conn.concurrency, progress: &progress, lost: &lost };
+    let applied = engine::apply::apply(store, &p.client, &plan, teams, &run_id, pace).await;
     p.plan = std::sync::Arc::try_unwrap(plan).unwrap_or_else(|shared| (*shared).clone());
     let summary = applied?;
+    if lock.lost() {
+        println!("warning: this run lost its lease on {name:?} while it ran; actions not yet started were left");
+    }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "applied");
     store.finish_run(&run_id, &serde_json::to_string(&summary).unwrap_or_default()).await.map_err(|e| e.to_string())?;
     tracing::debug!("run summary saved");

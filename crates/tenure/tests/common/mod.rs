@@ -1,6 +1,8 @@
 //! Spawns the real `tenure sandbox` on a random port and talks to it over HTTP.
 #![allow(dead_code)]
 
+pub mod env;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,16 @@
+-- Who works a connection now: one row per connection, held by one process incarnation (a fresh
+-- id per start) until expires_ms, judged on the database's clock. The epoch rises each time the
+-- holder changes, so a writer that lost the lease can be told apart from the one that has it.
+-- A released lease keeps its row (expired), so the next holder's epoch still rises.
+CREATE TABLE leases (
+    connection TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    holder_info TEXT NOT NULL,
+    -- Where the holder runs: a holder on the same host whose process is gone can be replaced
+    -- at once instead of after expiry.
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    epoch BIGINT NOT NULL,
+    since_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);

@@ -1,0 +1,170 @@
+//! Leases: which process works a connection now. A row per connection names the holder (a
+//! process incarnation), since when and until when, on the database's clock, so two
+//! processes (or nodes) never judge expiry by clocks that disagree.
+
+use crate::{Backend, Store, StoreError};
+use sqlx::Row;
+
+/// A lease this process holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub connection: String,
+    pub holder: String,
+    pub epoch: i64,
+    /// Database time, milliseconds since the epoch.
+    pub since_ms: i64,
+    pub expires_ms: i64,
+}
+
+/// Who holds a lease another process asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub holder: String,
+    pub epoch: i64,
+    pub host: String,
+    pub pid: i64,
+    /// What the holder said of itself ("tenure apply, pid 12, host h, user u").
+    pub info: String,
+    pub since_ms: i64,
+    pub expires_ms: i64,
+}
+
+/// Who asks for a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimant<'a> {
+    /// The process incarnation.
+    pub holder: &'a str,
+    pub info: &'a str,
+    pub host: &'a str,
+    pub pid: i64,
+}
+
+/// The answer to an attempt to take a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    Held(Lease),
+    /// Someone else holds it and it has not expired.
+    Busy(Holder),
+}
+
+impl Store {
+    /// The database's clock in milliseconds, as SQL.
+    fn db_now_ms(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// Takes the lease on `connection` for `ttl_ms` when it is free, expired or already ours.
+    /// The epoch rises when the holder changes; a holder taking its own lease again keeps it.
+    pub async fn acquire_lease(
+        &self,
+        connection: &str,
+        me: &Claimant<'_>,
+        ttl_ms: i64,
+    ) -> Result<Acquired, StoreError> {
+        let now = self.db_now_ms();
+        let sql = format!(
+            "INSERT INTO leases (connection, holder, holder_info, host, pid, epoch, since_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5, 1, {now}, {now} + $6) \
+             ON CONFLICT (connection) DO UPDATE SET \
+               epoch = CASE WHEN leases.holder = excluded.holder THEN leases.epoch ELSE leases.epoch + 1 END, \
+               since_ms = CASE WHEN leases.holder = excluded.holder THEN leases.since_ms ELSE excluded.since_ms END, \
+               holder = excluded.holder, holder_info = excluded.holder_info, host = excluded.host, \
+               pid = excluded.pid, expires_ms = excluded.expires_ms \
+             WHERE leases.expires_ms <= {now} OR leases.holder = excluded.holder"
+        );
+        sqlx::query(&sql)
+            .bind(connection)
+            .bind(me.holder)
+            .bind(me.info)
+            .bind(me.host)
+            .bind(me.pid)
+            .bind(ttl_ms)
+            .execute(&self.pool)
+            .await?;
+        self.lease_answer(connection, me.holder).await
+    }
+
+    /// Takes a lease from a holder known to be gone (its process no longer runs), only if
+    /// that holder still has it at that epoch; the epoch rises.
+    pub async fn take_over_lease(
+        &self,
+        connection: &str,
+        from: &Holder,
+        me: &Claimant<'_>,
+        ttl_ms: i64,
+    ) -> Result<Acquired, StoreError> {
+        let now = self.db_now_ms();
+        let sql = format!(
+            "UPDATE leases SET holder = $1, holder_info = $2, host = $3, pid = $4, epoch = epoch + 1, \
+             since_ms = {now}, expires_ms = {now} + $5 WHERE connection = $6 AND holder = $7 AND epoch = $8"
+        );
+        sqlx::query(&sql)
+            .bind(me.holder)
+            .bind(me.info)
+            .bind(me.host)
+            .bind(me.pid)
+            .bind(ttl_ms)
+            .bind(connection)
+            .bind(&from.holder)
+            .bind(from.epoch)
+            .execute(&self.pool)
+            .await?;
+        self.lease_answer(connection, me.holder).await
+    }
+
+    async fn lease_answer(&self, connection: &str, holder: &str) -> Result<Acquired, StoreError> {
+        let r = sqlx::query(
+            "SELECT holder, holder_info, host, pid, epoch, since_ms, expires_ms FROM leases WHERE connection = $1",
+        )
+        .bind(connection)
+        .fetch_one(&self.pool)
+        .await?;
+        let who: String = r.try_get("holder")?;
+        let (epoch, since_ms, expires_ms): (i64, i64, i64) =
+            (r.try_get("epoch")?, r.try_get("since_ms")?, r.try_get("expires_ms")?);
+        if who == holder {
+            Ok(Acquired::Held(Lease { connection: connection.into(), holder: who, epoch, since_ms, expires_ms }))
+        } else {
+            Ok(Acquired::Busy(Holder {
+                holder: who,
+                epoch,
+                host: r.try_get("host")?,
+                pid: r.try_get("pid")?,
+                info: r.try_get("holder_info")?,
+                since_ms,
+                expires_ms,
+            }))
+        }
+    }
+
+    /// Extends a lease held by exactly this holder and epoch. False: the lease is lost (it
+    /// expired and someone took it), and the holder must stop acting on the connection.
+    pub async fn renew_lease(&self, lease: &mut Lease, ttl_ms: i64) -> Result<bool, StoreError> {
+        let now = self.db_now_ms();
+        let sql = format!(
+            "UPDATE leases SET expires_ms = {now} + $1 \
+             WHERE connection = $2 AND holder = $3 AND epoch = $4 AND expires_ms > {now}"
+        );
+        let n = sqlx::query(&sql)
+            .bind(ttl_ms)
+            .bind(&lease.connection)
+            .bind(&lease.holder)
+            .bind(lease.epoch)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Gives a lease up at once (the row stays, expired, so the next epoch still rises).
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        let now = self.db_now_ms();
+        let sql =
+            format!("UPDATE leases SET expires_ms = {now} - 1 WHERE connection = $1 AND holder = $2 AND epoch = $3");
+        sqlx::query(&sql).bind(&lease.connection).bind(&lease.holder).bind(lease.epoch).execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,228 @@
+//! A tenure data folder (SQLite, or a PostgreSQL schema of its own) connected to a sandbox
+//! with the example rules, and helpers to load HR rows, plan and read the sandbox's accounts.
+#![allow(dead_code)]
+
+use super::Sandbox;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenure.toml");
+pub const HEADER: &str =
+    "employee_id,first_name,last_name,work_email,title,department,employment_type,status,leave_type,\
+hire_date,termination_date,leave_start,leave_end,time_zone";
+
+pub struct Env {
+    pub dir: PathBuf,
+    /// PostgreSQL (a schema of its own) instead of the SQLite file in `dir`.
+    pub database_url: Option<String>,
+}
+
+/// A PostgreSQL schema of one test, dropped when the test ends (passed or not), so runs do
+/// not pile schemas up in the shared test database.
+pub struct PgSchema {
+    admin: String,
+    schema: String,
+    /// The URL tenure is given: the test database with this schema first on the search path.
+    pub url: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (admin, schema) = (self.admin.clone(), self.schema.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on: a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::AnyPool::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await;
+                    pool.close().await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// A fresh PostgreSQL schema for one test, or None (said loudly) when
+/// TENURE_TEST_DATABASE_URL is not set.
+pub async fn postgres(test: &str) -> Option<PgSchema> {
+    let Ok(url) = std::env::var("TENURE_TEST_DATABASE_URL") else {
+        eprintln!("SKIPPED: {test}: TENURE_TEST_DATABASE_URL is not set (.ci/run sets it)");
+        return None;
+    };
+    let schema =
+        format!("tenure_e2e_{}_{}", test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"), std::process::id());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
+    admin.close().await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let with_schema = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    Some(PgSchema { admin: url, schema, url: with_schema })
+}
+
+impl Env {
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tenure"));
+        c.arg("--data-dir").arg(&self.dir).env_remove("TENURE_DATABASE_URL").env("TENURE_LOG", "warn");
+        if let Some(u) = &self.database_url {
+            c.arg("--database-url").arg(u);
+        }
+        c
+    }
+
+    /// The store's URL, for a test that reaches into it.
+    pub fn store_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.dir.join("tenure.db").display()))
+    }
+
+    pub fn tenure(&self, args: &[&str]) -> (i32, String) {
+        let o = self.command().args(args).output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        )
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out) = self.tenure(args);
+        assert_eq!(code, 0, "tenure {args:?}:\n{out}");
+        out
+    }
+
+    /// A connection to the sandbox and the rules (with extra [hr] settings).
+    pub fn connect(sb: &Sandbox, tag: &str, hr_settings: &str) -> Env {
+        Env::connect_with(sb, tag, hr_settings, "")
+    }
+
+    /// As `connect`, with extra settings for the connection.
+    pub fn connect_with(sb: &Sandbox, tag: &str, hr_settings: &str, connection_settings: &str) -> Env {
+        Env::connect_to(sb, tag, hr_settings, connection_settings, None)
+    }
+
+    pub fn connect_to(
+        sb: &Sandbox,
+        tag: &str,
+        hr_settings: &str,
+        connection_settings: &str,
+        database_url: Option<String>,
+    ) -> Env {
+        let env = Env { dir: super::tempdir(tag), database_url };
+        let token = env.dir.join("token");
+        std::fs::write(&token, &sb.token).unwrap();
+        env.ok(&[
+            "connection",
+            "add",
+            "--name",
+            "Connection-Bearer Token-1",
+            "--url",
+            &sb.base,
+            "--token-file",
+            token.to_str().unwrap(),
+        ]);
+        let rules = std::fs::read_to_string(RULES).unwrap();
+        let rules = format!("[hr]\n{hr_settings}\n\n{rules}").replacen(
+            "dialect = \"monday\"\n",
+            &format!("dialect = \"monday\"\n{connection_settings}\n"),
+            1,
+        );
+        let path = env.dir.join("rules.toml");
+        std::fs::write(&path, rules).unwrap();
+        env.ok(&["config", "import", path.to_str().unwrap()]);
+        env
+    }
+
+    pub fn load(&self, name: &str, rows: &[String], as_of: &str, extra: &[&str]) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
+        let mut args = vec!["hr", "load", p.to_str().unwrap(), "--as-of", as_of];
+        args.extend_from_slice(extra);
+        let (code, out) = self.tenure(&args);
+        assert!(code == 0 || code == 2, "{out}");
+        out
+    }
+
+    pub fn plan(&self, as_of: &str) -> Value {
+        serde_json::from_str(&self.ok(&["plan", "--json", "--as-of", as_of])).unwrap()
+    }
+}
+
+pub fn kinds(plan: &Value) -> HashMap<String, Vec<String>> {
+    let mut m: HashMap<String, Vec<String>> = HashMap::new();
+    for a in plan["actions"].as_array().unwrap() {
+        m.entry(a["kind"].as_str().unwrap().to_string()).or_default().push(a["worker"].as_str().unwrap().to_string());
+    }
+    for v in m.values_mut() {
+        v.sort();
+    }
+    m
+}
+
+/// Every account in the sandbox, hand-invited ones included, by userName.
+pub async fn accounts(sb: &Sandbox) -> HashMap<String, Value> {
+    let users = sb.get("/Users?scim_provisioned_only=false&count=1000").await.body["Resources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let groups = sb.get("/Groups?count=1000").await.body["Resources"].as_array().cloned().unwrap_or_default();
+    users
+        .into_iter()
+        .map(|mut u| {
+            let id = u["id"].as_str().unwrap().to_string();
+            let teams: Vec<Value> = groups
+                .iter()
+                .filter(|g| g["members"].as_array().into_iter().flatten().any(|m| m["value"] == id.as_str()))
+                .map(|g| g["displayName"].clone())
+                .collect();
+            u["teams"] = Value::Array(teams);
+            (u["userName"].as_str().unwrap().to_string(), u)
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)] // one column each, as in the file
+pub fn row(
+    id: &str,
+    first: &str,
+    last: &str,
+    title: &str,
+    dept: &str,
+    typ: &str,
+    status: &str,
+    hire: &str,
+    rest: &str,
+) -> String {
+    let email = format!("{}.{}@acme.example", first.to_lowercase(), last.to_lowercase());
+    format!("{id},{first},{last},{email},{title},{dept},{typ},{status},{hire},{rest}")
+}
+
+pub fn population(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let dept = ["Engineering", "Sales", "Support"][i % 3];
+            row(
+                &format!("{}", 10_000 + i),
+                "Worker",
+                &format!("N{i:04}"),
+                "Staff",
+                dept,
+                "employee",
+                "active",
+                ",2020-01-01",
+                ",,,",
+            )
+        })
+        .collect()
+}
+
+pub async fn assert_exactly_once(sb: &Sandbox, n: usize) {
+    let acc = accounts(sb).await;
+    assert_eq!(acc.len(), n, "one account per worker, no duplicate");
+    let mut ext: Vec<&str> = acc.values().map(|u| u["externalId"].as_str().unwrap()).collect();
+    ext.sort();
+    ext.dedup();
+    assert_eq!(ext.len(), n, "no worker has two accounts");
+}
