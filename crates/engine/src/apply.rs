@@ -468,6 +468,8 @@ struct Detail<'a> {
     user_name: Option<&'a str>,
     #[serde(skip_serializing_if = "str::is_empty")]
     target_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    moved_from: Option<&'a str>,
 }
 
 /// The journal outcomes, links and audit records of finished calls.
@@ -506,6 +508,28 @@ fn outcomes(
                 linked_at: now(),
             });
         }
+        if let (None, Kind::Adopt, Some(from)) = (&error, a.kind, &a.moved_from) {
+            // The leaver's link goes (in the same transaction, before the new one is written),
+            // and their timeline says where the account went.
+            out.unlinks.push((plan.connection.clone(), from.clone()));
+            out.audit.push(AuditEntry {
+                run_id: run_id.into(),
+                connection: plan.connection.clone(),
+                worker_id: from.clone(),
+                action: "unlink".into(),
+                outcome: format!("account moved to worker {}", a.worker),
+                detail: serde_json::to_string(&Detail {
+                    reason: "the account's link moved to the worker who took it over",
+                    role: None,
+                    changes: &[],
+                    team: None,
+                    user_name: a.user_name.as_deref(),
+                    target_id: &target,
+                    moved_from: None,
+                })
+                .expect("serialisable"),
+            });
+        }
         if error.is_none() {
             let key = (plan.connection.clone(), a.worker.clone());
             match a.kind {
@@ -525,6 +549,7 @@ fn outcomes(
             team: a.team.as_deref(),
             user_name: a.user_name.as_deref(),
             target_id: &target,
+            moved_from: a.moved_from.as_deref(),
         };
         out.audit.push(AuditEntry {
             run_id: run_id.into(),
@@ -556,6 +581,8 @@ mod tests {
             changes: vec![],
             body: Some(json!({"userName": format!("{worker}@example.com")})),
             team: team.map(Into::into),
+            moved_from: None,
+            review: None,
         }
     }
 

@@ -112,6 +112,12 @@ pub struct Action {
     pub body: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// For an adopt: the worker the account was linked to (who left), whose link moves here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
+    /// Why a reviewer must decide this worker's actions even on autopilot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -177,15 +183,40 @@ fn to_json(v: &FValue) -> Value {
     }
 }
 
-/// Case-insensitive where SCIM says so (userName, e-mail values); exact otherwise.
+/// Case-insensitive where SCIM says so (userName, e-mail values), by ASCII case only (see
+/// `fold`); exact otherwise.
 fn same(attr: &str, a: &Value, b: &Value) -> bool {
     let ci = attr == "userName" || attr.starts_with("emails");
     match (a, b) {
-        // Equal but for ASCII case is equal (and allocates nothing); else compare fully.
-        (Value::String(x), Value::String(y)) if ci => x.eq_ignore_ascii_case(y) || x.to_lowercase() == y.to_lowercase(),
+        (Value::String(x), Value::String(y)) if ci => x.eq_ignore_ascii_case(y),
         (Value::Null, Value::String(y)) | (Value::String(y), Value::Null) => y.is_empty(),
         _ => a == b,
     }
+}
+
+/// How userNames and e-mail addresses are compared when accounts are matched: ASCII letters
+/// without case, every other character exactly. Never Unicode lowercase: it turns the Kelvin
+/// sign (U+212A) into "k" and the dotted capital I into "i", so an address typed with a
+/// look-alike would match (and take over) somebody else's account. Look-alikes are caught
+/// apart, by `confusable`.
+pub fn fold(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+/// A string's look-alike key (Unicode TR39 skeleton, of the lowercase): two addresses with the
+/// same key but different `fold` are confusable, and neither is matched to the other.
+pub fn confusable(s: &str) -> String {
+    let lower = s.to_lowercase();
+    unicode_security::confusable_detection::skeleton(&lower).collect::<String>().to_lowercase()
+}
+
+/// Whether an account is an administrator of the target (monday.com's user type, or a SCIM role).
+fn is_admin(u: &Value) -> bool {
+    sv(u, "userType").eq_ignore_ascii_case("admin")
+        || u.get("roles").and_then(Value::as_array).into_iter().flatten().any(|r| {
+            let v = r.get("value").and_then(Value::as_str).or_else(|| r.as_str()).unwrap_or_default();
+            v.eq_ignore_ascii_case("admin") || v.eq_ignore_ascii_case("administrator")
+        })
 }
 
 struct Wanted<'a> {
@@ -220,9 +251,9 @@ pub fn plan<'a>(
     let mut by_email: HashMap<String, &Value> = HashMap::new();
     let mut by_external: HashMap<String, &Value> = HashMap::new();
     for u in &actual.users {
-        by_user_name.insert(s(u, "userName").to_lowercase(), u);
+        by_user_name.insert(fold(sv(u, "userName")), u);
         for e in u.get("emails").and_then(Value::as_array).into_iter().flatten() {
-            by_email.insert(s(e, "value").to_lowercase(), u);
+            by_email.insert(fold(sv(e, "value")), u);
         }
         if let Some(x) = u.get("externalId").and_then(Value::as_str) {
             by_external.insert(x.to_string(), u);
@@ -242,7 +273,10 @@ pub fn plan<'a>(
         }
     }
     let link_of: HashMap<&str, &Link> = links.iter().map(|l| (l.worker_id.as_str(), l)).collect();
-    let linked_targets: HashSet<&str> = links.iter().map(|l| l.target_id.as_str()).collect();
+    // account id -> the worker linked to it
+    let linked_by: HashMap<&str, &str> = links.iter().map(|l| (l.target_id.as_str(), l.worker_id.as_str())).collect();
+    let linked_targets: HashSet<&str> = linked_by.keys().copied().collect();
+    let user_name_unique = conn.mappings.iter().any(|m| m.target == "userName" && m.unique);
 
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "plan: target indexed");
     // Desired state, in a stable order: earliest hire first (they keep a contested user name).
@@ -276,6 +310,7 @@ pub fn plan<'a>(
     });
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "plan: roles and mappings evaluated");
     let mut out = Plan { connection: conn.name.clone(), at: now.to_string(), ..Plan::default() };
+    let held = conflicts(&wanted, actual, &by_id, &by_user_name, &by_email, &link_of, &linked_by, user_name_unique);
     let mut claimed: HashSet<&str> = HashSet::new();
     // First pass: which account is whose (links, then userName, e-mail, externalId).
     let mut account: Vec<Option<(&Value, bool)>> = Vec::with_capacity(wanted.len());
@@ -283,10 +318,24 @@ pub fn plan<'a>(
         let id = w.worker.id.as_str();
         if let Some(l) = link_of.get(id) {
             if let Some(u) = by_id.get(l.target_id.as_str()) {
+                if held.moves.contains_key(l.target_id.as_str()) {
+                    // A leaver whose account another worker takes over: no account of theirs now.
+                    account.push(None);
+                    continue;
+                }
                 claimed.insert(l.target_id.as_str());
                 account.push(Some((u, true)));
                 continue;
             }
+        }
+        if held.conflict.contains_key(id) {
+            account.push(None);
+            continue;
+        }
+        if let Some((u, _)) = held.moved_to.get(id) {
+            claimed.insert(sv(u, "id"));
+            account.push(Some((u, false)));
+            continue;
         }
         let attr = |name: &str| w.attrs.iter().find(|a| a.0 == name).and_then(|a| a.1.as_str()).map(str::to_string);
         let free = |u: &&Value| {
@@ -294,14 +343,10 @@ pub fn plan<'a>(
             !linked_targets.contains(uid) && !claimed.contains(uid)
         };
         let found = attr("userName")
-            .and_then(|n| by_user_name.get(&n.to_lowercase()).copied())
+            .and_then(|n| by_user_name.get(&fold(&n)).copied())
             .filter(free)
             .or_else(|| {
-                w.worker
-                    .work_email
-                    .as_ref()
-                    .and_then(|e| by_email.get(&e.as_str().to_lowercase()).copied())
-                    .filter(free)
+                w.worker.work_email.as_ref().and_then(|e| by_email.get(&fold(e.as_str())).copied()).filter(free)
             })
             .or_else(|| attr("externalId").and_then(|x| by_external.get(&x).copied()).filter(free));
         if let Some(u) = found {
@@ -333,6 +378,8 @@ pub fn plan<'a>(
             changes: vec![],
             body: None,
             team: None,
+            moved_from: None,
+            review: None,
         };
         let grant = w.decision.grant.as_ref();
         let in_scope = grant.is_some();
@@ -344,6 +391,12 @@ pub fn plan<'a>(
         if !w.errors.is_empty() && w.life != Life::Gone {
             out.actions.push(act(Kind::Skip, format!("invalid data: {}", w.errors.join("; "))));
             continue;
+        }
+        if let Some(why) = held.conflict.get(wid.as_str()) {
+            if w.life != Life::Gone {
+                out.actions.push(act(Kind::Skip, why.clone()));
+                continue;
+            }
         }
         let Some((u, linked)) = acc else {
             match (w.life, in_scope) {
@@ -406,7 +459,18 @@ pub fn plan<'a>(
             } else {
                 "e-mail or externalId"
             };
-            out.actions.push(act(Kind::Adopt, format!("an existing account matches by {how}")));
+            let mut a = act(Kind::Adopt, format!("an existing account matches by {how}"));
+            if let Some((_, from)) = held.moved_to.get(wid.as_str()) {
+                a.reason = format!(
+                    "{}; it was linked to worker {from}, who has left: the link moves to this worker (a conversion \
+                     or a rehire under a new employee id)",
+                    a.reason
+                );
+                a.moved_from = Some(from.to_string());
+            } else if is_admin(u) && !conn.adopt_admins {
+                a.review = Some("adopts an admin account tenure did not create (adopt_admins = true allows it)".into());
+            }
+            out.actions.push(a);
         }
         let keep = !in_scope && conn.keep_on_role_change && w.life == Life::Active;
         let want_active = match w.life {
@@ -500,4 +564,143 @@ pub fn plan<'a>(
     }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "plan: actions decided");
     Ok(out)
+}
+
+/// What the matching of accounts must not do on its own, found before any account is given out.
+#[derive(Default)]
+struct Conflicts<'v> {
+    /// Account id -> the worker whose link moves there (the old worker has left).
+    moves: HashMap<&'v str, String>,
+    /// New worker -> (the account, the worker who left it).
+    moved_to: HashMap<String, (&'v Value, String)>,
+    /// Workers held, with why.
+    conflict: HashMap<String, String>,
+}
+
+/// Finds unlinked workers whose account is linked to another worker (a contractor converted
+/// to an employee under a new id with the same e-mail, a rehire under a new id): the link
+/// moves when the other worker has left, else the worker is held with who holds the account.
+/// Also holds workers whose userName or e-mail only looks like an existing account's
+/// (confusable characters): such a worker is neither matched nor given a look-alike account.
+#[allow(clippy::too_many_arguments)] // the plan's indexes, borrowed rather than rebuilt
+fn conflicts<'v>(
+    wanted: &[Wanted<'_>],
+    actual: &'v Actual,
+    by_id: &HashMap<&'v str, &'v Value>,
+    by_user_name: &HashMap<String, &'v Value>,
+    by_email: &HashMap<String, &'v Value>,
+    link_of: &HashMap<&str, &Link>,
+    linked_by: &HashMap<&'v str, &'v str>,
+    user_name_unique: bool,
+) -> Conflicts<'v> {
+    let mut c = Conflicts::default();
+    let life_of: HashMap<&str, Life> = wanted.iter().map(|w| (w.worker.id.as_str(), w.life)).collect();
+    fn user_name_of<'w>(w: &'w Wanted<'_>) -> Option<&'w str> {
+        w.attrs.iter().find(|a| a.0 == "userName").and_then(|a| a.1.as_str())
+    }
+    // Look-alike keys of the target's addresses, built only when some address is not ASCII.
+    let any_wide = wanted.iter().any(|w| {
+        !user_name_of(w).unwrap_or_default().is_ascii()
+            || w.worker.work_email.as_ref().is_some_and(|e| !e.as_str().is_ascii())
+    }) || by_user_name.keys().chain(by_email.keys()).any(|k| !k.is_ascii());
+    let mut looks: HashMap<String, Vec<&'v str>> = HashMap::new();
+    if any_wide {
+        for u in &actual.users {
+            let mut names = vec![sv(u, "userName")];
+            names.extend(u.get("emails").and_then(Value::as_array).into_iter().flatten().map(|e| sv(e, "value")));
+            for n in names.into_iter().filter(|n| !n.is_empty()) {
+                looks.entry(confusable(n)).or_default().push(n);
+            }
+        }
+    }
+    for w in wanted {
+        let id = w.worker.id.as_str();
+        if link_of.get(id).is_some_and(|l| by_id.contains_key(l.target_id.as_str())) {
+            continue;
+        }
+        let email = w.worker.work_email.as_ref().map(|e| e.as_str());
+        // The addresses this worker would be matched or made by.
+        let mine: Vec<&str> = user_name_of(w).into_iter().chain(email).filter(|a| !a.is_empty()).collect();
+        if any_wide {
+            let look_alike = mine.iter().find_map(|a| {
+                let f = fold(a);
+                looks
+                    .get(&confusable(a))?
+                    .iter()
+                    .find(|n| fold(n) != f && !(a.is_ascii() && n.is_ascii()))
+                    .map(|n| (a.to_string(), n.to_string()))
+            });
+            if let Some((a, n)) = look_alike {
+                c.conflict.insert(
+                    id.to_string(),
+                    format!(
+                        "held: {a:?} only looks like the existing account {n:?} (confusable characters, e.g. a \
+                         Kelvin sign for k): not matched and not created; correct the address in HR"
+                    ),
+                );
+                continue;
+            }
+        }
+        // A unique userName is numbered when taken (two people, one name): only an e-mail, or
+        // a userName that is not numbered, says it is the same account.
+        let by_name = user_name_of(w).filter(|_| !user_name_unique).and_then(|n| by_user_name.get(&fold(n)));
+        let by_mail = email.and_then(|e| by_email.get(&fold(e)));
+        let Some(u) = by_name.or(by_mail).copied() else { continue };
+        let uid = sv(u, "id");
+        let Some(&other) = linked_by.get(uid) else { continue };
+        if other == id {
+            continue;
+        }
+        let who = sv(u, "userName");
+        if let Some(first) = c.moves.get(uid) {
+            c.conflict.insert(
+                id.to_string(),
+                format!("held: the account {who:?} of worker {other}, who left, goes to worker {first}, who also matches it"),
+            );
+            continue;
+        }
+        match life_of.get(other) {
+            Some(Life::Gone) => {
+                c.moves.insert(uid, id.to_string());
+                c.moved_to.insert(id.to_string(), (u, other.to_string()));
+            }
+            life => {
+                let state = match life {
+                    None => "not in the HR snapshot".to_string(),
+                    Some(Life::Active) => "active in HR".to_string(),
+                    Some(Life::OnLeave) => "on leave".to_string(),
+                    Some(Life::NotYet) => "not yet started".to_string(),
+                    Some(Life::Gone) => unreachable!("handled above"),
+                };
+                c.conflict.insert(
+                    id.to_string(),
+                    format!(
+                        "held: the account {who:?} that matches this worker is linked to worker {other}, who is \
+                         {state}; if they are one person, end worker {other} in HR (the link then moves), otherwise \
+                         correct the address"
+                    ),
+                );
+            }
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_fold_by_ascii_case_only_and_look_alikes_share_a_key() {
+        assert_eq!(fold("Ida.Moss@ACME.example"), fold("ida.moss@acme.example"));
+        // Unicode lowercase would make these equal; folding keeps them apart.
+        for (look, real) in [("\u{212A}im@x.example", "kim@x.example"), ("\u{130}da@x.example", "ida@x.example")] {
+            assert_eq!(look.to_lowercase().replace('\u{307}', ""), real, "the trap being avoided");
+            assert_ne!(fold(look), fold(real));
+        }
+        assert_eq!(confusable("\u{212A}im@x.example"), confusable("kim@x.example"));
+        // Cyrillic а (U+0430) for Latin a.
+        assert_eq!(confusable("\u{430}nn@x.example"), confusable("ann@x.example"));
+        assert_ne!(confusable("ann@x.example"), confusable("bob@x.example"));
+    }
 }

@@ -30,8 +30,16 @@ pub fn describe(actions: &[&Action]) -> Value {
         actions
             .iter()
             .map(|a| {
-                json!({"kind": a.kind, "target_id": a.target_id, "user_name": a.user_name, "team": a.team,
-                       "changes": a.changes, "body": a.body})
+                let mut d = json!({"kind": a.kind, "target_id": a.target_id, "user_name": a.user_name, "team": a.team,
+                       "changes": a.changes, "body": a.body});
+                // Only when present: the fingerprints of reviews opened before stay the same.
+                if let Some(r) = &a.review {
+                    d["review"] = json!(r);
+                }
+                if let Some(m) = &a.moved_from {
+                    d["moved_from"] = json!(m);
+                }
+                d
             })
             .collect(),
     )
@@ -60,7 +68,8 @@ pub struct Held {
 /// refused) a decision by one skip each, saying why.
 pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[DeadLetter]) -> Held {
     let mut held = Held::default();
-    if supervised.is_empty() && !dead.iter().any(|d| d.state == "dead") {
+    let must_review = plan.actions.iter().any(|a| a.review.is_some());
+    if supervised.is_empty() && !must_review && !dead.iter().any(|d| d.state == "dead") {
         return held;
     }
     let mut by_worker: HashMap<String, Vec<usize>> = HashMap::new();
@@ -87,6 +96,8 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
             changes: vec![],
             body: None,
             team: None,
+            moved_from: None,
+            review: None,
         };
         if let Some(d) = dead.iter().find(|d| d.worker_id == *w && d.state == "dead" && d.fingerprint == f) {
             replace.insert(
@@ -99,9 +110,15 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
             held.dead.push(w.clone());
             continue;
         }
-        if !supervised.contains(&stage) {
+        // Some actions need a reviewer on autopilot too (adopting an admin account).
+        let why = acts.iter().find_map(|a| a.review.as_deref());
+        if !supervised.contains(&stage) && why.is_none() {
             continue;
         }
+        let stage_why = match why {
+            Some(w) => format!("{}: {w}", stage.as_str()),
+            None => stage.as_str().to_string(),
+        };
         held.requests.push((w.clone(), stage.as_str().into(), f.clone(), describe(&acts).to_string()));
         match reviews.iter().find(|r| r.worker_id == *w && r.fingerprint == f) {
             Some(r) if r.state == "approved" => held.approved.push((w.clone(), r.id)),
@@ -112,11 +129,11 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
                     .insert(w.clone(), skip(format!("{} rejected by {by} (review #{}){note}", stage.as_str(), r.id)));
             }
             Some(r) => {
-                replace.insert(w.clone(), skip(format!("waiting for approval: {} (review #{})", stage.as_str(), r.id)));
+                replace.insert(w.clone(), skip(format!("waiting for approval: {stage_why} (review #{})", r.id)));
                 held.waiting.push(w.clone());
             }
             None => {
-                replace.insert(w.clone(), skip(format!("waiting for approval: {}", stage.as_str())));
+                replace.insert(w.clone(), skip(format!("waiting for approval: {stage_why}")));
                 held.waiting.push(w.clone());
             }
         }

@@ -134,6 +134,10 @@ pub struct ConnectionConfig {
     /// A worker who stops matching any role keeps the account (reported as such).
     #[serde(default)]
     pub keep_on_role_change: bool,
+    /// Adopt an unlinked admin account tenure did not create without a reviewer; by default
+    /// such an adoption waits for one (a look-alike match must never hand over an admin).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt_admins: bool,
     #[serde(default)]
     pub deprovision_guard: DeprovisionGuard,
     /// Actions in flight at once towards this target.
@@ -420,6 +424,7 @@ pub struct CompiledConnection {
     pub dialect: Dialect,
     pub mode: Mode,
     pub keep_on_role_change: bool,
+    pub adopt_admins: bool,
     default_grant: Option<CompiledGrant>,
     default_teams: Vec<String>,
     pub mappings: Vec<CompiledMapping>,
@@ -632,6 +637,7 @@ impl Rules {
                 dialect,
                 mode: c.mode,
                 keep_on_role_change: c.keep_on_role_change,
+                adopt_admins: c.adopt_admins,
                 default_grant,
                 default_teams: c.default_teams.clone(),
                 mappings,

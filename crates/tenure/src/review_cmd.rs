@@ -61,6 +61,11 @@ fn describe(actions: &str) -> Vec<String> {
             }
             if let Some(u) = a["body"]["userName"].as_str() {
                 line += &format!(" {u}");
+            } else if let Some(u) = a["user_name"].as_str().filter(|_| a["kind"] == "adopt") {
+                line += &format!(" {u}");
+            }
+            if let Some(why) = a["review"].as_str() {
+                line += &format!(" (needs a reviewer: {why})");
             }
             line
         })

@@ -87,3 +87,178 @@ async fn two_applies_at_once(database_url: Option<String>) {
 fn terminate(pid: u32) {
     let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
 }
+
+/// One HR row with the e-mail given (the `row` helper makes it from the names).
+#[allow(clippy::too_many_arguments)] // one column each, as in the file
+fn person(id: &str, first: &str, last: &str, email: &str, typ: &str, status: &str, term: &str) -> String {
+    format!("{id},{first},{last},{email},Staff,Sales,{typ},{status},,2020-01-01,{term},,,")
+}
+
+/// The example rules with monday.com's userName being the work e-mail (not numbered).
+fn email_user_names(env: &Env) {
+    let rules = std::fs::read_to_string(RULES).unwrap();
+    let line = rules.lines().find(|l| l.starts_with("userName = ")).unwrap();
+    let rules = rules.replace(line, "userName = \"=work_email\"");
+    let p = env.dir.join("email-rules.toml");
+    std::fs::write(&p, rules).unwrap();
+    env.ok(&["config", "import", p.to_str().unwrap()]);
+}
+
+fn action<'p>(plan: &'p serde_json::Value, worker: &str, kind: &str) -> Option<&'p serde_json::Value> {
+    plan["actions"].as_array().unwrap().iter().find(|a| a["worker"] == worker && a["kind"] == kind)
+}
+
+#[tokio::test]
+async fn a_conversion_under_a_new_id_moves_the_link_and_never_wedges() {
+    conversion(None).await
+}
+
+#[tokio::test]
+async fn a_conversion_on_postgres() {
+    if let Some(pg) = postgres("a_conversion_on_postgres").await {
+        conversion(Some(pg.url.clone())).await
+    }
+}
+
+async fn conversion(database_url: Option<String>) {
+    let sb = common::spawn(&[]);
+    let env = Env::connect_to(&sb, "conversion", "", "", database_url);
+    email_user_names(&env);
+    let day0 = vec![
+        person("100", "Sam", "Cole", "sam.cole@acme.example", "contractor", "active", ""),
+        person("110", "Ida", "Moss", "ida.moss@acme.example", "contractor", "active", ""),
+        person("120", "Lea", "Hart", "lea.hart@acme.example", "contractor", "active", ""),
+        person("300", "Ray", "Dunn", "ray.dunn@acme.example", "employee", "active", ""),
+    ];
+    env.load("day0.csv", &day0, AT, &[]);
+    let out = env.ok(&["apply", "--as-of", AT]);
+    assert!(out.contains("failed 0"), "{out}");
+    // Day 1: Sam and Ida become employees under new ids (Ida's e-mail now typed in another
+    // case); Lea's new id arrives while her contractor record is still active; Ray leaves.
+    let t1 = "2026-06-10T12:00:00Z";
+    let day1 = vec![
+        person("100", "Sam", "Cole", "sam.cole@acme.example", "contractor", "terminated", "2026-06-05"),
+        person("200", "Sam", "Cole", "sam.cole@acme.example", "employee", "active", ""),
+        person("110", "Ida", "Moss", "ida.moss@acme.example", "contractor", "terminated", "2026-06-05"),
+        person("210", "Ida", "Moss", "Ida.Moss@ACME.example", "employee", "active", ""),
+        person("120", "Lea", "Hart", "lea.hart@acme.example", "contractor", "active", ""),
+        person("220", "Lea", "Hart", "lea.hart@acme.example", "employee", "active", ""),
+        person("300", "Ray", "Dunn", "ray.dunn@acme.example", "employee", "terminated", "2026-06-05"),
+    ];
+    env.load("day1.csv", &day1, t1, &[]);
+    let plan = env.plan(t1);
+    for (new, old) in [("200", "100"), ("210", "110")] {
+        let adopt = action(&plan, new, "adopt").unwrap_or_else(|| panic!("worker {new} takes over: {plan}"));
+        assert_eq!(adopt["moved_from"], old, "{adopt}");
+        assert!(
+            adopt["reason"].as_str().unwrap().contains(&format!("linked to worker {old}, who has left")),
+            "{adopt}"
+        );
+        assert!(action(&plan, old, "deactivate").is_none(), "the converted account stays active: {plan}");
+        assert!(action(&plan, new, "create").is_none(), "{plan}");
+    }
+    let held = action(&plan, "220", "skip").unwrap_or_else(|| panic!("Lea's new id is held: {plan}"));
+    assert!(held["reason"].as_str().unwrap().contains("linked to worker 120, who is active in HR"), "{held}");
+    assert!(action(&plan, "300", "deactivate").is_some(), "{plan}");
+    let out = env.ok(&["apply", "--as-of", t1]);
+    assert!(out.contains("failed 0"), "{out}");
+    assert!(out.contains("linked to worker 120, who is active in HR"), "apply says why 220 waits: {out}");
+    let acc = accounts(&sb).await;
+    assert_eq!(acc.len(), 4, "no second account for anyone: {:?}", acc.keys());
+    assert_eq!(acc["ray.dunn@acme.example"]["active"], false, "the unrelated leaver is deactivated");
+    assert_eq!(acc["sam.cole@acme.example"]["active"], true);
+    assert_eq!(acc["sam.cole@acme.example"]["userType"], "member", "now an employee");
+    assert_eq!(acc["sam.cole@acme.example"]["externalId"], "200");
+    assert_eq!(acc["ida.moss@acme.example"]["externalId"], "210");
+    // The move is in both timelines.
+    let old: serde_json::Value = serde_json::from_str(&env.ok(&["audit", "worker", "100", "--json"])).unwrap();
+    assert!(
+        old.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "unlink" && r["outcome"] == "account moved to worker 200"),
+        "{old}"
+    );
+    let new: serde_json::Value = serde_json::from_str(&env.ok(&["audit", "worker", "200", "--json"])).unwrap();
+    assert!(
+        new.as_array().unwrap().iter().any(|r| r["action"] == "adopt" && r["detail"]["moved_from"] == "100"),
+        "{new}"
+    );
+    // Settled: the next run has nothing left but Lea's hold, and works.
+    let plan = env.plan(t1);
+    let k = kinds(&plan);
+    assert!(["create", "adopt", "update", "deactivate", "reactivate"].iter().all(|x| !k.contains_key(*x)), "{k:?}");
+    assert_eq!(k["skip"], vec!["220"]);
+    env.ok(&["audit", "verify"]);
+    // When Lea's contractor record ends, the link moves to her new id.
+    let t2 = "2026-06-20T12:00:00Z";
+    let mut day2 = day1.clone();
+    day2[4] = person("120", "Lea", "Hart", "lea.hart@acme.example", "contractor", "terminated", "2026-06-15");
+    env.load("day2.csv", &day2, t2, &[]);
+    let out = env.ok(&["apply", "--as-of", t2]);
+    assert!(out.contains("failed 0") && out.contains("adopt 1"), "{out}");
+    assert_eq!(accounts(&sb).await["lea.hart@acme.example"]["externalId"], "220");
+}
+
+#[tokio::test]
+async fn look_alike_addresses_never_match_and_admins_wait_for_a_reviewer() {
+    let seed_dir = common::tempdir("lookalike-seed");
+    let seed = seed_dir.join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"{"Users": [
+            {"userName": "kim.park@acme.example", "displayName": "Kim Park", "userType": "admin", "active": true,
+             "emails": [{"value": "kim.park@acme.example", "type": "work", "primary": true}]},
+            {"userName": "ops@acme.example", "displayName": "Ops Lead", "userType": "admin", "active": true,
+             "emails": [{"value": "ops@acme.example", "type": "work", "primary": true}]},
+            {"userName": "desk@acme.example", "displayName": "Help Desk", "userType": "admin", "active": true,
+             "emails": [{"value": "desk@acme.example", "type": "work", "primary": true}]}]}"#,
+    )
+    .unwrap();
+    let sb = common::spawn(&["--seed", seed.to_str().unwrap()]);
+    let env = Env::connect(&sb, "lookalike", "");
+    email_user_names(&env);
+    // A Kelvin sign (U+212A) for the k: Unicode lowercase would make it kim.park@.
+    let kelvin = "\u{212A}im.park@acme.example";
+    let rows = vec![
+        person("700", "Kim", "Parker", kelvin, "employee", "active", ""),
+        person("701", "Ops", "Lead", "OPS@acme.example", "employee", "active", ""),
+    ];
+    env.load("hr.csv", &rows, AT, &[]);
+    let plan = env.plan(AT);
+    let held = action(&plan, "700", "skip").unwrap_or_else(|| panic!("the look-alike is held: {plan}"));
+    let why = held["reason"].as_str().unwrap();
+    assert!(why.contains("only looks like the existing account \"kim.park@acme.example\""), "{why}");
+    assert!(action(&plan, "700", "adopt").is_none() && action(&plan, "700", "create").is_none(), "{plan}");
+    // An exact match (ASCII case aside) to an admin account tenure did not make waits for a reviewer.
+    let wait = action(&plan, "701", "skip").unwrap_or_else(|| panic!("adopting an admin waits: {plan}"));
+    assert!(wait["reason"].as_str().unwrap().contains("waiting for approval: hire: adopts an admin account"), "{wait}");
+    let out = env.ok(&["apply", "--as-of", AT]);
+    assert!(out.contains("failed 0"), "{out}");
+    let acc = accounts(&sb).await;
+    assert_eq!(acc.len(), 3, "nothing created: {:?}", acc.keys());
+    assert_eq!(acc["kim.park@acme.example"]["userType"], "admin", "the admin is untouched");
+    assert_eq!(acc["ops@acme.example"]["userType"], "admin", "not adopted before a reviewer says so");
+    let reviews = env.ok(&["reviews"]);
+    assert!(
+        reviews.contains("worker 701") && reviews.contains("needs a reviewer: adopts an admin account"),
+        "{reviews}"
+    );
+    // Approved, the adoption happens (and the grant's user type applies).
+    env.ok(&["approve", "--all", "--by", "it-lead"]);
+    let out = env.ok(&["apply", "--as-of", AT]);
+    assert!(out.contains("adopt 1"), "{out}");
+    assert_eq!(accounts(&sb).await["ops@acme.example"]["externalId"], "701");
+    // A setting allows it without a reviewer.
+    let rules = std::fs::read_to_string(env.dir.join("email-rules.toml")).unwrap();
+    let rules = rules.replacen("dialect = \"monday\"\n", "dialect = \"monday\"\nadopt_admins = true\n", 1);
+    let p = env.dir.join("allow-admins.toml");
+    std::fs::write(&p, rules).unwrap();
+    env.ok(&["config", "import", p.to_str().unwrap()]);
+    let mut rows = rows;
+    rows.push(person("702", "Help", "Desk", "desk@acme.example", "employee", "active", ""));
+    env.load("hr2.csv", &rows, AT, &[]);
+    let plan = env.plan(AT);
+    assert!(action(&plan, "702", "adopt").is_some_and(|a| a.get("review").is_none()), "{plan}");
+    assert!(action(&plan, "700", "skip").is_some(), "a look-alike stays held whatever the setting: {plan}");
+}
