@@ -9,7 +9,7 @@ use scim::patch::{OpKind, Operation};
 use scim::PatchPath;
 use scim_client::{Created, ScimClient};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use store::{AuditEntry, JournalEntry, Link, Outcomes, Store};
@@ -45,6 +45,16 @@ struct Intended<'a> {
     team: Option<std::borrow::Cow<'a, str>>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     target_id: Option<std::borrow::Cow<'a, str>>,
+    /// An update's new values: recovery tells by them whether the update was made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    changes: Vec<Set>,
+}
+
+/// One attribute's new value.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Set {
+    attribute: String,
+    after: Value,
 }
 
 impl<'a> Intended<'a> {
@@ -54,6 +64,7 @@ impl<'a> Intended<'a> {
             user_name: a.user_name.as_deref().map(Into::into),
             team: a.team.as_deref().map(Into::into),
             target_id: a.target_id.as_deref().map(Into::into),
+            changes: a.changes.iter().map(|c| Set { attribute: c.attribute.clone(), after: c.after.clone() }).collect(),
         }
     }
 }
@@ -68,48 +79,300 @@ fn intended(body: &str) -> Result<Vec<Intended<'_>>, serde_json::Error> {
     }
 }
 
-/// Resolves actions an earlier run left as intents: a create whose account exists on the
-/// target is linked (no duplicate); anything else is marked interrupted, and the next plan,
-/// made from the target's actual state, redoes what is still needed.
-pub async fn recover(store: &Store, client: &ScimClient, connection: &str) -> Result<usize, String> {
+/// How many open intents are looked up one by one; past this the target is read once.
+const LOOKUPS_ONE_BY_ONE: usize = 64;
+/// Resolved intents written per transaction, as recovery goes (a kill keeps what was written).
+const RECOVERY_GROUP: usize = 200;
+
+/// What the target shows of the accounts open intents touched.
+#[derive(Default)]
+struct Seen {
+    by_id: HashMap<String, Value>,
+    by_user_name: HashMap<String, String>,
+    /// Ids whose lookup failed: their intents stay open.
+    unknown: std::collections::HashSet<String>,
+    /// Folded team name -> member ids (None: the teams could not be read).
+    teams: Option<HashMap<String, std::collections::HashSet<String>>>,
+}
+
+/// Resolves what earlier runs left as intents (stopped by a crash or kill -9), against the
+/// target: every action whose effect is found there is recorded as done ("found done after an
+/// interruption": a create's link, a deactivation's moment, and an audit record for every
+/// kind), unless its audit record was written before the stop; the rest is marked
+/// interrupted, and the next plan, made from the target, redoes what is still needed.
+/// Intents a link settles are not looked up; a few are looked up concurrently, many by
+/// reading the target once; results are written as they come, entry by entry where the store
+/// refuses a group, so one entry never holds up the others. Returns the open intents found.
+pub async fn recover(
+    store: &Store,
+    client: &ScimClient,
+    connection: &str,
+    concurrency: usize,
+) -> Result<usize, String> {
+    let t0 = std::time::Instant::now();
     let open = store.journal_in_state(connection, "intent").await.map_err(|e| e.to_string())?;
-    let mut out = Outcomes::default();
-    for e in &open {
-        let actions = intended(&e.body).map_err(|x| format!("journal {}: {x}", e.id))?;
-        let create = actions.iter().find(|a| a.kind == Kind::Create);
-        if let Some(name) = create.and_then(|a| a.user_name.as_deref()) {
-            let found = client.find_user_by_user_name(name).await.map_err(|x| x.to_string())?;
-            if let Some(u) = found {
-                let id = u["id"].as_str().unwrap_or_default().to_string();
-                out.links.push(Link {
-                    connection: connection.into(),
-                    worker_id: e.worker_id.clone(),
-                    target_id: id.clone(),
-                    user_name: name.to_string(),
-                    origin: "created".into(),
-                    linked_at: now(),
-                });
-                out.journal.push((e.id.clone(), "resolved".into(), Some(format!("found on the target as {id}"))));
-                out.audit.push(AuditEntry {
-                    run_id: e.run_id.clone(),
-                    connection: connection.into(),
-                    worker_id: e.worker_id.clone(),
-                    action: "create".into(),
-                    outcome: "recovered".into(),
-                    detail: json!({"reason": "the run stopped after the call; the account exists", "target_id": id})
-                        .to_string(),
-                });
-                continue;
+    if open.is_empty() {
+        return Ok(0);
+    }
+    let links: HashMap<String, String> = store
+        .links(connection)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|l| (l.worker_id, l.target_id))
+        .collect();
+    let runs: Vec<String> = {
+        let mut r: Vec<String> = open.iter().map(|e| e.run_id.clone()).collect();
+        r.sort();
+        r.dedup();
+        r
+    };
+    let mut recorded = store.audited_in_runs(&runs).await.map_err(|e| e.to_string())?;
+    let parsed: Vec<(&JournalEntry, Result<Vec<Intended<'_>>, String>)> =
+        open.iter().map(|e| (e, intended(&e.body).map_err(|x| format!("journal {}: {x}", e.id)))).collect();
+    // What must be looked at on the target.
+    let mut ids: Vec<String> = vec![];
+    let mut names: Vec<String> = vec![];
+    let mut any_team = false;
+    for (e, actions) in &parsed {
+        let Ok(actions) = actions else { continue };
+        let linked = links.get(&e.worker_id);
+        for a in actions {
+            match a.kind {
+                Kind::Create if linked.is_none() => names.extend(a.user_name.as_deref().map(str::to_string)),
+                Kind::Create | Kind::Adopt | Kind::NoChange | Kind::Skip => {}
+                Kind::TeamAdd | Kind::TeamRemove => any_team = true,
+                _ => ids.extend(a.target_id.as_deref().map(str::to_string).or_else(|| linked.cloned())),
             }
         }
-        out.journal.push((
-            e.id.clone(),
-            "interrupted".into(),
-            Some("the run stopped; re-planned from the target".into()),
-        ));
     }
-    store.record_outcomes(&out).await.map_err(|e| e.to_string())?;
+    ids.sort();
+    ids.dedup();
+    names.sort();
+    names.dedup();
+    let mut seen = Seen::default();
+    if ids.len() + names.len() > LOOKUPS_ONE_BY_ONE {
+        let users = client.list_users_lean().await.map_err(|e| format!("cannot read the target's users: {e}"))?;
+        for u in users {
+            let id = u["id"].as_str().unwrap_or_default().to_string();
+            seen.by_user_name.insert(crate::fold(u["userName"].as_str().unwrap_or_default()), id.clone());
+            seen.by_id.insert(id, u);
+        }
+    } else {
+        look_up(client, &ids, &names, concurrency, &mut seen).await;
+    }
+    if any_team {
+        seen.teams = match client.list_groups(None).await {
+            Ok(groups) => Some(
+                groups
+                    .iter()
+                    .map(|g| {
+                        let members = g["members"].as_array().into_iter().flatten();
+                        let members = members.filter_map(|m| m["value"].as_str().map(str::to_string)).collect();
+                        (g["displayName"].as_str().unwrap_or_default().to_lowercase(), members)
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!("recovery could not read the teams: {e}; team actions are re-planned");
+                None
+            }
+        };
+    }
+    let mut parts: Vec<Outcomes> = vec![];
+    let mut left_open = 0;
+    for (e, actions) in parsed {
+        let part = match actions {
+            Ok(actions) => resolve(connection, e, &actions, links.get(&e.worker_id), &seen, &mut recorded),
+            Err(why) => {
+                Some(Outcomes { journal: vec![(e.id.clone(), "interrupted".into(), Some(why))], ..Outcomes::default() })
+            }
+        };
+        match part {
+            Some(p) => parts.push(p),
+            None => left_open += 1,
+        }
+        if parts.len() >= RECOVERY_GROUP {
+            write_recovered(store, std::mem::take(&mut parts)).await;
+        }
+    }
+    write_recovered(store, parts).await;
+    if left_open > 0 {
+        tracing::warn!("{left_open} interrupted action(s) could not be looked up on the target: tried again next run");
+    }
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, intents = open.len(), "recovery done");
     Ok(open.len())
+}
+
+/// Looks accounts up by id and by userName, `concurrency` at a time.
+async fn look_up(client: &ScimClient, ids: &[String], names: &[String], concurrency: usize, seen: &mut Seen) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (key, by_name) in ids.iter().map(|i| (i.clone(), false)).chain(names.iter().map(|n| (n.clone(), true))) {
+        let (client, sem) = (client.clone(), sem.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("the semaphore stays open");
+            let r = if by_name { client.find_user_by_user_name(&key).await } else { client.get_user(&key).await };
+            (key, by_name, r)
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        let Ok((key, by_name, r)) = done else { continue };
+        match r {
+            Ok(Some(u)) => {
+                let id = u["id"].as_str().unwrap_or_default().to_string();
+                seen.by_user_name.insert(crate::fold(u["userName"].as_str().unwrap_or_default()), id.clone());
+                seen.by_id.insert(id, u);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("recovery could not look up {key:?}: {e}");
+                if by_name {
+                    seen.unknown.insert(format!("name:{}", crate::fold(&key)));
+                } else {
+                    seen.unknown.insert(key);
+                }
+            }
+        }
+    }
+}
+
+/// One open intent's outcome from what the target shows; None when it cannot be told (a
+/// lookup failed): it stays open for the next run.
+fn resolve(
+    connection: &str,
+    e: &JournalEntry,
+    actions: &[Intended<'_>],
+    link: Option<&String>,
+    seen: &Seen,
+    recorded: &mut HashMap<(String, String, String), usize>,
+) -> Option<Outcomes> {
+    let mut out = Outcomes::default();
+    let mut account: Option<String> = link.cloned();
+    let (mut done, mut acting) = (0, 0);
+    for a in actions {
+        if !a.kind.acts() || a.kind == Kind::Adopt {
+            continue;
+        }
+        acting += 1;
+        let key = (e.run_id.clone(), e.worker_id.clone(), a.kind.as_str().to_string());
+        if let Some(n) = recorded.get_mut(&key).filter(|n| **n > 0) {
+            // Its outcome was written before the stop (audit and all): nothing to add.
+            *n -= 1;
+            done += 1;
+            if a.kind == Kind::Create && account.is_none() {
+                account = a.user_name.as_deref().and_then(|n| seen.by_user_name.get(&crate::fold(n))).cloned();
+            }
+            continue;
+        }
+        let id = a.target_id.as_deref().map(str::to_string).or_else(|| account.clone());
+        let user = id.as_deref().and_then(|i| seen.by_id.get(i));
+        let unknown = id.as_deref().is_some_and(|i| seen.unknown.contains(i));
+        let found = match a.kind {
+            Kind::Create => {
+                let name = a.user_name.as_deref().unwrap_or_default();
+                if account.is_some() {
+                    // Linked already: the create's records were written.
+                    true
+                } else if seen.unknown.contains(&format!("name:{}", crate::fold(name))) {
+                    return None;
+                } else if let Some(id) = seen.by_user_name.get(&crate::fold(name)) {
+                    out.links.push(Link {
+                        connection: connection.into(),
+                        worker_id: e.worker_id.clone(),
+                        target_id: id.clone(),
+                        user_name: name.to_string(),
+                        origin: "created".into(),
+                        linked_at: now(),
+                    });
+                    account = Some(id.clone());
+                    true
+                } else {
+                    false
+                }
+            }
+            _ if unknown => return None,
+            Kind::Deactivate => user.is_some_and(|u| u["active"] == Value::Bool(false)),
+            Kind::Reactivate => user.is_some_and(|u| u["active"] != Value::Bool(false)),
+            Kind::Update => {
+                user.is_some_and(|u| {
+                    a.changes.iter().all(|c| {
+                        crate::same(
+                            &c.attribute,
+                            crate::paths::compile(&c.attribute).get(u).unwrap_or(&Value::Null),
+                            &c.after,
+                        )
+                    })
+                }) && !a.changes.is_empty()
+            }
+            Kind::Delete => id.is_some() && user.is_none(),
+            Kind::TeamAdd | Kind::TeamRemove => {
+                let team = a.team.as_deref().unwrap_or_default().to_lowercase();
+                match (&seen.teams, &account) {
+                    (Some(teams), Some(acc)) => {
+                        let member = teams.get(&team).is_some_and(|m| m.contains(acc));
+                        member == (a.kind == Kind::TeamAdd)
+                    }
+                    _ => false,
+                }
+            }
+            Kind::Adopt | Kind::NoChange | Kind::Skip => false,
+        };
+        if !found {
+            continue;
+        }
+        done += 1;
+        let target = account.clone().or(id.clone()).unwrap_or_default();
+        let key = (connection.to_string(), e.worker_id.clone());
+        match a.kind {
+            Kind::Deactivate => out.deactivated.push((key.0, key.1, e.created_at.clone())),
+            Kind::Reactivate => out.undeactivated.push(key),
+            Kind::Delete => out.unlinks.push(key),
+            _ => {}
+        }
+        out.audit.push(AuditEntry {
+            run_id: e.run_id.clone(),
+            connection: connection.into(),
+            worker_id: e.worker_id.clone(),
+            action: a.kind.as_str().into(),
+            outcome: "found done after an interruption".into(),
+            detail: serde_json::to_string(&Detail {
+                reason: "the run stopped after the call; its effect is on the target",
+                role: None,
+                changes: &[],
+                team: a.team.as_deref(),
+                user_name: a.user_name.as_deref(),
+                target_id: &target,
+                moved_from: None,
+            })
+            .expect("serialisable"),
+        });
+    }
+    let (state, note) = if done == acting {
+        ("resolved", "the run stopped; every action was found done on the target".to_string())
+    } else {
+        ("interrupted", format!("the run stopped; {done} of {acting} action(s) found done, the rest re-planned"))
+    };
+    out.journal.push((e.id.clone(), state.into(), Some(note)));
+    Some(out)
+}
+
+/// Writes recovered outcomes as one transaction, or entry by entry when it is refused; an
+/// entry the store refuses stays open and is tried again next run.
+async fn write_recovered(store: &Store, parts: Vec<Outcomes>) {
+    if parts.is_empty() {
+        return;
+    }
+    let all: Vec<&Outcomes> = parts.iter().collect();
+    if store.record_outcome_parts(&all).await.is_ok() {
+        return;
+    }
+    for p in &parts {
+        if let Err(e) = store.record_outcomes(p).await {
+            let id = p.journal.first().map(|j| j.0.as_str()).unwrap_or_default();
+            tracing::error!("recovery could not record journal entry {id}: {e}; tried again next run");
+        }
+    }
 }
 
 fn op(kind: OpKind, path: &str, value: Option<Value>) -> Result<Operation, String> {
@@ -273,6 +536,7 @@ pub async fn apply(
                     state: "intent".into(),
                     attempts: 0,
                     error: None,
+                    created_at: String::new(),
                 }
             })
             .collect()
@@ -286,12 +550,21 @@ pub async fn apply(
 
     let calls = async {
         let mut set = tokio::task::JoinSet::new();
-        if let Some(first) = batches.first() {
-            store.journal_intents(&intents_for(first.clone())).await.map_err(|e| e.to_string())?;
-        }
+        // Units whose intent the journal refused: their calls never start (no call without
+        // its intent), and the others go on.
+        let mut refused = match batches.first() {
+            Some(first) => write_intents(store, intents_for(first.clone()), first.start).await,
+            None => HashMap::new(),
+        };
         for (b, range) in batches.iter().enumerate() {
+            let this = std::mem::take(&mut refused);
             let start = async {
                 for u in range.clone() {
+                    if let Some(e) = this.get(&u) {
+                        let why = format!("not tried: the journal refused its intent: {e}");
+                        let _ = tx.send((units[u].iter().map(|&i| (i, Err(why.clone()))).collect(), vec![]));
+                        continue;
+                    }
                     let permit = sem.clone().acquire_owned().await.expect("the semaphore stays open");
                     if lost.load(std::sync::atomic::Ordering::SeqCst) {
                         // Another holder works the connection now: no call starts from here on.
@@ -311,12 +584,12 @@ pub async fn apply(
             };
             let next = async {
                 match batches.get(b + 1) {
-                    Some(n) => store.journal_intents(&intents_for(n.clone())).await.map_err(|e| e.to_string()),
-                    None => Ok(()),
+                    Some(n) => write_intents(store, intents_for(n.clone()), n.start).await,
+                    None => HashMap::new(),
                 }
             };
-            let ((), written) = tokio::join!(start, next);
-            written?;
+            let ((), next_refused) = tokio::join!(start, next);
+            refused = next_refused;
             while let Some(r) = set.try_join_next() {
                 r.map_err(|e| format!("a worker task failed: {e}"))?;
             }
@@ -372,8 +645,8 @@ pub async fn apply(
             }
             let finished = !open && joining.is_empty();
             if buffered.len() >= GROUP || (finished && !buffered.is_empty()) {
-                let o = outcomes(plan, run_id, &ids, &mut book, std::mem::take(&mut buffered), summary_ref);
-                store.record_outcomes(&o).await.map_err(|e| e.to_string())?;
+                let parts = outcomes(plan, run_id, &ids, &mut book, std::mem::take(&mut buffered));
+                write_parts(store, parts, summary_ref).await;
             }
             if finished {
                 return Ok::<_, String>(());
@@ -385,6 +658,22 @@ pub async fn apply(
     recorded?;
     tracing::debug!(workers = total_workers, "calls and team joins done");
     Ok(summary)
+}
+
+/// Writes a batch of intents in one transaction or, refused, one by one: the units (numbered
+/// from `first`) whose intent could not be written, with the store's error.
+async fn write_intents(store: &Store, entries: Vec<JournalEntry>, first: usize) -> HashMap<usize, String> {
+    let mut refused = HashMap::new();
+    if store.journal_intents(&entries).await.is_ok() {
+        return refused;
+    }
+    for (n, e) in entries.into_iter().enumerate() {
+        if let Err(x) = store.journal_intents(std::slice::from_ref(&e)).await {
+            tracing::error!(worker = %e.worker_id, "the journal refused an intent: {x}");
+            refused.insert(first + n, x.to_string());
+        }
+    }
+    refused
 }
 
 /// Accounts joining one team per PATCH.
@@ -472,32 +761,76 @@ struct Detail<'a> {
     moved_from: Option<&'a str>,
 }
 
-/// The journal outcomes, links and audit records of finished calls.
-fn outcomes(
-    plan: &Plan,
-    run_id: &str,
-    ids: &[String],
-    book: &mut Book,
-    results: Vec<Outcome>,
-    summary: &mut Summary,
-) -> Outcomes {
-    let mut out = Outcomes::default();
+/// One worker's outcomes of a group, kept apart so that a store refusing one worker's
+/// records never takes another's with it.
+struct Part {
+    worker: String,
+    out: Outcomes,
+    /// (action kind, its error) for the run's counts, once written.
+    tally: Vec<(Kind, Option<String>)>,
+}
+
+/// Writes a group of outcomes in one transaction; when the store refuses it, worker by
+/// worker, so only the worker whose records cannot be written fails. That worker's intent
+/// stays open: the next run's recovery finds its effects on the target and records them.
+async fn write_parts(store: &Store, parts: Vec<Part>, summary: &mut Summary) {
+    let all: Vec<&Outcomes> = parts.iter().map(|p| &p.out).collect();
+    let whole = store.record_outcome_parts(&all).await;
+    drop(all);
+    match whole {
+        Ok(()) => parts.iter().for_each(|p| tally(summary, p, None)),
+        Err(e) if parts.len() == 1 => refused(&parts[0], &e.to_string(), summary),
+        Err(_) => {
+            for p in &parts {
+                match store.record_outcomes(&p.out).await {
+                    Ok(()) => tally(summary, p, None),
+                    Err(e) => refused(p, &e.to_string(), summary),
+                }
+            }
+        }
+    }
+}
+
+fn refused(p: &Part, error: &str, summary: &mut Summary) {
+    let why = format!("the store refused this worker's outcome ({error}); the next run resolves it from the target");
+    tracing::error!(worker = %p.worker, "{why}");
+    tally(summary, p, Some(&why));
+}
+
+/// Counts a part's actions in the run's summary (all failed, with `refused`, when its records
+/// could not be written).
+fn tally(summary: &mut Summary, p: &Part, refused: Option<&str>) {
+    for (kind, error) in &p.tally {
+        match refused.or(error.as_deref()) {
+            None => {
+                summary.processed += 1;
+                *summary.by_kind.entry(kind.as_str().to_string()).or_default() += 1;
+            }
+            Some(e) => {
+                summary.failed += 1;
+                summary.failures.entry(p.worker.clone()).or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// The journal outcomes, links and audit records of finished calls, per worker.
+fn outcomes(plan: &Plan, run_id: &str, ids: &[String], book: &mut Book, results: Vec<Outcome>) -> Vec<Part> {
+    let mut parts: Vec<Part> = vec![];
+    let mut part_of: HashMap<&str, usize> = HashMap::new();
     for (i, r) in results {
         let a = &plan.actions[i];
+        let at = *part_of.entry(a.worker.as_str()).or_insert_with(|| {
+            parts.push(Part { worker: a.worker.clone(), out: Outcomes::default(), tally: vec![] });
+            parts.len() - 1
+        });
+        let part = &mut parts[at];
+        let out = &mut part.out;
         let (error, outcome, target) = match r {
             Ok((note, t)) => (None, note, t),
             Err(e) => (Some(e), String::new(), a.target_id.clone().unwrap_or_default()),
         };
-        match &error {
-            None => {
-                summary.processed += 1;
-                *summary.by_kind.entry(a.kind.as_str().to_string()).or_default() += 1;
-            }
-            Some(e) => {
-                summary.failed += 1;
-                summary.failures.entry(a.worker.clone()).or_insert_with(|| e.clone());
-            }
-        }
+        part.tally.push((a.kind, error.clone()));
         if error.is_none() && matches!(a.kind, Kind::Create | Kind::Adopt) && !target.is_empty() {
             out.links.push(Link {
                 connection: plan.connection.clone(),
@@ -563,12 +896,13 @@ fn outcomes(
             detail: serde_json::to_string(&detail).expect("serialisable"),
         });
     }
-    out
+    parts
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn action(worker: &str, kind: Kind, team: Option<&str>) -> Action {
         Action {

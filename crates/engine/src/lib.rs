@@ -185,7 +185,7 @@ fn to_json(v: &FValue) -> Value {
 
 /// Case-insensitive where SCIM says so (userName, e-mail values), by ASCII case only (see
 /// `fold`); exact otherwise.
-fn same(attr: &str, a: &Value, b: &Value) -> bool {
+pub(crate) fn same(attr: &str, a: &Value, b: &Value) -> bool {
     let ci = attr == "userName" || attr.starts_with("emails");
     match (a, b) {
         (Value::String(x), Value::String(y)) if ci => x.eq_ignore_ascii_case(y),

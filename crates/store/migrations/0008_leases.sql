@@ -14,3 +14,6 @@ CREATE TABLE leases (
     since_ms BIGINT NOT NULL,
     expires_ms BIGINT NOT NULL
 );
+
+-- Recovery asks which actions of an interrupted run were audited before it stopped.
+CREATE INDEX audit_run ON audit (run_id, worker_id);

@@ -27,6 +27,8 @@ pub struct JournalEntry {
     pub state: String,
     pub attempts: i64,
     pub error: Option<String>,
+    /// When the intent was written (read back; ignored on write).
+    pub created_at: String,
 }
 
 /// One audit record before it is chained.
@@ -66,6 +68,30 @@ pub struct Outcomes {
 
 const CHUNK: usize = 400;
 
+/// Outcomes written as one.
+struct Parts<'a>(&'a [&'a Outcomes]);
+
+impl<'a> Parts<'a> {
+    fn journal(&self) -> impl Iterator<Item = &'a (String, String, Option<String>)> {
+        self.0.iter().flat_map(|o| &o.journal)
+    }
+    fn links(&self) -> impl Iterator<Item = &'a Link> {
+        self.0.iter().flat_map(|o| &o.links)
+    }
+    fn unlinks(&self) -> impl Iterator<Item = &'a (String, String)> {
+        self.0.iter().flat_map(|o| &o.unlinks)
+    }
+    fn audit(&self) -> impl Iterator<Item = &'a AuditEntry> {
+        self.0.iter().flat_map(|o| &o.audit)
+    }
+    fn deactivated(&self) -> impl Iterator<Item = &'a (String, String, String)> {
+        self.0.iter().flat_map(|o| &o.deactivated)
+    }
+    fn undeactivated(&self) -> impl Iterator<Item = &'a (String, String)> {
+        self.0.iter().flat_map(|o| &o.undeactivated)
+    }
+}
+
 fn journal(r: &AnyRow) -> Result<JournalEntry, sqlx::Error> {
     Ok(JournalEntry {
         id: r.try_get("id")?,
@@ -77,6 +103,7 @@ fn journal(r: &AnyRow) -> Result<JournalEntry, sqlx::Error> {
         state: r.try_get("state")?,
         attempts: r.try_get("attempts")?,
         error: r.try_get("error")?,
+        created_at: r.try_get("created_at")?,
     })
 }
 
@@ -167,7 +194,7 @@ impl Store {
     /// Journal entries of a connection in a state (intent: in flight when a run stopped).
     pub async fn journal_in_state(&self, connection: &str, state: &str) -> Result<Vec<JournalEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, run_id, connection, worker_id, kind, body, state, attempts, error FROM journal \
+            "SELECT id, run_id, connection, worker_id, kind, body, state, attempts, error, created_at FROM journal \
              WHERE connection = $1 AND state = $2 ORDER BY created_at, id",
         )
         .bind(connection)
@@ -179,11 +206,18 @@ impl Store {
 
     /// Outcomes, links and audit records of a batch of calls, in one transaction.
     pub async fn record_outcomes(&self, o: &Outcomes) -> Result<(), StoreError> {
+        self.record_outcome_parts(&[o]).await
+    }
+
+    /// Several workers' outcomes in one transaction, as if they were one `Outcomes` (in their
+    /// order): the caller keeps them apart, to write them one by one if the whole is refused.
+    pub async fn record_outcome_parts(&self, parts: &[&Outcomes]) -> Result<(), StoreError> {
+        let o = Parts(parts);
         let mut tx = self.pool.begin().await?;
         let t = now();
         // Successes in one statement per few hundred; failures one by one, with their error.
         let done: Vec<&String> =
-            o.journal.iter().filter(|(_, s, e)| s == "done" && e.is_none()).map(|(id, _, _)| id).collect();
+            o.journal().filter(|(_, s, e)| s == "done" && e.is_none()).map(|(id, _, _)| id).collect();
         for chunk in done.chunks(CHUNK) {
             let list = self.list(3, chunk.len());
             let sql = format!(
@@ -197,7 +231,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        for (id, state, error) in o.journal.iter().filter(|(_, s, e)| !(s == "done" && e.is_none())) {
+        for (id, state, error) in o.journal().filter(|(_, s, e)| !(s == "done" && e.is_none())) {
             sqlx::query(
                 "UPDATE journal SET state = $1, error = $2, attempts = attempts + 1, updated_at = $3 WHERE id = $4",
             )
@@ -208,21 +242,21 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        for (conn, worker) in &o.unlinks {
+        for (conn, worker) in o.unlinks() {
             sqlx::query("DELETE FROM links WHERE connection = $1 AND worker_id = $2")
                 .bind(conn)
                 .bind(worker)
                 .execute(&mut *tx)
                 .await?;
         }
-        for (conn, worker) in o.unlinks.iter().chain(&o.undeactivated) {
+        for (conn, worker) in o.unlinks().chain(o.undeactivated()) {
             sqlx::query("DELETE FROM deactivations WHERE connection = $1 AND worker_id = $2")
                 .bind(conn)
                 .bind(worker)
                 .execute(&mut *tx)
                 .await?;
         }
-        for (conn, worker, at) in &o.deactivated {
+        for (conn, worker, at) in o.deactivated() {
             sqlx::query(
                 "INSERT INTO deactivations (connection, worker_id, at) VALUES ($1, $2, $3) \
                  ON CONFLICT (connection, worker_id) DO UPDATE SET at = excluded.at",
@@ -233,7 +267,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        for chunk in o.links.chunks(CHUNK) {
+        let links: Vec<&Link> = o.links().collect();
+        for chunk in links.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO links (connection, worker_id, target_id, user_name, origin, linked_at) VALUES {} \
                  ON CONFLICT (connection, worker_id) DO UPDATE SET target_id = excluded.target_id, \
@@ -252,14 +287,15 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        if !o.audit.is_empty() {
+        let audit: Vec<&AuditEntry> = o.audit().collect();
+        if !audit.is_empty() {
             let last =
                 sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
             let (mut seq, mut prev): (i64, String) = match last {
                 Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
                 None => (0, String::new()),
             };
-            for chunk in o.audit.chunks(CHUNK) {
+            for chunk in audit.chunks(CHUNK) {
                 let sql = format!(
                     "INSERT INTO audit (seq, at, run_id, connection, worker_id, action, outcome, detail, prev_hash, \
                      hash) VALUES {}",
@@ -287,6 +323,31 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// How many audit records each (run, worker, action) of these runs has: recovery does
+    /// not record twice what a run wrote before it stopped.
+    pub async fn audited_in_runs(
+        &self,
+        runs: &[String],
+    ) -> Result<std::collections::HashMap<(String, String, String), usize>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in runs.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT run_id, worker_id, action, COUNT(*) AS n FROM audit WHERE run_id IN ({}) \
+                 GROUP BY run_id, worker_id, action",
+                self.list(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q.bind(r);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let n: i64 = r.try_get("n")?;
+                out.insert((r.try_get("run_id")?, r.try_get("worker_id")?, r.try_get("action")?), n as usize);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn start_run(&self, id: &str, connection: &str) -> Result<(), StoreError> {

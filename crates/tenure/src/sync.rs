@@ -122,7 +122,7 @@ pub async fn prepare(
     let deletes = rules.connections[index].hard_delete_after_days.is_some();
     let client = client_at(store, key, &name, None, RetryPolicy::default(), deletes).await?;
     if recover {
-        let recovered = engine::apply::recover(store, &client, &name).await?;
+        let recovered = engine::apply::recover(store, &client, &name, rules.connections[index].concurrency).await?;
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "recovered in-flight actions");
         if recovered > 0 {
             println!("resolved {recovered} action(s) left in flight by an earlier run");

@@ -262,3 +262,209 @@ async fn look_alike_addresses_never_match_and_admins_wait_for_a_reviewer() {
     assert!(action(&plan, "702", "adopt").is_some_and(|a| a.get("review").is_none()), "{plan}");
     assert!(action(&plan, "700", "skip").is_some(), "a look-alike stays held whatever the setting: {plan}");
 }
+
+/// The store behind an `Env` (SQLite or PostgreSQL), for a test that reads or faults it.
+async fn store(env: &Env) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&env.store_url()).await.unwrap()
+}
+
+async fn count(pool: &sqlx::AnyPool, sql: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sql).fetch_one(pool).await.unwrap().try_get::<i64, _>(0).unwrap()
+}
+
+/// Inactive accounts on the sandbox.
+async fn inactive(sb: &common::Sandbox) -> u64 {
+    let f = common::filter("active eq false");
+    sb.get(&format!("/Users?{f}&count=1")).await.body["totalResults"].as_u64().unwrap_or(0)
+}
+
+const OPEN_GUARD: &str = "deprovision_guard = { max_share = 1.0, max_count = 100000, min_count = 3 }";
+
+#[tokio::test]
+async fn every_deactivation_is_audited_even_after_kill_9() {
+    deactivations_after_kill(None).await
+}
+
+#[tokio::test]
+async fn every_deactivation_is_audited_after_kill_9_on_postgres() {
+    if let Some(pg) = postgres("every_deactivation_is_audited_after_kill_9_on_postgres").await {
+        deactivations_after_kill(Some(pg.url.clone())).await
+    }
+}
+
+async fn deactivations_after_kill(database_url: Option<String>) {
+    let sb = common::spawn(&["--latency-ms", "40"]);
+    let env = Env::connect_to(&sb, "deact-kill", "", OPEN_GUARD, database_url);
+    let n = 480;
+    let all = population(n + 20);
+    env.load("day0.csv", &all, AT, &[]);
+    assert!(env.ok(&["apply", "--as-of", AT]).contains("failed 0"));
+    // 480 of them leave at once.
+    let t1 = "2026-06-10T12:00:00Z";
+    let leavers: Vec<String> = all
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i < n {
+                r.replace(",active,", ",terminated,").replace(",2020-01-01,", ",2020-01-01,2026-06-05")
+            } else {
+                r.clone()
+            }
+        })
+        .collect();
+    env.load("day1.csv", &leavers, t1, &[]);
+    assert_eq!(kinds(&env.plan(t1))["deactivate"].len(), n);
+    let mut child = env.command().args(["apply", "--as-of", t1]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut seen = 0;
+    for _ in 0..800 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        seen = inactive(&sb).await;
+        if seen >= 60 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = inactive(&sb).await;
+    assert!(seen >= 60 && (at_kill as usize) < n, "killed mid-run ({at_kill} of {n} deactivated)");
+    let out = env.ok(&["apply", "--as-of", t1]);
+    assert!(out.contains("left in flight by an earlier run"), "{out}");
+    assert_eq!(inactive(&sb).await as usize, n);
+    // Audit records equal effects: one deactivation per leaver, done or found done, and the
+    // hard-delete clock started for each.
+    let pool = store(&env).await;
+    let audited = count(
+        &pool,
+        "SELECT COUNT(*) FROM audit WHERE action = 'deactivate' AND (outcome = 'ok' OR outcome = 'found done after an interruption')",
+    )
+    .await;
+    assert_eq!(audited as usize, n, "one audit record per deactivation");
+    let workers = count(&pool, "SELECT COUNT(DISTINCT worker_id) FROM audit WHERE action = 'deactivate'").await;
+    assert_eq!(workers as usize, n, "no leaver audited twice");
+    let found = count(&pool, "SELECT COUNT(*) FROM audit WHERE outcome = 'found done after an interruption'").await;
+    assert!(found > 0, "the calls made before the kill were found and recorded");
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM deactivations").await as usize, n);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM journal WHERE state = 'intent'").await, 0);
+    pool.close().await;
+    assert!(env.ok(&["audit", "verify"]).contains("chain intact"));
+}
+
+#[tokio::test]
+async fn recovery_of_many_intents_makes_progress_across_kills() {
+    // 20 ms a call, 100 calls in flight: a kill leaves well over a thousand intents open.
+    let sb = common::spawn(&["--latency-ms", "20"]);
+    let env = Env::connect_with(&sb, "many-intents", "", "concurrency = 100");
+    let n = 2000;
+    env.load("all.csv", &population(n), AT, &[]);
+    let mut child = env.command().args(["apply", "--as-of", AT]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    for _ in 0..800 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if sb.get("/Users?count=1").await.body["totalResults"].as_u64().unwrap_or(0) >= 150 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pool = store(&env).await;
+    let open = count(&pool, "SELECT COUNT(*) FROM journal WHERE state = 'intent'").await;
+    assert!(open >= 1000, "a large open set: {open}");
+    // Killed again as soon as recovery has written something: what it wrote stays written.
+    let mut child = env.command().args(["apply", "--as-of", AT]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    for _ in 0..1000 {
+        if count(&pool, "SELECT COUNT(*) FROM journal WHERE state = 'intent'").await < open {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let still = count(&pool, "SELECT COUNT(*) FROM journal WHERE state = 'intent'").await;
+    eprintln!("open intents: {open} after the first kill, {still} after the kill during recovery");
+    assert!(still < open, "recovery killed midway kept its progress ({still} of {open} open)");
+    let out = env.ok(&["apply", "--as-of", AT]);
+    assert!(out.contains("failed 0"), "{out}");
+    assert_exactly_once(&sb, n).await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM journal WHERE state = 'intent'").await, 0);
+    // Every account made has exactly one create in the audit (done, recovered or found done).
+    let creates =
+        count(&pool, "SELECT COUNT(*) FROM audit WHERE action = 'create' AND outcome NOT LIKE 'failed%'").await;
+    assert_eq!(creates as usize, n, "audit records equal effects");
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM links").await as usize, n);
+    pool.close().await;
+    assert!(env.ok(&["audit", "verify"]).contains("chain intact"));
+}
+
+#[tokio::test]
+async fn a_store_failure_at_any_write_fails_only_its_worker() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "store-faults", "");
+    let base = population(10);
+    let hire =
+        |id: &str, last: &str| row(id, "New", last, "Staff", "Sales", "employee", "active", ",2020-01-01", ",,,");
+    env.load("day0.csv", &base, AT, &[]);
+    assert!(env.ok(&["apply", "--as-of", AT]).contains("failed 0"));
+    // Day 1: five hires (801-805), two leavers (10000 and 10001).
+    let t1 = "2026-06-10T12:00:00Z";
+    let mut day1: Vec<String> = base.clone();
+    for r in day1.iter_mut().take(2) {
+        *r = r.replace(",active,", ",terminated,").replace(",2020-01-01,", ",2020-01-01,2026-06-05");
+    }
+    for (id, last) in [("801", "Alpha"), ("802", "Bravo"), ("803", "Charlie"), ("804", "Delta"), ("805", "Echo")] {
+        day1.push(hire(id, last));
+    }
+    env.load("day1.csv", &day1, t1, &[]);
+    let pool = store(&env).await;
+    // One fault per write of an apply, each for one worker.
+    for (name, sql) in [
+        ("intent", "BEFORE INSERT ON journal WHEN NEW.worker_id = '801'"),
+        ("link", "BEFORE INSERT ON links WHEN NEW.worker_id = '802'"),
+        ("audit", "BEFORE INSERT ON audit WHEN NEW.worker_id = '803'"),
+        ("outcome", "BEFORE UPDATE ON journal WHEN NEW.worker_id = '804'"),
+        ("deactivation", "BEFORE INSERT ON deactivations WHEN NEW.worker_id = '10000'"),
+    ] {
+        sqlx::query(&format!("CREATE TRIGGER fault_{name} {sql} BEGIN SELECT RAISE(ABORT, 'injected fault'); END"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let (code, out) = env.tenure(&["apply", "--as-of", t1]);
+    assert_eq!(code, 4, "the failures are reported:\n{out}");
+    // The five faulted workers' actions fail (two each, but the leaver's one), nobody else's.
+    assert!(out.contains("processed 3, failed 9 (create 1, deactivate 1, team_add 1)"), "{out}");
+    let acc = accounts(&sb).await;
+    assert_eq!(acc["new.echo@acme.example"]["active"], true, "the hire without a fault is made");
+    assert_eq!(acc["worker.n0001@acme.example"]["active"], false, "the leaver without a fault is deactivated");
+    assert!(!acc.contains_key("new.alpha@acme.example"), "no call without its intent");
+    // The next run, faults still in place, recovers the others and goes on.
+    let (code, out) = env.tenure(&["apply", "--as-of", t1]);
+    assert!(code == 4 || code == 0, "{out}");
+    assert!(!out.contains("tenure: "), "no run-stopping error: {out}");
+    // One fault at a write of recovery: the outcome of 804's interrupted create.
+    for name in ["intent", "link", "audit", "deactivation"] {
+        sqlx::query(&format!("DROP TRIGGER fault_{name}")).execute(&pool).await.unwrap();
+    }
+    let (code, out) = env.tenure(&["apply", "--as-of", t1]);
+    assert!(code == 4 || code == 0, "{out}");
+    assert!(!out.contains("tenure: "), "{out}");
+    sqlx::query("DROP TRIGGER fault_outcome").execute(&pool).await.unwrap();
+    let out = env.ok(&["apply", "--as-of", t1]);
+    assert!(out.contains("failed 0"), "{out}");
+    let k = kinds(&env.plan(t1));
+    assert!(["create", "adopt", "update", "deactivate", "team_add"].iter().all(|x| !k.contains_key(*x)), "{k:?}");
+    assert_exactly_once(&sb, 15).await;
+    // Every effect has its audit record; the leavers' clocks started.
+    for w in ["801", "802", "803", "804", "805"] {
+        let n = count(
+            &pool,
+            &format!("SELECT COUNT(*) FROM audit WHERE worker_id = '{w}' AND action IN ('create', 'adopt') AND outcome NOT LIKE 'failed%'"),
+        )
+        .await;
+        assert!(n >= 1, "worker {w}'s account is in the audit");
+    }
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM deactivations").await, 2);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM links").await, 15);
+    pool.close().await;
+    assert!(env.ok(&["audit", "verify"]).contains("chain intact"));
+}

@@ -36,9 +36,15 @@ pub fn sandbox(dir: &std::path::Path, tag: &str) -> Sandbox {
 }
 
 pub fn sandbox_on(dir: &std::path::Path, tag: &str, cpu: Option<&str>) -> Sandbox {
+    sandbox_with(dir, tag, cpu, &[])
+}
+
+/// A sandbox with extra arguments (fault knobs such as `--latency-ms`).
+pub fn sandbox_with(dir: &std::path::Path, tag: &str, cpu: Option<&str>, args: &[&str]) -> Sandbox {
     let child = on_cpu(cpu, env!("CARGO_BIN_EXE_tenure"))
         .args(["sandbox", "--listen", "127.0.0.1:0", "--db"])
         .arg(dir.join(format!("{tag}.db")))
+        .args(args)
         .env("TENURE_SANDBOX_TOKEN", TOKEN)
         .env("TENURE_LOG", "warn")
         .stdout(Stdio::piped())

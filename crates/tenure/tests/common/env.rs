@@ -163,10 +163,19 @@ pub fn kinds(plan: &Value) -> HashMap<String, Vec<String>> {
 
 /// Every account in the sandbox, hand-invited ones included, by userName.
 pub async fn accounts(sb: &Sandbox) -> HashMap<String, Value> {
-    let users = sb.get("/Users?scim_provisioned_only=false&count=1000").await.body["Resources"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    // Page by page: a page holds at most 1,000.
+    let mut users: Vec<Value> = vec![];
+    loop {
+        let page =
+            sb.get(&format!("/Users?scim_provisioned_only=false&count=1000&startIndex={}", users.len() + 1)).await;
+        let got = page.body["Resources"].as_array().cloned().unwrap_or_default();
+        let total = page.body["totalResults"].as_u64().unwrap_or(0) as usize;
+        let empty = got.is_empty();
+        users.extend(got);
+        if empty || users.len() >= total {
+            break;
+        }
+    }
     let groups = sb.get("/Groups?count=1000").await.body["Resources"].as_array().cloned().unwrap_or_default();
     users
         .into_iter()
