@@ -119,6 +119,10 @@ pub fn apply(schema: &ResourceSchema, res: &Map<String, Value>, ops: &[Operation
     for (i, op) in ops.iter().enumerate() {
         let at = format!("Operations[{i}]");
         match &op.path {
+            Some(p) if whole_extension(schema, p).is_some() => {
+                let ext = whole_extension(schema, p).expect("just matched");
+                apply_extension(schema, &mut doc, op.op, &ext, op.value.as_ref(), &at)?
+            }
             Some(p) => apply_path(schema, &mut doc, op.op, p, op.value.as_ref(), &at)?,
             None => {
                 let Some(Value::Object(fields)) = &op.value else { unreachable!("checked by parse") };
@@ -148,6 +152,56 @@ pub fn apply(schema: &ResourceSchema, res: &Map<String, Value>, ops: &[Operation
     schema.set_schemas(&mut doc);
     schema.check_required(&doc)?;
     Ok(doc)
+}
+
+/// The extension schema a path names as a whole (`urn:...:enterprise:2.0:User`), if it does.
+fn whole_extension(schema: &ResourceSchema, p: &PatchPath) -> Option<String> {
+    if p.filter.is_some() || p.attr.sub.is_some() || p.sub_after_filter.is_some() {
+        return None;
+    }
+    // The parser reads the URN's last segment as an attribute name ("User").
+    schema.extension(&p.attr.to_string()).map(|e| e.id.clone())
+}
+
+/// An operation on a whole extension (clients send these, RFC 7644 §3.5.2): add and replace
+/// set each attribute of the value as if each were its own operation (those not named are
+/// kept, as for a PATCH without a path); remove clears every attribute the extension has.
+fn apply_extension(
+    schema: &ResourceSchema,
+    doc: &mut Map<String, Value>,
+    op: OpKind,
+    ext: &str,
+    value: Option<&Value>,
+    at: &str,
+) -> Result<()> {
+    let one = |name: &str| PatchPath {
+        attr: AttrPath { uri: Some(ext.to_string()), name: name.to_string(), sub: None },
+        filter: None,
+        sub_after_filter: None,
+    };
+    match op {
+        OpKind::Remove => {
+            let names: Vec<String> = doc
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(ext))
+                .and_then(|(_, v)| v.as_object())
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            for n in names {
+                apply_path(schema, doc, op, &one(&n), None, at)?;
+            }
+            Ok(())
+        }
+        _ => {
+            let Some(fields) = value.and_then(Value::as_object) else {
+                return Err(Error::invalid_value(format!("{at}: the value of {ext} must be an object")));
+            };
+            for (k, v) in fields {
+                apply_path(schema, doc, op, &one(k), Some(v), at)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 fn container_mut<'a>(doc: &'a mut Map<String, Value>, ext: Option<&str>) -> &'a mut Map<String, Value> {

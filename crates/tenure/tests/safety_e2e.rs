@@ -468,3 +468,45 @@ async fn a_store_failure_at_any_write_fails_only_its_worker() {
     pool.close().await;
     assert!(env.ok(&["audit", "verify"]).contains("chain intact"));
 }
+
+#[tokio::test]
+async fn a_patch_may_name_the_enterprise_extension_as_a_whole() {
+    // The generic dialect: monday.com documents no enterprise extension.
+    let sb = common::spawn(&["--dialect", "generic"]);
+    let ext = common::ENTERPRISE;
+    let id = sb.create_user("ext.user@acme.example", "Ext User").await;
+    let boss = sb.create_user("boss@acme.example", "The Boss").await;
+    let path = format!("/Users/{id}");
+    let a = sb
+        .patch(
+            &path,
+            serde_json::json!([{"op": "add", "path": ext,
+                "value": {"department": "Sales", "employeeNumber": "42", "manager": {"value": boss}}}]),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body[ext]["department"], "Sales");
+    assert_eq!(a.body[ext]["manager"]["value"], boss.as_str());
+    // Replace sets what it names and keeps the rest; the path's case does not matter.
+    let a = sb
+        .patch(
+            &path,
+            serde_json::json!([{"op": "Replace", "path": ext.to_lowercase(), "value": {"department": "Ops"}}]),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body[ext]["department"], "Ops");
+    assert_eq!(a.body[ext]["employeeNumber"], "42");
+    assert_eq!(sb.get(&path).await.body[ext]["department"], "Ops", "stored, not only answered");
+    // A value that is not an object is a SCIM error naming the operation.
+    let a = sb.patch(&path, serde_json::json!([{"op": "replace", "path": ext, "value": "Ops"}])).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.body["scimType"], "invalidValue");
+    assert!(a.body["detail"].as_str().unwrap().contains("Operations[0]"), "{}", a.body);
+    // Remove clears the extension.
+    let a = sb.patch(&path, serde_json::json!([{"op": "remove", "path": ext}])).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.get(ext).is_none(), "{}", a.body);
+    let schemas = a.body["schemas"].as_array().unwrap();
+    assert!(!schemas.iter().any(|s| s == ext), "the extension leaves schemas too: {}", a.body);
+}
