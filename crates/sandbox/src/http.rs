@@ -313,10 +313,11 @@ async fn do_create(app: &App, kind: Kind, body: &Value) -> Result<Entry, Error> 
 
 async fn do_replace(app: &App, kind: Kind, id: &str, body: &Value, if_match: Option<&str>) -> Result<Entry, Error> {
     let schema = app.store.schema(kind);
-    let mut doc = schema.normalize(body)?;
+    let given = schema.normalize(body)?;
     let dialect = app.store.dialect;
     app.store
         .update(kind, id, if_match, |current| {
+            let mut doc = given.clone();
             if kind == Kind::User {
                 // monday.com changes these only through PATCH: a PUT leaves them as they are.
                 for key in dialect.patch_only_attributes() {
@@ -345,6 +346,12 @@ async fn do_patch(
     full: bool,
 ) -> Result<Entry, Error> {
     let ops = patch::parse(body)?;
+    if ops.len() > app.limits.max_patch_operations {
+        return Err(Error::bad(
+            scim::ScimType::TooMany,
+            format!("{} operations in one PATCH; at most {} are accepted", ops.len(), app.limits.max_patch_operations),
+        ));
+    }
     if kind == Kind::Group {
         if let Some(ids) = member_ids_added(&ops) {
             return app.store.add_members(id, if_match, &ids, full).await;
@@ -442,7 +449,12 @@ impl Search {
     fn query(&self, app: &App, kind: Option<Kind>) -> Result<(ListQuery, Vec<AttrPath>, Vec<AttrPath>), Error> {
         let filter = match &self.filter {
             Some(f) if !f.trim().is_empty() => {
-                let parsed = Filter::parse_with_depth(f, app.limits.max_filter_depth)?;
+                let limits = scim::filter::FilterLimits {
+                    max_depth: app.limits.max_filter_depth,
+                    max_terms: app.limits.max_filter_terms,
+                    max_bytes: app.limits.max_filter_bytes,
+                };
+                let parsed = Filter::parse_with_limits(f, limits)?;
                 if let Some(k) = kind {
                     app.store.schema(k).check_filter(&parsed)?;
                 }

@@ -25,12 +25,25 @@ pub struct Limits {
     /// The most resources one page returns (`count` above it is lowered to it).
     pub max_results: usize,
     pub max_filter_depth: usize,
+    /// Comparisons one filter may hold.
+    pub max_filter_terms: usize,
+    pub max_filter_bytes: usize,
     pub max_bulk_operations: usize,
+    /// Operations one PATCH may carry: a PATCH holds the writer while it applies.
+    pub max_patch_operations: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 1 << 20, max_results: 1000, max_filter_depth: 16, max_bulk_operations: 1000 }
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_results: 1000,
+            max_filter_depth: 16,
+            max_filter_terms: scim::filter::DEFAULT_MAX_TERMS,
+            max_filter_bytes: scim::filter::DEFAULT_MAX_BYTES,
+            max_bulk_operations: 1000,
+            max_patch_operations: 1000,
+        }
     }
 }
 

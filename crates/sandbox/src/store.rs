@@ -603,7 +603,7 @@ impl Store {
         kind: Kind,
         id: &str,
         if_match: Option<&str>,
-        update: impl FnOnce(&Map<String, Value>) -> Result<Map<String, Value>, Error>,
+        update: impl Fn(&Map<String, Value>) -> Result<Map<String, Value>, Error>,
     ) -> Result<Entry, Error> {
         let (entry, pending) = self.update_staged(kind, id, if_match, update)?;
         settle(pending).await?;
@@ -615,12 +615,34 @@ impl Store {
         kind: Kind,
         id: &str,
         if_match: Option<&str>,
-        update: impl FnOnce(&Map<String, Value>) -> Result<Map<String, Value>, Error>,
+        update: impl Fn(&Map<String, Value>) -> Result<Map<String, Value>, Error>,
     ) -> Result<(Entry, Pending), Error> {
+        // The change is worked out on a copy under the readers' lock, so a PATCH of many
+        // operations or on a large team never stalls reads; it is committed under the
+        // writer's lock if the resource did not change meanwhile (else worked out again, and
+        // after a few tries under the writer's lock).
+        let mut worked: Option<(u64, Map<String, Value>)> = None;
+        for _ in 0..3 {
+            let (version, copy) = {
+                let st = self.state.read().expect("state lock");
+                let current = st.table(kind).by_id.get(id).ok_or_else(|| not_found(kind, id))?;
+                check_if_match(if_match, current)?;
+                (current.version, current.doc.clone())
+            };
+            let doc = update(&copy)?;
+            let st = self.state.read().expect("state lock");
+            if st.table(kind).by_id.get(id).is_some_and(|c| c.version == version) {
+                worked = Some((version, doc));
+                break;
+            }
+        }
         let mut st = self.state.write().expect("state lock");
         let current = st.table(kind).by_id.get(id).ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, current)?;
-        let mut doc = update(&current.doc)?;
+        let mut doc = match worked {
+            Some((version, doc)) if version == current.version => doc,
+            _ => update(&current.doc)?,
+        };
         Self::check_unique(&st, kind, &doc, Some(id))?;
         if kind == Kind::Group {
             Self::resolve_members(&st, &mut doc)?;

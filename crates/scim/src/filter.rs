@@ -6,6 +6,26 @@ use std::fmt;
 
 /// Filters nested deeper than this are refused unless the caller sets its own limit.
 pub const DEFAULT_MAX_DEPTH: usize = 32;
+/// Comparisons (`a eq "x"`, `b pr`) one filter may hold: `or` and `and` chains nest one level
+/// per term, so this also bounds the recursion of everything that walks a filter.
+pub const DEFAULT_MAX_TERMS: usize = 200;
+/// The longest filter text read, in bytes (checked before anything else is done with it).
+pub const DEFAULT_MAX_BYTES: usize = 16 * 1024;
+
+/// Bounds on a filter, so that a hostile one is refused at once instead of exhausting the
+/// stack or the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterLimits {
+    pub max_depth: usize,
+    pub max_terms: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        FilterLimits { max_depth: DEFAULT_MAX_DEPTH, max_terms: DEFAULT_MAX_TERMS, max_bytes: DEFAULT_MAX_BYTES }
+    }
+}
 
 /// `[urn ":"] name ["." sub]`, e.g. `name.givenName` or
 /// `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value`.
@@ -163,8 +183,30 @@ impl Filter {
     /// Parses with a bound on nesting (parentheses, `not`, value paths), so a hostile filter
     /// cannot exhaust the stack.
     pub fn parse_with_depth(text: &str, max_depth: usize) -> Result<Filter> {
+        Self::parse_with_limits(text, FilterLimits { max_depth, ..FilterLimits::default() })
+    }
+
+    /// Parses within bounds on length, terms and nesting; a filter past one is an
+    /// `invalidFilter` error that says which.
+    pub fn parse_with_limits(text: &str, limits: FilterLimits) -> Result<Filter> {
+        if text.len() > limits.max_bytes {
+            // Not echoed: the text is what is too long.
+            return Err(Error::invalid_filter(format!(
+                "the filter is {} bytes long; at most {} are accepted",
+                text.len(),
+                limits.max_bytes
+            )));
+        }
         let tokens = lex(text).map_err(|(pos, msg)| filter_error(text, pos, &msg))?;
-        let mut p = Parser { text, tokens, at: 0, depth: 0, max_depth };
+        let mut p = Parser {
+            text,
+            tokens,
+            at: 0,
+            depth: 0,
+            max_depth: limits.max_depth,
+            terms: 0,
+            max_terms: limits.max_terms,
+        };
         let f = p.or_expr(false).map_err(|(pos, msg)| filter_error(text, pos, &msg))?;
         if let Some(t) = p.peek() {
             return Err(filter_error(text, t.pos, &format!("unexpected {}", t.describe())));
@@ -325,6 +367,8 @@ struct Parser<'a> {
     at: usize,
     depth: usize,
     max_depth: usize,
+    terms: usize,
+    max_terms: usize,
 }
 
 type PResult<T> = std::result::Result<T, (usize, String)>;
@@ -443,6 +487,10 @@ impl Parser<'_> {
         let Tok::Word(op_word) = &op_tok.tok else {
             return Err((op_tok.pos, format!("expected an operator after {path}, found {}", op_tok.describe())));
         };
+        self.terms += 1;
+        if self.terms > self.max_terms {
+            return Err((op_tok.pos, format!("more than {} comparisons in one filter", self.max_terms)));
+        }
         if op_word.eq_ignore_ascii_case("pr") {
             return Ok(Filter::Present(path));
         }

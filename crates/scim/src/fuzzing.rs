@@ -35,6 +35,7 @@ pub fn filter_and_patch(data: &[u8]) {
             let _ = schema.matches(&f, user);
         }
     }
+    wide_and_deep(text);
     if let Ok(p) = PatchPath::parse(text) {
         let printed = p.to_string();
         assert_eq!(PatchPath::parse(&printed).ok(), Some(p), "print/parse changed the path {text:?}");
@@ -65,4 +66,31 @@ pub fn check_invariants(schema: &ResourceSchema, res: &Map<String, Value>) {
             }
         }
     }
+}
+
+/// The input repeated into wide `or`/`and` chains and deep `not (...)` nests, up to some
+/// thousands of terms: each is refused with an error or parsed and evaluated, and none
+/// overflows the stack (a 7,000-term `or` once killed the sandbox).
+fn wide_and_deep(text: &str) {
+    if text.is_empty() || text.len() > 64 {
+        return;
+    }
+    let (schema, user) = sample();
+    let n = 1 + text.len() * 120;
+    for joiner in [" or ", " and "] {
+        let wide = vec![text; n].join(joiner);
+        if let Ok(f) = Filter::parse(&wide) {
+            let _ = f.to_string();
+            if schema.check_filter(&f).is_ok() {
+                let _ = schema.matches(&f, user);
+            }
+        }
+        // Past the length bound the term bound still holds.
+        let limits = crate::filter::FilterLimits { max_bytes: usize::MAX, ..Default::default() };
+        if let Ok(f) = Filter::parse_with_limits(&wide, limits) {
+            let _ = schema.matches(&f, user);
+        }
+    }
+    let deep = format!("{}{text}{}", "not (".repeat(n), ")".repeat(n));
+    let _ = Filter::parse(&deep);
 }

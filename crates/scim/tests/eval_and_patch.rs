@@ -236,3 +236,22 @@ fn patch_extension_paths_and_group_members() {
     let g2 = patch::apply(&gs, &g, &ops(json!([{"op": "Remove", "path": "members", "value": [{"value": "u1"}]}, {"op": "remove", "path": "members[value eq \"u3\"]"}, {"op": "add", "path": "members", "value": [{"value": "u2"}, {"value": "u4"}]}]))).unwrap();
     assert_eq!(g2["members"], json!([{"value": "u2"}, {"value": "u4"}]));
 }
+
+#[test]
+fn wide_filters_are_refused_by_length_and_by_terms_without_recursion() {
+    use scim::filter::FilterLimits;
+    let wide: Vec<String> = (0..7000).map(|i| format!("userName eq \"user{i}@example.com\"")).collect();
+    let wide = wide.join(" or ");
+    assert!(wide.len() > 250_000);
+    let e = Filter::parse(&wide).unwrap_err();
+    assert_eq!(e.scim_type.map(|t| t.as_str()), Some("invalidFilter"));
+    assert!(e.detail.contains("bytes long; at most 16384"), "{}", e.detail);
+    assert!(!e.detail.contains("user6999"), "a huge filter is not echoed back");
+    // Past the length bound, the term bound: no 7,000-deep tree is ever built.
+    let e = Filter::parse_with_limits(&wide, FilterLimits { max_bytes: usize::MAX, ..Default::default() }).unwrap_err();
+    assert!(e.detail.contains("more than 200 comparisons"), "{}", e.detail);
+    // Up to the bound, a wide filter parses and evaluates.
+    let ok: Vec<String> = (0..200).map(|i| format!("userName eq \"u{i}\"")).collect();
+    let f = Filter::parse_with_limits(&ok.join(" or "), FilterLimits { max_bytes: usize::MAX, ..Default::default() });
+    assert!(f.is_ok());
+}

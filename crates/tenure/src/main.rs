@@ -198,6 +198,15 @@ struct SandboxArgs {
     /// Deepest nesting a filter may have.
     #[arg(long, default_value_t = 16)]
     max_filter_depth: usize,
+    /// Most comparisons one filter may hold (invalidFilter past it).
+    #[arg(long, default_value_t = scim::filter::DEFAULT_MAX_TERMS)]
+    max_filter_terms: usize,
+    /// Longest filter accepted, in bytes (invalidFilter past it).
+    #[arg(long, default_value_t = scim::filter::DEFAULT_MAX_BYTES)]
+    max_filter_bytes: usize,
+    /// Most operations one PATCH may carry (tooMany past it).
+    #[arg(long, default_value_t = 1000)]
+    max_patch_operations: usize,
 }
 
 fn share(s: &str) -> Result<f64, String> {
@@ -401,6 +410,9 @@ fn main() -> ExitCode {
                         max_body_bytes: a.max_body_bytes,
                         max_results: a.max_results.max(1),
                         max_filter_depth: a.max_filter_depth.max(1),
+                        max_filter_terms: a.max_filter_terms.max(1),
+                        max_filter_bytes: a.max_filter_bytes.max(1),
+                        max_patch_operations: a.max_patch_operations.max(1),
                         ..Limits::default()
                     },
                 };

@@ -510,3 +510,53 @@ async fn a_patch_may_name_the_enterprise_extension_as_a_whole() {
     let schemas = a.body["schemas"].as_array().unwrap();
     assert!(!schemas.iter().any(|s| s == ext), "the extension leaves schemas too: {}", a.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_filter_and_a_huge_patch_are_refused_while_reads_go_on() {
+    let sb = common::spawn(&[]);
+    let id = sb.create_user("reader@acme.example", "Reader").await;
+    // 7,000 terms, 251 KB, through .search (a URL would not carry it).
+    let wide: Vec<String> = (0..7000).map(|i| format!("userName eq \"user{i:04}@acme.example\"")).collect();
+    let body = serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": wide.join(" or ")});
+    let a = sb.post("/Users/.search", &body).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.body["scimType"], "invalidFilter", "{}", a.body);
+    // Short enough, but too many terms.
+    let many: Vec<String> = (0..300).map(|i| format!("id eq \"{i}\"")).collect();
+    let a = sb.get(&format!("/Users?{}", common::filter(&many.join(" or ")))).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body["detail"].as_str().unwrap().contains("more than 200 comparisons"), "{}", a.body);
+    // Within the bounds, a wide filter is served.
+    let some: Vec<String> = (0..150).map(|i| format!("userName eq \"user{i}@acme.example\"")).collect();
+    let ok = format!("{} or userName eq \"reader@acme.example\"", some.join(" or "));
+    let a = sb.get(&format!("/Users?{}", common::filter(&ok))).await;
+    assert_eq!((a.status, a.body["totalResults"].as_u64()), (200, Some(1)), "{}", a.body);
+    // 10,000 operations in one PATCH: refused as a whole, nothing applied.
+    let ops: Vec<serde_json::Value> =
+        (0..10_000).map(|i| serde_json::json!({"op": "replace", "path": "title", "value": format!("T{i}")})).collect();
+    let reads = {
+        let (base, token) = (sb.base.clone(), sb.token.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut statuses = vec![];
+            for _ in 0..50 {
+                let r = http.get(format!("{base}/Users?count=10")).bearer_auth(&token).send().await.unwrap();
+                statuses.push(r.status().as_u16());
+            }
+            statuses
+        })
+    };
+    let a = sb.patch(&format!("/Users/{id}"), serde_json::Value::Array(ops)).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.body["scimType"], "tooMany", "{}", a.body);
+    assert!(sb.get(&format!("/Users/{id}")).await.body.get("title").is_none(), "nothing of it applied");
+    // The largest PATCH allowed is applied, while the reads go on.
+    let ops: Vec<serde_json::Value> = (0..1000)
+        .map(|i| serde_json::json!({"op": "add", "path": "emails", "value": [{"value": format!("alias{i}@acme.example"), "type": "other"}]}))
+        .collect();
+    let a = sb.patch(&format!("/Users/{id}"), serde_json::Value::Array(ops)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["emails"].as_array().unwrap().len(), 1001);
+    assert!(reads.await.unwrap().iter().all(|s| *s == 200), "every read during them was answered");
+    assert_eq!(sb.get("/Users?count=1").await.status, 200, "the sandbox is up");
+}
