@@ -115,6 +115,17 @@ pub struct NotifySettings {
     pub max_per_run: usize,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub templates: BTreeMap<NoticeKind, Template>,
+    /// The webhook or SMTP relay may be on a private address (an internal receiver); by
+    /// default only public addresses and this machine are called.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private: bool,
+}
+
+impl NotifySettings {
+    /// The address policy of this notifier's outbound calls.
+    pub fn policy(&self) -> scim_client::UrlPolicy {
+        scim_client::UrlPolicy { allow_insecure_http: false, allow_private: self.allow_private }
+    }
 }
 
 fn max_per_run() -> usize {
@@ -211,13 +222,13 @@ pub fn check(settings: &[NotifySettings], connections: &[String]) -> Vec<String>
         }
         match (&n.webhook, &n.email) {
             (None, None) | (Some(_), Some(_)) => errors.push(format!("{at}: give either webhook or email")),
-            (Some(u), None) => match reqwest_like_url(u) {
+            (Some(u), None) => match webhook_url(u, n.policy()) {
                 Ok(()) => {}
                 Err(e) => errors.push(format!("{at}.webhook: {e}")),
             },
             (None, Some(e)) => {
-                if !(e.smtp.starts_with("smtp://") || e.smtp.starts_with("smtps://")) {
-                    errors.push(format!("{at}.email.smtp: smtp://host:port or smtps://host:port, not {:?}", e.smtp));
+                if let Err(why) = smtp_url(e, n.policy()) {
+                    errors.push(format!("{at}.email.smtp: {why}"));
                 }
                 for a in std::iter::once(&e.from).chain(&e.to) {
                     if !plausible_address(a) {
@@ -250,16 +261,35 @@ pub fn check(settings: &[NotifySettings], connections: &[String]) -> Vec<String>
     errors
 }
 
-fn reqwest_like_url(u: &str) -> Result<(), String> {
-    let (scheme, rest) = u.split_once("://").ok_or_else(|| format!("{u:?} is not a URL"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let local = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
-    match scheme {
-        "https" if !host.is_empty() => Ok(()),
-        "http" if local => Ok(()),
-        "http" => Err(format!("{u:?}: plain http only to this machine; use https")),
-        _ => Err(format!("{u:?} is not an https URL")),
+/// A webhook URL under the notifier's address policy (the one every outbound call uses).
+pub fn webhook_url(u: &str, policy: scim_client::UrlPolicy) -> Result<(), String> {
+    let url = scim_client::outbound::parse_url(u)?;
+    scim_client::outbound::check_url(&url, policy).map_err(|e| format!("{u:?}: {e}"))
+}
+
+/// An SMTP relay URL: smtp:// or smtps://, a host under the address policy, and a login only
+/// over TLS (smtps://, or smtp:// with `?tls=required` for STARTTLS).
+pub fn smtp_url(e: &EmailSettings, policy: scim_client::UrlPolicy) -> Result<(), String> {
+    let u = &e.smtp;
+    let url = scim_client::outbound::parse_url(u)?;
+    let tls = match url.scheme() {
+        "smtps" => true,
+        "smtp" => url.query_pairs().any(|(k, v)| k == "tls" && v == "required"),
+        _ => return Err(format!("smtp://host:port or smtps://host:port, not {u:?}")),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{u:?}: the login goes in `username` and `tenure notify secret`, not in the URL"));
     }
+    if e.username.is_some() && !tls {
+        return Err(format!(
+            "{u:?}: an SMTP password is sent only over TLS: use smtps://, or smtp://...?tls=required for STARTTLS"
+        ));
+    }
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        scim_client::outbound::check_address(ip, policy).map_err(|why| format!("{u:?} points at {why}"))?;
+    }
+    Ok(())
 }
 
 fn plausible_address(a: &str) -> bool {

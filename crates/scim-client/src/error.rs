@@ -18,9 +18,28 @@ pub enum TransportKind {
 
 #[derive(Debug, Clone)]
 pub enum ClientError {
-    Transport { kind: TransportKind, url: String, message: String },
-    Http { status: u16, scim_type: Option<String>, detail: String, url: String, retry_after: Option<Duration> },
-    RetriesExhausted { attempts: u32, last: Box<ClientError> },
+    Transport {
+        kind: TransportKind,
+        url: String,
+        message: String,
+    },
+    Http {
+        status: u16,
+        scim_type: Option<String>,
+        detail: String,
+        url: String,
+        retry_after: Option<Duration>,
+    },
+    RetriesExhausted {
+        attempts: u32,
+        last: Box<ClientError>,
+    },
+    /// A 3xx: never followed (it could lead where the connection's URL may not).
+    Redirect {
+        status: u16,
+        url: String,
+        location: String,
+    },
     Invalid(String),
     Config(String),
 }
@@ -143,6 +162,11 @@ impl fmt::Display for ClientError {
                 Ok(())
             }
             ClientError::RetriesExhausted { attempts, last } => write!(f, "gave up after {attempts} attempts: {last}"),
+            ClientError::Redirect { status, url, location } => write!(
+                f,
+                "{url} answered {status}, redirecting to {location:?}: tenure does not follow redirects; if the service \
+                 moved, change the connection's URL"
+            ),
             ClientError::Invalid(m) | ClientError::Config(m) => f.write_str(m),
         }
     }

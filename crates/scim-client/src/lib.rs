@@ -7,6 +7,7 @@
 
 mod error;
 mod limiter;
+pub mod outbound;
 mod retry;
 pub mod target;
 
@@ -68,6 +69,8 @@ pub struct ClientConfig {
     pub page_concurrency: usize,
     /// Send DELETE for users; off by default (monday.com deprovisions by deactivation).
     pub allow_delete: bool,
+    /// Which addresses the target's host may resolve to when a connection is made.
+    pub address_policy: UrlPolicy,
 }
 
 impl ClientConfig {
@@ -82,6 +85,7 @@ impl ClientConfig {
             page_size: 100,
             page_concurrency: 4,
             allow_delete: false,
+            address_policy: UrlPolicy::default(),
         }
     }
 }
@@ -206,7 +210,8 @@ impl ScimClient {
         if !base.ends_with('/') {
             base.push('/');
         }
-        let http = reqwest::Client::builder()
+        // No redirect is followed and every resolved address is checked (outbound.rs).
+        let http = outbound::client_builder(cfg.address_policy)
             .timeout(cfg.timeout)
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -259,6 +264,7 @@ impl ScimClient {
         let resp = req.send().await.map_err(|e| ClientError::transport(&e, url))?;
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get("retry-after").and_then(|h| h.to_str().ok()).map(str::to_string);
+        let location = resp.headers().get("location").and_then(|h| h.to_str().ok()).map(str::to_string);
         let text = resp.text().await.map_err(|e| ClientError::transport(&e, url))?;
         let body = if text.trim().is_empty() {
             Value::Null
@@ -267,6 +273,21 @@ impl ScimClient {
         };
         if (200..300).contains(&status) || status == 304 {
             return Ok(Reply { body });
+        }
+        if (300..400).contains(&status) {
+            // Not followed, and its body is not shown: it is whatever the redirect leads to.
+            // Named without its query: a redirect may carry a code or token there.
+            let location = location
+                .map(|l| match reqwest::Url::parse(url).and_then(|base| base.join(&l)) {
+                    Ok(mut u) => {
+                        u.set_query(None);
+                        u.set_fragment(None);
+                        u.to_string()
+                    }
+                    Err(_) => l.split(['?', '#']).next().unwrap_or_default().to_string(),
+                })
+                .unwrap_or_default();
+            return Err(ClientError::Redirect { status, url: url.to_string(), location });
         }
         Err(ClientError::from_status(status, &body, url, retry_after.as_deref()))
     }

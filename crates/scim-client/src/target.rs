@@ -1,6 +1,7 @@
 //! Where a connection points: the Instance URL an admin pastes, normalised to a SCIM base URL,
 //! and refused where it would let a pasted URL reach inside the network (SSRF).
 
+use crate::outbound::{check_address, is_metadata_host};
 use scim::Dialect;
 use std::fmt;
 use std::net::IpAddr;
@@ -111,55 +112,6 @@ impl InstanceUrl {
             check_address(a.ip(), policy).map_err(|why| format!("{host} resolves to {why}"))?;
         }
         Ok(())
-    }
-}
-
-fn is_metadata_host(host: &str) -> bool {
-    matches!(host, "metadata.google.internal" | "metadata" | "instance-data" | "instance-data.ec2.internal")
-}
-
-/// Loopback is allowed (the sandbox runs there); the rest of the internal ranges are not
-/// unless the policy says so.
-fn check_address(a: IpAddr, policy: UrlPolicy) -> Result<(), String> {
-    if a.is_loopback() {
-        return Ok(());
-    }
-    let why = match a {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            if v4.is_unspecified() || v4.is_broadcast() {
-                Some("an unspecified or broadcast address")
-            } else if o[0] == 169 && o[1] == 254 {
-                Some("a link-local address (cloud metadata lives at 169.254.169.254)")
-            } else if v4.is_private() {
-                Some("a private address")
-            } else if o[0] == 100 && (64..128).contains(&o[1]) {
-                Some("a shared (CGNAT) address")
-            } else {
-                None
-            }
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return check_address(IpAddr::V4(v4), policy);
-            }
-            if v6.is_unspecified() {
-                Some("an unspecified address")
-            } else if (s[0] & 0xffc0) == 0xfe80 {
-                Some("a link-local address")
-            } else if (s[0] & 0xfe00) == 0xfc00 {
-                Some("a private (unique local) address")
-            } else {
-                None
-            }
-        }
-    };
-    match why {
-        Some(w) if !policy.allow_private => {
-            Err(format!("{w}, {a}: allow private addresses in the configuration to use it"))
-        }
-        _ => Ok(()),
     }
 }
 

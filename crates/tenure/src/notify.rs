@@ -229,9 +229,9 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
             match (&n.webhook, &n.email) {
                 (Some(url), _) => match &secret {
                     None => Err(format!("no signing secret yet: `tenure notify secret {}`", n.name)),
-                    Some(s) => webhook(url, s, &messages).await,
+                    Some(s) => webhook(url, n.policy(), s, &messages).await,
                 },
-                (None, Some(e)) => email(e, secret.as_ref(), &messages).await,
+                (None, Some(e)) => email(e, n.policy(), secret.as_ref(), &messages).await,
                 (None, None) => Ok(()),
             }
         };
@@ -247,8 +247,16 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
     problems
 }
 
-async fn webhook(url: &str, secret: &Secret, messages: &[(Value, String, String)]) -> Result<(), String> {
-    let client = reqwest::Client::builder()
+async fn webhook(
+    url: &str,
+    policy: scim_client::UrlPolicy,
+    secret: &Secret,
+    messages: &[(Value, String, String)],
+) -> Result<(), String> {
+    // Checked again here (a configuration saved before the check existed), and the client
+    // follows no redirect and connects only to addresses the policy allows.
+    rules::notify::webhook_url(url, policy)?;
+    let client = scim_client::outbound::client_builder(policy)
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
@@ -270,6 +278,15 @@ async fn webhook(url: &str, secret: &Secret, messages: &[(Value, String, String)
                 .await;
             let retry = match r {
                 Ok(a) if a.status().is_success() => break,
+                Ok(a) if a.status().is_redirection() => {
+                    let to = a.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default();
+                    let to = to.split(['?', '#']).next().unwrap_or_default();
+                    last = format!(
+                        "the webhook answered {}, redirecting to {to:?}: redirects are not followed",
+                        a.status()
+                    );
+                    false
+                }
                 Ok(a) => {
                     last = format!("the webhook answered {}", a.status());
                     a.status().is_server_error() || a.status().as_u16() == 429
@@ -304,9 +321,21 @@ fn without_url(e: &reqwest::Error) -> String {
 
 async fn email(
     e: &rules::notify::EmailSettings,
+    policy: scim_client::UrlPolicy,
     password: Option<&Secret>,
     messages: &[(Value, String, String)],
 ) -> Result<(), String> {
+    rules::notify::smtp_url(e, policy)?;
+    // The relay's name is resolved and checked as a webhook's is (lettre connects by name).
+    if let Some(host) =
+        scim_client::outbound::parse_url(&e.smtp)?.host_str().filter(|h| h.parse::<std::net::IpAddr>().is_err())
+    {
+        let addrs = tokio::net::lookup_host((host, 25)).await.map_err(|x| format!("smtp host {host}: {x}"))?;
+        for a in addrs {
+            scim_client::outbound::check_address(a.ip(), policy)
+                .map_err(|why| format!("smtp host {host} resolves to {why}"))?;
+        }
+    }
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&e.smtp)
         .map_err(|x| format!("smtp {:?}: {x}", e.smtp))?
         .timeout(Some(Duration::from_secs(20)));

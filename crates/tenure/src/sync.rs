@@ -56,6 +56,7 @@ pub async fn client_at(
     cfg.page_size = 1000;
     cfg.retry = retry;
     cfg.allow_delete = allow_delete;
+    cfg.address_policy = policy;
     ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| e.to_string())
 }
 

@@ -560,3 +560,106 @@ async fn a_wide_filter_and_a_huge_patch_are_refused_while_reads_go_on() {
     assert!(reads.await.unwrap().iter().all(|s| *s == 200), "every read during them was answered");
     assert_eq!(sb.get("/Users?count=1").await.status, 200, "the sandbox is up");
 }
+
+/// A server that answers every request with a redirect to `to` (and a body that must never be
+/// shown), counting what it got.
+async fn redirector(to: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let (to, seen) = (to.clone(), seen.clone());
+        async move {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (axum::http::StatusCode::TEMPORARY_REDIRECT, [("location", to)], "REDIRECTED-BODY-NEVER-SHOWN")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_calls_go_only_where_the_admin_said() {
+    // A fault knob on, so the sandbox counts the requests it gets.
+    let sb = common::spawn(&["--latency-ms", "1"]);
+    // A target that redirects to the (real) sandbox, with a code in the query.
+    let (target, hits) = redirector(format!("{}/Users?code=SECRET-CODE", sb.base)).await;
+    let env = Env { dir: common::tempdir("redirects"), database_url: None };
+    let token = env.dir.join("token");
+    std::fs::write(&token, &sb.token).unwrap();
+    // `connection add` tests the connection before it keeps it.
+    let (code, test) = env.tenure(&[
+        "connection",
+        "add",
+        "--name",
+        "Connection-Bearer Token-1",
+        "--url",
+        &format!("{target}/scim/v2"),
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{test}");
+    assert!(test.contains("answered 307, redirecting to") && test.contains("does not follow redirects"), "{test}");
+    assert!(!test.contains("REDIRECTED-BODY") && !test.contains("SECRET-CODE"), "{test}");
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    let root = sb.base.trim_end_matches("/scim/v2");
+    let stats: serde_json::Value = sb
+        .http
+        .get(format!("{root}/_sandbox/stats"))
+        .bearer_auth(&sb.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The stats call counts itself.
+    assert_eq!(stats["requests"], 1, "the sandbox was never reached through the redirect: {stats}");
+    assert_eq!(sb.get("/Users?count=1").await.status, 200);
+    let stats: serde_json::Value = sb
+        .http
+        .get(format!("{root}/_sandbox/stats"))
+        .bearer_auth(&sb.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["requests"], 3, "the count is real: {stats}");
+
+    // Notifiers: a redirecting webhook fails and names it; addresses a webhook or relay may
+    // not name are refused when the configuration is checked.
+    let env = Env::connect(&sb, "notify-redirect", "");
+    let (hook, hook_hits) = redirector("http://127.0.0.1:9/elsewhere".into()).await;
+    let rules = std::fs::read_to_string(RULES).unwrap();
+    let with = |notify: &str| {
+        let p = env.dir.join("notify.toml");
+        std::fs::write(&p, format!("{rules}\n{notify}")).unwrap();
+        env.tenure(&["config", "import", p.to_str().unwrap()])
+    };
+    for (notify, says) in [
+        ("[[notify]]\nname = \"n\"\nwebhook = \"http://localhost@attacker.example/hook\"", "user name or password"),
+        ("[[notify]]\nname = \"n\"\nwebhook = \"https://[64:ff9b::a9fe:a9fe]/hook\"", "link-local address"),
+        ("[[notify]]\nname = \"n\"\nwebhook = \"https://10.1.2.3/hook\"", "private address"),
+        (
+            "[[notify]]\nname = \"n\"\n[notify.email]\nsmtp = \"smtp://mail.acme.example:25\"\nfrom = \"t@acme.example\"\nto = [\"it@acme.example\"]\nusername = \"tenure\"",
+            "only over TLS",
+        ),
+    ] {
+        let (code, out) = with(notify);
+        assert_eq!(code, 1, "{notify}: {out}");
+        assert!(out.contains(says), "{notify}: {out}");
+    }
+    let (code, out) = with("[[notify]]\nname = \"n\"\nwebhook = \"https://10.1.2.3/hook\"\nallow_private = true");
+    assert_eq!(code, 0, "allowed when said so: {out}");
+    let (code, out) = with(&format!("[[notify]]\nname = \"hook\"\nwebhook = \"{hook}/hook\""));
+    assert_eq!(code, 0, "{out}");
+    env.ok(&["notify", "secret", "hook"]);
+    let (code, out) = env.tenure(&["notify", "test", "hook"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("redirecting to \"http://127.0.0.1:9/elsewhere\": redirects are not followed"), "{out}");
+    assert!(!out.contains("REDIRECTED-BODY"), "{out}");
+    assert_eq!(hook_hits.load(std::sync::atomic::Ordering::SeqCst), 1, "tried once, not retried or followed");
+}
