@@ -39,6 +39,53 @@ pub struct LoadReport {
     pub rows: usize,
     pub accepted: Vec<Worker>,
     pub quarantined: Vec<QuarantinedRow>,
+    /// Values that begin as a spreadsheet formula would (`=`, `+`, `-`, `@`): carried as data,
+    /// neutralised in every CSV tenure writes (`csv_safe`), and listed here for HR to look at.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flagged: Vec<Flagged>,
+}
+
+/// A value that looks like a formula, where it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flagged {
+    pub row: usize,
+    pub column: String,
+    pub value: String,
+}
+
+/// Whether a spreadsheet would take this value for a formula (or a DDE call).
+pub fn looks_like_formula(v: &str) -> bool {
+    matches!(v.trim_start_matches([' ', '\t', '\r', '\n']).chars().next(), Some('=' | '+' | '-' | '@'))
+        || v.starts_with(['\t', '\r'])
+}
+
+/// A value as a CSV cell a spreadsheet shows as text: a leading `'` before anything that
+/// would start a formula. Every CSV tenure writes goes through this.
+pub fn csv_safe(v: &str) -> std::borrow::Cow<'_, str> {
+    if looks_like_formula(v) {
+        format!("'{v}").into()
+    } else {
+        v.into()
+    }
+}
+
+/// A field over the length cap: its row is quarantined with the length, and the value is not
+/// kept whole (the file's checksum and archive keep the original).
+fn over_cap(column: &str, v: &str, cap: usize) -> Option<RowProblem> {
+    (v.len() > cap).then(|| RowProblem {
+        column: column.to_string(),
+        value: format!("{}… ({} bytes)", prefix(v, 40), v.len()),
+        reason: format!("{} bytes, over the limit of {cap} bytes per field", v.len()),
+    })
+}
+
+/// The first `n` bytes of `v`, cut at a character boundary.
+fn prefix(v: &str, n: usize) -> &str {
+    let mut end = n.min(v.len());
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    &v[..end]
 }
 
 impl LoadReport {
@@ -153,7 +200,8 @@ pub fn parse_csv(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Loa
         });
     }
 
-    let mut report = LoadReport { file: file.into(), checksum, rows: 0, accepted: vec![], quarantined: vec![] };
+    let mut report =
+        LoadReport { file: file.into(), checksum, rows: 0, accepted: vec![], quarantined: vec![], flagged: vec![] };
     // Every row's id (when it has one), to quarantine ids that appear more than once.
     let mut ids: Vec<(QuarantinedRow, Option<WorkerId>, Option<Worker>)> = vec![];
     for (i, rec) in reader.records().enumerate() {
@@ -161,7 +209,16 @@ pub fn parse_csv(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Loa
         let row = i + 1;
         let line = rec.position().map_or(0, |p| p.line());
         report.rows += 1;
-        let raw: Vec<String> = rec.iter().map(str::to_string).collect();
+        let cap = def.max_field_bytes;
+        let raw: Vec<String> = rec
+            .iter()
+            .map(|v| if v.len() > cap { format!("{}… ({} bytes)", prefix(v, cap), v.len()) } else { v.to_string() })
+            .collect();
+        for (h, v) in headers.iter().zip(rec.iter()) {
+            if looks_like_formula(v) {
+                report.flagged.push(Flagged { row, column: h.to_string(), value: prefix(v, 80).to_string() });
+            }
+        }
         let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw };
         if rec.len() != headers.len() {
             q.problems.push(RowProblem {
@@ -236,9 +293,18 @@ pub fn parse_json(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Lo
     }
     let headers = csv::StringRecord::from(def.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>());
     let fields: Vec<Field> = def.columns.iter().map(|c| c.field.clone()).collect();
-    let report = LoadReport { file: file.into(), checksum, rows: records.len(), accepted: vec![], quarantined: vec![] };
+    let mut report = LoadReport {
+        file: file.into(),
+        checksum,
+        rows: records.len(),
+        accepted: vec![],
+        quarantined: vec![],
+        flagged: vec![],
+    };
     let mut ids = vec![];
     for (row, line, parsed, raw) in records {
+        let cap = def.max_field_bytes.max(1024);
+        let raw = if raw.len() > cap * 32 { format!("{}… ({} bytes)", prefix(&raw, cap), raw.len()) } else { raw };
         let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw: vec![raw] };
         let v = match parsed {
             Ok(v) => v,
@@ -248,6 +314,11 @@ pub fn parse_json(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Lo
                 continue;
             }
         };
+        for (k, x) in v.as_object().into_iter().flatten() {
+            if let Some(text) = x.as_str().filter(|t| looks_like_formula(t)) {
+                report.flagged.push(Flagged { row, column: k.clone(), value: prefix(text, 80).to_string() });
+            }
+        }
         let (id, parsed) = object_row(&v, def, &headers, &fields);
         match parsed {
             Ok(w) => ids.push((q, id, Some(w))),
@@ -330,6 +401,7 @@ fn parse_row(
     let mut problems = vec![];
     let mut get: HashMap<&Field, (&str, &str)> = HashMap::new();
     for ((h, f), v) in headers.iter().zip(fields).zip(rec.iter()) {
+        problems.extend(over_cap(h, v, def.max_field_bytes));
         get.insert(f, (h, v));
     }
     let value = |f: &Field| get.get(f).map(|(_, v)| *v).filter(|v| !v.trim().is_empty());

@@ -53,7 +53,13 @@ pub struct HeaderDefinition {
     pub encoding: Encoding,
     /// strftime-style formats tried in order, e.g. `%m/%d/%Y` and `%Y-%m-%d`.
     pub date_formats: Vec<String>,
+    /// The longest value a field may hold, in bytes: a longer one quarantines its row (a
+    /// 9 MB title would be sent to the target, and refused, on every run).
+    pub max_field_bytes: usize,
 }
+
+/// The default cap on a field's length.
+pub const MAX_FIELD_BYTES: usize = 1024;
 
 /// Headers compare without regard to case, spaces, dashes or underscores.
 pub fn header_key(h: &str) -> String {
@@ -93,6 +99,7 @@ impl Default for HeaderDefinition {
             delimiter: b',',
             encoding: Encoding::Utf8,
             date_formats: vec!["%m/%d/%Y".into(), "%Y-%m-%d".into()],
+            max_field_bytes: MAX_FIELD_BYTES,
         }
     }
 }

@@ -216,7 +216,8 @@ pub fn to_csv(rows: &[Vec<String>]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(vec![]);
     w.write_record(HEADER).expect("writing to memory");
     for r in rows {
-        w.write_record(r).expect("writing to memory");
+        // As every CSV tenure writes: no cell a spreadsheet would run as a formula.
+        w.write_record(r.iter().map(|v| crate::csv_safe(v).into_owned())).expect("writing to memory");
     }
     w.into_inner().expect("writing to memory")
 }

@@ -7,7 +7,10 @@ pub mod generate;
 pub mod lifecycle;
 pub mod worker;
 
-pub use csv_source::{parse_csv, parse_json, worker_from_json, FileRejected, LoadReport, QuarantinedRow, RowProblem};
-pub use definition::{Encoding, Field, HeaderDefinition};
+pub use csv_source::{
+    csv_safe, looks_like_formula, parse_csv, parse_json, worker_from_json, FileRejected, Flagged, LoadReport,
+    QuarantinedRow, RowProblem,
+};
+pub use definition::{Encoding, Field, HeaderDefinition, MAX_FIELD_BYTES};
 pub use lifecycle::{detect, Event, EventKind, FieldChange, LifecycleConfig};
 pub use worker::{Email, EmploymentType, LeaveKind, Name, Status, TimeZoneName, Worker, WorkerId};

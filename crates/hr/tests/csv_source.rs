@@ -116,3 +116,33 @@ fn custom_columns_and_date_formats_are_configurable() {
     assert_eq!(r.accepted[0].hire_date.to_string(), "2020-12-31");
     assert_eq!(r.quarantined[0].problems[0].column, "badge");
 }
+
+#[test]
+fn formula_like_values_are_flagged_kept_as_data_and_neutralised_for_csv() {
+    let csv = "employee_id,first_name,last_name,employment_type,status,hire_date,title\n\
+               1,Ann,Lee,employee,active,2020-01-01,=1+1\n\
+               2,Bob,Ray,employee,active,2020-01-01,@SUM(A1)\n\
+               3,Cat,Kim,employee,active,2020-01-01,Engineer\n";
+    let r = hr::parse_csv("f.csv", csv.as_bytes(), &hr::HeaderDefinition::default()).unwrap();
+    assert_eq!(r.accepted.len(), 3);
+    assert_eq!(r.accepted[0].title.as_deref(), Some("=1+1"), "carried as data");
+    let flagged: Vec<(usize, &str)> = r.flagged.iter().map(|f| (f.row, f.column.as_str())).collect();
+    assert_eq!(flagged, vec![(1, "title"), (2, "title")]);
+    for (v, safe) in [("=1+1", "'=1+1"), ("+1", "'+1"), ("-2", "'-2"), ("@x", "'@x"), ("\tx", "'\tx"), ("ok", "ok")] {
+        assert_eq!(hr::csv_safe(v), safe);
+    }
+}
+
+#[test]
+fn a_field_over_the_cap_quarantines_its_row_with_the_length_and_keeps_the_id() {
+    let long = "z".repeat(5000);
+    let csv = format!("employee_id,first_name,last_name,employment_type,status,hire_date,title\n7,Ann,Lee,employee,active,2020-01-01,{long}\n");
+    let r = hr::parse_csv("f.csv", csv.as_bytes(), &hr::HeaderDefinition::default()).unwrap();
+    assert_eq!(r.quarantined.len(), 1);
+    let q = &r.quarantined[0];
+    assert_eq!(q.worker_id.as_ref().map(|w| w.as_str()), Some("7"), "held, never taken as missing");
+    assert!(q.problems[0].reason.contains("5000 bytes, over the limit of 1024"), "{:?}", q.problems);
+    assert!(q.raw.iter().all(|v| v.len() < 1200), "the value is not kept whole");
+    let def = hr::HeaderDefinition { max_field_bytes: 8192, ..hr::HeaderDefinition::default() };
+    assert_eq!(hr::parse_csv("f.csv", csv.as_bytes(), &def).unwrap().accepted.len(), 1);
+}

@@ -26,6 +26,9 @@ pub struct ParseArgs {
     /// Archived copies have no extension: say it when replaying a JSON file.
     #[arg(long)]
     format: Option<Format>,
+    /// The longest value a field may hold, in bytes; a longer one quarantines its row.
+    #[arg(long, default_value_t = hr::MAX_FIELD_BYTES)]
+    max_field_bytes: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -326,7 +329,12 @@ fn definition(parse: &ParseArgs) -> Result<HeaderDefinition, String> {
     };
     let delimiter =
         u8::try_from(parse.delimiter).ok().filter(u8::is_ascii).ok_or("the delimiter must be one ASCII character")?;
-    let mut def = HeaderDefinition { encoding, delimiter, ..HeaderDefinition::default() };
+    let mut def = HeaderDefinition {
+        encoding,
+        delimiter,
+        max_field_bytes: parse.max_field_bytes.max(1),
+        ..HeaderDefinition::default()
+    };
     if !parse.date_formats.is_empty() {
         def.date_formats = parse.date_formats.clone();
     }
@@ -371,6 +379,13 @@ fn print_problems(report: &LoadReport, json: bool) {
                 report.file, q.row, q.line, p.column, p.value, p.reason
             );
         }
+    }
+    for f in &report.flagged {
+        println!(
+            "{}: row {}, column {}, value {:?}: begins as a spreadsheet formula would; carried as data, neutralised \
+             in CSV exports",
+            report.file, f.row, f.column, f.value
+        );
     }
 }
 

@@ -146,8 +146,14 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let checksum = Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let mut report =
-        LoadReport { file: "push".into(), checksum: checksum.clone(), rows: 0, accepted: vec![], quarantined: vec![] };
+    let mut report = LoadReport {
+        file: "push".into(),
+        checksum: checksum.clone(),
+        rows: 0,
+        accepted: vec![],
+        quarantined: vec![],
+        flagged: vec![],
+    };
     let mut accepted_ids = vec![];
     let mut quarantined = vec![];
     // A later change to the same worker in one batch is the newer record: it wins.

@@ -382,7 +382,7 @@ async fn dead_letters(database_url: Option<String>) {
     let ok = row("1", "Ann", "Lee", "Engineer", "Engineering", "employee", "active", ",2020-01-01", ",,,");
     let long = |title: &str| row("2", "Bob", "Ray", title, "Sales", "employee", "active", ",2020-01-01", ",,,");
     let huge = "Analyst ".repeat(300);
-    env.load("d0.csv", &[ok.clone(), long(&huge)], now, &[]);
+    env.load("d0.csv", &[ok.clone(), long(&huge)], now, &["--max-field-bytes", "4096"]);
 
     let (code, out) = env.tenure(&["apply", "--as-of", now]);
     assert_eq!(code, 4, "{out}");
@@ -535,7 +535,7 @@ subject = "Welcome {{worker_name}} ({{user_name}})"
         row("1", "Ann", "Lee", "Engineer", "Engineering", "employee", "active", ",2020-01-01", &format!("{end},,,"))
     };
     let bob = row("2", "Bob", "Ray", &"Analyst ".repeat(300), "Sales", "employee", "active", ",2020-01-01", ",,,");
-    env.load("d0.csv", &[ann(""), bob], now, &[]);
+    env.load("d0.csv", &[ann(""), bob], now, &["--max-field-bytes", "4096"]);
     let (code, out) = env.tenure(&["apply", "--as-of", now]);
     assert_eq!(code, 4, "{out}");
     assert!(!out.contains("warning"), "{out}");

@@ -663,3 +663,38 @@ async fn outbound_calls_go_only_where_the_admin_said() {
     assert!(!out.contains("REDIRECTED-BODY"), "{out}");
     assert_eq!(hook_hits.load(std::sync::atomic::Ordering::SeqCst), 1, "tried once, not retried or followed");
 }
+
+#[tokio::test]
+async fn hr_values_are_data_and_oversized_fields_are_held() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "hr-values", "");
+    let ann = |title: &str| row("1", "Ann", "Lee", title, "Sales", "employee", "active", ",2020-01-01", ",,,");
+    let bob = |title: &str| row("2", "Bob", "Ray", title, "Sales", "employee", "active", ",2020-01-01", ",,,");
+    env.load("day0.csv", &[ann("Engineer"), bob("Analyst")], AT, &[]);
+    assert!(env.ok(&["apply", "--as-of", AT]).contains("failed 0"));
+    // Day 1: a 9 MB title for Ann; a formula for Bob's title (quoted: it has a comma).
+    let huge = "x".repeat(9 * 1024 * 1024);
+    let out =
+        env.load("day1.csv", &[ann(&huge), bob("\"=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\"")], AT, &[]);
+    assert!(
+        out.contains("over the limit of 1024 bytes per field") && out.contains("(9437184 bytes)"),
+        "{}",
+        &out[..out.len().min(2000)]
+    );
+    assert!(out.len() < 20_000, "the huge value is not echoed whole");
+    assert!(
+        out.contains("held: worker 1"),
+        "Ann is held as she was, not taken as gone: {}",
+        &out[..out.len().min(2000)]
+    );
+    assert!(out.contains("begins as a spreadsheet formula would"), "{out}");
+    let (code, out) = env.tenure(&["apply", "--as-of", AT]);
+    assert_eq!(code, 0, "the next runs are not failed by the huge value: {}", &out[..out.len().min(2000)]);
+    let acc = accounts(&sb).await;
+    assert_eq!(acc["ann.lee@acme.example"]["title"], "Engineer", "never sent");
+    assert_eq!(acc["ann.lee@acme.example"]["active"], true);
+    assert_eq!(acc["bob.ray@acme.example"]["title"], "=HYPERLINK(\"http://evil.example\",\"x\")", "carried as data");
+    // A higher cap, said on the command line, lets it through to the plan.
+    let out = env.load("day1b.csv", &[ann(&"y".repeat(2000)), bob("Analyst")], AT, &["--max-field-bytes", "4096"]);
+    assert!(!out.contains("over the limit"), "{}", &out[..out.len().min(2000)]);
+}
