@@ -149,24 +149,30 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let host = name.as_str().to_string();
         Box::pin(async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = None;
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| match check_address(a.ip(), policy) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refused.get_or_insert(e);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let why = refused.unwrap_or_else(|| "no address".into());
-                return Err(format!("{host} resolves to {why}").into());
-            }
+            let allowed = allowed_addresses(&host, found, policy)?;
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// The resolved addresses the policy allows, or why none is: a name with one private address
+/// among public ones is called only on the public ones.
+pub fn allowed_addresses(host: &str, found: Vec<SocketAddr>, policy: UrlPolicy) -> Result<Vec<SocketAddr>, String> {
+    let mut refused = None;
+    let allowed: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|a| match check_address(a.ip(), policy) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.get_or_insert(e);
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(format!("{host} resolves to {}", refused.unwrap_or_else(|| "no address".into())));
+    }
+    Ok(allowed)
 }
 
 /// An HTTP client builder under the policy: every name resolved through `GuardedResolver`,
@@ -230,6 +236,19 @@ mod tests {
         assert!(check("http://hooks.example/").is_err(), "plain http off this machine");
         assert!(check("https://metadata.google.internal/").is_err());
         assert!(check("https://hooks.example/x").is_ok());
+    }
+
+    #[test]
+    fn resolved_addresses_outside_the_policy_are_dropped_at_connect_time() {
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let e = allowed_addresses("rebind.example", vec![a("10.0.0.7:0")], UrlPolicy::default()).unwrap_err();
+        assert!(e.contains("rebind.example resolves to a private address, 10.0.0.7"), "{e}");
+        let e = allowed_addresses("x.example", vec![a("[64:ff9b::a9fe:a9fe]:0")], UrlPolicy::default()).unwrap_err();
+        assert!(e.contains("link-local"), "{e}");
+        let mixed = vec![a("10.0.0.7:0"), a("93.184.216.34:0")];
+        assert_eq!(allowed_addresses("x.example", mixed, UrlPolicy::default()).unwrap(), vec![a("93.184.216.34:0")]);
+        let open = UrlPolicy { allow_insecure_http: false, allow_private: true };
+        assert_eq!(allowed_addresses("x.example", vec![a("10.0.0.7:0")], open).unwrap().len(), 1);
     }
 
     #[tokio::test]

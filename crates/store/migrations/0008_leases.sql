@@ -17,3 +17,14 @@ CREATE TABLE leases (
 
 -- Recovery asks which actions of an interrupted run were audited before it stopped.
 CREATE INDEX audit_run ON audit (run_id, worker_id);
+
+-- Workers the last run held for a reason no decision can release (an account linked to
+-- another worker who is still active, a look-alike address): shown beside the reviews until
+-- HR data settles them. Replaced whole by each run of the connection.
+CREATE TABLE holds (
+    connection TEXT NOT NULL,
+    worker_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    since TEXT NOT NULL,
+    PRIMARY KEY (connection, worker_id)
+);

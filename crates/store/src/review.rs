@@ -211,6 +211,49 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a connection's holds with these (worker, reason); a hold that stays keeps its
+    /// `since`.
+    pub async fn replace_holds(&self, connection: &str, holds: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let before: std::collections::HashMap<String, String> =
+            sqlx::query("SELECT worker_id, since FROM holds WHERE connection = $1")
+                .bind(connection)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("worker_id")?, r.try_get("since")?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+        sqlx::query("DELETE FROM holds WHERE connection = $1").bind(connection).execute(&mut *tx).await?;
+        let t = now();
+        for (worker, reason) in holds {
+            sqlx::query("INSERT INTO holds (connection, worker_id, reason, since) VALUES ($1, $2, $3, $4)")
+                .bind(connection)
+                .bind(worker)
+                .bind(reason)
+                .bind(before.get(worker).unwrap_or(&t))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Held workers: (connection, worker, reason, since).
+    pub async fn holds(&self, connection: Option<&str>) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT connection, worker_id, reason, since FROM holds ORDER BY connection, worker_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("connection")?, r.try_get("worker_id")?, r.try_get("reason")?, r.try_get("since")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map(|v| {
+                v.into_iter()
+                    .filter(|h: &(String, String, String, String)| connection.is_none_or(|c| h.0 == c))
+                    .collect()
+            })
+            .map_err(Into::into)
+    }
+
     pub async fn dead_letters(&self, connection: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
         let rows = sqlx::query(
             "SELECT connection, worker_id, fingerprint, actions, attempts, last_error, state, first_at, last_at \

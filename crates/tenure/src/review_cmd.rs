@@ -82,8 +82,10 @@ pub async fn list(
     let store = config_cmd::open(data_dir, database_url).await?;
     let states: &[&str] = if all { &[] } else { &["pending"] };
     let r = store.reviews(connection.as_deref(), states).await.map_err(|e| e.to_string());
+    let h = store.holds(connection.as_deref()).await.map_err(|e| e.to_string());
     store.close().await;
     let reviews = r?;
+    let holds = h?;
     if json {
         let v: Vec<Value> = reviews
             .iter()
@@ -111,6 +113,12 @@ pub async fn list(
         );
         for line in describe(&r.actions) {
             println!("         {line}");
+        }
+    }
+    if !holds.is_empty() {
+        println!("held by tenure (no approval releases them; the HR data must change):");
+        for (c, w, reason, since) in &holds {
+            println!("  worker {w:<10} on {c:?} since {since}: {reason}");
         }
     }
     Ok(0)

@@ -327,8 +327,20 @@ async fn apply_locked(
             a.reason = format!("{} (review #{id})", a.reason);
         }
     }
+    // Held workers (no decision releases them) are listed beside the reviews until HR settles them.
+    let holds: Vec<(String, String)> = p
+        .plan
+        .actions
+        .iter()
+        .filter(|a| a.kind == Kind::Skip && a.reason.starts_with("held: "))
+        .map(|a| (a.worker.clone(), a.reason.clone()))
+        .collect();
+    store.replace_holds(&p.plan.connection, &holds).await.map_err(|e| e.to_string())?;
     if !quiet_plan {
         print_plan(&p.plan, false);
+    }
+    if !holds.is_empty() {
+        println!("{} worker(s) held until HR data settles them: see `tenure reviews`", holds.len());
     }
     if !p.held.waiting.is_empty() {
         println!(

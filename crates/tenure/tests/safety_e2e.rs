@@ -163,6 +163,9 @@ async fn conversion(database_url: Option<String>) {
     let out = env.ok(&["apply", "--as-of", t1]);
     assert!(out.contains("failed 0"), "{out}");
     assert!(out.contains("linked to worker 120, who is active in HR"), "apply says why 220 waits: {out}");
+    let reviews = env.ok(&["reviews"]);
+    assert!(reviews.contains("held by tenure") && reviews.contains("worker 220"), "{reviews}");
+    assert!(reviews.contains("linked to worker 120, who is active in HR"), "{reviews}");
     let acc = accounts(&sb).await;
     assert_eq!(acc.len(), 4, "no second account for anyone: {:?}", acc.keys());
     assert_eq!(acc["ray.dunn@acme.example"]["active"], false, "the unrelated leaver is deactivated");
@@ -198,6 +201,7 @@ async fn conversion(database_url: Option<String>) {
     let out = env.ok(&["apply", "--as-of", t2]);
     assert!(out.contains("failed 0") && out.contains("adopt 1"), "{out}");
     assert_eq!(accounts(&sb).await["lea.hart@acme.example"]["externalId"], "220");
+    assert!(!env.ok(&["reviews"]).contains("held by tenure"), "the hold is gone once settled");
 }
 
 #[tokio::test]
@@ -398,8 +402,43 @@ async fn recovery_of_many_intents_makes_progress_across_kills() {
 
 #[tokio::test]
 async fn a_store_failure_at_any_write_fails_only_its_worker() {
+    store_faults(None).await
+}
+
+#[tokio::test]
+async fn a_store_failure_at_any_write_on_postgres() {
+    if let Some(pg) = postgres("a_store_failure_at_any_write_on_postgres").await {
+        store_faults(Some(pg.url.clone())).await
+    }
+}
+
+/// Makes the store refuse one kind of write for one worker, as a failing disk, a constraint
+/// or a bug would: a trigger that raises.
+async fn fault(pool: &sqlx::AnyPool, postgres: bool, name: &str, when: &str, table: &str, worker: &str) {
+    let sql = if postgres {
+        format!(
+            "CREATE OR REPLACE FUNCTION tenure_fault() RETURNS trigger AS $f$ BEGIN RAISE EXCEPTION 'injected fault'; END \
+             $f$ LANGUAGE plpgsql; CREATE TRIGGER fault_{name} {when} ON {table} FOR EACH ROW WHEN (NEW.worker_id = '{worker}') \
+             EXECUTE FUNCTION tenure_fault()"
+        )
+    } else {
+        format!(
+            "CREATE TRIGGER fault_{name} {when} ON {table} WHEN NEW.worker_id = '{worker}' BEGIN SELECT RAISE(ABORT, \
+             'injected fault'); END"
+        )
+    };
+    sqlx::raw_sql(&sql).execute(pool).await.unwrap();
+}
+
+async fn unfault(pool: &sqlx::AnyPool, postgres: bool, name: &str, table: &str) {
+    let on = if postgres { format!(" ON {table}") } else { String::new() };
+    sqlx::raw_sql(&format!("DROP TRIGGER fault_{name}{on}")).execute(pool).await.unwrap();
+}
+
+async fn store_faults(database_url: Option<String>) {
+    let pg = database_url.is_some();
     let sb = common::spawn(&[]);
-    let env = Env::connect(&sb, "store-faults", "");
+    let env = Env::connect_to(&sb, "store-faults", "", "", database_url);
     let base = population(10);
     let hire =
         |id: &str, last: &str| row(id, "New", last, "Staff", "Sales", "employee", "active", ",2020-01-01", ",,,");
@@ -417,17 +456,15 @@ async fn a_store_failure_at_any_write_fails_only_its_worker() {
     env.load("day1.csv", &day1, t1, &[]);
     let pool = store(&env).await;
     // One fault per write of an apply, each for one worker.
-    for (name, sql) in [
-        ("intent", "BEFORE INSERT ON journal WHEN NEW.worker_id = '801'"),
-        ("link", "BEFORE INSERT ON links WHEN NEW.worker_id = '802'"),
-        ("audit", "BEFORE INSERT ON audit WHEN NEW.worker_id = '803'"),
-        ("outcome", "BEFORE UPDATE ON journal WHEN NEW.worker_id = '804'"),
-        ("deactivation", "BEFORE INSERT ON deactivations WHEN NEW.worker_id = '10000'"),
-    ] {
-        sqlx::query(&format!("CREATE TRIGGER fault_{name} {sql} BEGIN SELECT RAISE(ABORT, 'injected fault'); END"))
-            .execute(&pool)
-            .await
-            .unwrap();
+    let faults = [
+        ("intent", "BEFORE INSERT", "journal", "801"),
+        ("link", "BEFORE INSERT", "links", "802"),
+        ("audit", "BEFORE INSERT", "audit", "803"),
+        ("outcome", "BEFORE UPDATE", "journal", "804"),
+        ("deactivation", "BEFORE INSERT", "deactivations", "10000"),
+    ];
+    for (name, when, table, worker) in faults {
+        fault(&pool, pg, name, when, table, worker).await;
     }
     let (code, out) = env.tenure(&["apply", "--as-of", t1]);
     assert_eq!(code, 4, "the failures are reported:\n{out}");
@@ -442,13 +479,13 @@ async fn a_store_failure_at_any_write_fails_only_its_worker() {
     assert!(code == 4 || code == 0, "{out}");
     assert!(!out.contains("tenure: "), "no run-stopping error: {out}");
     // One fault at a write of recovery: the outcome of 804's interrupted create.
-    for name in ["intent", "link", "audit", "deactivation"] {
-        sqlx::query(&format!("DROP TRIGGER fault_{name}")).execute(&pool).await.unwrap();
+    for (name, _, table, _) in faults.iter().filter(|f| f.0 != "outcome") {
+        unfault(&pool, pg, name, table).await;
     }
     let (code, out) = env.tenure(&["apply", "--as-of", t1]);
     assert!(code == 4 || code == 0, "{out}");
     assert!(!out.contains("tenure: "), "{out}");
-    sqlx::query("DROP TRIGGER fault_outcome").execute(&pool).await.unwrap();
+    unfault(&pool, pg, "outcome", "journal").await;
     let out = env.ok(&["apply", "--as-of", t1]);
     assert!(out.contains("failed 0"), "{out}");
     let k = kinds(&env.plan(t1));
