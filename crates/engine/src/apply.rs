@@ -28,6 +28,20 @@ pub struct Summary {
     /// The first error of each worker that failed (for the dead-letter count and notices).
     #[serde(skip)]
     pub failures: std::collections::BTreeMap<String, String>,
+    /// Every action that failed, with why, in the order they ended.
+    pub failed_actions: Vec<FailedAction>,
+}
+
+/// One failed action, as the operator is told of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedAction {
+    pub worker: String,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    pub error: String,
 }
 
 fn now() -> String {
@@ -652,7 +666,7 @@ pub async fn apply(
             let finished = !open && joining.is_empty();
             if buffered.len() >= GROUP || (finished && !buffered.is_empty()) {
                 let parts = outcomes(plan, run_id, &ids, &mut book, std::mem::take(&mut buffered));
-                write_parts(store, parts, summary_ref).await;
+                write_parts(store, plan, parts, summary_ref).await;
             }
             if finished {
                 return Ok::<_, String>(());
@@ -772,49 +786,57 @@ struct Detail<'a> {
 struct Part {
     worker: String,
     out: Outcomes,
-    /// (action kind, its error) for the run's counts, once written.
-    tally: Vec<(Kind, Option<String>)>,
+    /// (action index, its error) for the run's counts, once written.
+    tally: Vec<(usize, Option<String>)>,
 }
 
 /// Writes a group of outcomes in one transaction; when the store refuses it, worker by
 /// worker, so only the worker whose records cannot be written fails. That worker's intent
 /// stays open: the next run's recovery finds its effects on the target and records them.
-async fn write_parts(store: &Store, parts: Vec<Part>, summary: &mut Summary) {
+async fn write_parts(store: &Store, plan: &Plan, parts: Vec<Part>, summary: &mut Summary) {
     let all: Vec<&Outcomes> = parts.iter().map(|p| &p.out).collect();
     let whole = store.record_outcome_parts(&all).await;
     drop(all);
     match whole {
-        Ok(()) => parts.iter().for_each(|p| tally(summary, p, None)),
-        Err(e) if parts.len() == 1 => refused(&parts[0], &e.to_string(), summary),
+        Ok(()) => parts.iter().for_each(|p| tally(plan, summary, p, None)),
+        Err(e) if parts.len() == 1 => refused(plan, &parts[0], &e.to_string(), summary),
         Err(_) => {
             for p in &parts {
                 match store.record_outcomes(&p.out).await {
-                    Ok(()) => tally(summary, p, None),
-                    Err(e) => refused(p, &e.to_string(), summary),
+                    Ok(()) => tally(plan, summary, p, None),
+                    Err(e) => refused(plan, p, &e.to_string(), summary),
                 }
             }
         }
     }
 }
 
-fn refused(p: &Part, error: &str, summary: &mut Summary) {
+fn refused(plan: &Plan, p: &Part, error: &str, summary: &mut Summary) {
     let why = format!("the store refused this worker's outcome ({error}); the next run resolves it from the target");
     tracing::error!(worker = %p.worker, "{why}");
-    tally(summary, p, Some(&why));
+    tally(plan, summary, p, Some(&why));
 }
 
 /// Counts a part's actions in the run's summary (all failed, with `refused`, when its records
 /// could not be written).
-fn tally(summary: &mut Summary, p: &Part, refused: Option<&str>) {
-    for (kind, error) in &p.tally {
+fn tally(plan: &Plan, summary: &mut Summary, p: &Part, refused: Option<&str>) {
+    for (i, error) in &p.tally {
+        let a = &plan.actions[*i];
         match refused.or(error.as_deref()) {
             None => {
                 summary.processed += 1;
-                *summary.by_kind.entry(kind.as_str().to_string()).or_default() += 1;
+                *summary.by_kind.entry(a.kind.as_str().to_string()).or_default() += 1;
             }
             Some(e) => {
                 summary.failed += 1;
                 summary.failures.entry(p.worker.clone()).or_insert_with(|| e.to_string());
+                summary.failed_actions.push(FailedAction {
+                    worker: a.worker.clone(),
+                    action: a.kind.as_str().into(),
+                    user_name: a.user_name.clone(),
+                    team: a.team.clone(),
+                    error: e.to_string(),
+                });
             }
         }
     }
@@ -836,7 +858,7 @@ fn outcomes(plan: &Plan, run_id: &str, ids: &[String], book: &mut Book, results:
             Ok((note, t)) => (None, note, t),
             Err(e) => (Some(e), String::new(), a.target_id.clone().unwrap_or_default()),
         };
-        part.tally.push((a.kind, error.clone()));
+        part.tally.push((i, error.clone()));
         if error.is_none() && matches!(a.kind, Kind::Create | Kind::Adopt) && !target.is_empty() {
             out.links.push(Link {
                 connection: plan.connection.clone(),

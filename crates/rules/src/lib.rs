@@ -138,6 +138,9 @@ pub struct ConnectionConfig {
     /// such an adoption waits for one (a look-alike match must never hand over an admin).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopt_admins: bool,
+    /// `tenure apply` on a terminal asks before more creates than this (seats cost money).
+    #[serde(default = "confirm_creates_over", skip_serializing_if = "is_default_confirm")]
+    pub confirm_creates_over: usize,
     #[serde(default)]
     pub deprovision_guard: DeprovisionGuard,
     /// Actions in flight at once towards this target.
@@ -184,6 +187,14 @@ impl Stage {
 
 fn concurrency() -> usize {
     16
+}
+
+fn confirm_creates_over() -> usize {
+    50
+}
+
+fn is_default_confirm(n: &usize) -> bool {
+    *n == confirm_creates_over()
 }
 
 fn dead_letter_after() -> u32 {
@@ -425,6 +436,7 @@ pub struct CompiledConnection {
     pub mode: Mode,
     pub keep_on_role_change: bool,
     pub adopt_admins: bool,
+    pub confirm_creates_over: usize,
     default_grant: Option<CompiledGrant>,
     default_teams: Vec<String>,
     pub mappings: Vec<CompiledMapping>,
@@ -638,6 +650,7 @@ impl Rules {
                 mode: c.mode,
                 keep_on_role_change: c.keep_on_role_change,
                 adopt_admins: c.adopt_admins,
+                confirm_creates_over: c.confirm_creates_over,
                 default_grant,
                 default_teams: c.default_teams.clone(),
                 mappings,

@@ -180,7 +180,7 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
             let (name, cfg) = match read_file(&file) {
                 Ok(c) => c,
                 Err(e) => {
-                    println!("{e}");
+                    outln!("{e}");
                     return Ok(1);
                 }
             };
@@ -190,14 +190,14 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
                 s.close().await;
             }
             let (published, _, lines) = found?;
-            lines.iter().for_each(|l| println!("{l}"));
+            lines.iter().for_each(|l| outln!("{l}"));
             match compile(&name, &cfg, &published) {
                 Ok(r) => {
-                    println!("{}: ok: {}", file.display(), summary(&r));
+                    outln!("{}: ok: {}", file.display(), summary(&r));
                     Ok(0)
                 }
                 Err(e) => {
-                    println!("{e}");
+                    outln!("{e}");
                     Ok(1)
                 }
             }
@@ -206,14 +206,14 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
             let (name, cfg) = match read_file(&file) {
                 Ok(c) => c,
                 Err(e) => {
-                    println!("{e}");
+                    outln!("{e}");
                     return Ok(1);
                 }
             };
             let store = open(data_dir, database_url).await?;
             let result = async {
                 let (published, fetched, lines) = published_schemas(Some(&store), data_dir, &cfg).await?;
-                lines.iter().for_each(|l| println!("{l}"));
+                lines.iter().for_each(|l| outln!("{l}"));
                 let rules = match compile(&name, &cfg, &published) {
                     Ok(r) => r,
                     Err(e) => return Ok(Err(e)),
@@ -230,11 +230,11 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
             store.close().await;
             match result? {
                 Ok((rules, v)) => {
-                    println!("saved: {} (version {}, sha256 {})", summary(&rules), v.id, v.checksum);
+                    outln!("saved: {} (version {}, sha256 {})", summary(&rules), v.id, v.checksum);
                     Ok(0)
                 }
                 Err(e) => {
-                    println!("{e}");
+                    outln!("{e}");
                     Ok(1)
                 }
             }
@@ -256,7 +256,12 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
             let text = cfg.to_toml();
             match out {
                 Some(p) => std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?,
-                None => print!("{text}"),
+                None => {
+                    use std::io::Write;
+                    if let Err(e) = std::io::stdout().lock().write_all(text.as_bytes()) {
+                        crate::output::closed(e);
+                    }
+                }
             }
             Ok(0)
         }
@@ -269,9 +274,10 @@ async fn update_connections(store: &Store, cfg: &Config) -> Result<(), String> {
     let stored = store.connections().await.map_err(|e| e.to_string())?;
     for c in &cfg.connections {
         match stored.iter().find(|s| s.name == c.name) {
-            None => println!(
+            None => outln!(
                 "note: connection {:?} has no token yet: add it with `tenure connection add --name {:?} --url ...`",
-                c.name, c.name
+                c.name,
+                c.name
             ),
             Some(s) => {
                 let url = c.url.clone().unwrap_or_else(|| s.base_url.clone());
@@ -281,9 +287,10 @@ async fn update_connections(store: &Store, cfg: &Config) -> Result<(), String> {
                         .update_connection_settings(&c.name, &url, &c.dialect, rate)
                         .await
                         .map_err(|e| e.to_string())?;
-                    println!(
+                    outln!(
                         "connection {:?}: settings updated from the file (url {url}, dialect {})",
-                        c.name, c.dialect
+                        c.name,
+                        c.dialect
                     );
                 }
             }
@@ -361,23 +368,23 @@ pub async fn preview(
     }
     if json {
         let v: Vec<_> = out.iter().map(|(w, d)| serde_json::json!({"worker": w.id, "decision": d})).collect();
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
         return Ok(0);
     }
     for (w, d) in &out {
-        println!("worker {} ({} {}) on {:?}", w.id, w.first_name.as_str(), w.last_name.as_str(), d.connection);
+        outln!("worker {} ({} {}) on {:?}", w.id, w.first_name.as_str(), w.last_name.as_str(), d.connection);
         match &d.role {
-            Some(r) => println!("  role: {r}"),
-            None => println!("  role: none matched"),
+            Some(r) => outln!("  role: {r}"),
+            None => outln!("  role: none matched"),
         }
         for why in &d.why {
-            println!("    {why}");
+            outln!("    {why}");
         }
         match &d.grant {
-            None => println!("  grant: no account on this connection"),
+            None => outln!("  grant: no account on this connection"),
             Some(g) => {
                 let from = if d.by_default { " (the connection's default grant)" } else { "" };
-                println!(
+                outln!(
                     "  grant{from}: user type {}, teams [{}]{}",
                     g.user_type.as_deref().unwrap_or("-"),
                     g.teams.join(", "),
@@ -389,7 +396,7 @@ pub async fn preview(
                         Err(e) => format!("error: {e}"),
                     };
                     let apply = if a.apply == rules::Apply::OnCreate { " (on create)" } else { "" };
-                    println!("    {:<28} = {v:<36} {}{apply}", a.target, a.formula);
+                    outln!("    {:<28} = {v:<36} {}{apply}", a.target, a.formula);
                 }
             }
         }

@@ -34,7 +34,11 @@ pub enum ConnectionCommand {
         rate_limit: Option<f64>,
     },
     /// List connections (tokens masked).
-    List,
+    List {
+        /// One JSON array (name, url, dialect, token hint, rate limit, created, updated).
+        #[arg(long)]
+        json: bool,
+    },
     /// Prove a connection works and show what the target supports.
     Test { name: String },
     /// Replace a connection's token in one step, after testing the new one.
@@ -160,27 +164,39 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
                 rate_limit_per_second: rate_limit,
             };
             let rec = store.add_connection(&new, &token, key).await.map_err(|e| e.to_string())?;
-            println!("added {:?}: {} ({}), token ****{}", rec.name, rec.base_url, rec.dialect, rec.token_hint);
+            outln!("added {:?}: {} ({}), token ****{}", rec.name, rec.base_url, rec.dialect, rec.token_hint);
             if let Some(r) = rec.rate_limit_per_second {
-                println!("rate limit: {r} requests per second");
+                outln!("rate limit: {r} requests per second");
             }
-            println!("permissions: {}", permissions(&rec.dialect));
+            outln!("permissions: {}", permissions(&rec.dialect));
             for l in report {
-                println!("{l}");
+                outln!("{l}");
             }
             Ok(())
         }
-        ConnectionCommand::List => {
+        ConnectionCommand::List { json: true } => {
+            let all = store.connections().await.map_err(|e| e.to_string())?;
+            let v: Vec<serde_json::Value> = all
+                .iter()
+                .map(|c| {
+                    serde_json::json!({"name": c.name, "url": c.base_url, "dialect": c.dialect,
+                        "token": format!("****{}", c.token_hint), "rate_limit_per_second": c.rate_limit_per_second,
+                        "insecure_http": c.insecure_http, "allow_private": c.allow_private,
+                        "created_at": c.created_at, "updated_at": c.updated_at})
+                })
+                .collect();
+            outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+            Ok(())
+        }
+        ConnectionCommand::List { json: false } => {
             let all = store.connections().await.map_err(|e| e.to_string())?;
             if all.is_empty() {
-                println!(
-                    "no connections; add one with: tenure connection add --url <Instance URL> --token-file <file>"
-                );
+                outln!("no connections; add one with: tenure connection add --url <Instance URL> --token-file <file>");
             }
             for c in all {
                 let limit =
                     c.rate_limit_per_second.map(|r| format!("{r} req/s")).unwrap_or_else(|| "no rate limit".into());
-                println!(
+                outln!(
                     "{}\t{}\t{}\ttoken ****{}\t{limit}\t{}",
                     c.name,
                     c.base_url,
@@ -195,7 +211,7 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             let (c, target, pol) = stored(store, &name).await?;
             let token = key.open(&c.token, &c.id)?;
             for l in test_target(&target, &token, pol, c.rate_limit_per_second).await? {
-                println!("{l}");
+                outln!("{l}");
             }
             Ok(())
         }
@@ -207,16 +223,16 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
                 .await
                 .map_err(|e| format!("the new token was not saved: {e}"))?;
             let rec = store.replace_token(&name, &token, key).await.map_err(|e| e.to_string())?;
-            println!("token of {:?} replaced: now ****{}", rec.name, rec.token_hint);
+            outln!("token of {:?} replaced: now ****{}", rec.name, rec.token_hint);
             let again = key.open(&rec.token, &rec.id)?;
             for l in test_target(&target, &again, pol, c.rate_limit_per_second).await? {
-                println!("{l}");
+                outln!("{l}");
             }
             Ok(())
         }
         ConnectionCommand::Remove { name } => {
             if store.remove_connection(&name).await.map_err(|e| e.to_string())? {
-                println!("removed {name:?}");
+                outln!("removed {name:?}");
                 Ok(())
             } else {
                 Err(format!("no connection named {name:?}"))

@@ -38,8 +38,10 @@ pub async fn run(
     let offset = rehearse_from.map(|t| t.duration_since(jiff::Timestamp::now())).unwrap_or_default();
     let clock = move || jiff::Timestamp::now() + offset;
     if let Some(t) = rehearse_from {
-        println!("tenure run: rehearsal: the clock starts at {t}");
+        outln!("tenure run: rehearsal: the clock starts at {t}");
     }
+    // A daemon outlives whoever reads its output.
+    crate::output::keep_going_when_closed();
     let store = config_cmd::open(data_dir, database_url).await?;
     let key = MasterKey::load(data_dir)?;
     let rules = config_cmd::current(&store).await?;
@@ -63,7 +65,7 @@ pub async fn run(
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("tenure run: HR push endpoint on http://{bound}/hr/v1/push");
+        outln!("tenure run: HR push endpoint on http://{bound}/hr/v1/push");
         let mut rx = stop_rx.clone();
         server = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, push::router(state))
@@ -73,7 +75,7 @@ pub async fn run(
                 .await;
         }));
     }
-    println!("tenure run: reconciling {} connection(s) every {} s", rules.connections.len(), interval.as_secs());
+    outln!("tenure run: reconciling {} connection(s) every {} s", rules.connections.len(), interval.as_secs());
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let stopping = tokio::spawn(async move {
@@ -85,13 +87,20 @@ pub async fn run(
         for c in &rules.connections {
             // A refusal (the guard) or a failure is reported and retried next time; the daemon goes on.
             let as_of = rehearse_from.map(|_| clock());
-            match sync::apply_cmd(&store, &key, Some(c.name.clone()), None, as_of, true, Some(&mut stop)).await {
-                Ok(3) => println!(
+            let opts = sync::ApplyOptions {
+                as_of,
+                output: sync::Output::Quiet,
+                yes: true,
+                wait: Some(&mut stop),
+                ..sync::ApplyOptions::new(Some(c.name.clone()))
+            };
+            match sync::apply_cmd(&store, &key, opts).await {
+                Ok(3) => outln!(
                     "tenure run: {:?}: the mass-deprovision guard stopped this run; confirm with `tenure apply`",
                     c.name
                 ),
                 Ok(_) => {}
-                Err(e) => println!("tenure run: {:?}: {e}", c.name),
+                Err(e) => outln!("tenure run: {:?}: {e}", c.name),
             }
         }
         let _ = std::io::stdout().flush();
@@ -118,7 +127,7 @@ pub async fn run(
             _ = stop.changed() => break,
         }
     }
-    println!("tenure run: stopped");
+    outln!("tenure run: stopped");
     stopping.abort();
     if let Some(s) = server {
         let _ = s.await;

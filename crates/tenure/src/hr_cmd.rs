@@ -156,7 +156,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
         HrCommand::Validate { file, json, parse } => validate(file, json, &parse),
         HrCommand::Load { file, kind, as_of, json, parse, lifecycle } => {
             let cfg = lifecycle.config()?;
-            let (report, bytes) = match read_as(&file, &parse, false)? {
+            let (report, bytes) = match read_as(&file, &parse, json)? {
                 Ok(r) => r,
                 Err(code) => return Ok(code),
             };
@@ -169,30 +169,32 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             let outcome = result.map_err(|e| e.to_string())?;
             print_problems(&report, json);
             if json {
-                println!("{}", serde_json::to_string_pretty(&outcome).map_err(|e| e.to_string())?);
+                outln!("{}", serde_json::to_string_pretty(&outcome).map_err(|e| e.to_string())?);
             } else {
                 if let Some(at) = &outcome.loaded_before {
-                    println!("note: this exact file (sha256 {}) was loaded before, at {at}", outcome.checksum);
+                    outln!("note: this exact file (sha256 {}) was loaded before, at {at}", outcome.checksum);
                 }
                 for e in &outcome.events {
-                    println!("{}", describe(e, now));
+                    outln!("{}", describe(e, now));
                 }
                 for id in &outcome.held {
-                    println!("held: worker {id} is absent from the accepted rows because its row was quarantined");
+                    outln!("held: worker {id} is absent from the accepted rows because its row was quarantined");
                 }
-                println!("archived: {}", intake::archive_path(data_dir, &outcome.checksum).display());
+                outln!("archived: {}", intake::archive_path(data_dir, &outcome.checksum).display());
             }
-            let counts = outcome.counts();
-            let detail = counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
-            println!(
-                "rows: {}, accepted: {}, quarantined: {}, events: {}{}, waiting: {}",
-                outcome.rows,
-                outcome.accepted,
-                outcome.quarantined,
-                outcome.events.len(),
-                if detail.is_empty() { String::new() } else { format!(" ({detail})") },
-                outcome.waiting(now)
-            );
+            if !json {
+                let counts = outcome.counts();
+                let detail = counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+                outln!(
+                    "rows: {}, accepted: {}, quarantined: {}, events: {}{}, waiting: {}",
+                    outcome.rows,
+                    outcome.accepted,
+                    outcome.quarantined,
+                    outcome.events.len(),
+                    if detail.is_empty() { String::new() } else { format!(" ({detail})") },
+                    outcome.waiting(now)
+                );
+            }
             Ok(if outcome.quarantined == 0 { 0 } else { 2 })
         }
         HrCommand::Events { state, worker, due, as_of, json } => {
@@ -208,12 +210,12 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             store.close().await;
             let listed = rows?.iter().map(intake::listed).collect::<Result<Vec<_>, _>>()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&listed).map_err(|e| e.to_string())?);
+                outln!("{}", serde_json::to_string_pretty(&listed).map_err(|e| e.to_string())?);
             } else {
                 for e in &listed {
-                    println!("{}", describe(e, now));
+                    outln!("{}", describe(e, now));
                 }
-                println!("events: {}", listed.len());
+                outln!("events: {}", listed.len());
             }
             Ok(0)
         }
@@ -232,10 +234,10 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                             "archived": intake::archive_path(data_dir, &l.checksum)})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+                outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
             } else {
                 for l in &loads {
-                    println!(
+                    outln!(
                         "{}  {}  {} ({})  rows {}, accepted {}, quarantined {}, events {}  sha256 {}  {}",
                         l.loaded_at,
                         l.id,
@@ -249,7 +251,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                         intake::archive_path(data_dir, &l.checksum).display()
                     );
                 }
-                println!("loads: {}", loads.len());
+                outln!("loads: {}", loads.len());
             }
             Ok(0)
         }
@@ -271,13 +273,14 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             store.close().await;
             r?;
             if generated {
-                println!("HR push secret (shown once; give it to the HR system): {}", secret.expose());
+                outln!("HR push secret (shown once; give it to the HR system): {}", secret.expose());
             } else {
-                println!("HR push secret set (ending in {})", secret.hint());
+                outln!("HR push secret set (ending in {})", secret.hint());
             }
             Ok(0)
         }
         HrCommand::Listen { listen, lifecycle } => {
+            crate::output::keep_going_when_closed();
             let cfg = lifecycle.config()?;
             let store = crate::config_cmd::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
@@ -294,7 +297,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                 gate: tokio::sync::Mutex::new(()),
                 wake: None,
             });
-            println!("tenure: HR push endpoint listening on http://{addr}/hr/v1/push");
+            outln!("tenure: HR push endpoint listening on http://{addr}/hr/v1/push");
             axum::serve(listener, push::router(state))
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;
@@ -358,11 +361,11 @@ fn read_as(file: &Path, parse: &ParseArgs, json: bool) -> Result<Result<(LoadRep
         Ok(r) => Ok(Ok((r, bytes))),
         Err(rejected) => {
             if json {
-                println!("{}", serde_json::json!({"rejected": rejected}));
+                outln!("{}", serde_json::json!({"rejected": rejected}));
             } else {
-                println!("{rejected}");
+                outln!("{rejected}");
+                outln!("rows: 0, accepted: 0, quarantined: 0 (file rejected)");
             }
-            println!("rows: 0, accepted: 0, quarantined: 0 (file rejected)");
             Ok(Err(1))
         }
     }
@@ -374,17 +377,25 @@ fn print_problems(report: &LoadReport, json: bool) {
     }
     for q in &report.quarantined {
         for p in &q.problems {
-            println!(
+            outln!(
                 "{}: row {} (line {}), column {}, value {:?}: {}",
-                report.file, q.row, q.line, p.column, p.value, p.reason
+                report.file,
+                q.row,
+                q.line,
+                p.column,
+                p.value,
+                p.reason
             );
         }
     }
     for f in &report.flagged {
-        println!(
+        outln!(
             "{}: row {}, column {}, value {:?}: begins as a spreadsheet formula would; carried as data, neutralised \
              in CSV exports",
-            report.file, f.row, f.column, f.value
+            report.file,
+            f.row,
+            f.column,
+            f.value
         );
     }
 }
@@ -418,9 +429,10 @@ fn validate(file: PathBuf, json: bool, parse: &ParseArgs) -> Result<u8, String> 
         Err(code) => return Ok(code),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        outln!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print_problems(&report, json);
+        outln!("rows: {}, accepted: {}, quarantined: {}", report.rows, report.accepted.len(), report.quarantined.len());
     }
-    print_problems(&report, json);
-    println!("rows: {}, accepted: {}, quarantined: {}", report.rows, report.accepted.len(), report.quarantined.len());
     Ok(if report.quarantined.is_empty() { 0 } else { 2 })
 }

@@ -1,12 +1,23 @@
 //! The `tenure` command: keeps accounts in step with the HR system of record over SCIM 2.0.
 //! This binary is thin: it parses the command line and calls into the library crates.
 
+/// `println!` that never panics on a closed pipe (see output.rs).
+macro_rules! outln {
+    () => {
+        $crate::output::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))
+    };
+}
+
 mod config_cmd;
 mod connection;
 mod daemon;
 mod hr_cmd;
 mod intake;
 mod notify;
+mod output;
 mod push;
 mod quickstart;
 mod review_cmd;
@@ -20,8 +31,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// One table of exit codes, for every command (README.md has the same).
+const EXIT_CODES: &str = "Exit codes:
+  0    done, nothing failed
+  1    an error (bad input, configuration, store or target unreachable): the message says what and where
+  2    HR rows were quarantined (hr validate, hr load); the rest was taken
+  3    refused by the mass-deprovision guard (apply; plan, when apply would be refused)
+  4    some actions failed (apply): each is named after the summary
+  5    another run holds the connection (apply): it says which, since when
+  6    not confirmed at the prompt (apply before many creates; --yes skips it)
+  141  standard output was closed (e.g. piped into head)";
+
 #[derive(Parser)]
-#[command(name = "tenure", version, about = "Hire-to-retire account provisioning over SCIM 2.0")]
+#[command(name = "tenure", version, about = "Hire-to-retire account provisioning over SCIM 2.0", after_help = EXIT_CODES)]
 struct Cli {
     /// Where tenure keeps its state (default: a per-user data folder).
     #[arg(long, global = true, env = "TENURE_DATA_DIR")]
@@ -75,6 +97,9 @@ enum Command {
         /// Plan as of this moment (RFC 3339) instead of now.
         #[arg(long)]
         as_of: Option<jiff::Timestamp>,
+        /// Only these workers (employee ids; repeatable): what `apply --worker` would do.
+        #[arg(long = "worker")]
+        workers: Vec<String>,
     },
     /// Plan and apply: every action journaled; a stopped run is resolved on the next.
     /// Exit code 3: refused by the mass-deprovision guard; 4: some actions failed; 5: another
@@ -85,8 +110,22 @@ enum Command {
         /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
         #[arg(long)]
         confirm_deprovision: Option<usize>,
+        /// Apply as of this moment (RFC 3339) instead of now.
         #[arg(long)]
         as_of: Option<jiff::Timestamp>,
+        /// Only these workers (employee ids; repeatable): the urgent leaver, the VIP hire. Same
+        /// guard, journal, audit and notices as a full run.
+        #[arg(long = "worker")]
+        workers: Vec<String>,
+        /// Print the run's summary and failures only, not the plan.
+        #[arg(long, conflicts_with = "json")]
+        quiet: bool,
+        /// Print one JSON document: run id, counts, failures (notes go to stderr).
+        #[arg(long)]
+        json: bool,
+        /// Do not ask before more creates than the connection's confirm_creates_over (50).
+        #[arg(long)]
+        yes: bool,
     },
     /// The daemon: reconcile on a schedule, at once after a pushed HR change, and when a
     /// future-dated event takes effect; SIGTERM finishes the run in progress, then stops.
@@ -268,6 +307,7 @@ async fn shutdown_signal() {
 }
 
 async fn run_sandbox(cfg: Config, banner: bool) -> Result<(), String> {
+    output::keep_going_when_closed();
     let prepared = sandbox::prepare(&cfg).await?;
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -278,17 +318,17 @@ async fn run_sandbox(cfg: Config, banner: bool) -> Result<(), String> {
         None => "memory".into(),
     };
     if prepared.seeded > 0 {
-        println!("seeded {} hand-invited resources", prepared.seeded);
+        outln!("seeded {} hand-invited resources", prepared.seeded);
     }
     if let Some(t) = &prepared.new_token {
-        println!("bearer token (shown once; only its hash is kept): {t}");
+        outln!("bearer token (shown once; only its hash is kept): {t}");
     }
     // Last of the start-up lines, so a script can read up to it to learn the port.
-    println!("tenure sandbox listening on {url} (dialect {}, storage {storage})", cfg.dialect);
+    outln!("tenure sandbox listening on {url} (dialect {}, storage {storage})", cfg.dialect);
     if banner {
         let t = prepared.new_token.as_deref().unwrap_or("<your token>");
-        println!("\nTry it:\n  curl -s -H 'Authorization: Bearer {t}' '{url}/Users?count=5'");
-        println!("Stop it with Ctrl-C.");
+        outln!("\nTry it:\n  curl -s -H 'Authorization: Bearer {t}' '{url}/Users?count=5'");
+        outln!("Stop it with Ctrl-C.");
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -340,13 +380,34 @@ fn main() -> ExitCode {
                 today,
             )))
         }
-        Command::Plan { connection, json, verbose, as_of } => {
-            return coded(rt.block_on(sync::plan_cmd(&dir, database_url.as_deref(), connection, json, verbose, as_of)))
+        Command::Plan { connection, json, verbose, as_of, workers } => {
+            return coded(rt.block_on(sync::plan_cmd(
+                &dir,
+                database_url.as_deref(),
+                connection,
+                json,
+                verbose,
+                as_of,
+                workers,
+            )))
         }
-        Command::Apply { connection, confirm_deprovision, as_of } => {
+        Command::Apply { connection, confirm_deprovision, as_of, workers, quiet, json, yes } => {
             return coded(rt.block_on(async {
                 let (store, key) = sync::open_with_key(&dir, database_url.as_deref()).await?;
-                let r = sync::apply_cmd(&store, &key, connection, confirm_deprovision, as_of, false, None).await;
+                let output = match (quiet, json) {
+                    (_, true) => sync::Output::Json,
+                    (true, _) => sync::Output::Quiet,
+                    _ => sync::Output::Text,
+                };
+                let opts = sync::ApplyOptions {
+                    confirm: confirm_deprovision,
+                    as_of,
+                    output,
+                    workers,
+                    yes,
+                    ..sync::ApplyOptions::new(connection)
+                };
+                let r = sync::apply_cmd(&store, &key, opts).await;
                 store.close().await;
                 r
             }))
@@ -371,7 +432,16 @@ fn main() -> ExitCode {
             return coded(rt.block_on(review_cmd::dead_letters(&dir, database_url.as_deref(), cmd)))
         }
         Command::Quickstart { listen, hr_file, rules, serve } => {
-            return coded(rt.block_on(quickstart::run(&dir, listen, hr_file, rules, serve)))
+            if database_url.is_some() {
+                // Refused, not ignored: the quickstart keeps its own SQLite file.
+                return coded(Err(
+                    "quickstart keeps its own SQLite store in the data folder and cannot use --database-url (or \
+                     TENURE_DATABASE_URL); unset it, or set up a shared store with `tenure connection add` and \
+                     `tenure config import`"
+                        .into(),
+                ));
+            }
+            return coded(rt.block_on(quickstart::run(&dir, listen, hr_file, rules, serve)));
         }
         command => command,
     };

@@ -392,12 +392,12 @@ pub async fn run(cmd: NotifyCommand, data_dir: &Path, database_url: Option<&str>
             store.close().await;
             r?;
             if generated {
-                println!(
+                outln!(
                     "signing secret of {name:?} (shown once; give it to the webhook's receiver): {}",
                     secret.expose()
                 );
             } else {
-                println!("secret of {name:?} set (ending in {})", secret.hint());
+                outln!("secret of {name:?} set (ending in {})", secret.hint());
             }
             Ok(0)
         }
@@ -437,11 +437,11 @@ async fn send_test(store: &Store, data_dir: &Path, name: &str, event: Option<&st
     let how = if n.webhook.is_some() { "webhook" } else { "e-mail" };
     match deliver(store, &key, &[settings], &[test_notice(kind, &connection)]).await.first() {
         None => {
-            println!("sent a test {} notice through {name:?} ({how})", kind.as_str());
+            outln!("sent a test {} notice through {name:?} ({how})", kind.as_str());
             Ok(0)
         }
         Some(problem) => {
-            println!("not delivered: {problem}");
+            outln!("not delivered: {problem}");
             Ok(1)
         }
     }

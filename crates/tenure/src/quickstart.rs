@@ -54,7 +54,7 @@ async fn run_in(
     rules_file: Option<PathBuf>,
     serve: bool,
 ) -> Result<u8, String> {
-    println!("== tenure quickstart (state in {})", dir.display());
+    outln!("== tenure quickstart (state in {})", dir.display());
     // 1. The sandbox, with the token the connection holds (a new one the first time).
     let existing = store.connection(CONNECTION).await.map_err(|e| e.to_string())?;
     let token = match &existing {
@@ -80,7 +80,7 @@ async fn run_in(
     let server = tokio::spawn(sandbox::serve(listener, prepared.app, async {
         let _ = stopped.await;
     }));
-    println!("== sandbox (monday.com dialect) at {url}");
+    outln!("== sandbox (monday.com dialect) at {url}");
 
     // 2. The connection.
     match &existing {
@@ -94,16 +94,16 @@ async fn run_in(
                 rate_limit_per_second: None,
             };
             store.add_connection(&c, &token, key).await.map_err(|e| e.to_string())?;
-            println!("== connection {CONNECTION:?} added (token ending in {})", token.hint());
+            outln!("== connection {CONNECTION:?} added (token ending in {})", token.hint());
         }
         Some(c) if c.base_url != url => {
             store
                 .update_connection_settings(CONNECTION, &url, "monday", c.rate_limit_per_second)
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("== connection {CONNECTION:?} now points at {url}");
+            outln!("== connection {CONNECTION:?} now points at {url}");
         }
-        Some(_) => println!("== connection {CONNECTION:?}"),
+        Some(_) => outln!("== connection {CONNECTION:?}"),
     }
 
     // 3. Rules: saved when they differ from the ones in force.
@@ -115,9 +115,9 @@ async fn run_in(
     let current = store.current_config().await.map_err(|e| e.to_string())?;
     if current.map(|c| c.body) != Some(canonical.clone()) {
         store.save_config(&canonical).await.map_err(|e| e.to_string())?;
-        println!("== rules from {rules_name} saved");
+        outln!("== rules from {rules_name} saved");
     } else {
-        println!("== rules from {rules_name} (unchanged)");
+        outln!("== rules from {rules_name} (unchanged)");
     }
 
     // 4. HR data: a full load.
@@ -132,14 +132,18 @@ async fn run_in(
         .map_err(|e| e.to_string())?;
     for q in &report.quarantined {
         for p in &q.problems {
-            println!(
+            outln!(
                 "   {hr_name}: row {} (line {}), column {}, value {:?}: {}",
-                q.row, q.line, p.column, p.value, p.reason
+                q.row,
+                q.line,
+                p.column,
+                p.value,
+                p.reason
             );
         }
     }
     let counts: Vec<String> = outcome.counts().iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!(
+    outln!(
         "== HR file {hr_name}: rows {}, accepted {}, quarantined {}; events: {}",
         outcome.rows,
         outcome.accepted,
@@ -148,8 +152,8 @@ async fn run_in(
     );
 
     // 5. Plan and apply.
-    println!("== plan and apply");
-    let code = sync::apply_cmd(store, key, None, None, None, false, None).await?;
+    outln!("== plan and apply");
+    let code = sync::apply_cmd(store, key, sync::ApplyOptions { yes: true, ..sync::ApplyOptions::new(None) }).await?;
 
     // 6. What the sandbox holds now.
     let client = sync::client_for(store, key, CONNECTION).await?;
@@ -163,12 +167,12 @@ async fn run_in(
                 .push(g["displayName"].as_str().unwrap_or_default().to_string());
         }
     }
-    println!("== accounts in the sandbox ({})", actual.users.len());
+    outln!("== accounts in the sandbox ({})", actual.users.len());
     let mut users = actual.users.clone();
     users.sort_by_key(|u| u["userName"].as_str().unwrap_or_default().to_string());
     for u in &users {
         let id = u["id"].as_str().unwrap_or_default();
-        println!(
+        outln!(
             "   {:<36} {:<8} {:<7} teams [{}]",
             u["userName"].as_str().unwrap_or_default(),
             if u["active"].as_bool().unwrap_or(true) { "active" } else { "inactive" },
@@ -177,19 +181,17 @@ async fn run_in(
         );
     }
     if serve {
-        println!("\nThe sandbox stays up; try:\n  curl -s -H 'Authorization: Bearer <token>' '{url}Users?count=5'");
-        println!(
+        outln!("\nThe sandbox stays up; try:\n  curl -s -H 'Authorization: Bearer <token>' '{url}Users?count=5'");
+        outln!(
             "(the token is sealed in the quickstart store; `tenure sandbox --db {}` serves the same data)",
             dir.join("sandbox.db").display()
         );
-        println!("Stop it with Ctrl-C.");
+        outln!("Stop it with Ctrl-C.");
         let _ = tokio::signal::ctrl_c().await;
     } else {
-        println!(
-            "\nRun it again: nothing changes. Edit the HR file (a leaver, a mover, a rehire) and run it again with"
-        );
-        println!("  tenure quickstart --hr-file my-workers.csv");
-        println!("to see exactly those actions. `tenure quickstart --serve` keeps the sandbox up afterwards.");
+        outln!("\nRun it again: nothing changes. Edit the HR file (a leaver, a mover, a rehire) and run it again with");
+        outln!("  tenure quickstart --hr-file my-workers.csv");
+        outln!("to see exactly those actions. `tenure quickstart --serve` keeps the sandbox up afterwards.");
     }
     let _ = stop.send(());
     let _ = server.await;

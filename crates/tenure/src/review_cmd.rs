@@ -96,29 +96,26 @@ pub async fn list(
                     "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
         return Ok(0);
     }
     if reviews.is_empty() {
-        println!("no {}reviews", if all { "" } else { "pending " });
+        outln!("no {}reviews", if all { "" } else { "pending " });
     }
     for r in &reviews {
         let decided = match (&r.decided_by, &r.decided_at) {
             (Some(b), Some(at)) => format!(" by {b} at {at}"),
             _ => String::new(),
         };
-        println!(
-            "#{:<5} {:<8} worker {:<10} {:<9} on {:?}{decided}",
-            r.id, r.state, r.worker_id, r.stage, r.connection
-        );
+        outln!("#{:<5} {:<8} worker {:<10} {:<9} on {:?}{decided}", r.id, r.state, r.worker_id, r.stage, r.connection);
         for line in describe(&r.actions) {
-            println!("         {line}");
+            outln!("         {line}");
         }
     }
     if !holds.is_empty() {
-        println!("held by tenure (no approval releases them; the HR data must change):");
+        outln!("held by tenure (no approval releases them; the HR data must change):");
         for (c, w, reason, since) in &holds {
-            println!("  worker {w:<10} on {c:?} since {since}: {reason}");
+            outln!("  worker {w:<10} on {c:?} since {since}: {reason}");
         }
     }
     Ok(0)
@@ -135,9 +132,9 @@ pub async fn decide(data_dir: &Path, database_url: Option<&str>, d: Decide, appr
     let decided = r.map_err(|e| e.to_string())?;
     let verb = if approve { "approved" } else { "rejected" };
     for r in &decided {
-        println!("#{} {verb}: worker {} ({}) on {:?}", r.id, r.worker_id, r.stage, r.connection);
+        outln!("#{} {verb}: worker {} ({}) on {:?}", r.id, r.worker_id, r.stage, r.connection);
     }
-    println!(
+    outln!(
         "{} review(s) {verb} by {by}{}",
         decided.len(),
         if approve { "; the next run (tenure apply, or the daemon) carries them out" } else { "" }
@@ -166,20 +163,25 @@ async fn run_dead_letters(store: &store::Store, cmd: DeadLetterCommand) -> Resul
                             "actions": serde_json::from_str::<Value>(&d.actions).unwrap_or_default()})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+                outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
                 return Ok(0);
             }
             for d in &dead {
-                println!(
+                outln!(
                     "worker {:<10} on {:?}: failed {} run(s) from {} to {}; last error: {}",
-                    d.worker_id, d.connection, d.attempts, d.first_at, d.last_at, d.last_error
+                    d.worker_id,
+                    d.connection,
+                    d.attempts,
+                    d.first_at,
+                    d.last_at,
+                    d.last_error
                 );
                 for line in describe(&d.actions) {
-                    println!("    {line}");
+                    outln!("    {line}");
                 }
             }
             let retrying = all.len() - dead.len();
-            println!("dead letters: {}; failing but still retried: {retrying}", dead.len());
+            outln!("dead letters: {}; failing but still retried: {retrying}", dead.len());
             Ok(0)
         }
         DeadLetterCommand::Retry { workers, all, connection } => {
@@ -187,7 +189,7 @@ async fn run_dead_letters(store: &store::Store, cmd: DeadLetterCommand) -> Resul
                 return Err("name the workers to retry, or --all".into());
             }
             let n = store.retry_dead_letters(connection.as_deref(), &workers).await.map_err(|e| e.to_string())?;
-            println!("{n} dead letter(s) will be tried again on the next run");
+            outln!("{n} dead letter(s) will be tried again on the next run");
             Ok(0)
         }
     }

@@ -151,7 +151,7 @@ pub async fn lock_waiting(
             Lock::Got(l) => return Ok(Some(l)),
             Lock::Busy(h) => {
                 if !said {
-                    println!("{connection:?}: waiting for the run of {} (since {}) to end", h.info, moment(h.since_ms));
+                    outln!("{connection:?}: waiting for the run of {} (since {}) to end", h.info, moment(h.since_ms));
                     said = true;
                 }
             }

@@ -83,6 +83,27 @@ pub struct Prepared {
     pub held: engine::review::Held,
     /// Worker id to name, for notices.
     pub names: HashMap<String, String>,
+    /// Actions an earlier run left in flight, resolved before this plan.
+    pub recovered: usize,
+}
+
+/// How a command reports: in full, the summary and failures only, or JSON alone on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Quiet,
+    Json,
+}
+
+impl Output {
+    /// A note for the person at the terminal: on stderr when stdout is for JSON.
+    pub fn note(self, msg: &str) {
+        if self == Output::Json {
+            eprintln!("{msg}");
+        } else {
+            outln!("{msg}");
+        }
+    }
 }
 
 /// The configured connection a command means: the one named, or the only one.
@@ -113,6 +134,7 @@ pub async fn prepare(
     connection: Option<&str>,
     now: Timestamp,
     recover: bool,
+    only: &[String],
 ) -> Result<Prepared, String> {
     let t0 = std::time::Instant::now();
     let rules = config_cmd::current(store).await?;
@@ -122,12 +144,10 @@ pub async fn prepare(
     // DELETE only where the configuration asks for hard deletes.
     let deletes = rules.connections[index].hard_delete_after_days.is_some();
     let client = client_at(store, key, &name, None, RetryPolicy::default(), deletes).await?;
+    let mut recovered = 0;
     if recover {
-        let recovered = engine::apply::recover(store, &client, &name, rules.connections[index].concurrency).await?;
+        recovered = engine::apply::recover(store, &client, &name, rules.connections[index].concurrency).await?;
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "recovered in-flight actions");
-        if recovered > 0 {
-            println!("resolved {recovered} action(s) left in flight by an earlier run");
-        }
     }
     // The target is read while the store is: one waits on the network, the other decodes.
     let reading = {
@@ -144,7 +164,24 @@ pub async fn prepare(
     let mut plan = engine::plan(&rules, index, &workers, &actual, &links, &deactivated, now)?;
     let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await.map_err(|e| e.to_string())?;
     let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
-    let held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
+    let mut held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
+    if !only.is_empty() {
+        // Provision on demand: these workers' actions only, under the same guard, journal,
+        // audit and notices as a full run.
+        for w in only {
+            if !workers.iter().any(|x| x.id.as_str() == w) {
+                return Err(format!("worker {w} is not in the HR snapshot (load it first with `tenure hr load`)"));
+            }
+        }
+        plan.actions.retain(|a| only.contains(&a.worker));
+        let needed: std::collections::HashSet<&str> =
+            plan.actions.iter().filter(|a| a.kind == Kind::TeamAdd).filter_map(|a| a.team.as_deref()).collect();
+        plan.missing_teams.retain(|t| needed.contains(t.as_str()));
+        held.requests.retain(|r| only.contains(&r.0));
+        held.approved.retain(|r| only.contains(&r.0));
+        held.waiting.retain(|w| only.contains(w));
+        held.dead.retain(|w| only.contains(w));
+    }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, actions = plan.actions.len(), "planned");
     // Names are for notices only.
     let names = workers
@@ -156,7 +193,7 @@ pub async fn prepare(
         })
         .collect();
     release((workers, links, deactivated));
-    Ok(Prepared { rules, index, client, actual, plan, held, names })
+    Ok(Prepared { rules, index, client, actual, plan, held, names, recovered })
 }
 
 const ORDER: [Kind; 10] = [
@@ -179,7 +216,7 @@ pub fn print_plan(plan: &Plan, verbose: bool) {
     let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
     // One buffer for the whole plan: stdout flushes every line, a system call per action.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let _ = (|| -> std::io::Result<()> {
+    let written = (|| -> std::io::Result<()> {
         writeln!(out, "plan for {:?}:", plan.connection)?;
         for k in ORDER {
             let acts: Vec<_> = plan.actions.iter().filter(|a| a.kind == k).collect();
@@ -217,6 +254,9 @@ pub fn print_plan(plan: &Plan, verbose: bool) {
         writeln!(out, "plan: {}", counts.join(", "))?;
         out.flush()
     })();
+    if let Err(e) = written {
+        crate::output::closed(e);
+    }
 }
 
 pub async fn open_with_key(data_dir: &Path, database_url: Option<&str>) -> Result<(Store, MasterKey), String> {
@@ -225,6 +265,17 @@ pub async fn open_with_key(data_dir: &Path, database_url: Option<&str>) -> Resul
     Ok((store, key))
 }
 
+/// The guard's verdict on a plan, as `plan --json` carries it.
+fn guard_verdict(p: &Prepared) -> serde_json::Value {
+    let n = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
+    match p.plan.guard(&p.rules.connections[p.index].guard) {
+        Some(why) => serde_json::json!({"refused": true, "why": why, "confirm_with": n}),
+        None => serde_json::json!({"refused": false, "deactivations": n}),
+    }
+}
+
+/// `tenure plan`: exit code 0, or 3 (the guard's) when apply would be refused.
+#[allow(clippy::too_many_arguments)] // one per command-line option
 pub async fn plan_cmd(
     data_dir: &Path,
     database_url: Option<&str>,
@@ -232,16 +283,18 @@ pub async fn plan_cmd(
     json: bool,
     verbose: bool,
     as_of: Option<Timestamp>,
+    only: Vec<String>,
 ) -> Result<u8, String> {
     let (store, key) = open_with_key(data_dir, database_url).await?;
     let now = as_of.unwrap_or_else(Timestamp::now);
+    let output = if json { Output::Json } else { Output::Text };
     let p = async {
         let name = connection_name(&store, connection.as_deref()).await?;
         // Resolving in-flight actions is a run's business: while another run holds the
         // connection, its intents are its own, and the plan is made without touching them.
         match run_lock::try_lock(&store, &name, "tenure plan").await? {
             run_lock::Lock::Got(lock) => {
-                let p = prepare(&store, &key, Some(&name), now, true).await;
+                let p = prepare(&store, &key, Some(&name), now, true, &only).await;
                 lock.release().await;
                 p
             }
@@ -252,42 +305,69 @@ pub async fn plan_cmd(
                     h.info,
                     run_lock::moment(h.since_ms)
                 );
-                prepare(&store, &key, Some(&name), now, false).await
+                prepare(&store, &key, Some(&name), now, false, &only).await
             }
         }
     }
     .await;
     store.close().await;
     let p = p?;
+    if p.recovered > 0 {
+        output.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
+    }
+    let verdict = guard_verdict(&p);
     if json {
-        println!("{}", serde_json::to_string_pretty(&p.plan).map_err(|e| e.to_string())?);
+        let mut v = serde_json::to_value(&p.plan).map_err(|e| e.to_string())?;
+        v["guard"] = verdict.clone();
+        outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
     } else {
         print_plan(&p.plan, verbose);
-        if let Some(why) = p.plan.guard(&p.rules.connections[p.index].guard) {
-            println!(
-                "mass-deprovision guard: {why}; apply needs --confirm-deprovision {}",
-                p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete)
-            );
+        if let Some(why) = verdict["why"].as_str() {
+            outln!("mass-deprovision guard: {why}; apply needs --confirm-deprovision {}", verdict["confirm_with"]);
         }
     }
     release(p);
-    Ok(0)
+    Ok(if verdict["refused"] == true { 3 } else { 0 })
 }
+
+/// What `tenure apply` (and each daemon run) is asked to do.
+pub struct ApplyOptions<'a> {
+    pub connection: Option<String>,
+    /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
+    pub confirm: Option<usize>,
+    pub as_of: Option<Timestamp>,
+    pub output: Output,
+    /// Only these workers (provision on demand); everyone when empty.
+    pub workers: Vec<String>,
+    /// Do not ask before many creates.
+    pub yes: bool,
+    /// The daemon: wait for the run lock until told to stop.
+    pub wait: Option<&'a mut tokio::sync::watch::Receiver<bool>>,
+}
+
+impl ApplyOptions<'_> {
+    pub fn new(connection: Option<String>) -> Self {
+        ApplyOptions {
+            connection,
+            confirm: None,
+            as_of: None,
+            output: Output::Text,
+            workers: vec![],
+            yes: false,
+            wait: None,
+        }
+    }
+}
+
+/// Exit code of an apply not confirmed at its prompt.
+pub const NOT_CONFIRMED: u8 = 6;
 
 /// Applies under the connection's run lock; exit code 0 when every action succeeded, 3 when
 /// the guard refused, 4 on failures, 5 when another run holds the connection. With `wait`
 /// (the daemon), waits for the lock until told to stop.
-pub async fn apply_cmd(
-    store: &Store,
-    key: &MasterKey,
-    connection: Option<String>,
-    confirm: Option<usize>,
-    as_of: Option<Timestamp>,
-    quiet_plan: bool,
-    wait: Option<&mut tokio::sync::watch::Receiver<bool>>,
-) -> Result<u8, String> {
-    let name = connection_name(store, connection.as_deref()).await?;
-    let lock = match wait {
+pub async fn apply_cmd(store: &Store, key: &MasterKey, mut opts: ApplyOptions<'_>) -> Result<u8, String> {
+    let name = connection_name(store, opts.connection.as_deref()).await?;
+    let lock = match opts.wait.take() {
         Some(stop) => match run_lock::lock_waiting(store, &name, "tenure run", stop).await? {
             Some(l) => l,
             None => return Ok(0),
@@ -295,12 +375,15 @@ pub async fn apply_cmd(
         None => match run_lock::try_lock(store, &name, "tenure apply").await? {
             run_lock::Lock::Got(l) => l,
             run_lock::Lock::Busy(h) => {
-                println!("{}", run_lock::busy_message(&name, &h));
+                opts.output.note(&run_lock::busy_message(&name, &h));
+                if opts.output == Output::Json {
+                    outln!("{}", serde_json::json!({"connection": name, "busy": run_lock::busy_message(&name, &h)}));
+                }
                 return Ok(run_lock::BUSY);
             }
         },
     };
-    let r = apply_locked(store, key, &name, confirm, as_of, quiet_plan, &lock).await;
+    let r = apply_locked(store, key, &name, &opts, &lock).await;
     lock.release().await;
     r
 }
@@ -309,13 +392,15 @@ async fn apply_locked(
     store: &Store,
     key: &MasterKey,
     name: &str,
-    confirm: Option<usize>,
-    as_of: Option<Timestamp>,
-    quiet_plan: bool,
+    opts: &ApplyOptions<'_>,
     lock: &run_lock::RunLock,
 ) -> Result<u8, String> {
-    let now = as_of.unwrap_or_else(Timestamp::now);
-    let mut p = prepare(store, key, Some(name), now, true).await?;
+    let (confirm, output) = (opts.confirm, opts.output);
+    let now = opts.as_of.unwrap_or_else(Timestamp::now);
+    let mut p = prepare(store, key, Some(name), now, true, &opts.workers).await?;
+    if p.recovered > 0 {
+        output.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
+    }
     // Open (or keep) the reviews this plan needs; stale ones are superseded.
     let (reviews, new_reviews) =
         store.sync_reviews(&p.plan.connection, &p.held.requests).await.map_err(|e| e.to_string())?;
@@ -335,30 +420,52 @@ async fn apply_locked(
         .filter(|a| a.kind == Kind::Skip && a.reason.starts_with("held: "))
         .map(|a| (a.worker.clone(), a.reason.clone()))
         .collect();
-    store.replace_holds(&p.plan.connection, &holds).await.map_err(|e| e.to_string())?;
-    if !quiet_plan {
+    if opts.workers.is_empty() {
+        // A run for chosen workers leaves the others' holds as the last full run saw them.
+        store.replace_holds(&p.plan.connection, &holds).await.map_err(|e| e.to_string())?;
+    }
+    if output == Output::Text {
         print_plan(&p.plan, false);
     }
     if !holds.is_empty() {
-        println!("{} worker(s) held until HR data settles them: see `tenure reviews`", holds.len());
+        output.note(&format!("{} worker(s) held until HR data settles them: see `tenure reviews`", holds.len()));
     }
     if !p.held.waiting.is_empty() {
-        println!(
+        output.note(&format!(
             "{} worker(s) wait for a reviewer: see `tenure reviews`, then `tenure approve` or `tenure reject`",
             p.held.waiting.len()
-        );
+        ));
     }
     let conn = &p.rules.connections[p.index];
     let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
     if let Some(why) = p.plan.guard(&conn.guard) {
         if confirm != Some(deactivations) {
-            println!(
+            output.note(&format!(
                 "refused by the mass-deprovision guard: {why}. Nothing was applied. If this is right, run again with \
                  --confirm-deprovision {deactivations}"
-            );
+            ));
+            if output == Output::Json {
+                outln!("{}", serde_json::json!({"connection": name, "guard": guard_verdict(&p), "applied": false}));
+            }
             return Ok(3);
         }
-        println!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}");
+        output.note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
+    }
+    let creates = p.plan.count(Kind::Create);
+    if creates > conn.confirm_creates_over && !opts.yes && output != Output::Json && std::io::stdin().is_terminal() {
+        // Seats cost money: a person at a terminal says so before many accounts are made.
+        eprint!(
+            "{creates} new account(s) will be created on {name:?}, more than the {} that go without asking (each may be \
+             a paid seat). Go on? [y/N] ",
+            conn.confirm_creates_over
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            outln!("not confirmed: nothing was applied (use --yes to skip this question)");
+            return Ok(NOT_CONFIRMED);
+        }
     }
     let run_id = uuid::Uuid::new_v4().to_string();
     store.start_run(&run_id, &conn.name).await.map_err(|e| e.to_string())?;
@@ -373,7 +480,7 @@ async fn apply_locked(
             )
         })
         .collect();
-    let tty = std::io::stderr().is_terminal();
+    let tty = std::io::stderr().is_terminal() && output != Output::Json;
     let progress = move |done: usize, total: usize| {
         if tty && total > 0 {
             let width = 30;
@@ -394,7 +501,9 @@ async fn apply_locked(
     p.plan = std::sync::Arc::try_unwrap(plan).unwrap_or_else(|shared| (*shared).clone());
     let summary = applied?;
     if lock.lost() {
-        println!("warning: this run lost its lease on {name:?} while it ran; actions not yet started were left");
+        output.note(&format!(
+            "warning: this run lost its lease on {name:?} while it ran; actions not yet started were left"
+        ));
     }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "applied");
     store.finish_run(&run_id, &serde_json::to_string(&summary).unwrap_or_default()).await.map_err(|e| e.to_string())?;
@@ -423,11 +532,11 @@ async fn apply_locked(
         .await
         .map_err(|e| e.to_string())?;
     if !newly_dead.is_empty() {
-        println!(
+        output.note(&format!(
             "dead letters: worker(s) {} failed {} run(s) in a row and are set aside: see `tenure dead-letters`",
             newly_dead.join(", "),
             conn.dead_letter_after
-        );
+        ));
     }
     tracing::debug!("dead letters counted");
     let applied: Vec<i64> =
@@ -443,7 +552,15 @@ async fn apply_locked(
     let mut except: Vec<String> = summary.failures.keys().chain(&p.held.waiting).chain(&p.held.dead).cloned().collect();
     except.sort();
     except.dedup();
-    if except.len() <= 500 {
+    if !opts.workers.is_empty() {
+        // A run for chosen workers settles their events only; the others' wait for a full run.
+        let done: Vec<String> = due
+            .iter()
+            .filter(|e| opts.workers.contains(&e.worker_id) && except.binary_search(&e.worker_id).is_err())
+            .map(|e| e.id.clone())
+            .collect();
+        store.set_events_state(&done, "pending", "done").await.map_err(|e| e.to_string())?;
+    } else if except.len() <= 500 {
         // Only the loads this run saw: events of a load made meanwhile stay pending.
         let mut loads: Vec<String> = due.iter().map(|e| e.load_id.clone()).collect();
         loads.sort();
@@ -483,20 +600,33 @@ async fn apply_locked(
         };
         let notices = crate::notify::notices(&facts);
         for problem in crate::notify::deliver(store, key, &p.rules.config.notify, &notices).await {
-            println!("warning: {problem}");
+            output.note(&format!("warning: {problem}"));
         }
     }
-    let kinds: Vec<String> = summary.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!(
-        "run {}: total {}, skipped {}, no change {}, processed {}, failed {}{}",
-        summary.run_id,
-        summary.total,
-        summary.skipped,
-        summary.no_change,
-        summary.processed,
-        summary.failed,
-        if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
-    );
+    if output == Output::Json {
+        let mut v = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
+        v["connection"] = serde_json::json!(name);
+        v["newly_dead"] = serde_json::json!(newly_dead);
+        outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+    } else {
+        let kinds: Vec<String> = summary.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        outln!(
+            "run {}: total {}, skipped {}, no change {}, processed {}, failed {}{}",
+            summary.run_id,
+            summary.total,
+            summary.skipped,
+            summary.no_change,
+            summary.processed,
+            summary.failed,
+            if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
+        );
+        // Each failure where it happened: worker, action, and the target's answer.
+        for f in &summary.failed_actions {
+            let who = f.user_name.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
+            let team = f.team.as_deref().map(|t| format!(" [team {t}]")).unwrap_or_default();
+            outln!("failed: worker {}{who} {}{team}: {}", f.worker, f.action, f.error);
+        }
+    }
     release(p);
     Ok(if summary.failed > 0 { 4 } else { 0 })
 }
@@ -513,11 +643,11 @@ pub async fn audit_cmd(data_dir: &Path, database_url: Option<&str>, cmd: AuditCo
     let r = match cmd {
         AuditCommand::Verify => match store.verify_audit().await.map_err(|e| e.to_string())? {
             (n, None) => {
-                println!("audit: {n} records, chain intact");
+                outln!("audit: {n} records, chain intact");
                 Ok(0)
             }
             (n, Some((seq, why))) => {
-                println!("audit: {n} records, TAMPERED at record {seq}: {why}");
+                outln!("audit: {n} records, TAMPERED at record {seq}: {why}");
                 Ok(1)
             }
         },
@@ -532,11 +662,11 @@ pub async fn audit_cmd(data_dir: &Path, database_url: Option<&str>, cmd: AuditCo
                             "detail": serde_json::from_str::<serde_json::Value>(&r.entry.detail).unwrap_or_default()})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+                outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
             } else {
                 for r in &records {
                     let d: serde_json::Value = serde_json::from_str(&r.entry.detail).unwrap_or_default();
-                    println!(
+                    outln!(
                         "{}  {:<12} {:<30} {}  ({})",
                         r.at,
                         r.entry.action,
@@ -545,7 +675,7 @@ pub async fn audit_cmd(data_dir: &Path, database_url: Option<&str>, cmd: AuditCo
                         r.entry.connection
                     );
                 }
-                println!("records: {}", records.len());
+                outln!("records: {}", records.len());
             }
             Ok(0)
         }

@@ -1,0 +1,172 @@
+//! What a run tells, refuses and keeps (issue 14), end to end with the real binary and the
+//! sandbox: failures named, JSON alone on stdout, provision on demand, the create
+//! confirmation at a terminal, closed pipes, exit codes.
+
+mod common;
+
+use common::env::*;
+use std::io::{BufRead, Read, Write};
+use std::process::Stdio;
+
+const AT: &str = "2026-06-01T12:00:00Z";
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON alone ({e}):\n{out}"))
+}
+
+/// stdout only (the JSON), with the exit code.
+fn stdout_of(env: &Env, args: &[&str]) -> (i32, String) {
+    let o = env.command().args(args).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string())
+}
+
+#[tokio::test]
+async fn failures_are_named_where_they_happen_in_text_and_json() {
+    // Bodies past 2,000 bytes are refused (413): Bob's long title fails his create.
+    let sb = common::spawn(&["--max-body-bytes", "2000"]);
+    let env = Env::connect(&sb, "failures", "");
+    let ann = row("1", "Ann", "Lee", "Engineer", "Sales", "employee", "active", ",2020-01-01", ",,,");
+    let bob = row("2", "Bob", "Ray", &"Analyst ".repeat(300), "Sales", "employee", "active", ",2020-01-01", ",,,");
+    env.load("hr.csv", &[ann, bob], AT, &["--max-field-bytes", "4096"]);
+    let (code, out) = env.tenure(&["apply", "--as-of", AT, "--quiet"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(!out.contains("plan for"), "quiet leaves the plan out: {out}");
+    let summary = out.lines().position(|l| l.starts_with("run ")).expect("a summary");
+    let failed: Vec<&str> = out.lines().skip(summary + 1).filter(|l| l.starts_with("failed: ")).collect();
+    assert!(
+        failed.iter().any(|l| l.starts_with("failed: worker 2 (bob.ray@acme.example) create: ") && l.contains("413")),
+        "{out}"
+    );
+    assert!(failed.iter().any(|l| l.contains("team_add") && l.contains("not tried")), "{out}");
+    assert!(!failed.iter().any(|l| l.contains("worker 1 ")), "Ann's actions went through: {out}");
+    // The same as JSON, alone on stdout: run id, counts, failures.
+    let (code, out) = stdout_of(&env, &["apply", "--as-of", AT, "--json"]);
+    assert_eq!(code, 4, "{out}");
+    let v = json(&out);
+    assert!(v["run_id"].as_str().is_some_and(|r| r.len() == 36), "{v}");
+    assert_eq!(v["failed"], 2);
+    assert_eq!(v["failed_actions"][0]["worker"], "2");
+    assert_eq!(v["failed_actions"][0]["action"], "create");
+    assert!(v["failed_actions"][0]["error"].as_str().unwrap().contains("413"), "{v}");
+}
+
+#[tokio::test]
+async fn json_is_alone_on_stdout_and_closed_pipes_end_quietly() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "json-out", "");
+    let n = 3000;
+    env.load("all.csv", &population(n), AT, &[]);
+    let p = env.dir.join("all.csv");
+    for args in [
+        vec!["plan", "--json", "--as-of", AT],
+        vec!["hr", "validate", p.to_str().unwrap(), "--json"],
+        vec!["hr", "load", p.to_str().unwrap(), "--json", "--as-of", AT],
+        vec!["connection", "list", "--json"],
+        vec!["reviews", "--json"],
+    ] {
+        let (code, out) = stdout_of(&env, &args);
+        assert!(code == 0 || code == 2, "{args:?}: {code}");
+        let _ = json(&out);
+    }
+    let plan = json(&stdout_of(&env, &["plan", "--json", "--as-of", AT]).1);
+    assert_eq!(plan["guard"]["refused"], false, "the guard's verdict is in the plan: {}", plan["guard"]);
+    // `| head`: the reader goes after one line; tenure ends quietly, never with a panic (101).
+    for args in [vec!["plan", "--as-of", AT, "--verbose"], vec!["plan", "--json", "--as-of", AT], vec!["hr", "events"]]
+    {
+        let mut child = env.command().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(matches!(status.code(), Some(0) | Some(141)), "{args:?}: {status:?} {err}");
+    }
+}
+
+#[tokio::test]
+async fn provision_on_demand_acts_for_the_named_workers_only() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "on-demand", "");
+    let rows: Vec<String> = population(6);
+    env.load("hr.csv", &rows, AT, &[]);
+    let plan = json(&stdout_of(&env, &["plan", "--json", "--as-of", AT, "--worker", "10002"]).1);
+    let workers: std::collections::BTreeSet<&str> =
+        plan["actions"].as_array().unwrap().iter().map(|a| a["worker"].as_str().unwrap()).collect();
+    assert_eq!(workers.into_iter().collect::<Vec<_>>(), vec!["10002"], "{plan}");
+    let out = env.ok(&["apply", "--as-of", AT, "--worker", "10002", "--worker", "10004"]);
+    assert!(out.contains("failed 0") && out.contains("create 2"), "{out}");
+    let acc = accounts(&sb).await;
+    assert_eq!(acc.len(), 2, "{:?}", acc.keys());
+    assert!(acc.contains_key("worker.n0002@acme.example") && acc.contains_key("worker.n0004@acme.example"));
+    // The others' hire events still wait; the named ones' are done.
+    let events = json(&stdout_of(&env, &["hr", "events", "--json", "--state", "pending"]).1);
+    let pending: Vec<&str> = events.as_array().unwrap().iter().filter_map(|e| e["worker"].as_str()).collect();
+    assert!(pending.contains(&"10001") && !pending.contains(&"10002"), "{events}");
+    let (code, out) = env.tenure(&["apply", "--as-of", AT, "--worker", "99999"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("worker 99999 is not in the HR snapshot"), "{out}");
+    // The rest, later, as a full run.
+    assert!(env.ok(&["apply", "--as-of", AT]).contains("create 4"));
+}
+
+/// Runs tenure under a pseudo-terminal (util-linux `script`), answering its prompt.
+fn at_terminal(env: &Env, args: &[&str], answer: &str) -> (i32, String) {
+    let mut cmd = vec![env!("CARGO_BIN_EXE_tenure").to_string(), "--data-dir".into(), env.dir.display().to_string()];
+    cmd.extend(args.iter().map(|a| a.to_string()));
+    let line = cmd.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("TENURE_LOG", "warn")
+        .env_remove("TENURE_DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    stdin.write_all(answer.as_bytes()).unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string())
+}
+
+#[tokio::test]
+async fn many_creates_wait_for_a_yes_at_a_terminal() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect_with(&sb, "seats", "", "confirm_creates_over = 2");
+    env.load("hr.csv", &population(3), AT, &[]);
+    let (code, out) = at_terminal(&env, &["apply", "--as-of", AT], "n\n");
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains("3 new account(s) will be created") && out.contains("Go on? [y/N]"), "{out}");
+    assert!(out.contains("not confirmed: nothing was applied"), "{out}");
+    assert_eq!(accounts(&sb).await.len(), 0);
+    let (code, out) = at_terminal(&env, &["apply", "--as-of", AT], "y\n");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(accounts(&sb).await.len(), 3);
+    // Not on a terminal (cron, the daemon), or with --yes: no question.
+    let more: Vec<String> = population(6);
+    env.load("hr2.csv", &more, AT, &[]);
+    let (code, out) = at_terminal(&env, &["apply", "--as-of", AT, "--yes"], "");
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("Go on?"), "{out}");
+    assert_eq!(accounts(&sb).await.len(), 6);
+}
+
+#[test]
+fn exit_codes_are_documented_and_global_options_are_not_ignored() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tenure")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    for line in ["Exit codes:", "3    refused by the mass-deprovision guard", "5    another run holds the connection"] {
+        assert!(help.contains(line), "{help}");
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    assert!(readme.contains("| 6 | not confirmed at the prompt"), "the README has the same table");
+    let dir = common::tempdir("qs-db");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["--data-dir", dir.to_str().unwrap(), "--database-url", "postgres://nobody@127.0.0.1:1/x", "quickstart"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot use --database-url"));
+}
