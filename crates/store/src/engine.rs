@@ -107,6 +107,43 @@ fn journal(r: &AnyRow) -> Result<JournalEntry, sqlx::Error> {
     })
 }
 
+/// One run as kept: its summary is the engine's, as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: String,
+    pub connection: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub summary: Option<String>,
+}
+
+fn run_record(r: &AnyRow) -> Result<RunRecord, sqlx::Error> {
+    Ok(RunRecord {
+        id: r.try_get("id")?,
+        connection: r.try_get("connection")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        summary: r.try_get("summary")?,
+    })
+}
+
+fn audit_record(r: &AnyRow) -> Result<AuditRecord, sqlx::Error> {
+    Ok(AuditRecord {
+        seq: r.try_get("seq")?,
+        at: r.try_get("at")?,
+        entry: AuditEntry {
+            run_id: r.try_get("run_id")?,
+            connection: r.try_get("connection")?,
+            worker_id: r.try_get("worker_id")?,
+            action: r.try_get("action")?,
+            outcome: r.try_get("outcome")?,
+            detail: r.try_get("detail")?,
+        },
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
 /// The chained hash of one record.
 pub fn audit_hash(prev: &str, seq: i64, at: &str, e: &AuditEntry) -> String {
     let mut h = Sha256::new();
@@ -398,6 +435,65 @@ impl Store {
             })
             .collect::<Result<_, _>>()
             .map_err(Into::into)
+    }
+
+    /// Audit records of a run, or between two moments (RFC 3339 text, compared as stored: the
+    /// caller narrows to the exact instant), oldest first.
+    pub async fn audit_where(
+        &self,
+        since: Option<&str>,
+        until: Option<&str>,
+        run: Option<&str>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut conds = vec![];
+        let mut binds: Vec<&str> = vec![];
+        for (col, op, v) in [("at", ">=", since), ("at", "<=", until), ("run_id", "=", run)] {
+            if let Some(v) = v {
+                binds.push(v);
+                conds.push(format!("{col} {op} ${}", binds.len()));
+            }
+        }
+        let cond = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
+        let sql = format!(
+            "SELECT seq, at, run_id, connection, worker_id, action, outcome, detail, prev_hash, hash FROM audit{cond} \
+             ORDER BY seq"
+        );
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        q.fetch_all(&self.pool).await?.iter().map(audit_record).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// Runs, newest first: (id, connection, started, finished, summary JSON).
+    pub async fn runs(&self, connection: Option<&str>, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = match connection {
+            Some(c) => {
+                sqlx::query(
+                    "SELECT id, connection, started_at, finished_at, summary FROM runs WHERE connection = $1 \
+                     ORDER BY started_at DESC LIMIT $2",
+                )
+                .bind(c)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => sqlx::query(
+                "SELECT id, connection, started_at, finished_at, summary FROM runs ORDER BY started_at DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+        };
+        rows.iter().map(run_record).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    pub async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let r = sqlx::query("SELECT id, connection, started_at, finished_at, summary FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.as_ref().map(run_record).transpose().map_err(Into::into)
     }
 
     /// Checks the whole chain; the first broken record, if any, and why.

@@ -8,7 +8,7 @@ pub mod lease;
 pub mod review;
 pub mod secrets;
 
-pub use engine::{AuditEntry, AuditRecord, JournalEntry, Link, Outcomes};
+pub use engine::{AuditEntry, AuditRecord, JournalEntry, Link, Outcomes, RunRecord};
 pub use hr::{EventQuery, EventRecord, LoadRecord, LoadWrite, SnapshotRow};
 pub use lease::{Acquired, Claimant, Holder, Lease};
 

@@ -224,6 +224,20 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
                     store.set_setting(&schema_key(conn), &doc.to_string()).await.map_err(|e| e.to_string())?;
                 }
                 let v = store.save_config(&rules.config.to_toml()).await.map_err(|e| e.to_string())?;
+                let by = crate::decisions::actor(None);
+                crate::decisions::record(
+                    &store,
+                    &[crate::decisions::Decision {
+                        action: "config_import",
+                        connection: "",
+                        worker: "",
+                        run_id: "",
+                        actor: &by,
+                        note: None,
+                        detail: serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules)}),
+                    }],
+                )
+                .await?;
                 Ok::<_, String>(Ok((rules, v)))
             }
             .await;

@@ -164,6 +164,14 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
                 rate_limit_per_second: rate_limit,
             };
             let rec = store.add_connection(&new, &token, key).await.map_err(|e| e.to_string())?;
+            decided(
+                store,
+                "connection_add",
+                &rec.name,
+                serde_json::json!({"url": rec.base_url, "dialect": rec.dialect,
+                "token": format!("****{}", rec.token_hint)}),
+            )
+            .await?;
             outln!("added {:?}: {} ({}), token ****{}", rec.name, rec.base_url, rec.dialect, rec.token_hint);
             if let Some(r) = rec.rate_limit_per_second {
                 outln!("rate limit: {r} requests per second");
@@ -223,6 +231,8 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
                 .await
                 .map_err(|e| format!("the new token was not saved: {e}"))?;
             let rec = store.replace_token(&name, &token, key).await.map_err(|e| e.to_string())?;
+            decided(store, "token_rotate", &rec.name, serde_json::json!({"token": format!("****{}", rec.token_hint)}))
+                .await?;
             outln!("token of {:?} replaced: now ****{}", rec.name, rec.token_hint);
             let again = key.open(&rec.token, &rec.id)?;
             for l in test_target(&target, &again, pol, c.rate_limit_per_second).await? {
@@ -232,6 +242,7 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
         }
         ConnectionCommand::Remove { name } => {
             if store.remove_connection(&name).await.map_err(|e| e.to_string())? {
+                decided(store, "connection_remove", &name, serde_json::json!({})).await?;
                 outln!("removed {name:?}");
                 Ok(())
             } else {
@@ -239,4 +250,19 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             }
         }
     }
+}
+
+/// A change to a connection, in the audit chain with who made it (never the token itself).
+async fn decided(
+    store: &store::Store,
+    action: &str,
+    connection: &str,
+    detail: serde_json::Value,
+) -> Result<(), String> {
+    let by = crate::decisions::actor(None);
+    crate::decisions::record(
+        store,
+        &[crate::decisions::Decision { action, connection, worker: "", run_id: "", actor: &by, note: None, detail }],
+    )
+    .await
 }

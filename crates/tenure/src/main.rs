@@ -11,9 +11,11 @@ macro_rules! outln {
     };
 }
 
+mod audit_cmd;
 mod config_cmd;
 mod connection;
 mod daemon;
+mod decisions;
 mod hr_cmd;
 mod intake;
 mod notify;
@@ -161,9 +163,23 @@ enum Command {
     /// a test notice through one.
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
-    /// The audit log: verify its hash chain, or one worker's timeline.
+    /// The audit log: verify its hash chain, one worker's timeline, or an export.
     #[command(subcommand)]
-    Audit(sync::AuditCommand),
+    Audit(audit_cmd::AuditCommand),
+    /// Runs with their counts (Total, Skipped, No change, Processed, Failed); `runs show ID`.
+    Runs {
+        #[command(subcommand)]
+        cmd: Option<audit_cmd::RunsCommand>,
+        /// Only this connection's runs.
+        #[arg(long)]
+        connection: Option<String>,
+        /// The newest this many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// The whole loop on this machine: sandbox, connection, example HR data and rules, plan,
     /// apply, and the accounts that result. Run again: no change.
     Quickstart {
@@ -421,7 +437,10 @@ fn main() -> ExitCode {
                 rehearse_from,
             )))
         }
-        Command::Audit(cmd) => return coded(rt.block_on(sync::audit_cmd(&dir, database_url.as_deref(), cmd))),
+        Command::Audit(cmd) => return coded(rt.block_on(audit_cmd::audit_cmd(&dir, database_url.as_deref(), cmd))),
+        Command::Runs { cmd, connection, limit, json } => {
+            return coded(rt.block_on(audit_cmd::runs_cmd(&dir, database_url.as_deref(), cmd, connection, limit, json)))
+        }
         Command::Reviews { connection, all, json } => {
             return coded(rt.block_on(review_cmd::list(&dir, database_url.as_deref(), connection, all, json)))
         }
@@ -494,6 +513,7 @@ fn main() -> ExitCode {
             | Command::Plan { .. }
             | Command::Apply { .. }
             | Command::Audit(_)
+            | Command::Runs { .. }
             | Command::Reviews { .. }
             | Command::Approve(_)
             | Command::Reject(_)

@@ -41,10 +41,6 @@ pub enum DeadLetterCommand {
     },
 }
 
-fn reviewer(by: Option<String>) -> String {
-    by.or_else(|| std::env::var("USER").ok()).filter(|b| !b.trim().is_empty()).unwrap_or_else(|| "unknown".into())
-}
-
 /// One line per action of a review: what would be done.
 fn describe(actions: &str) -> Vec<String> {
     let v: Value = serde_json::from_str(actions).unwrap_or_default();
@@ -126,10 +122,32 @@ pub async fn decide(data_dir: &Path, database_url: Option<&str>, d: Decide, appr
         return Err("name the reviews to decide (see `tenure reviews`), or --all".into());
     }
     let store = config_cmd::open(data_dir, database_url).await?;
-    let by = reviewer(d.by);
-    let r = store.decide_reviews(&d.ids, d.connection.as_deref(), approve, &by, d.note.as_deref()).await;
+    let by = crate::decisions::actor(d.by.as_deref());
+    let r = async {
+        let decided = store
+            .decide_reviews(&d.ids, d.connection.as_deref(), approve, &by, d.note.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        // Each decision joins the audit chain: who, their note, the review and what it released.
+        let records: Vec<crate::decisions::Decision> = decided
+            .iter()
+            .map(|r| crate::decisions::Decision {
+                action: if approve { "approve" } else { "reject" },
+                connection: &r.connection,
+                worker: &r.worker_id,
+                run_id: "",
+                actor: &by,
+                note: d.note.as_deref(),
+                detail: serde_json::json!({"review": r.id, "stage": r.stage,
+                    "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()}),
+            })
+            .collect();
+        crate::decisions::record(&store, &records).await?;
+        Ok::<_, String>(decided)
+    }
+    .await;
     store.close().await;
-    let decided = r.map_err(|e| e.to_string())?;
+    let decided = r?;
     let verb = if approve { "approved" } else { "rejected" };
     for r in &decided {
         outln!("#{} {verb}: worker {} ({}) on {:?}", r.id, r.worker_id, r.stage, r.connection);
@@ -188,7 +206,24 @@ async fn run_dead_letters(store: &store::Store, cmd: DeadLetterCommand) -> Resul
             if workers.is_empty() && !all {
                 return Err("name the workers to retry, or --all".into());
             }
+            let before = store.dead_letters(connection.as_deref()).await.map_err(|e| e.to_string())?;
             let n = store.retry_dead_letters(connection.as_deref(), &workers).await.map_err(|e| e.to_string())?;
+            let by = crate::decisions::actor(None);
+            let released: Vec<crate::decisions::Decision> = before
+                .iter()
+                .filter(|d| d.state == "dead" && (all || workers.contains(&d.worker_id)))
+                .map(|d| crate::decisions::Decision {
+                    action: "dead_letter_retry",
+                    connection: &d.connection,
+                    worker: &d.worker_id,
+                    run_id: "",
+                    actor: &by,
+                    note: None,
+                    detail: serde_json::json!({"attempts": d.attempts, "last_error": d.last_error,
+                        "actions": serde_json::from_str::<Value>(&d.actions).unwrap_or_default()}),
+                })
+                .collect();
+            crate::decisions::record(store, &released).await?;
             outln!("{n} dead letter(s) will be tried again on the next run");
             Ok(0)
         }

@@ -1,7 +1,6 @@
 //! `tenure plan`, `tenure apply` and `tenure audit`: the engine on the command line.
 
 use crate::{config_cmd, run_lock};
-use clap::Subcommand;
 use engine::{Actual, Kind, Plan};
 use jiff::Timestamp;
 use rules::Rules;
@@ -10,18 +9,6 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use store::{EventQuery, MasterKey, Store};
-
-#[derive(Subcommand)]
-pub enum AuditCommand {
-    /// Check the hash chain: any record changed, removed or reordered is found.
-    Verify,
-    /// One worker's timeline: every action, when, why and how it ended.
-    Worker {
-        id: String,
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 /// A client for a stored connection, built as `tenure connection test` builds it.
 pub async fn client_for(store: &Store, key: &MasterKey, name: &str) -> Result<ScimClient, String> {
@@ -438,6 +425,7 @@ async fn apply_locked(
     }
     let conn = &p.rules.connections[p.index];
     let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
+    let mut guard_confirmed = None;
     if let Some(why) = p.plan.guard(&conn.guard) {
         if confirm != Some(deactivations) {
             output.note(&format!(
@@ -450,6 +438,7 @@ async fn apply_locked(
             return Ok(3);
         }
         output.note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
+        guard_confirmed = Some(why);
     }
     let creates = p.plan.count(Kind::Create);
     if creates > conn.confirm_creates_over && !opts.yes && output != Output::Json && std::io::stdin().is_terminal() {
@@ -469,6 +458,29 @@ async fn apply_locked(
     }
     let run_id = uuid::Uuid::new_v4().to_string();
     store.start_run(&run_id, &conn.name).await.map_err(|e| e.to_string())?;
+    if let Some(why) = &guard_confirmed {
+        let by = crate::decisions::actor(None);
+        let leaving: Vec<&str> = p
+            .plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a.kind, Kind::Deactivate | Kind::Delete))
+            .map(|a| a.worker.as_str())
+            .collect();
+        crate::decisions::record(
+            store,
+            &[crate::decisions::Decision {
+                action: "guard_confirm",
+                connection: &conn.name,
+                worker: "",
+                run_id: &run_id,
+                actor: &by,
+                note: None,
+                detail: serde_json::json!({"why": why, "confirmed": deactivations, "workers": leaving}),
+            }],
+        )
+        .await?;
+    }
     let teams: HashMap<String, String> = p
         .actual
         .groups
@@ -636,50 +648,4 @@ async fn apply_locked(
 /// daemon frees it while it sleeps).
 fn release<T: Send + 'static>(big: T) {
     std::thread::spawn(move || drop(big));
-}
-
-pub async fn audit_cmd(data_dir: &Path, database_url: Option<&str>, cmd: AuditCommand) -> Result<u8, String> {
-    let store = config_cmd::open(data_dir, database_url).await?;
-    let r = match cmd {
-        AuditCommand::Verify => match store.verify_audit().await.map_err(|e| e.to_string())? {
-            (n, None) => {
-                outln!("audit: {n} records, chain intact");
-                Ok(0)
-            }
-            (n, Some((seq, why))) => {
-                outln!("audit: {n} records, TAMPERED at record {seq}: {why}");
-                Ok(1)
-            }
-        },
-        AuditCommand::Worker { id, json } => {
-            let records = store.audit(Some(&id)).await.map_err(|e| e.to_string())?;
-            if json {
-                let v: Vec<_> = records
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({"seq": r.seq, "at": r.at, "run": r.entry.run_id, "connection": r.entry.connection,
-                            "action": r.entry.action, "outcome": r.entry.outcome,
-                            "detail": serde_json::from_str::<serde_json::Value>(&r.entry.detail).unwrap_or_default()})
-                    })
-                    .collect();
-                outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
-            } else {
-                for r in &records {
-                    let d: serde_json::Value = serde_json::from_str(&r.entry.detail).unwrap_or_default();
-                    outln!(
-                        "{}  {:<12} {:<30} {}  ({})",
-                        r.at,
-                        r.entry.action,
-                        r.entry.outcome,
-                        d["reason"].as_str().unwrap_or_default(),
-                        r.entry.connection
-                    );
-                }
-                outln!("records: {}", records.len());
-            }
-            Ok(0)
-        }
-    };
-    store.close().await;
-    r
 }

@@ -170,3 +170,66 @@ fn exit_codes_are_documented_and_global_options_are_not_ignored() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot use --database-url"));
 }
+
+#[tokio::test]
+async fn decisions_runs_and_exports_are_part_of_the_record() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect_with(&sb, "decisions", "", "supervised = [\"hire\"]");
+    // An employee id that a spreadsheet would run as a formula.
+    let ann = row("1", "Ann", "Lee", "Engineer", "Sales", "employee", "active", ",2020-01-01", ",,,");
+    let odd = row("=7+1", "Odd", "Id", "Staff", "Sales", "employee", "active", ",2020-01-01", ",,,");
+    env.load("hr.csv", &[ann, odd], AT, &[]);
+    let out = env.ok(&["apply", "--as-of", AT]);
+    assert!(out.contains("wait for a reviewer"), "{out}");
+    let out = env.ok(&["approve", "--all", "--by", "it-lead", "--note", "checked with HR"]);
+    assert!(out.contains("approved by it-lead"), "{out}");
+    let timeline = json(&stdout_of(&env, &["audit", "worker", "1", "--json"]).1);
+    let approval = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "decision" && e["action"] == "approve")
+        .unwrap_or_else(|| panic!("the approval is in the worker's record: {timeline}"));
+    assert_eq!(approval["detail"]["actor"], "it-lead");
+    assert_eq!(approval["detail"]["note"], "checked with HR");
+    assert!(approval["detail"]["review"].as_i64().is_some(), "{approval}");
+    assert_eq!(approval["detail"]["actions"][0]["kind"], "create", "what it released: {approval}");
+    assert!(timeline.as_array().unwrap().iter().any(|e| e["type"] == "hr_event" && e["kind"] == "hire"), "{timeline}");
+    let out = env.ok(&["apply", "--as-of", AT]);
+    assert!(out.contains("create 2"), "{out}");
+    let text = env.ok(&["audit", "worker", "1"]);
+    assert!(
+        text.lines().any(|l| l.contains("approve") && l.contains("decided by it-lead") && l.contains("review #")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.contains("create") && l.contains("created")), "{text}");
+    assert!(text.contains("hr hire"), "{text}");
+    assert!(env.ok(&["audit", "verify"]).contains("chain intact"), "decisions are in the same chain");
+    // Runs with their counts; one run's actions.
+    let runs = json(&stdout_of(&env, &["runs", "--json"]).1);
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
+    let last = &runs[0];
+    assert_eq!(last["summary"]["processed"], 4, "{last}");
+    let text = env.ok(&["runs"]);
+    assert!(text.contains("Total 4, Skipped 0, No change 0, Processed 4, Failed 0"), "{text}");
+    let id = last["id"].as_str().unwrap();
+    let shown = env.ok(&["runs", "show", id]);
+    assert!(shown.contains("worker 1 (ann.lee@acme.example) create: created"), "{shown}");
+    // Exports: CSV cells never start a formula; NDJSON one record a line.
+    let (code, csv) = stdout_of(&env, &["audit", "export", "--run", id, "--format", "csv"]);
+    assert_eq!(code, 0);
+    assert!(csv.starts_with("seq,at,run,connection,worker,action,outcome,reason,detail,hash\n"), "{csv}");
+    assert!(csv.contains(",'=7+1,create,"), "the formula-like id is neutralised: {csv}");
+    assert!(!csv.contains(",=7+1,"), "{csv}");
+    let (_, nd) = stdout_of(&env, &["audit", "export", "--format", "ndjson"]);
+    let all: Vec<serde_json::Value> = nd.lines().map(json).collect();
+    for what in ["connection_add", "config_import", "approve", "create"] {
+        assert!(all.iter().any(|r| r["action"] == what), "{what} is exported");
+    }
+    let import = all.iter().find(|r| r["action"] == "config_import").unwrap();
+    let actor = import["detail"]["actor"].as_str().unwrap();
+    assert!(!actor.is_empty() && actor != "unknown", "the OS user by default: {import}");
+    // A window that ends before everything: nothing.
+    let (_, none) = stdout_of(&env, &["audit", "export", "--until", "2000-01-01T00:00:00Z", "--format", "ndjson"]);
+    assert!(none.trim().is_empty(), "{none}");
+}

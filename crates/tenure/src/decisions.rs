@@ -1,0 +1,71 @@
+//! Decisions people make about provisioning (approvals, rejections, dead-letter retries, guard
+//! confirmations, configuration imports, connection changes), recorded in the audit's hash
+//! chain beside the actions, with who made them and their note.
+
+use serde_json::{json, Value};
+use store::{AuditEntry, Outcomes, Store};
+
+/// Who is deciding: `--by`, else `TENURE_ACTOR`, else the operating-system user.
+pub fn actor(by: Option<&str>) -> String {
+    let given = by.map(str::to_string).or_else(|| std::env::var("TENURE_ACTOR").ok());
+    given
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .or_else(os_user)
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The name of this process's user from /etc/passwd (cron and services often have no USER).
+fn os_user() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+    })
+}
+
+/// One decision: `action` (approve, reject, dead_letter_retry, guard_confirm, config_import,
+/// connection_add, token_rotate, connection_remove), on a worker when it concerns one.
+pub struct Decision<'a> {
+    pub action: &'a str,
+    pub connection: &'a str,
+    pub worker: &'a str,
+    pub run_id: &'a str,
+    pub actor: &'a str,
+    pub note: Option<&'a str>,
+    /// What it concerned (the review and the actions it released, the version imported, ...).
+    pub detail: Value,
+}
+
+fn entry(d: &Decision<'_>) -> AuditEntry {
+    let mut detail = json!({"actor": d.actor, "decision": true});
+    if let Some(n) = d.note {
+        detail["note"] = json!(n);
+    }
+    if let Value::Object(extra) = &d.detail {
+        for (k, v) in extra {
+            detail[k] = v.clone();
+        }
+    }
+    AuditEntry {
+        run_id: d.run_id.into(),
+        connection: d.connection.into(),
+        worker_id: d.worker.into(),
+        action: d.action.into(),
+        outcome: format!("decided by {}", d.actor),
+        detail: detail.to_string(),
+    }
+}
+
+/// Records decisions in the audit chain, all in one transaction.
+pub async fn record(store: &Store, decisions: &[Decision<'_>]) -> Result<(), String> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let out = Outcomes { audit: decisions.iter().map(entry).collect(), ..Outcomes::default() };
+    store.record_outcomes(&out).await.map_err(|e| format!("cannot record the decision in the audit: {e}"))
+}
