@@ -780,7 +780,7 @@ async fn service_provider_config(State(app): State<Shared>, headers: HeaderMap) 
         StatusCode::OK,
         &json!({
             "schemas": [schema::SERVICE_PROVIDER_CONFIG],
-            "documentationUri": "https://github.com/tenure/tenure#sandbox",
+            "documentationUri": if app.limits.sandbox_marker { crate::SANDBOX_MARKER } else { "https://example.com/scim" },
             "patch": {"supported": true},
             "bulk": {"supported": true, "maxOperations": app.limits.max_bulk_operations, "maxPayloadSize": app.limits.max_body_bytes},
             "filter": {"supported": true, "maxResults": app.limits.max_results},

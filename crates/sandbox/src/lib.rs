@@ -31,7 +31,13 @@ pub struct Limits {
     pub max_bulk_operations: usize,
     /// Operations one PATCH may carry: a PATCH holds the writer while it applies.
     pub max_patch_operations: usize,
+    /// The ServiceProviderConfig says this is tenure's sandbox (`SANDBOX_MARKER`): tenure
+    /// rehearses (`apply --as-of`, `run --rehearse-from`) only against a target that does.
+    pub sandbox_marker: bool,
 }
+
+/// The `documentationUri` by which tenure knows its own sandbox.
+pub const SANDBOX_MARKER: &str = "https://github.com/tenure/tenure#sandbox";
 
 impl Default for Limits {
     fn default() -> Self {
@@ -43,6 +49,7 @@ impl Default for Limits {
             max_filter_bytes: scim::filter::DEFAULT_MAX_BYTES,
             max_bulk_operations: 1000,
             max_patch_operations: 1000,
+            sandbox_marker: true,
         }
     }
 }

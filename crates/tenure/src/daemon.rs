@@ -33,6 +33,7 @@ pub async fn run(
     interval: Duration,
     listen_hr: Option<SocketAddr>,
     rehearse_from: Option<jiff::Timestamp>,
+    confirm_production: Vec<String>,
 ) -> Result<u8, String> {
     // A rehearsal runs the daemon's clock from another moment, in real time from there.
     let offset = rehearse_from.map(|t| t.duration_since(jiff::Timestamp::now())).unwrap_or_default();
@@ -91,6 +92,7 @@ pub async fn run(
                 as_of,
                 output: sync::Output::Quiet,
                 yes: true,
+                confirm_production: confirm_production.contains(&c.name).then(|| c.name.clone()),
                 wait: Some(&mut stop),
                 ..sync::ApplyOptions::new(Some(c.name.clone()))
             };

@@ -128,6 +128,10 @@ enum Command {
         /// Do not ask before more creates than the connection's confirm_creates_over (50).
         #[arg(long)]
         yes: bool,
+        /// With --as-of against a connection that is not the sandbox: the connection's name,
+        /// to say in so many words that this rehearsal acts on a real target.
+        #[arg(long, value_name = "CONNECTION")]
+        confirm_production: Option<String>,
     },
     /// The daemon: reconcile on a schedule, at once after a pushed HR change, and when a
     /// future-dated event takes effect; SIGTERM finishes the run in progress, then stops.
@@ -142,6 +146,10 @@ enum Command {
         /// sandbox to see future-dated events fire at their moment.
         #[arg(long)]
         rehearse_from: Option<jiff::Timestamp>,
+        /// A rehearsal on a connection that is not the sandbox: name it (repeatable) to say in
+        /// so many words that the rehearsal acts on that real target.
+        #[arg(long = "confirm-production", value_name = "CONNECTION")]
+        confirm_production: Vec<String>,
     },
     /// Supervised mode: the workers' actions waiting for a reviewer (--all: every decision too).
     Reviews {
@@ -262,6 +270,10 @@ struct SandboxArgs {
     /// Most operations one PATCH may carry (tooMany past it).
     #[arg(long, default_value_t = 1000)]
     max_patch_operations: usize,
+    /// Answer as a production service would: no sandbox marker in /ServiceProviderConfig, so
+    /// tenure refuses to rehearse against it (to try that refusal).
+    #[arg(long)]
+    as_production: bool,
 }
 
 fn share(s: &str) -> Result<f64, String> {
@@ -407,7 +419,7 @@ fn main() -> ExitCode {
                 workers,
             )))
         }
-        Command::Apply { connection, confirm_deprovision, as_of, workers, quiet, json, yes } => {
+        Command::Apply { connection, confirm_deprovision, as_of, workers, quiet, json, yes, confirm_production } => {
             return coded(rt.block_on(async {
                 let (store, key) = sync::open_with_key(&dir, database_url.as_deref()).await?;
                 let output = match (quiet, json) {
@@ -421,6 +433,7 @@ fn main() -> ExitCode {
                     output,
                     workers,
                     yes,
+                    confirm_production,
                     ..sync::ApplyOptions::new(connection)
                 };
                 let r = sync::apply_cmd(&store, &key, opts).await;
@@ -428,13 +441,14 @@ fn main() -> ExitCode {
                 r
             }))
         }
-        Command::Run { interval, listen_hr, rehearse_from } => {
+        Command::Run { interval, listen_hr, rehearse_from, confirm_production } => {
             return coded(rt.block_on(daemon::run(
                 &dir,
                 database_url.as_deref(),
                 std::time::Duration::from_secs(interval.max(1)),
                 listen_hr,
                 rehearse_from,
+                confirm_production,
             )))
         }
         Command::Audit(cmd) => return coded(rt.block_on(audit_cmd::audit_cmd(&dir, database_url.as_deref(), cmd))),
@@ -502,6 +516,7 @@ fn main() -> ExitCode {
                         max_filter_terms: a.max_filter_terms.max(1),
                         max_filter_bytes: a.max_filter_bytes.max(1),
                         max_patch_operations: a.max_patch_operations.max(1),
+                        sandbox_marker: !a.as_production,
                         ..Limits::default()
                     },
                 };

@@ -93,6 +93,14 @@ impl Output {
     }
 }
 
+/// Whether a target is tenure's own sandbox (its ServiceProviderConfig says so).
+pub async fn is_sandbox(client: &ScimClient) -> Result<bool, String> {
+    match client.service_provider_config().await {
+        Ok(spc) => Ok(spc.is_some_and(|s| s.documentation_uri.as_deref() == Some(sandbox::SANDBOX_MARKER))),
+        Err(e) => Err(format!("cannot tell whether {} is tenure's sandbox: {e}", client.base_url())),
+    }
+}
+
 /// The configured connection a command means: the one named, or the only one.
 pub fn pick(rules: &Rules, connection: Option<&str>) -> Result<usize, String> {
     match connection {
@@ -328,6 +336,8 @@ pub struct ApplyOptions<'a> {
     pub workers: Vec<String>,
     /// Do not ask before many creates.
     pub yes: bool,
+    /// A rehearsal (`as_of`) on a connection that is not the sandbox: its name, confirming.
+    pub confirm_production: Option<String>,
     /// The daemon: wait for the run lock until told to stop.
     pub wait: Option<&'a mut tokio::sync::watch::Receiver<bool>>,
 }
@@ -341,6 +351,7 @@ impl ApplyOptions<'_> {
             output: Output::Text,
             workers: vec![],
             yes: false,
+            confirm_production: None,
             wait: None,
         }
     }
@@ -384,6 +395,18 @@ async fn apply_locked(
 ) -> Result<u8, String> {
     let (confirm, output) = (opts.confirm, opts.output);
     let now = opts.as_of.unwrap_or_else(Timestamp::now);
+    if opts.as_of.is_some() && opts.confirm_production.as_deref() != Some(name) {
+        // A rehearsal acts at another moment than now: only on tenure's sandbox, unless the
+        // operator names the connection to say it is meant for a real target.
+        let client = client_for(store, key, name).await?;
+        if !is_sandbox(&client).await? {
+            return Err(format!(
+                "{name:?} ({}) is not tenure's sandbox: a rehearsal (--as-of, --rehearse-from) acts only on the \
+                 sandbox; to act on this real target at another moment, add --confirm-production {name:?}",
+                client.base_url()
+            ));
+        }
+    }
     let mut p = prepare(store, key, Some(name), now, true, &opts.workers).await?;
     if p.recovered > 0 {
         output.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
@@ -564,7 +587,11 @@ async fn apply_locked(
     let mut except: Vec<String> = summary.failures.keys().chain(&p.held.waiting).chain(&p.held.dead).cloned().collect();
     except.sort();
     except.dedup();
-    if !opts.workers.is_empty() {
+    if opts.as_of.is_some() {
+        // A rehearsal's moment is not now: the real events stay pending for the real runs
+        // (and the daemon still wakes at their moments).
+        tracing::debug!("rehearsal: HR events are left pending");
+    } else if !opts.workers.is_empty() {
         // A run for chosen workers settles their events only; the others' wait for a full run.
         let done: Vec<String> = due
             .iter()

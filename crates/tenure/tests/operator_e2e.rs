@@ -94,7 +94,8 @@ async fn provision_on_demand_acts_for_the_named_workers_only() {
     let workers: std::collections::BTreeSet<&str> =
         plan["actions"].as_array().unwrap().iter().map(|a| a["worker"].as_str().unwrap()).collect();
     assert_eq!(workers.into_iter().collect::<Vec<_>>(), vec!["10002"], "{plan}");
-    let out = env.ok(&["apply", "--as-of", AT, "--worker", "10002", "--worker", "10004"]);
+    // Now, not a rehearsal: a rehearsal leaves every event pending.
+    let out = env.ok(&["apply", "--worker", "10002", "--worker", "10004"]);
     assert!(out.contains("failed 0") && out.contains("create 2"), "{out}");
     let acc = accounts(&sb).await;
     assert_eq!(acc.len(), 2, "{:?}", acc.keys());
@@ -103,11 +104,11 @@ async fn provision_on_demand_acts_for_the_named_workers_only() {
     let events = json(&stdout_of(&env, &["hr", "events", "--json", "--state", "pending"]).1);
     let pending: Vec<&str> = events.as_array().unwrap().iter().filter_map(|e| e["worker"].as_str()).collect();
     assert!(pending.contains(&"10001") && !pending.contains(&"10002"), "{events}");
-    let (code, out) = env.tenure(&["apply", "--as-of", AT, "--worker", "99999"]);
+    let (code, out) = env.tenure(&["apply", "--worker", "99999"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("worker 99999 is not in the HR snapshot"), "{out}");
     // The rest, later, as a full run.
-    assert!(env.ok(&["apply", "--as-of", AT]).contains("create 4"));
+    assert!(env.ok(&["apply"]).contains("create 4"));
 }
 
 /// Runs tenure under a pseudo-terminal (util-linux `script`), answering its prompt.
@@ -232,4 +233,43 @@ async fn decisions_runs_and_exports_are_part_of_the_record() {
     // A window that ends before everything: nothing.
     let (_, none) = stdout_of(&env, &["audit", "export", "--until", "2000-01-01T00:00:00Z", "--format", "ndjson"]);
     assert!(none.trim().is_empty(), "{none}");
+}
+
+#[tokio::test]
+async fn rehearsals_act_only_on_the_sandbox_and_leave_real_events_pending() {
+    // A target that answers as production does (no sandbox marker).
+    let prod = common::spawn(&["--as-production"]);
+    let env = Env::connect(&prod, "rehearse-prod", "");
+    env.load("hr.csv", &population(3), AT, &[]);
+    let (code, out) = env.tenure(&["apply", "--as-of", "2027-01-01T00:00:00Z"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is not tenure's sandbox") && out.contains("--confirm-production"), "{out}");
+    assert_eq!(accounts(&prod).await.len(), 0, "nothing done");
+    // The daemon's rehearsal is refused the same way, run after run, and acts on nothing.
+    let o = env
+        .command()
+        .args(["run", "--interval", "3600", "--rehearse-from", AT])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = o.id();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let out = o.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("is not tenure's sandbox"), "{text}");
+    assert_eq!(accounts(&prod).await.len(), 0);
+    // Said in so many words, it goes.
+    let out = env.ok(&["apply", "--as-of", AT, "--confirm-production", "Connection-Bearer Token-1"]);
+    assert!(out.contains("create 3"), "{out}");
+    // On the sandbox a rehearsal acts, and the real events stay pending.
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "rehearse-sb", "");
+    env.load("hr.csv", &population(3), AT, &[]);
+    assert!(env.ok(&["apply", "--as-of", AT]).contains("create 3"));
+    let events = json(&stdout_of(&env, &["hr", "events", "--json", "--state", "pending"]).1);
+    assert_eq!(events.as_array().unwrap().len(), 3, "the hires wait for a real run: {events}");
+    assert!(env.ok(&["apply"]).contains("processed 0"));
+    let events = json(&stdout_of(&env, &["hr", "events", "--json", "--state", "pending"]).1);
+    assert_eq!(events.as_array().unwrap().len(), 0, "a real run settles them: {events}");
 }

@@ -161,22 +161,37 @@ pub fn kinds(plan: &Value) -> HashMap<String, Vec<String>> {
     m
 }
 
+/// A GET answered 200, tried again through the sandbox's own fault knobs (errors, drops).
+async fn read(sb: &Sandbox, path: &str) -> Value {
+    for _ in 0..50 {
+        let r = sb.http.get(format!("{}{path}", sb.base)).bearer_auth(&sb.token).send().await;
+        if let Ok(r) = r {
+            if r.status().as_u16() == 200 {
+                if let Ok(v) = r.json::<Value>().await {
+                    return v;
+                }
+            }
+        }
+    }
+    panic!("GET {path} never answered 200");
+}
+
 /// Every account in the sandbox, hand-invited ones included, by userName.
 pub async fn accounts(sb: &Sandbox) -> HashMap<String, Value> {
     // Page by page: a page holds at most 1,000.
     let mut users: Vec<Value> = vec![];
     loop {
         let page =
-            sb.get(&format!("/Users?scim_provisioned_only=false&count=1000&startIndex={}", users.len() + 1)).await;
-        let got = page.body["Resources"].as_array().cloned().unwrap_or_default();
-        let total = page.body["totalResults"].as_u64().unwrap_or(0) as usize;
+            read(sb, &format!("/Users?scim_provisioned_only=false&count=1000&startIndex={}", users.len() + 1)).await;
+        let got = page["Resources"].as_array().cloned().unwrap_or_default();
+        let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
         let empty = got.is_empty();
         users.extend(got);
         if empty || users.len() >= total {
             break;
         }
     }
-    let groups = sb.get("/Groups?count=1000").await.body["Resources"].as_array().cloned().unwrap_or_default();
+    let groups = read(sb, "/Groups?count=1000").await["Resources"].as_array().cloned().unwrap_or_default();
     users
         .into_iter()
         .map(|mut u| {
