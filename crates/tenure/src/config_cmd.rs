@@ -15,7 +15,14 @@ pub enum ConfigCommand {
     /// Check a configuration file and list every problem; changes nothing.
     Check { file: PathBuf },
     /// Check and save a configuration file as the one in force (refused whole if broken).
-    Import { file: PathBuf },
+    Import {
+        /// The TOML file.
+        file: PathBuf,
+        /// Let a `url` in the file replace a stored connection's URL (the connection keeps it
+        /// otherwise: one source of truth, set by `tenure connection add`).
+        #[arg(long)]
+        confirm_url_change: bool,
+    },
     /// Print the configuration in force, in its canonical form.
     Export {
         #[arg(long)]
@@ -202,7 +209,7 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
                 }
             }
         }
-        ConfigCommand::Import { file } => {
+        ConfigCommand::Import { file, confirm_url_change } => {
             let (name, cfg) = match read_file(&file) {
                 Ok(c) => c,
                 Err(e) => {
@@ -218,7 +225,8 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
                     Ok(r) => r,
                     Err(e) => return Ok(Err(e)),
                 };
-                // Nothing is written until the whole file has compiled.
+                // Nothing is written until the whole file has compiled and its URLs agree.
+                check_urls(&store, &cfg, confirm_url_change).await?;
                 update_connections(&store, &cfg).await?;
                 for (conn, doc) in &fetched {
                     store.set_setting(&schema_key(conn), &doc.to_string()).await.map_err(|e| e.to_string())?;
@@ -284,6 +292,25 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
 
 /// Brings the stored connections' url, dialect and rate limit in line with the file (never
 /// tokens).
+/// A stored connection's URL is the connection's: a file that names another is refused with
+/// both URLs, unless the change is confirmed.
+async fn check_urls(store: &Store, cfg: &Config, confirmed: bool) -> Result<(), String> {
+    let stored = store.connections().await.map_err(|e| e.to_string())?;
+    for c in &cfg.connections {
+        let (Some(url), Some(s)) = (&c.url, stored.iter().find(|s| s.name == c.name)) else { continue };
+        let policy = scim_client::UrlPolicy { allow_insecure_http: s.insecure_http, allow_private: s.allow_private };
+        let normalised = scim_client::InstanceUrl::parse(url, policy).map(|u| u.to_string())?;
+        if normalised != s.base_url && !confirmed {
+            return Err(format!(
+                "connection {:?}: the file names {normalised}, the stored connection has {}; nothing was imported. \
+                 Drop `url` from the file to keep the stored one, or import with --confirm-url-change to move it",
+                c.name, s.base_url
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn update_connections(store: &Store, cfg: &Config) -> Result<(), String> {
     let stored = store.connections().await.map_err(|e| e.to_string())?;
     for c in &cfg.connections {
@@ -294,7 +321,12 @@ async fn update_connections(store: &Store, cfg: &Config) -> Result<(), String> {
                 c.name
             ),
             Some(s) => {
-                let url = c.url.clone().unwrap_or_else(|| s.base_url.clone());
+                let policy =
+                    scim_client::UrlPolicy { allow_insecure_http: s.insecure_http, allow_private: s.allow_private };
+                let url = match &c.url {
+                    Some(u) => scim_client::InstanceUrl::parse(u, policy)?.to_string(),
+                    None => s.base_url.clone(),
+                };
                 let rate = c.rate_limit.or(s.rate_limit_per_second);
                 if url != s.base_url || c.dialect != s.dialect || rate != s.rate_limit_per_second {
                     store

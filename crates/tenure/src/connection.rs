@@ -32,6 +32,10 @@ pub enum ConnectionCommand {
         /// Requests per second tenure may send to the target, shared by all its work.
         #[arg(long, value_parser = positive)]
         rate_limit: Option<f64>,
+        /// monday (monday.com's SCIM API) or generic (plain RFC 7643/7644); default: monday for
+        /// a monday.com URL, generic otherwise.
+        #[arg(long)]
+        dialect: Option<scim::Dialect>,
     },
     /// List connections (tokens masked).
     List {
@@ -93,18 +97,20 @@ fn policy(insecure_http: bool, allow_private: bool) -> UrlPolicy {
 /// Tests the target with a token; returns the lines of the report.
 async fn test_target(
     url: &InstanceUrl,
+    dialect: scim::Dialect,
     token: &Secret,
     pol: UrlPolicy,
     rate_limit: Option<f64>,
 ) -> Result<Vec<String>, String> {
     url.check_resolved(pol).await?;
-    let mut cfg = ClientConfig::new(url.as_str(), url.dialect());
+    let mut cfg = ClientConfig::new(url.as_str(), dialect);
     cfg.retry.max_attempts = 3;
     cfg.requests_per_second = rate_limit;
+    cfg.address_policy = pol;
     let client = ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| e.to_string())?;
     let caps = client.test_connection().await.map_err(|e| e.to_string())?;
     let yes = |b: bool| if b { "yes" } else { "no" };
-    let mut lines = vec![format!("connection works: {} ({} dialect)", url, url.dialect())];
+    let mut lines = vec![format!("connection works: {url} ({dialect} dialect)")];
     lines.push(format!(
         "supports (from {}): filter {}, PATCH {}, ETags {}, bulk {}, sort {}{}",
         caps.source,
@@ -139,9 +145,19 @@ pub async fn run(cmd: ConnectionCommand, data_dir: &Path, database_url: Option<&
 
 async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Result<(), String> {
     match cmd {
-        ConnectionCommand::Add { name, url, token_file, insecure_http, allow_private, skip_test, rate_limit } => {
+        ConnectionCommand::Add {
+            name,
+            url,
+            token_file,
+            insecure_http,
+            allow_private,
+            skip_test,
+            rate_limit,
+            dialect,
+        } => {
             let pol = policy(insecure_http, allow_private);
             let target = InstanceUrl::parse(&url, pol)?;
+            let dialect = dialect.unwrap_or(target.dialect());
             let name = match name {
                 Some(n) if !n.trim().is_empty() => n.trim().to_string(),
                 _ => store.next_connection_name().await.map_err(|e| e.to_string())?,
@@ -153,12 +169,12 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             let report = if skip_test {
                 vec!["not tested (--skip-test)".to_string()]
             } else {
-                test_target(&target, &token, pol, rate_limit).await?
+                test_target(&target, dialect, &token, pol, rate_limit).await?
             };
             let new = NewConnection {
                 name: name.clone(),
                 base_url: target.to_string(),
-                dialect: target.dialect().to_string(),
+                dialect: dialect.to_string(),
                 insecure_http,
                 allow_private,
                 rate_limit_per_second: rate_limit,
@@ -218,7 +234,7 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
         ConnectionCommand::Test { name } => {
             let (c, target, pol) = stored(store, &name).await?;
             let token = key.open(&c.token, &c.id)?;
-            for l in test_target(&target, &token, pol, c.rate_limit_per_second).await? {
+            for l in test_target(&target, stored_dialect(&c, &target), &token, pol, c.rate_limit_per_second).await? {
                 outln!("{l}");
             }
             Ok(())
@@ -227,7 +243,7 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             let (c, target, pol) = stored(store, &name).await?;
             let token = read_token(token_file.as_deref())?;
             // The new token must work before the old one is replaced.
-            test_target(&target, &token, pol, c.rate_limit_per_second)
+            test_target(&target, stored_dialect(&c, &target), &token, pol, c.rate_limit_per_second)
                 .await
                 .map_err(|e| format!("the new token was not saved: {e}"))?;
             let rec = store.replace_token(&name, &token, key).await.map_err(|e| e.to_string())?;
@@ -235,7 +251,7 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
                 .await?;
             outln!("token of {:?} replaced: now ****{}", rec.name, rec.token_hint);
             let again = key.open(&rec.token, &rec.id)?;
-            for l in test_target(&target, &again, pol, c.rate_limit_per_second).await? {
+            for l in test_target(&target, stored_dialect(&c, &target), &again, pol, c.rate_limit_per_second).await? {
                 outln!("{l}");
             }
             Ok(())
@@ -265,4 +281,10 @@ async fn decided(
         &[crate::decisions::Decision { action, connection, worker: "", run_id: "", actor: &by, note: None, detail }],
     )
     .await
+}
+
+/// The dialect a stored connection speaks: as saved (the configuration may set it), else as
+/// its URL suggests.
+fn stored_dialect(c: &store::ConnectionRecord, target: &InstanceUrl) -> scim::Dialect {
+    c.dialect.parse().unwrap_or(target.dialect())
 }

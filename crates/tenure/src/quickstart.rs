@@ -180,12 +180,16 @@ async fn run_in(
             teams_of.get(id).map(|t| t.join(", ")).unwrap_or_default()
         );
     }
+    outln!(
+        "\nThe quickstart's data folder: {d}\n  tenure --data-dir {d} plan      (and apply, audit, runs, reviews...)",
+        d = dir.display()
+    );
     if serve {
-        outln!("\nThe sandbox stays up; try:\n  curl -s -H 'Authorization: Bearer <token>' '{url}Users?count=5'");
-        outln!(
-            "(the token is sealed in the quickstart store; `tenure sandbox --db {}` serves the same data)",
-            dir.join("sandbox.db").display()
-        );
+        // This machine's own sandbox: its token is shown here, on the terminal only (as
+        // `tenure sandbox` shows its own), never written anywhere in plain text.
+        outln!("\nThe sandbox stays up at {url}; its bearer token: {}", token.expose());
+        outln!("  curl -s -H 'Authorization: Bearer {}' '{url}Users?count=5'", token.expose());
+        outln!("(`tenure sandbox --db {}` serves the same data later)", dir.join("sandbox.db").display());
         outln!("Stop it with Ctrl-C.");
         let _ = tokio::signal::ctrl_c().await;
     } else {

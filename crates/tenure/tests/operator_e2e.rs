@@ -273,3 +273,83 @@ async fn rehearsals_act_only_on_the_sandbox_and_leave_real_events_pending() {
     let events = json(&stdout_of(&env, &["hr", "events", "--json", "--state", "pending"]).1);
     assert_eq!(events.as_array().unwrap().len(), 0, "a real run settles them: {events}");
 }
+
+#[tokio::test]
+async fn a_connection_has_one_url_and_says_its_dialect() {
+    let sb = common::spawn(&[]);
+    let env = Env { dir: common::tempdir("conn-dialect"), database_url: None };
+    let token = env.dir.join("token");
+    std::fs::write(&token, &sb.token).unwrap();
+    let out = env.ok(&[
+        "connection",
+        "add",
+        "--name",
+        "Generic-1",
+        "--url",
+        &sb.base,
+        "--token-file",
+        token.to_str().unwrap(),
+        "--dialect",
+        "monday",
+    ]);
+    assert!(
+        out.contains("(monday dialect)") && out.contains("(monday)"),
+        "the stored dialect, not the URL's guess: {out}"
+    );
+    let test = env.ok(&["connection", "test", "Generic-1"]);
+    assert!(test.contains("(monday dialect)"), "{test}");
+    let list = json(&stdout_of(&env, &["connection", "list", "--json"]).1);
+    assert_eq!(list[0]["dialect"], "monday");
+    // A configuration file naming another URL for a stored connection is refused with both.
+    let rules = std::fs::read_to_string(RULES).unwrap().replace("Connection-Bearer Token-1", "Generic-1").replacen(
+        "dialect = \"monday\"\n",
+        "dialect = \"monday\"\nurl = \"http://127.0.0.1:9/scim/v2\"\n",
+        1,
+    );
+    let p = env.dir.join("rules.toml");
+    std::fs::write(&p, rules).unwrap();
+    let (code, out) = env.tenure(&["config", "import", p.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the file names http://127.0.0.1:9/scim/v2/") && out.contains(&sb.base), "{out}");
+    assert!(json(&stdout_of(&env, &["connection", "list", "--json"]).1)[0]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with(&sb.base));
+    let out = env.ok(&["config", "import", p.to_str().unwrap(), "--confirm-url-change"]);
+    assert!(out.contains("settings updated"), "{out}");
+    assert_eq!(json(&stdout_of(&env, &["connection", "list", "--json"]).1)[0]["url"], "http://127.0.0.1:9/scim/v2/");
+}
+
+#[tokio::test]
+async fn quickstart_serve_says_how_to_reach_its_sandbox() {
+    let dir = common::tempdir("qs-serve");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["--data-dir", dir.to_str().unwrap(), "quickstart", "--serve", "--listen", "127.0.0.1:0"])
+        .env("TENURE_LOG", "warn")
+        .env_remove("TENURE_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut curl, mut folder) = (None, None);
+    for l in lines.by_ref().map_while(Result::ok) {
+        if l.trim_start().starts_with("tenure --data-dir ") {
+            folder = Some(l.trim().to_string());
+        }
+        if l.trim_start().starts_with("curl -s -H 'Authorization: Bearer ") {
+            curl = Some(l.trim().to_string());
+            break;
+        }
+    }
+    let curl = curl.expect("a curl line");
+    let token = curl.split("Bearer ").nth(1).unwrap().split('\'').next().unwrap().to_string();
+    let url = curl.rsplit(' ').next().unwrap().trim_matches('\'').to_string();
+    let r = reqwest::Client::new().get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "the printed way works");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["totalResults"].as_u64().unwrap() > 0);
+    let folder = folder.expect("the data folder for later commands");
+    assert!(folder.contains(dir.join("quickstart").to_str().unwrap()), "{folder}");
+    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
