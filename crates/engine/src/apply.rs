@@ -822,7 +822,17 @@ fn refused(plan: &Plan, p: &Part, error: &str, summary: &mut Summary) {
 fn tally(plan: &Plan, summary: &mut Summary, p: &Part, refused: Option<&str>) {
     for (i, error) in &p.tally {
         let a = &plan.actions[*i];
-        match refused.or(error.as_deref()) {
+        let outcome = refused.or(error.as_deref());
+        tracing::info!(
+            target: "tenure::actions",
+            connection = %plan.connection,
+            worker = %a.worker,
+            action = a.kind.as_str(),
+            user_name = a.user_name.as_deref().unwrap_or_default(),
+            team = a.team.as_deref().unwrap_or_default(),
+            outcome = outcome.map_or("done".to_string(), |e| format!("failed: {e}")),
+        );
+        match outcome {
             None => {
                 summary.processed += 1;
                 *summary.by_kind.entry(a.kind.as_str().to_string()).or_default() += 1;

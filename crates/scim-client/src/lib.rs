@@ -318,7 +318,13 @@ impl ScimClient {
             let Some(wait) = self.cfg.retry.next_wait(attempt, started.elapsed(), err.retry_after()) else {
                 return Err(ClientError::RetriesExhausted { attempts: attempt + 1, last: Box::new(err) });
             };
-            tracing::debug!(%url, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+            // Said as it happens: an operator waiting on a silent target sees why.
+            tracing::warn!(
+                "no good answer from {url}: {err}; retry {} of {} in {:.1} s",
+                attempt + 1,
+                self.cfg.retry.max_attempts.saturating_sub(1),
+                wait.as_secs_f64()
+            );
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
             attempt += 1;

@@ -31,11 +31,25 @@ pub enum ConfigCommand {
 }
 
 pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Store, String> {
+    // A store error names the store it concerns (a URL without its password).
     match database_url {
-        Some(u) => Store::open(u).await,
-        None => Store::open_in(data_dir).await,
+        Some(u) => Store::open(u).await.map_err(|e| format!("the store at {}: {e}", without_password(u))),
+        None => {
+            let file = data_dir.join("tenure.db");
+            Store::open_in(data_dir).await.map_err(|e| format!("the store {}: {e}", file.display()))
+        }
     }
-    .map_err(|e| e.to_string())
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:****@host/db`.
+pub fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn read_file(file: &Path) -> Result<(String, Config), String> {

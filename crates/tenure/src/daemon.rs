@@ -35,6 +35,9 @@ pub async fn run(
     rehearse_from: Option<jiff::Timestamp>,
     confirm_production: Vec<String>,
 ) -> Result<u8, String> {
+    // A daemon outlives whoever reads its output, and each of its lines says when.
+    crate::output::keep_going_when_closed();
+    crate::output::stamp_lines();
     // A rehearsal runs the daemon's clock from another moment, in real time from there.
     let offset = rehearse_from.map(|t| t.duration_since(jiff::Timestamp::now())).unwrap_or_default();
     let clock = move || jiff::Timestamp::now() + offset;
@@ -42,7 +45,7 @@ pub async fn run(
         outln!("tenure run: rehearsal: the clock starts at {t}");
     }
     // A daemon outlives whoever reads its output.
-    crate::output::keep_going_when_closed();
+
     let store = config_cmd::open(data_dir, database_url).await?;
     let key = MasterKey::load(data_dir)?;
     let rules = config_cmd::current(&store).await?;

@@ -44,6 +44,12 @@ const EXIT_CODES: &str = "Exit codes:
   6    not confirmed at the prompt (apply before many creates; --yes skips it)
   141  standard output was closed (e.g. piped into head)";
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Parser)]
 #[command(name = "tenure", version, about = "Hire-to-retire account provisioning over SCIM 2.0", after_help = EXIT_CODES)]
 struct Cli {
@@ -53,6 +59,10 @@ struct Cli {
     /// PostgreSQL for a shared setup (postgres://...); default: tenure.db in the data folder.
     #[arg(long, global = true, env = "TENURE_DATABASE_URL")]
     database_url: Option<String>,
+    /// How log lines (stderr) are written: text, or json (one object a line, for collectors).
+    /// What is logged: TENURE_LOG (e.g. `tenure=debug`; default `info,sqlx=warn`).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -371,13 +381,22 @@ async fn run_sandbox(cfg: Config, banner: bool) -> Result<(), String> {
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    // One line per action for the daemon (tenure::actions); a command at a terminal prints
+    // its own summary instead.
+    let default = match cli.command {
+        Command::Run { .. } => "info,sqlx=warn",
+        _ => "info,sqlx=warn,tenure::actions=off",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| default.into());
+    let log = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Json => log.json().init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            log.with_ansi(output::colour(std::io::stderr().is_terminal())).init()
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

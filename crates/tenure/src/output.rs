@@ -6,6 +6,17 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static KEEP_GOING: AtomicBool = AtomicBool::new(false);
+static STAMPED: AtomicBool = AtomicBool::new(false);
+
+/// For the daemon: every line starts with the moment it was written.
+pub fn stamp_lines() {
+    STAMPED.store(true, Ordering::Relaxed);
+}
+
+/// Colour only on a terminal, and never when NO_COLOR is set (no-color.org).
+pub fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
 
 /// For the daemon and servers: a closed standard output is not a reason to stop.
 pub fn keep_going_when_closed() {
@@ -15,7 +26,12 @@ pub fn keep_going_when_closed() {
 /// One line to standard output (what `outln!` expands to).
 pub fn line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{args}") {
+    let written = if STAMPED.load(Ordering::Relaxed) {
+        writeln!(out, "{} {args}", jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    } else {
+        writeln!(out, "{args}")
+    };
+    if let Err(e) = written {
         closed(e);
     }
 }

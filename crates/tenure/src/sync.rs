@@ -207,7 +207,7 @@ const ORDER: [Kind; 10] = [
 /// The plan for a person: grouped by kind, coloured on a terminal.
 pub fn print_plan(plan: &Plan, verbose: bool) {
     use std::io::Write;
-    let color = std::io::stdout().is_terminal();
+    let color = crate::output::colour(std::io::stdout().is_terminal());
     let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
     // One buffer for the whole plan: stdout flushes every line, a system call per action.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -515,16 +515,20 @@ async fn apply_locked(
             )
         })
         .collect();
-    let tty = std::io::stderr().is_terminal() && output != Output::Json;
-    let progress = move |done: usize, total: usize| {
-        if tty && total > 0 {
-            let width = 30;
-            let filled = done * width / total;
-            eprint!("\r[{}{}] {done}/{total} workers", "#".repeat(filled), " ".repeat(width - filled));
-            if done == total {
-                eprintln!();
-            }
-            let _ = std::io::stderr().flush();
+    // Progress in workers, with rate and time left, on a terminal only.
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if !std::io::stderr().is_terminal() || output == Output::Json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} workers, {per_sec}, {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        if done == total {
+            bar.finish_and_clear();
         }
     };
     let t0 = std::time::Instant::now();

@@ -124,7 +124,7 @@ async fn pushed_changes_are_provisioned_at_once_and_sigterm_stops_cleanly() {
     let code = child.wait().unwrap();
     assert!(code.success(), "{code:?}");
     std::thread::sleep(Duration::from_millis(100));
-    assert!(lines.lock().unwrap().iter().any(|l| l == "tenure run: stopped"), "{:?}", lines.lock().unwrap());
+    assert!(lines.lock().unwrap().iter().any(|l| l.ends_with(" tenure run: stopped")), "{:?}", lines.lock().unwrap());
 }
 
 async fn active(sb: &common::Sandbox, name: &str) -> Option<bool> {

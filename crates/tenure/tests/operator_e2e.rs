@@ -353,3 +353,67 @@ async fn quickstart_serve_says_how_to_reach_its_sandbox() {
     let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn logs_an_operator_can_read() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "logs", "");
+    env.load("hr.csv", &population(2), AT, &[]);
+    // The daemon: stamped lines, one log line per action, no colour codes off a terminal.
+    let child = env
+        .command()
+        .args(["run", "--interval", "3600", "--rehearse-from", AT])
+        .env_remove("TENURE_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    for _ in 0..100 {
+        if accounts(&sb).await.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let stamped =
+        |l: &str| l.len() > 24 && l.as_bytes()[4] == b'-' && l.as_bytes()[10] == b'T' && l[..24].ends_with('Z');
+    assert!(out.lines().all(stamped), "every daemon line starts with its moment:\n{out}");
+    assert!(out.lines().any(|l| l.contains("run ") && l.contains("processed 4")), "{out}");
+    let per_action: Vec<&str> = err.lines().filter(|l| l.contains("tenure::actions")).collect();
+    assert_eq!(per_action.len(), 4, "one line per action:\n{err}");
+    assert!(
+        per_action.iter().any(|l| l.contains("worker=10000") && l.contains("action=\"create\"") && l.contains("done")),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "no ANSI codes off a terminal:\n{err}");
+    // A target that keeps failing: its retries are said as they happen, here as JSON lines.
+    let failing = common::spawn(&["--error-rate", "1.0"]);
+    let env = Env { dir: common::tempdir("logs-json"), database_url: None };
+    let token = env.dir.join("token");
+    std::fs::write(&token, &failing.token).unwrap();
+    let o = env
+        .command()
+        .args([
+            "--log-format",
+            "json",
+            "connection",
+            "add",
+            "--url",
+            &failing.base,
+            "--token-file",
+            token.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let logged: Vec<serde_json::Value> = err.lines().filter(|l| l.starts_with('{')).map(json).collect();
+    assert!(
+        logged.iter().any(|v| v["fields"]["message"].as_str().is_some_and(|m| m.contains("retry 1 of 2 in"))),
+        "{err}"
+    );
+}
