@@ -219,6 +219,16 @@ fn is_admin(u: &Value) -> bool {
         })
 }
 
+/// Why a worker without an account gets none, in the operator's words.
+fn no_account(life: Life, why_role: &str) -> String {
+    match life {
+        Life::Gone => format!("terminated ({why_role})"),
+        Life::OnLeave => format!("on leave ({why_role})"),
+        Life::NotYet => format!("not hired yet ({why_role})"),
+        Life::Active => why_role.to_string(),
+    }
+}
+
 struct Wanted<'a> {
     worker: &'a Worker,
     life: Life,
@@ -442,7 +452,7 @@ pub fn plan<'a>(
                 (Life::OnLeave, true) => {
                     out.actions.push(act(Kind::Skip, "on leave: the account is made on return".into()))
                 }
-                _ => out.actions.push(act(Kind::NoChange, format!("no account wanted ({why_role}, {:?})", w.life))),
+                _ => out.actions.push(act(Kind::NoChange, format!("no account: {}", no_account(w.life, &why_role)))),
             }
             continue;
         };

@@ -376,6 +376,21 @@ pub async fn preview(
         None => current(&store).await,
     };
     let snapshot = store.snapshot().await.map_err(|e| e.to_string());
+    // What the plan will do for the chosen workers, connection by connection: the same
+    // planner, against the target as it is (unique names claimed as apply claims them).
+    let mut planned: Vec<Result<engine::Plan, String>> = vec![];
+    if let (Ok(r), Ok(key)) = (&rules, store::MasterKey::load(data_dir)) {
+        let now = match today {
+            Some(d) => {
+                d.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).unwrap_or_else(|_| jiff::Timestamp::now())
+            }
+            None => jiff::Timestamp::now(),
+        };
+        for c in &r.connections {
+            let p = crate::sync::prepare_with(&store, &key, r.clone(), Some(&c.name), now, false, &[]).await;
+            planned.push(p.map(|p| p.plan));
+        }
+    }
     store.close().await;
     let rules = rules?;
     let mut all: Vec<hr::Worker> = snapshot?
@@ -422,17 +437,51 @@ pub async fn preview(
                 decisions[*i].attributes[*p].value = Ok(Value::Text(v));
             }
         }
+        let plan = planned.get(ci);
         for &i in &chosen {
-            out.push((all[i].clone(), decisions[i].clone()));
+            let mut d = decisions[i].clone();
+            let mine: Vec<engine::Action> = match plan {
+                Some(Ok(p)) => p.actions.iter().filter(|a| a.worker == all[i].id.as_str()).cloned().collect(),
+                _ => vec![],
+            };
+            // The unique values the plan claims (a create's body; an account keeps its own).
+            if let Some(body) = mine.iter().find(|a| a.kind == engine::Kind::Create).and_then(|a| a.body.as_ref()) {
+                for a in d.attributes.iter_mut().filter(|a| a.unique) {
+                    if let Some(v) = engine::paths::get(body, &a.target).as_str() {
+                        a.value = Ok(Value::Text(v.to_string()));
+                    }
+                }
+            }
+            let note = match plan {
+                Some(Err(e)) => Some(format!(
+                    "the target could not be read ({e}): unique values claimed within the HR snapshot only"
+                )),
+                None => Some(
+                    "no stored connection to plan against: unique values claimed within the HR snapshot only".into(),
+                ),
+                _ => None,
+            };
+            out.push((all[i].clone(), d, mine, note));
         }
     }
     if json {
-        let v: Vec<_> = out.iter().map(|(w, d)| serde_json::json!({"worker": w.id, "decision": d})).collect();
+        let v: Vec<_> = out
+            .iter()
+            .map(|(w, d, acts, note)| serde_json::json!({"worker": w.id, "decision": d, "plan": acts, "note": note}))
+            .collect();
         outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
         return Ok(0);
     }
-    for (w, d) in &out {
+    for (w, d, acts, note) in &out {
         outln!("worker {} ({} {}) on {:?}", w.id, w.first_name.as_str(), w.last_name.as_str(), d.connection);
+        if let Some(n) = note {
+            outln!("  note: {n}");
+        }
+        for a in acts {
+            let who = a.user_name.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+            let team = a.team.as_deref().map(|t| format!(" [team {t}]")).unwrap_or_default();
+            outln!("  plan: {}{who}{team}: {}", a.kind.as_str(), a.reason);
+        }
         match &d.role {
             Some(r) => outln!("  role: {r}"),
             None => outln!("  role: none matched"),

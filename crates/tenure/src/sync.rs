@@ -131,8 +131,22 @@ pub async fn prepare(
     recover: bool,
     only: &[String],
 ) -> Result<Prepared, String> {
-    let t0 = std::time::Instant::now();
     let rules = config_cmd::current(store).await?;
+    prepare_with(store, key, rules, connection, now, recover, only).await
+}
+
+/// As `prepare`, with rules that need not be the saved ones (`preview --config FILE`).
+#[allow(clippy::too_many_arguments)] // prepare's inputs and the rules to plan with
+pub async fn prepare_with(
+    store: &Store,
+    key: &MasterKey,
+    rules: Rules,
+    connection: Option<&str>,
+    now: Timestamp,
+    recover: bool,
+    only: &[String],
+) -> Result<Prepared, String> {
+    let t0 = std::time::Instant::now();
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "configuration compiled");
     let index = pick(&rules, connection)?;
     let name = rules.connections[index].name.clone();

@@ -417,3 +417,37 @@ async fn logs_an_operator_can_read() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn preview_says_what_the_plan_will_do() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "preview", "");
+    // Two Jean Martins: the earlier hire left years ago and never had an account here.
+    let old = row("1", "Jean", "Martin", "Staff", "Sales", "employee", "terminated", ",2010-01-01", "2015-01-01,,,");
+    let new = row("2", "Jean", "Martin", "Staff", "Sales", "employee", "active", ",2020-01-01", ",,,");
+    let leave =
+        row("3", "Lou", "Park", "Staff", "Sales", "employee", "leave", "fmla,2019-01-01", ",2026-01-01,2027-06-01,");
+    let future = row("4", "Mo", "Diaz", "Staff", "Sales", "employee", "active", ",2030-01-01", ",,,");
+    env.load("hr.csv", &[old, new, leave, future], AT, &[]);
+    let v = json(
+        &stdout_of(&env, &["preview", "--worker", "2", "--worker", "1", "--worker", "3", "--worker", "4", "--json"]).1,
+    );
+    let of = |id: &str| v.as_array().unwrap().iter().find(|e| e["worker"] == id).unwrap().clone();
+    let user_name = |e: &serde_json::Value| {
+        e["decision"]["attributes"].as_array().unwrap().iter().find(|a| a["target"] == "userName").unwrap()["value"]
+            ["value"]
+            .clone()
+    };
+    assert_eq!(user_name(&of("2")), "jean.martin@acme.example", "claimed as the plan claims it: {v}");
+    assert_eq!(of("2")["plan"][0]["kind"], "create");
+    let why = |id: &str| of(id)["plan"][0]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(why("1").contains("no account: terminated"), "{}", why("1"));
+    assert!(why("3").contains("on leave"), "{}", why("3"));
+    assert!(why("4").contains("not hired yet"), "{}", why("4"));
+    let text = env.ok(&["preview", "--worker", "1"]);
+    assert!(text.contains("plan: no_change: no account: terminated"), "{text}");
+    // And apply does what preview said.
+    let out = env.ok(&["apply"]);
+    assert!(out.contains("create 1"), "{out}");
+    assert!(accounts(&sb).await.contains_key("jean.martin@acme.example"));
+}
