@@ -13,7 +13,10 @@ use store::{MasterKey, Store};
 #[derive(Subcommand)]
 pub enum ConfigCommand {
     /// Check a configuration file and list every problem; changes nothing.
-    Check { file: PathBuf },
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
     /// Check and save a configuration file as the one in force (refused whole if broken).
     Import {
         /// The TOML file.
@@ -25,6 +28,7 @@ pub enum ConfigCommand {
     },
     /// Print the configuration in force, in its canonical form.
     Export {
+        /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
     },

@@ -44,15 +44,23 @@ pub enum ConnectionCommand {
         json: bool,
     },
     /// Prove a connection works and show what the target supports.
-    Test { name: String },
+    Test {
+        /// The connection's name.
+        name: String,
+    },
     /// Replace a connection's token in one step, after testing the new one.
     RotateToken {
+        /// The connection's name.
         name: String,
+        /// File holding the new token; without it the token is read from standard input.
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
     /// Remove a connection (its sealed token goes with it).
-    Remove { name: String },
+    Remove {
+        /// The connection's name.
+        name: String,
+    },
 }
 
 fn read_token(file: Option<&Path>) -> Result<Secret, String> {

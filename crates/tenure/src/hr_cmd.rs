@@ -75,6 +75,7 @@ pub enum HrCommand {
     /// `rows: N, accepted: A, quarantined: Q`. Exit code 0
     /// when every row is accepted, 2 when rows were quarantined, 1 when the file is rejected.
     Validate {
+        /// The HR export: CSV, or JSON / JSON Lines by its extension.
         file: PathBuf,
         /// The full report as JSON.
         #[arg(long)]
@@ -86,6 +87,7 @@ pub enum HrCommand {
     /// snapshot and record the lifecycle events (future ones wait for their moment). The last
     /// line is `rows: N, accepted: A, quarantined: Q, events: E`. Exit code as for validate.
     Load {
+        /// The HR export: CSV, or JSON / JSON Lines by its extension.
         file: PathBuf,
         /// full: the file is the whole population; delta: only changed workers.
         #[arg(long, value_enum, default_value_t = LoadKind::Full)]
@@ -93,6 +95,7 @@ pub enum HrCommand {
         /// Compare as of this moment (RFC 3339) instead of now, to replay an archived file.
         #[arg(long)]
         as_of: Option<Timestamp>,
+        /// One JSON document on stdout, nothing else.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -105,6 +108,7 @@ pub enum HrCommand {
         /// pending, done, superseded or reported.
         #[arg(long)]
         state: Option<String>,
+        /// Only this worker's events (employee id).
         #[arg(long)]
         worker: Option<String>,
         /// Only pending events whose moment has come.
@@ -113,16 +117,19 @@ pub enum HrCommand {
         /// The moment for --due and for "waits until" (RFC 3339); default now.
         #[arg(long)]
         as_of: Option<Timestamp>,
+        /// One JSON document on stdout, nothing else.
         #[arg(long)]
         json: bool,
     },
     /// List accepted loads with their checksums and archived copies.
     Loads {
+        /// One JSON document on stdout, nothing else.
         #[arg(long)]
         json: bool,
     },
     /// Set the secret that signs pushed changes: from a file, or a new one printed once.
     PushSecret {
+        /// Read the secret from this file instead of making a new one.
         #[arg(long)]
         secret_file: Option<PathBuf>,
     },
@@ -137,8 +144,10 @@ pub enum HrCommand {
     /// Write a realistic data set (accented names, namesakes, leaves, future hires and
     /// terminations); `--next-day` writes the following day's file too.
     Generate {
+        /// How many workers.
         #[arg(long, default_value_t = 100)]
         count: usize,
+        /// The random seed: the same seed gives the same file.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Where to write (default: standard output).

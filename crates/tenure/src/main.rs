@@ -94,13 +94,16 @@ enum Command {
         /// Evaluate as of this day (YYYY-MM-DD) instead of today.
         #[arg(long)]
         today: Option<jiff::civil::Date>,
+        /// One JSON document on stdout, nothing else.
         #[arg(long)]
         json: bool,
     },
     /// The plan for a connection: what apply would do, and why.
     Plan {
+        /// The connection (needed when several are configured).
         #[arg(long)]
         connection: Option<String>,
+        /// One JSON document on stdout, nothing else.
         #[arg(long)]
         json: bool,
         /// List the workers with nothing to do too.
@@ -117,6 +120,7 @@ enum Command {
     /// Exit code 3: refused by the mass-deprovision guard; 4: some actions failed; 5: another
     /// run holds the connection (it says which, since when).
     Apply {
+        /// The connection (needed when several are configured).
         #[arg(long)]
         connection: Option<String>,
         /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
@@ -163,10 +167,13 @@ enum Command {
     },
     /// Supervised mode: the workers' actions waiting for a reviewer (--all: every decision too).
     Reviews {
+        /// The connection (needed when several are configured).
         #[arg(long)]
         connection: Option<String>,
+        /// Decided reviews too, not only the pending ones.
         #[arg(long)]
         all: bool,
+        /// One JSON document on stdout, nothing else.
         #[arg(long)]
         json: bool,
     },
@@ -201,6 +208,7 @@ enum Command {
     /// The whole loop on this machine: sandbox, connection, example HR data and rules, plan,
     /// apply, and the accounts that result. Run again: no change.
     Quickstart {
+        /// Where the sandbox listens.
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
         /// The HR file to load (default: examples/hr/workers.csv).
@@ -566,5 +574,36 @@ fn main() -> ExitCode {
             eprintln!("tenure: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_option_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (the command itself)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&Cli::command(), "tenure", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
     }
 }

@@ -29,13 +29,16 @@ pub enum NotifyCommand {
     /// Set a notifier's secret: the webhook's signing key (generated and shown once when no
     /// file is given) or the SMTP password (from a file).
     Secret {
+        /// The notifier's name (as in the configuration's [[notify]]).
         name: String,
+        /// Read the secret from this file (an SMTP password); without it a webhook key is made and shown once.
         #[arg(long)]
         file: Option<PathBuf>,
     },
     /// Send one made-up notice through a notifier now, to check its address, secret and
     /// template before a run needs them. Exits 1 when it could not be delivered.
     Test {
+        /// The notifier's name (as in the configuration's [[notify]]).
         name: String,
         /// The event to pretend (hire, change, leave, rehire, failure, dead_letter, review);
         /// by default the first the notifier listens to.

@@ -12,9 +12,10 @@ pub struct Decide {
     /// Every pending review (of --connection when given).
     #[arg(long, conflicts_with = "ids")]
     pub all: bool,
+    /// Only this connection's reviews.
     #[arg(long)]
     pub connection: Option<String>,
-    /// Who decides (default: the login name).
+    /// Who decides (default: TENURE_ACTOR, else the login name).
     #[arg(long)]
     pub by: Option<String>,
     /// Why, kept with the decision.
@@ -26,16 +27,21 @@ pub struct Decide {
 pub enum DeadLetterCommand {
     /// The workers set aside, with their last error.
     List {
+        /// Only this connection.
         #[arg(long)]
         connection: Option<String>,
+        /// One JSON array on stdout.
         #[arg(long)]
         json: bool,
     },
     /// Try these workers again on the next run (every dead letter with --all).
     Retry {
+        /// Employee ids to try again.
         workers: Vec<String>,
+        /// Every dead letter.
         #[arg(long, conflicts_with = "workers")]
         all: bool,
+        /// Only this connection.
         #[arg(long)]
         connection: Option<String>,
     },

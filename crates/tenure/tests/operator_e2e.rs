@@ -451,3 +451,46 @@ async fn preview_says_what_the_plan_will_do() {
     assert!(out.contains("create 1"), "{out}");
     assert!(accounts(&sb).await.contains_key("jean.martin@acme.example"));
 }
+
+#[tokio::test]
+async fn the_guard_is_in_the_plan_and_its_confirmation_in_the_record() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "guard", "");
+    let all = population(5);
+    env.load("d0.csv", &all, AT, &[]);
+    assert!(env.ok(&["apply", "--as-of", AT]).contains("failed 0"));
+    let t1 = "2026-06-10T12:00:00Z";
+    let day1: Vec<String> = all
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i < 3 {
+                r.replace(",active,", ",terminated,").replace(",2020-01-01,", ",2020-01-01,2026-06-05")
+            } else {
+                r.clone()
+            }
+        })
+        .collect();
+    env.load("d1.csv", &day1, t1, &[]);
+    let (code, out) = stdout_of(&env, &["plan", "--json", "--as-of", t1]);
+    assert_eq!(code, 3, "plan exits with the guard's code");
+    let plan = json(&out);
+    assert_eq!(plan["guard"]["refused"], true);
+    assert_eq!(plan["guard"]["confirm_with"], 3);
+    let (code, out) = env.tenure(&["apply", "--as-of", t1]);
+    assert_eq!(code, 3, "{out}");
+    let out = env
+        .command()
+        .args(["apply", "--as-of", t1, "--confirm-deprovision", "3"])
+        .env("TENURE_ACTOR", "hr-ops")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let (_, nd) = stdout_of(&env, &["audit", "export", "--format", "ndjson"]);
+    let confirmed =
+        nd.lines().map(json).find(|r| r["action"] == "guard_confirm").expect("the confirmation is recorded");
+    assert_eq!(confirmed["detail"]["actor"], "hr-ops");
+    assert_eq!(confirmed["detail"]["confirmed"], 3);
+    assert_eq!(confirmed["detail"]["workers"].as_array().unwrap().len(), 3);
+    assert!(confirmed["run"].as_str().is_some_and(|r| !r.is_empty()), "linked to its run: {confirmed}");
+}
