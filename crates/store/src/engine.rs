@@ -416,25 +416,7 @@ impl Store {
             }
             None => sqlx::query(&format!("{sql} ORDER BY seq")).fetch_all(&self.pool).await?,
         };
-        rows.iter()
-            .map(|r| -> Result<AuditRecord, sqlx::Error> {
-                Ok(AuditRecord {
-                    seq: r.try_get("seq")?,
-                    at: r.try_get("at")?,
-                    entry: AuditEntry {
-                        run_id: r.try_get("run_id")?,
-                        connection: r.try_get("connection")?,
-                        worker_id: r.try_get("worker_id")?,
-                        action: r.try_get("action")?,
-                        outcome: r.try_get("outcome")?,
-                        detail: r.try_get("detail")?,
-                    },
-                    prev_hash: r.try_get("prev_hash")?,
-                    hash: r.try_get("hash")?,
-                })
-            })
-            .collect::<Result<_, _>>()
-            .map_err(Into::into)
+        rows.iter().map(audit_record).collect::<Result<_, _>>().map_err(Into::into)
     }
 
     /// Audit records of a run, or between two moments (RFC 3339 text, compared as stored: the

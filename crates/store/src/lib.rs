@@ -134,6 +134,10 @@ impl Store {
         // SQLite allows one writer: one connection keeps writes in order without busy errors.
         let max = if backend == Backend::Sqlite { 1 } else { 8 };
         let mut options = AnyPoolOptions::new().max_connections(max);
+        if backend == Backend::Postgres {
+            // A store that refuses connections is said within seconds, not after sqlx's 30.
+            options = options.acquire_timeout(std::time::Duration::from_secs(8));
+        }
         if backend == Backend::Sqlite {
             // On every connection the pool opens (it replaces idle ones in a long-lived daemon),
             // not only the first.

@@ -165,16 +165,21 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
         HrCommand::Validate { file, json, parse } => validate(file, json, &parse),
         HrCommand::Load { file, kind, as_of, json, parse, lifecycle } => {
             let cfg = lifecycle.config()?;
-            let (report, bytes) = match read_as(&file, &parse, json)? {
+            let busy = crate::output::spinner(format!("reading {}", file.display()));
+            let read = read_as(&file, &parse, json);
+            busy.finish_and_clear();
+            let (report, bytes) = match read? {
                 Ok(r) => r,
                 Err(code) => return Ok(code),
             };
+            let busy = crate::output::spinner(format!("storing {} worker(s) and their events", report.accepted.len()));
             // The very bytes that were checked, so the archive always matches its checksum.
             intake::archive(data_dir, &report.checksum, &bytes)?;
             let store = crate::config_cmd::open(data_dir, database_url).await?;
             let now = as_of.unwrap_or_else(Timestamp::now);
             let result = intake::apply(&store, &report, kind, &cfg, now, vec![]).await;
             store.close().await;
+            busy.finish_and_clear();
             let outcome = result.map_err(|e| e.to_string())?;
             print_problems(&report, json);
             if json {

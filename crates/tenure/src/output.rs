@@ -47,3 +47,19 @@ pub fn closed(e: std::io::Error) {
     eprintln!("tenure: cannot write to standard output: {e}");
     std::process::exit(1);
 }
+
+/// A spinner with its elapsed time for long work (an HR load), drawn on a terminal only.
+pub fn spinner(message: String) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}

@@ -494,3 +494,35 @@ async fn the_guard_is_in_the_plan_and_its_confirmation_in_the_record() {
     assert_eq!(confirmed["detail"]["workers"].as_array().unwrap().len(), 3);
     assert!(confirmed["run"].as_str().is_some_and(|r| !r.is_empty()), "linked to its run: {confirmed}");
 }
+
+#[test]
+fn a_store_error_names_the_store_without_its_password() {
+    let dir = common::tempdir("store-error");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args([
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--database-url",
+            "postgres://ops:s3cret@127.0.0.1:1/tenure",
+            "runs",
+        ])
+        .env("TENURE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the store at postgres://ops:****@127.0.0.1:1/tenure"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    // A file store that cannot be opened is named by its path.
+    let blocked = dir.join("not-a-folder");
+    std::fs::write(&blocked, "x").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["--data-dir", blocked.to_str().unwrap(), "runs"])
+        .env("TENURE_LOG", "warn")
+        .env_remove("TENURE_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&blocked.join("tenure.db").display().to_string()), "{err}");
+}

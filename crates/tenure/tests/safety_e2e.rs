@@ -357,9 +357,20 @@ async fn deactivations_after_kill(database_url: Option<String>) {
 
 #[tokio::test]
 async fn recovery_of_many_intents_makes_progress_across_kills() {
+    many_intents(None).await
+}
+
+#[tokio::test]
+async fn recovery_of_many_intents_on_postgres() {
+    if let Some(pg) = postgres("recovery_of_many_intents_on_postgres").await {
+        many_intents(Some(pg.url.clone())).await
+    }
+}
+
+async fn many_intents(database_url: Option<String>) {
     // 20 ms a call, 100 calls in flight: a kill leaves well over a thousand intents open.
     let sb = common::spawn(&["--latency-ms", "20"]);
-    let env = Env::connect_with(&sb, "many-intents", "", "concurrency = 100");
+    let env = Env::connect_to(&sb, "many-intents", "", "concurrency = 100", database_url);
     let n = 2000;
     env.load("all.csv", &population(n), AT, &[]);
     let mut child = env.command().args(["apply", "--as-of", AT]).stdout(std::process::Stdio::null()).spawn().unwrap();
