@@ -208,6 +208,11 @@ pub fn parse_csv(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Loa
         let rec = rec.map_err(|e| reject(file, format!("malformed CSV: {e}")))?;
         let row = i + 1;
         let line = rec.position().map_or(0, |p| p.line());
+        if let Some(why) = swallowed(&rec, line, headers.len(), def.delimiter) {
+            // One stray quote would otherwise hide every later row (and, with --missing
+            // terminate, make their workers leavers): the whole file is refused.
+            return Err(reject(file, why));
+        }
         report.rows += 1;
         let cap = def.max_field_bytes;
         let raw: Vec<String> = rec
@@ -240,6 +245,28 @@ pub fn parse_csv(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Loa
     }
 
     Ok(finish(report, ids))
+}
+
+/// Whether a quoted field runs over lines that look like whole rows of their own: a quote
+/// opened on `line` and not closed where it should have been. A quoted value may hold line
+/// breaks (an address); one whose further lines carry as many delimiters as a row does, or
+/// that never ends (the rest of the file), is a damaged file.
+fn swallowed(rec: &csv::StringRecord, line: u64, columns: usize, delimiter: u8) -> Option<String> {
+    let d = delimiter as char;
+    for (i, f) in rec.iter().enumerate() {
+        let mut rest = f.split('\n').skip(1);
+        let rows_inside = rest.by_ref().filter(|l| l.matches(d).count() + 1 >= columns.max(2)).count();
+        let lines = f.matches('\n').count();
+        if rows_inside > 0 {
+            return Some(format!(
+                "line {line}, field {}: a quote opened here is not closed where it should be: it runs over the \
+                 next {lines} line(s), {rows_inside} of them shaped like rows of their own. Nothing was loaded; fix the \
+                 quote and load the file again",
+                i + 1
+            ));
+        }
+    }
+    None
 }
 
 /// Accepts the rows that parsed, unless their employee id is on several rows; quarantines the

@@ -146,3 +146,16 @@ fn a_field_over_the_cap_quarantines_its_row_with_the_length_and_keeps_the_id() {
     let def = hr::HeaderDefinition { max_field_bytes: 8192, ..hr::HeaderDefinition::default() };
     assert_eq!(hr::parse_csv("f.csv", csv.as_bytes(), &def).unwrap().accepted.len(), 1);
 }
+
+#[test]
+fn an_unclosed_quote_rejects_the_file_naming_the_line_it_opened_on() {
+    let head = "employee_id,first_name,last_name,employment_type,status,hire_date\n";
+    let rows: Vec<String> = (1..=10).map(|i| format!("{i},Ann{i},Lee,employee,active,2020-01-01")).collect();
+    let mut bad = rows.clone();
+    bad[2] = "3,\"Ann3,Lee,employee,active,2020-01-01".into();
+    let csv = format!("{head}{}\n", bad.join("\n"));
+    let e = hr::parse_csv("x.csv", csv.as_bytes(), &hr::HeaderDefinition::default()).unwrap_err();
+    assert!(e.reason.contains("line 4, field 2: a quote opened here is not closed"), "{}", e.reason);
+    let ok = format!("{head}{}\n", rows.join("\n"));
+    assert_eq!(hr::parse_csv("x.csv", ok.as_bytes(), &hr::HeaderDefinition::default()).unwrap().accepted.len(), 10);
+}

@@ -191,6 +191,14 @@ impl Store {
     }
 
     /// The whole snapshot, by worker id.
+    /// Workers in the last snapshot that a full load did not find missing: the population.
+    pub async fn population(&self) -> Result<i64, StoreError> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM hr_workers WHERE missing_since IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get("n")?)
+    }
+
     pub async fn snapshot(&self) -> Result<Vec<SnapshotRow>, StoreError> {
         let rows = self.text_rows("hr_workers", "worker_id", &["body", "missing_since"], None).await?;
         Ok(rows

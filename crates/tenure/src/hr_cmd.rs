@@ -98,6 +98,15 @@ pub enum HrCommand {
         /// One JSON document on stdout, nothing else.
         #[arg(long)]
         json: bool,
+        /// A full load whose population falls by more than this share (and by 3 or more)
+        /// against the last snapshot is refused (a truncated export would make leavers of
+        /// everyone missing).
+        #[arg(long, default_value_t = 0.1, value_parser = crate::share)]
+        max_drop: f64,
+        /// Take such a load anyway: the exact population of the file (accepted rows and held
+        /// workers), as the refusal states it.
+        #[arg(long)]
+        confirm_population: Option<usize>,
         #[command(flatten)]
         parse: ParseArgs,
         #[command(flatten)]
@@ -163,7 +172,7 @@ pub enum HrCommand {
 pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
     match cmd {
         HrCommand::Validate { file, json, parse } => validate(file, json, &parse),
-        HrCommand::Load { file, kind, as_of, json, parse, lifecycle } => {
+        HrCommand::Load { file, kind, as_of, json, max_drop, confirm_population, parse, lifecycle } => {
             let cfg = lifecycle.config()?;
             let busy = crate::output::spinner(format!("reading {}", file.display()));
             let read = read_as(&file, &parse, json);
@@ -172,10 +181,21 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                 Ok(r) => r,
                 Err(code) => return Ok(code),
             };
+            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            if kind == LoadKind::Full {
+                if let Err(why) = population_check(&store, &report, max_drop, confirm_population).await {
+                    store.close().await;
+                    if json {
+                        outln!("{}", serde_json::json!({"refused": why}));
+                    } else {
+                        outln!("{why}");
+                    }
+                    return Ok(1);
+                }
+            }
             let busy = crate::output::spinner(format!("storing {} worker(s) and their events", report.accepted.len()));
             // The very bytes that were checked, so the archive always matches its checksum.
             intake::archive(data_dir, &report.checksum, &bytes)?;
-            let store = crate::config_cmd::open(data_dir, database_url).await?;
             let now = as_of.unwrap_or_else(Timestamp::now);
             let result = intake::apply(&store, &report, kind, &cfg, now, vec![]).await;
             store.close().await;
@@ -336,6 +356,43 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             Ok(0)
         }
     }
+}
+
+/// Fewer workers than this missing from a full load never trip the population check.
+const MIN_DROP: usize = 3;
+
+/// A full load that is empty, or whose population falls by more than `max_drop` against the
+/// last snapshot, is refused with the numbers unless the exact population is confirmed.
+async fn population_check(
+    store: &store::Store,
+    report: &LoadReport,
+    max_drop: f64,
+    confirm: Option<usize>,
+) -> Result<(), String> {
+    let before = store.population().await.map_err(|e| e.to_string())? as usize;
+    let now = report.accepted.len() + report.held().len();
+    if confirm == Some(now) {
+        return Ok(());
+    }
+    if now == 0 {
+        return Err(format!(
+            "refused: {} is a full load with no workers (the last snapshot has {before}); nothing was loaded. If the \
+             population really is empty, load it with --confirm-population 0",
+            report.file
+        ));
+    }
+    let floor = (before as f64 * (1.0 - max_drop)).ceil() as usize;
+    // As the deprovision guard: a drop of one or two in a small team is ordinary.
+    if before > 0 && now < floor && before - now >= MIN_DROP {
+        return Err(format!(
+            "refused: {} has {now} workers where the last snapshot has {before}: {:.0}% fewer, more than the {:.0}% a \
+             full load may drop (--max-drop). Nothing was loaded. If this is right, load it with --confirm-population {now}",
+            report.file,
+            100.0 * (before - now) as f64 / before as f64,
+            100.0 * max_drop
+        ));
+    }
+    Ok(())
 }
 
 fn definition(parse: &ParseArgs) -> Result<HeaderDefinition, String> {

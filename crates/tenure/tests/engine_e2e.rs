@@ -173,9 +173,15 @@ async fn lifecycle_stories(database_url: Option<String>) {
     assert_eq!(acc["bob.ray@acme.example"]["active"], true);
     assert_eq!(acc.len(), 8, "a rehire reuses the account");
 
-    // A truncated file under the terminate policy: the guard refuses, nothing changes;
+    // A truncated file under the terminate policy: intake refuses it (the population fell by
+    // 6 of 7); confirmed there, the deprovision guard refuses the run, nothing changes;
     // confirmed with the exact number, it goes through.
-    env.load("truncated.csv", &[ann("Sales")], t2, &["--missing", "terminate"]);
+    let p = env.dir.join("truncated.csv");
+    std::fs::write(&p, format!("{HEADER}\n{}\n", ann("Sales"))).unwrap();
+    let (code, out) = env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", t2, "--missing", "terminate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("has 1 workers where the last snapshot has 7"), "{out}");
+    env.load("truncated.csv", &[ann("Sales")], t2, &["--missing", "terminate", "--confirm-population", "1"]);
     let (code, out) = env.tenure(&["apply", "--as-of", t2]);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("refused by the mass-deprovision guard: 5 deactivations"), "{out}");

@@ -746,3 +746,46 @@ async fn hr_values_are_data_and_oversized_fields_are_held() {
     let out = env.load("day1b.csv", &[ann(&"y".repeat(2000)), bob("Analyst")], AT, &["--max-field-bytes", "4096"]);
     assert!(!out.contains("over the limit"), "{}", &out[..out.len().min(2000)]);
 }
+
+#[tokio::test]
+async fn a_damaged_or_shrunken_hr_file_is_refused_not_half_read() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "damaged-hr", "");
+    let all = population(20);
+    env.load("day0.csv", &all, AT, &[]);
+    // A stray quote on row 5 (line 6) would swallow every later row.
+    let mut damaged = all.clone();
+    damaged[4] = damaged[4].replacen(",Worker,", ",\"Worker,", 1);
+    let p = env.dir.join("damaged.csv");
+    std::fs::write(&p, format!("{HEADER}\n{}\n", damaged.join("\n"))).unwrap();
+    let (code, out) = env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", AT]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("line 6, field 2: a quote opened here is not closed"), "{out}");
+    assert!(out.contains("Nothing was loaded"), "{out}");
+    let (code, out) = env.tenure(&["hr", "validate", p.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    // A quoted value that holds a line break, as an address would, is still data.
+    let mut multi = all.clone();
+    multi[3] = multi[3].replacen(",Staff,", ",\"Staff\nsecond line\",", 1);
+    let out = env.load("multi.csv", &multi, AT, &[]);
+    assert!(out.contains("accepted: 20, quarantined: 0"), "{out}");
+    // A full load that lost a quarter of the population is refused with the numbers.
+    let (code, out) = {
+        let p = env.dir.join("short.csv");
+        std::fs::write(&p, format!("{HEADER}\n{}\n", all[..15].join("\n"))).unwrap();
+        env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", AT, "--missing", "terminate"])
+    };
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("has 15 workers where the last snapshot has 20: 25% fewer"), "{out}");
+    assert!(out.contains("--confirm-population 15"), "{out}");
+    assert!(!kinds(&env.plan(AT)).contains_key("deactivate"), "nobody was made a leaver");
+    let p = env.dir.join("empty.csv");
+    std::fs::write(&p, format!("{HEADER}\n")).unwrap();
+    let (code, out) = env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", AT]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("a full load with no workers"), "{out}");
+    // Confirmed with the exact count, it is taken.
+    let p = env.dir.join("short.csv");
+    let (code, out) = env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", AT, "--confirm-population", "15"]);
+    assert!(code == 0, "{out}");
+}
