@@ -374,17 +374,27 @@ fn resolve(
 /// Writes recovered outcomes as one transaction, or entry by entry when it is refused; an
 /// entry the store refuses stays open and is tried again next run.
 async fn write_recovered(store: &Store, parts: Vec<Outcomes>) {
-    if parts.is_empty() {
-        return;
-    }
     let all: Vec<&Outcomes> = parts.iter().collect();
-    if store.record_outcome_parts(&all).await.is_ok() {
-        return;
-    }
-    for p in &parts {
-        if let Err(e) = store.record_outcomes(p).await {
+    for (p, e) in parts.iter().zip(record_each(store, &all).await) {
+        if let Some(e) = e {
             let id = p.journal.first().map(|j| j.0.as_str()).unwrap_or_default();
             tracing::error!("recovery could not record journal entry {id}: {e}; tried again next run");
+        }
+    }
+}
+
+/// Writes outcomes in one transaction; when the store refuses it, part by part, so a
+/// refusal touches only its own part. Each part's error, if it could not be written.
+async fn record_each(store: &Store, parts: &[&Outcomes]) -> Vec<Option<String>> {
+    match store.record_outcome_parts(parts).await {
+        Ok(()) => vec![None; parts.len()],
+        Err(e) if parts.len() == 1 => vec![Some(e.to_string())],
+        Err(_) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for p in parts {
+                out.push(store.record_outcomes(p).await.err().map(|e| e.to_string()));
+            }
+            out
         }
     }
 }
@@ -795,18 +805,12 @@ struct Part {
 /// stays open: the next run's recovery finds its effects on the target and records them.
 async fn write_parts(store: &Store, plan: &Plan, parts: Vec<Part>, summary: &mut Summary) {
     let all: Vec<&Outcomes> = parts.iter().map(|p| &p.out).collect();
-    let whole = store.record_outcome_parts(&all).await;
+    let written = record_each(store, &all).await;
     drop(all);
-    match whole {
-        Ok(()) => parts.iter().for_each(|p| tally(plan, summary, p, None)),
-        Err(e) if parts.len() == 1 => refused(plan, &parts[0], &e.to_string(), summary),
-        Err(_) => {
-            for p in &parts {
-                match store.record_outcomes(&p.out).await {
-                    Ok(()) => tally(plan, summary, p, None),
-                    Err(e) => refused(plan, p, &e.to_string(), summary),
-                }
-            }
+    for (p, e) in parts.iter().zip(written) {
+        match e {
+            None => tally(plan, summary, p, None),
+            Some(e) => refused(plan, p, &e, summary),
         }
     }
 }

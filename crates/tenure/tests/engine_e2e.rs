@@ -237,14 +237,7 @@ async fn kill_9_mid_apply(database_url: Option<String>) {
         .spawn()
         .unwrap();
     // Kill it once some accounts exist, while the rest are in flight.
-    let mut seen = 0;
-    for _ in 0..400 {
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        seen = sb.get("/Users?count=1").await.body["totalResults"].as_u64().unwrap_or(0);
-        if seen >= 30 {
-            break;
-        }
-    }
+    let seen = wait_for_users(&sb, None, 30, 25, 400).await;
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(seen >= 30 && (seen as usize) < n, "killed mid-apply ({seen} of {n})");

@@ -28,12 +28,7 @@ async fn two_applies_at_once(database_url: Option<String>) {
     env.load("all.csv", &population(n), AT, &[]);
     let mut first = env.command().args(["apply", "--as-of", AT]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     // The first run is under way once accounts appear.
-    for _ in 0..400 {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        if sb.get("/Users?count=1").await.body["totalResults"].as_u64().unwrap_or(0) >= 5 {
-            break;
-        }
-    }
+    wait_for_users(&sb, None, 5, 25, 400).await;
     let (code, out) = env.tenure(&["apply", "--as-of", AT]);
     assert_eq!(code, 5, "the second run is refused with its own code:\n{out}");
     assert!(out.contains("is being worked by another run: tenure apply (pid "), "{out}");
@@ -321,14 +316,7 @@ async fn deactivations_after_kill(database_url: Option<String>) {
     env.load("day1.csv", &leavers, t1, &[]);
     assert_eq!(kinds(&env.plan(t1))["deactivate"].len(), n);
     let mut child = env.command().args(["apply", "--as-of", t1]).stdout(std::process::Stdio::null()).spawn().unwrap();
-    let mut seen = 0;
-    for _ in 0..800 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        seen = inactive(&sb).await;
-        if seen >= 60 {
-            break;
-        }
-    }
+    let seen = wait_for_users(&sb, Some("active eq false"), 60, 10, 800).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let at_kill = inactive(&sb).await;
@@ -374,12 +362,7 @@ async fn many_intents(database_url: Option<String>) {
     let n = 2000;
     env.load("all.csv", &population(n), AT, &[]);
     let mut child = env.command().args(["apply", "--as-of", AT]).stdout(std::process::Stdio::null()).spawn().unwrap();
-    for _ in 0..800 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        if sb.get("/Users?count=1").await.body["totalResults"].as_u64().unwrap_or(0) >= 150 {
-            break;
-        }
-    }
+    wait_for_users(&sb, None, 150, 10, 800).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let pool = store(&env).await;

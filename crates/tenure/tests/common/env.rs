@@ -161,6 +161,24 @@ pub fn kinds(plan: &Value) -> HashMap<String, Vec<String>> {
     m
 }
 
+/// Waits (polling every `step_ms`, at most `tries` times) until the sandbox lists at least
+/// `n` users, or the filter's count when `filter` is given; the last count seen.
+pub async fn wait_for_users(sb: &Sandbox, filter: Option<&str>, n: u64, step_ms: u64, tries: usize) -> u64 {
+    let path = match filter {
+        Some(f) => format!("/Users?{}&count=1", super::filter(f)),
+        None => "/Users?count=1".to_string(),
+    };
+    let mut seen = 0;
+    for _ in 0..tries {
+        tokio::time::sleep(std::time::Duration::from_millis(step_ms)).await;
+        seen = sb.get(&path).await.body["totalResults"].as_u64().unwrap_or(0);
+        if seen >= n {
+            break;
+        }
+    }
+    seen
+}
+
 /// A GET answered 200, tried again through the sandbox's own fault knobs (errors, drops).
 async fn read(sb: &Sandbox, path: &str) -> Value {
     for _ in 0..50 {
