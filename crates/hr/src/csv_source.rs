@@ -2,9 +2,9 @@
 //! problem is quarantined with the file, row, column, value and reason; the rest go on. Every
 //! row ends up accepted or quarantined: rows = accepted + quarantined, always.
 
+use crate::dates;
 use crate::definition::{Encoding, Field, HeaderDefinition};
 use crate::worker::*;
-use jiff::civil::Date;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +43,12 @@ pub struct LoadReport {
     /// neutralised in every CSV tenure writes (`csv_safe`), and listed here for HR to look at.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flagged: Vec<Flagged>,
+    /// Columns of the file the definition does not name: not read, listed once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_columns: Vec<String>,
+    /// How each date column was read (its header, the format and why).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub date_formats: BTreeMap<String, String>,
 }
 
 /// A value that looks like a formula, where it was.
@@ -133,15 +139,6 @@ fn decode<'a>(file: &str, bytes: &'a [u8], enc: Encoding) -> Result<std::borrow:
     }
 }
 
-fn parse_date(s: &str, formats: &[String]) -> Result<Date, String> {
-    for f in formats {
-        if let Ok(d) = Date::strptime(f, s.trim()) {
-            return Ok(d);
-        }
-    }
-    Err(format!("not a date in any of the formats {}", formats.join(", ")))
-}
-
 fn parse_status(s: &str, leave_type: Option<&str>) -> Result<Status, String> {
     match s.trim().to_lowercase().replace(['-', '_'], " ").as_str() {
         "active" | "employed" => Ok(Status::Active),
@@ -152,59 +149,216 @@ fn parse_status(s: &str, leave_type: Option<&str>) -> Result<Status, String> {
                 .unwrap_or(LeaveKind::Other("unspecified".into())),
         }),
         "terminated" | "inactive" | "separated" => Ok(Status::Terminated),
-        _ => Err("the status must be active, leave or terminated".into()),
+        _ => Err("the status must be active, leave or terminated (translate the export's own values with \
+                  [hr.definition.columns.status] values)"
+            .into()),
+    }
+}
+
+/// Where each of the definition's columns is in a file (or an object), and how its dates read.
+struct Layout<'d> {
+    def: &'d HeaderDefinition,
+    /// Definition column -> index in the record.
+    at: Vec<Option<usize>>,
+    /// Built-in field ordinal -> definition column.
+    builtin: [Option<usize>; 19],
+    /// Definition column -> the header as the file writes it.
+    header: Vec<String>,
+    /// Definition column -> how its dates read (date fields only).
+    dates: Vec<dates::Rule>,
+}
+
+/// One field of one row.
+enum Cell<'a> {
+    /// The file has no such column (or the object no such key).
+    Absent,
+    Empty,
+    Value(&'a str),
+}
+
+impl<'d> Layout<'d> {
+    fn new(def: &'d HeaderDefinition, at: Vec<Option<usize>>, header: Vec<String>) -> Self {
+        let mut builtin = [None; 19];
+        for (i, c) in def.columns.iter().enumerate() {
+            if let Some(o) = c.field.ordinal() {
+                builtin[o] = Some(i);
+            }
+        }
+        let rule = if def.date_formats.is_empty() {
+            dates::Rule::Detected(None)
+        } else {
+            dates::Rule::Fixed(def.date_formats.clone())
+        };
+        Layout { def, at, builtin, header, dates: vec![rule; def.columns.len()] }
+    }
+
+    fn column(&self, f: &Field) -> Option<usize> {
+        match f.ordinal() {
+            Some(o) => self.builtin[o],
+            None => self.def.columns.iter().position(|c| &c.field == f),
+        }
+    }
+
+    fn header(&self, f: &Field) -> String {
+        self.column(f).map_or_else(|| f.name().to_string(), |i| self.header[i].clone())
+    }
+
+    fn cell<'a>(&'a self, rec: &'a csv::StringRecord, f: &Field) -> Cell<'a> {
+        let Some(i) = self.column(f) else { return Cell::Absent };
+        let col = &self.def.columns[i];
+        let given = self.at[i].and_then(|j| rec.get(j));
+        match given.map(|v| col.translate(v)).filter(|v| !v.trim().is_empty()) {
+            Some(v) => Cell::Value(v),
+            None => match (&col.default, given) {
+                (Some(d), _) => Cell::Value(d),
+                (None, Some(_)) => Cell::Empty,
+                (None, None) => Cell::Absent,
+            },
+        }
+    }
+
+    fn date_rule(&self, f: &Field) -> &dates::Rule {
+        static NONE: dates::Rule = dates::Rule::Detected(None);
+        self.column(f).map_or(&NONE, |i| &self.dates[i])
     }
 }
 
 /// Parses and validates a CSV feed against its header definition.
 pub fn parse_csv(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<LoadReport, FileRejected> {
+    parse_csv_with(file, bytes, def, None)
+}
+
+/// As `parse_csv`; with `known` (a delta), a row may carry only some columns: the others are
+/// taken from the worker's stored record, and only a worker not in `known` needs every
+/// required field. The file then needs only the employee id column.
+pub fn parse_csv_with(
+    file: &str,
+    bytes: &[u8],
+    def: &HeaderDefinition,
+    known: Option<&HashMap<WorkerId, Worker>>,
+) -> Result<LoadReport, FileRejected> {
     let checksum = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
     let text = decode(file, bytes, def.encoding)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(def.delimiter)
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| reject(file, format!("cannot read the header row: {e}")))?.clone();
+    let reader = || {
+        let mut b = csv::ReaderBuilder::new();
+        b.delimiter(def.delimiter).has_headers(true).flexible(true);
+        b
+    };
+    let mut rd = reader().from_reader(text.as_bytes());
+    let headers = rd.headers().map_err(|e| reject(file, format!("cannot read the header row: {e}")))?.clone();
 
-    // Which field each column feeds; the file must match the definition exactly.
-    let mut fields: Vec<Field> = Vec::with_capacity(headers.len());
-    let mut unexpected = vec![];
-    let mut seen: HashMap<String, String> = HashMap::new();
-    for h in headers.iter() {
-        match def.column_for(h) {
-            Some(c) => {
-                if let Some(first) = seen.insert(c.name.clone(), h.to_string()) {
-                    return Err(reject(file, format!("columns {first:?} and {h:?} both mean {}", c.name)));
+    // Which definition column each header is; headers it does not name are ignored (or, when
+    // strict, reject the file).
+    let mut at = vec![None; def.columns.len()];
+    let mut header: Vec<String> = def.columns.iter().map(|c| c.name.clone()).collect();
+    let mut ignored = vec![];
+    for (j, h) in headers.iter().enumerate() {
+        match def.column_for(h).and_then(|c| def.columns.iter().position(|d| d.name == c.name)) {
+            Some(i) => {
+                if at[i].is_some() {
+                    return Err(reject(
+                        file,
+                        format!("columns {:?} and {h:?} both mean {}", header[i], def.columns[i].name),
+                    ));
                 }
-                fields.push(c.field.clone());
+                at[i] = Some(j);
+                header[i] = h.to_string();
             }
-            None => unexpected.push(h.to_string()),
+            None if h.trim().is_empty() && def.strict => ignored.push(format!("(column {}, no header)", j + 1)),
+            None if h.trim().is_empty() => {}
+            None => ignored.push(h.to_string()),
         }
     }
+    let needs = |c: &crate::definition::Column| match known {
+        Some(_) => c.field == Field::EmployeeId,
+        None => c.required && c.default.is_none(),
+    };
     let missing: Vec<String> =
-        def.columns.iter().filter(|c| c.required && !seen.contains_key(&c.name)).map(|c| c.name.clone()).collect();
-    if !missing.is_empty() || !unexpected.is_empty() {
+        def.columns.iter().zip(&at).filter(|(c, at)| at.is_none() && needs(c)).map(|(c, _)| c.name.clone()).collect();
+    if !missing.is_empty() || (def.strict && !ignored.is_empty()) {
         let mut why = vec![];
         if !missing.is_empty() {
             why.push(format!("missing columns: {}", missing.join(", ")));
         }
-        if !unexpected.is_empty() {
-            why.push(format!("unexpected columns: {}", unexpected.join(", ")));
+        if def.strict && !ignored.is_empty() {
+            why.push(format!("unexpected columns (strict = true): {}", ignored.join(", ")));
+        } else if !ignored.is_empty() {
+            // What the file has instead helps see a renamed column (or a wrong delimiter).
+            why.push(format!("columns the definition does not name: {}", ignored.join(", ")));
         }
         return Err(FileRejected {
             file: file.into(),
             reason: format!("the headers do not match the definition ({})", why.join("; ")),
             missing,
-            unexpected,
+            unexpected: if def.strict { ignored } else { vec![] },
         });
     }
+    let mut layout = Layout::new(def, at, header);
 
-    let mut report =
-        LoadReport { file: file.into(), checksum, rows: 0, accepted: vec![], quarantined: vec![], flagged: vec![] };
+    // Without fixed formats, each date column's values say how it is written: a first pass
+    // reads only those cells.
+    let mut date_formats = BTreeMap::new();
+    let date_cols: Vec<(usize, usize)> = def
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.field.is_date())
+        .filter_map(|(i, _)| layout.at[i].map(|j| (i, j)))
+        .collect();
+    if def.date_formats.is_empty() && !date_cols.is_empty() {
+        let mut evidence = vec![dates::Evidence::default(); date_cols.len()];
+        let mut scan = reader().from_reader(text.as_bytes());
+        let mut rec = csv::ByteRecord::new();
+        let mut row = 0;
+        while scan.read_byte_record(&mut rec).unwrap_or(false) {
+            row += 1;
+            for ((i, j), e) in date_cols.iter().zip(evidence.iter_mut()) {
+                if let Some(v) = rec.get(*j).and_then(|v| std::str::from_utf8(v).ok()) {
+                    e.see(row, def.columns[*i].translate(v));
+                }
+            }
+        }
+        // A column that cannot tell takes the order the file's other date columns show (an
+        // export writes all its dates one way); with none, the file is refused.
+        let decided: Vec<_> = date_cols.iter().zip(&evidence).map(|((i, _), e)| e.decide(&layout.header[*i])).collect();
+        let shown: Vec<dates::Order> = decided.iter().filter_map(|d| d.as_ref().ok().and_then(|(o, _)| *o)).collect();
+        let file_order = shown.first().copied().filter(|o| shown.iter().all(|x| x == o));
+        for (((i, _), e), d) in date_cols.iter().zip(&evidence).zip(decided) {
+            let (order, said) = match d {
+                Ok(x) => x,
+                Err(_) if e.month_first.is_none() && e.day_first.is_none() && file_order.is_some() => {
+                    let o = file_order.expect("some");
+                    (Some(o), format!("{} (as the file's other date columns)", o.format(e.sep.unwrap_or('/'))))
+                }
+                Err(why) => return Err(reject(file, format!("{why}. Nothing was loaded"))),
+            };
+            layout.dates[*i] = dates::Rule::Detected(order);
+            if e.sep.is_some() || e.other.is_some() {
+                date_formats.insert(layout.header[*i].clone(), said);
+            }
+        }
+    } else {
+        for (i, _) in &date_cols {
+            date_formats.insert(layout.header[*i].clone(), def.date_formats.join(" or "));
+        }
+    }
+
+    let mut report = LoadReport {
+        file: file.into(),
+        checksum,
+        rows: 0,
+        accepted: vec![],
+        quarantined: vec![],
+        flagged: vec![],
+        ignored_columns: if def.strict { vec![] } else { ignored },
+        date_formats,
+    };
+    let used: Vec<(usize, &str)> =
+        layout.at.iter().zip(&layout.header).filter_map(|(j, h)| j.map(|j| (j, h.as_str()))).collect();
+    let id_at = layout.column(&Field::EmployeeId).and_then(|i| layout.at[i]);
     // Every row's id (when it has one), to quarantine ids that appear more than once.
     let mut ids: Vec<(QuarantinedRow, Option<WorkerId>, Option<Worker>)> = vec![];
-    for (i, rec) in reader.records().enumerate() {
+    for (i, rec) in rd.records().enumerate() {
         let rec = rec.map_err(|e| reject(file, format!("malformed CSV: {e}")))?;
         let row = i + 1;
         let line = rec.position().map_or(0, |p| p.line());
@@ -219,8 +373,9 @@ pub fn parse_csv(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Loa
             .iter()
             .map(|v| if v.len() > cap { format!("{}… ({} bytes)", prefix(v, cap), v.len()) } else { v.to_string() })
             .collect();
-        for (h, v) in headers.iter().zip(rec.iter()) {
-            if looks_like_formula(v) {
+        // Only the columns tenure carries: an ignored column never reaches a target.
+        for (j, h) in &used {
+            if let Some(v) = rec.get(*j).filter(|v| looks_like_formula(v)) {
                 report.flagged.push(Flagged { row, column: h.to_string(), value: prefix(v, 80).to_string() });
             }
         }
@@ -231,10 +386,12 @@ pub fn parse_csv(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Loa
                 value: String::new(),
                 reason: format!("the row has {} fields, the header has {}", rec.len(), headers.len()),
             });
-            ids.push((q, None, None));
+            // Its worker is still known by id when that column is there: held, not missing.
+            let id = id_at.and_then(|j| rec.get(j)).and_then(|v| WorkerId::parse(v).ok());
+            ids.push((q, id, None));
             continue;
         }
-        let (id, parsed) = parse_row(&headers, &fields, &rec, def);
+        let (id, parsed) = parse_row(&layout, &rec, known);
         match parsed {
             Ok(w) => ids.push((q, id, Some(w))),
             Err(problems) => {
@@ -255,13 +412,16 @@ fn swallowed(rec: &csv::StringRecord, line: u64, columns: usize, delimiter: u8) 
     let d = delimiter as char;
     for (i, f) in rec.iter().enumerate() {
         let mut rest = f.split('\n').skip(1);
-        let rows_inside = rest.by_ref().filter(|l| l.matches(d).count() + 1 >= columns.max(2)).count();
+        let rest: Vec<&str> = rest.by_ref().collect();
+        let rows_inside = rest.iter().filter(|l| l.matches(d).count() + 1 >= columns.max(2)).count();
         let lines = f.matches('\n').count();
-        if rows_inside > 0 {
+        // Short of fields too, with delimiters in the swallowed lines: rows, not an address.
+        let short_rows = rec.len() < columns && rest.iter().any(|l| l.contains(d));
+        if rows_inside > 0 || short_rows {
             return Some(format!(
                 "line {line}, field {}: a quote opened here is not closed where it should be: it runs over the \
-                 next {lines} line(s), {rows_inside} of them shaped like rows of their own. Nothing was loaded; fix the \
-                 quote and load the file again",
+                 next {lines} line(s), which hold delimiters as rows do. Nothing was loaded; fix the quote and load \
+                 the file again",
                 i + 1
             ));
         }
@@ -296,15 +456,43 @@ fn finish(mut report: LoadReport, ids: Vec<(QuarantinedRow, Option<WorkerId>, Op
 }
 
 /// JSON sources: an array of worker objects, or JSON Lines (one object per line). Keys are the
-/// header definition's column names or aliases. A record that is not an object, has a key the
-/// definition lacks, or a line that is not JSON is quarantined; a whole document that is not
-/// JSON is rejected, saying where.
+/// header definition's column names or aliases; other keys are ignored and listed (or, when
+/// strict, quarantine their record). A record that is not an object or a line that is not
+/// JSON is quarantined; a whole document that is not JSON is rejected, saying where.
 pub fn parse_json(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<LoadReport, FileRejected> {
+    parse_json_with(file, bytes, def, None)
+}
+
+/// As `parse_json`, with partial records of `known` workers merged onto their stored record.
+pub fn parse_json_with(
+    file: &str,
+    bytes: &[u8],
+    def: &HeaderDefinition,
+    known: Option<&HashMap<WorkerId, Worker>>,
+) -> Result<LoadReport, FileRejected> {
     let checksum = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
     let text = decode(file, bytes, Encoding::Utf8)?;
     // (row, line, parsed record or the reason it is not one, raw text)
     let mut records: Vec<(usize, u64, Result<serde_json::Value, String>, String)> = vec![];
-    if text.trim_start().starts_with('[') {
+    // A report API may wrap its rows: {"Report_Entry": [...]} (Workday), {"employees": [...]}.
+    let wrapped = text
+        .trim_start()
+        .starts_with('{')
+        .then(|| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).ok())
+        .flatten()
+        .and_then(|o| {
+            let mut lists = o.into_iter().filter(|(_, v)| v.is_array());
+            match (lists.next(), lists.next()) {
+                (Some((_, serde_json::Value::Array(a))), None) => Some(a),
+                _ => None,
+            }
+        });
+    if let Some(all) = wrapped {
+        for (i, v) in all.into_iter().enumerate() {
+            let raw = v.to_string();
+            records.push((i + 1, 0, Ok(v), raw));
+        }
+    } else if text.trim_start().starts_with('[') {
         let all: Vec<serde_json::Value> = serde_json::from_str(&text)
             .map_err(|e| reject(file, format!("malformed JSON at line {}, column {}: {e}", e.line(), e.column())))?;
         for (i, v) in all.into_iter().enumerate() {
@@ -318,8 +506,6 @@ pub fn parse_json(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Lo
             records.push((records.len() + 1, i as u64 + 1, parsed, line.to_string()));
         }
     }
-    let headers = csv::StringRecord::from(def.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>());
-    let fields: Vec<Field> = def.columns.iter().map(|c| c.field.clone()).collect();
     let mut report = LoadReport {
         file: file.into(),
         checksum,
@@ -327,7 +513,10 @@ pub fn parse_json(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Lo
         accepted: vec![],
         quarantined: vec![],
         flagged: vec![],
+        ignored_columns: vec![],
+        date_formats: BTreeMap::new(),
     };
+    let mut ignored = std::collections::BTreeSet::new();
     let mut ids = vec![];
     for (row, line, parsed, raw) in records {
         let cap = def.max_field_bytes.max(1024);
@@ -342,11 +531,12 @@ pub fn parse_json(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Lo
             }
         };
         for (k, x) in v.as_object().into_iter().flatten() {
-            if let Some(text) = x.as_str().filter(|t| looks_like_formula(t)) {
+            if let Some(text) = x.as_str().filter(|t| looks_like_formula(t) && def.column_for(k).is_some()) {
                 report.flagged.push(Flagged { row, column: k.clone(), value: prefix(text, 80).to_string() });
             }
         }
-        let (id, parsed) = object_row(&v, def, &headers, &fields);
+        let (id, parsed, unknown) = object_row(&v, def, known);
+        ignored.extend(unknown);
         match parsed {
             Ok(w) => ids.push((q, id, Some(w))),
             Err(problems) => {
@@ -355,56 +545,83 @@ pub fn parse_json(file: &str, bytes: &[u8], def: &HeaderDefinition) -> Result<Lo
             }
         }
     }
+    report.ignored_columns = ignored.into_iter().collect();
     Ok(finish(report, ids))
 }
 
 /// One JSON object (a pushed change, a JSON Lines record) read against the definition: the
-/// worker, or every problem found. Keys are column names or aliases.
+/// worker, or every problem found. Keys are column names or aliases. With `known`, an object
+/// may carry only what changed for a worker tenure has (HR webhooks send that): the rest is
+/// taken from the stored record.
 pub fn worker_from_json(
     v: &serde_json::Value,
     def: &HeaderDefinition,
+    known: Option<&HashMap<WorkerId, Worker>>,
 ) -> (Option<WorkerId>, Result<Worker, Vec<RowProblem>>) {
-    let headers = csv::StringRecord::from(def.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>());
-    let fields: Vec<Field> = def.columns.iter().map(|c| c.field.clone()).collect();
-    object_row(v, def, &headers, &fields)
+    let (id, r, _) = object_row(v, def, known);
+    (id, r)
 }
 
-fn object_row(
-    v: &serde_json::Value,
-    def: &HeaderDefinition,
-    headers: &csv::StringRecord,
-    fields: &[Field],
-) -> (Option<WorkerId>, Result<Worker, Vec<RowProblem>>) {
+/// The employee id of a JSON object, when it has a readable one.
+pub fn json_worker_id(v: &serde_json::Value, def: &HeaderDefinition) -> Option<WorkerId> {
+    v.as_object()?.iter().find(|(k, _)| def.column_for(k).is_some_and(|c| c.field == Field::EmployeeId)).and_then(
+        |(_, v)| match v {
+            serde_json::Value::String(s) => WorkerId::parse(s).ok(),
+            serde_json::Value::Number(n) => WorkerId::parse(&n.to_string()).ok(),
+            _ => None,
+        },
+    )
+}
+
+type ObjectRow = (Option<WorkerId>, Result<Worker, Vec<RowProblem>>, Vec<String>);
+
+fn object_row(v: &serde_json::Value, def: &HeaderDefinition, known: Option<&HashMap<WorkerId, Worker>>) -> ObjectRow {
     let problem = |column: &str, value: String, reason: String| RowProblem { column: column.into(), value, reason };
     let serde_json::Value::Object(obj) = v else {
-        return (None, Err(vec![problem("*", v.to_string(), "a record must be a JSON object".into())]));
+        return (None, Err(vec![problem("*", v.to_string(), "a record must be a JSON object".into())]), vec![]);
     };
     let mut problems = vec![];
-    let mut values = vec![String::new(); def.columns.len()];
+    let mut unknown = vec![];
+    let mut at = vec![None; def.columns.len()];
+    let mut header: Vec<String> = def.columns.iter().map(|c| c.name.clone()).collect();
+    let mut values = vec![];
     for (k, v) in obj {
         let Some(i) = def.column_for(k).and_then(|c| def.columns.iter().position(|d| d.name == c.name)) else {
-            problems.push(problem(k, v.to_string(), "the header definition has no such field".into()));
+            if def.strict {
+                problems.push(problem(
+                    k,
+                    v.to_string(),
+                    "the header definition has no such field (strict = true)".into(),
+                ));
+            } else {
+                unknown.push(k.clone());
+            }
             continue;
         };
-        values[i] = match v {
+        let text = match v {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Null => String::new(),
             serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
             other => {
                 problems.push(problem(k, other.to_string(), "must be a single value, not a list or object".into()));
-                String::new()
+                continue;
             }
         };
+        at[i] = Some(values.len());
+        header[i] = k.clone();
+        values.push(text);
     }
-    let (id, parsed) = parse_row(headers, fields, &csv::StringRecord::from(values), def);
-    match parsed {
-        Ok(w) if problems.is_empty() => (id, Ok(w)),
-        Ok(_) => (id, Err(problems)),
+    let layout = Layout::new(def, at, header);
+    let (id, parsed) = parse_row(&layout, &csv::StringRecord::from(values), known);
+    let r = match parsed {
+        Ok(w) if problems.is_empty() => Ok(w),
+        Ok(_) => Err(problems),
         Err(mut more) => {
             problems.append(&mut more);
-            (id, Err(problems))
+            Err(problems)
         }
-    }
+    };
+    (id, r, unknown)
 }
 
 fn duplicate(id: &WorkerId, rows: &[usize]) -> RowProblem {
@@ -418,79 +635,121 @@ fn duplicate(id: &WorkerId, rows: &[usize]) -> RowProblem {
     }
 }
 
-/// Parses one row, collecting every problem rather than stopping at the first.
+/// Parses one row, collecting every problem rather than stopping at the first. A field whose
+/// column is absent is taken from the worker's stored record when `known` has it (a partial
+/// update); a new worker needs every required field.
 fn parse_row(
-    headers: &csv::StringRecord,
-    fields: &[Field],
+    layout: &Layout,
     rec: &csv::StringRecord,
-    def: &HeaderDefinition,
+    known: Option<&HashMap<WorkerId, Worker>>,
 ) -> (Option<WorkerId>, Result<Worker, Vec<RowProblem>>) {
+    let def = layout.def;
     let mut problems = vec![];
-    let mut get: HashMap<&Field, (&str, &str)> = HashMap::new();
-    for ((h, f), v) in headers.iter().zip(fields).zip(rec.iter()) {
-        problems.extend(over_cap(h, v, def.max_field_bytes));
-        get.insert(f, (h, v));
+    for (j, h) in layout.at.iter().zip(&layout.header) {
+        if let Some(v) = j.and_then(|j| rec.get(j)) {
+            problems.extend(over_cap(h, v, def.max_field_bytes));
+        }
     }
-    let value = |f: &Field| get.get(f).map(|(_, v)| *v).filter(|v| !v.trim().is_empty());
-    let header = |f: &Field| get.get(f).map(|(h, _)| h.to_string()).unwrap_or_else(|| format!("{f:?}"));
-    macro_rules! check {
-        ($field:expr, $parse:expr) => {{
+    let cell = |f: &Field| layout.cell(rec, f);
+    let header = |f: &Field| layout.header(f);
+    let id = match cell(&Field::EmployeeId) {
+        Cell::Value(v) => match WorkerId::parse(v) {
+            Ok(id) => Some(id),
+            Err(reason) => {
+                problems.push(RowProblem { column: header(&Field::EmployeeId), value: v.into(), reason });
+                None
+            }
+        },
+        _ => {
+            problems.push(RowProblem {
+                column: header(&Field::EmployeeId),
+                value: String::new(),
+                reason: "the employee id is empty".into(),
+            });
+            None
+        }
+    };
+    let base = id.as_ref().and_then(|id| known.and_then(|k| k.get(id)));
+    // A required field: parsed when given; from the stored record when its column is absent.
+    macro_rules! required {
+        ($field:expr, $parse:expr, $from_base:expr) => {{
             let f = $field;
-            let v = value(&f).unwrap_or("");
-            match $parse(v) {
-                Ok(x) => Some(x),
-                Err(reason) => {
-                    problems.push(RowProblem { column: header(&f), value: v.to_string(), reason });
+            match (cell(&f), base) {
+                (Cell::Value(v), _) => match $parse(v) {
+                    Ok(x) => Some(x),
+                    Err(reason) => {
+                        problems.push(RowProblem { column: header(&f), value: v.to_string(), reason });
+                        None
+                    }
+                },
+                (Cell::Absent, Some(b)) => Some($from_base(b)),
+                (Cell::Absent, None) if known.is_some() => {
+                    problems.push(RowProblem {
+                        column: header(&f),
+                        value: String::new(),
+                        reason: format!("required for a worker tenure does not know yet ({} is new)", f.name()),
+                    });
+                    None
+                }
+                _ => {
+                    let reason = match f {
+                        Field::FirstName | Field::LastName => "the name is empty",
+                        Field::EmploymentType => "the employment type is empty",
+                        _ => "required",
+                    };
+                    problems.push(RowProblem { column: header(&f), value: String::new(), reason: reason.into() });
                     None
                 }
             }
         }};
     }
-    let optional = |f: &Field| value(f).map(|v| v.trim().to_string());
-    let id = check!(Field::EmployeeId, WorkerId::parse);
-    let first = check!(Field::FirstName, Name::parse);
-    let last = check!(Field::LastName, Name::parse);
-    let preferred = value(&Field::PreferredName).and_then(|v| Name::parse(v).ok());
-    let email = match value(&Field::WorkEmail) {
-        None => Some(None),
-        Some(_) => check!(Field::WorkEmail, Email::parse).map(Some),
-    };
-    let manager = match value(&Field::ManagerId) {
-        None => Some(None),
-        Some(_) => check!(Field::ManagerId, WorkerId::parse).map(Some),
-    };
-    let employment = check!(Field::EmploymentType, |v: &str| if v.trim().is_empty() {
-        Err("the employment type is empty".to_string())
-    } else {
-        Ok(EmploymentType::parse(v))
-    });
-    let leave_type = value(&Field::LeaveType);
-    let status = check!(Field::Status, |v: &str| parse_status(v, leave_type));
-    let date = |f: Field, required: bool, problems: &mut Vec<RowProblem>| -> Option<Option<Date>> {
-        match value(&f) {
-            None if required => {
-                problems.push(RowProblem { column: header(&f), value: String::new(), reason: "required".into() });
-                None
+    // An optional field: parsed when given, none when empty, kept when absent.
+    macro_rules! optional {
+        ($field:expr, $parse:expr, $from_base:expr) => {{
+            let f = $field;
+            match cell(&f) {
+                Cell::Value(v) => match $parse(v) {
+                    Ok(x) => Some(Some(x)),
+                    Err(reason) => {
+                        problems.push(RowProblem { column: header(&f), value: v.to_string(), reason });
+                        None
+                    }
+                },
+                Cell::Empty => Some(None),
+                Cell::Absent => Some(base.and_then($from_base)),
             }
-            None => Some(None),
-            Some(v) => match parse_date(v, &def.date_formats) {
-                Ok(d) => Some(Some(d)),
-                Err(reason) => {
-                    problems.push(RowProblem { column: header(&f), value: v.to_string(), reason });
-                    None
-                }
-            },
-        }
+        }};
+    }
+    let text = |v: &str| Ok::<String, String>(v.trim().to_string());
+    let first = required!(Field::FirstName, Name::parse, |b: &Worker| b.first_name.clone());
+    let last = required!(Field::LastName, Name::parse, |b: &Worker| b.last_name.clone());
+    let preferred = optional!(Field::PreferredName, Name::parse, |b: &Worker| b.preferred_name.clone());
+    let email = optional!(Field::WorkEmail, Email::parse, |b: &Worker| b.work_email.clone());
+    let title = optional!(Field::Title, text, |b: &Worker| b.title.clone());
+    let department = optional!(Field::Department, text, |b: &Worker| b.department.clone());
+    let division = optional!(Field::Division, text, |b: &Worker| b.division.clone());
+    let location = optional!(Field::Location, text, |b: &Worker| b.location.clone());
+    let cost_center = optional!(Field::CostCenter, text, |b: &Worker| b.cost_center.clone());
+    let manager = optional!(Field::ManagerId, WorkerId::parse, |b: &Worker| b.manager_id.clone());
+    let employment =
+        required!(Field::EmploymentType, |v: &str| Ok::<_, String>(EmploymentType::parse(v)), |b: &Worker| b
+            .employment_type
+            .clone());
+    let leave_type = match cell(&Field::LeaveType) {
+        Cell::Value(v) => Some(v),
+        _ => None,
     };
-    let hire = date(Field::HireDate, true, &mut problems);
-    let term = date(Field::TerminationDate, false, &mut problems);
-    let leave_start = date(Field::LeaveStart, false, &mut problems);
-    let leave_end = date(Field::LeaveEnd, false, &mut problems);
-    let tz = match value(&Field::TimeZone) {
-        None => Some(None),
-        Some(_) => check!(Field::TimeZone, TimeZoneName::parse).map(Some),
+    let status = required!(Field::Status, |v: &str| parse_status(v, leave_type), |b: &Worker| b.status.clone());
+    let date = |f: &Field| {
+        let rule = layout.date_rule(f);
+        move |v: &str| dates::parse(v, rule)
     };
-    if let (Some(Some(h)), Some(Some(t))) = (hire, term) {
+    let hire = required!(Field::HireDate, date(&Field::HireDate), |b: &Worker| b.hire_date);
+    let term = optional!(Field::TerminationDate, date(&Field::TerminationDate), |b: &Worker| b.termination_date);
+    let leave_start = optional!(Field::LeaveStart, date(&Field::LeaveStart), |b: &Worker| b.leave_start);
+    let leave_end = optional!(Field::LeaveEnd, date(&Field::LeaveEnd), |b: &Worker| b.leave_end);
+    let tz = optional!(Field::TimeZone, TimeZoneName::parse, |b: &Worker| b.time_zone.clone());
+    if let (Some(h), Some(Some(t))) = (hire, term) {
         if t < h {
             problems.push(RowProblem {
                 column: header(&Field::TerminationDate),
@@ -511,16 +770,21 @@ fn parse_row(
     let mut custom = BTreeMap::new();
     for c in &def.columns {
         if let Field::Custom(name) = &c.field {
-            match value(&c.field) {
-                Some(v) => {
+            match cell(&c.field) {
+                Cell::Value(v) => {
                     custom.insert(name.clone(), v.trim().to_string());
                 }
-                None if c.required => problems.push(RowProblem {
+                Cell::Absent if base.is_some() => {
+                    if let Some(v) = base.and_then(|b| b.custom.get(name)) {
+                        custom.insert(name.clone(), v.clone());
+                    }
+                }
+                _ if c.required => problems.push(RowProblem {
                     column: header(&c.field),
                     value: String::new(),
                     reason: "required".into(),
                 }),
-                None => {}
+                _ => {}
             }
         }
     }
@@ -531,20 +795,20 @@ fn parse_row(
         id: id.clone().expect("no problems: parsed"),
         first_name: first.expect("parsed"),
         last_name: last.expect("parsed"),
-        preferred_name: preferred,
+        preferred_name: preferred.expect("parsed"),
         work_email: email.expect("parsed"),
-        title: optional(&Field::Title),
-        department: optional(&Field::Department),
-        division: optional(&Field::Division),
-        location: optional(&Field::Location),
-        cost_center: optional(&Field::CostCenter),
+        title: title.expect("parsed"),
+        department: department.expect("parsed"),
+        division: division.expect("parsed"),
+        location: location.expect("parsed"),
+        cost_center: cost_center.expect("parsed"),
         manager_id: manager.expect("parsed"),
         employment_type: employment.expect("parsed"),
         status: status.expect("parsed"),
-        hire_date: hire.flatten().expect("required and parsed"),
-        termination_date: term.flatten(),
-        leave_start: leave_start.flatten(),
-        leave_end: leave_end.flatten(),
+        hire_date: hire.expect("required and parsed"),
+        termination_date: term.expect("parsed"),
+        leave_start: leave_start.expect("parsed"),
+        leave_end: leave_end.expect("parsed"),
         time_zone: tz.expect("parsed"),
         custom,
     };

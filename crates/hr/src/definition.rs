@@ -29,6 +29,62 @@ pub enum Field {
     Custom(String),
 }
 
+/// The built-in fields with their configuration names, in the order of the default header.
+pub const BUILTIN: [(&str, Field); 19] = [
+    ("employee_id", Field::EmployeeId),
+    ("first_name", Field::FirstName),
+    ("last_name", Field::LastName),
+    ("preferred_name", Field::PreferredName),
+    ("work_email", Field::WorkEmail),
+    ("title", Field::Title),
+    ("department", Field::Department),
+    ("division", Field::Division),
+    ("location", Field::Location),
+    ("cost_center", Field::CostCenter),
+    ("manager_id", Field::ManagerId),
+    ("employment_type", Field::EmploymentType),
+    ("status", Field::Status),
+    ("leave_type", Field::LeaveType),
+    ("hire_date", Field::HireDate),
+    ("termination_date", Field::TerminationDate),
+    ("leave_start", Field::LeaveStart),
+    ("leave_end", Field::LeaveEnd),
+    ("time_zone", Field::TimeZone),
+];
+
+impl Field {
+    /// The built-in field of this configuration name.
+    pub fn builtin(name: &str) -> Option<Field> {
+        BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, f)| f.clone())
+    }
+    /// The configuration name: `hire_date`, or a custom field's own name.
+    pub fn name(&self) -> &str {
+        match self {
+            Field::Custom(n) => n,
+            f => BUILTIN.iter().find(|(_, b)| b == f).map(|(n, _)| *n).expect("every built-in field is listed"),
+        }
+    }
+    /// Its place in `BUILTIN`, for built-in fields.
+    pub fn ordinal(&self) -> Option<usize> {
+        BUILTIN.iter().position(|(_, b)| b == self)
+    }
+    pub fn is_date(&self) -> bool {
+        matches!(self, Field::HireDate | Field::TerminationDate | Field::LeaveStart | Field::LeaveEnd)
+    }
+    /// Fields without which tenure cannot act on a new worker.
+    pub fn needed(&self) -> bool {
+        matches!(
+            self,
+            Field::EmployeeId
+                | Field::FirstName
+                | Field::LastName
+                | Field::EmploymentType
+                | Field::Status
+                | Field::HireDate
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Column {
     /// The canonical header.
@@ -37,6 +93,33 @@ pub struct Column {
     pub aliases: Vec<String>,
     pub field: Field,
     pub required: bool,
+    /// Taken when the column is absent from a file or its cell is empty (an export without
+    /// an employment type column: `default = "employee"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// The export's own values translated to tenure's ("On Leave" to `leave`), keyed by
+    /// `value_key`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<(String, String)>,
+}
+
+impl Column {
+    pub fn new(name: &str, field: Field, required: bool) -> Column {
+        Column { name: name.into(), aliases: vec![], field, required, default: None, values: vec![] }
+    }
+    /// The value as tenure reads it: translated when the definition says so.
+    pub fn translate<'a>(&'a self, v: &'a str) -> &'a str {
+        if self.values.is_empty() {
+            return v;
+        }
+        let k = value_key(v);
+        self.values.iter().find(|(from, _)| *from == k).map_or(v, |(_, to)| to.as_str())
+    }
+}
+
+/// Export values compare without regard to case or surrounding spaces.
+pub fn value_key(v: &str) -> String {
+    v.trim().to_lowercase()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,8 +134,13 @@ pub struct HeaderDefinition {
     pub columns: Vec<Column>,
     pub delimiter: u8,
     pub encoding: Encoding,
-    /// strftime-style formats tried in order, e.g. `%m/%d/%Y` and `%Y-%m-%d`.
+    /// strftime-style formats tried in order, e.g. `%d.%m.%Y`. Empty: each date column's
+    /// format is found from its values, and a column whose dates fit both month-first and
+    /// day-first is refused rather than guessed.
     pub date_formats: Vec<String>,
+    /// A column the definition does not name rejects the file (otherwise it is ignored and
+    /// listed once in the report).
+    pub strict: bool,
     /// The longest value a field may hold, in bytes: a longer one quarantines its row (a
     /// 9 MB title would be sent to the target, and refused, on every run).
     pub max_field_bytes: usize,
@@ -69,10 +157,8 @@ pub fn header_key(h: &str) -> String {
 impl Default for HeaderDefinition {
     fn default() -> Self {
         let col = |name: &str, field: Field, required: bool, aliases: &[&str]| Column {
-            name: name.into(),
             aliases: aliases.iter().map(|s| s.to_string()).collect(),
-            field,
-            required,
+            ..Column::new(name, field, required)
         };
         HeaderDefinition {
             columns: vec![
@@ -98,7 +184,8 @@ impl Default for HeaderDefinition {
             ],
             delimiter: b',',
             encoding: Encoding::Utf8,
-            date_formats: vec!["%m/%d/%Y".into(), "%Y-%m-%d".into()],
+            date_formats: vec![],
+            strict: false,
             max_field_bytes: MAX_FIELD_BYTES,
         }
     }
@@ -113,7 +200,7 @@ impl HeaderDefinition {
 
     /// Adds a free column kept in the worker's custom fields.
     pub fn with_custom(mut self, name: &str, required: bool) -> Self {
-        self.columns.push(Column { name: name.into(), aliases: vec![], field: Field::Custom(name.into()), required });
+        self.columns.push(Column::new(name, Field::Custom(name.into()), required));
         self
     }
 }

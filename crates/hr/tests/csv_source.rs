@@ -35,13 +35,86 @@ fn good_rows_become_workers_with_unicode_kept() {
 }
 
 #[test]
-fn a_header_mismatch_rejects_the_whole_file_listing_missing_and_unexpected() {
+fn a_missing_required_column_rejects_the_whole_file_and_other_columns_are_listed_not_read() {
     let text = "employee_id,first_name,surname_x,status,hire_date,shoe_size\nE1,A,B,active,2020-01-01,42\n";
     let e = parse_csv("bad.csv", text.as_bytes(), &HeaderDefinition::default()).unwrap_err();
     assert_eq!(e.missing, vec!["last_name", "employment_type"]);
-    assert_eq!(e.unexpected, vec!["surname_x", "shoe_size"]);
     assert!(e.to_string().contains("bad.csv"), "{e}");
     assert!(e.reason.contains("missing columns: last_name, employment_type"), "{}", e.reason);
+    // Columns the definition does not name are ignored and listed once.
+    let ok = "employee_id,first_name,last_name,employment_type,status,hire_date,shoe_size,,Badge\n\
+              E1,A,B,employee,active,2020-01-01,42,x,=1+1\n";
+    let r = parse_csv("extra.csv", ok.as_bytes(), &HeaderDefinition::default()).unwrap();
+    assert_eq!(r.accepted.len(), 1);
+    assert_eq!(r.ignored_columns, vec!["shoe_size", "Badge"]);
+    assert!(r.flagged.is_empty(), "an ignored column is not carried, so not flagged: {:?}", r.flagged);
+    // strict = true refuses them instead, naming them.
+    let strict = HeaderDefinition { strict: true, ..HeaderDefinition::default() };
+    let e = parse_csv("extra.csv", ok.as_bytes(), &strict).unwrap_err();
+    assert_eq!(e.unexpected, vec!["shoe_size", "(column 8, no header)", "Badge"]);
+    assert!(e.reason.contains("unexpected columns (strict = true): shoe_size"), "{}", e.reason);
+}
+
+#[test]
+fn ambiguous_dates_are_refused_not_guessed_and_the_report_says_each_columns_format() {
+    let head = "employee_id,first_name,last_name,employment_type,status,hire_date,termination_date\n";
+    let amb = format!("{head}E1,A,B,employee,active,1/2/2020,\nE2,C,D,employee,active,3/4/2021,\n");
+    let e = parse_csv("amb.csv", amb.as_bytes(), &HeaderDefinition::default()).unwrap_err();
+    assert!(
+        e.reason.contains("\"hire_date\": its dates fit both month-first and day-first (row 1: 1/2/2020"),
+        "{}",
+        e.reason
+    );
+    // Fixed by the definition: read as it says.
+    let fixed = HeaderDefinition { date_formats: vec!["%d/%m/%Y".into()], ..HeaderDefinition::default() };
+    let r = parse_csv("amb.csv", amb.as_bytes(), &fixed).unwrap();
+    assert_eq!(r.accepted[0].hire_date.to_string(), "2020-02-01");
+    // One row that can only be day-first settles the column, and the other date column too.
+    let told = format!("{head}E1,A,B,employee,active,1/2/2020,3/4/2030\nE2,C,D,employee,active,25/12/2021,\n");
+    let r = parse_csv("told.csv", told.as_bytes(), &HeaderDefinition::default()).unwrap();
+    assert_eq!(r.accepted[0].hire_date.to_string(), "2020-02-01");
+    assert_eq!(r.accepted[0].termination_date.unwrap().to_string(), "2030-04-03");
+    assert!(
+        r.date_formats["hire_date"].starts_with("%d/%m/%Y (day first, as row 2 shows: 25/12/2021)"),
+        "{:?}",
+        r.date_formats
+    );
+    assert!(r.date_formats["termination_date"].contains("as the file's other date columns"), "{:?}", r.date_formats);
+    // Both orders in one column: refused, naming both rows.
+    let mixed = format!("{head}E1,A,B,employee,active,12/25/2020,\nE2,C,D,employee,active,25/12/2021,\n");
+    let e = parse_csv("mixed.csv", mixed.as_bytes(), &HeaderDefinition::default()).unwrap_err();
+    assert!(
+        e.reason.contains("month-first dates (row 1: 12/25/2020) and day-first dates (row 2: 25/12/2021)"),
+        "{}",
+        e.reason
+    );
+}
+
+#[test]
+fn a_delta_row_may_carry_only_what_changed_for_a_known_worker() {
+    let full = "employee_id,first_name,last_name,employment_type,status,hire_date,title\nE1,Ann,Lee,employee,active,2020-01-01,Engineer\n";
+    let known: std::collections::HashMap<_, _> = parse_csv("f.csv", full.as_bytes(), &HeaderDefinition::default())
+        .unwrap()
+        .accepted
+        .into_iter()
+        .map(|w| (w.id.clone(), w))
+        .collect();
+    let delta = "employee_id,status,termination_date\nE1,terminated,2026-12-31\nE2,active,\n";
+    let r = hr::parse_csv_with("d.csv", delta.as_bytes(), &HeaderDefinition::default(), Some(&known)).unwrap();
+    assert_eq!(r.accepted.len(), 1);
+    let w = &r.accepted[0];
+    assert_eq!((w.first_name.as_str(), w.title.as_deref(), &w.status), ("Ann", Some("Engineer"), &Status::Terminated));
+    assert_eq!(w.termination_date.unwrap().to_string(), "2026-12-31");
+    // A worker tenure does not know needs every required field.
+    let q = &r.quarantined[0];
+    assert_eq!(q.worker_id.as_ref().unwrap().as_str(), "E2");
+    assert!(
+        q.problems.iter().any(|p| p.reason.contains("required for a worker tenure does not know yet")),
+        "{:?}",
+        q.problems
+    );
+    // Without `known` (a full load), the same file is refused for its missing columns.
+    assert!(parse_csv("d.csv", delta.as_bytes(), &HeaderDefinition::default()).is_err());
 }
 
 #[test]

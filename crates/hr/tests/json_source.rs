@@ -16,15 +16,24 @@ not json at all
     assert_eq!(r.rows, 6, "blank lines are not records");
     assert_eq!(r.accepted.len() + r.quarantined.len(), r.rows);
     let ids: Vec<&str> = r.accepted.iter().map(|w| w.id.as_str()).collect();
-    assert_eq!(ids, vec!["1", "4"]);
+    assert_eq!(ids, vec!["1", "3"], "a key the definition lacks is ignored");
+    assert_eq!(r.ignored_columns, vec!["shoe_size"]);
     assert_eq!(r.accepted[0].first_name.as_str(), "Zoë");
     let q = |row: usize| r.quarantined.iter().find(|q| q.row == row).unwrap();
     assert_eq!((q(2).problems[0].column.as_str(), q(2).problems[0].value.as_str()), ("hire_date", "2021-13-01"));
     assert!(q(3).problems[0].reason.contains("malformed JSON"));
     assert_eq!(q(3).line, 3);
     assert!(q(4).problems[0].reason.contains("JSON object"));
-    assert_eq!(q(5).problems[0].column, "shoe_size");
-    assert_eq!(q(5).raw.len(), 1, "the raw record is kept");
+    // A lone record cannot say which order 01/02/2022 is in: held, not guessed.
+    assert_eq!(q(6).problems[0].column, "Start Date");
+    assert!(q(6).problems[0].reason.contains("month-first or day-first"), "{:?}", q(6).problems);
+    assert_eq!(q(6).raw.len(), 1, "the raw record is kept");
+    assert_eq!(q(6).worker_id.as_ref().map(|w| w.as_str()), Some("4"), "its worker is held, not missing");
+    // strict = true quarantines the record with the unknown key instead.
+    let strict = HeaderDefinition { strict: true, ..HeaderDefinition::default() };
+    let r = parse_json("feed.jsonl", text.as_bytes(), &strict).unwrap();
+    let q5 = r.quarantined.iter().find(|q| q.row == 5).unwrap();
+    assert_eq!(q5.problems[0].column, "shoe_size");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 pub mod condition;
 pub mod formula;
+pub mod hr_source;
 pub mod notify;
 
 use condition::{Compiled, Condition};
@@ -49,6 +50,37 @@ pub struct HrSettings {
     /// What a leave does to the account: suspend (deactivate until the return) or keep.
     #[serde(default)]
     pub leave: LeavePolicy,
+    /// What a full load does with a worker it no longer holds: report (the default),
+    /// terminate, or ignore.
+    #[serde(default)]
+    pub missing: MissingSetting,
+    /// A full load whose population falls by more than this share (and by 3 or more) against
+    /// the last snapshot is refused unless confirmed with the exact count.
+    #[serde(default = "max_drop")]
+    pub max_population_drop: f64,
+    /// How the export is written; none: tenure's own header (see `tenure hr definition infer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<hr_source::DefinitionSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox: Option<hr_source::InboxSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<hr_source::PullSettings>,
+}
+
+fn max_drop() -> f64 {
+    0.1
+}
+
+/// What a full load does with a worker it no longer holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingSetting {
+    /// Report it once; the account is left alone.
+    #[default]
+    Report,
+    /// Treat it as terminated now.
+    Terminate,
+    Ignore,
 }
 
 impl Default for HrSettings {
@@ -59,6 +91,11 @@ impl Default for HrSettings {
             termination_hour: None,
             default_time_zone: utc(),
             leave: LeavePolicy::Suspend,
+            missing: MissingSetting::Report,
+            max_population_drop: max_drop(),
+            definition: None,
+            inbox: None,
+            pull: None,
         }
     }
 }
@@ -94,6 +131,12 @@ impl Default for DeprovisionGuard {
 }
 
 impl HrSettings {
+    /// The export's header definition: `[hr.definition]`, or tenure's own header with the
+    /// custom fields.
+    pub fn header_definition(&self) -> Result<hr::HeaderDefinition, Vec<String>> {
+        self.definition.clone().unwrap_or_default().compile(&self.custom_fields)
+    }
+
     pub fn lifecycle(&self) -> Result<hr::LifecycleConfig, String> {
         let tz = hr::TimeZoneName::parse(&self.default_time_zone)?;
         Ok(hr::LifecycleConfig {
@@ -578,6 +621,23 @@ impl Rules {
         }
         if config.hr.termination_hour.is_some_and(|h| !(0..=23).contains(&h)) {
             errors.push("hr.termination_hour: an hour from 0 to 23".to_string());
+        }
+        if !(0.0..=1.0).contains(&config.hr.max_population_drop) {
+            errors.push("hr.max_population_drop: a share from 0 to 1 (0.1 is 10%)".to_string());
+        }
+        if let Err(e) = config.hr.header_definition() {
+            errors.extend(e);
+        }
+        if let Some(i) = &config.hr.inbox {
+            if i.path.trim().is_empty() {
+                errors.push("hr.inbox.path: the folder is empty".into());
+            }
+            if i.pattern.contains('/') {
+                errors.push("hr.inbox.pattern: a file name pattern, without folders".into());
+            }
+        }
+        if let Some(p) = &config.hr.pull {
+            errors.extend(p.check().into_iter().map(|e| format!("hr.pull.{e}")));
         }
         let fields = worker_fields(&custom);
         let mut names = HashSet::new();

@@ -18,6 +18,9 @@ pub struct LoadRecord {
     pub accepted: i64,
     pub quarantined: i64,
     pub events: i64,
+    /// `accepted`, or `rejected` (nothing of it was taken; `reason` says why).
+    pub outcome: String,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +54,8 @@ pub struct LoadWrite {
     /// (row number, worker id when readable, the row as JSON)
     pub quarantined: Vec<(i64, Option<String>, String)>,
     pub push_ids: Vec<String>,
+    /// Loads whose still-pending events this load cancels (a load taken again after them).
+    pub supersede_loads: Vec<String>,
 }
 
 /// Which events to list.
@@ -77,6 +82,8 @@ fn load_record(r: &AnyRow) -> Result<LoadRecord, sqlx::Error> {
         accepted: r.try_get("accepted")?,
         quarantined: r.try_get("quarantined")?,
         events: r.try_get("event_count")?,
+        outcome: r.try_get("outcome")?,
+        reason: r.try_get("reason")?,
     })
 }
 
@@ -120,7 +127,7 @@ impl Store {
         if let Some(l) = &w.load {
             sqlx::query(
                 "INSERT INTO hr_loads (id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, \
-                 event_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 event_count, outcome, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&l.id)
             .bind(&l.source)
@@ -131,8 +138,16 @@ impl Store {
             .bind(l.accepted)
             .bind(l.quarantined)
             .bind(l.events)
+            .bind(&l.outcome)
+            .bind(l.reason.clone())
             .execute(&mut *tx)
             .await?;
+        }
+        for load in &w.supersede_loads {
+            sqlx::query("UPDATE hr_events SET state = 'superseded' WHERE load_id = $1 AND state = 'pending'")
+                .bind(load)
+                .execute(&mut *tx)
+                .await?;
         }
         for chunk in w.upserts.chunks(CHUNK) {
             let sql = format!(
@@ -249,10 +264,29 @@ impl Store {
         Ok(out)
     }
 
+    /// A mark that changes whenever a load is recorded (by any process): the daemon polls it
+    /// to wake at once after `tenure hr load` in another process.
+    pub async fn loads_mark(&self) -> Result<(i64, Option<String>), StoreError> {
+        let r = sqlx::query("SELECT COUNT(*) AS n, MAX(loaded_at) AS last FROM hr_loads").fetch_one(&self.pool).await?;
+        Ok((r.try_get("n")?, r.try_get("last")?))
+    }
+
+    /// The loads of this content (SHA-256), oldest first: a file dropped twice is taken once.
+    pub async fn loads_of(&self, checksum: &str) -> Result<Vec<LoadRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count, outcome, \
+             reason FROM hr_loads WHERE checksum = $1 ORDER BY loaded_at, id",
+        )
+        .bind(checksum)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(load_record).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
     pub async fn loads(&self) -> Result<Vec<LoadRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count \
-             FROM hr_loads ORDER BY loaded_at, id",
+            "SELECT id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count, outcome, \
+             reason FROM hr_loads ORDER BY loaded_at, id",
         )
         .fetch_all(&self.pool)
         .await?;

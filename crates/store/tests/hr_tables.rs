@@ -14,6 +14,8 @@ fn load(id: &str) -> LoadRecord {
         accepted: 1,
         quarantined: 1,
         events: 1,
+        outcome: "accepted".into(),
+        reason: None,
     }
 }
 
@@ -42,6 +44,7 @@ async fn exercise(store: &Store) {
         events: vec![event("e1", "w1", "termination", 2_000), event("e2", "w1", "hire", 1_000)],
         quarantined: vec![(2, Some("w9".into()), "{\"row\":2}".into())],
         push_ids: vec!["p1".into()],
+        supersede_loads: vec![],
     };
     store.record_load(&first).await.unwrap();
 
@@ -53,6 +56,7 @@ async fn exercise(store: &Store) {
         events: vec![event("e3", "w2", "hire", 500)],
         quarantined: vec![],
         push_ids: vec!["p2".into(), "p1".into()],
+        supersede_loads: vec![],
     };
     assert!(matches!(store.record_load(&second).await.unwrap_err(), StoreError::Duplicate(_)));
     assert_eq!(store.snapshot().await.unwrap(), vec![worker("w1", "{\"v\":1}")]);

@@ -4,8 +4,8 @@
 //! (its actions are journaled either way) and then stops.
 
 use crate::config_cmd;
-use crate::intake::{IntakeConfig, MissingPolicy};
-use crate::{push, sync};
+use crate::intake::Intake;
+use crate::{inbox, pull, push, sync};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -55,13 +55,12 @@ pub async fn run(
     if let Some(addr) = listen_hr {
         let push_store = config_cmd::open(data_dir, database_url).await?;
         let secret = push::load_secret(&push_store, &key).await?;
-        let def =
-            rules.config.hr.custom_fields.iter().fold(hr::HeaderDefinition::default(), |d, c| d.with_custom(c, false));
+        let intake = Intake::from_settings(&rules.config.hr)?;
         let state = Arc::new(push::PushState {
             store: push_store,
             secret,
-            def,
-            cfg: IntakeConfig { lifecycle: rules.config.hr.lifecycle()?, missing: MissingPolicy::Report },
+            def: intake.def,
+            cfg: intake.cfg,
             data_dir: data_dir.to_path_buf(),
             gate: tokio::sync::Mutex::new(()),
             wake: Some(wake.clone()),
@@ -79,6 +78,8 @@ pub async fn run(
                 .await;
         }));
     }
+    let watcher =
+        watch_sources(store.clone(), data_dir.to_path_buf(), &rules.config.hr, wake.clone(), stop_rx.clone())?;
     outln!("tenure run: reconciling {} connection(s) every {} s", rules.connections.len(), interval.as_secs());
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -134,9 +135,81 @@ pub async fn run(
     }
     outln!("tenure run: stopped");
     stopping.abort();
+    let _ = watcher.await;
     if let Some(s) = server {
         let _ = s.await;
     }
     store.close().await;
     Ok(0)
+}
+
+/// How often the watcher looks at the inbox, the pull's schedule and the loads of other
+/// processes: a file dropped is taken within two looks (it must be seen whole first).
+const LOOK: Duration = Duration::from_millis(250);
+
+/// Watches where HR data arrives: the inbox folder, the pull's schedule, and loads recorded
+/// by any other process (`tenure hr load`, another node's push). Any of them wakes the
+/// reconcile loop at once.
+fn watch_sources(
+    store: store::Store,
+    data_dir: std::path::PathBuf,
+    hr: &rules::HrSettings,
+    wake: Arc<Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let intake = Intake::from_settings(hr)?;
+    let hr = hr.clone();
+    let key = if hr.pull.is_some() { Some(MasterKey::load(&data_dir)?) } else { None };
+    if let Some(i) = &hr.inbox {
+        outln!("tenure run: watching the HR inbox {} for {}", i.path, i.pattern);
+    }
+    if let Some(p) = &hr.pull {
+        outln!("tenure run: pulling the HR report every {} min", p.interval_minutes);
+    }
+    Ok(tokio::spawn(async move {
+        let mut inbox = inbox::Inbox::default();
+        let mut mark = store.loads_mark().await.ok();
+        // The same failure is said once, not four times a second.
+        let mut last_error: Option<String> = None;
+        let mut say = |r: Result<(), String>| match r {
+            Err(e) if last_error.as_ref() != Some(&e) => {
+                outln!("tenure run: {e}");
+                last_error = Some(e);
+            }
+            Err(_) => {}
+            Ok(()) => last_error = None,
+        };
+        loop {
+            if let Some(settings) = &hr.inbox {
+                match inbox.sweep(&store, &data_dir, settings, &intake).await {
+                    Ok(taken) => {
+                        for t in &taken {
+                            outln!("tenure run: {}", t.line);
+                        }
+                        say(Ok(()));
+                    }
+                    Err(e) => say(Err(e)),
+                }
+            }
+            if let (Some(p), Some(key)) = (&hr.pull, &key) {
+                if pull::due(&store, p, jiff::Timestamp::now()).await {
+                    match pull::pull_once(&store, key, &data_dir, &hr).await {
+                        Ok(said) => outln!("tenure run: pull: {}", said.summary),
+                        Err(e) => outln!("tenure run: pull: {e}"),
+                    }
+                }
+            }
+            // Every load, whoever recorded it, is a reason to reconcile now.
+            let now = store.loads_mark().await.ok();
+            if now.is_some() && now != mark {
+                mark = now;
+                wake.notify_one();
+            }
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            tokio::select! {
+                _ = tokio::time::sleep(LOOK) => {}
+                _ = stop.changed() => break,
+            }
+        }
+    }))
 }

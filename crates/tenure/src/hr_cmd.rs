@@ -1,25 +1,27 @@
 //! `tenure hr validate | load | events | loads | push-secret | listen | generate`: HR data in,
 //! checked, archived, compared with the last snapshot, and turned into lifecycle events.
 
-use crate::intake::{self, IntakeConfig, LoadKind, MissingPolicy};
+use crate::intake::{self, Delivery, Intake, LoadKind, MissingPolicy, Taken};
 use crate::push;
 use clap::{Args, Subcommand};
-use hr::{Encoding, HeaderDefinition, LifecycleConfig, LoadReport};
+use hr::LoadReport;
 use jiff::Timestamp;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::{EventQuery, MasterKey, Secret};
 
-/// How a file is read.
-#[derive(Args, Clone)]
+/// How a file is read: `[hr.definition]` of the saved configuration; these flags override it
+/// for one command (and say so).
+#[derive(Args, Clone, Default)]
 pub struct ParseArgs {
-    /// utf-8 (default, with or without BOM) or windows-1252.
-    #[arg(long, default_value = "utf-8")]
-    encoding: String,
-    /// The field separator.
-    #[arg(long, default_value = ",")]
-    delimiter: char,
-    /// Date formats to accept, in order (strftime style); default %m/%d/%Y and %Y-%m-%d.
+    /// utf-8 (with or without BOM) or windows-1252.
+    #[arg(long)]
+    encoding: Option<String>,
+    /// The field separator (one character, or "tab").
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// Date formats to accept, in order (strftime style, e.g. %d.%m.%Y); default: found per
+    /// column, and a column whose dates could be month-first or day-first is refused.
     #[arg(long = "date-format")]
     date_formats: Vec<String>,
     /// csv or json (JSON or JSON Lines); default: by the file's extension, CSV otherwise.
@@ -27,8 +29,12 @@ pub struct ParseArgs {
     #[arg(long)]
     format: Option<Format>,
     /// The longest value a field may hold, in bytes; a longer one quarantines its row.
-    #[arg(long, default_value_t = hr::MAX_FIELD_BYTES)]
-    max_field_bytes: usize,
+    #[arg(long)]
+    max_field_bytes: Option<usize>,
+    /// Read [hr] from this configuration file instead of the saved one (to try a definition
+    /// before `tenure config import`).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,36 +43,124 @@ pub enum Format {
     Json,
 }
 
-/// How loads become events.
-#[derive(Args, Clone)]
+/// How loads become events: `[hr]` of the saved configuration; these flags override it for
+/// one command (and say so).
+#[derive(Args, Clone, Default)]
 pub struct LifecycleArgs {
     /// Days before the hire date when the account is made.
-    #[arg(long, default_value_t = 0)]
-    pre_hire_days: i64,
-    /// Hour (0-23, worker's time zone) at which a dated termination takes effect; default: the
-    /// end of the termination date.
+    #[arg(long)]
+    pre_hire_days: Option<i64>,
+    /// Hour (0-23, worker's time zone) at which a dated termination takes effect.
     #[arg(long, value_parser = clap::value_parser!(i8).range(0..=23))]
     termination_hour: Option<i8>,
     /// Time zone for workers without one.
-    #[arg(long, default_value = "UTC")]
-    default_time_zone: String,
+    #[arg(long)]
+    default_time_zone: Option<String>,
     /// What to do with a worker a full load no longer holds (never terminated unless told).
-    #[arg(long, value_enum, default_value_t = MissingPolicy::Report)]
-    missing: MissingPolicy,
+    #[arg(long, value_enum)]
+    missing: Option<MissingPolicy>,
 }
 
-impl LifecycleArgs {
-    fn config(&self) -> Result<IntakeConfig, String> {
-        let tz = hr::TimeZoneName::parse(&self.default_time_zone)?;
-        Ok(IntakeConfig {
-            lifecycle: LifecycleConfig {
-                pre_hire_lead_days: self.pre_hire_days.max(0),
-                termination_hour: self.termination_hour,
-                default_time_zone: tz.zone(),
-            },
-            missing: self.missing,
-        })
+/// The `[hr]` settings a command works with: from `--config FILE`, else the saved
+/// configuration, else tenure's defaults (nothing saved yet).
+pub async fn settings(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    config: Option<&Path>,
+) -> Result<rules::HrSettings, String> {
+    if let Some(file) = config {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let cfg = rules::Config::from_toml(&file.display().to_string(), &text).map_err(|e| e.join("\n"))?;
+        rules::Rules::compile(&cfg)
+            .map_err(|e| e.iter().map(|e| format!("{}: {e}", file.display())).collect::<Vec<_>>().join("\n"))?;
+        return Ok(cfg.hr);
     }
+    // Without a store there is nothing saved: do not create one just to look.
+    if database_url.is_none() && !data_dir.join("tenure.db").exists() {
+        return Ok(rules::HrSettings::default());
+    }
+    let store = crate::config_cmd::open(data_dir, database_url).await?;
+    let saved = store.current_config().await.map_err(|e| e.to_string());
+    store.close().await;
+    match saved? {
+        None => Ok(rules::HrSettings::default()),
+        Some(v) => Ok(rules::Config::from_toml("stored configuration", &v.body).map_err(|e| e.join("\n"))?.hr),
+    }
+}
+
+/// Says on stderr that a flag replaced a saved setting, so that no one wonders later why a
+/// load did not do what the configuration says.
+fn overrides(flag: &str, key: &str, given: &str, saved: &str) {
+    if given != saved {
+        eprintln!("note: {flag} {given} overrides [hr] {key} = {saved} of the configuration, for this command only");
+    }
+}
+
+/// The intake settings: `[hr]` with this command's flags over it.
+pub fn intake_with(
+    hr: &rules::HrSettings,
+    parse: &ParseArgs,
+    life: &LifecycleArgs,
+    max_drop: Option<f64>,
+) -> Result<Intake, String> {
+    let mut hr = hr.clone();
+    if let Some(v) = life.pre_hire_days {
+        overrides("--pre-hire-days", "pre_hire_days", &v.to_string(), &hr.pre_hire_days.to_string());
+        hr.pre_hire_days = v;
+    }
+    if let Some(v) = life.termination_hour {
+        let saved = hr.termination_hour.map_or("(end of day)".into(), |h| h.to_string());
+        overrides("--termination-hour", "termination_hour", &v.to_string(), &saved);
+        hr.termination_hour = Some(v);
+    }
+    if let Some(v) = &life.default_time_zone {
+        overrides("--default-time-zone", "default_time_zone", v, &hr.default_time_zone);
+        hr.default_time_zone = v.clone();
+    }
+    if let Some(v) = life.missing {
+        let name = |m: rules::MissingSetting| format!("{m:?}").to_lowercase();
+        let m = match v {
+            MissingPolicy::Report => rules::MissingSetting::Report,
+            MissingPolicy::Terminate => rules::MissingSetting::Terminate,
+            MissingPolicy::Ignore => rules::MissingSetting::Ignore,
+        };
+        overrides("--missing", "missing", &name(m), &name(hr.missing));
+        hr.missing = m;
+    }
+    if let Some(v) = max_drop {
+        overrides("--max-drop", "max_population_drop", &v.to_string(), &hr.max_population_drop.to_string());
+        hr.max_population_drop = v;
+    }
+    let mut intake = Intake::from_settings(&hr)?;
+    let def = &mut intake.def;
+    if let Some(e) = &parse.encoding {
+        def.encoding = rules::hr_source::parse_encoding(e)?;
+        eprintln!("note: --encoding {e} overrides [hr.definition] for this command");
+    }
+    if let Some(d) = &parse.delimiter {
+        def.delimiter = rules::hr_source::parse_delimiter(d)?;
+        eprintln!("note: --delimiter {d:?} overrides [hr.definition] for this command");
+    }
+    if !parse.date_formats.is_empty() {
+        for f in &parse.date_formats {
+            rules::hr_source::check_date_format(f).map_err(|e| format!("--date-format: {e}"))?;
+        }
+        def.date_formats = parse.date_formats.clone();
+        eprintln!("note: --date-format {} overrides [hr.definition] for this command", parse.date_formats.join(" "));
+    }
+    if let Some(m) = parse.max_field_bytes {
+        def.max_field_bytes = m.max(1);
+    }
+    Ok(intake)
+}
+
+/// JSON and JSON Lines by their extension (or --format); CSV otherwise.
+fn is_json(file: &Path, format: Option<Format>) -> bool {
+    format.map(|f| f == Format::Json).unwrap_or_else(|| {
+        file.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"))
+    })
 }
 
 #[derive(Subcommand)]
@@ -88,8 +182,10 @@ pub enum HrCommand {
     /// line is `rows: N, accepted: A, quarantined: Q, events: E`. Exit code as for validate.
     Load {
         /// The HR export: CSV, or JSON / JSON Lines by its extension.
-        file: PathBuf,
-        /// full: the file is the whole population; delta: only changed workers.
+        #[arg(required_unless_present = "back_to")]
+        file: Option<PathBuf>,
+        /// full: the file is the whole population; delta: only changed workers (a row may
+        /// carry only the columns that changed).
         #[arg(long, value_enum, default_value_t = LoadKind::Full)]
         kind: LoadKind,
         /// Compare as of this moment (RFC 3339) instead of now, to replay an archived file.
@@ -99,14 +195,18 @@ pub enum HrCommand {
         #[arg(long)]
         json: bool,
         /// A full load whose population falls by more than this share (and by 3 or more)
-        /// against the last snapshot is refused (a truncated export would make leavers of
-        /// everyone missing).
-        #[arg(long, default_value_t = 0.1, value_parser = crate::share)]
-        max_drop: f64,
+        /// against the last snapshot is refused; default [hr] max_population_drop (0.1).
+        #[arg(long, value_parser = crate::share)]
+        max_drop: Option<f64>,
         /// Take such a load anyway: the exact population of the file (accepted rows and held
         /// workers), as the refusal states it.
         #[arg(long)]
         confirm_population: Option<usize>,
+        /// Take an earlier load (its id, from `tenure hr loads`) again as a new full load:
+        /// the pending events of every load after it are cancelled, and workers those loads
+        /// changed only on paper go back without events.
+        #[arg(long, conflicts_with = "file")]
+        back_to: Option<String>,
         #[command(flatten)]
         parse: ParseArgs,
         #[command(flatten)]
@@ -130,7 +230,8 @@ pub enum HrCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List accepted loads with their checksums and archived copies.
+    /// The history of loads, rejected files included (with their reason), with checksums and
+    /// archived copies.
     Loads {
         /// One JSON document on stdout, nothing else.
         #[arg(long)]
@@ -150,6 +251,24 @@ pub enum HrCommand {
         #[command(flatten)]
         lifecycle: LifecycleArgs,
     },
+    /// The header definition: the one in force, or one proposed from a sample export.
+    Definition {
+        #[command(subcommand)]
+        cmd: DefinitionCommand,
+    },
+    /// Set the password, bearer token or OAuth 2.0 client secret of [hr.pull], kept sealed
+    /// in the store: read from a file, or from standard input.
+    PullSecret {
+        /// Read it from this file (default: standard input).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+    },
+    /// Pull [hr.pull]'s report URL now, once, and load what it gives.
+    Pull {
+        /// One JSON document on stdout, nothing else.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a realistic data set (accented names, namesakes, leaves, future hires and
     /// terminations); `--next-day` writes the following day's file too.
     Generate {
@@ -168,68 +287,44 @@ pub enum HrCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum DefinitionCommand {
+    /// Propose a definition from a sample export: each column's likely field and date
+    /// format, and what could not be placed. Edit it, paste it into the configuration, check
+    /// it with `tenure hr validate FILE --config tenure.toml`, then `tenure config import`.
+    Infer {
+        /// A sample export (CSV).
+        file: PathBuf,
+        /// utf-8 or windows-1252 (default: utf-8, or windows-1252 when the bytes are not UTF-8).
+        #[arg(long)]
+        encoding: Option<String>,
+        /// The field separator (default: found from the header line).
+        #[arg(long)]
+        delimiter: Option<String>,
+    },
+    /// The definition in force (from the saved configuration, or --config), as TOML.
+    Show {
+        /// Read [hr] from this configuration file instead of the saved one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
 /// Runs the command; the exit code says how the file fared.
 pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
     match cmd {
-        HrCommand::Validate { file, json, parse } => validate(file, json, &parse),
-        HrCommand::Load { file, kind, as_of, json, max_drop, confirm_population, parse, lifecycle } => {
-            let cfg = lifecycle.config()?;
-            let busy = crate::output::spinner(format!("reading {}", file.display()));
-            let read = read_as(&file, &parse, json);
-            busy.finish_and_clear();
-            let (report, bytes) = match read? {
-                Ok(r) => r,
-                Err(code) => return Ok(code),
-            };
+        HrCommand::Validate { file, json, parse } => {
+            let hr = settings(data_dir, database_url, parse.config.as_deref()).await?;
+            let intake = intake_with(&hr, &parse, &LifecycleArgs::default(), None)?;
+            validate(file, json, &parse, &intake.def)
+        }
+        HrCommand::Load { file, kind, as_of, json, max_drop, confirm_population, back_to, parse, lifecycle } => {
+            let hr = settings(data_dir, database_url, parse.config.as_deref()).await?;
+            let intake = intake_with(&hr, &parse, &lifecycle, max_drop)?;
             let store = crate::config_cmd::open(data_dir, database_url).await?;
-            if kind == LoadKind::Full {
-                if let Err(why) = population_check(&store, &report, max_drop, confirm_population).await {
-                    store.close().await;
-                    if json {
-                        outln!("{}", serde_json::json!({"refused": why}));
-                    } else {
-                        outln!("{why}");
-                    }
-                    return Ok(1);
-                }
-            }
-            let busy = crate::output::spinner(format!("storing {} worker(s) and their events", report.accepted.len()));
-            // The very bytes that were checked, so the archive always matches its checksum.
-            intake::archive(data_dir, &report.checksum, &bytes)?;
-            let now = as_of.unwrap_or_else(Timestamp::now);
-            let result = intake::apply(&store, &report, kind, &cfg, now, vec![]).await;
+            let r = load(&store, data_dir, &intake, file, kind, as_of, json, confirm_population, back_to, &parse).await;
             store.close().await;
-            busy.finish_and_clear();
-            let outcome = result.map_err(|e| e.to_string())?;
-            print_problems(&report, json);
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&outcome).map_err(|e| e.to_string())?);
-            } else {
-                if let Some(at) = &outcome.loaded_before {
-                    outln!("note: this exact file (sha256 {}) was loaded before, at {at}", outcome.checksum);
-                }
-                for e in &outcome.events {
-                    outln!("{}", describe(e, now));
-                }
-                for id in &outcome.held {
-                    outln!("held: worker {id} is absent from the accepted rows because its row was quarantined");
-                }
-                outln!("archived: {}", intake::archive_path(data_dir, &outcome.checksum).display());
-            }
-            if !json {
-                let counts = outcome.counts();
-                let detail = counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
-                outln!(
-                    "rows: {}, accepted: {}, quarantined: {}, events: {}{}, waiting: {}",
-                    outcome.rows,
-                    outcome.accepted,
-                    outcome.quarantined,
-                    outcome.events.len(),
-                    if detail.is_empty() { String::new() } else { format!(" ({detail})") },
-                    outcome.waiting(now)
-                );
-            }
-            Ok(if outcome.quarantined == 0 { 0 } else { 2 })
+            r
         }
         HrCommand::Events { state, worker, due, as_of, json } => {
             let store = crate::config_cmd::open(data_dir, database_url).await?;
@@ -262,15 +357,27 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                 let v: Vec<_> = loads
                     .iter()
                     .map(|l| {
+                        let archived = (l.outcome == "accepted").then(|| intake::archive_path(data_dir, &l.checksum));
                         serde_json::json!({"id": l.id, "source": l.source, "checksum": l.checksum, "kind": l.kind,
-                            "loaded_at": l.loaded_at, "rows": l.rows, "accepted": l.accepted,
-                            "quarantined": l.quarantined, "events": l.events,
-                            "archived": intake::archive_path(data_dir, &l.checksum)})
+                            "loaded_at": l.loaded_at, "outcome": l.outcome, "reason": l.reason, "rows": l.rows,
+                            "accepted": l.accepted, "quarantined": l.quarantined, "events": l.events,
+                            "archived": archived})
                     })
                     .collect();
                 outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
             } else {
-                for l in &loads {
+                for l in loads.iter().filter(|l| l.outcome != "accepted") {
+                    outln!(
+                        "{}  {}  {} ({})  REJECTED: {}  sha256 {}",
+                        l.loaded_at,
+                        l.id,
+                        l.source,
+                        l.kind,
+                        l.reason.as_deref().unwrap_or("(no reason kept)"),
+                        l.checksum
+                    );
+                }
+                for l in loads.iter().filter(|l| l.outcome == "accepted") {
                     outln!(
                         "{}  {}  {} ({})  rows {}, accepted {}, quarantined {}, events {}  sha256 {}  {}",
                         l.loaded_at,
@@ -285,7 +392,8 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                         intake::archive_path(data_dir, &l.checksum).display()
                     );
                 }
-                outln!("loads: {}", loads.len());
+                let rejected = loads.iter().filter(|l| l.outcome != "accepted").count();
+                outln!("loads: {}, rejected: {rejected}", loads.len() - rejected);
             }
             Ok(0)
         }
@@ -315,7 +423,8 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
         }
         HrCommand::Listen { listen, lifecycle } => {
             crate::output::keep_going_when_closed();
-            let cfg = lifecycle.config()?;
+            let hr = settings(data_dir, database_url, None).await?;
+            let intake = intake_with(&hr, &ParseArgs::default(), &lifecycle, None)?;
             let store = crate::config_cmd::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
             let secret = push::load_secret(&store, &key).await?;
@@ -325,8 +434,8 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             let state = Arc::new(push::PushState {
                 store,
                 secret,
-                def: HeaderDefinition::default(),
-                cfg,
+                def: intake.def,
+                cfg: intake.cfg,
                 data_dir: data_dir.to_path_buf(),
                 gate: tokio::sync::Mutex::new(()),
                 wake: None,
@@ -339,6 +448,54 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(0)
+        }
+        HrCommand::Definition { cmd: DefinitionCommand::Infer { file, encoding, delimiter } } => {
+            let bytes = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let encoding = encoding.as_deref().map(rules::hr_source::parse_encoding).transpose()?;
+            let delimiter = delimiter.as_deref().map(rules::hr_source::parse_delimiter).transpose()?;
+            outln!("{}", crate::infer::infer(&file.display().to_string(), &bytes, encoding, delimiter)?);
+            Ok(0)
+        }
+        HrCommand::Definition { cmd: DefinitionCommand::Show { config } } => {
+            let hr = settings(data_dir, database_url, config.as_deref()).await?;
+            let def = hr.header_definition().map_err(|e| e.join("\n"))?;
+            outln!("{}", crate::infer::describe(&def, hr.definition.is_some()));
+            Ok(0)
+        }
+        HrCommand::PullSecret { secret_file } => {
+            let text = match secret_file {
+                Some(p) => std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+                None => {
+                    let mut t = String::new();
+                    std::io::stdin().read_line(&mut t).map_err(|e| e.to_string())?;
+                    t
+                }
+            };
+            let secret = Secret::new(text.trim().to_string());
+            if secret.expose().is_empty() {
+                return Err("the pull secret is empty".into());
+            }
+            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            let key = MasterKey::load(data_dir)?;
+            let r = push::save_named_secret(&store, &key, crate::pull::SECRET, crate::pull::SECRET, &secret).await;
+            store.close().await;
+            r?;
+            outln!("HR pull secret set (ending in {})", secret.hint());
+            Ok(0)
+        }
+        HrCommand::Pull { json } => {
+            let hr = settings(data_dir, database_url, None).await?;
+            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            let key = MasterKey::load(data_dir)?;
+            let r = crate::pull::pull_once(&store, &key, data_dir, &hr).await;
+            store.close().await;
+            let said = r?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&said).map_err(|e| e.to_string())?);
+            } else {
+                outln!("{}", said.summary);
+            }
+            Ok(if said.rejected { 1 } else { 0 })
         }
         HrCommand::Generate { count, seed, out, next_day } => {
             let rows = hr::generate::generate(count, seed);
@@ -358,78 +515,156 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
     }
 }
 
-/// Fewer workers than this missing from a full load never trip the population check.
-const MIN_DROP: usize = 3;
-
-/// A full load that is empty, or whose population falls by more than `max_drop` against the
-/// last snapshot, is refused with the numbers unless the exact population is confirmed.
-async fn population_check(
+/// `hr load`: one file (or an earlier load again) through the one intake use case.
+#[allow(clippy::too_many_arguments)]
+async fn load(
     store: &store::Store,
-    report: &LoadReport,
-    max_drop: f64,
-    confirm: Option<usize>,
-) -> Result<(), String> {
-    let before = store.population().await.map_err(|e| e.to_string())? as usize;
-    let now = report.accepted.len() + report.held().len();
-    if confirm == Some(now) {
-        return Ok(());
+    data_dir: &Path,
+    intake: &Intake,
+    file: Option<PathBuf>,
+    kind: LoadKind,
+    as_of: Option<Timestamp>,
+    json: bool,
+    confirm_population: Option<usize>,
+    back_to: Option<String>,
+    parse: &ParseArgs,
+) -> Result<u8, String> {
+    let delivery = match (&file, &back_to) {
+        (Some(file), _) => {
+            let busy = crate::output::spinner(format!("reading {}", file.display()));
+            let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()));
+            busy.finish_and_clear();
+            Delivery {
+                source: file.display().to_string(),
+                bytes: bytes?,
+                json: is_json(file, parse.format),
+                kind,
+                confirm_population,
+                supersede_loads: vec![],
+            }
+        }
+        (None, Some(id)) => back_to_load(store, data_dir, id, parse.format, confirm_population).await?,
+        (None, None) => return Err("give a file to load, or --back-to LOAD_ID".into()),
+    };
+    let busy = crate::output::spinner(format!("checking and storing {}", delivery.source));
+    let now = as_of.unwrap_or_else(Timestamp::now);
+    let taken = intake::take(store, data_dir, intake, delivery, now).await;
+    busy.finish_and_clear();
+    let (outcome, report) = match taken? {
+        Taken::Loaded { outcome, report } => (outcome, report),
+        Taken::Rejected { load_id, reason, rejected } => {
+            if json {
+                match rejected {
+                    Some(r) => outln!("{}", serde_json::json!({"rejected": r, "load_id": load_id})),
+                    None => outln!("{}", serde_json::json!({"refused": reason, "load_id": load_id})),
+                }
+            } else {
+                outln!("{reason}");
+                outln!("recorded in the history as rejected load {load_id} (tenure hr loads)");
+                outln!("rows: 0, accepted: 0, quarantined: 0 (file rejected)");
+            }
+            return Ok(1);
+        }
+    };
+    print_problems(&report, json);
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&outcome).map_err(|e| e.to_string())?);
+        return Ok(if outcome.quarantined == 0 { 0 } else { 2 });
     }
-    if now == 0 {
+    print_reading(&report);
+    if let Some(at) = &outcome.loaded_before {
+        outln!("note: this exact file (sha256 {}) was loaded before, at {at}", outcome.checksum);
+    }
+    for e in &outcome.events {
+        outln!("{}", describe(e, now));
+    }
+    for id in &outcome.held {
+        outln!("held: worker {id} is absent from the accepted rows because its row was quarantined");
+    }
+    outln!("archived: {}", intake::archive_path(data_dir, &outcome.checksum).display());
+    let counts = outcome.counts();
+    let detail = counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+    outln!(
+        "rows: {}, accepted: {}, quarantined: {}, events: {}{}, waiting: {}",
+        outcome.rows,
+        outcome.accepted,
+        outcome.quarantined,
+        outcome.events.len(),
+        if detail.is_empty() { String::new() } else { format!(" ({detail})") },
+        outcome.waiting(now)
+    );
+    Ok(if outcome.quarantined == 0 { 0 } else { 2 })
+}
+
+/// An earlier accepted full load, read again from its archive, as a new load that cancels
+/// what every load after it left pending.
+async fn back_to_load(
+    store: &store::Store,
+    data_dir: &Path,
+    id: &str,
+    format: Option<Format>,
+    confirm_population: Option<usize>,
+) -> Result<Delivery, String> {
+    let loads = store.loads().await.map_err(|e| e.to_string())?;
+    let at = loads.iter().position(|l| l.id == id).ok_or_else(|| format!("no load {id} (see tenure hr loads)"))?;
+    let l = &loads[at];
+    if l.outcome != "accepted" || l.kind != "full" {
         return Err(format!(
-            "refused: {} is a full load with no workers (the last snapshot has {before}); nothing was loaded. If the \
-             population really is empty, load it with --confirm-population 0",
-            report.file
+            "load {id} is a {} {} load: only an accepted full load can be taken again",
+            l.outcome, l.kind
         ));
     }
-    let floor = (before as f64 * (1.0 - max_drop)).ceil() as usize;
-    // As the deprovision guard: a drop of one or two in a small team is ordinary.
-    if before > 0 && now < floor && before - now >= MIN_DROP {
-        return Err(format!(
-            "refused: {} has {now} workers where the last snapshot has {before}: {:.0}% fewer, more than the {:.0}% a \
-             full load may drop (--max-drop). Nothing was loaded. If this is right, load it with --confirm-population {now}",
+    let path = intake::archive_path(data_dir, &l.checksum);
+    let bytes =
+        std::fs::read(&path).map_err(|e| format!("the archived copy of load {id} ({}): {e}", path.display()))?;
+    let later: Vec<String> = loads[at + 1..].iter().filter(|x| x.outcome == "accepted").map(|x| x.id.clone()).collect();
+    Ok(Delivery {
+        source: format!("back to load {id} ({})", l.source),
+        json: is_json(Path::new(&l.source), format),
+        bytes,
+        kind: LoadKind::Full,
+        confirm_population,
+        supersede_loads: later,
+    })
+}
+
+/// How the file was read: the columns left aside and each date column's format.
+fn print_reading(report: &LoadReport) {
+    if !report.ignored_columns.is_empty() {
+        outln!(
+            "{}: {} column(s) not in the definition, ignored: {}",
             report.file,
-            100.0 * (before - now) as f64 / before as f64,
-            100.0 * max_drop
-        ));
+            report.ignored_columns.len(),
+            report.ignored_columns.join(", ")
+        );
     }
-    Ok(())
+    // One line per format, not per column: most exports write every date one way.
+    let mut by: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for (column, how) in &report.date_formats {
+        by.entry(how.as_str()).or_default().push(column.as_str());
+    }
+    for (how, columns) in by {
+        outln!("{}: dates read as {how}: {}", report.file, columns.join(", "));
+    }
 }
 
-fn definition(parse: &ParseArgs) -> Result<HeaderDefinition, String> {
-    let encoding = match parse.encoding.to_ascii_lowercase().replace('_', "-").as_str() {
-        "utf-8" | "utf8" => Encoding::Utf8,
-        "windows-1252" | "cp1252" | "latin1" => Encoding::Windows1252,
-        other => return Err(format!("unknown encoding {other:?}: use utf-8 or windows-1252")),
-    };
-    let delimiter =
-        u8::try_from(parse.delimiter).ok().filter(u8::is_ascii).ok_or("the delimiter must be one ASCII character")?;
-    let mut def = HeaderDefinition {
-        encoding,
-        delimiter,
-        max_field_bytes: parse.max_field_bytes.max(1),
-        ..HeaderDefinition::default()
-    };
-    if !parse.date_formats.is_empty() {
-        def.date_formats = parse.date_formats.clone();
-    }
-    Ok(def)
-}
-
-/// Reads and checks a file (with its bytes); a rejected file is reported here and gives exit
+/// Reads and checks a file by the definition; a rejected file is reported here and gives exit
 /// code 1.
-fn read_as(file: &Path, parse: &ParseArgs, json: bool) -> Result<Result<(LoadReport, Vec<u8>), u8>, String> {
-    let def = definition(parse)?;
+fn read_as(
+    file: &Path,
+    parse: &ParseArgs,
+    def: &hr::HeaderDefinition,
+    json: bool,
+) -> Result<Result<LoadReport, u8>, String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let name = file.display().to_string();
-    // JSON and JSON Lines by their extension; CSV otherwise.
-    let is_json = parse.format.map(|f| f == Format::Json).unwrap_or_else(|| {
-        file.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"))
-    });
-    let parsed = if is_json { hr::parse_json(&name, &bytes, &def) } else { hr::parse_csv(&name, &bytes, &def) };
+    let parsed = if is_json(file, parse.format) {
+        hr::parse_json(&name, &bytes, def)
+    } else {
+        hr::parse_csv(&name, &bytes, def)
+    };
     match parsed {
-        Ok(r) => Ok(Ok((r, bytes))),
+        Ok(r) => Ok(Ok(r)),
         Err(rejected) => {
             if json {
                 outln!("{}", serde_json::json!({"rejected": rejected}));
@@ -494,8 +729,8 @@ fn describe(e: &intake::Listed, now: Timestamp) -> String {
     )
 }
 
-fn validate(file: PathBuf, json: bool, parse: &ParseArgs) -> Result<u8, String> {
-    let (report, _) = match read_as(&file, parse, json)? {
+fn validate(file: PathBuf, json: bool, parse: &ParseArgs, def: &hr::HeaderDefinition) -> Result<u8, String> {
+    let report = match read_as(&file, parse, def, json)? {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
@@ -503,6 +738,7 @@ fn validate(file: PathBuf, json: bool, parse: &ParseArgs) -> Result<u8, String> 
         outln!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
         print_problems(&report, json);
+        print_reading(&report);
         outln!("rows: {}, accepted: {}, quarantined: {}", report.rows, report.accepted.len(), report.quarantined.len());
     }
     Ok(if report.quarantined.is_empty() { 0 } else { 2 })

@@ -36,6 +36,176 @@ pub struct IntakeConfig {
     pub missing: MissingPolicy,
 }
 
+impl IntakeConfig {
+    /// The saved configuration's `[hr]` lifecycle settings.
+    pub fn from_settings(hr: &rules::HrSettings) -> Result<IntakeConfig, String> {
+        Ok(IntakeConfig {
+            lifecycle: hr.lifecycle()?,
+            missing: match hr.missing {
+                rules::MissingSetting::Report => MissingPolicy::Report,
+                rules::MissingSetting::Terminate => MissingPolicy::Terminate,
+                rules::MissingSetting::Ignore => MissingPolicy::Ignore,
+            },
+        })
+    }
+}
+
+/// Everything that says how HR data is taken: how files read, how loads become events, and
+/// how far a full load's population may fall. Built from `[hr]`, with a command's overrides.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub def: hr::HeaderDefinition,
+    pub cfg: IntakeConfig,
+    pub max_drop: f64,
+}
+
+impl Intake {
+    pub fn from_settings(hr: &rules::HrSettings) -> Result<Intake, String> {
+        Ok(Intake {
+            def: hr.header_definition().map_err(|e| e.join("; "))?,
+            cfg: IntakeConfig::from_settings(hr)?,
+            max_drop: hr.max_population_drop,
+        })
+    }
+}
+
+/// A file (or body) as delivered: by a command, the inbox or a pull.
+pub struct Delivery {
+    /// How the history names it: the file's path, `inbox:NAME`, the pulled URL.
+    pub source: String,
+    pub bytes: Vec<u8>,
+    pub json: bool,
+    pub kind: LoadKind,
+    /// Take a full load whose population fell too far: its exact population.
+    pub confirm_population: Option<usize>,
+    /// Loads whose pending events this one cancels (`--back-to`).
+    pub supersede_loads: Vec<String>,
+}
+
+/// What became of a delivery.
+pub enum Taken {
+    Loaded {
+        outcome: Outcome,
+        report: Box<LoadReport>,
+    },
+    /// Refused whole (unreadable, or its population fell too far): recorded in the history
+    /// with the reason, nothing else written.
+    Rejected {
+        load_id: String,
+        reason: String,
+        rejected: Option<hr::FileRejected>,
+    },
+}
+
+/// Reads a delivery by the definition. A delta may carry only what changed for workers the
+/// snapshot has: their stored records fill the rest.
+pub async fn read(
+    store: &Store,
+    def: &hr::HeaderDefinition,
+    d: &Delivery,
+) -> Result<Result<LoadReport, hr::FileRejected>, StoreError> {
+    let parse = |known: Option<&HashMap<WorkerId, Worker>>| {
+        if d.json {
+            hr::parse_json_with(&d.source, &d.bytes, def, known)
+        } else {
+            hr::parse_csv_with(&d.source, &d.bytes, def, known)
+        }
+    };
+    if d.kind == LoadKind::Full {
+        return Ok(parse(None));
+    }
+    // First as if every worker were new, to learn who the rows are; then again merged onto
+    // the records of those tenure knows.
+    let first = match parse(Some(&HashMap::new())) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let ids: Vec<String> = first
+        .accepted
+        .iter()
+        .map(|w| w.id.to_string())
+        .chain(first.quarantined.iter().filter_map(|q| q.worker_id.as_ref().map(|w| w.to_string())))
+        .collect();
+    let known: HashMap<WorkerId, Worker> =
+        store.snapshot_of(&ids).await?.iter().filter_map(|r| decode(r).ok()).map(|w| (w.id.clone(), w)).collect();
+    if known.is_empty() {
+        return Ok(Ok(first));
+    }
+    Ok(parse(Some(&known)))
+}
+
+/// Takes a delivery: reads it, checks a full load's population, archives it and applies it.
+/// A refusal is recorded in the history with its reason.
+pub async fn take(
+    store: &Store,
+    data_dir: &Path,
+    intake: &Intake,
+    d: Delivery,
+    now: Timestamp,
+) -> Result<Taken, String> {
+    let checksum = checksum(&d.bytes);
+    let report = match read(store, &intake.def, &d).await.map_err(|e| e.to_string())? {
+        Ok(r) => r,
+        Err(rejected) => {
+            let load_id = record_rejected(store, &d.source, &checksum, d.kind, &rejected.reason)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(Taken::Rejected { load_id, reason: rejected.to_string(), rejected: Some(rejected) });
+        }
+    };
+    if d.kind == LoadKind::Full {
+        if let Err(why) = population_check(store, &report, intake.max_drop, d.confirm_population).await? {
+            let load_id =
+                record_rejected(store, &d.source, &checksum, d.kind, &why).await.map_err(|e| e.to_string())?;
+            return Ok(Taken::Rejected { load_id, reason: why, rejected: None });
+        }
+    }
+    // The very bytes that were checked, so the archive always matches its checksum.
+    archive(data_dir, &report.checksum, &d.bytes)?;
+    let outcome = apply_with(store, &report, d.kind, &intake.cfg, now, vec![], d.supersede_loads)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Taken::Loaded { outcome, report: Box::new(report) })
+}
+
+/// Fewer workers than this missing from a full load never trip the population check.
+const MIN_DROP: usize = 3;
+
+/// A full load that is empty, or whose population falls by more than `max_drop` against the
+/// last snapshot, is refused with the numbers unless the exact population is confirmed.
+pub async fn population_check(
+    store: &Store,
+    report: &LoadReport,
+    max_drop: f64,
+    confirm: Option<usize>,
+) -> Result<Result<(), String>, String> {
+    let before = store.population().await.map_err(|e| e.to_string())? as usize;
+    let now = report.accepted.len() + report.held().len();
+    if confirm == Some(now) {
+        return Ok(Ok(()));
+    }
+    if now == 0 {
+        return Ok(Err(format!(
+            "refused: {} is a full load with no workers (the last snapshot has {before}); nothing was loaded. If the \
+             population really is empty, load it with --confirm-population 0",
+            report.file
+        )));
+    }
+    let floor = (before as f64 * (1.0 - max_drop)).ceil() as usize;
+    // As the deprovision guard: a drop of one or two in a small team is ordinary.
+    if before > 0 && now < floor && before - now >= MIN_DROP {
+        return Ok(Err(format!(
+            "refused: {} has {now} workers where the last snapshot has {before}: {:.0}% fewer, more than the {:.0}% a \
+             full load may drop ([hr] max_population_drop, --max-drop). Nothing was loaded. If this is right, load it \
+             with --confirm-population {now}",
+            report.file,
+            100.0 * (before - now) as f64 / before as f64,
+            100.0 * max_drop
+        )));
+    }
+    Ok(Ok(()))
+}
+
 /// An event as listed: the stored row with its detail.
 #[derive(Debug, Clone, Serialize)]
 pub struct Listed {
@@ -115,6 +285,21 @@ pub async fn apply(
     now: Timestamp,
     push_ids: Vec<String>,
 ) -> Result<Outcome, IntakeError> {
+    apply_with(store, report, kind, cfg, now, push_ids, vec![]).await
+}
+
+/// As `apply`; the pending events of `supersede_loads` are cancelled in the same transaction,
+/// and a worker whose every change since was only pending gets no event for going back (the
+/// account never moved: a bad load's false terminations are not followed by false rehires).
+pub async fn apply_with(
+    store: &Store,
+    report: &LoadReport,
+    kind: LoadKind,
+    cfg: &IntakeConfig,
+    now: Timestamp,
+    push_ids: Vec<String>,
+    supersede_loads: Vec<String>,
+) -> Result<Outcome, IntakeError> {
     let stored = match kind {
         LoadKind::Full => store.snapshot().await?,
         LoadKind::Delta => {
@@ -135,11 +320,22 @@ pub async fn apply(
         .loads()
         .await?
         .into_iter()
-        .find(|l| l.checksum == report.checksum && l.source != "push")
+        .find(|l| l.checksum == report.checksum && l.source != "push" && l.outcome == "accepted")
         .map(|l| l.loaded_at);
 
     let held = report.held();
-    let detected = hr::detect(&previous, &report.accepted, kind == LoadKind::Full, now, &cfg.lifecycle);
+    let mut detected = hr::detect(&previous, &report.accepted, kind == LoadKind::Full, now, &cfg.lifecycle);
+    if !supersede_loads.is_empty() {
+        // Workers the later loads touched only with events still pending (so the target never
+        // saw them) go back silently; one with an event already acted on gets its events.
+        let mut only_pending: HashMap<String, bool> = HashMap::new();
+        let all = store.events(&store::EventQuery::default()).await?;
+        for e in all.iter().filter(|e| supersede_loads.contains(&e.load_id)) {
+            let p = only_pending.entry(e.worker_id.clone()).or_insert(true);
+            *p &= matches!(e.state.as_str(), "pending" | "reported");
+        }
+        detected.retain(|e| !only_pending.get(e.worker.as_str()).copied().unwrap_or(false));
+    }
     let load_id = uuid::Uuid::new_v4().to_string();
     let mut write = LoadWrite::default();
     let mut events: Vec<Listed> = vec![];
@@ -254,6 +450,7 @@ pub async fn apply(
         .map(|q| (q.row as i64, q.worker_id.as_ref().map(|w| w.to_string()), serde_json::to_string(q).expect("json")))
         .collect();
     write.push_ids = push_ids;
+    write.supersede_loads = supersede_loads;
     let source = report.file.clone();
     write.load = Some(LoadRecord {
         id: load_id.clone(),
@@ -265,6 +462,8 @@ pub async fn apply(
         accepted: report.accepted.len() as i64,
         quarantined: report.quarantined.len() as i64,
         events: events.len() as i64,
+        outcome: "accepted".into(),
+        reason: None,
     });
     store.record_load(&write).await?;
     Ok(Outcome {
@@ -280,6 +479,39 @@ pub async fn apply(
         events,
         loaded_before,
     })
+}
+
+/// Records a file that was refused whole, so that the history shows it and why: nothing else
+/// of it is written.
+pub async fn record_rejected(
+    store: &Store,
+    source: &str,
+    checksum: &str,
+    kind: LoadKind,
+    reason: &str,
+) -> Result<String, StoreError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let load = LoadRecord {
+        id: id.clone(),
+        source: source.into(),
+        checksum: checksum.into(),
+        kind: format!("{kind:?}").to_lowercase(),
+        loaded_at: stamp(Timestamp::now()),
+        rows: 0,
+        accepted: 0,
+        quarantined: 0,
+        events: 0,
+        outcome: "rejected".into(),
+        reason: Some(reason.into()),
+    };
+    store.record_load(&LoadWrite { load: Some(load), ..Default::default() }).await?;
+    Ok(id)
+}
+
+/// SHA-256 of bytes, as loads are keyed.
+pub fn checksum(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads stored events back.

@@ -153,6 +153,23 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
         accepted: vec![],
         quarantined: vec![],
         flagged: vec![],
+        ignored_columns: vec![],
+        date_formats: Default::default(),
+    };
+    // A change may carry only what changed for a worker tenure knows: the stored record fills
+    // the rest (a new worker still needs every required field).
+    let wanted: Vec<String> = items
+        .iter()
+        .filter_map(|i| i.get("worker").and_then(|w| hr::json_worker_id(w, &st.def)))
+        .map(|w| w.to_string())
+        .collect();
+    let mut known: HashMap<hr::WorkerId, hr::Worker> = match st.store.snapshot_of(&wanted).await {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(|r| serde_json::from_str::<hr::Worker>(&r.body).ok())
+            .map(|w| (w.id.clone(), w))
+            .collect(),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let mut accepted_ids = vec![];
     let mut quarantined = vec![];
@@ -164,7 +181,7 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
         }
         report.rows += 1;
         let (worker_id, parsed) = match item.get("worker") {
-            Some(w) => hr::worker_from_json(w, &st.def),
+            Some(w) => hr::worker_from_json(w, &st.def, Some(&known)),
             None => (
                 None,
                 Err(vec![RowProblem {
@@ -177,6 +194,8 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
         match parsed {
             Ok(w) => {
                 accepted_ids.push(id.clone());
+                // A later partial change in the same batch builds on this one.
+                known.insert(w.id.clone(), w.clone());
                 latest.insert(w.id.clone(), (i, w));
             }
             Err(problems) => {

@@ -47,7 +47,7 @@ fn check_import_export_and_a_broken_file_changes_nothing() {
     // A file with three mistakes: all three listed with where they are; nothing saved.
     let broken = std::fs::read_to_string(EXAMPLE_CONFIG)
         .unwrap()
-        .replace("=LOWER(NORMALIZE(first_name)", "=LOWER(NORMALIZE(frist_name)")
+        .replace("LOWER(NORMALIZE(first_name)", "LOWER(NORMALIZE(frist_name)")
         .replace(r#"user_type = "guest""#, r#"user_type = "visitor""#)
         .replace(
             r#"{ field = "employment_type", op = "equals", value = "intern" }"#,
@@ -58,7 +58,7 @@ fn check_import_export_and_a_broken_file_changes_nothing() {
     let (code, out) = tenure(&dir, &["config", "import", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("mappings.userName: formula") && out.contains("column 18: unknown field \"frist_name\""),
+        out.contains("mappings.userName: formula") && out.contains("column 39: unknown field \"frist_name\""),
         "{out}"
     );
     assert!(out.contains("not \"visitor\""), "{out}");
@@ -91,8 +91,9 @@ fn preview_shows_role_reasons_grant_and_every_attribute() {
     assert!(out.contains("  role: Engineering"), "{out}");
     assert!(out.contains("department equals \"Engineering\" (is \"Engineering\"): yes"), "{out}");
     assert!(out.contains("grant: user type member, teams [Engineering]"), "{out}");
-    assert!(out.contains("\"jose.garcia-lopez@acme.example\""), "{out}");
-    assert!(out.contains("=LOWER(NORMALIZE(first_name)"), "the formula is shown: {out}");
+    // The login is the address HR gives, not one made from the name.
+    assert!(out.contains("userName") && out.contains("\"jose.garcia@acme.example\""), "{out}");
+    assert!(out.contains("=COALESCE(work_email, LOWER(NORMALIZE(first_name)"), "the formula is shown: {out}");
 
     // A Sales employee falls through to "Employees", with the default team and the reasons
     // the roles above did not match.

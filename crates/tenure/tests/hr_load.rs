@@ -16,10 +16,10 @@ struct Tenure {
 }
 
 impl Tenure {
-    /// Exit code, and standard output followed by standard error.
+    /// Exit code, and standard error (notes) followed by standard output.
     fn run(&self, args: &[&str]) -> (i32, String) {
         let (code, out, err) = self.run_split(args);
-        (code, format!("{out}{err}"))
+        (code, format!("{err}{out}"))
     }
 
     fn run_split(&self, args: &[&str]) -> (i32, String, String) {
@@ -273,8 +273,12 @@ fn a_rejected_file_changes_nothing_and_is_not_archived() {
     let (code, out) = t.load(&bad, "2026-06-02T12:00:00Z", &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("missing columns: employee_id"), "{out}");
-    assert!(out.contains("unexpected columns: code, given, family"), "{out}");
-    assert_eq!(t.loads().len(), 1);
+    assert!(out.contains("columns the definition does not name: code, given, family"), "{out}");
+    // The refusal is in the history, with its reason; nothing else of it was written.
+    let loads = t.loads();
+    assert_eq!(loads.len(), 2);
+    assert_eq!((loads[1]["outcome"].as_str(), loads[1]["archived"].is_null()), (Some("rejected"), true));
+    assert!(loads[1]["reason"].as_str().unwrap().contains("missing columns: employee_id"), "{}", loads[1]);
     assert_eq!(std::fs::read_dir(t.dir.join("hr-archive")).unwrap().count(), 1);
     assert_eq!(t.events(&[]).len(), 2);
     // The same file again is noted, and yields nothing new.

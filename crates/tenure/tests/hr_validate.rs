@@ -39,7 +39,7 @@ fn bad_rows_are_reported_with_file_row_column_value_and_reason() {
     let (code, out) = validate(&[f.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("missing columns: employee_id"), "{out}");
-    assert!(out.contains("unexpected columns: id, name"), "{out}");
+    assert!(out.contains("columns the definition does not name: id, name"), "{out}");
 }
 
 #[test]

@@ -237,7 +237,25 @@ pub fn row(
     hire: &str,
     rest: &str,
 ) -> String {
-    let email = format!("{}.{}@acme.example", first.to_lowercase(), last.to_lowercase());
+    // As an HR system writes work addresses: ASCII, accents dropped.
+    let ascii = |s: &str| -> String {
+        s.to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                'á' | 'à' | 'ä' | 'å' | 'â' => Some('a'),
+                'é' | 'è' | 'ë' | 'ê' => Some('e'),
+                'í' | 'ï' => Some('i'),
+                'ó' | 'ö' | 'ø' | 'ô' => Some('o'),
+                'ú' | 'ü' => Some('u'),
+                'ñ' => Some('n'),
+                'ç' => Some('c'),
+                ' ' => Some('-'),
+                c if c.is_ascii() => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let email = format!("{}.{}@acme.example", ascii(first), ascii(last));
     format!("{id},{first},{last},{email},{title},{dept},{typ},{status},{hire},{rest}")
 }
 
