@@ -310,12 +310,22 @@ pub fn parse_csv_with(
         let mut scan = reader().from_reader(text.as_bytes());
         let mut rec = csv::ByteRecord::new();
         let mut row = 0;
+        // Until every column has said its order, or has shown only other shapes (ISO) for a
+        // good while: a later value that could be either is then held on its own row.
+        let settled = |e: &dates::Evidence, seen: usize| {
+            e.month_first.is_some() || e.day_first.is_some() || (e.sep.is_none() && seen >= 1000)
+        };
+        let mut seen = vec![0usize; date_cols.len()];
         while scan.read_byte_record(&mut rec).unwrap_or(false) {
             row += 1;
-            for ((i, j), e) in date_cols.iter().zip(evidence.iter_mut()) {
-                if let Some(v) = rec.get(*j).and_then(|v| std::str::from_utf8(v).ok()) {
+            for (((i, j), e), n) in date_cols.iter().zip(evidence.iter_mut()).zip(seen.iter_mut()) {
+                if let Some(v) = rec.get(*j).and_then(|v| std::str::from_utf8(v).ok()).filter(|v| !v.is_empty()) {
+                    *n += 1;
                     e.see(row, def.columns[*i].translate(v));
                 }
+            }
+            if row % 256 == 0 && evidence.iter().zip(&seen).all(|(e, n)| settled(e, *n)) {
+                break;
             }
         }
         // A column that cannot tell takes the order the file's other date columns show (an
@@ -358,6 +368,8 @@ pub fn parse_csv_with(
     let id_at = layout.column(&Field::EmployeeId).and_then(|i| layout.at[i]);
     // Every row's id (when it has one), to quarantine ids that appear more than once.
     let mut ids: Vec<(QuarantinedRow, Option<WorkerId>, Option<Worker>)> = vec![];
+    // (row, byte offset) of each row that parsed, to read it again if it turns out a duplicate.
+    let mut starts: Vec<(usize, u64)> = vec![];
     for (i, rec) in rd.records().enumerate() {
         let rec = rec.map_err(|e| reject(file, format!("malformed CSV: {e}")))?;
         let row = i + 1;
@@ -369,18 +381,22 @@ pub fn parse_csv_with(
         }
         report.rows += 1;
         let cap = def.max_field_bytes;
-        let raw: Vec<String> = rec
-            .iter()
-            .map(|v| if v.len() > cap { format!("{}… ({} bytes)", prefix(v, cap), v.len()) } else { v.to_string() })
-            .collect();
+        // The row as read is kept only for rows that end up quarantined (few): the rest would
+        // hold a second copy of the whole file.
+        let raw_of = |rec: &csv::StringRecord| -> Vec<String> {
+            rec.iter()
+                .map(|v| if v.len() > cap { format!("{}… ({} bytes)", prefix(v, cap), v.len()) } else { v.to_string() })
+                .collect()
+        };
         // Only the columns tenure carries: an ignored column never reaches a target.
         for (j, h) in &used {
             if let Some(v) = rec.get(*j).filter(|v| looks_like_formula(v)) {
                 report.flagged.push(Flagged { row, column: h.to_string(), value: prefix(v, 80).to_string() });
             }
         }
-        let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw };
+        let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw: vec![] };
         if rec.len() != headers.len() {
+            q.raw = raw_of(&rec);
             q.problems.push(RowProblem {
                 column: "*".into(),
                 value: String::new(),
@@ -393,15 +409,35 @@ pub fn parse_csv_with(
         }
         let (id, parsed) = parse_row(&layout, &rec, known);
         match parsed {
-            Ok(w) => ids.push((q, id, Some(w))),
+            Ok(w) => {
+                starts.push((row, rec.position().map_or(0, |p| p.byte())));
+                ids.push((q, id, Some(w)))
+            }
             Err(problems) => {
                 q.problems = problems;
+                q.raw = raw_of(&rec);
                 ids.push((q, id, None));
             }
         }
     }
 
-    Ok(finish(report, ids))
+    let mut report = finish(report, ids);
+    // A row that parsed but shares its id with another is quarantined in `finish`: read its
+    // raw fields again from where it starts in the file.
+    for q in report.quarantined.iter_mut().filter(|q| q.raw.is_empty()) {
+        if let Ok(i) = starts.binary_search_by_key(&q.row, |(r, _)| *r) {
+            let at = starts[i].1 as usize;
+            let mut one = csv::ReaderBuilder::new()
+                .delimiter(def.delimiter)
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(text.as_bytes().get(at..).unwrap_or_default());
+            if let Some(Ok(rec)) = one.records().next() {
+                q.raw = rec.iter().map(String::from).collect();
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Whether a quoted field runs over lines that look like whole rows of their own: a quote

@@ -130,6 +130,10 @@ fn fields(w: &Worker) -> Vec<(String, String)> {
 }
 
 fn changes(before: &Worker, after: &Worker) -> Vec<FieldChange> {
+    // Most workers did not change: say so without writing every field out as text.
+    if before == after {
+        return vec![];
+    }
     let old: BTreeMap<String, String> = fields(before).into_iter().collect();
     let new: BTreeMap<String, String> = fields(after).into_iter().collect();
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();

@@ -4,7 +4,7 @@
 //! Run it again: no change. Edit the HR file (a leaver, a mover, a rehire) and run it again:
 //! exactly those actions.
 
-use crate::intake::{self, IntakeConfig, LoadKind, MissingPolicy};
+use crate::intake::{self, Delivery, Intake, LoadKind, Taken};
 use crate::sync;
 use rules::Config as RulesConfig;
 use std::net::SocketAddr;
@@ -122,14 +122,20 @@ async fn run_in(
 
     // 4. HR data: a full load.
     let (hr_name, hr_bytes) = read_or_example(hr_file.as_deref(), "examples/hr/workers.csv", EXAMPLE_HR)?;
-    let def = hr::HeaderDefinition { ..hr::HeaderDefinition::default() };
-    let def = rules.config.hr.custom_fields.iter().fold(def, |d, c| d.with_custom(c, false));
-    let report = hr::parse_csv(&hr_name, &hr_bytes, &def).map_err(|e| e.to_string())?;
-    intake::archive(dir, &report.checksum, &hr_bytes)?;
-    let icfg = IntakeConfig { lifecycle: rules.config.hr.lifecycle()?, missing: MissingPolicy::Report };
-    let outcome = intake::apply(store, &report, LoadKind::Full, &icfg, jiff::Timestamp::now(), vec![])
-        .await
-        .map_err(|e| e.to_string())?;
+    // Through the one intake use case, with the definition and lifecycle settings of [hr].
+    let intake_settings = Intake::from_settings(&rules.config.hr)?;
+    let delivery = Delivery {
+        source: hr_name.clone(),
+        bytes: hr_bytes,
+        json: false,
+        kind: LoadKind::Full,
+        confirm_population: None,
+        supersede_loads: vec![],
+    };
+    let (outcome, report) = match intake::take(store, dir, &intake_settings, delivery, jiff::Timestamp::now()).await? {
+        Taken::Loaded { outcome, report } => (outcome, report),
+        Taken::Rejected { reason, .. } => return Err(reason),
+    };
     for q in &report.quarantined {
         for p in &q.problems {
             outln!(
