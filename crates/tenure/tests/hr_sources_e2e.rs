@@ -456,8 +456,24 @@ async fn report_server(dir: &Path, csv: String) -> (String, PathBuf, Arc<Mutex<V
             axum::Json(json!({"access_token": "tok-123", "token_type": "Bearer", "expires_in": 3600})).into_response()
         }
     };
+    let log = seen.clone();
+    let report_json = move |headers: HeaderMap| {
+        let log = log.clone();
+        async move {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            log.lock().unwrap().push(format!("json auth={auth}"));
+            // hr-user:pw in Basic.
+            if auth != "Basic aHItdXNlcjpwdw==" {
+                return (StatusCode::UNAUTHORIZED, "no").into_response();
+            }
+            axum::Json(json!({"Report_Entry": [{"employee_id": "7", "first_name": "Zoë", "last_name": "Øster",
+                "employment_type": "employee", "status": "active", "hire_date": "2021-03-15"}]}))
+            .into_response()
+        }
+    };
     let app = axum::Router::new()
         .route("/report.csv", get(report))
+        .route("/report.json", get(report_json))
         .route("/token", post(token))
         .route(
             "/slow.csv",
@@ -536,4 +552,21 @@ async fn the_pull_fetches_the_report_over_https_once_per_change() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("over max_bytes (100000)"), "{out}");
     assert_eq!(json_of(&env.ok(&["hr", "loads", "--json"])).as_array().unwrap().len(), 1);
+    // Basic auth and a JSON report wrapped as Workday wraps it.
+    configure("/report.json", "auth = \"basic\"\nusername = \"hr-user\"\nformat = \"json\"\nkind = \"delta\"");
+    std::fs::write(&secret, "pw").unwrap();
+    env.ok(&["hr", "pull-secret", "--secret-file", secret.to_str().unwrap()]);
+    let out = env.ok(&["hr", "pull"]);
+    assert!(out.contains("rows 1, accepted 1"), "{out}");
+    // The daemon pulls on its schedule: at once when never pulled, then every interval.
+    let fresh = bare("pull-daemon");
+    let rules = std::fs::read_to_string(env.dir.join("rules.toml")).unwrap();
+    let path = write(&fresh, "rules.toml", &rules);
+    fresh.ok(&["config", "import", path.to_str().unwrap()]);
+    fresh.ok(&["hr", "pull-secret", "--secret-file", secret.to_str().unwrap()]);
+    let (daemon, lines) = start(&fresh, &["run", "--interval", "3600"]);
+    let line = wait_line(&lines, "pull: ").await;
+    assert!(line.contains(&format!("{base}/report.json: load")) && line.contains("accepted 1"), "{line}");
+    drop(daemon);
+    assert_eq!(json_of(&fresh.ok(&["hr", "loads", "--json"])).as_array().unwrap().len(), 1);
 }
