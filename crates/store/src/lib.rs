@@ -254,6 +254,26 @@ impl Store {
         self.json_rows(table, key, (&list, &pg), filter).await
     }
 
+    /// Whether the store answers and its schema is the one this build expects: every
+    /// migration this build carries applied, none newer (a node of an older build must not
+    /// write to a newer schema). For readiness probes.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| format!("the store does not answer: {e}"))?;
+        let applied: std::collections::BTreeSet<i64> =
+            rows.iter().filter_map(|r| r.try_get::<i64, _>("version").ok()).collect();
+        let known: std::collections::BTreeSet<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        if let Some(v) = known.difference(&applied).next() {
+            return Err(format!("migration {v} is not applied"));
+        }
+        if let Some(v) = applied.difference(&known).next() {
+            return Err(format!("the store has migration {v}, newer than this build"));
+        }
+        Ok(())
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

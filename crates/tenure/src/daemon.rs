@@ -34,6 +34,7 @@ pub async fn run(
     listen_hr: Option<SocketAddr>,
     rehearse_from: Option<jiff::Timestamp>,
     confirm_production: Vec<String>,
+    serve: Option<crate::serve::Listen>,
 ) -> Result<u8, String> {
     // A daemon outlives whoever reads its output, and each of its lines says when.
     crate::output::keep_going_when_closed();
@@ -52,34 +53,56 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server = None;
-    if let Some(addr) = listen_hr {
+    // `tenure run --listen-hr ADDR` (plain http, push only) or `tenure serve` (one address:
+    // push, probes, TLS when given).
+    let listen = match (serve, listen_hr) {
+        (Some(l), _) => Some((l, true)),
+        (None, Some(addr)) => Some((crate::serve::Listen { addr, tls: None, insecure_http: true }, false)),
+        (None, None) => None,
+    };
+    let health = crate::serve::Health::new(store.clone());
+    if let Some((listen, full)) = listen {
+        listen.check()?;
         let push_store = config_cmd::open(data_dir, database_url).await?;
-        let secret = push::load_secret(&push_store, &key).await?;
-        let intake = Intake::from_settings(&rules.config.hr)?;
-        let state = Arc::new(push::PushState {
-            store: push_store,
-            secret,
-            def: intake.def,
-            cfg: intake.cfg,
-            data_dir: data_dir.to_path_buf(),
-            gate: tokio::sync::Mutex::new(()),
-            wake: Some(wake.clone()),
-        });
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        outln!("tenure run: HR push endpoint on http://{bound}/hr/v1/push");
-        let mut rx = stop_rx.clone();
-        server = Some(tokio::spawn(async move {
-            let _ = axum::serve(listener, push::router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = rx.changed().await;
-                })
-                .await;
-        }));
+        let secret = push::load_named_secret(&push_store, &key, push::SECRET_SETTING, push::SECRET_CONTEXT).await?;
+        let mut app = axum::Router::new();
+        match secret {
+            Some(secret) => {
+                let intake = Intake::from_settings(&rules.config.hr)?;
+                let state = Arc::new(push::PushState {
+                    store: push_store,
+                    secret,
+                    def: intake.def,
+                    cfg: intake.cfg,
+                    data_dir: data_dir.to_path_buf(),
+                    gate: tokio::sync::Mutex::new(()),
+                    wake: Some(wake.clone()),
+                });
+                app = app.merge(push::router(state));
+            }
+            None if !full => return Err("no push secret yet: create one with `tenure hr push-secret`".into()),
+            None => app = app.merge(push::unconfigured_router()),
+        }
+        if full {
+            app = app.merge(crate::serve::health_router(health.clone()));
+        }
+        let (bound, task) = crate::serve::serve(&listen, app, stop_rx.clone()).await?;
+        let scheme = if listen.tls.is_some() { "https" } else { "http" };
+        if full {
+            outln!("tenure serve: listening on {scheme}://{bound} (POST /hr/v1/push, GET /healthz, GET /readyz)");
+        } else {
+            outln!("tenure run: HR push endpoint on {scheme}://{bound}/hr/v1/push");
+        }
+        server = Some(task);
     }
-    let watcher =
-        watch_sources(store.clone(), data_dir.to_path_buf(), &rules.config.hr, wake.clone(), stop_rx.clone())?;
+    let watcher = watch_sources(
+        store.clone(),
+        data_dir.to_path_buf(),
+        &rules.config.hr,
+        wake.clone(),
+        stop_rx.clone(),
+        health.clone(),
+    )?;
     outln!("tenure run: reconciling {} connection(s) every {} s", rules.connections.len(), interval.as_secs());
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -156,6 +179,7 @@ fn watch_sources(
     hr: &rules::HrSettings,
     wake: Arc<Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    health: crate::serve::Health,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let intake = Intake::from_settings(hr)?;
     let hr = hr.clone();
@@ -180,6 +204,7 @@ fn watch_sources(
             Ok(()) => last_error = None,
         };
         loop {
+            health.beat();
             if let Some(settings) = &hr.inbox {
                 match inbox.sweep(&store, &data_dir, settings, &intake).await {
                     Ok(taken) => {

@@ -27,6 +27,7 @@ mod push;
 mod quickstart;
 mod review_cmd;
 mod run_lock;
+mod serve;
 mod sync;
 
 use clap::{Args, Parser, Subcommand};
@@ -167,6 +168,26 @@ enum Command {
         /// so many words that the rehearsal acts on that real target.
         #[arg(long = "confirm-production", value_name = "CONNECTION")]
         confirm_production: Vec<String>,
+    },
+    /// The service: the HR push endpoint, health (/healthz) and readiness (/readyz) probes and
+    /// the scheduler (as `tenure run`) in one process on one address. SIGTERM lets in-flight
+    /// work finish, then stops.
+    Serve {
+        /// Port 0 picks a free port (the chosen one is printed).
+        #[arg(long, default_value = "127.0.0.1:8790")]
+        listen: SocketAddr,
+        /// The TLS certificate chain (PEM); with --tls-key, the service speaks https.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        /// Plain http on an address other than loopback (behind a proxy that terminates TLS).
+        #[arg(long)]
+        insecure_http: bool,
+        /// Seconds between scheduled reconciles.
+        #[arg(long, default_value_t = 300)]
+        interval: u64,
     },
     /// Supervised mode: the workers' actions waiting for a reviewer (--all: every decision too).
     Reviews {
@@ -396,7 +417,7 @@ fn main() -> ExitCode {
     // One line per action for the daemon (tenure::actions); a command at a terminal prints
     // its own summary instead.
     let default = match cli.command {
-        Command::Run { .. } => "info,sqlx=warn",
+        Command::Run { .. } | Command::Serve { .. } => "info,sqlx=warn",
         _ => "info,sqlx=warn,tenure::actions=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| default.into());
@@ -479,7 +500,20 @@ fn main() -> ExitCode {
                 listen_hr,
                 rehearse_from,
                 confirm_production,
+                None,
             )))
+        }
+        Command::Serve { listen, tls_cert, tls_key, insecure_http, interval } => {
+            let tls = tls_cert.zip(tls_key);
+            return coded(rt.block_on(daemon::run(
+                &dir,
+                database_url.as_deref(),
+                std::time::Duration::from_secs(interval.max(1)),
+                None,
+                None,
+                vec![],
+                Some(serve::Listen { addr: listen, tls, insecure_http }),
+            )));
         }
         Command::Audit(cmd) => return coded(rt.block_on(audit_cmd::audit_cmd(&dir, database_url.as_deref(), cmd))),
         Command::Runs { cmd, connection, limit, json } => {
@@ -565,6 +599,7 @@ fn main() -> ExitCode {
             | Command::DeadLetters(_)
             | Command::Notify(_)
             | Command::Run { .. }
+            | Command::Serve { .. }
             | Command::Quickstart { .. } => {
                 unreachable!("handled above, for their exit codes")
             }

@@ -24,8 +24,8 @@ pub const SIGNATURE_HEADER: &str = "x-tenure-signature";
 /// How far a request's timestamp may be from our clock, either way.
 pub const TOLERANCE_SECS: i64 = 300;
 const MAX_BODY: usize = 10 * 1024 * 1024;
-const SECRET_SETTING: &str = "hr_push_secret";
-const SECRET_CONTEXT: &str = "hr-push-secret";
+pub const SECRET_SETTING: &str = "hr_push_secret";
+pub const SECRET_CONTEXT: &str = "hr-push-secret";
 
 pub struct PushState {
     pub store: Store,
@@ -44,6 +44,19 @@ pub fn router(state: Arc<PushState>) -> Router {
 }
 
 /// What the sender signs: `"<timestamp>.<body>"` under the shared secret.
+/// The push endpoint before a secret is set: says what to do rather than 404.
+pub fn unconfigured_router() -> Router {
+    Router::new().route(
+        "/hr/v1/push",
+        axum::routing::post(|| async {
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no push secret yet: an admin creates one with `tenure hr push-secret`",
+            )
+        }),
+    )
+}
+
 fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
