@@ -15,6 +15,8 @@ use store::Store;
 #[derive(Default)]
 pub struct Inbox {
     seen: HashMap<PathBuf, (u64, SystemTime)>,
+    /// Files that could not be taken, with the reason last said (said again only if it changes).
+    failing: HashMap<PathBuf, String>,
     last_cleanup: Option<SystemTime>,
 }
 
@@ -66,8 +68,19 @@ impl Inbox {
                 still.insert(path, (len, modified));
                 continue;
             }
-            out.push(self.take(store, data_dir, settings, intake, &name, &path).await?);
+            // One file's trouble (unreadable, a store refusal) never stops the others: it is
+            // said, and tried again at the next looks.
+            match self.take(store, data_dir, settings, intake, &name, &path).await {
+                Ok(t) => out.push(t),
+                Err(e) => {
+                    if self.failing.get(&path) != Some(&e) {
+                        out.push(Swept { line: format!("inbox: {name}: not taken, tried again: {e}") });
+                        self.failing.insert(path.clone(), e);
+                    }
+                }
+            }
         }
+        self.failing.retain(|p, _| p.exists());
         self.seen = still;
         self.cleanup(dir, settings.retention_days);
         Ok(out)

@@ -74,6 +74,21 @@ fn real_exports_read_by_their_definitions_and_by_an_inferred_one() {
         assert_eq!(code, 0, "{file}: inferred:\n{proposed}\n{out}");
         assert!(out.ends_with("rows: 40, accepted: 40, quarantined: 0\n"), "{file}: inferred:\n{proposed}\n{out}");
     }
+    // The definition in force, as TOML: the saved one, or the file's with --config.
+    let shown = env.ok(&["hr", "definition", "show", "--config", &export("personio.toml")]);
+    assert!(shown.contains("delimiter = \";\""), "{shown}");
+    assert!(shown.contains("employee_id = { header = \"ID\", required = true }"), "{shown}");
+    assert!(shown.contains("\"onboarding\" = \"active\""), "{shown}");
+    let own = env.ok(&["hr", "definition", "show"]);
+    assert!(own.contains("tenure's own header") && own.contains("hire_date = { header = \"hire_date\""), "{own}");
+    // A sample saved by Excel (Windows-1252) is read as such, and the proposal says so.
+    let latin = std::fs::read_to_string(export("bamboohr_employees.csv")).unwrap();
+    let (cp1252, _, _) = encoding_rs::WINDOWS_1252.encode(&latin);
+    let p = write(&env, "excel.csv", "");
+    std::fs::write(&p, &cp1252).unwrap();
+    let proposed = env.ok(&["hr", "definition", "infer", p.to_str().unwrap()]);
+    assert!(proposed.contains("encoding = \"windows-1252\""), "{proposed}");
+    assert!(proposed.contains("# e.g. \"Amélie\""), "{proposed}");
     // What each definition made of the rows.
     let report = |file: &str, def: &str| {
         let o =
@@ -154,7 +169,18 @@ fn lifecycle_settings_come_from_the_saved_configuration_and_flags_say_they_overr
 
 #[test]
 fn refused_files_are_in_the_history_and_an_earlier_load_can_be_taken_again() {
-    let env = bare("back-to");
+    refused_and_back_to(&bare("back-to"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_files_and_back_to_on_postgres() {
+    let Some(pg) = postgres("hr_sources_back_to").await else { return };
+    let env = Env { dir: common::tempdir("back-to-pg"), database_url: Some(pg.url.clone()) };
+    tokio::task::spawn_blocking(move || refused_and_back_to(&env)).await.unwrap();
+}
+
+fn refused_and_back_to(env: &Env) {
+    let env = Env { dir: env.dir.clone(), database_url: env.database_url.clone() };
     let good = write(&env, "good.csv", &format!("{HEADER}\n{}\n", population(20).join("\n")));
     env.ok(&["hr", "load", good.to_str().unwrap(), "--as-of", AT]);
     // Dates that could be either order: refused, not guessed, and recorded as refused.
