@@ -7,6 +7,7 @@ pub mod hr;
 pub mod lease;
 pub mod review;
 pub mod secrets;
+pub mod users;
 
 pub use engine::{AuditEntry, AuditRecord, JournalEntry, Link, Outcomes, RunRecord};
 pub use hr::{EventQuery, EventRecord, LoadRecord, LoadWrite, SnapshotRow};
@@ -14,6 +15,7 @@ pub use lease::{Acquired, Claimant, Holder, Lease};
 
 pub use review::{DeadLetter, Review, ReviewRequest};
 pub use secrets::{MasterKey, Sealed, Secret};
+pub use users::{TokenRecord, UserRecord};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};

@@ -85,6 +85,14 @@ pub async fn run(
         }
         if full {
             app = app.merge(crate::serve::health_router(health.clone()));
+            // The first start: an Admin to log in with, its one-time password said once.
+            if let Some(p) = crate::users::first_admin(&store).await? {
+                outln!(
+                    "tenure serve: first start: user \"admin\" (admin) with the one-time password {} (shown once; \
+                     it must be changed at the first login, or set with `tenure user reset-password admin`)",
+                    p.expose()
+                );
+            }
         }
         let (bound, task) = crate::serve::serve(&listen, app, stop_rx.clone()).await?;
         let scheme = if listen.tls.is_some() { "https" } else { "http" };

@@ -29,6 +29,8 @@ mod review_cmd;
 mod run_lock;
 mod serve;
 mod sync;
+mod user_cmd;
+mod users;
 
 use clap::{Args, Parser, Subcommand};
 use sandbox::{Config, Faults, Limits};
@@ -189,6 +191,12 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         interval: u64,
     },
+    /// Platform users: who may use tenure, as Admin, Editor, Reviewer or Viewer.
+    #[command(subcommand)]
+    User(user_cmd::UserCommand),
+    /// API tokens for scripts and monitoring: shown once, stored hashed, revocable.
+    #[command(subcommand)]
+    Token(user_cmd::TokenCommand),
     /// Supervised mode: the workers' actions waiting for a reviewer (--all: every decision too).
     Reviews {
         /// The connection (needed when several are configured).
@@ -515,6 +523,8 @@ fn main() -> ExitCode {
                 Some(serve::Listen { addr: listen, tls, insecure_http }),
             )));
         }
+        Command::User(cmd) => return coded(rt.block_on(user_cmd::user(cmd, &dir, database_url.as_deref()))),
+        Command::Token(cmd) => return coded(rt.block_on(user_cmd::token(cmd, &dir, database_url.as_deref()))),
         Command::Audit(cmd) => return coded(rt.block_on(audit_cmd::audit_cmd(&dir, database_url.as_deref(), cmd))),
         Command::Runs { cmd, connection, limit, json } => {
             return coded(rt.block_on(audit_cmd::runs_cmd(&dir, database_url.as_deref(), cmd, connection, limit, json)))
@@ -600,6 +610,8 @@ fn main() -> ExitCode {
             | Command::Notify(_)
             | Command::Run { .. }
             | Command::Serve { .. }
+            | Command::User(_)
+            | Command::Token(_)
             | Command::Quickstart { .. } => {
                 unreachable!("handled above, for their exit codes")
             }

@@ -1,0 +1,196 @@
+//! Platform users and API tokens: rows only. Hashing, roles and what each may do live in
+//! the binary's use cases; nothing here ever sees a password or a token secret.
+
+use crate::{now, Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub password_hash: String,
+    pub must_change: bool,
+    pub disabled: bool,
+    pub created_at: String,
+    pub credentials_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub connection: Option<String>,
+    pub secret_hash: String,
+    pub created_at: String,
+    pub created_by: Option<String>,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+const USER: &str = "id, name, role, password_hash, must_change, disabled, created_at, credentials_at";
+const TOKEN: &str =
+    "id, name, role, connection, secret_hash, created_at, created_by, expires_at, last_used_at, revoked_at";
+
+fn user(r: &AnyRow) -> Result<UserRecord, sqlx::Error> {
+    Ok(UserRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        password_hash: r.try_get("password_hash")?,
+        must_change: r.try_get::<i64, _>("must_change")? != 0,
+        disabled: r.try_get::<i64, _>("disabled")? != 0,
+        created_at: r.try_get("created_at")?,
+        credentials_at: r.try_get("credentials_at")?,
+    })
+}
+
+fn token(r: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
+    Ok(TokenRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        connection: r.try_get("connection")?,
+        secret_hash: r.try_get("secret_hash")?,
+        created_at: r.try_get("created_at")?,
+        created_by: r.try_get("created_by")?,
+        expires_at: r.try_get("expires_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+impl Store {
+    /// A new user; `StoreError::Duplicate` when the name (ignoring case) is taken.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        role: &str,
+        password_hash: &str,
+        must_change: bool,
+    ) -> Result<UserRecord, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let at = now();
+        let r = sqlx::query(
+            "INSERT INTO platform_users (id, name, name_key, role, password_hash, must_change, disabled, created_at, \
+             credentials_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(name.to_lowercase())
+        .bind(role)
+        .bind(password_hash)
+        .bind(i64::from(must_change))
+        .bind(&at)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Duplicate(format!("a user named {name:?} exists already")))
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        Ok(self.user(name).await?.expect("just written"))
+    }
+
+    pub async fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER} FROM platform_users WHERE name_key = $1");
+        let r = sqlx::query(&sql).bind(name.to_lowercase()).fetch_optional(&self.pool).await?;
+        Ok(r.as_ref().map(user).transpose()?)
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER} FROM platform_users ORDER BY name_key");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(user).collect::<Result<_, _>>()?)
+    }
+
+    /// Changes a user's role; false when there is no such user.
+    pub async fn set_user_role(&self, name: &str, role: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE platform_users SET role = $1 WHERE name_key = $2")
+            .bind(role)
+            .bind(name.to_lowercase())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Disables or enables a user; disabling voids their sessions.
+    pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE platform_users SET disabled = $1, credentials_at = $2 WHERE name_key = $3")
+            .bind(i64::from(disabled))
+            .bind(now())
+            .bind(name.to_lowercase())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// A new password hash; its sessions are void from now.
+    pub async fn set_user_password(&self, name: &str, hash: &str, must_change: bool) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE platform_users SET password_hash = $1, must_change = $2, credentials_at = $3 WHERE name_key = $4",
+        )
+        .bind(hash)
+        .bind(i64::from(must_change))
+        .bind(now())
+        .bind(name.to_lowercase())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        let sql = format!("INSERT INTO api_tokens ({TOKEN}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        sqlx::query(&sql)
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(&t.role)
+            .bind(t.connection.clone())
+            .bind(&t.secret_hash)
+            .bind(&t.created_at)
+            .bind(t.created_by.clone())
+            .bind(t.expires_at.clone())
+            .bind(t.last_used_at.clone())
+            .bind(t.revoked_at.clone())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let sql = format!("SELECT {TOKEN} FROM api_tokens ORDER BY created_at, id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(token).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!("SELECT {TOKEN} FROM api_tokens WHERE id = $1");
+        let r = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        Ok(r.as_ref().map(token).transpose()?)
+    }
+
+    /// Revokes a token; false when there is no such token or it was revoked already.
+    pub async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn touch_token(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

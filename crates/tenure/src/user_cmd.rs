@@ -1,0 +1,247 @@
+//! `tenure user ...` and `tenure token ...`: platform users and API tokens from the command
+//! line (a local administrator's door; the API and console call the same use cases).
+
+use crate::users::{self, Role};
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+use store::Secret;
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add a user. The password comes from --password-file, else a prompt on a terminal, else
+    /// a one-time password is made and shown once (to be changed at the first login).
+    Add {
+        /// The user's login name (letters, digits, '.', '-', '_', '@'; case does not count).
+        name: String,
+        /// What the user may do: admin, editor, reviewer or viewer.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// A file holding the password (at least 12 characters).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List users: name, role, state (never a password or its hash).
+    List {
+        /// One JSON document on stdout, nothing else.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a user's role.
+    SetRole {
+        /// The user's name.
+        name: String,
+        /// The new role: admin, editor, reviewer or viewer.
+        #[arg(value_enum)]
+        role: Role,
+    },
+    /// Disable a user: their sessions end, they cannot log in.
+    Disable {
+        /// The user's name.
+        name: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The user's name.
+        name: String,
+    },
+    /// Set a new password (from --password-file or a prompt), or a one-time password shown
+    /// once; the user's sessions end either way.
+    ResetPassword {
+        /// The user's name.
+        name: String,
+        /// A file holding the new password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token, shown once.
+    Create {
+        /// What it is for ("monitoring", "HR sync script").
+        name: String,
+        /// What it may do: admin, editor, reviewer or viewer.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The one connection it may act on (default: all).
+        #[arg(long)]
+        connection: Option<String>,
+        /// When it stops working: 90d, 12h, 30m or an RFC 3339 moment (default: never).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List tokens with their last use (never their secret).
+    List {
+        /// One JSON document on stdout, nothing else.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id: it stops working at once.
+    Revoke {
+        /// The token's id (`tenure token list`; the part after `tenure_`).
+        id: String,
+    },
+}
+
+/// The password: from a file, a prompt on a terminal, or a one-time one (`true`: made here).
+fn password(file: Option<&Path>, what: &str) -> Result<(Secret, bool), String> {
+    if let Some(f) = file {
+        let t = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        return Ok((Secret::new(t.trim_end_matches(['\n', '\r']).to_string()), false));
+    }
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password(format!("{what}: ")).map_err(|e| e.to_string())?;
+        let b = rpassword::prompt_password("again: ").map_err(|e| e.to_string())?;
+        if a != b {
+            return Err("the two passwords differ; nothing was changed".into());
+        }
+        return Ok((Secret::new(a), false));
+    }
+    Ok((users::one_time_password(), true))
+}
+
+pub async fn user(cmd: UserCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
+    let store = crate::config_cmd::open(data_dir, database_url).await?;
+    let r = user_with(&store, cmd).await;
+    store.close().await;
+    r
+}
+
+async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String> {
+    let missing = |name: &str| format!("no user named {name:?} (tenure user list)");
+    match cmd {
+        UserCommand::Add { name, role, password_file } => {
+            let (p, once) = password(password_file.as_deref(), &format!("password for {name}"))?;
+            users::add_user(store, &name, role, &p, once).await?;
+            if once {
+                outln!(
+                    "user {name:?} added as {}; one-time password (shown once, to change at the first login): {}",
+                    role.as_str(),
+                    p.expose()
+                );
+            } else {
+                outln!("user {name:?} added as {}", role.as_str());
+            }
+        }
+        UserCommand::List { json } => {
+            let all = store.users().await.map_err(|e| e.to_string())?;
+            if json {
+                let v: Vec<_> = all
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({"name": u.name, "role": u.role, "disabled": u.disabled,
+                        "must_change_password": u.must_change, "created_at": u.created_at})
+                    })
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+            } else {
+                for u in &all {
+                    let state = if u.disabled {
+                        "disabled"
+                    } else if u.must_change {
+                        "must change password"
+                    } else {
+                        "active"
+                    };
+                    outln!("{:<24} {:<9} {state:<21} since {}", u.name, u.role, u.created_at);
+                }
+                outln!("users: {}", all.len());
+            }
+        }
+        UserCommand::SetRole { name, role } => {
+            if !store.set_user_role(&name, role.as_str()).await.map_err(|e| e.to_string())? {
+                return Err(missing(&name));
+            }
+            outln!("user {name:?} is now {}", role.as_str());
+        }
+        UserCommand::Disable { name } => {
+            if !store.set_user_disabled(&name, true).await.map_err(|e| e.to_string())? {
+                return Err(missing(&name));
+            }
+            outln!("user {name:?} disabled: their sessions have ended");
+        }
+        UserCommand::Enable { name } => {
+            if !store.set_user_disabled(&name, false).await.map_err(|e| e.to_string())? {
+                return Err(missing(&name));
+            }
+            outln!("user {name:?} enabled");
+        }
+        UserCommand::ResetPassword { name, password_file } => {
+            let u = store.user(&name).await.map_err(|e| e.to_string())?.ok_or_else(|| missing(&name))?;
+            let (p, once) = password(password_file.as_deref(), &format!("new password for {}", u.name))?;
+            users::check_password(&u.name, &p)?;
+            store.set_user_password(&u.name, &users::hash_password(&p)?, once).await.map_err(|e| e.to_string())?;
+            if once {
+                outln!("one-time password for {:?} (shown once, to change at the first login): {}", u.name, p.expose());
+            } else {
+                outln!("password of {:?} changed: their sessions have ended", u.name);
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub async fn token(cmd: TokenCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
+    let store = crate::config_cmd::open(data_dir, database_url).await?;
+    let r = token_with(&store, cmd).await;
+    store.close().await;
+    r
+}
+
+async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, String> {
+    match cmd {
+        TokenCommand::Create { name, role, connection, expires } => {
+            let now = jiff::Timestamp::now();
+            let expires = expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose()?;
+            let by = std::env::var("USER").ok().map(|u| format!("{u} (command line)"));
+            let t = users::create_token(store, &name, role, connection, expires, by).await?;
+            outln!(
+                "API token {} ({:?}, {}) (shown once; send it as Authorization: Bearer ...):",
+                t.record.id,
+                t.record.name,
+                role.as_str()
+            );
+            outln!("{}", t.secret.expose());
+        }
+        TokenCommand::List { json } => {
+            let all = store.tokens().await.map_err(|e| e.to_string())?;
+            if json {
+                let v: Vec<_> = all
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({"id": t.id, "name": t.name, "role": t.role, "connection": t.connection,
+                        "created_at": t.created_at, "created_by": t.created_by, "expires_at": t.expires_at,
+                        "last_used_at": t.last_used_at, "revoked_at": t.revoked_at})
+                    })
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+            } else {
+                for t in &all {
+                    let state = match (&t.revoked_at, &t.expires_at) {
+                        (Some(r), _) => format!("revoked {r}"),
+                        (None, Some(e)) => format!("expires {e}"),
+                        (None, None) => "no expiry".into(),
+                    };
+                    outln!(
+                        "{}  {:<24} {:<9} {:<20} last used {}  {state}",
+                        t.id,
+                        t.name,
+                        t.role,
+                        t.connection.as_deref().unwrap_or("(all connections)"),
+                        t.last_used_at.as_deref().unwrap_or("never")
+                    );
+                }
+                outln!("tokens: {}", all.len());
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            if !store.revoke_token(&id).await.map_err(|e| e.to_string())? {
+                return Err(format!("no active token {id} (tenure token list)"));
+            }
+            outln!("token {id} revoked");
+        }
+    }
+    Ok(0)
+}

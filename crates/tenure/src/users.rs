@@ -1,0 +1,238 @@
+//! Platform users and API tokens: who may use tenure and as what. Four roles, as Hire2Retire
+//! defines them: Viewer reads everything but secrets; Editor also writes roles, mappings and
+//! connection settings, uploads HR data, plans and applies; Reviewer approves and rejects
+//! reviews, retries dead letters and confirms a guarded run; Admin does all of it, plus users,
+//! API tokens, connection tokens and hard deletes. Passwords are kept as argon2id hashes and
+//! tokens as SHA-256 of their 256-bit secret; neither is ever stored or shown again.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jiff::Timestamp;
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use store::{Secret, Store, StoreError, TokenRecord, UserRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Editor,
+    Reviewer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Reviewer => "reviewer",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Role, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "viewer" => Ok(Role::Viewer),
+            "editor" => Ok(Role::Editor),
+            "reviewer" => Ok(Role::Reviewer),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("{other:?} is not a role: admin, editor, reviewer or viewer")),
+        }
+    }
+}
+
+/// The shortest password tenure takes.
+pub const MIN_PASSWORD: usize = 12;
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// An argon2id hash (the crate's defaults: 19 MiB, 2 passes) in PHC form.
+pub fn hash_password(password: &Secret) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.expose().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the password: {e}"))
+}
+
+// The login of the API (issue 16, point 3) is its caller; until then its unit test is.
+#[allow(dead_code)]
+pub fn verify_password(password: &Secret, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.expose().as_bytes(), &h).is_ok())
+}
+
+/// Refuses a password too short, or the user's own name.
+pub fn check_password(name: &str, password: &Secret) -> Result<(), String> {
+    let p = password.expose();
+    if p.chars().count() < MIN_PASSWORD {
+        return Err(format!("a password needs at least {MIN_PASSWORD} characters"));
+    }
+    if p.eq_ignore_ascii_case(name) {
+        return Err("the password cannot be the user's name".into());
+    }
+    Ok(())
+}
+
+/// A one-time password: 20 characters a person can type.
+pub fn one_time_password() -> Secret {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut b = [0u8; 20];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    Secret::new(b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect::<String>())
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?}: a user name is 1 to 64 letters, digits, '.', '-', '_' or '@'"))
+    }
+}
+
+pub async fn add_user(
+    store: &Store,
+    name: &str,
+    role: Role,
+    password: &Secret,
+    must_change: bool,
+) -> Result<UserRecord, String> {
+    check_name(name)?;
+    check_password(name, password)?;
+    store.add_user(name, role.as_str(), &hash_password(password)?, must_change).await.map_err(|e| match e {
+        StoreError::Duplicate(m) => m,
+        e => e.to_string(),
+    })
+}
+
+/// At the first start of the service, with no user yet: an Admin named `admin` with a
+/// one-time password, returned to be shown once.
+pub async fn first_admin(store: &Store) -> Result<Option<Secret>, String> {
+    if !store.users().await.map_err(|e| e.to_string())?.is_empty() {
+        return Ok(None);
+    }
+    let password = one_time_password();
+    match add_user(store, "admin", Role::Admin, &password, true).await {
+        Ok(_) => Ok(Some(password)),
+        // Another node made it meanwhile.
+        Err(_) if !store.users().await.map_err(|e| e.to_string())?.is_empty() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `90d`, `12h`, `30m` from now, or an RFC 3339 moment.
+pub fn parse_expiry(s: &str, now: Timestamp) -> Result<Timestamp, String> {
+    let bad = || format!("{s:?}: give a duration such as 90d, 12h or 30m, or an RFC 3339 moment");
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        _ => return Err(bad()),
+    };
+    if n <= 0 {
+        return Err(bad());
+    }
+    now.checked_add(jiff::SignedDuration::from_secs(secs)).map_err(|_| bad())
+}
+
+/// A token as shown once: `tenure_<id>_<secret>`.
+pub struct NewToken {
+    pub record: TokenRecord,
+    pub secret: Secret,
+}
+
+fn secret_hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn create_token(
+    store: &Store,
+    name: &str,
+    role: Role,
+    connection: Option<String>,
+    expires: Option<Timestamp>,
+    by: Option<String>,
+) -> Result<NewToken, String> {
+    if name.trim().is_empty() || name.len() > 100 {
+        return Err("a token needs a name of 1 to 100 characters (what it is for)".into());
+    }
+    if let Some(c) = &connection {
+        if store.connection(c).await.map_err(|e| e.to_string())?.is_none() {
+            return Err(format!("no connection named {c:?}"));
+        }
+    }
+    let id = random_hex(6);
+    let secret = random_hex(32);
+    let record = TokenRecord {
+        id: id.clone(),
+        name: name.trim().to_string(),
+        role: role.as_str().to_string(),
+        connection,
+        secret_hash: secret_hash(&secret),
+        created_at: Timestamp::now().to_string(),
+        created_by: by,
+        expires_at: expires.map(|t| t.to_string()),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.add_token(&record).await.map_err(|e| e.to_string())?;
+    Ok(NewToken { record, secret: Secret::new(format!("tenure_{id}_{secret}")) })
+}
+
+/// The token a bearer value names, if it is valid now (not revoked, not expired); its last
+/// use is recorded.
+pub async fn authenticate_token(store: &Store, bearer: &str, now: Timestamp) -> Result<Option<TokenRecord>, String> {
+    let Some((id, secret)) = bearer.strip_prefix("tenure_").and_then(|r| r.split_once('_')) else { return Ok(None) };
+    let Some(t) = store.token(id).await.map_err(|e| e.to_string())? else { return Ok(None) };
+    use subtle::ConstantTimeEq;
+    let same: bool = secret_hash(secret).as_bytes().ct_eq(t.secret_hash.as_bytes()).into();
+    let expired = t.expires_at.as_deref().and_then(|e| e.parse::<Timestamp>().ok()).is_some_and(|e| e <= now);
+    if !same || t.revoked_at.is_some() || expired {
+        return Ok(None);
+    }
+    store.touch_token(id).await.map_err(|e| e.to_string())?;
+    Ok(Some(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let p = Secret::new("correct horse battery");
+        let h = hash_password(&p).unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(!h.contains("correct horse"));
+        assert!(verify_password(&p, &h));
+        assert!(!verify_password(&Secret::new("correct horse batterY"), &h));
+        assert!(!verify_password(&p, "not a hash"));
+        assert!(check_password("ann", &Secret::new("short")).is_err());
+        assert!(check_password("annannannann", &Secret::new("AnnAnnAnnAnn")).is_err());
+        assert_eq!(one_time_password().expose().len(), 20);
+    }
+
+    #[test]
+    fn expiries() {
+        let now: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        assert_eq!(parse_expiry("90d", now).unwrap().to_string(), "2027-03-01T00:00:00Z");
+        assert_eq!(parse_expiry("12h", now).unwrap().to_string(), "2026-12-01T12:00:00Z");
+        assert!(parse_expiry("0d", now).is_err());
+        assert!(parse_expiry("soon", now).is_err());
+        assert!(parse_expiry("2027-01-01T00:00:00Z", now).is_ok());
+    }
+}
