@@ -10,11 +10,9 @@ use common::env::*;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const EXPORTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hr/exports");
 const AT: &str = "2026-12-01T12:00:00Z";
@@ -241,45 +239,6 @@ fn sign(secret: &str, ts: i64, body: &[u8]) -> String {
     format!("sha256={}", m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-/// A long-running tenure process, stopped with SIGTERM when the test ends (passed or not).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a long-running tenure command and returns it with the lines it prints.
-fn start(env: &Env, args: &[&str]) -> (Running, Arc<Mutex<Vec<String>>>) {
-    let mut child = env.command().args(args).stdout(Stdio::piped()).spawn().unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in out.lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    (Running(child), lines)
-}
-
-async fn wait_line(lines: &Arc<Mutex<Vec<String>>>, what: &str) -> String {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if let Some(l) = lines.lock().unwrap().iter().find(|l| l.contains(what)) {
-            return l.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no line with {what:?}: {:?}", lines.lock().unwrap());
-}
-
-fn stop(child: Running) {
-    drop(child);
-}
-
 #[tokio::test]
 async fn partial_changes_merge_onto_the_stored_record() {
     let env = bare("partial");
@@ -298,8 +257,8 @@ async fn partial_changes_merge_onto_the_stored_record() {
     // A push of only what changed, as HR webhooks send it.
     let secret = write(&env, "secret", "partial-push-secret-0123456789");
     env.ok(&["hr", "push-secret", "--secret-file", secret.to_str().unwrap()]);
-    let (child, lines) = start(&env, &["hr", "listen", "--listen", "127.0.0.1:0"]);
-    let url = wait_line(&lines, "listening on").await.rsplit(' ').next().unwrap().to_string();
+    let child = env.start(&["hr", "listen", "--listen", "127.0.0.1:0"]);
+    let url = child.wait_line("listening on").await.rsplit(' ').next().unwrap().to_string();
     let http = reqwest::Client::new();
     let send = |body: Value| {
         let http = http.clone();
@@ -329,7 +288,7 @@ async fn partial_changes_merge_onto_the_stored_record() {
         v["quarantined"][0]["problems"].to_string().contains("required for a worker tenure does not know yet"),
         "{v}"
     );
-    stop(child);
+    drop(child);
     // The termination takes its moment from the merged record (the end of 2026-12-31 UTC).
     let events = json_of(&env.ok(&["hr", "events", "--json", "--worker", "1"]));
     let term = events.as_array().unwrap().iter().find(|e| e["kind"] == "termination").unwrap();
@@ -371,7 +330,8 @@ async fn the_inbox_takes_files_dropped_while_the_daemon_runs() {
     let cat = row("3", "Cat", "Poe", "Analyst", "Sales", "employee", "active", ",2020-01-01", ",,,");
     std::fs::write(inbox.join("employee_1.csv"), format!("{HEADER}\n{ann}\n{bob}\n{cat}\n")).unwrap();
     std::fs::write(inbox.join("notes.txt"), "not an export").unwrap();
-    let (child, lines) = start(&env, &["run", "--interval", "3600"]);
+    let child = env.start(&["run", "--interval", "3600"]);
+    let lines = child.lines.clone();
     assert_eq!(wait_for_users(&sb, Some("active eq true"), 3, 100, 600).await, 3, "{:?}", lines.lock().unwrap());
     // Bob leaves: the file dropped in the inbox deactivates him without waiting for the hour.
     let bob_gone = row("2", "Bob", "Ray", "Analyst", "Sales", "employee", "terminated", ",2020-01-01", "2026-01-31,,,");
@@ -379,7 +339,7 @@ async fn the_inbox_takes_files_dropped_while_the_daemon_runs() {
     std::fs::write(inbox.join("employee_2.csv"), &leaver).unwrap();
     assert_eq!(wait_for_users(&sb, Some("active eq false"), 1, 50, 1200).await, 1, "{:?}", lines.lock().unwrap());
     assert_eq!(accounts(&sb).await["bob.ray@acme.example"]["active"], false);
-    wait_line(&lines, "inbox: employee_2.csv: load").await;
+    child.wait_line("inbox: employee_2.csv: load").await;
     assert!(inbox.join("processed/employee_2.csv").exists());
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(inbox.join("processed/employee_2.csv.report.json")).unwrap())
@@ -388,18 +348,18 @@ async fn the_inbox_takes_files_dropped_while_the_daemon_runs() {
     // A damaged file goes to rejected/ with its report, and the history says so.
     let broken = leaver.replacen("Ann,Lee", "\"Ann,Lee", 1);
     std::fs::write(inbox.join("employee_3.csv"), broken).unwrap();
-    wait_line(&lines, "inbox: employee_3.csv: REJECTED").await;
+    child.wait_line("inbox: employee_3.csv: REJECTED").await;
     assert!(inbox.join("rejected/employee_3.csv").exists());
     let why = std::fs::read_to_string(inbox.join("rejected/employee_3.csv.report.json")).unwrap();
     assert!(why.contains("a quote opened here is not closed"), "{why}");
     // The same content again is taken once only.
     std::fs::write(inbox.join("employee_4.csv"), &leaver).unwrap();
-    wait_line(&lines, "inbox: employee_4.csv: the same content was taken before").await;
+    child.wait_line("inbox: employee_4.csv: the same content was taken before").await;
     // A load from another process wakes the daemon too.
     let dan = row("4", "Dan", "Orr", "Analyst", "Sales", "employee", "active", ",2020-01-01", ",,,");
     env.load("cli.csv", &[ann.clone(), bob_gone.clone(), cat.clone(), dan], AT, &[]);
     assert_eq!(wait_for_users(&sb, Some("active eq true"), 3, 100, 600).await, 3, "{:?}", lines.lock().unwrap());
-    stop(child);
+    drop(child);
     let text = env.ok(&["hr", "loads"]);
     assert!(text.contains("inbox:employee_3.csv (full)  REJECTED"), "{text}");
     assert!(inbox.join("notes.txt").exists(), "a file outside the pattern is left alone");
@@ -436,20 +396,15 @@ async fn report_server(dir: &Path, csv: String) -> (String, PathBuf, Arc<Mutex<V
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::IntoResponse;
     use axum::routing::{get, post};
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    let (ca, cert, key) = test_certificates();
     let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&ca_file, ca).unwrap();
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
     let config = tokio_rustls::rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(
-            vec![cert.der().clone()],
-            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            vec![tokio_rustls::rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
         )
         .unwrap();
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -590,8 +545,8 @@ async fn the_pull_fetches_the_report_over_https_once_per_change() {
     let path = write(&fresh, "rules.toml", &rules);
     fresh.ok(&["config", "import", path.to_str().unwrap()]);
     fresh.ok(&["hr", "pull-secret", "--secret-file", secret.to_str().unwrap()]);
-    let (daemon, lines) = start(&fresh, &["run", "--interval", "3600"]);
-    let line = wait_line(&lines, "pull: ").await;
+    let daemon = fresh.start(&["run", "--interval", "3600"]);
+    let line = daemon.wait_line("pull: ").await;
     assert!(line.contains(&format!("{base}/report.json: load")) && line.contains("accepted 1"), "{line}");
     drop(daemon);
     assert_eq!(json_of(&fresh.ok(&["hr", "loads", "--json"])).as_array().unwrap().len(), 1);

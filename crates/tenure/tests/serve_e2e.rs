@@ -6,49 +6,8 @@ mod common;
 
 use common::env::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-struct Running(Child, Arc<Mutex<Vec<String>>>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(env: &Env, args: &[&str]) -> Running {
-    let mut child = env.command().args(args).stdout(Stdio::piped()).spawn().unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in out.lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    Running(child, lines)
-}
-
-async fn wait_line(r: &Running, what: &str) -> String {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if let Some(l) = r.1.lock().unwrap().iter().find(|l| l.contains(what)) {
-            return l.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no line with {what:?}: {:?}", r.1.lock().unwrap());
-}
-
-/// The address `tenure serve` printed.
-async fn address(r: &Running) -> String {
-    let line = wait_line(r, "listening on ").await;
-    line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
-}
+use std::process::Command;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_serves_the_probes_and_the_push_endpoint_while_the_scheduler_runs() {
@@ -56,8 +15,8 @@ async fn one_address_serves_the_probes_and_the_push_endpoint_while_the_scheduler
     let env = Env::connect(&sb, "serve", "");
     let ann = row("1", "Ann", "Lee", "Engineer", "Sales", "employee", "active", ",2020-01-01", ",,,");
     env.load("hr.csv", &[ann], "2026-06-01T12:00:00Z", &[]);
-    let mut running = start(&env, &["serve", "--listen", "127.0.0.1:0", "--interval", "3600"]);
-    let base = address(&running).await;
+    let mut running = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "3600"]);
+    let base = running.address().await;
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     let http = reqwest::Client::new();
     let get = |path: &str| {
@@ -72,7 +31,7 @@ async fn one_address_serves_the_probes_and_the_push_endpoint_while_the_scheduler
     assert_eq!((code, ready["status"].as_str()), (200, Some("ready")), "{ready}");
     assert_eq!((ready["store"].as_str(), ready["scheduler"].as_str()), (Some("ok"), Some("ok")));
     // The scheduler behind it reconciles: Ann's account is made.
-    assert_eq!(wait_for_users(&sb, None, 1, 100, 600).await, 1, "{:?}", running.1.lock().unwrap());
+    assert_eq!(wait_for_users(&sb, None, 1, 100, 600).await, 1, "{:?}", running.lines.lock().unwrap());
     // No push secret yet: the endpoint says what to do.
     let r = http.post(format!("{base}/hr/v1/push")).body("{}").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 503);
@@ -93,13 +52,13 @@ async fn one_address_serves_the_probes_and_the_push_endpoint_while_the_scheduler
     assert!(ready["store"].as_str().unwrap().contains("newer than this build"), "{ready}");
     assert_eq!(get("/healthz").await.0, 200, "up, though not ready");
     // SIGTERM: in-flight work finishes, the process stops with 0.
-    let _ = Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status();
-    let status = running.0.wait().unwrap();
+    let _ = Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status();
+    let status = running.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(
-        running.1.lock().unwrap().iter().any(|l| l.contains("tenure run: stopped")),
+        running.lines.lock().unwrap().iter().any(|l| l.contains("tenure run: stopped")),
         "{:?}",
-        running.1.lock().unwrap()
+        running.lines.lock().unwrap()
     );
 }
 
@@ -110,17 +69,10 @@ async fn plain_http_is_refused_off_loopback_and_tls_is_served_through_rustls() {
     let (code, out) = env.tenure(&["serve", "--listen", "0.0.0.0:0"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("refusing plain http on 0.0.0.0:0") && out.contains("--tls-cert"), "{out}");
-    // A certificate authority and a server certificate for localhost.
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    let (ca, cert, key) = test_certificates();
     let (cert_file, key_file) = (env.dir.join("cert.pem"), env.dir.join("key.pem"));
-    std::fs::write(&cert_file, cert.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
     // A key that is not one: said plainly, the file's content never quoted.
     let junk = env.dir.join("junk.pem");
     std::fs::write(&junk, "not a key at all, secret-ish").unwrap();
@@ -135,23 +87,20 @@ async fn plain_http_is_refused_off_loopback_and_tls_is_served_through_rustls() {
     ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no readable private key") && !out.contains("secret-ish"), "{out}");
-    let running = start(
-        &env,
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert_file.to_str().unwrap(),
-            "--tls-key",
-            key_file.to_str().unwrap(),
-        ],
-    );
-    let base = address(&running).await;
+    let running = env.start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert_file.to_str().unwrap(),
+        "--tls-key",
+        key_file.to_str().unwrap(),
+    ]);
+    let base = running.address().await;
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
     let port = base.rsplit(':').next().unwrap();
     let trusting = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
         .build()
         .unwrap();
     let r = trusting.get(format!("https://localhost:{port}/healthz")).send().await.unwrap();

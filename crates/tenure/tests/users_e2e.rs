@@ -6,47 +6,10 @@ mod common;
 
 use common::env::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-struct Running(Child, Arc<Mutex<Vec<String>>>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-}
+use std::time::Duration;
 
 fn start(env: &Env) -> Running {
-    let mut child = env
-        .command()
-        .args(["serve", "--listen", "127.0.0.1:0", "--interval", "3600"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in out.lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    Running(child, lines)
-}
-
-async fn base(r: &Running) -> String {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if let Some(l) = r.1.lock().unwrap().iter().find(|l| l.contains("listening on ")) {
-            return l.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("serve did not start: {:?}", r.1.lock().unwrap());
+    env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "3600"])
 }
 
 async fn column(env: &Env, sql: &str) -> Vec<String> {
@@ -114,10 +77,10 @@ async fn api_tokens_are_shown_once_stored_hashed_and_stop_when_revoked_or_expire
     let sb = common::spawn(&[]);
     let env = Env::connect(&sb, "tokens", "");
     let running = start(&env);
-    let url = base(&running).await;
+    let url = running.address().await;
     // The first start made an Admin with a one-time password, said once.
-    let first = running.1.lock().unwrap().iter().find(|l| l.contains("first start: user \"admin\"")).cloned();
-    assert!(first.is_some(), "{:?}", running.1.lock().unwrap());
+    let first = running.lines.lock().unwrap().iter().find(|l| l.contains("first start: user \"admin\"")).cloned();
+    assert!(first.is_some(), "{:?}", running.lines.lock().unwrap());
     let out = env.ok(&["token", "create", "monitoring", "--role", "viewer", "--expires", "90d"]);
     let secret = out.lines().last().unwrap().trim().to_string();
     assert!(secret.starts_with("tenure_") && secret.len() > 70, "{out}");
@@ -154,6 +117,6 @@ async fn api_tokens_are_shown_once_stored_hashed_and_stop_when_revoked_or_expire
     drop(running);
     // A second start says nothing of a first admin.
     let again = start(&env);
-    let _ = base(&again).await;
-    assert!(!again.1.lock().unwrap().iter().any(|l| l.contains("first start")), "{:?}", again.1.lock().unwrap());
+    let _ = again.address().await;
+    assert!(!again.said("first start"), "{:?}", again.lines.lock().unwrap());
 }

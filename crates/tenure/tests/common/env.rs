@@ -286,3 +286,71 @@ pub async fn assert_exactly_once(sb: &Sandbox, n: usize) {
     ext.dedup();
     assert_eq!(ext.len(), n, "no worker has two accounts");
 }
+
+/// A long-running tenure process (`serve`, `run`, `hr listen`) and the lines it prints;
+/// stopped with SIGTERM when dropped, so a failing test leaves no process behind.
+pub struct Running {
+    pub child: std::process::Child,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Env {
+    /// Starts a long-running command, its standard output collected line by line.
+    pub fn start(&self, args: &[&str]) -> Running {
+        use std::io::BufRead;
+        let mut child = self.command().args(args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        Running { child, lines }
+    }
+}
+
+impl Running {
+    /// The first line holding `what`; the deadline only bounds a hang.
+    pub async fn wait_line(&self, what: &str) -> String {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(60) {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| l.contains(what)) {
+                return l.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no line with {what:?}: {:?}", self.lines.lock().unwrap());
+    }
+
+    /// The address a server printed after "listening on ".
+    pub async fn address(&self) -> String {
+        let line = self.wait_line("listening on ").await;
+        line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+    }
+
+    pub fn said(&self, what: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l.contains(what))
+    }
+}
+
+/// A certificate authority and a server certificate for localhost signed by it, as PEM:
+/// (authority, certificate, key).
+pub fn test_certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
