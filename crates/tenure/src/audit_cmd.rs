@@ -56,7 +56,7 @@ pub enum RunsCommand {
     },
 }
 
-const DECISIONS: [&str; 8] = [
+const DECISIONS: [&str; 16] = [
     "approve",
     "reject",
     "dead_letter_retry",
@@ -65,6 +65,14 @@ const DECISIONS: [&str; 8] = [
     "connection_add",
     "token_rotate",
     "connection_remove",
+    "user_add",
+    "user_set_role",
+    "user_disable",
+    "user_enable",
+    "user_reset_password",
+    "first_admin",
+    "api_token_create",
+    "api_token_revoke",
 ];
 
 fn detail(r: &AuditRecord) -> Value {

@@ -87,6 +87,19 @@ pub async fn run(
             app = app.merge(crate::serve::health_router(health.clone()));
             // The first start: an Admin to log in with, its one-time password said once.
             if let Some(p) = crate::users::first_admin(&store).await? {
+                crate::decisions::record(
+                    &store,
+                    &[crate::decisions::Decision {
+                        action: "first_admin",
+                        connection: "",
+                        worker: "",
+                        run_id: "",
+                        actor: "tenure serve (first start)",
+                        note: None,
+                        detail: serde_json::json!({"user": "admin", "role": "admin", "one_time_password": true}),
+                    }],
+                )
+                .await?;
                 outln!(
                     "tenure serve: first start: user \"admin\" (admin) with the one-time password {} (shown once; \
                      it must be changed at the first login, or set with `tenure user reset-password admin`)",

@@ -109,12 +109,37 @@ pub async fn user(cmd: UserCommand, data_dir: &Path, database_url: Option<&str>)
     r
 }
 
+/// Records an administration decision in the audit chain: who did what to which user or
+/// token (never a password or a token's secret).
+async fn audited(store: &store::Store, action: &str, detail: serde_json::Value) -> Result<(), String> {
+    let by = crate::decisions::actor(None);
+    crate::decisions::record(
+        store,
+        &[crate::decisions::Decision {
+            action,
+            connection: "",
+            worker: "",
+            run_id: "",
+            actor: &by,
+            note: None,
+            detail,
+        }],
+    )
+    .await
+}
+
 async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String> {
     let missing = |name: &str| format!("no user named {name:?} (tenure user list)");
     match cmd {
         UserCommand::Add { name, role, password_file } => {
             let (p, once) = password(password_file.as_deref(), &format!("password for {name}"))?;
             users::add_user(store, &name, role, &p, once).await?;
+            audited(
+                store,
+                "user_add",
+                serde_json::json!({"user": name, "role": role.as_str(), "one_time_password": once}),
+            )
+            .await?;
             if once {
                 outln!(
                     "user {name:?} added as {}; one-time password (shown once, to change at the first login): {}",
@@ -154,18 +179,21 @@ async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String>
             if !store.set_user_role(&name, role.as_str()).await.map_err(|e| e.to_string())? {
                 return Err(missing(&name));
             }
+            audited(store, "user_set_role", serde_json::json!({"user": name, "role": role.as_str()})).await?;
             outln!("user {name:?} is now {}", role.as_str());
         }
         UserCommand::Disable { name } => {
             if !store.set_user_disabled(&name, true).await.map_err(|e| e.to_string())? {
                 return Err(missing(&name));
             }
+            audited(store, "user_disable", serde_json::json!({"user": name})).await?;
             outln!("user {name:?} disabled: their sessions have ended");
         }
         UserCommand::Enable { name } => {
             if !store.set_user_disabled(&name, false).await.map_err(|e| e.to_string())? {
                 return Err(missing(&name));
             }
+            audited(store, "user_enable", serde_json::json!({"user": name})).await?;
             outln!("user {name:?} enabled");
         }
         UserCommand::ResetPassword { name, password_file } => {
@@ -173,6 +201,8 @@ async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String>
             let (p, once) = password(password_file.as_deref(), &format!("new password for {}", u.name))?;
             users::check_password(&u.name, &p)?;
             store.set_user_password(&u.name, &users::hash_password(&p)?, once).await.map_err(|e| e.to_string())?;
+            audited(store, "user_reset_password", serde_json::json!({"user": u.name, "one_time_password": once}))
+                .await?;
             if once {
                 outln!("one-time password for {:?} (shown once, to change at the first login): {}", u.name, p.expose());
             } else {
@@ -197,6 +227,14 @@ async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, Strin
             let expires = expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose()?;
             let by = std::env::var("USER").ok().map(|u| format!("{u} (command line)"));
             let t = users::create_token(store, &name, role, connection, expires, by).await?;
+            let r = &t.record;
+            audited(
+                store,
+                "api_token_create",
+                serde_json::json!({"token": r.id, "name": r.name, "role": r.role, "connection": r.connection,
+                    "expires_at": r.expires_at}),
+            )
+            .await?;
             outln!(
                 "API token {} ({:?}, {}) (shown once; send it as Authorization: Bearer ...):",
                 t.record.id,
@@ -240,6 +278,7 @@ async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, Strin
             if !store.revoke_token(&id).await.map_err(|e| e.to_string())? {
                 return Err(format!("no active token {id} (tenure token list)"));
             }
+            audited(store, "api_token_revoke", serde_json::json!({"token": id})).await?;
             outln!("token {id} revoked");
         }
     }

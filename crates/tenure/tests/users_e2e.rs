@@ -70,6 +70,13 @@ async fn users_have_roles_and_hashed_passwords_and_one_time_passwords_are_shown_
     let (code, out) = env.tenure(&["user", "disable", "nobody"]);
     assert_eq!(code, 1);
     assert!(out.contains("no user named \"nobody\""), "{out}");
+    // Each change is a decision in the audit chain, with who made it, and no password in it.
+    let actions = column(&env, "SELECT action FROM audit WHERE action LIKE 'user_%' ORDER BY seq").await;
+    assert_eq!(actions, ["user_add", "user_add", "user_set_role", "user_disable", "user_reset_password"]);
+    let details = column(&env, "SELECT detail FROM audit WHERE action LIKE 'user_%'").await.join("\n");
+    assert!(details.contains("\"actor\"") && !details.contains("passphrase") && !details.contains(&once), "{details}");
+    let verified = env.ok(&["audit", "verify"]);
+    assert!(verified.contains("chain intact"), "{verified}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,9 +118,15 @@ async fn api_tokens_are_shown_once_stored_hashed_and_stop_when_revoked_or_expire
     assert_eq!(whoami("garbage".into()).await.0, 401);
     let id = me["token"].as_str().unwrap().to_string();
     env.ok(&["token", "revoke", &id]);
-    assert_eq!(whoami(secret).await.0, 401, "revoked: stops at once");
+    assert_eq!(whoami(secret.clone()).await.0, 401, "revoked: stops at once");
     let (code, out) = env.tenure(&["token", "revoke", &id]);
     assert_eq!(code, 1, "{out}");
+    let actions =
+        column(&env, "SELECT action FROM audit WHERE action LIKE 'api_token_%' OR action = 'first_admin' ORDER BY seq")
+            .await;
+    assert_eq!(actions, ["first_admin", "api_token_create", "api_token_create", "api_token_revoke"]);
+    let details = column(&env, "SELECT detail FROM audit WHERE action LIKE 'api_token_%'").await.join("\n");
+    assert!(!details.contains(&secret[20..]), "no secret in the audit: {details}");
     drop(running);
     // A second start says nothing of a first admin.
     let again = start(&env);
