@@ -270,7 +270,8 @@ fn stamp(t: Timestamp) -> String {
     t.to_string()
 }
 
-fn decode(row: &SnapshotRow) -> Result<Worker, String> {
+/// A stored snapshot row read back as a worker.
+pub fn decode(row: &SnapshotRow) -> Result<Worker, String> {
     serde_json::from_str(&row.body)
         .map_err(|e| format!("the stored record of worker {} cannot be read back: {e}", row.worker_id))
 }

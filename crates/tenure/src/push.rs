@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use hr::{HeaderDefinition, LoadReport, QuarantinedRow, RowProblem};
 use jiff::Timestamp;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -158,7 +158,7 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
         Ok(s) => s,
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let checksum = Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let checksum = intake::checksum(&body);
     let mut report = LoadReport {
         file: "push".into(),
         checksum: checksum.clone(),
@@ -177,11 +177,7 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
         .map(|w| w.to_string())
         .collect();
     let mut known: HashMap<hr::WorkerId, hr::Worker> = match st.store.snapshot_of(&wanted).await {
-        Ok(rows) => rows
-            .iter()
-            .filter_map(|r| serde_json::from_str::<hr::Worker>(&r.body).ok())
-            .map(|w| (w.id.clone(), w))
-            .collect(),
+        Ok(rows) => rows.iter().filter_map(|r| intake::decode(r).ok()).map(|w| (w.id.clone(), w)).collect(),
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let mut accepted_ids = vec![];

@@ -10,7 +10,6 @@ use argon2::Argon2;
 use jiff::Timestamp;
 use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use store::{Secret, Store, StoreError, TokenRecord, UserRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -156,7 +155,7 @@ pub struct NewToken {
 }
 
 fn secret_hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::intake::checksum(secret.as_bytes())
 }
 
 pub async fn create_token(
