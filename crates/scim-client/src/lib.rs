@@ -99,9 +99,14 @@ pub struct Stats {
     pub lookups_before_retry: AtomicU64,
     pub recovered_creates: AtomicU64,
     pub adopted: AtomicU64,
+    /// Answers by class: 2xx, 3xx, 4xx, 5xx, and no answer at all (transport).
+    pub by_status: [AtomicU64; 5],
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The classes `Stats::by_status` counts, in order.
+pub const STATUS_CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "transport"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatsSnapshot {
     pub requests: u64,
     pub retries: u64,
@@ -109,6 +114,7 @@ pub struct StatsSnapshot {
     pub lookups_before_retry: u64,
     pub recovered_creates: u64,
     pub adopted: u64,
+    pub by_status: [u64; 5],
 }
 
 /// A target's own description of its User resource, as served (kept raw so it can be stored
@@ -240,6 +246,7 @@ impl ScimClient {
             lookups_before_retry: l(&s.lookups_before_retry),
             recovered_creates: l(&s.recovered_creates),
             adopted: l(&s.adopted),
+            by_status: std::array::from_fn(|i| l(&s.by_status[i])),
         }
     }
 
@@ -261,8 +268,13 @@ impl ScimClient {
         if let Some(b) = body {
             req = req.header("Content-Type", "application/scim+json; charset=utf-8").body(b.to_string());
         }
-        let resp = req.send().await.map_err(|e| ClientError::transport(&e, url))?;
+        let resp = req.send().await.map_err(|e| {
+            self.stats.by_status[4].fetch_add(1, Ordering::Relaxed);
+            ClientError::transport(&e, url)
+        })?;
         let status = resp.status().as_u16();
+        let class = usize::from((status / 100).clamp(2, 5)) - 2;
+        self.stats.by_status[class].fetch_add(1, Ordering::Relaxed);
         let retry_after = resp.headers().get("retry-after").and_then(|h| h.to_str().ok()).map(str::to_string);
         let location = resp.headers().get("location").and_then(|h| h.to_str().ok()).map(str::to_string);
         let text = resp.text().await.map_err(|e| ClientError::transport(&e, url))?;

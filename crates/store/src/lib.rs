@@ -147,6 +147,10 @@ impl Store {
                 Box::pin(async move {
                     use sqlx::Executor;
                     conn.execute("PRAGMA journal_mode = WAL").await?;
+                    // Other pools of this process (the API beside the scheduler) and other
+                    // processes (a CLI command beside the service) write too: wait for their
+                    // turn rather than fail with "database is locked".
+                    conn.execute("PRAGMA busy_timeout = 30000").await?;
                     // With WAL, NORMAL survives any process crash (kill -9 included); only a
                     // power loss can drop the last commits. It spares an fsync per journal write.
                     conn.execute("PRAGMA synchronous = NORMAL").await?;

@@ -19,6 +19,8 @@ pub struct Review {
     pub decided_at: Option<String>,
     pub decided_by: Option<String>,
     pub note: Option<String>,
+    /// The actor of the run that opened it, when known (maker-checker).
+    pub proposed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +49,7 @@ fn review(r: &AnyRow) -> Result<Review, sqlx::Error> {
         decided_at: r.try_get("decided_at")?,
         decided_by: r.try_get("decided_by")?,
         note: r.try_get("note")?,
+        proposed_by: r.try_get("proposed_by")?,
     })
 }
 
@@ -65,7 +68,7 @@ fn dead_letter(r: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
 }
 
 const REVIEW_COLUMNS: &str =
-    "id, connection, worker_id, stage, fingerprint, actions, state, requested_at, decided_at, decided_by, note";
+    "id, connection, worker_id, stage, fingerprint, actions, state, requested_at, decided_at, decided_by, note, proposed_by";
 
 /// A review request to open: (worker, stage, fingerprint, actions).
 pub type ReviewRequest = (String, String, String, String);
@@ -91,6 +94,7 @@ impl Store {
         &self,
         connection: &str,
         wanted: &[ReviewRequest],
+        proposed_by: Option<&str>,
     ) -> Result<(Vec<Review>, Vec<i64>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
@@ -124,8 +128,8 @@ impl Store {
                 continue;
             }
             sqlx::query(
-                "INSERT INTO reviews (id, connection, worker_id, stage, fingerprint, actions, state, requested_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)",
+                "INSERT INTO reviews (id, connection, worker_id, stage, fingerprint, actions, state, requested_at, \
+                 proposed_by) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
             )
             .bind(next)
             .bind(connection)
@@ -134,6 +138,7 @@ impl Store {
             .bind(f)
             .bind(actions)
             .bind(&t)
+            .bind(proposed_by)
             .execute(&mut *tx)
             .await?;
             out.push(Review {
@@ -148,6 +153,7 @@ impl Store {
                 decided_at: None,
                 decided_by: None,
                 note: None,
+                proposed_by: proposed_by.map(str::to_string),
             });
             new.push(next);
             next += 1;

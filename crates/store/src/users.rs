@@ -193,4 +193,57 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER} FROM platform_users WHERE id = $1");
+        let r = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        Ok(r.as_ref().map(user).transpose()?)
+    }
+
+    /// A new session (its id's hash) for a user, at `now_ms`.
+    pub async fn add_session(&self, id_hash: &str, user_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (id_hash, user_id, created_ms, last_seen_ms) VALUES ($1, $2, $3, $3)")
+            .bind(id_hash)
+            .bind(user_id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A session by its id's hash: (user id, created, last seen), in Unix milliseconds.
+    pub async fn session(&self, id_hash: &str) -> Result<Option<(String, i64, i64)>, StoreError> {
+        let r = sqlx::query("SELECT user_id, created_ms, last_seen_ms FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| {
+            Ok::<_, sqlx::Error>((r.try_get("user_id")?, r.try_get("created_ms")?, r.try_get("last_seen_ms")?))
+        })
+        .transpose()?)
+    }
+
+    pub async fn touch_session(&self, id_hash: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen_ms = $1 WHERE id_hash = $2")
+            .bind(now_ms)
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Forgets sessions idle since before `idle_before_ms` or made before `made_before_ms`.
+    pub async fn prune_sessions(&self, idle_before_ms: i64, made_before_ms: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE last_seen_ms < $1 OR created_ms < $2")
+            .bind(idle_before_ms)
+            .bind(made_before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
 }

@@ -236,41 +236,13 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
                 }
             };
             let store = open(data_dir, database_url).await?;
-            let result = async {
-                let (published, fetched, lines) = published_schemas(Some(&store), data_dir, &cfg).await?;
-                lines.iter().for_each(|l| outln!("{l}"));
-                let rules = match compile(&name, &cfg, &published) {
-                    Ok(r) => r,
-                    Err(e) => return Ok(Err(e)),
-                };
-                // Nothing is written until the whole file has compiled and its URLs agree.
-                check_urls(&store, &cfg, confirm_url_change).await?;
-                update_connections(&store, &cfg).await?;
-                for (conn, doc) in &fetched {
-                    store.set_setting(&schema_key(conn), &doc.to_string()).await.map_err(|e| e.to_string())?;
-                }
-                let v = store.save_config(&rules.config.to_toml()).await.map_err(|e| e.to_string())?;
-                let by = crate::decisions::actor(None);
-                crate::decisions::record(
-                    &store,
-                    &[crate::decisions::Decision {
-                        action: "config_import",
-                        connection: "",
-                        worker: "",
-                        run_id: "",
-                        actor: &by,
-                        note: None,
-                        detail: serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules)}),
-                    }],
-                )
-                .await?;
-                Ok::<_, String>(Ok((rules, v)))
-            }
-            .await;
+            let by = crate::decisions::actor(None);
+            let result = import(&store, data_dir, &name, &cfg, confirm_url_change, &by).await;
             store.close().await;
             match result? {
-                Ok((rules, v)) => {
-                    outln!("saved: {} (version {}, sha256 {})", summary(&rules), v.id, v.checksum);
+                Ok(i) => {
+                    i.notes.iter().for_each(|l| outln!("{l}"));
+                    outln!("saved: {} (version {}, sha256 {})", summary(&i.rules), i.version.id, i.version.checksum);
                     Ok(0)
                 }
                 Err(e) => {
@@ -308,6 +280,163 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
     }
 }
 
+/// A configuration saved as the one in force.
+pub struct Imported {
+    pub rules: Rules,
+    pub version: store::ConfigVersion,
+    /// Which schema each connection was checked against, settings changed, tokens missing.
+    pub notes: Vec<String>,
+}
+
+/// Parses a configuration's text; its problems, one per line.
+pub fn parse(name: &str, text: &str) -> Result<Config, String> {
+    Config::from_toml(name, text).map_err(|e| e.join("\n"))
+}
+
+/// The import use case (`tenure config import`, `PUT /api/v1/config`): compiled whole against
+/// the schemas the targets publish, URLs checked, then saved as the one in force, with its
+/// diff against the last one in the audit. `Ok(Err(problems))`: the file was refused whole.
+pub async fn import(
+    store: &Store,
+    data_dir: &Path,
+    name: &str,
+    cfg: &Config,
+    confirm_url_change: bool,
+    by: &str,
+) -> Result<Result<Imported, String>, String> {
+    let (published, fetched, mut notes) = published_schemas(Some(store), data_dir, cfg).await?;
+    let rules = match compile(name, cfg, &published) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    // Nothing is written until the whole file has compiled and its URLs agree.
+    if let Err(e) = check_urls(store, cfg, confirm_url_change).await {
+        return Ok(Err(e));
+    }
+    notes.extend(update_connections(store, cfg).await?);
+    for (conn, doc) in &fetched {
+        store.set_setting(&schema_key(conn), &doc.to_string()).await.map_err(|e| e.to_string())?;
+    }
+    let before = store.current_config().await.map_err(|e| e.to_string())?;
+    let body = rules.config.to_toml();
+    let v = store.save_config(&body).await.map_err(|e| e.to_string())?;
+    let diff = line_diff(before.as_ref().map(|b| b.body.as_str()).unwrap_or(""), &body);
+    crate::decisions::record(
+        store,
+        &[crate::decisions::Decision {
+            action: "config_import",
+            connection: "",
+            worker: "",
+            run_id: "",
+            actor: by,
+            note: None,
+            detail: serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules),
+                "previous": before.map(|b| b.id), "diff": diff}),
+        }],
+    )
+    .await?;
+    Ok(Ok(Imported { rules, version: v, notes }))
+}
+
+/// Compiles a configuration as import would (against the schemas the targets publish),
+/// saving nothing. `Ok(Err(problems))`: it does not compile.
+pub async fn compile_checked(
+    store: &Store,
+    data_dir: &Path,
+    name: &str,
+    cfg: &Config,
+) -> Result<Result<Rules, String>, String> {
+    let (published, _, _) = published_schemas(Some(store), data_dir, cfg).await?;
+    Ok(compile(name, cfg, &published))
+}
+
+/// The lines a change removed (`- `) and added (`+ `), in the new file's order.
+fn line_diff(before: &str, after: &str) -> Vec<String> {
+    let old: HashSet<&str> = before.lines().collect();
+    let new: HashSet<&str> = after.lines().collect();
+    let removed = before.lines().filter(|l| !new.contains(l) && !l.trim().is_empty()).map(|l| format!("- {l}"));
+    let added = after.lines().filter(|l| !old.contains(l) && !l.trim().is_empty()).map(|l| format!("+ {l}"));
+    removed.chain(added).collect()
+}
+
+/// What a configuration would change, worker by worker, against the one in force: role,
+/// account (given or taken away), user type, teams and every attribute. At most `limit`
+/// workers are listed; the counts are of all.
+pub async fn differences(
+    store: &Store,
+    before: &Rules,
+    after: &Rules,
+    today: jiff::civil::Date,
+    limit: usize,
+) -> Result<serde_json::Value, String> {
+    let workers = crate::sync::workers(store).await?;
+    let (cb, ca) = (before.custom_fields().to_vec(), after.custom_fields().to_vec());
+    let mut listed = vec![];
+    let mut changed = 0usize;
+    let names: Vec<&str> = {
+        let mut n: Vec<&str> = before.connections.iter().chain(&after.connections).map(|c| c.name.as_str()).collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    for conn in names {
+        let ib = before.connections.iter().position(|c| c.name == conn);
+        let ia = after.connections.iter().position(|c| c.name == conn);
+        for w in &workers {
+            let db = ib.map(|i| before.decide(i, &rules::worker_row(w, &cb), today));
+            let da = ia.map(|i| after.decide(i, &rules::worker_row(w, &ca), today));
+            let role = |d: &Option<rules::Decision>| d.as_ref().and_then(|d| d.role.clone());
+            let account = |d: &Option<rules::Decision>| d.as_ref().is_some_and(|d| d.grant.is_some());
+            let grant = |d: &Option<rules::Decision>| {
+                d.as_ref().and_then(|d| d.grant.as_ref()).map(|g| {
+                    serde_json::json!({"user_type": g.user_type,
+                    "teams": g.teams, "groups": g.groups})
+                })
+            };
+            let attrs = |d: &Option<rules::Decision>| -> std::collections::BTreeMap<String, String> {
+                d.as_ref()
+                    .filter(|d| d.grant.is_some())
+                    .map(|d| {
+                        d.attributes
+                            .iter()
+                            .map(|a| {
+                                let v = match &a.value {
+                                    Ok(v) => v.to_text(),
+                                    Err(e) => format!("error: {e}"),
+                                };
+                                (a.target.clone(), v)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let (ab, aa) = (attrs(&db), attrs(&da));
+            let mut changes = vec![];
+            for k in ab.keys().chain(aa.keys().filter(|k| !ab.contains_key(*k))) {
+                if ab.get(k) != aa.get(k) {
+                    changes.push(serde_json::json!({"attribute": k, "before": ab.get(k), "after": aa.get(k)}));
+                }
+            }
+            let same = role(&db) == role(&da) && grant(&db) == grant(&da) && changes.is_empty();
+            if same {
+                continue;
+            }
+            changed += 1;
+            if listed.len() < limit {
+                let account_change = match (account(&db), account(&da)) {
+                    (false, true) => Some("given"),
+                    (true, false) => Some("taken away"),
+                    _ => None,
+                };
+                listed.push(serde_json::json!({"worker": w.id.as_str(), "connection": conn,
+                    "role": {"before": role(&db), "after": role(&da)}, "account": account_change,
+                    "grant": {"before": grant(&db), "after": grant(&da)}, "attributes": changes}));
+            }
+        }
+    }
+    Ok(serde_json::json!({"workers": workers.len(), "changed": changed, "listed": listed.len(), "differences": listed}))
+}
+
 /// Brings the stored connections' url, dialect and rate limit in line with the file (never
 /// tokens).
 /// A stored connection's URL is the connection's: a file that names another is refused with
@@ -329,15 +458,15 @@ async fn check_urls(store: &Store, cfg: &Config, confirmed: bool) -> Result<(), 
     Ok(())
 }
 
-async fn update_connections(store: &Store, cfg: &Config) -> Result<(), String> {
+async fn update_connections(store: &Store, cfg: &Config) -> Result<Vec<String>, String> {
     let stored = store.connections().await.map_err(|e| e.to_string())?;
+    let mut notes = vec![];
     for c in &cfg.connections {
         match stored.iter().find(|s| s.name == c.name) {
-            None => outln!(
+            None => notes.push(format!(
                 "note: connection {:?} has no token yet: add it with `tenure connection add --name {:?} --url ...`",
-                c.name,
-                c.name
-            ),
+                c.name, c.name
+            )),
             Some(s) => {
                 let policy =
                     scim_client::UrlPolicy { allow_insecure_http: s.insecure_http, allow_private: s.allow_private };
@@ -351,52 +480,55 @@ async fn update_connections(store: &Store, cfg: &Config) -> Result<(), String> {
                         .update_connection_settings(&c.name, &url, &c.dialect, rate)
                         .await
                         .map_err(|e| e.to_string())?;
-                    outln!(
+                    notes.push(format!(
                         "connection {:?}: settings updated from the file (url {url}, dialect {})",
-                        c.name,
-                        c.dialect
-                    );
+                        c.name, c.dialect
+                    ));
                 }
             }
         }
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// `tenure preview`: for each chosen worker and each connection, the role and why, the grant,
 /// and every attribute with its formula.
-pub async fn preview(
-    data_dir: &Path,
-    database_url: Option<&str>,
-    config: Option<PathBuf>,
-    workers: Vec<String>,
+/// One worker on one connection, as the rules and the plan see them: the worker's record,
+/// the role decision (each condition with its value), every attribute with its formula, and
+/// the planned actions.
+pub struct Previewed {
+    pub worker: hr::Worker,
+    pub decision: rules::Decision,
+    pub plan: Vec<engine::Action>,
+    pub note: Option<String>,
+}
+
+/// The preview use case (`tenure preview`, the API's worker "why"): for the chosen workers
+/// (else `sample` of them spread over the population), on every connection.
+pub async fn preview_of(
+    store: &Store,
+    key: Option<&store::MasterKey>,
+    rules: &Rules,
+    workers: &[String],
     sample: Option<usize>,
-    json: bool,
     today: Option<jiff::civil::Date>,
-) -> Result<u8, String> {
-    let store = open(data_dir, database_url).await?;
-    let rules = match &config {
-        Some(f) => load_file(&store, f).await,
-        None => current(&store).await,
-    };
+) -> Result<Vec<Previewed>, String> {
     let snapshot = store.snapshot().await.map_err(|e| e.to_string());
     // What the plan will do for the chosen workers, connection by connection: the same
     // planner, against the target as it is (unique names claimed as apply claims them).
     let mut planned: Vec<Result<engine::Plan, String>> = vec![];
-    if let (Ok(r), Ok(key)) = (&rules, store::MasterKey::load(data_dir)) {
+    if let Some(key) = key {
         let now = match today {
             Some(d) => {
                 d.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).unwrap_or_else(|_| jiff::Timestamp::now())
             }
             None => jiff::Timestamp::now(),
         };
-        for c in &r.connections {
-            let p = crate::sync::prepare_with(&store, &key, r.clone(), Some(&c.name), now, false, &[]).await;
+        for c in &rules.connections {
+            let p = crate::sync::prepare_with(store, key, rules.clone(), Some(&c.name), now, false, workers).await;
             planned.push(p.map(|p| p.plan));
         }
     }
-    store.close().await;
-    let rules = rules?;
     let mut all: Vec<hr::Worker> = snapshot?
         .iter()
         .map(|r| serde_json::from_str(&r.body).map_err(|e| format!("worker {}: {e}", r.worker_id)))
@@ -410,7 +542,7 @@ pub async fn preview(
     let custom = rules.custom_fields().to_vec();
     let chosen: Vec<usize> = if !workers.is_empty() {
         let mut v = vec![];
-        for id in &workers {
+        for id in workers {
             v.push(
                 all.iter()
                     .position(|w| w.id.as_str() == id)
@@ -465,18 +597,44 @@ pub async fn preview(
                 ),
                 _ => None,
             };
-            out.push((all[i].clone(), d, mine, note));
+            out.push(Previewed { worker: all[i].clone(), decision: d, plan: mine, note });
         }
     }
+    Ok(out)
+}
+
+/// `tenure preview`: for each chosen worker and each connection, the role and why, the grant,
+/// and every attribute with its formula.
+pub async fn preview(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    config: Option<PathBuf>,
+    workers: Vec<String>,
+    sample: Option<usize>,
+    json: bool,
+    today: Option<jiff::civil::Date>,
+) -> Result<u8, String> {
+    let store = open(data_dir, database_url).await?;
+    let rules = match &config {
+        Some(f) => load_file(&store, f).await,
+        None => current(&store).await,
+    };
+    let key = store::MasterKey::load(data_dir).ok();
+    let out = match rules {
+        Ok(rules) => preview_of(&store, key.as_ref(), &rules, &workers, sample, today).await,
+        Err(e) => Err(e),
+    };
+    store.close().await;
+    let out = out?;
     if json {
         let v: Vec<_> = out
             .iter()
-            .map(|(w, d, acts, note)| serde_json::json!({"worker": w.id, "decision": d, "plan": acts, "note": note}))
+            .map(|p| serde_json::json!({"worker": p.worker.id, "decision": p.decision, "plan": p.plan, "note": p.note}))
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
         return Ok(0);
     }
-    for (w, d, acts, note) in &out {
+    for Previewed { worker: w, decision: d, plan: acts, note } in &out {
         outln!("worker {} ({} {}) on {:?}", w.id, w.first_name.as_str(), w.last_name.as_str(), d.connection);
         if let Some(n) = note {
             outln!("  note: {n}");

@@ -151,7 +151,99 @@ pub async fn run(cmd: ConnectionCommand, data_dir: &Path, database_url: Option<&
     result
 }
 
+/// A new connection as asked for (the CLI's flags, the API's body).
+pub struct AddRequest {
+    pub name: Option<String>,
+    pub url: String,
+    pub token: Secret,
+    pub insecure_http: bool,
+    pub allow_private: bool,
+    pub skip_test: bool,
+    pub rate_limit: Option<f64>,
+    pub dialect: Option<scim::Dialect>,
+}
+
+/// Adds a connection after its test passes (the token is sealed; never stored in clear).
+/// Returns it with the test's report.
+pub async fn add(
+    store: &Store,
+    key: &MasterKey,
+    r: AddRequest,
+    by: &str,
+) -> Result<(store::ConnectionRecord, Vec<String>), String> {
+    let pol = policy(r.insecure_http, r.allow_private);
+    let target = InstanceUrl::parse(&r.url, pol)?;
+    let dialect = r.dialect.unwrap_or(target.dialect());
+    let name = match r.name {
+        Some(n) if !n.trim().is_empty() => n.trim().to_string(),
+        _ => store.next_connection_name().await.map_err(|e| e.to_string())?,
+    };
+    if store.connection(&name).await.map_err(|e| e.to_string())?.is_some() {
+        return Err(format!("a connection named {name:?} exists already"));
+    }
+    let report = if r.skip_test {
+        vec!["not tested (--skip-test)".to_string()]
+    } else {
+        test_target(&target, dialect, &r.token, pol, r.rate_limit).await?
+    };
+    let new = NewConnection {
+        name: name.clone(),
+        base_url: target.to_string(),
+        dialect: dialect.to_string(),
+        insecure_http: r.insecure_http,
+        allow_private: r.allow_private,
+        rate_limit_per_second: r.rate_limit,
+    };
+    let rec = store.add_connection(&new, &r.token, key).await.map_err(|e| e.to_string())?;
+    decided(
+        store,
+        by,
+        "connection_add",
+        &rec.name,
+        serde_json::json!({"url": rec.base_url, "dialect": rec.dialect, "token": format!("****{}", rec.token_hint)}),
+    )
+    .await?;
+    Ok((rec, report))
+}
+
+/// Tests a stored connection: its address, then a call with its token; the report's lines.
+pub async fn test(store: &Store, key: &MasterKey, name: &str) -> Result<Vec<String>, String> {
+    let (c, target, pol) = stored(store, name).await?;
+    let token = key.open(&c.token, &c.id)?;
+    test_target(&target, stored_dialect(&c, &target), &token, pol, c.rate_limit_per_second).await
+}
+
+/// Replaces a connection's token, once the new one works.
+pub async fn rotate(
+    store: &Store,
+    key: &MasterKey,
+    name: &str,
+    token: &Secret,
+    by: &str,
+) -> Result<(store::ConnectionRecord, Vec<String>), String> {
+    let (c, target, pol) = stored(store, name).await?;
+    // The new token must work before the old one is replaced.
+    test_target(&target, stored_dialect(&c, &target), token, pol, c.rate_limit_per_second)
+        .await
+        .map_err(|e| format!("the new token was not saved: {e}"))?;
+    let rec = store.replace_token(name, token, key).await.map_err(|e| e.to_string())?;
+    decided(store, by, "token_rotate", &rec.name, serde_json::json!({"token": format!("****{}", rec.token_hint)}))
+        .await?;
+    let again = key.open(&rec.token, &rec.id)?;
+    let report = test_target(&target, stored_dialect(&c, &target), &again, pol, c.rate_limit_per_second).await?;
+    Ok((rec, report))
+}
+
+/// A connection as listed: the token only as its last four characters.
+pub fn view(c: &store::ConnectionRecord) -> serde_json::Value {
+    serde_json::json!({"name": c.name, "url": c.base_url, "dialect": c.dialect,
+        "token": format!("****{}", c.token_hint), "rate_limit_per_second": c.rate_limit_per_second,
+        "insecure_http": c.insecure_http, "allow_private": c.allow_private,
+        "permissions": permissions(&c.dialect), "created_at": c.created_at, "updated_at": c.updated_at})
+}
+
 async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Result<(), String> {
+    let by = crate::decisions::actor(None);
     match cmd {
         ConnectionCommand::Add {
             name,
@@ -163,39 +255,9 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             rate_limit,
             dialect,
         } => {
-            let pol = policy(insecure_http, allow_private);
-            let target = InstanceUrl::parse(&url, pol)?;
-            let dialect = dialect.unwrap_or(target.dialect());
-            let name = match name {
-                Some(n) if !n.trim().is_empty() => n.trim().to_string(),
-                _ => store.next_connection_name().await.map_err(|e| e.to_string())?,
-            };
-            if store.connection(&name).await.map_err(|e| e.to_string())?.is_some() {
-                return Err(format!("a connection named {name:?} exists already"));
-            }
             let token = read_token(token_file.as_deref())?;
-            let report = if skip_test {
-                vec!["not tested (--skip-test)".to_string()]
-            } else {
-                test_target(&target, dialect, &token, pol, rate_limit).await?
-            };
-            let new = NewConnection {
-                name: name.clone(),
-                base_url: target.to_string(),
-                dialect: dialect.to_string(),
-                insecure_http,
-                allow_private,
-                rate_limit_per_second: rate_limit,
-            };
-            let rec = store.add_connection(&new, &token, key).await.map_err(|e| e.to_string())?;
-            decided(
-                store,
-                "connection_add",
-                &rec.name,
-                serde_json::json!({"url": rec.base_url, "dialect": rec.dialect,
-                "token": format!("****{}", rec.token_hint)}),
-            )
-            .await?;
+            let req = AddRequest { name, url, token, insecure_http, allow_private, skip_test, rate_limit, dialect };
+            let (rec, report) = add(store, key, req, &by).await?;
             outln!("added {:?}: {} ({}), token ****{}", rec.name, rec.base_url, rec.dialect, rec.token_hint);
             if let Some(r) = rec.rate_limit_per_second {
                 outln!("rate limit: {r} requests per second");
@@ -208,15 +270,7 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
         }
         ConnectionCommand::List { json: true } => {
             let all = store.connections().await.map_err(|e| e.to_string())?;
-            let v: Vec<serde_json::Value> = all
-                .iter()
-                .map(|c| {
-                    serde_json::json!({"name": c.name, "url": c.base_url, "dialect": c.dialect,
-                        "token": format!("****{}", c.token_hint), "rate_limit_per_second": c.rate_limit_per_second,
-                        "insecure_http": c.insecure_http, "allow_private": c.allow_private,
-                        "created_at": c.created_at, "updated_at": c.updated_at})
-                })
-                .collect();
+            let v: Vec<serde_json::Value> = all.iter().map(view).collect();
             outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
             Ok(())
         }
@@ -240,33 +294,23 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             Ok(())
         }
         ConnectionCommand::Test { name } => {
-            let (c, target, pol) = stored(store, &name).await?;
-            let token = key.open(&c.token, &c.id)?;
-            for l in test_target(&target, stored_dialect(&c, &target), &token, pol, c.rate_limit_per_second).await? {
+            for l in test(store, key, &name).await? {
                 outln!("{l}");
             }
             Ok(())
         }
         ConnectionCommand::RotateToken { name, token_file } => {
-            let (c, target, pol) = stored(store, &name).await?;
             let token = read_token(token_file.as_deref())?;
-            // The new token must work before the old one is replaced.
-            test_target(&target, stored_dialect(&c, &target), &token, pol, c.rate_limit_per_second)
-                .await
-                .map_err(|e| format!("the new token was not saved: {e}"))?;
-            let rec = store.replace_token(&name, &token, key).await.map_err(|e| e.to_string())?;
-            decided(store, "token_rotate", &rec.name, serde_json::json!({"token": format!("****{}", rec.token_hint)}))
-                .await?;
+            let (rec, report) = rotate(store, key, &name, &token, &by).await?;
             outln!("token of {:?} replaced: now ****{}", rec.name, rec.token_hint);
-            let again = key.open(&rec.token, &rec.id)?;
-            for l in test_target(&target, stored_dialect(&c, &target), &again, pol, c.rate_limit_per_second).await? {
+            for l in report {
                 outln!("{l}");
             }
             Ok(())
         }
         ConnectionCommand::Remove { name } => {
             if store.remove_connection(&name).await.map_err(|e| e.to_string())? {
-                decided(store, "connection_remove", &name, serde_json::json!({})).await?;
+                decided(store, &by, "connection_remove", &name, serde_json::json!({})).await?;
                 outln!("removed {name:?}");
                 Ok(())
             } else {
@@ -279,14 +323,14 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
 /// A change to a connection, in the audit chain with who made it (never the token itself).
 async fn decided(
     store: &store::Store,
+    by: &str,
     action: &str,
     connection: &str,
     detail: serde_json::Value,
 ) -> Result<(), String> {
-    let by = crate::decisions::actor(None);
     crate::decisions::record(
         store,
-        &[crate::decisions::Decision { action, connection, worker: "", run_id: "", actor: &by, note: None, detail }],
+        &[crate::decisions::Decision { action, connection, worker: "", run_id: "", actor: by, note: None, detail }],
     )
     .await
 }

@@ -34,7 +34,7 @@ pub async fn run(
     listen_hr: Option<SocketAddr>,
     rehearse_from: Option<jiff::Timestamp>,
     confirm_production: Vec<String>,
-    serve: Option<crate::serve::Listen>,
+    serve: Option<(crate::serve::Listen, crate::serve::Options)>,
 ) -> Result<u8, String> {
     // A daemon outlives whoever reads its output, and each of its lines says when.
     crate::output::keep_going_when_closed();
@@ -49,12 +49,20 @@ pub async fn run(
 
     let store = config_cmd::open(data_dir, database_url).await?;
     let key = MasterKey::load(data_dir)?;
-    let rules = config_cmd::current(&store).await?;
+    // The service starts before any configuration (it arrives through the API); the daemon
+    // needs one.
+    let unconfigured = serve.is_some() && store.current_config().await.map_err(|e| e.to_string())?.is_none();
+    let rules = if unconfigured { None } else { Some(config_cmd::current(&store).await?) };
+    let hr_settings = rules.as_ref().map(|r| r.config.hr.clone()).unwrap_or_default();
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server = None;
     // `tenure run --listen-hr ADDR` (plain http, push only) or `tenure serve` (one address:
     // push, probes, TLS when given).
+    let (serve, options) = match serve {
+        Some((l, o)) => (Some(l), Some(o)),
+        None => (None, None),
+    };
     let listen = match (serve, listen_hr) {
         (Some(l), _) => Some((l, true)),
         (None, Some(addr)) => Some((crate::serve::Listen { addr, tls: None, insecure_http: true }, false)),
@@ -68,7 +76,7 @@ pub async fn run(
         let mut app = axum::Router::new();
         match secret {
             Some(secret) => {
-                let intake = Intake::from_settings(&rules.config.hr)?;
+                let intake = Intake::from_settings(&hr_settings)?;
                 let state = Arc::new(push::PushState {
                     store: push_store,
                     secret,
@@ -85,6 +93,20 @@ pub async fn run(
         }
         if full {
             app = app.merge(crate::serve::health_router(health.clone()));
+            let api_store = config_cmd::open(data_dir, database_url).await?;
+            let mut api = crate::api::Api::new(
+                api_store,
+                Arc::new(MasterKey::load(data_dir)?),
+                data_dir.to_path_buf(),
+                wake.clone(),
+                listen.tls.is_some(),
+            );
+            api.interval = interval;
+            if let Some(o) = &options {
+                api.sessions = o.sessions;
+                api.metrics_allow = o.metrics_allow.clone();
+            }
+            app = app.merge(crate::api::router(Arc::new(api)));
             // The first start: an Admin to log in with, its one-time password said once.
             if let Some(p) = crate::users::first_admin(&store).await? {
                 crate::decisions::record(
@@ -119,12 +141,17 @@ pub async fn run(
     let watcher = watch_sources(
         store.clone(),
         data_dir.to_path_buf(),
-        &rules.config.hr,
+        &hr_settings,
         wake.clone(),
         stop_rx.clone(),
         health.clone(),
     )?;
-    outln!("tenure run: reconciling {} connection(s) every {} s", rules.connections.len(), interval.as_secs());
+    match &rules {
+        Some(r) => {
+            outln!("tenure run: reconciling {} connection(s) every {} s", r.connections.len(), interval.as_secs())
+        }
+        None => outln!("tenure serve: no configuration yet: the scheduler waits for one (PUT /api/v1/config)"),
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let stopping = tokio::spawn(async move {
@@ -132,25 +159,38 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let mut stop = stop_rx;
+    let mut said = String::new();
     loop {
-        for c in &rules.connections {
+        // The configuration in force at each turn: a change through the API or the CLI needs
+        // no restart.
+        let names: Vec<String> = match config_cmd::current(&store).await {
+            Ok(r) => r.connections.iter().map(|c| c.name.clone()).collect(),
+            Err(e) => {
+                if e != said && !unconfigured_now(&store).await {
+                    outln!("tenure run: the configuration: {e}");
+                }
+                said = e;
+                vec![]
+            }
+        };
+        for name in &names {
             // A refusal (the guard) or a failure is reported and retried next time; the daemon goes on.
             let as_of = rehearse_from.map(|_| clock());
             let opts = sync::ApplyOptions {
                 as_of,
                 output: sync::Output::Quiet,
                 yes: true,
-                confirm_production: confirm_production.contains(&c.name).then(|| c.name.clone()),
+                confirm_production: confirm_production.contains(name).then(|| name.clone()),
                 wait: Some(&mut stop),
-                ..sync::ApplyOptions::new(Some(c.name.clone()))
+                ..sync::ApplyOptions::new(Some(name.clone()))
             };
             match sync::apply_cmd(&store, &key, opts).await {
                 Ok(3) => outln!(
                     "tenure run: {:?}: the mass-deprovision guard stopped this run; confirm with `tenure apply`",
-                    c.name
+                    name
                 ),
                 Ok(_) => {}
-                Err(e) => outln!("tenure run: {:?}: {e}", c.name),
+                Err(e) => outln!("tenure run: {:?}: {e}", name),
             }
         }
         let _ = std::io::stdout().flush();
@@ -185,6 +225,10 @@ pub async fn run(
     }
     store.close().await;
     Ok(0)
+}
+
+async fn unconfigured_now(store: &store::Store) -> bool {
+    store.current_config().await.is_ok_and(|c| c.is_none())
 }
 
 /// How often the watcher looks at the inbox, the pull's schedule and the loads of other

@@ -11,6 +11,7 @@ macro_rules! outln {
     };
 }
 
+mod api;
 mod audit_cmd;
 mod config_cmd;
 mod connection;
@@ -20,6 +21,7 @@ mod hr_cmd;
 mod inbox;
 mod infer;
 mod intake;
+mod metrics;
 mod notify;
 mod output;
 mod pull;
@@ -190,7 +192,20 @@ enum Command {
         /// Seconds between scheduled reconciles.
         #[arg(long, default_value_t = 300)]
         interval: u64,
+        /// A session ends after this long without a request (e.g. 30m, 2h).
+        #[arg(long, default_value = "30m", env = "TENURE_SESSION_IDLE", value_parser = duration)]
+        session_idle: std::time::Duration,
+        /// A session ends this long after its login, whatever happens (e.g. 12h).
+        #[arg(long, default_value = "12h", env = "TENURE_SESSION_MAX", value_parser = duration)]
+        session_max: std::time::Duration,
+        /// Addresses or networks that may scrape /metrics without a token (comma-separated,
+        /// e.g. 127.0.0.1,10.0.0.0/8; default loopback). A token works from anywhere.
+        #[arg(long, env = "TENURE_METRICS_ALLOW")]
+        metrics_allow: Option<String>,
     },
+    /// Print the admin API's OpenAPI 3.1 document (as `tenure serve` serves it at
+    /// /api/v1/openapi.json).
+    Openapi,
     /// Platform users: who may use tenure, as Admin, Editor, Reviewer or Viewer.
     #[command(subcommand)]
     User(user_cmd::UserCommand),
@@ -324,6 +339,24 @@ struct SandboxArgs {
     /// tenure refuses to rehearse against it (to try that refusal).
     #[arg(long)]
     as_production: bool,
+}
+
+/// `90s`, `30m`, `12h`, `7d`.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?}: give a duration such as 90s, 30m, 12h or 7d");
+    let (n, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 pub(crate) fn share(s: &str) -> Result<f64, String> {
@@ -511,8 +544,23 @@ fn main() -> ExitCode {
                 None,
             )))
         }
-        Command::Serve { listen, tls_cert, tls_key, insecure_http, interval } => {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            insecure_http,
+            interval,
+            session_idle,
+            session_max,
+            metrics_allow,
+        } => {
             let tls = tls_cert.zip(tls_key);
+            let metrics_allow = match metrics_allow.as_deref().map(api::Allow::parse).transpose() {
+                Ok(a) => a.unwrap_or_else(api::Allow::loopback),
+                Err(e) => return coded(Err(e)),
+            };
+            let options =
+                serve::Options { sessions: api::SessionPolicy { idle: session_idle, max: session_max }, metrics_allow };
             return coded(rt.block_on(daemon::run(
                 &dir,
                 database_url.as_deref(),
@@ -520,8 +568,12 @@ fn main() -> ExitCode {
                 None,
                 None,
                 vec![],
-                Some(serve::Listen { addr: listen, tls, insecure_http }),
+                Some((serve::Listen { addr: listen, tls, insecure_http }, options)),
             )));
+        }
+        Command::Openapi => {
+            outln!("{}", serde_json::to_string_pretty(&api::openapi()).unwrap_or_default());
+            return ExitCode::SUCCESS;
         }
         Command::User(cmd) => return coded(rt.block_on(user_cmd::user(cmd, &dir, database_url.as_deref()))),
         Command::Token(cmd) => return coded(rt.block_on(user_cmd::token(cmd, &dir, database_url.as_deref()))),
@@ -610,6 +662,7 @@ fn main() -> ExitCode {
             | Command::Notify(_)
             | Command::Run { .. }
             | Command::Serve { .. }
+            | Command::Openapi
             | Command::User(_)
             | Command::Token(_)
             | Command::Quickstart { .. } => {

@@ -373,9 +373,19 @@ pub async fn run(cmd: NotifyCommand, data_dir: &Path, database_url: Option<&str>
     match cmd {
         NotifyCommand::Test { name, event } => {
             let store = crate::config_cmd::open(data_dir, database_url).await?;
-            let r = send_test(&store, data_dir, &name, event.as_deref()).await;
+            let key = MasterKey::load(data_dir)?;
+            let r = send_test(&store, &key, &name, event.as_deref()).await;
             store.close().await;
-            r
+            match r? {
+                Ok(said) => {
+                    outln!("{said}");
+                    Ok(0)
+                }
+                Err(problem) => {
+                    outln!("not delivered: {problem}");
+                    Ok(1)
+                }
+            }
         }
         NotifyCommand::Secret { name, file } => {
             let (secret, generated) = match file {
@@ -407,7 +417,13 @@ pub async fn run(cmd: NotifyCommand, data_dir: &Path, database_url: Option<&str>
     }
 }
 
-async fn send_test(store: &Store, data_dir: &Path, name: &str, event: Option<&str>) -> Result<u8, String> {
+/// Sends a test notice through a notifier: `Ok(Ok(what was sent))`, or `Ok(Err(why not))`.
+pub async fn send_test(
+    store: &Store,
+    key: &MasterKey,
+    name: &str,
+    event: Option<&str>,
+) -> Result<Result<String, String>, String> {
     let rules = crate::config_cmd::current(store).await?;
     let all = &rules.config.notify;
     let Some(n) = all.iter().find(|n| n.name == name) else {
@@ -436,16 +452,9 @@ async fn send_test(store: &Store, data_dir: &Path, name: &str, event: Option<&st
     settings.on.clear();
     settings.connections.clear();
     settings.max_per_run = settings.max_per_run.max(1);
-    let key = MasterKey::load(data_dir)?;
     let how = if n.webhook.is_some() { "webhook" } else { "e-mail" };
-    match deliver(store, &key, &[settings], &[test_notice(kind, &connection)]).await.first() {
-        None => {
-            outln!("sent a test {} notice through {name:?} ({how})", kind.as_str());
-            Ok(0)
-        }
-        Some(problem) => {
-            outln!("not delivered: {problem}");
-            Ok(1)
-        }
-    }
+    Ok(match deliver(store, key, &[settings], &[test_notice(kind, &connection)]).await.first() {
+        None => Ok(format!("sent a test {} notice through {name:?} ({how})", kind.as_str())),
+        Some(problem) => Err(problem.clone()),
+    })
 }

@@ -89,15 +89,7 @@ pub async fn list(
     let reviews = r?;
     let holds = h?;
     if json {
-        let v: Vec<Value> = reviews
-            .iter()
-            .map(|r| {
-                serde_json::json!({"id": r.id, "connection": r.connection, "worker": r.worker_id, "stage": r.stage,
-                    "state": r.state, "requested_at": r.requested_at, "decided_at": r.decided_at,
-                    "decided_by": r.decided_by, "note": r.note,
-                    "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()})
-            })
-            .collect();
+        let v: Vec<Value> = reviews.iter().map(review_view).collect();
         outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
         return Ok(0);
     }
@@ -123,47 +115,131 @@ pub async fn list(
     Ok(0)
 }
 
+/// What a decision on reviews came to: those decided, and those refused with why.
+pub struct Decided {
+    pub decided: Vec<store::Review>,
+    pub refused: Vec<(i64, String)>,
+}
+
+/// The decision use case (`tenure approve|reject`, the API): pending reviews approved or
+/// rejected by `by`, each decision in the audit chain. Maker-checker: a review is not decided
+/// by whoever set it in motion; it is refused, the others go ahead.
+pub async fn decide_with(
+    store: &store::Store,
+    ids: &[i64],
+    connection: Option<&str>,
+    approve: bool,
+    by: &str,
+    note: Option<&str>,
+) -> Result<Decided, String> {
+    let pending = store.reviews(connection, &["pending"]).await.map_err(|e| e.to_string())?;
+    let mine = |r: &store::Review| r.proposed_by.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(by));
+    let refused: Vec<(i64, String)> = pending
+        .iter()
+        .filter(|r| (ids.is_empty() || ids.contains(&r.id)) && mine(r))
+        .map(|r| (r.id, format!("review #{} was set in motion by {by}: another reviewer must decide it", r.id)))
+        .collect();
+    let chosen: Vec<i64> = if ids.is_empty() {
+        pending.iter().filter(|r| !mine(r)).map(|r| r.id).collect()
+    } else {
+        ids.iter().copied().filter(|i| !refused.iter().any(|(r, _)| r == i)).collect()
+    };
+    if chosen.is_empty() {
+        return Ok(Decided { decided: vec![], refused });
+    }
+    let mut decided = store.decide_reviews(&chosen, connection, approve, by, note).await.map_err(|e| e.to_string())?;
+    for r in &mut decided {
+        r.state = if approve { "approved" } else { "rejected" }.into();
+        r.decided_by = Some(by.to_string());
+        r.note = note.map(str::to_string);
+    }
+    // Each decision joins the audit chain: who, their note, the review and what it released.
+    let records: Vec<crate::decisions::Decision> = decided
+        .iter()
+        .map(|r| crate::decisions::Decision {
+            action: if approve { "approve" } else { "reject" },
+            connection: &r.connection,
+            worker: &r.worker_id,
+            run_id: "",
+            actor: by,
+            note,
+            detail: serde_json::json!({"review": r.id, "stage": r.stage, "proposed_by": r.proposed_by,
+                "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()}),
+        })
+        .collect();
+    crate::decisions::record(store, &records).await?;
+    Ok(Decided { decided, refused })
+}
+
 pub async fn decide(data_dir: &Path, database_url: Option<&str>, d: Decide, approve: bool) -> Result<u8, String> {
     if d.ids.is_empty() && !d.all {
         return Err("name the reviews to decide (see `tenure reviews`), or --all".into());
     }
     let store = config_cmd::open(data_dir, database_url).await?;
     let by = crate::decisions::actor(d.by.as_deref());
-    let r = async {
-        let decided = store
-            .decide_reviews(&d.ids, d.connection.as_deref(), approve, &by, d.note.as_deref())
-            .await
-            .map_err(|e| e.to_string())?;
-        // Each decision joins the audit chain: who, their note, the review and what it released.
-        let records: Vec<crate::decisions::Decision> = decided
-            .iter()
-            .map(|r| crate::decisions::Decision {
-                action: if approve { "approve" } else { "reject" },
-                connection: &r.connection,
-                worker: &r.worker_id,
-                run_id: "",
-                actor: &by,
-                note: d.note.as_deref(),
-                detail: serde_json::json!({"review": r.id, "stage": r.stage,
-                    "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()}),
-            })
-            .collect();
-        crate::decisions::record(&store, &records).await?;
-        Ok::<_, String>(decided)
-    }
-    .await;
+    let r = decide_with(&store, &d.ids, d.connection.as_deref(), approve, &by, d.note.as_deref()).await;
     store.close().await;
-    let decided = r?;
+    let Decided { decided, refused } = r?;
     let verb = if approve { "approved" } else { "rejected" };
     for r in &decided {
         outln!("#{} {verb}: worker {} ({}) on {:?}", r.id, r.worker_id, r.stage, r.connection);
     }
+    for (_, why) in &refused {
+        outln!("refused: {why}");
+    }
     outln!(
         "{} review(s) {verb} by {by}{}",
         decided.len(),
-        if approve { "; the next run (tenure apply, or the daemon) carries them out" } else { "" }
+        if approve && !decided.is_empty() {
+            "; the next run (tenure apply, or the daemon) carries them out"
+        } else {
+            ""
+        }
     );
-    Ok(0)
+    Ok(if refused.is_empty() { 0 } else { 1 })
+}
+
+/// A review as listed.
+pub fn review_view(r: &store::Review) -> Value {
+    serde_json::json!({"id": r.id, "connection": r.connection, "worker": r.worker_id, "stage": r.stage,
+        "state": r.state, "requested_at": r.requested_at, "proposed_by": r.proposed_by,
+        "decided_at": r.decided_at, "decided_by": r.decided_by, "note": r.note,
+        "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()})
+}
+
+/// A dead letter as listed.
+pub fn dead_letter_view(d: &store::DeadLetter) -> Value {
+    serde_json::json!({"connection": d.connection, "worker": d.worker_id, "attempts": d.attempts,
+        "last_error": d.last_error, "first_at": d.first_at, "last_at": d.last_at, "state": d.state,
+        "actions": serde_json::from_str::<Value>(&d.actions).unwrap_or_default()})
+}
+
+/// The retry use case: these dead letters (all with an empty list) are tried again on the
+/// next run; each release is audited.
+pub async fn retry_with(
+    store: &store::Store,
+    connection: Option<&str>,
+    workers: &[String],
+    by: &str,
+) -> Result<usize, String> {
+    let before = store.dead_letters(connection).await.map_err(|e| e.to_string())?;
+    let n = store.retry_dead_letters(connection, workers).await.map_err(|e| e.to_string())?;
+    let released: Vec<crate::decisions::Decision> = before
+        .iter()
+        .filter(|d| d.state == "dead" && (workers.is_empty() || workers.contains(&d.worker_id)))
+        .map(|d| crate::decisions::Decision {
+            action: "dead_letter_retry",
+            connection: &d.connection,
+            worker: &d.worker_id,
+            run_id: "",
+            actor: by,
+            note: None,
+            detail: serde_json::json!({"attempts": d.attempts, "last_error": d.last_error,
+                "actions": serde_json::from_str::<Value>(&d.actions).unwrap_or_default()}),
+        })
+        .collect();
+    crate::decisions::record(store, &released).await?;
+    Ok(n)
 }
 
 pub async fn dead_letters(data_dir: &Path, database_url: Option<&str>, cmd: DeadLetterCommand) -> Result<u8, String> {
@@ -212,24 +288,7 @@ async fn run_dead_letters(store: &store::Store, cmd: DeadLetterCommand) -> Resul
             if workers.is_empty() && !all {
                 return Err("name the workers to retry, or --all".into());
             }
-            let before = store.dead_letters(connection.as_deref()).await.map_err(|e| e.to_string())?;
-            let n = store.retry_dead_letters(connection.as_deref(), &workers).await.map_err(|e| e.to_string())?;
-            let by = crate::decisions::actor(None);
-            let released: Vec<crate::decisions::Decision> = before
-                .iter()
-                .filter(|d| d.state == "dead" && (all || workers.contains(&d.worker_id)))
-                .map(|d| crate::decisions::Decision {
-                    action: "dead_letter_retry",
-                    connection: &d.connection,
-                    worker: &d.worker_id,
-                    run_id: "",
-                    actor: &by,
-                    note: None,
-                    detail: serde_json::json!({"attempts": d.attempts, "last_error": d.last_error,
-                        "actions": serde_json::from_str::<Value>(&d.actions).unwrap_or_default()}),
-                })
-                .collect();
-            crate::decisions::record(store, &released).await?;
+            let n = retry_with(store, connection.as_deref(), &workers, &crate::decisions::actor(None)).await?;
             outln!("{n} dead letter(s) will be tried again on the next run");
             Ok(0)
         }

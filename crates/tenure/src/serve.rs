@@ -41,6 +41,13 @@ impl Listen {
     }
 }
 
+/// How the API treats its callers (from `tenure serve`'s flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub sessions: crate::api::SessionPolicy,
+    pub metrics_allow: crate::api::Allow,
+}
+
 /// What the probes read: the store, and the scheduler's last sign of life.
 #[derive(Clone)]
 pub struct Health {
@@ -83,38 +90,9 @@ async fn readyz(State(h): State<Health>) -> Response {
     (code, Json(body)).into_response()
 }
 
-/// Who the bearer token of a request is: the first authenticated endpoint of the API.
-async fn whoami(State(h): State<Health>, headers: axum::http::HeaderMap) -> Response {
-    let unauthorized = |why: &str| {
-        let mut r = (StatusCode::UNAUTHORIZED, Json(json!({"status": 401, "detail": why}))).into_response();
-        r.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer realm=\"tenure\""));
-        r
-    };
-    let Some(bearer) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-    else {
-        return unauthorized("send an API token as Authorization: Bearer ...");
-    };
-    match crate::users::authenticate_token(&h.store, bearer.trim(), jiff::Timestamp::now()).await {
-        Ok(Some(t)) => {
-            let role = crate::users::Role::parse(&t.role).map(|r| r.as_str()).unwrap_or("viewer");
-            Json(json!({"token": t.id, "name": t.name, "role": role, "connection": t.connection})).into_response()
-        }
-        // Unknown, revoked and expired tokens are told apart to no one.
-        Ok(None) => unauthorized("the token is not valid"),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": 503, "detail": e}))).into_response(),
-    }
-}
-
-/// The probes and the first API endpoint, to merge into the service's router.
+/// The probes, to merge into the service's router.
 pub fn health_router(h: Health) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/api/v1/whoami", get(whoami))
-        .with_state(h)
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(h)
 }
 
 /// A server configuration from PEM files, with what is wrong said plainly.
@@ -188,6 +166,22 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// The address a request came from, over plain TCP or TLS alike (`ConnectInfo<Peer>`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
+        Peer(*s.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(s: axum::serve::IncomingStream<'_, TlsListener>) -> Peer {
+        Peer(*s.remote_addr())
+    }
+}
+
 /// Serves `app` until `stop` turns true; requests in flight finish first.
 pub async fn serve(
     listen: &Listen,
@@ -210,10 +204,12 @@ pub async fn serve(
         Some(config) => {
             let l = TlsListener::new(tcp, config).map_err(|e| e.to_string())?;
             tokio::spawn(async move {
+                let app = app.into_make_service_with_connect_info::<Peer>();
                 let _ = axum::serve(l, app).with_graceful_shutdown(shutdown).await;
             })
         }
         None => tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<Peer>();
             let _ = axum::serve(tcp, app).with_graceful_shutdown(shutdown).await;
         }),
     };

@@ -80,15 +80,17 @@ pub enum Output {
     Text,
     Quiet,
     Json,
+    /// Nothing on stdout or stderr (the API): notes go to the log, the outcome to the caller.
+    Silent,
 }
 
 impl Output {
     /// A note for the person at the terminal: on stderr when stdout is for JSON.
     pub fn note(self, msg: &str) {
-        if self == Output::Json {
-            eprintln!("{msg}");
-        } else {
-            outln!("{msg}");
+        match self {
+            Output::Json => eprintln!("{msg}"),
+            Output::Silent => tracing::info!("{msg}"),
+            Output::Text | Output::Quiet => outln!("{msg}"),
         }
     }
 }
@@ -275,7 +277,7 @@ pub async fn open_with_key(data_dir: &Path, database_url: Option<&str>) -> Resul
 }
 
 /// The guard's verdict on a plan, as `plan --json` carries it.
-fn guard_verdict(p: &Prepared) -> serde_json::Value {
+pub fn guard_verdict(p: &Prepared) -> serde_json::Value {
     let n = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
     match p.plan.guard(&p.rules.connections[p.index].guard) {
         Some(why) => serde_json::json!({"refused": true, "why": why, "confirm_with": n}),
@@ -354,6 +356,50 @@ pub struct ApplyOptions<'a> {
     pub confirm_production: Option<String>,
     /// The daemon: wait for the run lock until told to stop.
     pub wait: Option<&'a mut tokio::sync::watch::Receiver<bool>>,
+    /// Who started the run (a platform user or token through the API; else TENURE_ACTOR or
+    /// the login name): the proposer of the reviews it opens.
+    pub actor: Option<String>,
+    /// The run's id, when the caller names it beforehand (the API answers with it at once).
+    pub run_id: Option<String>,
+    /// Workers done and in all, as the run goes.
+    pub progress: Option<std::sync::Arc<Progress>>,
+}
+
+/// A run's progress, read by whoever watches it (the API's live status).
+#[derive(Default)]
+pub struct Progress {
+    pub done: std::sync::atomic::AtomicUsize,
+    pub total: std::sync::atomic::AtomicUsize,
+}
+
+/// What an apply came to, for its door to tell.
+pub struct Applied {
+    /// 0, or 3 (guard), 4 (failures), 5 (busy), 6 (not confirmed).
+    pub code: u8,
+    pub connection: String,
+    pub summary: Option<engine::apply::Summary>,
+    pub newly_dead: Vec<String>,
+    /// The guard's verdict when it refused.
+    pub guard: Option<serde_json::Value>,
+    /// Another run holds the connection: who, since when.
+    pub busy: Option<String>,
+    /// What the SCIM client had to do.
+    pub scim: scim_client::StatsSnapshot,
+}
+
+impl Applied {
+    fn only(code: u8, connection: &str) -> Applied {
+        let scim = scim_client::StatsSnapshot::default();
+        Applied {
+            code,
+            connection: connection.into(),
+            summary: None,
+            newly_dead: vec![],
+            guard: None,
+            busy: None,
+            scim,
+        }
+    }
 }
 
 impl ApplyOptions<'_> {
@@ -367,6 +413,9 @@ impl ApplyOptions<'_> {
             yes: false,
             confirm_production: None,
             wait: None,
+            actor: None,
+            run_id: None,
+            progress: None,
         }
     }
 }
@@ -377,27 +426,98 @@ pub const NOT_CONFIRMED: u8 = 6;
 /// Applies under the connection's run lock; exit code 0 when every action succeeded, 3 when
 /// the guard refused, 4 on failures, 5 when another run holds the connection. With `wait`
 /// (the daemon), waits for the lock until told to stop.
-pub async fn apply_cmd(store: &Store, key: &MasterKey, mut opts: ApplyOptions<'_>) -> Result<u8, String> {
+pub async fn apply_cmd(store: &Store, key: &MasterKey, opts: ApplyOptions<'_>) -> Result<u8, String> {
+    let output = opts.output;
+    let a = run_apply(store, key, opts).await?;
+    if let Some(busy) = &a.busy {
+        output.note(busy);
+        if output == Output::Json {
+            outln!("{}", serde_json::json!({"connection": a.connection, "busy": busy}));
+        }
+    }
+    if let Some(verdict) = &a.guard {
+        if output == Output::Json {
+            outln!("{}", serde_json::json!({"connection": a.connection, "guard": verdict, "applied": false}));
+        }
+    }
+    if let Some(summary) = &a.summary {
+        print_summary(summary, &a, output)?;
+    }
+    Ok(a.code)
+}
+
+/// The one apply use case: plan and apply under the connection's run lock. With `wait` (the
+/// daemon), waits for the lock until told to stop.
+pub async fn run_apply(store: &Store, key: &MasterKey, mut opts: ApplyOptions<'_>) -> Result<Applied, String> {
     let name = connection_name(store, opts.connection.as_deref()).await?;
+    let who = if opts.wait.is_some() { "tenure run" } else { "tenure apply" };
+    let who = opts.actor.clone().map(|a| format!("{who} by {a}")).unwrap_or(who.to_string());
     let lock = match opts.wait.take() {
-        Some(stop) => match run_lock::lock_waiting(store, &name, "tenure run", stop).await? {
+        Some(stop) => match run_lock::lock_waiting(store, &name, &who, stop).await? {
             Some(l) => l,
-            None => return Ok(0),
+            None => return Ok(Applied::only(0, &name)),
         },
-        None => match run_lock::try_lock(store, &name, "tenure apply").await? {
+        None => match run_lock::try_lock(store, &name, &who).await? {
             run_lock::Lock::Got(l) => l,
             run_lock::Lock::Busy(h) => {
-                opts.output.note(&run_lock::busy_message(&name, &h));
-                if opts.output == Output::Json {
-                    outln!("{}", serde_json::json!({"connection": name, "busy": run_lock::busy_message(&name, &h)}));
-                }
-                return Ok(run_lock::BUSY);
+                let mut a = Applied::only(run_lock::BUSY, &name);
+                a.busy = Some(run_lock::busy_message(&name, &h));
+                crate::metrics::record_run(&name, &a, 0.0, &a.scim);
+                return Ok(a);
             }
         },
     };
-    let r = apply_locked(store, key, &name, &opts, &lock).await;
+    apply_holding(store, key, &name, &opts, lock).await
+}
+
+/// Applies on a connection whose run lock the caller took (the API takes it before it
+/// answers, so a busy connection is said at once); the lock is released after.
+pub async fn apply_holding(
+    store: &Store,
+    key: &MasterKey,
+    name: &str,
+    opts: &ApplyOptions<'_>,
+    lock: run_lock::RunLock,
+) -> Result<Applied, String> {
+    let t0 = std::time::Instant::now();
+    let r = apply_locked(store, key, name, opts, &lock).await;
     lock.release().await;
+    if let Ok(a) = &r {
+        crate::metrics::record_run(name, a, t0.elapsed().as_secs_f64(), &a.scim);
+    }
     r
+}
+
+fn print_summary(summary: &engine::apply::Summary, a: &Applied, output: Output) -> Result<(), String> {
+    match output {
+        Output::Silent => {}
+        Output::Json => {
+            let mut v = serde_json::to_value(summary).map_err(|e| e.to_string())?;
+            v["connection"] = serde_json::json!(a.connection);
+            v["newly_dead"] = serde_json::json!(a.newly_dead);
+            outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        }
+        Output::Text | Output::Quiet => {
+            let kinds: Vec<String> = summary.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            outln!(
+                "run {}: total {}, skipped {}, no change {}, processed {}, failed {}{}",
+                summary.run_id,
+                summary.total,
+                summary.skipped,
+                summary.no_change,
+                summary.processed,
+                summary.failed,
+                if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
+            );
+            // Each failure where it happened: worker, action, and the target's answer.
+            for f in &summary.failed_actions {
+                let who = f.user_name.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
+                let team = f.team.as_deref().map(|t| format!(" [team {t}]")).unwrap_or_default();
+                outln!("failed: worker {}{who} {}{team}: {}", f.worker, f.action, f.error);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn apply_locked(
@@ -406,7 +526,7 @@ async fn apply_locked(
     name: &str,
     opts: &ApplyOptions<'_>,
     lock: &run_lock::RunLock,
-) -> Result<u8, String> {
+) -> Result<Applied, String> {
     let (confirm, output) = (opts.confirm, opts.output);
     let now = opts.as_of.unwrap_or_else(Timestamp::now);
     if opts.as_of.is_some() && opts.confirm_production.as_deref() != Some(name) {
@@ -426,8 +546,23 @@ async fn apply_locked(
         output.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
     }
     // Open (or keep) the reviews this plan needs; stale ones are superseded.
-    let (reviews, new_reviews) =
-        store.sync_reviews(&p.plan.connection, &p.held.requests).await.map_err(|e| e.to_string())?;
+    // Who set the reviewed changes in motion: whoever started this run, else whoever uploaded
+    // the HR data it acts on through the API (a reviewer may not approve their own change).
+    let proposer = match &opts.actor {
+        Some(a) => Some(a.clone()),
+        None => store
+            .loads()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .rev()
+            .find(|l| l.outcome == "accepted")
+            .and_then(|l| l.source.strip_prefix(crate::api::UPLOADED_BY).map(str::to_string)),
+    };
+    let (reviews, new_reviews) = store
+        .sync_reviews(&p.plan.connection, &p.held.requests, proposer.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
     // By worker, so a supervised initial sync of thousands is not a scan per held worker.
     let review_of: HashMap<&str, i64> = reviews.iter().map(|r| (r.worker_id.as_str(), r.id)).collect();
     for a in p.plan.actions.iter_mut().filter(|a| a.kind == Kind::Skip && a.reason.starts_with("waiting for approval"))
@@ -469,16 +604,17 @@ async fn apply_locked(
                 "refused by the mass-deprovision guard: {why}. Nothing was applied. If this is right, run again with \
                  --confirm-deprovision {deactivations}"
             ));
-            if output == Output::Json {
-                outln!("{}", serde_json::json!({"connection": name, "guard": guard_verdict(&p), "applied": false}));
-            }
-            return Ok(3);
+            let mut a = Applied::only(3, name);
+            a.guard = Some(guard_verdict(&p));
+            release(p);
+            return Ok(a);
         }
         output.note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
         guard_confirmed = Some(why);
     }
     let creates = p.plan.count(Kind::Create);
-    if creates > conn.confirm_creates_over && !opts.yes && output != Output::Json && std::io::stdin().is_terminal() {
+    let asks = matches!(output, Output::Text | Output::Quiet);
+    if creates > conn.confirm_creates_over && !opts.yes && asks && std::io::stdin().is_terminal() {
         // Seats cost money: a person at a terminal says so before many accounts are made.
         eprint!(
             "{creates} new account(s) will be created on {name:?}, more than the {} that go without asking (each may be \
@@ -490,13 +626,13 @@ async fn apply_locked(
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
             outln!("not confirmed: nothing was applied (use --yes to skip this question)");
-            return Ok(NOT_CONFIRMED);
+            return Ok(Applied::only(NOT_CONFIRMED, name));
         }
     }
-    let run_id = uuid::Uuid::new_v4().to_string();
+    let run_id = opts.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     store.start_run(&run_id, &conn.name).await.map_err(|e| e.to_string())?;
     if let Some(why) = &guard_confirmed {
-        let by = crate::decisions::actor(None);
+        let by = crate::decisions::actor(opts.actor.as_deref());
         let leaving: Vec<&str> = p
             .plan
             .actions
@@ -531,14 +667,19 @@ async fn apply_locked(
         .collect();
     // Progress in workers, with rate and time left, on a terminal only.
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    if !std::io::stderr().is_terminal() || output == Output::Json {
+    if !std::io::stderr().is_terminal() || matches!(output, Output::Json | Output::Silent) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} workers, {per_sec}, {eta} left")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let watched = opts.progress.clone();
     let progress = |done: usize, total: usize| {
+        if let Some(w) = &watched {
+            w.total.store(total, std::sync::atomic::Ordering::Relaxed);
+            w.done.store(done, std::sync::atomic::Ordering::Relaxed);
+        }
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         if done == total {
@@ -660,32 +801,18 @@ async fn apply_locked(
             output.note(&format!("warning: {problem}"));
         }
     }
-    if output == Output::Json {
-        let mut v = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
-        v["connection"] = serde_json::json!(name);
-        v["newly_dead"] = serde_json::json!(newly_dead);
-        outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
-    } else {
-        let kinds: Vec<String> = summary.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        outln!(
-            "run {}: total {}, skipped {}, no change {}, processed {}, failed {}{}",
-            summary.run_id,
-            summary.total,
-            summary.skipped,
-            summary.no_change,
-            summary.processed,
-            summary.failed,
-            if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
-        );
-        // Each failure where it happened: worker, action, and the target's answer.
-        for f in &summary.failed_actions {
-            let who = f.user_name.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
-            let team = f.team.as_deref().map(|t| format!(" [team {t}]")).unwrap_or_default();
-            outln!("failed: worker {}{who} {}{team}: {}", f.worker, f.action, f.error);
-        }
-    }
+    let scim = p.client.stats();
     release(p);
-    Ok(if summary.failed > 0 { 4 } else { 0 })
+    let code = if summary.failed > 0 { 4 } else { 0 };
+    Ok(Applied {
+        code,
+        connection: name.to_string(),
+        summary: Some(summary),
+        newly_dead,
+        guard: None,
+        busy: None,
+        scim,
+    })
 }
 
 /// Frees what a run read and planned on another thread: for 100,000 accounts that is some

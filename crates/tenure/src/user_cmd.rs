@@ -109,37 +109,12 @@ pub async fn user(cmd: UserCommand, data_dir: &Path, database_url: Option<&str>)
     r
 }
 
-/// Records an administration decision in the audit chain: who did what to which user or
-/// token (never a password or a token's secret).
-async fn audited(store: &store::Store, action: &str, detail: serde_json::Value) -> Result<(), String> {
-    let by = crate::decisions::actor(None);
-    crate::decisions::record(
-        store,
-        &[crate::decisions::Decision {
-            action,
-            connection: "",
-            worker: "",
-            run_id: "",
-            actor: &by,
-            note: None,
-            detail,
-        }],
-    )
-    .await
-}
-
 async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String> {
-    let missing = |name: &str| format!("no user named {name:?} (tenure user list)");
+    let by = crate::decisions::actor(None);
     match cmd {
         UserCommand::Add { name, role, password_file } => {
             let (p, once) = password(password_file.as_deref(), &format!("password for {name}"))?;
-            users::add_user(store, &name, role, &p, once).await?;
-            audited(
-                store,
-                "user_add",
-                serde_json::json!({"user": name, "role": role.as_str(), "one_time_password": once}),
-            )
-            .await?;
+            users::add_audited(store, &name, role, &p, once, &by).await?;
             if once {
                 outln!(
                     "user {name:?} added as {}; one-time password (shown once, to change at the first login): {}",
@@ -153,13 +128,7 @@ async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String>
         UserCommand::List { json } => {
             let all = store.users().await.map_err(|e| e.to_string())?;
             if json {
-                let v: Vec<_> = all
-                    .iter()
-                    .map(|u| {
-                        serde_json::json!({"name": u.name, "role": u.role, "disabled": u.disabled,
-                        "must_change_password": u.must_change, "created_at": u.created_at})
-                    })
-                    .collect();
+                let v: Vec<_> = all.iter().map(users::user_view).collect();
                 outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
             } else {
                 for u in &all {
@@ -176,33 +145,25 @@ async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String>
             }
         }
         UserCommand::SetRole { name, role } => {
-            if !store.set_user_role(&name, role.as_str()).await.map_err(|e| e.to_string())? {
-                return Err(missing(&name));
-            }
-            audited(store, "user_set_role", serde_json::json!({"user": name, "role": role.as_str()})).await?;
+            users::set_role(store, &name, role, &by).await?;
             outln!("user {name:?} is now {}", role.as_str());
         }
         UserCommand::Disable { name } => {
-            if !store.set_user_disabled(&name, true).await.map_err(|e| e.to_string())? {
-                return Err(missing(&name));
-            }
-            audited(store, "user_disable", serde_json::json!({"user": name})).await?;
+            users::set_disabled(store, &name, true, &by).await?;
             outln!("user {name:?} disabled: their sessions have ended");
         }
         UserCommand::Enable { name } => {
-            if !store.set_user_disabled(&name, false).await.map_err(|e| e.to_string())? {
-                return Err(missing(&name));
-            }
-            audited(store, "user_enable", serde_json::json!({"user": name})).await?;
+            users::set_disabled(store, &name, false, &by).await?;
             outln!("user {name:?} enabled");
         }
         UserCommand::ResetPassword { name, password_file } => {
-            let u = store.user(&name).await.map_err(|e| e.to_string())?.ok_or_else(|| missing(&name))?;
+            let u = store
+                .user(&name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no user named {name:?} (tenure user list)"))?;
             let (p, once) = password(password_file.as_deref(), &format!("new password for {}", u.name))?;
-            users::check_password(&u.name, &p)?;
-            store.set_user_password(&u.name, &users::hash_password(&p)?, once).await.map_err(|e| e.to_string())?;
-            audited(store, "user_reset_password", serde_json::json!({"user": u.name, "one_time_password": once}))
-                .await?;
+            users::reset_password(store, &u.name, &p, once, &by).await?;
             if once {
                 outln!("one-time password for {:?} (shown once, to change at the first login): {}", u.name, p.expose());
             } else {
@@ -225,16 +186,8 @@ async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, Strin
         TokenCommand::Create { name, role, connection, expires } => {
             let now = jiff::Timestamp::now();
             let expires = expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose()?;
-            let by = std::env::var("USER").ok().map(|u| format!("{u} (command line)"));
-            let t = users::create_token(store, &name, role, connection, expires, by).await?;
-            let r = &t.record;
-            audited(
-                store,
-                "api_token_create",
-                serde_json::json!({"token": r.id, "name": r.name, "role": r.role, "connection": r.connection,
-                    "expires_at": r.expires_at}),
-            )
-            .await?;
+            let by = crate::decisions::actor(None);
+            let t = users::create_token_audited(store, &name, role, connection, expires, &by).await?;
             outln!(
                 "API token {} ({:?}, {}) (shown once; send it as Authorization: Bearer ...):",
                 t.record.id,
@@ -246,14 +199,7 @@ async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, Strin
         TokenCommand::List { json } => {
             let all = store.tokens().await.map_err(|e| e.to_string())?;
             if json {
-                let v: Vec<_> = all
-                    .iter()
-                    .map(|t| {
-                        serde_json::json!({"id": t.id, "name": t.name, "role": t.role, "connection": t.connection,
-                        "created_at": t.created_at, "created_by": t.created_by, "expires_at": t.expires_at,
-                        "last_used_at": t.last_used_at, "revoked_at": t.revoked_at})
-                    })
-                    .collect();
+                let v: Vec<_> = all.iter().map(users::token_view).collect();
                 outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
             } else {
                 for t in &all {
@@ -275,10 +221,7 @@ async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, Strin
             }
         }
         TokenCommand::Revoke { id } => {
-            if !store.revoke_token(&id).await.map_err(|e| e.to_string())? {
-                return Err(format!("no active token {id} (tenure token list)"));
-            }
-            audited(store, "api_token_revoke", serde_json::json!({"token": id})).await?;
+            users::revoke_token(store, &id, &crate::decisions::actor(None)).await?;
             outln!("token {id} revoked");
         }
     }

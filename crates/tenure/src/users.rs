@@ -44,7 +44,7 @@ impl Role {
 /// The shortest password tenure takes.
 pub const MIN_PASSWORD: usize = 12;
 
-fn random_hex(bytes: usize) -> String {
+pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -61,8 +61,6 @@ pub fn hash_password(password: &Secret) -> Result<String, String> {
         .map_err(|e| format!("cannot hash the password: {e}"))
 }
 
-// The login of the API (issue 16, point 3) is its caller; until then its unit test is.
-#[allow(dead_code)]
 pub fn verify_password(password: &Secret, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.expose().as_bytes(), &h).is_ok())
 }
@@ -205,6 +203,105 @@ pub async fn authenticate_token(store: &Store, bearer: &str, now: Timestamp) -> 
     }
     store.touch_token(id).await.map_err(|e| e.to_string())?;
     Ok(Some(t))
+}
+
+/// Records an administration decision in the audit chain: who did what to which user or
+/// token (never a password or a token's secret).
+pub async fn audited(store: &Store, by: &str, action: &str, detail: serde_json::Value) -> Result<(), String> {
+    crate::decisions::record(
+        store,
+        &[crate::decisions::Decision { action, connection: "", worker: "", run_id: "", actor: by, note: None, detail }],
+    )
+    .await
+}
+
+fn missing(name: &str) -> String {
+    format!("no user named {name:?}")
+}
+
+/// The user administration use cases, each audited with who did it (the CLI and the API).
+pub async fn add_audited(
+    store: &Store,
+    name: &str,
+    role: Role,
+    password: &Secret,
+    once: bool,
+    by: &str,
+) -> Result<UserRecord, String> {
+    let u = add_user(store, name, role, password, once).await?;
+    audited(
+        store,
+        by,
+        "user_add",
+        serde_json::json!({"user": u.name, "role": role.as_str(), "one_time_password": once}),
+    )
+    .await?;
+    Ok(u)
+}
+
+pub async fn set_role(store: &Store, name: &str, role: Role, by: &str) -> Result<(), String> {
+    if !store.set_user_role(name, role.as_str()).await.map_err(|e| e.to_string())? {
+        return Err(missing(name));
+    }
+    audited(store, by, "user_set_role", serde_json::json!({"user": name, "role": role.as_str()})).await
+}
+
+/// Disabling ends the user's sessions.
+pub async fn set_disabled(store: &Store, name: &str, disabled: bool, by: &str) -> Result<(), String> {
+    if !store.set_user_disabled(name, disabled).await.map_err(|e| e.to_string())? {
+        return Err(missing(name));
+    }
+    let action = if disabled { "user_disable" } else { "user_enable" };
+    audited(store, by, action, serde_json::json!({"user": name})).await
+}
+
+/// A new password (one-time when `once`): the user's sessions end.
+pub async fn reset_password(store: &Store, name: &str, password: &Secret, once: bool, by: &str) -> Result<(), String> {
+    let u = store.user(name).await.map_err(|e| e.to_string())?.ok_or_else(|| missing(name))?;
+    check_password(&u.name, password)?;
+    store.set_user_password(&u.name, &hash_password(password)?, once).await.map_err(|e| e.to_string())?;
+    audited(store, by, "user_reset_password", serde_json::json!({"user": u.name, "one_time_password": once})).await
+}
+
+pub async fn create_token_audited(
+    store: &Store,
+    name: &str,
+    role: Role,
+    connection: Option<String>,
+    expires: Option<Timestamp>,
+    by: &str,
+) -> Result<NewToken, String> {
+    let t = create_token(store, name, role, connection, expires, Some(by.to_string())).await?;
+    let r = &t.record;
+    audited(
+        store,
+        by,
+        "api_token_create",
+        serde_json::json!({"token": r.id, "name": r.name, "role": r.role, "connection": r.connection,
+            "expires_at": r.expires_at}),
+    )
+    .await?;
+    Ok(t)
+}
+
+pub async fn revoke_token(store: &Store, id: &str, by: &str) -> Result<(), String> {
+    if !store.revoke_token(id).await.map_err(|e| e.to_string())? {
+        return Err(format!("no active token {id}"));
+    }
+    audited(store, by, "api_token_revoke", serde_json::json!({"token": id})).await
+}
+
+/// A user as listed: never the hash.
+pub fn user_view(u: &UserRecord) -> serde_json::Value {
+    serde_json::json!({"name": u.name, "role": u.role, "disabled": u.disabled,
+        "must_change_password": u.must_change, "created_at": u.created_at})
+}
+
+/// A token as listed: never the secret or its hash.
+pub fn token_view(t: &TokenRecord) -> serde_json::Value {
+    serde_json::json!({"id": t.id, "name": t.name, "role": t.role, "connection": t.connection,
+        "created_at": t.created_at, "created_by": t.created_by, "expires_at": t.expires_at,
+        "last_used_at": t.last_used_at, "revoked_at": t.revoked_at})
 }
 
 #[cfg(test)]

@@ -1,0 +1,497 @@
+//! Connections, the configuration, HR uploads and loads, and workers with their "why".
+
+use super::auth::Caller;
+use super::problem::{parse_json, read_bytes, refused, Body, Problem, Q};
+use super::Shared;
+use crate::intake::{self, Delivery, LoadKind, Taken};
+use crate::users::Role;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use store::Secret;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+// ---- connections ----
+
+/// Every connection with its settings (the token only as its last four characters).
+#[utoipa::path(get, path = "/api/v1/connections", tag = "connections",
+    responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn connections(State(api): State<Shared>, c: Caller) -> Result<Json<Vec<Value>>, Problem> {
+    let all = api.store.connections().await?;
+    Ok(Json(all.iter().filter(|x| c.on(&x.name).is_ok()).map(crate::connection::view).collect()))
+}
+
+/// One connection.
+#[utoipa::path(get, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn connection(State(api): State<Shared>, c: Caller, Path(name): Path<String>) -> Result<Json<Value>, Problem> {
+    c.on(&name)?;
+    let x = api.store.connection(&name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
+    Ok(Json(crate::connection::view(&x)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewConnection {
+    /// Default: "Connection-Bearer Token-1" (the next free number).
+    pub name: Option<String>,
+    /// The instance URL, e.g. https://<account>.monday.com/scim/v2/
+    pub url: String,
+    /// The SCIM bearer token: stored sealed, never answered.
+    pub token: String,
+    #[serde(default)]
+    pub insecure_http: bool,
+    #[serde(default)]
+    pub allow_private: bool,
+    pub rate_limit: Option<f64>,
+    /// monday or generic; default from the URL.
+    pub dialect: Option<String>,
+}
+
+/// Add a connection (Admin: it holds a token); it is tested first and saved only if it works.
+#[utoipa::path(post, path = "/api/v1/connections", tag = "connections", request_body = NewConnection,
+    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn add_connection(
+    State(api): State<Shared>,
+    c: Caller,
+    Body(n): Body<NewConnection>,
+) -> Result<Response, Problem> {
+    c.need(Role::Admin)?;
+    c.global()?;
+    let dialect = n
+        .dialect
+        .as_deref()
+        .map(|d| d.parse::<scim::Dialect>().map_err(|e| Problem::bad_request("invalid-body", e.to_string())))
+        .transpose()?;
+    if n.rate_limit.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(Problem::bad_request(
+            "invalid-body",
+            "rate_limit must be a positive number of requests per second",
+        ));
+    }
+    if n.token.trim().is_empty() {
+        return Err(Problem::bad_request("invalid-body", "the access token is empty"));
+    }
+    let req = crate::connection::AddRequest {
+        name: n.name,
+        url: n.url,
+        token: Secret::new(n.token.trim()),
+        insecure_http: n.insecure_http,
+        allow_private: n.allow_private,
+        skip_test: false,
+        rate_limit: n.rate_limit,
+        dialect,
+    };
+    let (rec, report) = crate::connection::add(&api.store, &api.key, req, &c.actor).await.map_err(refused)?;
+    let mut v = crate::connection::view(&rec);
+    v["test"] = json!(report);
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// Test a connection: its address, then its token against the target; each step said.
+#[utoipa::path(post, path = "/api/v1/connections/{name}/test", tag = "connections", params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn test_connection(
+    State(api): State<Shared>,
+    c: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Editor)?;
+    c.on(&name)?;
+    api.store.connection(&name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
+    Ok(Json(match crate::connection::test(&api.store, &api.key, &name).await {
+        Ok(steps) => json!({"ok": true, "steps": steps}),
+        Err(e) => json!({"ok": false, "steps": [], "error": e}),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRotation {
+    /// The new SCIM bearer token: tested, then stored sealed; never answered.
+    pub token: String,
+}
+
+/// Replace a connection's token (Admin), once the new one is shown to work.
+#[utoipa::path(put, path = "/api/v1/connections/{name}/token", tag = "connections", params(("name" = String, Path)),
+    request_body = TokenRotation,
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn rotate_token(
+    State(api): State<Shared>,
+    c: Caller,
+    Path(name): Path<String>,
+    Body(t): Body<TokenRotation>,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Admin)?;
+    c.on(&name)?;
+    api.store.connection(&name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
+    let token = Secret::new(t.token.trim());
+    let (rec, report) =
+        crate::connection::rotate(&api.store, &api.key, &name, &token, &c.actor).await.map_err(refused)?;
+    let mut v = crate::connection::view(&rec);
+    v["test"] = json!(report);
+    Ok(Json(v))
+}
+
+// ---- configuration ----
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConfigQuery {
+    /// toml (default) or json.
+    pub format: Option<String>,
+}
+
+/// The configuration in force: TOML (default), or JSON.
+#[utoipa::path(get, path = "/api/v1/config", tag = "config", params(ConfigQuery),
+    responses((status = 200, body = Object, content_type = "application/json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_config(State(api): State<Shared>, _c: Caller, Q(q): Q<ConfigQuery>) -> Result<Response, Problem> {
+    let v = api
+        .store
+        .current_config()
+        .await?
+        .ok_or_else(|| Problem::not_found("no configuration yet: PUT one to /api/v1/config"))?;
+    match q.format.as_deref() {
+        None | Some("toml") => Ok(([("content-type", "application/toml")], v.body).into_response()),
+        Some("json") => {
+            let cfg = crate::config_cmd::parse("stored configuration", &v.body).map_err(Problem::unavailable)?;
+            Ok(Json(json!({"version": v.id, "sha256": v.checksum, "config": cfg})).into_response())
+        }
+        Some(other) => Err(Problem::bad_request("invalid-query", format!("format {other:?}: toml or json"))),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PutConfigQuery {
+    /// Check it and answer the per-worker differences it would make; save nothing.
+    pub dry_run: Option<bool>,
+    /// Let a `url` in it move a stored connection.
+    pub confirm_url_change: Option<bool>,
+}
+
+/// Save a configuration (TOML, or JSON of the same shape) as the one in force, checked whole
+/// first; with `dry_run`, answer what it would change worker by worker instead.
+#[utoipa::path(put, path = "/api/v1/config", tag = "config", params(PutConfigQuery),
+    request_body(content = String, content_type = "text/plain"),
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn put_config(
+    State(api): State<Shared>,
+    c: Caller,
+    Q(q): Q<PutConfigQuery>,
+    req: Request,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Editor)?;
+    c.global()?;
+    let json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    let bytes = read_bytes(req, &()).await?;
+    let cfg = if json {
+        parse_json::<rules::Config>(&bytes)?
+    } else {
+        let text = std::str::from_utf8(&bytes).map_err(|e| Problem::bad_request("malformed-toml", e.to_string()))?;
+        crate::config_cmd::parse("request body", text).map_err(|e| {
+            Problem::bad_request("invalid-config", "the configuration has problems")
+                .with_errors(json!(e.lines().collect::<Vec<_>>()))
+        })?
+    };
+    if q.dry_run == Some(true) {
+        let before = crate::config_cmd::current(&api.store).await.ok();
+        let after = crate::config_cmd::compile_checked(&api.store, &api.data_dir, "request body", &cfg)
+            .await
+            .map_err(Problem::unavailable)?
+            .map_err(|e| {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-config", "the configuration has problems")
+                    .with_errors(json!(e.lines().collect::<Vec<_>>()))
+            })?;
+        let empty = rules::Rules::compile(&rules::Config::default()).map_err(|e| Problem::unavailable(e.join("; ")))?;
+        let today = jiff::Zoned::now().date();
+        let d = crate::config_cmd::differences(&api.store, before.as_ref().unwrap_or(&empty), &after, today, 1000)
+            .await
+            .map_err(Problem::unavailable)?;
+        return Ok(Json(json!({"dry_run": true, "saved": false, "differences": d})));
+    }
+    let r = crate::config_cmd::import(
+        &api.store,
+        &api.data_dir,
+        "request body",
+        &cfg,
+        q.confirm_url_change == Some(true),
+        &c.actor,
+    )
+    .await
+    .map_err(Problem::unavailable)?;
+    match r {
+        Ok(i) => {
+            api.wake.notify_one();
+            Ok(Json(json!({"saved": true, "version": i.version.id, "sha256": i.version.checksum, "notes": i.notes})))
+        }
+        Err(problems) => Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-config", "nothing was saved")
+            .with_errors(json!(problems.lines().collect::<Vec<_>>()))),
+    }
+}
+
+// ---- HR data ----
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// full (default: the whole population) or delta (changed workers only).
+    pub kind: Option<String>,
+    /// A full load whose population fell too far: its exact population, to take it anyway.
+    pub confirm_population: Option<usize>,
+}
+
+/// Upload an HR export (CSV, or JSON with Content-Type application/json): the same header
+/// check, quarantine and lifecycle events as `tenure hr load`. 422 when refused whole.
+#[utoipa::path(post, path = "/api/v1/hr/uploads", tag = "hr", params(UploadQuery),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn upload(
+    State(api): State<Shared>,
+    c: Caller,
+    Q(q): Q<UploadQuery>,
+    req: Request,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Editor)?;
+    c.global()?;
+    let kind = match q.kind.as_deref() {
+        None | Some("full") => LoadKind::Full,
+        Some("delta") => LoadKind::Delta,
+        Some(k) => return Err(Problem::bad_request("invalid-query", format!("kind {k:?}: full or delta"))),
+    };
+    let json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    let bytes = read_bytes(req, &()).await?;
+    let rules = crate::config_cmd::current(&api.store).await.map_err(Problem::refused)?;
+    let intake = intake::Intake::from_settings(&rules.config.hr).map_err(Problem::refused)?;
+    // The history names the uploader: the proposer of the changes it brings (maker-checker).
+    let source = format!("{}{}", super::UPLOADED_BY, c.actor);
+    let d = Delivery {
+        source,
+        bytes: bytes.to_vec(),
+        json,
+        kind,
+        confirm_population: q.confirm_population,
+        supersede_loads: vec![],
+    };
+    let taken = intake::take(&api.store, &api.data_dir, &intake, d, jiff::Timestamp::now())
+        .await
+        .map_err(Problem::unavailable)?;
+    match taken {
+        Taken::Loaded { outcome, report } => {
+            api.wake.notify_one();
+            let mut v = serde_json::to_value(&outcome).map_err(|e| Problem::unavailable(e.to_string()))?;
+            v["quarantined_rows"] = serde_json::to_value(&report.quarantined).unwrap_or_default();
+            v["date_formats"] = serde_json::to_value(&report.date_formats).unwrap_or_default();
+            v["ignored_columns"] = serde_json::to_value(&report.ignored_columns).unwrap_or_default();
+            Ok(Json(v))
+        }
+        Taken::Rejected { load_id, reason, rejected } => {
+            Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "hr-file-rejected", reason)
+                .with_errors(json!({"load_id": load_id, "rejected": rejected})))
+        }
+    }
+}
+
+/// Every load, newest first, refused ones with their reason.
+#[utoipa::path(get, path = "/api/v1/hr/loads", tag = "hr",
+    responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn loads(State(api): State<Shared>, _c: Caller) -> Result<Json<Vec<Value>>, Problem> {
+    let loads = api.store.loads().await?;
+    Ok(Json(
+        loads
+            .iter()
+            .rev()
+            .map(|l| {
+                json!({"id": l.id, "source": l.source, "checksum": l.checksum, "kind": l.kind,
+                    "loaded_at": l.loaded_at, "outcome": l.outcome, "reason": l.reason, "rows": l.rows,
+                    "accepted": l.accepted, "quarantined": l.quarantined, "events": l.events})
+            })
+            .collect(),
+    ))
+}
+
+/// The quarantined rows of a load: row number, worker when readable, and why.
+#[utoipa::path(get, path = "/api/v1/hr/loads/{id}/quarantined", tag = "hr", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<Object>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn quarantined(
+    State(api): State<Shared>,
+    _c: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Value>>, Problem> {
+    if !api.store.loads().await?.iter().any(|l| l.id == id) {
+        return Err(Problem::not_found(format!("no load {id:?}")));
+    }
+    let rows = api.store.quarantined(&id).await?;
+    Ok(Json(
+        rows.iter()
+            .map(|(row, worker, detail)| {
+                json!({"row": row, "worker": worker, "detail": serde_json::from_str::<Value>(detail).unwrap_or(json!(detail))})
+            })
+            .collect(),
+    ))
+}
+
+// ---- workers ----
+
+/// One worker as searched: lower-cased keys beside what is shown.
+struct Entry {
+    keys: String,
+    id: String,
+    name: String,
+    email: Option<String>,
+    status: String,
+}
+
+/// The workers of the last snapshot, searchable in memory; rebuilt when a load lands.
+/// The loads mark (`Store::loads_mark`) an index was built at.
+type Mark = (i64, Option<String>);
+
+#[derive(Default)]
+pub struct Index(tokio::sync::RwLock<Option<(Mark, Arc<Vec<Entry>>)>>);
+
+impl Index {
+    async fn current(&self, store: &store::Store) -> Result<Arc<Vec<Entry>>, Problem> {
+        let mark = store.loads_mark().await?;
+        if let Some((m, v)) = self.0.read().await.as_ref() {
+            if *m == mark {
+                return Ok(v.clone());
+            }
+        }
+        let mut w = self.0.write().await;
+        if let Some((m, v)) = w.as_ref() {
+            if *m == mark {
+                return Ok(v.clone());
+            }
+        }
+        let workers = crate::sync::workers(store).await.map_err(Problem::unavailable)?;
+        let mut entries: Vec<Entry> = workers
+            .iter()
+            .map(|w| {
+                let name =
+                    format!("{} {}", w.preferred_name.as_ref().unwrap_or(&w.first_name).as_str(), w.last_name.as_str());
+                let email = w.work_email.as_ref().map(|e| e.as_str().to_string());
+                let keys = format!(
+                    "{}\u{1}{}\u{1}{}\u{1}{}",
+                    w.id.as_str(),
+                    name,
+                    w.first_name.as_str(),
+                    email.as_deref().unwrap_or("")
+                )
+                .to_lowercase();
+                Entry {
+                    keys,
+                    id: w.id.to_string(),
+                    name,
+                    email,
+                    status: match w.status {
+                        hr::Status::Active => "active",
+                        hr::Status::Leave { .. } => "leave",
+                        hr::Status::Terminated => "terminated",
+                    }
+                    .to_string(),
+                }
+            })
+            .collect();
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        let v = Arc::new(entries);
+        *w = Some((mark, v.clone()));
+        Ok(v)
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WorkerQuery {
+    /// Part of an employee id, name or e-mail (any case); none: everyone.
+    pub q: Option<String>,
+    /// At most this many (default 50, at most 500).
+    pub limit: Option<usize>,
+    /// Skip this many matches first.
+    pub offset: Option<usize>,
+}
+
+/// Workers by id, name or e-mail, paged.
+#[utoipa::path(get, path = "/api/v1/workers", tag = "workers", params(WorkerQuery),
+    responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn workers(State(api): State<Shared>, _c: Caller, Q(q): Q<WorkerQuery>) -> Result<Json<Value>, Problem> {
+    let all = api.index.current(&api.store).await?;
+    let needle = q.q.unwrap_or_default().trim().to_lowercase();
+    let (limit, offset) = (q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0));
+    let mut total = 0usize;
+    let mut page = vec![];
+    for e in all.iter().filter(|e| needle.is_empty() || e.keys.contains(&needle)) {
+        if total >= offset && page.len() < limit {
+            page.push(json!({"id": e.id, "name": e.name, "email": e.email, "status": e.status}));
+        }
+        total += 1;
+    }
+    Ok(Json(json!({"total": total, "offset": offset, "limit": limit, "workers": page})))
+}
+
+/// One worker's "why": the record, each connection's role decision with every condition's
+/// value, the mapped attributes with their formulas, the planned actions, events and timeline.
+#[utoipa::path(get, path = "/api/v1/workers/{id}", tag = "workers", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn worker(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    let rows = api.store.snapshot_of(std::slice::from_ref(&id)).await?;
+    let row = rows.first().ok_or_else(|| Problem::not_found(format!("no worker {id:?} in the last load")))?;
+    let record = intake::decode(row).map_err(Problem::unavailable)?;
+    let rules = crate::config_cmd::current(&api.store).await.ok();
+    let mut connections = vec![];
+    if let Some(rules) = &rules {
+        let key = Some(api.key.as_ref());
+        let previews = crate::config_cmd::preview_of(&api.store, key, rules, std::slice::from_ref(&id), None, None)
+            .await
+            .map_err(Problem::refused)?;
+        for p in previews.into_iter().filter(|p| c.on(&p.decision.connection).is_ok()) {
+            connections.push(
+                json!({"connection": p.decision.connection, "decision": p.decision, "plan": p.plan, "note": p.note}),
+            );
+        }
+    }
+    let events = api
+        .store
+        .events(&store::EventQuery { worker_id: Some(id.clone()), ..Default::default() })
+        .await?
+        .iter()
+        .filter_map(|e| intake::listed(e).ok())
+        .collect::<Vec<_>>();
+    let timeline: Vec<Value> = api
+        .store
+        .audit(Some(&id))
+        .await?
+        .iter()
+        .filter(|a| c.on(&a.entry.connection).is_ok() || a.entry.connection.is_empty())
+        .map(|a| {
+            json!({"seq": a.seq, "at": a.at, "connection": a.entry.connection, "action": a.entry.action,
+                "outcome": a.entry.outcome, "run_id": a.entry.run_id,
+                "detail": serde_json::from_str::<Value>(&a.entry.detail).unwrap_or_default()})
+        })
+        .collect();
+    Ok(Json(json!({"worker": record, "connections": connections, "events": events, "timeline": timeline})))
+}
+
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(connections, add_connection))
+        .routes(routes!(connection))
+        .routes(routes!(test_connection))
+        .routes(routes!(rotate_token))
+        .routes(routes!(get_config, put_config))
+        .routes(routes!(upload))
+        .routes(routes!(loads))
+        .routes(routes!(quarantined))
+        .routes(routes!(workers))
+        .routes(routes!(worker))
+}

@@ -1,0 +1,293 @@
+//! The admin HTTP API under `/api/v1`: JSON in and out, errors as RFC 9457 problem documents
+//! with a stable `type` each, callers authenticated by session cookie (the console) or API
+//! token (scripts), each route allowed to the roles Hire2Retire gives it. Handlers only
+//! translate: the use cases are the ones the CLI calls.
+
+pub mod auth;
+mod data;
+mod ops;
+pub mod problem;
+mod users;
+
+use crate::users::Role;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use problem::Problem;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::{MasterKey, Store};
+use tokio::sync::Notify;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// How the load history names an upload through the API, followed by its actor.
+pub const UPLOADED_BY: &str = "api upload by ";
+
+/// Largest request body taken (an HR upload is the largest thing sent): 413 past it.
+pub const MAX_BODY: usize = 64 << 20;
+
+/// How long sessions live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// Void after this long without a request.
+    pub idle: Duration,
+    /// Void this long after login, whatever happens.
+    pub max: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy { idle: Duration::from_secs(30 * 60), max: Duration::from_secs(12 * 3600) }
+    }
+}
+
+/// Who may scrape `/metrics` without a token: addresses or networks (`10.0.0.0/8`).
+#[derive(Debug, Clone)]
+pub struct Allow(Vec<(IpAddr, u8)>);
+
+impl Allow {
+    pub fn loopback() -> Allow {
+        Allow(vec![("127.0.0.0".parse().expect("ip"), 8), ("::1".parse().expect("ip"), 128)])
+    }
+    pub fn parse(list: &str) -> Result<Allow, String> {
+        let mut v = vec![];
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (ip, bits) = part.split_once('/').unwrap_or((part, ""));
+            let ip: IpAddr =
+                ip.parse().map_err(|_| format!("--metrics-allow: {part:?} is not an address or network"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let bits: u8 = if bits.is_empty() {
+                max
+            } else {
+                bits.parse()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or_else(|| format!("--metrics-allow: {part:?}: bad prefix"))?
+            };
+            v.push((ip, bits));
+        }
+        Ok(Allow(v))
+    }
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.0.iter().any(|(net, bits)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if *bits == 0 { 0 } else { u32::MAX << (32 - u32::from(*bits)) };
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if *bits == 0 { 0 } else { u128::MAX << (128 - u32::from(*bits)) };
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+    }
+}
+
+/// A run started through the API, watched while it goes.
+pub struct Job {
+    pub connection: String,
+    pub started_by: String,
+    pub progress: Arc<crate::sync::Progress>,
+    /// Set when it ended: its outcome as the API tells it.
+    pub outcome: Mutex<Option<serde_json::Value>>,
+}
+
+/// Everything the handlers share.
+pub struct Api {
+    pub store: Store,
+    pub key: Arc<MasterKey>,
+    pub data_dir: PathBuf,
+    /// Wakes the scheduler (an HR upload, an approval: the next run need not wait).
+    pub wake: Arc<Notify>,
+    pub tls: bool,
+    pub sessions: SessionPolicy,
+    pub metrics_allow: Allow,
+    pub throttle: auth::Throttle,
+    pub jobs: Mutex<HashMap<String, Arc<Job>>>,
+    pub index: data::Index,
+    /// The scheduler's interval, for the status's next run.
+    pub interval: Duration,
+}
+
+pub type Shared = Arc<Api>;
+
+impl Api {
+    pub fn new(store: Store, key: Arc<MasterKey>, data_dir: PathBuf, wake: Arc<Notify>, tls: bool) -> Api {
+        Api {
+            store,
+            key,
+            data_dir,
+            wake,
+            tls,
+            sessions: SessionPolicy::default(),
+            metrics_allow: Allow::loopback(),
+            throttle: auth::Throttle::default(),
+            jobs: Mutex::default(),
+            index: data::Index::default(),
+            interval: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tenure admin API", description = "Hire-to-retire account provisioning over SCIM 2.0: \
+        connections, configuration, HR data, workers, plans, runs, reviews, dead letters, audit, users \
+        and API tokens. Authenticate with a session cookie (POST /api/v1/session) or an API token \
+        (Authorization: Bearer tenure_...). Errors are RFC 9457 problem documents."),
+    modifiers(&Security),
+    components(schemas(Problem))
+)]
+struct Doc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme("token", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        c.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(auth::COOKIE))));
+    }
+}
+
+/// Every documented route, with its handler: the router and the document come from one list.
+fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::with_openapi(Doc::openapi())
+        .merge(auth::routes())
+        .merge(users::routes())
+        .merge(data::routes())
+        .merge(ops::routes())
+}
+
+/// The OpenAPI document as served.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The API, its document at `/api/v1/openapi.json`, and `/metrics`.
+pub fn router(api: Shared) -> Router {
+    let (router, doc) = routes().split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    Problem::new(StatusCode::NOT_FOUND, "not-found", format!("no route {}", uri.path())).into_response()
+}
+
+/// Prometheus text; without a token only from the allowed addresses.
+async fn metrics(
+    State(api): State<Shared>,
+    axum::extract::ConnectInfo(crate::serve::Peer(peer)): axum::extract::ConnectInfo<crate::serve::Peer>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let allowed = if headers.contains_key("authorization") {
+        match auth::authenticate(&api, &headers, peer, &axum::http::Method::GET).await {
+            Ok(_) => true,
+            Err(p) => return p.into_response(),
+        }
+    } else {
+        api.metrics_allow.contains(peer.ip())
+    };
+    if !allowed {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "metrics-not-allowed",
+            format!(
+                "{} may not scrape without a token: send an API token, or allow it with --metrics-allow",
+                peer.ip()
+            ),
+        )
+        .into_response();
+    }
+    match crate::metrics::render(&api.store).await {
+        Ok(text) => ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
+        Err(e) => Problem::unavailable(e).into_response(),
+    }
+}
+
+/// What a role may do, as Hire2Retire defines the roles: Editor and Reviewer are separate
+/// duties, Admin holds both, Viewer reads.
+pub fn allows(have: Role, need: Role) -> bool {
+    have == need || have == Role::Admin || need == Role::Viewer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_separate_duties() {
+        assert!(allows(Role::Admin, Role::Reviewer));
+        assert!(allows(Role::Editor, Role::Viewer));
+        assert!(!allows(Role::Editor, Role::Reviewer));
+        assert!(!allows(Role::Reviewer, Role::Editor));
+        assert!(!allows(Role::Viewer, Role::Editor));
+        assert!(!allows(Role::Reviewer, Role::Admin));
+    }
+
+    #[test]
+    fn metrics_allow_lists() {
+        let a = Allow::parse("10.0.0.0/8, 192.168.1.7").unwrap();
+        assert!(a.contains("10.2.3.4".parse().unwrap()));
+        assert!(a.contains("::ffff:10.2.3.4".parse().unwrap()));
+        assert!(a.contains("192.168.1.7".parse().unwrap()));
+        assert!(!a.contains("192.168.1.8".parse().unwrap()));
+        assert!(Allow::loopback().contains("127.0.0.1".parse().unwrap()));
+        assert!(!Allow::loopback().contains("10.0.0.1".parse().unwrap()));
+        assert!(Allow::parse("nope").is_err());
+        assert!(Allow::parse("10.0.0.0/33").is_err());
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    /// Every operation of the document is under /api/v1, says what it answers with, and
+    /// answers errors as problem documents.
+    #[test]
+    fn the_document_covers_the_api() {
+        let doc = super::openapi();
+        let v = serde_json::to_value(&doc).unwrap();
+        assert!(v["openapi"].as_str().unwrap().starts_with("3.1"), "{}", v["openapi"]);
+        let paths = v["paths"].as_object().unwrap();
+        assert!(paths.len() >= 30, "{} paths", paths.len());
+        for (path, ops) in paths {
+            assert!(path.starts_with("/api/v1/"), "{path}");
+            for (method, op) in ops.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap_or_else(|| panic!("{method} {path}"));
+                assert!(!responses.is_empty(), "{method} {path}");
+                for (code, r) in responses {
+                    if code.starts_with('4') {
+                        assert!(
+                            r["content"]["application/problem+json"]["schema"]["$ref"]
+                                .as_str()
+                                .is_some_and(|s| s.ends_with("/Problem")),
+                            "{method} {path} {code}: {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

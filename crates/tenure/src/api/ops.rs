@@ -1,0 +1,637 @@
+//! Status, plans, runs (with live progress), reviews, dead letters, the audit, and
+//! notification tests.
+
+use super::auth::Caller;
+use super::problem::{read_bytes, refused, Body, Problem, Q};
+use super::{Job, Shared};
+use crate::run_lock;
+use crate::sync::{self, ApplyOptions, Output};
+use crate::users::Role;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+fn summary_of(r: &store::RunRecord) -> Value {
+    r.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null)
+}
+
+/// Per connection: last and last successful run with their counts, the next scheduled run,
+/// pending reviews, dead letters, and the guard when tripped.
+#[utoipa::path(get, path = "/api/v1/status", tag = "status",
+    responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn status(State(api): State<Shared>, c: Caller) -> Result<Json<Value>, Problem> {
+    let configured: Vec<String> = crate::config_cmd::current(&api.store)
+        .await
+        .map(|r| r.connections.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    let reviews = api.store.reviews(None, &["pending"]).await?;
+    let dead = api.store.dead_letters(None).await?;
+    let mut out = vec![];
+    for conn in api.store.connections().await?.iter().filter(|x| c.on(&x.name).is_ok()) {
+        let runs = api.store.runs(Some(&conn.name), 50).await?;
+        let finished: Vec<&store::RunRecord> = runs.iter().filter(|r| r.finished_at.is_some()).collect();
+        let last = finished.first().copied();
+        let ok = finished.iter().find(|r| summary_of(r)["failed"] == 0).copied();
+        let view = |r: Option<&store::RunRecord>| {
+            r.map(|r| {
+                let s = summary_of(r);
+                json!({"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at,
+                    "total": s["total"], "skipped": s["skipped"], "no_change": s["no_change"],
+                    "processed": s["processed"], "failed": s["failed"]})
+            })
+        };
+        let next =
+            last.and_then(|r| r.finished_at.as_deref()).and_then(|f| f.parse::<jiff::Timestamp>().ok()).map(|t| {
+                (t + jiff::SignedDuration::from_secs(api.interval.as_secs() as i64))
+                    .max(jiff::Timestamp::now())
+                    .to_string()
+            });
+        let running = api
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|j| j.connection == conn.name && j.outcome.lock().unwrap_or_else(|p| p.into_inner()).is_none());
+        out.push(json!({
+            "connection": conn.name,
+            "enabled": configured.contains(&conn.name),
+            "running": running,
+            "last_run": view(last),
+            "last_successful_run": view(ok),
+            "next_run": next,
+            "pending_reviews": reviews.iter().filter(|r| r.connection == conn.name).count(),
+            "dead_letters": dead.iter().filter(|d| d.connection == conn.name && d.state == "dead").count(),
+            "guard": crate::metrics::guard_tripped(&conn.name),
+        }));
+    }
+    Ok(Json(json!({"connections": out})))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PlanQuery {
+    /// Only these workers (comma-separated employee ids): what a run for them would do.
+    pub workers: Option<String>,
+    /// Only actions of this kind (create, update, deactivate, reactivate, skip, ...).
+    pub kind: Option<String>,
+    /// Only actions whose reason contains this.
+    pub reason: Option<String>,
+}
+
+fn listed(s: &Option<String>) -> Vec<String> {
+    s.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|w| !w.is_empty()).map(str::to_string).collect()
+}
+
+async fn plan_for(
+    api: &Shared,
+    c: &Caller,
+    name: &str,
+    q: &PlanQuery,
+    rules: Option<rules::Rules>,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Editor)?;
+    c.on(name)?;
+    let only = listed(&q.workers);
+    let rules = match rules {
+        Some(r) => r,
+        None => crate::config_cmd::current(&api.store).await.map_err(refused)?,
+    };
+    sync::pick(&rules, Some(name)).map_err(Problem::not_found)?;
+    let now = jiff::Timestamp::now();
+    // A plan never waits on a running apply: while one holds the connection, the plan is
+    // made without touching its actions in flight.
+    let p = match run_lock::try_lock(&api.store, name, &format!("plan by {}", c.actor))
+        .await
+        .map_err(Problem::unavailable)?
+    {
+        run_lock::Lock::Got(lock) => {
+            let p = sync::prepare_with(&api.store, &api.key, rules, Some(name), now, true, &only).await;
+            lock.release().await;
+            p
+        }
+        run_lock::Lock::Busy(_) => sync::prepare_with(&api.store, &api.key, rules, Some(name), now, false, &only).await,
+    }
+    .map_err(refused)?;
+    let guard = sync::guard_verdict(&p);
+    let mut v = serde_json::to_value(&p.plan).map_err(|e| Problem::unavailable(e.to_string()))?;
+    if let Some(actions) = v.get_mut("actions").and_then(Value::as_array_mut) {
+        actions.retain(|a| {
+            q.kind.as_deref().is_none_or(|k| a["kind"] == k)
+                && q.reason.as_deref().is_none_or(|r| a["reason"].as_str().is_some_and(|x| x.contains(r)))
+        });
+    }
+    v["guard"] = guard;
+    Ok(Json(v))
+}
+
+/// The plan for a connection under the configuration in force: what a run would do, and why.
+#[utoipa::path(get, path = "/api/v1/connections/{name}/plan", tag = "plans", params(("name" = String, Path), PlanQuery),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn plan(
+    State(api): State<Shared>,
+    c: Caller,
+    Path(name): Path<String>,
+    Q(q): Q<PlanQuery>,
+) -> Result<Json<Value>, Problem> {
+    plan_for(&api, &c, &name, &q, None).await
+}
+
+/// The plan for a connection under an unsaved configuration (TOML in the body).
+#[utoipa::path(post, path = "/api/v1/connections/{name}/plan", tag = "plans", params(("name" = String, Path), PlanQuery),
+    request_body(content = String, content_type = "text/plain"),
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn plan_unsaved(
+    State(api): State<Shared>,
+    c: Caller,
+    Path(name): Path<String>,
+    Q(q): Q<PlanQuery>,
+    req: Request,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Editor)?;
+    c.on(&name)?;
+    let bytes = read_bytes(req, &()).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| Problem::bad_request("malformed-toml", e.to_string()))?;
+    let cfg = crate::config_cmd::parse("request body", text).map_err(|e| {
+        Problem::bad_request("invalid-config", "the configuration has problems")
+            .with_errors(json!(e.lines().collect::<Vec<_>>()))
+    })?;
+    let rules = crate::config_cmd::compile_checked(&api.store, &api.data_dir, "request body", &cfg)
+        .await
+        .map_err(Problem::unavailable)?
+        .map_err(|e| {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-config", "the configuration has problems")
+                .with_errors(json!(e.lines().collect::<Vec<_>>()))
+        })?;
+    plan_for(&api, &c, &name, &q, Some(rules)).await
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// Only these workers (provision on demand); everyone when absent.
+    #[serde(default)]
+    pub workers: Vec<String>,
+    /// Confirms a run the mass-deprovision guard refuses: the exact number of deactivations
+    /// (Reviewer or Admin).
+    pub confirm_deprovision: Option<usize>,
+}
+
+/// Start a run (plan and apply) on a connection; answered at once with the run's id, to
+/// follow at /api/v1/runs/{id} or its events. 409 while another run holds the connection.
+#[utoipa::path(post, path = "/api/v1/connections/{name}/runs", tag = "runs", params(("name" = String, Path)),
+    request_body = StartRun,
+    responses((status = 202, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+async fn start_run(
+    State(api): State<Shared>,
+    c: Caller,
+    Path(name): Path<String>,
+    Body(s): Body<StartRun>,
+) -> Result<Response, Problem> {
+    // Confirming the guard is a reviewer's duty; starting a run an editor's.
+    c.need(if s.confirm_deprovision.is_some() { Role::Reviewer } else { Role::Editor })?;
+    c.on(&name)?;
+    let rules = crate::config_cmd::current(&api.store).await.map_err(refused)?;
+    sync::pick(&rules, Some(&name)).map_err(Problem::not_found)?;
+    let lock = match run_lock::try_lock(&api.store, &name, &format!("run by {}", c.actor))
+        .await
+        .map_err(Problem::unavailable)?
+    {
+        run_lock::Lock::Got(l) => l,
+        run_lock::Lock::Busy(h) => return Err(Problem::conflict("run-in-progress", run_lock::busy_message(&name, &h))),
+    };
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let job = Arc::new(Job {
+        connection: name.clone(),
+        started_by: c.actor.clone(),
+        progress: Arc::default(),
+        outcome: std::sync::Mutex::new(None),
+    });
+    api.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id.clone(), job.clone());
+    let (api2, id2) = (api.clone(), run_id.clone());
+    tokio::spawn(async move {
+        let mut opts = ApplyOptions::new(Some(job.connection.clone()));
+        opts.output = Output::Silent;
+        opts.workers = s.workers;
+        opts.confirm = s.confirm_deprovision;
+        opts.actor = Some(job.started_by.clone());
+        opts.run_id = Some(id2.clone());
+        opts.progress = Some(job.progress.clone());
+        opts.yes = true;
+        let r = sync::apply_holding(&api2.store, &api2.key, &job.connection, &opts, lock).await;
+        let outcome = match r {
+            Ok(a) => json!({"state": match a.code { 0 => "succeeded", 3 => "refused", 4 => "failed", _ => "stopped" },
+                "code": a.code, "summary": a.summary, "guard": a.guard, "newly_dead": a.newly_dead}),
+            Err(e) => json!({"state": "error", "error": e}),
+        };
+        *job.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+    });
+    let mut r = (
+        StatusCode::ACCEPTED,
+        Json(json!({"run_id": run_id, "connection": name, "state": "running",
+        "status": format!("/api/v1/runs/{run_id}"), "events": format!("/api/v1/runs/{run_id}/events")})),
+    )
+        .into_response();
+    r.headers_mut().insert("location", format!("/api/v1/runs/{run_id}").parse().expect("ascii"));
+    Ok(r)
+}
+
+fn job_view(id: &str, j: &Job) -> Value {
+    let outcome = j.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut v = json!({"id": id, "connection": j.connection, "started_by": j.started_by,
+        "progress": {"done": j.progress.done.load(Ordering::Relaxed), "total": j.progress.total.load(Ordering::Relaxed)}});
+    match outcome {
+        None => v["state"] = json!("running"),
+        Some(o) => {
+            if let Value::Object(m) = o {
+                for (k, x) in m {
+                    v[k] = x;
+                }
+            }
+        }
+    }
+    v
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    pub connection: Option<String>,
+    /// The newest this many (default 20).
+    pub limit: Option<i64>,
+}
+
+/// Runs, newest first, with their counts.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunsQuery),
+    responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn runs(State(api): State<Shared>, c: Caller, Q(q): Q<RunsQuery>) -> Result<Json<Vec<Value>>, Problem> {
+    let conn = c.scope(q.connection.as_deref())?;
+    let all = api.store.runs(conn.as_deref(), q.limit.unwrap_or(20).clamp(1, 1000)).await?;
+    Ok(Json(all.iter().map(crate::audit_cmd::run_view).collect()))
+}
+
+async fn find_run(api: &Shared, c: &Caller, id: &str) -> Result<Value, Problem> {
+    let job = api.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+    let stored = api.store.run(id).await?;
+    let mut v = match (&job, &stored) {
+        (_, Some(r)) => crate::audit_cmd::run_view(r),
+        (Some(j), None) => job_view(id, j),
+        (None, None) => return Err(Problem::not_found(format!("no run {id:?}"))),
+    };
+    if let Some(j) = &job {
+        let live = job_view(id, j);
+        v["state"] = live["state"].clone();
+        v["progress"] = live["progress"].clone();
+        v["started_by"] = live["started_by"].clone();
+        if let Some(g) = live.get("guard").filter(|g| !g.is_null()) {
+            v["guard"] = g.clone();
+        }
+        if let Some(e) = live.get("error") {
+            v["error"] = e.clone();
+        }
+    } else if v["finished_at"].is_null() {
+        v["state"] = json!("did not finish");
+    } else {
+        v["state"] = json!(if v["summary"]["failed"] == 0 { "succeeded" } else { "failed" });
+    }
+    c.on(v["connection"].as_str().unwrap_or_default())?;
+    Ok(v)
+}
+
+/// One run: state, live progress while it goes, its counts and failures (with the SCIM
+/// status and detail) once it ended.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn run(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    find_run(&api, &c, &id).await.map(Json)
+}
+
+/// A run's items: every action it recorded, with its outcome.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/items", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<Object>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn run_items(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Json<Vec<Value>>, Problem> {
+    find_run(&api, &c, &id).await?;
+    let records = api.store.audit_where(None, None, Some(&id)).await?;
+    Ok(Json(records.iter().map(crate::audit_cmd::record_json).collect()))
+}
+
+/// A run's progress as Server-Sent Events: `progress` while it goes, then one `end`.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, content_type = "text/event-stream", body = String), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn run_events(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Response, Problem> {
+    find_run(&api, &c, &id).await?;
+    let stream = futures_util::stream::unfold((api, id, false), |(api, id, done)| async move {
+        if done {
+            return None;
+        }
+        let v = find_run_quiet(&api, &id).await;
+        let ended = v["state"] != "running";
+        if !ended {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        let ev = Event::default().event(if ended { "end" } else { "progress" }).data(v.to_string());
+        Some((Ok::<_, std::convert::Infallible>(ev), (api, id, ended)))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+async fn find_run_quiet(api: &Shared, id: &str) -> Value {
+    let job = api.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+    match job {
+        Some(j) => job_view(id, &j),
+        None => json!({"id": id, "state": "ended"}),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReviewQuery {
+    pub connection: Option<String>,
+    /// pending (default), or all.
+    pub state: Option<String>,
+}
+
+/// Reviews (supervised mode), with what each would do and who set it in motion.
+#[utoipa::path(get, path = "/api/v1/reviews", tag = "reviews", params(ReviewQuery),
+    responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn reviews(State(api): State<Shared>, c: Caller, Q(q): Q<ReviewQuery>) -> Result<Json<Vec<Value>>, Problem> {
+    let conn = c.scope(q.connection.as_deref())?;
+    let states: &[&str] = match q.state.as_deref() {
+        None | Some("pending") => &["pending"],
+        Some("all") => &[],
+        Some(s) => return Err(Problem::bad_request("invalid-query", format!("state {s:?}: pending or all"))),
+    };
+    let all = api.store.reviews(conn.as_deref(), states).await?;
+    Ok(Json(all.iter().map(crate::review_cmd::review_view).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// The reviews to decide; every pending one (of `connection`) when empty.
+    #[serde(default)]
+    pub ids: Vec<i64>,
+    pub approve: bool,
+    pub connection: Option<String>,
+    /// Why, kept with the decision.
+    pub note: Option<String>,
+}
+
+async fn decide(
+    api: &Shared,
+    c: &Caller,
+    ids: Vec<i64>,
+    approve: bool,
+    connection: Option<String>,
+    note: Option<String>,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Reviewer)?;
+    let conn = c.scope(connection.as_deref())?;
+    let d = crate::review_cmd::decide_with(&api.store, &ids, conn.as_deref(), approve, &c.actor, note.as_deref())
+        .await
+        .map_err(refused)?;
+    if d.decided.is_empty() && !d.refused.is_empty() {
+        let why: Vec<&str> = d.refused.iter().map(|(_, w)| w.as_str()).collect();
+        return Err(Problem::forbidden("maker-checker", why.join("; ")).with_errors(json!(d
+            .refused
+            .iter()
+            .map(|(id, w)| json!({"id": id, "why": w}))
+            .collect::<Vec<_>>())));
+    }
+    if approve && !d.decided.is_empty() {
+        api.wake.notify_one();
+    }
+    Ok(Json(json!({
+        "decided": d.decided.iter().map(crate::review_cmd::review_view).collect::<Vec<_>>(),
+        "refused": d.refused.iter().map(|(id, w)| json!({"id": id, "why": w})).collect::<Vec<_>>(),
+    })))
+}
+
+/// Approve or reject reviews in bulk (Reviewer). A review is refused to whoever set it in
+/// motion; the others are decided.
+#[utoipa::path(post, path = "/api/v1/reviews/decisions", tag = "reviews", request_body = Decision,
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn decide_bulk(State(api): State<Shared>, c: Caller, Body(d): Body<Decision>) -> Result<Json<Value>, Problem> {
+    decide(&api, &c, d.ids, d.approve, d.connection, d.note).await
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Note {
+    pub note: Option<String>,
+}
+
+/// Approve one review: the next run carries its actions out.
+#[utoipa::path(post, path = "/api/v1/reviews/{id}/approve", tag = "reviews", params(("id" = i64, Path)),
+    request_body = Note,
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn approve(
+    State(api): State<Shared>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(n): Body<Note>,
+) -> Result<Json<Value>, Problem> {
+    decide(&api, &c, vec![id], true, None, n.note).await
+}
+
+/// Reject one review, with a note.
+#[utoipa::path(post, path = "/api/v1/reviews/{id}/reject", tag = "reviews", params(("id" = i64, Path)),
+    request_body = Note,
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn reject(
+    State(api): State<Shared>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(n): Body<Note>,
+) -> Result<Json<Value>, Problem> {
+    decide(&api, &c, vec![id], false, None, n.note).await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConnectionQuery {
+    pub connection: Option<String>,
+}
+
+/// Workers set aside after failing run after run, with their last error.
+#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "dead letters", params(ConnectionQuery),
+    responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn dead_letters(
+    State(api): State<Shared>,
+    c: Caller,
+    Q(q): Q<ConnectionQuery>,
+) -> Result<Json<Vec<Value>>, Problem> {
+    let conn = c.scope(q.connection.as_deref())?;
+    let all = api.store.dead_letters(conn.as_deref()).await?;
+    Ok(Json(all.iter().filter(|d| d.state == "dead").map(crate::review_cmd::dead_letter_view).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Employee ids; every dead letter (of `connection`) when empty.
+    #[serde(default)]
+    pub workers: Vec<String>,
+    pub connection: Option<String>,
+}
+
+/// Try dead letters again on the next run (Reviewer).
+#[utoipa::path(post, path = "/api/v1/dead-letters/retry", tag = "dead letters", request_body = Retry,
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn retry(State(api): State<Shared>, c: Caller, Body(r): Body<Retry>) -> Result<Json<Value>, Problem> {
+    c.need(Role::Reviewer)?;
+    let conn = c.scope(r.connection.as_deref())?;
+    let n = crate::review_cmd::retry_with(&api.store, conn.as_deref(), &r.workers, &c.actor).await.map_err(refused)?;
+    api.wake.notify_one();
+    Ok(Json(json!({"retried": n})))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    pub worker: Option<String>,
+    pub connection: Option<String>,
+    /// As recorded: `user:NAME`, `token:ID (NAME)`, or an operator's name.
+    pub actor: Option<String>,
+    /// decision or action.
+    pub kind: Option<String>,
+    /// The action (create, deactivate, approve, config_import, ...).
+    pub action: Option<String>,
+    pub run: Option<String>,
+    /// RFC 3339.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// At most this many, newest last (default 500).
+    pub limit: Option<usize>,
+    /// csv or ndjson (export only).
+    pub format: Option<String>,
+}
+
+fn filter(c: &Caller, q: &AuditQuery) -> Result<crate::audit_cmd::Filter, Problem> {
+    let at = |s: &Option<String>, what: &str| {
+        s.as_deref()
+            .map(|v| {
+                v.parse::<jiff::Timestamp>()
+                    .map_err(|e| Problem::bad_request("invalid-query", format!("{what} {v:?}: {e}")))
+            })
+            .transpose()
+    };
+    if let Some(k) = q.kind.as_deref().filter(|k| !matches!(*k, "decision" | "action")) {
+        return Err(Problem::bad_request("invalid-query", format!("kind {k:?}: decision or action")));
+    }
+    Ok(crate::audit_cmd::Filter {
+        since: at(&q.since, "since")?,
+        until: at(&q.until, "until")?,
+        run: q.run.clone(),
+        worker: q.worker.clone(),
+        connection: c.scope(q.connection.as_deref())?,
+        actor: q.actor.clone(),
+        action: q.action.clone(),
+        kind: q.kind.clone(),
+    })
+}
+
+/// Audit records by worker, connection, actor, kind, action, run and time.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Vec<Object>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn audit(State(api): State<Shared>, c: Caller, Q(q): Q<AuditQuery>) -> Result<Json<Vec<Value>>, Problem> {
+    let f = filter(&c, &q)?;
+    let records = crate::audit_cmd::select(&api.store, &f).await.map_err(Problem::unavailable)?;
+    let n = q.limit.unwrap_or(500).clamp(1, 100_000);
+    let skip = records.len().saturating_sub(n);
+    Ok(Json(records[skip..].iter().map(crate::audit_cmd::record_json).collect()))
+}
+
+/// The same selection as a file: CSV (default) or NDJSON, each record with its hashes.
+#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = String, content_type = "text/csv"),
+        (status = 400, body = Problem, content_type = "application/problem+json")))]
+async fn export(State(api): State<Shared>, c: Caller, Q(q): Q<AuditQuery>) -> Result<Response, Problem> {
+    let f = filter(&c, &q)?;
+    let records = crate::audit_cmd::select(&api.store, &f).await.map_err(Problem::unavailable)?;
+    match q.format.as_deref() {
+        None | Some("csv") => {
+            let bytes = crate::audit_cmd::to_csv(&records).map_err(Problem::unavailable)?;
+            Ok((
+                [
+                    ("content-type", "text/csv; charset=utf-8"),
+                    ("content-disposition", "attachment; filename=\"audit.csv\""),
+                ],
+                bytes,
+            )
+                .into_response())
+        }
+        Some("ndjson") => {
+            Ok(([("content-type", "application/x-ndjson")], crate::audit_cmd::to_ndjson(&records)).into_response())
+        }
+        Some(other) => Err(Problem::bad_request("invalid-query", format!("format {other:?}: csv or ndjson"))),
+    }
+}
+
+/// Checks the audit's hash chain end to end.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn verify(State(api): State<Shared>, _c: Caller) -> Result<Json<Value>, Problem> {
+    let (n, broken) = api.store.verify_audit().await?;
+    Ok(Json(match broken {
+        None => json!({"records": n, "intact": true}),
+        Some((seq, why)) => json!({"records": n, "intact": false, "tampered_at": seq, "why": why}),
+    }))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TestNotice {
+    /// The kind of notice (hire, leave, failure, review, ...); default: the first it listens to.
+    pub event: Option<String>,
+}
+
+/// Send a test notice through a notifier (Editor).
+#[utoipa::path(post, path = "/api/v1/notifications/{name}/test", tag = "notifications", params(("name" = String, Path)),
+    request_body = TestNotice,
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn test_notice(
+    State(api): State<Shared>,
+    c: Caller,
+    Path(name): Path<String>,
+    Body(t): Body<TestNotice>,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Editor)?;
+    c.global()?;
+    match crate::notify::send_test(&api.store, &api.key, &name, t.event.as_deref()).await.map_err(refused)? {
+        Ok(said) => Ok(Json(json!({"delivered": true, "detail": said}))),
+        Err(why) => Ok(Json(json!({"delivered": false, "detail": why}))),
+    }
+}
+
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(plan, plan_unsaved))
+        .routes(routes!(start_run))
+        .routes(routes!(runs))
+        .routes(routes!(run))
+        .routes(routes!(run_items))
+        .routes(routes!(run_events))
+        .routes(routes!(reviews))
+        .routes(routes!(decide_bulk))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(dead_letters))
+        .routes(routes!(retry))
+        .routes(routes!(audit))
+        .routes(routes!(export))
+        .routes(routes!(verify))
+        .routes(routes!(test_notice))
+}

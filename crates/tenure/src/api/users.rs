@@ -1,0 +1,164 @@
+//! Platform users and API tokens (Admin only): the same use cases as `tenure user` and
+//! `tenure token`.
+
+use super::auth::Caller;
+use super::problem::{refused, Body, Problem};
+use super::Shared;
+use crate::users::{self, Role};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+use store::Secret;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+fn role(s: &str) -> Result<Role, Problem> {
+    Role::parse(s).map_err(|e| Problem::bad_request("invalid-body", e))
+}
+
+/// Every platform user (never a password hash).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn list(State(api): State<Shared>, c: Caller) -> Result<Json<Vec<Value>>, Problem> {
+    c.need(Role::Admin)?;
+    Ok(Json(api.store.users().await?.iter().map(users::user_view).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    /// admin, editor, reviewer or viewer.
+    pub role: String,
+    /// At least 12 characters; without it, a one-time password is made and answered once.
+    pub password: Option<String>,
+}
+
+/// Add a user; without a password, a one-time one is answered once (to change at first login).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn add(State(api): State<Shared>, c: Caller, Body(n): Body<NewUser>) -> Result<Response, Problem> {
+    c.need(Role::Admin)?;
+    let r = role(&n.role)?;
+    let (p, once) = match n.password {
+        Some(p) => (Secret::new(p), false),
+        None => (users::one_time_password(), true),
+    };
+    let u = match users::add_audited(&api.store, &n.name, r, &p, once, &c.actor).await {
+        Err(e) if e.contains("exists already") => return Err(Problem::conflict("duplicate", e)),
+        other => other.map_err(refused)?,
+    };
+    let mut v = users::user_view(&u);
+    if once {
+        v["one_time_password"] = Value::from(p.expose());
+    }
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    /// A new role.
+    pub role: Option<String>,
+    /// Disable (ends their sessions) or enable.
+    pub disabled: Option<bool>,
+}
+
+/// Change a user's role, or disable or enable them.
+#[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "users", request_body = UserChange,
+    params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn change(
+    State(api): State<Shared>,
+    c: Caller,
+    Path(name): Path<String>,
+    Body(ch): Body<UserChange>,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Admin)?;
+    let u = api.store.user(&name).await?.ok_or_else(|| Problem::not_found(format!("no user named {name:?}")))?;
+    if c.user.as_deref().is_some_and(|me| me.eq_ignore_ascii_case(&u.name))
+        && (ch.disabled == Some(true) || ch.role.is_some())
+    {
+        return Err(Problem::refused("an admin cannot disable themselves or change their own role"));
+    }
+    if let Some(r) = &ch.role {
+        users::set_role(&api.store, &u.name, role(r)?, &c.actor).await.map_err(refused)?;
+    }
+    if let Some(d) = ch.disabled {
+        users::set_disabled(&api.store, &u.name, d, &c.actor).await.map_err(refused)?;
+    }
+    let u = api.store.user(&u.name).await?.ok_or_else(|| Problem::not_found("the user is gone"))?;
+    Ok(Json(users::user_view(&u)))
+}
+
+/// A new one-time password for a user (answered once): their sessions end.
+#[utoipa::path(post, path = "/api/v1/users/{name}/password-reset", tag = "users", params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn reset(State(api): State<Shared>, c: Caller, Path(name): Path<String>) -> Result<Json<Value>, Problem> {
+    c.need(Role::Admin)?;
+    let u = api.store.user(&name).await?.ok_or_else(|| Problem::not_found(format!("no user named {name:?}")))?;
+    let p = users::one_time_password();
+    users::reset_password(&api.store, &u.name, &p, true, &c.actor).await.map_err(refused)?;
+    Ok(Json(serde_json::json!({"name": u.name, "one_time_password": p.expose()})))
+}
+
+/// Every API token, with its last use (never its secret).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn tokens(State(api): State<Shared>, c: Caller) -> Result<Json<Vec<Value>>, Problem> {
+    c.need(Role::Admin)?;
+    Ok(Json(api.store.tokens().await?.iter().map(users::token_view).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// What it is for.
+    pub name: String,
+    pub role: String,
+    /// The one connection it may act on.
+    pub connection: Option<String>,
+    /// `90d`, `12h`, `30m`, or an RFC 3339 moment.
+    pub expires: Option<String>,
+}
+
+/// Create an API token: its secret is answered once, and stored only as a hash.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn create_token(State(api): State<Shared>, c: Caller, Body(t): Body<NewToken>) -> Result<Response, Problem> {
+    c.need(Role::Admin)?;
+    c.global()?;
+    let r = role(&t.role)?;
+    let now = jiff::Timestamp::now();
+    let expires = t.expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose().map_err(refused)?;
+    let made =
+        users::create_token_audited(&api.store, &t.name, r, t.connection, expires, &c.actor).await.map_err(refused)?;
+    let mut v = users::token_view(&made.record);
+    v["token"] = Value::from(made.secret.expose());
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// Revoke an API token: it is refused from now on.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn revoke(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<StatusCode, Problem> {
+    c.need(Role::Admin)?;
+    users::revoke_token(&api.store, &id, &c.actor).await.map_err(Problem::not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(change))
+        .routes(routes!(reset))
+        .routes(routes!(tokens, create_token))
+        .routes(routes!(revoke))
+}

@@ -1,0 +1,182 @@
+//! What this process counted, in Prometheus' text format, for `/metrics`. Counters live in
+//! one process-wide table (every door of the process adds to it: the scheduler's runs, the
+//! API's runs, logins, pushes); gauges that other processes change too (reviews pending, dead
+//! letters, last runs, quarantined rows) are read from the store at each scrape.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Mutex, OnceLock};
+
+/// A series: metric name and its labels, in order.
+type Series = (&'static str, Vec<(&'static str, String)>);
+
+#[derive(Default)]
+struct Table {
+    counters: BTreeMap<Series, f64>,
+}
+
+fn table() -> &'static Mutex<Table> {
+    static T: OnceLock<Mutex<Table>> = OnceLock::new();
+    T.get_or_init(Mutex::default)
+}
+
+/// Adds `by` to a counter.
+pub fn add(name: &'static str, labels: &[(&'static str, &str)], by: f64) {
+    let key = (name, labels.iter().map(|(k, v)| (*k, v.to_string())).collect());
+    let mut t = table().lock().unwrap_or_else(|p| p.into_inner());
+    *t.counters.entry(key).or_default() += by;
+}
+
+pub fn inc(name: &'static str, labels: &[(&'static str, &str)]) {
+    add(name, labels, 1.0);
+}
+
+/// What each metric is, for its `# HELP` line.
+const HELP: &[(&str, &str, &str)] = &[
+    ("tenure_runs_total", "counter", "Apply runs by connection and outcome (ok, failures, guard_refused, busy)."),
+    ("tenure_run_duration_seconds_sum", "counter", "Seconds spent in apply runs, by connection."),
+    ("tenure_run_duration_seconds_count", "counter", "Apply runs timed, by connection."),
+    ("tenure_actions_total", "counter", "Actions carried out by connection, kind and outcome (ok, failed)."),
+    ("tenure_scim_requests_total", "counter", "SCIM requests by connection and answer class (2xx..5xx, transport)."),
+    ("tenure_scim_retries_total", "counter", "SCIM requests sent again, by connection."),
+    ("tenure_scim_rate_limited_total", "counter", "SCIM answers 429 Too Many Requests, by connection."),
+    ("tenure_guard_refusals_total", "counter", "Runs the mass-deprovision guard refused, by connection."),
+    ("tenure_hr_pushes_total", "counter", "HR pushes by outcome (accepted, refused)."),
+    ("tenure_login_failures_total", "counter", "Failed logins to the API and console."),
+    ("tenure_last_run_timestamp_seconds", "gauge", "When the last run of a connection finished."),
+    ("tenure_last_success_timestamp_seconds", "gauge", "When the last run without failures of a connection finished."),
+    ("tenure_reviews_pending", "gauge", "Reviews waiting for a reviewer, by connection."),
+    ("tenure_dead_letters", "gauge", "Workers set aside after failing run after run, by connection."),
+    ("tenure_quarantined_rows", "gauge", "HR rows quarantined by the last load."),
+];
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn labels(l: &[(&'static str, String)]) -> String {
+    if l.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = l.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+/// The exposition: this process's counters and the store's gauges.
+pub async fn render(store: &store::Store) -> Result<String, String> {
+    let mut series: BTreeMap<Series, f64> = table().lock().unwrap_or_else(|p| p.into_inner()).counters.clone();
+    let mut gauge = |name: &'static str, l: Vec<(&'static str, String)>, v: f64| {
+        series.insert((name, l), v);
+    };
+    let e = |e: store::StoreError| e.to_string();
+    for c in store.connections().await.map_err(e)? {
+        let runs = store.runs(Some(&c.name), 50).await.map_err(e)?;
+        let finished = runs.iter().filter_map(|r| r.finished_at.as_deref().map(|f| (r, f)));
+        let seconds = |f: &str| f.parse::<jiff::Timestamp>().map(|t| t.as_second() as f64).ok();
+        if let Some(t) = finished.clone().next().and_then(|(_, f)| seconds(f)) {
+            gauge("tenure_last_run_timestamp_seconds", vec![("connection", c.name.clone())], t);
+        }
+        let clean = |r: &store::RunRecord| {
+            r.summary
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                .is_some_and(|v| v["failed"] == 0)
+        };
+        if let Some(t) = finished.clone().find(|(r, _)| clean(r)).and_then(|(_, f)| seconds(f)) {
+            gauge("tenure_last_success_timestamp_seconds", vec![("connection", c.name.clone())], t);
+        }
+        let pending = store.reviews(Some(&c.name), &["pending"]).await.map_err(e)?.len();
+        gauge("tenure_reviews_pending", vec![("connection", c.name.clone())], pending as f64);
+        let dead = store.dead_letters(Some(&c.name)).await.map_err(e)?.iter().filter(|d| d.state == "dead").count();
+        gauge("tenure_dead_letters", vec![("connection", c.name.clone())], dead as f64);
+    }
+    let quarantined = store
+        .loads()
+        .await
+        .map_err(e)?
+        .iter()
+        .rev()
+        .find(|l| l.outcome == "accepted")
+        .map(|l| l.quarantined)
+        .unwrap_or(0);
+    gauge("tenure_quarantined_rows", vec![], quarantined as f64);
+    let mut out = String::new();
+    for (name, kind, help) in HELP {
+        let mine: Vec<_> = series.iter().filter(|((n, _), _)| n == name).collect();
+        let base = name.trim_end_matches("_sum").trim_end_matches("_count");
+        if !name.ends_with("_count") {
+            let _ = writeln!(out, "# HELP {base} {help}");
+            let kind = if name.ends_with("_sum") { "summary" } else { kind };
+            let _ = writeln!(out, "# TYPE {base} {kind}");
+        }
+        for ((n, l), v) in mine {
+            let _ = writeln!(out, "{n}{} {v}", labels(l));
+        }
+    }
+    Ok(out)
+}
+
+fn guards() -> &'static Mutex<BTreeMap<String, serde_json::Value>> {
+    static G: OnceLock<Mutex<BTreeMap<String, serde_json::Value>>> = OnceLock::new();
+    G.get_or_init(Mutex::default)
+}
+
+/// The guard's verdict on a connection's last run in this process, while it stays tripped.
+pub fn guard_tripped(connection: &str) -> Option<serde_json::Value> {
+    guards().lock().unwrap_or_else(|p| p.into_inner()).get(connection).cloned()
+}
+
+/// Counts what one apply came to.
+pub fn record_run(connection: &str, applied: &crate::sync::Applied, seconds: f64, scim: &scim_client::StatsSnapshot) {
+    let c = [("connection", connection)];
+    {
+        let mut g = guards().lock().unwrap_or_else(|p| p.into_inner());
+        match (&applied.guard, applied.code) {
+            (Some(v), _) => {
+                g.insert(connection.to_string(), v.clone());
+            }
+            (None, 0 | 4) => {
+                g.remove(connection);
+            }
+            _ => {}
+        }
+    }
+    let outcome = match applied.code {
+        0 => "ok",
+        3 => "guard_refused",
+        4 => "failures",
+        5 => "busy",
+        _ => "other",
+    };
+    inc("tenure_runs_total", &[("connection", connection), ("outcome", outcome)]);
+    if applied.code == 3 {
+        inc("tenure_guard_refusals_total", &c);
+    }
+    if let Some(s) = &applied.summary {
+        add("tenure_run_duration_seconds_sum", &c, seconds);
+        inc("tenure_run_duration_seconds_count", &c);
+        let failed: BTreeMap<&str, usize> = s.failed_actions.iter().fold(BTreeMap::new(), |mut m, f| {
+            *m.entry(f.action.as_str()).or_default() += 1;
+            m
+        });
+        for (kind, n) in &s.by_kind {
+            let bad = failed.get(kind.as_str()).copied().unwrap_or(0);
+            let ok = n.saturating_sub(bad);
+            add("tenure_actions_total", &[("connection", connection), ("kind", kind), ("outcome", "ok")], ok as f64);
+            if bad > 0 {
+                add(
+                    "tenure_actions_total",
+                    &[("connection", connection), ("kind", kind), ("outcome", "failed")],
+                    bad as f64,
+                );
+            }
+        }
+    }
+    for (class, n) in scim_client::STATUS_CLASSES.iter().zip(scim.by_status) {
+        if n > 0 {
+            add("tenure_scim_requests_total", &[("connection", connection), ("status", class)], n as f64);
+        }
+    }
+    add("tenure_scim_retries_total", &c, scim.retries as f64);
+    add("tenure_scim_rate_limited_total", &c, scim.rate_limited as f64);
+}
