@@ -71,6 +71,9 @@ pub struct EventQuery {
 // Rows per multi-row INSERT: well under both backends' bind-parameter limits.
 const CHUNK: usize = 500;
 
+const LOAD_COLUMNS: &str =
+    "id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count, outcome, reason";
+
 fn load_record(r: &AnyRow) -> Result<LoadRecord, sqlx::Error> {
     Ok(LoadRecord {
         id: r.try_get("id")?,
@@ -273,24 +276,31 @@ impl Store {
 
     /// The loads of this content (SHA-256), oldest first: a file dropped twice is taken once.
     pub async fn loads_of(&self, checksum: &str) -> Result<Vec<LoadRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count, outcome, \
-             reason FROM hr_loads WHERE checksum = $1 ORDER BY loaded_at, id",
-        )
-        .bind(checksum)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!("SELECT {LOAD_COLUMNS} FROM hr_loads WHERE checksum = $1 ORDER BY loaded_at, id");
+        let rows = sqlx::query(&sql).bind(checksum).fetch_all(&self.pool).await?;
         rows.iter().map(load_record).collect::<Result<_, _>>().map_err(Into::into)
     }
 
+    /// Every load, oldest first.
     pub async fn loads(&self) -> Result<Vec<LoadRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count, outcome, \
-             reason FROM hr_loads ORDER BY loaded_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!("SELECT {LOAD_COLUMNS} FROM hr_loads ORDER BY loaded_at, id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
         rows.iter().map(load_record).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    pub async fn load(&self, id: &str) -> Result<Option<LoadRecord>, StoreError> {
+        let sql = format!("SELECT {LOAD_COLUMNS} FROM hr_loads WHERE id = $1");
+        let r = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        Ok(r.as_ref().map(load_record).transpose()?)
+    }
+
+    /// The newest accepted load (refused ones changed nothing).
+    pub async fn last_accepted_load(&self) -> Result<Option<LoadRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {LOAD_COLUMNS} FROM hr_loads WHERE outcome = 'accepted' ORDER BY loaded_at DESC, id DESC LIMIT 1"
+        );
+        let r = sqlx::query(&sql).fetch_optional(&self.pool).await?;
+        Ok(r.as_ref().map(load_record).transpose()?)
     }
 
     pub async fn events(&self, q: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {

@@ -163,8 +163,8 @@ impl Store {
     }
 
     /// A reviewer's decision on pending reviews (all pending ones when `ids` is empty, within
-    /// `connection` when given). Returns the reviews decided; ids not pending are an error
-    /// naming them, and then nothing is decided.
+    /// `connection` when given). Returns the reviews decided, as stored after the decision;
+    /// ids not pending are an error naming them, and then nothing is decided.
     pub async fn decide_reviews(
         &self,
         ids: &[i64],
@@ -190,7 +190,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let t = now();
         let state = if approve { "approved" } else { "rejected" };
-        for r in &chosen {
+        let mut chosen = chosen;
+        for r in &mut chosen {
             sqlx::query(
                 "UPDATE reviews SET state = $1, decided_at = $2, decided_by = $3, note = $4 WHERE id = $5 AND state = 'pending'",
             )
@@ -201,6 +202,11 @@ impl Store {
             .bind(r.id)
             .execute(&mut *tx)
             .await?;
+            // Returned as now stored.
+            r.state = state.into();
+            r.decided_at = Some(t.clone());
+            r.decided_by = Some(by.into());
+            r.note = note.map(str::to_string);
         }
         tx.commit().await?;
         Ok(chosen)

@@ -305,6 +305,25 @@ pub fn run_view(r: &store::RunRecord) -> Value {
         "summary": r.summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok())})
 }
 
+/// A connection's last finished run and its last finished run without failures (of its
+/// newest 50), as status and metrics tell them.
+pub async fn last_runs(
+    store: &Store,
+    connection: &str,
+) -> Result<(Option<store::RunRecord>, Option<store::RunRecord>), String> {
+    let runs = store.runs(Some(connection), 50).await.map_err(|e| e.to_string())?;
+    let mut finished = runs.into_iter().filter(|r| r.finished_at.is_some());
+    let last = finished.next();
+    let clean = |r: &store::RunRecord| {
+        r.summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()).is_some_and(|v| v["failed"] == 0)
+    };
+    let ok = match &last {
+        Some(l) if clean(l) => Some(l.clone()),
+        _ => finished.find(clean),
+    };
+    Ok((last, ok))
+}
+
 async fn runs(
     store: &Store,
     cmd: Option<RunsCommand>,

@@ -183,14 +183,18 @@ async fn existing_store(data_dir: &Path, database_url: Option<&str>) -> Result<O
 
 /// The configuration in force.
 pub async fn current(store: &Store) -> Result<Rules, String> {
-    let v = store
-        .current_config()
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("no configuration yet: save one with `tenure config import FILE` (see examples/tenure.toml)")?;
+    current_if_any(store).await?.ok_or_else(|| {
+        "no configuration yet: save one with `tenure config import FILE` (see examples/tenure.toml)".into()
+    })
+}
+
+/// The configuration in force, or None before the first one is saved.
+pub async fn current_if_any(store: &Store) -> Result<Option<Rules>, String> {
+    let Some(v) = store.current_config().await.map_err(|e| e.to_string())? else { return Ok(None) };
     let cfg = Config::from_toml("stored configuration", &v.body).map_err(|e| e.join("\n"))?;
     let (published, _) = saved_schemas(store, &cfg).await?;
     Rules::compile_with(&cfg, &published)
+        .map(Some)
         .map_err(|e| format!("the stored configuration no longer compiles: {}", e.join("; ")))
 }
 
@@ -321,20 +325,9 @@ pub async fn import(
     let body = rules.config.to_toml();
     let v = store.save_config(&body).await.map_err(|e| e.to_string())?;
     let diff = line_diff(before.as_ref().map(|b| b.body.as_str()).unwrap_or(""), &body);
-    crate::decisions::record(
-        store,
-        &[crate::decisions::Decision {
-            action: "config_import",
-            connection: "",
-            worker: "",
-            run_id: "",
-            actor: by,
-            note: None,
-            detail: serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules),
-                "previous": before.map(|b| b.id), "diff": diff}),
-        }],
-    )
-    .await?;
+    let detail = serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules),
+        "previous": before.map(|b| b.id), "diff": diff});
+    crate::decisions::record_one(store, "config_import", "", by, detail).await?;
     Ok(Ok(Imported { rules, version: v, notes }))
 }
 
@@ -371,70 +364,79 @@ pub async fn differences(
 ) -> Result<serde_json::Value, String> {
     let workers = crate::sync::workers(store).await?;
     let (cb, ca) = (before.custom_fields().to_vec(), after.custom_fields().to_vec());
+    let mut names: Vec<&str> = before.connections.iter().chain(&after.connections).map(|c| c.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    // Each connection's index under each configuration (None: not in it).
+    let at = |r: &Rules, conn: &str| r.connections.iter().position(|c| c.name == conn);
+    let slots: Vec<(&str, Option<usize>, Option<usize>)> =
+        names.iter().map(|n| (*n, at(before, n), at(after, n))).collect();
     let mut listed = vec![];
     let mut changed = 0usize;
-    let names: Vec<&str> = {
-        let mut n: Vec<&str> = before.connections.iter().chain(&after.connections).map(|c| c.name.as_str()).collect();
-        n.sort();
-        n.dedup();
-        n
-    };
-    for conn in names {
-        let ib = before.connections.iter().position(|c| c.name == conn);
-        let ia = after.connections.iter().position(|c| c.name == conn);
-        for w in &workers {
-            let db = ib.map(|i| before.decide(i, &rules::worker_row(w, &cb), today));
-            let da = ia.map(|i| after.decide(i, &rules::worker_row(w, &ca), today));
-            let role = |d: &Option<rules::Decision>| d.as_ref().and_then(|d| d.role.clone());
-            let account = |d: &Option<rules::Decision>| d.as_ref().is_some_and(|d| d.grant.is_some());
-            let grant = |d: &Option<rules::Decision>| {
-                d.as_ref().and_then(|d| d.grant.as_ref()).map(|g| {
-                    serde_json::json!({"user_type": g.user_type,
-                    "teams": g.teams, "groups": g.groups})
-                })
-            };
-            let attrs = |d: &Option<rules::Decision>| -> std::collections::BTreeMap<String, String> {
-                d.as_ref()
-                    .filter(|d| d.grant.is_some())
-                    .map(|d| {
-                        d.attributes
-                            .iter()
-                            .map(|a| {
-                                let v = match &a.value {
-                                    Ok(v) => v.to_text(),
-                                    Err(e) => format!("error: {e}"),
-                                };
-                                (a.target.clone(), v)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let (ab, aa) = (attrs(&db), attrs(&da));
+    for w in &workers {
+        // A worker's row once per configuration, whatever the number of connections.
+        let (rb, ra) = (rules::worker_row(w, &cb), rules::worker_row(w, &ca));
+        for &(conn, ib, ia) in &slots {
+            let b = Outcome::of(ib.map(|i| before.decide(i, &rb, today)));
+            let a = Outcome::of(ia.map(|i| after.decide(i, &ra, today)));
             let mut changes = vec![];
-            for k in ab.keys().chain(aa.keys().filter(|k| !ab.contains_key(*k))) {
-                if ab.get(k) != aa.get(k) {
-                    changes.push(serde_json::json!({"attribute": k, "before": ab.get(k), "after": aa.get(k)}));
+            for k in b.attributes.keys().chain(a.attributes.keys().filter(|k| !b.attributes.contains_key(*k))) {
+                let (x, y) = (b.attributes.get(k), a.attributes.get(k));
+                if x != y {
+                    changes.push(serde_json::json!({"attribute": k, "before": x, "after": y}));
                 }
             }
-            let same = role(&db) == role(&da) && grant(&db) == grant(&da) && changes.is_empty();
-            if same {
+            if b.role == a.role && b.grant == a.grant && changes.is_empty() {
                 continue;
             }
             changed += 1;
             if listed.len() < limit {
-                let account_change = match (account(&db), account(&da)) {
+                let account = match (b.grant.is_some(), a.grant.is_some()) {
                     (false, true) => Some("given"),
                     (true, false) => Some("taken away"),
                     _ => None,
                 };
                 listed.push(serde_json::json!({"worker": w.id.as_str(), "connection": conn,
-                    "role": {"before": role(&db), "after": role(&da)}, "account": account_change,
-                    "grant": {"before": grant(&db), "after": grant(&da)}, "attributes": changes}));
+                    "role": {"before": b.role, "after": a.role}, "account": account,
+                    "grant": {"before": b.grant, "after": a.grant}, "attributes": changes}));
             }
         }
     }
     Ok(serde_json::json!({"workers": workers.len(), "changed": changed, "listed": listed.len(), "differences": listed}))
+}
+
+/// What one decision gives a worker on one connection, as `differences` compares it.
+struct Outcome {
+    role: Option<String>,
+    /// User type, teams and groups; None: no account.
+    grant: Option<serde_json::Value>,
+    /// Every attribute's value (or its error), when there is an account.
+    attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl Outcome {
+    fn of(d: Option<rules::Decision>) -> Outcome {
+        let Some(d) = d else { return Outcome { role: None, grant: None, attributes: Default::default() } };
+        let grant = d
+            .grant
+            .as_ref()
+            .map(|g| serde_json::json!({"user_type": g.user_type, "teams": g.teams, "groups": g.groups}));
+        let attributes = match grant {
+            None => Default::default(),
+            Some(_) => d
+                .attributes
+                .iter()
+                .map(|a| {
+                    let v = match &a.value {
+                        Ok(v) => v.to_text(),
+                        Err(e) => format!("error: {e}"),
+                    };
+                    (a.target.clone(), v)
+                })
+                .collect(),
+        };
+        Outcome { role: d.role, grant, attributes }
+    }
 }
 
 /// Brings the stored connections' url, dialect and rate limit in line with the file (never

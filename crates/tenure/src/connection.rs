@@ -195,11 +195,11 @@ pub async fn add(
         rate_limit_per_second: r.rate_limit,
     };
     let rec = store.add_connection(&new, &r.token, key).await.map_err(|e| e.to_string())?;
-    decided(
+    crate::decisions::record_one(
         store,
-        by,
         "connection_add",
         &rec.name,
+        by,
         serde_json::json!({"url": rec.base_url, "dialect": rec.dialect, "token": format!("****{}", rec.token_hint)}),
     )
     .await?;
@@ -227,8 +227,14 @@ pub async fn rotate(
         .await
         .map_err(|e| format!("the new token was not saved: {e}"))?;
     let rec = store.replace_token(name, token, key).await.map_err(|e| e.to_string())?;
-    decided(store, by, "token_rotate", &rec.name, serde_json::json!({"token": format!("****{}", rec.token_hint)}))
-        .await?;
+    crate::decisions::record_one(
+        store,
+        "token_rotate",
+        &rec.name,
+        by,
+        serde_json::json!({"token": format!("****{}", rec.token_hint)}),
+    )
+    .await?;
     let again = key.open(&rec.token, &rec.id)?;
     let report = test_target(&target, stored_dialect(&c, &target), &again, pol, c.rate_limit_per_second).await?;
     Ok((rec, report))
@@ -310,7 +316,7 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
         }
         ConnectionCommand::Remove { name } => {
             if store.remove_connection(&name).await.map_err(|e| e.to_string())? {
-                decided(store, &by, "connection_remove", &name, serde_json::json!({})).await?;
+                crate::decisions::record_one(store, "connection_remove", &name, &by, serde_json::json!({})).await?;
                 outln!("removed {name:?}");
                 Ok(())
             } else {
@@ -318,21 +324,6 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             }
         }
     }
-}
-
-/// A change to a connection, in the audit chain with who made it (never the token itself).
-async fn decided(
-    store: &store::Store,
-    by: &str,
-    action: &str,
-    connection: &str,
-    detail: serde_json::Value,
-) -> Result<(), String> {
-    crate::decisions::record(
-        store,
-        &[crate::decisions::Decision { action, connection, worker: "", run_id: "", actor: by, note: None, detail }],
-    )
-    .await
 }
 
 /// The dialect a stored connection speaks: as saved (the configuration may set it), else as

@@ -45,24 +45,21 @@ pub async fn run(
     if let Some(t) = rehearse_from {
         outln!("tenure run: rehearsal: the clock starts at {t}");
     }
-    // A daemon outlives whoever reads its output.
-
     let store = config_cmd::open(data_dir, database_url).await?;
-    let key = MasterKey::load(data_dir)?;
+    let key = Arc::new(MasterKey::load(data_dir)?);
     // The service starts before any configuration (it arrives through the API); the daemon
     // needs one.
-    let unconfigured = serve.is_some() && store.current_config().await.map_err(|e| e.to_string())?.is_none();
-    let rules = if unconfigured { None } else { Some(config_cmd::current(&store).await?) };
+    let rules = match serve {
+        Some(_) => config_cmd::current_if_any(&store).await?,
+        None => Some(config_cmd::current(&store).await?),
+    };
     let hr_settings = rules.as_ref().map(|r| r.config.hr.clone()).unwrap_or_default();
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server = None;
     // `tenure run --listen-hr ADDR` (plain http, push only) or `tenure serve` (one address:
     // push, probes, TLS when given).
-    let (serve, options) = match serve {
-        Some((l, o)) => (Some(l), Some(o)),
-        None => (None, None),
-    };
+    let (serve, options) = serve.unzip();
     let listen = match (serve, listen_hr) {
         (Some(l), _) => Some((l, true)),
         (None, Some(addr)) => Some((crate::serve::Listen { addr, tls: None, insecure_http: true }, false)),
@@ -96,7 +93,7 @@ pub async fn run(
             let api_store = config_cmd::open(data_dir, database_url).await?;
             let mut api = crate::api::Api::new(
                 api_store,
-                Arc::new(MasterKey::load(data_dir)?),
+                key.clone(),
                 data_dir.to_path_buf(),
                 wake.clone(),
                 listen.tls.is_some(),
@@ -109,19 +106,8 @@ pub async fn run(
             app = app.merge(crate::api::router(Arc::new(api)));
             // The first start: an Admin to log in with, its one-time password said once.
             if let Some(p) = crate::users::first_admin(&store).await? {
-                crate::decisions::record(
-                    &store,
-                    &[crate::decisions::Decision {
-                        action: "first_admin",
-                        connection: "",
-                        worker: "",
-                        run_id: "",
-                        actor: "tenure serve (first start)",
-                        note: None,
-                        detail: serde_json::json!({"user": "admin", "role": "admin", "one_time_password": true}),
-                    }],
-                )
-                .await?;
+                let detail = serde_json::json!({"user": "admin", "role": "admin", "one_time_password": true});
+                crate::decisions::record_one(&store, "first_admin", "", "tenure serve (first start)", detail).await?;
                 outln!(
                     "tenure serve: first start: user \"admin\" (admin) with the one-time password {} (shown once; \
                      it must be changed at the first login, or set with `tenure user reset-password admin`)",
@@ -140,6 +126,7 @@ pub async fn run(
     }
     let watcher = watch_sources(
         store.clone(),
+        key.clone(),
         data_dir.to_path_buf(),
         &hr_settings,
         wake.clone(),
@@ -163,10 +150,10 @@ pub async fn run(
     loop {
         // The configuration in force at each turn: a change through the API or the CLI needs
         // no restart.
-        let names: Vec<String> = match config_cmd::current(&store).await {
-            Ok(r) => r.connections.iter().map(|c| c.name.clone()).collect(),
+        let names: Vec<String> = match config_cmd::current_if_any(&store).await {
+            Ok(r) => r.iter().flat_map(|r| &r.connections).map(|c| c.name.clone()).collect(),
             Err(e) => {
-                if e != said && !unconfigured_now(&store).await {
+                if e != said {
                     outln!("tenure run: the configuration: {e}");
                 }
                 said = e;
@@ -227,10 +214,6 @@ pub async fn run(
     Ok(0)
 }
 
-async fn unconfigured_now(store: &store::Store) -> bool {
-    store.current_config().await.is_ok_and(|c| c.is_none())
-}
-
 /// How often the watcher looks at the inbox, the pull's schedule and the loads of other
 /// processes: a file dropped is taken within two looks (it must be seen whole first).
 const LOOK: Duration = Duration::from_millis(250);
@@ -240,6 +223,7 @@ const LOOK: Duration = Duration::from_millis(250);
 /// reconcile loop at once.
 fn watch_sources(
     store: store::Store,
+    key: Arc<MasterKey>,
     data_dir: std::path::PathBuf,
     hr: &rules::HrSettings,
     wake: Arc<Notify>,
@@ -248,7 +232,6 @@ fn watch_sources(
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let intake = Intake::from_settings(hr)?;
     let hr = hr.clone();
-    let key = if hr.pull.is_some() { Some(MasterKey::load(&data_dir)?) } else { None };
     if let Some(i) = &hr.inbox {
         outln!("tenure run: watching the HR inbox {} for {}", i.path, i.pattern);
     }
@@ -281,9 +264,9 @@ fn watch_sources(
                     Err(e) => say(Err(e)),
                 }
             }
-            if let (Some(p), Some(key)) = (&hr.pull, &key) {
+            if let Some(p) = &hr.pull {
                 if pull::due(&store, p, jiff::Timestamp::now()).await {
-                    match pull::pull_once(&store, key, &data_dir, &hr).await {
+                    match pull::pull_once(&store, &key, &data_dir, &hr).await {
                         Ok(said) => outln!("tenure run: pull: {}", said.summary),
                         Err(e) => outln!("tenure run: pull: {e}"),
                     }

@@ -69,3 +69,15 @@ pub async fn record(store: &Store, decisions: &[Decision<'_>]) -> Result<(), Str
     let out = Outcomes { audit: decisions.iter().map(entry).collect(), ..Outcomes::default() };
     store.record_outcomes(&out).await.map_err(|e| format!("cannot record the decision in the audit: {e}"))
 }
+
+/// Records one decision that concerns no worker and no run (an administration change, a
+/// configuration import, a login failure).
+pub async fn record_one(
+    store: &Store,
+    action: &str,
+    connection: &str,
+    actor: &str,
+    detail: Value,
+) -> Result<(), String> {
+    record(store, &[Decision { action, connection, worker: "", run_id: "", actor, note: None, detail }]).await
+}

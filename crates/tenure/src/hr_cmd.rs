@@ -358,10 +358,9 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                     .iter()
                     .map(|l| {
                         let archived = (l.outcome == "accepted").then(|| intake::archive_path(data_dir, &l.checksum));
-                        serde_json::json!({"id": l.id, "source": l.source, "checksum": l.checksum, "kind": l.kind,
-                            "loaded_at": l.loaded_at, "outcome": l.outcome, "reason": l.reason, "rows": l.rows,
-                            "accepted": l.accepted, "quarantined": l.quarantined, "events": l.events,
-                            "archived": archived})
+                        let mut v = intake::load_view(l);
+                        v["archived"] = serde_json::json!(archived);
+                        v
                     })
                     .collect();
                 outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);

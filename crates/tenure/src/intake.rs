@@ -509,6 +509,13 @@ pub async fn record_rejected(
     Ok(id)
 }
 
+/// A load as listed (the CLI's `hr loads --json`, the API's loads).
+pub fn load_view(l: &LoadRecord) -> serde_json::Value {
+    serde_json::json!({"id": l.id, "source": l.source, "checksum": l.checksum, "kind": l.kind,
+        "loaded_at": l.loaded_at, "outcome": l.outcome, "reason": l.reason, "rows": l.rows,
+        "accepted": l.accepted, "quarantined": l.quarantined, "events": l.events})
+}
+
 /// SHA-256 of bytes, as loads are keyed.
 pub fn checksum(bytes: &[u8]) -> String {
     use sha2::Digest;

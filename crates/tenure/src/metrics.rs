@@ -69,36 +69,25 @@ pub async fn render(store: &store::Store) -> Result<String, String> {
         series.insert((name, l), v);
     };
     let e = |e: store::StoreError| e.to_string();
+    let seconds = |r: &store::RunRecord| {
+        r.finished_at.as_deref().and_then(|f| f.parse::<jiff::Timestamp>().ok()).map(|t| t.as_second() as f64)
+    };
+    let pending = store.reviews(None, &["pending"]).await.map_err(e)?;
+    let dead = store.dead_letters(None).await.map_err(e)?;
     for c in store.connections().await.map_err(e)? {
-        let runs = store.runs(Some(&c.name), 50).await.map_err(e)?;
-        let finished = runs.iter().filter_map(|r| r.finished_at.as_deref().map(|f| (r, f)));
-        let seconds = |f: &str| f.parse::<jiff::Timestamp>().map(|t| t.as_second() as f64).ok();
-        if let Some(t) = finished.clone().next().and_then(|(_, f)| seconds(f)) {
+        let (last, ok) = crate::audit_cmd::last_runs(store, &c.name).await?;
+        if let Some(t) = last.as_ref().and_then(seconds) {
             gauge("tenure_last_run_timestamp_seconds", vec![("connection", c.name.clone())], t);
         }
-        let clean = |r: &store::RunRecord| {
-            r.summary
-                .as_deref()
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-                .is_some_and(|v| v["failed"] == 0)
-        };
-        if let Some(t) = finished.clone().find(|(r, _)| clean(r)).and_then(|(_, f)| seconds(f)) {
+        if let Some(t) = ok.as_ref().and_then(seconds) {
             gauge("tenure_last_success_timestamp_seconds", vec![("connection", c.name.clone())], t);
         }
-        let pending = store.reviews(Some(&c.name), &["pending"]).await.map_err(e)?.len();
-        gauge("tenure_reviews_pending", vec![("connection", c.name.clone())], pending as f64);
-        let dead = store.dead_letters(Some(&c.name)).await.map_err(e)?.iter().filter(|d| d.state == "dead").count();
-        gauge("tenure_dead_letters", vec![("connection", c.name.clone())], dead as f64);
+        let n = pending.iter().filter(|r| r.connection == c.name).count();
+        gauge("tenure_reviews_pending", vec![("connection", c.name.clone())], n as f64);
+        let n = dead.iter().filter(|d| d.connection == c.name && d.state == "dead").count();
+        gauge("tenure_dead_letters", vec![("connection", c.name.clone())], n as f64);
     }
-    let quarantined = store
-        .loads()
-        .await
-        .map_err(e)?
-        .iter()
-        .rev()
-        .find(|l| l.outcome == "accepted")
-        .map(|l| l.quarantined)
-        .unwrap_or(0);
+    let quarantined = store.last_accepted_load().await.map_err(e)?.map(|l| l.quarantined).unwrap_or(0);
     gauge("tenure_quarantined_rows", vec![], quarantined as f64);
     let mut out = String::new();
     for (name, kind, help) in HELP {
@@ -127,7 +116,8 @@ pub fn guard_tripped(connection: &str) -> Option<serde_json::Value> {
 }
 
 /// Counts what one apply came to.
-pub fn record_run(connection: &str, applied: &crate::sync::Applied, seconds: f64, scim: &scim_client::StatsSnapshot) {
+pub fn record_run(connection: &str, applied: &crate::sync::Applied, seconds: f64) {
+    let scim = &applied.scim;
     let c = [("connection", connection)];
     {
         let mut g = guards().lock().unwrap_or_else(|p| p.into_inner());

@@ -147,12 +147,7 @@ pub async fn decide_with(
     if chosen.is_empty() {
         return Ok(Decided { decided: vec![], refused });
     }
-    let mut decided = store.decide_reviews(&chosen, connection, approve, by, note).await.map_err(|e| e.to_string())?;
-    for r in &mut decided {
-        r.state = if approve { "approved" } else { "rejected" }.into();
-        r.decided_by = Some(by.to_string());
-        r.note = note.map(str::to_string);
-    }
+    let decided = store.decide_reviews(&chosen, connection, approve, by, note).await.map_err(|e| e.to_string())?;
     // Each decision joins the audit chain: who, their note, the review and what it released.
     let records: Vec<crate::decisions::Decision> = decided
         .iter()
@@ -255,14 +250,7 @@ async fn run_dead_letters(store: &store::Store, cmd: DeadLetterCommand) -> Resul
             let all = store.dead_letters(connection.as_deref()).await.map_err(|e| e.to_string())?;
             let dead: Vec<_> = all.iter().filter(|d| d.state == "dead").collect();
             if json {
-                let v: Vec<Value> = dead
-                    .iter()
-                    .map(|d| {
-                        serde_json::json!({"connection": d.connection, "worker": d.worker_id, "attempts": d.attempts,
-                            "last_error": d.last_error, "first_at": d.first_at, "last_at": d.last_at,
-                            "actions": serde_json::from_str::<Value>(&d.actions).unwrap_or_default()})
-                    })
-                    .collect();
+                let v: Vec<Value> = dead.iter().map(|d| dead_letter_view(d)).collect();
                 outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
                 return Ok(0);
             }

@@ -462,7 +462,7 @@ pub async fn run_apply(store: &Store, key: &MasterKey, mut opts: ApplyOptions<'_
             run_lock::Lock::Busy(h) => {
                 let mut a = Applied::only(run_lock::BUSY, &name);
                 a.busy = Some(run_lock::busy_message(&name, &h));
-                crate::metrics::record_run(&name, &a, 0.0, &a.scim);
+                crate::metrics::record_run(&name, &a, 0.0);
                 return Ok(a);
             }
         },
@@ -483,7 +483,7 @@ pub async fn apply_holding(
     let r = apply_locked(store, key, name, opts, &lock).await;
     lock.release().await;
     if let Ok(a) = &r {
-        crate::metrics::record_run(name, a, t0.elapsed().as_secs_f64(), &a.scim);
+        crate::metrics::record_run(name, a, t0.elapsed().as_secs_f64());
     }
     r
 }
@@ -551,12 +551,9 @@ async fn apply_locked(
     let proposer = match &opts.actor {
         Some(a) => Some(a.clone()),
         None => store
-            .loads()
+            .last_accepted_load()
             .await
             .map_err(|e| e.to_string())?
-            .into_iter()
-            .rev()
-            .find(|l| l.outcome == "accepted")
             .and_then(|l| l.source.strip_prefix(crate::api::UPLOADED_BY).map(str::to_string)),
     };
     let (reviews, new_reviews) = store

@@ -205,16 +205,6 @@ pub async fn authenticate_token(store: &Store, bearer: &str, now: Timestamp) -> 
     Ok(Some(t))
 }
 
-/// Records an administration decision in the audit chain: who did what to which user or
-/// token (never a password or a token's secret).
-pub async fn audited(store: &Store, by: &str, action: &str, detail: serde_json::Value) -> Result<(), String> {
-    crate::decisions::record(
-        store,
-        &[crate::decisions::Decision { action, connection: "", worker: "", run_id: "", actor: by, note: None, detail }],
-    )
-    .await
-}
-
 fn missing(name: &str) -> String {
     format!("no user named {name:?}")
 }
@@ -229,10 +219,11 @@ pub async fn add_audited(
     by: &str,
 ) -> Result<UserRecord, String> {
     let u = add_user(store, name, role, password, once).await?;
-    audited(
+    crate::decisions::record_one(
         store,
-        by,
         "user_add",
+        "",
+        by,
         serde_json::json!({"user": u.name, "role": role.as_str(), "one_time_password": once}),
     )
     .await?;
@@ -243,7 +234,14 @@ pub async fn set_role(store: &Store, name: &str, role: Role, by: &str) -> Result
     if !store.set_user_role(name, role.as_str()).await.map_err(|e| e.to_string())? {
         return Err(missing(name));
     }
-    audited(store, by, "user_set_role", serde_json::json!({"user": name, "role": role.as_str()})).await
+    crate::decisions::record_one(
+        store,
+        "user_set_role",
+        "",
+        by,
+        serde_json::json!({"user": name, "role": role.as_str()}),
+    )
+    .await
 }
 
 /// Disabling ends the user's sessions.
@@ -252,7 +250,7 @@ pub async fn set_disabled(store: &Store, name: &str, disabled: bool, by: &str) -
         return Err(missing(name));
     }
     let action = if disabled { "user_disable" } else { "user_enable" };
-    audited(store, by, action, serde_json::json!({"user": name})).await
+    crate::decisions::record_one(store, action, "", by, serde_json::json!({"user": name})).await
 }
 
 /// A new password (one-time when `once`): the user's sessions end.
@@ -260,7 +258,14 @@ pub async fn reset_password(store: &Store, name: &str, password: &Secret, once: 
     let u = store.user(name).await.map_err(|e| e.to_string())?.ok_or_else(|| missing(name))?;
     check_password(&u.name, password)?;
     store.set_user_password(&u.name, &hash_password(password)?, once).await.map_err(|e| e.to_string())?;
-    audited(store, by, "user_reset_password", serde_json::json!({"user": u.name, "one_time_password": once})).await
+    crate::decisions::record_one(
+        store,
+        "user_reset_password",
+        "",
+        by,
+        serde_json::json!({"user": u.name, "one_time_password": once}),
+    )
+    .await
 }
 
 pub async fn create_token_audited(
@@ -273,10 +278,11 @@ pub async fn create_token_audited(
 ) -> Result<NewToken, String> {
     let t = create_token(store, name, role, connection, expires, Some(by.to_string())).await?;
     let r = &t.record;
-    audited(
+    crate::decisions::record_one(
         store,
-        by,
         "api_token_create",
+        "",
+        by,
         serde_json::json!({"token": r.id, "name": r.name, "role": r.role, "connection": r.connection,
             "expires_at": r.expires_at}),
     )
@@ -288,7 +294,7 @@ pub async fn revoke_token(store: &Store, id: &str, by: &str) -> Result<(), Strin
     if !store.revoke_token(id).await.map_err(|e| e.to_string())? {
         return Err(format!("no active token {id}"));
     }
-    audited(store, by, "api_token_revoke", serde_json::json!({"token": id})).await
+    crate::decisions::record_one(store, "api_token_revoke", "", by, serde_json::json!({"token": id})).await
 }
 
 /// A user as listed: never the hash.

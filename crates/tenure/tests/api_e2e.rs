@@ -201,11 +201,34 @@ async fn admin_story(database_url: Option<String>, tag: &str) {
     assert_eq!(p.json()["actions"].as_array().unwrap().len(), 2, "{}", p.text);
     let r = admin.post("/api/v1/connections/Connection-Bearer%20Token-1/runs", json!({})).await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let run = finished(&admin, r.json()["run_id"].as_str().unwrap()).await;
+    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    let run = finished(&admin, &run_id).await;
     assert_eq!(run["state"], "succeeded", "{run}");
+    // Its events: the stream ends with the run's end, as stored.
+    let ev = admin.get(&format!("/api/v1/runs/{run_id}/events")).await;
+    assert!(ev.headers["content-type"].to_str().unwrap().starts_with("text/event-stream"), "{:?}", ev.headers);
+    let end = ev.text.split("event: end\ndata: ").nth(1).expect("an end event").lines().next().unwrap();
+    let end: Value = serde_json::from_str(end).unwrap();
+    assert_eq!((end["state"].as_str(), end["summary"]["failed"].as_u64()), (Some("succeeded"), Some(0)), "{end}");
     assert_eq!(run["summary"]["failed"], 0, "{run}");
     let acc = accounts(&sb).await;
     assert!(acc.contains_key("ann.lee@acme.example") && acc.contains_key("bob.ray@acme.example"), "{acc:?}");
+    // A dry run of a change says who it would change and how, and saves nothing.
+    let viewers = toml.replacen(
+        "name = \"Employees\"\nwhen = { field = \"employment_type\", op = \"equals\", value = \"employee\" }\n[role.grants.\"Connection-Bearer Token-1\"]\nuser_type = \"member\"",
+        "name = \"Employees\"\nwhen = { field = \"employment_type\", op = \"equals\", value = \"employee\" }\n[role.grants.\"Connection-Bearer Token-1\"]\nuser_type = \"viewer\"",
+        1,
+    );
+    assert_ne!(viewers, toml);
+    let version = admin.get("/api/v1/config?format=json").await.json()["version"].clone();
+    let r = admin.send("PUT", "/api/v1/config?dry_run=true", Some(("application/toml", viewers.into_bytes()))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = &r.json()["differences"];
+    assert_eq!((d["workers"].as_u64(), d["changed"].as_u64()), (Some(2), Some(1)), "{d}");
+    assert_eq!(d["differences"][0]["worker"], "2", "Bob (Sales, an Employee), not Ann (Engineering): {d}");
+    assert_eq!(d["differences"][0]["grant"]["after"]["user_type"], "viewer", "{d}");
+    assert_eq!(r.json()["saved"], false);
+    assert_eq!(admin.get("/api/v1/config?format=json").await.json()["version"], version, "a dry run saves nothing");
     let w = admin.get("/api/v1/workers?q=ann").await;
     assert_eq!(w.json()["total"], 1, "{}", w.text);
     let why = admin.get("/api/v1/workers/1").await;
@@ -288,7 +311,7 @@ async fn admin_story(database_url: Option<String>, tag: &str) {
     assert_eq!(st.status, 200, "{}", st.text);
     let conn = &st.json()["connections"][0];
     assert_eq!(conn["last_run"]["failed"], 0, "{conn}");
-    assert_eq!(conn["pending_reviews"], 0, "{conn}");
+    assert_eq!(conn["pending_reviews"], 0, "{conn} {}", admin.get("/api/v1/reviews?state=all").await.text);
     answers += &st.text;
 
     // The audit: intact, filtered by actor, exported as CSV and NDJSON.

@@ -13,7 +13,6 @@ use axum::Json;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use store::Secret;
 use utoipa::ToSchema;
@@ -134,12 +133,7 @@ fn check_csrf(headers: &HeaderMap, session_id: &str) -> Result<(), Problem> {
 }
 
 /// Authenticates a request: a bearer token, else the session cookie.
-pub async fn authenticate(
-    api: &Shared,
-    headers: &HeaderMap,
-    _peer: SocketAddr,
-    method: &Method,
-) -> Result<Caller, Problem> {
+pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method) -> Result<Caller, Problem> {
     let now = jiff::Timestamp::now();
     if let Some(auth) = headers.get("authorization") {
         let bearer = auth
@@ -193,15 +187,20 @@ pub async fn authenticate(
     if t - seen > 60_000 {
         api.store.touch_session(&id_hash, t).await?;
     }
-    Ok(Caller {
+    Ok(user_caller(&user, id_hash))
+}
+
+/// A platform user calling on a session (its id's hash).
+fn user_caller(user: &store::UserRecord, session: String) -> Caller {
+    Caller {
         actor: format!("user:{}", user.name),
         role: Role::parse(&user.role).unwrap_or(Role::Viewer),
-        user: Some(user.name),
+        user: Some(user.name.clone()),
         connection: None,
-        session: Some(id_hash),
+        session: Some(session),
         token: None,
         must_change: user.must_change,
-    })
+    }
 }
 
 /// A caller who may act: a user with a one-time password must change it first.
@@ -225,12 +224,7 @@ pub struct AnyCaller(pub Caller);
 impl FromRequestParts<Shared> for AnyCaller {
     type Rejection = Problem;
     async fn from_request_parts(parts: &mut Parts, api: &Shared) -> Result<AnyCaller, Problem> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<crate::serve::Peer>>()
-            .map(|c| c.0 .0)
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        authenticate(api, &parts.headers, peer, &parts.method).await.map(AnyCaller)
+        authenticate(api, &parts.headers, &parts.method).await.map(AnyCaller)
     }
 }
 
@@ -315,13 +309,17 @@ fn set_cookie(api: &Shared, id: &str, max_age: i64) -> HeaderValue {
         .expect("ascii")
 }
 
-async fn new_session(api: &Shared, user_id: &str) -> Result<String, Problem> {
+/// A new session for a user, answered with who they are, its cookie and its CSRF token.
+async fn with_new_session(api: &Shared, user: &store::UserRecord) -> Result<Response, Problem> {
     let id = crate::users::random_hex(32);
     let t = now_ms();
     // Expired sessions go as new ones come.
     api.store.prune_sessions(t - api.sessions.idle.as_millis() as i64, t - api.sessions.max.as_millis() as i64).await?;
-    api.store.add_session(&hash(&id), user_id, t).await?;
-    Ok(id)
+    api.store.add_session(&hash(&id), &user.id, t).await?;
+    let mut r = Json(info(&user_caller(user, hash(&id)), Some(csrf_of(&id)))).into_response();
+    r.headers_mut().insert("set-cookie", set_cookie(api, &id, api.sessions.max.as_secs() as i64));
+    r.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+    Ok(r)
 }
 
 /// Log in: a session cookie (HttpOnly, SameSite=Strict, Secure under TLS) and its CSRF token.
@@ -358,37 +356,14 @@ async fn login(
         api.throttle.failed(&keys, now);
         crate::metrics::inc("tenure_login_failures_total", &[]);
         let name: String = l.user.chars().take(64).collect();
-        crate::decisions::record(
-            &api.store,
-            &[crate::decisions::Decision {
-                action: "login_failed",
-                connection: "",
-                worker: "",
-                run_id: "",
-                actor: &format!("user:{name}"),
-                note: None,
-                detail: serde_json::json!({"address": peer.ip().to_string()}),
-            }],
-        )
-        .await
-        .map_err(Problem::unavailable)?;
+        let detail = serde_json::json!({"address": peer.ip().to_string()});
+        crate::decisions::record_one(&api.store, "login_failed", "", &format!("user:{name}"), detail)
+            .await
+            .map_err(Problem::unavailable)?;
         return Err(unauthorized("wrong user name or password, or the user is disabled"));
     };
     api.throttle.succeeded(&keys[0]);
-    let id = new_session(&api, &user.id).await?;
-    let caller = Caller {
-        actor: format!("user:{}", user.name),
-        role: Role::parse(&user.role).unwrap_or(Role::Viewer),
-        user: Some(user.name.clone()),
-        connection: None,
-        session: Some(hash(&id)),
-        token: None,
-        must_change: user.must_change,
-    };
-    let mut r = Json(info(&caller, Some(csrf_of(&id)))).into_response();
-    r.headers_mut().insert("set-cookie", set_cookie(&api, &id, api.sessions.max.as_secs() as i64));
-    r.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
-    Ok(r)
+    with_new_session(&api, &user).await
 }
 
 /// Who is calling, with the session's CSRF token.
@@ -445,28 +420,11 @@ async fn change_password(
     crate::users::check_password(name, &new).map_err(Problem::refused)?;
     let h = crate::users::hash_password(&new).map_err(Problem::unavailable)?;
     api.store.set_user_password(name, &h, false).await?;
-    crate::decisions::record(
-        &api.store,
-        &[crate::decisions::Decision {
-            action: "password_change",
-            connection: "",
-            worker: "",
-            run_id: "",
-            actor: &c.actor,
-            note: None,
-            detail: serde_json::json!({"user": name}),
-        }],
-    )
-    .await
-    .map_err(Problem::unavailable)?;
+    crate::decisions::record_one(&api.store, "password_change", "", &c.actor, serde_json::json!({"user": name}))
+        .await
+        .map_err(Problem::unavailable)?;
     // The change voided every session made before it, this one too: a fresh one follows.
-    // A millisecond on, so it is not "made before" the change in the same instant.
-    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    let id = new_session(&api, &user.id).await?;
-    let caller = Caller { must_change: false, session: Some(hash(&id)), ..c };
-    let mut r = Json(info(&caller, Some(csrf_of(&id)))).into_response();
-    r.headers_mut().insert("set-cookie", set_cookie(&api, &id, api.sessions.max.as_secs() as i64));
-    Ok(r)
+    with_new_session(&api, &store::UserRecord { must_change: false, ..user }).await
 }
 
 pub fn routes() -> OpenApiRouter<Shared> {

@@ -195,27 +195,18 @@ async fn put_config(
     c.global()?;
     let json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
     let bytes = read_bytes(req, &()).await?;
-    let cfg = if json {
-        parse_json::<rules::Config>(&bytes)?
-    } else {
-        let text = std::str::from_utf8(&bytes).map_err(|e| Problem::bad_request("malformed-toml", e.to_string()))?;
-        crate::config_cmd::parse("request body", text).map_err(|e| {
-            Problem::bad_request("invalid-config", "the configuration has problems")
-                .with_errors(json!(e.lines().collect::<Vec<_>>()))
-        })?
-    };
+    let cfg = if json { parse_json::<rules::Config>(&bytes)? } else { toml_config(&bytes)? };
     if q.dry_run == Some(true) {
-        let before = crate::config_cmd::current(&api.store).await.ok();
-        let after = crate::config_cmd::compile_checked(&api.store, &api.data_dir, "request body", &cfg)
-            .await
-            .map_err(Problem::unavailable)?
-            .map_err(|e| {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-config", "the configuration has problems")
-                    .with_errors(json!(e.lines().collect::<Vec<_>>()))
-            })?;
-        let empty = rules::Rules::compile(&rules::Config::default()).map_err(|e| Problem::unavailable(e.join("; ")))?;
+        let after = compiled(&api, &cfg).await?;
+        // Against nothing before the first configuration: every worker's account is new.
+        let before = match crate::config_cmd::current(&api.store).await {
+            Ok(r) => r,
+            Err(_) => {
+                rules::Rules::compile(&rules::Config::default()).map_err(|e| Problem::unavailable(e.join("; ")))?
+            }
+        };
         let today = jiff::Zoned::now().date();
-        let d = crate::config_cmd::differences(&api.store, before.as_ref().unwrap_or(&empty), &after, today, 1000)
+        let d = crate::config_cmd::differences(&api.store, &before, &after, today, 1000)
             .await
             .map_err(Problem::unavailable)?;
         return Ok(Json(json!({"dry_run": true, "saved": false, "differences": d})));
@@ -235,9 +226,28 @@ async fn put_config(
             api.wake.notify_one();
             Ok(Json(json!({"saved": true, "version": i.version.id, "sha256": i.version.checksum, "notes": i.notes})))
         }
-        Err(problems) => Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-config", "nothing was saved")
-            .with_errors(json!(problems.lines().collect::<Vec<_>>()))),
+        Err(problems) => Err(config_problems(StatusCode::UNPROCESSABLE_ENTITY, "nothing was saved", &problems)),
     }
+}
+
+/// A configuration's problems, one per line, as a problem document.
+fn config_problems(status: StatusCode, detail: &str, problems: &str) -> Problem {
+    Problem::new(status, "invalid-config", detail).with_errors(json!(problems.lines().collect::<Vec<_>>()))
+}
+
+/// A TOML configuration from a request body: 400 with every problem when it does not read.
+pub(super) fn toml_config(bytes: &[u8]) -> Result<rules::Config, Problem> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Problem::bad_request("malformed-toml", e.to_string()))?;
+    crate::config_cmd::parse("request body", text)
+        .map_err(|e| config_problems(StatusCode::BAD_REQUEST, "the configuration has problems", &e))
+}
+
+/// A configuration compiled as an import would compile it: 422 with every problem.
+pub(super) async fn compiled(api: &Shared, cfg: &rules::Config) -> Result<rules::Rules, Problem> {
+    crate::config_cmd::compile_checked(&api.store, &api.data_dir, "request body", cfg)
+        .await
+        .map_err(Problem::unavailable)?
+        .map_err(|e| config_problems(StatusCode::UNPROCESSABLE_ENTITY, "the configuration has problems", &e))
 }
 
 // ---- HR data ----
@@ -308,17 +318,7 @@ async fn upload(
     responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn loads(State(api): State<Shared>, _c: Caller) -> Result<Json<Vec<Value>>, Problem> {
     let loads = api.store.loads().await?;
-    Ok(Json(
-        loads
-            .iter()
-            .rev()
-            .map(|l| {
-                json!({"id": l.id, "source": l.source, "checksum": l.checksum, "kind": l.kind,
-                    "loaded_at": l.loaded_at, "outcome": l.outcome, "reason": l.reason, "rows": l.rows,
-                    "accepted": l.accepted, "quarantined": l.quarantined, "events": l.events})
-            })
-            .collect(),
-    ))
+    Ok(Json(loads.iter().rev().map(intake::load_view).collect()))
 }
 
 /// The quarantined rows of a load: row number, worker when readable, and why.
@@ -329,7 +329,7 @@ async fn quarantined(
     _c: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Value>>, Problem> {
-    if !api.store.loads().await?.iter().any(|l| l.id == id) {
+    if api.store.load(&id).await?.is_none() {
         return Err(Problem::not_found(format!("no load {id:?}")));
     }
     let rows = api.store.quarantined(&id).await?;

@@ -203,7 +203,7 @@ async fn metrics(
     headers: axum::http::HeaderMap,
 ) -> Response {
     let allowed = if headers.contains_key("authorization") {
-        match auth::authenticate(&api, &headers, peer, &axum::http::Method::GET).await {
+        match auth::authenticate(&api, &headers, &axum::http::Method::GET).await {
             Ok(_) => true,
             Err(p) => return p.into_response(),
         }

@@ -37,10 +37,7 @@ async fn status(State(api): State<Shared>, c: Caller) -> Result<Json<Value>, Pro
     let dead = api.store.dead_letters(None).await?;
     let mut out = vec![];
     for conn in api.store.connections().await?.iter().filter(|x| c.on(&x.name).is_ok()) {
-        let runs = api.store.runs(Some(&conn.name), 50).await?;
-        let finished: Vec<&store::RunRecord> = runs.iter().filter(|r| r.finished_at.is_some()).collect();
-        let last = finished.first().copied();
-        let ok = finished.iter().find(|r| summary_of(r)["failed"] == 0).copied();
+        let (last, ok) = crate::audit_cmd::last_runs(&api.store, &conn.name).await.map_err(Problem::unavailable)?;
         let view = |r: Option<&store::RunRecord>| {
             r.map(|r| {
                 let s = summary_of(r);
@@ -50,11 +47,13 @@ async fn status(State(api): State<Shared>, c: Caller) -> Result<Json<Value>, Pro
             })
         };
         let next =
-            last.and_then(|r| r.finished_at.as_deref()).and_then(|f| f.parse::<jiff::Timestamp>().ok()).map(|t| {
-                (t + jiff::SignedDuration::from_secs(api.interval.as_secs() as i64))
-                    .max(jiff::Timestamp::now())
-                    .to_string()
-            });
+            last.as_ref().and_then(|r| r.finished_at.as_deref()).and_then(|f| f.parse::<jiff::Timestamp>().ok()).map(
+                |t| {
+                    (t + jiff::SignedDuration::from_secs(api.interval.as_secs() as i64))
+                        .max(jiff::Timestamp::now())
+                        .to_string()
+                },
+            );
         let running = api
             .jobs
             .lock()
@@ -65,8 +64,8 @@ async fn status(State(api): State<Shared>, c: Caller) -> Result<Json<Value>, Pro
             "connection": conn.name,
             "enabled": configured.contains(&conn.name),
             "running": running,
-            "last_run": view(last),
-            "last_successful_run": view(ok),
+            "last_run": view(last.as_ref()),
+            "last_successful_run": view(ok.as_ref()),
             "next_run": next,
             "pending_reviews": reviews.iter().filter(|r| r.connection == conn.name).count(),
             "dead_letters": dead.iter().filter(|d| d.connection == conn.name && d.state == "dead").count(),
@@ -161,18 +160,7 @@ async fn plan_unsaved(
     c.need(Role::Editor)?;
     c.on(&name)?;
     let bytes = read_bytes(req, &()).await?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| Problem::bad_request("malformed-toml", e.to_string()))?;
-    let cfg = crate::config_cmd::parse("request body", text).map_err(|e| {
-        Problem::bad_request("invalid-config", "the configuration has problems")
-            .with_errors(json!(e.lines().collect::<Vec<_>>()))
-    })?;
-    let rules = crate::config_cmd::compile_checked(&api.store, &api.data_dir, "request body", &cfg)
-        .await
-        .map_err(Problem::unavailable)?
-        .map_err(|e| {
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-config", "the configuration has problems")
-                .with_errors(json!(e.lines().collect::<Vec<_>>()))
-        })?;
+    let rules = super::data::compiled(&api, &super::data::toml_config(&bytes)?).await?;
     plan_for(&api, &c, &name, &q, Some(rules)).await
 }
 
@@ -281,30 +269,33 @@ async fn runs(State(api): State<Shared>, c: Caller, Q(q): Q<RunsQuery>) -> Resul
     Ok(Json(all.iter().map(crate::audit_cmd::run_view).collect()))
 }
 
-async fn find_run(api: &Shared, c: &Caller, id: &str) -> Result<Value, Problem> {
+/// A run as stored, with what this process knows live of it (state, progress, who started
+/// it, a guard refusal or an error); None when neither knows it.
+async fn describe_run(api: &Shared, id: &str) -> Result<Option<Value>, Problem> {
     let job = api.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
     let stored = api.store.run(id).await?;
-    let mut v = match (&job, &stored) {
-        (_, Some(r)) => crate::audit_cmd::run_view(r),
-        (Some(j), None) => job_view(id, j),
-        (None, None) => return Err(Problem::not_found(format!("no run {id:?}"))),
+    let mut v = match (&stored, &job) {
+        (None, None) => return Ok(None),
+        (Some(r), _) => crate::audit_cmd::run_view(r),
+        (None, Some(_)) => json!({}),
     };
-    if let Some(j) = &job {
-        let live = job_view(id, j);
-        v["state"] = live["state"].clone();
-        v["progress"] = live["progress"].clone();
-        v["started_by"] = live["started_by"].clone();
-        if let Some(g) = live.get("guard").filter(|g| !g.is_null()) {
-            v["guard"] = g.clone();
+    match &job {
+        // The live view wins; its empty fields leave the stored ones.
+        Some(j) => {
+            if let Value::Object(live) = job_view(id, j) {
+                for (k, x) in live.into_iter().filter(|(_, x)| !x.is_null()) {
+                    v[k] = x;
+                }
+            }
         }
-        if let Some(e) = live.get("error") {
-            v["error"] = e.clone();
-        }
-    } else if v["finished_at"].is_null() {
-        v["state"] = json!("did not finish");
-    } else {
-        v["state"] = json!(if v["summary"]["failed"] == 0 { "succeeded" } else { "failed" });
+        None if v["finished_at"].is_null() => v["state"] = json!("did not finish"),
+        None => v["state"] = json!(if v["summary"]["failed"] == 0 { "succeeded" } else { "failed" }),
     }
+    Ok(Some(v))
+}
+
+async fn find_run(api: &Shared, c: &Caller, id: &str) -> Result<Value, Problem> {
+    let v = describe_run(api, id).await?.ok_or_else(|| Problem::not_found(format!("no run {id:?}")))?;
     c.on(v["connection"].as_str().unwrap_or_default())?;
     Ok(v)
 }
@@ -335,7 +326,12 @@ async fn run_events(State(api): State<Shared>, c: Caller, Path(id): Path<String>
         if done {
             return None;
         }
-        let v = find_run_quiet(&api, &id).await;
+        // While it runs, from memory; its end as stored, read once.
+        let job = api.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        let v = match job.map(|j| job_view(&id, &j)).filter(|v| v["state"] == "running") {
+            Some(live) => live,
+            None => describe_run(&api, &id).await.ok().flatten().unwrap_or_else(|| json!({"id": id, "state": "ended"})),
+        };
         let ended = v["state"] != "running";
         if !ended {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
@@ -344,14 +340,6 @@ async fn run_events(State(api): State<Shared>, c: Caller, Path(id): Path<String>
         Some((Ok::<_, std::convert::Infallible>(ev), (api, id, ended)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
-}
-
-async fn find_run_quiet(api: &Shared, id: &str) -> Value {
-    let job = api.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
-    match job {
-        Some(j) => job_view(id, &j),
-        None => json!({"id": id, "state": "ended"}),
-    }
 }
 
 #[derive(Deserialize, IntoParams)]
