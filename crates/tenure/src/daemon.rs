@@ -134,6 +134,9 @@ pub async fn run(
         health.clone(),
     )?;
     match &rules {
+        _ if interval.is_zero() => {
+            outln!("tenure serve: no scheduled runs (--interval 0): runs start through the API or `tenure apply`")
+        }
         Some(r) => {
             outln!("tenure run: reconciling {} connection(s) every {} s", r.connections.len(), interval.as_secs())
         }
@@ -148,6 +151,11 @@ pub async fn run(
     let mut stop = stop_rx;
     let mut said = String::new();
     loop {
+        if interval.is_zero() {
+            // No schedule: the watcher still takes HR data; runs are started by people.
+            let _ = stop.changed().await;
+            break;
+        }
         // The configuration in force at each turn: a change through the API or the CLI needs
         // no restart.
         let names: Vec<String> = match config_cmd::current_if_any(&store).await {

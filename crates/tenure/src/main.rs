@@ -189,7 +189,8 @@ enum Command {
         /// Plain http on an address other than loopback (behind a proxy that terminates TLS).
         #[arg(long)]
         insecure_http: bool,
-        /// Seconds between scheduled reconciles.
+        /// Seconds between scheduled reconciles; 0: none at all (runs start only through the
+        /// API or `tenure apply`; HR data is still taken as it comes).
         #[arg(long, default_value_t = 300)]
         interval: u64,
         /// A session ends after this long without a request (e.g. 30m, 2h).
@@ -564,7 +565,7 @@ fn main() -> ExitCode {
             return coded(rt.block_on(daemon::run(
                 &dir,
                 database_url.as_deref(),
-                std::time::Duration::from_secs(interval.max(1)),
+                std::time::Duration::from_secs(interval),
                 None,
                 None,
                 vec![],

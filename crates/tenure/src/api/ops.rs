@@ -46,14 +46,17 @@ async fn status(State(api): State<Shared>, c: Caller) -> Result<Json<Value>, Pro
                     "processed": s["processed"], "failed": s["failed"]})
             })
         };
-        let next =
-            last.as_ref().and_then(|r| r.finished_at.as_deref()).and_then(|f| f.parse::<jiff::Timestamp>().ok()).map(
-                |t| {
-                    (t + jiff::SignedDuration::from_secs(api.interval.as_secs() as i64))
-                        .max(jiff::Timestamp::now())
-                        .to_string()
-                },
-            );
+        // No next run without a schedule (`--interval 0`).
+        let next = last
+            .as_ref()
+            .filter(|_| !api.interval.is_zero())
+            .and_then(|r| r.finished_at.as_deref())
+            .and_then(|f| f.parse::<jiff::Timestamp>().ok())
+            .map(|t| {
+                (t + jiff::SignedDuration::from_secs(api.interval.as_secs() as i64))
+                    .max(jiff::Timestamp::now())
+                    .to_string()
+            });
         let running = api
             .jobs
             .lock()
