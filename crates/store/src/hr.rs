@@ -21,6 +21,9 @@ pub struct LoadRecord {
     /// `accepted`, or `rejected` (nothing of it was taken; `reason` says why).
     pub outcome: String,
     pub reason: Option<String>,
+    /// The person who uploaded it (`user:NAME`), when a person did: the proposer of the
+    /// changes it brings, for maker-checker.
+    pub uploaded_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +75,7 @@ pub struct EventQuery {
 const CHUNK: usize = 500;
 
 const LOAD_COLUMNS: &str =
-    "id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count, outcome, reason";
+    "id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count, outcome, reason, uploaded_by";
 
 fn load_record(r: &AnyRow) -> Result<LoadRecord, sqlx::Error> {
     Ok(LoadRecord {
@@ -87,6 +90,7 @@ fn load_record(r: &AnyRow) -> Result<LoadRecord, sqlx::Error> {
         events: r.try_get("event_count")?,
         outcome: r.try_get("outcome")?,
         reason: r.try_get("reason")?,
+        uploaded_by: r.try_get("uploaded_by")?,
     })
 }
 
@@ -130,7 +134,7 @@ impl Store {
         if let Some(l) = &w.load {
             sqlx::query(
                 "INSERT INTO hr_loads (id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, \
-                 event_count, outcome, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 event_count, outcome, reason, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(&l.id)
             .bind(&l.source)
@@ -143,6 +147,7 @@ impl Store {
             .bind(l.events)
             .bind(&l.outcome)
             .bind(l.reason.clone())
+            .bind(l.uploaded_by.clone())
             .execute(&mut *tx)
             .await?;
         }

@@ -168,9 +168,28 @@ impl Store {
     }
 
     /// The default: `tenure.db` in the data directory.
+    /// The folder and the database are made owner-only whatever the umask: they hold HR data,
+    /// audit records and sealed secrets. SQLite gives its WAL and shared-memory files the
+    /// database file's mode.
     pub async fn open_in(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Self::open(&format!("sqlite://{}", data_dir.join("tenure.db").display())).await
+        let io = |e| StoreError::Database(sqlx::Error::Io(e));
+        let file = data_dir.join("tenure.db");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            secrets::private_dir(data_dir).map_err(io)?;
+            // Only a file not there yet: opening and closing a database SQLite has open in this
+            // process would drop its POSIX locks, and another process could then take the WAL
+            // for unused and reset it under us.
+            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        #[cfg(not(unix))]
+        secrets::private_dir(data_dir).map_err(io)?;
+        Self::open(&format!("sqlite://{}", file.display())).await
     }
 
     /// Placeholders for a multi-row INSERT. SQLite gets `?`: its driver looks every `$N` up

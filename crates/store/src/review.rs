@@ -19,8 +19,10 @@ pub struct Review {
     pub decided_at: Option<String>,
     pub decided_by: Option<String>,
     pub note: Option<String>,
-    /// The actor of the run that opened it, when known (maker-checker).
+    /// The person who started the run that opened it, when known (maker-checker).
     pub proposed_by: Option<String>,
+    /// The person who uploaded the HR data it acts on, when a person did (maker-checker).
+    pub uploaded_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +52,7 @@ fn review(r: &AnyRow) -> Result<Review, sqlx::Error> {
         decided_by: r.try_get("decided_by")?,
         note: r.try_get("note")?,
         proposed_by: r.try_get("proposed_by")?,
+        uploaded_by: r.try_get("uploaded_by")?,
     })
 }
 
@@ -68,7 +71,7 @@ fn dead_letter(r: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
 }
 
 const REVIEW_COLUMNS: &str =
-    "id, connection, worker_id, stage, fingerprint, actions, state, requested_at, decided_at, decided_by, note, proposed_by";
+    "id, connection, worker_id, stage, fingerprint, actions, state, requested_at, decided_at, decided_by, note, proposed_by, uploaded_by";
 
 /// A review request to open: (worker, stage, fingerprint, actions).
 pub type ReviewRequest = (String, String, String, String);
@@ -127,9 +130,19 @@ impl Store {
                 out.push(r.clone());
                 continue;
             }
+            // Whoever uploaded the load that last changed this worker set the change in motion too.
+            let uploaded_by: Option<String> = sqlx::query(
+                "SELECT l.uploaded_by FROM hr_workers w JOIN hr_loads l ON l.id = w.load_id WHERE w.worker_id = $1",
+            )
+            .bind(w)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("uploaded_by"))
+            .transpose()?
+            .flatten();
             sqlx::query(
                 "INSERT INTO reviews (id, connection, worker_id, stage, fingerprint, actions, state, requested_at, \
-                 proposed_by) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
+                 proposed_by, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)",
             )
             .bind(next)
             .bind(connection)
@@ -139,6 +152,7 @@ impl Store {
             .bind(actions)
             .bind(&t)
             .bind(proposed_by)
+            .bind(uploaded_by.clone())
             .execute(&mut *tx)
             .await?;
             out.push(Review {
@@ -154,6 +168,7 @@ impl Store {
                 decided_by: None,
                 note: None,
                 proposed_by: proposed_by.map(str::to_string),
+                uploaded_by,
             });
             new.push(next);
             next += 1;

@@ -86,10 +86,10 @@ impl MasterKey {
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::parse(text.trim()).map_err(|e| format!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+                private_dir(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
-                write_private(&path, &hex(&key)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                write_private(&path, hex(&key)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 Ok(Self::from_bytes(key))
             }
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
@@ -132,18 +132,30 @@ impl MasterKey {
     }
 }
 
+/// A new file only its owner can read, whatever the umask, written and synced.
 #[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(text.as_bytes())?;
+    f.write_all(bytes.as_ref())?;
     f.sync_all()
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)
+pub fn write_private(path: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// A folder made owner-only (whatever the umask) when it does not exist yet.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
 }
 
 #[cfg(test)]

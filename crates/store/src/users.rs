@@ -29,11 +29,14 @@ pub struct TokenRecord {
     pub expires_at: Option<String>,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// The platform user it acts for (its rights are at most theirs); None: made at the
+    /// command line by the machine's operator.
+    pub maker: Option<String>,
 }
 
 const USER: &str = "id, name, role, password_hash, must_change, disabled, created_at, credentials_at";
 const TOKEN: &str =
-    "id, name, role, connection, secret_hash, created_at, created_by, expires_at, last_used_at, revoked_at";
+    "id, name, role, connection, secret_hash, created_at, created_by, expires_at, last_used_at, revoked_at, maker";
 
 fn user(r: &AnyRow) -> Result<UserRecord, sqlx::Error> {
     Ok(UserRecord {
@@ -60,6 +63,7 @@ fn token(r: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
         expires_at: r.try_get("expires_at")?,
         last_used_at: r.try_get("last_used_at")?,
         revoked_at: r.try_get("revoked_at")?,
+        maker: r.try_get("maker")?,
     })
 }
 
@@ -146,7 +150,7 @@ impl Store {
 
     #[allow(clippy::too_many_arguments)]
     pub async fn add_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        let sql = format!("INSERT INTO api_tokens ({TOKEN}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        let sql = format!("INSERT INTO api_tokens ({TOKEN}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         sqlx::query(&sql)
             .bind(&t.id)
             .bind(&t.name)
@@ -158,6 +162,7 @@ impl Store {
             .bind(t.expires_at.clone())
             .bind(t.last_used_at.clone())
             .bind(t.revoked_at.clone())
+            .bind(t.maker.clone())
             .execute(&self.pool)
             .await?;
         Ok(())

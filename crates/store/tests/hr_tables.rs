@@ -16,6 +16,7 @@ fn load(id: &str) -> LoadRecord {
         events: 1,
         outcome: "accepted".into(),
         reason: None,
+        uploaded_by: None,
     }
 }
 

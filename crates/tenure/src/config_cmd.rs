@@ -25,6 +25,10 @@ pub enum ConfigCommand {
         /// otherwise: one source of truth, set by `tenure connection add`).
         #[arg(long)]
         confirm_url_change: bool,
+        /// Let the file remove these connections, or leave them without any role (comma
+        /// separated names): either stops or undoes their provisioning.
+        #[arg(long, value_delimiter = ',')]
+        confirm_removal: Vec<String>,
     },
     /// Print the configuration in force, in its canonical form.
     Export {
@@ -125,21 +129,31 @@ async fn published_schemas(
     let mut lines = vec![];
     for c in &cfg.connections {
         let stored = match store {
-            Some(s) => s.connection(&c.name).await.map_err(|e| e.to_string())?.is_some(),
-            None => false,
+            Some(s) => s.connection(&c.name).await.map_err(|e| e.to_string())?,
+            None => None,
         };
         let mut why_not = String::from("no stored connection to ask");
-        if let (true, Some(store)) = (stored, store) {
+        // The stored token goes only to the stored URL: a file naming another is not asked.
+        let elsewhere = stored.as_ref().and_then(|s| {
+            let named = normalised_url(c.url.as_deref()?, s).unwrap_or_else(|e| e);
+            (named != s.base_url).then_some(named)
+        });
+        if let Some(named) = &elsewhere {
+            why_not = format!(
+                "the file names {named}, not the stored {}: the connection's token is sent only to its stored URL",
+                stored.as_ref().map(|s| s.base_url.as_str()).unwrap_or_default()
+            );
+        }
+        if let (Some(_), None, Some(store)) = (&stored, &elsewhere, store) {
             let asked = async {
                 let key = MasterKey::load(data_dir)?;
-                let at = c.url.as_deref().map(|u| (u, c.dialect.as_str()));
                 // A check should answer quickly: a few tries, not a sync's patience.
                 let retry = scim_client::RetryPolicy {
                     max_attempts: 3,
                     max_elapsed: std::time::Duration::from_secs(5),
                     ..Default::default()
                 };
-                let client = crate::sync::client_at(store, &key, &c.name, at, retry, false).await?;
+                let client = crate::sync::client_at(store, &key, &c.name, retry, false).await?;
                 client.discover_user_schema().await.map_err(|e| e.to_string())
             };
             match tokio::time::timeout(DISCOVERY_TIMEOUT, asked).await {
@@ -231,7 +245,7 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
                 }
             }
         }
-        ConfigCommand::Import { file, confirm_url_change } => {
+        ConfigCommand::Import { file, confirm_url_change, confirm_removal } => {
             let (name, cfg) = match read_file(&file) {
                 Ok(c) => c,
                 Err(e) => {
@@ -241,7 +255,8 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
             };
             let store = open(data_dir, database_url).await?;
             let by = crate::decisions::actor(None);
-            let result = import(&store, data_dir, &name, &cfg, confirm_url_change, &by).await;
+            let confirm = Confirm { url_change: confirm_url_change, removal: confirm_removal, plan_only: false };
+            let result = import(&store, data_dir, &name, &cfg, &confirm, &by).await;
             store.close().await;
             match result? {
                 Ok(i) => {
@@ -297,26 +312,62 @@ pub fn parse(name: &str, text: &str) -> Result<Config, String> {
     Config::from_toml(name, text).map_err(|e| e.join("\n"))
 }
 
-/// The import use case (`tenure config import`, `PUT /api/v1/config`): compiled whole against
-/// the schemas the targets publish, URLs checked, then saved as the one in force, with its
-/// diff against the last one in the audit. `Ok(Err(problems))`: the file was refused whole.
+/// What an import (or its dry run) must be told before it goes ahead: each a change that an
+/// honest mistake could make and that would hurt.
+#[derive(Debug, Clone, Default)]
+pub struct Confirm {
+    /// A `url` in the file may move a stored connection (an Admin's decision).
+    pub url_change: bool,
+    /// Connections the file may remove, or leave without any role.
+    pub removal: Vec<String>,
+    /// Only to plan with (nothing is saved): what it removes does not matter.
+    pub plan_only: bool,
+}
+
+/// What `check` found: the rules, the documents fetched now, one note per connection.
+struct Checked {
+    rules: Rules,
+    fetched: Vec<(String, serde_json::Value)>,
+    notes: Vec<String>,
+}
+
+/// Everything an import checks, in the order that sends nothing anywhere before the URLs are
+/// known to be the stored ones: URLs, removals, then the schemas the targets publish, then the
+/// whole file compiled. `Ok(Err(problems))`: refused whole.
+async fn check(
+    store: &Store,
+    data_dir: &Path,
+    name: &str,
+    cfg: &Config,
+    confirm: &Confirm,
+) -> Result<Result<Checked, String>, String> {
+    if let Err(e) = check_urls(store, cfg, confirm.url_change).await {
+        return Ok(Err(e));
+    }
+    if !confirm.plan_only {
+        if let Err(e) = check_removals(store, cfg, &confirm.removal).await {
+            return Ok(Err(e));
+        }
+    }
+    let (published, fetched, notes) = published_schemas(Some(store), data_dir, cfg).await?;
+    Ok(compile(name, cfg, &published).map(|rules| Checked { rules, fetched, notes }))
+}
+
+/// The import use case (`tenure config import`, `PUT /api/v1/config`): checked whole (URLs,
+/// removals, the schemas the targets publish), then saved as the one in force, with its diff
+/// against the last one in the audit. `Ok(Err(problems))`: the file was refused whole.
 pub async fn import(
     store: &Store,
     data_dir: &Path,
     name: &str,
     cfg: &Config,
-    confirm_url_change: bool,
+    confirm: &Confirm,
     by: &str,
 ) -> Result<Result<Imported, String>, String> {
-    let (published, fetched, mut notes) = published_schemas(Some(store), data_dir, cfg).await?;
-    let rules = match compile(name, cfg, &published) {
-        Ok(r) => r,
+    let Checked { rules, fetched, mut notes } = match check(store, data_dir, name, cfg, confirm).await? {
+        Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    // Nothing is written until the whole file has compiled and its URLs agree.
-    if let Err(e) = check_urls(store, cfg, confirm_url_change).await {
-        return Ok(Err(e));
-    }
     notes.extend(update_connections(store, cfg).await?);
     for (conn, doc) in &fetched {
         store.set_setting(&schema_key(conn), &doc.to_string()).await.map_err(|e| e.to_string())?;
@@ -326,21 +377,69 @@ pub async fn import(
     let v = store.save_config(&body).await.map_err(|e| e.to_string())?;
     let diff = line_diff(before.as_ref().map(|b| b.body.as_str()).unwrap_or(""), &body);
     let detail = serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules),
-        "previous": before.map(|b| b.id), "diff": diff});
+        "previous": before.map(|b| b.id), "diff": diff, "confirmed_url_change": confirm.url_change,
+        "confirmed_removal": confirm.removal});
     crate::decisions::record_one(store, "config_import", "", by, detail).await?;
     Ok(Ok(Imported { rules, version: v, notes }))
 }
 
-/// Compiles a configuration as import would (against the schemas the targets publish),
-/// saving nothing. `Ok(Err(problems))`: it does not compile.
+/// Compiles a configuration as import would, with every check import makes (the dry run and
+/// the unsaved plan), saving nothing. `Ok(Err(problems))`: it would be refused.
 pub async fn compile_checked(
     store: &Store,
     data_dir: &Path,
     name: &str,
     cfg: &Config,
+    confirm: &Confirm,
 ) -> Result<Result<Rules, String>, String> {
-    let (published, _, _) = published_schemas(Some(store), data_dir, cfg).await?;
-    Ok(compile(name, cfg, &published))
+    Ok(check(store, data_dir, name, cfg, confirm).await?.map(|c| c.rules))
+}
+
+/// Whether any role (or the connection's default grant) gives an account on `connection`.
+fn has_roles(cfg: &Config, connection: &str) -> bool {
+    cfg.roles.iter().any(|r| r.grants.contains_key(connection))
+        || cfg.connections.iter().any(|c| c.name == connection && c.default_grant.is_some())
+}
+
+/// A file that drops a connection stops its deprovisioning; one that leaves it without any
+/// role deactivates every account it manages. Either needs the connection named as confirmed.
+async fn check_removals(store: &Store, cfg: &Config, confirmed: &[String]) -> Result<(), String> {
+    let Some(v) = store.current_config().await.map_err(|e| e.to_string())? else { return Ok(()) };
+    let before = Config::from_toml("stored configuration", &v.body).map_err(|e| e.join("\n"))?;
+    let mut problems = vec![];
+    for c in &before.connections {
+        if confirmed.iter().any(|n| n == &c.name) {
+            continue;
+        }
+        if !cfg.connections.iter().any(|n| n.name == c.name) {
+            problems.push(format!(
+                "connection {:?} would be removed: tenure would stop keeping its accounts, and its leavers would stay \
+                 active",
+                c.name
+            ));
+        } else if has_roles(&before, &c.name) && !has_roles(cfg, &c.name) {
+            problems.push(format!(
+                "connection {:?} would be left without any role: every account it manages would be deactivated",
+                c.name
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = before
+        .connections
+        .iter()
+        .filter(|c| problems.iter().any(|p| p.starts_with(&format!("connection {:?}", c.name))))
+        .map(|c| c.name.clone())
+        .collect();
+    problems.push(format!(
+        "nothing was saved. If this is meant, confirm it by naming each: --confirm-removal {:?} (API: \
+         ?confirm_removal={})",
+        names.join(","),
+        names.join(",")
+    ));
+    Err(problems.join("\n"))
 }
 
 /// The lines a change removed (`- `) and added (`+ `), in the new file's order.
@@ -439,16 +538,20 @@ impl Outcome {
     }
 }
 
-/// Brings the stored connections' url, dialect and rate limit in line with the file (never
-/// tokens).
+/// A URL a file names for a stored connection, as the connection would store it (under the
+/// stored connection's address policy); Err holds the reason it cannot be.
+fn normalised_url(url: &str, s: &store::ConnectionRecord) -> Result<String, String> {
+    let policy = scim_client::UrlPolicy { allow_insecure_http: s.insecure_http, allow_private: s.allow_private };
+    scim_client::InstanceUrl::parse(url, policy).map(|u| u.to_string())
+}
+
 /// A stored connection's URL is the connection's: a file that names another is refused with
 /// both URLs, unless the change is confirmed.
 async fn check_urls(store: &Store, cfg: &Config, confirmed: bool) -> Result<(), String> {
     let stored = store.connections().await.map_err(|e| e.to_string())?;
     for c in &cfg.connections {
         let (Some(url), Some(s)) = (&c.url, stored.iter().find(|s| s.name == c.name)) else { continue };
-        let policy = scim_client::UrlPolicy { allow_insecure_http: s.insecure_http, allow_private: s.allow_private };
-        let normalised = scim_client::InstanceUrl::parse(url, policy).map(|u| u.to_string())?;
+        let normalised = normalised_url(url, s)?;
         if normalised != s.base_url && !confirmed {
             return Err(format!(
                 "connection {:?}: the file names {normalised}, the stored connection has {}; nothing was imported. \

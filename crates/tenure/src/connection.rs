@@ -181,6 +181,8 @@ pub async fn add(
     if store.connection(&name).await.map_err(|e| e.to_string())?.is_some() {
         return Err(format!("a connection named {name:?} exists already"));
     }
+    let existing = store.connections().await.map_err(|e| e.to_string())?;
+    crate::names::check_new(crate::names::Kind::Connection, &name, existing.iter().map(|c| c.name.as_str()))?;
     let report = if r.skip_test {
         vec!["not tested (--skip-test)".to_string()]
     } else {

@@ -69,25 +69,21 @@ pub async fn run(
     if let Some((listen, full)) = listen {
         listen.check()?;
         let push_store = config_cmd::open(data_dir, database_url).await?;
-        let secret = push::load_named_secret(&push_store, &key, push::SECRET_SETTING, push::SECRET_CONTEXT).await?;
-        let mut app = axum::Router::new();
-        match secret {
-            Some(secret) => {
-                let intake = Intake::from_settings(&hr_settings)?;
-                let state = Arc::new(push::PushState {
-                    store: push_store,
-                    secret,
-                    def: intake.def,
-                    cfg: intake.cfg,
-                    data_dir: data_dir.to_path_buf(),
-                    gate: tokio::sync::Mutex::new(()),
-                    wake: Some(wake.clone()),
-                });
-                app = app.merge(push::router(state));
-            }
-            None if !full => return Err("no push secret yet: create one with `tenure hr push-secret`".into()),
-            None => app = app.merge(push::unconfigured_router()),
+        if !full {
+            // `tenure run --listen-hr` exists to take pushes: say at once when it cannot.
+            push::load_secret(&push_store, &key).await?;
         }
+        // The secret and the HR settings are read at each push: set or rotated while the
+        // service runs, they take effect at once.
+        let state = Arc::new(push::PushState {
+            store: push_store,
+            key: key.clone(),
+            fixed: None,
+            data_dir: data_dir.to_path_buf(),
+            gate: tokio::sync::Mutex::new(()),
+            wake: Some(wake.clone()),
+        });
+        let mut app = axum::Router::new().merge(push::router(state));
         if full {
             app = app.merge(crate::serve::health_router(health.clone()));
             let api_store = config_cmd::open(data_dir, database_url).await?;
@@ -102,6 +98,7 @@ pub async fn run(
             if let Some(o) = &options {
                 api.sessions = o.sessions;
                 api.metrics_allow = o.metrics_allow.clone();
+                api.trusted_proxies = o.trusted_proxies.clone();
             }
             app = app.merge(crate::api::router(Arc::new(api)));
             // The first start: an Admin to log in with, its one-time password said once.
@@ -115,6 +112,11 @@ pub async fn run(
                 );
             }
         }
+        // Every error, whichever layer answers it, is a problem document; outsized requests
+        // are refused before any route.
+        let app = app
+            .layer(axum::middleware::map_response(crate::api::problem::as_problem))
+            .layer(axum::middleware::from_fn(crate::api::problem::limits));
         let (bound, task) = crate::serve::serve(&listen, app, stop_rx.clone()).await?;
         let scheme = if listen.tls.is_some() { "https" } else { "http" };
         if full {
@@ -228,7 +230,8 @@ const LOOK: Duration = Duration::from_millis(250);
 
 /// Watches where HR data arrives: the inbox folder, the pull's schedule, and loads recorded
 /// by any other process (`tenure hr load`, another node's push). Any of them wakes the
-/// reconcile loop at once.
+/// reconcile loop at once. The `[hr]` settings are read again whenever a new configuration is
+/// saved: a changed inbox, pull or header definition needs no restart.
 fn watch_sources(
     store: store::Store,
     key: Arc<MasterKey>,
@@ -238,17 +241,13 @@ fn watch_sources(
     mut stop: tokio::sync::watch::Receiver<bool>,
     health: crate::serve::Health,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let intake = Intake::from_settings(hr)?;
-    let hr = hr.clone();
-    if let Some(i) = &hr.inbox {
-        outln!("tenure run: watching the HR inbox {} for {}", i.path, i.pattern);
-    }
-    if let Some(p) = &hr.pull {
-        outln!("tenure run: pulling the HR report every {} min", p.interval_minutes);
-    }
+    let mut intake = Intake::from_settings(hr)?;
+    let mut hr = hr.clone();
+    say_sources(&hr);
     Ok(tokio::spawn(async move {
         let mut inbox = inbox::Inbox::default();
         let mut mark = store.loads_mark().await.ok();
+        let mut version = store.current_config().await.ok().flatten().map(|v| v.id);
         // The same failure is said once, not four times a second.
         let mut last_error: Option<String> = None;
         let mut say = |r: Result<(), String>| match r {
@@ -261,6 +260,24 @@ fn watch_sources(
         };
         loop {
             health.beat();
+            if let Ok(Some(v)) = store.current_config().await {
+                if version.as_deref() != Some(v.id.as_str()) {
+                    version = Some(v.id);
+                    let fresh = config_cmd::current_if_any(&store).await.and_then(|r| {
+                        let h = r.map(|r| r.config.hr).unwrap_or_default();
+                        Intake::from_settings(&h).map(|i| (h, i))
+                    });
+                    match fresh {
+                        Ok((h, i)) => {
+                            if h != hr {
+                                say_sources(&h);
+                            }
+                            (hr, intake) = (h, i);
+                        }
+                        Err(e) => say(Err(format!("the new configuration's [hr]: {e}; the last one stays in force"))),
+                    }
+                }
+            }
             if let Some(settings) = &hr.inbox {
                 match inbox.sweep(&store, &data_dir, settings, &intake).await {
                     Ok(taken) => {
@@ -293,4 +310,14 @@ fn watch_sources(
             }
         }
     }))
+}
+
+/// Says where HR data is watched for.
+fn say_sources(hr: &rules::HrSettings) {
+    if let Some(i) = &hr.inbox {
+        outln!("tenure run: watching the HR inbox {} for {}", i.path, i.pattern);
+    }
+    if let Some(p) = &hr.pull {
+        outln!("tenure run: pulling the HR report every {} min", p.interval_minutes);
+    }
 }

@@ -426,15 +426,15 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             let intake = intake_with(&hr, &ParseArgs::default(), &lifecycle, None)?;
             let store = crate::config_cmd::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
-            let secret = push::load_secret(&store, &key).await?;
+            // Said at once when missing; read again at each push (a rotation takes effect).
+            push::load_secret(&store, &key).await?;
             let listener =
                 tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             let state = Arc::new(push::PushState {
                 store,
-                secret,
-                def: intake.def,
-                cfg: intake.cfg,
+                key: Arc::new(key),
+                fixed: Some(intake),
                 data_dir: data_dir.to_path_buf(),
                 gate: tokio::sync::Mutex::new(()),
                 wake: None,
@@ -474,12 +474,18 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             if secret.expose().is_empty() {
                 return Err("the pull secret is empty".into());
             }
+            // Bound to where the configuration in force pulls from: sent nowhere else.
+            let hr = settings(data_dir, database_url, None).await?;
+            let pull = hr.pull.as_ref().ok_or(
+                "no [hr.pull] in the configuration in force: import it first (the secret is bound to its address)",
+            )?;
+            let to = crate::pull::destination(pull);
             let store = crate::config_cmd::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
-            let r = push::save_named_secret(&store, &key, crate::pull::SECRET, crate::pull::SECRET, &secret).await;
+            let r = push::save_named_secret(&store, &key, crate::pull::SECRET, crate::pull::SECRET, &to, &secret).await;
             store.close().await;
             r?;
-            outln!("HR pull secret set (ending in {})", secret.hint());
+            outln!("HR pull secret set (ending in {}), for {to} only", secret.hint());
             Ok(0)
         }
         HrCommand::Pull { json } => {
@@ -540,6 +546,7 @@ async fn load(
                 kind,
                 confirm_population,
                 supersede_loads: vec![],
+                uploaded_by: None,
             }
         }
         (None, Some(id)) => back_to_load(store, data_dir, id, parse.format, confirm_population).await?,
@@ -624,6 +631,7 @@ async fn back_to_load(
         kind: LoadKind::Full,
         confirm_population,
         supersede_loads: later,
+        uploaded_by: None,
     })
 }
 

@@ -114,6 +114,7 @@ impl Inbox {
                 kind: if settings.kind == FeedKind::Full { LoadKind::Full } else { LoadKind::Delta },
                 confirm_population: None,
                 supersede_loads: vec![],
+                uploaded_by: None,
             };
             match intake::take(store, data_dir, intake, d, Timestamp::now()).await? {
                 Taken::Loaded { outcome, report } => {

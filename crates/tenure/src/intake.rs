@@ -80,6 +80,18 @@ pub struct Delivery {
     pub confirm_population: Option<usize>,
     /// Loads whose pending events this one cancels (`--back-to`).
     pub supersede_loads: Vec<String>,
+    /// The person who uploaded it, when a person did (`user:NAME`): maker-checker refuses
+    /// them the reviews it opens.
+    pub uploaded_by: Option<String>,
+}
+
+/// What a load carries beside its rows: pushed event ids (taken once), loads it cancels, and
+/// who uploaded it.
+#[derive(Debug, Clone, Default)]
+pub struct LoadExtras {
+    pub push_ids: Vec<String>,
+    pub supersede_loads: Vec<String>,
+    pub uploaded_by: Option<String>,
 }
 
 /// What became of a delivery.
@@ -162,9 +174,8 @@ pub async fn take(
     }
     // The very bytes that were checked, so the archive always matches its checksum.
     archive(data_dir, &report.checksum, &d.bytes)?;
-    let outcome = apply_with(store, &report, d.kind, &intake.cfg, now, vec![], d.supersede_loads)
-        .await
-        .map_err(|e| e.to_string())?;
+    let extras = LoadExtras { push_ids: vec![], supersede_loads: d.supersede_loads, uploaded_by: d.uploaded_by };
+    let outcome = apply_with(store, &report, d.kind, &intake.cfg, now, extras).await.map_err(|e| e.to_string())?;
     Ok(Taken::Loaded { outcome, report: Box::new(report) })
 }
 
@@ -259,9 +270,11 @@ pub fn archive(data_dir: &Path, checksum: &str, bytes: &[u8]) -> Result<PathBuf,
         return Ok(path);
     }
     let dir = path.parent().expect("has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    store::secrets::private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let tmp = dir.join(format!(".{checksum}.{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    // A leftover of an interrupted archive by a process of the same id goes first.
+    let _ = std::fs::remove_file(&tmp);
+    store::secrets::write_private(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, &path).map_err(|e| format!("cannot archive to {}: {e}", path.display()))?;
     Ok(path)
 }
@@ -286,7 +299,7 @@ pub async fn apply(
     now: Timestamp,
     push_ids: Vec<String>,
 ) -> Result<Outcome, IntakeError> {
-    apply_with(store, report, kind, cfg, now, push_ids, vec![]).await
+    apply_with(store, report, kind, cfg, now, LoadExtras { push_ids, ..Default::default() }).await
 }
 
 /// As `apply`; the pending events of `supersede_loads` are cancelled in the same transaction,
@@ -298,9 +311,9 @@ pub async fn apply_with(
     kind: LoadKind,
     cfg: &IntakeConfig,
     now: Timestamp,
-    push_ids: Vec<String>,
-    supersede_loads: Vec<String>,
+    extras: LoadExtras,
 ) -> Result<Outcome, IntakeError> {
+    let LoadExtras { push_ids, supersede_loads, uploaded_by } = extras;
     let stored = match kind {
         LoadKind::Full => store.snapshot().await?,
         LoadKind::Delta => {
@@ -465,6 +478,7 @@ pub async fn apply_with(
         events: events.len() as i64,
         outcome: "accepted".into(),
         reason: None,
+        uploaded_by,
     });
     store.record_load(&write).await?;
     Ok(Outcome {
@@ -504,6 +518,7 @@ pub async fn record_rejected(
         events: 0,
         outcome: "rejected".into(),
         reason: Some(reason.into()),
+        uploaded_by: None,
     };
     store.record_load(&LoadWrite { load: Some(load), ..Default::default() }).await?;
     Ok(id)
@@ -513,7 +528,7 @@ pub async fn record_rejected(
 pub fn load_view(l: &LoadRecord) -> serde_json::Value {
     serde_json::json!({"id": l.id, "source": l.source, "checksum": l.checksum, "kind": l.kind,
         "loaded_at": l.loaded_at, "outcome": l.outcome, "reason": l.reason, "rows": l.rows,
-        "accepted": l.accepted, "quarantined": l.quarantined, "events": l.events})
+        "accepted": l.accepted, "quarantined": l.quarantined, "events": l.events, "uploaded_by": l.uploaded_by})
 }
 
 /// SHA-256 of bytes, as loads are keyed.

@@ -22,6 +22,7 @@ mod inbox;
 mod infer;
 mod intake;
 mod metrics;
+mod names;
 mod notify;
 mod output;
 mod pull;
@@ -203,6 +204,11 @@ enum Command {
         /// e.g. 127.0.0.1,10.0.0.0/8; default loopback). A token works from anywhere.
         #[arg(long, env = "TENURE_METRICS_ALLOW")]
         metrics_allow: Option<String>,
+        /// Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed
+        /// (comma-separated addresses or networks; default none): behind one, the client's own
+        /// address is what failed logins are counted by and what --metrics-allow checks.
+        #[arg(long, env = "TENURE_TRUSTED_PROXIES")]
+        trusted_proxies: Option<String>,
     },
     /// Print the admin API's OpenAPI 3.1 document (as `tenure serve` serves it at
     /// /api/v1/openapi.json).
@@ -554,14 +560,22 @@ fn main() -> ExitCode {
             session_idle,
             session_max,
             metrics_allow,
+            trusted_proxies,
         } => {
             let tls = tls_cert.zip(tls_key);
-            let metrics_allow = match metrics_allow.as_deref().map(api::Allow::parse).transpose() {
-                Ok(a) => a.unwrap_or_else(api::Allow::loopback),
+            let lists =
+                metrics_allow.as_deref().map(|l| api::Allow::parse("--metrics-allow", l)).transpose().and_then(|m| {
+                    Ok((m, trusted_proxies.as_deref().map(|l| api::Allow::parse("--trusted-proxies", l)).transpose()?))
+                });
+            let (metrics_allow, trusted_proxies) = match lists {
+                Ok((m, t)) => (m.unwrap_or_else(api::Allow::loopback), t.unwrap_or_else(api::Allow::none)),
                 Err(e) => return coded(Err(e)),
             };
-            let options =
-                serve::Options { sessions: api::SessionPolicy { idle: session_idle, max: session_max }, metrics_allow };
+            let options = serve::Options {
+                sessions: api::SessionPolicy { idle: session_idle, max: session_max },
+                metrics_allow,
+                trusted_proxies,
+            };
             return coded(rt.block_on(daemon::run(
                 &dir,
                 database_url.as_deref(),
@@ -614,7 +628,7 @@ fn main() -> ExitCode {
                     Some(match a.db {
                         Some(p) => p,
                         None => {
-                            std::fs::create_dir_all(&dir)
+                            store::secrets::private_dir(&dir)
                                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                             dir.join("sandbox.db")
                         }

@@ -50,8 +50,20 @@ const HELP: &[(&str, &str, &str)] = &[
     ("tenure_quarantined_rows", "gauge", "HR rows quarantined by the last load."),
 ];
 
+/// A label value as the text format wants it: backslash, quote and newline escaped, and no
+/// other control character raw (a name stored before names had a rule may hold one).
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn labels(l: &[(&'static str, String)]) -> String {

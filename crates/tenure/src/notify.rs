@@ -185,6 +185,15 @@ pub fn notices(f: &RunFacts) -> Vec<Notice> {
     out
 }
 
+/// Where a notifier's secret may go: its webhook's server or its SMTP relay.
+fn destination(n: &NotifySettings) -> String {
+    match (&n.webhook, &n.email) {
+        (Some(url), _) => push::destination(&[url]),
+        (None, Some(e)) => push::destination(&[&e.smtp]),
+        (None, None) => String::new(),
+    }
+}
+
 /// Sends the notices each notifier wants; returns one line per problem.
 pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings], notices: &[Notice]) -> Vec<String> {
     let mut problems = vec![];
@@ -194,7 +203,15 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
         if wanted.is_empty() {
             continue;
         }
-        let secret = match push::load_named_secret(store, key, &secret_setting(&n.name), SECRET_CONTEXT).await {
+        let secret = match push::load_named_secret(
+            store,
+            key,
+            &secret_setting(&n.name),
+            SECRET_CONTEXT,
+            &destination(n),
+        )
+        .await
+        {
             Ok(s) => s,
             Err(e) => {
                 problems.push(format!("notify {:?}: {e}", n.name));
@@ -401,7 +418,16 @@ pub async fn run(cmd: NotifyCommand, data_dir: &Path, database_url: Option<&str>
             };
             let store = crate::config_cmd::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
-            let r = push::save_named_secret(&store, &key, &secret_setting(&name), SECRET_CONTEXT, &secret).await;
+            // Bound to the notifier's address in the configuration in force: sent nowhere else.
+            let r = async {
+                let rules = crate::config_cmd::current(&store).await?;
+                let n = rules.config.notify.iter().find(|n| n.name == name).ok_or_else(|| {
+                    format!("no notifier {name:?} in the configuration in force: import it first (the secret is bound to its address)")
+                })?;
+                push::save_named_secret(&store, &key, &secret_setting(&name), SECRET_CONTEXT, &destination(n), &secret)
+                    .await
+            }
+            .await;
             store.close().await;
             r?;
             if generated {

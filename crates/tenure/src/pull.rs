@@ -103,6 +103,14 @@ fn without_url(e: &reqwest::Error) -> String {
     }
 }
 
+/// Where the pull's secret goes: the report's server, and the token endpoint for OAuth 2.0.
+pub fn destination(p: &rules::hr_source::PullSettings) -> String {
+    match (&p.auth, &p.token_url) {
+        (PullAuth::Oauth2, Some(t)) => crate::push::destination(&[&p.url, t]),
+        _ => crate::push::destination(&[&p.url]),
+    }
+}
+
 /// Fetches the report once and loads it; a 304 loads nothing.
 pub async fn pull_once(
     store: &Store,
@@ -116,9 +124,13 @@ pub async fn pull_once(
     let url = scim_client::outbound::parse_url(&p.url)?;
     scim_client::outbound::check_url(&url, scim_client::UrlPolicy::default())?;
     let http = client(p)?;
-    let secret = crate::push::load_named_secret(store, key, SECRET, SECRET).await?;
-    let need = |what: &str| {
-        secret.clone().ok_or_else(|| format!("[hr.pull] auth = {what} needs its secret: `tenure hr pull-secret`"))
+    // The secret opens only for the addresses it was set for: a configuration that moved the
+    // pull elsewhere gets an error here, and nothing is sent.
+    let secret = crate::push::load_named_secret(store, key, SECRET, SECRET, &destination(p)).await;
+    let need = |what: &str| match &secret {
+        Ok(Some(s)) => Ok(s.clone()),
+        Ok(None) => Err(format!("[hr.pull] auth = {what} needs its secret: `tenure hr pull-secret`")),
+        Err(e) => Err(format!("[hr.pull] auth = {what}: {e} (`tenure hr pull-secret`)")),
     };
     let mut req = http.get(url.clone());
     req = match p.auth {
@@ -175,6 +187,7 @@ pub async fn pull_once(
         kind: if p.kind == FeedKind::Full { LoadKind::Full } else { LoadKind::Delta },
         confirm_population: None,
         supersede_loads: vec![],
+        uploaded_by: None,
     };
     let taken = intake::take(store, data_dir, &intake, d, Timestamp::now()).await?;
     // Remembered either way: the same bytes would be refused again, and a fixed report has a

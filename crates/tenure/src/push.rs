@@ -2,6 +2,7 @@
 //! batch (`{"events": [...]}`), signed with HMAC-SHA256 over `"<timestamp>.<body>"`.
 //! Stale timestamps are refused (replays), and an event id is applied once (idempotent).
 
+use crate::api::problem::Problem;
 use crate::intake::{self, IntakeConfig, LoadKind};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -27,11 +28,14 @@ const MAX_BODY: usize = 10 * 1024 * 1024;
 pub const SECRET_SETTING: &str = "hr_push_secret";
 pub const SECRET_CONTEXT: &str = "hr-push-secret";
 
+/// What the endpoint works with. The secret and the HR settings are read from the store at
+/// each request: one rotated (or first set) while the service runs takes effect at once.
 pub struct PushState {
     pub store: Store,
-    pub secret: Secret,
-    pub def: HeaderDefinition,
-    pub cfg: IntakeConfig,
+    pub key: Arc<MasterKey>,
+    /// Settings fixed by the command line (`tenure hr listen` with its flags); None: the
+    /// configuration's `[hr]` as it is at each request.
+    pub fixed: Option<crate::intake::Intake>,
     pub data_dir: PathBuf,
     /// One intake at a time in this process: each compares against the snapshot the last wrote.
     pub gate: tokio::sync::Mutex<()>,
@@ -44,19 +48,6 @@ pub fn router(state: Arc<PushState>) -> Router {
 }
 
 /// What the sender signs: `"<timestamp>.<body>"` under the shared secret.
-/// The push endpoint before a secret is set: says what to do rather than 404.
-pub fn unconfigured_router() -> Router {
-    Router::new().route(
-        "/hr/v1/push",
-        axum::routing::post(|| async {
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no push secret yet: an admin creates one with `tenure hr push-secret`",
-            )
-        }),
-    )
-}
-
 fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
@@ -65,8 +56,37 @@ fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
-    (status, Json(json!({"error": detail.into()}))).into_response()
+/// Errors are RFC 9457 problem documents, as the admin API's on the same listener.
+fn problem(status: StatusCode, slug: &str, detail: impl Into<String>) -> Response {
+    Problem::new(status, slug, detail).into_response()
+}
+
+/// The push secret and HR settings in force now (a secret set or rotated, or a changed
+/// header definition, take effect without a restart).
+async fn current(st: &PushState) -> Result<(Secret, HeaderDefinition, IntakeConfig), Response> {
+    let unavailable = |e: String| problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e);
+    let secret = load_named_secret(&st.store, &st.key, SECRET_SETTING, SECRET_CONTEXT, "")
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| {
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-push-secret",
+                "no push secret yet: an admin creates one with `tenure hr push-secret`",
+            )
+        })?;
+    let intake = match &st.fixed {
+        Some(i) => i.clone(),
+        None => {
+            let hr = crate::config_cmd::current_if_any(&st.store)
+                .await
+                .map_err(unavailable)?
+                .map(|r| r.config.hr)
+                .unwrap_or_default();
+            crate::intake::Intake::from_settings(&hr).map_err(unavailable)?
+        }
+    };
+    Ok((secret, intake.def, intake.cfg))
 }
 
 /// Checks the timestamp and the signature; the error says which part failed, never the secret.
@@ -105,30 +125,48 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
-async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> Response {
     let now = Timestamp::now();
-    if let Err(why) = verify(&st.secret, &headers, &body, now.as_second()) {
+    let headers = req.headers().clone();
+    let body: Bytes = match crate::api::problem::read_bytes(req, &()).await {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    let (secret, def, cfg) = match current(&st).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(why) = verify(&secret, &headers, &body, now.as_second()) {
         tracing::warn!(reason = %why, "HR push refused");
-        return problem(StatusCode::UNAUTHORIZED, why);
+        return problem(StatusCode::UNAUTHORIZED, "unauthorized", why);
     }
     let doc: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
+            return Problem::bad_request(
+                "malformed-json",
                 format!("the body is not JSON: line {}, column {}: {e}", e.line(), e.column()),
             )
+            .with_errors(json!({"line": e.line(), "column": e.column()}))
+            .into_response()
         }
     };
     let items: Vec<Value> = match doc {
         Value::Object(mut o) if o.contains_key("events") => match o.remove("events") {
             Some(Value::Array(a)) => a,
-            _ => return problem(StatusCode::BAD_REQUEST, "\"events\" must be a list of {\"event_id\", \"worker\"}"),
+            _ => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-body",
+                    "\"events\" must be a list of {\"event_id\", \"worker\"}",
+                )
+            }
         },
         v @ Value::Object(_) => vec![v],
         _ => {
             return problem(
                 StatusCode::BAD_REQUEST,
+                "invalid-body",
                 "the body must be {\"event_id\": ..., \"worker\": {...}} or {\"events\": [...]}",
             )
         }
@@ -141,12 +179,14 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
         if id.is_empty() || id.len() > 200 {
             return problem(
                 StatusCode::BAD_REQUEST,
+                "invalid-body",
                 format!("item {}: \"event_id\" must be a non-empty string of at most 200 characters", i + 1),
             );
         }
         if let Some(j) = first_at.insert(id.to_string(), i) {
             return problem(
                 StatusCode::BAD_REQUEST,
+                "invalid-body",
                 format!("items {} and {} have the same event_id {id:?}", j + 1, i + 1),
             );
         }
@@ -156,7 +196,7 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
     let _turn = st.gate.lock().await;
     let seen = match st.store.seen_push_ids(&ids).await {
         Ok(s) => s,
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
     };
     let checksum = intake::checksum(&body);
     let mut report = LoadReport {
@@ -173,12 +213,12 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
     // the rest (a new worker still needs every required field).
     let wanted: Vec<String> = items
         .iter()
-        .filter_map(|i| i.get("worker").and_then(|w| hr::json_worker_id(w, &st.def)))
+        .filter_map(|i| i.get("worker").and_then(|w| hr::json_worker_id(w, &def)))
         .map(|w| w.to_string())
         .collect();
     let mut known: HashMap<hr::WorkerId, hr::Worker> = match st.store.snapshot_of(&wanted).await {
         Ok(rows) => rows.iter().filter_map(|r| intake::decode(r).ok()).map(|w| (w.id.clone(), w)).collect(),
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
     };
     let mut accepted_ids = vec![];
     let mut quarantined = vec![];
@@ -190,7 +230,7 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
         }
         report.rows += 1;
         let (worker_id, parsed) = match item.get("worker") {
-            Some(w) => hr::worker_from_json(w, &st.def, Some(&known)),
+            Some(w) => hr::worker_from_json(w, &def, Some(&known)),
             None => (
                 None,
                 Err(vec![RowProblem {
@@ -227,9 +267,9 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
     let mut outcome = Value::Null;
     if report.rows > 0 {
         if let Err(e) = intake::archive(&st.data_dir, &checksum, &body) {
-            return problem(StatusCode::INTERNAL_SERVER_ERROR, e);
+            return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e);
         }
-        match intake::apply(&st.store, &report, LoadKind::Delta, &st.cfg, now, accepted_ids.clone()).await {
+        match intake::apply(&st.store, &report, LoadKind::Delta, &cfg, now, accepted_ids.clone()).await {
             Ok(o) => {
                 if let Some(w) = &st.wake {
                     w.notify_one();
@@ -237,9 +277,13 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
                 outcome = json!({"load_id": o.load_id, "events": o.events})
             }
             Err(intake::IntakeError::Store(StoreError::Duplicate(_))) => {
-                return problem(StatusCode::CONFLICT, "another node took one of these event ids meanwhile: send again")
+                return problem(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "another node took one of these event ids meanwhile: send again",
+                )
             }
-            Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
         }
     }
     let status = if accepted_ids.is_empty() && duplicates.is_empty() {
@@ -261,46 +305,95 @@ async fn push(State(st): State<Arc<PushState>>, headers: HeaderMap, body: Bytes)
     if let Value::Object(o) = outcome {
         answer.as_object_mut().expect("object").extend(o);
     }
-    (status, Json(answer)).into_response()
+    if status.is_success() {
+        return (status, Json(answer)).into_response();
+    }
+    // Nothing taken: a problem document, with what became of each item as its extensions.
+    let p = Problem::new(status, "nothing-accepted", "no item of the push was accepted: see quarantined");
+    let mut doc = serde_json::to_value(&p).unwrap_or_default();
+    if let (Some(d), Value::Object(a)) = (doc.as_object_mut(), answer) {
+        d.extend(a);
+    }
+    (status, [("content-type", "application/problem+json")], doc.to_string()).into_response()
 }
 
-/// Stores a push secret sealed under the master key.
+/// Stores a push secret sealed under the master key (it is only received, never sent: it has
+/// no destination).
 pub async fn save_secret(store: &Store, key: &MasterKey, secret: &Secret) -> Result<(), String> {
-    save_named_secret(store, key, SECRET_SETTING, SECRET_CONTEXT, secret).await
+    save_named_secret(store, key, SECRET_SETTING, SECRET_CONTEXT, "", secret).await
 }
 
 pub async fn load_secret(store: &Store, key: &MasterKey) -> Result<Secret, String> {
-    load_named_secret(store, key, SECRET_SETTING, SECRET_CONTEXT)
+    load_named_secret(store, key, SECRET_SETTING, SECRET_CONTEXT, "")
         .await?
         .ok_or_else(|| "no push secret yet: create one with `tenure hr push-secret`".to_string())
 }
 
-/// Seals a secret under the master key into a setting; `context` binds it to its use.
+/// Where a credential may be sent: the origin (scheme, host and port) of each URL it goes to.
+/// A path or a query may change; another host may not.
+pub fn destination(urls: &[&str]) -> String {
+    let origin = |u: &str| match reqwest::Url::parse(u) {
+        Ok(p) => format!(
+            "{}://{}:{}",
+            p.scheme(),
+            p.host_str().unwrap_or_default().to_ascii_lowercase(),
+            p.port_or_known_default().map(|n| n.to_string()).unwrap_or_default()
+        ),
+        Err(_) => u.to_string(),
+    };
+    urls.iter().map(|u| origin(u)).collect::<Vec<_>>().join(" and ")
+}
+
+/// The sealing context of a secret bound to a destination: opening it for another fails even
+/// if the stored record were edited.
+fn bound(context: &str, destination: &str) -> String {
+    if destination.is_empty() {
+        context.to_string()
+    } else {
+        format!("{context}\nfor {destination}")
+    }
+}
+
+/// Seals a secret under the master key into a setting; `context` binds it to its use and
+/// `destination` (see [`destination`]) to where it may be sent.
 pub async fn save_named_secret(
     store: &Store,
     key: &MasterKey,
     setting: &str,
     context: &str,
+    destination: &str,
     secret: &Secret,
 ) -> Result<(), String> {
-    let sealed = key.seal(secret, context);
-    let v = json!({"key_id": sealed.key_id, "blob": sealed.blob}).to_string();
+    let sealed = key.seal(secret, &bound(context, destination));
+    let v = json!({"key_id": sealed.key_id, "blob": sealed.blob, "for": destination}).to_string();
     store.set_setting(setting, &v).await.map_err(|e| e.to_string())
 }
 
+/// Opens a stored secret for `destination`; a secret stored for another destination is
+/// refused (the configuration moved: an admin sets it again for the new one), never sent.
 pub async fn load_named_secret(
     store: &Store,
     key: &MasterKey,
     setting: &str,
     context: &str,
+    destination: &str,
 ) -> Result<Option<Secret>, String> {
     let Some(v) = store.setting(setting).await.map_err(|e| e.to_string())? else { return Ok(None) };
     let v: Value = serde_json::from_str(&v).map_err(|e| format!("the stored secret {setting} is unreadable: {e}"))?;
+    let stored_for = v["for"].as_str().unwrap_or_default();
+    if stored_for != destination {
+        let was =
+            if stored_for.is_empty() { "no address (it was set before secrets were bound to one)" } else { stored_for };
+        return Err(format!(
+            "the stored secret {setting} was set for {was}; the configuration now sends it to {destination}: it is \
+             not sent there until an admin sets it again for the new address"
+        ));
+    }
     let sealed = Sealed {
         key_id: v["key_id"].as_str().unwrap_or_default().into(),
         blob: v["blob"].as_str().unwrap_or_default().into(),
     };
-    key.open(&sealed, context).map(Some)
+    key.open(&sealed, &bound(context, destination)).map(Some)
 }
 
 /// A new random secret of 256 bits, as hex.

@@ -37,7 +37,7 @@ pub async fn run(
     serve: bool,
 ) -> Result<u8, String> {
     let dir = data_dir.join("quickstart");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    store::secrets::private_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let store = Store::open_in(&dir).await.map_err(|e| e.to_string())?;
     let key = MasterKey::load(&dir)?;
     let r = run_in(&store, &key, &dir, listen, hr_file, rules_file, serve).await;
@@ -131,6 +131,7 @@ async fn run_in(
         kind: LoadKind::Full,
         confirm_population: None,
         supersede_loads: vec![],
+        uploaded_by: None,
     };
     let (outcome, report) = match intake::take(store, dir, &intake_settings, delivery, jiff::Timestamp::now()).await? {
         Taken::Loaded { outcome, report } => (outcome, report),

@@ -121,23 +121,41 @@ pub struct Decided {
     pub refused: Vec<(i64, String)>,
 }
 
+/// Why `person` may not decide a review: they started the run that opened it, or uploaded
+/// the HR data it acts on.
+fn set_in_motion_by(r: &store::Review, person: &str) -> Option<&'static str> {
+    let is = |p: &Option<String>| p.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(person));
+    if is(&r.proposed_by) {
+        Some("started the run that opened it")
+    } else if is(&r.uploaded_by) {
+        Some("uploaded the HR data it acts on")
+    } else {
+        None
+    }
+}
+
 /// The decision use case (`tenure approve|reject`, the API): pending reviews approved or
-/// rejected by `by`, each decision in the audit chain. Maker-checker: a review is not decided
-/// by whoever set it in motion; it is refused, the others go ahead.
+/// rejected by `by` (as the audit names the caller), each decision in the audit chain.
+/// Maker-checker: a review is not decided by the `person` who set it in motion (a token acts
+/// as its maker); it is refused, the others go ahead.
 pub async fn decide_with(
     store: &store::Store,
     ids: &[i64],
     connection: Option<&str>,
     approve: bool,
     by: &str,
+    person: &str,
     note: Option<&str>,
 ) -> Result<Decided, String> {
     let pending = store.reviews(connection, &["pending"]).await.map_err(|e| e.to_string())?;
-    let mine = |r: &store::Review| r.proposed_by.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(by));
+    let mine = |r: &store::Review| set_in_motion_by(r, person).is_some();
     let refused: Vec<(i64, String)> = pending
         .iter()
         .filter(|r| (ids.is_empty() || ids.contains(&r.id)) && mine(r))
-        .map(|r| (r.id, format!("review #{} was set in motion by {by}: another reviewer must decide it", r.id)))
+        .filter_map(|r| {
+            let why = set_in_motion_by(r, person)?;
+            Some((r.id, format!("review #{}: {person} {why}; another reviewer must decide it", r.id)))
+        })
         .collect();
     let chosen: Vec<i64> = if ids.is_empty() {
         pending.iter().filter(|r| !mine(r)).map(|r| r.id).collect()
@@ -158,7 +176,7 @@ pub async fn decide_with(
             run_id: "",
             actor: by,
             note,
-            detail: serde_json::json!({"review": r.id, "stage": r.stage, "proposed_by": r.proposed_by,
+            detail: serde_json::json!({"review": r.id, "stage": r.stage, "proposed_by": r.proposed_by, "uploaded_by": r.uploaded_by,
                 "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()}),
         })
         .collect();
@@ -172,7 +190,7 @@ pub async fn decide(data_dir: &Path, database_url: Option<&str>, d: Decide, appr
     }
     let store = config_cmd::open(data_dir, database_url).await?;
     let by = crate::decisions::actor(d.by.as_deref());
-    let r = decide_with(&store, &d.ids, d.connection.as_deref(), approve, &by, d.note.as_deref()).await;
+    let r = decide_with(&store, &d.ids, d.connection.as_deref(), approve, &by, &by, d.note.as_deref()).await;
     store.close().await;
     let Decided { decided, refused } = r?;
     let verb = if approve { "approved" } else { "rejected" };
@@ -197,7 +215,7 @@ pub async fn decide(data_dir: &Path, database_url: Option<&str>, d: Decide, appr
 /// A review as listed.
 pub fn review_view(r: &store::Review) -> Value {
     serde_json::json!({"id": r.id, "connection": r.connection, "worker": r.worker_id, "stage": r.stage,
-        "state": r.state, "requested_at": r.requested_at, "proposed_by": r.proposed_by,
+        "state": r.state, "requested_at": r.requested_at, "proposed_by": r.proposed_by, "uploaded_by": r.uploaded_by,
         "decided_at": r.decided_at, "decided_by": r.decided_by, "note": r.note,
         "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()})
 }

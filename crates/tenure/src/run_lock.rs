@@ -1,7 +1,8 @@
 //! One run at a time per connection: a lease in the store (holder, since, expiry on the
 //! database's clock), renewed on a task of its own while the run goes on. A second `apply`
 //! (cron meeting the daemon) is told who holds it since when and stops; the daemon waits its
-//! turn. The same lease will fence several nodes (a fresh holder id per process start).
+//! turn. The same lease will fence several nodes: a holder is one run of one process
+//! incarnation, so two runs of one process exclude each other as two processes do.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -98,7 +99,10 @@ impl RunLock {
 /// Takes the connection's lease if free (or expired), else says who holds it.
 pub async fn try_lock(store: &Store, connection: &str, what: &str) -> Result<Lock, String> {
     let (info, host) = (describe(what), host());
-    let me = Claimant { holder: incarnation(), info: &info, host: &host, pid: std::process::id() as i64 };
+    // A holder per run, not per process: two runs of one `tenure serve` (the API and the
+    // scheduler, two API calls) are two holders, and the second finds the connection busy.
+    let holder = format!("{}/{}", incarnation(), uuid::Uuid::new_v4());
+    let me = Claimant { holder: &holder, info: &info, host: &host, pid: std::process::id() as i64 };
     let fail = |e: store::StoreError| format!("cannot take the run lock on {connection:?}: {e}");
     let mut got = store.acquire_lease(connection, &me, TTL_MS).await.map_err(fail)?;
     if let Acquired::Busy(h) = &got {

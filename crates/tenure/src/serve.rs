@@ -46,6 +46,7 @@ impl Listen {
 pub struct Options {
     pub sessions: crate::api::SessionPolicy,
     pub metrics_allow: crate::api::Allow,
+    pub trusted_proxies: crate::api::Allow,
 }
 
 /// What the probes read: the store, and the scheduler's last sign of life.

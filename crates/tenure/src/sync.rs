@@ -12,27 +12,23 @@ use store::{EventQuery, MasterKey, Store};
 
 /// A client for a stored connection, built as `tenure connection test` builds it.
 pub async fn client_for(store: &Store, key: &MasterKey, name: &str) -> Result<ScimClient, String> {
-    client_at(store, key, name, None, RetryPolicy::default(), false).await
+    client_at(store, key, name, RetryPolicy::default(), false).await
 }
 
-/// A client for a stored connection, at another URL and dialect when given (a configuration
-/// file about to change them is checked against the target it names).
+/// A client for a stored connection. It speaks only to the URL stored with the connection:
+/// no caller can point the stored token anywhere else (a configuration naming another URL
+/// is checked against the saved schema instead, and saved only with an Admin's confirmation).
 pub async fn client_at(
     store: &Store,
     key: &MasterKey,
     name: &str,
-    at: Option<(&str, &str)>,
     retry: RetryPolicy,
     allow_delete: bool,
 ) -> Result<ScimClient, String> {
-    let mut c =
+    let c =
         store.connection(name).await.map_err(|e| e.to_string())?.ok_or_else(|| {
             format!("no connection named {name:?}: add it with `tenure connection add --name {name:?}`")
         })?;
-    if let Some((url, dialect)) = at {
-        c.base_url = url.to_string();
-        c.dialect = dialect.to_string();
-    }
     let policy = UrlPolicy { allow_insecure_http: c.insecure_http, allow_private: c.allow_private };
     let url = InstanceUrl::parse(&c.base_url, policy)?;
     url.check_resolved(policy).await?;
@@ -154,7 +150,7 @@ pub async fn prepare_with(
     let name = rules.connections[index].name.clone();
     // DELETE only where the configuration asks for hard deletes.
     let deletes = rules.connections[index].hard_delete_after_days.is_some();
-    let client = client_at(store, key, &name, None, RetryPolicy::default(), deletes).await?;
+    let client = client_at(store, key, &name, RetryPolicy::default(), deletes).await?;
     let mut recovered = 0;
     if recover {
         recovered = engine::apply::recover(store, &client, &name, rules.connections[index].concurrency).await?;
@@ -356,9 +352,15 @@ pub struct ApplyOptions<'a> {
     pub confirm_production: Option<String>,
     /// The daemon: wait for the run lock until told to stop.
     pub wait: Option<&'a mut tokio::sync::watch::Receiver<bool>>,
-    /// Who started the run (a platform user or token through the API; else TENURE_ACTOR or
-    /// the login name): the proposer of the reviews it opens.
+    /// Who started the run, as the audit names them (a platform user or token through the
+    /// API; else TENURE_ACTOR or the login name).
     pub actor: Option<String>,
+    /// The person behind the start (a token acts as its maker): the proposer of the reviews
+    /// it opens, whom maker-checker refuses them.
+    pub proposer: Option<String>,
+    /// A run a Reviewer started only to confirm the mass-deprovision guard: refused when the
+    /// guard does not stop it (ordinary runs are an Editor's).
+    pub confirm_only: bool,
     /// The run's id, when the caller names it beforehand (the API answers with it at once).
     pub run_id: Option<String>,
     /// Workers done and in all, as the run goes.
@@ -414,6 +416,8 @@ impl ApplyOptions<'_> {
             confirm_production: None,
             wait: None,
             actor: None,
+            proposer: None,
+            confirm_only: false,
             run_id: None,
             progress: None,
         }
@@ -545,19 +549,18 @@ async fn apply_locked(
     if p.recovered > 0 {
         output.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
     }
-    // Open (or keep) the reviews this plan needs; stale ones are superseded.
-    // Who set the reviewed changes in motion: whoever started this run, else whoever uploaded
-    // the HR data it acts on through the API (a reviewer may not approve their own change).
-    let proposer = match &opts.actor {
-        Some(a) => Some(a.clone()),
-        None => store
-            .last_accepted_load()
-            .await
-            .map_err(|e| e.to_string())?
-            .and_then(|l| l.source.strip_prefix(crate::api::UPLOADED_BY).map(str::to_string)),
-    };
+    if opts.confirm_only && p.plan.guard(&p.rules.connections[p.index].guard).is_none() {
+        release(p);
+        return Err(format!(
+            "refused: the mass-deprovision guard does not stop this run on {name:?}, so there is nothing to confirm; \
+             a Reviewer confirms guarded runs only, and an Editor starts ordinary ones. Nothing was applied"
+        ));
+    }
+    // Open (or keep) the reviews this plan needs; stale ones are superseded. Each records who
+    // started this run and (the store finds it) who uploaded the HR data it acts on: neither
+    // may approve it.
     let (reviews, new_reviews) = store
-        .sync_reviews(&p.plan.connection, &p.held.requests, proposer.as_deref())
+        .sync_reviews(&p.plan.connection, &p.held.requests, opts.proposer.as_deref())
         .await
         .map_err(|e| e.to_string())?;
     // By worker, so a supervised initial sync of thousands is not a scan per held worker.

@@ -70,6 +70,11 @@ pub enum TokenCommand {
         /// When it stops working: 90d, 12h, 30m or an RFC 3339 moment (default: never).
         #[arg(long)]
         expires: Option<String>,
+        /// The platform user it acts for: never more than their role, stopped when they are
+        /// disabled, and refused the reviews they set in motion (default: none, a token of the
+        /// machine's operator).
+        #[arg(long = "for", value_name = "USER")]
+        maker: Option<String>,
     },
     /// List tokens with their last use (never their secret).
     List {
@@ -183,11 +188,22 @@ pub async fn token(cmd: TokenCommand, data_dir: &Path, database_url: Option<&str
 
 async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, String> {
     match cmd {
-        TokenCommand::Create { name, role, connection, expires } => {
+        TokenCommand::Create { name, role, connection, expires, maker } => {
             let now = jiff::Timestamp::now();
             let expires = expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose()?;
+            let maker = match maker {
+                Some(m) => Some(
+                    store
+                        .user(&m)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("no user named {m:?}"))?
+                        .name,
+                ),
+                None => None,
+            };
             let by = crate::decisions::actor(None);
-            let t = users::create_token_audited(store, &name, role, connection, expires, &by).await?;
+            let t = users::create_token_audited(store, &name, role, connection, expires, &by, maker).await?;
             outln!(
                 "API token {} ({:?}, {}) (shown once; send it as Authorization: Bearer ...):",
                 t.record.id,

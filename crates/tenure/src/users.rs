@@ -43,6 +43,8 @@ impl Role {
 
 /// The shortest password tenure takes.
 pub const MIN_PASSWORD: usize = 12;
+/// The longest (bytes): checked before any hashing, so a huge "password" costs nothing.
+pub const MAX_PASSWORD: usize = 1024;
 
 pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
@@ -71,6 +73,9 @@ pub fn check_password(name: &str, password: &Secret) -> Result<(), String> {
     if p.chars().count() < MIN_PASSWORD {
         return Err(format!("a password needs at least {MIN_PASSWORD} characters"));
     }
+    if p.len() > MAX_PASSWORD {
+        return Err(format!("a password is at most {MAX_PASSWORD} bytes"));
+    }
     if p.eq_ignore_ascii_case(name) {
         return Err("the password cannot be the user's name".into());
     }
@@ -85,17 +90,6 @@ pub fn one_time_password() -> Secret {
     Secret::new(b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect::<String>())
 }
 
-fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{name:?}: a user name is 1 to 64 letters, digits, '.', '-', '_' or '@'"))
-    }
-}
-
 pub async fn add_user(
     store: &Store,
     name: &str,
@@ -103,7 +97,11 @@ pub async fn add_user(
     password: &Secret,
     must_change: bool,
 ) -> Result<UserRecord, String> {
-    check_name(name)?;
+    let existing = store.users().await.map_err(|e| e.to_string())?;
+    if existing.iter().any(|u| u.name.eq_ignore_ascii_case(name)) {
+        return Err(format!("a user named {name:?} exists already"));
+    }
+    crate::names::check_new(crate::names::Kind::User, name, existing.iter().map(|u| u.name.as_str()))?;
     check_password(name, password)?;
     store.add_user(name, role.as_str(), &hash_password(password)?, must_change).await.map_err(|e| match e {
         StoreError::Duplicate(m) => m,
@@ -126,10 +124,13 @@ pub async fn first_admin(store: &Store) -> Result<Option<Secret>, String> {
     }
 }
 
-/// `90d`, `12h`, `30m` from now, or an RFC 3339 moment.
+/// `90d`, `12h`, `30m` from now, or an RFC 3339 moment still to come.
 pub fn parse_expiry(s: &str, now: Timestamp) -> Result<Timestamp, String> {
     let bad = || format!("{s:?}: give a duration such as 90d, 12h or 30m, or an RFC 3339 moment");
     if let Ok(t) = s.parse::<Timestamp>() {
+        if t <= now {
+            return Err(format!("{s:?} has passed: a token's expiry is a moment to come"));
+        }
         return Ok(t);
     }
     let (n, unit) = s.split_at(s.len().saturating_sub(1));
@@ -163,10 +164,11 @@ pub async fn create_token(
     connection: Option<String>,
     expires: Option<Timestamp>,
     by: Option<String>,
+    maker: Option<String>,
 ) -> Result<NewToken, String> {
-    if name.trim().is_empty() || name.len() > 100 {
-        return Err("a token needs a name of 1 to 100 characters (what it is for)".into());
-    }
+    let existing = store.tokens().await.map_err(|e| e.to_string())?;
+    let live = existing.iter().filter(|t| t.revoked_at.is_none()).map(|t| t.name.as_str());
+    crate::names::check_new(crate::names::Kind::Token, name, live)?;
     if let Some(c) = &connection {
         if store.connection(c).await.map_err(|e| e.to_string())?.is_none() {
             return Err(format!("no connection named {c:?}"));
@@ -185,6 +187,7 @@ pub async fn create_token(
         expires_at: expires.map(|t| t.to_string()),
         last_used_at: None,
         revoked_at: None,
+        maker,
     };
     store.add_token(&record).await.map_err(|e| e.to_string())?;
     Ok(NewToken { record, secret: Secret::new(format!("tenure_{id}_{secret}")) })
@@ -275,8 +278,9 @@ pub async fn create_token_audited(
     connection: Option<String>,
     expires: Option<Timestamp>,
     by: &str,
+    maker: Option<String>,
 ) -> Result<NewToken, String> {
-    let t = create_token(store, name, role, connection, expires, Some(by.to_string())).await?;
+    let t = create_token(store, name, role, connection, expires, Some(by.to_string()), maker).await?;
     let r = &t.record;
     crate::decisions::record_one(
         store,
@@ -284,7 +288,7 @@ pub async fn create_token_audited(
         "",
         by,
         serde_json::json!({"token": r.id, "name": r.name, "role": r.role, "connection": r.connection,
-            "expires_at": r.expires_at}),
+            "expires_at": r.expires_at, "maker": r.maker}),
     )
     .await?;
     Ok(t)
@@ -307,7 +311,7 @@ pub fn user_view(u: &UserRecord) -> serde_json::Value {
 pub fn token_view(t: &TokenRecord) -> serde_json::Value {
     serde_json::json!({"id": t.id, "name": t.name, "role": t.role, "connection": t.connection,
         "created_at": t.created_at, "created_by": t.created_by, "expires_at": t.expires_at,
-        "last_used_at": t.last_used_at, "revoked_at": t.revoked_at})
+        "last_used_at": t.last_used_at, "revoked_at": t.revoked_at, "maker": t.maker})
 }
 
 #[cfg(test)]
@@ -336,5 +340,6 @@ mod tests {
         assert!(parse_expiry("0d", now).is_err());
         assert!(parse_expiry("soon", now).is_err());
         assert!(parse_expiry("2027-01-01T00:00:00Z", now).is_ok());
+        assert!(parse_expiry("2026-11-30T00:00:00Z", now).is_err(), "a moment past");
     }
 }

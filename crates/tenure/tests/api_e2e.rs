@@ -5,127 +5,11 @@
 
 mod common;
 
+use common::api::*;
 use common::env::*;
-use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// A client of the API: a session (cookie and CSRF token) or a bearer token.
-#[derive(Clone)]
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    cookie: Option<String>,
-    csrf: Option<String>,
-    bearer: Option<String>,
-}
-
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or(Value::Null)
-    }
-}
-
-impl Client {
-    fn anonymous(base: &str) -> Client {
-        Client { http: reqwest::Client::new(), base: base.into(), cookie: None, csrf: None, bearer: None }
-    }
-    fn token(base: &str, t: &str) -> Client {
-        Client { bearer: Some(t.into()), ..Client::anonymous(base) }
-    }
-    async fn send(&self, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> Reply {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut r = self.http.request(m, format!("{}{path}", self.base)).header("origin", &self.base);
-        if let Some(c) = &self.cookie {
-            r = r.header("cookie", c);
-        }
-        if let Some(c) = &self.csrf {
-            r = r.header("x-csrf-token", c);
-        }
-        if let Some(b) = &self.bearer {
-            r = r.bearer_auth(b);
-        }
-        if let Some((ct, bytes)) = body {
-            r = r.header("content-type", ct).body(bytes);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        Reply { status, headers, text }
-    }
-    async fn get(&self, path: &str) -> Reply {
-        self.send("GET", path, None).await
-    }
-    async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send("POST", path, Some(("application/json", body.to_string().into_bytes()))).await
-    }
-    async fn put(&self, path: &str, body: Value) -> Reply {
-        self.send("PUT", path, Some(("application/json", body.to_string().into_bytes()))).await
-    }
-    /// Logs in; the session's cookie and CSRF token are kept.
-    async fn login(base: &str, user: &str, password: &str) -> (Client, Reply) {
-        let anon = Client::anonymous(base);
-        let r = anon.post("/api/v1/session", json!({"user": user, "password": password})).await;
-        let cookie = r.headers.get("set-cookie").map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
-        let csrf = r.json()["csrf_token"].as_str().map(str::to_string);
-        (Client { cookie, csrf, ..anon }, r)
-    }
-}
-
-/// A running service and what it printed.
-struct Service {
-    env: Env,
-    run: Running,
-    base: String,
-    one_time: String,
-}
-
-async fn serve(tag: &str, database_url: Option<String>, extra: &[&str]) -> Service {
-    let env = Env { dir: common::tempdir(tag), database_url };
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
-    if !extra.contains(&"--interval") {
-        args.extend_from_slice(&["--interval", "3600"]);
-    }
-    args.extend_from_slice(extra);
-    let run = env.start(&args);
-    let base = run.address().await;
-    let line = run.wait_line("one-time password ").await;
-    let one_time = line.split("one-time password ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    Service { env, run, base, one_time }
-}
-
-/// Waits for a run started through the API to end.
-async fn finished(c: &Client, id: &str) -> Value {
-    for _ in 0..600 {
-        let r = c.get(&format!("/api/v1/runs/{id}")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        if r.json()["state"] != "running" {
-            return r.json();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("run {id} did not end");
-}
-
-fn rules(supervised: &str) -> String {
-    std::fs::read_to_string(RULES).unwrap().replacen(
-        "dialect = \"monday\"\n",
-        &format!("dialect = \"monday\"\nsupervised = [{supervised}]\n"),
-        1,
-    )
-}
-
-fn csv(rows: &[String]) -> Vec<u8> {
-    format!("{HEADER}\n{}\n", rows.join("\n")).into_bytes()
-}
 
 async fn admin_story(database_url: Option<String>, tag: &str) {
     let sb = common::spawn(&[]);
@@ -255,7 +139,8 @@ async fn admin_story(database_url: Option<String>, tag: &str) {
     let review = reviews[0].clone();
     assert_eq!(reviews.as_array().map(Vec::len), Some(1), "{reviews}");
     assert_eq!(review["worker"], "1", "{review}");
-    assert_eq!(review["proposed_by"], "user:admin", "{review}");
+    assert_eq!(review["uploaded_by"], "user:admin", "the uploader is recorded: {review}");
+    assert!(review["proposed_by"].is_null(), "a command-line run has no platform user: {review}");
     assert_eq!(accounts(&sb).await["ann.lee@acme.example"]["active"], true, "not yet");
     let id = review["id"].as_i64().unwrap();
     let r = admin.post(&format!("/api/v1/reviews/{id}/approve"), json!({})).await;
@@ -440,6 +325,41 @@ fn matrix() -> BTreeMap<&'static str, &'static str> {
     .collect()
 }
 
+/// What a token limited to one connection may reach: `global` routes concern every connection
+/// (refused), `conn` routes one named in the path (refused for another), `filtered` routes
+/// answer within its connection, `self` routes are the caller's own session.
+fn scope_of(key: &str) -> &'static str {
+    let path = key.split_once(' ').map(|(_, p)| p).unwrap_or(key);
+    if path.starts_with("/api/v1/session") || path == "/api/v1/whoami" {
+        "self"
+    } else if path.starts_with("/api/v1/connections/{name}") {
+        "conn"
+    } else if [
+        "GET /api/v1/connections",
+        "GET /api/v1/status",
+        "GET /api/v1/runs",
+        "GET /api/v1/runs/{id}",
+        "GET /api/v1/runs/{id}/items",
+        "GET /api/v1/runs/{id}/events",
+        "GET /api/v1/reviews",
+        "POST /api/v1/reviews/decisions",
+        "POST /api/v1/reviews/{id}/approve",
+        "POST /api/v1/reviews/{id}/reject",
+        "GET /api/v1/dead-letters",
+        "POST /api/v1/dead-letters/retry",
+        "GET /api/v1/audit",
+        "GET /api/v1/audit/export",
+        "GET /api/v1/workers",
+        "GET /api/v1/workers/{id}",
+    ]
+    .contains(&key)
+    {
+        "filtered"
+    } else {
+        "global"
+    }
+}
+
 fn allowed(need: &str, role: &str) -> bool {
     match need {
         "public" | "any" | "viewer" => true,
@@ -525,11 +445,25 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
     };
     let (revoked_id, revoked) = tok(json!({"name": "revoked", "role": "admin"})).await;
     assert_eq!(admin.send("DELETE", &format!("/api/v1/tokens/{revoked_id}"), None).await.status, 204);
-    let (_, expired) = tok(json!({"name": "expired", "role": "admin", "expires": "2020-01-01T00:00:00Z"})).await;
+    // A token's expiry cannot be set in the past: one that has run out is made by ageing it.
+    let r =
+        admin.post("/api/v1/tokens", json!({"name": "past", "role": "admin", "expires": "2020-01-01T00:00:00Z"})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let (expired_id, expired) = tok(json!({"name": "expired", "role": "admin", "expires": "90d"})).await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&s.env.store_url()).await.unwrap();
+    sqlx::query("UPDATE api_tokens SET expires_at = '2020-01-01T00:00:00Z' WHERE id = $1")
+        .bind(&expired_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
     // A token for another connection (one that exists but is not this one).
     let other = admin.post("/api/v1/connections", json!({"name": "other", "url": sb.base, "token": sb.token})).await;
     assert_eq!(other.status, 201, "{}", other.text);
     let (_, scoped) = tok(json!({"name": "scoped", "role": "admin", "connection": "other"})).await;
+    let (_, scoped_here) =
+        tok(json!({"name": "scoped here", "role": "admin", "connection": "Connection-Bearer Token-1"})).await;
 
     let doc = Client::anonymous(base).get("/api/v1/openapi.json").await.json();
     let table = matrix();
@@ -586,10 +520,22 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
                 assert_eq!(r.json()["type"], "https://tenure.dev/problems/forbidden", "{key} as {role}");
             }
         }
-        if path.contains("/connections/{name}") {
-            let r = call(&Client::token(base, &scoped)).await;
-            assert_eq!(r.status, 403, "{key} with a token for another connection: {}", r.text);
-            assert_eq!(r.json()["type"], "https://tenure.dev/problems/connection-scope");
+        // A token limited to one connection: refused everything outside it, let into what it
+        // holds (as far as its role goes), and shown only its own connection in listings.
+        let theirs = call(&Client::token(base, &scoped)).await;
+        let ours = call(&Client::token(base, &scoped_here)).await;
+        match scope_of(key) {
+            "global" | "conn" => {
+                assert_eq!(theirs.status, 403, "{key} with a token for another connection: {}", theirs.text);
+                assert_eq!(theirs.json()["type"], "https://tenure.dev/problems/connection-scope", "{key}");
+            }
+            _ => assert!(![401, 403].contains(&theirs.status), "{key} filters for a scoped token: {}", theirs.text),
+        }
+        if scope_of(key) == "global" {
+            assert_eq!(ours.status, 403, "{key} concerns every connection: {}", ours.text);
+            assert_eq!(ours.json()["type"], "https://tenure.dev/problems/connection-scope", "{key}");
+        } else if key != "DELETE /api/v1/session" {
+            assert!(![401, 403].contains(&ours.status), "{key} with a token for its connection: {}", ours.text);
         }
     }
     // An idle session ends.

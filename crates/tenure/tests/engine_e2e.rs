@@ -614,6 +614,20 @@ subject = "Welcome {{worker_name}} ({{user_name}})"
         "{out}"
     );
 
+    // A webhook moved to another server by a configuration change: its signing secret was
+    // set for the first one, so nothing is sent to the new one until it is set again.
+    let (elsewhere, reached) = webhook_sink().await;
+    std::fs::write(&path, rules_now.replace(&hook, &elsewhere)).unwrap();
+    env.ok(&["config", "import", path.to_str().unwrap()]);
+    let (code, out) = env.tenure(&["notify", "test", "ops-hook"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("was set for http://127.0.0.1:") && out.contains("until an admin sets it again"), "{out}");
+    assert!(reached.lock().unwrap().is_empty(), "nothing reached the new address");
+    env.ok(&["notify", "secret", "ops-hook"]);
+    let out = env.ok(&["notify", "test", "ops-hook"]);
+    assert!(out.contains("sent a test hire notice"), "{out}");
+    assert_eq!(reached.lock().unwrap().len(), 1, "set again, it goes there");
+
     // The secret is on disk only sealed.
     for entry in std::fs::read_dir(&env.dir).unwrap() {
         let p = entry.unwrap().path();

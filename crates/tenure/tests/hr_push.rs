@@ -119,10 +119,11 @@ async fn pushes_are_signed_fresh_and_applied_once() {
     // Unsigned, wrongly signed, signed for another body, stale, from the future.
     let r = http.post(&l.url).body(body.clone()).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json", "errors are problem documents");
     assert!(r.text().await.unwrap().contains("missing the X-Tenure-Timestamp header"));
     let ts = now();
     let (s, v) = send(&http, &l.url, &body, ts, &sign("another-secret-entirely", ts, &body)).await;
-    assert_eq!((s, v["error"].as_str().unwrap()), (401, "the signature does not match this body and timestamp"));
+    assert_eq!((s, v["detail"].as_str().unwrap()), (401, "the signature does not match this body and timestamp"));
     let (s, _) = send(&http, &l.url, &body, ts, &sign(SECRET, ts, b"{}")).await;
     assert_eq!(s, 401);
     let (s, _) = send(&http, &l.url, &body, ts, &sign(SECRET, ts + 1, &body)).await;
@@ -130,7 +131,7 @@ async fn pushes_are_signed_fresh_and_applied_once() {
     let old = ts - 301;
     let (s, v) = send(&http, &l.url, &body, old, &sign(SECRET, old, &body)).await;
     assert_eq!(s, 401);
-    assert!(v["error"].as_str().unwrap().contains("stale or replayed request is refused"), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("stale or replayed request is refused"), "{v}");
     let ahead = ts + 400;
     assert_eq!(send(&http, &l.url, &body, ahead, &sign(SECRET, ahead, &body)).await.0, 401);
     let (s, _) = send(&http, &l.url, &body, ts, "sha256=zz").await;
@@ -181,17 +182,17 @@ async fn pushes_are_signed_fresh_and_applied_once() {
     assert_eq!(s, 422, "{v}");
     let (s, v) = push(&http, &l.url, &json!({"worker": worker("W-9", "w9@acme.example", "active")})).await;
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("item 1: \"event_id\""), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("item 1: \"event_id\""), "{v}");
     let twice = json!({"events": [{"event_id": "x", "worker": worker("W-9", "a@acme.example", "active")},
                                   {"event_id": "x", "worker": worker("W-9", "a@acme.example", "active")}]});
     let (s, v) = push(&http, &l.url, &twice).await;
     assert_eq!(s, 400);
-    assert!(v["error"].as_str().unwrap().contains("items 1 and 2 have the same event_id"), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("items 1 and 2 have the same event_id"), "{v}");
     let bad = b"{\"event_id\": \"y\",\n \"worker\": {";
     let ts = now();
     let (s, v) = send(&http, &l.url, bad, ts, &sign(SECRET, ts, bad)).await;
     assert_eq!(s, 400);
-    assert!(v["error"].as_str().unwrap().contains("line 2, column"), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("line 2, column"), "{v}");
     assert!(events_of(&dir, "W-9").is_empty());
 
     // Pushed bodies are archived like files; the secret is in no log and no file.

@@ -511,6 +511,28 @@ async fn the_pull_fetches_the_report_over_https_once_per_change() {
     let loads = json_of(&env.ok(&["hr", "loads", "--json"]));
     assert_eq!(loads.as_array().unwrap().len(), 1, "{loads}");
     assert_eq!(loads[0]["source"], format!("{base}/report.csv"), "the history shows the URL without its query");
+    // The configuration moves the pull to another server: the secret set for the first one
+    // is not sent there (the request is not even made) until an admin sets it again.
+    std::fs::create_dir_all(env.dir.join("other")).unwrap();
+    let (other, other_ca, other_seen) = report_server(&env.dir.join("other"), format!("{HEADER}\n{ann}\n")).await;
+    let moved = rules_with(
+        &env,
+        &format!(
+            "[hr.pull]\nurl = \"{other}/report.csv\"\ninterval_minutes = 60\ntimeout_seconds = 2\nca_file = {:?}\n\
+             auth = \"bearer\"",
+            other_ca.display().to_string()
+        ),
+        |r| r,
+    );
+    env.ok(&["config", "import", moved.to_str().unwrap()]);
+    let (code, out) = env.tenure(&["hr", "pull"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("was set for https://localhost:{}", base.rsplit(':').next().unwrap())), "{out}");
+    assert!(
+        other_seen.lock().unwrap().is_empty(),
+        "nothing reached the other server: {:?}",
+        other_seen.lock().unwrap()
+    );
     // OAuth 2.0 client credentials: a token from the token endpoint, then the report (304).
     configure(
         "/report.csv",

@@ -94,8 +94,19 @@ async fn api_tokens_are_shown_once_stored_hashed_and_stop_when_revoked_or_expire
     let (code, out) = env.tenure(&["token", "create", "x", "--role", "editor", "--connection", "nope"]);
     assert_eq!(code, 1);
     assert!(out.contains("no connection named \"nope\""), "{out}");
-    let past = env.ok(&["token", "create", "old", "--role", "admin", "--expires", "2020-01-01T00:00:00Z"]);
+    // An expiry in the past is refused; a token that has run out is made by ageing one.
+    let (code, out) = env.tenure(&["token", "create", "old", "--role", "admin", "--expires", "2020-01-01T00:00:00Z"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("has passed"), "{out}");
+    let past = env.ok(&["token", "create", "old", "--role", "admin", "--expires", "1d"]);
     let expired = past.lines().last().unwrap().trim().to_string();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&env.store_url()).await.unwrap();
+    sqlx::query("UPDATE api_tokens SET expires_at = '2020-01-01T00:00:00Z' WHERE name = 'old'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
     let list = env.ok(&["token", "list"]);
     assert!(list.contains("monitoring") && list.contains("last used never"), "{list}");
     assert!(!list.contains(&secret[20..]), "the secret is never listed: {list}");

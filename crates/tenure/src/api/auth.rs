@@ -29,8 +29,13 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub struct Caller {
     /// As the audit names it: `user:NAME` or `token:ID (NAME)`.
     pub actor: String,
+    /// The person behind the call, for maker-checker: `user:NAME` for a session and for a
+    /// token a platform user made (it acts as its maker); `token:ID (NAME)` for a token made
+    /// at the command line.
+    pub person: String,
+    /// What the caller may do: a token's role, never more than its maker's role now.
     pub role: Role,
-    /// The platform user, for a session.
+    /// The platform user: the session's, or the maker of a token.
     pub user: Option<String>,
     /// A token limited to one connection.
     pub connection: Option<String>,
@@ -109,13 +114,14 @@ fn unauthorized(detail: &str) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
 }
 
-/// A state-changing request on a cookie session: same origin, and the session's CSRF token.
-fn check_csrf(headers: &HeaderMap, session_id: &str) -> Result<(), Problem> {
+/// A state-changing request on a cookie session: same origin (scheme and host), and the
+/// session's CSRF token.
+fn check_csrf(headers: &HeaderMap, scheme: &str, session_id: &str) -> Result<(), Problem> {
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
     let origin = headers.get("origin").and_then(|h| h.to_str().ok());
     let same_site = headers.get("sec-fetch-site").and_then(|h| h.to_str().ok());
     let same_origin = match origin {
-        Some(o) => o.split_once("://").map(|(_, h)| h) == Some(host),
+        Some(o) => !host.is_empty() && o.eq_ignore_ascii_case(&format!("{scheme}://{host}")),
         None => same_site == Some("same-origin"),
     };
     if !same_origin {
@@ -132,8 +138,20 @@ fn check_csrf(headers: &HeaderMap, session_id: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Authenticates a request: a bearer token, else the session cookie.
-pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method) -> Result<Caller, Problem> {
+/// The role a token acts with: its own, within its maker's current one (Editor and Reviewer
+/// are separate duties: a token of one made by the other may only read).
+fn within(token: Role, maker: Role) -> Role {
+    match (token, maker) {
+        (t, m) if t == m => t,
+        (t, Role::Admin) => t,
+        (Role::Admin, m) => m,
+        _ => Role::Viewer,
+    }
+}
+
+/// Authenticates a request: a bearer token, else the session cookie. `scheme` is how the
+/// client reached us (https under TLS or behind a trusted proxy that says so), for CSRF.
+pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, scheme: &str) -> Result<Caller, Problem> {
     let now = jiff::Timestamp::now();
     if let Some(auth) = headers.get("authorization") {
         let bearer = auth
@@ -146,11 +164,22 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method) ->
             .map_err(Problem::unavailable)?
             // Unknown, revoked and expired tokens are told apart to no one.
             .ok_or_else(|| unauthorized("the token is not valid"))?;
-        let role = Role::parse(&t.role).unwrap_or(Role::Viewer);
+        let mut role = Role::parse(&t.role).unwrap_or(Role::Viewer);
+        // A token made by a platform user is that user at most: it stops when they are
+        // disabled (or gone) and loses what they lose.
+        if let Some(maker) = &t.maker {
+            let m = api.store.user(maker).await?;
+            let Some(m) = m.filter(|m| !m.disabled) else {
+                return Err(unauthorized("the token is not valid"));
+            };
+            role = within(role, Role::parse(&m.role).unwrap_or(Role::Viewer));
+        }
+        let actor = format!("token:{} ({})", t.id, t.name);
         return Ok(Caller {
-            actor: format!("token:{} ({})", t.id, t.name),
+            person: t.maker.as_ref().map(|m| format!("user:{m}")).unwrap_or_else(|| actor.clone()),
+            actor,
             role,
-            user: None,
+            user: t.maker.clone(),
             connection: t.connection,
             session: None,
             token: Some((t.id, t.name)),
@@ -181,12 +210,10 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method) ->
     }
     let user = user.expect("checked");
     if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        check_csrf(headers, &id)?;
+        check_csrf(headers, scheme, &id)?;
     }
-    // Last seen at most once a minute: a burst of reads is not a burst of writes.
-    if t - seen > 60_000 {
-        api.store.touch_session(&id_hash, t).await?;
-    }
+    // Every request counts as activity, so idle expiry is measured from the last one exactly.
+    api.store.touch_session(&id_hash, t).await?;
     Ok(user_caller(&user, id_hash))
 }
 
@@ -194,6 +221,7 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method) ->
 fn user_caller(user: &store::UserRecord, session: String) -> Caller {
     Caller {
         actor: format!("user:{}", user.name),
+        person: format!("user:{}", user.name),
         role: Role::parse(&user.role).unwrap_or(Role::Viewer),
         user: Some(user.name.clone()),
         connection: None,
@@ -203,10 +231,60 @@ fn user_caller(user: &store::UserRecord, session: String) -> Caller {
     }
 }
 
-/// A caller who may act: a user with a one-time password must change it first.
+/// How a request reached us, as far as we can trust it: the client's address and scheme. A
+/// trusted proxy (`--trusted-proxies`) speaks for its client through X-Forwarded-For and
+/// X-Forwarded-Proto; anyone else's headers are ignored.
+pub fn client_of(api: &Shared, peer: std::net::SocketAddr, headers: &HeaderMap) -> (std::net::IpAddr, &'static str) {
+    let own = if api.tls { "https" } else { "http" };
+    if !api.trusted_proxies.contains(peer.ip()) {
+        return (peer.ip(), own);
+    }
+    // The rightmost address no trusted proxy added is the client.
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    let ip = forwarded.iter().rev().find(|a| !api.trusted_proxies.contains(**a)).copied().unwrap_or(peer.ip());
+    let scheme = match headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).map(str::trim) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        _ => own,
+    };
+    (ip, scheme)
+}
+
+async fn authenticate_parts(parts: &mut Parts, api: &Shared) -> Result<Caller, Problem> {
+    let scheme = match parts.extensions.get::<ConnectInfo<crate::serve::Peer>>() {
+        Some(ConnectInfo(crate::serve::Peer(peer))) => client_of(api, *peer, &parts.headers).1,
+        None if api.tls => "https",
+        None => "http",
+    };
+    authenticate(api, &parts.headers, &parts.method, scheme).await
+}
+
+/// A caller who may act on everything (a token limited to one connection is refused with
+/// 403 connection-scope): the default, so a new route is closed to scoped tokens unless it
+/// asks for [`Scoped`] and checks the connection itself. A user with a one-time password must
+/// change it first.
 impl FromRequestParts<Shared> for Caller {
     type Rejection = Problem;
     async fn from_request_parts(parts: &mut Parts, api: &Shared) -> Result<Caller, Problem> {
+        let c = Scoped::from_request_parts(parts, api).await?.0;
+        c.global()?;
+        Ok(c)
+    }
+}
+
+/// A caller on a route that concerns one connection (or filters by it): tokens limited to a
+/// connection are let in, and the handler checks the connection with `on` or `scope`.
+pub struct Scoped(pub Caller);
+
+impl FromRequestParts<Shared> for Scoped {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, api: &Shared) -> Result<Scoped, Problem> {
         let c = AnyCaller::from_request_parts(parts, api).await?.0;
         if c.must_change {
             return Err(Problem::forbidden(
@@ -214,22 +292,25 @@ impl FromRequestParts<Shared> for Caller {
                 "set a new password first (PUT /api/v1/session/password)",
             ));
         }
-        Ok(c)
+        Ok(Scoped(c))
     }
 }
 
-/// Any authenticated caller, a user who must change their password included.
+/// Any authenticated caller, a user who must change their password and a scoped token
+/// included (who am I, log out, change the password).
 pub struct AnyCaller(pub Caller);
 
 impl FromRequestParts<Shared> for AnyCaller {
     type Rejection = Problem;
     async fn from_request_parts(parts: &mut Parts, api: &Shared) -> Result<AnyCaller, Problem> {
-        authenticate(api, &parts.headers, &parts.method).await.map(AnyCaller)
+        authenticate_parts(parts, api).await.map(AnyCaller)
     }
 }
 
-/// Failed logins per account and per address: after `FREE` failures, each further attempt
-/// waits twice as long as the one before (up to a quarter of an hour), answered 429.
+/// Failed logins, kept per account and address pair: after `FREE` failures from one address
+/// on one account, each further attempt from there waits twice as long as the one before (up
+/// to a quarter of an hour), answered 429. Nobody can lock an account for others: attempts
+/// from elsewhere are only slowed a little while the account keeps failing.
 #[derive(Default)]
 pub struct Throttle(Mutex<HashMap<String, (u32, i64)>>);
 
@@ -237,6 +318,16 @@ const FREE: u32 = 5;
 const LONGEST_MS: i64 = 15 * 60 * 1000;
 /// Failures older than this are forgotten.
 const FORGET_MS: i64 = 60 * 60 * 1000;
+/// The longest an attempt on an account under attack from elsewhere is slowed.
+const SLOWEST_MS: u64 = 2_000;
+
+fn pair_key(account: &str, address: std::net::IpAddr) -> String {
+    format!("pair:{}\u{0}{address}", account.to_lowercase())
+}
+
+fn account_key(account: &str) -> String {
+    format!("user:{}", account.to_lowercase())
+}
 
 impl Throttle {
     fn wait_ms(failures: u32) -> i64 {
@@ -245,24 +336,36 @@ impl Throttle {
         }
         (1000i64 << (failures - FREE).min(20)).min(LONGEST_MS)
     }
-    /// Milliseconds until one of the keys may try again.
-    fn blocked(&self, keys: &[String], now: i64) -> i64 {
+    /// Milliseconds until this address may try this account again.
+    fn blocked(&self, account: &str, address: std::net::IpAddr, now: i64) -> i64 {
         let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter().filter_map(|k| m.get(k)).map(|(n, last)| last + Self::wait_ms(*n) - now).max().unwrap_or(0).max(0)
+        m.get(&pair_key(account, address)).map(|(n, last)| last + Self::wait_ms(*n) - now).unwrap_or(0).max(0)
     }
-    fn failed(&self, keys: &[String], now: i64) {
+    /// How long to slow an attempt on an account that keeps failing from anywhere.
+    fn slowdown(&self, account: &str) -> std::time::Duration {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.get(&account_key(account)).map(|(n, _)| *n).unwrap_or(0);
+        std::time::Duration::from_millis((u64::from(n.saturating_sub(FREE)) * 250).min(SLOWEST_MS))
+    }
+    fn failed(&self, account: &str, address: std::net::IpAddr, now: i64) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.retain(|_, (_, last)| now - *last < FORGET_MS);
-        for k in keys {
-            let e = m.entry(k.clone()).or_insert((0, now));
+        for k in [pair_key(account, address), account_key(account)] {
+            let e = m.entry(k).or_insert((0, now));
             e.0 += 1;
             e.1 = now;
         }
     }
-    fn succeeded(&self, account: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(account);
+    fn succeeded(&self, account: &str, address: std::net::IpAddr) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(&pair_key(account, address));
+        m.remove(&account_key(account));
     }
 }
+
+/// The largest login body: a name and a password, with room to spare. Bodies are bounded
+/// before anyone is known.
+pub const LOGIN_BODY: usize = 16 * 1024;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -323,25 +426,36 @@ async fn with_new_session(api: &Shared, user: &store::UserRecord) -> Result<Resp
 }
 
 /// Log in: a session cookie (HttpOnly, SameSite=Strict, Secure under TLS) and its CSRF token.
-#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Login,
-    responses((status = 200, body = SessionInfo), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 429, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Login, security(()),
+    responses((status = 200, body = SessionInfo), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json")))]
 async fn login(
     State(api): State<Shared>,
     ConnectInfo(crate::serve::Peer(peer)): ConnectInfo<crate::serve::Peer>,
+    headers: HeaderMap,
     Body(l): Body<Login>,
 ) -> Result<Response, Problem> {
     let now = now_ms();
-    let keys = [format!("user:{}", l.user.to_lowercase()), format!("addr:{}", peer.ip())];
-    let wait = api.throttle.blocked(&keys, now);
+    let (address, _) = client_of(&api, peer, &headers);
+    // Nothing is hashed for a password no one could have set.
+    if l.password.len() > crate::users::MAX_PASSWORD {
+        return Err(Problem::bad_request(
+            "invalid-body",
+            format!("a password is at most {} bytes", crate::users::MAX_PASSWORD),
+        ));
+    }
+    let wait = api.throttle.blocked(&l.user, address, now);
     if wait > 0 {
         let s = (wait as u64).div_ceil(1000);
         return Err(Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "login-throttled",
-            format!("too many failed logins: try again in {s} s"),
+            format!("too many failed logins for this user from {address}: try again in {s} s"),
         )
         .retry_after(s));
     }
+    tokio::time::sleep(api.throttle.slowdown(&l.user)).await;
     let user = api.store.user(&l.user).await?;
     let password = Secret::new(l.password);
     // A missing user costs a hash too, so timing does not tell who exists.
@@ -353,16 +467,19 @@ async fn login(
         }
     };
     let Some(user) = user.filter(|_| ok) else {
-        api.throttle.failed(&keys, now);
+        api.throttle.failed(&l.user, address, now);
         crate::metrics::inc("tenure_login_failures_total", &[]);
-        let name: String = l.user.chars().take(64).collect();
-        let detail = serde_json::json!({"address": peer.ip().to_string()});
-        crate::decisions::record_one(&api.store, "login_failed", "", &format!("user:{name}"), detail)
+        // An anonymous attempt, not a decision of the user named: and the name is kept only
+        // when it is a user's, never what someone typed (it may be their password).
+        let known = api.store.user(&l.user).await?.map(|u| u.name);
+        let detail = serde_json::json!({"user_tried": known, "unknown_user": known.is_none(),
+            "address": address.to_string()});
+        crate::decisions::record_one(&api.store, "login_failed", "", "anonymous", detail)
             .await
             .map_err(Problem::unavailable)?;
         return Err(unauthorized("wrong user name or password, or the user is disabled"));
     };
-    api.throttle.succeeded(&keys[0]);
+    api.throttle.succeeded(&l.user, address);
     with_new_session(&api, &user).await
 }
 
@@ -409,12 +526,21 @@ async fn change_password(
     AnyCaller(c): AnyCaller,
     Body(p): Body<PasswordChange>,
 ) -> Result<Response, Problem> {
-    let Some(name) = &c.user else {
+    let (Some(name), Some(_)) = (&c.user, &c.session) else {
         return Err(Problem::bad_request("not-a-session", "an API token has no password: log in as a user"));
     };
+    if p.current.len() > crate::users::MAX_PASSWORD || p.new.len() > crate::users::MAX_PASSWORD {
+        return Err(Problem::bad_request(
+            "invalid-body",
+            format!("a password is at most {} bytes", crate::users::MAX_PASSWORD),
+        ));
+    }
     let user = api.store.user(name).await?.ok_or_else(|| unauthorized("no such user"))?;
-    if !crate::users::verify_password(&Secret::new(p.current), &user.password_hash) {
+    if !crate::users::verify_password(&Secret::new(p.current.clone()), &user.password_hash) {
         return Err(Problem::refused("the current password is not right"));
+    }
+    if p.new == p.current {
+        return Err(Problem::refused("the new password must differ from the current one"));
     }
     let new = Secret::new(p.new);
     crate::users::check_password(name, &new).map_err(Problem::refused)?;
@@ -432,6 +558,8 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(login, session, logout))
         .routes(routes!(change_password))
         .routes(routes!(whoami))
+        // Before anyone is known, a body is a name and a password: nothing bigger is read.
+        .layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY))
 }
 
 #[cfg(test)]
@@ -439,33 +567,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn throttle_doubles_after_free_failures() {
+    fn throttle_doubles_after_free_failures_per_account_and_address() {
         let t = Throttle::default();
-        let k = vec!["user:ann".to_string()];
+        let (a, b): (std::net::IpAddr, std::net::IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..FREE {
-            assert_eq!(t.blocked(&k, 0), 0);
-            t.failed(&k, 0);
+            assert_eq!(t.blocked("ann", a, 0), 0);
+            t.failed("Ann", a, 0);
         }
-        assert_eq!(t.blocked(&k, 0), 1000);
-        t.failed(&k, 0);
-        assert_eq!(t.blocked(&k, 0), 2000);
-        assert_eq!(t.blocked(&k, 1500), 500);
-        t.succeeded("user:ann");
-        assert_eq!(t.blocked(&k, 0), 0);
+        assert_eq!(t.blocked("ann", a, 0), 1000);
+        t.failed("ann", a, 0);
+        assert_eq!(t.blocked("ann", a, 0), 2000);
+        assert_eq!(t.blocked("ann", a, 1500), 500);
+        // Another address is not blocked, only slowed; another account is untouched.
+        assert_eq!(t.blocked("ann", b, 0), 0);
+        assert!(t.slowdown("ann") > std::time::Duration::ZERO);
+        assert_eq!(t.blocked("bob", a, 0), 0);
+        assert_eq!(t.slowdown("bob"), std::time::Duration::ZERO);
+        t.succeeded("ann", b);
+        assert_eq!(t.slowdown("ann"), std::time::Duration::ZERO);
         assert_eq!(Throttle::wait_ms(60), LONGEST_MS);
+    }
+
+    #[test]
+    fn tokens_act_within_their_makers_role() {
+        assert_eq!(within(Role::Admin, Role::Admin), Role::Admin);
+        assert_eq!(within(Role::Admin, Role::Editor), Role::Editor, "a demoted admin's token");
+        assert_eq!(within(Role::Reviewer, Role::Admin), Role::Reviewer);
+        assert_eq!(within(Role::Reviewer, Role::Editor), Role::Viewer, "separate duties");
+        assert_eq!(within(Role::Editor, Role::Viewer), Role::Viewer);
     }
 
     #[test]
     fn csrf_needs_origin_and_token() {
         let mut h = HeaderMap::new();
         h.insert("host", HeaderValue::from_static("127.0.0.1:8790"));
-        assert!(check_csrf(&h, "s").is_err());
+        assert!(check_csrf(&h, "http", "s").is_err());
         h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8790"));
-        assert!(check_csrf(&h, "s").is_err(), "origin alone is not enough");
+        assert!(check_csrf(&h, "http", "s").is_err(), "origin alone is not enough");
         h.insert(CSRF_HEADER, HeaderValue::from_str(&csrf_of("s")).unwrap());
-        assert!(check_csrf(&h, "s").is_ok());
-        assert!(check_csrf(&h, "other").is_err(), "bound to its session");
+        assert!(check_csrf(&h, "http", "s").is_ok());
+        assert!(check_csrf(&h, "https", "s").is_err(), "the scheme counts: http is another origin than https");
+        assert!(check_csrf(&h, "http", "other").is_err(), "bound to its session");
         h.insert("origin", HeaderValue::from_static("http://evil.example"));
-        assert!(check_csrf(&h, "s").is_err());
+        assert!(check_csrf(&h, "http", "s").is_err());
     }
 }

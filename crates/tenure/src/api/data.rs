@@ -1,6 +1,6 @@
 //! Connections, the configuration, HR uploads and loads, and workers with their "why".
 
-use super::auth::Caller;
+use super::auth::{Caller, Scoped};
 use super::problem::{parse_json, read_bytes, refused, Body, Problem, Q};
 use super::Shared;
 use crate::intake::{self, Delivery, LoadKind, Taken};
@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 /// Every connection with its settings (the token only as its last four characters).
 #[utoipa::path(get, path = "/api/v1/connections", tag = "connections",
     responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn connections(State(api): State<Shared>, c: Caller) -> Result<Json<Vec<Value>>, Problem> {
+async fn connections(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Vec<Value>>, Problem> {
     let all = api.store.connections().await?;
     Ok(Json(all.iter().filter(|x| c.on(&x.name).is_ok()).map(crate::connection::view).collect()))
 }
@@ -30,7 +30,11 @@ async fn connections(State(api): State<Shared>, c: Caller) -> Result<Json<Vec<Va
 /// One connection.
 #[utoipa::path(get, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path)),
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn connection(State(api): State<Shared>, c: Caller, Path(name): Path<String>) -> Result<Json<Value>, Problem> {
+async fn connection(
+    State(api): State<Shared>,
+    Scoped(c): Scoped,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
     c.on(&name)?;
     let x = api.store.connection(&name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
     Ok(Json(crate::connection::view(&x)))
@@ -64,7 +68,6 @@ async fn add_connection(
     Body(n): Body<NewConnection>,
 ) -> Result<Response, Problem> {
     c.need(Role::Admin)?;
-    c.global()?;
     let dialect = n
         .dialect
         .as_deref()
@@ -100,7 +103,7 @@ async fn add_connection(
     responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn test_connection(
     State(api): State<Shared>,
-    c: Caller,
+    Scoped(c): Scoped,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Editor)?;
@@ -126,7 +129,7 @@ pub struct TokenRotation {
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn rotate_token(
     State(api): State<Shared>,
-    c: Caller,
+    Scoped(c): Scoped,
     Path(name): Path<String>,
     Body(t): Body<TokenRotation>,
 ) -> Result<Json<Value>, Problem> {
@@ -152,7 +155,8 @@ pub struct ConfigQuery {
 
 /// The configuration in force: TOML (default), or JSON.
 #[utoipa::path(get, path = "/api/v1/config", tag = "config", params(ConfigQuery),
-    responses((status = 200, body = Object, content_type = "application/json"),
+    responses((status = 200, content((String = "application/toml"), (Object = "application/json")),
+        description = "TOML by default; with format=json, {\"version\", \"sha256\", \"config\"}"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn get_config(State(api): State<Shared>, _c: Caller, Q(q): Q<ConfigQuery>) -> Result<Response, Problem> {
     let v = api
@@ -175,15 +179,21 @@ async fn get_config(State(api): State<Shared>, _c: Caller, Q(q): Q<ConfigQuery>)
 pub struct PutConfigQuery {
     /// Check it and answer the per-worker differences it would make; save nothing.
     pub dry_run: Option<bool>,
-    /// Let a `url` in it move a stored connection.
+    /// Let a `url` in it move a stored connection (Admin only: the connection's token goes
+    /// where its URL says).
     pub confirm_url_change: Option<bool>,
+    /// Connections it may remove or leave without any role, comma separated: either stops
+    /// or undoes their provisioning, so each must be named.
+    pub confirm_removal: Option<String>,
 }
 
 /// Save a configuration (TOML, or JSON of the same shape) as the one in force, checked whole
-/// first; with `dry_run`, answer what it would change worker by worker instead.
+/// first; with `dry_run`, answer what it would change worker by worker instead (after the
+/// same checks). Removing a connection, or every role of one, needs `confirm_removal`.
 #[utoipa::path(put, path = "/api/v1/config", tag = "config", params(PutConfigQuery),
-    request_body(content = String, content_type = "text/plain"),
-    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+    request_body(content((String = "application/toml"), (Object = "application/json"))),
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn put_config(
     State(api): State<Shared>,
@@ -192,12 +202,34 @@ async fn put_config(
     req: Request,
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Editor)?;
-    c.global()?;
+    if q.confirm_url_change == Some(true) {
+        // Moving a connection moves where its token is sent: an Admin's decision.
+        c.need(Role::Admin)?;
+    }
     let json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
     let bytes = read_bytes(req, &()).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Problem::bad_request(
+            "empty-body",
+            "the request has no configuration in it: send the whole configuration (TOML or JSON)",
+        ));
+    }
     let cfg = if json { parse_json::<rules::Config>(&bytes)? } else { toml_config(&bytes)? };
+    let confirm = crate::config_cmd::Confirm {
+        url_change: q.confirm_url_change == Some(true),
+        removal: q
+            .confirm_removal
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect(),
+        plan_only: false,
+    };
     if q.dry_run == Some(true) {
-        let after = compiled(&api, &cfg).await?;
+        let after = compiled(&api, &cfg, &confirm).await?;
         // Against nothing before the first configuration: every worker's account is new.
         let before = match crate::config_cmd::current(&api.store).await {
             Ok(r) => r,
@@ -211,16 +243,9 @@ async fn put_config(
             .map_err(Problem::unavailable)?;
         return Ok(Json(json!({"dry_run": true, "saved": false, "differences": d})));
     }
-    let r = crate::config_cmd::import(
-        &api.store,
-        &api.data_dir,
-        "request body",
-        &cfg,
-        q.confirm_url_change == Some(true),
-        &c.actor,
-    )
-    .await
-    .map_err(Problem::unavailable)?;
+    let r = crate::config_cmd::import(&api.store, &api.data_dir, "request body", &cfg, &confirm, &c.actor)
+        .await
+        .map_err(Problem::unavailable)?;
     match r {
         Ok(i) => {
             api.wake.notify_one();
@@ -242,9 +267,14 @@ pub(super) fn toml_config(bytes: &[u8]) -> Result<rules::Config, Problem> {
         .map_err(|e| config_problems(StatusCode::BAD_REQUEST, "the configuration has problems", &e))
 }
 
-/// A configuration compiled as an import would compile it: 422 with every problem.
-pub(super) async fn compiled(api: &Shared, cfg: &rules::Config) -> Result<rules::Rules, Problem> {
-    crate::config_cmd::compile_checked(&api.store, &api.data_dir, "request body", cfg)
+/// A configuration compiled as an import would compile it, after the same checks: 422 with
+/// every problem.
+pub(super) async fn compiled(
+    api: &Shared,
+    cfg: &rules::Config,
+    confirm: &crate::config_cmd::Confirm,
+) -> Result<rules::Rules, Problem> {
+    crate::config_cmd::compile_checked(&api.store, &api.data_dir, "request body", cfg, confirm)
         .await
         .map_err(Problem::unavailable)?
         .map_err(|e| config_problems(StatusCode::UNPROCESSABLE_ENTITY, "the configuration has problems", &e))
@@ -274,7 +304,6 @@ async fn upload(
     req: Request,
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Editor)?;
-    c.global()?;
     let kind = match q.kind.as_deref() {
         None | Some("full") => LoadKind::Full,
         Some("delta") => LoadKind::Delta,
@@ -284,15 +313,15 @@ async fn upload(
     let bytes = read_bytes(req, &()).await?;
     let rules = crate::config_cmd::current(&api.store).await.map_err(Problem::refused)?;
     let intake = intake::Intake::from_settings(&rules.config.hr).map_err(Problem::refused)?;
-    // The history names the uploader: the proposer of the changes it brings (maker-checker).
-    let source = format!("{}{}", super::UPLOADED_BY, c.actor);
+    // The load records its uploader: a proposer of the changes it brings (maker-checker).
     let d = Delivery {
-        source,
+        source: format!("api upload by {}", c.actor),
         bytes: bytes.to_vec(),
         json,
         kind,
         confirm_population: q.confirm_population,
         supersede_loads: vec![],
+        uploaded_by: Some(c.person.clone()),
     };
     let taken = intake::take(&api.store, &api.data_dir, &intake, d, jiff::Timestamp::now())
         .await
@@ -424,7 +453,7 @@ pub struct WorkerQuery {
 /// Workers by id, name or e-mail, paged.
 #[utoipa::path(get, path = "/api/v1/workers", tag = "workers", params(WorkerQuery),
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn workers(State(api): State<Shared>, _c: Caller, Q(q): Q<WorkerQuery>) -> Result<Json<Value>, Problem> {
+async fn workers(State(api): State<Shared>, _c: Scoped, Q(q): Q<WorkerQuery>) -> Result<Json<Value>, Problem> {
     let all = api.index.current(&api.store).await?;
     let needle = q.q.unwrap_or_default().trim().to_lowercase();
     let (limit, offset) = (q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0));
@@ -443,7 +472,7 @@ async fn workers(State(api): State<Shared>, _c: Caller, Q(q): Q<WorkerQuery>) ->
 /// value, the mapped attributes with their formulas, the planned actions, events and timeline.
 #[utoipa::path(get, path = "/api/v1/workers/{id}", tag = "workers", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn worker(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+async fn worker(State(api): State<Shared>, Scoped(c): Scoped, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     let rows = api.store.snapshot_of(std::slice::from_ref(&id)).await?;
     let row = rows.first().ok_or_else(|| Problem::not_found(format!("no worker {id:?} in the last load")))?;
     let record = intake::decode(row).map_err(Problem::unavailable)?;

@@ -25,9 +25,6 @@ use tokio::sync::Notify;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-/// How the load history names an upload through the API, followed by its actor.
-pub const UPLOADED_BY: &str = "api upload by ";
-
 /// Largest request body taken (an HR upload is the largest thing sent): 413 past it.
 pub const MAX_BODY: usize = 64 << 20;
 
@@ -46,20 +43,24 @@ impl Default for SessionPolicy {
     }
 }
 
-/// Who may scrape `/metrics` without a token: addresses or networks (`10.0.0.0/8`).
+/// A list of addresses or networks (`10.0.0.0/8`): who may scrape `/metrics` without a
+/// token, which proxies are trusted to say who their client is.
 #[derive(Debug, Clone)]
 pub struct Allow(Vec<(IpAddr, u8)>);
 
 impl Allow {
+    pub fn none() -> Allow {
+        Allow(vec![])
+    }
     pub fn loopback() -> Allow {
         Allow(vec![("127.0.0.0".parse().expect("ip"), 8), ("::1".parse().expect("ip"), 128)])
     }
-    pub fn parse(list: &str) -> Result<Allow, String> {
+    /// `flag` names the option in errors.
+    pub fn parse(flag: &str, list: &str) -> Result<Allow, String> {
         let mut v = vec![];
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (ip, bits) = part.split_once('/').unwrap_or((part, ""));
-            let ip: IpAddr =
-                ip.parse().map_err(|_| format!("--metrics-allow: {part:?} is not an address or network"))?;
+            let ip: IpAddr = ip.parse().map_err(|_| format!("{flag}: {part:?} is not an address or network"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let bits: u8 = if bits.is_empty() {
                 max
@@ -111,6 +112,8 @@ pub struct Api {
     pub tls: bool,
     pub sessions: SessionPolicy,
     pub metrics_allow: Allow,
+    /// Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed.
+    pub trusted_proxies: Allow,
     pub throttle: auth::Throttle,
     pub jobs: Mutex<HashMap<String, Arc<Job>>>,
     pub index: data::Index,
@@ -130,6 +133,7 @@ impl Api {
             tls,
             sessions: SessionPolicy::default(),
             metrics_allow: Allow::loopback(),
+            trusted_proxies: Allow::none(),
             throttle: auth::Throttle::default(),
             jobs: Mutex::default(),
             index: data::Index::default(),
@@ -160,6 +164,41 @@ impl utoipa::Modify for Security {
     }
 }
 
+/// Says on every operation what it needs and what it may answer that its handler does not
+/// list: an API token or a session (unless it declares itself public), 400 for a bad query or
+/// body, 401 without valid credentials.
+fn declare_security_and_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |what: &str| {
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for op in ops.into_iter().flatten() {
+            let public = op.security.as_ref().is_some_and(|s| s.iter().all(|r| r == &SecurityRequirement::default()));
+            if op.security.is_none() {
+                op.security = Some(vec![
+                    SecurityRequirement::new::<_, [&str; 0], &str>("token", []),
+                    SecurityRequirement::new::<_, [&str; 0], &str>("session", []),
+                ]);
+            }
+            let r = &mut op.responses.responses;
+            r.entry("400".into())
+                .or_insert_with(|| problem("The query or the body is not what this route takes").into());
+            if !public {
+                r.entry("401".into()).or_insert_with(|| problem("No valid session or API token").into());
+            }
+        }
+    }
+}
+
 /// Every documented route, with its handler: the router and the document come from one list.
 fn routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::with_openapi(Doc::openapi())
@@ -171,12 +210,15 @@ fn routes() -> OpenApiRouter<Shared> {
 
 /// The OpenAPI document as served.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut doc = routes().split_for_parts().1;
+    declare_security_and_errors(&mut doc);
+    doc
 }
 
 /// The API, its document at `/api/v1/openapi.json`, and `/metrics`.
 pub fn router(api: Shared) -> Router {
-    let (router, doc) = routes().split_for_parts();
+    let (router, mut doc) = routes().split_for_parts();
+    declare_security_and_errors(&mut doc);
     let doc = Arc::new(doc);
     router
         .route(
@@ -202,22 +244,21 @@ async fn metrics(
     axum::extract::ConnectInfo(crate::serve::Peer(peer)): axum::extract::ConnectInfo<crate::serve::Peer>,
     headers: axum::http::HeaderMap,
 ) -> Response {
+    let (client, scheme) = auth::client_of(&api, peer, &headers);
     let allowed = if headers.contains_key("authorization") {
-        match auth::authenticate(&api, &headers, &axum::http::Method::GET).await {
-            Ok(_) => true,
+        // The metrics concern every connection: a token limited to one may not read them.
+        match auth::authenticate(&api, &headers, &axum::http::Method::GET, scheme).await.and_then(|c| c.global()) {
+            Ok(()) => true,
             Err(p) => return p.into_response(),
         }
     } else {
-        api.metrics_allow.contains(peer.ip())
+        api.metrics_allow.contains(client)
     };
     if !allowed {
         return Problem::new(
             StatusCode::FORBIDDEN,
             "metrics-not-allowed",
-            format!(
-                "{} may not scrape without a token: send an API token, or allow it with --metrics-allow",
-                peer.ip()
-            ),
+            format!("{client} may not scrape without a token: send an API token, or allow it with --metrics-allow"),
         )
         .into_response();
     }
@@ -249,15 +290,15 @@ mod tests {
 
     #[test]
     fn metrics_allow_lists() {
-        let a = Allow::parse("10.0.0.0/8, 192.168.1.7").unwrap();
+        let a = Allow::parse("--metrics-allow", "10.0.0.0/8, 192.168.1.7").unwrap();
         assert!(a.contains("10.2.3.4".parse().unwrap()));
         assert!(a.contains("::ffff:10.2.3.4".parse().unwrap()));
         assert!(a.contains("192.168.1.7".parse().unwrap()));
         assert!(!a.contains("192.168.1.8".parse().unwrap()));
         assert!(Allow::loopback().contains("127.0.0.1".parse().unwrap()));
         assert!(!Allow::loopback().contains("10.0.0.1".parse().unwrap()));
-        assert!(Allow::parse("nope").is_err());
-        assert!(Allow::parse("10.0.0.0/33").is_err());
+        assert!(Allow::parse("x", "nope").is_err());
+        assert!(Allow::parse("x", "10.0.0.0/33").is_err());
     }
 }
 

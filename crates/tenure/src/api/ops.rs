@@ -1,7 +1,7 @@
 //! Status, plans, runs (with live progress), reviews, dead letters, the audit, and
 //! notification tests.
 
-use super::auth::Caller;
+use super::auth::{Caller, Scoped};
 use super::problem::{read_bytes, refused, Body, Problem, Q};
 use super::{Job, Shared};
 use crate::run_lock;
@@ -28,7 +28,7 @@ fn summary_of(r: &store::RunRecord) -> Value {
 /// pending reviews, dead letters, and the guard when tripped.
 #[utoipa::path(get, path = "/api/v1/status", tag = "status",
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn status(State(api): State<Shared>, c: Caller) -> Result<Json<Value>, Problem> {
+async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Value>, Problem> {
     let configured: Vec<String> = crate::config_cmd::current(&api.store)
         .await
         .map(|r| r.connections.iter().map(|c| c.name.clone()).collect())
@@ -141,7 +141,7 @@ async fn plan_for(
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn plan(
     State(api): State<Shared>,
-    c: Caller,
+    Scoped(c): Scoped,
     Path(name): Path<String>,
     Q(q): Q<PlanQuery>,
 ) -> Result<Json<Value>, Problem> {
@@ -150,12 +150,12 @@ async fn plan(
 
 /// The plan for a connection under an unsaved configuration (TOML in the body).
 #[utoipa::path(post, path = "/api/v1/connections/{name}/plan", tag = "plans", params(("name" = String, Path), PlanQuery),
-    request_body(content = String, content_type = "text/plain"),
+    request_body(content = String, content_type = "application/toml", description = "A whole configuration, as `tenure config import` takes it"),
     responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn plan_unsaved(
     State(api): State<Shared>,
-    c: Caller,
+    Scoped(c): Scoped,
     Path(name): Path<String>,
     Q(q): Q<PlanQuery>,
     req: Request,
@@ -163,7 +163,10 @@ async fn plan_unsaved(
     c.need(Role::Editor)?;
     c.on(&name)?;
     let bytes = read_bytes(req, &()).await?;
-    let rules = super::data::compiled(&api, &super::data::toml_config(&bytes)?).await?;
+    // The same checks as an import (a URL other than the stored one is refused), but a plan
+    // saves nothing, so what the file leaves out does not matter.
+    let confirm = crate::config_cmd::Confirm { plan_only: true, ..Default::default() };
+    let rules = super::data::compiled(&api, &super::data::toml_config(&bytes)?, &confirm).await?;
     plan_for(&api, &c, &name, &q, Some(rules)).await
 }
 
@@ -186,12 +189,22 @@ pub struct StartRun {
         (status = 409, body = Problem, content_type = "application/problem+json")))]
 async fn start_run(
     State(api): State<Shared>,
-    c: Caller,
+    Scoped(c): Scoped,
     Path(name): Path<String>,
     Body(s): Body<StartRun>,
 ) -> Result<Response, Problem> {
-    // Confirming the guard is a reviewer's duty; starting a run an editor's.
-    c.need(if s.confirm_deprovision.is_some() { Role::Reviewer } else { Role::Editor })?;
+    // Starting a run is an editor's duty; confirming the guard a reviewer's. A Reviewer who is
+    // not an Editor may start a run only to confirm a guard that stops it.
+    let confirm_only = match s.confirm_deprovision {
+        None => {
+            c.need(Role::Editor)?;
+            false
+        }
+        Some(_) => {
+            c.need(Role::Reviewer)?;
+            c.need(Role::Editor).is_err()
+        }
+    };
     c.on(&name)?;
     let rules = crate::config_cmd::current(&api.store).await.map_err(refused)?;
     sync::pick(&rules, Some(&name)).map_err(Problem::not_found)?;
@@ -210,13 +223,15 @@ async fn start_run(
         outcome: std::sync::Mutex::new(None),
     });
     api.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id.clone(), job.clone());
-    let (api2, id2) = (api.clone(), run_id.clone());
+    let (api2, id2, proposer) = (api.clone(), run_id.clone(), c.person.clone());
     tokio::spawn(async move {
         let mut opts = ApplyOptions::new(Some(job.connection.clone()));
         opts.output = Output::Silent;
         opts.workers = s.workers;
         opts.confirm = s.confirm_deprovision;
         opts.actor = Some(job.started_by.clone());
+        opts.proposer = Some(proposer);
+        opts.confirm_only = confirm_only;
         opts.run_id = Some(id2.clone());
         opts.progress = Some(job.progress.clone());
         opts.yes = true;
@@ -266,7 +281,7 @@ pub struct RunsQuery {
 /// Runs, newest first, with their counts.
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunsQuery),
     responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn runs(State(api): State<Shared>, c: Caller, Q(q): Q<RunsQuery>) -> Result<Json<Vec<Value>>, Problem> {
+async fn runs(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<RunsQuery>) -> Result<Json<Vec<Value>>, Problem> {
     let conn = c.scope(q.connection.as_deref())?;
     let all = api.store.runs(conn.as_deref(), q.limit.unwrap_or(20).clamp(1, 1000)).await?;
     Ok(Json(all.iter().map(crate::audit_cmd::run_view).collect()))
@@ -307,14 +322,18 @@ async fn find_run(api: &Shared, c: &Caller, id: &str) -> Result<Value, Problem> 
 /// status and detail) once it ended.
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn run(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+async fn run(State(api): State<Shared>, Scoped(c): Scoped, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     find_run(&api, &c, &id).await.map(Json)
 }
 
 /// A run's items: every action it recorded, with its outcome.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/items", tag = "runs", params(("id" = String, Path)),
     responses((status = 200, body = Vec<Object>), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn run_items(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Json<Vec<Value>>, Problem> {
+async fn run_items(
+    State(api): State<Shared>,
+    Scoped(c): Scoped,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Value>>, Problem> {
     find_run(&api, &c, &id).await?;
     let records = api.store.audit_where(None, None, Some(&id)).await?;
     Ok(Json(records.iter().map(crate::audit_cmd::record_json).collect()))
@@ -322,8 +341,13 @@ async fn run_items(State(api): State<Shared>, c: Caller, Path(id): Path<String>)
 
 /// A run's progress as Server-Sent Events: `progress` while it goes, then one `end`.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path)),
-    responses((status = 200, content_type = "text/event-stream", body = String), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn run_events(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Response, Problem> {
+    responses((status = 200, content_type = "text/event-stream", body = String,
+        description = "Server-Sent Events. `event: progress` every quarter second while the run goes, its `data` a JSON \
+            object: {\"id\", \"connection\", \"started_by\", \"state\": \"running\", \"progress\": {\"done\", \"total\"}}; then one \
+            `event: end`, its `data` the run as GET /api/v1/runs/{id} answers it (state succeeded, failed, refused, \
+            stopped, error or did not finish, with its summary), and the stream closes."),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn run_events(State(api): State<Shared>, Scoped(c): Scoped, Path(id): Path<String>) -> Result<Response, Problem> {
     find_run(&api, &c, &id).await?;
     let stream = futures_util::stream::unfold((api, id, false), |(api, id, done)| async move {
         if done {
@@ -356,7 +380,11 @@ pub struct ReviewQuery {
 /// Reviews (supervised mode), with what each would do and who set it in motion.
 #[utoipa::path(get, path = "/api/v1/reviews", tag = "reviews", params(ReviewQuery),
     responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn reviews(State(api): State<Shared>, c: Caller, Q(q): Q<ReviewQuery>) -> Result<Json<Vec<Value>>, Problem> {
+async fn reviews(
+    State(api): State<Shared>,
+    Scoped(c): Scoped,
+    Q(q): Q<ReviewQuery>,
+) -> Result<Json<Vec<Value>>, Problem> {
     let conn = c.scope(q.connection.as_deref())?;
     let states: &[&str] = match q.state.as_deref() {
         None | Some("pending") => &["pending"],
@@ -389,9 +417,17 @@ async fn decide(
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Reviewer)?;
     let conn = c.scope(connection.as_deref())?;
-    let d = crate::review_cmd::decide_with(&api.store, &ids, conn.as_deref(), approve, &c.actor, note.as_deref())
-        .await
-        .map_err(refused)?;
+    let d = crate::review_cmd::decide_with(
+        &api.store,
+        &ids,
+        conn.as_deref(),
+        approve,
+        &c.actor,
+        &c.person,
+        note.as_deref(),
+    )
+    .await
+    .map_err(refused)?;
     if d.decided.is_empty() && !d.refused.is_empty() {
         let why: Vec<&str> = d.refused.iter().map(|(_, w)| w.as_str()).collect();
         return Err(Problem::forbidden("maker-checker", why.join("; ")).with_errors(json!(d
@@ -413,7 +449,11 @@ async fn decide(
 /// motion; the others are decided.
 #[utoipa::path(post, path = "/api/v1/reviews/decisions", tag = "reviews", request_body = Decision,
     responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn decide_bulk(State(api): State<Shared>, c: Caller, Body(d): Body<Decision>) -> Result<Json<Value>, Problem> {
+async fn decide_bulk(
+    State(api): State<Shared>,
+    Scoped(c): Scoped,
+    Body(d): Body<Decision>,
+) -> Result<Json<Value>, Problem> {
     decide(&api, &c, d.ids, d.approve, d.connection, d.note).await
 }
 
@@ -429,7 +469,7 @@ pub struct Note {
     responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn approve(
     State(api): State<Shared>,
-    c: Caller,
+    Scoped(c): Scoped,
     Path(id): Path<i64>,
     Body(n): Body<Note>,
 ) -> Result<Json<Value>, Problem> {
@@ -442,7 +482,7 @@ async fn approve(
     responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn reject(
     State(api): State<Shared>,
-    c: Caller,
+    Scoped(c): Scoped,
     Path(id): Path<i64>,
     Body(n): Body<Note>,
 ) -> Result<Json<Value>, Problem> {
@@ -460,7 +500,7 @@ pub struct ConnectionQuery {
     responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn dead_letters(
     State(api): State<Shared>,
-    c: Caller,
+    Scoped(c): Scoped,
     Q(q): Q<ConnectionQuery>,
 ) -> Result<Json<Vec<Value>>, Problem> {
     let conn = c.scope(q.connection.as_deref())?;
@@ -480,7 +520,7 @@ pub struct Retry {
 /// Try dead letters again on the next run (Reviewer).
 #[utoipa::path(post, path = "/api/v1/dead-letters/retry", tag = "dead letters", request_body = Retry,
     responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn retry(State(api): State<Shared>, c: Caller, Body(r): Body<Retry>) -> Result<Json<Value>, Problem> {
+async fn retry(State(api): State<Shared>, Scoped(c): Scoped, Body(r): Body<Retry>) -> Result<Json<Value>, Problem> {
     c.need(Role::Reviewer)?;
     let conn = c.scope(r.connection.as_deref())?;
     let n = crate::review_cmd::retry_with(&api.store, conn.as_deref(), &r.workers, &c.actor).await.map_err(refused)?;
@@ -536,7 +576,7 @@ fn filter(c: &Caller, q: &AuditQuery) -> Result<crate::audit_cmd::Filter, Proble
 /// Audit records by worker, connection, actor, kind, action, run and time.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = Vec<Object>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn audit(State(api): State<Shared>, c: Caller, Q(q): Q<AuditQuery>) -> Result<Json<Vec<Value>>, Problem> {
+async fn audit(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<AuditQuery>) -> Result<Json<Vec<Value>>, Problem> {
     let f = filter(&c, &q)?;
     let records = crate::audit_cmd::select(&api.store, &f).await.map_err(Problem::unavailable)?;
     let n = q.limit.unwrap_or(500).clamp(1, 100_000);
@@ -548,7 +588,7 @@ async fn audit(State(api): State<Shared>, c: Caller, Q(q): Q<AuditQuery>) -> Res
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", params(AuditQuery),
     responses((status = 200, body = String, content_type = "text/csv"),
         (status = 400, body = Problem, content_type = "application/problem+json")))]
-async fn export(State(api): State<Shared>, c: Caller, Q(q): Q<AuditQuery>) -> Result<Response, Problem> {
+async fn export(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<AuditQuery>) -> Result<Response, Problem> {
     let f = filter(&c, &q)?;
     let records = crate::audit_cmd::select(&api.store, &f).await.map_err(Problem::unavailable)?;
     match q.format.as_deref() {
@@ -599,7 +639,6 @@ async fn test_notice(
     Body(t): Body<TestNotice>,
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Editor)?;
-    c.global()?;
     match crate::notify::send_test(&api.store, &api.key, &name, t.event.as_deref()).await.map_err(refused)? {
         Ok(said) => Ok(Json(json!({"delivered": true, "detail": said}))),
         Err(why) => Ok(Json(json!({"delivered": false, "detail": why}))),

@@ -116,7 +116,7 @@ pub async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum:
             Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
-                format!("the request body is over {} MiB", super::MAX_BODY >> 20),
+                "the request body is over this route's limit (64 MiB for uploads, 10 MiB for a push, 16 KiB to log in)",
             )
         } else {
             Problem::bad_request("unreadable-body", format!("the request body could not be read: {e}"))
@@ -125,8 +125,13 @@ pub async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum:
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Err(Problem::bad_request("malformed-json", "the request needs a JSON body"));
+    };
+    // Every body is an object with named fields: serde would also take its fields as a
+    // positional array, which no client means.
+    if *first != b'{' {
+        return Err(Problem::bad_request("invalid-body", "the request body must be a JSON object ({...})"));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let slug = if e.is_data() { "invalid-body" } else { "malformed-json" };
@@ -152,4 +157,66 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
             .map(|q| Q(q.0))
             .map_err(|e| Problem::bad_request("invalid-query", e.body_text()))
     }
+}
+
+/// The longest request target taken, in bytes: past it, 414.
+pub const MAX_URI: usize = 8 * 1024;
+/// The most header bytes taken, names and values: past it, 431.
+pub const MAX_HEADERS: usize = 32 * 1024;
+
+/// Refuses, as problem documents, a request whose target or headers are too large, before it
+/// reaches any route. (Past the HTTP server's own limits, about 64 KiB of target or 100
+/// headers, the server answers by itself, without a body.)
+pub async fn limits(req: Request, next: axum::middleware::Next) -> Response {
+    let uri = req.uri().to_string().len();
+    if uri > MAX_URI {
+        return Problem::new(
+            StatusCode::URI_TOO_LONG,
+            "uri-too-long",
+            format!("the request target is {uri} bytes, over the {MAX_URI} taken"),
+        )
+        .into_response();
+    }
+    let headers: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if headers > MAX_HEADERS {
+        return Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers-too-large",
+            format!("the request's headers are {headers} bytes, over the {MAX_HEADERS} taken"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Any error answer that is not a JSON document already (a method a route does not take,
+/// a body an extractor refused, a route outside the API) becomes one, with its status kept.
+pub async fn as_problem(r: Response) -> Response {
+    let status = r.status();
+    let typed = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        // A JSON answer says what it means already (the readiness probe's 503).
+        .is_some_and(|v| v.starts_with("application/problem+json") || v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || typed {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let said = axum::body::to_bytes(body, 4096).await.ok().and_then(|b| String::from_utf8(b.to_vec()).ok());
+    let (slug, default) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "this route does not take that method"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("body-too-large", "the request body is over this route's limit"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "this content type is not taken here"),
+        StatusCode::NOT_FOUND => ("not-found", "nothing here"),
+        s if s.is_server_error() => ("unavailable", "the service could not answer"),
+        _ => ("bad-request", "the request was refused"),
+    };
+    let detail = said.filter(|s| !s.trim().is_empty() && !s.trim_start().starts_with('{')).unwrap_or(default.into());
+    let mut out = Problem::new(status, slug, detail).into_response();
+    // Headers the answer carried (Allow on a 405, Retry-After) stay.
+    for (k, v) in parts.headers.iter().filter(|(k, _)| *k != "content-type" && *k != "content-length") {
+        out.headers_mut().insert(k.clone(), v.clone());
+    }
+    out
 }

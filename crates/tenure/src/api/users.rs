@@ -134,12 +134,13 @@ pub struct NewToken {
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn create_token(State(api): State<Shared>, c: Caller, Body(t): Body<NewToken>) -> Result<Response, Problem> {
     c.need(Role::Admin)?;
-    c.global()?;
     let r = role(&t.role)?;
     let now = jiff::Timestamp::now();
     let expires = t.expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose().map_err(refused)?;
-    let made =
-        users::create_token_audited(&api.store, &t.name, r, t.connection, expires, &c.actor).await.map_err(refused)?;
+    // The token acts for the person who made it (a token's token, for that token's maker).
+    let made = users::create_token_audited(&api.store, &t.name, r, t.connection, expires, &c.actor, c.user.clone())
+        .await
+        .map_err(refused)?;
     let mut v = users::token_view(&made.record);
     v["token"] = Value::from(made.secret.expose());
     Ok((StatusCode::CREATED, Json(v)).into_response())

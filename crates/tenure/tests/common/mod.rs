@@ -1,6 +1,7 @@
 //! Spawns the real `tenure sandbox` on a random port and talks to it over HTTP.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod env;
 
 use serde_json::Value;

@@ -1,0 +1,105 @@
+//! One rule for the names people give things in tenure: connections, API tokens and platform
+//! users. A name is shown in logs, audit records, metrics labels, file names and pages, so it
+//! carries no control or invisible characters and no path separators, and a new name may not
+//! look like one that exists already (`аdmin` with a Cyrillic a beside `admin`).
+
+/// The longest name, in characters.
+pub const MAX: usize = 64;
+
+/// What is named, for the error.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Connection,
+    Token,
+    User,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Connection => "a connection name",
+            Kind::Token => "a token name",
+            Kind::User => "a user name",
+        }
+    }
+}
+
+/// The rule, as the error says it.
+pub const RULE: &str = "1 to 64 letters, digits, single spaces between words, and . - _ @ ( ) +";
+
+/// Refuses a name off the rule, saying which character (and where) broke it.
+pub fn check(kind: Kind, name: &str) -> Result<(), String> {
+    let what = kind.as_str();
+    let n = name.chars().count();
+    if n == 0 || n > MAX {
+        return Err(format!("{what} must be {RULE} ({n} characters given)"));
+    }
+    if name.starts_with(' ') || name.ends_with(' ') || name.contains("  ") {
+        return Err(format!("{what} must be {RULE}: no space at either end, nor two in a row"));
+    }
+    for (i, c) in name.chars().enumerate() {
+        let ok = c.is_alphanumeric() || matches!(c, ' ' | '.' | '-' | '_' | '@' | '(' | ')' | '+');
+        if !ok {
+            return Err(format!(
+                "{what} must be {RULE}: character {} is {}",
+                i + 1,
+                if c.is_control() || c.is_whitespace() || c.is_ascii_punctuation() || c.is_ascii_graphic() {
+                    format!("U+{:04X}", c as u32)
+                } else {
+                    format!("{c:?} (U+{:04X})", c as u32)
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An existing name the new one could be taken for: the same letters once case and
+/// look-alike characters are set aside, but not the same name.
+pub fn look_alike<'a>(name: &str, existing: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let key = engine::confusable(name);
+    existing.into_iter().find(|e| *e != name && engine::confusable(e) == key)
+}
+
+/// `check`, then no look-alike of an existing name.
+pub fn check_new<'a>(kind: Kind, name: &str, existing: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+    check(kind, name)?;
+    if let Some(e) = look_alike(name, existing) {
+        return Err(format!(
+            "{} {name:?} could be taken for the existing {e:?} (the same once case and look-alike letters are set \
+             aside): choose another",
+            kind.as_str()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_one_rule() {
+        assert!(check(Kind::Connection, "Connection-Bearer Token-1").is_ok());
+        assert!(check(Kind::User, "ann.lee@acme.example").is_ok());
+        assert!(check(Kind::User, "José").is_ok());
+        for bad in ["", "a\rb", "a\nb", "a\0b", "a/b", "a\\b", " a", "a ", "a  b", "a\u{200b}b", "<script>"] {
+            assert!(check(Kind::Token, bad).is_err(), "{bad:?}");
+        }
+        assert!(check(Kind::User, &"x".repeat(65)).is_err());
+        assert!(check(Kind::User, &"x".repeat(64)).is_ok());
+        let e = check(Kind::User, "a\rb").unwrap_err();
+        assert!(e.contains("character 2 is U+000D"), "{e}");
+    }
+
+    #[test]
+    fn look_alikes_of_existing_names_are_refused() {
+        let existing = ["admin", "Sales"];
+        assert_eq!(look_alike("\u{430}dmin", existing), Some("admin"), "a Cyrillic a");
+        assert_eq!(look_alike("ADMIN", existing), Some("admin"), "case");
+        assert_eq!(look_alike("sa1es", existing), Some("Sales"), "a one for an l");
+        assert_eq!(look_alike("admin", existing), None, "the same name is a duplicate, not a look-alike");
+        assert_eq!(look_alike("editor", existing), None);
+        assert!(check_new(Kind::User, "\u{430}dmin", existing).is_err());
+    }
+}
