@@ -587,7 +587,7 @@ fn main() -> ExitCode {
             )));
         }
         Command::Openapi => {
-            outln!("{}", serde_json::to_string_pretty(&api::openapi()).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&api::openapi_json()).unwrap_or_default());
             return ExitCode::SUCCESS;
         }
         Command::User(cmd) => return coded(rt.block_on(user_cmd::user(cmd, &dir, database_url.as_deref()))),

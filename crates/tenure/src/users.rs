@@ -133,12 +133,13 @@ pub fn parse_expiry(s: &str, now: Timestamp) -> Result<Timestamp, String> {
         }
         return Ok(t);
     }
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = n.parse().map_err(|_| bad())?;
+    // The unit is the last character, whatever its width (the fuzzer sends `Ñ`).
+    let unit = s.chars().last().ok_or_else(bad)?;
+    let n: i64 = s[..s.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
     let secs = match unit {
-        "d" => n * 86_400,
-        "h" => n * 3_600,
-        "m" => n * 60,
+        'd' => n.saturating_mul(86_400),
+        'h' => n.saturating_mul(3_600),
+        'm' => n.saturating_mul(60),
         _ => return Err(bad()),
     };
     if n <= 0 {
@@ -339,6 +340,9 @@ mod tests {
         assert_eq!(parse_expiry("12h", now).unwrap().to_string(), "2026-12-01T12:00:00Z");
         assert!(parse_expiry("0d", now).is_err());
         assert!(parse_expiry("soon", now).is_err());
+        assert!(parse_expiry("\u{d1}", now).is_err(), "a wide last character");
+        assert!(parse_expiry("", now).is_err());
+        assert!(parse_expiry("99999999999999999d", now).is_err(), "too far");
         assert!(parse_expiry("2027-01-01T00:00:00Z", now).is_ok());
         assert!(parse_expiry("2026-11-30T00:00:00Z", now).is_err(), "a moment past");
     }

@@ -164,6 +164,45 @@ impl utoipa::Modify for Security {
     }
 }
 
+/// The document's links: where an answer's values lead (a run started, to the run; a
+/// connection added, to it), so a client, and a stateful fuzzer, can follow them. Written on
+/// the JSON: utoipa 5 spells a link's `operationId` as `operation_id`.
+fn with_links(mut doc: serde_json::Value) -> serde_json::Value {
+    // (link name, operation, its parameter, the answer's field)
+    type To = (&'static str, &'static str, &'static str, &'static str);
+    let links: [(&str, &str, &[To]); 2] = [
+        (
+            "/api/v1/connections/{name}/runs",
+            "202",
+            &[
+                ("TheRun", "run", "id", "run_id"),
+                ("TheRunItems", "run_items", "id", "run_id"),
+                ("TheRunEvents", "run_events", "id", "run_id"),
+            ],
+        ),
+        (
+            "/api/v1/connections",
+            "201",
+            &[
+                ("TheConnection", "connection", "name", "name"),
+                ("TestIt", "test_connection", "name", "name"),
+                ("PlanIt", "plan", "name", "name"),
+            ],
+        ),
+    ];
+    for (path, status, each) in links {
+        let r = &mut doc["paths"][path]["post"]["responses"][status];
+        if !r.is_object() {
+            continue;
+        }
+        for (name, op, param, from) in each {
+            r["links"][*name] = serde_json::json!({"operationId": op,
+                "parameters": {*param: format!("$response.body#/{from}")}});
+        }
+    }
+    doc
+}
+
 /// Says on every operation what it needs and what it may answer that its handler does not
 /// list: an API token or a session (unless it declares itself public), 400 for a bad query or
 /// body, 401 without valid credentials.
@@ -215,11 +254,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// The OpenAPI document as JSON, links included, as `/api/v1/openapi.json` serves it.
+pub fn openapi_json() -> serde_json::Value {
+    with_links(serde_json::to_value(openapi()).unwrap_or_default())
+}
+
 /// The API, its document at `/api/v1/openapi.json`, and `/metrics`.
 pub fn router(api: Shared) -> Router {
-    let (router, mut doc) = routes().split_for_parts();
-    declare_security_and_errors(&mut doc);
-    let doc = Arc::new(doc);
+    let (router, _) = routes().split_for_parts();
+    let doc = Arc::new(openapi_json());
     router
         .route(
             "/api/v1/openapi.json",

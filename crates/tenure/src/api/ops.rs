@@ -150,7 +150,8 @@ async fn plan(
 
 /// The plan for a connection under an unsaved configuration (TOML in the body).
 #[utoipa::path(post, path = "/api/v1/connections/{name}/plan", tag = "plans", params(("name" = String, Path), PlanQuery),
-    request_body(content = String, content_type = "application/toml", description = "A whole configuration, as `tenure config import` takes it"),
+    request_body(content((String = "application/toml"), (Object = "application/json")),
+        description = "A whole configuration, as `tenure config import` takes it: TOML, or JSON of the same shape"),
     responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn plan_unsaved(
@@ -162,11 +163,14 @@ async fn plan_unsaved(
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Editor)?;
     c.on(&name)?;
+    let json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
     let bytes = read_bytes(req, &()).await?;
+    let cfg =
+        if json { super::problem::parse_json::<rules::Config>(&bytes)? } else { super::data::toml_config(&bytes)? };
     // The same checks as an import (a URL other than the stored one is refused), but a plan
     // saves nothing, so what the file leaves out does not matter.
     let confirm = crate::config_cmd::Confirm { plan_only: true, ..Default::default() };
-    let rules = super::data::compiled(&api, &super::data::toml_config(&bytes)?, &confirm).await?;
+    let rules = super::data::compiled(&api, &cfg, &confirm).await?;
     plan_for(&api, &c, &name, &q, Some(rules)).await
 }
 
@@ -339,9 +343,19 @@ async fn run_items(
     Ok(Json(records.iter().map(crate::audit_cmd::record_json).collect()))
 }
 
+/// One Server-Sent Event of a run's stream.
+#[derive(serde::Serialize, ToSchema)]
+pub struct RunEvent {
+    /// `progress` while the run goes; `end` once, last.
+    #[schema(pattern = "^(progress|end)$")]
+    pub event: String,
+    /// The run as JSON text: its state and progress, at the end its summary.
+    pub data: String,
+}
+
 /// A run's progress as Server-Sent Events: `progress` while it goes, then one `end`.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path)),
-    responses((status = 200, content_type = "text/event-stream", body = String,
+    responses((status = 200, content_type = "text/event-stream", body = RunEvent,
         description = "Server-Sent Events. `event: progress` every quarter second while the run goes, its `data` a JSON \
             object: {\"id\", \"connection\", \"started_by\", \"state\": \"running\", \"progress\": {\"done\", \"total\"}}; then one \
             `event: end`, its `data` the run as GET /api/v1/runs/{id} answers it (state succeeded, failed, refused, \
