@@ -596,6 +596,13 @@ pub async fn apply(
                         continue;
                     }
                     let permit = sem.clone().acquire_owned().await.expect("the semaphore stays open");
+                    if store.refusing_writes() {
+                        // The store refuses writes (its disk is full): no call starts whose
+                        // outcome could not be kept; the next run resolves what is in flight.
+                        let why = "not tried: the store refused writes (is the disk full?)".to_string();
+                        let _ = tx.send((units[u].iter().map(|&i| (i, Err(why.clone()))).collect(), vec![]));
+                        continue;
+                    }
                     if lost.load(std::sync::atomic::Ordering::SeqCst) {
                         // Another holder works the connection now: no call starts from here on.
                         let why = "not tried: this run lost its lease on the connection".to_string();

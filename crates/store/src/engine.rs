@@ -199,33 +199,34 @@ impl Store {
 
     /// Writes intents, in one transaction, before their calls are made.
     pub async fn journal_intents(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let t = now();
-        for chunk in entries.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO journal (id, run_id, connection, worker_id, kind, body, state, attempts, error, \
-                 created_at, updated_at) VALUES {}",
-                self.placeholders(chunk.len(), 11)
-            );
-            let mut q = sqlx::query(&sql);
-            for e in chunk {
-                q = q
-                    .bind(&e.id)
-                    .bind(&e.run_id)
-                    .bind(&e.connection)
-                    .bind(&e.worker_id)
-                    .bind(&e.kind)
-                    .bind(&e.body)
-                    .bind(&e.state)
-                    .bind(e.attempts)
-                    .bind(e.error.clone())
-                    .bind(&t)
-                    .bind(&t);
+        self.write_tx(async |tx| {
+            let t = now();
+            for chunk in entries.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO journal (id, run_id, connection, worker_id, kind, body, state, attempts, error, \
+                     created_at, updated_at) VALUES {}",
+                    self.placeholders(chunk.len(), 11)
+                );
+                let mut q = sqlx::query(&sql);
+                for e in chunk {
+                    q = q
+                        .bind(&e.id)
+                        .bind(&e.run_id)
+                        .bind(&e.connection)
+                        .bind(&e.worker_id)
+                        .bind(&e.kind)
+                        .bind(&e.body)
+                        .bind(&e.state)
+                        .bind(e.attempts)
+                        .bind(e.error.clone())
+                        .bind(&t)
+                        .bind(&t);
+                }
+                q.execute(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// Journal entries of a connection in a state (intent: in flight when a run stopped).
@@ -250,116 +251,117 @@ impl Store {
     /// order): the caller keeps them apart, to write them one by one if the whole is refused.
     pub async fn record_outcome_parts(&self, parts: &[&Outcomes]) -> Result<(), StoreError> {
         let o = Parts(parts);
-        let mut tx = self.pool.begin().await?;
-        let t = now();
-        // Successes in one statement per few hundred; failures one by one, with their error.
-        let done: Vec<&String> =
-            o.journal().filter(|(_, s, e)| s == "done" && e.is_none()).map(|(id, _, _)| id).collect();
-        for chunk in done.chunks(CHUNK) {
-            let list = self.list(3, chunk.len());
-            let sql = format!(
-                "UPDATE journal SET state = {}, attempts = attempts + 1, updated_at = {} WHERE id IN ({list})",
-                self.list(1, 1),
-                self.list(2, 1)
-            );
-            let mut q = sqlx::query(&sql).bind("done").bind(&t);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for (id, state, error) in o.journal().filter(|(_, s, e)| !(s == "done" && e.is_none())) {
-            sqlx::query(
-                "UPDATE journal SET state = $1, error = $2, attempts = attempts + 1, updated_at = $3 WHERE id = $4",
-            )
-            .bind(state)
-            .bind(error.clone())
-            .bind(&t)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (conn, worker) in o.unlinks() {
-            sqlx::query("DELETE FROM links WHERE connection = $1 AND worker_id = $2")
-                .bind(conn)
-                .bind(worker)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (conn, worker) in o.unlinks().chain(o.undeactivated()) {
-            sqlx::query("DELETE FROM deactivations WHERE connection = $1 AND worker_id = $2")
-                .bind(conn)
-                .bind(worker)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for (conn, worker, at) in o.deactivated() {
-            sqlx::query(
-                "INSERT INTO deactivations (connection, worker_id, at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (connection, worker_id) DO UPDATE SET at = excluded.at",
-            )
-            .bind(conn)
-            .bind(worker)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let links: Vec<&Link> = o.links().collect();
-        for chunk in links.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO links (connection, worker_id, target_id, user_name, origin, linked_at) VALUES {} \
-                 ON CONFLICT (connection, worker_id) DO UPDATE SET target_id = excluded.target_id, \
-                 user_name = excluded.user_name, origin = excluded.origin, linked_at = excluded.linked_at",
-                self.placeholders(chunk.len(), 6)
-            );
-            let mut q = sqlx::query(&sql);
-            for l in chunk {
-                q = q
-                    .bind(&l.connection)
-                    .bind(&l.worker_id)
-                    .bind(&l.target_id)
-                    .bind(&l.user_name)
-                    .bind(&l.origin)
-                    .bind(&l.linked_at);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        let audit: Vec<&AuditEntry> = o.audit().collect();
-        if !audit.is_empty() {
-            let last =
-                sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
-            let (mut seq, mut prev): (i64, String) = match last {
-                Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
-                None => (0, String::new()),
-            };
-            for chunk in audit.chunks(CHUNK) {
+        self.write_tx(async |tx| {
+            let t = now();
+            // Successes in one statement per few hundred; failures one by one, with their error.
+            let done: Vec<&String> =
+                o.journal().filter(|(_, s, e)| s == "done" && e.is_none()).map(|(id, _, _)| id).collect();
+            for chunk in done.chunks(CHUNK) {
+                let list = self.list(3, chunk.len());
                 let sql = format!(
-                    "INSERT INTO audit (seq, at, run_id, connection, worker_id, action, outcome, detail, prev_hash, \
-                     hash) VALUES {}",
-                    self.placeholders(chunk.len(), 10)
+                    "UPDATE journal SET state = {}, attempts = attempts + 1, updated_at = {} WHERE id IN ({list})",
+                    self.list(1, 1),
+                    self.list(2, 1)
                 );
-                let mut q = sqlx::query(&sql);
-                for e in chunk {
-                    seq += 1;
-                    let hash = audit_hash(&prev, seq, &t, e);
-                    q = q
-                        .bind(seq)
-                        .bind(t.clone())
-                        .bind(e.run_id.clone())
-                        .bind(e.connection.clone())
-                        .bind(e.worker_id.clone())
-                        .bind(e.action.clone())
-                        .bind(e.outcome.clone())
-                        .bind(e.detail.clone())
-                        .bind(prev.clone())
-                        .bind(hash.clone());
-                    prev = hash;
+                let mut q = sqlx::query(&sql).bind("done").bind(&t);
+                for id in chunk {
+                    q = q.bind(*id);
                 }
                 q.execute(&mut *tx).await?;
             }
-        }
-        tx.commit().await?;
-        Ok(())
+            for (id, state, error) in o.journal().filter(|(_, s, e)| !(s == "done" && e.is_none())) {
+                sqlx::query(
+                    "UPDATE journal SET state = $1, error = $2, attempts = attempts + 1, updated_at = $3 WHERE id = $4",
+                )
+                .bind(state)
+                .bind(error.clone())
+                .bind(&t)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (conn, worker) in o.unlinks() {
+                sqlx::query("DELETE FROM links WHERE connection = $1 AND worker_id = $2")
+                    .bind(conn)
+                    .bind(worker)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (conn, worker) in o.unlinks().chain(o.undeactivated()) {
+                sqlx::query("DELETE FROM deactivations WHERE connection = $1 AND worker_id = $2")
+                    .bind(conn)
+                    .bind(worker)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (conn, worker, at) in o.deactivated() {
+                sqlx::query(
+                    "INSERT INTO deactivations (connection, worker_id, at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (connection, worker_id) DO UPDATE SET at = excluded.at",
+                )
+                .bind(conn)
+                .bind(worker)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let links: Vec<&Link> = o.links().collect();
+            for chunk in links.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO links (connection, worker_id, target_id, user_name, origin, linked_at) VALUES {} \
+                     ON CONFLICT (connection, worker_id) DO UPDATE SET target_id = excluded.target_id, \
+                     user_name = excluded.user_name, origin = excluded.origin, linked_at = excluded.linked_at",
+                    self.placeholders(chunk.len(), 6)
+                );
+                let mut q = sqlx::query(&sql);
+                for l in chunk {
+                    q = q
+                        .bind(&l.connection)
+                        .bind(&l.worker_id)
+                        .bind(&l.target_id)
+                        .bind(&l.user_name)
+                        .bind(&l.origin)
+                        .bind(&l.linked_at);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            let audit: Vec<&AuditEntry> = o.audit().collect();
+            if !audit.is_empty() {
+                let last =
+                    sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
+                let (mut seq, mut prev): (i64, String) = match last {
+                    Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
+                    None => (0, String::new()),
+                };
+                for chunk in audit.chunks(CHUNK) {
+                    let sql = format!(
+                        "INSERT INTO audit (seq, at, run_id, connection, worker_id, action, outcome, detail, prev_hash, \
+                         hash) VALUES {}",
+                        self.placeholders(chunk.len(), 10)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for e in chunk {
+                        seq += 1;
+                        let hash = audit_hash(&prev, seq, &t, e);
+                        q = q
+                            .bind(seq)
+                            .bind(t.clone())
+                            .bind(e.run_id.clone())
+                            .bind(e.connection.clone())
+                            .bind(e.worker_id.clone())
+                            .bind(e.action.clone())
+                            .bind(e.outcome.clone())
+                            .bind(e.detail.clone())
+                            .bind(prev.clone())
+                            .bind(hash.clone());
+                        prev = hash;
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// How many audit records each (run, worker, action) of these runs has: recovery does

@@ -111,106 +111,107 @@ impl Store {
     /// Writes a load whole. A pushed event id seen before makes the whole write fail with
     /// `StoreError::Duplicate` and change nothing.
     pub async fn record_load(&self, w: &LoadWrite) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let stamp = now();
-        let load_id = w.load.as_ref().map(|l| l.id.clone()).unwrap_or_default();
-        for chunk in w.push_ids.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO hr_push_ids (event_id, load_id, received_at) VALUES {}",
-                self.placeholders(chunk.len(), 3)
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id).bind(&load_id).bind(&stamp);
-            }
-            match q.execute(&mut *tx).await {
-                Ok(_) => {}
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    return Err(StoreError::Duplicate("a pushed event id was taken already".into()))
+        self.write_tx(async |tx| {
+            let stamp = now();
+            let load_id = w.load.as_ref().map(|l| l.id.clone()).unwrap_or_default();
+            for chunk in w.push_ids.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO hr_push_ids (event_id, load_id, received_at) VALUES {}",
+                    self.placeholders(chunk.len(), 3)
+                );
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(id).bind(&load_id).bind(&stamp);
                 }
-                Err(e) => return Err(e.into()),
+                match q.execute(&mut *tx).await {
+                    Ok(_) => {}
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        return Err(StoreError::Duplicate("a pushed event id was taken already".into()))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-        }
-        if let Some(l) = &w.load {
-            sqlx::query(
-                "INSERT INTO hr_loads (id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, \
-                 event_count, outcome, reason, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&l.id)
-            .bind(&l.source)
-            .bind(&l.checksum)
-            .bind(&l.kind)
-            .bind(&l.loaded_at)
-            .bind(l.rows)
-            .bind(l.accepted)
-            .bind(l.quarantined)
-            .bind(l.events)
-            .bind(&l.outcome)
-            .bind(l.reason.clone())
-            .bind(l.uploaded_by.clone())
-            .execute(&mut *tx)
-            .await?;
-        }
-        for load in &w.supersede_loads {
-            sqlx::query("UPDATE hr_events SET state = 'superseded' WHERE load_id = $1 AND state = 'pending'")
-                .bind(load)
+            if let Some(l) = &w.load {
+                sqlx::query(
+                    "INSERT INTO hr_loads (id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, \
+                     event_count, outcome, reason, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&l.id)
+                .bind(&l.source)
+                .bind(&l.checksum)
+                .bind(&l.kind)
+                .bind(&l.loaded_at)
+                .bind(l.rows)
+                .bind(l.accepted)
+                .bind(l.quarantined)
+                .bind(l.events)
+                .bind(&l.outcome)
+                .bind(l.reason.clone())
+                .bind(l.uploaded_by.clone())
                 .execute(&mut *tx)
                 .await?;
-        }
-        for chunk in w.upserts.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO hr_workers (worker_id, body, missing_since, load_id, updated_at) VALUES {} \
-                 ON CONFLICT (worker_id) DO UPDATE SET body = excluded.body, missing_since = \
-                 excluded.missing_since, load_id = excluded.load_id, updated_at = excluded.updated_at",
-                self.placeholders(chunk.len(), 5)
-            );
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = q.bind(&r.worker_id).bind(&r.body).bind(r.missing_since.clone()).bind(&load_id).bind(&stamp);
             }
-            q.execute(&mut *tx).await?;
-        }
-        for (worker, kind) in &w.supersede {
-            sqlx::query(
-                "UPDATE hr_events SET state = 'superseded' WHERE worker_id = $1 AND kind = $2 AND state = 'pending'",
-            )
-            .bind(worker)
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for chunk in w.events.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO hr_events (id, load_id, worker_id, kind, effective_at, body, state, created_at) VALUES {}",
-                self.placeholders(chunk.len(), 8)
-            );
-            let mut q = sqlx::query(&sql);
-            for e in chunk {
-                q = q
-                    .bind(&e.id)
-                    .bind(&e.load_id)
-                    .bind(&e.worker_id)
-                    .bind(&e.kind)
-                    .bind(e.effective_at)
-                    .bind(&e.body)
-                    .bind(&e.state)
-                    .bind(&e.created_at);
+            for load in &w.supersede_loads {
+                sqlx::query("UPDATE hr_events SET state = 'superseded' WHERE load_id = $1 AND state = 'pending'")
+                    .bind(load)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            q.execute(&mut *tx).await?;
-        }
-        for chunk in w.quarantined.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO hr_quarantine (load_id, row_number, worker_id, body) VALUES {}",
-                self.placeholders(chunk.len(), 4)
-            );
-            let mut q = sqlx::query(&sql);
-            for (row, worker, body) in chunk {
-                q = q.bind(&load_id).bind(*row).bind(worker.clone()).bind(body);
+            for chunk in w.upserts.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO hr_workers (worker_id, body, missing_since, load_id, updated_at) VALUES {} \
+                     ON CONFLICT (worker_id) DO UPDATE SET body = excluded.body, missing_since = \
+                     excluded.missing_since, load_id = excluded.load_id, updated_at = excluded.updated_at",
+                    self.placeholders(chunk.len(), 5)
+                );
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    q = q.bind(&r.worker_id).bind(&r.body).bind(r.missing_since.clone()).bind(&load_id).bind(&stamp);
+                }
+                q.execute(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            for (worker, kind) in &w.supersede {
+                sqlx::query(
+                    "UPDATE hr_events SET state = 'superseded' WHERE worker_id = $1 AND kind = $2 AND state = 'pending'",
+                )
+                .bind(worker)
+                .bind(kind)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for chunk in w.events.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO hr_events (id, load_id, worker_id, kind, effective_at, body, state, created_at) VALUES {}",
+                    self.placeholders(chunk.len(), 8)
+                );
+                let mut q = sqlx::query(&sql);
+                for e in chunk {
+                    q = q
+                        .bind(&e.id)
+                        .bind(&e.load_id)
+                        .bind(&e.worker_id)
+                        .bind(&e.kind)
+                        .bind(e.effective_at)
+                        .bind(&e.body)
+                        .bind(&e.state)
+                        .bind(&e.created_at);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            for chunk in w.quarantined.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO hr_quarantine (load_id, row_number, worker_id, body) VALUES {}",
+                    self.placeholders(chunk.len(), 4)
+                );
+                let mut q = sqlx::query(&sql);
+                for (row, worker, body) in chunk {
+                    q = q.bind(&load_id).bind(*row).bind(worker.clone()).bind(body);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// The whole snapshot, by worker id.
@@ -362,23 +363,24 @@ impl Store {
     /// Moves many events from one state to another in one transaction (a run marks thousands
     /// done at once). Returns how many moved.
     pub async fn set_events_state(&self, ids: &[String], from: &str, to: &str) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut n = 0;
-        for chunk in ids.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE hr_events SET state = {} WHERE state = {} AND id IN ({})",
-                self.list(1, 1),
-                self.list(2, 1),
-                self.list(3, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(to).bind(from);
-            for id in chunk {
-                q = q.bind(id);
+        self.write_tx(async |tx| {
+            let mut n = 0;
+            for chunk in ids.chunks(CHUNK) {
+                let sql = format!(
+                    "UPDATE hr_events SET state = {} WHERE state = {} AND id IN ({})",
+                    self.list(1, 1),
+                    self.list(2, 1),
+                    self.list(3, chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(to).bind(from);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                n += q.execute(&mut *tx).await?.rows_affected();
             }
-            n += q.execute(&mut *tx).await?.rows_affected();
-        }
-        tx.commit().await?;
-        Ok(n)
+            Ok(n)
+        })
+        .await
     }
 
     /// Marks done, in one statement, the pending events due by `due_by` that came with these

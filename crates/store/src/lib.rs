@@ -33,6 +33,9 @@ pub enum StoreError {
     Duplicate(String),
     /// A request that cannot be carried out as asked (said why).
     Invalid(String),
+    /// The store refused a write for want of room (SQLite's "database or disk is full",
+    /// PostgreSQL's insufficient resources): nothing of it was kept.
+    Full(String),
 }
 
 impl fmt::Display for StoreError {
@@ -43,6 +46,7 @@ impl fmt::Display for StoreError {
             StoreError::NameTaken(n) => write!(f, "a connection named {n:?} exists already"),
             StoreError::NotFound(n) => write!(f, "no connection named {n:?}"),
             StoreError::Duplicate(what) | StoreError::Invalid(what) => write!(f, "{what}"),
+            StoreError::Full(e) => write!(f, "the store refused writes: {e} (is the disk full?)"),
         }
     }
 }
@@ -51,9 +55,18 @@ impl std::error::Error for StoreError {}
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        // SQLITE_FULL (13); PostgreSQL's class 53, insufficient resources (53100 disk full).
+        let full = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "13" || c.starts_with("53"));
+        if full {
+            return StoreError::Full(e.as_database_error().map(|d| d.message().to_string()).unwrap_or_default());
+        }
         StoreError::Database(e)
     }
 }
+
+/// Set while this process's last write was refused for want of room, cleared by the next
+/// write kept: runs start no call while it is set, and readiness fails.
+static REFUSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -133,6 +146,28 @@ impl Store {
             }
             _ => url.to_string(),
         };
+        if backend == Backend::Sqlite {
+            // One connection first, by hand: a file that cannot be opened or written (a
+            // read-only disk) is said at once with its cause, where the pool would retry for
+            // its whole acquire timeout and then say only that it timed out.
+            use sqlx::{Connection, Executor};
+            let mut probe = sqlx::AnyConnection::connect(&url).await?;
+            let writable = async {
+                probe.execute("PRAGMA journal_mode = WAL").await?;
+                probe.execute("BEGIN IMMEDIATE").await?;
+                probe.execute("ROLLBACK").await
+            }
+            .await;
+            let _ = probe.close().await;
+            if let Err(e) = writable {
+                let why = e.as_database_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+                return Err(StoreError::Invalid(if why.contains("readonly") || why.contains("read-only") {
+                    format!("it is read-only ({why}): tenure needs to write its store")
+                } else {
+                    format!("it cannot be written: {why}")
+                }));
+            }
+        }
         // SQLite allows one writer: one connection keeps writes in order without busy errors.
         let max = if backend == Backend::Sqlite { 1 } else { 8 };
         let mut options = AnyPoolOptions::new().max_connections(max);
@@ -165,6 +200,48 @@ impl Store {
         let pool = options.connect(&url).await?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migration)?;
         Ok(Store { pool, backend, read_chunk: 50_000 })
+    }
+
+    /// A write transaction on a connection of its own: committed when `f` and the commit
+    /// succeed; otherwise rolled back, and the connection closed rather than given back to the
+    /// pool. SQLite keeps a transaction open when its commit fails for want of disk, and a
+    /// connection left so would take every later write into that transaction, answer "done",
+    /// and keep none of it. On SQLite the write lock is taken at the start (BEGIN IMMEDIATE),
+    /// so writers wait for each other (busy_timeout) instead of failing when a read would
+    /// turn into a write.
+    pub(crate) async fn write_tx<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        use sqlx::Executor;
+        let mut conn = self.pool.acquire().await?;
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        let r = async {
+            conn.execute(begin).await?;
+            let v = f(&mut conn).await?;
+            conn.execute("COMMIT").await?;
+            Ok(v)
+        }
+        .await;
+        match &r {
+            Ok(_) => REFUSING.store(false, std::sync::atomic::Ordering::SeqCst),
+            Err(e) => {
+                if matches!(e, StoreError::Full(_)) {
+                    REFUSING.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let _ = conn.execute("ROLLBACK").await;
+                let _ = conn.close().await;
+            }
+        }
+        r
+    }
+
+    /// True while the last write of this process was refused for want of room.
+    pub fn refusing_writes(&self) -> bool {
+        REFUSING.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The default: `tenure.db` in the data directory.
@@ -295,6 +372,22 @@ impl Store {
         }
         if let Some(v) = applied.difference(&known).next() {
             return Err(format!("the store has migration {v}, newer than this build"));
+        }
+        {
+            // Ready means writes are kept: one small write tries it (a full disk refuses it).
+            let at = now();
+            self.write_tx(async |c| {
+                sqlx::query(
+                    "INSERT INTO settings (name, value) VALUES ('readiness_probe', $1) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                )
+                .bind(&at)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -99,82 +99,83 @@ impl Store {
         wanted: &[ReviewRequest],
         proposed_by: Option<&str>,
     ) -> Result<(Vec<Review>, Vec<i64>), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {REVIEW_COLUMNS} FROM reviews WHERE connection = $1 AND state IN ('pending', 'approved', 'rejected')"
-        ))
-        .bind(connection)
-        .fetch_all(&mut *tx)
-        .await?;
-        let open: Vec<Review> = rows.iter().map(review).collect::<Result<_, _>>()?;
-        let t = now();
-        for r in &open {
-            let still = wanted.iter().any(|(w, _, f, _)| *w == r.worker_id && *f == r.fingerprint);
-            // A rejection stays on record while the same actions are proposed; anything else
-            // the plan no longer proposes is superseded.
-            if !still {
-                sqlx::query("UPDATE reviews SET state = 'superseded', decided_at = $1 WHERE id = $2")
-                    .bind(&t)
-                    .bind(r.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        let next: i64 =
-            sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM reviews").fetch_one(&mut *tx).await?.try_get("n")?;
-        let mut next = next + 1;
-        let mut out = vec![];
-        let mut new = vec![];
-        for (w, stage, f, actions) in wanted {
-            if let Some(r) = open.iter().find(|r| r.worker_id == *w && r.fingerprint == *f) {
-                out.push(r.clone());
-                continue;
-            }
-            // Whoever uploaded the load that last changed this worker set the change in motion too.
-            let uploaded_by: Option<String> = sqlx::query(
-                "SELECT l.uploaded_by FROM hr_workers w JOIN hr_loads l ON l.id = w.load_id WHERE w.worker_id = $1",
-            )
-            .bind(w)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get("uploaded_by"))
-            .transpose()?
-            .flatten();
-            sqlx::query(
-                "INSERT INTO reviews (id, connection, worker_id, stage, fingerprint, actions, state, requested_at, \
-                 proposed_by, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)",
-            )
-            .bind(next)
+        self.write_tx(async |tx| {
+            let rows = sqlx::query(&format!(
+                "SELECT {REVIEW_COLUMNS} FROM reviews WHERE connection = $1 AND state IN ('pending', 'approved', 'rejected')"
+            ))
             .bind(connection)
-            .bind(w)
-            .bind(stage)
-            .bind(f)
-            .bind(actions)
-            .bind(&t)
-            .bind(proposed_by)
-            .bind(uploaded_by.clone())
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-            out.push(Review {
-                id: next,
-                connection: connection.into(),
-                worker_id: w.clone(),
-                stage: stage.clone(),
-                fingerprint: f.clone(),
-                actions: actions.clone(),
-                state: "pending".into(),
-                requested_at: t.clone(),
-                decided_at: None,
-                decided_by: None,
-                note: None,
-                proposed_by: proposed_by.map(str::to_string),
-                uploaded_by,
-            });
-            new.push(next);
-            next += 1;
-        }
-        tx.commit().await?;
-        Ok((out, new))
+            let open: Vec<Review> = rows.iter().map(review).collect::<Result<_, _>>()?;
+            let t = now();
+            for r in &open {
+                let still = wanted.iter().any(|(w, _, f, _)| *w == r.worker_id && *f == r.fingerprint);
+                // A rejection stays on record while the same actions are proposed; anything else
+                // the plan no longer proposes is superseded.
+                if !still {
+                    sqlx::query("UPDATE reviews SET state = 'superseded', decided_at = $1 WHERE id = $2")
+                        .bind(&t)
+                        .bind(r.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            let next: i64 =
+                sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM reviews").fetch_one(&mut *tx).await?.try_get("n")?;
+            let mut next = next + 1;
+            let mut out = vec![];
+            let mut new = vec![];
+            for (w, stage, f, actions) in wanted {
+                if let Some(r) = open.iter().find(|r| r.worker_id == *w && r.fingerprint == *f) {
+                    out.push(r.clone());
+                    continue;
+                }
+                // Whoever uploaded the load that last changed this worker set the change in motion too.
+                let uploaded_by: Option<String> = sqlx::query(
+                    "SELECT l.uploaded_by FROM hr_workers w JOIN hr_loads l ON l.id = w.load_id WHERE w.worker_id = $1",
+                )
+                .bind(w)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("uploaded_by"))
+                .transpose()?
+                .flatten();
+                sqlx::query(
+                    "INSERT INTO reviews (id, connection, worker_id, stage, fingerprint, actions, state, requested_at, \
+                     proposed_by, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)",
+                )
+                .bind(next)
+                .bind(connection)
+                .bind(w)
+                .bind(stage)
+                .bind(f)
+                .bind(actions)
+                .bind(&t)
+                .bind(proposed_by)
+                .bind(uploaded_by.clone())
+                .execute(&mut *tx)
+                .await?;
+                out.push(Review {
+                    id: next,
+                    connection: connection.into(),
+                    worker_id: w.clone(),
+                    stage: stage.clone(),
+                    fingerprint: f.clone(),
+                    actions: actions.clone(),
+                    state: "pending".into(),
+                    requested_at: t.clone(),
+                    decided_at: None,
+                    decided_by: None,
+                    note: None,
+                    proposed_by: proposed_by.map(str::to_string),
+                    uploaded_by,
+                });
+                new.push(next);
+                next += 1;
+            }
+            Ok((out, new))
+        })
+        .await
     }
 
     /// A reviewer's decision on pending reviews (all pending ones when `ids` is empty, within
@@ -202,29 +203,30 @@ impl Store {
             }
             pending.into_iter().filter(|r| ids.contains(&r.id)).collect()
         };
-        let mut tx = self.pool.begin().await?;
-        let t = now();
-        let state = if approve { "approved" } else { "rejected" };
-        let mut chosen = chosen;
-        for r in &mut chosen {
-            sqlx::query(
-                "UPDATE reviews SET state = $1, decided_at = $2, decided_by = $3, note = $4 WHERE id = $5 AND state = 'pending'",
-            )
-            .bind(state)
-            .bind(&t)
-            .bind(by)
-            .bind(note)
-            .bind(r.id)
-            .execute(&mut *tx)
-            .await?;
-            // Returned as now stored.
-            r.state = state.into();
-            r.decided_at = Some(t.clone());
-            r.decided_by = Some(by.into());
-            r.note = note.map(str::to_string);
-        }
-        tx.commit().await?;
-        Ok(chosen)
+        self.write_tx(async |tx| {
+            let t = now();
+            let state = if approve { "approved" } else { "rejected" };
+            let mut chosen = chosen;
+            for r in &mut chosen {
+                sqlx::query(
+                    "UPDATE reviews SET state = $1, decided_at = $2, decided_by = $3, note = $4 WHERE id = $5 AND state = 'pending'",
+                )
+                .bind(state)
+                .bind(&t)
+                .bind(by)
+                .bind(note)
+                .bind(r.id)
+                .execute(&mut *tx)
+                .await?;
+                // Returned as now stored.
+                r.state = state.into();
+                r.decided_at = Some(t.clone());
+                r.decided_by = Some(by.into());
+                r.note = note.map(str::to_string);
+            }
+            Ok(chosen)
+        })
+        .await
     }
 
     /// Approved reviews whose actions were carried out.
@@ -241,28 +243,29 @@ impl Store {
     /// Replaces a connection's holds with these (worker, reason); a hold that stays keeps its
     /// `since`.
     pub async fn replace_holds(&self, connection: &str, holds: &[(String, String)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let before: std::collections::HashMap<String, String> =
-            sqlx::query("SELECT worker_id, since FROM holds WHERE connection = $1")
-                .bind(connection)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get("worker_id")?, r.try_get("since")?)))
-                .collect::<Result<_, sqlx::Error>>()?;
-        sqlx::query("DELETE FROM holds WHERE connection = $1").bind(connection).execute(&mut *tx).await?;
-        let t = now();
-        for (worker, reason) in holds {
-            sqlx::query("INSERT INTO holds (connection, worker_id, reason, since) VALUES ($1, $2, $3, $4)")
-                .bind(connection)
-                .bind(worker)
-                .bind(reason)
-                .bind(before.get(worker).unwrap_or(&t))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write_tx(async |tx| {
+            let before: std::collections::HashMap<String, String> =
+                sqlx::query("SELECT worker_id, since FROM holds WHERE connection = $1")
+                    .bind(connection)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("worker_id")?, r.try_get("since")?)))
+                    .collect::<Result<_, sqlx::Error>>()?;
+            sqlx::query("DELETE FROM holds WHERE connection = $1").bind(connection).execute(&mut *tx).await?;
+            let t = now();
+            for (worker, reason) in holds {
+                sqlx::query("INSERT INTO holds (connection, worker_id, reason, since) VALUES ($1, $2, $3, $4)")
+                    .bind(connection)
+                    .bind(worker)
+                    .bind(reason)
+                    .bind(before.get(worker).unwrap_or(&t))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Held workers: (connection, worker, reason, since).
@@ -303,50 +306,51 @@ impl Store {
         dead_after: i64,
     ) -> Result<Vec<String>, StoreError> {
         let known = self.dead_letters(Some(connection)).await?;
-        let mut tx = self.pool.begin().await?;
-        let t = now();
-        let mut newly_dead = vec![];
-        for (worker, fingerprint, actions, error) in failed {
-            let prev = known.iter().find(|d| d.worker_id == *worker);
-            let attempts = match prev {
-                Some(d) if d.fingerprint == *fingerprint => d.attempts + 1,
-                _ => 1,
-            };
-            let state = if attempts >= dead_after { "dead" } else { "retrying" };
-            if state == "dead" && prev.is_none_or(|d| d.state != "dead") {
-                newly_dead.push(worker.clone());
-            }
-            let first = prev.filter(|d| d.fingerprint == *fingerprint).map(|d| d.first_at.clone()).unwrap_or(t.clone());
-            sqlx::query("DELETE FROM dead_letters WHERE connection = $1 AND worker_id = $2")
+        self.write_tx(async |tx| {
+            let t = now();
+            let mut newly_dead = vec![];
+            for (worker, fingerprint, actions, error) in failed {
+                let prev = known.iter().find(|d| d.worker_id == *worker);
+                let attempts = match prev {
+                    Some(d) if d.fingerprint == *fingerprint => d.attempts + 1,
+                    _ => 1,
+                };
+                let state = if attempts >= dead_after { "dead" } else { "retrying" };
+                if state == "dead" && prev.is_none_or(|d| d.state != "dead") {
+                    newly_dead.push(worker.clone());
+                }
+                let first = prev.filter(|d| d.fingerprint == *fingerprint).map(|d| d.first_at.clone()).unwrap_or(t.clone());
+                sqlx::query("DELETE FROM dead_letters WHERE connection = $1 AND worker_id = $2")
+                    .bind(connection)
+                    .bind(worker)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO dead_letters (connection, worker_id, fingerprint, actions, attempts, last_error, state, \
+                     first_at, last_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
                 .bind(connection)
                 .bind(worker)
+                .bind(fingerprint)
+                .bind(actions)
+                .bind(attempts)
+                .bind(error)
+                .bind(state)
+                .bind(first)
+                .bind(&t)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "INSERT INTO dead_letters (connection, worker_id, fingerprint, actions, attempts, last_error, state, \
-                 first_at, last_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(connection)
-            .bind(worker)
-            .bind(fingerprint)
-            .bind(actions)
-            .bind(attempts)
-            .bind(error)
-            .bind(state)
-            .bind(first)
-            .bind(&t)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for w in succeeded.iter().filter(|w| known.iter().any(|d| d.worker_id == **w)) {
-            sqlx::query("DELETE FROM dead_letters WHERE connection = $1 AND worker_id = $2")
-                .bind(connection)
-                .bind(w)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(newly_dead)
+            }
+            for w in succeeded.iter().filter(|w| known.iter().any(|d| d.worker_id == **w)) {
+                sqlx::query("DELETE FROM dead_letters WHERE connection = $1 AND worker_id = $2")
+                    .bind(connection)
+                    .bind(w)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(newly_dead)
+        })
+        .await
     }
 
     /// Puts dead letters back in play (all of a connection's when `workers` is empty):
@@ -366,15 +370,16 @@ impl Store {
                 missing.join(", ")
             )));
         }
-        let mut tx = self.pool.begin().await?;
-        for d in &dead {
-            sqlx::query("DELETE FROM dead_letters WHERE connection = $1 AND worker_id = $2")
-                .bind(&d.connection)
-                .bind(&d.worker_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(dead.len())
+        self.write_tx(async |tx| {
+            for d in &dead {
+                sqlx::query("DELETE FROM dead_letters WHERE connection = $1 AND worker_id = $2")
+                    .bind(&d.connection)
+                    .bind(&d.worker_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(dead.len())
+        })
+        .await
     }
 }

@@ -693,7 +693,9 @@ async fn apply_locked(
     let pace = engine::apply::Pace { concurrency: conn.concurrency, progress: &progress, lost: &lost };
     let applied = engine::apply::apply(store, &p.client, &plan, teams, &run_id, pace).await;
     p.plan = std::sync::Arc::try_unwrap(plan).unwrap_or_else(|shared| (*shared).clone());
-    let summary = applied?;
+    let mut summary = applied?;
+    // What this run resolved of an earlier one's actions in flight, said in its summary.
+    summary.recovered = p.recovered;
     if lock.lost() {
         output.note(&format!(
             "warning: this run lost its lease on {name:?} while it ran; actions not yet started were left"

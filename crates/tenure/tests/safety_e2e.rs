@@ -321,9 +321,15 @@ async fn deactivations_after_kill(database_url: Option<String>) {
     child.wait().unwrap();
     let at_kill = inactive(&sb).await;
     assert!(seen >= 60 && (at_kill as usize) < n, "killed mid-run ({at_kill} of {n} deactivated)");
-    let out = env.ok(&["apply", "--as-of", t1]);
-    assert!(out.contains("left in flight by an earlier run"), "{out}");
+    let o = env.command().args(["apply", "--as-of", t1, "--json"]).output().unwrap();
+    let (out, said) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && said.contains("left in flight by an earlier run"), "{said}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let recovered = summary["recovered"].as_u64().unwrap_or_else(|| panic!("no recovered count: {out}"));
+    assert!(recovered > 0, "the run counts what it resolved of the killed one: {out}");
     assert_eq!(inactive(&sb).await as usize, n);
+    let runs = env.ok(&["runs", "--json"]);
+    assert!(runs.contains(&format!("\"recovered\": {recovered}")), "runs keep the count: {runs}");
     // Audit records equal effects: one deactivation per leaver, done or found done, and the
     // hard-delete clock started for each.
     let pool = store(&env).await;

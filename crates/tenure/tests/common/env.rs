@@ -110,7 +110,19 @@ impl Env {
         connection_settings: &str,
         database_url: Option<String>,
     ) -> Env {
-        let env = Env { dir: super::tempdir(tag), database_url };
+        Env::connect_in(sb, super::tempdir(tag), hr_settings, connection_settings, database_url)
+    }
+
+    /// As `connect_to`, with the data folder given.
+    pub fn connect_in(
+        sb: &Sandbox,
+        dir: PathBuf,
+        hr_settings: &str,
+        connection_settings: &str,
+        database_url: Option<String>,
+    ) -> Env {
+        let env = Env { dir, database_url };
+        std::fs::create_dir_all(&env.dir).unwrap();
         let token = env.dir.join("token");
         std::fs::write(&token, &sb.token).unwrap();
         env.ok(&[

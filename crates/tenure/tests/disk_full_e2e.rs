@@ -1,0 +1,136 @@
+//! A data folder whose disk fills during an apply and under `tenure serve` (issue 24, point
+//! 1): nothing is reported done that was not kept, the service says it is not ready and
+//! answers 503 while the store refuses writes, recovers by itself when there is room, and the
+//! next run converges: one account per worker, every create audited. The folder is a small
+//! tmpfs the test mounts (root, as CI runs; said loudly when it cannot).
+
+mod common;
+
+use common::api::*;
+use common::env::*;
+use serde_json::Value;
+use std::process::Command;
+
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn resize(m: &Mount, kib: u64) {
+    let s = Command::new("mount").args(["-o", &format!("remount,size={kib}k")]).arg(&m.0).status().unwrap();
+    assert!(s.success());
+}
+
+fn used_kib(m: &Mount) -> u64 {
+    let out = Command::new("df").args(["-k", "--output=used"]).arg(&m.0).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_nothing_and_nothing_unkept_is_reported_done() {
+    let dir = common::tempdir("disk-full").join("mnt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=65536k", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: disk full e2e: cannot mount a small tmpfs (needs root)");
+        return;
+    }
+    let m = Mount(dir.clone());
+    let sb = common::spawn(&[]);
+    let env = Env::connect_in(&sb, dir.join("data"), "", "", None);
+    let pw = env.dir.join("pw");
+    std::fs::write(&pw, "admin has a long password").unwrap();
+    env.ok(&["user", "add", "admin", "--role", "admin", "--password-file", pw.to_str().unwrap()]);
+    let now = "2026-06-01T12:00:00Z";
+    let rows = population(3000);
+    env.load("w.csv", &rows, now, &[]);
+    // A few hundred KiB left: the apply meets the full disk part way.
+    resize(&m, used_kib(&m) + 400);
+    let (code, out) = env.tenure(&["apply", "--yes", "--as-of", now]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("the store refused writes") && out.contains("is the disk full?"), "{out}");
+
+    // The service while the disk is full: not ready, and an upload is refused, not taken.
+    let run = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "0"]);
+    let base = run.address().await;
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "{}", ready.text().await.unwrap());
+    let (admin, r) = Client::login(&base, "admin", "admin has a long password").await;
+    // A login writes a session: refused too, as unavailable.
+    if r.status == 200 {
+        let up = admin.send("POST", "/api/v1/hr/uploads", Some(("text/csv", csv(&rows[..10])))).await;
+        assert_eq!(up.status, 503, "{}", up.text);
+    } else {
+        assert_eq!(r.status, 503, "{}", r.text);
+    }
+    // Room again: ready by itself, and the next run converges.
+    resize(&m, 262144);
+    let mut ok = false;
+    for _ in 0..50 {
+        if reqwest::get(format!("{base}/readyz")).await.unwrap().status().as_u16() == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ok, "ready again once the disk has room");
+    let (admin, r) = Client::login(&base, "admin", "admin has a long password").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let up = admin.send("POST", "/api/v1/hr/uploads", Some(("text/csv", csv(&rows)))).await;
+    assert_eq!(up.status, 200, "{}", up.text);
+    drop(run);
+    let out = env.ok(&["apply", "--yes", "--as-of", now]);
+    assert!(out.contains("failed 0"), "{out}");
+    let plan = env.plan(now);
+    let acting: Vec<&Value> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| !matches!(a["kind"].as_str(), Some("skip") | Some("no_change")))
+        .collect();
+    assert!(acting.is_empty(), "in step after the run: {acting:?}");
+    let accounts = accounts(&sb).await;
+    let mut ext: Vec<&str> = accounts.values().map(|u| u["externalId"].as_str().unwrap()).collect();
+    ext.sort();
+    ext.dedup();
+    assert_eq!(ext.len(), accounts.len(), "no worker has two accounts");
+    let creates = env
+        .ok(&["audit", "export", "--format", "ndjson"])
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["action"] == "create"))
+        .count();
+    assert_eq!(creates, accounts.len(), "every account's create is audited once");
+    let verify = env.ok(&["audit", "verify"]);
+    assert!(verify.contains("intact"), "{verify}");
+}
+
+#[test]
+fn a_read_only_store_is_said_at_once_with_its_cause() {
+    let dir = common::tempdir("read-only").join("mnt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8192k", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: read-only store: cannot mount a tmpfs (needs root)");
+        return;
+    }
+    let m = Mount(dir.clone());
+    let env = Env { dir: dir.join("data"), database_url: None };
+    env.ok(&["user", "list"]);
+    let s = Command::new("mount").args(["-o", "remount,ro"]).arg(&m.0).status().unwrap();
+    assert!(s.success());
+    let (code, out) = env.tenure(&["audit", "verify"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("read-only") && out.contains("tenure.db"), "the cause and the file, at once: {out}");
+    assert!(!out.contains("timed out"), "{out}");
+}
