@@ -89,6 +89,11 @@ async fn current(st: &PushState) -> Result<(Secret, HeaderDefinition, IntakeConf
     Ok((secret, intake.def, intake.cfg))
 }
 
+/// Whether two records of one id are the same person: the same names and work e-mail.
+fn same_person(a: &hr::Worker, b: &hr::Worker) -> bool {
+    a.first_name == b.first_name && a.last_name == b.last_name && a.work_email == b.work_email
+}
+
 /// Checks the timestamp and the signature; the error says which part failed, never the secret.
 fn verify(secret: &Secret, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), String> {
     let ts = headers
@@ -224,6 +229,7 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
     let mut quarantined = vec![];
     // A later change to the same worker in one batch is the newer record: it wins.
     let mut latest: BTreeMap<hr::WorkerId, (usize, hr::Worker)> = BTreeMap::new();
+    let mut conflicted: std::collections::HashSet<hr::WorkerId> = Default::default();
     for (i, (item, id)) in items.iter().zip(&ids).enumerate() {
         if seen.contains(id) {
             continue;
@@ -239,6 +245,43 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
                     reason: "the item has no \"worker\" object".into(),
                 }]),
             ),
+        };
+        // Two items under one id that disagree on who the person is (name or e-mail) are two
+        // people under one id, not two changes of one: both are quarantined, each naming the
+        // other, as the file doors quarantine a repeated id.
+        let parsed = match parsed {
+            Ok(w) if conflicted.contains(&w.id) => Err(vec![RowProblem {
+                column: "employee_id".into(),
+                value: w.id.to_string(),
+                reason: "this employee id came with different people earlier in this push".into(),
+            }]),
+            Ok(w) => match latest.get(&w.id).filter(|(_, p)| !same_person(p, &w)).map(|(j, _)| *j) {
+                Some(j) => {
+                    latest.remove(&w.id);
+                    conflicted.insert(w.id.clone());
+                    accepted_ids.retain(|a| a != &ids[j]);
+                    let other = |k: usize| RowProblem {
+                        column: "employee_id".into(),
+                        value: w.id.to_string(),
+                        reason: format!(
+                            "item {} has the same employee id with another name or e-mail: two people under one \
+                             id; neither is taken",
+                            k + 1
+                        ),
+                    };
+                    quarantined.push(json!({"event_id": ids[j], "problems": [other(i)]}));
+                    report.quarantined.push(QuarantinedRow {
+                        row: j + 1,
+                        line: 0,
+                        worker_id: Some(w.id.clone()),
+                        problems: vec![other(i)],
+                        raw: vec![items[j].to_string()],
+                    });
+                    Err(vec![other(j)])
+                }
+                None => Ok(w),
+            },
+            Err(e) => Err(e),
         };
         match parsed {
             Ok(w) => {

@@ -177,6 +177,23 @@ async fn pushes_are_signed_fresh_and_applied_once() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(events_of(&dir, "W-3"), vec!["hire:superseded", "termination:pending"]);
 
+    // Two people under one id (other names and e-mail): neither is taken, each names the other,
+    // as the file doors quarantine a repeated id; the rest of the batch goes on.
+    let mut other = worker("W-7", "piotr@acme.example", "active");
+    other["first_name"] = json!("Piotr");
+    let batch = json!({"events": [
+        {"event_id": "evt-7a", "worker": worker("W-7", "w7@acme.example", "active")},
+        {"event_id": "evt-7b", "worker": other},
+        {"event_id": "evt-8", "worker": worker("W-8", "w8@acme.example", "active")},
+    ]});
+    let (s, v) = push(&http, &l.url, &batch).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accepted"], json!(["evt-8"]), "{v}");
+    let q = v["quarantined"].to_string();
+    assert!(q.contains("evt-7a") && q.contains("evt-7b") && q.contains("item 2 has the same employee id"), "{v}");
+    assert!(q.contains("item 1 has the same employee id"), "{v}");
+    assert!(events_of(&dir, "W-7").is_empty(), "neither of the two is taken");
+
     // Every item invalid: 422. Malformed, ids missing or repeated: 400, nothing applied.
     let (s, v) = push(&http, &l.url, &json!({"event_id": "evt-7", "worker": {"employee_id": "W-9"}})).await;
     assert_eq!(s, 422, "{v}");
