@@ -134,3 +134,52 @@ fn a_read_only_store_is_said_at_once_with_its_cause() {
     assert!(out.contains("read-only") && out.contains("tenure.db"), "the cause and the file, at once: {out}");
     assert!(!out.contains("timed out"), "{out}");
 }
+
+/// Pushes every 100 ms while the scheduler runs: writers wait for each other, so no run and no
+/// push fails with "database is locked" (issue 24, point 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_under_a_running_scheduler_never_meet_a_locked_store() {
+    use hmac::{Hmac, Mac};
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "locked", "");
+    env.load("w.csv", &population(200), "2026-06-01T12:00:00Z", &[]);
+    let secret = "push-secret-0123456789abcdef";
+    let f = env.dir.join("secret");
+    std::fs::write(&f, secret).unwrap();
+    env.ok(&["hr", "push-secret", "--secret-file", f.to_str().unwrap()]);
+    let run = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "1"]);
+    let base = run.address().await;
+    let http = reqwest::Client::new();
+    let mut refused = vec![];
+    for i in 0..150 {
+        let body = serde_json::json!({"event_id": format!("lock-{i}"), "worker": {"employee_id": "10001",
+            "title": format!("Staff {}", i % 2)}})
+        .to_string();
+        let ts = jiff::Timestamp::now().as_second();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{ts}.{body}").as_bytes());
+        let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let r = http
+            .post(format!("{base}/hr/v1/push"))
+            .header("x-tenure-timestamp", ts.to_string())
+            .header("x-tenure-signature", format!("sha256={sig}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        if !r.status().is_success() && r.status().as_u16() != 422 {
+            refused.push(format!("{} {}", r.status(), r.text().await.unwrap_or_default()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let said = run.lines.lock().unwrap().join("\n");
+    drop(run);
+    assert!(refused.is_empty(), "pushes refused: {refused:?}");
+    assert!(!said.contains("locked"), "{said}");
+    let runs = env.ok(&["runs", "--json", "--limit", "1000"]);
+    let runs: Value = serde_json::from_str(&runs).unwrap();
+    assert!(runs.as_array().unwrap().len() >= 5, "the scheduler ran meanwhile: {runs}");
+    for r in runs.as_array().unwrap() {
+        assert_eq!(r["summary"]["failed"], 0, "{r}");
+    }
+}
