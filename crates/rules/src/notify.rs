@@ -272,9 +272,15 @@ pub fn webhook_url(u: &str, policy: scim_client::UrlPolicy) -> Result<(), String
 pub fn smtp_url(e: &EmailSettings, policy: scim_client::UrlPolicy) -> Result<(), String> {
     let u = &e.smtp;
     let url = scim_client::outbound::parse_url(u)?;
+    // One `tls` at most: the mail library reads the first, so `?tls=opportunistic&tls=required`
+    // must not pass for required.
+    let tls_values: Vec<String> = url.query_pairs().filter(|(k, _)| k == "tls").map(|(_, v)| v.into_owned()).collect();
+    if tls_values.len() > 1 {
+        return Err(format!("{u:?}: `tls` is given {} times; give it once", tls_values.len()));
+    }
     let tls = match url.scheme() {
         "smtps" => true,
-        "smtp" => url.query_pairs().any(|(k, v)| k == "tls" && v == "required"),
+        "smtp" => tls_values.first().is_some_and(|v| v == "required"),
         _ => return Err(format!("smtp://host:port or smtps://host:port, not {u:?}")),
     };
     if !url.username().is_empty() || url.password().is_some() {
@@ -316,5 +322,22 @@ mod tests {
             check_template(s).unwrap();
             check_template(b).unwrap();
         }
+    }
+
+    #[test]
+    fn an_smtp_login_goes_only_over_tls() {
+        let e = |smtp: &str| EmailSettings {
+            smtp: smtp.into(),
+            from: "t@acme.example".into(),
+            to: vec!["it@acme.example".into()],
+            username: Some("relay-user".into()),
+        };
+        let p = scim_client::UrlPolicy::default();
+        assert!(smtp_url(&e("smtps://mail.acme.example:465"), p).is_ok());
+        assert!(smtp_url(&e("smtp://mail.acme.example:587?tls=required"), p).is_ok());
+        assert!(smtp_url(&e("smtp://mail.acme.example:587"), p).is_err());
+        // The mail library reads the first `tls`: a second cannot make it look required.
+        let twice = smtp_url(&e("smtp://mail.acme.example:587?tls=opportunistic&tls=required"), p).unwrap_err();
+        assert!(twice.contains("given 2 times"), "{twice}");
     }
 }

@@ -55,12 +55,29 @@ impl std::error::Error for StoreError {}
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        // SQLITE_FULL (13); PostgreSQL's class 53, insufficient resources (53100 disk full).
-        let full = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "13" || c.starts_with("53"));
+        // SQLITE_FULL (13, SQLite's codes are numbers); PostgreSQL's disk_full (53100) and
+        // out_of_memory (53200), SQLSTATEs of five characters.
+        let full = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| matches!(c.as_ref(), "13" | "53100" | "53200"));
         if full {
             return StoreError::Full(e.as_database_error().map(|d| d.message().to_string()).unwrap_or_default());
         }
         StoreError::Database(e)
+    }
+}
+
+/// A pooled connection inside a write transaction. Dropped before its commit was answered (an
+/// error, or the caller's future cancelled mid-way, a client gone), it is closed rather than
+/// given back to the pool still inside the transaction: closing it rolls the transaction back.
+struct Writing(Option<sqlx::pool::PoolConnection<sqlx::Any>>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            c.close_on_drop();
+        }
     }
 }
 
@@ -153,6 +170,8 @@ impl Store {
             use sqlx::{Connection, Executor};
             let mut probe = sqlx::AnyConnection::connect(&url).await?;
             let writable = async {
+                // As patient as the pool's connections: a long write elsewhere is waited for.
+                probe.execute("PRAGMA busy_timeout = 30000").await?;
                 probe.execute("PRAGMA journal_mode = WAL").await?;
                 probe.execute("BEGIN IMMEDIATE").await?;
                 probe.execute("ROLLBACK").await
@@ -214,26 +233,31 @@ impl Store {
         f: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         use sqlx::Executor;
-        let mut conn = self.pool.acquire().await?;
+        let mut guard = Writing(Some(self.pool.acquire().await?));
+        let conn = guard.0.as_mut().expect("held");
         let begin = match self.backend {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
         let r = async {
             conn.execute(begin).await?;
-            let v = f(&mut conn).await?;
+            let v = f(&mut *conn).await?;
             conn.execute("COMMIT").await?;
             Ok(v)
         }
         .await;
         match &r {
-            Ok(_) => REFUSING.store(false, std::sync::atomic::Ordering::SeqCst),
+            Ok(_) => {
+                REFUSING.store(false, std::sync::atomic::Ordering::SeqCst);
+                // Committed: back to the pool as it is.
+                drop(guard.0.take());
+            }
             Err(e) => {
                 if matches!(e, StoreError::Full(_)) {
                     REFUSING.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 let _ = conn.execute("ROLLBACK").await;
-                let _ = conn.close().await;
+                // The guard closes it as it goes.
             }
         }
         r

@@ -368,7 +368,7 @@ pub async fn import(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    notes.extend(update_connections(store, cfg).await?);
+    notes.extend(update_connections(store, cfg, confirm.url_change).await?);
     for (conn, doc) in &fetched {
         store.set_setting(&schema_key(conn), &doc.to_string()).await.map_err(|e| e.to_string())?;
     }
@@ -563,7 +563,7 @@ async fn check_urls(store: &Store, cfg: &Config, confirmed: bool) -> Result<(), 
     Ok(())
 }
 
-async fn update_connections(store: &Store, cfg: &Config) -> Result<Vec<String>, String> {
+async fn update_connections(store: &Store, cfg: &Config, url_change: bool) -> Result<Vec<String>, String> {
     let stored = store.connections().await.map_err(|e| e.to_string())?;
     let mut notes = vec![];
     for c in &cfg.connections {
@@ -579,6 +579,13 @@ async fn update_connections(store: &Store, cfg: &Config) -> Result<Vec<String>, 
                     Some(u) => scim_client::InstanceUrl::parse(u, policy)?.to_string(),
                     None => s.base_url.clone(),
                 };
+                // Checked again here: the connection may have been stored since the check.
+                if url != s.base_url && !url_change {
+                    return Err(format!(
+                        "connection {:?}: the file names {url}, the stored connection has {}; nothing more was imported",
+                        c.name, s.base_url
+                    ));
+                }
                 let rate = c.rate_limit.or(s.rate_limit_per_second);
                 if url != s.base_url || c.dialect != s.dialect || rate != s.rate_limit_per_second {
                     store

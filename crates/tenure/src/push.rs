@@ -230,6 +230,8 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
     // A later change to the same worker in one batch is the newer record: it wins.
     let mut latest: BTreeMap<hr::WorkerId, (usize, hr::Worker)> = BTreeMap::new();
     let mut conflicted: std::collections::HashSet<hr::WorkerId> = Default::default();
+    // The items taken for each id so far (a conflict sends them all back out).
+    let mut accepted_of: HashMap<hr::WorkerId, Vec<usize>> = HashMap::new();
     for (i, (item, id)) in items.iter().zip(&ids).enumerate() {
         if seen.contains(id) {
             continue;
@@ -255,20 +257,23 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
                 value: w.id.to_string(),
                 reason: "this employee id came with different people earlier in this push".into(),
             }]),
-            Ok(w) => match latest.get(&w.id).filter(|(_, p)| !same_person(p, &w)).map(|(j, _)| *j) {
-                Some(j) => {
-                    latest.remove(&w.id);
-                    conflicted.insert(w.id.clone());
+            Ok(w) if latest.get(&w.id).is_some_and(|(_, p)| !same_person(p, &w)) => {
+                latest.remove(&w.id);
+                conflicted.insert(w.id.clone());
+                // Every item taken for this id so far goes back out, each naming this one.
+                let taken = accepted_of.remove(&w.id).unwrap_or_default();
+                let first = taken.first().copied().unwrap_or(i);
+                let other = |k: usize| RowProblem {
+                    column: "employee_id".into(),
+                    value: w.id.to_string(),
+                    reason: format!(
+                        "item {} has the same employee id with another name or e-mail: two people under one id; \
+                         neither is taken",
+                        k + 1
+                    ),
+                };
+                for &j in &taken {
                     accepted_ids.retain(|a| a != &ids[j]);
-                    let other = |k: usize| RowProblem {
-                        column: "employee_id".into(),
-                        value: w.id.to_string(),
-                        reason: format!(
-                            "item {} has the same employee id with another name or e-mail: two people under one \
-                             id; neither is taken",
-                            k + 1
-                        ),
-                    };
                     quarantined.push(json!({"event_id": ids[j], "problems": [other(i)]}));
                     report.quarantined.push(QuarantinedRow {
                         row: j + 1,
@@ -277,15 +282,16 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
                         problems: vec![other(i)],
                         raw: vec![items[j].to_string()],
                     });
-                    Err(vec![other(j)])
                 }
-                None => Ok(w),
-            },
+                Err(vec![other(first)])
+            }
+            Ok(w) => Ok(w),
             Err(e) => Err(e),
         };
         match parsed {
             Ok(w) => {
                 accepted_ids.push(id.clone());
+                accepted_of.entry(w.id.clone()).or_default().push(i);
                 // A later partial change in the same batch builds on this one.
                 known.insert(w.id.clone(), w.clone());
                 latest.insert(w.id.clone(), (i, w));

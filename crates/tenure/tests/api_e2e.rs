@@ -332,6 +332,9 @@ fn scope_of(key: &str) -> &'static str {
     let path = key.split_once(' ').map(|(_, p)| p).unwrap_or(key);
     if path.starts_with("/api/v1/session") || path == "/api/v1/whoami" {
         "self"
+    } else if key == "POST /api/v1/connections/{name}/plan" {
+        // An unsaved configuration concerns every connection.
+        "global"
     } else if path.starts_with("/api/v1/connections/{name}") {
         "conn"
     } else if [
@@ -349,8 +352,6 @@ fn scope_of(key: &str) -> &'static str {
         "POST /api/v1/dead-letters/retry",
         "GET /api/v1/audit",
         "GET /api/v1/audit/export",
-        "GET /api/v1/workers",
-        "GET /api/v1/workers/{id}",
     ]
     .contains(&key)
     {

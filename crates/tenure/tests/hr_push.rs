@@ -183,6 +183,7 @@ async fn pushes_are_signed_fresh_and_applied_once() {
     other["first_name"] = json!("Piotr");
     let batch = json!({"events": [
         {"event_id": "evt-7a", "worker": worker("W-7", "w7@acme.example", "active")},
+        {"event_id": "evt-7c", "worker": worker("W-7", "w7@acme.example", "leave")},
         {"event_id": "evt-7b", "worker": other},
         {"event_id": "evt-8", "worker": worker("W-8", "w8@acme.example", "active")},
     ]});
@@ -190,8 +191,8 @@ async fn pushes_are_signed_fresh_and_applied_once() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["accepted"], json!(["evt-8"]), "{v}");
     let q = v["quarantined"].to_string();
-    assert!(q.contains("evt-7a") && q.contains("evt-7b") && q.contains("item 2 has the same employee id"), "{v}");
-    assert!(q.contains("item 1 has the same employee id"), "{v}");
+    assert!(q.contains("evt-7a") && q.contains("evt-7c") && q.contains("evt-7b"), "all three: {v}");
+    assert!(q.contains("item 3 has the same employee id") && q.contains("item 1 has the same employee id"), "{v}");
     assert!(events_of(&dir, "W-7").is_empty(), "neither of the two is taken");
 
     // Every item invalid: 422. Malformed, ids missing or repeated: 400, nothing applied.

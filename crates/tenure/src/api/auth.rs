@@ -239,21 +239,46 @@ pub fn client_of(api: &Shared, peer: std::net::SocketAddr, headers: &HeaderMap) 
     if !api.trusted_proxies.contains(peer.ip()) {
         return (peer.ip(), own);
     }
-    // The rightmost address no trusted proxy added is the client.
-    let forwarded: Vec<std::net::IpAddr> = headers
+    // From the right: each trusted proxy names who it heard from; the first address no
+    // trusted proxy stands for is the client. An entry that does not read as an address stops
+    // the walk at the last one that did (never letting a client's own entry through).
+    let entries: Vec<String> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
+        .map(|a| a.trim().to_string())
         .collect();
-    let ip = forwarded.iter().rev().find(|a| !api.trusted_proxies.contains(**a)).copied().unwrap_or(peer.ip());
+    let mut ip = peer.ip();
+    for e in entries.iter().rev() {
+        if !api.trusted_proxies.contains(ip) {
+            break;
+        }
+        match forwarded_address(e) {
+            Some(a) => ip = a,
+            None => break,
+        }
+    }
     let scheme = match headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).map(str::trim) {
         Some(p) if p.eq_ignore_ascii_case("https") => "https",
         Some(p) if p.eq_ignore_ascii_case("http") => "http",
         _ => own,
     };
     (ip, scheme)
+}
+
+/// An X-Forwarded-For entry's address, with its port (`1.2.3.4:5678`, `[2001:db8::1]:443`)
+/// set aside.
+fn forwarded_address(entry: &str) -> Option<std::net::IpAddr> {
+    if let Ok(a) = entry.parse() {
+        return Some(a);
+    }
+    if let Some(rest) = entry.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(a, _)| a.parse().ok());
+    }
+    entry
+        .rsplit_once(':')
+        .and_then(|(a, port)| port.parse::<u16>().ok().and(a.parse::<std::net::Ipv4Addr>().ok()).map(Into::into))
 }
 
 async fn authenticate_parts(parts: &mut Parts, api: &Shared) -> Result<Caller, Problem> {
@@ -321,12 +346,31 @@ const FORGET_MS: i64 = 60 * 60 * 1000;
 /// The longest an attempt on an account under attack from elsewhere is slowed.
 const SLOWEST_MS: u64 = 2_000;
 
-fn pair_key(account: &str, address: std::net::IpAddr) -> String {
-    format!("pair:{}\u{0}{address}", account.to_lowercase())
+/// An account as counted: lower case, at most a name's length (a 16 KiB "name" is not kept).
+fn account(name: &str) -> String {
+    name.chars().take(crate::names::MAX).collect::<String>().to_lowercase()
 }
 
-fn account_key(account: &str) -> String {
-    format!("user:{}", account.to_lowercase())
+/// An address as counted: IPv6 by its /64 (one host holds a whole /64 to pick from).
+fn network(address: std::net::IpAddr) -> String {
+    match address {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        v4 => v4.to_string(),
+    }
+}
+
+fn pair_key(name: &str, address: std::net::IpAddr) -> String {
+    format!("pair:{}\u{0}{}", account(name), network(address))
+}
+
+fn account_key(name: &str) -> String {
+    format!("user:{}", account(name))
 }
 
 impl Throttle {
@@ -336,25 +380,28 @@ impl Throttle {
         }
         (1000i64 << (failures - FREE).min(20)).min(LONGEST_MS)
     }
-    /// Milliseconds until this address may try this account again.
-    fn blocked(&self, account: &str, address: std::net::IpAddr, now: i64) -> i64 {
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&pair_key(account, address)).map(|(n, last)| last + Self::wait_ms(*n) - now).unwrap_or(0).max(0)
-    }
-    /// How long to slow an attempt on an account that keeps failing from anywhere.
-    fn slowdown(&self, account: &str) -> std::time::Duration {
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.get(&account_key(account)).map(|(n, _)| *n).unwrap_or(0);
-        std::time::Duration::from_millis((u64::from(n.saturating_sub(FREE)) * 250).min(SLOWEST_MS))
-    }
-    fn failed(&self, account: &str, address: std::net::IpAddr, now: i64) {
+    /// Checks and counts an attempt in one step (counted as failed until it succeeds), so
+    /// parallel attempts cannot all pass the check before any is counted. Err: the wait.
+    fn attempt(&self, account: &str, address: std::net::IpAddr, now: i64) -> Result<(), i64> {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let wait =
+            m.get(&pair_key(account, address)).map(|(n, last)| last + Self::wait_ms(*n) - now).unwrap_or(0).max(0);
+        if wait > 0 {
+            return Err(wait);
+        }
         m.retain(|_, (_, last)| now - *last < FORGET_MS);
         for k in [pair_key(account, address), account_key(account)] {
             let e = m.entry(k).or_insert((0, now));
             e.0 += 1;
             e.1 = now;
         }
+        Ok(())
+    }
+    /// How long to slow an attempt on an account that keeps failing from anywhere.
+    fn slowdown(&self, account: &str) -> std::time::Duration {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.get(&account_key(account)).map(|(n, _)| *n).unwrap_or(0);
+        std::time::Duration::from_millis((u64::from(n.saturating_sub(FREE + 1)) * 250).min(SLOWEST_MS))
     }
     fn succeeded(&self, account: &str, address: std::net::IpAddr) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -445,8 +492,7 @@ async fn login(
             format!("a password is at most {} bytes", crate::users::MAX_PASSWORD),
         ));
     }
-    let wait = api.throttle.blocked(&l.user, address, now);
-    if wait > 0 {
+    if let Err(wait) = api.throttle.attempt(&l.user, address, now) {
         let s = (wait as u64).div_ceil(1000);
         return Err(Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -467,7 +513,7 @@ async fn login(
         }
     };
     let Some(user) = user.filter(|_| ok) else {
-        api.throttle.failed(&l.user, address, now);
+        // Counted already, when the attempt began.
         crate::metrics::inc("tenure_login_failures_total", &[]);
         // An anonymous attempt, not a decision of the user named: and the name is kept only
         // when it is a user's, never what someone typed (it may be their password).
@@ -571,21 +617,39 @@ mod tests {
         let t = Throttle::default();
         let (a, b): (std::net::IpAddr, std::net::IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..FREE {
-            assert_eq!(t.blocked("ann", a, 0), 0);
-            t.failed("Ann", a, 0);
+            assert_eq!(t.attempt("Ann", a, 0), Ok(()));
         }
-        assert_eq!(t.blocked("ann", a, 0), 1000);
-        t.failed("ann", a, 0);
-        assert_eq!(t.blocked("ann", a, 0), 2000);
-        assert_eq!(t.blocked("ann", a, 1500), 500);
+        assert_eq!(t.attempt("ann", a, 0), Err(1000), "counted as it began, whatever its end");
+        assert_eq!(t.attempt("ann", a, 1000), Ok(()));
+        assert_eq!(t.attempt("ann", a, 1000), Err(2000));
         // Another address is not blocked, only slowed; another account is untouched.
-        assert_eq!(t.blocked("ann", b, 0), 0);
+        assert_eq!(t.attempt("ann", b, 0), Ok(()));
         assert!(t.slowdown("ann") > std::time::Duration::ZERO);
-        assert_eq!(t.blocked("bob", a, 0), 0);
+        assert_eq!(t.attempt("bob", a, 0), Ok(()));
         assert_eq!(t.slowdown("bob"), std::time::Duration::ZERO);
         t.succeeded("ann", b);
         assert_eq!(t.slowdown("ann"), std::time::Duration::ZERO);
         assert_eq!(Throttle::wait_ms(60), LONGEST_MS);
+        // One IPv6 host holds a /64: its addresses count as one.
+        let (x, y): (std::net::IpAddr, std::net::IpAddr) =
+            ("2001:db8:1:2::1".parse().unwrap(), "2001:db8:1:2:ffff::9".parse().unwrap());
+        for _ in 0..FREE {
+            assert_eq!(t.attempt("cy", x, 0), Ok(()));
+        }
+        assert!(t.attempt("cy", y, 0).is_err(), "the same /64");
+        // A 16 KiB name is counted by its first 64 characters.
+        let long = "z".repeat(16 * 1024);
+        assert!(pair_key(&long, a).len() < 100);
+    }
+
+    #[test]
+    fn forwarded_entries_are_read_with_or_without_a_port() {
+        assert_eq!(forwarded_address("203.0.113.7"), "203.0.113.7".parse().ok());
+        assert_eq!(forwarded_address("203.0.113.7:5678"), "203.0.113.7".parse().ok());
+        assert_eq!(forwarded_address("[2001:db8::1]:443"), "2001:db8::1".parse().ok());
+        assert_eq!(forwarded_address("2001:db8::1"), "2001:db8::1".parse().ok());
+        assert_eq!(forwarded_address("unknown"), None);
+        assert_eq!(forwarded_address("_hidden"), None);
     }
 
     #[test]

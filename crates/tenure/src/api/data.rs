@@ -453,7 +453,7 @@ pub struct WorkerQuery {
 /// Workers by id, name or e-mail, paged.
 #[utoipa::path(get, path = "/api/v1/workers", tag = "workers", params(WorkerQuery),
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn workers(State(api): State<Shared>, _c: Scoped, Q(q): Q<WorkerQuery>) -> Result<Json<Value>, Problem> {
+async fn workers(State(api): State<Shared>, _c: Caller, Q(q): Q<WorkerQuery>) -> Result<Json<Value>, Problem> {
     let all = api.index.current(&api.store).await?;
     let needle = q.q.unwrap_or_default().trim().to_lowercase();
     let (limit, offset) = (q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0));
@@ -472,7 +472,7 @@ async fn workers(State(api): State<Shared>, _c: Scoped, Q(q): Q<WorkerQuery>) ->
 /// value, the mapped attributes with their formulas, the planned actions, events and timeline.
 #[utoipa::path(get, path = "/api/v1/workers/{id}", tag = "workers", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn worker(State(api): State<Shared>, Scoped(c): Scoped, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+async fn worker(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     let rows = api.store.snapshot_of(std::slice::from_ref(&id)).await?;
     let row = rows.first().ok_or_else(|| Problem::not_found(format!("no worker {id:?} in the last load")))?;
     let record = intake::decode(row).map_err(Problem::unavailable)?;

@@ -148,7 +148,8 @@ async fn plan(
     plan_for(&api, &c, &name, &q, None).await
 }
 
-/// The plan for a connection under an unsaved configuration (TOML in the body).
+/// The plan for a connection under an unsaved configuration (TOML or JSON in the body). An
+/// unsaved configuration concerns every connection: not for a token scoped to one.
 #[utoipa::path(post, path = "/api/v1/connections/{name}/plan", tag = "plans", params(("name" = String, Path), PlanQuery),
     request_body(content((String = "application/toml"), (Object = "application/json")),
         description = "A whole configuration, as `tenure config import` takes it: TOML, or JSON of the same shape"),
@@ -156,7 +157,7 @@ async fn plan(
         (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn plan_unsaved(
     State(api): State<Shared>,
-    Scoped(c): Scoped,
+    c: Caller,
     Path(name): Path<String>,
     Q(q): Q<PlanQuery>,
     req: Request,

@@ -134,6 +134,15 @@ pub struct NewToken {
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn create_token(State(api): State<Shared>, c: Caller, Body(t): Body<NewToken>) -> Result<Response, Problem> {
     c.need(Role::Admin)?;
+    if c.token.is_some() && c.user.is_none() {
+        // It would make a second identity for the same operator and let one approve what
+        // the other proposed: make tokens at the command line, or as a platform user.
+        return Err(Problem::forbidden(
+            "forbidden",
+            "a token made at the command line for no user cannot make tokens: make them with `tenure token create`, \
+             or as a platform user",
+        ));
+    }
     let r = role(&t.role)?;
     let now = jiff::Timestamp::now();
     let expires = t.expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose().map_err(refused)?;
