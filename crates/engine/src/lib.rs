@@ -623,6 +623,22 @@ fn conflicts<'v>(
             }
         }
     }
+    // The same for the addresses of workers not yet linked (hired the same day as the address
+    // they look like: the target would take one for the other, SCIM servers fold more than
+    // ASCII case). Worker ids kept, so a worker is not compared with itself.
+    let mut new_looks: HashMap<String, Vec<(&str, &str)>> = HashMap::new();
+    if any_wide {
+        for w in wanted.iter().filter(|w| w.life != Life::Gone) {
+            let id = w.worker.id.as_str();
+            if link_of.get(id).is_some_and(|l| by_id.contains_key(l.target_id.as_str())) {
+                continue;
+            }
+            let email = w.worker.work_email.as_ref().map(|e| e.as_str());
+            for a in user_name_of(w).into_iter().chain(email).filter(|a| !a.is_empty()) {
+                new_looks.entry(confusable(a)).or_default().push((id, a));
+            }
+        }
+    }
     for w in wanted {
         let id = w.worker.id.as_str();
         if link_of.get(id).is_some_and(|l| by_id.contains_key(l.target_id.as_str())) {
@@ -646,6 +662,27 @@ fn conflicts<'v>(
                     format!(
                         "held: {a:?} only looks like the existing account {n:?} (confusable characters, e.g. a \
                          Kelvin sign for k): not matched and not created; correct the address in HR"
+                    ),
+                );
+                continue;
+            }
+            // Of two new addresses that look alike, the one that is not plain ASCII waits (both
+            // when neither is): the plain one is the address a person types.
+            let new_alike = mine.iter().filter(|a| !a.is_ascii()).find_map(|a| {
+                let f = fold(a);
+                new_looks
+                    .get(&confusable(a))?
+                    .iter()
+                    .find(|(other, n)| *other != id && fold(n) != f)
+                    .map(|(other, n)| (a.to_string(), other.to_string(), n.to_string()))
+            });
+            if let Some((a, other, n)) = new_alike {
+                c.conflict.insert(
+                    id.to_string(),
+                    format!(
+                        "held: {a:?} only looks like {n:?}, the address of worker {other} (confusable characters, \
+                         e.g. a Kelvin sign for k): not created, as the target could take one for the other; \
+                         correct the address in HR"
                     ),
                 );
                 continue;

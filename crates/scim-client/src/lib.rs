@@ -646,10 +646,23 @@ impl ScimClient {
             Ok((r, false)) => Ok(Created::New(r.body)),
             Ok((r, true)) => Ok(Created::Recovered(r.body)),
             Err(ClientError::Http { status: 409, .. }) => match self.find_user_by_user_name(&user_name).await? {
-                Some(existing) => {
+                // Taken over only when it is the same address (ASCII case aside): a server
+                // that folds more than that (Unicode case, look-alike letters) would otherwise
+                // hand over another person's account.
+                Some(existing)
+                    if existing
+                        .get("userName")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.eq_ignore_ascii_case(&user_name)) =>
+                {
                     self.stats.adopted.fetch_add(1, Ordering::Relaxed);
                     Ok(Created::Adopted(existing))
                 }
+                Some(existing) => Err(ClientError::Invalid(format!(
+                    "the target refused {user_name:?} as a duplicate of the existing account {:?}, which is another \
+                     address (the target folds case or look-alike letters): not taken over; correct the address",
+                    existing.get("userName").and_then(Value::as_str).unwrap_or_default()
+                ))),
                 None => Err(ClientError::Invalid(format!(
                     "the target refused {user_name:?} as a duplicate but no user with that userName can be found"
                 ))),

@@ -113,6 +113,23 @@ async fn hand_invited_monday_user_is_found_and_adopted() {
     assert_eq!(c.list_users(None).await.unwrap().len(), 1);
 }
 
+/// A server that folds more than ASCII case (the sandbox, as monday.com, lowercases Unicode)
+/// refuses a look-alike as a duplicate: the account it names is another address, so it is not
+/// taken over.
+#[tokio::test]
+async fn a_duplicate_that_only_looks_the_same_is_not_taken_over() {
+    let (base, _app) = sandbox(Dialect::Monday, Default::default(), None).await;
+    let c = client(&base, Dialect::Monday);
+    c.create_user(&user("kim.park@acme.example")).await.unwrap();
+    // A Kelvin sign for the k: Unicode lowercase makes it kim.park@.
+    let err = c.create_user(&user("\u{212A}im.park@acme.example")).await.unwrap_err();
+    let ClientError::Invalid(why) = &err else { panic!("not taken over: {err:?}") };
+    assert!(why.contains("duplicate of the existing account \"kim.park@acme.example\""), "{why}");
+    assert_eq!(c.stats().adopted, 0);
+    // ASCII case alone is the same address: taken over.
+    assert!(matches!(c.create_user(&user("Kim.Park@acme.example")).await.unwrap(), Created::Adopted(_)));
+}
+
 /// With errors, dropped connections (some after the change was made) and latency, every
 /// operation still completes, and no user is created twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -323,7 +323,20 @@ impl Store {
                         .bind(&l.origin)
                         .bind(&l.linked_at);
                 }
-                q.execute(&mut *tx).await?;
+                if let Err(e) = q.execute(&mut *tx).await {
+                    // One account per worker: said in a person's words (the caller writes
+                    // parts one by one after this, so a part names its own account).
+                    if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+                        let names: Vec<String> =
+                            chunk.iter().map(|l| format!("{:?} for worker {}", l.user_name, l.worker_id)).collect();
+                        return Err(StoreError::Invalid(format!(
+                            "not linked: the account {} is linked to another worker already (two workers matched \
+                             one account); correct the address in HR",
+                            names.join(", ")
+                        )));
+                    }
+                    return Err(e.into());
+                }
             }
             let audit: Vec<&AuditEntry> = o.audit().collect();
             if !audit.is_empty() {

@@ -262,6 +262,39 @@ async fn look_alike_addresses_never_match_and_admins_wait_for_a_reviewer() {
     assert!(action(&plan, "700", "skip").is_some(), "a look-alike stays held whatever the setting: {plan}");
 }
 
+/// A look-alike hired the same day as the address it looks like: neither account exists, and
+/// the target (which folds Unicode case) would take one for the other. The look-alike is held
+/// from the first run, whichever row comes first, and no store error reaches anyone.
+#[tokio::test]
+async fn a_look_alike_hired_the_same_day_is_held_from_the_first_run() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "lookalike-same-day", "");
+    email_user_names(&env);
+    let kelvin = "\u{212A}im.park@acme.example";
+    // The look-alike's row first: order must not decide who gets the account.
+    let rows = vec![
+        person("700", "Kim", "Parker", kelvin, "employee", "active", ""),
+        person("701", "Kim", "Park", "kim.park@acme.example", "employee", "active", ""),
+    ];
+    env.load("hr.csv", &rows, AT, &[]);
+    let plan = env.plan(AT);
+    let held = action(&plan, "700", "skip").unwrap_or_else(|| panic!("the look-alike is held: {plan}"));
+    let why = held["reason"].as_str().unwrap();
+    assert!(why.contains("only looks like \"kim.park@acme.example\", the address of worker 701"), "{why}");
+    assert!(action(&plan, "700", "create").is_none(), "{plan}");
+    assert!(action(&plan, "701", "create").is_some(), "the plain address is made: {plan}");
+    let out = env.ok(&["apply", "--as-of", AT]);
+    assert!(out.contains("failed 0") && out.contains("create 1"), "{out}");
+    assert!(!out.contains("UNIQUE") && !out.contains("constraint"), "{out}");
+    let acc = accounts(&sb).await;
+    assert_eq!(acc.len(), 1, "{:?}", acc.keys());
+    assert_eq!(acc["kim.park@acme.example"]["externalId"], "701", "the real address's worker has it");
+    // Held the next run too (now against the account), and shown to a person.
+    let plan = env.plan(AT);
+    assert!(action(&plan, "700", "skip").is_some(), "{plan}");
+    assert!(env.ok(&["reviews"]).contains("worker 700"), "the hold is listed");
+}
+
 /// The store behind an `Env` (SQLite or PostgreSQL), for a test that reads or faults it.
 async fn store(env: &Env) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
