@@ -29,6 +29,10 @@ pub struct QuarantinedRow {
     pub problems: Vec<RowProblem>,
     /// The row as read, so nothing is lost.
     pub raw: Vec<String>,
+    /// The record the row reads as, when its only problem is another row with its id (a
+    /// termination on every such row is not lost: `leavers_on_every_row`).
+    #[serde(skip)]
+    pub parsed: Option<Box<Worker>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +102,28 @@ impl LoadReport {
     /// Workers whose row was quarantined: held back as they were, never taken as absent.
     pub fn held(&self) -> std::collections::HashSet<WorkerId> {
         self.quarantined.iter().filter_map(|q| q.worker_id.clone()).collect()
+    }
+
+    /// Workers whose id is on several rows that all read as a leaver: whichever row is right,
+    /// the worker has left, so the termination is not held back with the rest. Per worker, the
+    /// row that ends the employment first (no date before any date), and the rows' numbers.
+    pub fn leavers_on_every_row(&self) -> Vec<(&Worker, Vec<usize>)> {
+        let mut rows_of: BTreeMap<&WorkerId, Vec<&QuarantinedRow>> = BTreeMap::new();
+        for q in &self.quarantined {
+            if let Some(id) = &q.worker_id {
+                rows_of.entry(id).or_default().push(q);
+            }
+        }
+        rows_of
+            .into_values()
+            .filter(|rows| rows.len() > 1)
+            .filter_map(|rows| {
+                let parsed: Option<Vec<&Worker>> = rows.iter().map(|q| q.parsed.as_deref()).collect();
+                let parsed = parsed.filter(|p| p.iter().all(|w| w.status == crate::Status::Terminated))?;
+                let first = parsed.into_iter().min_by_key(|w| w.termination_date)?;
+                Some((first, rows.iter().map(|q| q.row).collect()))
+            })
+            .collect()
     }
 }
 
@@ -394,7 +420,7 @@ pub fn parse_csv_with(
                 report.flagged.push(Flagged { row, column: h.to_string(), value: prefix(v, 80).to_string() });
             }
         }
-        let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw: vec![] };
+        let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw: vec![], parsed: None };
         if rec.len() != headers.len() {
             q.raw = raw_of(&rec);
             q.problems.push(RowProblem {
@@ -481,7 +507,10 @@ fn finish(mut report: LoadReport, ids: Vec<(QuarantinedRow, Option<WorkerId>, Op
         }
         match worker {
             Some(w) if q.problems.is_empty() => report.accepted.push(w),
-            _ => {
+            w => {
+                if q.problems.len() == 1 && dup.is_some() {
+                    q.parsed = w.map(Box::new);
+                }
                 q.worker_id = id;
                 report.quarantined.push(q)
             }
@@ -557,7 +586,7 @@ pub fn parse_json_with(
     for (row, line, parsed, raw) in records {
         let cap = def.max_field_bytes.max(1024);
         let raw = if raw.len() > cap * 32 { format!("{}… ({} bytes)", prefix(&raw, cap), raw.len()) } else { raw };
-        let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw: vec![raw] };
+        let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw: vec![raw], parsed: None };
         let v = match parsed {
             Ok(v) => v,
             Err(reason) => {

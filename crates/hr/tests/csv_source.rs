@@ -232,3 +232,22 @@ fn an_unclosed_quote_rejects_the_file_naming_the_line_it_opened_on() {
     let ok = format!("{head}{}\n", rows.join("\n"));
     assert_eq!(hr::parse_csv("x.csv", ok.as_bytes(), &hr::HeaderDefinition::default()).unwrap().accepted.len(), 10);
 }
+
+#[test]
+fn an_id_on_several_rows_that_all_say_left_is_a_leaver_whichever_row_is_right() {
+    let text = file(&[
+        "E1,Ann,Lee,ann@acme.example,Engineer,Engineering,,employee,terminated,,2020-01-01,2026-05-31,",
+        "E2,Bob,Ray,bob@acme.example,Engineer,Engineering,,employee,terminated,,2020-01-01,2026-05-31,",
+        "E1,Ann,Lee,ann@acme.example,Engineer,Engineering,,employee,terminated,,2020-01-01,2026-05-29,",
+        "E2,Bob,Ray,bob@acme.example,Engineer,Engineering,,employee,active,,2020-01-01,,",
+        "E3,Cat,Moe,cat@acme.example,Engineer,Engineering,,employee,terminated,,2020-01-01,2026-05-31,",
+        "E3,Cat,Moe,cat@acme.example,Engineer,Engineering,,employee,terminated,,2020-01-01,not-a-date,",
+    ]);
+    let r = parse_csv("hr.csv", text.as_bytes(), &HeaderDefinition::default()).unwrap();
+    assert_eq!((r.accepted.len(), r.quarantined.len()), (0, 6));
+    let left = r.leavers_on_every_row();
+    // E2's rows disagree; one of E3's rows cannot be read: only E1, at its earliest date.
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!((left[0].0.id.as_str(), left[0].1.as_slice()), ("E1", [1, 3].as_slice()));
+    assert_eq!(left[0].0.termination_date.unwrap().to_string(), "2026-05-29");
+}

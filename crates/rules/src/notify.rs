@@ -18,10 +18,13 @@ pub enum NoticeKind {
     DeadLetter,
     /// A worker's actions wait for a reviewer.
     Review,
+    /// A worker is held until the HR data changes (a quarantined row, a look-alike address,
+    /// an account another worker holds).
+    Held,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 7] = [
+    pub const ALL: [NoticeKind; 8] = [
         NoticeKind::Hire,
         NoticeKind::Change,
         NoticeKind::Leave,
@@ -29,6 +32,7 @@ impl NoticeKind {
         NoticeKind::Failure,
         NoticeKind::DeadLetter,
         NoticeKind::Review,
+        NoticeKind::Held,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl NoticeKind {
             NoticeKind::Failure => "failure",
             NoticeKind::DeadLetter => "dead_letter",
             NoticeKind::Review => "review",
+            NoticeKind::Held => "held",
         }
     }
 
@@ -53,6 +58,7 @@ impl NoticeKind {
             NoticeKind::Failure => ("{connection}: could not update {worker_name}", "Worker {worker} on {connection} failed: {error}. It is tried again next run."),
             NoticeKind::DeadLetter => ("{connection}: {worker_name} set aside", "Worker {worker} on {connection} failed run after run and is set aside: {error}. See `tenure dead-letters list`."),
             NoticeKind::Review => ("{connection}: {worker_name} waits for approval", "{stage} of worker {worker} on {connection} waits for a reviewer: {reason}. See `tenure reviews`."),
+            NoticeKind::Held => ("{connection}: worker {worker} held", "Worker {worker} {worker_name} on {connection} is held until the HR data changes: {reason}. See `tenure reviews`."),
         }
     }
 }

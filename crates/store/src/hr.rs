@@ -59,6 +59,22 @@ pub struct LoadWrite {
     pub push_ids: Vec<String>,
     /// Loads whose still-pending events this load cancels (a load taken again after them).
     pub supersede_loads: Vec<String>,
+    /// Workers this load holds back by a quarantined row: (worker, why).
+    pub held: Vec<(String, String)>,
+    /// What this load settles of the held list: all of it (a full load), or these workers (a
+    /// delta or a push took a row of theirs).
+    pub held_settled: HeldSettled,
+}
+
+/// Which held workers a load settles (before its own holds are written).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum HeldSettled {
+    /// None (a load refused whole).
+    #[default]
+    Nothing,
+    /// The whole list: a full load says where every worker stands.
+    All,
+    Workers(Vec<String>),
 }
 
 /// Which events to list.
@@ -197,6 +213,40 @@ impl Store {
                         .bind(&e.created_at);
                 }
                 q.execute(&mut *tx).await?;
+            }
+            // A worker held again keeps the moment it was first held.
+            let mut since: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+            match &w.held_settled {
+                HeldSettled::Nothing => {}
+                HeldSettled::All => {
+                    for r in sqlx::query("SELECT worker_id, since FROM hr_held").fetch_all(&mut *tx).await? {
+                        since.insert(r.try_get("worker_id")?, r.try_get("since")?);
+                    }
+                    sqlx::query("DELETE FROM hr_held").execute(&mut *tx).await?;
+                }
+                HeldSettled::Workers(ids) => {
+                    for chunk in ids.chunks(CHUNK) {
+                        let sql = format!("DELETE FROM hr_held WHERE worker_id IN ({})", self.list(1, chunk.len()));
+                        let mut q = sqlx::query(&sql);
+                        for id in chunk {
+                            q = q.bind(id);
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                }
+            }
+            for (worker, reason) in &w.held {
+                // Held since the first load that held it, while loads keep holding it.
+                sqlx::query(
+                    "INSERT INTO hr_held (worker_id, load_id, reason, since) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (worker_id) DO UPDATE SET load_id = excluded.load_id, reason = excluded.reason",
+                )
+                .bind(worker)
+                .bind(&load_id)
+                .bind(reason)
+                .bind(since.get(worker).unwrap_or(&stamp))
+                .execute(&mut *tx)
+                .await?;
             }
             for chunk in w.quarantined.chunks(CHUNK) {
                 let sql = format!(
@@ -428,6 +478,17 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Workers held back by quarantined rows: (worker, why, since), by worker id.
+    pub async fn hr_held(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT worker_id, reason, since FROM hr_held ORDER BY worker_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("worker_id")?, r.try_get("reason")?, r.try_get("since")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     /// Quarantined rows of a load: (row number, worker id, the row as JSON).

@@ -10,7 +10,7 @@ pub mod secrets;
 pub mod users;
 
 pub use engine::{AuditEntry, AuditRecord, JournalEntry, Link, Outcomes, RunRecord};
-pub use hr::{EventQuery, EventRecord, LoadRecord, LoadWrite, SnapshotRow};
+pub use hr::{EventQuery, EventRecord, HeldSettled, LoadRecord, LoadWrite, SnapshotRow};
 pub use lease::{Acquired, Claimant, Holder, Lease};
 
 pub use review::{DeadLetter, Review, ReviewRequest};

@@ -241,8 +241,8 @@ impl Store {
     }
 
     /// Replaces a connection's holds with these (worker, reason); a hold that stays keeps its
-    /// `since`.
-    pub async fn replace_holds(&self, connection: &str, holds: &[(String, String)]) -> Result<(), StoreError> {
+    /// `since`. The workers held now that were not held before.
+    pub async fn replace_holds(&self, connection: &str, holds: &[(String, String)]) -> Result<Vec<String>, StoreError> {
         self.write_tx(async |tx| {
             let before: std::collections::HashMap<String, String> =
                 sqlx::query("SELECT worker_id, since FROM holds WHERE connection = $1")
@@ -254,7 +254,11 @@ impl Store {
                     .collect::<Result<_, sqlx::Error>>()?;
             sqlx::query("DELETE FROM holds WHERE connection = $1").bind(connection).execute(&mut *tx).await?;
             let t = now();
+            let mut new = vec![];
             for (worker, reason) in holds {
+                if !before.contains_key(worker) {
+                    new.push(worker.clone());
+                }
                 sqlx::query("INSERT INTO holds (connection, worker_id, reason, since) VALUES ($1, $2, $3, $4)")
                     .bind(connection)
                     .bind(worker)
@@ -263,7 +267,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            Ok(())
+            Ok(new)
         })
         .await
     }

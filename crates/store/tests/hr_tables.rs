@@ -1,7 +1,7 @@
 //! The HR tables on SQLite and, when TENURE_TEST_DATABASE_URL is set, PostgreSQL: a load is
 //! written whole or not at all; events are listed, superseded and moved on.
 
-use store::{EventQuery, EventRecord, LoadRecord, LoadWrite, SnapshotRow, Store, StoreError};
+use store::{EventQuery, EventRecord, HeldSettled, LoadRecord, LoadWrite, SnapshotRow, Store, StoreError};
 
 fn load(id: &str) -> LoadRecord {
     LoadRecord {
@@ -46,8 +46,12 @@ async fn exercise(store: &Store) {
         quarantined: vec![(2, Some("w9".into()), "{\"row\":2}".into())],
         push_ids: vec!["p1".into()],
         supersede_loads: vec![],
+        held: vec![("w9".into(), "row 2 quarantined".into())],
+        held_settled: HeldSettled::All,
     };
     store.record_load(&first).await.unwrap();
+    let held = store.hr_held().await.unwrap();
+    assert_eq!((held.len(), held[0].0.as_str(), held[0].1.as_str()), (1, "w9", "row 2 quarantined"));
 
     // One id taken already: nothing of this load is written, the snapshot is untouched.
     let second = LoadWrite {
@@ -58,16 +62,20 @@ async fn exercise(store: &Store) {
         quarantined: vec![],
         push_ids: vec!["p2".into(), "p1".into()],
         supersede_loads: vec![],
+        held: vec![],
+        held_settled: HeldSettled::Workers(vec!["w9".into()]),
     };
     assert!(matches!(store.record_load(&second).await.unwrap_err(), StoreError::Duplicate(_)));
     assert_eq!(store.snapshot().await.unwrap(), vec![worker("w1", "{\"v\":1}")]);
     assert_eq!(store.loads().await.unwrap().len(), 1);
+    assert_eq!(store.hr_held().await.unwrap().len(), 1, "a refused load changed the held list");
     let all = store.events(&EventQuery::default()).await.unwrap();
     assert_eq!(all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["e2", "e1"], "ordered by moment");
     assert_eq!(store.seen_push_ids(&["p1".into(), "p2".into()]).await.unwrap(), vec!["p1".to_string()]);
 
     // Without the taken id it goes in, superseding w1's pending termination.
-    let second = LoadWrite { push_ids: vec!["p2".into()], ..second };
+    let second =
+        LoadWrite { push_ids: vec!["p2".into()], held_settled: HeldSettled::Workers(vec!["w1".into()]), ..second };
     store.record_load(&second).await.unwrap();
     assert_eq!(store.snapshot_of(&["w1".into()]).await.unwrap(), vec![worker("w1", "{\"v\":2}")]);
     assert_eq!(store.snapshot().await.unwrap().len(), 2);
@@ -93,6 +101,33 @@ async fn exercise(store: &Store) {
     };
     store.record_load(&many).await.unwrap();
     assert_eq!(store.snapshot().await.unwrap().len(), 1_236);
+    // Held through a refused load and one that settles nobody; held again by a full load, it
+    // keeps its first moment; a load that takes a row of its worker settles it.
+    assert_eq!(store.hr_held().await.unwrap().len(), 1, "settled by a load that took another worker");
+    let since = store.hr_held().await.unwrap()[0].2.clone();
+    let again = LoadWrite {
+        load: Some(load("l4")),
+        held: vec![("w9".into(), "rows 2, 5 quarantined".into()), ("w8".into(), "row 7 quarantined".into())],
+        held_settled: HeldSettled::All,
+        ..LoadWrite::default()
+    };
+    store.record_load(&again).await.unwrap();
+    let held = store.hr_held().await.unwrap();
+    assert_eq!(
+        held.iter().map(|h| (h.0.as_str(), h.1.as_str())).collect::<Vec<_>>(),
+        [("w8", "row 7 quarantined"), ("w9", "rows 2, 5 quarantined")]
+    );
+    assert_eq!(held[1].2, since);
+    let settle = LoadWrite {
+        load: Some(load("l5")),
+        held_settled: HeldSettled::Workers(vec!["w9".into()]),
+        ..LoadWrite::default()
+    };
+    store.record_load(&settle).await.unwrap();
+    assert_eq!(store.hr_held().await.unwrap().iter().map(|h| h.0.as_str()).collect::<Vec<_>>(), ["w8"]);
+    let full = LoadWrite { load: Some(load("l6")), held_settled: HeldSettled::All, ..LoadWrite::default() };
+    store.record_load(&full).await.unwrap();
+    assert!(store.hr_held().await.unwrap().is_empty(), "a full load with no holds settles all");
     let ids: Vec<String> = (0..1_234).map(|i| format!("m{i}")).collect();
     assert_eq!(store.snapshot_of(&ids).await.unwrap().len(), 1_234);
 

@@ -587,6 +587,12 @@ async fn load(
     for id in &outcome.held {
         outln!("held: worker {id} is absent from the accepted rows because its row was quarantined");
     }
+    for id in &outcome.terminations_taken {
+        outln!(
+            "taken: worker {id} is on several quarantined rows that all say it left: its termination was taken (the \
+             earliest date), the rest of its record stays as it was"
+        );
+    }
     outln!("archived: {}", intake::archive_path(data_dir, &outcome.checksum).display());
     let counts = outcome.counts();
     let detail = counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");

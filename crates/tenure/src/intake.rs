@@ -239,6 +239,9 @@ pub struct Outcome {
     pub unchanged: usize,
     /// Workers absent from a full load but held back because their row was quarantined.
     pub held: Vec<WorkerId>,
+    /// Workers whose id is on several quarantined rows that all say the worker left: the
+    /// termination was taken from them (the rest of the record stays as it was).
+    pub terminations_taken: Vec<WorkerId>,
     pub events: Vec<Listed>,
     /// When this very file (same checksum) was loaded before, if it was.
     pub loaded_before: Option<String>,
@@ -314,10 +317,17 @@ pub async fn apply_with(
     extras: LoadExtras,
 ) -> Result<Outcome, IntakeError> {
     let LoadExtras { push_ids, supersede_loads, uploaded_by } = extras;
+    let leavers = report.leavers_on_every_row();
     let stored = match kind {
         LoadKind::Full => store.snapshot().await?,
         LoadKind::Delta => {
-            let ids: Vec<String> = report.accepted.iter().map(|w| w.id.to_string()).collect();
+            let ids: Vec<String> = report
+                .accepted
+                .iter()
+                .map(|w| &w.id)
+                .chain(leavers.iter().map(|l| &l.0.id))
+                .map(|w| w.to_string())
+                .collect();
             store.snapshot_of(&ids).await?
         }
     };
@@ -337,8 +347,25 @@ pub async fn apply_with(
         .find(|l| l.checksum == report.checksum && l.source != "push" && l.outcome == "accepted")
         .map(|l| l.loaded_at);
 
+    // A worker on several rows that all say it left has left, whichever row is right: its
+    // stored record takes the termination (the earliest), and nothing else of the rows.
+    let mut taken = vec![];
+    for (row, _) in &leavers {
+        let Some(old) = previous.get(&row.id) else { continue };
+        let mut gone = old.clone();
+        gone.status = Status::Terminated;
+        gone.termination_date = row.termination_date;
+        if gone != *old {
+            taken.push(gone);
+        }
+    }
+    let accepted: std::borrow::Cow<[Worker]> = if taken.is_empty() {
+        std::borrow::Cow::Borrowed(&report.accepted)
+    } else {
+        std::borrow::Cow::Owned(report.accepted.iter().cloned().chain(taken.iter().cloned()).collect())
+    };
     let held = report.held();
-    let mut detected = hr::detect(&previous, &report.accepted, kind == LoadKind::Full, now, &cfg.lifecycle);
+    let mut detected = hr::detect(&previous, &accepted, kind == LoadKind::Full, now, &cfg.lifecycle);
     if !supersede_loads.is_empty() {
         // Workers the later loads touched only with events still pending (so the target never
         // saw them) go back silently; one with an event already acted on gets its events.
@@ -401,7 +428,7 @@ pub async fn apply_with(
         }
     }
     let mut unchanged = 0;
-    for w in &report.accepted {
+    for w in accepted.iter() {
         let same = previous.get(&w.id).is_some_and(|old| old == w);
         if same && !missing_since.contains_key(&w.id) {
             unchanged += 1;
@@ -415,7 +442,7 @@ pub async fn apply_with(
     }
     // Pending events a new one replaces: a moved date, a rescinded termination, a cancelled start.
     let gone: std::collections::HashSet<&WorkerId> =
-        report.accepted.iter().filter(|w| w.status == Status::Terminated).map(|w| &w.id).collect();
+        accepted.iter().filter(|w| w.status == Status::Terminated).map(|w| &w.id).collect();
     for l in &events {
         let e = &l.event;
         if !previous.contains_key(&e.worker) || l.state != "pending" {
@@ -463,6 +490,19 @@ pub async fn apply_with(
         .iter()
         .map(|q| (q.row as i64, q.worker_id.as_ref().map(|w| w.to_string()), serde_json::to_string(q).expect("json")))
         .collect();
+    // Held workers, with the rows that hold them and why, listed until a load takes a row.
+    let taken_ids: std::collections::HashSet<&WorkerId> = taken.iter().map(|w| &w.id).collect();
+    let mut rows_of: BTreeMap<&WorkerId, Vec<&hr::QuarantinedRow>> = BTreeMap::new();
+    for q in &report.quarantined {
+        if let Some(id) = q.worker_id.as_ref().filter(|id| !taken_ids.contains(id)) {
+            rows_of.entry(id).or_default().push(q);
+        }
+    }
+    write.held = rows_of.into_iter().map(|(id, rows)| (id.to_string(), held_reason(&report.file, &rows))).collect();
+    write.held_settled = match kind {
+        LoadKind::Full => store::HeldSettled::All,
+        LoadKind::Delta => store::HeldSettled::Workers(accepted.iter().map(|w| w.id.to_string()).collect()),
+    };
     write.push_ids = push_ids;
     write.supersede_loads = supersede_loads;
     let source = report.file.clone();
@@ -491,9 +531,28 @@ pub async fn apply_with(
         quarantined: report.quarantined.len(),
         unchanged,
         held: held_back,
+        terminations_taken: taken.iter().map(|w| w.id.clone()).collect(),
         events,
         loaded_before,
     })
+}
+
+/// Why a worker is held by its quarantined rows, in a person's words.
+fn held_reason(file: &str, rows: &[&hr::QuarantinedRow]) -> String {
+    let numbers: Vec<String> = rows.iter().map(|q| q.row.to_string()).collect();
+    let mut why: Vec<&str> = vec![];
+    for p in rows.iter().flat_map(|q| &q.problems) {
+        if !why.contains(&p.reason.as_str()) {
+            why.push(&p.reason);
+        }
+    }
+    format!(
+        "{} {} of {file} quarantined ({}); the worker keeps its last accepted HR record until HR sends a row \
+         tenure can take",
+        if rows.len() == 1 { "row" } else { "rows" },
+        numbers.join(", "),
+        why.join("; ")
+    )
 }
 
 /// Records a file that was refused whole, so that the history shows it and why: nothing else

@@ -125,6 +125,8 @@ pub struct RunFacts<'a> {
     pub newly_dead: &'a [String],
     /// (worker, stage, reason) of reviews opened by this run.
     pub opened: Vec<(String, String, String)>,
+    /// (worker, why) of workers this run found held that were not held before.
+    pub newly_held: Vec<(String, String)>,
     pub run_id: &'a str,
 }
 
@@ -180,6 +182,12 @@ pub fn notices(f: &RunFacts) -> Vec<Notice> {
         n.kind = Some(NoticeKind::Review);
         n.stage = stage.clone();
         n.reason = reason.clone();
+        out.push(n);
+    }
+    for (w, reason) in &f.newly_held {
+        let mut n = base(w, None);
+        n.kind = Some(NoticeKind::Held);
+        n.reason = reason.strip_prefix("held: ").unwrap_or(reason).to_string();
         out.push(n);
     }
     out

@@ -281,6 +281,7 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
                         worker_id: Some(w.id.clone()),
                         problems: vec![other(i)],
                         raw: vec![items[j].to_string()],
+                        parsed: None,
                     });
                 }
                 Err(vec![other(first)])
@@ -304,6 +305,7 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
                     worker_id,
                     problems,
                     raw: vec![item.to_string()],
+                    parsed: None,
                 });
             }
         }

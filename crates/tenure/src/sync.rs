@@ -172,6 +172,11 @@ pub async fn prepare_with(
     let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await.map_err(|e| e.to_string())?;
     let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
     let mut held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
+    let hr_held = store.hr_held().await.map_err(|e| e.to_string())?;
+    if !hr_held.is_empty() {
+        let known: std::collections::HashSet<&str> = workers.iter().map(|w| w.id.as_str()).collect();
+        held_by_hr_rows(&mut plan, &known, &hr_held);
+    }
     if !only.is_empty() {
         // Provision on demand: these workers' actions only, under the same guard, journal,
         // audit and notices as a full run.
@@ -201,6 +206,44 @@ pub async fn prepare_with(
         .collect();
     release((workers, links, deactivated));
     Ok(Prepared { rules, index, client, actual, plan, held, names, recovered })
+}
+
+/// Workers held back by quarantined HR rows are said to be held (the plan, the run's holds
+/// in `tenure reviews`, status, a notice), not "in step": on every connection that plans them,
+/// and a new hire known only from quarantined rows on every connection.
+fn held_by_hr_rows(plan: &mut Plan, known: &std::collections::HashSet<&str>, held: &[(String, String, String)]) {
+    let mut at: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, a) in plan.actions.iter().enumerate() {
+        at.entry(a.worker.clone()).or_default().push(i);
+    }
+    let mut extra = vec![];
+    for (worker, why, _) in held {
+        let reason = format!("held: {why}");
+        let mine = at.get(worker.as_str()).map(Vec::as_slice).unwrap_or_default();
+        if mine.is_empty() && known.contains(worker.as_str()) {
+            continue;
+        }
+        if let Some(&i) = mine.iter().find(|&&i| plan.actions[i].kind == Kind::NoChange) {
+            let a = &mut plan.actions[i];
+            a.kind = Kind::Skip;
+            a.reason = reason;
+        } else {
+            extra.push(engine::Action {
+                worker: worker.clone(),
+                kind: Kind::Skip,
+                target_id: mine.first().and_then(|&i| plan.actions[i].target_id.clone()),
+                user_name: mine.first().and_then(|&i| plan.actions[i].user_name.clone()),
+                role: None,
+                reason,
+                changes: vec![],
+                body: None,
+                team: None,
+                moved_from: None,
+                review: None,
+            });
+        }
+    }
+    plan.actions.extend(extra);
 }
 
 const ORDER: [Kind; 10] = [
@@ -579,9 +622,11 @@ async fn apply_locked(
         .filter(|a| a.kind == Kind::Skip && a.reason.starts_with("held: "))
         .map(|a| (a.worker.clone(), a.reason.clone()))
         .collect();
+    let mut newly_held = vec![];
     if opts.workers.is_empty() {
         // A run for chosen workers leaves the others' holds as the last full run saw them.
-        store.replace_holds(&p.plan.connection, &holds).await.map_err(|e| e.to_string())?;
+        let new = store.replace_holds(&p.plan.connection, &holds).await.map_err(|e| e.to_string())?;
+        newly_held = holds.iter().filter(|h| new.contains(&h.0)).cloned().collect();
     }
     if output == Output::Text {
         print_plan(&p.plan, false);
@@ -778,7 +823,7 @@ async fn apply_locked(
             .plan
             .actions
             .iter()
-            .filter(|a| a.kind == Kind::Skip)
+            .filter(|a| a.kind == Kind::Skip && !a.reason.starts_with("held: "))
             .map(|a| (a.worker.as_str(), a.reason.as_str()))
             .collect();
         let new_reviews: std::collections::HashSet<i64> = new_reviews.into_iter().collect();
@@ -796,6 +841,7 @@ async fn apply_locked(
             failures: &summary.failures,
             newly_dead: &newly_dead,
             opened,
+            newly_held,
             run_id: &run_id,
         };
         let notices = crate::notify::notices(&facts);

@@ -686,3 +686,126 @@ async fn a_leavers_account_is_deleted_only_when_configured_and_due() {
     assert!(!kinds(&env2.plan("2027-06-02T12:00:00Z")).contains_key("delete"));
     assert_eq!(accounts(&sb2).await["ann.lee@acme.example"]["active"], false);
 }
+
+/// A worker whose id is on two rows that disagree is held as it was, and said to be held: in
+/// the plan, `tenure reviews`, the status and a notice (once). A worker whose rows all say it
+/// left leaves (the earliest date), rather than staying active while its rows wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_two_rows_are_held_and_told_and_leavers_on_two_rows_leave() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "e2e-two-rows", "");
+    let (hook, hooked) = webhook_sink().await;
+    let rules = std::fs::read_to_string(env.dir.join("rules.toml")).unwrap();
+    let path = env.dir.join("rules.toml");
+    std::fs::write(
+        &path,
+        format!("{rules}\n[[notify]]\nname = \"ops-hook\"\nwebhook = \"{hook}\"\non = [\"held\", \"leave\"]\n"),
+    )
+    .unwrap();
+    env.ok(&["config", "import", path.to_str().unwrap()]);
+    env.ok(&["notify", "secret", "ops-hook"]);
+    let heard = || -> Vec<(String, String, String)> {
+        hooked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| {
+                let v: Value = serde_json::from_str(body).unwrap();
+                let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                (s("event"), s("worker"), s("reason"))
+            })
+            .collect()
+    };
+    let action = |plan: &Value, worker: &str, kind: &str| -> Option<Value> {
+        plan["actions"].as_array().unwrap().iter().find(|a| a["worker"] == worker && a["kind"] == kind).cloned()
+    };
+    let now = "2026-06-01T12:00:00Z";
+    let person = |id: &str, first: &str, status: &str, end: &str| {
+        row(id, first, "Lee", "Engineer", "Engineering", "employee", status, ",2020-01-01", &format!("{end},,,"))
+    };
+    env.load(
+        "d0.csv",
+        &[person("1", "Ann", "active", ""), person("2", "Bob", "active", ""), person("3", "Cat", "active", "")],
+        now,
+        &[],
+    );
+    env.ok(&["apply", "--as-of", now]);
+    assert_eq!(accounts(&sb).await.len(), 3);
+
+    // Ann's id twice, both rows saying she left (on different days); Bob's twice, one row
+    // saying he left and one not; Dan, new, twice.
+    let rows = [
+        person("1", "Ann", "terminated", "2026-05-31"),
+        person("2", "Bob", "active", ""),
+        person("1", "Ann", "terminated", "2026-05-29"),
+        person("2", "Bob", "terminated", "2026-05-31"),
+        person("3", "Cat", "active", ""),
+        person("4", "Dan", "active", ""),
+        person("4", "Dan", "active", ""),
+    ];
+    let out = env.load("d1.csv", &rows, now, &[]);
+    assert!(out.contains("taken: worker 1 is on several quarantined rows that all say it left"), "{out}");
+    assert!(out.contains("termination_date: \"\" -> \"2026-05-29\""), "the earliest date: {out}");
+    assert!(out.contains("quarantined: 6"), "{out}");
+    let plan = env.plan(now);
+    assert!(action(&plan, "1", "deactivate").is_some(), "Ann leaves: {plan}");
+    let held = action(&plan, "2", "skip").unwrap_or_else(|| panic!("Bob is held, not in step: {plan}"));
+    let why = held["reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("held: rows 2, 4 of ")
+            && why.contains("d1.csv quarantined (employee id 2 appears on rows 2, 4"),
+        "{why}"
+    );
+    assert!(action(&plan, "2", "no_change").is_none(), "{plan}");
+    let new = action(&plan, "4", "skip").unwrap_or_else(|| panic!("a new hire on two rows is listed held: {plan}"));
+    assert!(new["reason"].as_str().unwrap().contains("rows 6, 7 of "), "{new}");
+    assert!(action(&plan, "3", "no_change").is_some(), "the others are in step: {plan}");
+
+    let (code, out) = env.tenure(&["apply", "--as-of", now]);
+    let out = match code {
+        3 => env.ok(&["apply", "--as-of", now, "--confirm-deprovision", "1"]),
+        _ => {
+            assert_eq!(code, 0, "{out}");
+            out
+        }
+    };
+    assert!(out.contains("2 worker(s) held until HR data settles them"), "{out}");
+    let acc = accounts(&sb).await;
+    assert_eq!(acc["ann.lee@acme.example"]["active"], false, "the leaver on two rows is off");
+    assert_eq!(acc["bob.lee@acme.example"]["active"], true, "the held worker stays as he was");
+    assert_eq!(acc.len(), 3, "no account for the held new hire");
+    let reviews = env.ok(&["reviews"]);
+    assert!(reviews.contains("worker 2") && reviews.contains("employee id 2 appears on rows 2, 4"), "{reviews}");
+    assert!(reviews.contains("worker 4"), "{reviews}");
+    let got = heard();
+    let held: Vec<&str> = got.iter().filter(|e| e.0 == "held").map(|e| e.1.as_str()).collect();
+    assert_eq!(held, ["2", "4"], "{got:?}");
+    assert!(got.iter().any(|e| e.0 == "held" && e.2.contains("employee id 2 appears on rows 2, 4")), "{got:?}");
+    assert!(got.iter().any(|e| e.0 == "leave" && e.1 == "1"), "{got:?}");
+    // Told once: the next run finds them held still, and says nothing new.
+    env.ok(&["apply", "--as-of", now]);
+    assert_eq!(heard().iter().filter(|e| e.0 == "held").count(), 2);
+
+    // The status says how many are held.
+    let out = env.ok(&["token", "create", "monitoring", "--role", "viewer"]);
+    let token = out.lines().last().unwrap().trim().to_string();
+    let serve = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "0"]);
+    let base = serve.address().await;
+    let status = common::api::Client::token(&base, &token).get("/api/v1/status").await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert_eq!(status.json()["connections"][0]["held"], 2, "{}", status.text);
+    drop(serve);
+
+    // HR settles Bob and Dan: one row each. Nobody is held any more.
+    let rows = [
+        person("1", "Ann", "terminated", "2026-05-29"),
+        person("2", "Bob", "active", ""),
+        person("3", "Cat", "active", ""),
+        person("4", "Dan", "active", ""),
+    ];
+    env.load("d2.csv", &rows, now, &[]);
+    let plan = env.plan(now);
+    assert!(action(&plan, "2", "skip").is_none() && action(&plan, "4", "create").is_some(), "{plan}");
+    env.ok(&["apply", "--as-of", now]);
+    assert!(!env.ok(&["reviews"]).contains("held by tenure"));
+}

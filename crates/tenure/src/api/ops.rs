@@ -25,7 +25,7 @@ fn summary_of(r: &store::RunRecord) -> Value {
 }
 
 /// Per connection: last and last successful run with their counts, the next scheduled run,
-/// pending reviews, dead letters, and the guard when tripped.
+/// pending reviews, dead letters, held workers, and the guard when tripped.
 #[utoipa::path(get, path = "/api/v1/status", tag = "status",
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Value>, Problem> {
@@ -35,6 +35,7 @@ async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Val
         .unwrap_or_default();
     let reviews = api.store.reviews(None, &["pending"]).await?;
     let dead = api.store.dead_letters(None).await?;
+    let holds = api.store.holds(None).await?;
     let mut out = vec![];
     for conn in api.store.connections().await?.iter().filter(|x| c.on(&x.name).is_ok()) {
         let (last, ok) = crate::audit_cmd::last_runs(&api.store, &conn.name).await.map_err(Problem::unavailable)?;
@@ -72,6 +73,8 @@ async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Val
             "next_run": next,
             "pending_reviews": reviews.iter().filter(|r| r.connection == conn.name).count(),
             "dead_letters": dead.iter().filter(|d| d.connection == conn.name && d.state == "dead").count(),
+            // Workers held until the HR data changes, as the last run found them.
+            "held": holds.iter().filter(|h| h.0 == conn.name).count(),
             "guard": crate::metrics::guard_tripped(&conn.name),
         }));
     }
