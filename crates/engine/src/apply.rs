@@ -683,7 +683,7 @@ pub async fn apply(
             let finished = !open && joining.is_empty();
             if buffered.len() >= GROUP || (finished && !buffered.is_empty()) {
                 let parts = outcomes(plan, run_id, &ids, &mut book, std::mem::take(&mut buffered));
-                write_parts(store, plan, parts, summary_ref).await;
+                write_parts(store, plan, &mut book, parts, summary_ref).await;
             }
             if finished {
                 return Ok::<_, String>(());
@@ -755,6 +755,9 @@ struct Book {
     remaining: Vec<usize>,
     /// The first error of each unit.
     error: Vec<Option<String>>,
+    /// Units with records the store refused (a create's link and audit): their journal row
+    /// stays an intent, for the next run's recovery, even when their later actions are kept.
+    unkept: std::collections::HashSet<usize>,
 }
 
 impl Book {
@@ -763,6 +766,7 @@ impl Book {
             unit_of: units.iter().enumerate().flat_map(|(u, a)| a.iter().map(move |i| (*i, u))).collect(),
             remaining: units.iter().map(Vec::len).collect(),
             error: vec![None; units.len()],
+            unkept: Default::default(),
         }
     }
 
@@ -773,10 +777,17 @@ impl Book {
             self.error[u] = error.cloned();
         }
         self.remaining[u] -= 1;
-        (self.remaining[u] == 0).then(|| {
+        (self.remaining[u] == 0 && !self.unkept.contains(&u)).then(|| {
             let e = self.error[u].take();
             (u, if e.is_some() { "failed" } else { "done" }, e)
         })
+    }
+
+    /// The store refused these actions' records: their unit is never closed by this run.
+    fn unkept(&mut self, actions: impl Iterator<Item = usize>) {
+        for i in actions {
+            self.unkept.insert(self.unit_of[&i]);
+        }
     }
 }
 
@@ -810,14 +821,19 @@ struct Part {
 /// Writes a group of outcomes in one transaction; when the store refuses it, worker by
 /// worker, so only the worker whose records cannot be written fails. That worker's intent
 /// stays open: the next run's recovery finds its effects on the target and records them.
-async fn write_parts(store: &Store, plan: &Plan, parts: Vec<Part>, summary: &mut Summary) {
+async fn write_parts(store: &Store, plan: &Plan, book: &mut Book, parts: Vec<Part>, summary: &mut Summary) {
     let all: Vec<&Outcomes> = parts.iter().map(|p| &p.out).collect();
     let written = record_each(store, &all).await;
     drop(all);
     for (p, e) in parts.iter().zip(written) {
         match e {
             None => tally(plan, summary, p, None),
-            Some(e) => refused(plan, p, &e, summary),
+            Some(e) => {
+                // A later part of this worker (its team join) must not close the journal row
+                // over records that were never kept: the account would be made but unlinked.
+                book.unkept(p.tally.iter().map(|t| t.0));
+                refused(plan, p, &e, summary)
+            }
         }
     }
 }
@@ -967,6 +983,16 @@ mod tests {
             moved_from: None,
             review: None,
         }
+    }
+
+    #[test]
+    fn a_unit_whose_records_were_refused_is_never_closed() {
+        // Unit 0: a create (action 0) and its team join (action 1); unit 1: one update.
+        let mut book = Book::new(&[vec![0, 1], vec![2]]);
+        assert_eq!(book.end(0, None), None, "the join is still out");
+        book.unkept([0].into_iter());
+        assert_eq!(book.end(1, None), None, "the create's link was not kept: the intent stays open");
+        assert_eq!(book.end(2, None), Some((1, "done", None)));
     }
 
     #[test]

@@ -472,6 +472,24 @@ pub fn parse_csv_with(
 /// that never ends (the rest of the file), is a damaged file.
 fn swallowed(rec: &csv::StringRecord, line: u64, columns: usize, delimiter: u8) -> Option<String> {
     let d = delimiter as char;
+    // The record's lines as they stood in the file (quotes aside): two lines that each hold a
+    // whole row's fields are two rows that a quote opened in one and closed in the other
+    // merged, though the merged record may have the header's number of fields.
+    if let Some(i) = rec.iter().position(|f| f.contains('\n')) {
+        let fields: Vec<&str> = rec.iter().collect();
+        let joined = fields.join(&d.to_string());
+        let lines = joined.matches('\n').count();
+        let whole = joined.split('\n').filter(|l| l.matches(d).count() + 1 >= columns.max(2)).count();
+        if whole >= 2 {
+            return Some(format!(
+                "line {line}, field {}: a quote opened here is not closed where it should be: lines {line} to {} \
+                 were read as one row, yet {whole} of them hold a whole row's fields each (stray quotes merged \
+                 rows). Nothing was loaded; fix the quotes and load the file again",
+                i + 1,
+                line + lines as u64
+            ));
+        }
+    }
     for (i, f) in rec.iter().enumerate() {
         let mut rest = f.split('\n').skip(1);
         let rest: Vec<&str> = rest.by_ref().collect();

@@ -234,6 +234,31 @@ fn an_unclosed_quote_rejects_the_file_naming_the_line_it_opened_on() {
 }
 
 #[test]
+fn two_stray_quotes_that_merge_rows_reject_the_file_and_an_address_on_two_lines_does_not() {
+    let head = "employee_id,first_name,last_name,employment_type,status,hire_date,title\n";
+    let rows: Vec<String> = (1..=6).map(|i| format!("{i},Ann{i},Lee,employee,active,2020-01-01,Engineer")).collect();
+    // A quote opens row 3's last name and closes in row 4's: parsed, the two rows are one
+    // record with the header's seven fields, and row 4's worker would be gone.
+    let mut bad = rows.clone();
+    bad[2] = "3,Ann3,\"Lee,employee,active,2020-01-01,Engineer".into();
+    bad[3] = "4,Ann4,Lee\",employee,active,2020-01-01,Engineer".into();
+    let csv = format!("{head}{}\n", bad.join("\n"));
+    let e = hr::parse_csv("x.csv", csv.as_bytes(), &hr::HeaderDefinition::default()).unwrap_err();
+    assert!(e.reason.contains("line 4, field 3: a quote opened here is not closed"), "{}", e.reason);
+    assert!(
+        e.reason.contains("lines 4 to 5 were read as one row, yet 2 of them hold a whole row's fields"),
+        "{}",
+        e.reason
+    );
+    // A quoted title on two lines is one row's value.
+    let mut ok = rows.clone();
+    ok[2] = "3,Ann3,Lee,employee,active,2020-01-01,\"Engineer,\nPlatform\"".into();
+    let csv = format!("{head}{}\n", ok.join("\n"));
+    let r = hr::parse_csv("x.csv", csv.as_bytes(), &hr::HeaderDefinition::default()).unwrap();
+    assert_eq!((r.accepted.len(), r.quarantined.len()), (6, 0));
+}
+
+#[test]
 fn an_id_on_several_rows_that_all_say_left_is_a_leaver_whichever_row_is_right() {
     let text = file(&[
         "E1,Ann,Lee,ann@acme.example,Engineer,Engineering,,employee,terminated,,2020-01-01,2026-05-31,",

@@ -575,7 +575,7 @@ async fn load(
     print_problems(&report, json);
     if json {
         outln!("{}", serde_json::to_string_pretty(&outcome).map_err(|e| e.to_string())?);
-        return Ok(if outcome.quarantined == 0 { 0 } else { 2 });
+        return Ok(if outcome.quarantined == 0 && outcome.named.is_empty() { 0 } else { 2 });
     }
     print_reading(&report);
     if let Some(at) = &outcome.loaded_before {
@@ -584,8 +584,14 @@ async fn load(
     for e in &outcome.events {
         outln!("{}", describe(e, now));
     }
-    for id in &outcome.held {
+    for id in outcome.held.iter().filter(|id| !outcome.named.contains(id)) {
         outln!("held: worker {id} is absent from the accepted rows because its row was quarantined");
+    }
+    for id in &outcome.named {
+        outln!(
+            "held: worker {id} has no row tenure could read, yet the file names its id (a damaged quote may have \
+             merged its row into another): not taken as missing"
+        );
     }
     for id in &outcome.terminations_taken {
         outln!(
@@ -605,7 +611,7 @@ async fn load(
         if detail.is_empty() { String::new() } else { format!(" ({detail})") },
         outcome.waiting(now)
     );
-    Ok(if outcome.quarantined == 0 { 0 } else { 2 })
+    Ok(if outcome.quarantined == 0 && outcome.named.is_empty() { 0 } else { 2 })
 }
 
 /// An earlier accepted full load, read again from its archive, as a new load that cancels

@@ -92,6 +92,8 @@ pub struct LoadExtras {
     pub push_ids: Vec<String>,
     pub supersede_loads: Vec<String>,
     pub uploaded_by: Option<String>,
+    /// The file as delivered: a worker whose id it still names is never taken as missing.
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// What became of a delivery.
@@ -174,7 +176,12 @@ pub async fn take(
     }
     // The very bytes that were checked, so the archive always matches its checksum.
     archive(data_dir, &report.checksum, &d.bytes)?;
-    let extras = LoadExtras { push_ids: vec![], supersede_loads: d.supersede_loads, uploaded_by: d.uploaded_by };
+    let extras = LoadExtras {
+        push_ids: vec![],
+        supersede_loads: d.supersede_loads,
+        uploaded_by: d.uploaded_by,
+        bytes: Some(d.bytes),
+    };
     let outcome = apply_with(store, &report, d.kind, &intake.cfg, now, extras).await.map_err(|e| e.to_string())?;
     Ok(Taken::Loaded { outcome, report: Box::new(report) })
 }
@@ -242,6 +249,9 @@ pub struct Outcome {
     /// Workers whose id is on several quarantined rows that all say the worker left: the
     /// termination was taken from them (the rest of the record stays as it was).
     pub terminations_taken: Vec<WorkerId>,
+    /// Workers absent from the rows of a full load whose id the file still names (a row lost
+    /// to damage): held, never taken as missing. Also in `held`.
+    pub named: Vec<WorkerId>,
     pub events: Vec<Listed>,
     /// When this very file (same checksum) was loaded before, if it was.
     pub loaded_before: Option<String>,
@@ -316,7 +326,7 @@ pub async fn apply_with(
     now: Timestamp,
     extras: LoadExtras,
 ) -> Result<Outcome, IntakeError> {
-    let LoadExtras { push_ids, supersede_loads, uploaded_by } = extras;
+    let LoadExtras { push_ids, supersede_loads, uploaded_by, bytes } = extras;
     let leavers = report.leavers_on_every_row();
     let stored = match kind {
         LoadKind::Full => store.snapshot().await?,
@@ -364,7 +374,7 @@ pub async fn apply_with(
     } else {
         std::borrow::Cow::Owned(report.accepted.iter().cloned().chain(taken.iter().cloned()).collect())
     };
-    let held = report.held();
+    let mut held = report.held();
     let mut detected = hr::detect(&previous, &accepted, kind == LoadKind::Full, now, &cfg.lifecycle);
     if !supersede_loads.is_empty() {
         // Workers the later loads touched only with events still pending (so the target never
@@ -377,6 +387,20 @@ pub async fn apply_with(
         }
         detected.retain(|e| !only_pending.get(e.worker.as_str()).copied().unwrap_or(false));
     }
+    // A worker missing from the rows whose id the file still names lost its row to damage
+    // the parse did not catch: held as it was, never a leaver by the missing-worker policy.
+    let mut named = vec![];
+    if let Some(bytes) = &bytes {
+        let missing: std::collections::HashSet<&str> = detected
+            .iter()
+            .filter(|e| e.kind == EventKind::MissingFromFullLoad && !held.contains(&e.worker))
+            .map(|e| e.worker.as_str())
+            .collect();
+        if !missing.is_empty() {
+            named = named_in(bytes, &missing);
+        }
+    }
+    held.extend(named.iter().cloned());
     let load_id = uuid::Uuid::new_v4().to_string();
     let mut write = LoadWrite::default();
     let mut events: Vec<Listed> = vec![];
@@ -499,6 +523,16 @@ pub async fn apply_with(
         }
     }
     write.held = rows_of.into_iter().map(|(id, rows)| (id.to_string(), held_reason(&report.file, &rows))).collect();
+    for id in &named {
+        write.held.push((
+            id.to_string(),
+            format!(
+                "no row of {} could be read for this worker, yet the file names its id (a damaged quote may have \
+                 merged its row into another); not taken as missing, the worker keeps its last accepted HR record",
+                report.file
+            ),
+        ));
+    }
     write.held_settled = match kind {
         LoadKind::Full => store::HeldSettled::All,
         LoadKind::Delta => store::HeldSettled::Workers(accepted.iter().map(|w| w.id.to_string()).collect()),
@@ -532,9 +566,26 @@ pub async fn apply_with(
         unchanged,
         held: held_back,
         terminations_taken: taken.iter().map(|w| w.id.clone()).collect(),
+        named,
         events,
         loaded_before,
     })
+}
+
+/// Which of `ids` the file names as a whole value (between delimiters, quotes or line ends,
+/// in CSV or JSON), in one pass over its bytes.
+fn named_in(bytes: &[u8], ids: &std::collections::HashSet<&str>) -> Vec<WorkerId> {
+    let mut found: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let edge = |b: &u8| {
+        matches!(b, b',' | b';' | b'\t' | b'|' | b'"' | b'\'' | b'\n' | b'\r' | b':' | b'{' | b'}' | b'[' | b']')
+    };
+    for token in bytes.split(edge) {
+        let Ok(t) = std::str::from_utf8(token) else { continue };
+        if let Some(id) = ids.get(t.trim()) {
+            found.insert(id);
+        }
+    }
+    found.into_iter().filter_map(|id| WorkerId::parse(id).ok()).collect()
 }
 
 /// Why a worker is held by its quarantined rows, in a person's words.

@@ -770,6 +770,44 @@ async fn hr_values_are_data_and_oversized_fields_are_held() {
 }
 
 #[tokio::test]
+async fn stray_quotes_never_lose_a_row_nor_make_a_leaver() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "stray-quotes", "");
+    let all = population(20);
+    env.load("day0.csv", &all, AT, &[]);
+    env.ok(&["apply", "--as-of", AT]);
+    let write = |name: &str, rows: &[String]| {
+        let p = env.dir.join(name);
+        std::fs::write(&p, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
+        p
+    };
+    // A quote opened in row 7's last name and closed in row 8's: parsed, the two rows are one
+    // record with the header's number of fields. Refused, naming the lines.
+    let mut merged = all.clone();
+    merged[6] = merged[6].replacen(",N0006,", ",\"N0006,", 1);
+    merged[7] = merged[7].replacen(",N0007,", ",N0007\",", 1);
+    let p = write("merged.csv", &merged);
+    let (code, out) = env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", AT, "--missing", "terminate"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("line 8, field 3: a quote opened here is not closed"), "{out}");
+    assert!(out.contains("lines 8 to 9 were read as one row, yet 2 of them hold a whole row's fields"), "{out}");
+    // A short row 7 with the same stray quotes reads as one row of the right shape; row 8's
+    // worker has no row, but the file still names it: held, never a leaver by the policy.
+    let mut short = all.clone();
+    short[6] = "10006,Worker,\"N0006,worker.n0006@acme.example,Staff".into();
+    short[7] = short[7].replacen(",N0007,", ",N0007\",", 1);
+    let p = write("short-merged.csv", &short);
+    let (code, out) = env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", AT, "--missing", "terminate"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("held: worker 10007 has no row tenure could read, yet the file names its id"), "{out}");
+    assert!(!out.contains("termination"), "nobody made a leaver: {out}");
+    let plan = env.plan(AT);
+    let held = action(&plan, "10007", "skip").unwrap_or_else(|| panic!("10007 is held: {plan}"));
+    assert!(held["reason"].as_str().unwrap().contains("the file names its id"), "{held}");
+    assert!(!kinds(&plan).contains_key("deactivate"), "{plan}");
+}
+
+#[tokio::test]
 async fn a_damaged_or_shrunken_hr_file_is_refused_not_half_read() {
     let sb = common::spawn(&[]);
     let env = Env::connect(&sb, "damaged-hr", "");

@@ -183,3 +183,87 @@ async fn pushes_under_a_running_scheduler_never_meet_a_locked_store() {
         assert_eq!(r["summary"]["failed"], 0, "{r}");
     }
 }
+
+/// On PostgreSQL (issue 24, point 1): statements that time out (a lock held past tenure's
+/// `statement_timeout`) and backends terminated in the middle of a run. What the run reports
+/// done is exactly what the store kept; the next run resolves the rest: one account per worker,
+/// every create audited once, the chain intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_timeouts_and_terminated_backends_lose_nothing() {
+    let Some(pg) = postgres("pg_faults").await else { return };
+    // The sandbox answers slowly enough for the run to last a few seconds.
+    let sb = common::spawn(&["--latency-ms", "40"]);
+    let app = format!("tenure_pgfaults_{}", std::process::id());
+    let url = format!("{}%20-c%20statement_timeout%3D300&application_name={app}", pg.url);
+    let env = Env::connect_to(&sb, "pg-faults", "", "", Some(url));
+    let now = "2026-06-01T12:00:00Z";
+    env.load("w.csv", &population(3000), now, &[]);
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&pg.admin).await.unwrap();
+
+    let child = env
+        .command()
+        .args(["apply", "--yes", "--json", "--as-of", now])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    wait_for_users(&sb, None, 300, 20, 1500).await;
+    // Outcomes cannot be written for two seconds: each write times out.
+    let mut lock = admin.begin().await.unwrap();
+    sqlx::query(&format!("LOCK TABLE {}.links IN ACCESS EXCLUSIVE MODE", pg.schema)).execute(&mut *lock).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    lock.rollback().await.unwrap();
+    // Then tenure's sessions are cut, a few times over.
+    let mut cut = 0;
+    for _ in 0..4 {
+        let n = sqlx::query(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app}'"
+        ))
+        .fetch_all(&admin)
+        .await
+        .unwrap()
+        .len();
+        cut += n;
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let out = done.await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(cut > 0, "some sessions were cut");
+    let creates_kept = |env: &Env| {
+        env.ok(&["audit", "export", "--format", "ndjson"])
+            .lines()
+            .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["action"] == "create"))
+            .count()
+    };
+    // A run that ended with a summary reports done only what the store kept.
+    if let Ok(summary) = serde_json::from_str::<Value>(&text) {
+        let reported = summary["by_kind"]["create"].as_u64().unwrap_or(0) as usize;
+        assert_eq!(reported, creates_kept(&env), "creates reported done are the creates kept: {summary}");
+        assert!(summary["failed"].as_u64().unwrap() > 0, "the timeouts failed some outcomes: {summary}");
+        assert_ne!(out.status.code(), Some(0), "{summary}");
+    } else {
+        assert_ne!(out.status.code(), Some(0), "{text}");
+    }
+    let o = env.command().args(["apply", "--yes", "--json", "--as-of", now]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["failed"], 0, "{again}");
+    assert!(again["recovered"].as_u64().unwrap() > 0, "what was in flight is resolved: {again}");
+    let plan = env.plan(now);
+    let acting = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| !matches!(a["kind"].as_str(), Some("skip") | Some("no_change")))
+        .count();
+    assert_eq!(acting, 0, "in step");
+    let accounts = accounts(&sb).await;
+    let mut ext: Vec<&str> = accounts.values().map(|u| u["externalId"].as_str().unwrap()).collect();
+    ext.sort();
+    ext.dedup();
+    assert_eq!(ext.len(), accounts.len(), "no worker has two accounts");
+    assert_eq!(creates_kept(&env), accounts.len(), "every account's create is audited once");
+    assert!(env.ok(&["audit", "verify"]).contains("intact"));
+    admin.close().await;
+}

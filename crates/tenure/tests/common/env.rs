@@ -22,8 +22,8 @@ pub struct Env {
 /// A PostgreSQL schema of one test, dropped when the test ends (passed or not), so runs do
 /// not pile schemas up in the shared test database.
 pub struct PgSchema {
-    admin: String,
-    schema: String,
+    pub admin: String,
+    pub schema: String,
     /// The URL tenure is given: the test database with this schema first on the search path.
     pub url: String,
 }
