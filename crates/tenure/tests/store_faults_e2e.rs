@@ -19,6 +19,20 @@ impl Drop for Mount {
     }
 }
 
+/// Team joins the audit keeps as done, against the sandbox's memberships: equal when every
+/// join made is audited once.
+async fn joins_audited_and_made(env: &Env, sb: &common::Sandbox) -> (usize, usize) {
+    let audited = env
+        .ok(&["audit", "export", "--format", "ndjson"])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["action"] == "team_add")
+        .filter(|v| v["outcome"].as_str().is_some_and(|o| !o.starts_with("failed") && !o.starts_with("not tried")))
+        .count();
+    let made = accounts(sb).await.values().map(|u| u["teams"].as_array().map_or(0, Vec::len)).sum();
+    (audited, made)
+}
+
 fn resize(m: &Mount, kib: u64) {
     let s = Command::new("mount").args(["-o", &format!("remount,size={kib}k")]).arg(&m.0).status().unwrap();
     assert!(s.success());
@@ -107,6 +121,9 @@ async fn a_full_disk_loses_nothing_and_nothing_unkept_is_reported_done() {
         .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["action"] == "create"))
         .count();
     assert_eq!(creates, accounts.len(), "every account's create is audited once");
+    let (audited, made) = joins_audited_and_made(&env, &sb).await;
+    assert!(made > 0);
+    assert_eq!(audited, made, "every team join is audited once");
     let verify = env.ok(&["audit", "verify"]);
     assert!(verify.contains("intact"), "{verify}");
 }
@@ -264,6 +281,9 @@ async fn postgres_timeouts_and_terminated_backends_lose_nothing() {
     ext.dedup();
     assert_eq!(ext.len(), accounts.len(), "no worker has two accounts");
     assert_eq!(creates_kept(&env), accounts.len(), "every account's create is audited once");
+    let (audited, made) = joins_audited_and_made(&env, &sb).await;
+    assert!(made > 0);
+    assert_eq!(audited, made, "every team join is audited once");
     assert!(env.ok(&["audit", "verify"]).contains("intact"));
     admin.close().await;
 }
