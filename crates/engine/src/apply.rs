@@ -280,59 +280,7 @@ fn resolve(
             continue;
         }
         let id = a.target_id.as_deref().map(str::to_string).or_else(|| account.clone());
-        let user = id.as_deref().and_then(|i| seen.by_id.get(i));
-        let unknown = id.as_deref().is_some_and(|i| seen.unknown.contains(i));
-        let found = match a.kind {
-            Kind::Create => {
-                let name = a.user_name.as_deref().unwrap_or_default();
-                if account.is_some() {
-                    // Linked already: the create's records were written.
-                    true
-                } else if seen.unknown.contains(&format!("name:{}", crate::fold(name))) {
-                    return None;
-                } else if let Some(id) = seen.by_user_name.get(&crate::fold(name)) {
-                    out.links.push(Link {
-                        connection: connection.into(),
-                        worker_id: e.worker_id.clone(),
-                        target_id: id.clone(),
-                        user_name: name.to_string(),
-                        origin: "created".into(),
-                        linked_at: now(),
-                    });
-                    account = Some(id.clone());
-                    true
-                } else {
-                    false
-                }
-            }
-            _ if unknown => return None,
-            Kind::Deactivate => user.is_some_and(|u| u["active"] == Value::Bool(false)),
-            Kind::Reactivate => user.is_some_and(|u| u["active"] != Value::Bool(false)),
-            Kind::Update => {
-                user.is_some_and(|u| {
-                    a.changes.iter().all(|c| {
-                        crate::same(
-                            &c.attribute,
-                            crate::paths::compile(&c.attribute).get(u).unwrap_or(&Value::Null),
-                            &c.after,
-                        )
-                    })
-                }) && !a.changes.is_empty()
-            }
-            Kind::Delete => id.is_some() && user.is_none(),
-            Kind::TeamAdd | Kind::TeamRemove => {
-                let team = a.team.as_deref().unwrap_or_default().to_lowercase();
-                match (&seen.teams, &account) {
-                    (Some(teams), Some(acc)) => {
-                        let member = teams.get(&team).is_some_and(|m| m.contains(acc));
-                        member == (a.kind == Kind::TeamAdd)
-                    }
-                    _ => false,
-                }
-            }
-            Kind::Adopt | Kind::NoChange | Kind::Skip => false,
-        };
-        if !found {
+        if !found_done(connection, e, a, id.as_deref(), &mut account, seen, &mut out)? {
             continue;
         }
         done += 1;
@@ -369,6 +317,71 @@ fn resolve(
     };
     out.journal.push((e.id.clone(), state.into(), Some(note)));
     Some(out)
+}
+
+/// Whether an interrupted action's effect is on the target; None when the target could not
+/// say (the intent then stays open). A create found there links its account.
+fn found_done(
+    connection: &str,
+    e: &JournalEntry,
+    a: &Intended<'_>,
+    id: Option<&str>,
+    account: &mut Option<String>,
+    seen: &Seen,
+    out: &mut Outcomes,
+) -> Option<bool> {
+    let user = id.and_then(|i| seen.by_id.get(i));
+    let unknown = id.is_some_and(|i| seen.unknown.contains(i));
+    let found = match a.kind {
+        Kind::Create => {
+            let name = a.user_name.as_deref().unwrap_or_default();
+            if account.is_some() {
+                // Linked already: the create's records were written.
+                true
+            } else if seen.unknown.contains(&format!("name:{}", crate::fold(name))) {
+                return None;
+            } else if let Some(id) = seen.by_user_name.get(&crate::fold(name)) {
+                out.links.push(Link {
+                    connection: connection.into(),
+                    worker_id: e.worker_id.clone(),
+                    target_id: id.clone(),
+                    user_name: name.to_string(),
+                    origin: "created".into(),
+                    linked_at: now(),
+                });
+                *account = Some(id.clone());
+                true
+            } else {
+                false
+            }
+        }
+        _ if unknown => return None,
+        Kind::Deactivate => user.is_some_and(|u| u["active"] == Value::Bool(false)),
+        Kind::Reactivate => user.is_some_and(|u| u["active"] != Value::Bool(false)),
+        Kind::Update => {
+            user.is_some_and(|u| {
+                a.changes.iter().all(|c| {
+                    crate::same(
+                        &c.attribute,
+                        crate::paths::compile(&c.attribute).get(u).unwrap_or(&Value::Null),
+                        &c.after,
+                    )
+                })
+            }) && !a.changes.is_empty()
+        }
+        Kind::Delete => id.is_some() && user.is_none(),
+        Kind::TeamAdd | Kind::TeamRemove => {
+            let team = a.team.as_deref().unwrap_or_default().to_lowercase();
+            match (&seen.teams, &*account) {
+                (Some(teams), Some(acc)) => {
+                    teams.get(&team).is_some_and(|m| m.contains(acc)) == (a.kind == Kind::TeamAdd)
+                }
+                _ => false,
+            }
+        }
+        Kind::Adopt | Kind::NoChange | Kind::Skip => false,
+    };
+    Some(found)
 }
 
 /// Writes recovered outcomes as one transaction, or entry by entry when it is refused; an
@@ -514,9 +527,31 @@ pub async fn apply(
 ) -> Result<Summary, String> {
     let Pace { concurrency, progress, lost } = pace;
     let mut summary = Summary { run_id: run_id.to_string(), total: plan.actions.len(), ..Summary::default() };
+    make_missing_teams(client, plan, &mut teams).await;
+    let units = units_of(plan, &mut summary);
+    let total_workers = units.len();
+    let book = Book::new(&units);
+    // Time-ordered (v7) and made in the order they are written: each journal insert appends
+    // to the id index instead of landing on a random page of it. Made up front: intents and
+    // outcomes are written concurrently and both name them.
+    let ids: Vec<String> = (0..units.len()).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    // Shared with the worker tasks without copying the actions again.
+    let units: Vec<Arc<[usize]>> = units.into_iter().map(Into::into).collect();
+    let run = Run { store, client, plan, teams: Arc::new(teams), run_id, ids, units };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
+    let (called, recorded) =
+        tokio::join!(run.calls(concurrency, lost, tx), run.record(rx, book, progress, &mut summary));
+    called?;
+    recorded?;
+    tracing::debug!(workers = total_workers, "calls and team joins done");
+    Ok(summary)
+}
+
+/// Makes the teams the plan needs that the target lacks. A team the target will not make
+/// fails only the joins to it (run_worker says the team is missing); everyone else's actions
+/// go on.
+async fn make_missing_teams(client: &ScimClient, plan: &Plan, teams: &mut HashMap<String, String>) {
     for t in &plan.missing_teams {
-        // A team the target will not make fails only the joins to it (run_worker says the
-        // team is missing); everyone else's actions go on.
         match client.create_group(t, &[]).await {
             Ok(g) => {
                 teams.insert(t.to_lowercase(), g.id().to_string());
@@ -524,8 +559,11 @@ pub async fn apply(
             Err(e) => tracing::error!("cannot make team {t:?}: {e}; joins to it fail this run"),
         }
     }
-    let teams = Arc::new(teams);
-    // One worker's actions stay together and in order: a unit, journaled as one row.
+}
+
+/// The plan's acting actions by worker: one worker's actions stay together and in order, a
+/// unit journaled as one row. Counts what does not act.
+fn units_of(plan: &Plan, summary: &mut Summary) -> Vec<Vec<usize>> {
     let mut units: Vec<Vec<usize>> = vec![];
     let mut unit_of_worker: HashMap<&str, usize> = HashMap::new();
     for (i, a) in plan.actions.iter().enumerate() {
@@ -541,25 +579,35 @@ pub async fn apply(
             }
         }
     }
-    drop(unit_of_worker);
-    let total_workers = units.len();
-    let mut book = Book::new(&units);
-    // Time-ordered (v7) and made in the order they are written: each journal insert appends
-    // to the id index instead of landing on a random page of it. Made up front: intents and
-    // outcomes are written concurrently and both name them.
-    let ids: Vec<String> = (0..units.len()).map(|_| uuid::Uuid::now_v7().to_string()).collect();
-    // Shared with the worker tasks without copying the actions again.
-    let units: Vec<Arc<[usize]>> = units.into_iter().map(Into::into).collect();
-    let intents_for = |range: std::ops::Range<usize>| -> Vec<JournalEntry> {
+    units
+}
+
+/// A worker's results (its actions' outcomes, then the team joins it asks for).
+type Finished = (Vec<Outcome>, Vec<(usize, String, String)>);
+
+/// One apply under way: what its two halves, the calls and the recording, share.
+struct Run<'a> {
+    store: &'a Store,
+    client: &'a ScimClient,
+    plan: &'a Arc<Plan>,
+    teams: Arc<HashMap<String, String>>,
+    run_id: &'a str,
+    /// Each unit's journal row id.
+    ids: Vec<String>,
+    units: Vec<Arc<[usize]>>,
+}
+
+impl Run<'_> {
+    fn intents(&self, range: std::ops::Range<usize>) -> Vec<JournalEntry> {
         range
             .map(|u| {
-                let actions: Vec<&Action> = units[u].iter().map(|&i| &plan.actions[i]).collect();
+                let actions: Vec<&Action> = self.units[u].iter().map(|&i| &self.plan.actions[i]).collect();
                 let kinds: Vec<&str> = actions.iter().map(|a| a.kind.as_str()).collect();
                 let body: Vec<Intended> = actions.iter().map(|a| Intended::of(a)).collect();
                 JournalEntry {
-                    id: ids[u].clone(),
-                    run_id: run_id.into(),
-                    connection: plan.connection.clone(),
+                    id: self.ids[u].clone(),
+                    run_id: self.run_id.into(),
+                    connection: self.plan.connection.clone(),
                     worker_id: actions[0].worker.clone(),
                     kind: kinds.join(","),
                     body: serde_json::to_string(&body).expect("serialisable"),
@@ -570,20 +618,40 @@ pub async fn apply(
                 }
             })
             .collect()
-    };
-    let chunk = (concurrency * 16).max(64);
-    let batches: Vec<std::ops::Range<usize>> =
-        (0..units.len()).step_by(chunk).map(|b| b..(b + chunk).min(units.len())).collect();
-    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    type Finished = (Vec<Outcome>, Vec<(usize, String, String)>);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
+    }
 
-    let calls = async {
+    /// Every action of a unit not tried, with why.
+    fn not_tried(&self, u: usize, why: &str) -> Finished {
+        (self.units[u].iter().map(|&i| (i, Err(format!("not tried: {why}")))).collect(), vec![])
+    }
+
+    /// Why no more calls may start, if so.
+    fn stopped(&self, lost: &std::sync::atomic::AtomicBool) -> Option<&'static str> {
+        if self.store.refusing_writes() {
+            // The store refuses writes (its disk is full): no call starts whose outcome could
+            // not be kept; the next run resolves what is in flight.
+            return Some("the store refused writes (is the disk full?)");
+        }
+        // Another holder works the connection now: no call starts from here on.
+        lost.load(std::sync::atomic::Ordering::SeqCst).then_some("this run lost its lease on the connection")
+    }
+
+    /// Starts every unit's calls, batch by batch, each batch's intents written first.
+    async fn calls(
+        &self,
+        concurrency: usize,
+        lost: &std::sync::atomic::AtomicBool,
+        tx: tokio::sync::mpsc::UnboundedSender<Finished>,
+    ) -> Result<(), String> {
+        let chunk = (concurrency * 16).max(64);
+        let batches: Vec<std::ops::Range<usize>> =
+            (0..self.units.len()).step_by(chunk).map(|b| b..(b + chunk).min(self.units.len())).collect();
+        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let mut set = tokio::task::JoinSet::new();
         // Units whose intent the journal refused: their calls never start (no call without
         // its intent), and the others go on.
         let mut refused = match batches.first() {
-            Some(first) => write_intents(store, intents_for(first.clone()), first.start).await,
+            Some(first) => write_intents(self.store, self.intents(first.clone()), first.start).await,
             None => HashMap::new(),
         };
         for (b, range) in batches.iter().enumerate() {
@@ -591,26 +659,16 @@ pub async fn apply(
             let start = async {
                 for u in range.clone() {
                     if let Some(e) = this.get(&u) {
-                        let why = format!("not tried: the journal refused its intent: {e}");
-                        let _ = tx.send((units[u].iter().map(|&i| (i, Err(why.clone()))).collect(), vec![]));
+                        let _ = tx.send(self.not_tried(u, &format!("the journal refused its intent: {e}")));
                         continue;
                     }
                     let permit = sem.clone().acquire_owned().await.expect("the semaphore stays open");
-                    if store.refusing_writes() {
-                        // The store refuses writes (its disk is full): no call starts whose
-                        // outcome could not be kept; the next run resolves what is in flight.
-                        let why = "not tried: the store refused writes (is the disk full?)".to_string();
-                        let _ = tx.send((units[u].iter().map(|&i| (i, Err(why.clone()))).collect(), vec![]));
-                        continue;
-                    }
-                    if lost.load(std::sync::atomic::Ordering::SeqCst) {
-                        // Another holder works the connection now: no call starts from here on.
-                        let why = "not tried: this run lost its lease on the connection".to_string();
-                        let _ = tx.send((units[u].iter().map(|&i| (i, Err(why.clone()))).collect(), vec![]));
+                    if let Some(why) = self.stopped(lost) {
+                        let _ = tx.send(self.not_tried(u, why));
                         continue;
                     }
                     let (client, teams, plan, actions, tx) =
-                        (client.clone(), teams.clone(), plan.clone(), units[u].clone(), tx.clone());
+                        (self.client.clone(), self.teams.clone(), self.plan.clone(), self.units[u].clone(), tx.clone());
                     set.spawn(async move {
                         let r = run_worker(&client, &teams, &plan, &actions).await;
                         drop(permit);
@@ -621,7 +679,7 @@ pub async fn apply(
             };
             let next = async {
                 match batches.get(b + 1) {
-                    Some(n) => write_intents(store, intents_for(n.clone()), n.start).await,
+                    Some(n) => write_intents(self.store, self.intents(n.clone()), n.start).await,
                     None => HashMap::new(),
                 }
             };
@@ -634,13 +692,20 @@ pub async fn apply(
         while let Some(r) = set.join_next().await {
             r.map_err(|e| format!("a worker task failed: {e}"))?;
         }
-        drop(tx);
-        Ok::<_, String>(())
-    };
+        Ok(())
+    }
 
-    let summary_ref = &mut summary;
-    let record = async {
+    /// Writes outcomes as workers finish, in groups, and sends the team joins they ask for,
+    /// a call's worth at a time per team, until every worker and every join has ended.
+    async fn record(
+        &self,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<Finished>,
+        mut book: Book,
+        progress: &(dyn Fn(usize, usize) + Sync),
+        summary: &mut Summary,
+    ) -> Result<(), String> {
         const GROUP: usize = 512;
+        let (client, teams, total) = (self.client, &self.teams, self.units.len());
         let mut buffered: Vec<Outcome> = vec![];
         // Per team: accounts waiting to join; one PATCH in flight per team at a time, so a
         // team's member list is never written by two calls at once.
@@ -656,11 +721,11 @@ pub async fn apply(
                         buffered.extend(results);
                         for (i, team, account) in joins {
                             waiting.entry(team.clone()).or_default().push((i, account));
-                            start_joins(client, &teams, &mut joining, &mut waiting, &mut busy, &team, false);
+                            start_joins(client, teams, &mut joining, &mut waiting, &mut busy, &team, false);
                         }
                         done += 1;
-                        if done % 64 == 0 || done == total_workers {
-                            progress(done, total_workers);
+                        if done % 64 == 0 || done == total {
+                            progress(done, total);
                         }
                     }
                     None => open = false,
@@ -669,7 +734,7 @@ pub async fn apply(
                     let (team, out) = r.map_err(|e| format!("a team join failed: {e}"))?;
                     buffered.extend(out);
                     busy.remove(&team);
-                    start_joins(client, &teams, &mut joining, &mut waiting, &mut busy, &team, !open);
+                    start_joins(client, teams, &mut joining, &mut waiting, &mut busy, &team, !open);
                 }
                 else => {}
             }
@@ -677,24 +742,19 @@ pub async fn apply(
                 // The calls are over: whatever waits joins now, a call's worth at a time.
                 let names: Vec<String> = waiting.keys().cloned().collect();
                 for team in names {
-                    start_joins(client, &teams, &mut joining, &mut waiting, &mut busy, &team, true);
+                    start_joins(client, teams, &mut joining, &mut waiting, &mut busy, &team, true);
                 }
             }
             let finished = !open && joining.is_empty();
             if buffered.len() >= GROUP || (finished && !buffered.is_empty()) {
-                let parts = outcomes(plan, run_id, &ids, &mut book, std::mem::take(&mut buffered));
-                write_parts(store, plan, &mut book, parts, summary_ref).await;
+                let parts = outcomes(self.plan, self.run_id, &self.ids, &mut book, std::mem::take(&mut buffered));
+                write_parts(self.store, self.plan, &mut book, parts, summary).await;
             }
             if finished {
-                return Ok::<_, String>(());
+                return Ok(());
             }
         }
-    };
-    let (called, recorded) = tokio::join!(calls, record);
-    called?;
-    recorded?;
-    tracing::debug!(workers = total_workers, "calls and team joins done");
-    Ok(summary)
+    }
 }
 
 /// Writes a batch of intents in one transaction or, refused, one by one: the units (numbered

@@ -87,17 +87,10 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
         let f = fingerprint(&acts);
         let stage = stage_of(&acts);
         let skip = |reason: String| Action {
-            worker: w.clone(),
-            kind: Kind::Skip,
             target_id: acts[0].target_id.clone(),
             user_name: acts[0].user_name.clone(),
             role: acts[0].role.clone(),
-            reason,
-            changes: vec![],
-            body: None,
-            team: None,
-            moved_from: None,
-            review: None,
+            ..Action::new(w, Kind::Skip, reason)
         };
         if let Some(d) = dead.iter().find(|d| d.worker_id == *w && d.state == "dead" && d.fingerprint == f) {
             replace.insert(

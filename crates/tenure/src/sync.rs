@@ -168,7 +168,16 @@ pub async fn prepare_with(
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, links = links.len(), "read the links");
     let actual = reading.await.map_err(|e| format!("reading the target stopped: {e}"))??;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, users = actual.users.len(), "read the target");
-    let mut plan = engine::plan(&rules, index, &workers, &actual, &links, &deactivated, now)?;
+    let inputs = engine::plan::Inputs {
+        rules: &rules,
+        connection: index,
+        workers: &workers,
+        actual: &actual,
+        links: &links,
+        deactivated: &deactivated,
+        now,
+    };
+    let mut plan = engine::plan::plan(&inputs)?;
     let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await.map_err(|e| e.to_string())?;
     let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
     let mut held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);

@@ -1,0 +1,75 @@
+//! The plan's last step, guard: whether a plan deactivates (or deletes) so much of what tenure
+//! manages that it must not apply without a person confirming it: an HR export cut short
+//! would otherwise switch off half the company.
+
+use crate::{Kind, Plan};
+use rules::DeprovisionGuard;
+
+/// The guard's verdict on one plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Deactivations and deletions the plan holds.
+    pub deactivations: usize,
+    /// Active accounts tenure manages on the target (the share's base).
+    pub managed_active: usize,
+    /// Why the plan may not apply unconfirmed; None when it may.
+    pub refused: Option<String>,
+}
+
+pub fn guard(plan: &Plan, g: &DeprovisionGuard) -> Verdict {
+    let n = plan.count(Kind::Deactivate) + plan.count(Kind::Delete);
+    let share = n as f64 / plan.managed_active.max(1) as f64;
+    let refused = if n as u64 > g.max_count {
+        Some(format!("{n} deactivations exceed the limit of {}", g.max_count))
+    } else if n as u64 >= g.min_count && share > g.max_share {
+        Some(format!(
+            "{n} deactivations are {:.0}% of the {} active accounts, over the limit of {:.0}%",
+            share * 100.0,
+            plan.managed_active,
+            g.max_share * 100.0
+        ))
+    } else {
+        None
+    };
+    Verdict { deactivations: n, managed_active: plan.managed_active, refused }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Action;
+
+    fn plan(deactivate: usize, delete: usize, managed_active: usize) -> Plan {
+        let mut actions: Vec<Action> =
+            (0..deactivate).map(|i| Action::new(&i.to_string(), Kind::Deactivate, "leaver")).collect();
+        actions.extend((0..delete).map(|i| Action::new(&format!("d{i}"), Kind::Delete, "leaver")));
+        actions.push(Action::new("x", Kind::Update, "change"));
+        Plan { actions, managed_active, ..Plan::default() }
+    }
+
+    fn limits(max_count: u64, min_count: u64, max_share: f64) -> DeprovisionGuard {
+        DeprovisionGuard { max_count, min_count, max_share }
+    }
+
+    #[test]
+    fn a_plan_over_the_count_is_refused_whatever_the_share() {
+        let v = guard(&plan(8, 3, 10_000), &limits(10, 5, 0.5));
+        assert_eq!(v.deactivations, 11, "deletions count as deactivations");
+        assert_eq!(v.refused.as_deref(), Some("11 deactivations exceed the limit of 10"));
+        assert_eq!(guard(&plan(10, 0, 10_000), &limits(10, 5, 0.5)).refused, None, "the limit itself is allowed");
+    }
+
+    #[test]
+    fn a_plan_over_the_share_is_refused_only_from_the_minimum_count() {
+        let g = limits(1_000, 5, 0.10);
+        let v = guard(&plan(6, 0, 40), &g);
+        assert_eq!(
+            v.refused.as_deref(),
+            Some("6 deactivations are 15% of the 40 active accounts, over the limit of 10%")
+        );
+        assert_eq!(guard(&plan(4, 0, 10), &g).refused, None, "40% but under the minimum count");
+        assert_eq!(guard(&plan(6, 0, 60), &g).refused, None, "exactly 10% is allowed");
+        // No account managed yet: the share's base is one, not zero.
+        assert!(guard(&plan(5, 0, 0), &g).refused.is_some());
+    }
+}
