@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::{EventQuery, MasterKey, Secret};
 
+/// `hr load`'s exit code when the population check refuses a full load.
+pub const POPULATION_REFUSED: u8 = 7;
+
 /// How a file is read: `[hr.definition]` of the saved configuration; these flags override it
 /// for one command (and say so).
 #[derive(Args, Clone, Default)]
@@ -179,7 +182,8 @@ pub enum HrCommand {
     },
     /// Load a file: validate it, archive it under its SHA-256, compare it with the last
     /// snapshot and record the lifecycle events (future ones wait for their moment). The last
-    /// line is `rows: N, accepted: A, quarantined: Q, events: E`. Exit code as for validate.
+    /// line is `rows: N, accepted: A, quarantined: Q, events: E`. Exit code as for validate,
+    /// and 7 when the population check refuses a full load.
     Load {
         /// The HR export: CSV, or JSON / JSON Lines by its extension.
         #[arg(required_unless_present = "back_to")]
@@ -559,6 +563,7 @@ async fn load(
     let (outcome, report) = match taken? {
         Taken::Loaded { outcome, report } => (outcome, report),
         Taken::Rejected { load_id, reason, rejected } => {
+            let population = rejected.is_none();
             if json {
                 match rejected {
                     Some(r) => outln!("{}", serde_json::json!({"rejected": r, "load_id": load_id})),
@@ -569,7 +574,9 @@ async fn load(
                 outln!("recorded in the history as rejected load {load_id} (tenure hr loads)");
                 outln!("rows: 0, accepted: 0, quarantined: 0 (file rejected)");
             }
-            return Ok(1);
+            // A file that does not read is bad input (1); a population that fell too far has
+            // a code of its own, so a script can tell "confirm it" from "fix it".
+            return Ok(if population { POPULATION_REFUSED } else { 1 });
         }
     };
     print_problems(&report, json);

@@ -17,6 +17,7 @@ mod config_cmd;
 mod connection;
 mod daemon;
 mod decisions;
+mod duration;
 mod hr_cmd;
 mod inbox;
 mod infer;
@@ -51,7 +52,12 @@ const EXIT_CODES: &str = "Exit codes:
   4    some actions failed (apply): each is named after the summary
   5    another run holds the connection (apply): it says which, since when
   6    not confirmed at the prompt (apply before many creates; --yes skips it)
+  7    a full HR load refused by the population check (hr load; --confirm-population takes it)
+  64   a usage error: an unknown command or flag, a value that does not parse
   141  standard output was closed (e.g. piped into head)";
+
+/// A usage error's exit code (sysexits' EX_USAGE): apart from 2, which says rows were quarantined.
+const USAGE: u8 = 64;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
@@ -159,9 +165,9 @@ enum Command {
     /// The daemon: reconcile on a schedule, at once after a pushed HR change, and when a
     /// future-dated event takes effect; SIGTERM finishes the run in progress, then stops.
     Run {
-        /// Seconds between scheduled reconciles.
-        #[arg(long, default_value_t = 300)]
-        interval: u64,
+        /// Time between scheduled reconciles: 30s, 5m, 1h (bare seconds too).
+        #[arg(long, default_value = "5m", value_parser = duration::interval)]
+        interval: std::time::Duration,
         /// Also serve the HR push endpoint here (POST /hr/v1/push).
         #[arg(long)]
         listen_hr: Option<SocketAddr>,
@@ -190,15 +196,15 @@ enum Command {
         /// Plain http on an address other than loopback (behind a proxy that terminates TLS).
         #[arg(long)]
         insecure_http: bool,
-        /// Seconds between scheduled reconciles; 0: none at all (runs start only through the
-        /// API or `tenure apply`; HR data is still taken as it comes).
-        #[arg(long, default_value_t = 300)]
-        interval: u64,
+        /// Time between scheduled reconciles: 30s, 5m, 1h (bare seconds too); 0: none at all
+        /// (runs start only through the API or `tenure apply`; HR data is still taken as it comes).
+        #[arg(long, default_value = "5m", value_parser = duration::interval)]
+        interval: std::time::Duration,
         /// A session ends after this long without a request (e.g. 30m, 2h).
-        #[arg(long, default_value = "30m", env = "TENURE_SESSION_IDLE", value_parser = duration)]
+        #[arg(long, default_value = "30m", env = "TENURE_SESSION_IDLE", value_parser = duration::parse)]
         session_idle: std::time::Duration,
         /// A session ends this long after its login, whatever happens (e.g. 12h).
-        #[arg(long, default_value = "12h", env = "TENURE_SESSION_MAX", value_parser = duration)]
+        #[arg(long, default_value = "12h", env = "TENURE_SESSION_MAX", value_parser = duration::parse)]
         session_max: std::time::Duration,
         /// Addresses or networks that may scrape /metrics without a token (comma-separated,
         /// e.g. 127.0.0.1,10.0.0.0/8; default loopback). A token works from anywhere.
@@ -348,24 +354,6 @@ struct SandboxArgs {
     as_production: bool,
 }
 
-/// `90s`, `30m`, `12h`, `7d`.
-fn duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("{s:?}: give a duration such as 90s, 30m, 12h or 7d");
-    let (n, unit) = s.trim().split_at(s.trim().len().saturating_sub(1));
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(bad()),
-    };
-    if secs == 0 {
-        return Err(bad());
-    }
-    Ok(std::time::Duration::from_secs(secs))
-}
-
 pub(crate) fn share(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if (0.0..=1.0).contains(&v) {
@@ -461,7 +449,15 @@ async fn run_sandbox(cfg: Config, banner: bool) -> Result<(), String> {
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version are answers, not errors.
+            let code = if e.use_stderr() { USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     // One line per action for the daemon (tenure::actions); a command at a terminal prints
     // its own summary instead.
     let default = match cli.command {
@@ -544,7 +540,7 @@ fn main() -> ExitCode {
             return coded(rt.block_on(daemon::run(
                 &dir,
                 database_url.as_deref(),
-                std::time::Duration::from_secs(interval.max(1)),
+                interval.max(std::time::Duration::from_secs(1)),
                 listen_hr,
                 rehearse_from,
                 confirm_production,
@@ -579,7 +575,7 @@ fn main() -> ExitCode {
             return coded(rt.block_on(daemon::run(
                 &dir,
                 database_url.as_deref(),
-                std::time::Duration::from_secs(interval),
+                interval,
                 None,
                 None,
                 vec![],

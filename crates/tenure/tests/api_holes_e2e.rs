@@ -641,3 +641,27 @@ fn the_data_folder_and_the_store_are_owner_only_whatever_the_umask() {
     }
     assert!(seen >= 3, "the store and the archive were looked at");
 }
+
+/// A query parameter the operation does not take is refused, named, with what it takes: a
+/// misspelt filter (`?wrker=`) no longer answers everything (issue 25, point 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_query_parameter_is_refused_by_name() {
+    let s = serve("holes-query", None, &["--interval", "0"]).await;
+    let admin = first_admin(&s).await;
+    let r = admin.get("/api/v1/workers?wrker=1001").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let p = r.json();
+    assert_eq!(p["type"].as_str().map(|t| t.ends_with("unknown-query")), Some(true), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("wrker"), "{p}");
+    assert_eq!(p["errors"]["unknown"], json!(["wrker"]), "{p}");
+    assert!(p["errors"]["taken"].as_array().unwrap().contains(&json!("q")), "{p}");
+    // The documented ones still work, alone or beside a stray one (which is named).
+    assert_eq!(admin.get("/api/v1/workers?q=1001").await.status, 200);
+    let r = admin.get("/api/v1/workers?q=1001&limt=5").await;
+    assert_eq!((r.status, r.json()["errors"]["unknown"].clone()), (400, json!(["limt"])), "{}", r.text);
+    // An operation that takes none says so.
+    let r = admin.get("/api/v1/users?role=admin").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.json()["detail"].as_str().unwrap().contains("it takes none"), "{}", r.text);
+    assert_eq!(admin.get("/api/v1/users").await.status, 200);
+}

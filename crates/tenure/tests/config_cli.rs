@@ -199,3 +199,26 @@ groups = ["Staff"]
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("(saved ") && out.contains("not asked now: cannot ask it"), "{out}");
 }
+
+/// A usage error has its own exit code (64), apart from 2 (rows quarantined); help is no error;
+/// durations are written one way everywhere.
+#[test]
+fn usage_errors_exit_64_and_durations_read_one_way() {
+    let dir = common::tempdir("usage");
+    let (code, out) = tenure(&dir, &["hr", "lod", "x.csv"]);
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("unrecognized subcommand 'lod'"), "{out}");
+    let (code, out) = tenure(&dir, &["plan", "--no-such-flag"]);
+    assert_eq!(code, 64, "{out}");
+    for bad in ["5x", "5Ñ", "-1m", "0m"] {
+        let (code, out) = tenure(&dir, &["serve", &format!("--session-idle={bad}")]);
+        assert_eq!(code, 64, "{bad}: {out}");
+        assert!(out.contains(&format!("{bad:?}")), "the value is named: {out}");
+    }
+    let (code, out) = tenure(&dir, &["serve", "--interval", "5 minutes"]);
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("such as 30s, 30m, 12h or 7d"), "{out}");
+    let (code, out) = tenure(&dir, &["--help"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("64   a usage error") && out.contains("7    a full HR load refused"), "{out}");
+}

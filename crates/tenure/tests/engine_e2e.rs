@@ -179,7 +179,7 @@ async fn lifecycle_stories(database_url: Option<String>) {
     let p = env.dir.join("truncated.csv");
     std::fs::write(&p, format!("{HEADER}\n{}\n", ann("Sales"))).unwrap();
     let (code, out) = env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", t2, "--missing", "terminate"]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 7, "{out}");
     assert!(out.contains("has 1 workers where the last snapshot has 7"), "{out}");
     env.load("truncated.csv", &[ann("Sales")], t2, &["--missing", "terminate", "--confirm-population", "1"]);
     let (code, out) = env.tenure(&["apply", "--as-of", t2]);

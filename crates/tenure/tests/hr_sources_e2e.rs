@@ -193,7 +193,7 @@ fn refused_and_back_to(env: &Env) {
     // A truncated export: refused by the population check, and recorded.
     let short = write(&env, "short.csv", &format!("{HEADER}\n{}\n", population(20)[..5].join("\n")));
     let (code, out) = env.tenure(&["hr", "load", short.to_str().unwrap(), "--as-of", AT, "--missing", "terminate"]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 7, "{out}");
     assert!(out.contains("has 5 workers where the last snapshot has 20"), "{out}");
     let text = env.ok(&["hr", "loads"]);
     assert!(text.contains("amb.csv (full)  REJECTED: column \"hire_date\""), "{text}");

@@ -835,14 +835,14 @@ async fn a_damaged_or_shrunken_hr_file_is_refused_not_half_read() {
         std::fs::write(&p, format!("{HEADER}\n{}\n", all[..15].join("\n"))).unwrap();
         env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", AT, "--missing", "terminate"])
     };
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 7, "the population check's own code: {out}");
     assert!(out.contains("has 15 workers where the last snapshot has 20: 25% fewer"), "{out}");
     assert!(out.contains("--confirm-population 15"), "{out}");
     assert!(!kinds(&env.plan(AT)).contains_key("deactivate"), "nobody was made a leaver");
     let p = env.dir.join("empty.csv");
     std::fs::write(&p, format!("{HEADER}\n")).unwrap();
     let (code, out) = env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", AT]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 7, "{out}");
     assert!(out.contains("a full load with no workers"), "{out}");
     // Confirmed with the exact count, it is taken.
     let p = env.dir.join("short.csv");

@@ -259,11 +259,61 @@ pub fn openapi_json() -> serde_json::Value {
     with_links(serde_json::to_value(openapi()).unwrap_or_default())
 }
 
+/// The query parameters each documented operation takes: (METHOD, path template) -> names.
+type QueryNames = HashMap<(String, String), Vec<String>>;
+
+fn query_names(doc: &serde_json::Value) -> QueryNames {
+    let mut names = QueryNames::new();
+    let in_query = |params: Option<&serde_json::Value>| -> Vec<String> {
+        let all = params.and_then(serde_json::Value::as_array).into_iter().flatten();
+        all.filter(|p| p["in"] == "query").filter_map(|p| p["name"].as_str().map(str::to_string)).collect()
+    };
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        let shared = in_query(item.get("parameters"));
+        for (method, op) in item.as_object().into_iter().flatten().filter(|(_, op)| op.get("responses").is_some()) {
+            let mut taken = shared.clone();
+            taken.extend(in_query(op.get("parameters")));
+            names.insert((method.to_uppercase(), path.clone()), taken);
+        }
+    }
+    names
+}
+
+/// Refuses a query parameter the operation does not document (a misspelt filter would
+/// otherwise be ignored and answer everything), naming it and what the operation takes.
+async fn known_query(
+    State(names): State<Arc<QueryNames>>,
+    path: Option<axum::extract::MatchedPath>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let taken = path.and_then(|p| names.get(&(req.method().as_str().to_string(), p.as_str().to_string())));
+    if let (Some(taken), Some(_)) = (taken, req.uri().query()) {
+        let given = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(req.uri()).map(|q| q.0);
+        let mut unknown: Vec<String> =
+            given.unwrap_or_default().into_iter().map(|(k, _)| k).filter(|k| !taken.contains(k)).collect();
+        unknown.dedup();
+        if !unknown.is_empty() {
+            let takes =
+                if taken.is_empty() { "it takes none".to_string() } else { format!("it takes {}", taken.join(", ")) };
+            return Problem::bad_request(
+                "unknown-query",
+                format!("unknown query parameter(s) {}: {takes}", unknown.join(", ")),
+            )
+            .with_errors(serde_json::json!({"unknown": unknown, "taken": taken}))
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// The API, its document at `/api/v1/openapi.json`, and `/metrics`.
 pub fn router(api: Shared) -> Router {
     let (router, _) = routes().split_for_parts();
     let doc = Arc::new(openapi_json());
+    let names = Arc::new(query_names(&doc));
     router
+        .route_layer(axum::middleware::from_fn_with_state(names, known_query))
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {
