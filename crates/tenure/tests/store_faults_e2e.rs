@@ -72,6 +72,24 @@ impl Drop for Space {
     }
 }
 
+/// Room again: the service is ready by itself, and the admin's upload of `rows` is taken.
+async fn room_again(m: &Mount, base: &str, rows: &[String]) {
+    resize(m, 262144);
+    let mut ok = false;
+    for _ in 0..50 {
+        if reqwest::get(format!("{base}/readyz")).await.unwrap().status().as_u16() == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ok, "ready again once the disk has room");
+    let (admin, r) = Client::login(base, "admin", "admin has a long password").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let up = admin.send("POST", "/api/v1/hr/uploads", Some(("text/csv", csv(rows)))).await;
+    assert_eq!(up.status, 200, "{}", up.text);
+}
+
 fn resize(m: &Mount, kib: u64) {
     let s = Command::new("mount").args(["-o", &format!("remount,size={kib}k")]).arg(&m.0).status().unwrap();
     assert!(s.success());
@@ -124,20 +142,7 @@ async fn a_full_disk_loses_nothing_and_nothing_unkept_is_reported_done() {
         assert_eq!(r.status, 503, "{}", r.text);
     }
     // Room again: ready by itself, and the next run converges.
-    resize(&m, 262144);
-    let mut ok = false;
-    for _ in 0..50 {
-        if reqwest::get(format!("{base}/readyz")).await.unwrap().status().as_u16() == 200 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ok, "ready again once the disk has room");
-    let (admin, r) = Client::login(&base, "admin", "admin has a long password").await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let up = admin.send("POST", "/api/v1/hr/uploads", Some(("text/csv", csv(&rows)))).await;
-    assert_eq!(up.status, 200, "{}", up.text);
+    room_again(&m, &base, &rows).await;
     drop(run);
     let out = env.ok(&["apply", "--yes", "--as-of", now]);
     assert!(out.contains("failed 0"), "{out}");
@@ -400,20 +405,7 @@ async fn postgres_disk_full_loses_nothing_and_nothing_unkept_is_reported_done() 
     } else {
         assert_eq!(r.status, 503, "{}", r.text);
     }
-    resize(m, 262144);
-    let mut ok = false;
-    for _ in 0..50 {
-        if reqwest::get(format!("{base}/readyz")).await.unwrap().status().as_u16() == 200 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ok, "ready again once the disk has room");
-    let (admin, r) = Client::login(&base, "admin", "admin has a long password").await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let up = admin.send("POST", "/api/v1/hr/uploads", Some(("text/csv", csv(&rows)))).await;
-    assert_eq!(up.status, 200, "{}", up.text);
+    room_again(m, &base, &rows).await;
     drop(run);
     let out = env.ok(&["apply", "--yes", "--as-of", now]);
     assert!(out.contains("failed 0"), "{out}");

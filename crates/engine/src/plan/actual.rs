@@ -4,7 +4,7 @@
 
 use crate::{fold, s, sv, Actual};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use store::Link;
 
 /// The target as the plan looks things up in it.
@@ -64,13 +64,6 @@ pub(crate) fn index<'a>(actual: &'a Actual, links: &'a [Link]) -> Target<'a> {
     Target { by_id, by_user_name, by_email, by_external, team_ids, members, link_of, linked_by }
 }
 
-impl Target<'_> {
-    /// Account ids some worker is linked to.
-    pub fn linked_targets(&self) -> HashSet<&str> {
-        self.linked_by.keys().copied().collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +95,6 @@ mod tests {
         assert!(t.linked_here("1001"));
         assert!(!t.linked_here("1002"), "its account is gone from the target");
         assert_eq!(t.linked_by["gone"], "1002");
-        assert_eq!(t.linked_targets().len(), 2);
+        assert_eq!(t.linked_by.len(), 2);
     }
 }

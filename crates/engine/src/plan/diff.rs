@@ -50,14 +50,14 @@ fn act(w: &Wanted, acc: Option<Account>, kind: Kind, reason: String) -> Action {
     a
 }
 
-struct Diff<'c, 't> {
+struct Diff<'c, 't, 'w> {
     ctx: &'c Context<'c>,
     t: &'t Target<'t>,
     deactivated: &'t HashMap<String, String>,
     /// Unique user names are settled at create: taken are all names on the target.
     taken: rules::UniqueNames,
-    /// Attribute paths, compiled once per plan.
-    compiled: HashMap<String, paths::Compiled>,
+    /// Attribute paths, compiled once per plan (keyed by the wanted workers' own target names).
+    compiled: HashMap<&'w str, paths::Compiled>,
     out: Plan,
 }
 
@@ -79,7 +79,7 @@ pub(crate) fn actions(
     d.out
 }
 
-impl Diff<'_, '_> {
+impl<'w> Diff<'_, '_, 'w> {
     fn push(&mut self, a: Action) {
         self.out.actions.push(a);
     }
@@ -91,7 +91,7 @@ impl Diff<'_, '_> {
         }
     }
 
-    fn worker(&mut self, w: &Wanted, acc: Option<Account>, held: &Conflicts) {
+    fn worker(&mut self, w: &'w Wanted, acc: Option<Account>, held: &Conflicts) {
         let start = self.out.actions.len();
         let why_role = why_role(w);
         if !w.errors.is_empty() && w.life != Life::Gone {
@@ -233,13 +233,11 @@ impl Diff<'_, '_> {
 
     /// Attributes that differ (mappings applied always, not the unique ones settled at create),
     /// and the user type the grant gives.
-    fn attribute_changes(&mut self, w: &Wanted, u: &Value, g: &GrantView) -> Vec<Change> {
+    fn attribute_changes(&mut self, w: &'w Wanted, u: &Value, g: &GrantView) -> Vec<Change> {
         let mut changes = vec![];
         for attr in w.attrs.iter().filter(|a| a.apply != Apply::OnCreate && !a.unique) {
-            if !self.compiled.contains_key(&attr.target) {
-                self.compiled.insert(attr.target.clone(), paths::compile(&attr.target));
-            }
-            let cur = self.compiled[&attr.target].get(u).unwrap_or(&Value::Null);
+            let path = self.compiled.entry(attr.target.as_str()).or_insert_with(|| paths::compile(&attr.target));
+            let cur = path.get(u).unwrap_or(&Value::Null);
             if !same(&attr.target, cur, &attr.value) {
                 changes.push(Change { attribute: attr.target.clone(), before: cur.clone(), after: attr.value.clone() });
             }

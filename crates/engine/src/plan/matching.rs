@@ -55,7 +55,7 @@ struct Looks<'v, 'w> {
 
 impl<'v, 'w> Looks<'v, 'w> {
     fn build(wanted: &'w [Wanted], actual: &'v Actual, t: &Target) -> Option<Looks<'v, 'w>> {
-        let any_wide = wanted.iter().any(|w| addresses(w).iter().any(|a| !a.is_ascii()))
+        let any_wide = wanted.iter().any(|w| w.text("userName").into_iter().chain(w.email()).any(|a| !a.is_ascii()))
             || t.by_user_name.keys().chain(t.by_email.keys()).any(|k| !k.is_ascii());
         if !any_wide {
             return None;
@@ -171,7 +171,6 @@ pub(crate) fn conflicts<'v>(ctx: &Context, wanted: &[Wanted], actual: &'v Actual
 /// found by userName, then e-mail, then externalId (an account goes to one worker only).
 pub(crate) fn assign<'v>(ctx: &Context, wanted: &[Wanted], actual: &'v Actual, t: &Target<'v>) -> Matched<'v> {
     let held = conflicts(ctx, wanted, actual, t);
-    let linked_targets = t.linked_targets();
     let mut claimed: HashSet<&str> = HashSet::new();
     let mut accounts = Vec::with_capacity(wanted.len());
     for w in wanted {
@@ -198,7 +197,7 @@ pub(crate) fn assign<'v>(ctx: &Context, wanted: &[Wanted], actual: &'v Actual, t
         }
         let free = |u: &&Value| {
             let uid = sv(u, "id");
-            !linked_targets.contains(uid) && !claimed.contains(uid)
+            !t.linked_by.contains_key(uid) && !claimed.contains(uid)
         };
         let found = w
             .text("userName")
@@ -214,7 +213,7 @@ pub(crate) fn assign<'v>(ctx: &Context, wanted: &[Wanted], actual: &'v Actual, t
     let unmanaged = actual
         .users
         .iter()
-        .filter(|u| !claimed.contains(sv(u, "id")) && !linked_targets.contains(sv(u, "id")))
+        .filter(|u| !claimed.contains(sv(u, "id")) && !t.linked_by.contains_key(sv(u, "id")))
         .map(|u| s(u, "userName"))
         .collect();
     Matched { accounts, held, unmanaged }

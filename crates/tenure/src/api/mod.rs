@@ -290,9 +290,12 @@ async fn known_query(
     let taken = path.and_then(|p| names.get(&(req.method().as_str().to_string(), p.as_str().to_string())));
     if let (Some(taken), Some(_)) = (taken, req.uri().query()) {
         let given = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(req.uri()).map(|q| q.0);
-        let mut unknown: Vec<String> =
-            given.unwrap_or_default().into_iter().map(|(k, _)| k).filter(|k| !taken.contains(k)).collect();
-        unknown.dedup();
+        let mut unknown: Vec<String> = vec![];
+        for (k, _) in given.unwrap_or_default() {
+            if !taken.contains(&k) && !unknown.contains(&k) {
+                unknown.push(k);
+            }
+        }
         if !unknown.is_empty() {
             let takes =
                 if taken.is_empty() { "it takes none".to_string() } else { format!("it takes {}", taken.join(", ")) };
