@@ -149,6 +149,48 @@ fn record(r: &AnyRow) -> Result<ConnectionRecord, sqlx::Error> {
     })
 }
 
+/// The folder holding a SQLite store must take new files (SQLite makes its `-wal` and `-shm`
+/// beside the database). Asked of the file system itself, because SQLite alone may not say:
+/// on a read-only mount with a `-wal` and `-shm` left by a process that did not close the store,
+/// it opens the file read-only and even grants `BEGIN IMMEDIATE`.
+fn sqlite_folder_writable(url: &str) -> Result<(), StoreError> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    let folder = match std::path::Path::new(path).parent() {
+        Some(f) if f.as_os_str().is_empty() => std::path::Path::new("."),
+        Some(f) => f,
+        None => return Ok(()),
+    };
+    if !folder.is_dir() {
+        // SQLite says it cannot open the file; nothing to add here.
+        return Ok(());
+    }
+    let probe = folder.join(format!(".tenure-write-check-{}", std::process::id()));
+    let written = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe);
+    match written {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => Err(StoreError::Invalid(format!(
+            "it is read-only ({e}: the file system holding {} is mounted read-only): tenure needs to write its store",
+            folder.display()
+        ))),
+        // A probe left by a process of the same id that died before removing it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(StoreError::Invalid(format!(
+            "it cannot be written: no new file can be made in {} ({e}), and SQLite needs one beside the store",
+            folder.display()
+        ))),
+    }
+}
+
 const COLUMNS: &str = "id, name, base_url, dialect, token_sealed, token_key_id, token_hint, insecure_http, \
      allow_private, created_at, updated_at, rate_limit_per_second";
 
@@ -164,6 +206,7 @@ impl Store {
             _ => url.to_string(),
         };
         if backend == Backend::Sqlite {
+            sqlite_folder_writable(&url)?;
             // One connection first, by hand: a file that cannot be opened or written (a
             // read-only disk) is said at once with its cause, where the pool would retry for
             // its whole acquire timeout and then say only that it timed out.
