@@ -37,7 +37,7 @@ pub struct Limits {
 }
 
 /// The `documentationUri` by which tenure knows its own sandbox.
-pub const SANDBOX_MARKER: &str = "https://github.com/tenure/tenure#sandbox";
+pub use scim::SANDBOX_MARKER;
 
 impl Default for Limits {
     fn default() -> Self {

@@ -11,6 +11,10 @@ pub mod patch;
 pub mod resource;
 pub mod schema;
 
+/// The `documentationUri` by which tenure knows its own sandbox (in its ServiceProviderConfig):
+/// here, where both the sandbox and the runs that look for it can read it.
+pub const SANDBOX_MARKER: &str = "https://github.com/tenure/tenure#sandbox";
+
 pub use dialect::Dialect;
 pub use error::{Error, Result, ScimType};
 pub use filter::{AttrPath, CompValue, CompareOp, Filter, PatchPath};

@@ -14,7 +14,7 @@ pub enum UserCommand {
         /// The user's login name (letters, digits, '.', '-', '_', '@'; case does not count).
         name: String,
         /// What the user may do: admin, editor, reviewer or viewer.
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = role())]
         role: Role,
         /// A file holding the password (at least 12 characters).
         #[arg(long)]
@@ -31,7 +31,7 @@ pub enum UserCommand {
         /// The user's name.
         name: String,
         /// The new role: admin, editor, reviewer or viewer.
-        #[arg(value_enum)]
+        #[arg(value_parser = role())]
         role: Role,
     },
     /// Disable a user: their sessions end, they cannot log in.
@@ -62,7 +62,7 @@ pub enum TokenCommand {
         /// What it is for ("monitoring", "HR sync script").
         name: String,
         /// What it may do: admin, editor, reviewer or viewer.
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = role())]
         role: Role,
         /// The one connection it may act on (default: all).
         #[arg(long)]
@@ -108,7 +108,7 @@ fn password(file: Option<&Path>, what: &str) -> Result<(Secret, bool), String> {
 }
 
 pub async fn user(cmd: UserCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
-    let store = crate::config_cmd::open(data_dir, database_url).await?;
+    let store = crate::config::open(data_dir, database_url).await?;
     let r = user_with(&store, cmd).await;
     store.close().await;
     r
@@ -180,7 +180,7 @@ async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String>
 }
 
 pub async fn token(cmd: TokenCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
-    let store = crate::config_cmd::open(data_dir, database_url).await?;
+    let store = crate::config::open(data_dir, database_url).await?;
     let r = token_with(&store, cmd).await;
     store.close().await;
     r
@@ -242,4 +242,11 @@ async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, Strin
         }
     }
     Ok(0)
+}
+
+/// A platform role on the command line, with its possible values in `--help`.
+fn role() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["admin", "editor", "reviewer", "viewer"])
+        .map(|s| Role::parse(&s).expect("one of the possible values"))
 }

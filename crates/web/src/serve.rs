@@ -9,12 +9,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use std::net::SocketAddr;
+use service::schedule::Health;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use store::Store;
 use tokio_rustls::rustls;
 
 /// How the service listens.
@@ -44,33 +43,9 @@ impl Listen {
 /// How the API treats its callers (from `tenure serve`'s flags).
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub sessions: crate::api::SessionPolicy,
-    pub metrics_allow: crate::api::Allow,
-    pub trusted_proxies: crate::api::Allow,
-}
-
-/// What the probes read: the store, and the scheduler's last sign of life.
-#[derive(Clone)]
-pub struct Health {
-    pub store: Store,
-    /// Unix seconds of the scheduler's last turn (its watch loop turns four times a second).
-    pub heartbeat: Arc<AtomicI64>,
-}
-
-/// The scheduler counts as alive while it turned within this long (a slow pull may hold it).
-const ALIVE: i64 = 120;
-
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
-impl Health {
-    pub fn new(store: Store) -> Health {
-        Health { store, heartbeat: Arc::new(AtomicI64::new(now())) }
-    }
-    pub fn beat(&self) {
-        self.heartbeat.store(now(), Ordering::Relaxed);
-    }
+    pub sessions: SessionPolicy,
+    pub metrics_allow: Allow,
+    pub trusted_proxies: Allow,
 }
 
 async fn healthz() -> Response {
@@ -79,8 +54,7 @@ async fn healthz() -> Response {
 
 async fn readyz(State(h): State<Health>) -> Response {
     let store = h.store.readiness().await;
-    let age = now() - h.heartbeat.load(Ordering::Relaxed);
-    let scheduler = if age <= ALIVE { Ok(()) } else { Err(format!("no turn for {age} s")) };
+    let scheduler = h.scheduler();
     let ready = store.is_ok() && scheduler.is_ok();
     let say = |r: &Result<(), String>| match r {
         Ok(()) => json!("ok"),
@@ -215,4 +189,69 @@ pub async fn serve(
         }),
     };
     Ok((bound, task))
+}
+
+/// How long sessions live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// Void after this long without a request.
+    pub idle: Duration,
+    /// Void this long after login, whatever happens.
+    pub max: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy { idle: Duration::from_secs(30 * 60), max: Duration::from_secs(12 * 3600) }
+    }
+}
+
+/// A list of addresses or networks (`10.0.0.0/8`): who may scrape `/metrics` without a
+/// token, which proxies are trusted to say who their client is.
+#[derive(Debug, Clone)]
+pub struct Allow(Vec<(IpAddr, u8)>);
+
+impl Allow {
+    pub fn none() -> Allow {
+        Allow(vec![])
+    }
+    pub fn loopback() -> Allow {
+        Allow(vec![("127.0.0.0".parse().expect("ip"), 8), ("::1".parse().expect("ip"), 128)])
+    }
+    /// `flag` names the option in errors.
+    pub fn parse(flag: &str, list: &str) -> Result<Allow, String> {
+        let mut v = vec![];
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (ip, bits) = part.split_once('/').unwrap_or((part, ""));
+            let ip: IpAddr = ip.parse().map_err(|_| format!("{flag}: {part:?} is not an address or network"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let bits: u8 = if bits.is_empty() {
+                max
+            } else {
+                bits.parse()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or_else(|| format!("--metrics-allow: {part:?}: bad prefix"))?
+            };
+            v.push((ip, bits));
+        }
+        Ok(Allow(v))
+    }
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.0.iter().any(|(net, bits)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if *bits == 0 { 0 } else { u32::MAX << (32 - u32::from(*bits)) };
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if *bits == 0 { 0 } else { u128::MAX << (128 - u32::from(*bits)) };
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+    }
 }

@@ -24,7 +24,7 @@ use utoipa_axum::routes;
     responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn connections(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Vec<Value>>, Problem> {
     let all = api.store.connections().await?;
-    Ok(Json(all.iter().filter(|x| c.on(&x.name).is_ok()).map(crate::connection::view).collect()))
+    Ok(Json(all.iter().filter(|x| c.on(&x.name).is_ok()).map(crate::connections::view).collect()))
 }
 
 /// One connection.
@@ -37,7 +37,7 @@ async fn connection(
 ) -> Result<Json<Value>, Problem> {
     c.on(&name)?;
     let x = api.store.connection(&name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
-    Ok(Json(crate::connection::view(&x)))
+    Ok(Json(crate::connections::view(&x)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -82,7 +82,7 @@ async fn add_connection(
     if n.token.trim().is_empty() {
         return Err(Problem::bad_request("invalid-body", "the access token is empty"));
     }
-    let req = crate::connection::AddRequest {
+    let req = crate::connections::AddRequest {
         name: n.name,
         url: n.url,
         token: Secret::new(n.token.trim()),
@@ -92,8 +92,8 @@ async fn add_connection(
         rate_limit: n.rate_limit,
         dialect,
     };
-    let (rec, report) = crate::connection::add(&api.store, &api.key, req, &c.actor).await.map_err(refused)?;
-    let mut v = crate::connection::view(&rec);
+    let (rec, report) = crate::connections::add(&api.store, &api.key, req, &c.actor).await.map_err(refused)?;
+    let mut v = crate::connections::view(&rec);
     v["test"] = json!(report);
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
@@ -109,7 +109,7 @@ async fn test_connection(
     c.need(Role::Editor)?;
     c.on(&name)?;
     api.store.connection(&name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
-    Ok(Json(match crate::connection::test(&api.store, &api.key, &name).await {
+    Ok(Json(match crate::connections::test(&api.store, &api.key, &name).await {
         Ok(steps) => json!({"ok": true, "steps": steps}),
         Err(e) => json!({"ok": false, "steps": [], "error": e}),
     }))
@@ -138,8 +138,8 @@ async fn rotate_token(
     api.store.connection(&name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
     let token = Secret::new(t.token.trim());
     let (rec, report) =
-        crate::connection::rotate(&api.store, &api.key, &name, &token, &c.actor).await.map_err(refused)?;
-    let mut v = crate::connection::view(&rec);
+        crate::connections::rotate(&api.store, &api.key, &name, &token, &c.actor).await.map_err(refused)?;
+    let mut v = crate::connections::view(&rec);
     v["test"] = json!(report);
     Ok(Json(v))
 }
@@ -167,7 +167,7 @@ async fn get_config(State(api): State<Shared>, _c: Caller, Q(q): Q<ConfigQuery>)
     match q.format.as_deref() {
         None | Some("toml") => Ok(([("content-type", "application/toml")], v.body).into_response()),
         Some("json") => {
-            let cfg = crate::config_cmd::parse("stored configuration", &v.body).map_err(Problem::unavailable)?;
+            let cfg = crate::config::parse("stored configuration", &v.body).map_err(Problem::unavailable)?;
             Ok(Json(json!({"version": v.id, "sha256": v.checksum, "config": cfg})).into_response())
         }
         Some(other) => Err(Problem::bad_request("invalid-query", format!("format {other:?}: toml or json"))),
@@ -215,7 +215,7 @@ async fn put_config(
         ));
     }
     let cfg = if json { parse_json::<rules::Config>(&bytes)? } else { toml_config(&bytes)? };
-    let confirm = crate::config_cmd::Confirm {
+    let confirm = crate::config::Confirm {
         url_change: q.confirm_url_change == Some(true),
         removal: q
             .confirm_removal
@@ -231,19 +231,19 @@ async fn put_config(
     if q.dry_run == Some(true) {
         let after = compiled(&api, &cfg, &confirm).await?;
         // Against nothing before the first configuration: every worker's account is new.
-        let before = match crate::config_cmd::current(&api.store).await {
+        let before = match crate::config::current(&api.store).await {
             Ok(r) => r,
             Err(_) => {
                 rules::Rules::compile(&rules::Config::default()).map_err(|e| Problem::unavailable(e.join("; ")))?
             }
         };
         let today = jiff::Zoned::now().date();
-        let d = crate::config_cmd::differences(&api.store, &before, &after, today, 1000)
+        let d = crate::preview::differences(&api.store, &before, &after, today, 1000)
             .await
             .map_err(Problem::unavailable)?;
         return Ok(Json(json!({"dry_run": true, "saved": false, "differences": d})));
     }
-    let r = crate::config_cmd::import(&api.store, &api.data_dir, "request body", &cfg, &confirm, &c.actor)
+    let r = crate::config::import(&api.store, &api.data_dir, "request body", &cfg, &confirm, &c.actor)
         .await
         .map_err(Problem::unavailable)?;
     match r {
@@ -263,7 +263,7 @@ fn config_problems(status: StatusCode, detail: &str, problems: &str) -> Problem 
 /// A TOML configuration from a request body: 400 with every problem when it does not read.
 pub(super) fn toml_config(bytes: &[u8]) -> Result<rules::Config, Problem> {
     let text = std::str::from_utf8(bytes).map_err(|e| Problem::bad_request("malformed-toml", e.to_string()))?;
-    crate::config_cmd::parse("request body", text)
+    crate::config::parse("request body", text)
         .map_err(|e| config_problems(StatusCode::BAD_REQUEST, "the configuration has problems", &e))
 }
 
@@ -272,9 +272,9 @@ pub(super) fn toml_config(bytes: &[u8]) -> Result<rules::Config, Problem> {
 pub(super) async fn compiled(
     api: &Shared,
     cfg: &rules::Config,
-    confirm: &crate::config_cmd::Confirm,
+    confirm: &crate::config::Confirm,
 ) -> Result<rules::Rules, Problem> {
-    crate::config_cmd::compile_checked(&api.store, &api.data_dir, "request body", cfg, confirm)
+    crate::config::compile_checked(&api.store, &api.data_dir, "request body", cfg, confirm)
         .await
         .map_err(Problem::unavailable)?
         .map_err(|e| config_problems(StatusCode::UNPROCESSABLE_ENTITY, "the configuration has problems", &e))
@@ -311,7 +311,7 @@ async fn upload(
     };
     let json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
     let bytes = read_bytes(req, &()).await?;
-    let rules = crate::config_cmd::current(&api.store).await.map_err(Problem::refused)?;
+    let rules = crate::config::current(&api.store).await.map_err(Problem::refused)?;
     let intake = intake::Intake::from_settings(&rules.config.hr).map_err(Problem::refused)?;
     // The load records its uploader: a proposer of the changes it brings (maker-checker).
     let d = Delivery {
@@ -403,7 +403,7 @@ impl Index {
                 return Ok(v.clone());
             }
         }
-        let workers = crate::sync::workers(store).await.map_err(Problem::unavailable)?;
+        let workers = crate::intake::workers(store).await.map_err(Problem::unavailable)?;
         let mut entries: Vec<Entry> = workers
             .iter()
             .map(|w| {
@@ -476,11 +476,11 @@ async fn worker(State(api): State<Shared>, c: Caller, Path(id): Path<String>) ->
     let rows = api.store.snapshot_of(std::slice::from_ref(&id)).await?;
     let row = rows.first().ok_or_else(|| Problem::not_found(format!("no worker {id:?} in the last load")))?;
     let record = intake::decode(row).map_err(Problem::unavailable)?;
-    let rules = crate::config_cmd::current(&api.store).await.ok();
+    let rules = crate::config::current(&api.store).await.ok();
     let mut connections = vec![];
     if let Some(rules) = &rules {
         let key = Some(api.key.as_ref());
-        let previews = crate::config_cmd::preview_of(&api.store, key, rules, std::slice::from_ref(&id), None, None)
+        let previews = crate::preview::preview_of(&api.store, key, rules, std::slice::from_ref(&id), None, None)
             .await
             .map_err(Problem::refused)?;
         for p in previews.into_iter().filter(|p| c.on(&p.decision.connection).is_ok()) {

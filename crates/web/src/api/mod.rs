@@ -9,6 +9,7 @@ mod ops;
 pub mod problem;
 mod users;
 
+pub use crate::serve::{Allow, SessionPolicy};
 use crate::users::Role;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -16,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use problem::Problem;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,76 +28,11 @@ use utoipa_axum::router::OpenApiRouter;
 /// Largest request body taken (an HR upload is the largest thing sent): 413 past it.
 pub const MAX_BODY: usize = 64 << 20;
 
-/// How long sessions live.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionPolicy {
-    /// Void after this long without a request.
-    pub idle: Duration,
-    /// Void this long after login, whatever happens.
-    pub max: Duration,
-}
-
-impl Default for SessionPolicy {
-    fn default() -> Self {
-        SessionPolicy { idle: Duration::from_secs(30 * 60), max: Duration::from_secs(12 * 3600) }
-    }
-}
-
-/// A list of addresses or networks (`10.0.0.0/8`): who may scrape `/metrics` without a
-/// token, which proxies are trusted to say who their client is.
-#[derive(Debug, Clone)]
-pub struct Allow(Vec<(IpAddr, u8)>);
-
-impl Allow {
-    pub fn none() -> Allow {
-        Allow(vec![])
-    }
-    pub fn loopback() -> Allow {
-        Allow(vec![("127.0.0.0".parse().expect("ip"), 8), ("::1".parse().expect("ip"), 128)])
-    }
-    /// `flag` names the option in errors.
-    pub fn parse(flag: &str, list: &str) -> Result<Allow, String> {
-        let mut v = vec![];
-        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (ip, bits) = part.split_once('/').unwrap_or((part, ""));
-            let ip: IpAddr = ip.parse().map_err(|_| format!("{flag}: {part:?} is not an address or network"))?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let bits: u8 = if bits.is_empty() {
-                max
-            } else {
-                bits.parse()
-                    .ok()
-                    .filter(|b| *b <= max)
-                    .ok_or_else(|| format!("--metrics-allow: {part:?}: bad prefix"))?
-            };
-            v.push((ip, bits));
-        }
-        Ok(Allow(v))
-    }
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        self.0.iter().any(|(net, bits)| match (net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if *bits == 0 { 0 } else { u32::MAX << (32 - u32::from(*bits)) };
-                u32::from(*n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if *bits == 0 { 0 } else { u128::MAX << (128 - u32::from(*bits)) };
-                u128::from(*n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        })
-    }
-}
-
 /// A run started through the API, watched while it goes.
 pub struct Job {
     pub connection: String,
     pub started_by: String,
-    pub progress: Arc<crate::sync::Progress>,
+    pub progress: Arc<crate::runs::Progress>,
     /// Set when it ended: its outcome as the API tells it.
     pub outcome: Mutex<Option<serde_json::Value>>,
 }

@@ -87,7 +87,7 @@ pub async fn render(store: &store::Store) -> Result<String, String> {
     let pending = store.reviews(None, &["pending"]).await.map_err(e)?;
     let dead = store.dead_letters(None).await.map_err(e)?;
     for c in store.connections().await.map_err(e)? {
-        let (last, ok) = crate::audit_cmd::last_runs(store, &c.name).await?;
+        let (last, ok) = crate::audit::last_runs(store, &c.name).await?;
         if let Some(t) = last.as_ref().and_then(seconds) {
             gauge("tenure_last_run_timestamp_seconds", vec![("connection", c.name.clone())], t);
         }
@@ -128,30 +128,31 @@ pub fn guard_tripped(connection: &str) -> Option<serde_json::Value> {
 }
 
 /// Counts what one apply came to.
-pub fn record_run(connection: &str, applied: &crate::sync::Applied, seconds: f64) {
+pub fn record_run(connection: &str, applied: &crate::run_report::Applied, seconds: f64) {
+    use crate::run_report::RunOutcome;
     let scim = &applied.scim;
     let c = [("connection", connection)];
     {
         let mut g = guards().lock().unwrap_or_else(|p| p.into_inner());
-        match (&applied.guard, applied.code) {
+        match (&applied.guard, applied.outcome) {
             (Some(v), _) => {
                 g.insert(connection.to_string(), v.clone());
             }
-            (None, 0 | 4) => {
+            (None, RunOutcome::Done | RunOutcome::Failures) => {
                 g.remove(connection);
             }
             _ => {}
         }
     }
-    let outcome = match applied.code {
-        0 => "ok",
-        3 => "guard_refused",
-        4 => "failures",
-        5 => "busy",
-        _ => "other",
+    let outcome = match applied.outcome {
+        RunOutcome::Done => "ok",
+        RunOutcome::GuardRefused => "guard_refused",
+        RunOutcome::Failures => "failures",
+        RunOutcome::Busy => "busy",
+        RunOutcome::NotConfirmed | RunOutcome::Stopped => "other",
     };
     inc("tenure_runs_total", &[("connection", connection), ("outcome", outcome)]);
-    if applied.code == 3 {
+    if applied.outcome == RunOutcome::GuardRefused {
         inc("tenure_guard_refusals_total", &c);
     }
     if let Some(s) = &applied.summary {

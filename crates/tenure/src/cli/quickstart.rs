@@ -5,15 +5,15 @@
 //! exactly those actions.
 
 use crate::intake::{self, Delivery, Intake, LoadKind, Taken};
-use crate::sync;
+use crate::runs;
 use rules::Config as RulesConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use store::{MasterKey, NewConnection, Secret, Store};
 
 const CONNECTION: &str = "Connection-Bearer Token-1";
-const EXAMPLE_HR: &str = include_str!("../../../examples/hr/workers.csv");
-const EXAMPLE_RULES: &str = include_str!("../../../examples/tenure.toml");
+const EXAMPLE_HR: &str = include_str!("../../../../examples/hr/workers.csv");
+const EXAMPLE_RULES: &str = include_str!("../../../../examples/tenure.toml");
 
 /// A file given, else the repository's example when run from the checkout, else the copy
 /// built into the binary.
@@ -160,11 +160,13 @@ async fn run_in(
 
     // 5. Plan and apply.
     outln!("== plan and apply");
-    let code = sync::apply_cmd(store, key, sync::ApplyOptions { yes: true, ..sync::ApplyOptions::new(None) }).await?;
+    let watch = crate::cli::run::Terminal::new(crate::cli::run::Output::Text, true);
+    let opts = runs::ApplyOptions { watch: &watch, ..runs::ApplyOptions::new(None) };
+    let code = crate::cli::run::apply_cmd(store, key, opts, crate::cli::run::Output::Text).await?;
 
     // 6. What the sandbox holds now.
-    let client = sync::client_for(store, key, CONNECTION).await?;
-    let actual = sync::read_actual(&client).await?;
+    let client = crate::connections::client_for(store, key, CONNECTION).await?;
+    let actual = runs::read_actual(&client).await?;
     let mut teams_of: std::collections::HashMap<String, Vec<String>> = Default::default();
     for g in &actual.groups {
         for m in g["members"].as_array().into_iter().flatten() {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use store::{EventRecord, LoadRecord, LoadWrite, SnapshotRow, Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadKind {
     /// The whole population: workers absent from it are handled by the missing policy.
@@ -19,7 +19,7 @@ pub enum LoadKind {
 }
 
 /// What to do with a worker a full load no longer holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MissingPolicy {
     /// Report it once (an event in state `reported`); the account is left alone.
@@ -269,6 +269,46 @@ impl Outcome {
     pub fn waiting(&self, now: Timestamp) -> usize {
         self.events.iter().filter(|e| e.state == "pending" && !e.event.is_due(now)).count()
     }
+}
+
+/// Whether a file's name says JSON or JSON Lines (else it is read as CSV).
+pub fn json_by_name(file: &Path) -> bool {
+    file.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"))
+}
+
+/// An earlier accepted full load, read again from its archive, as a new load that cancels
+/// what every load after it left pending (`json`: read as JSON, else by its name).
+pub async fn back_to(
+    store: &Store,
+    data_dir: &Path,
+    id: &str,
+    json: Option<bool>,
+    confirm_population: Option<usize>,
+) -> Result<Delivery, String> {
+    let loads = store.loads().await.map_err(|e| e.to_string())?;
+    let at = loads.iter().position(|l| l.id == id).ok_or_else(|| format!("no load {id} (see tenure hr loads)"))?;
+    let l = &loads[at];
+    if l.outcome != "accepted" || l.kind != "full" {
+        return Err(format!(
+            "load {id} is a {} {} load: only an accepted full load can be taken again",
+            l.outcome, l.kind
+        ));
+    }
+    let path = archive_path(data_dir, &l.checksum);
+    let bytes =
+        std::fs::read(&path).map_err(|e| format!("the archived copy of load {id} ({}): {e}", path.display()))?;
+    let later: Vec<String> = loads[at + 1..].iter().filter(|x| x.outcome == "accepted").map(|x| x.id.clone()).collect();
+    Ok(Delivery {
+        source: format!("back to load {id} ({})", l.source),
+        json: json.unwrap_or_else(|| json_by_name(Path::new(&l.source))),
+        bytes,
+        kind: LoadKind::Full,
+        confirm_population,
+        supersede_loads: later,
+        uploaded_by: None,
+    })
 }
 
 /// Where archived files go: `<data dir>/hr-archive/<sha256>`.
@@ -674,4 +714,9 @@ impl std::fmt::Display for IntakeError {
             IntakeError::Corrupt(e) => write!(f, "{e}; the load was not applied"),
         }
     }
+}
+
+pub async fn workers(store: &Store) -> Result<Vec<hr::Worker>, String> {
+    let rows = store.snapshot_decoded::<hr::Worker>().await.map_err(|e| e.to_string())?;
+    Ok(rows.into_iter().map(|(_, w)| w).collect())
 }

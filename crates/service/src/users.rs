@@ -12,7 +12,7 @@ use rand::RngCore;
 use serde::Serialize;
 use store::{Secret, Store, StoreError, TokenRecord, UserRecord};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,

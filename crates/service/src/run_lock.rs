@@ -141,22 +141,23 @@ pub async fn try_lock(store: &Store, connection: &str, what: &str) -> Result<Loc
     Ok(Lock::Got(RunLock { store: store.clone(), lease, lost, renewer }))
 }
 
-/// Waits for the connection's lease (the daemon's turn), saying once whom it waits for;
+/// Waits for the connection's lease (the daemon's turn), calling `waiting` once with whom it
+/// waits for;
 /// None when `stop` says to stop first.
 pub async fn lock_waiting(
     store: &Store,
     connection: &str,
     what: &str,
     stop: &mut tokio::sync::watch::Receiver<bool>,
+    waiting: impl FnOnce(&Holder),
 ) -> Result<Option<RunLock>, String> {
-    let mut said = false;
+    let mut waiting = Some(waiting);
     loop {
         match try_lock(store, connection, what).await? {
             Lock::Got(l) => return Ok(Some(l)),
             Lock::Busy(h) => {
-                if !said {
-                    outln!("{connection:?}: waiting for the run of {} (since {}) to end", h.info, moment(h.since_ms));
-                    said = true;
+                if let Some(say) = waiting.take() {
+                    say(&h);
                 }
             }
         }

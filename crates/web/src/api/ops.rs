@@ -5,7 +5,7 @@ use super::auth::{Caller, Scoped};
 use super::problem::{read_bytes, refused, Body, Problem, Q};
 use super::{Job, Shared};
 use crate::run_lock;
-use crate::sync::{self, ApplyOptions, Output};
+use crate::runs::{self, ApplyOptions};
 use crate::users::Role;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -29,7 +29,7 @@ fn summary_of(r: &store::RunRecord) -> Value {
 #[utoipa::path(get, path = "/api/v1/status", tag = "status",
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Value>, Problem> {
-    let configured: Vec<String> = crate::config_cmd::current(&api.store)
+    let configured: Vec<String> = crate::config::current(&api.store)
         .await
         .map(|r| r.connections.iter().map(|c| c.name.clone()).collect())
         .unwrap_or_default();
@@ -38,7 +38,7 @@ async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Val
     let holds = api.store.holds(None).await?;
     let mut out = vec![];
     for conn in api.store.connections().await?.iter().filter(|x| c.on(&x.name).is_ok()) {
-        let (last, ok) = crate::audit_cmd::last_runs(&api.store, &conn.name).await.map_err(Problem::unavailable)?;
+        let (last, ok) = crate::audit::last_runs(&api.store, &conn.name).await.map_err(Problem::unavailable)?;
         let view = |r: Option<&store::RunRecord>| {
             r.map(|r| {
                 let s = summary_of(r);
@@ -108,25 +108,16 @@ async fn plan_for(
     let only = listed(&q.workers);
     let rules = match rules {
         Some(r) => r,
-        None => crate::config_cmd::current(&api.store).await.map_err(refused)?,
+        None => crate::config::current(&api.store).await.map_err(refused)?,
     };
-    sync::pick(&rules, Some(name)).map_err(Problem::not_found)?;
+    runs::pick(&rules, Some(name)).map_err(Problem::not_found)?;
     let now = jiff::Timestamp::now();
     // A plan never waits on a running apply: while one holds the connection, the plan is
     // made without touching its actions in flight.
-    let p = match run_lock::try_lock(&api.store, name, &format!("plan by {}", c.actor))
+    let (p, _) = runs::plan(&api.store, &api.key, rules, name, now, &only, &format!("plan by {}", c.actor))
         .await
-        .map_err(Problem::unavailable)?
-    {
-        run_lock::Lock::Got(lock) => {
-            let p = sync::prepare_with(&api.store, &api.key, rules, Some(name), now, true, &only).await;
-            lock.release().await;
-            p
-        }
-        run_lock::Lock::Busy(_) => sync::prepare_with(&api.store, &api.key, rules, Some(name), now, false, &only).await,
-    }
-    .map_err(refused)?;
-    let guard = sync::guard_verdict(&p);
+        .map_err(refused)?;
+    let guard = runs::guard_verdict(&p);
     let mut v = serde_json::to_value(&p.plan).map_err(|e| Problem::unavailable(e.to_string()))?;
     if let Some(actions) = v.get_mut("actions").and_then(Value::as_array_mut) {
         actions.retain(|a| {
@@ -173,7 +164,7 @@ async fn plan_unsaved(
         if json { super::problem::parse_json::<rules::Config>(&bytes)? } else { super::data::toml_config(&bytes)? };
     // The same checks as an import (a URL other than the stored one is refused), but a plan
     // saves nothing, so what the file leaves out does not matter.
-    let confirm = crate::config_cmd::Confirm { plan_only: true, ..Default::default() };
+    let confirm = crate::config::Confirm { plan_only: true, ..Default::default() };
     let rules = super::data::compiled(&api, &cfg, &confirm).await?;
     plan_for(&api, &c, &name, &q, Some(rules)).await
 }
@@ -214,8 +205,8 @@ async fn start_run(
         }
     };
     c.on(&name)?;
-    let rules = crate::config_cmd::current(&api.store).await.map_err(refused)?;
-    sync::pick(&rules, Some(&name)).map_err(Problem::not_found)?;
+    let rules = crate::config::current(&api.store).await.map_err(refused)?;
+    runs::pick(&rules, Some(&name)).map_err(Problem::not_found)?;
     let lock = match run_lock::try_lock(&api.store, &name, &format!("run by {}", c.actor))
         .await
         .map_err(Problem::unavailable)?
@@ -234,7 +225,6 @@ async fn start_run(
     let (api2, id2, proposer) = (api.clone(), run_id.clone(), c.person.clone());
     tokio::spawn(async move {
         let mut opts = ApplyOptions::new(Some(job.connection.clone()));
-        opts.output = Output::Silent;
         opts.workers = s.workers;
         opts.confirm = s.confirm_deprovision;
         opts.actor = Some(job.started_by.clone());
@@ -242,11 +232,11 @@ async fn start_run(
         opts.confirm_only = confirm_only;
         opts.run_id = Some(id2.clone());
         opts.progress = Some(job.progress.clone());
-        opts.yes = true;
-        let r = sync::apply_holding(&api2.store, &api2.key, &job.connection, &opts, lock).await;
+        let r = runs::apply_holding(&api2.store, &api2.key, &job.connection, &opts, lock).await;
         let outcome = match r {
-            Ok(a) => json!({"state": match a.code { 0 => "succeeded", 3 => "refused", 4 => "failed", _ => "stopped" },
-                "code": a.code, "summary": a.summary, "guard": a.guard, "newly_dead": a.newly_dead}),
+            Ok(a) => {
+                json!({"state": a.outcome.as_str(), "summary": a.summary, "guard": a.guard, "newly_dead": a.newly_dead})
+            }
             Err(e) => json!({"state": "error", "error": e}),
         };
         *job.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
@@ -292,7 +282,7 @@ pub struct RunsQuery {
 async fn runs(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<RunsQuery>) -> Result<Json<Vec<Value>>, Problem> {
     let conn = c.scope(q.connection.as_deref())?;
     let all = api.store.runs(conn.as_deref(), q.limit.unwrap_or(20).clamp(1, 1000)).await?;
-    Ok(Json(all.iter().map(crate::audit_cmd::run_view).collect()))
+    Ok(Json(all.iter().map(crate::audit::run_view).collect()))
 }
 
 /// A run as stored, with what this process knows live of it (state, progress, who started
@@ -302,7 +292,7 @@ async fn describe_run(api: &Shared, id: &str) -> Result<Option<Value>, Problem> 
     let stored = api.store.run(id).await?;
     let mut v = match (&stored, &job) {
         (None, None) => return Ok(None),
-        (Some(r), _) => crate::audit_cmd::run_view(r),
+        (Some(r), _) => crate::audit::run_view(r),
         (None, Some(_)) => json!({}),
     };
     match &job {
@@ -344,7 +334,7 @@ async fn run_items(
 ) -> Result<Json<Vec<Value>>, Problem> {
     find_run(&api, &c, &id).await?;
     let records = api.store.audit_where(None, None, Some(&id)).await?;
-    Ok(Json(records.iter().map(crate::audit_cmd::record_json).collect()))
+    Ok(Json(records.iter().map(crate::audit::record_json).collect()))
 }
 
 /// One Server-Sent Event of a run's stream.
@@ -410,7 +400,7 @@ async fn reviews(
         Some(s) => return Err(Problem::bad_request("invalid-query", format!("state {s:?}: pending or all"))),
     };
     let all = api.store.reviews(conn.as_deref(), states).await?;
-    Ok(Json(all.iter().map(crate::review_cmd::review_view).collect()))
+    Ok(Json(all.iter().map(crate::reviews::review_view).collect()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -435,17 +425,10 @@ async fn decide(
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Reviewer)?;
     let conn = c.scope(connection.as_deref())?;
-    let d = crate::review_cmd::decide_with(
-        &api.store,
-        &ids,
-        conn.as_deref(),
-        approve,
-        &c.actor,
-        &c.person,
-        note.as_deref(),
-    )
-    .await
-    .map_err(refused)?;
+    let d =
+        crate::reviews::decide_with(&api.store, &ids, conn.as_deref(), approve, &c.actor, &c.person, note.as_deref())
+            .await
+            .map_err(refused)?;
     if d.decided.is_empty() && !d.refused.is_empty() {
         let why: Vec<&str> = d.refused.iter().map(|(_, w)| w.as_str()).collect();
         return Err(Problem::forbidden("maker-checker", why.join("; ")).with_errors(json!(d
@@ -458,7 +441,7 @@ async fn decide(
         api.wake.notify_one();
     }
     Ok(Json(json!({
-        "decided": d.decided.iter().map(crate::review_cmd::review_view).collect::<Vec<_>>(),
+        "decided": d.decided.iter().map(crate::reviews::review_view).collect::<Vec<_>>(),
         "refused": d.refused.iter().map(|(id, w)| json!({"id": id, "why": w})).collect::<Vec<_>>(),
     })))
 }
@@ -523,7 +506,7 @@ async fn dead_letters(
 ) -> Result<Json<Vec<Value>>, Problem> {
     let conn = c.scope(q.connection.as_deref())?;
     let all = api.store.dead_letters(conn.as_deref()).await?;
-    Ok(Json(all.iter().filter(|d| d.state == "dead").map(crate::review_cmd::dead_letter_view).collect()))
+    Ok(Json(all.iter().filter(|d| d.state == "dead").map(crate::reviews::dead_letter_view).collect()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -541,7 +524,7 @@ pub struct Retry {
 async fn retry(State(api): State<Shared>, Scoped(c): Scoped, Body(r): Body<Retry>) -> Result<Json<Value>, Problem> {
     c.need(Role::Reviewer)?;
     let conn = c.scope(r.connection.as_deref())?;
-    let n = crate::review_cmd::retry_with(&api.store, conn.as_deref(), &r.workers, &c.actor).await.map_err(refused)?;
+    let n = crate::reviews::retry_with(&api.store, conn.as_deref(), &r.workers, &c.actor).await.map_err(refused)?;
     api.wake.notify_one();
     Ok(Json(json!({"retried": n})))
 }
@@ -567,7 +550,7 @@ pub struct AuditQuery {
     pub format: Option<String>,
 }
 
-fn filter(c: &Caller, q: &AuditQuery) -> Result<crate::audit_cmd::Filter, Problem> {
+fn filter(c: &Caller, q: &AuditQuery) -> Result<crate::audit::Filter, Problem> {
     let at = |s: &Option<String>, what: &str| {
         s.as_deref()
             .map(|v| {
@@ -579,7 +562,7 @@ fn filter(c: &Caller, q: &AuditQuery) -> Result<crate::audit_cmd::Filter, Proble
     if let Some(k) = q.kind.as_deref().filter(|k| !matches!(*k, "decision" | "action")) {
         return Err(Problem::bad_request("invalid-query", format!("kind {k:?}: decision or action")));
     }
-    Ok(crate::audit_cmd::Filter {
+    Ok(crate::audit::Filter {
         since: at(&q.since, "since")?,
         until: at(&q.until, "until")?,
         run: q.run.clone(),
@@ -596,10 +579,10 @@ fn filter(c: &Caller, q: &AuditQuery) -> Result<crate::audit_cmd::Filter, Proble
     responses((status = 200, body = Vec<Object>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn audit(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<AuditQuery>) -> Result<Json<Vec<Value>>, Problem> {
     let f = filter(&c, &q)?;
-    let records = crate::audit_cmd::select(&api.store, &f).await.map_err(Problem::unavailable)?;
+    let records = crate::audit::select(&api.store, &f).await.map_err(Problem::unavailable)?;
     let n = q.limit.unwrap_or(500).clamp(1, 100_000);
     let skip = records.len().saturating_sub(n);
-    Ok(Json(records[skip..].iter().map(crate::audit_cmd::record_json).collect()))
+    Ok(Json(records[skip..].iter().map(crate::audit::record_json).collect()))
 }
 
 /// The same selection as a file: CSV (default) or NDJSON, each record with its hashes.
@@ -608,10 +591,10 @@ async fn audit(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<AuditQuery>
         (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn export(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<AuditQuery>) -> Result<Response, Problem> {
     let f = filter(&c, &q)?;
-    let records = crate::audit_cmd::select(&api.store, &f).await.map_err(Problem::unavailable)?;
+    let records = crate::audit::select(&api.store, &f).await.map_err(Problem::unavailable)?;
     match q.format.as_deref() {
         None | Some("csv") => {
-            let bytes = crate::audit_cmd::to_csv(&records).map_err(Problem::unavailable)?;
+            let bytes = crate::audit::to_csv(&records).map_err(Problem::unavailable)?;
             Ok((
                 [
                     ("content-type", "text/csv; charset=utf-8"),
@@ -622,7 +605,7 @@ async fn export(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<AuditQuery
                 .into_response())
         }
         Some("ndjson") => {
-            Ok(([("content-type", "application/x-ndjson")], crate::audit_cmd::to_ndjson(&records)).into_response())
+            Ok(([("content-type", "application/x-ndjson")], crate::audit::to_ndjson(&records)).into_response())
         }
         Some(other) => Err(Problem::bad_request("invalid-query", format!("format {other:?}: csv or ndjson"))),
     }

@@ -2,8 +2,7 @@
 //! signed webhooks and by e-mail (SMTP, through lettre) from editable templates. Delivery
 //! never fails a run: a notice that cannot be sent is reported and the run goes on.
 
-use crate::push;
-use clap::Subcommand;
+use crate::secrets;
 use engine::{Action, Plan};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -11,40 +10,16 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rules::notify::{render, NoticeKind, NotifySettings};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 use store::{MasterKey, Secret, Store};
 
-const SECRET_CONTEXT: &str = "notify-secret";
+pub const SECRET_CONTEXT: &str = "notify-secret";
 
 /// How long each notice may take to deliver, retries included.
 const DELIVERY_TIME_PER_NOTICE: Duration = Duration::from_secs(15);
 
-fn secret_setting(name: &str) -> String {
+pub fn secret_setting(name: &str) -> String {
     format!("notify_secret:{name}")
-}
-
-#[derive(Subcommand)]
-pub enum NotifyCommand {
-    /// Set a notifier's secret: the webhook's signing key (generated and shown once when no
-    /// file is given) or the SMTP password (from a file).
-    Secret {
-        /// The notifier's name (as in the configuration's [[notify]]).
-        name: String,
-        /// Read the secret from this file (an SMTP password); without it a webhook key is made and shown once.
-        #[arg(long)]
-        file: Option<PathBuf>,
-    },
-    /// Send one made-up notice through a notifier now, to check its address, secret and
-    /// template before a run needs them. Exits 1 when it could not be delivered.
-    Test {
-        /// The notifier's name (as in the configuration's [[notify]]).
-        name: String,
-        /// The event to pretend (hire, change, leave, rehire, failure, dead_letter, review);
-        /// by default the first the notifier listens to.
-        #[arg(long)]
-        event: Option<String>,
-    },
 }
 
 /// A notice about nobody, marked as a test in every field a template may show.
@@ -194,10 +169,10 @@ pub fn notices(f: &RunFacts) -> Vec<Notice> {
 }
 
 /// Where a notifier's secret may go: its webhook's server or its SMTP relay.
-fn destination(n: &NotifySettings) -> String {
+pub fn destination(n: &NotifySettings) -> String {
     match (&n.webhook, &n.email) {
-        (Some(url), _) => push::destination(&[url]),
-        (None, Some(e)) => push::destination(&[&e.smtp]),
+        (Some(url), _) => secrets::destination(&[url]),
+        (None, Some(e)) => secrets::destination(&[&e.smtp]),
         (None, None) => String::new(),
     }
 }
@@ -211,21 +186,16 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
         if wanted.is_empty() {
             continue;
         }
-        let secret = match push::load_named_secret(
-            store,
-            key,
-            &secret_setting(&n.name),
-            SECRET_CONTEXT,
-            &destination(n),
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                problems.push(format!("notify {:?}: {e}", n.name));
-                continue;
-            }
-        };
+        let secret =
+            match secrets::load_named_secret(store, key, &secret_setting(&n.name), SECRET_CONTEXT, &destination(n))
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(format!("notify {:?}: {e}", n.name));
+                    continue;
+                }
+            };
         let (send, more) = wanted.split_at(wanted.len().min(n.max_per_run));
         let mut messages: Vec<(Value, String, String)> = send
             .iter()
@@ -300,7 +270,7 @@ async fn webhook(
                 .header("content-type", "application/json")
                 .header("x-tenure-event", doc["event"].as_str().unwrap_or_default())
                 .header("x-tenure-timestamp", ts.to_string())
-                .header("x-tenure-signature", push::signature(secret, ts, body.as_bytes()))
+                .header("x-tenure-signature", secrets::signature(secret, ts, body.as_bytes()))
                 .body(body.clone())
                 .send()
                 .await;
@@ -394,63 +364,6 @@ async fn email(
     Ok(())
 }
 
-pub async fn run(cmd: NotifyCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
-    match cmd {
-        NotifyCommand::Test { name, event } => {
-            let store = crate::config_cmd::open(data_dir, database_url).await?;
-            let key = MasterKey::load(data_dir)?;
-            let r = send_test(&store, &key, &name, event.as_deref()).await;
-            store.close().await;
-            match r? {
-                Ok(said) => {
-                    outln!("{said}");
-                    Ok(0)
-                }
-                Err(problem) => {
-                    outln!("not delivered: {problem}");
-                    Ok(1)
-                }
-            }
-        }
-        NotifyCommand::Secret { name, file } => {
-            let (secret, generated) = match file {
-                Some(p) => {
-                    let t = std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-                    let t = t.trim_end_matches(['\r', '\n']).to_string();
-                    if t.is_empty() {
-                        return Err(format!("{} is empty", p.display()));
-                    }
-                    (Secret::new(t), false)
-                }
-                None => (push::generate_secret(), true),
-            };
-            let store = crate::config_cmd::open(data_dir, database_url).await?;
-            let key = MasterKey::load(data_dir)?;
-            // Bound to the notifier's address in the configuration in force: sent nowhere else.
-            let r = async {
-                let rules = crate::config_cmd::current(&store).await?;
-                let n = rules.config.notify.iter().find(|n| n.name == name).ok_or_else(|| {
-                    format!("no notifier {name:?} in the configuration in force: import it first (the secret is bound to its address)")
-                })?;
-                push::save_named_secret(&store, &key, &secret_setting(&name), SECRET_CONTEXT, &destination(n), &secret)
-                    .await
-            }
-            .await;
-            store.close().await;
-            r?;
-            if generated {
-                outln!(
-                    "signing secret of {name:?} (shown once; give it to the webhook's receiver): {}",
-                    secret.expose()
-                );
-            } else {
-                outln!("secret of {name:?} set (ending in {})", secret.hint());
-            }
-            Ok(0)
-        }
-    }
-}
-
 /// Sends a test notice through a notifier: `Ok(Ok(what was sent))`, or `Ok(Err(why not))`.
 pub async fn send_test(
     store: &Store,
@@ -458,7 +371,7 @@ pub async fn send_test(
     name: &str,
     event: Option<&str>,
 ) -> Result<Result<String, String>, String> {
-    let rules = crate::config_cmd::current(store).await?;
+    let rules = crate::config::current(store).await?;
     let all = &rules.config.notify;
     let Some(n) = all.iter().find(|n| n.name == name) else {
         let known: Vec<&str> = all.iter().map(|n| n.name.as_str()).collect();

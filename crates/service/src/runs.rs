@@ -1,52 +1,17 @@
-//! `tenure plan`, `tenure apply` and `tenure audit`: the engine on the command line.
+//! A run: plan a connection's accounts from the HR data and the rules, and apply the plan
+//! under the connection's run lock, through the guard, the journal and the audit. The door that
+//! asks for it watches through [`Watch`] and reads what it came to in [`Applied`].
 
-use crate::{config_cmd, run_lock};
+use crate::connections::{client_at, client_for, is_sandbox};
+use crate::intake::workers;
+use crate::run_report::{Applied, RunOutcome};
+use crate::{config, run_lock};
 use engine::{Actual, Kind, Plan};
 use jiff::Timestamp;
 use rules::Rules;
-use scim_client::{ClientConfig, InstanceUrl, RetryPolicy, ScimClient, Token, UrlPolicy};
+use scim_client::{RetryPolicy, ScimClient};
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
-use std::path::Path;
 use store::{EventQuery, MasterKey, Store};
-
-/// A client for a stored connection, built as `tenure connection test` builds it.
-pub async fn client_for(store: &Store, key: &MasterKey, name: &str) -> Result<ScimClient, String> {
-    client_at(store, key, name, RetryPolicy::default(), false).await
-}
-
-/// A client for a stored connection. It speaks only to the URL stored with the connection:
-/// no caller can point the stored token anywhere else (a configuration naming another URL
-/// is checked against the saved schema instead, and saved only with an Admin's confirmation).
-pub async fn client_at(
-    store: &Store,
-    key: &MasterKey,
-    name: &str,
-    retry: RetryPolicy,
-    allow_delete: bool,
-) -> Result<ScimClient, String> {
-    let c =
-        store.connection(name).await.map_err(|e| e.to_string())?.ok_or_else(|| {
-            format!("no connection named {name:?}: add it with `tenure connection add --name {name:?}`")
-        })?;
-    let policy = UrlPolicy { allow_insecure_http: c.insecure_http, allow_private: c.allow_private };
-    let url = InstanceUrl::parse(&c.base_url, policy)?;
-    url.check_resolved(policy).await?;
-    let token = key.open(&c.token, &c.id)?;
-    let dialect = c.dialect.parse().unwrap_or(url.dialect());
-    let mut cfg = ClientConfig::new(url.as_str(), dialect);
-    cfg.requests_per_second = c.rate_limit_per_second;
-    cfg.page_size = 1000;
-    cfg.retry = retry;
-    cfg.allow_delete = allow_delete;
-    cfg.address_policy = policy;
-    ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| e.to_string())
-}
-
-pub async fn workers(store: &Store) -> Result<Vec<hr::Worker>, String> {
-    let rows = store.snapshot_decoded::<hr::Worker>().await.map_err(|e| e.to_string())?;
-    Ok(rows.into_iter().map(|(_, w)| w).collect())
-}
 
 pub async fn read_actual(client: &ScimClient) -> Result<Actual, String> {
     // Both at once: the teams' member lists are one large page the users need not wait for.
@@ -70,35 +35,6 @@ pub struct Prepared {
     pub recovered: usize,
 }
 
-/// How a command reports: in full, the summary and failures only, or JSON alone on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    Text,
-    Quiet,
-    Json,
-    /// Nothing on stdout or stderr (the API): notes go to the log, the outcome to the caller.
-    Silent,
-}
-
-impl Output {
-    /// A note for the person at the terminal: on stderr when stdout is for JSON.
-    pub fn note(self, msg: &str) {
-        match self {
-            Output::Json => eprintln!("{msg}"),
-            Output::Silent => tracing::info!("{msg}"),
-            Output::Text | Output::Quiet => outln!("{msg}"),
-        }
-    }
-}
-
-/// Whether a target is tenure's own sandbox (its ServiceProviderConfig says so).
-pub async fn is_sandbox(client: &ScimClient) -> Result<bool, String> {
-    match client.service_provider_config().await {
-        Ok(spc) => Ok(spc.is_some_and(|s| s.documentation_uri.as_deref() == Some(sandbox::SANDBOX_MARKER))),
-        Err(e) => Err(format!("cannot tell whether {} is tenure's sandbox: {e}", client.base_url())),
-    }
-}
-
 /// The configured connection a command means: the one named, or the only one.
 pub fn pick(rules: &Rules, connection: Option<&str>) -> Result<usize, String> {
     match connection {
@@ -115,7 +51,7 @@ pub fn pick(rules: &Rules, connection: Option<&str>) -> Result<usize, String> {
 
 /// The name of the connection a command means (to lock it before anything else).
 pub async fn connection_name(store: &Store, connection: Option<&str>) -> Result<String, String> {
-    let rules = config_cmd::current(store).await?;
+    let rules = config::current(store).await?;
     Ok(rules.connections[pick(&rules, connection)?].name.clone())
 }
 
@@ -129,8 +65,32 @@ pub async fn prepare(
     recover: bool,
     only: &[String],
 ) -> Result<Prepared, String> {
-    let rules = config_cmd::current(store).await?;
+    let rules = config::current(store).await?;
     prepare_with(store, key, rules, connection, now, recover, only).await
+}
+
+/// A plan of a connection now, as `tenure plan` and the API's plan show it. It never waits on a
+/// running apply: while one holds the connection, the plan is made without touching its actions
+/// in flight, and the holder comes back beside the plan.
+pub async fn plan(
+    store: &Store,
+    key: &MasterKey,
+    rules: Rules,
+    connection: &str,
+    now: Timestamp,
+    only: &[String],
+    who: &str,
+) -> Result<(Prepared, Option<store::Holder>), String> {
+    match run_lock::try_lock(store, connection, who).await? {
+        run_lock::Lock::Got(lock) => {
+            let p = prepare_with(store, key, rules, Some(connection), now, true, only).await;
+            lock.release().await;
+            Ok((p?, None))
+        }
+        run_lock::Lock::Busy(h) => {
+            Ok((prepare_with(store, key, rules, Some(connection), now, false, only).await?, Some(h)))
+        }
+    }
 }
 
 /// As `prepare`, with rules that need not be the saved ones (`preview --config FILE`).
@@ -255,75 +215,6 @@ fn held_by_hr_rows(plan: &mut Plan, known: &std::collections::HashSet<&str>, hel
     plan.actions.extend(extra);
 }
 
-const ORDER: [Kind; 10] = [
-    Kind::Create,
-    Kind::Adopt,
-    Kind::Reactivate,
-    Kind::Update,
-    Kind::TeamAdd,
-    Kind::TeamRemove,
-    Kind::Deactivate,
-    Kind::Delete,
-    Kind::Skip,
-    Kind::NoChange,
-];
-
-/// The plan for a person: grouped by kind, coloured on a terminal.
-pub fn print_plan(plan: &Plan, verbose: bool) {
-    use std::io::Write;
-    let color = crate::output::colour(std::io::stdout().is_terminal());
-    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
-    // One buffer for the whole plan: stdout flushes every line, a system call per action.
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = (|| -> std::io::Result<()> {
-        writeln!(out, "plan for {:?}:", plan.connection)?;
-        for k in ORDER {
-            let acts: Vec<_> = plan.actions.iter().filter(|a| a.kind == k).collect();
-            if acts.is_empty() || (k == Kind::NoChange && !verbose) {
-                continue;
-            }
-            let code = match k {
-                Kind::Create | Kind::Reactivate | Kind::Adopt => "32",
-                Kind::Update | Kind::TeamAdd | Kind::TeamRemove => "33",
-                Kind::Deactivate | Kind::Delete => "31",
-                _ => "2",
-            };
-            writeln!(out, "{}", paint(code, &format!("  {} ({})", k.as_str(), acts.len())))?;
-            for a in acts {
-                let who = a.user_name.as_deref().unwrap_or_default();
-                write!(out, "    worker {:<10} {who:<36} {}", a.worker, a.reason)?;
-                if let Some(t) = &a.team {
-                    write!(out, " [team {t}]")?;
-                }
-                writeln!(out)?;
-                for c in &a.changes {
-                    writeln!(out, "        {}: {} -> {}", c.attribute, c.before, c.after)?;
-                }
-            }
-        }
-        if !plan.unmanaged.is_empty() {
-            writeln!(
-                out,
-                "  not managed by tenure, left alone ({}): {}",
-                plan.unmanaged.len(),
-                plan.unmanaged.join(", ")
-            )?;
-        }
-        let counts: Vec<String> = ORDER.iter().map(|k| format!("{} {}", k.as_str(), plan.count(*k))).collect();
-        writeln!(out, "plan: {}", counts.join(", "))?;
-        out.flush()
-    })();
-    if let Err(e) = written {
-        crate::output::closed(e);
-    }
-}
-
-pub async fn open_with_key(data_dir: &Path, database_url: Option<&str>) -> Result<(Store, MasterKey), String> {
-    let store = config_cmd::open(data_dir, database_url).await?;
-    let key = MasterKey::load(data_dir)?;
-    Ok((store, key))
-}
-
 /// The guard's verdict on a plan, as `plan --json` carries it.
 pub fn guard_verdict(p: &Prepared) -> serde_json::Value {
     let n = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
@@ -333,60 +224,30 @@ pub fn guard_verdict(p: &Prepared) -> serde_json::Value {
     }
 }
 
-/// `tenure plan`: exit code 0, or 3 (the guard's) when apply would be refused.
-#[allow(clippy::too_many_arguments)] // one per command-line option
-pub async fn plan_cmd(
-    data_dir: &Path,
-    database_url: Option<&str>,
-    connection: Option<String>,
-    json: bool,
-    verbose: bool,
-    as_of: Option<Timestamp>,
-    only: Vec<String>,
-) -> Result<u8, String> {
-    let (store, key) = open_with_key(data_dir, database_url).await?;
-    let now = as_of.unwrap_or_else(Timestamp::now);
-    let output = if json { Output::Json } else { Output::Text };
-    let p = async {
-        let name = connection_name(&store, connection.as_deref()).await?;
-        // Resolving in-flight actions is a run's business: while another run holds the
-        // connection, its intents are its own, and the plan is made without touching them.
-        match run_lock::try_lock(&store, &name, "tenure plan").await? {
-            run_lock::Lock::Got(lock) => {
-                let p = prepare(&store, &key, Some(&name), now, true, &only).await;
-                lock.release().await;
-                p
-            }
-            run_lock::Lock::Busy(h) => {
-                eprintln!(
-                    "note: a run is in progress on {name:?} ({} since {}): this plan does not count its actions in \
-                     flight",
-                    h.info,
-                    run_lock::moment(h.since_ms)
-                );
-                prepare(&store, &key, Some(&name), now, false, &only).await
-            }
-        }
+/// What a door hears of a run as it goes; every method has a quiet default.
+pub trait Watch: Send + Sync {
+    /// A note for whoever watches (the plan's holds, the guard, warnings).
+    fn note(&self, _line: &str) {}
+    /// The plan about to be applied.
+    fn plan(&self, _plan: &Plan) {}
+    /// More accounts to create than go without asking: whether to go on. Only a person at a
+    /// terminal is asked; every other door goes on.
+    fn confirm_creates(&self, _creates: usize, _over: usize, _connection: &str) -> bool {
+        true
     }
-    .await;
-    store.close().await;
-    let p = p?;
-    if p.recovered > 0 {
-        output.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
+    /// Workers done and in all.
+    fn progress(&self, _done: usize, _total: usize) {}
+    /// Another run holds the connection and this one waits for it (said once).
+    fn waiting(&self, _connection: &str, _holder: &store::Holder) {}
+}
+
+/// A watch that hears nothing: notes go to the log.
+pub struct Quiet;
+
+impl Watch for Quiet {
+    fn note(&self, line: &str) {
+        tracing::info!("{line}");
     }
-    let verdict = guard_verdict(&p);
-    if json {
-        let mut v = serde_json::to_value(&p.plan).map_err(|e| e.to_string())?;
-        v["guard"] = verdict.clone();
-        outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
-    } else {
-        print_plan(&p.plan, verbose);
-        if let Some(why) = verdict["why"].as_str() {
-            outln!("mass-deprovision guard: {why}; apply needs --confirm-deprovision {}", verdict["confirm_with"]);
-        }
-    }
-    release(p);
-    Ok(if verdict["refused"] == true { 3 } else { 0 })
 }
 
 /// What `tenure apply` (and each daemon run) is asked to do.
@@ -395,11 +256,10 @@ pub struct ApplyOptions<'a> {
     /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
     pub confirm: Option<usize>,
     pub as_of: Option<Timestamp>,
-    pub output: Output,
+    /// Who hears of the run as it goes.
+    pub watch: &'a dyn Watch,
     /// Only these workers (provision on demand); everyone when empty.
     pub workers: Vec<String>,
-    /// Do not ask before many creates.
-    pub yes: bool,
     /// A rehearsal (`as_of`) on a connection that is not the sandbox: its name, confirming.
     pub confirm_production: Option<String>,
     /// The daemon: wait for the run lock until told to stop.
@@ -426,45 +286,14 @@ pub struct Progress {
     pub total: std::sync::atomic::AtomicUsize,
 }
 
-/// What an apply came to, for its door to tell.
-pub struct Applied {
-    /// 0, or 3 (guard), 4 (failures), 5 (busy), 6 (not confirmed).
-    pub code: u8,
-    pub connection: String,
-    pub summary: Option<engine::apply::Summary>,
-    pub newly_dead: Vec<String>,
-    /// The guard's verdict when it refused.
-    pub guard: Option<serde_json::Value>,
-    /// Another run holds the connection: who, since when.
-    pub busy: Option<String>,
-    /// What the SCIM client had to do.
-    pub scim: scim_client::StatsSnapshot,
-}
-
-impl Applied {
-    fn only(code: u8, connection: &str) -> Applied {
-        let scim = scim_client::StatsSnapshot::default();
-        Applied {
-            code,
-            connection: connection.into(),
-            summary: None,
-            newly_dead: vec![],
-            guard: None,
-            busy: None,
-            scim,
-        }
-    }
-}
-
 impl ApplyOptions<'_> {
     pub fn new(connection: Option<String>) -> Self {
         ApplyOptions {
             connection,
             confirm: None,
             as_of: None,
-            output: Output::Text,
+            watch: &Quiet,
             workers: vec![],
-            yes: false,
             confirm_production: None,
             wait: None,
             actor: None,
@@ -476,47 +305,22 @@ impl ApplyOptions<'_> {
     }
 }
 
-/// Exit code of an apply not confirmed at its prompt.
-pub const NOT_CONFIRMED: u8 = 6;
-
-/// Applies under the connection's run lock; exit code 0 when every action succeeded, 3 when
-/// the guard refused, 4 on failures, 5 when another run holds the connection. With `wait`
-/// (the daemon), waits for the lock until told to stop.
-pub async fn apply_cmd(store: &Store, key: &MasterKey, opts: ApplyOptions<'_>) -> Result<u8, String> {
-    let output = opts.output;
-    let a = run_apply(store, key, opts).await?;
-    if let Some(busy) = &a.busy {
-        output.note(busy);
-        if output == Output::Json {
-            outln!("{}", serde_json::json!({"connection": a.connection, "busy": busy}));
-        }
-    }
-    if let Some(verdict) = &a.guard {
-        if output == Output::Json {
-            outln!("{}", serde_json::json!({"connection": a.connection, "guard": verdict, "applied": false}));
-        }
-    }
-    if let Some(summary) = &a.summary {
-        print_summary(summary, &a, output)?;
-    }
-    Ok(a.code)
-}
-
 /// The one apply use case: plan and apply under the connection's run lock. With `wait` (the
 /// daemon), waits for the lock until told to stop.
 pub async fn run_apply(store: &Store, key: &MasterKey, mut opts: ApplyOptions<'_>) -> Result<Applied, String> {
     let name = connection_name(store, opts.connection.as_deref()).await?;
     let who = if opts.wait.is_some() { "tenure run" } else { "tenure apply" };
     let who = opts.actor.clone().map(|a| format!("{who} by {a}")).unwrap_or(who.to_string());
+    let watch = opts.watch;
     let lock = match opts.wait.take() {
-        Some(stop) => match run_lock::lock_waiting(store, &name, &who, stop).await? {
+        Some(stop) => match run_lock::lock_waiting(store, &name, &who, stop, |h| watch.waiting(&name, h)).await? {
             Some(l) => l,
-            None => return Ok(Applied::only(0, &name)),
+            None => return Ok(Applied::only(RunOutcome::Stopped, &name)),
         },
         None => match run_lock::try_lock(store, &name, &who).await? {
             run_lock::Lock::Got(l) => l,
             run_lock::Lock::Busy(h) => {
-                let mut a = Applied::only(run_lock::BUSY, &name);
+                let mut a = Applied::only(RunOutcome::Busy, &name);
                 a.busy = Some(run_lock::busy_message(&name, &h));
                 crate::metrics::record_run(&name, &a, 0.0);
                 return Ok(a);
@@ -544,38 +348,6 @@ pub async fn apply_holding(
     r
 }
 
-fn print_summary(summary: &engine::apply::Summary, a: &Applied, output: Output) -> Result<(), String> {
-    match output {
-        Output::Silent => {}
-        Output::Json => {
-            let mut v = serde_json::to_value(summary).map_err(|e| e.to_string())?;
-            v["connection"] = serde_json::json!(a.connection);
-            v["newly_dead"] = serde_json::json!(a.newly_dead);
-            outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
-        }
-        Output::Text | Output::Quiet => {
-            let kinds: Vec<String> = summary.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-            outln!(
-                "run {}: total {}, skipped {}, no change {}, processed {}, failed {}{}",
-                summary.run_id,
-                summary.total,
-                summary.skipped,
-                summary.no_change,
-                summary.processed,
-                summary.failed,
-                if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
-            );
-            // Each failure where it happened: worker, action, and the target's answer.
-            for f in &summary.failed_actions {
-                let who = f.user_name.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
-                let team = f.team.as_deref().map(|t| format!(" [team {t}]")).unwrap_or_default();
-                outln!("failed: worker {}{who} {}{team}: {}", f.worker, f.action, f.error);
-            }
-        }
-    }
-    Ok(())
-}
-
 async fn apply_locked(
     store: &Store,
     key: &MasterKey,
@@ -583,7 +355,7 @@ async fn apply_locked(
     opts: &ApplyOptions<'_>,
     lock: &run_lock::RunLock,
 ) -> Result<Applied, String> {
-    let (confirm, output) = (opts.confirm, opts.output);
+    let (confirm, watch) = (opts.confirm, opts.watch);
     let now = opts.as_of.unwrap_or_else(Timestamp::now);
     if opts.as_of.is_some() && opts.confirm_production.as_deref() != Some(name) {
         // A rehearsal acts at another moment than now: only on tenure's sandbox, unless the
@@ -599,7 +371,7 @@ async fn apply_locked(
     }
     let mut p = prepare(store, key, Some(name), now, true, &opts.workers).await?;
     if p.recovered > 0 {
-        output.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
+        watch.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
     }
     if opts.confirm_only && p.plan.guard(&p.rules.connections[p.index].guard).is_none() {
         release(p);
@@ -637,14 +409,12 @@ async fn apply_locked(
         let new = store.replace_holds(&p.plan.connection, &holds).await.map_err(|e| e.to_string())?;
         newly_held = holds.iter().filter(|h| new.contains(&h.0)).cloned().collect();
     }
-    if output == Output::Text {
-        print_plan(&p.plan, false);
-    }
+    watch.plan(&p.plan);
     if !holds.is_empty() {
-        output.note(&format!("{} worker(s) held until HR data settles them: see `tenure reviews`", holds.len()));
+        watch.note(&format!("{} worker(s) held until HR data settles them: see `tenure reviews`", holds.len()));
     }
     if !p.held.waiting.is_empty() {
-        output.note(&format!(
+        watch.note(&format!(
             "{} worker(s) wait for a reviewer: see `tenure reviews`, then `tenure approve` or `tenure reject`",
             p.held.waiting.len()
         ));
@@ -654,34 +424,22 @@ async fn apply_locked(
     let mut guard_confirmed = None;
     if let Some(why) = p.plan.guard(&conn.guard) {
         if confirm != Some(deactivations) {
-            output.note(&format!(
+            watch.note(&format!(
                 "refused by the mass-deprovision guard: {why}. Nothing was applied. If this is right, run again with \
                  --confirm-deprovision {deactivations}"
             ));
-            let mut a = Applied::only(3, name);
+            let mut a = Applied::only(RunOutcome::GuardRefused, name);
             a.guard = Some(guard_verdict(&p));
             release(p);
             return Ok(a);
         }
-        output.note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
+        watch.note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
         guard_confirmed = Some(why);
     }
     let creates = p.plan.count(Kind::Create);
-    let asks = matches!(output, Output::Text | Output::Quiet);
-    if creates > conn.confirm_creates_over && !opts.yes && asks && std::io::stdin().is_terminal() {
-        // Seats cost money: a person at a terminal says so before many accounts are made.
-        eprint!(
-            "{creates} new account(s) will be created on {name:?}, more than the {} that go without asking (each may be \
-             a paid seat). Go on? [y/N] ",
-            conn.confirm_creates_over
-        );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-            outln!("not confirmed: nothing was applied (use --yes to skip this question)");
-            return Ok(Applied::only(NOT_CONFIRMED, name));
-        }
+    if creates > conn.confirm_creates_over && !watch.confirm_creates(creates, conn.confirm_creates_over, name) {
+        // Seats cost money: the person asked said no.
+        return Ok(Applied::only(RunOutcome::NotConfirmed, name));
     }
     let run_id = opts.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     store.start_run(&run_id, &conn.name).await.map_err(|e| e.to_string())?;
@@ -719,26 +477,13 @@ async fn apply_locked(
             )
         })
         .collect();
-    // Progress in workers, with rate and time left, on a terminal only.
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    if !std::io::stderr().is_terminal() || matches!(output, Output::Json | Output::Silent) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} workers, {per_sec}, {eta} left")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let watched = opts.progress.clone();
     let progress = |done: usize, total: usize| {
         if let Some(w) = &watched {
             w.total.store(total, std::sync::atomic::Ordering::Relaxed);
             w.done.store(done, std::sync::atomic::Ordering::Relaxed);
         }
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        if done == total {
-            bar.finish_and_clear();
-        }
+        watch.progress(done, total);
     };
     let t0 = std::time::Instant::now();
     // Shared with the apply's worker tasks rather than copied action by action; back after.
@@ -751,7 +496,7 @@ async fn apply_locked(
     // What this run resolved of an earlier one's actions in flight, said in its summary.
     summary.recovered = p.recovered;
     if lock.lost() {
-        output.note(&format!(
+        watch.note(&format!(
             "warning: this run lost its lease on {name:?} while it ran; actions not yet started were left"
         ));
     }
@@ -782,7 +527,7 @@ async fn apply_locked(
         .await
         .map_err(|e| e.to_string())?;
     if !newly_dead.is_empty() {
-        output.note(&format!(
+        watch.note(&format!(
             "dead letters: worker(s) {} failed {} run(s) in a row and are set aside: see `tenure dead-letters`",
             newly_dead.join(", "),
             conn.dead_letter_after
@@ -855,14 +600,14 @@ async fn apply_locked(
         };
         let notices = crate::notify::notices(&facts);
         for problem in crate::notify::deliver(store, key, &p.rules.config.notify, &notices).await {
-            output.note(&format!("warning: {problem}"));
+            watch.note(&format!("warning: {problem}"));
         }
     }
     let scim = p.client.stats();
     release(p);
-    let code = if summary.failed > 0 { 4 } else { 0 };
+    let outcome = if summary.failed > 0 { RunOutcome::Failures } else { RunOutcome::Done };
     Ok(Applied {
-        code,
+        outcome,
         connection: name.to_string(),
         summary: Some(summary),
         newly_dead,
@@ -875,6 +620,6 @@ async fn apply_locked(
 /// Frees what a run read and planned on another thread: for 100,000 accounts that is some
 /// 300 ms of work the answer need not wait for (a command exits before it is done; the
 /// daemon frees it while it sleeps).
-fn release<T: Send + 'static>(big: T) {
+pub fn release<T: Send + 'static>(big: T) {
     std::thread::spawn(move || drop(big));
 }

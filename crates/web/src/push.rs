@@ -6,27 +6,20 @@ use crate::api::problem::Problem;
 use crate::intake::{self, IntakeConfig, LoadKind};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use hmac::{Hmac, Mac};
 use hr::{HeaderDefinition, LoadReport, QuarantinedRow, RowProblem};
 use jiff::Timestamp;
 use serde_json::{json, Value};
-use sha2::Sha256;
+use service::secrets::{load_named_secret, verify, SECRET_CONTEXT, SECRET_SETTING};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use store::{MasterKey, Sealed, Secret, Store, StoreError};
+use store::{MasterKey, Secret, Store, StoreError};
 
-pub const TIMESTAMP_HEADER: &str = "x-tenure-timestamp";
-pub const SIGNATURE_HEADER: &str = "x-tenure-signature";
-/// How far a request's timestamp may be from our clock, either way.
-pub const TOLERANCE_SECS: i64 = 300;
 const MAX_BODY: usize = 10 * 1024 * 1024;
-pub const SECRET_SETTING: &str = "hr_push_secret";
-pub const SECRET_CONTEXT: &str = "hr-push-secret";
 
 /// What the endpoint works with. The secret and the HR settings are read from the store at
 /// each request: one rotated (or first set) while the service runs takes effect at once.
@@ -45,15 +38,6 @@ pub struct PushState {
 
 pub fn router(state: Arc<PushState>) -> Router {
     Router::new().route("/hr/v1/push", post(push)).layer(DefaultBodyLimit::max(MAX_BODY)).with_state(state)
-}
-
-/// What the sender signs: `"<timestamp>.<body>"` under the shared secret.
-fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
 }
 
 /// Errors are RFC 9457 problem documents, as the admin API's on the same listener.
@@ -78,7 +62,7 @@ async fn current(st: &PushState) -> Result<(Secret, HeaderDefinition, IntakeConf
     let intake = match &st.fixed {
         Some(i) => i.clone(),
         None => {
-            let hr = crate::config_cmd::current_if_any(&st.store)
+            let hr = crate::config::current_if_any(&st.store)
                 .await
                 .map_err(unavailable)?
                 .map(|r| r.config.hr)
@@ -94,42 +78,6 @@ fn same_person(a: &hr::Worker, b: &hr::Worker) -> bool {
     a.first_name == b.first_name && a.last_name == b.last_name && a.work_email == b.work_email
 }
 
-/// Checks the timestamp and the signature; the error says which part failed, never the secret.
-fn verify(secret: &Secret, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), String> {
-    let ts = headers
-        .get(TIMESTAMP_HEADER)
-        .ok_or("missing the X-Tenure-Timestamp header (unix seconds)")?
-        .to_str()
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .ok_or("X-Tenure-Timestamp must be unix seconds")?;
-    let skew = (now - ts).abs();
-    if skew > TOLERANCE_SECS {
-        return Err(format!(
-            "the timestamp is {skew} s away from this server's clock (at most {TOLERANCE_SECS} s): \
-             a stale or replayed request is refused; sign again with the current time"
-        ));
-    }
-    let given = headers
-        .get(SIGNATURE_HEADER)
-        .ok_or("missing the X-Tenure-Signature header (sha256=<hex HMAC>)")?
-        .to_str()
-        .map_err(|_| "X-Tenure-Signature is not text")?;
-    let hex = given.trim().strip_prefix("sha256=").ok_or("X-Tenure-Signature must start with sha256=")?;
-    let bytes = unhex(hex).ok_or("X-Tenure-Signature must be sha256= and 64 hex digits")?;
-    // verify_slice compares in constant time.
-    mac(secret.expose(), ts, body)
-        .verify_slice(&bytes)
-        .map_err(|_| "the signature does not match this body and timestamp".to_string())
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
-}
-
 async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> Response {
     let now = Timestamp::now();
     let headers = req.headers().clone();
@@ -141,7 +89,13 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(why) = verify(&secret, &headers, &body, now.as_second()) {
+    if let Err(why) = verify(
+        &secret,
+        headers.get(service::secrets::TIMESTAMP_HEADER).map(|v| v.as_bytes()),
+        headers.get(service::secrets::SIGNATURE_HEADER).map(|v| v.as_bytes()),
+        &body,
+        now.as_second(),
+    ) {
         tracing::warn!(reason = %why, "HR push refused");
         return problem(StatusCode::UNAUTHORIZED, "unauthorized", why);
     }
@@ -366,98 +320,4 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
         d.extend(a);
     }
     (status, [("content-type", "application/problem+json")], doc.to_string()).into_response()
-}
-
-/// Stores a push secret sealed under the master key (it is only received, never sent: it has
-/// no destination).
-pub async fn save_secret(store: &Store, key: &MasterKey, secret: &Secret) -> Result<(), String> {
-    save_named_secret(store, key, SECRET_SETTING, SECRET_CONTEXT, "", secret).await
-}
-
-pub async fn load_secret(store: &Store, key: &MasterKey) -> Result<Secret, String> {
-    load_named_secret(store, key, SECRET_SETTING, SECRET_CONTEXT, "")
-        .await?
-        .ok_or_else(|| "no push secret yet: create one with `tenure hr push-secret`".to_string())
-}
-
-/// Where a credential may be sent: the origin (scheme, host and port) of each URL it goes to.
-/// A path or a query may change; another host may not.
-pub fn destination(urls: &[&str]) -> String {
-    let origin = |u: &str| match reqwest::Url::parse(u) {
-        Ok(p) => format!(
-            "{}://{}:{}",
-            p.scheme(),
-            p.host_str().unwrap_or_default().to_ascii_lowercase(),
-            p.port_or_known_default().map(|n| n.to_string()).unwrap_or_default()
-        ),
-        Err(_) => u.to_string(),
-    };
-    urls.iter().map(|u| origin(u)).collect::<Vec<_>>().join(" and ")
-}
-
-/// The sealing context of a secret bound to a destination: opening it for another fails even
-/// if the stored record were edited.
-fn bound(context: &str, destination: &str) -> String {
-    if destination.is_empty() {
-        context.to_string()
-    } else {
-        format!("{context}\nfor {destination}")
-    }
-}
-
-/// Seals a secret under the master key into a setting; `context` binds it to its use and
-/// `destination` (see [`destination`]) to where it may be sent.
-pub async fn save_named_secret(
-    store: &Store,
-    key: &MasterKey,
-    setting: &str,
-    context: &str,
-    destination: &str,
-    secret: &Secret,
-) -> Result<(), String> {
-    let sealed = key.seal(secret, &bound(context, destination));
-    let v = json!({"key_id": sealed.key_id, "blob": sealed.blob, "for": destination}).to_string();
-    store.set_setting(setting, &v).await.map_err(|e| e.to_string())
-}
-
-/// Opens a stored secret for `destination`; a secret stored for another destination is
-/// refused (the configuration moved: an admin sets it again for the new one), never sent.
-pub async fn load_named_secret(
-    store: &Store,
-    key: &MasterKey,
-    setting: &str,
-    context: &str,
-    destination: &str,
-) -> Result<Option<Secret>, String> {
-    let Some(v) = store.setting(setting).await.map_err(|e| e.to_string())? else { return Ok(None) };
-    let v: Value = serde_json::from_str(&v).map_err(|e| format!("the stored secret {setting} is unreadable: {e}"))?;
-    let stored_for = v["for"].as_str().unwrap_or_default();
-    if stored_for != destination {
-        let was =
-            if stored_for.is_empty() { "no address (it was set before secrets were bound to one)" } else { stored_for };
-        return Err(format!(
-            "the stored secret {setting} was set for {was}; the configuration now sends it to {destination}: it is \
-             not sent there until an admin sets it again for the new address"
-        ));
-    }
-    let sealed = Sealed {
-        key_id: v["key_id"].as_str().unwrap_or_default().into(),
-        blob: v["blob"].as_str().unwrap_or_default().into(),
-    };
-    key.open(&sealed, &bound(context, destination)).map(Some)
-}
-
-/// A new random secret of 256 bits, as hex.
-pub fn generate_secret() -> Secret {
-    use rand::RngCore;
-    let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    Secret::new(b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-}
-
-/// The signature header value of a body sent at `timestamp` (the same scheme the push
-/// endpoint checks): `sha256=<hex of HMAC-SHA256 over "<timestamp>.<body>">`.
-pub fn signature(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
-    let tag = mac(secret.expose(), timestamp, body).finalize().into_bytes();
-    format!("sha256={}", tag.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }

@@ -1,14 +1,15 @@
 //! `tenure hr validate | load | events | loads | push-secret | listen | generate`: HR data in,
 //! checked, archived, compared with the last snapshot, and turned into lifecycle events.
 
-use crate::intake::{self, Delivery, Intake, LoadKind, MissingPolicy, Taken};
-use crate::push;
+use crate::intake::{self, Delivery, Intake, LoadKind, Taken};
+use crate::secrets;
 use clap::{Args, Subcommand};
 use hr::LoadReport;
 use jiff::Timestamp;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::{EventQuery, MasterKey, Secret};
+use web::push;
 
 /// `hr load`'s exit code when the population check refuses a full load.
 pub const POPULATION_REFUSED: u8 = 7;
@@ -61,7 +62,36 @@ pub struct LifecycleArgs {
     default_time_zone: Option<String>,
     /// What to do with a worker a full load no longer holds (never terminated unless told).
     #[arg(long, value_enum)]
-    missing: Option<MissingPolicy>,
+    missing: Option<MissingArg>,
+}
+
+/// What to do with a worker a full load no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MissingArg {
+    /// Report it once (an event in state `reported`); the account is left alone.
+    Report,
+    /// Treat it as terminated now.
+    Terminate,
+    /// Say nothing.
+    Ignore,
+}
+
+/// Whether a file is the whole population.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    /// The whole population: workers absent from it are handled by the missing policy.
+    Full,
+    /// Only changed workers: absence means nothing.
+    Delta,
+}
+
+impl From<KindArg> for LoadKind {
+    fn from(k: KindArg) -> LoadKind {
+        match k {
+            KindArg::Full => LoadKind::Full,
+            KindArg::Delta => LoadKind::Delta,
+        }
+    }
 }
 
 /// The `[hr]` settings a command works with: from `--config FILE`, else the saved
@@ -82,7 +112,7 @@ pub async fn settings(
     if database_url.is_none() && !data_dir.join("tenure.db").exists() {
         return Ok(rules::HrSettings::default());
     }
-    let store = crate::config_cmd::open(data_dir, database_url).await?;
+    let store = crate::config::open(data_dir, database_url).await?;
     let saved = store.current_config().await.map_err(|e| e.to_string());
     store.close().await;
     match saved? {
@@ -123,9 +153,9 @@ pub fn intake_with(
     if let Some(v) = life.missing {
         let name = |m: rules::MissingSetting| format!("{m:?}").to_lowercase();
         let m = match v {
-            MissingPolicy::Report => rules::MissingSetting::Report,
-            MissingPolicy::Terminate => rules::MissingSetting::Terminate,
-            MissingPolicy::Ignore => rules::MissingSetting::Ignore,
+            MissingArg::Report => rules::MissingSetting::Report,
+            MissingArg::Terminate => rules::MissingSetting::Terminate,
+            MissingArg::Ignore => rules::MissingSetting::Ignore,
         };
         overrides("--missing", "missing", &name(m), &name(hr.missing));
         hr.missing = m;
@@ -159,11 +189,7 @@ pub fn intake_with(
 
 /// JSON and JSON Lines by their extension (or --format); CSV otherwise.
 fn is_json(file: &Path, format: Option<Format>) -> bool {
-    format.map(|f| f == Format::Json).unwrap_or_else(|| {
-        file.extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "jsonl" | "ndjson"))
-    })
+    format.map(|f| f == Format::Json).unwrap_or_else(|| intake::json_by_name(file))
 }
 
 #[derive(Subcommand)]
@@ -190,8 +216,8 @@ pub enum HrCommand {
         file: Option<PathBuf>,
         /// full: the file is the whole population; delta: only changed workers (a row may
         /// carry only the columns that changed).
-        #[arg(long, value_enum, default_value_t = LoadKind::Full)]
-        kind: LoadKind,
+        #[arg(long, value_enum, default_value_t = KindArg::Full)]
+        kind: KindArg,
         /// Compare as of this moment (RFC 3339) instead of now, to replay an archived file.
         #[arg(long)]
         as_of: Option<Timestamp>,
@@ -200,7 +226,7 @@ pub enum HrCommand {
         json: bool,
         /// A full load whose population falls by more than this share (and by 3 or more)
         /// against the last snapshot is refused; default [hr] max_population_drop (0.1).
-        #[arg(long, value_parser = crate::share)]
+        #[arg(long, value_parser = super::share)]
         max_drop: Option<f64>,
         /// Take such a load anyway: the exact population of the file (accepted rows and held
         /// workers), as the refusal states it.
@@ -325,13 +351,15 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
         HrCommand::Load { file, kind, as_of, json, max_drop, confirm_population, back_to, parse, lifecycle } => {
             let hr = settings(data_dir, database_url, parse.config.as_deref()).await?;
             let intake = intake_with(&hr, &parse, &lifecycle, max_drop)?;
-            let store = crate::config_cmd::open(data_dir, database_url).await?;
-            let r = load(&store, data_dir, &intake, file, kind, as_of, json, confirm_population, back_to, &parse).await;
+            let store = crate::config::open(data_dir, database_url).await?;
+            let r =
+                load(&store, data_dir, &intake, file, kind.into(), as_of, json, confirm_population, back_to, &parse)
+                    .await;
             store.close().await;
             r
         }
         HrCommand::Events { state, worker, due, as_of, json } => {
-            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            let store = crate::config::open(data_dir, database_url).await?;
             let now = as_of.unwrap_or_else(Timestamp::now);
             let q = EventQuery {
                 state: if due { Some("pending".into()) } else { state },
@@ -353,7 +381,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             Ok(0)
         }
         HrCommand::Loads { json } => {
-            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            let store = crate::config::open(data_dir, database_url).await?;
             let loads = store.loads().await.map_err(|e| e.to_string());
             store.close().await;
             let loads = loads?;
@@ -410,11 +438,11 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                     }
                     (Secret::new(t), false)
                 }
-                None => (push::generate_secret(), true),
+                None => (secrets::generate_secret(), true),
             };
-            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            let store = crate::config::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
-            let r = push::save_secret(&store, &key, &secret).await;
+            let r = secrets::save_secret(&store, &key, &secret).await;
             store.close().await;
             r?;
             if generated {
@@ -425,13 +453,13 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             Ok(0)
         }
         HrCommand::Listen { listen, lifecycle } => {
-            crate::output::keep_going_when_closed();
+            crate::cli::output::keep_going_when_closed();
             let hr = settings(data_dir, database_url, None).await?;
             let intake = intake_with(&hr, &ParseArgs::default(), &lifecycle, None)?;
-            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            let store = crate::config::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
             // Said at once when missing; read again at each push (a rotation takes effect).
-            push::load_secret(&store, &key).await?;
+            secrets::load_secret(&store, &key).await?;
             let listener =
                 tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -484,9 +512,10 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                 "no [hr.pull] in the configuration in force: import it first (the secret is bound to its address)",
             )?;
             let to = crate::pull::destination(pull);
-            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            let store = crate::config::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
-            let r = push::save_named_secret(&store, &key, crate::pull::SECRET, crate::pull::SECRET, &to, &secret).await;
+            let r =
+                secrets::save_named_secret(&store, &key, crate::pull::SECRET, crate::pull::SECRET, &to, &secret).await;
             store.close().await;
             r?;
             outln!("HR pull secret set (ending in {}), for {to} only", secret.hint());
@@ -494,7 +523,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
         }
         HrCommand::Pull { json } => {
             let hr = settings(data_dir, database_url, None).await?;
-            let store = crate::config_cmd::open(data_dir, database_url).await?;
+            let store = crate::config::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
             let r = crate::pull::pull_once(&store, &key, data_dir, &hr).await;
             store.close().await;
@@ -540,7 +569,7 @@ async fn load(
 ) -> Result<u8, String> {
     let delivery = match (&file, &back_to) {
         (Some(file), _) => {
-            let busy = crate::output::spinner(format!("reading {}", file.display()));
+            let busy = crate::cli::output::spinner(format!("reading {}", file.display()));
             let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()));
             busy.finish_and_clear();
             Delivery {
@@ -553,10 +582,13 @@ async fn load(
                 uploaded_by: None,
             }
         }
-        (None, Some(id)) => back_to_load(store, data_dir, id, parse.format, confirm_population).await?,
+        (None, Some(id)) => {
+            let json = parse.format.map(|f| f == Format::Json);
+            intake::back_to(store, data_dir, id, json, confirm_population).await?
+        }
         (None, None) => return Err("give a file to load, or --back-to LOAD_ID".into()),
     };
-    let busy = crate::output::spinner(format!("checking and storing {}", delivery.source));
+    let busy = crate::cli::output::spinner(format!("checking and storing {}", delivery.source));
     let now = as_of.unwrap_or_else(Timestamp::now);
     let taken = intake::take(store, data_dir, intake, delivery, now).await;
     busy.finish_and_clear();
@@ -619,39 +651,6 @@ async fn load(
         outcome.waiting(now)
     );
     Ok(if outcome.quarantined == 0 && outcome.named.is_empty() { 0 } else { 2 })
-}
-
-/// An earlier accepted full load, read again from its archive, as a new load that cancels
-/// what every load after it left pending.
-async fn back_to_load(
-    store: &store::Store,
-    data_dir: &Path,
-    id: &str,
-    format: Option<Format>,
-    confirm_population: Option<usize>,
-) -> Result<Delivery, String> {
-    let loads = store.loads().await.map_err(|e| e.to_string())?;
-    let at = loads.iter().position(|l| l.id == id).ok_or_else(|| format!("no load {id} (see tenure hr loads)"))?;
-    let l = &loads[at];
-    if l.outcome != "accepted" || l.kind != "full" {
-        return Err(format!(
-            "load {id} is a {} {} load: only an accepted full load can be taken again",
-            l.outcome, l.kind
-        ));
-    }
-    let path = intake::archive_path(data_dir, &l.checksum);
-    let bytes =
-        std::fs::read(&path).map_err(|e| format!("the archived copy of load {id} ({}): {e}", path.display()))?;
-    let later: Vec<String> = loads[at + 1..].iter().filter(|x| x.outcome == "accepted").map(|x| x.id.clone()).collect();
-    Ok(Delivery {
-        source: format!("back to load {id} ({})", l.source),
-        json: is_json(Path::new(&l.source), format),
-        bytes,
-        kind: LoadKind::Full,
-        confirm_population,
-        supersede_loads: later,
-        uploaded_by: None,
-    })
 }
 
 /// How the file was read: the columns left aside and each date column's format.

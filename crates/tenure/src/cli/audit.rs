@@ -2,11 +2,12 @@
 //! The timeline of a worker (HR events, decisions, actions with their before and after
 //! values), the chain's check, exports for other tools, and the runs with their counts.
 
-use crate::config_cmd;
+use crate::audit::*;
+use crate::config;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use std::path::Path;
-use store::{AuditRecord, EventQuery, Store};
+use store::{EventQuery, Store};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -56,39 +57,8 @@ pub enum RunsCommand {
     },
 }
 
-pub const DECISIONS: [&str; 18] = [
-    "approve",
-    "reject",
-    "dead_letter_retry",
-    "guard_confirm",
-    "config_import",
-    "connection_add",
-    "token_rotate",
-    "connection_remove",
-    "user_add",
-    "user_set_role",
-    "user_disable",
-    "user_enable",
-    "user_reset_password",
-    "first_admin",
-    "api_token_create",
-    "api_token_revoke",
-    "login_failed",
-    "password_change",
-];
-
-fn detail(r: &AuditRecord) -> Value {
-    serde_json::from_str(&r.entry.detail).unwrap_or_default()
-}
-
-pub fn record_json(r: &AuditRecord) -> Value {
-    let kind = if DECISIONS.contains(&r.entry.action.as_str()) { "decision" } else { "action" };
-    json!({"type": kind, "seq": r.seq, "at": r.at, "run": r.entry.run_id, "connection": r.entry.connection,
-        "worker": r.entry.worker_id, "action": r.entry.action, "outcome": r.entry.outcome, "detail": detail(r)})
-}
-
 pub async fn audit_cmd(data_dir: &Path, database_url: Option<&str>, cmd: AuditCommand) -> Result<u8, String> {
-    let store = config_cmd::open(data_dir, database_url).await?;
+    let store = config::open(data_dir, database_url).await?;
     let r = audit(&store, cmd).await;
     store.close().await;
     r
@@ -185,91 +155,12 @@ async fn audit(store: &Store, cmd: AuditCommand) -> Result<u8, String> {
             };
             use std::io::Write;
             if let Err(e) = std::io::stdout().lock().write_all(&bytes) {
-                crate::output::closed(e);
+                crate::cli::output::closed(e);
             }
             eprintln!("exported {} record(s)", records.len());
             Ok(0)
         }
     }
-}
-
-/// Which audit records: by moment, run, worker, connection, actor, action, and kind
-/// (decision or action).
-#[derive(Debug, Default, Clone)]
-pub struct Filter {
-    pub since: Option<jiff::Timestamp>,
-    pub until: Option<jiff::Timestamp>,
-    pub run: Option<String>,
-    pub worker: Option<String>,
-    pub connection: Option<String>,
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// `decision` or `action`.
-    pub kind: Option<String>,
-}
-
-/// The audit records a filter selects, in chain order.
-pub async fn select(store: &Store, f: &Filter) -> Result<Vec<AuditRecord>, String> {
-    // Stored moments differ in their fraction digits: read a second wider, then keep
-    // exactly the instants asked for.
-    let wide = |t: Option<jiff::Timestamp>, by: i64| {
-        t.map(|t| (t + jiff::SignedDuration::from_secs(by)).strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-    };
-    let (lo, hi) = (wide(f.since, -1), wide(f.until, 1));
-    let records = store.audit_where(lo.as_deref(), hi.as_deref(), f.run.as_deref()).await.map_err(|e| e.to_string())?;
-    Ok(records
-        .into_iter()
-        .filter(|r| {
-            let at: Option<jiff::Timestamp> = r.at.parse().ok();
-            let decision = DECISIONS.contains(&r.entry.action.as_str());
-            f.since.is_none_or(|s| at.is_some_and(|a| a >= s))
-                && f.until.is_none_or(|u| at.is_some_and(|a| a <= u))
-                && f.worker.as_ref().is_none_or(|w| &r.entry.worker_id == w)
-                && f.connection.as_ref().is_none_or(|c| &r.entry.connection == c)
-                && f.action.as_ref().is_none_or(|a| &r.entry.action == a)
-                && f.kind.as_deref().is_none_or(|k| (k == "decision") == decision)
-                && f.actor.as_ref().is_none_or(|a| detail(r)["actor"].as_str() == Some(a.as_str()))
-        })
-        .collect())
-}
-
-/// One JSON object a line, with each record's hashes.
-pub fn to_ndjson(records: &[AuditRecord]) -> String {
-    let mut out = String::new();
-    for r in records {
-        let mut v = record_json(r);
-        v["hash"] = json!(r.hash);
-        v["prev_hash"] = json!(r.prev_hash);
-        out.push_str(&v.to_string());
-        out.push('\n');
-    }
-    out
-}
-
-/// CSV for a spreadsheet: no cell can start a formula.
-pub fn to_csv(records: &[AuditRecord]) -> Result<Vec<u8>, String> {
-    let mut w = csv::Writer::from_writer(vec![]);
-    let header = ["seq", "at", "run", "connection", "worker", "action", "outcome", "reason", "detail", "hash"];
-    w.write_record(header).map_err(|e| e.to_string())?;
-    for r in records {
-        let d = detail(r);
-        let seq = r.seq.to_string();
-        let cells = [
-            seq.as_str(),
-            &r.at,
-            &r.entry.run_id,
-            &r.entry.connection,
-            &r.entry.worker_id,
-            &r.entry.action,
-            &r.entry.outcome,
-            d["reason"].as_str().unwrap_or_default(),
-            &r.entry.detail,
-            &r.hash,
-        ];
-        // HR values are data: no cell may start a formula in a spreadsheet.
-        w.write_record(cells.iter().map(|c| hr::csv_safe(c).into_owned())).map_err(|e| e.to_string())?;
-    }
-    w.into_inner().map_err(|e| e.to_string())
 }
 
 /// Counts of a run's summary, in the words of the product.
@@ -293,35 +184,10 @@ pub async fn runs_cmd(
     limit: i64,
     json: bool,
 ) -> Result<u8, String> {
-    let store = config_cmd::open(data_dir, database_url).await?;
+    let store = config::open(data_dir, database_url).await?;
     let r = runs(&store, cmd, connection, limit, json).await;
     store.close().await;
     r
-}
-
-/// A run as listed: its counts (Total, Skipped, No change, Processed, Failed) and failures.
-pub fn run_view(r: &store::RunRecord) -> Value {
-    json!({"id": r.id, "connection": r.connection, "started_at": r.started_at, "finished_at": r.finished_at,
-        "summary": r.summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok())})
-}
-
-/// A connection's last finished run and its last finished run without failures (of its
-/// newest 50), as status and metrics tell them.
-pub async fn last_runs(
-    store: &Store,
-    connection: &str,
-) -> Result<(Option<store::RunRecord>, Option<store::RunRecord>), String> {
-    let runs = store.runs(Some(connection), 50).await.map_err(|e| e.to_string())?;
-    let mut finished = runs.into_iter().filter(|r| r.finished_at.is_some());
-    let last = finished.next();
-    let clean = |r: &store::RunRecord| {
-        r.summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()).is_some_and(|v| v["failed"] == 0)
-    };
-    let ok = match &last {
-        Some(l) if clean(l) => Some(l.clone()),
-        _ => finished.find(clean),
-    };
-    Ok((last, ok))
 }
 
 async fn runs(

@@ -106,8 +106,8 @@ fn without_url(e: &reqwest::Error) -> String {
 /// Where the pull's secret goes: the report's server, and the token endpoint for OAuth 2.0.
 pub fn destination(p: &rules::hr_source::PullSettings) -> String {
     match (&p.auth, &p.token_url) {
-        (PullAuth::Oauth2, Some(t)) => crate::push::destination(&[&p.url, t]),
-        _ => crate::push::destination(&[&p.url]),
+        (PullAuth::Oauth2, Some(t)) => crate::secrets::destination(&[&p.url, t]),
+        _ => crate::secrets::destination(&[&p.url]),
     }
 }
 
@@ -126,7 +126,7 @@ pub async fn pull_once(
     let http = client(p)?;
     // The secret opens only for the addresses it was set for: a configuration that moved the
     // pull elsewhere gets an error here, and nothing is sent.
-    let secret = crate::push::load_named_secret(store, key, SECRET, SECRET, &destination(p)).await;
+    let secret = crate::secrets::load_named_secret(store, key, SECRET, SECRET, &destination(p)).await;
     let need = |what: &str| match &secret {
         Ok(Some(s)) => Ok(s.clone()),
         Ok(None) => Err(format!("[hr.pull] auth = {what} needs its secret: `tenure hr pull-secret`")),

@@ -1,0 +1,405 @@
+//! `tenure config check | import | export` and `tenure preview`: the rules as code, checked
+//! whole before they are saved, and shown worker by worker before they act.
+
+use rules::{Config, Rules};
+use scim::ResourceSchema;
+use scim_client::Discovery;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use store::{MasterKey, Store};
+
+pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Store, String> {
+    // A store error names the store it concerns (a URL without its password).
+    match database_url {
+        Some(u) => Store::open(u).await.map_err(|e| format!("the store at {}: {e}", without_password(u))),
+        None => {
+            let file = data_dir.join("tenure.db");
+            Store::open_in(data_dir).await.map_err(|e| format!("the store {}: {e}", file.display()))
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:****@host/db`.
+pub fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub fn read_file(file: &Path) -> Result<(String, Config), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let name = file.display().to_string();
+    let cfg = Config::from_toml(&name, &text).map_err(|e| e.join("\n"))?;
+    Ok((name, cfg))
+}
+
+pub fn compile(name: &str, cfg: &Config, published: &HashMap<String, ResourceSchema>) -> Result<Rules, String> {
+    Rules::compile_with(cfg, published).map_err(|errors| {
+        let n = errors.len();
+        let mut lines: Vec<String> = errors.into_iter().map(|e| format!("{name}: {e}")).collect();
+        lines.push(format!("{n} problem{} in {name}; nothing was saved", if n == 1 { "" } else { "s" }));
+        lines.join("\n")
+    })
+}
+
+/// Reads and compiles a file against the schemas saved at the last import; the error lists
+/// every problem, one per line.
+pub async fn load_file(store: &Store, file: &Path) -> Result<Rules, String> {
+    let (name, cfg) = read_file(file)?;
+    let (published, _) = saved_schemas(store, &cfg).await?;
+    compile(&name, &cfg, &published)
+}
+
+/// The settings key of a connection's saved discovery documents.
+fn schema_key(connection: &str) -> String {
+    format!("published_schema:{connection}")
+}
+
+/// The User schemas saved at the last import, by connection, with where each came from.
+async fn saved_schemas(
+    store: &Store,
+    cfg: &Config,
+) -> Result<(HashMap<String, ResourceSchema>, HashMap<String, String>), String> {
+    let mut schemas = HashMap::new();
+    let mut whence = HashMap::new();
+    for c in &cfg.connections {
+        let Some(text) = store.setting(&schema_key(&c.name)).await.map_err(|e| e.to_string())? else { continue };
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("saved schema of {:?}: {e}", c.name))?;
+        let d = Discovery::from_json(&doc);
+        let s = d.user_schema().map_err(|e| format!("saved schema of {:?}: {e}", c.name))?;
+        schemas.insert(c.name.clone(), s);
+        let at = doc.get("fetched_at").and_then(|v| v.as_str()).unwrap_or("an earlier import");
+        whence.insert(c.name.clone(), format!("the schema it published at /Schemas (saved {at})"));
+    }
+    Ok((schemas, whence))
+}
+
+/// How long discovery may take before the saved (or built-in) schema is used instead.
+const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The User schema each connection's target publishes, asked now through the stored
+/// connection; where it cannot be asked, the copy saved at the last import. Returns the schemas,
+/// the documents fetched now (to save on import) and one line per connection saying which
+/// schema its mappings are checked against.
+pub async fn published_schemas(
+    store: Option<&Store>,
+    data_dir: &Path,
+    cfg: &Config,
+) -> Result<(HashMap<String, ResourceSchema>, Vec<(String, serde_json::Value)>, Vec<String>), String> {
+    let (mut schemas, mut whence) = match store {
+        Some(s) => saved_schemas(s, cfg).await?,
+        None => Default::default(),
+    };
+    let mut fetched = vec![];
+    let mut lines = vec![];
+    for c in &cfg.connections {
+        let stored = match store {
+            Some(s) => s.connection(&c.name).await.map_err(|e| e.to_string())?,
+            None => None,
+        };
+        let mut why_not = String::from("no stored connection to ask");
+        // The stored token goes only to the stored URL: a file naming another is not asked.
+        let elsewhere = stored.as_ref().and_then(|s| {
+            let named = normalised_url(c.url.as_deref()?, s).unwrap_or_else(|e| e);
+            (named != s.base_url).then_some(named)
+        });
+        if let Some(named) = &elsewhere {
+            why_not = format!(
+                "the file names {named}, not the stored {}: the connection's token is sent only to its stored URL",
+                stored.as_ref().map(|s| s.base_url.as_str()).unwrap_or_default()
+            );
+        }
+        if let (Some(_), None, Some(store)) = (&stored, &elsewhere, store) {
+            let asked = async {
+                let key = MasterKey::load(data_dir)?;
+                // A check should answer quickly: a few tries, not a sync's patience.
+                let retry = scim_client::RetryPolicy {
+                    max_attempts: 3,
+                    max_elapsed: std::time::Duration::from_secs(5),
+                    ..Default::default()
+                };
+                let client = crate::connections::client_at(store, &key, &c.name, retry, false).await?;
+                client.discover_user_schema().await.map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(DISCOVERY_TIMEOUT, asked).await {
+                Err(_) => why_not = format!("no answer in {} s", DISCOVERY_TIMEOUT.as_secs()),
+                Ok(Err(e)) => why_not = format!("cannot ask it: {e}"),
+                Ok(Ok(None)) => why_not = "it publishes no /Schemas".into(),
+                Ok(Ok(Some(d))) => match d.user_schema() {
+                    Err(e) => why_not = format!("its /Schemas cannot be read: {e}"),
+                    Ok(s) => {
+                        schemas.insert(c.name.clone(), s);
+                        let mut doc = d.to_json();
+                        doc["fetched_at"] = jiff::Timestamp::now().to_string().into();
+                        fetched.push((c.name.clone(), doc));
+                        whence.insert(c.name.clone(), "the schema it publishes at /Schemas (asked now)".into());
+                    }
+                },
+            }
+        }
+        let line = match whence.get(&c.name) {
+            Some(w) if fetched.iter().any(|(n, _)| n == &c.name) => {
+                format!("connection {:?}: mappings checked against {w}", c.name)
+            }
+            Some(w) => format!("connection {:?}: mappings checked against {w}; not asked now: {why_not}", c.name),
+            None => format!(
+                "connection {:?}: mappings checked against what tenure knows of the {} dialect ({why_not})",
+                c.name, c.dialect
+            ),
+        };
+        lines.push(line);
+    }
+    Ok((schemas, fetched, lines))
+}
+
+/// The store, when there is one already: `config check` must not create it.
+pub async fn existing_store(data_dir: &Path, database_url: Option<&str>) -> Result<Option<Store>, String> {
+    if database_url.is_none() && !data_dir.join("tenure.db").exists() {
+        return Ok(None);
+    }
+    open(data_dir, database_url).await.map(Some)
+}
+
+/// The configuration in force.
+pub async fn current(store: &Store) -> Result<Rules, String> {
+    current_if_any(store).await?.ok_or_else(|| {
+        "no configuration yet: save one with `tenure config import FILE` (see examples/tenure.toml)".into()
+    })
+}
+
+/// The configuration in force, or None before the first one is saved.
+pub async fn current_if_any(store: &Store) -> Result<Option<Rules>, String> {
+    let Some(v) = store.current_config().await.map_err(|e| e.to_string())? else { return Ok(None) };
+    let cfg = Config::from_toml("stored configuration", &v.body).map_err(|e| e.join("\n"))?;
+    let (published, _) = saved_schemas(store, &cfg).await?;
+    Rules::compile_with(&cfg, &published)
+        .map(Some)
+        .map_err(|e| format!("the stored configuration no longer compiles: {}", e.join("; ")))
+}
+
+/// A configuration saved as the one in force.
+pub struct Imported {
+    pub rules: Rules,
+    pub version: store::ConfigVersion,
+    /// Which schema each connection was checked against, settings changed, tokens missing.
+    pub notes: Vec<String>,
+}
+
+/// Parses a configuration's text; its problems, one per line.
+pub fn parse(name: &str, text: &str) -> Result<Config, String> {
+    Config::from_toml(name, text).map_err(|e| e.join("\n"))
+}
+
+/// What an import (or its dry run) must be told before it goes ahead: each a change that an
+/// honest mistake could make and that would hurt.
+#[derive(Debug, Clone, Default)]
+pub struct Confirm {
+    /// A `url` in the file may move a stored connection (an Admin's decision).
+    pub url_change: bool,
+    /// Connections the file may remove, or leave without any role.
+    pub removal: Vec<String>,
+    /// Only to plan with (nothing is saved): what it removes does not matter.
+    pub plan_only: bool,
+}
+
+/// What `check` found: the rules, the documents fetched now, one note per connection.
+struct Checked {
+    rules: Rules,
+    fetched: Vec<(String, serde_json::Value)>,
+    notes: Vec<String>,
+}
+
+/// Everything an import checks, in the order that sends nothing anywhere before the URLs are
+/// known to be the stored ones: URLs, removals, then the schemas the targets publish, then the
+/// whole file compiled. `Ok(Err(problems))`: refused whole.
+async fn check(
+    store: &Store,
+    data_dir: &Path,
+    name: &str,
+    cfg: &Config,
+    confirm: &Confirm,
+) -> Result<Result<Checked, String>, String> {
+    if let Err(e) = check_urls(store, cfg, confirm.url_change).await {
+        return Ok(Err(e));
+    }
+    if !confirm.plan_only {
+        if let Err(e) = check_removals(store, cfg, &confirm.removal).await {
+            return Ok(Err(e));
+        }
+    }
+    let (published, fetched, notes) = published_schemas(Some(store), data_dir, cfg).await?;
+    Ok(compile(name, cfg, &published).map(|rules| Checked { rules, fetched, notes }))
+}
+
+/// The import use case (`tenure config import`, `PUT /api/v1/config`): checked whole (URLs,
+/// removals, the schemas the targets publish), then saved as the one in force, with its diff
+/// against the last one in the audit. `Ok(Err(problems))`: the file was refused whole.
+pub async fn import(
+    store: &Store,
+    data_dir: &Path,
+    name: &str,
+    cfg: &Config,
+    confirm: &Confirm,
+    by: &str,
+) -> Result<Result<Imported, String>, String> {
+    let Checked { rules, fetched, mut notes } = match check(store, data_dir, name, cfg, confirm).await? {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    notes.extend(update_connections(store, cfg, confirm.url_change).await?);
+    for (conn, doc) in &fetched {
+        store.set_setting(&schema_key(conn), &doc.to_string()).await.map_err(|e| e.to_string())?;
+    }
+    let before = store.current_config().await.map_err(|e| e.to_string())?;
+    let body = rules.config.to_toml();
+    let v = store.save_config(&body).await.map_err(|e| e.to_string())?;
+    let diff = line_diff(before.as_ref().map(|b| b.body.as_str()).unwrap_or(""), &body);
+    let detail = serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules),
+        "previous": before.map(|b| b.id), "diff": diff, "confirmed_url_change": confirm.url_change,
+        "confirmed_removal": confirm.removal});
+    crate::decisions::record_one(store, "config_import", "", by, detail).await?;
+    Ok(Ok(Imported { rules, version: v, notes }))
+}
+
+/// Compiles a configuration as import would, with every check import makes (the dry run and
+/// the unsaved plan), saving nothing. `Ok(Err(problems))`: it would be refused.
+pub async fn compile_checked(
+    store: &Store,
+    data_dir: &Path,
+    name: &str,
+    cfg: &Config,
+    confirm: &Confirm,
+) -> Result<Result<Rules, String>, String> {
+    Ok(check(store, data_dir, name, cfg, confirm).await?.map(|c| c.rules))
+}
+
+/// Whether any role (or the connection's default grant) gives an account on `connection`.
+fn has_roles(cfg: &Config, connection: &str) -> bool {
+    cfg.roles.iter().any(|r| r.grants.contains_key(connection))
+        || cfg.connections.iter().any(|c| c.name == connection && c.default_grant.is_some())
+}
+
+/// A file that drops a connection stops its deprovisioning; one that leaves it without any
+/// role deactivates every account it manages. Either needs the connection named as confirmed.
+async fn check_removals(store: &Store, cfg: &Config, confirmed: &[String]) -> Result<(), String> {
+    let Some(v) = store.current_config().await.map_err(|e| e.to_string())? else { return Ok(()) };
+    let before = Config::from_toml("stored configuration", &v.body).map_err(|e| e.join("\n"))?;
+    let mut problems = vec![];
+    for c in &before.connections {
+        if confirmed.iter().any(|n| n == &c.name) {
+            continue;
+        }
+        if !cfg.connections.iter().any(|n| n.name == c.name) {
+            problems.push(format!(
+                "connection {:?} would be removed: tenure would stop keeping its accounts, and its leavers would stay \
+                 active",
+                c.name
+            ));
+        } else if has_roles(&before, &c.name) && !has_roles(cfg, &c.name) {
+            problems.push(format!(
+                "connection {:?} would be left without any role: every account it manages would be deactivated",
+                c.name
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = before
+        .connections
+        .iter()
+        .filter(|c| problems.iter().any(|p| p.starts_with(&format!("connection {:?}", c.name))))
+        .map(|c| c.name.clone())
+        .collect();
+    problems.push(format!(
+        "nothing was saved. If this is meant, confirm it by naming each: --confirm-removal {:?} (API: \
+         ?confirm_removal={})",
+        names.join(","),
+        names.join(",")
+    ));
+    Err(problems.join("\n"))
+}
+
+/// A URL a file names for a stored connection, as the connection would store it (under the
+/// stored connection's address policy); Err holds the reason it cannot be.
+fn normalised_url(url: &str, s: &store::ConnectionRecord) -> Result<String, String> {
+    let policy = scim_client::UrlPolicy { allow_insecure_http: s.insecure_http, allow_private: s.allow_private };
+    scim_client::InstanceUrl::parse(url, policy).map(|u| u.to_string())
+}
+
+/// A stored connection's URL is the connection's: a file that names another is refused with
+/// both URLs, unless the change is confirmed.
+async fn check_urls(store: &Store, cfg: &Config, confirmed: bool) -> Result<(), String> {
+    let stored = store.connections().await.map_err(|e| e.to_string())?;
+    for c in &cfg.connections {
+        let (Some(url), Some(s)) = (&c.url, stored.iter().find(|s| s.name == c.name)) else { continue };
+        let normalised = normalised_url(url, s)?;
+        if normalised != s.base_url && !confirmed {
+            return Err(format!(
+                "connection {:?}: the file names {normalised}, the stored connection has {}; nothing was imported. \
+                 Drop `url` from the file to keep the stored one, or import with --confirm-url-change to move it",
+                c.name, s.base_url
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn update_connections(store: &Store, cfg: &Config, url_change: bool) -> Result<Vec<String>, String> {
+    let stored = store.connections().await.map_err(|e| e.to_string())?;
+    let mut notes = vec![];
+    for c in &cfg.connections {
+        match stored.iter().find(|s| s.name == c.name) {
+            None => notes.push(format!(
+                "note: connection {:?} has no token yet: add it with `tenure connection add --name {:?} --url ...`",
+                c.name, c.name
+            )),
+            Some(s) => {
+                let policy =
+                    scim_client::UrlPolicy { allow_insecure_http: s.insecure_http, allow_private: s.allow_private };
+                let url = match &c.url {
+                    Some(u) => scim_client::InstanceUrl::parse(u, policy)?.to_string(),
+                    None => s.base_url.clone(),
+                };
+                // Checked again here: the connection may have been stored since the check.
+                if url != s.base_url && !url_change {
+                    return Err(format!(
+                        "connection {:?}: the file names {url}, the stored connection has {}; nothing more was imported",
+                        c.name, s.base_url
+                    ));
+                }
+                let rate = c.rate_limit.or(s.rate_limit_per_second);
+                if url != s.base_url || c.dialect != s.dialect || rate != s.rate_limit_per_second {
+                    store
+                        .update_connection_settings(&c.name, &url, &c.dialect, rate)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    notes.push(format!(
+                        "connection {:?}: settings updated from the file (url {url}, dialect {})",
+                        c.name, c.dialect
+                    ));
+                }
+            }
+        }
+    }
+    Ok(notes)
+}
+
+pub fn summary(r: &Rules) -> String {
+    let mappings: usize = r.config.connections.iter().map(|c| c.mappings.len()).sum();
+    format!("{} connection(s), {} role(s), {mappings} mapping(s)", r.config.connections.len(), r.config.roles.len())
+}
+
+/// The lines a change removed (`- `) and added (`+ `), in the new file's order.
+fn line_diff(before: &str, after: &str) -> Vec<String> {
+    let old: HashSet<&str> = before.lines().collect();
+    let new: HashSet<&str> = after.lines().collect();
+    let removed = before.lines().filter(|l| !new.contains(l) && !l.trim().is_empty()).map(|l| format!("- {l}"));
+    let added = after.lines().filter(|l| !old.contains(l) && !l.trim().is_empty()).map(|l| format!("+ {l}"));
+    removed.chain(added).collect()
+}

@@ -1,0 +1,24 @@
+//! tenure's use cases, each in one module named in its users' words. Every door (the CLI, the
+//! scheduler, the HR endpoints, the admin API and the console) calls down into this crate and
+//! only translates: nothing here parses arguments, prints, prompts or knows HTTP.
+
+pub mod audit;
+pub mod config;
+pub mod connections;
+pub mod decisions;
+pub mod duration;
+pub mod inbox;
+pub mod infer;
+pub mod intake;
+pub mod metrics;
+pub mod names;
+pub mod notify;
+pub mod preview;
+pub mod pull;
+pub mod reviews;
+pub mod run_lock;
+pub mod run_report;
+pub mod runs;
+pub mod schedule;
+pub mod secrets;
+pub mod users;

@@ -1,0 +1,206 @@
+//! What the rules would do, before they act: one worker's decision, attributes and plan
+//! (`tenure preview`, the API's preview), and what changes for everyone if a configuration is saved.
+
+use rules::formula::Value;
+use rules::Rules;
+use std::collections::HashSet;
+use store::Store;
+
+/// What a configuration would change, worker by worker, against the one in force: role,
+/// account (given or taken away), user type, teams and every attribute. At most `limit`
+/// workers are listed; the counts are of all.
+pub async fn differences(
+    store: &Store,
+    before: &Rules,
+    after: &Rules,
+    today: jiff::civil::Date,
+    limit: usize,
+) -> Result<serde_json::Value, String> {
+    let workers = crate::intake::workers(store).await?;
+    let (cb, ca) = (before.custom_fields().to_vec(), after.custom_fields().to_vec());
+    let mut names: Vec<&str> = before.connections.iter().chain(&after.connections).map(|c| c.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    // Each connection's index under each configuration (None: not in it).
+    let at = |r: &Rules, conn: &str| r.connections.iter().position(|c| c.name == conn);
+    let slots: Vec<(&str, Option<usize>, Option<usize>)> =
+        names.iter().map(|n| (*n, at(before, n), at(after, n))).collect();
+    let mut listed = vec![];
+    let mut changed = 0usize;
+    for w in &workers {
+        // A worker's row once per configuration, whatever the number of connections.
+        let (rb, ra) = (rules::worker_row(w, &cb), rules::worker_row(w, &ca));
+        for &(conn, ib, ia) in &slots {
+            let b = Outcome::of(ib.map(|i| before.decide(i, &rb, today)));
+            let a = Outcome::of(ia.map(|i| after.decide(i, &ra, today)));
+            let mut changes = vec![];
+            for k in b.attributes.keys().chain(a.attributes.keys().filter(|k| !b.attributes.contains_key(*k))) {
+                let (x, y) = (b.attributes.get(k), a.attributes.get(k));
+                if x != y {
+                    changes.push(serde_json::json!({"attribute": k, "before": x, "after": y}));
+                }
+            }
+            if b.role == a.role && b.grant == a.grant && changes.is_empty() {
+                continue;
+            }
+            changed += 1;
+            if listed.len() < limit {
+                let account = match (b.grant.is_some(), a.grant.is_some()) {
+                    (false, true) => Some("given"),
+                    (true, false) => Some("taken away"),
+                    _ => None,
+                };
+                listed.push(serde_json::json!({"worker": w.id.as_str(), "connection": conn,
+                    "role": {"before": b.role, "after": a.role}, "account": account,
+                    "grant": {"before": b.grant, "after": a.grant}, "attributes": changes}));
+            }
+        }
+    }
+    Ok(serde_json::json!({"workers": workers.len(), "changed": changed, "listed": listed.len(), "differences": listed}))
+}
+
+/// What one decision gives a worker on one connection, as `differences` compares it.
+struct Outcome {
+    role: Option<String>,
+    /// User type, teams and groups; None: no account.
+    grant: Option<serde_json::Value>,
+    /// Every attribute's value (or its error), when there is an account.
+    attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl Outcome {
+    fn of(d: Option<rules::Decision>) -> Outcome {
+        let Some(d) = d else { return Outcome { role: None, grant: None, attributes: Default::default() } };
+        let grant = d
+            .grant
+            .as_ref()
+            .map(|g| serde_json::json!({"user_type": g.user_type, "teams": g.teams, "groups": g.groups}));
+        let attributes = match grant {
+            None => Default::default(),
+            Some(_) => d
+                .attributes
+                .iter()
+                .map(|a| {
+                    let v = match &a.value {
+                        Ok(v) => v.to_text(),
+                        Err(e) => format!("error: {e}"),
+                    };
+                    (a.target.clone(), v)
+                })
+                .collect(),
+        };
+        Outcome { role: d.role, grant, attributes }
+    }
+}
+
+/// `tenure preview`: for each chosen worker and each connection, the role and why, the grant,
+/// and every attribute with its formula.
+/// One worker on one connection, as the rules and the plan see them: the worker's record,
+/// the role decision (each condition with its value), every attribute with its formula, and
+/// the planned actions.
+pub struct Previewed {
+    pub worker: hr::Worker,
+    pub decision: rules::Decision,
+    pub plan: Vec<engine::Action>,
+    pub note: Option<String>,
+}
+
+/// The preview use case (`tenure preview`, the API's worker "why"): for the chosen workers
+/// (else `sample` of them spread over the population), on every connection.
+pub async fn preview_of(
+    store: &Store,
+    key: Option<&store::MasterKey>,
+    rules: &Rules,
+    workers: &[String],
+    sample: Option<usize>,
+    today: Option<jiff::civil::Date>,
+) -> Result<Vec<Previewed>, String> {
+    let snapshot = store.snapshot().await.map_err(|e| e.to_string());
+    // What the plan will do for the chosen workers, connection by connection: the same
+    // planner, against the target as it is (unique names claimed as apply claims them).
+    let mut planned: Vec<Result<engine::Plan, String>> = vec![];
+    if let Some(key) = key {
+        let now = match today {
+            Some(d) => {
+                d.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).unwrap_or_else(|_| jiff::Timestamp::now())
+            }
+            None => jiff::Timestamp::now(),
+        };
+        for c in &rules.connections {
+            let p = crate::runs::prepare_with(store, key, rules.clone(), Some(&c.name), now, false, workers).await;
+            planned.push(p.map(|p| p.plan));
+        }
+    }
+    let mut all: Vec<hr::Worker> = snapshot?
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).map_err(|e| format!("worker {}: {e}", r.worker_id)))
+        .collect::<Result<_, _>>()?;
+    if all.is_empty() {
+        return Err("no workers yet: load an HR file with `tenure hr load FILE`".into());
+    }
+    // Unique values go to the earliest hire first, then by id: the same order every time.
+    all.sort_by(|a, b| a.hire_date.cmp(&b.hire_date).then_with(|| a.id.cmp(&b.id)));
+    let today = today.unwrap_or_else(|| jiff::Zoned::now().date());
+    let custom = rules.custom_fields().to_vec();
+    let chosen: Vec<usize> = if !workers.is_empty() {
+        let mut v = vec![];
+        for id in workers {
+            v.push(
+                all.iter()
+                    .position(|w| w.id.as_str() == id)
+                    .ok_or_else(|| format!("no worker {id:?} in the last load"))?,
+            );
+        }
+        v
+    } else {
+        let n = sample.unwrap_or(5).min(all.len());
+        // Spread over the population rather than the first few.
+        (0..n).map(|i| i * all.len() / n).collect()
+    };
+    let mut out = vec![];
+    for (ci, conn) in rules.connections.iter().enumerate() {
+        let mut decisions: Vec<rules::Decision> =
+            all.iter().map(|w| rules.decide(ci, &rules::worker_row(w, &custom), today)).collect();
+        for m in conn.mappings.iter().filter(|m| m.unique) {
+            let idx: Vec<(usize, usize)> = decisions
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| {
+                    d.attributes.iter().position(|a| a.target == m.target && a.value.is_ok()).map(|p| (i, p))
+                })
+                .collect();
+            let values: Vec<String> =
+                idx.iter().map(|(i, p)| decisions[*i].attributes[*p].value.as_ref().expect("ok").to_text()).collect();
+            for ((i, p), v) in idx.iter().zip(rules::make_unique(&values, &HashSet::new())) {
+                decisions[*i].attributes[*p].value = Ok(Value::Text(v));
+            }
+        }
+        let plan = planned.get(ci);
+        for &i in &chosen {
+            let mut d = decisions[i].clone();
+            let mine: Vec<engine::Action> = match plan {
+                Some(Ok(p)) => p.actions.iter().filter(|a| a.worker == all[i].id.as_str()).cloned().collect(),
+                _ => vec![],
+            };
+            // The unique values the plan claims (a create's body; an account keeps its own).
+            if let Some(body) = mine.iter().find(|a| a.kind == engine::Kind::Create).and_then(|a| a.body.as_ref()) {
+                for a in d.attributes.iter_mut().filter(|a| a.unique) {
+                    if let Some(v) = engine::paths::get(body, &a.target).as_str() {
+                        a.value = Ok(Value::Text(v.to_string()));
+                    }
+                }
+            }
+            let note = match plan {
+                Some(Err(e)) => Some(format!(
+                    "the target could not be read ({e}): unique values claimed within the HR snapshot only"
+                )),
+                None => Some(
+                    "no stored connection to plan against: unique values claimed within the HR snapshot only".into(),
+                ),
+                _ => None,
+            };
+            out.push(Previewed { worker: all[i].clone(), decision: d, plan: mine, note });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,237 @@
+//! The scheduler of `tenure serve` and `tenure run`: every configured connection reconciled on
+//! a schedule, at once after HR data arrives, and at the moment a future-dated event takes
+//! effect; and the watcher of where HR data arrives (the inbox, the pull, other processes'
+//! loads). The configuration in force is read at each turn: a change needs no restart.
+
+use crate::intake::Intake;
+use crate::run_report::Applied;
+use crate::runs::{self, Watch};
+use crate::{config, inbox, pull};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{EventQuery, MasterKey, Store};
+use tokio::sync::Notify;
+
+/// Where the scheduler says what it does (the daemon prints it, stamped).
+pub type Say = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What the probes read: the store, and the scheduler's last sign of life.
+#[derive(Clone)]
+pub struct Health {
+    pub store: Store,
+    /// Unix seconds of the scheduler's last turn (its watch loop turns four times a second).
+    pub heartbeat: Arc<AtomicI64>,
+}
+
+/// The scheduler counts as alive while it turned within this long (a slow pull may hold it).
+const ALIVE: i64 = 120;
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+impl Health {
+    pub fn new(store: Store) -> Health {
+        Health { store, heartbeat: Arc::new(AtomicI64::new(now())) }
+    }
+    pub fn beat(&self) {
+        self.heartbeat.store(now(), Ordering::Relaxed);
+    }
+    /// Whether the scheduler turned lately, with how long ago when not.
+    pub fn scheduler(&self) -> Result<(), String> {
+        let age = now() - self.heartbeat.load(Ordering::Relaxed);
+        if age <= ALIVE {
+            Ok(())
+        } else {
+            Err(format!("no turn for {age} s"))
+        }
+    }
+}
+
+/// What the scheduler works with.
+#[derive(Clone)]
+pub struct Scheduler {
+    pub store: Store,
+    pub key: Arc<MasterKey>,
+    /// The data folder (the HR archive, the inbox's own files).
+    pub data_dir: std::path::PathBuf,
+    /// Between two turns when nothing wakes it; zero: no scheduled runs (people start them).
+    pub interval: Duration,
+    /// A rehearsal: how far the scheduler's clock is from now (it then moves in real time).
+    pub rehearsal: Option<jiff::SignedDuration>,
+    /// Connections on which a rehearsal may act though they are not the sandbox.
+    pub confirm_production: Vec<String>,
+    /// Woken by an HR push or load: reconcile now.
+    pub wake: Arc<Notify>,
+}
+
+/// Turns until `stop` says so: each connection in the configuration in force is applied
+/// (waiting for another run that holds it), then the scheduler sleeps until the interval, a
+/// wake-up or the next future event's moment. `ran` hears what each run came to; one
+/// connection's failure never stops the others.
+pub async fn run(
+    s: &Scheduler,
+    watch: &dyn Watch,
+    ran: &(dyn Fn(&str, &Result<Applied, String>) + Sync),
+    say: &(dyn Fn(&str) + Send + Sync),
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mut said = String::new();
+    loop {
+        if s.interval.is_zero() {
+            // No schedule: the watcher still takes HR data; runs are started by people.
+            let _ = stop.changed().await;
+            break;
+        }
+        // The configuration in force at each turn: a change through the API or the CLI needs
+        // no restart.
+        let names: Vec<String> = match config::current_if_any(&s.store).await {
+            Ok(r) => r.iter().flat_map(|r| &r.connections).map(|c| c.name.clone()).collect(),
+            Err(e) => {
+                if e != said {
+                    say(&format!("the configuration: {e}"));
+                }
+                said = e;
+                vec![]
+            }
+        };
+        for name in &names {
+            let opts = runs::ApplyOptions {
+                as_of: s.rehearsal.map(|_| s.now()),
+                watch,
+                confirm_production: s.confirm_production.contains(name).then(|| name.clone()),
+                wait: Some(&mut stop),
+                ..runs::ApplyOptions::new(Some(name.clone()))
+            };
+            ran(name, &runs::run_apply(&s.store, &s.key, opts).await);
+        }
+        if *stop.borrow() {
+            break;
+        }
+        // Sleep until the schedule, a push, or the next future event's moment.
+        let now = s.now().as_second();
+        let next_event = s
+            .store
+            .events(&EventQuery { state: Some("pending".into()), ..Default::default() })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|e| e.effective_at)
+            .filter(|t| *t > now)
+            .min();
+        let mut wait = s.interval;
+        if let Some(t) = next_event {
+            wait = wait.min(Duration::from_secs((t - now) as u64));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = s.wake.notified() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    Ok(())
+}
+
+impl Scheduler {
+    /// The scheduler's now: the real one, or the rehearsal's.
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now() + self.rehearsal.unwrap_or_default()
+    }
+}
+
+/// How often the watcher looks at the inbox, the pull's schedule and the loads of other
+/// processes: a file dropped is taken within two looks (it must be seen whole first).
+const LOOK: Duration = Duration::from_millis(250);
+
+/// Watches where HR data arrives: the inbox folder, the pull's schedule, and loads recorded
+/// by any other process (`tenure hr load`, another node's push). Any of them wakes the
+/// reconcile loop at once. The `[hr]` settings are read again whenever a new configuration is
+/// saved: a changed inbox, pull or header definition needs no restart.
+pub fn watch_sources(
+    s: &Scheduler,
+    hr: &rules::HrSettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    health: Health,
+    say: Say,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let mut intake = Intake::from_settings(hr)?;
+    let mut hr = hr.clone();
+    say_sources(&hr, &*say);
+    let Scheduler { store, key, data_dir, wake, .. } = s.clone();
+    Ok(tokio::spawn(async move {
+        let mut inbox = inbox::Inbox::default();
+        let mut mark = store.loads_mark().await.ok();
+        let mut version = store.current_config().await.ok().flatten().map(|v| v.id);
+        // The same failure is said once, not four times a second.
+        let mut last_error: Option<String> = None;
+        let mut once = |r: Result<(), String>| match r {
+            Err(e) if last_error.as_ref() != Some(&e) => {
+                say(&e);
+                last_error = Some(e);
+            }
+            Err(_) => {}
+            Ok(()) => last_error = None,
+        };
+        loop {
+            health.beat();
+            if let Ok(Some(v)) = store.current_config().await {
+                if version.as_deref() != Some(v.id.as_str()) {
+                    version = Some(v.id);
+                    let fresh = config::current_if_any(&store).await.and_then(|r| {
+                        let h = r.map(|r| r.config.hr).unwrap_or_default();
+                        Intake::from_settings(&h).map(|i| (h, i))
+                    });
+                    match fresh {
+                        Ok((h, i)) => {
+                            if h != hr {
+                                say_sources(&h, &*say);
+                            }
+                            (hr, intake) = (h, i);
+                        }
+                        Err(e) => once(Err(format!("the new configuration's [hr]: {e}; the last one stays in force"))),
+                    }
+                }
+            }
+            if let Some(settings) = &hr.inbox {
+                match inbox.sweep(&store, &data_dir, settings, &intake).await {
+                    Ok(taken) => {
+                        for t in &taken {
+                            say(&t.line);
+                        }
+                        once(Ok(()));
+                    }
+                    Err(e) => once(Err(e)),
+                }
+            }
+            if let Some(p) = &hr.pull {
+                if pull::due(&store, p, jiff::Timestamp::now()).await {
+                    match pull::pull_once(&store, &key, &data_dir, &hr).await {
+                        Ok(said) => say(&format!("pull: {}", said.summary)),
+                        Err(e) => say(&format!("pull: {e}")),
+                    }
+                }
+            }
+            // Every load, whoever recorded it, is a reason to reconcile now.
+            let now = store.loads_mark().await.ok();
+            if now.is_some() && now != mark {
+                mark = now;
+                wake.notify_one();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LOOK) => {}
+                _ = stop.changed() => break,
+            }
+        }
+    }))
+}
+
+/// Says where HR data is watched for.
+fn say_sources(hr: &rules::HrSettings, say: &(dyn Fn(&str) + Send + Sync)) {
+    if let Some(i) = &hr.inbox {
+        say(&format!("watching the HR inbox {} for {}", i.path, i.pattern));
+    }
+    if let Some(p) = &hr.pull {
+        say(&format!("pulling the HR report every {} min", p.interval_minutes));
+    }
+}

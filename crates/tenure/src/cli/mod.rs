@@ -1,0 +1,515 @@
+//! The command line: one file per command group, each translating arguments into calls on the
+//! service and its answers into lines and exit codes.
+
+pub mod audit;
+pub mod config;
+pub mod connection;
+pub mod hr;
+pub mod notify;
+#[macro_use]
+pub mod output;
+pub mod quickstart;
+pub mod reviews;
+pub mod run;
+pub mod sandbox;
+pub mod users;
+
+use crate::{daemon, duration, runs};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use web::{api, serve};
+
+/// One table of exit codes, for every command (README.md has the same).
+const EXIT_CODES: &str = "Exit codes:
+  0    done, nothing failed
+  1    an error (bad input, configuration, store or target unreachable): the message says what and where
+  2    HR rows were quarantined (hr validate, hr load); the rest was taken
+  3    refused by the mass-deprovision guard (apply; plan, when apply would be refused)
+  4    some actions failed (apply): each is named after the summary
+  5    another run holds the connection (apply): it says which, since when
+  6    not confirmed at the prompt (apply before many creates; --yes skips it)
+  7    a full HR load refused by the population check (hr load; --confirm-population takes it)
+  64   a usage error: an unknown command or flag, a value that does not parse
+  141  standard output was closed (e.g. piped into head)";
+
+/// A usage error's exit code (sysexits' EX_USAGE): apart from 2, which says rows were quarantined.
+const USAGE: u8 = 64;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Parser)]
+#[command(name = "tenure", version, about = "Hire-to-retire account provisioning over SCIM 2.0", after_help = EXIT_CODES)]
+struct Cli {
+    /// Where tenure keeps its state (default: a per-user data folder).
+    #[arg(long, global = true, env = "TENURE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL for a shared setup (postgres://...); default: tenure.db in the data folder.
+    #[arg(long, global = true, env = "TENURE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// How log lines (stderr) are written: text, or json (one object a line, for collectors).
+    /// What is logged: TENURE_LOG (e.g. `tenure=debug`; default `info,sqlx=warn`).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the SCIM 2.0 sandbox, a service provider that behaves as monday.com's SCIM API.
+    Sandbox(sandbox::SandboxArgs),
+    /// HR data: validate, load (snapshot and lifecycle events), the push endpoint, generate.
+    #[command(subcommand)]
+    Hr(hr::HrCommand),
+    /// Connections to target apps (monday.com, any SCIM 2.0 app).
+    #[command(subcommand)]
+    Connection(connection::ConnectionCommand),
+    /// Roles, mappings and connection settings as one TOML file: check, import, export.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Show what the rules give chosen workers: role and why, grant, every attribute.
+    Preview {
+        /// Employee ids (repeatable).
+        #[arg(long = "worker")]
+        workers: Vec<String>,
+        /// Otherwise this many workers spread over the population.
+        #[arg(long)]
+        sample: Option<usize>,
+        /// Preview an unsaved configuration file instead of the one in force.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Evaluate as of this day (YYYY-MM-DD) instead of today.
+        #[arg(long)]
+        today: Option<jiff::civil::Date>,
+        /// One JSON document on stdout, nothing else.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The plan for a connection: what apply would do, and why.
+    Plan {
+        /// The connection (needed when several are configured).
+        #[arg(long)]
+        connection: Option<String>,
+        /// One JSON document on stdout, nothing else.
+        #[arg(long)]
+        json: bool,
+        /// List the workers with nothing to do too.
+        #[arg(long)]
+        verbose: bool,
+        /// Plan as of this moment (RFC 3339) instead of now.
+        #[arg(long)]
+        as_of: Option<jiff::Timestamp>,
+        /// Only these workers (employee ids; repeatable): what `apply --worker` would do.
+        #[arg(long = "worker")]
+        workers: Vec<String>,
+    },
+    /// Plan and apply: every action journaled; a stopped run is resolved on the next.
+    /// Exit code 3: refused by the mass-deprovision guard; 4: some actions failed; 5: another
+    /// run holds the connection (it says which, since when).
+    Apply {
+        /// The connection (needed when several are configured).
+        #[arg(long)]
+        connection: Option<String>,
+        /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
+        #[arg(long)]
+        confirm_deprovision: Option<usize>,
+        /// Apply as of this moment (RFC 3339) instead of now.
+        #[arg(long)]
+        as_of: Option<jiff::Timestamp>,
+        /// Only these workers (employee ids; repeatable): the urgent leaver, the VIP hire. Same
+        /// guard, journal, audit and notices as a full run.
+        #[arg(long = "worker")]
+        workers: Vec<String>,
+        /// Print the run's summary and failures only, not the plan.
+        #[arg(long, conflicts_with = "json")]
+        quiet: bool,
+        /// Print one JSON document: run id, counts, failures (notes go to stderr).
+        #[arg(long)]
+        json: bool,
+        /// Do not ask before more creates than the connection's confirm_creates_over (50).
+        #[arg(long)]
+        yes: bool,
+        /// With --as-of against a connection that is not the sandbox: the connection's name,
+        /// to say in so many words that this rehearsal acts on a real target.
+        #[arg(long, value_name = "CONNECTION")]
+        confirm_production: Option<String>,
+    },
+    /// The daemon: reconcile on a schedule, at once after a pushed HR change, and when a
+    /// future-dated event takes effect; SIGTERM finishes the run in progress, then stops.
+    Run {
+        /// Time between scheduled reconciles: 30s, 5m, 1h (bare seconds too).
+        #[arg(long, default_value = "5m", value_parser = duration::interval)]
+        interval: std::time::Duration,
+        /// Also serve the HR push endpoint here (POST /hr/v1/push).
+        #[arg(long)]
+        listen_hr: Option<SocketAddr>,
+        /// Rehearse: run the clock from this moment (RFC 3339) instead of now, e.g. against the
+        /// sandbox to see future-dated events fire at their moment.
+        #[arg(long)]
+        rehearse_from: Option<jiff::Timestamp>,
+        /// A rehearsal on a connection that is not the sandbox: name it (repeatable) to say in
+        /// so many words that the rehearsal acts on that real target.
+        #[arg(long = "confirm-production", value_name = "CONNECTION")]
+        confirm_production: Vec<String>,
+    },
+    /// The service: the HR push endpoint, health (/healthz) and readiness (/readyz) probes and
+    /// the scheduler (as `tenure run`) in one process on one address. SIGTERM lets in-flight
+    /// work finish, then stops.
+    Serve {
+        /// Port 0 picks a free port (the chosen one is printed).
+        #[arg(long, default_value = "127.0.0.1:8790")]
+        listen: SocketAddr,
+        /// The TLS certificate chain (PEM); with --tls-key, the service speaks https.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        /// Plain http on an address other than loopback (behind a proxy that terminates TLS).
+        #[arg(long)]
+        insecure_http: bool,
+        /// Time between scheduled reconciles: 30s, 5m, 1h (bare seconds too); 0: none at all
+        /// (runs start only through the API or `tenure apply`; HR data is still taken as it comes).
+        #[arg(long, default_value = "5m", value_parser = duration::interval)]
+        interval: std::time::Duration,
+        /// A session ends after this long without a request (e.g. 30m, 2h).
+        #[arg(long, default_value = "30m", env = "TENURE_SESSION_IDLE", value_parser = duration::parse)]
+        session_idle: std::time::Duration,
+        /// A session ends this long after its login, whatever happens (e.g. 12h).
+        #[arg(long, default_value = "12h", env = "TENURE_SESSION_MAX", value_parser = duration::parse)]
+        session_max: std::time::Duration,
+        /// Addresses or networks that may scrape /metrics without a token (comma-separated,
+        /// e.g. 127.0.0.1,10.0.0.0/8; default loopback). A token works from anywhere.
+        #[arg(long, env = "TENURE_METRICS_ALLOW")]
+        metrics_allow: Option<String>,
+        /// Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed
+        /// (comma-separated addresses or networks; default none): behind one, the client's own
+        /// address is what failed logins are counted by and what --metrics-allow checks.
+        #[arg(long, env = "TENURE_TRUSTED_PROXIES")]
+        trusted_proxies: Option<String>,
+    },
+    /// Print the admin API's OpenAPI 3.1 document (as `tenure serve` serves it at
+    /// /api/v1/openapi.json).
+    Openapi,
+    /// Platform users: who may use tenure, as Admin, Editor, Reviewer or Viewer.
+    #[command(subcommand)]
+    User(users::UserCommand),
+    /// API tokens for scripts and monitoring: shown once, stored hashed, revocable.
+    #[command(subcommand)]
+    Token(users::TokenCommand),
+    /// Supervised mode: the workers' actions waiting for a reviewer (--all: every decision too).
+    Reviews {
+        /// The connection (needed when several are configured).
+        #[arg(long)]
+        connection: Option<String>,
+        /// Decided reviews too, not only the pending ones.
+        #[arg(long)]
+        all: bool,
+        /// One JSON document on stdout, nothing else.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve pending reviews: the next run carries their actions out.
+    Approve(reviews::Decide),
+    /// Reject pending reviews: their actions are not done (while the plan proposes the same).
+    Reject(reviews::Decide),
+    /// Workers whose actions failed run after run, set aside: list them, or retry.
+    #[command(subcommand)]
+    DeadLetters(reviews::DeadLetterCommand),
+    /// Notifications: set a notifier's secret (webhook signing key or SMTP password), or send
+    /// a test notice through one.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
+    /// The audit log: verify its hash chain, one worker's timeline, or an export.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Runs with their counts (Total, Skipped, No change, Processed, Failed); `runs show ID`.
+    Runs {
+        #[command(subcommand)]
+        cmd: Option<audit::RunsCommand>,
+        /// Only this connection's runs.
+        #[arg(long)]
+        connection: Option<String>,
+        /// The newest this many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole loop on this machine: sandbox, connection, example HR data and rules, plan,
+    /// apply, and the accounts that result. Run again: no change.
+    Quickstart {
+        /// Where the sandbox listens.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        /// The HR file to load (default: examples/hr/workers.csv).
+        #[arg(long)]
+        hr_file: Option<PathBuf>,
+        /// The rules (default: examples/tenure.toml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Keep the sandbox up afterwards, until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
+    },
+}
+
+pub(crate) fn share(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+fn data_dir(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("tenure")
+    })
+}
+
+/// Parses the command line, sets up logging and the runtime, and runs the command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version are answers, not errors.
+            let code = if e.use_stderr() { USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    // One line per action for the daemon (tenure::actions); a command at a terminal prints
+    // its own summary instead.
+    let default = match cli.command {
+        Command::Run { .. } | Command::Serve { .. } => "info,sqlx=warn",
+        _ => "info,sqlx=warn,tenure::actions=off",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| default.into());
+    let log = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Json => log.json().init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            log.with_ansi(output::colour(std::io::stderr().is_terminal())).init()
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tenure: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = data_dir(cli.data_dir);
+    let database_url = cli.database_url;
+    let coded = |result: Result<u8, String>| match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("tenure: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    let command = match cli.command {
+        Command::Hr(cmd) => return coded(rt.block_on(hr::run(cmd, &dir, database_url.as_deref()))),
+        Command::Config(cmd) => return coded(rt.block_on(config::run(cmd, &dir, database_url.as_deref()))),
+        Command::Preview { workers, sample, config, today, json } => {
+            return coded(rt.block_on(config::preview(
+                &dir,
+                database_url.as_deref(),
+                config,
+                workers,
+                sample,
+                json,
+                today,
+            )))
+        }
+        Command::Plan { connection, json, verbose, as_of, workers } => {
+            return coded(rt.block_on(run::plan_cmd(
+                &dir,
+                database_url.as_deref(),
+                connection,
+                json,
+                verbose,
+                as_of,
+                workers,
+            )))
+        }
+        Command::Apply { connection, confirm_deprovision, as_of, workers, quiet, json, yes, confirm_production } => {
+            return coded(rt.block_on(async {
+                let (store, key) = run::open_with_key(&dir, database_url.as_deref()).await?;
+                let output = match (quiet, json) {
+                    (_, true) => run::Output::Json,
+                    (true, _) => run::Output::Quiet,
+                    _ => run::Output::Text,
+                };
+                let watch = run::Terminal::new(output, yes);
+                let opts = runs::ApplyOptions {
+                    confirm: confirm_deprovision,
+                    as_of,
+                    watch: &watch,
+                    workers,
+                    confirm_production,
+                    ..runs::ApplyOptions::new(connection)
+                };
+                let r = run::apply_cmd(&store, &key, opts, output).await;
+                store.close().await;
+                r
+            }))
+        }
+        Command::Run { interval, listen_hr, rehearse_from, confirm_production } => {
+            return coded(rt.block_on(daemon::run(
+                &dir,
+                database_url.as_deref(),
+                interval.max(std::time::Duration::from_secs(1)),
+                listen_hr,
+                rehearse_from,
+                confirm_production,
+                None,
+            )))
+        }
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            insecure_http,
+            interval,
+            session_idle,
+            session_max,
+            metrics_allow,
+            trusted_proxies,
+        } => {
+            let tls = tls_cert.zip(tls_key);
+            let lists =
+                metrics_allow.as_deref().map(|l| api::Allow::parse("--metrics-allow", l)).transpose().and_then(|m| {
+                    Ok((m, trusted_proxies.as_deref().map(|l| api::Allow::parse("--trusted-proxies", l)).transpose()?))
+                });
+            let (metrics_allow, trusted_proxies) = match lists {
+                Ok((m, t)) => (m.unwrap_or_else(api::Allow::loopback), t.unwrap_or_else(api::Allow::none)),
+                Err(e) => return coded(Err(e)),
+            };
+            let options = serve::Options {
+                sessions: api::SessionPolicy { idle: session_idle, max: session_max },
+                metrics_allow,
+                trusted_proxies,
+            };
+            return coded(rt.block_on(daemon::run(
+                &dir,
+                database_url.as_deref(),
+                interval,
+                None,
+                None,
+                vec![],
+                Some((serve::Listen { addr: listen, tls, insecure_http }, options)),
+            )));
+        }
+        Command::Openapi => {
+            outln!("{}", serde_json::to_string_pretty(&api::openapi_json()).unwrap_or_default());
+            return ExitCode::SUCCESS;
+        }
+        Command::User(cmd) => return coded(rt.block_on(users::user(cmd, &dir, database_url.as_deref()))),
+        Command::Token(cmd) => return coded(rt.block_on(users::token(cmd, &dir, database_url.as_deref()))),
+        Command::Audit(cmd) => return coded(rt.block_on(audit::audit_cmd(&dir, database_url.as_deref(), cmd))),
+        Command::Runs { cmd, connection, limit, json } => {
+            return coded(rt.block_on(audit::runs_cmd(&dir, database_url.as_deref(), cmd, connection, limit, json)))
+        }
+        Command::Reviews { connection, all, json } => {
+            return coded(rt.block_on(reviews::list(&dir, database_url.as_deref(), connection, all, json)))
+        }
+        Command::Approve(d) => return coded(rt.block_on(reviews::decide(&dir, database_url.as_deref(), d, true))),
+        Command::Reject(d) => return coded(rt.block_on(reviews::decide(&dir, database_url.as_deref(), d, false))),
+        Command::Notify(cmd) => return coded(rt.block_on(notify::run(cmd, &dir, database_url.as_deref()))),
+        Command::DeadLetters(cmd) => {
+            return coded(rt.block_on(reviews::dead_letters(&dir, database_url.as_deref(), cmd)))
+        }
+        Command::Quickstart { listen, hr_file, rules, serve } => {
+            if database_url.is_some() {
+                // Refused, not ignored: the quickstart keeps its own SQLite file.
+                return coded(Err(
+                    "quickstart keeps its own SQLite store in the data folder and cannot use --database-url (or \
+                     TENURE_DATABASE_URL); unset it, or set up a shared store with `tenure connection add` and \
+                     `tenure config import`"
+                        .into(),
+                ));
+            }
+            return coded(rt.block_on(quickstart::run(&dir, listen, hr_file, rules, serve)));
+        }
+        command => command,
+    };
+    let result = rt.block_on(async move {
+        match command {
+            Command::Sandbox(a) => sandbox::run(a, &dir).await,
+            Command::Hr(_)
+            | Command::Config(_)
+            | Command::Preview { .. }
+            | Command::Plan { .. }
+            | Command::Apply { .. }
+            | Command::Audit(_)
+            | Command::Runs { .. }
+            | Command::Reviews { .. }
+            | Command::Approve(_)
+            | Command::Reject(_)
+            | Command::DeadLetters(_)
+            | Command::Notify(_)
+            | Command::Run { .. }
+            | Command::Serve { .. }
+            | Command::Openapi
+            | Command::User(_)
+            | Command::Token(_)
+            | Command::Quickstart { .. } => {
+                unreachable!("handled above, for their exit codes")
+            }
+            Command::Connection(cmd) => connection::run(cmd, &dir, database_url.as_deref()).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tenure: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_option_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (the command itself)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&Cli::command(), "tenure", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
+}
