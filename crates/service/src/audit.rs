@@ -2,6 +2,7 @@
 //! The timeline of a worker (HR events, decisions, actions with their before and after
 //! values), the chain's check, exports for other tools, and the runs with their counts.
 
+use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use store::{AuditRecord, Store};
 
@@ -52,14 +53,14 @@ pub struct Filter {
 }
 
 /// The audit records a filter selects, in chain order.
-pub async fn select(store: &Store, f: &Filter) -> Result<Vec<AuditRecord>, String> {
+pub async fn select(store: &Store, f: &Filter) -> Result<Vec<AuditRecord>> {
     // Stored moments differ in their fraction digits: read a second wider, then keep
     // exactly the instants asked for.
     let wide = |t: Option<jiff::Timestamp>, by: i64| {
         t.map(|t| (t + jiff::SignedDuration::from_secs(by)).strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
     };
     let (lo, hi) = (wide(f.since, -1), wide(f.until, 1));
-    let records = store.audit_where(lo.as_deref(), hi.as_deref(), f.run.as_deref()).await.map_err(|e| e.to_string())?;
+    let records = store.audit_where(lo.as_deref(), hi.as_deref(), f.run.as_deref()).await?;
     Ok(records
         .into_iter()
         .filter(|r| {
@@ -90,10 +91,10 @@ pub fn to_ndjson(records: &[AuditRecord]) -> String {
 }
 
 /// CSV for a spreadsheet: no cell can start a formula.
-pub fn to_csv(records: &[AuditRecord]) -> Result<Vec<u8>, String> {
+pub fn to_csv(records: &[AuditRecord]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(vec![]);
     let header = ["seq", "at", "run", "connection", "worker", "action", "outcome", "reason", "detail", "hash"];
-    w.write_record(header).map_err(|e| e.to_string())?;
+    w.write_record(header).map_err(|e| Error::unavailable(e.to_string()))?;
     for r in records {
         let d = detail(r);
         let seq = r.seq.to_string();
@@ -110,9 +111,10 @@ pub fn to_csv(records: &[AuditRecord]) -> Result<Vec<u8>, String> {
             &r.hash,
         ];
         // HR values are data: no cell may start a formula in a spreadsheet.
-        w.write_record(cells.iter().map(|c| hr::csv_safe(c).into_owned())).map_err(|e| e.to_string())?;
+        w.write_record(cells.iter().map(|c| hr::csv_safe(c).into_owned()))
+            .map_err(|e| Error::unavailable(e.to_string()))?;
     }
-    w.into_inner().map_err(|e| e.to_string())
+    w.into_inner().map_err(|e| Error::unavailable(e.to_string()))
 }
 
 /// A run as listed: its counts (Total, Skipped, No change, Processed, Failed) and failures.
@@ -126,8 +128,8 @@ pub fn run_view(r: &store::RunRecord) -> Value {
 pub async fn last_runs(
     store: &Store,
     connection: &str,
-) -> Result<(Option<store::RunRecord>, Option<store::RunRecord>), String> {
-    let runs = store.runs(Some(connection), 50).await.map_err(|e| e.to_string())?;
+) -> Result<(Option<store::RunRecord>, Option<store::RunRecord>)> {
+    let runs = store.runs(Some(connection), 50).await?;
     let mut finished = runs.into_iter().filter(|r| r.finished_at.is_some());
     let last = finished.next();
     let clean = |r: &store::RunRecord| {

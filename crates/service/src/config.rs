@@ -1,6 +1,7 @@
 //! `tenure config check | import | export` and `tenure preview`: the rules as code, checked
 //! whole before they are saved, and shown worker by worker before they act.
 
+use crate::error::{Error, Result};
 use rules::{Config, Rules};
 use scim::ResourceSchema;
 use scim_client::Discovery;
@@ -8,13 +9,15 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use store::{MasterKey, Store};
 
-pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Store, String> {
+pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Store> {
     // A store error names the store it concerns (a URL without its password).
     match database_url {
-        Some(u) => Store::open(u).await.map_err(|e| format!("the store at {}: {e}", without_password(u))),
+        Some(u) => {
+            Store::open(u).await.map_err(|e| Error::refused(format!("the store at {}: {e}", without_password(u))))
+        }
         None => {
             let file = data_dir.join("tenure.db");
-            Store::open_in(data_dir).await.map_err(|e| format!("the store {}: {e}", file.display()))
+            Store::open_in(data_dir).await.map_err(|e| Error::refused(format!("the store {}: {e}", file.display())))
         }
     }
 }
@@ -30,25 +33,26 @@ pub fn without_password(url: &str) -> String {
     }
 }
 
-pub fn read_file(file: &Path) -> Result<(String, Config), String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+pub fn read_file(file: &Path) -> Result<(String, Config)> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Error::refused(format!("cannot read {}: {e}", file.display())))?;
     let name = file.display().to_string();
-    let cfg = Config::from_toml(&name, &text).map_err(|e| e.join("\n"))?;
+    let cfg = Config::from_toml(&name, &text).map_err(|e| Error::input(e.join("\n")))?;
     Ok((name, cfg))
 }
 
-pub fn compile(name: &str, cfg: &Config, published: &HashMap<String, ResourceSchema>) -> Result<Rules, String> {
+pub fn compile(name: &str, cfg: &Config, published: &HashMap<String, ResourceSchema>) -> Result<Rules> {
     Rules::compile_with(cfg, published).map_err(|errors| {
         let n = errors.len();
         let mut lines: Vec<String> = errors.into_iter().map(|e| format!("{name}: {e}")).collect();
         lines.push(format!("{n} problem{} in {name}; nothing was saved", if n == 1 { "" } else { "s" }));
-        lines.join("\n")
+        Error::invalid(name, lines.join("\n"))
     })
 }
 
 /// Reads and compiles a file against the schemas saved at the last import; the error lists
 /// every problem, one per line.
-pub async fn load_file(store: &Store, file: &Path) -> Result<Rules, String> {
+pub async fn load_file(store: &Store, file: &Path) -> Result<Rules> {
     let (name, cfg) = read_file(file)?;
     let (published, _) = saved_schemas(store, &cfg).await?;
     compile(&name, &cfg, &published)
@@ -63,15 +67,15 @@ fn schema_key(connection: &str) -> String {
 async fn saved_schemas(
     store: &Store,
     cfg: &Config,
-) -> Result<(HashMap<String, ResourceSchema>, HashMap<String, String>), String> {
+) -> Result<(HashMap<String, ResourceSchema>, HashMap<String, String>)> {
     let mut schemas = HashMap::new();
     let mut whence = HashMap::new();
     for c in &cfg.connections {
-        let Some(text) = store.setting(&schema_key(&c.name)).await.map_err(|e| e.to_string())? else { continue };
+        let Some(text) = store.setting(&schema_key(&c.name)).await? else { continue };
         let doc: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("saved schema of {:?}: {e}", c.name))?;
+            serde_json::from_str(&text).map_err(|e| Error::refused(format!("saved schema of {:?}: {e}", c.name)))?;
         let d = Discovery::from_json(&doc);
-        let s = d.user_schema().map_err(|e| format!("saved schema of {:?}: {e}", c.name))?;
+        let s = d.user_schema().map_err(|e| Error::refused(format!("saved schema of {:?}: {e}", c.name)))?;
         schemas.insert(c.name.clone(), s);
         let at = doc.get("fetched_at").and_then(|v| v.as_str()).unwrap_or("an earlier import");
         whence.insert(c.name.clone(), format!("the schema it published at /Schemas (saved {at})"));
@@ -90,7 +94,7 @@ pub async fn published_schemas(
     store: Option<&Store>,
     data_dir: &Path,
     cfg: &Config,
-) -> Result<(HashMap<String, ResourceSchema>, Vec<(String, serde_json::Value)>, Vec<String>), String> {
+) -> Result<(HashMap<String, ResourceSchema>, Vec<(String, serde_json::Value)>, Vec<String>)> {
     let (mut schemas, mut whence) = match store {
         Some(s) => saved_schemas(s, cfg).await?,
         None => Default::default(),
@@ -99,13 +103,13 @@ pub async fn published_schemas(
     let mut lines = vec![];
     for c in &cfg.connections {
         let stored = match store {
-            Some(s) => s.connection(&c.name).await.map_err(|e| e.to_string())?,
+            Some(s) => s.connection(&c.name).await?,
             None => None,
         };
         let mut why_not = String::from("no stored connection to ask");
         // The stored token goes only to the stored URL: a file naming another is not asked.
         let elsewhere = stored.as_ref().and_then(|s| {
-            let named = normalised_url(c.url.as_deref()?, s).unwrap_or_else(|e| e);
+            let named = normalised_url(c.url.as_deref()?, s).unwrap_or_else(|e| e.to_string());
             (named != s.base_url).then_some(named)
         });
         if let Some(named) = &elsewhere {
@@ -158,7 +162,7 @@ pub async fn published_schemas(
 }
 
 /// The store, when there is one already: `config check` must not create it.
-pub async fn existing_store(data_dir: &Path, database_url: Option<&str>) -> Result<Option<Store>, String> {
+pub async fn existing_store(data_dir: &Path, database_url: Option<&str>) -> Result<Option<Store>> {
     if database_url.is_none() && !data_dir.join("tenure.db").exists() {
         return Ok(None);
     }
@@ -166,20 +170,20 @@ pub async fn existing_store(data_dir: &Path, database_url: Option<&str>) -> Resu
 }
 
 /// The configuration in force.
-pub async fn current(store: &Store) -> Result<Rules, String> {
+pub async fn current(store: &Store) -> Result<Rules> {
     current_if_any(store).await?.ok_or_else(|| {
-        "no configuration yet: save one with `tenure config import FILE` (see examples/tenure.toml)".into()
+        Error::not_found("no configuration yet: save one with `tenure config import FILE` (see examples/tenure.toml)")
     })
 }
 
 /// The configuration in force, or None before the first one is saved.
-pub async fn current_if_any(store: &Store) -> Result<Option<Rules>, String> {
-    let Some(v) = store.current_config().await.map_err(|e| e.to_string())? else { return Ok(None) };
-    let cfg = Config::from_toml("stored configuration", &v.body).map_err(|e| e.join("\n"))?;
+pub async fn current_if_any(store: &Store) -> Result<Option<Rules>> {
+    let Some(v) = store.current_config().await? else { return Ok(None) };
+    let cfg = Config::from_toml("stored configuration", &v.body).map_err(|e| Error::input(e.join("\n")))?;
     let (published, _) = saved_schemas(store, &cfg).await?;
     Rules::compile_with(&cfg, &published)
         .map(Some)
-        .map_err(|e| format!("the stored configuration no longer compiles: {}", e.join("; ")))
+        .map_err(|e| Error::refused(format!("the stored configuration no longer compiles: {}", e.join("; "))))
 }
 
 /// A configuration saved as the one in force.
@@ -191,8 +195,8 @@ pub struct Imported {
 }
 
 /// Parses a configuration's text; its problems, one per line.
-pub fn parse(name: &str, text: &str) -> Result<Config, String> {
-    Config::from_toml(name, text).map_err(|e| e.join("\n"))
+pub fn parse(name: &str, text: &str) -> Result<Config> {
+    Config::from_toml(name, text).map_err(|e| Error::input(e.join("\n")))
 }
 
 /// What an import (or its dry run) must be told before it goes ahead: each a change that an
@@ -223,7 +227,7 @@ async fn check(
     name: &str,
     cfg: &Config,
     confirm: &Confirm,
-) -> Result<Result<Checked, String>, String> {
+) -> Result<Result<Checked, Error>> {
     if let Err(e) = check_urls(store, cfg, confirm.url_change).await {
         return Ok(Err(e));
     }
@@ -246,18 +250,18 @@ pub async fn import(
     cfg: &Config,
     confirm: &Confirm,
     by: &str,
-) -> Result<Result<Imported, String>, String> {
+) -> Result<Result<Imported, Error>> {
     let Checked { rules, fetched, mut notes } = match check(store, data_dir, name, cfg, confirm).await? {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
     notes.extend(update_connections(store, cfg, confirm.url_change).await?);
     for (conn, doc) in &fetched {
-        store.set_setting(&schema_key(conn), &doc.to_string()).await.map_err(|e| e.to_string())?;
+        store.set_setting(&schema_key(conn), &doc.to_string()).await?;
     }
-    let before = store.current_config().await.map_err(|e| e.to_string())?;
+    let before = store.current_config().await?;
     let body = rules.config.to_toml();
-    let v = store.save_config(&body).await.map_err(|e| e.to_string())?;
+    let v = store.save_config(&body).await?;
     let diff = line_diff(before.as_ref().map(|b| b.body.as_str()).unwrap_or(""), &body);
     let detail = serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules),
         "previous": before.map(|b| b.id), "diff": diff, "confirmed_url_change": confirm.url_change,
@@ -274,7 +278,7 @@ pub async fn compile_checked(
     name: &str,
     cfg: &Config,
     confirm: &Confirm,
-) -> Result<Result<Rules, String>, String> {
+) -> Result<Result<Rules, Error>> {
     Ok(check(store, data_dir, name, cfg, confirm).await?.map(|c| c.rules))
 }
 
@@ -286,9 +290,9 @@ fn has_roles(cfg: &Config, connection: &str) -> bool {
 
 /// A file that drops a connection stops its deprovisioning; one that leaves it without any
 /// role deactivates every account it manages. Either needs the connection named as confirmed.
-async fn check_removals(store: &Store, cfg: &Config, confirmed: &[String]) -> Result<(), String> {
-    let Some(v) = store.current_config().await.map_err(|e| e.to_string())? else { return Ok(()) };
-    let before = Config::from_toml("stored configuration", &v.body).map_err(|e| e.join("\n"))?;
+async fn check_removals(store: &Store, cfg: &Config, confirmed: &[String]) -> Result<()> {
+    let Some(v) = store.current_config().await? else { return Ok(()) };
+    let before = Config::from_toml("stored configuration", &v.body).map_err(|e| Error::input(e.join("\n")))?;
     let mut problems = vec![];
     for c in &before.connections {
         if confirmed.iter().any(|n| n == &c.name) {
@@ -322,36 +326,36 @@ async fn check_removals(store: &Store, cfg: &Config, confirmed: &[String]) -> Re
         names.join(","),
         names.join(",")
     ));
-    Err(problems.join("\n"))
+    Err(Error::refused(problems.join("\n")))
 }
 
 /// A URL a file names for a stored connection, as the connection would store it (under the
 /// stored connection's address policy); Err holds the reason it cannot be.
-fn normalised_url(url: &str, s: &store::ConnectionRecord) -> Result<String, String> {
+fn normalised_url(url: &str, s: &store::ConnectionRecord) -> Result<String> {
     let policy = scim_client::UrlPolicy { allow_insecure_http: s.insecure_http, allow_private: s.allow_private };
-    scim_client::InstanceUrl::parse(url, policy).map(|u| u.to_string())
+    scim_client::InstanceUrl::parse(url, policy).map(|u| u.to_string()).map_err(Error::input)
 }
 
 /// A stored connection's URL is the connection's: a file that names another is refused with
 /// both URLs, unless the change is confirmed.
-async fn check_urls(store: &Store, cfg: &Config, confirmed: bool) -> Result<(), String> {
-    let stored = store.connections().await.map_err(|e| e.to_string())?;
+async fn check_urls(store: &Store, cfg: &Config, confirmed: bool) -> Result<()> {
+    let stored = store.connections().await?;
     for c in &cfg.connections {
         let (Some(url), Some(s)) = (&c.url, stored.iter().find(|s| s.name == c.name)) else { continue };
         let normalised = normalised_url(url, s)?;
         if normalised != s.base_url && !confirmed {
-            return Err(format!(
+            return Err(Error::refused(format!(
                 "connection {:?}: the file names {normalised}, the stored connection has {}; nothing was imported. \
                  Drop `url` from the file to keep the stored one, or import with --confirm-url-change to move it",
                 c.name, s.base_url
-            ));
+            )));
         }
     }
     Ok(())
 }
 
-async fn update_connections(store: &Store, cfg: &Config, url_change: bool) -> Result<Vec<String>, String> {
-    let stored = store.connections().await.map_err(|e| e.to_string())?;
+async fn update_connections(store: &Store, cfg: &Config, url_change: bool) -> Result<Vec<String>> {
+    let stored = store.connections().await?;
     let mut notes = vec![];
     for c in &cfg.connections {
         match stored.iter().find(|s| s.name == c.name) {
@@ -363,22 +367,19 @@ async fn update_connections(store: &Store, cfg: &Config, url_change: bool) -> Re
                 let policy =
                     scim_client::UrlPolicy { allow_insecure_http: s.insecure_http, allow_private: s.allow_private };
                 let url = match &c.url {
-                    Some(u) => scim_client::InstanceUrl::parse(u, policy)?.to_string(),
+                    Some(u) => scim_client::InstanceUrl::parse(u, policy).map_err(Error::input)?.to_string(),
                     None => s.base_url.clone(),
                 };
                 // Checked again here: the connection may have been stored since the check.
                 if url != s.base_url && !url_change {
-                    return Err(format!(
+                    return Err(Error::refused(format!(
                         "connection {:?}: the file names {url}, the stored connection has {}; nothing more was imported",
                         c.name, s.base_url
-                    ));
+                    )));
                 }
                 let rate = c.rate_limit.or(s.rate_limit_per_second);
                 if url != s.base_url || c.dialect != s.dialect || rate != s.rate_limit_per_second {
-                    store
-                        .update_connection_settings(&c.name, &url, &c.dialect, rate)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    store.update_connection_settings(&c.name, &url, &c.dialect, rate).await?;
                     notes.push(format!(
                         "connection {:?}: settings updated from the file (url {url}, dialect {})",
                         c.name, c.dialect

@@ -1,6 +1,7 @@
 //! `tenure connection add | list | test | rotate-token | remove`: the monday.com connection
 //! page on the command line. Tokens come from a file or standard input, never from argv.
 
+use crate::error::{Error, Result};
 use scim_client::{ClientConfig, InstanceUrl, RetryPolicy, ScimClient, Token, UrlPolicy};
 use store::{MasterKey, NewConnection, Secret, Store};
 
@@ -22,14 +23,14 @@ async fn test_target(
     token: &Secret,
     pol: UrlPolicy,
     rate_limit: Option<f64>,
-) -> Result<Vec<String>, String> {
-    url.check_resolved(pol).await?;
+) -> Result<Vec<String>> {
+    url.check_resolved(pol).await.map_err(Error::refused)?;
     let mut cfg = ClientConfig::new(url.as_str(), dialect);
     cfg.retry.max_attempts = 3;
     cfg.requests_per_second = rate_limit;
     cfg.address_policy = pol;
-    let client = ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| e.to_string())?;
-    let caps = client.test_connection().await.map_err(|e| e.to_string())?;
+    let client = ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| Error::input(e.to_string()))?;
+    let caps = client.test_connection().await?;
     let yes = |b: bool| if b { "yes" } else { "no" };
     let mut lines = vec![format!("connection works: {url} ({dialect} dialect)")];
     lines.push(format!(
@@ -49,10 +50,10 @@ async fn test_target(
 }
 
 /// A stored connection with its target and policy, as saved.
-async fn stored(store: &Store, name: &str) -> Result<(store::ConnectionRecord, InstanceUrl, UrlPolicy), String> {
-    let c = store.connection(name).await.map_err(|e| e.to_string())?.ok_or(format!("no connection named {name:?}"))?;
+async fn stored(store: &Store, name: &str) -> Result<(store::ConnectionRecord, InstanceUrl, UrlPolicy)> {
+    let c = store.connection(name).await?.ok_or_else(|| Error::not_found(format!("no connection named {name:?}")))?;
     let pol = policy(c.insecure_http, c.allow_private);
-    let target = InstanceUrl::parse(&c.base_url, pol)?;
+    let target = InstanceUrl::parse(&c.base_url, pol).map_err(Error::input)?;
     Ok((c, target, pol))
 }
 
@@ -75,18 +76,18 @@ pub async fn add(
     key: &MasterKey,
     r: AddRequest,
     by: &str,
-) -> Result<(store::ConnectionRecord, Vec<String>), String> {
+) -> Result<(store::ConnectionRecord, Vec<String>)> {
     let pol = policy(r.insecure_http, r.allow_private);
-    let target = InstanceUrl::parse(&r.url, pol)?;
+    let target = InstanceUrl::parse(&r.url, pol).map_err(Error::input)?;
     let dialect = r.dialect.unwrap_or(target.dialect());
     let name = match r.name {
         Some(n) if !n.trim().is_empty() => n.trim().to_string(),
-        _ => store.next_connection_name().await.map_err(|e| e.to_string())?,
+        _ => store.next_connection_name().await?,
     };
-    if store.connection(&name).await.map_err(|e| e.to_string())?.is_some() {
-        return Err(format!("a connection named {name:?} exists already"));
+    if store.connection(&name).await?.is_some() {
+        return Err(Error::conflict(format!("a connection named {name:?} exists already")));
     }
-    let existing = store.connections().await.map_err(|e| e.to_string())?;
+    let existing = store.connections().await?;
     crate::names::check_new(crate::names::Kind::Connection, &name, existing.iter().map(|c| c.name.as_str()))?;
     let report = if r.skip_test {
         vec!["not tested (--skip-test)".to_string()]
@@ -101,7 +102,7 @@ pub async fn add(
         allow_private: r.allow_private,
         rate_limit_per_second: r.rate_limit,
     };
-    let rec = store.add_connection(&new, &r.token, key).await.map_err(|e| e.to_string())?;
+    let rec = store.add_connection(&new, &r.token, key).await?;
     crate::decisions::record_one(
         store,
         "connection_add",
@@ -114,9 +115,9 @@ pub async fn add(
 }
 
 /// Tests a stored connection: its address, then a call with its token; the report's lines.
-pub async fn test(store: &Store, key: &MasterKey, name: &str) -> Result<Vec<String>, String> {
+pub async fn test(store: &Store, key: &MasterKey, name: &str) -> Result<Vec<String>> {
     let (c, target, pol) = stored(store, name).await?;
-    let token = key.open(&c.token, &c.id)?;
+    let token = key.open(&c.token, &c.id).map_err(Error::refused)?;
     test_target(&target, stored_dialect(&c, &target), &token, pol, c.rate_limit_per_second).await
 }
 
@@ -127,13 +128,13 @@ pub async fn rotate(
     name: &str,
     token: &Secret,
     by: &str,
-) -> Result<(store::ConnectionRecord, Vec<String>), String> {
+) -> Result<(store::ConnectionRecord, Vec<String>)> {
     let (c, target, pol) = stored(store, name).await?;
     // The new token must work before the old one is replaced.
     test_target(&target, stored_dialect(&c, &target), token, pol, c.rate_limit_per_second)
         .await
-        .map_err(|e| format!("the new token was not saved: {e}"))?;
-    let rec = store.replace_token(name, token, key).await.map_err(|e| e.to_string())?;
+        .map_err(|e| Error::refused(format!("the new token was not saved: {e}")))?;
+    let rec = store.replace_token(name, token, key).await?;
     crate::decisions::record_one(
         store,
         "token_rotate",
@@ -142,7 +143,7 @@ pub async fn rotate(
         serde_json::json!({"token": format!("****{}", rec.token_hint)}),
     )
     .await?;
-    let again = key.open(&rec.token, &rec.id)?;
+    let again = key.open(&rec.token, &rec.id).map_err(Error::refused)?;
     let report = test_target(&target, stored_dialect(&c, &target), &again, pol, c.rate_limit_per_second).await?;
     Ok((rec, report))
 }
@@ -162,7 +163,7 @@ fn stored_dialect(c: &store::ConnectionRecord, target: &InstanceUrl) -> scim::Di
 }
 
 /// A client for a stored connection, built as `tenure connection test` builds it.
-pub async fn client_for(store: &Store, key: &MasterKey, name: &str) -> Result<ScimClient, String> {
+pub async fn client_for(store: &Store, key: &MasterKey, name: &str) -> Result<ScimClient> {
     client_at(store, key, name, RetryPolicy::default(), false).await
 }
 
@@ -175,15 +176,14 @@ pub async fn client_at(
     name: &str,
     retry: RetryPolicy,
     allow_delete: bool,
-) -> Result<ScimClient, String> {
-    let c =
-        store.connection(name).await.map_err(|e| e.to_string())?.ok_or_else(|| {
-            format!("no connection named {name:?}: add it with `tenure connection add --name {name:?}`")
-        })?;
+) -> Result<ScimClient> {
+    let c = store.connection(name).await?.ok_or_else(|| {
+        Error::not_found(format!("no connection named {name:?}: add it with `tenure connection add --name {name:?}`"))
+    })?;
     let policy = UrlPolicy { allow_insecure_http: c.insecure_http, allow_private: c.allow_private };
-    let url = InstanceUrl::parse(&c.base_url, policy)?;
-    url.check_resolved(policy).await?;
-    let token = key.open(&c.token, &c.id)?;
+    let url = InstanceUrl::parse(&c.base_url, policy).map_err(Error::input)?;
+    url.check_resolved(policy).await.map_err(Error::refused)?;
+    let token = key.open(&c.token, &c.id).map_err(Error::refused)?;
     let dialect = c.dialect.parse().unwrap_or(url.dialect());
     let mut cfg = ClientConfig::new(url.as_str(), dialect);
     cfg.requests_per_second = c.rate_limit_per_second;
@@ -191,13 +191,13 @@ pub async fn client_at(
     cfg.retry = retry;
     cfg.allow_delete = allow_delete;
     cfg.address_policy = policy;
-    ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| e.to_string())
+    ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| Error::input(e.to_string()))
 }
 
 /// Whether a target is tenure's own sandbox (its ServiceProviderConfig says so).
-pub async fn is_sandbox(client: &ScimClient) -> Result<bool, String> {
+pub async fn is_sandbox(client: &ScimClient) -> Result<bool> {
     match client.service_provider_config().await {
         Ok(spc) => Ok(spc.is_some_and(|s| s.documentation_uri.as_deref() == Some(scim::SANDBOX_MARKER))),
-        Err(e) => Err(format!("cannot tell whether {} is tenure's sandbox: {e}", client.base_url())),
+        Err(e) => Err(Error::refused(format!("cannot tell whether {} is tenure's sandbox: {e}", client.base_url()))),
     }
 }

@@ -2,6 +2,7 @@
 //! confirmations, configuration imports, connection changes), recorded in the audit's hash
 //! chain beside the actions, with who made them and their note.
 
+use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use store::{AuditEntry, Outcomes, Store};
 
@@ -62,22 +63,19 @@ fn entry(d: &Decision<'_>) -> AuditEntry {
 }
 
 /// Records decisions in the audit chain, all in one transaction.
-pub async fn record(store: &Store, decisions: &[Decision<'_>]) -> Result<(), String> {
+pub async fn record(store: &Store, decisions: &[Decision<'_>]) -> Result<()> {
     if decisions.is_empty() {
         return Ok(());
     }
     let out = Outcomes { audit: decisions.iter().map(entry).collect(), ..Outcomes::default() };
-    store.record_outcomes(&out).await.map_err(|e| format!("cannot record the decision in the audit: {e}"))
+    store
+        .record_outcomes(&out)
+        .await
+        .map_err(|e| Error::refused(format!("cannot record the decision in the audit: {e}")))
 }
 
 /// Records one decision that concerns no worker and no run (an administration change, a
 /// configuration import, a login failure).
-pub async fn record_one(
-    store: &Store,
-    action: &str,
-    connection: &str,
-    actor: &str,
-    detail: Value,
-) -> Result<(), String> {
+pub async fn record_one(store: &Store, action: &str, connection: &str, actor: &str, detail: Value) -> Result<()> {
     record(store, &[Decision { action, connection, worker: "", run_id: "", actor, note: None, detail }]).await
 }

@@ -3,6 +3,7 @@
 //! per content (by SHA-256), through the one intake use case; then moved to `processed/` or
 //! `rejected/` with a report beside them, and removed from there after the retention period.
 
+use crate::error::{Error, Result};
 use crate::intake::{self, Delivery, Intake, LoadKind, Taken};
 use jiff::Timestamp;
 use rules::hr_source::{name_matches, FeedKind, InboxSettings};
@@ -43,10 +44,11 @@ impl Inbox {
         data_dir: &Path,
         settings: &InboxSettings,
         intake: &Intake,
-    ) -> Result<Vec<Swept>, String> {
+    ) -> Result<Vec<Swept>> {
         let dir = Path::new(&settings.path);
         let mut names: Vec<(String, PathBuf, u64, SystemTime)> = vec![];
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("[hr.inbox] {}: {e}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| Error::refused(format!("[hr.inbox] {}: {e}", dir.display())))?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             // Dot files are uploads in progress for many SFTP servers.
@@ -73,6 +75,7 @@ impl Inbox {
             match self.take(store, data_dir, settings, intake, &name, &path).await {
                 Ok(t) => out.push(t),
                 Err(e) => {
+                    let e = e.to_string();
                     if self.failing.get(&path) != Some(&e) {
                         out.push(Swept { line: format!("inbox: {name}: not taken, tried again: {e}") });
                         self.failing.insert(path.clone(), e);
@@ -94,11 +97,11 @@ impl Inbox {
         intake: &Intake,
         name: &str,
         path: &Path,
-    ) -> Result<Swept, String> {
+    ) -> Result<Swept> {
         let dir = Path::new(&settings.path);
-        let bytes = std::fs::read(path).map_err(|e| format!("[hr.inbox] {}: {e}", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::refused(format!("[hr.inbox] {}: {e}", path.display())))?;
         let checksum = intake::checksum(&bytes);
-        let before = store.loads_of(&checksum).await.map_err(|e| e.to_string())?;
+        let before = store.loads_of(&checksum).await?;
         let (to, report, line) = if let Some(l) = before.iter().find(|l| l.source.starts_with("inbox:")) {
             let line = format!(
                 "inbox: {name}: the same content was taken before as load {} ({}); not loaded again",
@@ -139,12 +142,14 @@ impl Inbox {
             }
         };
         let target_dir = dir.join(to);
-        std::fs::create_dir_all(&target_dir).map_err(|e| format!("[hr.inbox] {}: {e}", target_dir.display()))?;
+        std::fs::create_dir_all(&target_dir)
+            .map_err(|e| Error::refused(format!("[hr.inbox] {}: {e}", target_dir.display())))?;
         let target = destination(&target_dir, name);
         let report_path = PathBuf::from(format!("{}.report.json", target.display()));
         std::fs::write(&report_path, serde_json::to_string_pretty(&report).expect("json"))
-            .map_err(|e| format!("[hr.inbox] {}: {e}", report_path.display()))?;
-        std::fs::rename(path, &target).map_err(|e| format!("[hr.inbox] moving {name} to {to}/: {e}"))?;
+            .map_err(|e| Error::refused(format!("[hr.inbox] {}: {e}", report_path.display())))?;
+        std::fs::rename(path, &target)
+            .map_err(|e| Error::refused(format!("[hr.inbox] moving {name} to {to}/: {e}")))?;
         Ok(Swept { line })
     }
 

@@ -2,6 +2,7 @@
 //! (each column's likely field and date format, and what could not be placed), and the one
 //! in force, both as TOML to edit and import.
 
+use crate::error::{Error, Result};
 use hr::dates::Evidence;
 use hr::{header_key, Encoding, Field, HeaderDefinition};
 use std::collections::BTreeSet;
@@ -143,14 +144,16 @@ fn q(s: &str) -> String {
     serde_json::to_string(s).expect("a string")
 }
 
-pub fn infer(file: &str, bytes: &[u8], encoding: Option<Encoding>, delimiter: Option<u8>) -> Result<String, String> {
+pub fn infer(file: &str, bytes: &[u8], encoding: Option<Encoding>, delimiter: Option<u8>) -> Result<String> {
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let (text, encoding) = match (encoding, std::str::from_utf8(body)) {
         (Some(Encoding::Windows1252), _) | (None, Err(_)) => {
             (encoding_rs::WINDOWS_1252.decode_without_bom_handling(body).0.into_owned(), Encoding::Windows1252)
         }
         (_, Ok(t)) => (t.to_string(), Encoding::Utf8),
-        (Some(Encoding::Utf8), Err(e)) => return Err(format!("{file}: not valid UTF-8 at byte {}", e.valid_up_to())),
+        (Some(Encoding::Utf8), Err(e)) => {
+            return Err(Error::input(format!("{file}: not valid UTF-8 at byte {}", e.valid_up_to())))
+        }
     };
     let first_line = text.lines().next().unwrap_or("");
     let delimiter = delimiter.unwrap_or_else(|| {
@@ -159,7 +162,7 @@ pub fn infer(file: &str, bytes: &[u8], encoding: Option<Encoding>, delimiter: Op
     let mut rd = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(text.as_bytes());
     let headers: Vec<String> = rd
         .headers()
-        .map_err(|e| format!("{file}: cannot read the header row: {e}"))?
+        .map_err(|e| Error::input(format!("{file}: cannot read the header row: {e}")))?
         .iter()
         .map(String::from)
         .collect();
@@ -168,7 +171,7 @@ pub fn infer(file: &str, bytes: &[u8], encoding: Option<Encoding>, delimiter: Op
     let mut evidence = vec![Evidence::default(); headers.len()];
     let mut rows = 0;
     for rec in rd.records() {
-        let rec = rec.map_err(|e| format!("{file}: malformed CSV: {e}"))?;
+        let rec = rec.map_err(|e| Error::input(format!("{file}: malformed CSV: {e}")))?;
         rows += 1;
         for (i, v) in rec.iter().enumerate().take(headers.len()) {
             let v = v.trim();

@@ -2,6 +2,7 @@
 //! snapshot, the events, the quarantined rows and the load itself are written in one
 //! transaction. Files are archived under their SHA-256 first, so any load can be replayed.
 
+use crate::error::{Error, Result};
 use hr::{Event, EventKind, LifecycleConfig, LoadReport, Status, Worker, WorkerId};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -38,9 +39,9 @@ pub struct IntakeConfig {
 
 impl IntakeConfig {
     /// The saved configuration's `[hr]` lifecycle settings.
-    pub fn from_settings(hr: &rules::HrSettings) -> Result<IntakeConfig, String> {
+    pub fn from_settings(hr: &rules::HrSettings) -> Result<IntakeConfig> {
         Ok(IntakeConfig {
-            lifecycle: hr.lifecycle()?,
+            lifecycle: hr.lifecycle().map_err(Error::input)?,
             missing: match hr.missing {
                 rules::MissingSetting::Report => MissingPolicy::Report,
                 rules::MissingSetting::Terminate => MissingPolicy::Terminate,
@@ -60,9 +61,9 @@ pub struct Intake {
 }
 
 impl Intake {
-    pub fn from_settings(hr: &rules::HrSettings) -> Result<Intake, String> {
+    pub fn from_settings(hr: &rules::HrSettings) -> Result<Intake> {
         Ok(Intake {
-            def: hr.header_definition().map_err(|e| e.join("; "))?,
+            def: hr.header_definition().map_err(|e| Error::input(e.join("; ")))?,
             cfg: IntakeConfig::from_settings(hr)?,
             max_drop: hr.max_population_drop,
         })
@@ -150,27 +151,18 @@ pub async fn read(
 
 /// Takes a delivery: reads it, checks a full load's population, archives it and applies it.
 /// A refusal is recorded in the history with its reason.
-pub async fn take(
-    store: &Store,
-    data_dir: &Path,
-    intake: &Intake,
-    d: Delivery,
-    now: Timestamp,
-) -> Result<Taken, String> {
+pub async fn take(store: &Store, data_dir: &Path, intake: &Intake, d: Delivery, now: Timestamp) -> Result<Taken> {
     let checksum = checksum(&d.bytes);
-    let report = match read(store, &intake.def, &d).await.map_err(|e| e.to_string())? {
+    let report = match read(store, &intake.def, &d).await? {
         Ok(r) => r,
         Err(rejected) => {
-            let load_id = record_rejected(store, &d.source, &checksum, d.kind, &rejected.reason)
-                .await
-                .map_err(|e| e.to_string())?;
+            let load_id = record_rejected(store, &d.source, &checksum, d.kind, &rejected.reason).await?;
             return Ok(Taken::Rejected { load_id, reason: rejected.to_string(), rejected: Some(rejected) });
         }
     };
     if d.kind == LoadKind::Full {
         if let Err(why) = population_check(store, &report, intake.max_drop, d.confirm_population).await? {
-            let load_id =
-                record_rejected(store, &d.source, &checksum, d.kind, &why).await.map_err(|e| e.to_string())?;
+            let load_id = record_rejected(store, &d.source, &checksum, d.kind, &why).await?;
             return Ok(Taken::Rejected { load_id, reason: why, rejected: None });
         }
     }
@@ -182,7 +174,7 @@ pub async fn take(
         uploaded_by: d.uploaded_by,
         bytes: Some(d.bytes),
     };
-    let outcome = apply_with(store, &report, d.kind, &intake.cfg, now, extras).await.map_err(|e| e.to_string())?;
+    let outcome = apply_with(store, &report, d.kind, &intake.cfg, now, extras).await?;
     Ok(Taken::Loaded { outcome, report: Box::new(report) })
 }
 
@@ -196,8 +188,8 @@ pub async fn population_check(
     report: &LoadReport,
     max_drop: f64,
     confirm: Option<usize>,
-) -> Result<Result<(), String>, String> {
-    let before = store.population().await.map_err(|e| e.to_string())? as usize;
+) -> Result<Result<(), String>> {
+    let before = store.population().await? as usize;
     let now = report.accepted.len() + report.held().len();
     if confirm == Some(now) {
         return Ok(Ok(()));
@@ -286,19 +278,22 @@ pub async fn back_to(
     id: &str,
     json: Option<bool>,
     confirm_population: Option<usize>,
-) -> Result<Delivery, String> {
-    let loads = store.loads().await.map_err(|e| e.to_string())?;
-    let at = loads.iter().position(|l| l.id == id).ok_or_else(|| format!("no load {id} (see tenure hr loads)"))?;
+) -> Result<Delivery> {
+    let loads = store.loads().await?;
+    let at = loads
+        .iter()
+        .position(|l| l.id == id)
+        .ok_or_else(|| Error::not_found(format!("no load {id} (see tenure hr loads)")))?;
     let l = &loads[at];
     if l.outcome != "accepted" || l.kind != "full" {
-        return Err(format!(
+        return Err(Error::refused(format!(
             "load {id} is a {} {} load: only an accepted full load can be taken again",
             l.outcome, l.kind
-        ));
+        )));
     }
     let path = archive_path(data_dir, &l.checksum);
-    let bytes =
-        std::fs::read(&path).map_err(|e| format!("the archived copy of load {id} ({}): {e}", path.display()))?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Error::refused(format!("the archived copy of load {id} ({}): {e}", path.display())))?;
     let later: Vec<String> = loads[at + 1..].iter().filter(|x| x.outcome == "accepted").map(|x| x.id.clone()).collect();
     Ok(Delivery {
         source: format!("back to load {id} ({})", l.source),
@@ -317,18 +312,19 @@ pub fn archive_path(data_dir: &Path, checksum: &str) -> PathBuf {
 }
 
 /// Keeps the bytes under their checksum (written aside, then renamed: never half a file).
-pub fn archive(data_dir: &Path, checksum: &str, bytes: &[u8]) -> Result<PathBuf, String> {
+pub fn archive(data_dir: &Path, checksum: &str, bytes: &[u8]) -> Result<PathBuf> {
     let path = archive_path(data_dir, checksum);
     if path.exists() {
         return Ok(path);
     }
     let dir = path.parent().expect("has a parent");
-    store::secrets::private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    store::secrets::private_dir(dir).map_err(|e| Error::refused(format!("cannot create {}: {e}", dir.display())))?;
     let tmp = dir.join(format!(".{checksum}.{}", std::process::id()));
     // A leftover of an interrupted archive by a process of the same id goes first.
     let _ = std::fs::remove_file(&tmp);
-    store::secrets::write_private(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot archive to {}: {e}", path.display()))?;
+    store::secrets::write_private(&tmp, bytes)
+        .map_err(|e| Error::refused(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::refused(format!("cannot archive to {}: {e}", path.display())))?;
     Ok(path)
 }
 
@@ -337,9 +333,9 @@ fn stamp(t: Timestamp) -> String {
 }
 
 /// A stored snapshot row read back as a worker.
-pub fn decode(row: &SnapshotRow) -> Result<Worker, String> {
+pub fn decode(row: &SnapshotRow) -> Result<Worker> {
     serde_json::from_str(&row.body)
-        .map_err(|e| format!("the stored record of worker {} cannot be read back: {e}", row.worker_id))
+        .map_err(|e| Error::refused(format!("the stored record of worker {} cannot be read back: {e}", row.worker_id)))
 }
 
 /// Applies an accepted load. `push_ids` are the event ids of pushed changes (empty for files);
@@ -384,7 +380,7 @@ pub async fn apply_with(
     let mut previous: BTreeMap<WorkerId, Worker> = BTreeMap::new();
     let mut missing_since: HashMap<WorkerId, String> = HashMap::new();
     for row in &stored {
-        let w = decode(row).map_err(IntakeError::Corrupt)?;
+        let w = decode(row).map_err(|e| IntakeError::Corrupt(e.to_string()))?;
         if let Some(m) = &row.missing_since {
             missing_since.insert(w.id.clone(), m.clone());
         }
@@ -688,9 +684,9 @@ pub fn checksum(bytes: &[u8]) -> String {
 }
 
 /// Reads stored events back.
-pub fn listed(r: &EventRecord) -> Result<Listed, String> {
-    let event: Event =
-        serde_json::from_str(&r.body).map_err(|e| format!("the stored event {} cannot be read back: {e}", r.id))?;
+pub fn listed(r: &EventRecord) -> Result<Listed> {
+    let event: Event = serde_json::from_str(&r.body)
+        .map_err(|e| Error::refused(format!("the stored event {} cannot be read back: {e}", r.id)))?;
     Ok(Listed { id: r.id.clone(), state: r.state.clone(), event })
 }
 
@@ -699,6 +695,15 @@ pub enum IntakeError {
     Store(StoreError),
     /// The stored snapshot does not read back: nothing is changed.
     Corrupt(String),
+}
+
+impl From<IntakeError> for Error {
+    fn from(e: IntakeError) -> Error {
+        match e {
+            IntakeError::Store(s) => s.into(),
+            IntakeError::Corrupt(_) => Error::refused(e.to_string()),
+        }
+    }
 }
 
 impl From<StoreError> for IntakeError {
@@ -716,7 +721,7 @@ impl std::fmt::Display for IntakeError {
     }
 }
 
-pub async fn workers(store: &Store) -> Result<Vec<hr::Worker>, String> {
-    let rows = store.snapshot_decoded::<hr::Worker>().await.map_err(|e| e.to_string())?;
+pub async fn workers(store: &Store) -> Result<Vec<hr::Worker>> {
+    let rows = store.snapshot_decoded::<hr::Worker>().await?;
     Ok(rows.into_iter().map(|(_, w)| w).collect())
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod connections;
 pub mod decisions;
 pub mod duration;
+pub mod error;
 pub mod inbox;
 pub mod infer;
 pub mod intake;

@@ -3,6 +3,7 @@
 //! API's runs, logins, pushes); gauges that other processes change too (reviews pending, dead
 //! letters, last runs, quarantined rows) are read from the store at each scrape.
 
+use crate::error::Result;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Mutex, OnceLock};
@@ -75,18 +76,17 @@ fn labels(l: &[(&'static str, String)]) -> String {
 }
 
 /// The exposition: this process's counters and the store's gauges.
-pub async fn render(store: &store::Store) -> Result<String, String> {
+pub async fn render(store: &store::Store) -> Result<String> {
     let mut series: BTreeMap<Series, f64> = table().lock().unwrap_or_else(|p| p.into_inner()).counters.clone();
     let mut gauge = |name: &'static str, l: Vec<(&'static str, String)>, v: f64| {
         series.insert((name, l), v);
     };
-    let e = |e: store::StoreError| e.to_string();
     let seconds = |r: &store::RunRecord| {
         r.finished_at.as_deref().and_then(|f| f.parse::<jiff::Timestamp>().ok()).map(|t| t.as_second() as f64)
     };
-    let pending = store.reviews(None, &["pending"]).await.map_err(e)?;
-    let dead = store.dead_letters(None).await.map_err(e)?;
-    for c in store.connections().await.map_err(e)? {
+    let pending = store.reviews(None, &["pending"]).await?;
+    let dead = store.dead_letters(None).await?;
+    for c in store.connections().await? {
         let (last, ok) = crate::audit::last_runs(store, &c.name).await?;
         if let Some(t) = last.as_ref().and_then(seconds) {
             gauge("tenure_last_run_timestamp_seconds", vec![("connection", c.name.clone())], t);
@@ -99,7 +99,7 @@ pub async fn render(store: &store::Store) -> Result<String, String> {
         let n = dead.iter().filter(|d| d.connection == c.name && d.state == "dead").count();
         gauge("tenure_dead_letters", vec![("connection", c.name.clone())], n as f64);
     }
-    let quarantined = store.last_accepted_load().await.map_err(e)?.map(|l| l.quarantined).unwrap_or(0);
+    let quarantined = store.last_accepted_load().await?.map(|l| l.quarantined).unwrap_or(0);
     gauge("tenure_quarantined_rows", vec![], quarantined as f64);
     let mut out = String::new();
     for (name, kind, help) in HELP {

@@ -3,6 +3,7 @@
 //! carries no control or invisible characters and no path separators, and a new name may not
 //! look like one that exists already (`аdmin` with a Cyrillic a beside `admin`).
 
+use crate::error::{Error, Result};
 /// The longest name, in characters.
 pub const MAX: usize = 64;
 
@@ -28,19 +29,19 @@ impl Kind {
 pub const RULE: &str = "1 to 64 letters, digits, single spaces between words, and . - _ @ ( ) +";
 
 /// Refuses a name off the rule, saying which character (and where) broke it.
-pub fn check(kind: Kind, name: &str) -> Result<(), String> {
+pub fn check(kind: Kind, name: &str) -> Result<()> {
     let what = kind.as_str();
     let n = name.chars().count();
     if n == 0 || n > MAX {
-        return Err(format!("{what} must be {RULE} ({n} characters given)"));
+        return Err(Error::input(format!("{what} must be {RULE} ({n} characters given)")));
     }
     if name.starts_with(' ') || name.ends_with(' ') || name.contains("  ") {
-        return Err(format!("{what} must be {RULE}: no space at either end, nor two in a row"));
+        return Err(Error::input(format!("{what} must be {RULE}: no space at either end, nor two in a row")));
     }
     for (i, c) in name.chars().enumerate() {
         let ok = c.is_alphanumeric() || matches!(c, ' ' | '.' | '-' | '_' | '@' | '(' | ')' | '+');
         if !ok {
-            return Err(format!(
+            return Err(Error::input(format!(
                 "{what} must be {RULE}: character {} is {}",
                 i + 1,
                 if c.is_control() || c.is_whitespace() || c.is_ascii_punctuation() || c.is_ascii_graphic() {
@@ -48,7 +49,7 @@ pub fn check(kind: Kind, name: &str) -> Result<(), String> {
                 } else {
                     format!("{c:?} (U+{:04X})", c as u32)
                 }
-            ));
+            )));
         }
     }
     Ok(())
@@ -62,14 +63,14 @@ pub fn look_alike<'a>(name: &str, existing: impl IntoIterator<Item = &'a str>) -
 }
 
 /// `check`, then no look-alike of an existing name.
-pub fn check_new<'a>(kind: Kind, name: &str, existing: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+pub fn check_new<'a>(kind: Kind, name: &str, existing: impl IntoIterator<Item = &'a str>) -> Result<()> {
     check(kind, name)?;
     if let Some(e) = look_alike(name, existing) {
-        return Err(format!(
+        return Err(Error::input(format!(
             "{} {name:?} could be taken for the existing {e:?} (the same once case and look-alike letters are set \
              aside): choose another",
             kind.as_str()
-        ));
+        )));
     }
     Ok(())
 }
@@ -89,7 +90,7 @@ mod tests {
         assert!(check(Kind::User, &"x".repeat(65)).is_err());
         assert!(check(Kind::User, &"x".repeat(64)).is_ok());
         let e = check(Kind::User, "a\rb").unwrap_err();
-        assert!(e.contains("character 2 is U+000D"), "{e}");
+        assert!(e.to_string().contains("character 2 is U+000D"), "{e}");
     }
 
     #[test]

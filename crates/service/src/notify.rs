@@ -2,6 +2,7 @@
 //! signed webhooks and by e-mail (SMTP, through lettre) from editable templates. Delivery
 //! never fails a run: a notice that cannot be sent is reported and the run goes on.
 
+use crate::error::{Error, Result};
 use crate::secrets;
 use engine::{Action, Plan};
 use lettre::message::Mailbox;
@@ -226,7 +227,7 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
         let send = async {
             match (&n.webhook, &n.email) {
                 (Some(url), _) => match &secret {
-                    None => Err(format!("no signing secret yet: `tenure notify secret {}`", n.name)),
+                    None => Err(Error::refused(format!("no signing secret yet: `tenure notify secret {}`", n.name))),
                     Some(s) => webhook(url, n.policy(), s, &messages).await,
                 },
                 (None, Some(e)) => email(e, n.policy(), secret.as_ref(), &messages).await,
@@ -237,7 +238,7 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
         let limit = DELIVERY_TIME_PER_NOTICE * messages.len() as u32;
         let r = tokio::time::timeout(limit, send)
             .await
-            .unwrap_or_else(|_| Err(format!("gave up after {} s without an answer", limit.as_secs())));
+            .unwrap_or_else(|_| Err(Error::refused(format!("gave up after {} s without an answer", limit.as_secs()))));
         if let Err(e) = r {
             problems.push(format!("notify {:?}: {e}", n.name));
         }
@@ -250,14 +251,14 @@ async fn webhook(
     policy: scim_client::UrlPolicy,
     secret: &Secret,
     messages: &[(Value, String, String)],
-) -> Result<(), String> {
+) -> Result<()> {
     // Checked again here (a configuration saved before the check existed), and the client
     // follows no redirect and connects only to addresses the policy allows.
-    rules::notify::webhook_url(url, policy)?;
+    rules::notify::webhook_url(url, policy).map_err(Error::refused)?;
     let client = scim_client::outbound::client_builder(policy)
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        .map_err(|e| Error::refused(format!("cannot make an HTTP client: {e}")))?;
     let mut failed = 0;
     let mut last = String::new();
     for (doc, _, _) in messages {
@@ -303,7 +304,7 @@ async fn webhook(
         }
     }
     if failed > 0 {
-        return Err(format!("{failed} of {} notice(s) not delivered; last: {last}", messages.len()));
+        return Err(Error::refused(format!("{failed} of {} notice(s) not delivered; last: {last}", messages.len())));
     }
     Ok(())
 }
@@ -322,29 +323,35 @@ async fn email(
     policy: scim_client::UrlPolicy,
     password: Option<&Secret>,
     messages: &[(Value, String, String)],
-) -> Result<(), String> {
-    rules::notify::smtp_url(e, policy)?;
+) -> Result<()> {
+    rules::notify::smtp_url(e, policy).map_err(Error::refused)?;
     // The relay's name is resolved and checked as a webhook's is (lettre connects by name).
-    if let Some(host) =
-        scim_client::outbound::parse_url(&e.smtp)?.host_str().filter(|h| h.parse::<std::net::IpAddr>().is_err())
+    if let Some(host) = scim_client::outbound::parse_url(&e.smtp)
+        .map_err(Error::input)?
+        .host_str()
+        .filter(|h| h.parse::<std::net::IpAddr>().is_err())
     {
-        let addrs = tokio::net::lookup_host((host, 25)).await.map_err(|x| format!("smtp host {host}: {x}"))?;
+        let addrs = tokio::net::lookup_host((host, 25))
+            .await
+            .map_err(|x| Error::unavailable(format!("smtp host {host}: {x}")))?;
         for a in addrs {
             scim_client::outbound::check_address(a.ip(), policy)
-                .map_err(|why| format!("smtp host {host} resolves to {why}"))?;
+                .map_err(|why| Error::refused(format!("smtp host {host} resolves to {why}")))?;
         }
     }
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&e.smtp)
-        .map_err(|x| format!("smtp {:?}: {x}", e.smtp))?
+        .map_err(|x| Error::input(format!("smtp {:?}: {x}", e.smtp)))?
         .timeout(Some(Duration::from_secs(20)));
     if let Some(user) = &e.username {
-        let pw = password.ok_or("an SMTP username without a password: `tenure notify secret NAME --file F`")?;
+        let pw = password.ok_or_else(|| {
+            Error::refused("an SMTP username without a password: `tenure notify secret NAME --file F`")
+        })?;
         builder = builder.credentials(Credentials::new(user.clone(), pw.expose().to_string()));
     }
     let transport = builder.build();
-    let from: Mailbox = e.from.parse().map_err(|x| format!("from {:?}: {x}", e.from))?;
+    let from: Mailbox = e.from.parse().map_err(|x| Error::input(format!("from {:?}: {x}", e.from)))?;
     let to: Vec<Mailbox> =
-        e.to.iter().map(|t| t.parse().map_err(|x| format!("to {t:?}: {x}"))).collect::<Result<_, String>>()?;
+        e.to.iter().map(|t| t.parse().map_err(|x| Error::input(format!("to {t:?}: {x}")))).collect::<Result<_>>()?;
     let mut failed = 0;
     let mut last = String::new();
     for (_, subject, text) in messages {
@@ -352,14 +359,14 @@ async fn email(
         for t in &to {
             m = m.to(t.clone());
         }
-        let msg = m.body(text.clone()).map_err(|x| format!("cannot write the message: {x}"))?;
+        let msg = m.body(text.clone()).map_err(|x| Error::input(format!("cannot write the message: {x}")))?;
         if let Err(x) = transport.send(msg).await {
             failed += 1;
             last = x.to_string();
         }
     }
     if failed > 0 {
-        return Err(format!("{failed} of {} e-mail(s) not sent; last: {last}", messages.len()));
+        return Err(Error::refused(format!("{failed} of {} e-mail(s) not sent; last: {last}", messages.len())));
     }
     Ok(())
 }
@@ -370,21 +377,21 @@ pub async fn send_test(
     key: &MasterKey,
     name: &str,
     event: Option<&str>,
-) -> Result<Result<String, String>, String> {
+) -> Result<Result<String, String>> {
     let rules = crate::config::current(store).await?;
     let all = &rules.config.notify;
     let Some(n) = all.iter().find(|n| n.name == name) else {
         let known: Vec<&str> = all.iter().map(|n| n.name.as_str()).collect();
         return Err(if known.is_empty() {
-            format!("no notifier {name:?}: the configuration has no [[notify]] section")
+            Error::not_found(format!("no notifier {name:?}: the configuration has no [[notify]] section"))
         } else {
-            format!("no notifier {name:?}; the configuration has: {}", known.join(", "))
+            Error::not_found(format!("no notifier {name:?}; the configuration has: {}", known.join(", ")))
         });
     };
     let kind = match event {
         Some(e) => *NoticeKind::ALL.iter().find(|k| k.as_str() == e).ok_or_else(|| {
             let names: Vec<&str> = NoticeKind::ALL.iter().map(|k| k.as_str()).collect();
-            format!("unknown event {e:?}; one of: {}", names.join(", "))
+            Error::input(format!("unknown event {e:?}; one of: {}", names.join(", ")))
         })?,
         None => n.on.first().copied().unwrap_or(NoticeKind::Hire),
     };

@@ -1,6 +1,7 @@
 //! What the rules would do, before they act: one worker's decision, attributes and plan
 //! (`tenure preview`, the API's preview), and what changes for everyone if a configuration is saved.
 
+use crate::error::{Error, Result};
 use rules::formula::Value;
 use rules::Rules;
 use std::collections::HashSet;
@@ -15,7 +16,7 @@ pub async fn differences(
     after: &Rules,
     today: jiff::civil::Date,
     limit: usize,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value> {
     let workers = crate::intake::workers(store).await?;
     let (cb, ca) = (before.custom_fields().to_vec(), after.custom_fields().to_vec());
     let mut names: Vec<&str> = before.connections.iter().chain(&after.connections).map(|c| c.name.as_str()).collect();
@@ -114,11 +115,11 @@ pub async fn preview_of(
     workers: &[String],
     sample: Option<usize>,
     today: Option<jiff::civil::Date>,
-) -> Result<Vec<Previewed>, String> {
-    let snapshot = store.snapshot().await.map_err(|e| e.to_string());
+) -> Result<Vec<Previewed>> {
+    let snapshot = store.snapshot().await.map_err(Error::from);
     // What the plan will do for the chosen workers, connection by connection: the same
     // planner, against the target as it is (unique names claimed as apply claims them).
-    let mut planned: Vec<Result<engine::Plan, String>> = vec![];
+    let mut planned: Vec<Result<engine::Plan>> = vec![];
     if let Some(key) = key {
         let now = match today {
             Some(d) => {
@@ -133,10 +134,10 @@ pub async fn preview_of(
     }
     let mut all: Vec<hr::Worker> = snapshot?
         .iter()
-        .map(|r| serde_json::from_str(&r.body).map_err(|e| format!("worker {}: {e}", r.worker_id)))
+        .map(|r| serde_json::from_str(&r.body).map_err(|e| Error::refused(format!("worker {}: {e}", r.worker_id))))
         .collect::<Result<_, _>>()?;
     if all.is_empty() {
-        return Err("no workers yet: load an HR file with `tenure hr load FILE`".into());
+        return Err(Error::refused("no workers yet: load an HR file with `tenure hr load FILE`"));
     }
     // Unique values go to the earliest hire first, then by id: the same order every time.
     all.sort_by(|a, b| a.hire_date.cmp(&b.hire_date).then_with(|| a.id.cmp(&b.id)));
@@ -148,7 +149,7 @@ pub async fn preview_of(
             v.push(
                 all.iter()
                     .position(|w| w.id.as_str() == id)
-                    .ok_or_else(|| format!("no worker {id:?} in the last load"))?,
+                    .ok_or_else(|| Error::not_found(format!("no worker {id:?} in the last load")))?,
             );
         }
         v

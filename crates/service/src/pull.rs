@@ -3,6 +3,7 @@
 //! credential sealed in the store, conditional requests so an unchanged report is not loaded
 //! again, a timeout and a size cap. What it fetches goes through the one intake use case.
 
+use crate::error::{Error, Result};
 use crate::intake::{self, Delivery, Intake, LoadKind, Taken};
 use jiff::Timestamp;
 use rules::hr_source::{FeedFormat, FeedKind, PullAuth, PullSettings};
@@ -36,24 +37,25 @@ fn shown(url: &reqwest::Url) -> String {
     u.to_string()
 }
 
-fn client(p: &PullSettings) -> Result<reqwest::Client, String> {
+fn client(p: &PullSettings) -> Result<reqwest::Client> {
     let mut b = scim_client::outbound::client_builder(scim_client::UrlPolicy::default())
         .timeout(Duration::from_secs(p.timeout_seconds))
         .connect_timeout(Duration::from_secs(p.timeout_seconds.min(10)));
     if let Some(ca) = &p.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| format!("hr.pull.ca_file {ca}: {e}"))?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("hr.pull.ca_file {ca}: {e}"))?;
+        let pem = std::fs::read(ca).map_err(|e| Error::refused(format!("hr.pull.ca_file {ca}: {e}")))?;
+        let cert =
+            reqwest::Certificate::from_pem(&pem).map_err(|e| Error::refused(format!("hr.pull.ca_file {ca}: {e}")))?;
         b = b.add_root_certificate(cert);
     }
-    b.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
+    b.build().map_err(|e| Error::refused(format!("cannot build the HTTP client: {e}")))
 }
 
 /// An OAuth 2.0 access token by the client credentials grant (RFC 6749 section 4.4), the
 /// client authenticating with HTTP Basic as section 2.3.1 prefers.
-async fn oauth_token(http: &reqwest::Client, p: &PullSettings, secret: &Secret) -> Result<String, String> {
+async fn oauth_token(http: &reqwest::Client, p: &PullSettings, secret: &Secret) -> Result<String> {
     let url = p.token_url.as_deref().unwrap_or_default();
-    let u = scim_client::outbound::parse_url(url)?;
-    scim_client::outbound::check_url(&u, scim_client::UrlPolicy::default())?;
+    let u = scim_client::outbound::parse_url(url).map_err(Error::input)?;
+    scim_client::outbound::check_url(&u, scim_client::UrlPolicy::default()).map_err(Error::refused)?;
     let mut form = vec![("grant_type", "client_credentials")];
     if let Some(s) = &p.scope {
         form.push(("scope", s));
@@ -64,19 +66,21 @@ async fn oauth_token(http: &reqwest::Client, p: &PullSettings, secret: &Secret) 
         .form(&form)
         .send()
         .await
-        .map_err(|e| format!("the token endpoint {}: {}", shown(&u), without_url(&e)))?;
+        .map_err(|e| Error::refused(format!("the token endpoint {}: {}", shown(&u), without_url(&e))))?;
     let status = r.status();
     if !status.is_success() {
-        return Err(format!("the token endpoint {} answered {status}: check client_id and the pull secret", shown(&u)));
+        return Err(Error::refused(format!(
+            "the token endpoint {} answered {status}: check client_id and the pull secret",
+            shown(&u)
+        )));
     }
-    let v: serde_json::Value = r
-        .json()
-        .await
-        .map_err(|e| format!("the token endpoint {} did not answer JSON: {}", shown(&u), without_url(&e)))?;
+    let v: serde_json::Value = r.json().await.map_err(|e| {
+        Error::refused(format!("the token endpoint {} did not answer JSON: {}", shown(&u), without_url(&e)))
+    })?;
     v["access_token"]
         .as_str()
         .map(String::from)
-        .ok_or_else(|| format!("the token endpoint {} gave no access_token", shown(&u)))
+        .ok_or_else(|| Error::refused(format!("the token endpoint {} gave no access_token", shown(&u))))
 }
 
 /// A client error without the URL reqwest puts in it (it may carry a query).
@@ -112,25 +116,20 @@ pub fn destination(p: &rules::hr_source::PullSettings) -> String {
 }
 
 /// Fetches the report once and loads it; a 304 loads nothing.
-pub async fn pull_once(
-    store: &Store,
-    key: &MasterKey,
-    data_dir: &Path,
-    hr: &rules::HrSettings,
-) -> Result<Pulled, String> {
-    let p = hr.pull.as_ref().ok_or("no [hr.pull] in the configuration")?;
+pub async fn pull_once(store: &Store, key: &MasterKey, data_dir: &Path, hr: &rules::HrSettings) -> Result<Pulled> {
+    let p = hr.pull.as_ref().ok_or_else(|| Error::not_found("no [hr.pull] in the configuration"))?;
     let intake = Intake::from_settings(hr)?;
     let _ = store.set_setting(LAST_AT, &Timestamp::now().as_second().to_string()).await;
-    let url = scim_client::outbound::parse_url(&p.url)?;
-    scim_client::outbound::check_url(&url, scim_client::UrlPolicy::default())?;
+    let url = scim_client::outbound::parse_url(&p.url).map_err(Error::input)?;
+    scim_client::outbound::check_url(&url, scim_client::UrlPolicy::default()).map_err(Error::refused)?;
     let http = client(p)?;
     // The secret opens only for the addresses it was set for: a configuration that moved the
     // pull elsewhere gets an error here, and nothing is sent.
     let secret = crate::secrets::load_named_secret(store, key, SECRET, SECRET, &destination(p)).await;
     let need = |what: &str| match &secret {
         Ok(Some(s)) => Ok(s.clone()),
-        Ok(None) => Err(format!("[hr.pull] auth = {what} needs its secret: `tenure hr pull-secret`")),
-        Err(e) => Err(format!("[hr.pull] auth = {what}: {e} (`tenure hr pull-secret`)")),
+        Ok(None) => Err(Error::refused(format!("[hr.pull] auth = {what} needs its secret: `tenure hr pull-secret`"))),
+        Err(e) => Err(Error::refused(format!("[hr.pull] auth = {what}: {e} (`tenure hr pull-secret`)"))),
     };
     let mut req = http.get(url.clone());
     req = match p.auth {
@@ -139,14 +138,14 @@ pub async fn pull_once(
         PullAuth::Bearer => req.bearer_auth(need("bearer")?.expose()),
         PullAuth::Oauth2 => req.bearer_auth(oauth_token(&http, p, &need("oauth2")?).await?),
     };
-    if let Some(e) = store.setting(ETAG).await.map_err(|e| e.to_string())? {
+    if let Some(e) = store.setting(ETAG).await? {
         req = req.header(reqwest::header::IF_NONE_MATCH, e);
     }
-    if let Some(m) = store.setting(LAST_MODIFIED).await.map_err(|e| e.to_string())? {
+    if let Some(m) = store.setting(LAST_MODIFIED).await? {
         req = req.header(reqwest::header::IF_MODIFIED_SINCE, m);
     }
     let at = shown(&url);
-    let mut r = req.send().await.map_err(|e| format!("pulling {at}: {}", without_url(&e)))?;
+    let mut r = req.send().await.map_err(|e| Error::refused(format!("pulling {at}: {}", without_url(&e))))?;
     let status = r.status();
     if status == reqwest::StatusCode::NOT_MODIFIED {
         return Ok(Pulled {
@@ -158,25 +157,28 @@ pub async fn pull_once(
         });
     }
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return Err(format!("pulling {at}: the server refused the credentials ({status}): check [hr.pull] auth and `tenure hr pull-secret`"));
+        return Err(Error::refused(format!("pulling {at}: the server refused the credentials ({status}): check [hr.pull] auth and `tenure hr pull-secret`")));
     }
     if !status.is_success() {
-        return Err(format!("pulling {at}: the server answered {status}"));
+        return Err(Error::refused(format!("pulling {at}: the server answered {status}")));
     }
     if r.content_length().is_some_and(|n| n > p.max_bytes) {
-        return Err(format!(
+        return Err(Error::refused(format!(
             "pulling {at}: the report is {} bytes, over max_bytes ({}); nothing loaded",
             r.content_length().unwrap_or_default(),
             p.max_bytes
-        ));
+        )));
     }
     let etag = r.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(String::from);
     let modified = r.headers().get(reqwest::header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).map(String::from);
     // Read by chunks so an endless or oversized body stops at the cap, not at memory's end.
     let mut body = Vec::new();
-    while let Some(chunk) = r.chunk().await.map_err(|e| format!("pulling {at}: {}", without_url(&e)))? {
+    while let Some(chunk) = r.chunk().await.map_err(|e| Error::refused(format!("pulling {at}: {}", without_url(&e))))? {
         if body.len() as u64 + chunk.len() as u64 > p.max_bytes {
-            return Err(format!("pulling {at}: the report is over max_bytes ({}); nothing loaded", p.max_bytes));
+            return Err(Error::refused(format!(
+                "pulling {at}: the report is over max_bytes ({}); nothing loaded",
+                p.max_bytes
+            )));
         }
         body.extend_from_slice(&chunk);
     }
@@ -193,10 +195,10 @@ pub async fn pull_once(
     // Remembered either way: the same bytes would be refused again, and a fixed report has a
     // new ETag.
     if let Some(e) = etag {
-        store.set_setting(ETAG, &e).await.map_err(|e| e.to_string())?;
+        store.set_setting(ETAG, &e).await?;
     }
     if let Some(m) = modified {
-        store.set_setting(LAST_MODIFIED, &m).await.map_err(|e| e.to_string())?;
+        store.set_setting(LAST_MODIFIED, &m).await?;
     }
     Ok(match taken {
         Taken::Loaded { outcome, .. } => Pulled {

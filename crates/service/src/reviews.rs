@@ -1,5 +1,6 @@
 //! `tenure reviews | approve | reject` (supervised mode) and `tenure dead-letters`.
 
+use crate::error::Result;
 use serde_json::Value;
 
 /// What a decision on reviews came to: those decided, and those refused with why.
@@ -33,8 +34,8 @@ pub async fn decide_with(
     by: &str,
     person: &str,
     note: Option<&str>,
-) -> Result<Decided, String> {
-    let pending = store.reviews(connection, &["pending"]).await.map_err(|e| e.to_string())?;
+) -> Result<Decided> {
+    let pending = store.reviews(connection, &["pending"]).await?;
     let mine = |r: &store::Review| set_in_motion_by(r, person).is_some();
     let refused: Vec<(i64, String)> = pending
         .iter()
@@ -52,7 +53,7 @@ pub async fn decide_with(
     if chosen.is_empty() {
         return Ok(Decided { decided: vec![], refused });
     }
-    let decided = store.decide_reviews(&chosen, connection, approve, by, note).await.map_err(|e| e.to_string())?;
+    let decided = store.decide_reviews(&chosen, connection, approve, by, note).await?;
     // Each decision joins the audit chain: who, their note, the review and what it released.
     let records: Vec<crate::decisions::Decision> = decided
         .iter()
@@ -88,14 +89,9 @@ pub fn dead_letter_view(d: &store::DeadLetter) -> Value {
 
 /// The retry use case: these dead letters (all with an empty list) are tried again on the
 /// next run; each release is audited.
-pub async fn retry_with(
-    store: &store::Store,
-    connection: Option<&str>,
-    workers: &[String],
-    by: &str,
-) -> Result<usize, String> {
-    let before = store.dead_letters(connection).await.map_err(|e| e.to_string())?;
-    let n = store.retry_dead_letters(connection, workers).await.map_err(|e| e.to_string())?;
+pub async fn retry_with(store: &store::Store, connection: Option<&str>, workers: &[String], by: &str) -> Result<usize> {
+    let before = store.dead_letters(connection).await?;
+    let n = store.retry_dead_letters(connection, workers).await?;
     let released: Vec<crate::decisions::Decision> = before
         .iter()
         .filter(|d| d.state == "dead" && (workers.is_empty() || workers.contains(&d.worker_id)))

@@ -4,6 +4,7 @@
 //! turn. The same lease will fence several nodes: a holder is one run of one process
 //! incarnation, so two runs of one process exclude each other as two processes do.
 
+use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -97,13 +98,13 @@ impl RunLock {
 }
 
 /// Takes the connection's lease if free (or expired), else says who holds it.
-pub async fn try_lock(store: &Store, connection: &str, what: &str) -> Result<Lock, String> {
+pub async fn try_lock(store: &Store, connection: &str, what: &str) -> Result<Lock> {
     let (info, host) = (describe(what), host());
     // A holder per run, not per process: two runs of one `tenure serve` (the API and the
     // scheduler, two API calls) are two holders, and the second finds the connection busy.
     let holder = format!("{}/{}", incarnation(), uuid::Uuid::new_v4());
     let me = Claimant { holder: &holder, info: &info, host: &host, pid: std::process::id() as i64 };
-    let fail = |e: store::StoreError| format!("cannot take the run lock on {connection:?}: {e}");
+    let fail = |e: store::StoreError| Error::refused(format!("cannot take the run lock on {connection:?}: {e}"));
     let mut got = store.acquire_lease(connection, &me, TTL_MS).await.map_err(fail)?;
     if let Acquired::Busy(h) = &got {
         // A run on this host that was killed (kill -9, a crash) holds the lease until it
@@ -150,7 +151,7 @@ pub async fn lock_waiting(
     what: &str,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     waiting: impl FnOnce(&Holder),
-) -> Result<Option<RunLock>, String> {
+) -> Result<Option<RunLock>> {
     let mut waiting = Some(waiting);
     loop {
         match try_lock(store, connection, what).await? {

@@ -3,6 +3,7 @@
 //! asks for it watches through [`Watch`] and reads what it came to in [`Applied`].
 
 use crate::connections::{client_at, client_for, is_sandbox};
+use crate::error::{Error, Result};
 use crate::intake::workers;
 use crate::run_report::{Applied, RunOutcome};
 use crate::{config, run_lock};
@@ -13,11 +14,11 @@ use scim_client::{RetryPolicy, ScimClient};
 use std::collections::HashMap;
 use store::{EventQuery, MasterKey, Store};
 
-pub async fn read_actual(client: &ScimClient) -> Result<Actual, String> {
+pub async fn read_actual(client: &ScimClient) -> Result<Actual> {
     // Both at once: the teams' member lists are one large page the users need not wait for.
     let (users, groups) = tokio::join!(client.list_users_lean(), client.list_groups(None));
-    let users = users.map_err(|e| format!("cannot read the target's users: {e}"))?;
-    let groups = groups.map_err(|e| format!("cannot read the target's teams: {e}"))?;
+    let users = users.map_err(|e| Error::refused(format!("cannot read the target's users: {e}")))?;
+    let groups = groups.map_err(|e| Error::refused(format!("cannot read the target's teams: {e}")))?;
     Ok(Actual { users, groups })
 }
 
@@ -36,21 +37,21 @@ pub struct Prepared {
 }
 
 /// The configured connection a command means: the one named, or the only one.
-pub fn pick(rules: &Rules, connection: Option<&str>) -> Result<usize, String> {
+pub fn pick(rules: &Rules, connection: Option<&str>) -> Result<usize> {
     match connection {
         Some(n) => rules
             .connections
             .iter()
             .position(|c| c.name == n)
-            .ok_or_else(|| format!("the configuration has no connection {n:?}")),
+            .ok_or_else(|| Error::not_found(format!("the configuration has no connection {n:?}"))),
         None if rules.connections.len() == 1 => Ok(0),
-        None if rules.connections.is_empty() => Err("the configuration has no connection".into()),
-        None => Err("several connections are configured: say which with --connection".into()),
+        None if rules.connections.is_empty() => Err(Error::refused("the configuration has no connection")),
+        None => Err(Error::input("several connections are configured: say which with --connection")),
     }
 }
 
 /// The name of the connection a command means (to lock it before anything else).
-pub async fn connection_name(store: &Store, connection: Option<&str>) -> Result<String, String> {
+pub async fn connection_name(store: &Store, connection: Option<&str>) -> Result<String> {
     let rules = config::current(store).await?;
     Ok(rules.connections[pick(&rules, connection)?].name.clone())
 }
@@ -64,7 +65,7 @@ pub async fn prepare(
     now: Timestamp,
     recover: bool,
     only: &[String],
-) -> Result<Prepared, String> {
+) -> Result<Prepared> {
     let rules = config::current(store).await?;
     prepare_with(store, key, rules, connection, now, recover, only).await
 }
@@ -80,7 +81,7 @@ pub async fn plan(
     now: Timestamp,
     only: &[String],
     who: &str,
-) -> Result<(Prepared, Option<store::Holder>), String> {
+) -> Result<(Prepared, Option<store::Holder>)> {
     match run_lock::try_lock(store, connection, who).await? {
         run_lock::Lock::Got(lock) => {
             let p = prepare_with(store, key, rules, Some(connection), now, true, only).await;
@@ -103,7 +104,7 @@ pub async fn prepare_with(
     now: Timestamp,
     recover: bool,
     only: &[String],
-) -> Result<Prepared, String> {
+) -> Result<Prepared> {
     let t0 = std::time::Instant::now();
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "configuration compiled");
     let index = pick(&rules, connection)?;
@@ -113,7 +114,9 @@ pub async fn prepare_with(
     let client = client_at(store, key, &name, RetryPolicy::default(), deletes).await?;
     let mut recovered = 0;
     if recover {
-        recovered = engine::apply::recover(store, &client, &name, rules.connections[index].concurrency).await?;
+        recovered = engine::apply::recover(store, &client, &name, rules.connections[index].concurrency)
+            .await
+            .map_err(Error::unavailable)?;
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "recovered in-flight actions");
     }
     // The target is read while the store is: one waits on the network, the other decodes.
@@ -123,10 +126,10 @@ pub async fn prepare_with(
     };
     let workers = workers(store).await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, n = workers.len(), "read the HR snapshot");
-    let links = store.links(&name).await.map_err(|e| e.to_string())?;
-    let deactivated = store.deactivations(&name).await.map_err(|e| e.to_string())?;
+    let links = store.links(&name).await?;
+    let deactivated = store.deactivations(&name).await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, links = links.len(), "read the links");
-    let actual = reading.await.map_err(|e| format!("reading the target stopped: {e}"))??;
+    let actual = reading.await.map_err(|e| Error::refused(format!("reading the target stopped: {e}")))??;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, users = actual.users.len(), "read the target");
     let inputs = engine::plan::Inputs {
         rules: &rules,
@@ -137,11 +140,11 @@ pub async fn prepare_with(
         deactivated: &deactivated,
         now,
     };
-    let mut plan = engine::plan::plan(&inputs)?;
-    let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await.map_err(|e| e.to_string())?;
-    let dead = store.dead_letters(Some(&name)).await.map_err(|e| e.to_string())?;
+    let mut plan = engine::plan::plan(&inputs).map_err(Error::refused)?;
+    let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await?;
+    let dead = store.dead_letters(Some(&name)).await?;
     let mut held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
-    let hr_held = store.hr_held().await.map_err(|e| e.to_string())?;
+    let hr_held = store.hr_held().await?;
     if !hr_held.is_empty() {
         let known: std::collections::HashSet<&str> = workers.iter().map(|w| w.id.as_str()).collect();
         held_by_hr_rows(&mut plan, &known, &hr_held);
@@ -151,7 +154,9 @@ pub async fn prepare_with(
         // audit and notices as a full run.
         for w in only {
             if !workers.iter().any(|x| x.id.as_str() == w) {
-                return Err(format!("worker {w} is not in the HR snapshot (load it first with `tenure hr load`)"));
+                return Err(Error::refused(format!(
+                    "worker {w} is not in the HR snapshot (load it first with `tenure hr load`)"
+                )));
             }
         }
         plan.actions.retain(|a| only.contains(&a.worker));
@@ -307,7 +312,7 @@ impl ApplyOptions<'_> {
 
 /// The one apply use case: plan and apply under the connection's run lock. With `wait` (the
 /// daemon), waits for the lock until told to stop.
-pub async fn run_apply(store: &Store, key: &MasterKey, mut opts: ApplyOptions<'_>) -> Result<Applied, String> {
+pub async fn run_apply(store: &Store, key: &MasterKey, mut opts: ApplyOptions<'_>) -> Result<Applied> {
     let name = connection_name(store, opts.connection.as_deref()).await?;
     let who = if opts.wait.is_some() { "tenure run" } else { "tenure apply" };
     let who = opts.actor.clone().map(|a| format!("{who} by {a}")).unwrap_or(who.to_string());
@@ -338,7 +343,7 @@ pub async fn apply_holding(
     name: &str,
     opts: &ApplyOptions<'_>,
     lock: run_lock::RunLock,
-) -> Result<Applied, String> {
+) -> Result<Applied> {
     let t0 = std::time::Instant::now();
     let r = apply_locked(store, key, name, opts, &lock).await;
     lock.release().await;
@@ -354,7 +359,7 @@ async fn apply_locked(
     name: &str,
     opts: &ApplyOptions<'_>,
     lock: &run_lock::RunLock,
-) -> Result<Applied, String> {
+) -> Result<Applied> {
     let (confirm, watch) = (opts.confirm, opts.watch);
     let now = opts.as_of.unwrap_or_else(Timestamp::now);
     if opts.as_of.is_some() && opts.confirm_production.as_deref() != Some(name) {
@@ -362,11 +367,11 @@ async fn apply_locked(
         // operator names the connection to say it is meant for a real target.
         let client = client_for(store, key, name).await?;
         if !is_sandbox(&client).await? {
-            return Err(format!(
+            return Err(Error::refused(format!(
                 "{name:?} ({}) is not tenure's sandbox: a rehearsal (--as-of, --rehearse-from) acts only on the \
                  sandbox; to act on this real target at another moment, add --confirm-production {name:?}",
                 client.base_url()
-            ));
+            )));
         }
     }
     let mut p = prepare(store, key, Some(name), now, true, &opts.workers).await?;
@@ -375,18 +380,16 @@ async fn apply_locked(
     }
     if opts.confirm_only && p.plan.guard(&p.rules.connections[p.index].guard).is_none() {
         release(p);
-        return Err(format!(
+        return Err(Error::refused(format!(
             "refused: the mass-deprovision guard does not stop this run on {name:?}, so there is nothing to confirm; \
              a Reviewer confirms guarded runs only, and an Editor starts ordinary ones. Nothing was applied"
-        ));
+        )));
     }
     // Open (or keep) the reviews this plan needs; stale ones are superseded. Each records who
     // started this run and (the store finds it) who uploaded the HR data it acts on: neither
     // may approve it.
-    let (reviews, new_reviews) = store
-        .sync_reviews(&p.plan.connection, &p.held.requests, opts.proposer.as_deref())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (reviews, new_reviews) =
+        store.sync_reviews(&p.plan.connection, &p.held.requests, opts.proposer.as_deref()).await?;
     // By worker, so a supervised initial sync of thousands is not a scan per held worker.
     let review_of: HashMap<&str, i64> = reviews.iter().map(|r| (r.worker_id.as_str(), r.id)).collect();
     for a in p.plan.actions.iter_mut().filter(|a| a.kind == Kind::Skip && a.reason.starts_with("waiting for approval"))
@@ -406,7 +409,7 @@ async fn apply_locked(
     let mut newly_held = vec![];
     if opts.workers.is_empty() {
         // A run for chosen workers leaves the others' holds as the last full run saw them.
-        let new = store.replace_holds(&p.plan.connection, &holds).await.map_err(|e| e.to_string())?;
+        let new = store.replace_holds(&p.plan.connection, &holds).await?;
         newly_held = holds.iter().filter(|h| new.contains(&h.0)).cloned().collect();
     }
     watch.plan(&p.plan);
@@ -442,7 +445,7 @@ async fn apply_locked(
         return Ok(Applied::only(RunOutcome::NotConfirmed, name));
     }
     let run_id = opts.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    store.start_run(&run_id, &conn.name).await.map_err(|e| e.to_string())?;
+    store.start_run(&run_id, &conn.name).await?;
     if let Some(why) = &guard_confirmed {
         let by = crate::decisions::actor(opts.actor.as_deref());
         let leaving: Vec<&str> = p
@@ -492,7 +495,7 @@ async fn apply_locked(
     let pace = engine::apply::Pace { concurrency: conn.concurrency, progress: &progress, lost: &lost };
     let applied = engine::apply::apply(store, &p.client, &plan, teams, &run_id, pace).await;
     p.plan = std::sync::Arc::try_unwrap(plan).unwrap_or_else(|shared| (*shared).clone());
-    let mut summary = applied?;
+    let mut summary = applied.map_err(Error::unavailable)?;
     // What this run resolved of an earlier one's actions in flight, said in its summary.
     summary.recovered = p.recovered;
     if lock.lost() {
@@ -501,7 +504,7 @@ async fn apply_locked(
         ));
     }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "applied");
-    store.finish_run(&run_id, &serde_json::to_string(&summary).unwrap_or_default()).await.map_err(|e| e.to_string())?;
+    store.finish_run(&run_id, &serde_json::to_string(&summary).unwrap_or_default()).await?;
     tracing::debug!("run summary saved");
     // Failures count towards the dead-letter list; successes clear it.
     let failing: std::collections::HashSet<&str> = summary.failures.keys().map(String::as_str).collect();
@@ -522,10 +525,7 @@ async fn apply_locked(
         .map(|a| a.worker.clone())
         .collect();
     succeeded.dedup();
-    let newly_dead = store
-        .record_attempts(&conn.name, &failed, &succeeded, conn.dead_letter_after as i64)
-        .await
-        .map_err(|e| e.to_string())?;
+    let newly_dead = store.record_attempts(&conn.name, &failed, &succeeded, conn.dead_letter_after as i64).await?;
     if !newly_dead.is_empty() {
         watch.note(&format!(
             "dead letters: worker(s) {} failed {} run(s) in a row and are set aside: see `tenure dead-letters`",
@@ -536,13 +536,12 @@ async fn apply_locked(
     tracing::debug!("dead letters counted");
     let applied: Vec<i64> =
         p.held.approved.iter().filter(|(w, _)| !summary.failures.contains_key(w)).map(|(_, id)| *id).collect();
-    store.mark_reviews_applied(&applied).await.map_err(|e| e.to_string())?;
+    store.mark_reviews_applied(&applied).await?;
     // HR events whose moment has come are now reflected on the target, except for workers
     // that failed or were held back.
     let due = store
         .events(&EventQuery { state: Some("pending".into()), due_by: Some(now.as_second()), ..Default::default() })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     tracing::debug!(due = due.len(), "due events read");
     let mut except: Vec<String> = summary.failures.keys().chain(&p.held.waiting).chain(&p.held.dead).cloned().collect();
     except.sort();
@@ -558,17 +557,17 @@ async fn apply_locked(
             .filter(|e| opts.workers.contains(&e.worker_id) && except.binary_search(&e.worker_id).is_err())
             .map(|e| e.id.clone())
             .collect();
-        store.set_events_state(&done, "pending", "done").await.map_err(|e| e.to_string())?;
+        store.set_events_state(&done, "pending", "done").await?;
     } else if except.len() <= 500 {
         // Only the loads this run saw: events of a load made meanwhile stay pending.
         let mut loads: Vec<String> = due.iter().map(|e| e.load_id.clone()).collect();
         loads.sort();
         loads.dedup();
-        store.set_due_events_done(now.as_second(), &loads, &except).await.map_err(|e| e.to_string())?;
+        store.set_due_events_done(now.as_second(), &loads, &except).await?;
     } else {
         let done: Vec<String> =
             due.iter().filter(|e| except.binary_search(&e.worker_id).is_err()).map(|e| e.id.clone()).collect();
-        store.set_events_state(&done, "pending", "done").await.map_err(|e| e.to_string())?;
+        store.set_events_state(&done, "pending", "done").await?;
     }
     tracing::debug!("recorded attempts, reviews and events");
     if !p.rules.config.notify.is_empty() {

@@ -3,6 +3,7 @@
 //! effect; and the watcher of where HR data arrives (the inbox, the pull, other processes'
 //! loads). The configuration in force is read at each turn: a change needs no restart.
 
+use crate::error::Result;
 use crate::intake::Intake;
 use crate::run_report::Applied;
 use crate::runs::{self, Watch};
@@ -73,10 +74,10 @@ pub struct Scheduler {
 pub async fn run(
     s: &Scheduler,
     watch: &dyn Watch,
-    ran: &(dyn Fn(&str, &Result<Applied, String>) + Sync),
+    ran: &(dyn Fn(&str, &Result<Applied>) + Sync),
     say: &(dyn Fn(&str) + Send + Sync),
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<()> {
     let mut said = String::new();
     loop {
         if s.interval.is_zero() {
@@ -89,6 +90,7 @@ pub async fn run(
         let names: Vec<String> = match config::current_if_any(&s.store).await {
             Ok(r) => r.iter().flat_map(|r| &r.connections).map(|c| c.name.clone()).collect(),
             Err(e) => {
+                let e = e.to_string();
                 if e != said {
                     say(&format!("the configuration: {e}"));
                 }
@@ -114,8 +116,7 @@ pub async fn run(
         let next_event = s
             .store
             .events(&EventQuery { state: Some("pending".into()), ..Default::default() })
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .into_iter()
             .map(|e| e.effective_at)
             .filter(|t| *t > now)
@@ -154,7 +155,7 @@ pub fn watch_sources(
     mut stop: tokio::sync::watch::Receiver<bool>,
     health: Health,
     say: Say,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<tokio::task::JoinHandle<()>> {
     let mut intake = Intake::from_settings(hr)?;
     let mut hr = hr.clone();
     say_sources(&hr, &*say);
@@ -201,7 +202,7 @@ pub fn watch_sources(
                         }
                         once(Ok(()));
                     }
-                    Err(e) => once(Err(e)),
+                    Err(e) => once(Err(e.to_string())),
                 }
             }
             if let Some(p) = &hr.pull {

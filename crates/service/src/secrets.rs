@@ -2,6 +2,7 @@
 //! notifiers' credentials), each bound to where it may be sent, and the HMAC signature scheme
 //! the HR push endpoint checks and tenure's webhooks sign with.
 
+use crate::error::{Error, Result};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -32,7 +33,7 @@ pub fn verify(
     signature: Option<&[u8]>,
     body: &[u8],
     now: i64,
-) -> Result<(), String> {
+) -> std::result::Result<(), String> {
     let ts = std::str::from_utf8(timestamp.ok_or("missing the X-Tenure-Timestamp header (unix seconds)")?)
         .ok()
         .and_then(|s| s.trim().parse::<i64>().ok())
@@ -63,14 +64,14 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// Stores a push secret sealed under the master key (it is only received, never sent: it has
 /// no destination).
-pub async fn save_secret(store: &Store, key: &MasterKey, secret: &Secret) -> Result<(), String> {
+pub async fn save_secret(store: &Store, key: &MasterKey, secret: &Secret) -> Result<()> {
     save_named_secret(store, key, SECRET_SETTING, SECRET_CONTEXT, "", secret).await
 }
 
-pub async fn load_secret(store: &Store, key: &MasterKey) -> Result<Secret, String> {
+pub async fn load_secret(store: &Store, key: &MasterKey) -> Result<Secret> {
     load_named_secret(store, key, SECRET_SETTING, SECRET_CONTEXT, "")
         .await?
-        .ok_or_else(|| "no push secret yet: create one with `tenure hr push-secret`".to_string())
+        .ok_or_else(|| Error::not_found("no push secret yet: create one with `tenure hr push-secret`"))
 }
 
 /// Where a credential may be sent: the origin (scheme, host and port) of each URL it goes to.
@@ -107,10 +108,10 @@ pub async fn save_named_secret(
     context: &str,
     destination: &str,
     secret: &Secret,
-) -> Result<(), String> {
+) -> Result<()> {
     let sealed = key.seal(secret, &bound(context, destination));
     let v = json!({"key_id": sealed.key_id, "blob": sealed.blob, "for": destination}).to_string();
-    store.set_setting(setting, &v).await.map_err(|e| e.to_string())
+    Ok(store.set_setting(setting, &v).await?)
 }
 
 /// Opens a stored secret for `destination`; a secret stored for another destination is
@@ -121,23 +122,24 @@ pub async fn load_named_secret(
     setting: &str,
     context: &str,
     destination: &str,
-) -> Result<Option<Secret>, String> {
-    let Some(v) = store.setting(setting).await.map_err(|e| e.to_string())? else { return Ok(None) };
-    let v: Value = serde_json::from_str(&v).map_err(|e| format!("the stored secret {setting} is unreadable: {e}"))?;
+) -> Result<Option<Secret>> {
+    let Some(v) = store.setting(setting).await? else { return Ok(None) };
+    let v: Value = serde_json::from_str(&v)
+        .map_err(|e| Error::refused(format!("the stored secret {setting} is unreadable: {e}")))?;
     let stored_for = v["for"].as_str().unwrap_or_default();
     if stored_for != destination {
         let was =
             if stored_for.is_empty() { "no address (it was set before secrets were bound to one)" } else { stored_for };
-        return Err(format!(
+        return Err(Error::refused(format!(
             "the stored secret {setting} was set for {was}; the configuration now sends it to {destination}: it is \
              not sent there until an admin sets it again for the new address"
-        ));
+        )));
     }
     let sealed = Sealed {
         key_id: v["key_id"].as_str().unwrap_or_default().into(),
         blob: v["blob"].as_str().unwrap_or_default().into(),
     };
-    key.open(&sealed, &bound(context, destination)).map(Some)
+    key.open(&sealed, &bound(context, destination)).map(Some).map_err(Error::refused)
 }
 
 /// A new random secret of 256 bits, as hex.

@@ -5,6 +5,7 @@
 //! API tokens, connection tokens and hard deletes. Passwords are kept as argon2id hashes and
 //! tokens as SHA-256 of their 256-bit secret; neither is ever stored or shown again.
 
+use crate::error::{Error, Result};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use jiff::Timestamp;
@@ -30,13 +31,13 @@ impl Role {
             Role::Admin => "admin",
         }
     }
-    pub fn parse(s: &str) -> Result<Role, String> {
+    pub fn parse(s: &str) -> Result<Role> {
         match s.to_ascii_lowercase().as_str() {
             "viewer" => Ok(Role::Viewer),
             "editor" => Ok(Role::Editor),
             "reviewer" => Ok(Role::Reviewer),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("{other:?} is not a role: admin, editor, reviewer or viewer")),
+            other => Err(Error::refused(format!("{other:?} is not a role: admin, editor, reviewer or viewer"))),
         }
     }
 }
@@ -53,14 +54,14 @@ pub fn random_hex(bytes: usize) -> String {
 }
 
 /// An argon2id hash (the crate's defaults: 19 MiB, 2 passes) in PHC form.
-pub fn hash_password(password: &Secret) -> Result<String, String> {
+pub fn hash_password(password: &Secret) -> Result<String> {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::unavailable(e.to_string()))?;
     Argon2::default()
         .hash_password(password.expose().as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| format!("cannot hash the password: {e}"))
+        .map_err(|e| Error::refused(format!("cannot hash the password: {e}")))
 }
 
 pub fn verify_password(password: &Secret, hash: &str) -> bool {
@@ -68,16 +69,16 @@ pub fn verify_password(password: &Secret, hash: &str) -> bool {
 }
 
 /// Refuses a password too short, or the user's own name.
-pub fn check_password(name: &str, password: &Secret) -> Result<(), String> {
+pub fn check_password(name: &str, password: &Secret) -> Result<()> {
     let p = password.expose();
     if p.chars().count() < MIN_PASSWORD {
-        return Err(format!("a password needs at least {MIN_PASSWORD} characters"));
+        return Err(Error::refused(format!("a password needs at least {MIN_PASSWORD} characters")));
     }
     if p.len() > MAX_PASSWORD {
-        return Err(format!("a password is at most {MAX_PASSWORD} bytes"));
+        return Err(Error::refused(format!("a password is at most {MAX_PASSWORD} bytes")));
     }
     if p.eq_ignore_ascii_case(name) {
-        return Err("the password cannot be the user's name".into());
+        return Err(Error::refused("the password cannot be the user's name"));
     }
     Ok(())
 }
@@ -96,44 +97,44 @@ pub async fn add_user(
     role: Role,
     password: &Secret,
     must_change: bool,
-) -> Result<UserRecord, String> {
-    let existing = store.users().await.map_err(|e| e.to_string())?;
+) -> Result<UserRecord> {
+    let existing = store.users().await?;
     if existing.iter().any(|u| u.name.eq_ignore_ascii_case(name)) {
-        return Err(format!("a user named {name:?} exists already"));
+        return Err(Error::conflict(format!("a user named {name:?} exists already")));
     }
     crate::names::check_new(crate::names::Kind::User, name, existing.iter().map(|u| u.name.as_str()))?;
     check_password(name, password)?;
     store.add_user(name, role.as_str(), &hash_password(password)?, must_change).await.map_err(|e| match e {
-        StoreError::Duplicate(m) => m,
-        e => e.to_string(),
+        StoreError::Duplicate(m) => Error::Conflict(m),
+        e => e.into(),
     })
 }
 
 /// At the first start of the service, with no user yet: an Admin named `admin` with a
 /// one-time password, returned to be shown once.
-pub async fn first_admin(store: &Store) -> Result<Option<Secret>, String> {
-    if !store.users().await.map_err(|e| e.to_string())?.is_empty() {
+pub async fn first_admin(store: &Store) -> Result<Option<Secret>> {
+    if !store.users().await?.is_empty() {
         return Ok(None);
     }
     let password = one_time_password();
     match add_user(store, "admin", Role::Admin, &password, true).await {
         Ok(_) => Ok(Some(password)),
         // Another node made it meanwhile.
-        Err(_) if !store.users().await.map_err(|e| e.to_string())?.is_empty() => Ok(None),
+        Err(_) if !store.users().await?.is_empty() => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// A duration from now (`90d`, `12h`, `30m`: see `duration`), or an RFC 3339 moment still to come.
-pub fn parse_expiry(s: &str, now: Timestamp) -> Result<Timestamp, String> {
+pub fn parse_expiry(s: &str, now: Timestamp) -> Result<Timestamp> {
     if let Ok(t) = s.parse::<Timestamp>() {
         if t <= now {
-            return Err(format!("{s:?} has passed: a token's expiry is a moment to come"));
+            return Err(Error::refused(format!("{s:?} has passed: a token's expiry is a moment to come")));
         }
         return Ok(t);
     }
-    let d = crate::duration::parse(s).map_err(|e| format!("{e}, or an RFC 3339 moment"))?;
-    let too_far = || format!("{s:?}: too far in the future");
+    let d = crate::duration::parse(s).map_err(|e| Error::refused(format!("{e}, or an RFC 3339 moment")))?;
+    let too_far = || Error::refused(format!("{s:?}: too far in the future"));
     let d = jiff::SignedDuration::try_from(d).map_err(|_| too_far())?;
     now.checked_add(d).map_err(|_| too_far())
 }
@@ -156,13 +157,13 @@ pub async fn create_token(
     expires: Option<Timestamp>,
     by: Option<String>,
     maker: Option<String>,
-) -> Result<NewToken, String> {
-    let existing = store.tokens().await.map_err(|e| e.to_string())?;
+) -> Result<NewToken> {
+    let existing = store.tokens().await?;
     let live = existing.iter().filter(|t| t.revoked_at.is_none()).map(|t| t.name.as_str());
     crate::names::check_new(crate::names::Kind::Token, name, live)?;
     if let Some(c) = &connection {
-        if store.connection(c).await.map_err(|e| e.to_string())?.is_none() {
-            return Err(format!("no connection named {c:?}"));
+        if store.connection(c).await?.is_none() {
+            return Err(Error::not_found(format!("no connection named {c:?}")));
         }
     }
     let id = random_hex(6);
@@ -180,27 +181,27 @@ pub async fn create_token(
         revoked_at: None,
         maker,
     };
-    store.add_token(&record).await.map_err(|e| e.to_string())?;
+    store.add_token(&record).await?;
     Ok(NewToken { record, secret: Secret::new(format!("tenure_{id}_{secret}")) })
 }
 
 /// The token a bearer value names, if it is valid now (not revoked, not expired); its last
 /// use is recorded.
-pub async fn authenticate_token(store: &Store, bearer: &str, now: Timestamp) -> Result<Option<TokenRecord>, String> {
+pub async fn authenticate_token(store: &Store, bearer: &str, now: Timestamp) -> Result<Option<TokenRecord>> {
     let Some((id, secret)) = bearer.strip_prefix("tenure_").and_then(|r| r.split_once('_')) else { return Ok(None) };
-    let Some(t) = store.token(id).await.map_err(|e| e.to_string())? else { return Ok(None) };
+    let Some(t) = store.token(id).await? else { return Ok(None) };
     use subtle::ConstantTimeEq;
     let same: bool = secret_hash(secret).as_bytes().ct_eq(t.secret_hash.as_bytes()).into();
     let expired = t.expires_at.as_deref().and_then(|e| e.parse::<Timestamp>().ok()).is_some_and(|e| e <= now);
     if !same || t.revoked_at.is_some() || expired {
         return Ok(None);
     }
-    store.touch_token(id).await.map_err(|e| e.to_string())?;
+    store.touch_token(id).await?;
     Ok(Some(t))
 }
 
-fn missing(name: &str) -> String {
-    format!("no user named {name:?}")
+fn missing(name: &str) -> Error {
+    Error::not_found(format!("no user named {name:?}"))
 }
 
 /// The user administration use cases, each audited with who did it (the CLI and the API).
@@ -211,7 +212,7 @@ pub async fn add_audited(
     password: &Secret,
     once: bool,
     by: &str,
-) -> Result<UserRecord, String> {
+) -> Result<UserRecord> {
     let u = add_user(store, name, role, password, once).await?;
     crate::decisions::record_one(
         store,
@@ -224,8 +225,8 @@ pub async fn add_audited(
     Ok(u)
 }
 
-pub async fn set_role(store: &Store, name: &str, role: Role, by: &str) -> Result<(), String> {
-    if !store.set_user_role(name, role.as_str()).await.map_err(|e| e.to_string())? {
+pub async fn set_role(store: &Store, name: &str, role: Role, by: &str) -> Result<()> {
+    if !store.set_user_role(name, role.as_str()).await? {
         return Err(missing(name));
     }
     crate::decisions::record_one(
@@ -239,8 +240,8 @@ pub async fn set_role(store: &Store, name: &str, role: Role, by: &str) -> Result
 }
 
 /// Disabling ends the user's sessions.
-pub async fn set_disabled(store: &Store, name: &str, disabled: bool, by: &str) -> Result<(), String> {
-    if !store.set_user_disabled(name, disabled).await.map_err(|e| e.to_string())? {
+pub async fn set_disabled(store: &Store, name: &str, disabled: bool, by: &str) -> Result<()> {
+    if !store.set_user_disabled(name, disabled).await? {
         return Err(missing(name));
     }
     let action = if disabled { "user_disable" } else { "user_enable" };
@@ -248,10 +249,10 @@ pub async fn set_disabled(store: &Store, name: &str, disabled: bool, by: &str) -
 }
 
 /// A new password (one-time when `once`): the user's sessions end.
-pub async fn reset_password(store: &Store, name: &str, password: &Secret, once: bool, by: &str) -> Result<(), String> {
-    let u = store.user(name).await.map_err(|e| e.to_string())?.ok_or_else(|| missing(name))?;
+pub async fn reset_password(store: &Store, name: &str, password: &Secret, once: bool, by: &str) -> Result<()> {
+    let u = store.user(name).await?.ok_or_else(|| missing(name))?;
     check_password(&u.name, password)?;
-    store.set_user_password(&u.name, &hash_password(password)?, once).await.map_err(|e| e.to_string())?;
+    store.set_user_password(&u.name, &hash_password(password)?, once).await?;
     crate::decisions::record_one(
         store,
         "user_reset_password",
@@ -270,7 +271,7 @@ pub async fn create_token_audited(
     expires: Option<Timestamp>,
     by: &str,
     maker: Option<String>,
-) -> Result<NewToken, String> {
+) -> Result<NewToken> {
     let t = create_token(store, name, role, connection, expires, Some(by.to_string()), maker).await?;
     let r = &t.record;
     crate::decisions::record_one(
@@ -285,9 +286,9 @@ pub async fn create_token_audited(
     Ok(t)
 }
 
-pub async fn revoke_token(store: &Store, id: &str, by: &str) -> Result<(), String> {
-    if !store.revoke_token(id).await.map_err(|e| e.to_string())? {
-        return Err(format!("no active token {id}"));
+pub async fn revoke_token(store: &Store, id: &str, by: &str) -> Result<()> {
+    if !store.revoke_token(id).await? {
+        return Err(Error::not_found(format!("no active token {id}")));
     }
     crate::decisions::record_one(store, "api_token_revoke", "", by, serde_json::json!({"token": id})).await
 }

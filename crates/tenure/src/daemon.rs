@@ -140,7 +140,7 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let watch = crate::cli::run::Terminal::new(Output::Quiet, true);
-    let ran = |name: &str, r: &Result<service::run_report::Applied, String>| match r {
+    let ran = |name: &str, r: &Result<service::run_report::Applied, service::error::Error>| match r {
         Ok(a) => {
             let _ = crate::cli::run::report(a, Output::Quiet);
             if a.outcome == service::run_report::RunOutcome::GuardRefused {

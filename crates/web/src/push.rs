@@ -48,7 +48,8 @@ fn problem(status: StatusCode, slug: &str, detail: impl Into<String>) -> Respons
 /// The push secret and HR settings in force now (a secret set or rotated, or a changed
 /// header definition, take effect without a restart).
 async fn current(st: &PushState) -> Result<(Secret, HeaderDefinition, IntakeConfig), Response> {
-    let unavailable = |e: String| problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e);
+    // The service's error says which problem it is (a store down, a bad definition).
+    let unavailable = |e: service::error::Error| Problem::from(e).into_response();
     let secret = load_named_secret(&st.store, &st.key, SECRET_SETTING, SECRET_CONTEXT, "")
         .await
         .map_err(unavailable)?

@@ -67,10 +67,20 @@ pub async fn run(cmd: NotifyCommand, data_dir: &Path, database_url: Option<&str>
             let r = async {
                 let rules = crate::config::current(&store).await?;
                 let n = rules.config.notify.iter().find(|n| n.name == name).ok_or_else(|| {
-                    format!("no notifier {name:?} in the configuration in force: import it first (the secret is bound to its address)")
+                    service::error::Error::not_found(format!(
+                        "no notifier {name:?} in the configuration in force: import it first (the secret is bound to \
+                         its address)"
+                    ))
                 })?;
-                secrets::save_named_secret(&store, &key, &secret_setting(&name), SECRET_CONTEXT, &destination(n), &secret)
-                    .await
+                secrets::save_named_secret(
+                    &store,
+                    &key,
+                    &secret_setting(&name),
+                    SECRET_CONTEXT,
+                    &destination(n),
+                    &secret,
+                )
+                .await
             }
             .await;
             store.close().await;

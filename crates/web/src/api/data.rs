@@ -1,7 +1,7 @@
 //! Connections, the configuration, HR uploads and loads, and workers with their "why".
 
 use super::auth::{Caller, Scoped};
-use super::problem::{parse_json, read_bytes, refused, Body, Problem, Q};
+use super::problem::{parse_json, read_bytes, Body, Problem, Q};
 use super::Shared;
 use crate::intake::{self, Delivery, LoadKind, Taken};
 use crate::users::Role;
@@ -92,7 +92,7 @@ async fn add_connection(
         rate_limit: n.rate_limit,
         dialect,
     };
-    let (rec, report) = crate::connections::add(&api.store, &api.key, req, &c.actor).await.map_err(refused)?;
+    let (rec, report) = crate::connections::add(&api.store, &api.key, req, &c.actor).await?;
     let mut v = crate::connections::view(&rec);
     v["test"] = json!(report);
     Ok((StatusCode::CREATED, Json(v)).into_response())
@@ -111,7 +111,7 @@ async fn test_connection(
     api.store.connection(&name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
     Ok(Json(match crate::connections::test(&api.store, &api.key, &name).await {
         Ok(steps) => json!({"ok": true, "steps": steps}),
-        Err(e) => json!({"ok": false, "steps": [], "error": e}),
+        Err(e) => json!({"ok": false, "steps": [], "error": e.to_string()}),
     }))
 }
 
@@ -137,8 +137,7 @@ async fn rotate_token(
     c.on(&name)?;
     api.store.connection(&name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
     let token = Secret::new(t.token.trim());
-    let (rec, report) =
-        crate::connections::rotate(&api.store, &api.key, &name, &token, &c.actor).await.map_err(refused)?;
+    let (rec, report) = crate::connections::rotate(&api.store, &api.key, &name, &token, &c.actor).await?;
     let mut v = crate::connections::view(&rec);
     v["test"] = json!(report);
     Ok(Json(v))
@@ -251,7 +250,9 @@ async fn put_config(
             api.wake.notify_one();
             Ok(Json(json!({"saved": true, "version": i.version.id, "sha256": i.version.checksum, "notes": i.notes})))
         }
-        Err(problems) => Err(config_problems(StatusCode::UNPROCESSABLE_ENTITY, "nothing was saved", &problems)),
+        Err(problems) => {
+            Err(config_problems(StatusCode::UNPROCESSABLE_ENTITY, "nothing was saved", &problems.to_string()))
+        }
     }
 }
 
@@ -264,7 +265,7 @@ fn config_problems(status: StatusCode, detail: &str, problems: &str) -> Problem 
 pub(super) fn toml_config(bytes: &[u8]) -> Result<rules::Config, Problem> {
     let text = std::str::from_utf8(bytes).map_err(|e| Problem::bad_request("malformed-toml", e.to_string()))?;
     crate::config::parse("request body", text)
-        .map_err(|e| config_problems(StatusCode::BAD_REQUEST, "the configuration has problems", &e))
+        .map_err(|e| config_problems(StatusCode::BAD_REQUEST, "the configuration has problems", &e.to_string()))
 }
 
 /// A configuration compiled as an import would compile it, after the same checks: 422 with
@@ -277,7 +278,9 @@ pub(super) async fn compiled(
     crate::config::compile_checked(&api.store, &api.data_dir, "request body", cfg, confirm)
         .await
         .map_err(Problem::unavailable)?
-        .map_err(|e| config_problems(StatusCode::UNPROCESSABLE_ENTITY, "the configuration has problems", &e))
+        .map_err(|e| {
+            config_problems(StatusCode::UNPROCESSABLE_ENTITY, "the configuration has problems", &e.to_string())
+        })
 }
 
 // ---- HR data ----

@@ -2,7 +2,7 @@
 //! notification tests.
 
 use super::auth::{Caller, Scoped};
-use super::problem::{read_bytes, refused, Body, Problem, Q};
+use super::problem::{read_bytes, Body, Problem, Q};
 use super::{Job, Shared};
 use crate::run_lock;
 use crate::runs::{self, ApplyOptions};
@@ -108,15 +108,13 @@ async fn plan_for(
     let only = listed(&q.workers);
     let rules = match rules {
         Some(r) => r,
-        None => crate::config::current(&api.store).await.map_err(refused)?,
+        None => crate::config::current(&api.store).await?,
     };
     runs::pick(&rules, Some(name)).map_err(Problem::not_found)?;
     let now = jiff::Timestamp::now();
     // A plan never waits on a running apply: while one holds the connection, the plan is
     // made without touching its actions in flight.
-    let (p, _) = runs::plan(&api.store, &api.key, rules, name, now, &only, &format!("plan by {}", c.actor))
-        .await
-        .map_err(refused)?;
+    let (p, _) = runs::plan(&api.store, &api.key, rules, name, now, &only, &format!("plan by {}", c.actor)).await?;
     let guard = runs::guard_verdict(&p);
     let mut v = serde_json::to_value(&p.plan).map_err(|e| Problem::unavailable(e.to_string()))?;
     if let Some(actions) = v.get_mut("actions").and_then(Value::as_array_mut) {
@@ -205,7 +203,7 @@ async fn start_run(
         }
     };
     c.on(&name)?;
-    let rules = crate::config::current(&api.store).await.map_err(refused)?;
+    let rules = crate::config::current(&api.store).await?;
     runs::pick(&rules, Some(&name)).map_err(Problem::not_found)?;
     let lock = match run_lock::try_lock(&api.store, &name, &format!("run by {}", c.actor))
         .await
@@ -237,7 +235,7 @@ async fn start_run(
             Ok(a) => {
                 json!({"state": a.outcome.as_str(), "summary": a.summary, "guard": a.guard, "newly_dead": a.newly_dead})
             }
-            Err(e) => json!({"state": "error", "error": e}),
+            Err(e) => json!({"state": "error", "error": e.to_string()}),
         };
         *job.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
     });
@@ -352,7 +350,7 @@ pub struct RunEvent {
     responses((status = 200, content_type = "text/event-stream", body = RunEvent,
         description = "Server-Sent Events. `event: progress` every quarter second while the run goes, its `data` a JSON \
             object: {\"id\", \"connection\", \"started_by\", \"state\": \"running\", \"progress\": {\"done\", \"total\"}}; then one \
-            `event: end`, its `data` the run as GET /api/v1/runs/{id} answers it (state succeeded, failed, refused, \
+            `event: end`, its `data` the run as GET /api/v1/runs/{id} answers it (state succeeded, failed, \
             stopped, error or did not finish, with its summary), and the stream closes."),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn run_events(State(api): State<Shared>, Scoped(c): Scoped, Path(id): Path<String>) -> Result<Response, Problem> {
@@ -427,8 +425,7 @@ async fn decide(
     let conn = c.scope(connection.as_deref())?;
     let d =
         crate::reviews::decide_with(&api.store, &ids, conn.as_deref(), approve, &c.actor, &c.person, note.as_deref())
-            .await
-            .map_err(refused)?;
+            .await?;
     if d.decided.is_empty() && !d.refused.is_empty() {
         let why: Vec<&str> = d.refused.iter().map(|(_, w)| w.as_str()).collect();
         return Err(Problem::forbidden("maker-checker", why.join("; ")).with_errors(json!(d
@@ -524,7 +521,7 @@ pub struct Retry {
 async fn retry(State(api): State<Shared>, Scoped(c): Scoped, Body(r): Body<Retry>) -> Result<Json<Value>, Problem> {
     c.need(Role::Reviewer)?;
     let conn = c.scope(r.connection.as_deref())?;
-    let n = crate::reviews::retry_with(&api.store, conn.as_deref(), &r.workers, &c.actor).await.map_err(refused)?;
+    let n = crate::reviews::retry_with(&api.store, conn.as_deref(), &r.workers, &c.actor).await?;
     api.wake.notify_one();
     Ok(Json(json!({"retried": n})))
 }
@@ -640,7 +637,7 @@ async fn test_notice(
     Body(t): Body<TestNotice>,
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Editor)?;
-    match crate::notify::send_test(&api.store, &api.key, &name, t.event.as_deref()).await.map_err(refused)? {
+    match crate::notify::send_test(&api.store, &api.key, &name, t.event.as_deref()).await? {
         Ok(said) => Ok(Json(json!({"delivered": true, "detail": said}))),
         Err(why) => Ok(Json(json!({"delivered": false, "detail": why}))),
     }

@@ -141,9 +141,31 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     })
 }
 
-/// Maps a use case's refusal (a message for a person) onto a problem.
-pub fn refused(e: String) -> Problem {
-    Problem::refused(e)
+/// A use case's answer of no, as a problem: the one mapping of the service's error type
+/// onto HTTP, for the API and the push endpoint alike.
+impl From<service::error::Error> for Problem {
+    fn from(e: service::error::Error) -> Problem {
+        use service::error::Error;
+        let detail = e.to_string();
+        match e {
+            Error::NotFound(_) => Problem::not_found(detail),
+            Error::Invalid { what, .. } if !what.is_empty() => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", detail)
+                    .with_errors(serde_json::json!({"at": what}))
+            }
+            Error::Invalid { .. } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", detail),
+            Error::Conflict(_) => Problem::conflict("duplicate", detail),
+            Error::Busy(_) => Problem::conflict("run-in-progress", detail),
+            Error::Forbidden(_) => Problem::forbidden("forbidden", detail),
+            Error::Refused(_) => Problem::refused(detail),
+            Error::Unavailable(_) => Problem::unavailable(detail),
+        }
+    }
+}
+
+/// `map_err` spelling of the mapping, where `?` cannot infer it.
+pub fn refused(e: service::error::Error) -> Problem {
+    e.into()
 }
 
 /// Query parameters; a bad one is a 400 problem document naming it.

@@ -2,7 +2,7 @@
 //! `tenure token`.
 
 use super::auth::Caller;
-use super::problem::{refused, Body, Problem};
+use super::problem::{Body, Problem};
 use super::Shared;
 use crate::users::{self, Role};
 use axum::extract::{Path, State};
@@ -49,10 +49,7 @@ async fn add(State(api): State<Shared>, c: Caller, Body(n): Body<NewUser>) -> Re
         Some(p) => (Secret::new(p), false),
         None => (users::one_time_password(), true),
     };
-    let u = match users::add_audited(&api.store, &n.name, r, &p, once, &c.actor).await {
-        Err(e) if e.contains("exists already") => return Err(Problem::conflict("duplicate", e)),
-        other => other.map_err(refused)?,
-    };
+    let u = users::add_audited(&api.store, &n.name, r, &p, once, &c.actor).await?;
     let mut v = users::user_view(&u);
     if once {
         v["one_time_password"] = Value::from(p.expose());
@@ -88,10 +85,10 @@ async fn change(
         return Err(Problem::refused("an admin cannot disable themselves or change their own role"));
     }
     if let Some(r) = &ch.role {
-        users::set_role(&api.store, &u.name, role(r)?, &c.actor).await.map_err(refused)?;
+        users::set_role(&api.store, &u.name, role(r)?, &c.actor).await?;
     }
     if let Some(d) = ch.disabled {
-        users::set_disabled(&api.store, &u.name, d, &c.actor).await.map_err(refused)?;
+        users::set_disabled(&api.store, &u.name, d, &c.actor).await?;
     }
     let u = api.store.user(&u.name).await?.ok_or_else(|| Problem::not_found("the user is gone"))?;
     Ok(Json(users::user_view(&u)))
@@ -104,7 +101,7 @@ async fn reset(State(api): State<Shared>, c: Caller, Path(name): Path<String>) -
     c.need(Role::Admin)?;
     let u = api.store.user(&name).await?.ok_or_else(|| Problem::not_found(format!("no user named {name:?}")))?;
     let p = users::one_time_password();
-    users::reset_password(&api.store, &u.name, &p, true, &c.actor).await.map_err(refused)?;
+    users::reset_password(&api.store, &u.name, &p, true, &c.actor).await?;
     Ok(Json(serde_json::json!({"name": u.name, "one_time_password": p.expose()})))
 }
 
@@ -145,11 +142,10 @@ async fn create_token(State(api): State<Shared>, c: Caller, Body(t): Body<NewTok
     }
     let r = role(&t.role)?;
     let now = jiff::Timestamp::now();
-    let expires = t.expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose().map_err(refused)?;
+    let expires = t.expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose()?;
     // The token acts for the person who made it (a token's token, for that token's maker).
-    let made = users::create_token_audited(&api.store, &t.name, r, t.connection, expires, &c.actor, c.user.clone())
-        .await
-        .map_err(refused)?;
+    let made =
+        users::create_token_audited(&api.store, &t.name, r, t.connection, expires, &c.actor, c.user.clone()).await?;
     let mut v = users::token_view(&made.record);
     v["token"] = Value::from(made.secret.expose());
     Ok((StatusCode::CREATED, Json(v)).into_response())
