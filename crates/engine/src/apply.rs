@@ -1031,17 +1031,11 @@ mod tests {
 
     fn action(worker: &str, kind: Kind, team: Option<&str>) -> Action {
         Action {
-            worker: worker.into(),
-            kind,
-            target_id: None,
             user_name: (kind == Kind::Create).then(|| format!("{worker}@example.com")),
             role: Some("Employees".into()),
-            reason: "hire".into(),
-            changes: vec![],
             body: Some(json!({"userName": format!("{worker}@example.com")})),
             team: team.map(Into::into),
-            moved_from: None,
-            review: None,
+            ..Action::new(worker, kind, "hire")
         }
     }
 

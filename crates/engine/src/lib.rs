@@ -117,6 +117,23 @@ pub struct Action {
     /// Why a reviewer must decide this worker's actions even on autopilot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<String>,
+    /// For a skip: what holds the worker back (its reason says it in words).
+    #[serde(skip)]
+    pub hold: Option<Hold>,
+}
+
+/// What holds a worker's actions back, so that no caller reads it from the reason's wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The HR data must change: an account that only looks like another, one that two workers
+    /// match, a record known only from quarantined rows. No decision releases it.
+    Data,
+    /// A supervised stage or a sensitive action waits for a reviewer.
+    Waiting,
+    /// A reviewer rejected these actions.
+    Rejected,
+    /// Failed run after run: set aside on the dead-letter list.
+    Dead,
 }
 
 impl Action {
@@ -134,6 +151,7 @@ impl Action {
             team: None,
             moved_from: None,
             review: None,
+            hold: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! actions as one unit, identified by a fingerprint of exactly what would be done, so a
 //! decision holds for those actions and no others.
 
-use crate::{Action, Kind, Plan};
+use crate::{Action, Hold, Kind, Plan};
 use rules::Stage;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -86,19 +86,23 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
         let acts: Vec<&Action> = idx.iter().map(|i| &plan.actions[*i]).collect();
         let f = fingerprint(&acts);
         let stage = stage_of(&acts);
-        let skip = |reason: String| Action {
+        let skip = |hold: Hold, reason: String| Action {
             target_id: acts[0].target_id.clone(),
             user_name: acts[0].user_name.clone(),
             role: acts[0].role.clone(),
+            hold: Some(hold),
             ..Action::new(w, Kind::Skip, reason)
         };
         if let Some(d) = dead.iter().find(|d| d.worker_id == *w && d.state == "dead" && d.fingerprint == f) {
             replace.insert(
                 w.clone(),
-                skip(format!(
+                skip(
+                    Hold::Dead,
+                    format!(
                     "dead letter: failed {} run(s) in a row, last: {}; `tenure dead-letters retry {w}` to try again",
                     d.attempts, d.last_error
-                )),
+                ),
+                ),
             );
             held.dead.push(w.clone());
             continue;
@@ -118,15 +122,20 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
             Some(r) if r.state == "rejected" => {
                 let by = r.decided_by.clone().unwrap_or_default();
                 let note = r.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
-                replace
-                    .insert(w.clone(), skip(format!("{} rejected by {by} (review #{}){note}", stage.as_str(), r.id)));
+                replace.insert(
+                    w.clone(),
+                    skip(Hold::Rejected, format!("{} rejected by {by} (review #{}){note}", stage.as_str(), r.id)),
+                );
             }
             Some(r) => {
-                replace.insert(w.clone(), skip(format!("waiting for approval: {stage_why} (review #{})", r.id)));
+                replace.insert(
+                    w.clone(),
+                    skip(Hold::Waiting, format!("waiting for approval: {stage_why} (review #{})", r.id)),
+                );
                 held.waiting.push(w.clone());
             }
             None => {
-                replace.insert(w.clone(), skip(format!("waiting for approval: {stage_why}")));
+                replace.insert(w.clone(), skip(Hold::Waiting, format!("waiting for approval: {stage_why}")));
                 held.waiting.push(w.clone());
             }
         }
@@ -161,4 +170,76 @@ pub fn units(plan: &Plan, workers: &std::collections::HashSet<&str>) -> HashMap<
         by_worker.entry(a.worker.as_str()).or_default().push(a);
     }
     by_worker.into_iter().map(|(w, acts)| (w.to_string(), (fingerprint(&acts), describe(&acts).to_string()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaver_plan() -> Plan {
+        Plan {
+            connection: "c".into(),
+            actions: vec![
+                Action { target_id: Some("u1".into()), ..Action::new("1", Kind::Deactivate, "terminated") },
+                Action::new("2", Kind::Update, "title changed"),
+            ],
+            ..Plan::default()
+        }
+    }
+
+    fn review(state: &str, fingerprint: &str) -> Review {
+        Review {
+            id: 7,
+            connection: "c".into(),
+            worker_id: "1".into(),
+            stage: "leave".into(),
+            fingerprint: fingerprint.into(),
+            actions: "[]".into(),
+            state: state.into(),
+            requested_at: "2026-12-01T00:00:00Z".into(),
+            decided_at: None,
+            decided_by: Some("rita".into()),
+            note: None,
+            proposed_by: None,
+            uploaded_by: None,
+        }
+    }
+
+    fn hold_of(plan: &Plan, worker: &str) -> Option<Hold> {
+        plan.actions.iter().find(|a| a.worker == worker).and_then(|a| a.hold)
+    }
+
+    #[test]
+    fn a_held_worker_says_why_as_a_kind_not_only_in_words() {
+        let f = fingerprint(&[&leaver_plan().actions[0]]);
+        // Supervised leavers wait for a reviewer; other workers go ahead, unheld.
+        let mut p = leaver_plan();
+        let held = hold(&mut p, &[Stage::Leave], &[], &[]);
+        assert_eq!(held.waiting, vec!["1".to_string()]);
+        assert_eq!((hold_of(&p, "1"), hold_of(&p, "2")), (Some(Hold::Waiting), None));
+        assert_eq!(p.actions.iter().find(|a| a.worker == "1").map(|a| a.kind), Some(Kind::Skip));
+        // Rejected by a reviewer.
+        let mut p = leaver_plan();
+        hold(&mut p, &[Stage::Leave], &[review("rejected", &f)], &[]);
+        assert_eq!(hold_of(&p, "1"), Some(Hold::Rejected));
+        // Approved: acts, unheld.
+        let mut p = leaver_plan();
+        let held = hold(&mut p, &[Stage::Leave], &[review("approved", &f)], &[]);
+        assert_eq!((hold_of(&p, "1"), held.approved), (None, vec![("1".to_string(), 7)]));
+        // A dead letter is set aside whatever the supervision.
+        let dead = DeadLetter {
+            connection: "c".into(),
+            worker_id: "1".into(),
+            fingerprint: f,
+            actions: "[]".into(),
+            attempts: 3,
+            last_error: "500".into(),
+            state: "dead".into(),
+            first_at: String::new(),
+            last_at: String::new(),
+        };
+        let mut p = leaver_plan();
+        hold(&mut p, &[], &[], &[dead]);
+        assert_eq!(hold_of(&p, "1"), Some(Hold::Dead));
+    }
 }

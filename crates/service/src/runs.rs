@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::intake::workers;
 use crate::run_report::{Applied, RunOutcome};
 use crate::{config, run_lock};
-use engine::{Actual, Kind, Plan};
+use engine::{Actual, Hold, Kind, Plan};
 use jiff::Timestamp;
 use rules::Rules;
 use scim_client::{RetryPolicy, ScimClient};
@@ -201,19 +201,13 @@ fn held_by_hr_rows(plan: &mut Plan, known: &std::collections::HashSet<&str>, hel
             let a = &mut plan.actions[i];
             a.kind = Kind::Skip;
             a.reason = reason;
+            a.hold = Some(Hold::Data);
         } else {
             extra.push(engine::Action {
-                worker: worker.clone(),
-                kind: Kind::Skip,
                 target_id: mine.first().and_then(|&i| plan.actions[i].target_id.clone()),
                 user_name: mine.first().and_then(|&i| plan.actions[i].user_name.clone()),
-                role: None,
-                reason,
-                changes: vec![],
-                body: None,
-                team: None,
-                moved_from: None,
-                review: None,
+                hold: Some(Hold::Data),
+                ..engine::Action::new(worker, Kind::Skip, reason)
             });
         }
     }
@@ -392,8 +386,7 @@ async fn apply_locked(
         store.sync_reviews(&p.plan.connection, &p.held.requests, opts.proposer.as_deref()).await?;
     // By worker, so a supervised initial sync of thousands is not a scan per held worker.
     let review_of: HashMap<&str, i64> = reviews.iter().map(|r| (r.worker_id.as_str(), r.id)).collect();
-    for a in p.plan.actions.iter_mut().filter(|a| a.kind == Kind::Skip && a.reason.starts_with("waiting for approval"))
-    {
+    for a in p.plan.actions.iter_mut().filter(|a| a.hold == Some(Hold::Waiting)) {
         if let Some(id) = review_of.get(a.worker.as_str()).filter(|_| !a.reason.contains("review #")) {
             a.reason = format!("{} (review #{id})", a.reason);
         }
@@ -403,7 +396,7 @@ async fn apply_locked(
         .plan
         .actions
         .iter()
-        .filter(|a| a.kind == Kind::Skip && a.reason.starts_with("held: "))
+        .filter(|a| a.hold == Some(Hold::Data))
         .map(|a| (a.worker.clone(), a.reason.clone()))
         .collect();
     let mut newly_held = vec![];
@@ -576,7 +569,7 @@ async fn apply_locked(
             .plan
             .actions
             .iter()
-            .filter(|a| a.kind == Kind::Skip && !a.reason.starts_with("held: "))
+            .filter(|a| a.kind == Kind::Skip && a.hold != Some(Hold::Data))
             .map(|a| (a.worker.as_str(), a.reason.as_str()))
             .collect();
         let new_reviews: std::collections::HashSet<i64> = new_reviews.into_iter().collect();

@@ -97,8 +97,8 @@ pub async fn run(
         // Every error, whichever layer answers it, is a problem document; outsized requests
         // are refused before any route.
         let app = app
-            .layer(axum::middleware::map_response(api::problem::as_problem))
-            .layer(axum::middleware::from_fn(api::problem::limits));
+            .layer(axum::middleware::map_response(web::problem::as_problem))
+            .layer(axum::middleware::from_fn(web::problem::limits));
         let (bound, task) = serve::serve(&listen, app, stop_rx.clone()).await?;
         let scheme = if listen.tls.is_some() { "https" } else { "http" };
         if full {

@@ -3,6 +3,7 @@
 //! request into a service call, its answer or error into JSON or an RFC 9457 problem.
 
 pub mod api;
+pub mod problem;
 pub mod push;
 pub mod serve;
 

@@ -2,8 +2,8 @@
 //! batch (`{"events": [...]}`), signed with HMAC-SHA256 over `"<timestamp>.<body>"`.
 //! Stale timestamps are refused (replays), and an event id is applied once (idempotent).
 
-use crate::api::problem::Problem;
 use crate::intake::{self, IntakeConfig, LoadKind};
+use crate::problem::Problem;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -82,7 +82,7 @@ fn same_person(a: &hr::Worker, b: &hr::Worker) -> bool {
 async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> Response {
     let now = Timestamp::now();
     let headers = req.headers().clone();
-    let body: Bytes = match crate::api::problem::read_bytes(req, &()).await {
+    let body: Bytes = match crate::problem::read_bytes(req, &()).await {
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };

@@ -8,7 +8,7 @@ use service::error::Error;
 use service::users::Role;
 use std::sync::Arc;
 use tower::ServiceExt;
-use web::api::problem::Problem;
+use web::problem::Problem;
 
 struct App {
     router: axum::Router,
@@ -45,7 +45,7 @@ async fn app() -> App {
         .expose()
         .to_string();
     let api = web::api::Api::new(store, key, dir.clone(), Arc::new(tokio::sync::Notify::new()), false);
-    let router = web::api::router(Arc::new(api)).layer(axum::middleware::map_response(web::api::problem::as_problem));
+    let router = web::api::router(Arc::new(api)).layer(axum::middleware::map_response(web::problem::as_problem));
     App { router, admin, viewer, _dir: Dir(dir) }
 }
 

@@ -7,7 +7,7 @@ use super::actual::Target;
 use super::desired::Wanted;
 use super::matching::{Account, Conflicts, Matched};
 use super::Context;
-use crate::{paths, s, same, sv, Action, Actual, Change, Kind, Life, Plan};
+use crate::{paths, s, same, sv, Action, Actual, Change, Hold, Kind, Life, Plan};
 use jiff::Timestamp;
 use rules::{Apply, GrantView};
 use serde_json::Value;
@@ -98,7 +98,9 @@ impl<'w> Diff<'_, '_, 'w> {
             return self.push(act(w, acc, Kind::Skip, format!("invalid data: {}", w.errors.join("; "))));
         }
         if let Some(why) = held.conflict.get(w.id()).filter(|_| w.life != Life::Gone) {
-            return self.push(act(w, acc, Kind::Skip, why.clone()));
+            let mut held = act(w, acc, Kind::Skip, why.clone());
+            held.hold = Some(Hold::Data);
+            return self.push(held);
         }
         let Some(a) = acc else { return self.without_account(w, &why_role) };
         let active = a.user.get("active").and_then(Value::as_bool).unwrap_or(true);
@@ -451,5 +453,14 @@ mod tests {
             "{}",
             p.actions[0].reason
         );
+    }
+
+    #[test]
+    fn a_worker_held_for_a_look_alike_address_is_held_as_data_not_as_a_review() {
+        let g = given(vec![account("u1", "kim@x.example", json!({}))]);
+        let p = g.plan(&[worker("1", "\u{212A}im@x.example", json!({})), worker("2", "pat@x.example", json!({}))]);
+        let one = p.actions.iter().find(|a| a.worker == "1").unwrap();
+        assert_eq!((one.kind, one.hold), (Kind::Skip, Some(Hold::Data)), "{}", one.reason);
+        assert!(p.actions.iter().filter(|a| a.worker == "2").all(|a| a.hold.is_none()));
     }
 }

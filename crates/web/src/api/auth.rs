@@ -2,8 +2,8 @@
 //! CSRF token and a same-origin request) or an API token (scripts). Logins are slowed per
 //! account and per address after failures, and every failure is audited.
 
-use super::problem::{Body, Problem};
 use super::{allows, Shared};
+use crate::problem::{Body, Problem};
 use crate::users::Role;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -160,8 +160,7 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or_else(|| unauthorized("send an API token as Authorization: Bearer tenure_..."))?;
         let t = crate::users::authenticate_token(&api.store, bearer.trim(), now)
-            .await
-            .map_err(Problem::unavailable)?
+            .await?
             // Unknown, revoked and expired tokens are told apart to no one.
             .ok_or_else(|| unauthorized("the token is not valid"))?;
         let mut role = Role::parse(&t.role).unwrap_or(Role::Viewer);
@@ -520,9 +519,7 @@ async fn login(
         let known = api.store.user(&l.user).await?.map(|u| u.name);
         let detail = serde_json::json!({"user_tried": known, "unknown_user": known.is_none(),
             "address": address.to_string()});
-        crate::decisions::record_one(&api.store, "login_failed", "", "anonymous", detail)
-            .await
-            .map_err(Problem::unavailable)?;
+        crate::decisions::record_one(&api.store, "login_failed", "", "anonymous", detail).await?;
         return Err(unauthorized("wrong user name or password, or the user is disabled"));
     };
     api.throttle.succeeded(&l.user, address);
@@ -589,12 +586,11 @@ async fn change_password(
         return Err(Problem::refused("the new password must differ from the current one"));
     }
     let new = Secret::new(p.new);
-    crate::users::check_password(name, &new).map_err(Problem::refused)?;
-    let h = crate::users::hash_password(&new).map_err(Problem::unavailable)?;
+    crate::users::check_password(name, &new)?;
+    let h = crate::users::hash_password(&new)?;
     api.store.set_user_password(name, &h, false).await?;
     crate::decisions::record_one(&api.store, "password_change", "", &c.actor, serde_json::json!({"user": name}))
-        .await
-        .map_err(Problem::unavailable)?;
+        .await?;
     // The change voided every session made before it, this one too: a fresh one follows.
     with_new_session(&api, &store::UserRecord { must_change: false, ..user }).await
 }

@@ -1,9 +1,9 @@
 //! Connections, the configuration, HR uploads and loads, and workers with their "why".
 
 use super::auth::{Caller, Scoped};
-use super::problem::{parse_json, read_bytes, Body, Problem, Q};
 use super::Shared;
 use crate::intake::{self, Delivery, LoadKind, Taken};
+use crate::problem::{parse_json, read_bytes, Body, Problem, Q};
 use crate::users::Role;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -166,6 +166,7 @@ async fn get_config(State(api): State<Shared>, _c: Caller, Q(q): Q<ConfigQuery>)
     match q.format.as_deref() {
         None | Some("toml") => Ok(([("content-type", "application/toml")], v.body).into_response()),
         Some("json") => {
+            // The stored configuration not reading back is the server's trouble, not the caller's.
             let cfg = crate::config::parse("stored configuration", &v.body).map_err(Problem::unavailable)?;
             Ok(Json(json!({"version": v.id, "sha256": v.checksum, "config": cfg})).into_response())
         }
@@ -237,14 +238,10 @@ async fn put_config(
             }
         };
         let today = jiff::Zoned::now().date();
-        let d = crate::preview::differences(&api.store, &before, &after, today, 1000)
-            .await
-            .map_err(Problem::unavailable)?;
+        let d = crate::preview::differences(&api.store, &before, &after, today, 1000).await?;
         return Ok(Json(json!({"dry_run": true, "saved": false, "differences": d})));
     }
-    let r = crate::config::import(&api.store, &api.data_dir, "request body", &cfg, &confirm, &c.actor)
-        .await
-        .map_err(Problem::unavailable)?;
+    let r = crate::config::import(&api.store, &api.data_dir, "request body", &cfg, &confirm, &c.actor).await?;
     match r {
         Ok(i) => {
             api.wake.notify_one();
@@ -275,12 +272,9 @@ pub(super) async fn compiled(
     cfg: &rules::Config,
     confirm: &crate::config::Confirm,
 ) -> Result<rules::Rules, Problem> {
-    crate::config::compile_checked(&api.store, &api.data_dir, "request body", cfg, confirm)
-        .await
-        .map_err(Problem::unavailable)?
-        .map_err(|e| {
-            config_problems(StatusCode::UNPROCESSABLE_ENTITY, "the configuration has problems", &e.to_string())
-        })
+    crate::config::compile_checked(&api.store, &api.data_dir, "request body", cfg, confirm).await?.map_err(|e| {
+        config_problems(StatusCode::UNPROCESSABLE_ENTITY, "the configuration has problems", &e.to_string())
+    })
 }
 
 // ---- HR data ----
@@ -314,8 +308,8 @@ async fn upload(
     };
     let json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
     let bytes = read_bytes(req, &()).await?;
-    let rules = crate::config::current(&api.store).await.map_err(Problem::refused)?;
-    let intake = intake::Intake::from_settings(&rules.config.hr).map_err(Problem::refused)?;
+    let rules = crate::config::current(&api.store).await?;
+    let intake = intake::Intake::from_settings(&rules.config.hr)?;
     // The load records its uploader: a proposer of the changes it brings (maker-checker).
     let d = Delivery {
         source: format!("api upload by {}", c.actor),
@@ -326,9 +320,7 @@ async fn upload(
         supersede_loads: vec![],
         uploaded_by: Some(c.person.clone()),
     };
-    let taken = intake::take(&api.store, &api.data_dir, &intake, d, jiff::Timestamp::now())
-        .await
-        .map_err(Problem::unavailable)?;
+    let taken = intake::take(&api.store, &api.data_dir, &intake, d, jiff::Timestamp::now()).await?;
     match taken {
         Taken::Loaded { outcome, report } => {
             api.wake.notify_one();
@@ -406,7 +398,7 @@ impl Index {
                 return Ok(v.clone());
             }
         }
-        let workers = crate::intake::workers(store).await.map_err(Problem::unavailable)?;
+        let workers = crate::intake::workers(store).await?;
         let mut entries: Vec<Entry> = workers
             .iter()
             .map(|w| {
@@ -483,9 +475,8 @@ async fn worker(State(api): State<Shared>, c: Caller, Path(id): Path<String>) ->
     let mut connections = vec![];
     if let Some(rules) = &rules {
         let key = Some(api.key.as_ref());
-        let previews = crate::preview::preview_of(&api.store, key, rules, std::slice::from_ref(&id), None, None)
-            .await
-            .map_err(Problem::refused)?;
+        let previews =
+            crate::preview::preview_of(&api.store, key, rules, std::slice::from_ref(&id), None, None).await?;
         for p in previews.into_iter().filter(|p| c.on(&p.decision.connection).is_ok()) {
             connections.push(
                 json!({"connection": p.decision.connection, "decision": p.decision, "plan": p.plan, "note": p.note}),

@@ -6,16 +6,15 @@
 pub mod auth;
 mod data;
 mod ops;
-pub mod problem;
 mod users;
 
+use crate::problem::Problem;
 pub use crate::serve::{Allow, SessionPolicy};
 use crate::users::Role;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use problem::Problem;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -2,8 +2,8 @@
 //! notification tests.
 
 use super::auth::{Caller, Scoped};
-use super::problem::{read_bytes, Body, Problem, Q};
 use super::{Job, Shared};
+use crate::problem::{read_bytes, Body, Problem, Q};
 use crate::run_lock;
 use crate::runs::{self, ApplyOptions};
 use crate::users::Role;
@@ -38,7 +38,7 @@ async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Val
     let holds = api.store.holds(None).await?;
     let mut out = vec![];
     for conn in api.store.connections().await?.iter().filter(|x| c.on(&x.name).is_ok()) {
-        let (last, ok) = crate::audit::last_runs(&api.store, &conn.name).await.map_err(Problem::unavailable)?;
+        let (last, ok) = crate::audit::last_runs(&api.store, &conn.name).await?;
         let view = |r: Option<&store::RunRecord>| {
             r.map(|r| {
                 let s = summary_of(r);
@@ -159,7 +159,7 @@ async fn plan_unsaved(
     let json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
     let bytes = read_bytes(req, &()).await?;
     let cfg =
-        if json { super::problem::parse_json::<rules::Config>(&bytes)? } else { super::data::toml_config(&bytes)? };
+        if json { crate::problem::parse_json::<rules::Config>(&bytes)? } else { super::data::toml_config(&bytes)? };
     // The same checks as an import (a URL other than the stored one is refused), but a plan
     // saves nothing, so what the file leaves out does not matter.
     let confirm = crate::config::Confirm { plan_only: true, ..Default::default() };
@@ -205,10 +205,7 @@ async fn start_run(
     c.on(&name)?;
     let rules = crate::config::current(&api.store).await?;
     runs::pick(&rules, Some(&name)).map_err(Problem::not_found)?;
-    let lock = match run_lock::try_lock(&api.store, &name, &format!("run by {}", c.actor))
-        .await
-        .map_err(Problem::unavailable)?
-    {
+    let lock = match run_lock::try_lock(&api.store, &name, &format!("run by {}", c.actor)).await? {
         run_lock::Lock::Got(l) => l,
         run_lock::Lock::Busy(h) => return Err(Problem::conflict("run-in-progress", run_lock::busy_message(&name, &h))),
     };
@@ -576,7 +573,7 @@ fn filter(c: &Caller, q: &AuditQuery) -> Result<crate::audit::Filter, Problem> {
     responses((status = 200, body = Vec<Object>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn audit(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<AuditQuery>) -> Result<Json<Vec<Value>>, Problem> {
     let f = filter(&c, &q)?;
-    let records = crate::audit::select(&api.store, &f).await.map_err(Problem::unavailable)?;
+    let records = crate::audit::select(&api.store, &f).await?;
     let n = q.limit.unwrap_or(500).clamp(1, 100_000);
     let skip = records.len().saturating_sub(n);
     Ok(Json(records[skip..].iter().map(crate::audit::record_json).collect()))
@@ -588,10 +585,10 @@ async fn audit(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<AuditQuery>
         (status = 400, body = Problem, content_type = "application/problem+json")))]
 async fn export(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<AuditQuery>) -> Result<Response, Problem> {
     let f = filter(&c, &q)?;
-    let records = crate::audit::select(&api.store, &f).await.map_err(Problem::unavailable)?;
+    let records = crate::audit::select(&api.store, &f).await?;
     match q.format.as_deref() {
         None | Some("csv") => {
-            let bytes = crate::audit::to_csv(&records).map_err(Problem::unavailable)?;
+            let bytes = crate::audit::to_csv(&records)?;
             Ok((
                 [
                     ("content-type", "text/csv; charset=utf-8"),

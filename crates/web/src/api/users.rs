@@ -2,8 +2,8 @@
 //! `tenure token`.
 
 use super::auth::Caller;
-use super::problem::{Body, Problem};
 use super::Shared;
+use crate::problem::{Body, Problem};
 use crate::users::{self, Role};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

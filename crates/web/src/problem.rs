@@ -1,5 +1,6 @@
-//! RFC 9457 problem documents, and the JSON body reader that turns bad input into one that
-//! says where (line and column) and what (an unknown field by name).
+//! RFC 9457 problem documents for every answer of the listener (the API, the HR push endpoint,
+//! the probes), the one mapping of the service's errors onto them, and the JSON body reader that
+//! turns bad input into one that says where (line and column) and what (an unknown field by name).
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode};
