@@ -11,6 +11,7 @@ pub mod error;
 pub mod inbox;
 pub mod infer;
 pub mod intake;
+pub mod keys;
 pub mod metrics;
 pub mod names;
 pub mod notify;

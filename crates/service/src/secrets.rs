@@ -91,7 +91,7 @@ pub fn destination(urls: &[&str]) -> String {
 
 /// The sealing context of a secret bound to a destination: opening it for another fails even
 /// if the stored record were edited.
-fn bound(context: &str, destination: &str) -> String {
+pub(crate) fn bound(context: &str, destination: &str) -> String {
     if destination.is_empty() {
         context.to_string()
     } else {

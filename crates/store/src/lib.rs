@@ -53,6 +53,16 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A sealed secret in the store, as [`Store::reseal`] hands it over: where it is, so that the
+/// caller can give the context it was sealed for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sealable {
+    /// A connection's access token, sealed for the connection's id.
+    Token { connection_id: String },
+    /// A setting holding a sealed value, with the destination it is bound to ("" for none).
+    Setting { name: String, destination: String },
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         // SQLITE_FULL (13, SQLite's codes are numbers); PostgreSQL's disk_full (53100) and
@@ -556,6 +566,74 @@ impl Store {
             return Err(StoreError::NotFound(name.into()));
         }
         self.connection(name).await?.ok_or_else(|| StoreError::NotFound(name.into()))
+    }
+
+    /// Re-seals every sealed secret in the store (connection tokens, and settings holding a
+    /// sealed value) through `f`, in one transaction: all of them change or none does, and no
+    /// secret stored meanwhile is missed. `f` opens with the old key and seals with the new;
+    /// the first refusal rolls everything back. Answers how many were re-sealed.
+    pub async fn reseal(&self, f: impl Fn(&Sealable, &Sealed) -> Result<Sealed, String>) -> Result<usize, StoreError> {
+        self.write_tx(async |tx| {
+            let mut n = 0;
+            let rows = sqlx::query("SELECT id, token_sealed, token_key_id FROM connections ORDER BY id")
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in rows {
+                let id: String = r.try_get("id")?;
+                let old = Sealed { key_id: r.try_get("token_key_id")?, blob: r.try_get("token_sealed")? };
+                let new = f(&Sealable::Token { connection_id: id.clone() }, &old).map_err(StoreError::Invalid)?;
+                sqlx::query("UPDATE connections SET token_sealed = $1, token_key_id = $2 WHERE id = $3")
+                    .bind(&new.blob)
+                    .bind(&new.key_id)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                n += 1;
+            }
+            let rows = sqlx::query("SELECT name, value FROM settings ORDER BY name").fetch_all(&mut *tx).await?;
+            for r in rows {
+                let name: String = r.try_get("name")?;
+                let value: String = r.try_get("value")?;
+                let Ok(serde_json::Value::Object(mut v)) = serde_json::from_str(&value) else { continue };
+                let (Some(key_id), Some(blob)) =
+                    (v.get("key_id").and_then(|x| x.as_str()), v.get("blob").and_then(|x| x.as_str()))
+                else {
+                    continue;
+                };
+                let old = Sealed { key_id: key_id.into(), blob: blob.into() };
+                let destination = v.get("for").and_then(|x| x.as_str()).unwrap_or_default().to_string();
+                let new =
+                    f(&Sealable::Setting { name: name.clone(), destination }, &old).map_err(StoreError::Invalid)?;
+                v.insert("key_id".into(), new.key_id.into());
+                v.insert("blob".into(), new.blob.into());
+                sqlx::query("UPDATE settings SET value = $1 WHERE name = $2")
+                    .bind(serde_json::Value::Object(v).to_string())
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// The key ids secrets are sealed under, with how many each (to tell whether a rotation is
+    /// complete).
+    pub async fn sealed_key_ids(&self) -> Result<Vec<(String, usize)>, StoreError> {
+        let mut count = std::collections::BTreeMap::<String, usize>::new();
+        for r in sqlx::query("SELECT token_key_id FROM connections").fetch_all(&self.pool).await? {
+            *count.entry(r.try_get("token_key_id")?).or_default() += 1;
+        }
+        for r in sqlx::query("SELECT value FROM settings").fetch_all(&self.pool).await? {
+            let value: String = r.try_get("value")?;
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&value) {
+                if let (Some(id), Some(_)) = (v["key_id"].as_str(), v["blob"].as_str()) {
+                    *count.entry(id.to_string()).or_default() += 1;
+                }
+            }
+        }
+        Ok(count.into_iter().collect())
     }
 
     pub async fn remove_connection(&self, name: &str) -> Result<bool, StoreError> {

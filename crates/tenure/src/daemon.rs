@@ -34,6 +34,26 @@ pub async fn run(
     }
     let store = config::open(data_dir, database_url).await?;
     let key = Arc::new(MasterKey::load(data_dir)?);
+    // A rotation's loose ends: its key put in force, stragglers re-sealed, the old key removed.
+    let who = if serve.is_some() { "tenure serve" } else { "tenure run" };
+    match service::keys::settle(&store, &key).await {
+        Ok(s) => {
+            if s.promoted {
+                outln!("{who}: master key {} put in force (its rotation had re-sealed every secret)", key.id());
+            }
+            if s.resealed > 0 {
+                outln!("{who}: re-sealed {} secret(s) under master key {}", s.resealed, key.id());
+            }
+            if s.forgot_old {
+                outln!("{who}: every secret is under master key {}: the old key file is removed", key.id());
+            }
+            if s.unfinished {
+                outln!("{who}: a master key rotation was begun and not finished: run `tenure key rotate` again");
+            }
+        }
+        // The secrets still open with the keys held: the service can start.
+        Err(e) => tracing::warn!("the master key rotation could not be settled: {e}"),
+    }
     // The service starts before any configuration (it arrives through the API); the daemon
     // needs one.
     let rules = match serve {

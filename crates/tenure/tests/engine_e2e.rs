@@ -809,3 +809,194 @@ async fn workers_on_two_rows_are_held_and_told_and_leavers_on_two_rows_leave() {
     env.ok(&["apply", "--as-of", now]);
     assert!(!env.ok(&["reviews"]).contains("held by tenure"));
 }
+
+// Multi-threaded: the webhook sink answers while this thread waits for the tenure binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_key_rotation_reseals_every_secret() {
+    key_rotation(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_key_rotation_on_postgres() {
+    if let Some(pg) = postgres("key_rotation").await {
+        key_rotation(Some(pg.url.clone())).await
+    }
+}
+
+/// Every row of every table of the store, as text (PostgreSQL), or the store's files (SQLite).
+async fn store_text(env: &Env) -> String {
+    let Some(url) = &env.database_url else {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(&env.dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.file_name().unwrap().to_string_lossy().starts_with("tenure.db") {
+                all.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
+            }
+        }
+        assert!(all.len() > 10_000, "the store's files were read");
+        return all;
+    };
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(tables.iter().any(|t| t == "connections"), "{tables:?}");
+    let mut all = String::new();
+    for t in tables {
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT r::text FROM \"{t}\" r")).fetch_all(&pool).await.unwrap();
+        all.push_str(&rows.join("\n"));
+    }
+    pool.close().await;
+    all
+}
+
+async fn key_rotation(database_url: Option<String>) {
+    use hmac::{Hmac, Mac};
+    if std::env::var("TENURE_MASTER_KEY").is_ok() {
+        eprintln!("SKIPPED: key rotation on files: TENURE_MASTER_KEY is set in this environment");
+        return;
+    }
+    let sb = common::spawn(&[]);
+    let env = Env::connect_to(&sb, "e2e-key-rotate", "", "", database_url);
+    let (hook, hooked) = webhook_sink().await;
+    // Four sealed secrets: the connection's token, a notifier's, the push and the pull secrets.
+    let path = env.dir.join("rules.toml");
+    let rules = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{rules}\n[[notify]]\nname = \"ops-hook\"\nwebhook = \"{hook}\"\non = [\"hire\"]\n\n[hr.pull]\n\
+             url = \"https://hr.invalid/report.csv\"\ninterval_minutes = 60\nauth = \"bearer\"\n"
+        ),
+    )
+    .unwrap();
+    env.ok(&["config", "import", path.to_str().unwrap()]);
+    let mut said = vec![];
+    let out = env.ok(&["notify", "secret", "ops-hook"]);
+    let notify_secret = out.trim().rsplit(' ').next().unwrap().to_string();
+    assert_eq!(notify_secret.len(), 64, "{out}");
+    let (push_secret, pull_secret) = ("push-secret-5f1c09b7d2e4a8", "pull-token-93ad4e71c0b2");
+    let file = env.dir.join("secret.txt");
+    std::fs::write(&file, push_secret).unwrap();
+    said.push(env.ok(&["hr", "push-secret", "--secret-file", file.to_str().unwrap()]));
+    std::fs::write(&file, pull_secret).unwrap();
+    said.push(env.ok(&["hr", "pull-secret", "--secret-file", file.to_str().unwrap()]));
+    std::fs::remove_file(&file).unwrap();
+    let key_file = |name: &str| std::fs::read_to_string(env.dir.join(name)).ok().map(|k| k.trim().to_string());
+    let first = key_file("master.key").unwrap();
+
+    let out = env.ok(&["key", "rotate"]);
+    assert!(out.contains("re-sealed 4 secret(s) under master key "), "{out}");
+    assert!(out.contains("master.key.old until `tenure serve` next starts"), "{out}");
+    said.push(out);
+    let second = key_file("master.key").unwrap();
+    assert_ne!(second, first, "a new key is in force");
+    assert_eq!(key_file("master.key.old").as_deref(), Some(first.as_str()), "the old key is kept beside it");
+    assert_eq!(key_file("master.key.new"), None);
+
+    // Every secret opens under the new key: the token reaches the target, the notifier signs.
+    said.push(env.ok(&["connection", "test", "Connection-Bearer Token-1"]));
+    said.push(env.ok(&["notify", "test", "ops-hook"]));
+    {
+        let got = hooked.lock().unwrap();
+        let (h, body) = got.last().expect("the test notice arrived");
+        let ts = h["x-tenure-timestamp"].to_str().unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(notify_secret.as_bytes()).unwrap();
+        mac.update(format!("{ts}.{body}").as_bytes());
+        let want: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(h["x-tenure-signature"].to_str().unwrap(), format!("sha256={want}"), "signed with the same secret");
+    }
+
+    // The next start finds every secret under the new key and lets the old one go; a push
+    // signed with the push secret is taken.
+    let serve = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "0"]);
+    serve.wait_line("the old key file is removed").await;
+    let base = serve.address().await;
+    assert_eq!(key_file("master.key.old"), None);
+    let body = serde_json::to_vec(&serde_json::json!({"event_id": "evt-rotate", "worker": {
+        "employee_id": "R-1", "first_name": "Rota", "last_name": "Tion", "work_email": "rota@acme.example",
+        "employment_type": "employee", "status": "active", "hire_date": "2024-02-01", "time_zone": "Europe/Paris"}}))
+    .unwrap();
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(push_secret.as_bytes()).unwrap();
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(&body);
+    let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/hr/v1/push"))
+        .header("content-type", "application/json")
+        .header("X-Tenure-Timestamp", ts.to_string())
+        .header("X-Tenure-Signature", format!("sha256={sig}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert!(status.is_success(), "{status}: {}", r.text().await.unwrap());
+    let logged = [serve.lines.lock().unwrap().clone(), serve.logs.lock().unwrap().clone()].concat().join("\n");
+    drop(serve);
+    said.push(logged);
+
+    // A second rotation opens every secret again (the pull secret too) to re-seal it.
+    let out = env.ok(&["key", "rotate"]);
+    assert!(out.contains("re-sealed 4 secret(s)"), "{out}");
+    said.push(out);
+    let third = key_file("master.key").unwrap();
+
+    // From the key file to a key in the environment: refused without the one it replaces,
+    // then done with it, and the new key alone opens everything.
+    let env_key: String = (0..32).map(|i| format!("{:02x}", (i * 37 + 11) % 256)).collect();
+    let (code, out) = env
+        .command()
+        .args(["key", "rotate"])
+        .env("TENURE_MASTER_KEY", &env_key)
+        .output()
+        .map(|o| {
+            (o.status.code(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        })
+        .unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("TENURE_MASTER_KEY_PREVIOUS"), "{out}");
+    said.push(out);
+    let o = env
+        .command()
+        .args(["key", "rotate"])
+        .env("TENURE_MASTER_KEY", &env_key)
+        .env("TENURE_MASTER_KEY_PREVIOUS", &third)
+        .output()
+        .unwrap();
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && out.contains("re-sealed 4 secret(s)"), "{out}");
+    said.push(out);
+    let o = env
+        .command()
+        .args(["connection", "test", "Connection-Bearer Token-1"])
+        .env("TENURE_MASTER_KEY", &env_key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = env.command().args(["notify", "test", "ops-hook"]).env("TENURE_MASTER_KEY", &env_key).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Neither a key nor a secret in plain text: not in the store, not in what was said or logged.
+    let stored = store_text(&env).await;
+    let said = said.join("\n");
+    for (what, value) in [
+        ("the first key", first.as_str()),
+        ("the second key", &second),
+        ("the third key", &third),
+        ("the key from the environment", &env_key),
+        ("the access token", &sb.token),
+        ("the notifier's secret", &notify_secret),
+        ("the push secret", push_secret),
+        ("the pull secret", pull_secret),
+    ] {
+        assert!(!stored.contains(value), "the store holds {what} in plain text");
+        assert!(!said.contains(value), "{what} was said or logged:\n{said}");
+    }
+}

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod config;
 pub mod connection;
 pub mod hr;
+pub mod key;
 pub mod notify;
 #[macro_use]
 pub mod output;
@@ -226,6 +227,9 @@ enum Command {
     /// a test notice through one.
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
+    /// The master key that seals stored secrets: rotate it.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// The audit log: verify its hash chain, one worker's timeline, or an export.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -421,6 +425,7 @@ pub fn main() -> ExitCode {
         }
         Command::User(cmd) => return coded(rt.block_on(users::user(cmd, &dir, database_url.as_deref()))),
         Command::Token(cmd) => return coded(rt.block_on(users::token(cmd, &dir, database_url.as_deref()))),
+        Command::Key(cmd) => return coded(rt.block_on(key::run(cmd, &dir, database_url.as_deref()))),
         Command::Audit(cmd) => return coded(rt.block_on(audit::audit_cmd(&dir, database_url.as_deref(), cmd))),
         Command::Runs { cmd, connection, limit, json } => {
             return coded(rt.block_on(audit::runs_cmd(&dir, database_url.as_deref(), cmd, connection, limit, json)))
@@ -457,6 +462,7 @@ pub fn main() -> ExitCode {
             | Command::Plan { .. }
             | Command::Apply { .. }
             | Command::Audit(_)
+            | Command::Key(_)
             | Command::Runs { .. }
             | Command::Reviews { .. }
             | Command::Approve(_)

@@ -304,6 +304,8 @@ pub async fn assert_exactly_once(sb: &Sandbox, n: usize) {
 pub struct Running {
     pub child: std::process::Child,
     pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// What it logged on standard error (also passed on to the test's own).
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Running {
@@ -317,16 +319,31 @@ impl Env {
     /// Starts a long-running command, its standard output collected line by line.
     pub fn start(&self, args: &[&str]) -> Running {
         use std::io::BufRead;
-        let mut child = self.command().args(args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .command()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let err = std::io::BufReader::new(child.stderr.take().unwrap());
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let sink = lines.clone();
         std::thread::spawn(move || {
             for l in out.lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(l);
             }
         });
-        Running { child, lines }
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for l in err.lines().map_while(Result::ok) {
+                eprintln!("{l}");
+                sink.lock().unwrap().push(l);
+            }
+        });
+        Running { child, lines, logs }
     }
 }
 
