@@ -1,7 +1,8 @@
 //! What this process counted, in Prometheus' text format, for `/metrics`. Counters live in
 //! one process-wide table (every door of the process adds to it: the scheduler's runs, the
 //! API's runs, logins, pushes); gauges that other processes change too (reviews pending, dead
-//! letters, last runs, quarantined rows) are read from the store at each scrape.
+//! letters, last runs, quarantined rows, the guard, the last HR data) are read from the store
+//! at each scrape.
 
 use crate::error::Result;
 use std::collections::BTreeMap;
@@ -49,6 +50,8 @@ const HELP: &[(&str, &str, &str)] = &[
     ("tenure_reviews_pending", "gauge", "Reviews waiting for a reviewer, by connection."),
     ("tenure_dead_letters", "gauge", "Workers set aside after failing run after run, by connection."),
     ("tenure_quarantined_rows", "gauge", "HR rows quarantined by the last load."),
+    ("tenure_guard_tripped", "gauge", "1 while the mass-deprovision guard stops a connection's runs, else 0."),
+    ("tenure_hr_last_received_timestamp_seconds", "gauge", "When the last HR data (file, pull or push) arrived."),
 ];
 
 /// A label value as the text format wants it: backslash, quote and newline escaped, and no
@@ -86,7 +89,10 @@ pub async fn render(store: &store::Store) -> Result<String> {
     };
     let pending = store.reviews(None, &["pending"]).await?;
     let dead = store.dead_letters(None).await?;
+    let tripped = store.guard_trips().await?;
     for c in store.connections().await? {
+        let on = tripped.iter().any(|t| t.connection == c.name);
+        gauge("tenure_guard_tripped", vec![("connection", c.name.clone())], if on { 1.0 } else { 0.0 });
         let (last, ok) = crate::audit::last_runs(store, &c.name).await?;
         if let Some(t) = last.as_ref().and_then(seconds) {
             gauge("tenure_last_run_timestamp_seconds", vec![("connection", c.name.clone())], t);
@@ -101,6 +107,9 @@ pub async fn render(store: &store::Store) -> Result<String> {
     }
     let quarantined = store.last_accepted_load().await?.map(|l| l.quarantined).unwrap_or(0);
     gauge("tenure_quarantined_rows", vec![], quarantined as f64);
+    if let Some(t) = store.last_load().await?.and_then(|l| l.loaded_at.parse::<jiff::Timestamp>().ok()) {
+        gauge("tenure_hr_last_received_timestamp_seconds", vec![], t.as_second() as f64);
+    }
     let mut out = String::new();
     for (name, kind, help) in HELP {
         let mine: Vec<_> = series.iter().filter(|((n, _), _)| n == name).collect();
@@ -117,33 +126,11 @@ pub async fn render(store: &store::Store) -> Result<String> {
     Ok(out)
 }
 
-fn guards() -> &'static Mutex<BTreeMap<String, serde_json::Value>> {
-    static G: OnceLock<Mutex<BTreeMap<String, serde_json::Value>>> = OnceLock::new();
-    G.get_or_init(Mutex::default)
-}
-
-/// The guard's verdict on a connection's last run in this process, while it stays tripped.
-pub fn guard_tripped(connection: &str) -> Option<serde_json::Value> {
-    guards().lock().unwrap_or_else(|p| p.into_inner()).get(connection).cloned()
-}
-
 /// Counts what one apply came to.
 pub fn record_run(connection: &str, applied: &crate::run_report::Applied, seconds: f64) {
     use crate::run_report::RunOutcome;
     let scim = &applied.scim;
     let c = [("connection", connection)];
-    {
-        let mut g = guards().lock().unwrap_or_else(|p| p.into_inner());
-        match (&applied.guard, applied.outcome) {
-            (Some(v), _) => {
-                g.insert(connection.to_string(), v.clone());
-            }
-            (None, RunOutcome::Done | RunOutcome::Failures) => {
-                g.remove(connection);
-            }
-            _ => {}
-        }
-    }
     let outcome = match applied.outcome {
         RunOutcome::Done => "ok",
         RunOutcome::GuardRefused => "guard_refused",

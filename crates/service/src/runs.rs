@@ -343,6 +343,13 @@ pub async fn apply_holding(
     lock.release().await;
     if let Ok(a) = &r {
         crate::metrics::record_run(name, a, t0.elapsed().as_secs_f64());
+        // A whole run went through: the guard no longer stops this connection. (A run for
+        // chosen workers leaves the refusal in place: the next full run would meet it again.)
+        if matches!(a.outcome, RunOutcome::Done | RunOutcome::Failures) && opts.workers.is_empty() {
+            if let Err(e) = store.clear_guard(name).await {
+                tracing::warn!("the guard's state of {name:?} could not be cleared: {e}");
+            }
+        }
     }
     r
 }
@@ -424,6 +431,9 @@ async fn apply_locked(
                 "refused by the mass-deprovision guard: {why}. Nothing was applied. If this is right, run again with \
                  --confirm-deprovision {deactivations}"
             ));
+            // Kept in the store, so the status of every process says so until a run goes through.
+            let by = crate::decisions::actor(opts.actor.as_deref());
+            store.trip_guard(name, &why, deactivations as i64, &by).await?;
             let mut a = Applied::only(RunOutcome::GuardRefused, name);
             a.guard = Some(guard_verdict(&p));
             release(p);

@@ -161,7 +161,70 @@ pub fn audit_hash(prev: &str, seq: i64, at: &str, e: &AuditEntry) -> String {
     hex
 }
 
+/// The mass-deprovision guard's refusal of a connection's last run, kept until a run goes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardTrip {
+    pub connection: String,
+    /// The guard's reason, with its numbers.
+    pub why: String,
+    /// Deactivations and deletions the refused plan held: what `--confirm-deprovision` takes.
+    pub deactivations: i64,
+    pub tripped_at: String,
+    /// Who started the refused run (a person, the scheduler, the command line).
+    pub by: String,
+}
+
 impl Store {
+    /// Keeps the guard's refusal of a connection's run (replacing an earlier one).
+    pub async fn trip_guard(
+        &self,
+        connection: &str,
+        why: &str,
+        deactivations: i64,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO guard_trips (connection, why, deactivations, tripped_at, by_whom) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (connection) DO UPDATE SET why = excluded.why, deactivations = excluded.deactivations, \
+             tripped_at = excluded.tripped_at, by_whom = excluded.by_whom",
+        )
+        .bind(connection)
+        .bind(why)
+        .bind(deactivations)
+        .bind(now())
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A run went through: the connection's guard is no longer tripped.
+    pub async fn clear_guard(&self, connection: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM guard_trips WHERE connection = $1").bind(connection).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Every connection whose guard is tripped.
+    pub async fn guard_trips(&self) -> Result<Vec<GuardTrip>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT connection, why, deactivations, tripped_at, by_whom FROM guard_trips ORDER BY connection",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GuardTrip {
+                    connection: r.try_get("connection")?,
+                    why: r.try_get("why")?,
+                    deactivations: r.try_get("deactivations")?,
+                    tripped_at: r.try_get("tripped_at")?,
+                    by: r.try_get("by_whom")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     pub async fn links(&self, connection: &str) -> Result<Vec<Link>, StoreError> {
         let cols = ["target_id", "user_name", "origin", "linked_at"];
         let rows = self.text_rows("links", "worker_id", &cols, Some(("connection", connection))).await?;

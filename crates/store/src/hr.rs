@@ -350,6 +350,13 @@ impl Store {
         Ok(r.as_ref().map(load_record).transpose()?)
     }
 
+    /// The newest load, accepted or refused: the last HR data received.
+    pub async fn last_load(&self) -> Result<Option<LoadRecord>, StoreError> {
+        let sql = format!("SELECT {LOAD_COLUMNS} FROM hr_loads ORDER BY loaded_at DESC, id DESC LIMIT 1");
+        let r = sqlx::query(&sql).fetch_optional(&self.pool).await?;
+        Ok(r.as_ref().map(load_record).transpose()?)
+    }
+
     /// The newest accepted load (refused ones changed nothing).
     pub async fn last_accepted_load(&self) -> Result<Option<LoadRecord>, StoreError> {
         let sql = format!(

@@ -357,8 +357,25 @@ async fn the_inbox_takes_files_dropped_while_the_daemon_runs() {
     child.wait_line("inbox: employee_4.csv: the same content was taken before").await;
     // A load from another process wakes the daemon too.
     let dan = row("4", "Dan", "Orr", "Analyst", "Sales", "employee", "active", ",2020-01-01", ",,,");
-    env.load("cli.csv", &[ann.clone(), bob_gone.clone(), cat.clone(), dan], AT, &[]);
+    env.load("cli.csv", &[ann.clone(), bob_gone.clone(), cat.clone(), dan.clone()], AT, &[]);
     assert_eq!(wait_for_users(&sb, Some("active eq true"), 3, 100, 600).await, 3, "{:?}", lines.lock().unwrap());
+    // The inbox moves in a new configuration: the running daemon watches the new folder at its
+    // next turn, without a restart, and leaves the old one alone.
+    let moved = env.dir.join("inbox-2");
+    std::fs::create_dir_all(&moved).unwrap();
+    let rules = inbox_rules(&env, &moved, "");
+    env.ok(&["config", "import", rules.to_str().unwrap()]);
+    child.wait_line(&format!("watching the HR inbox {}", moved.display())).await;
+    let eve = row("5", "Eve", "Lin", "Analyst", "Sales", "employee", "active", ",2020-01-01", ",,,");
+    let with_eve = format!("{HEADER}\n{ann}\n{bob_gone}\n{cat}\n{dan}\n{eve}\n");
+    std::fs::write(inbox.join("employee_5.csv"), &with_eve).unwrap();
+    std::fs::write(moved.join("employee_6.csv"), &with_eve).unwrap();
+    child.wait_line("inbox: employee_6.csv: load").await;
+    assert_eq!(wait_for_users(&sb, Some("active eq true"), 4, 100, 600).await, 4, "{:?}", lines.lock().unwrap());
+    assert_eq!(accounts(&sb).await["eve.lin@acme.example"]["active"], true);
+    assert!(moved.join("processed/employee_6.csv").exists(), "taken from the new folder");
+    assert!(inbox.join("employee_5.csv").exists(), "the old folder is no longer watched");
+    assert!(!child.said("employee_5.csv"), "{:?}", lines.lock().unwrap());
     drop(child);
     let text = env.ok(&["hr", "loads"]);
     assert!(text.contains("inbox:employee_3.csv (full)  REJECTED"), "{text}");

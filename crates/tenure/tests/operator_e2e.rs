@@ -479,6 +479,29 @@ async fn the_guard_is_in_the_plan_and_its_confirmation_in_the_record() {
     assert_eq!(plan["guard"]["confirm_with"], 3);
     let (code, out) = env.tenure(&["apply", "--as-of", t1]);
     assert_eq!(code, 3, "{out}");
+    // The refusal is kept in the store: a service started afterwards says so, with its numbers,
+    // and so does its /metrics; so does the last HR data received.
+    let token =
+        env.ok(&["token", "create", "monitoring", "--role", "viewer"]).lines().last().unwrap().trim().to_string();
+    let serve = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "0"]);
+    let api = common::api::Client::token(&serve.address().await, &token);
+    let status = api.get("/api/v1/status").await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    let guard = &status.json()["connections"][0]["guard"];
+    assert_eq!(guard["refused"], true, "{}", status.text);
+    assert_eq!(guard["confirm_with"], 3, "{guard}");
+    assert!(guard["why"].as_str().unwrap().contains('3'), "the reason with its numbers: {guard}");
+    assert!(guard["tripped_at"].as_str().is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()), "{guard}");
+    let hr = &status.json()["hr"]["last_received"];
+    assert!(hr["source"].as_str().unwrap().ends_with("d1.csv"), "{hr}");
+    assert_eq!((hr["outcome"].as_str(), hr["rows"].as_i64()), (Some("accepted"), Some(5)), "{hr}");
+    let metrics = reqwest::get(format!("{}/metrics", serve.address().await)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tenure_guard_tripped{connection=\"Connection-Bearer Token-1\"} 1"), "{metrics}");
+    assert!(metrics.contains("tenure_hr_last_received_timestamp_seconds "), "{metrics}");
+    // A run for one worker leaves the refusal in place: the next full run would meet it again.
+    let out = env.ok(&["apply", "--as-of", t1, "--worker", "10004"]);
+    assert!(out.contains("failed 0"), "{out}");
+    assert_eq!(api.get("/api/v1/status").await.json()["connections"][0]["guard"]["refused"], true);
     let out = env
         .command()
         .args(["apply", "--as-of", t1, "--confirm-deprovision", "3"])
@@ -486,6 +509,12 @@ async fn the_guard_is_in_the_plan_and_its_confirmation_in_the_record() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    // The confirmed run went through, in another process: the running service sees it at once.
+    let status = api.get("/api/v1/status").await;
+    assert_eq!(status.json()["connections"][0]["guard"], serde_json::Value::Null, "{}", status.text);
+    let metrics = reqwest::get(format!("{}/metrics", serve.address().await)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tenure_guard_tripped{connection=\"Connection-Bearer Token-1\"} 0"), "{metrics}");
+    drop(serve);
     let (_, nd) = stdout_of(&env, &["audit", "export", "--format", "ndjson"]);
     let confirmed =
         nd.lines().map(json).find(|r| r["action"] == "guard_confirm").expect("the confirmation is recorded");

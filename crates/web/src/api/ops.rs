@@ -25,7 +25,8 @@ fn summary_of(r: &store::RunRecord) -> Value {
 }
 
 /// Per connection: last and last successful run with their counts, the next scheduled run,
-/// pending reviews, dead letters, held workers, and the guard when tripped.
+/// pending reviews, dead letters, held workers, and the guard when tripped; and the last HR
+/// data received. All of it read from the store, so every node answers the same.
 #[utoipa::path(get, path = "/api/v1/status", tag = "status",
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Value>, Problem> {
@@ -36,6 +37,7 @@ async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Val
     let reviews = api.store.reviews(None, &["pending"]).await?;
     let dead = api.store.dead_letters(None).await?;
     let holds = api.store.holds(None).await?;
+    let tripped = api.store.guard_trips().await?;
     let mut out = vec![];
     for conn in api.store.connections().await?.iter().filter(|x| c.on(&x.name).is_ok()) {
         let (last, ok) = crate::audit::last_runs(&api.store, &conn.name).await?;
@@ -75,10 +77,18 @@ async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Val
             "dead_letters": dead.iter().filter(|d| d.connection == conn.name && d.state == "dead").count(),
             // Workers held until the HR data changes, as the last run found them.
             "held": holds.iter().filter(|h| h.0 == conn.name).count(),
-            "guard": crate::metrics::guard_tripped(&conn.name),
+            // Read from the store: a restart, another node or the command line sees the same.
+            "guard": tripped.iter().find(|t| t.connection == conn.name).map(|t| json!({
+                "refused": true, "why": t.why, "confirm_with": t.deactivations,
+                "tripped_at": t.tripped_at, "by": t.by})),
         }));
     }
-    Ok(Json(json!({"connections": out})))
+    // The last HR data received, whichever way it came (file, inbox, pull, push, upload).
+    let hr = api.store.last_load().await?.map(|l| {
+        json!({"received_at": l.loaded_at, "source": l.source, "kind": l.kind, "outcome": l.outcome,
+            "reason": l.reason, "rows": l.rows, "accepted": l.accepted, "quarantined": l.quarantined})
+    });
+    Ok(Json(json!({"connections": out, "hr": {"last_received": hr}})))
 }
 
 #[derive(Deserialize, IntoParams)]
