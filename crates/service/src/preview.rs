@@ -104,6 +104,8 @@ pub struct Previewed {
     pub decision: rules::Decision,
     pub plan: Vec<engine::Action>,
     pub note: Option<String>,
+    /// For chosen workers: which account of the target the plan saw, and when it was read.
+    pub read: Option<crate::runs::AccountRead>,
 }
 
 /// The preview use case (`tenure preview`, the API's worker "why"): for the chosen workers
@@ -119,7 +121,9 @@ pub async fn preview_of(
     let snapshot = store.snapshot().await.map_err(Error::from);
     // What the plan will do for the chosen workers, connection by connection: the same
     // planner, against the target as it is (unique names claimed as apply claims them).
-    let mut planned: Vec<Result<engine::Plan>> = vec![];
+    // Chosen workers are planned against their own accounts, each read alone, not the whole
+    // target: a worker's "why" asked a hundred times a second is a hundred reads at most.
+    let mut planned: Vec<Result<(engine::Plan, Vec<crate::runs::AccountRead>)>> = vec![];
     if let Some(key) = key {
         let now = match today {
             Some(d) => {
@@ -128,8 +132,11 @@ pub async fn preview_of(
             None => jiff::Timestamp::now(),
         };
         for c in &rules.connections {
-            let p = crate::runs::prepare_with(store, key, rules.clone(), Some(&c.name), now, false, workers).await;
-            planned.push(p.map(|p| p.plan));
+            let reading = crate::runs::Reading::Accounts;
+            let p =
+                crate::runs::prepare_reading(store, key, rules.clone(), Some(&c.name), now, false, workers, reading)
+                    .await;
+            planned.push(p.map(|p| (p.plan, p.reads)));
         }
     }
     let mut all: Vec<hr::Worker> = snapshot?
@@ -180,8 +187,12 @@ pub async fn preview_of(
         for &i in &chosen {
             let mut d = decisions[i].clone();
             let mine: Vec<engine::Action> = match plan {
-                Some(Ok(p)) => p.actions.iter().filter(|a| a.worker == all[i].id.as_str()).cloned().collect(),
+                Some(Ok((p, _))) => p.actions.iter().filter(|a| a.worker == all[i].id.as_str()).cloned().collect(),
                 _ => vec![],
+            };
+            let read = match plan {
+                Some(Ok((_, reads))) => reads.iter().find(|r| r.worker == all[i].id.as_str()).cloned(),
+                _ => None,
             };
             // The unique values the plan claims (a create's body; an account keeps its own).
             if let Some(body) = mine.iter().find(|a| a.kind == engine::Kind::Create).and_then(|a| a.body.as_ref()) {
@@ -200,7 +211,7 @@ pub async fn preview_of(
                 ),
                 _ => None,
             };
-            out.push(Previewed { worker: all[i].clone(), decision: d, plan: mine, note });
+            out.push(Previewed { worker: all[i].clone(), decision: d, plan: mine, note, read });
         }
     }
     Ok(out)

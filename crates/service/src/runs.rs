@@ -22,6 +22,119 @@ pub async fn read_actual(client: &ScimClient) -> Result<Actual> {
     Ok(Actual { users, groups })
 }
 
+/// How much of the target a plan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Every account and team: what a run acts on.
+    Whole,
+    /// One account per chosen worker: its linked account, else the one holding the userName the
+    /// rules give it. A worker's "why" without reading the whole target.
+    Accounts,
+}
+
+/// What a plan of chosen workers read of the target for one of them, and when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccountRead {
+    pub worker: String,
+    /// Which account the plan saw, and what such a plan does not see.
+    pub basis: String,
+    pub read_at: String,
+    /// Requests made to the target for this worker (one, or two when its link is broken).
+    pub reads: usize,
+}
+
+/// The accounts of chosen workers, each read alone, with their links and the teams they list.
+#[allow(clippy::too_many_arguments)] // the plan's inputs for these workers
+async fn read_accounts(
+    store: &Store,
+    client: &ScimClient,
+    rules: &Rules,
+    index: usize,
+    name: &str,
+    workers: &[hr::Worker],
+    only: &[String],
+    now: Timestamp,
+) -> Result<(Actual, Vec<store::Link>, Vec<AccountRead>)> {
+    let lifecycle = rules.config.hr.lifecycle().map_err(Error::refused)?;
+    let today = now.to_zoned(lifecycle.default_time_zone.clone()).date();
+    let custom = rules.custom_fields().to_vec();
+    let unreadable =
+        |e: scim_client::ClientError| Error::unavailable(format!("cannot read the account on {name:?}: {e}"));
+    let (mut users, mut links, mut reads): (Vec<serde_json::Value>, Vec<store::Link>, Vec<AccountRead>) =
+        (vec![], vec![], vec![]);
+    let unseen =
+        "matches by e-mail or externalId, look-alikes and names taken by other accounts are seen by a whole plan";
+    for id in only {
+        let Some(w) = workers.iter().find(|w| w.id.as_str() == id) else { continue };
+        let (mut n, mut found, mut basis) = (0, None, String::new());
+        if let Some(link) = store.link_of(name, Some(id), None).await? {
+            n += 1;
+            match client.get_user(&link.target_id).await.map_err(unreadable)? {
+                Some(u) => {
+                    found = Some(u);
+                    basis = format!("its linked account {}", link.target_id);
+                }
+                None => basis = format!("its linked account {} is gone from the target; ", link.target_id),
+            }
+            links.push(link);
+        }
+        if found.is_none() {
+            let decision = rules.decide_with(index, &rules::worker_row(w, &custom), today, false);
+            let user_name = decision
+                .attributes
+                .iter()
+                .find(|a| a.target == "userName")
+                .and_then(|a| a.value.as_ref().ok())
+                .map(|v| v.to_text());
+            match user_name {
+                Some(un) => {
+                    n += 1;
+                    match client.find_user_by_user_name(&un).await.map_err(unreadable)? {
+                        Some(u) => {
+                            let uid = u.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                            if let Some(l) = store.link_of(name, None, Some(&uid)).await? {
+                                links.push(l);
+                            }
+                            basis +=
+                                &format!("the account {uid} holding the userName {un:?} the rules give ({unseen})");
+                            found = Some(u);
+                        }
+                        None => basis += &format!("no account holds the userName {un:?} the rules give ({unseen})"),
+                    }
+                }
+                None => basis += "no userName from the rules to look an account up by",
+            }
+        }
+        if let Some(u) = found {
+            if !users.iter().any(|x| x.get("id") == u.get("id")) {
+                users.push(u);
+            }
+        }
+        reads.push(AccountRead { worker: id.clone(), basis, read_at: Timestamp::now().to_string(), reads: n });
+    }
+    links.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+    links.dedup_by(|a, b| a.worker_id == b.worker_id);
+    // The teams as these accounts list them: enough to tell their joins and leaves.
+    let mut groups: Vec<serde_json::Value> = vec![];
+    for u in &users {
+        let uid = u.get("id").cloned().unwrap_or_default();
+        for g in u.get("groups").and_then(|g| g.as_array()).into_iter().flatten() {
+            let Some(gid) = g.get("value").and_then(|v| v.as_str()) else { continue };
+            let at = match groups.iter().position(|x| x["id"] == gid) {
+                Some(i) => i,
+                None => {
+                    groups.push(serde_json::json!({"id": gid, "displayName": g.get("display").cloned().unwrap_or_default(), "members": []}));
+                    groups.len() - 1
+                }
+            };
+            if let Some(m) = groups[at]["members"].as_array_mut() {
+                m.push(serde_json::json!({"value": uid}));
+            }
+        }
+    }
+    Ok((Actual { users, groups }, links, reads))
+}
+
 pub struct Prepared {
     pub rules: Rules,
     pub index: usize,
@@ -34,6 +147,8 @@ pub struct Prepared {
     pub names: HashMap<String, String>,
     /// Actions an earlier run left in flight, resolved before this plan.
     pub recovered: usize,
+    /// With `Reading::Accounts`: what was read for each chosen worker.
+    pub reads: Vec<AccountRead>,
 }
 
 /// The configured connection a command means: the one named, or the only one.
@@ -105,6 +220,22 @@ pub async fn prepare_with(
     recover: bool,
     only: &[String],
 ) -> Result<Prepared> {
+    prepare_reading(store, key, rules, connection, now, recover, only, Reading::Whole).await
+}
+
+/// As `prepare_with`, reading the whole target or, for chosen workers, one account each.
+#[allow(clippy::too_many_arguments)] // prepare_with's inputs and how much to read
+pub async fn prepare_reading(
+    store: &Store,
+    key: &MasterKey,
+    rules: Rules,
+    connection: Option<&str>,
+    now: Timestamp,
+    recover: bool,
+    only: &[String],
+    reading: Reading,
+) -> Result<Prepared> {
+    let reading = if only.is_empty() { Reading::Whole } else { reading };
     let t0 = std::time::Instant::now();
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "configuration compiled");
     let index = pick(&rules, connection)?;
@@ -120,16 +251,22 @@ pub async fn prepare_with(
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "recovered in-flight actions");
     }
     // The target is read while the store is: one waits on the network, the other decodes.
-    let reading = {
+    let whole = (reading == Reading::Whole).then(|| {
         let client = client.clone();
         tokio::spawn(async move { read_actual(&client).await })
-    };
+    });
     let workers = workers(store).await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, n = workers.len(), "read the HR snapshot");
-    let links = store.links(&name).await?;
     let deactivated = store.deactivations(&name).await?;
-    tracing::debug!(ms = t0.elapsed().as_millis() as u64, links = links.len(), "read the links");
-    let actual = reading.await.map_err(|e| Error::refused(format!("reading the target stopped: {e}")))??;
+    let (actual, links, reads) = match whole {
+        Some(whole) => {
+            let links = store.links(&name).await?;
+            tracing::debug!(ms = t0.elapsed().as_millis() as u64, links = links.len(), "read the links");
+            let actual = whole.await.map_err(|e| Error::refused(format!("reading the target stopped: {e}")))??;
+            (actual, links, vec![])
+        }
+        None => read_accounts(store, &client, &rules, index, &name, &workers, only, now).await?,
+    };
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, users = actual.users.len(), "read the target");
     let inputs = engine::plan::Inputs {
         rules: &rules,
@@ -179,7 +316,7 @@ pub async fn prepare_with(
         })
         .collect();
     release((workers, links, deactivated));
-    Ok(Prepared { rules, index, client, actual, plan, held, names, recovered })
+    Ok(Prepared { rules, index, client, actual, plan, held, names, recovered, reads })
 }
 
 /// Workers held back by quarantined HR rows are said to be held (the plan, the run's holds

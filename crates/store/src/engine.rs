@@ -245,6 +245,36 @@ impl Store {
             .collect())
     }
 
+    /// One worker's link on a connection, or the link of one account: a single indexed read.
+    pub async fn link_of(
+        &self,
+        connection: &str,
+        worker_id: Option<&str>,
+        target_id: Option<&str>,
+    ) -> Result<Option<Link>, StoreError> {
+        let (column, value) = match (worker_id, target_id) {
+            (Some(w), _) => ("worker_id", w),
+            (None, Some(t)) => ("target_id", t),
+            (None, None) => return Ok(None),
+        };
+        let sql = format!(
+            "SELECT worker_id, target_id, user_name, origin, linked_at FROM links WHERE connection = $1 AND {column} = $2"
+        );
+        let row = sqlx::query(&sql).bind(connection).bind(value).fetch_optional(&self.pool).await?;
+        row.map(|r| {
+            Ok(Link {
+                connection: connection.to_string(),
+                worker_id: r.try_get("worker_id")?,
+                target_id: r.try_get("target_id")?,
+                user_name: r.try_get("user_name")?,
+                origin: r.try_get("origin")?,
+                linked_at: r.try_get("linked_at")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| e.into())
+    }
+
     /// When tenure deactivated each of a connection's accounts, by worker id.
     pub async fn deactivations(
         &self,

@@ -126,6 +126,44 @@ async fn admin_story(database_url: Option<String>, tag: &str) {
         "{}",
         why.text
     );
+    // The "why" reads Ann's one account by her link, not the whole target: changed by hand in
+    // monday.com, the change shows, and a hundred asks at once are a hundred reads at most.
+    let ann_id = accounts(&sb).await["ann.lee@acme.example"]["id"].as_str().unwrap().to_string();
+    let target = &why.json()["connections"][0]["target"];
+    assert!(target["basis"].as_str().unwrap().contains(&format!("its linked account {ann_id}")), "{target}");
+    assert_eq!(target["reads"], 1, "{target}");
+    assert!(target["read_at"].as_str().is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()), "{target}");
+    assert_eq!(why.json()["connections"][0]["plan"][0]["kind"], "no_change", "{}", why.text);
+    let r = sb
+        .patch(&format!("/Users/{ann_id}"), json!([{"op": "replace", "path": "title", "value": "Changed by hand"}]))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let why = admin.get("/api/v1/workers/1").await;
+    let plan = &why.json()["connections"][0]["plan"];
+    assert!(
+        plan.as_array().unwrap().iter().any(|a| a["kind"] == "update"
+            && a["changes"][0]["attribute"] == "title"
+            && a["changes"][0]["before"] == "Changed by hand"),
+        "{plan}"
+    );
+    let root = sb.base.trim_end_matches("/scim/v2").to_string();
+    let stats = || async {
+        let r = sb.http.get(format!("{root}/_sandbox/stats")).bearer_auth(&sb.token).send().await.unwrap();
+        r.json::<Value>().await.unwrap()["requests"].as_u64().unwrap()
+    };
+    let before = stats().await;
+    let asks: Vec<_> = (0..100)
+        .map(|_| {
+            let admin = admin.clone();
+            tokio::spawn(async move { admin.get("/api/v1/workers/1").await.status })
+        })
+        .collect();
+    for a in asks {
+        assert_eq!(a.await.unwrap(), 200);
+    }
+    let reads = stats().await - before;
+    // The stats call counts itself.
+    assert!(reads <= 101, "100 asks made {} requests to the target", reads - 1);
 
     // Ann leaves: the leave waits for a reviewer, and not the admin who uploaded it.
     let r = admin

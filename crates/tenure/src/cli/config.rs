@@ -142,15 +142,21 @@ pub async fn preview(
     if json {
         let v: Vec<_> = out
             .iter()
-            .map(|p| serde_json::json!({"worker": p.worker.id, "decision": p.decision, "plan": p.plan, "note": p.note}))
+            .map(|p| {
+                serde_json::json!({"worker": p.worker.id, "decision": p.decision, "plan": p.plan, "note": p.note,
+                    "target": p.read})
+            })
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
         return Ok(0);
     }
-    for Previewed { worker: w, decision: d, plan: acts, note } in &out {
+    for Previewed { worker: w, decision: d, plan: acts, note, read } in &out {
         outln!("worker {} ({} {}) on {:?}", w.id, w.first_name.as_str(), w.last_name.as_str(), d.connection);
         if let Some(n) = note {
             outln!("  note: {n}");
+        }
+        if let Some(r) = read {
+            outln!("  planned against {}, read at {}", r.basis, r.read_at);
         }
         for a in acts {
             let who = a.user_name.as_deref().map(|u| format!(" {u}")).unwrap_or_default();

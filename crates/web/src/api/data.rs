@@ -479,7 +479,8 @@ async fn worker(State(api): State<Shared>, c: Caller, Path(id): Path<String>) ->
             crate::preview::preview_of(&api.store, key, rules, std::slice::from_ref(&id), None, None).await?;
         for p in previews.into_iter().filter(|p| c.on(&p.decision.connection).is_ok()) {
             connections.push(
-                json!({"connection": p.decision.connection, "decision": p.decision, "plan": p.plan, "note": p.note}),
+                json!({"connection": p.decision.connection, "decision": p.decision, "plan": p.plan, "note": p.note,
+                    "target": p.read}),
             );
         }
     }
