@@ -119,7 +119,9 @@ pub fn to_csv(records: &[AuditRecord]) -> Result<Vec<u8>> {
 
 /// A run as listed: its counts (Total, Skipped, No change, Processed, Failed) and failures.
 pub fn run_view(r: &store::RunRecord) -> Value {
+    let progress = r.progress.as_ref().map(|(done, total, at)| json!({"done": done, "total": total, "at": at}));
     json!({"id": r.id, "connection": r.connection, "started_at": r.started_at, "finished_at": r.finished_at,
+        "started_by": r.started_by, "progress": progress,
         "summary": r.summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok())})
 }
 

@@ -17,6 +17,7 @@ pub mod names;
 pub mod notify;
 pub mod preview;
 pub mod pull;
+pub mod registry;
 pub mod reviews;
 pub mod run_lock;
 pub mod run_report;

@@ -413,6 +413,10 @@ pub struct ApplyOptions<'a> {
     pub run_id: Option<String>,
     /// Workers done and in all, as the run goes.
     pub progress: Option<std::sync::Arc<Progress>>,
+    /// The door that started it, named when no actor is ("the scheduler", "the command line").
+    pub door: &'static str,
+    /// The process's run registry, where the run is live while it goes (the service's).
+    pub registry: Option<&'a crate::registry::Registry>,
 }
 
 /// A run's progress, read by whoever watches it (the API's live status).
@@ -437,6 +441,8 @@ impl ApplyOptions<'_> {
             confirm_only: false,
             run_id: None,
             progress: None,
+            door: "the command line",
+            registry: None,
         }
     }
 }
@@ -476,8 +482,18 @@ pub async fn apply_holding(
     lock: run_lock::RunLock,
 ) -> Result<Applied> {
     let t0 = std::time::Instant::now();
-    let r = apply_locked(store, key, name, opts, &lock).await;
+    let run_id = opts.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let progress = opts.progress.clone().unwrap_or_default();
+    let started_by = opts.actor.clone().unwrap_or_else(|| opts.door.to_string());
+    if let Some(reg) = opts.registry {
+        reg.register(&run_id, name, &started_by, progress.clone());
+    }
+    let run = Run { id: &run_id, started_by: &started_by, progress };
+    let r = apply_locked(store, key, name, opts, &lock, run).await;
     lock.release().await;
+    if let Some(reg) = opts.registry {
+        reg.end(&run_id, crate::registry::outcome_view(&r));
+    }
     if let Ok(a) = &r {
         crate::metrics::record_run(name, a, t0.elapsed().as_secs_f64());
         // A whole run went through: the guard no longer stops this connection. (A run for
@@ -491,12 +507,50 @@ pub async fn apply_holding(
     r
 }
 
+/// A run's identity and progress, settled before it starts.
+struct Run<'a> {
+    id: &'a str,
+    started_by: &'a str,
+    progress: std::sync::Arc<Progress>,
+}
+
+/// Stops a task when dropped (the run's progress writer, whichever way the run ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every second while a run goes, its progress is written to its record: every process (and
+/// node) sees it live, and a run that stops writing is one that died.
+fn write_progress(store: &Store, run: &Run) -> AbortOnDrop {
+    let (store, id, progress) = (store.clone(), run.id.to_string(), run.progress.clone());
+    AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let (done, total) = (
+                progress.done.load(std::sync::atomic::Ordering::Relaxed),
+                progress.total.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            if let Err(e) = store.run_progress(&id, done as i64, total as i64).await {
+                tracing::debug!("the progress of run {id} was not written: {e}");
+            }
+        }
+    }))
+}
+
 async fn apply_locked(
     store: &Store,
     key: &MasterKey,
     name: &str,
     opts: &ApplyOptions<'_>,
     lock: &run_lock::RunLock,
+    run: Run<'_>,
 ) -> Result<Applied> {
     let (confirm, watch) = (opts.confirm, opts.watch);
     let now = opts.as_of.unwrap_or_else(Timestamp::now);
@@ -584,8 +638,9 @@ async fn apply_locked(
         // Seats cost money: the person asked said no.
         return Ok(Applied::only(RunOutcome::NotConfirmed, name));
     }
-    let run_id = opts.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    store.start_run(&run_id, &conn.name).await?;
+    let run_id = run.id.to_string();
+    store.start_run(&run_id, &conn.name, run.started_by).await?;
+    let _writing = write_progress(store, &run);
     if let Some(why) = &guard_confirmed {
         let by = crate::decisions::actor(opts.actor.as_deref());
         let leaving: Vec<&str> = p
@@ -620,12 +675,10 @@ async fn apply_locked(
             )
         })
         .collect();
-    let watched = opts.progress.clone();
+    let watched = run.progress.clone();
     let progress = |done: usize, total: usize| {
-        if let Some(w) = &watched {
-            w.total.store(total, std::sync::atomic::Ordering::Relaxed);
-            w.done.store(done, std::sync::atomic::Ordering::Relaxed);
-        }
+        watched.total.store(total, std::sync::atomic::Ordering::Relaxed);
+        watched.done.store(done, std::sync::atomic::Ordering::Relaxed);
         watch.progress(done, total);
     };
     let t0 = std::time::Instant::now();
@@ -644,8 +697,6 @@ async fn apply_locked(
         ));
     }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "applied");
-    store.finish_run(&run_id, &serde_json::to_string(&summary).unwrap_or_default()).await?;
-    tracing::debug!("run summary saved");
     // Failures count towards the dead-letter list; successes clear it.
     let failing: std::collections::HashSet<&str> = summary.failures.keys().map(String::as_str).collect();
     let units = engine::review::units(&p.plan, &failing);
@@ -665,18 +716,8 @@ async fn apply_locked(
         .map(|a| a.worker.clone())
         .collect();
     succeeded.dedup();
-    let newly_dead = store.record_attempts(&conn.name, &failed, &succeeded, conn.dead_letter_after as i64).await?;
-    if !newly_dead.is_empty() {
-        watch.note(&format!(
-            "dead letters: worker(s) {} failed {} run(s) in a row and are set aside: see `tenure dead-letters`",
-            newly_dead.join(", "),
-            conn.dead_letter_after
-        ));
-    }
-    tracing::debug!("dead letters counted");
     let applied: Vec<i64> =
         p.held.approved.iter().filter(|(w, _)| !summary.failures.contains_key(w)).map(|(_, id)| *id).collect();
-    store.mark_reviews_applied(&applied).await?;
     // HR events whose moment has come are now reflected on the target, except for workers
     // that failed or were held back.
     let due = store
@@ -686,28 +727,50 @@ async fn apply_locked(
     let mut except: Vec<String> = summary.failures.keys().chain(&p.held.waiting).chain(&p.held.dead).cloned().collect();
     except.sort();
     except.dedup();
-    if opts.as_of.is_some() {
+    let mut loads: Vec<String> = due.iter().map(|e| e.load_id.clone()).collect();
+    loads.sort();
+    loads.dedup();
+    let events = if opts.as_of.is_some() {
         // A rehearsal's moment is not now: the real events stay pending for the real runs
         // (and the daemon still wakes at their moments).
         tracing::debug!("rehearsal: HR events are left pending");
+        store::EventsDone::None
     } else if !opts.workers.is_empty() {
         // A run for chosen workers settles their events only; the others' wait for a full run.
-        let done: Vec<String> = due
-            .iter()
-            .filter(|e| opts.workers.contains(&e.worker_id) && except.binary_search(&e.worker_id).is_err())
-            .map(|e| e.id.clone())
-            .collect();
-        store.set_events_state(&done, "pending", "done").await?;
+        store::EventsDone::These(
+            due.iter()
+                .filter(|e| opts.workers.contains(&e.worker_id) && except.binary_search(&e.worker_id).is_err())
+                .map(|e| e.id.clone())
+                .collect(),
+        )
     } else if except.len() <= 500 {
         // Only the loads this run saw: events of a load made meanwhile stay pending.
-        let mut loads: Vec<String> = due.iter().map(|e| e.load_id.clone()).collect();
-        loads.sort();
-        loads.dedup();
-        store.set_due_events_done(now.as_second(), &loads, &except).await?;
+        store::EventsDone::DueFromLoads { due_by: now.as_second(), loads: &loads, except: &except }
     } else {
-        let done: Vec<String> =
-            due.iter().filter(|e| except.binary_search(&e.worker_id).is_err()).map(|e| e.id.clone()).collect();
-        store.set_events_state(&done, "pending", "done").await?;
+        store::EventsDone::These(
+            due.iter().filter(|e| except.binary_search(&e.worker_id).is_err()).map(|e| e.id.clone()).collect(),
+        )
+    };
+    // The run's record, attempts, reviews and events: one transaction, so a kill leaves all or none.
+    let summary_json = serde_json::to_string(&summary).unwrap_or_default();
+    let newly_dead = store
+        .finish_run_with(&store::AfterRun {
+            run_id: &run_id,
+            connection: &conn.name,
+            summary: &summary_json,
+            failed: &failed,
+            succeeded: &succeeded,
+            dead_after: conn.dead_letter_after as i64,
+            reviews_applied: &applied,
+            events,
+        })
+        .await?;
+    if !newly_dead.is_empty() {
+        watch.note(&format!(
+            "dead letters: worker(s) {} failed {} run(s) in a row and are set aside: see `tenure dead-letters`",
+            newly_dead.join(", "),
+            conn.dead_letter_after
+        ));
     }
     tracing::debug!("recorded attempts, reviews and events");
     if !p.rules.config.notify.is_empty() {

@@ -65,6 +65,8 @@ pub struct Scheduler {
     pub confirm_production: Vec<String>,
     /// Woken by an HR push or load: reconcile now.
     pub wake: Arc<Notify>,
+    /// Where its runs are live while they go (shared with the API of the same process).
+    pub registry: Arc<crate::registry::Registry>,
 }
 
 /// Turns until `stop` says so: each connection in the configuration in force is applied
@@ -104,6 +106,8 @@ pub async fn run(
                 watch,
                 confirm_production: s.confirm_production.contains(name).then(|| name.clone()),
                 wait: Some(&mut stop),
+                door: "the scheduler",
+                registry: Some(&s.registry),
                 ..runs::ApplyOptions::new(Some(name.clone()))
             };
             ran(name, &runs::run_apply(&s.store, &s.key, opts).await);

@@ -115,15 +115,32 @@ pub struct RunRecord {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub summary: Option<String>,
+    /// Who started it (a person, the scheduler, the command line); None for older runs.
+    pub started_by: Option<String>,
+    /// Workers done and in all, as last written while it ran, and when.
+    pub progress: Option<(i64, i64, String)>,
 }
 
+const RUN_COLUMNS: &str =
+    "id, connection, started_at, finished_at, summary, started_by, progress_done, progress_total, progress_at";
+
 fn run_record(r: &AnyRow) -> Result<RunRecord, sqlx::Error> {
+    let progress = match (
+        r.try_get::<Option<i64>, _>("progress_done")?,
+        r.try_get::<Option<i64>, _>("progress_total")?,
+        r.try_get::<Option<String>, _>("progress_at")?,
+    ) {
+        (Some(d), Some(t), Some(at)) => Some((d, t, at)),
+        _ => None,
+    };
     Ok(RunRecord {
         id: r.try_get("id")?,
         connection: r.try_get("connection")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
         summary: r.try_get("summary")?,
+        started_by: r.try_get("started_by")?,
+        progress,
     })
 }
 
@@ -159,6 +176,34 @@ pub fn audit_hash(prev: &str, seq: i64, at: &str, e: &AuditEntry) -> String {
         let _ = write!(hex, "{b:02x}");
     }
     hex
+}
+
+/// Which HR events a run settles.
+pub enum EventsDone<'a> {
+    None,
+    /// These events, by id.
+    These(Vec<String>),
+    /// Every pending event due by `due_by` from these loads, but those of the `except` workers.
+    DueFromLoads {
+        due_by: i64,
+        loads: &'a [String],
+        except: &'a [String],
+    },
+}
+
+/// What a run leaves behind in the store, written in one transaction by `finish_run_with`.
+pub struct AfterRun<'a> {
+    pub run_id: &'a str,
+    pub connection: &'a str,
+    /// The summary as JSON.
+    pub summary: &'a str,
+    /// Workers that failed (with the fingerprint and text of their actions, and the error).
+    pub failed: &'a [(String, String, String, String)],
+    /// Workers whose actions all went through.
+    pub succeeded: &'a [String],
+    pub dead_after: i64,
+    pub reviews_applied: &'a [i64],
+    pub events: EventsDone<'a>,
 }
 
 /// The mass-deprovision guard's refusal of a connection's last run, kept until a run goes through.
@@ -495,14 +540,61 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn start_run(&self, id: &str, connection: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO runs (id, connection, started_at) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(connection)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+    pub async fn start_run(&self, id: &str, connection: &str, started_by: &str) -> Result<(), StoreError> {
+        let t = now();
+        sqlx::query(
+            "INSERT INTO runs (id, connection, started_at, started_by, progress_done, progress_total, progress_at) \
+             VALUES ($1, $2, $3, $4, 0, 0, $3)",
+        )
+        .bind(id)
+        .bind(connection)
+        .bind(&t)
+        .bind(started_by)
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// How far a running run got: every process's live view of it (and its heartbeat).
+    pub async fn run_progress(&self, id: &str, done: i64, total: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET progress_done = $1, progress_total = $2, progress_at = $3 WHERE id = $4 AND finished_at IS NULL",
+        )
+        .bind(done)
+        .bind(total)
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A run's bookkeeping, in one transaction: its record finished with its summary, the
+    /// dead-letter attempts, the reviews it carried out and the HR events it settled. A kill
+    /// leaves all of it or none (and then the run reads as not finished).
+    pub async fn finish_run_with(&self, after: &AfterRun<'_>) -> Result<Vec<String>, StoreError> {
+        self.write_tx(async |tx| {
+            sqlx::query("UPDATE runs SET finished_at = $1, summary = $2 WHERE id = $3")
+                .bind(now())
+                .bind(after.summary)
+                .bind(after.run_id)
+                .execute(&mut *tx)
+                .await?;
+            let newly_dead =
+                Self::record_attempts_in(tx, after.connection, after.failed, after.succeeded, after.dead_after).await?;
+            Self::mark_reviews_applied_in(tx, after.reviews_applied).await?;
+            match &after.events {
+                EventsDone::None => {}
+                EventsDone::These(ids) => {
+                    self.set_events_state_in(tx, ids, "pending", "done").await?;
+                }
+                EventsDone::DueFromLoads { due_by, loads, except } => {
+                    self.set_due_events_done_in(tx, *due_by, loads, except).await?;
+                }
+            }
+            Ok(newly_dead)
+        })
+        .await
     }
 
     pub async fn finish_run(&self, id: &str, summary: &str) -> Result<(), StoreError> {
@@ -559,27 +651,20 @@ impl Store {
     pub async fn runs(&self, connection: Option<&str>, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
         let rows = match connection {
             Some(c) => {
-                sqlx::query(
-                    "SELECT id, connection, started_at, finished_at, summary FROM runs WHERE connection = $1 \
-                     ORDER BY started_at DESC LIMIT $2",
-                )
-                .bind(c)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
+                let sql =
+                    format!("SELECT {RUN_COLUMNS} FROM runs WHERE connection = $1 ORDER BY started_at DESC LIMIT $2");
+                sqlx::query(&sql).bind(c).bind(limit).fetch_all(&self.pool).await?
             }
-            None => sqlx::query(
-                "SELECT id, connection, started_at, finished_at, summary FROM runs ORDER BY started_at DESC LIMIT $1",
-            )
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?,
+            None => {
+                let sql = format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC LIMIT $1");
+                sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?
+            }
         };
         rows.iter().map(run_record).collect::<Result<_, _>>().map_err(Into::into)
     }
 
     pub async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let r = sqlx::query("SELECT id, connection, started_at, finished_at, summary FROM runs WHERE id = $1")
+        let r = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;

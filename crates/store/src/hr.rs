@@ -420,7 +420,17 @@ impl Store {
     /// Moves many events from one state to another in one transaction (a run marks thousands
     /// done at once). Returns how many moved.
     pub async fn set_events_state(&self, ids: &[String], from: &str, to: &str) -> Result<u64, StoreError> {
-        self.write_tx(async |tx| {
+        self.write_tx(async |tx| self.set_events_state_in(tx, ids, from, to).await).await
+    }
+
+    pub(crate) async fn set_events_state_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        ids: &[String],
+        from: &str,
+        to: &str,
+    ) -> Result<u64, StoreError> {
+        {
             let mut n = 0;
             for chunk in ids.chunks(CHUNK) {
                 let sql = format!(
@@ -436,8 +446,7 @@ impl Store {
                 n += q.execute(&mut *tx).await?.rows_affected();
             }
             Ok(n)
-        })
-        .await
+        }
     }
 
     /// Marks done, in one statement, the pending events due by `due_by` that came with these
@@ -445,6 +454,16 @@ impl Store {
     /// far slower in SQLite once thousands of rows move in the (state, effective_at) index.
     pub async fn set_due_events_done(
         &self,
+        due_by: i64,
+        load_ids: &[String],
+        except_workers: &[String],
+    ) -> Result<u64, StoreError> {
+        self.write_tx(async |tx| self.set_due_events_done_in(tx, due_by, load_ids, except_workers).await).await
+    }
+
+    pub(crate) async fn set_due_events_done_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
         due_by: i64,
         load_ids: &[String],
         except_workers: &[String],
@@ -467,7 +486,7 @@ impl Store {
         for w in except_workers {
             q = q.bind(w);
         }
-        Ok(q.execute(&self.pool).await?.rows_affected())
+        Ok(q.execute(&mut *tx).await?.rows_affected())
     }
 
     /// Which of these pushed event ids were taken already.

@@ -9,7 +9,7 @@ pub mod review;
 pub mod secrets;
 pub mod users;
 
-pub use engine::{AuditEntry, AuditRecord, GuardTrip, JournalEntry, Link, Outcomes, RunRecord};
+pub use engine::{AfterRun, AuditEntry, AuditRecord, EventsDone, GuardTrip, JournalEntry, Link, Outcomes, RunRecord};
 pub use hr::{EventQuery, EventRecord, HeldSettled, LoadRecord, LoadWrite, SnapshotRow};
 pub use lease::{Acquired, Claimant, Holder, Lease};
 

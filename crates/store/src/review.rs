@@ -231,10 +231,14 @@ impl Store {
 
     /// Approved reviews whose actions were carried out.
     pub async fn mark_reviews_applied(&self, ids: &[i64]) -> Result<(), StoreError> {
+        self.write_tx(async |tx| Self::mark_reviews_applied_in(tx, ids).await).await
+    }
+
+    pub(crate) async fn mark_reviews_applied_in(tx: &mut sqlx::AnyConnection, ids: &[i64]) -> Result<(), StoreError> {
         for id in ids {
             sqlx::query("UPDATE reviews SET state = 'applied' WHERE id = $1 AND state = 'approved'")
                 .bind(*id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         }
         Ok(())
@@ -309,8 +313,28 @@ impl Store {
         succeeded: &[String],
         dead_after: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let known = self.dead_letters(Some(connection)).await?;
-        self.write_tx(async |tx| {
+        self.write_tx(async |tx| Self::record_attempts_in(tx, connection, failed, succeeded, dead_after).await).await
+    }
+
+    /// `record_attempts` inside a transaction the caller holds.
+    pub(crate) async fn record_attempts_in(
+        tx: &mut sqlx::AnyConnection,
+        connection: &str,
+        failed: &[(String, String, String, String)],
+        succeeded: &[String],
+        dead_after: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let known: Vec<DeadLetter> = sqlx::query(
+            "SELECT connection, worker_id, fingerprint, actions, attempts, last_error, state, first_at, last_at \
+             FROM dead_letters WHERE connection = $1 ORDER BY worker_id",
+        )
+        .bind(connection)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(dead_letter)
+        .collect::<Result<_, _>>()?;
+        {
             let t = now();
             let mut newly_dead = vec![];
             for (worker, fingerprint, actions, error) in failed {
@@ -323,7 +347,8 @@ impl Store {
                 if state == "dead" && prev.is_none_or(|d| d.state != "dead") {
                     newly_dead.push(worker.clone());
                 }
-                let first = prev.filter(|d| d.fingerprint == *fingerprint).map(|d| d.first_at.clone()).unwrap_or(t.clone());
+                let first =
+                    prev.filter(|d| d.fingerprint == *fingerprint).map(|d| d.first_at.clone()).unwrap_or(t.clone());
                 sqlx::query("DELETE FROM dead_letters WHERE connection = $1 AND worker_id = $2")
                     .bind(connection)
                     .bind(worker)
@@ -353,8 +378,7 @@ impl Store {
                     .await?;
             }
             Ok(newly_dead)
-        })
-        .await
+        }
     }
 
     /// Puts dead letters back in play (all of a connection's when `workers` is empty):

@@ -73,6 +73,8 @@ pub async fn run(
         (None, None) => None,
     };
     let health = schedule::Health::new(store.clone());
+    // Every run of this process, the scheduler's and the API's, live in one registry.
+    let registry = Arc::new(service::registry::Registry::default());
     if let Some((listen, full)) = listen {
         listen.check()?;
         let push_store = config::open(data_dir, database_url).await?;
@@ -97,6 +99,7 @@ pub async fn run(
             let mut api =
                 api::Api::new(api_store, key.clone(), data_dir.to_path_buf(), wake.clone(), listen.tls.is_some());
             api.interval = interval;
+            api.runs = registry.clone();
             if let Some(o) = &options {
                 api.sessions = o.sessions;
                 api.metrics_allow = o.metrics_allow.clone();
@@ -142,6 +145,7 @@ pub async fn run(
         rehearsal: rehearse_from.map(|_| offset),
         confirm_production,
         wake: wake.clone(),
+        registry: registry.clone(),
     };
     let watcher = schedule::watch_sources(&scheduler, &hr_settings, stop_rx.clone(), health.clone(), say.clone())?;
     match &rules {

@@ -643,3 +643,94 @@ async fn sessions_need_csrf_and_bad_bodies_get_problem_documents() {
     // Metrics: loopback may scrape without a token.
     assert_eq!(Client::anonymous(base).get("/metrics").await.status, 200);
 }
+
+/// Reads a run's event stream to its end: (progress events seen, the end's data).
+async fn follow(api: &Client, id: &str) -> (Vec<Value>, Value) {
+    let mut r = api
+        .http
+        .get(format!("{}/api/v1/runs/{id}/events", api.base))
+        .bearer_auth(api.bearer.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (mut text, mut progress) = (String::new(), vec![]);
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            let data = event.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("null");
+            let data: Value = serde_json::from_str(data).unwrap();
+            if event.contains("event: end") {
+                return (progress, data);
+            }
+            if event.contains("event: progress") {
+                progress.push(data);
+            }
+        }
+    }
+    panic!("the stream closed without an end: {text}");
+}
+
+/// The newest run the service knows of, once there is one other than `not`.
+async fn newest_run(api: &Client, not: Option<&str>) -> String {
+    for _ in 0..600 {
+        let runs = api.get("/api/v1/runs?limit=1").await.json();
+        if let Some(id) = runs[0]["id"].as_str().filter(|id| Some(*id) != not) {
+            return id.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no new run");
+}
+
+// Multi-threaded: the event stream is read while the runs go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_run_is_live_whoever_started_it() {
+    // A slow target and two workers at a time: a run of 120 lasts seconds.
+    let sb = common::spawn(&["--latency-ms", "100"]);
+    let env = Env::connect_with(&sb, "registry", "", "concurrency = 2\nconfirm_creates_over = 1000");
+    let now = jiff::Timestamp::now().to_string();
+    let all = population(120);
+    env.load("d0.csv", &all, &now, &[]);
+    let token = env.ok(&["token", "create", "watch", "--role", "viewer"]).lines().last().unwrap().trim().to_string();
+
+    // The scheduler's run, live in the service: who started it, its progress, then its end.
+    let serve = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "1h"]);
+    let api = Client::token(&serve.address().await, &token);
+    let id = newest_run(&api, None).await;
+    let run = api.get(&format!("/api/v1/runs/{id}")).await.json();
+    assert_eq!((run["state"].as_str(), run["started_by"].as_str()), (Some("running"), Some("the scheduler")), "{run}");
+    assert_eq!(api.get("/api/v1/status").await.json()["connections"][0]["running"], true);
+    let (progress, end) = follow(&api, &id).await;
+    assert!(!progress.is_empty(), "progress while it went");
+    assert!(progress.iter().all(|p| p["progress"]["total"].as_u64() <= Some(120)), "{progress:?}");
+    assert!(progress.iter().any(|p| p["progress"]["done"].as_u64().is_some_and(|d| d > 0 && d < 120)), "{progress:?}");
+    assert_eq!(
+        (end["state"].as_str(), end["summary"]["by_kind"]["create"].as_u64()),
+        (Some("succeeded"), Some(120)),
+        "{end}"
+    );
+    drop(serve);
+
+    // A run from the command line, another process: the service sees it live through the store.
+    let changed: Vec<String> = all.iter().map(|r| r.replace(",Staff,", ",Senior Staff,")).collect();
+    env.load("d1.csv", &changed, &now, &[]);
+    let serve = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "0"]);
+    let api = Client::token(&serve.address().await, &token);
+    let mut cli = env.command().args(["apply", "--quiet"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let id2 = newest_run(&api, Some(&id)).await;
+    let (progress, end) = follow(&api, &id2).await;
+    assert!(
+        progress.iter().any(|p| p["state"] == "running" && p["progress"]["total"] == 120),
+        "the command line's run seen going, from the store: {progress:?}"
+    );
+    assert_eq!(progress[0]["started_by"].as_str().map(|s| !s.is_empty()), Some(true), "{progress:?}");
+    assert_eq!(
+        (end["state"].as_str(), end["summary"]["by_kind"]["update"].as_u64()),
+        (Some("succeeded"), Some(120)),
+        "{end}"
+    );
+    assert!(cli.wait().unwrap().success());
+    assert_eq!(api.get("/api/v1/status").await.json()["connections"][0]["running"], false);
+}

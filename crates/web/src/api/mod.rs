@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use store::{MasterKey, Store};
 use tokio::sync::Notify;
@@ -26,15 +26,6 @@ use utoipa_axum::router::OpenApiRouter;
 
 /// Largest request body taken (an HR upload is the largest thing sent): 413 past it.
 pub const MAX_BODY: usize = 64 << 20;
-
-/// A run started through the API, watched while it goes.
-pub struct Job {
-    pub connection: String,
-    pub started_by: String,
-    pub progress: Arc<crate::runs::Progress>,
-    /// Set when it ended: its outcome as the API tells it.
-    pub outcome: Mutex<Option<serde_json::Value>>,
-}
 
 /// Everything the handlers share.
 pub struct Api {
@@ -49,7 +40,8 @@ pub struct Api {
     /// Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed.
     pub trusted_proxies: Allow,
     pub throttle: auth::Throttle,
-    pub jobs: Mutex<HashMap<String, Arc<Job>>>,
+    /// The runs of this process, live (shared with its scheduler).
+    pub runs: Arc<service::registry::Registry>,
     pub index: data::Index,
     /// The scheduler's interval, for the status's next run.
     pub interval: Duration,
@@ -69,7 +61,7 @@ impl Api {
             metrics_allow: Allow::loopback(),
             trusted_proxies: Allow::none(),
             throttle: auth::Throttle::default(),
-            jobs: Mutex::default(),
+            runs: Arc::default(),
             index: data::Index::default(),
             interval: Duration::from_secs(300),
         }

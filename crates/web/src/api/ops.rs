@@ -2,7 +2,7 @@
 //! notification tests.
 
 use super::auth::{Caller, Scoped};
-use super::{Job, Shared};
+use super::Shared;
 use crate::problem::{read_bytes, Body, Problem, Q};
 use crate::run_lock;
 use crate::runs::{self, ApplyOptions};
@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -60,12 +59,10 @@ async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Val
                     .max(jiff::Timestamp::now())
                     .to_string()
             });
-        let running = api
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|j| j.connection == conn.name && j.outcome.lock().unwrap_or_else(|p| p.into_inner()).is_none());
+        // A run of this process, or of another (the command line, another node) that wrote its
+        // progress lately.
+        let running = api.runs.running_on(&conn.name)
+            || api.store.runs(Some(&conn.name), 1).await?.first().is_some_and(stored_running);
         out.push(json!({
             "connection": conn.name,
             "enabled": configured.contains(&conn.name),
@@ -220,31 +217,24 @@ async fn start_run(
         run_lock::Lock::Busy(h) => return Err(Problem::conflict("run-in-progress", run_lock::busy_message(&name, &h))),
     };
     let run_id = uuid::Uuid::new_v4().to_string();
-    let job = Arc::new(Job {
-        connection: name.clone(),
-        started_by: c.actor.clone(),
-        progress: Arc::default(),
-        outcome: std::sync::Mutex::new(None),
-    });
-    api.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id.clone(), job.clone());
-    let (api2, id2, proposer) = (api.clone(), run_id.clone(), c.person.clone());
+    // Registered before the answer, so the run is there for whoever follows it at once.
+    let progress: Arc<runs::Progress> = Arc::default();
+    api.runs.register(&run_id, &name, &c.actor, progress.clone());
+    let (api2, id2, proposer, actor, connection) =
+        (api.clone(), run_id.clone(), c.person.clone(), c.actor.clone(), name.clone());
     tokio::spawn(async move {
-        let mut opts = ApplyOptions::new(Some(job.connection.clone()));
+        let mut opts = ApplyOptions::new(Some(connection.clone()));
         opts.workers = s.workers;
         opts.confirm = s.confirm_deprovision;
-        opts.actor = Some(job.started_by.clone());
+        opts.actor = Some(actor);
         opts.proposer = Some(proposer);
         opts.confirm_only = confirm_only;
-        opts.run_id = Some(id2.clone());
-        opts.progress = Some(job.progress.clone());
-        let r = runs::apply_holding(&api2.store, &api2.key, &job.connection, &opts, lock).await;
-        let outcome = match r {
-            Ok(a) => {
-                json!({"state": a.outcome.as_str(), "summary": a.summary, "guard": a.guard, "newly_dead": a.newly_dead})
-            }
-            Err(e) => json!({"state": "error", "error": e.to_string()}),
-        };
-        *job.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        opts.run_id = Some(id2);
+        opts.progress = Some(progress);
+        opts.door = "the API";
+        opts.registry = Some(&api2.runs);
+        // Its outcome goes to the registry, whatever it is.
+        let _ = runs::apply_holding(&api2.store, &api2.key, &connection, &opts, lock).await;
     });
     let mut r = (
         StatusCode::ACCEPTED,
@@ -256,22 +246,16 @@ async fn start_run(
     Ok(r)
 }
 
-fn job_view(id: &str, j: &Job) -> Value {
-    let outcome = j.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut v = json!({"id": id, "connection": j.connection, "started_by": j.started_by,
-        "progress": {"done": j.progress.done.load(Ordering::Relaxed), "total": j.progress.total.load(Ordering::Relaxed)}});
-    match outcome {
-        None => v["state"] = json!("running"),
-        Some(o) => {
-            if let Value::Object(m) = o {
-                for (k, x) in m {
-                    v[k] = x;
-                }
-            }
-        }
-    }
-    v
+/// A run that another process writes the progress of lately: going still (it writes every
+/// second; one silent this long has died).
+fn stored_running(r: &store::RunRecord) -> bool {
+    r.finished_at.is_none()
+        && r.progress.as_ref().and_then(|(_, _, at)| at.parse::<jiff::Timestamp>().ok()).is_some_and(|at| {
+            jiff::Timestamp::now().duration_since(at) < jiff::SignedDuration::from_secs(STALE_AFTER_SECS)
+        })
 }
+
+const STALE_AFTER_SECS: i64 = 15;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -293,24 +277,25 @@ async fn runs(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<RunsQuery>) 
 /// A run as stored, with what this process knows live of it (state, progress, who started
 /// it, a guard refusal or an error); None when neither knows it.
 async fn describe_run(api: &Shared, id: &str) -> Result<Option<Value>, Problem> {
-    let job = api.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+    let live = api.runs.get(id);
     let stored = api.store.run(id).await?;
-    let mut v = match (&stored, &job) {
+    let mut v = match (&stored, &live) {
         (None, None) => return Ok(None),
         (Some(r), _) => crate::audit::run_view(r),
         (None, Some(_)) => json!({}),
     };
-    match &job {
+    match (&live, &stored) {
         // The live view wins; its empty fields leave the stored ones.
-        Some(j) => {
-            if let Value::Object(live) = job_view(id, j) {
+        (Some(l), _) => {
+            if let Value::Object(live) = l.view() {
                 for (k, x) in live.into_iter().filter(|(_, x)| !x.is_null()) {
                     v[k] = x;
                 }
             }
         }
-        None if v["finished_at"].is_null() => v["state"] = json!("did not finish"),
-        None => v["state"] = json!(if v["summary"]["failed"] == 0 { "succeeded" } else { "failed" }),
+        (None, Some(r)) if stored_running(r) => v["state"] = json!("running"),
+        (None, _) if v["finished_at"].is_null() => v["state"] = json!("did not finish"),
+        (None, _) => v["state"] = json!(if v["summary"]["failed"] == 0 { "succeeded" } else { "failed" }),
     }
     Ok(Some(v))
 }
@@ -366,15 +351,19 @@ async fn run_events(State(api): State<Shared>, Scoped(c): Scoped, Path(id): Path
         if done {
             return None;
         }
-        // While it runs, from memory; its end as stored, read once.
-        let job = api.jobs.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
-        let v = match job.map(|j| job_view(&id, &j)).filter(|v| v["state"] == "running") {
+        // A run of this process from memory, four times a second; one of another process
+        // (the command line, another node) from the store, where it writes its progress each
+        // second; the end as stored.
+        let live = api.runs.get(&id).map(|l| l.view()).filter(|v| v["state"] == "running");
+        let from_memory = live.is_some();
+        let v = match live {
             Some(live) => live,
             None => describe_run(&api, &id).await.ok().flatten().unwrap_or_else(|| json!({"id": id, "state": "ended"})),
         };
         let ended = v["state"] != "running";
         if !ended {
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let pause = if from_memory { 250 } else { 1000 };
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
         }
         let ev = Event::default().event(if ended { "end" } else { "progress" }).data(v.to_string());
         Some((Ok::<_, std::convert::Infallible>(ev), (api, id, ended)))
