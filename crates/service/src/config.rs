@@ -176,6 +176,22 @@ pub async fn current(store: &Store) -> Result<Rules> {
     })
 }
 
+/// The names of the connections the configuration in force configures (none before the first
+/// one is saved). Asked at every status: the names are kept by version, so the configuration
+/// is parsed once per version, not per request.
+pub async fn connection_names(store: &Store) -> Result<Vec<String>> {
+    static KEPT: std::sync::Mutex<Option<(String, Vec<String>)>> = std::sync::Mutex::new(None);
+    let Some(v) = store.current_config().await? else { return Ok(vec![]) };
+    if let Some((id, names)) = KEPT.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if *id == v.id {
+            return Ok(names.clone());
+        }
+    }
+    let names: Vec<String> = current(store).await?.connections.iter().map(|c| c.name.clone()).collect();
+    *KEPT.lock().unwrap_or_else(|p| p.into_inner()) = Some((v.id, names.clone()));
+    Ok(names)
+}
+
 /// The configuration in force, or None before the first one is saved.
 pub async fn current_if_any(store: &Store) -> Result<Option<Rules>> {
     let Some(v) = store.current_config().await? else { return Ok(None) };

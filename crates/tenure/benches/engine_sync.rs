@@ -9,25 +9,10 @@
 
 mod common;
 
-use common::{on_cpu, sandbox, sandbox_on, wrk_creates_on, Sandbox, TOKEN};
+use common::{on_cpu, sandbox, sandbox_on, setup, tenure, wrk_creates_on};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-
-const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenure.toml");
-
-fn tenure(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("TENURE_LOG", "warn")
-        .output()
-        .expect("run tenure");
-    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "tenure {args:?}: {out}");
-    out
-}
 
 /// Wall time and peak RSS (MiB) of one tenure command, through /usr/bin/time.
 fn timed(dir: &Path, args: &[&str]) -> (f64, f64, String) {
@@ -103,50 +88,6 @@ fn initial_sync(root: &Path, hires: usize, seconds: u64, cpus: Option<(&str, &st
         per(server_us),
         wrk_server_us
     );
-}
-
-/// A tenure data folder connected to the sandbox, with the example rules at 32 in flight.
-fn setup(dir: &Path, s: &Sandbox, workers: usize, seed: u64) {
-    std::fs::create_dir_all(dir).unwrap();
-    let token = dir.join("token");
-    std::fs::write(&token, TOKEN).unwrap();
-    tenure(
-        dir,
-        &[
-            "connection",
-            "add",
-            "--name",
-            "Connection-Bearer Token-1",
-            "--url",
-            &s.base,
-            "--token-file",
-            token.to_str().unwrap(),
-        ],
-    );
-    let rules = std::fs::read_to_string(RULES)
-        .unwrap()
-        .replace("keep_on_role_change = false", "keep_on_role_change = false\nconcurrency = 32");
-    let r = dir.join("rules.toml");
-    std::fs::write(&r, rules).unwrap();
-    tenure(dir, &["config", "import", r.to_str().unwrap()]);
-    let day1 = dir.join("day1.csv");
-    let day2 = dir.join("day2.csv");
-    tenure(
-        dir,
-        &[
-            "hr",
-            "generate",
-            "--count",
-            &workers.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--out",
-            day1.to_str().unwrap(),
-            "--next-day",
-            day2.to_str().unwrap(),
-        ],
-    );
-    tenure(dir, &["hr", "load", day1.to_str().unwrap()]);
 }
 
 fn counted(out: &str, what: &str) -> usize {

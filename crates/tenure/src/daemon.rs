@@ -105,7 +105,10 @@ pub async fn run(
                 api.metrics_allow = o.metrics_allow.clone();
                 api.trusted_proxies = o.trusted_proxies.clone();
             }
-            app = app.merge(api::router(Arc::new(api)));
+            let api = Arc::new(api);
+            let warming = api.clone();
+            tokio::spawn(async move { api::warm(&warming).await });
+            app = app.merge(api::router(api));
             // The first start: an Admin to log in with, its one-time password said once.
             if let Some(p) = crate::users::first_admin(&store).await? {
                 let detail = serde_json::json!({"user": "admin", "role": "admin", "one_time_password": true});

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 pub const TOKEN: &str = "bench-token-0123456789";
@@ -134,4 +135,63 @@ end
         .find_map(|l| l.split_once(" requests in ").and_then(|(n, _)| n.trim().parse().ok()))
         .unwrap_or_else(|| panic!("wrk output: {text}"));
     WrkRun { rate, requests }
+}
+
+pub const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenure.toml");
+
+pub fn tenure(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("TENURE_LOG", "warn")
+        .output()
+        .expect("run tenure");
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "tenure {args:?}: {out}");
+    out
+}
+
+/// A tenure data folder connected to the sandbox, with the example rules at 32 in flight.
+pub fn setup(dir: &Path, s: &Sandbox, workers: usize, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    tenure(
+        dir,
+        &[
+            "connection",
+            "add",
+            "--name",
+            "Connection-Bearer Token-1",
+            "--url",
+            &s.base,
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let rules = std::fs::read_to_string(RULES)
+        .unwrap()
+        .replace("keep_on_role_change = false", "keep_on_role_change = false\nconcurrency = 32");
+    let r = dir.join("rules.toml");
+    std::fs::write(&r, rules).unwrap();
+    tenure(dir, &["config", "import", r.to_str().unwrap()]);
+    let day1 = dir.join("day1.csv");
+    let day2 = dir.join("day2.csv");
+    tenure(
+        dir,
+        &[
+            "hr",
+            "generate",
+            "--count",
+            &workers.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+            day1.to_str().unwrap(),
+            "--next-day",
+            day2.to_str().unwrap(),
+        ],
+    );
+    tenure(dir, &["hr", "load", day1.to_str().unwrap()]);
 }

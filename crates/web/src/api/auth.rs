@@ -211,8 +211,12 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
     if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         check_csrf(headers, scheme, &id)?;
     }
-    // Every request counts as activity, so idle expiry is measured from the last one exactly.
-    api.store.touch_session(&id_hash, t).await?;
+    // Every request counts as activity; it is written when a tenth of the idle time has passed
+    // since the last write, so a busy console is not a store write per request and idle expiry
+    // is measured from the last request within a tenth of the idle time.
+    if t - seen >= (policy.idle.as_millis() as i64 / 10).max(1) {
+        api.store.touch_session(&id_hash, t).await?;
+    }
     Ok(user_caller(&user, id_hash))
 }
 

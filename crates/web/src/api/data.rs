@@ -368,13 +368,79 @@ async fn quarantined(
 
 // ---- workers ----
 
-/// One worker as searched: lower-cased keys beside what is shown.
-struct Entry {
+/// The workers of the last snapshot, searchable in memory: every worker's lower-cased keys
+/// (id, name, first name, e-mail) on one line of one string, in id order, so that a search is
+/// one substring scan over it (memchr's memmem) rather than a hundred thousand small ones,
+/// and what is shown in a second string. A few allocations in all, not five per worker.
+#[derive(Default)]
+pub struct Entries {
     keys: String,
-    id: String,
-    name: String,
-    email: Option<String>,
-    status: String,
+    /// Where each worker's line of `keys` starts.
+    key_starts: Vec<u32>,
+    /// id, name, e-mail and status, separated by `SEP`, one worker after another.
+    shown: String,
+    shown_starts: Vec<u32>,
+}
+
+const SEP: char = '\u{1}';
+
+impl Entries {
+    fn build(workers: &[hr::Worker]) -> Entries {
+        let mut order: Vec<&hr::Worker> = workers.iter().collect();
+        order.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        let mut e = Entries::default();
+        for w in order {
+            let name =
+                format!("{} {}", w.preferred_name.as_ref().unwrap_or(&w.first_name).as_str(), w.last_name.as_str());
+            let email = w.work_email.as_ref().map(|e| e.as_str()).unwrap_or("");
+            e.key_starts.push(e.keys.len() as u32);
+            // A line break or SEP in a value would join two workers' keys: neither matches.
+            let line = format!("{}{SEP}{name}{SEP}{}{SEP}{email}", w.id.as_str(), w.first_name.as_str())
+                .to_lowercase()
+                .replace('\n', " ");
+            e.keys.push_str(&line);
+            e.keys.push('\n');
+            let status = match w.status {
+                hr::Status::Active => "active",
+                hr::Status::Leave { .. } => "leave",
+                hr::Status::Terminated => "terminated",
+            };
+            e.shown_starts.push(e.shown.len() as u32);
+            e.shown.push_str(&format!("{}{SEP}{name}{SEP}{email}{SEP}{status}", w.id.as_str()));
+        }
+        e.key_starts.push(e.keys.len() as u32);
+        e.shown_starts.push(e.shown.len() as u32);
+        e
+    }
+
+    fn len(&self) -> usize {
+        self.key_starts.len().saturating_sub(1)
+    }
+
+    /// The workers whose keys hold `needle` (lower case), in id order, each once.
+    fn matching<'a>(&'a self, needle: &'a str) -> Box<dyn Iterator<Item = usize> + 'a> {
+        if needle.is_empty() {
+            return Box::new(0..self.len());
+        }
+        if needle.contains(['\n', SEP]) {
+            return Box::new(std::iter::empty());
+        }
+        let mut last = None;
+        Box::new(memchr::memmem::find_iter(self.keys.as_bytes(), needle.as_bytes()).filter_map(move |at| {
+            let i = self.key_starts.partition_point(|&s| s as usize <= at) - 1;
+            (last != Some(i)).then(|| {
+                last = Some(i);
+                i
+            })
+        }))
+    }
+
+    fn view(&self, i: usize) -> Value {
+        let text = &self.shown[self.shown_starts[i] as usize..self.shown_starts[i + 1] as usize];
+        let mut f = text.split(SEP);
+        let (id, name, email, status) = (f.next(), f.next(), f.next().filter(|e| !e.is_empty()), f.next());
+        json!({"id": id, "name": name, "email": email, "status": status})
+    }
 }
 
 /// The workers of the last snapshot, searchable in memory; rebuilt when a load lands.
@@ -382,54 +448,40 @@ struct Entry {
 type Mark = (i64, Option<String>);
 
 #[derive(Default)]
-pub struct Index(tokio::sync::RwLock<Option<(Mark, Arc<Vec<Entry>>)>>);
+pub struct Index {
+    built: std::sync::RwLock<Option<(Mark, Arc<Entries>)>>,
+    /// Held by the one request (or the warm-up) that rebuilds; the others answer from the
+    /// index before it meanwhile rather than wait.
+    building: tokio::sync::Mutex<()>,
+}
 
 impl Index {
-    async fn current(&self, store: &store::Store) -> Result<Arc<Vec<Entry>>, Problem> {
+    fn get(&self) -> Option<(Mark, Arc<Entries>)> {
+        self.built.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) async fn current(&self, store: &store::Store) -> Result<Arc<Entries>, Problem> {
         let mark = store.loads_mark().await?;
-        if let Some((m, v)) = self.0.read().await.as_ref() {
+        let before = self.get();
+        if let Some((m, v)) = &before {
             if *m == mark {
                 return Ok(v.clone());
             }
         }
-        let mut w = self.0.write().await;
-        if let Some((m, v)) = w.as_ref() {
-            if *m == mark {
-                return Ok(v.clone());
+        let _building = match (self.building.try_lock(), &before) {
+            (Ok(g), _) => g,
+            // Being rebuilt: the last index answers until the new one is there.
+            (Err(_), Some((_, v))) => return Ok(v.clone()),
+            (Err(_), None) => self.building.lock().await,
+        };
+        if let Some((m, v)) = self.get() {
+            if m == mark {
+                return Ok(v);
             }
         }
         let workers = crate::intake::workers(store).await?;
-        let mut entries: Vec<Entry> = workers
-            .iter()
-            .map(|w| {
-                let name =
-                    format!("{} {}", w.preferred_name.as_ref().unwrap_or(&w.first_name).as_str(), w.last_name.as_str());
-                let email = w.work_email.as_ref().map(|e| e.as_str().to_string());
-                let keys = format!(
-                    "{}\u{1}{}\u{1}{}\u{1}{}",
-                    w.id.as_str(),
-                    name,
-                    w.first_name.as_str(),
-                    email.as_deref().unwrap_or("")
-                )
-                .to_lowercase();
-                Entry {
-                    keys,
-                    id: w.id.to_string(),
-                    name,
-                    email,
-                    status: match w.status {
-                        hr::Status::Active => "active",
-                        hr::Status::Leave { .. } => "leave",
-                        hr::Status::Terminated => "terminated",
-                    }
-                    .to_string(),
-                }
-            })
-            .collect();
-        entries.sort_by(|a, b| a.id.cmp(&b.id));
-        let v = Arc::new(entries);
-        *w = Some((mark, v.clone()));
+        let v = Arc::new(Entries::build(&workers));
+        *self.built.write().unwrap_or_else(|p| p.into_inner()) = Some((mark, v.clone()));
         Ok(v)
     }
 }
@@ -454,9 +506,9 @@ async fn workers(State(api): State<Shared>, _c: Caller, Q(q): Q<WorkerQuery>) ->
     let (limit, offset) = (q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0));
     let mut total = 0usize;
     let mut page = vec![];
-    for e in all.iter().filter(|e| needle.is_empty() || e.keys.contains(&needle)) {
+    for i in all.matching(&needle) {
         if total >= offset && page.len() < limit {
-            page.push(json!({"id": e.id, "name": e.name, "email": e.email, "status": e.status}));
+            page.push(all.view(i));
         }
         total += 1;
     }

@@ -49,6 +49,14 @@ pub struct Api {
 
 pub type Shared = Arc<Api>;
 
+/// Builds what the first requests would otherwise wait for (the workers' search index), so
+/// that a service just started answers its first search as fast as the next ones.
+pub async fn warm(api: &Shared) {
+    if let Err(e) = api.index.current(&api.store).await {
+        tracing::debug!("the workers' index was not built ahead: {}", e.detail);
+    }
+}
+
 impl Api {
     pub fn new(store: Store, key: Arc<MasterKey>, data_dir: PathBuf, wake: Arc<Notify>, tls: bool) -> Api {
         Api {

@@ -29,10 +29,7 @@ fn summary_of(r: &store::RunRecord) -> Value {
 #[utoipa::path(get, path = "/api/v1/status", tag = "status",
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Value>, Problem> {
-    let configured: Vec<String> = crate::config::current(&api.store)
-        .await
-        .map(|r| r.connections.iter().map(|c| c.name.clone()).collect())
-        .unwrap_or_default();
+    let configured: Vec<String> = crate::config::connection_names(&api.store).await.unwrap_or_default();
     let reviews = api.store.reviews(None, &["pending"]).await?;
     let dead = api.store.dead_letters(None).await?;
     let holds = api.store.holds(None).await?;
