@@ -10,14 +10,26 @@ use std::path::Path;
 use store::{MasterKey, Store};
 
 pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Store> {
+    open_with(data_dir, database_url, None).await
+}
+
+/// The store for many readers at once (the API): a few connections, where SQLite's default is one.
+pub async fn open_for_readers(data_dir: &Path, database_url: Option<&str>) -> Result<Store> {
+    let n = if database_url.is_some() { None } else { Some(4) };
+    open_with(data_dir, database_url, n).await
+}
+
+async fn open_with(data_dir: &Path, database_url: Option<&str>, connections: Option<u32>) -> Result<Store> {
     // A store error names the store it concerns (a URL without its password).
     match database_url {
-        Some(u) => {
-            Store::open(u).await.map_err(|e| Error::refused(format!("the store at {}: {e}", without_password(u))))
-        }
+        Some(u) => Store::open_with(u, connections)
+            .await
+            .map_err(|e| Error::refused(format!("the store at {}: {e}", without_password(u)))),
         None => {
             let file = data_dir.join("tenure.db");
-            Store::open_in(data_dir).await.map_err(|e| Error::refused(format!("the store {}: {e}", file.display())))
+            Store::open_in_with(data_dir, connections)
+                .await
+                .map_err(|e| Error::refused(format!("the store {}: {e}", file.display())))
         }
     }
 }

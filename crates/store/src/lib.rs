@@ -207,6 +207,13 @@ const COLUMNS: &str = "id, name, base_url, dialect, token_sealed, token_key_id, 
 impl Store {
     /// `sqlite://PATH` (created when missing) or `postgres://...`; runs the migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Self::open_with(url, None).await
+    }
+
+    /// As `open`, with this many connections (SQLite's default is one: its writes then never
+    /// wait on each other). A store mostly read by many at once (the API's) takes a few: WAL
+    /// lets readers go side by side, and its writers wait their turn (busy_timeout).
+    pub async fn open_with(url: &str, connections: Option<u32>) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres") { Backend::Postgres } else { Backend::Sqlite };
         let url = match backend {
@@ -241,16 +248,19 @@ impl Store {
             }
         }
         // SQLite allows one writer: one connection keeps writes in order without busy errors.
-        let max = if backend == Backend::Sqlite { 1 } else { 8 };
+        let max = connections.unwrap_or(if backend == Backend::Sqlite { 1 } else { 8 });
         let mut options = AnyPoolOptions::new().max_connections(max);
         if backend == Backend::Postgres {
             // A store that refuses connections is said within seconds, not after sqlx's 30.
             options = options.acquire_timeout(std::time::Duration::from_secs(8));
         }
+        // 64 MiB of page cache for the one connection that syncs; 8 MiB each for a readers'
+        // store, whose connections would otherwise each keep a copy of the tables they scanned.
+        let cache = if connections.is_some() { "PRAGMA cache_size = -8192" } else { "PRAGMA cache_size = -65536" };
         if backend == Backend::Sqlite {
             // On every connection the pool opens (it replaces idle ones in a long-lived daemon),
             // not only the first.
-            options = options.after_connect(|conn, _| {
+            options = options.after_connect(move |conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor;
                     conn.execute("PRAGMA journal_mode = WAL").await?;
@@ -263,7 +273,7 @@ impl Store {
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     // 64 MiB of page cache (the default 2 MiB re-read index pages from the file
                     // on every journal write of a large sync) and fewer, larger checkpoints.
-                    conn.execute("PRAGMA cache_size = -65536").await?;
+                    conn.execute(cache).await?;
                     conn.execute("PRAGMA wal_autocheckpoint = 4000").await?;
                     Ok(())
                 })
@@ -326,6 +336,11 @@ impl Store {
     /// audit records and sealed secrets. SQLite gives its WAL and shared-memory files the
     /// database file's mode.
     pub async fn open_in(data_dir: &Path) -> Result<Store, StoreError> {
+        Self::open_in_with(data_dir, None).await
+    }
+
+    /// As `open_in`, with this many connections (see `open_with`).
+    pub async fn open_in_with(data_dir: &Path, connections: Option<u32>) -> Result<Store, StoreError> {
         let io = |e| StoreError::Database(sqlx::Error::Io(e));
         let file = data_dir.join("tenure.db");
         #[cfg(unix)]
@@ -343,7 +358,7 @@ impl Store {
         }
         #[cfg(not(unix))]
         secrets::private_dir(data_dir).map_err(io)?;
-        Self::open(&format!("sqlite://{}", file.display())).await
+        Self::open_with(&format!("sqlite://{}", file.display()), connections).await
     }
 
     /// Placeholders for a multi-row INSERT. SQLite gets `?`: its driver looks every `$N` up

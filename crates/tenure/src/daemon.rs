@@ -95,7 +95,8 @@ pub async fn run(
         let mut app = axum::Router::new().merge(push::router(state));
         if full {
             app = app.merge(serve::health_router(health.clone()));
-            let api_store = config::open(data_dir, database_url).await?;
+            // The API's reads go side by side: a few connections of its own.
+            let api_store = config::open_for_readers(data_dir, database_url).await?;
             let mut api =
                 api::Api::new(api_store, key.clone(), data_dir.to_path_buf(), wake.clone(), listen.tls.is_some());
             api.interval = interval;
@@ -107,7 +108,10 @@ pub async fn run(
             }
             let api = Arc::new(api);
             let warming = api.clone();
-            tokio::spawn(async move { api::warm(&warming).await });
+            tokio::spawn(async move {
+                api::warm(&warming).await;
+                crate::give_back_memory();
+            });
             app = app.merge(api::router(api));
             // The first start: an Admin to log in with, its one-time password said once.
             if let Some(p) = crate::users::first_admin(&store).await? {
@@ -169,6 +173,8 @@ pub async fn run(
     let watch = crate::cli::run::Terminal::new(Output::Quiet, true);
     let ran = |name: &str, r: &Result<service::run_report::Applied, service::error::Error>| match r {
         Ok(a) => {
+            // A run of a large population freed hundreds of MiB: back to the system now.
+            crate::give_back_memory();
             let _ = crate::cli::run::report(a, Output::Quiet);
             if a.outcome == service::run_report::RunOutcome::GuardRefused {
                 outln!(

@@ -384,30 +384,41 @@ pub struct Entries {
 
 const SEP: char = '\u{1}';
 
+/// The few fields of a stored worker the search needs: read alone, not the whole record, so
+/// building the index of 100,000 takes little memory on the way.
+#[derive(Deserialize)]
+struct Searched {
+    id: String,
+    first_name: String,
+    last_name: String,
+    preferred_name: Option<String>,
+    work_email: Option<String>,
+    status: SearchedStatus,
+}
+
+#[derive(Deserialize)]
+struct SearchedStatus {
+    state: String,
+}
+
 impl Entries {
-    fn build(workers: &[hr::Worker]) -> Entries {
-        let mut order: Vec<&hr::Worker> = workers.iter().collect();
-        order.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    fn build(mut workers: Vec<Searched>) -> Entries {
+        workers.sort_by(|a, b| a.id.cmp(&b.id));
         let mut e = Entries::default();
-        for w in order {
-            let name =
-                format!("{} {}", w.preferred_name.as_ref().unwrap_or(&w.first_name).as_str(), w.last_name.as_str());
-            let email = w.work_email.as_ref().map(|e| e.as_str()).unwrap_or("");
+        for w in &workers {
+            let name = format!("{} {}", w.preferred_name.as_ref().unwrap_or(&w.first_name), w.last_name);
+            let email = w.work_email.as_deref().unwrap_or("");
             e.key_starts.push(e.keys.len() as u32);
             // A line break or SEP in a value would join two workers' keys: neither matches.
-            let line = format!("{}{SEP}{name}{SEP}{}{SEP}{email}", w.id.as_str(), w.first_name.as_str())
-                .to_lowercase()
-                .replace('\n', " ");
+            let line =
+                format!("{}{SEP}{name}{SEP}{}{SEP}{email}", w.id, w.first_name).to_lowercase().replace('\n', " ");
             e.keys.push_str(&line);
             e.keys.push('\n');
-            let status = match w.status {
-                hr::Status::Active => "active",
-                hr::Status::Leave { .. } => "leave",
-                hr::Status::Terminated => "terminated",
-            };
             e.shown_starts.push(e.shown.len() as u32);
-            e.shown.push_str(&format!("{}{SEP}{name}{SEP}{email}{SEP}{status}", w.id.as_str()));
+            e.shown.push_str(&format!("{}{SEP}{name}{SEP}{email}{SEP}{}", w.id, w.status.state));
         }
+        e.keys.shrink_to_fit();
+        e.shown.shrink_to_fit();
         e.key_starts.push(e.keys.len() as u32);
         e.shown_starts.push(e.shown.len() as u32);
         e
@@ -479,8 +490,8 @@ impl Index {
                 return Ok(v);
             }
         }
-        let workers = crate::intake::workers(store).await?;
-        let v = Arc::new(Entries::build(&workers));
+        let workers = store.snapshot_decoded::<Searched>().await?.into_iter().map(|(_, w)| w).collect();
+        let v = Arc::new(Entries::build(workers));
         *self.built.write().unwrap_or_else(|p| p.into_inner()) = Some((mark, v.clone()));
         Ok(v)
     }
