@@ -7,12 +7,18 @@
 
 use crate::error::Result;
 use crate::run_report::Applied;
-use crate::runs::Progress;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A run's progress in workers, written by the run and read by whoever watches it.
+#[derive(Default)]
+pub struct Progress {
+    pub done: std::sync::atomic::AtomicUsize,
+    pub total: std::sync::atomic::AtomicUsize,
+}
 
 /// How long an ended run stays in memory, and how many ended runs at most.
 const KEEP: Duration = Duration::from_secs(600);

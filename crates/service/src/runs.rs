@@ -419,12 +419,8 @@ pub struct ApplyOptions<'a> {
     pub registry: Option<&'a crate::registry::Registry>,
 }
 
-/// A run's progress, read by whoever watches it (the API's live status).
-#[derive(Default)]
-pub struct Progress {
-    pub done: std::sync::atomic::AtomicUsize,
-    pub total: std::sync::atomic::AtomicUsize,
-}
+// A run's progress belongs to the registry that shows it; named here too for the doors.
+pub use crate::registry::Progress;
 
 impl ApplyOptions<'_> {
     pub fn new(connection: Option<String>) -> Self {
