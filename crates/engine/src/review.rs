@@ -69,7 +69,7 @@ pub struct Held {
 pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[DeadLetter]) -> Held {
     let mut held = Held::default();
     let must_review = plan.actions.iter().any(|a| a.review.is_some());
-    if supervised.is_empty() && !must_review && !dead.iter().any(|d| d.state == "dead") {
+    if supervised.is_empty() && !must_review && !dead.iter().any(|d| d.state == store::LetterState::Dead) {
         return held;
     }
     let mut by_worker: HashMap<String, Vec<usize>> = HashMap::new();
@@ -93,7 +93,9 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
             hold: Some(hold),
             ..Action::new(w, Kind::Skip, reason)
         };
-        if let Some(d) = dead.iter().find(|d| d.worker_id == *w && d.state == "dead" && d.fingerprint == f) {
+        if let Some(d) =
+            dead.iter().find(|d| d.worker_id == *w && d.state == store::LetterState::Dead && d.fingerprint == f)
+        {
             replace.insert(
                 w.clone(),
                 skip(
@@ -118,8 +120,8 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
         };
         held.requests.push((w.clone(), stage.as_str().into(), f.clone(), describe(&acts).to_string()));
         match reviews.iter().find(|r| r.worker_id == *w && r.fingerprint == f) {
-            Some(r) if r.state == "approved" => held.approved.push((w.clone(), r.id)),
-            Some(r) if r.state == "rejected" => {
+            Some(r) if r.state == store::ReviewState::Approved => held.approved.push((w.clone(), r.id)),
+            Some(r) if r.state == store::ReviewState::Rejected => {
                 let by = r.decided_by.clone().unwrap_or_default();
                 let note = r.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
                 replace.insert(
@@ -187,7 +189,7 @@ mod tests {
         }
     }
 
-    fn review(state: &str, fingerprint: &str) -> Review {
+    fn review(state: store::ReviewState, fingerprint: &str) -> Review {
         Review {
             id: 7,
             connection: "c".into(),
@@ -195,7 +197,7 @@ mod tests {
             stage: "leave".into(),
             fingerprint: fingerprint.into(),
             actions: "[]".into(),
-            state: state.into(),
+            state,
             requested_at: "2026-12-01T00:00:00Z".into(),
             decided_at: None,
             decided_by: Some("rita".into()),
@@ -220,11 +222,11 @@ mod tests {
         assert_eq!(p.actions.iter().find(|a| a.worker == "1").map(|a| a.kind), Some(Kind::Skip));
         // Rejected by a reviewer.
         let mut p = leaver_plan();
-        hold(&mut p, &[Stage::Leave], &[review("rejected", &f)], &[]);
+        hold(&mut p, &[Stage::Leave], &[review(store::ReviewState::Rejected, &f)], &[]);
         assert_eq!(hold_of(&p, "1"), Some(Hold::Rejected));
         // Approved: acts, unheld.
         let mut p = leaver_plan();
-        let held = hold(&mut p, &[Stage::Leave], &[review("approved", &f)], &[]);
+        let held = hold(&mut p, &[Stage::Leave], &[review(store::ReviewState::Approved, &f)], &[]);
         assert_eq!((hold_of(&p, "1"), held.approved), (None, vec![("1".to_string(), 7)]));
         // A dead letter is set aside whatever the supervision.
         let dead = DeadLetter {
@@ -234,7 +236,7 @@ mod tests {
             actions: "[]".into(),
             attempts: 3,
             last_error: "500".into(),
-            state: "dead".into(),
+            state: store::LetterState::Dead,
             first_at: String::new(),
             last_at: String::new(),
         };

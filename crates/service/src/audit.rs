@@ -1,5 +1,4 @@
-//! `tenure audit` and `tenure runs`: what the record keeps, for an auditor and an operator.
-//! The timeline of a worker (HR events, decisions, actions with their before and after
+//! What the record keeps, for an auditor and an operator, whichever door asks: the timeline of a worker (HR events, decisions, actions with their before and after
 //! values), the chain's check, exports for other tools, and the runs with their counts.
 
 use crate::error::{Error, Result};
@@ -123,23 +122,4 @@ pub fn run_view(r: &store::RunRecord) -> Value {
     json!({"id": r.id, "connection": r.connection, "started_at": r.started_at, "finished_at": r.finished_at,
         "started_by": r.started_by, "progress": progress,
         "summary": r.summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok())})
-}
-
-/// A connection's last finished run and its last finished run without failures (of its
-/// newest 50), as status and metrics tell them.
-pub async fn last_runs(
-    store: &Store,
-    connection: &str,
-) -> Result<(Option<store::RunRecord>, Option<store::RunRecord>)> {
-    let runs = store.runs(Some(connection), 50).await?;
-    let mut finished = runs.into_iter().filter(|r| r.finished_at.is_some());
-    let last = finished.next();
-    let clean = |r: &store::RunRecord| {
-        r.summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()).is_some_and(|v| v["failed"] == 0)
-    };
-    let ok = match &last {
-        Some(l) if clean(l) => Some(l.clone()),
-        _ => finished.find(clean),
-    };
-    Ok((last, ok))
 }

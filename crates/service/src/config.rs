@@ -1,5 +1,6 @@
-//! `tenure config check | import | export` and `tenure preview`: the rules as code, checked
-//! whole before they are saved, and shown worker by worker before they act.
+//! The configuration (connections, roles, mappings, the HR settings) as code: checked whole
+//! before it is saved, saved as a new version with who saved it, exported as it stands, and
+//! the version in force read by every use case that acts on it.
 
 use crate::error::{Error, Result};
 use rules::{Config, Rules};
@@ -188,17 +189,57 @@ pub async fn current(store: &Store) -> Result<Rules> {
     })
 }
 
-/// The names of the connections the configuration in force configures (none before the first
-/// one is saved). Asked at every status: the names are kept by version, so the configuration
-/// is parsed once per version, not per request.
-pub async fn connection_names(store: &Store) -> Result<Vec<String>> {
+/// The `[hr]` settings a command works with: from a configuration file when one is given,
+/// else the saved configuration, else tenure's defaults (nothing saved yet, and no store is
+/// created just to look).
+pub async fn hr_settings(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    file: Option<&Path>,
+) -> Result<rules::HrSettings> {
+    if let Some(file) = file {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| Error::input(format!("cannot read {name}: {e}")))?;
+        let cfg = Config::from_toml(&name, &text).map_err(|e| Error::input(e.join("\n")))?;
+        Rules::compile(&cfg)
+            .map_err(|e| Error::input(e.iter().map(|e| format!("{name}: {e}")).collect::<Vec<_>>().join("\n")))?;
+        return Ok(cfg.hr);
+    }
+    if database_url.is_none() && !data_dir.join("tenure.db").exists() {
+        return Ok(rules::HrSettings::default());
+    }
+    let store = open(data_dir, database_url).await?;
+    let saved = store.current_config().await;
+    store.close().await;
+    match saved? {
+        None => Ok(rules::HrSettings::default()),
+        Some(v) => Ok(Config::from_toml("stored configuration", &v.body).map_err(|e| Error::input(e.join("\n")))?.hr),
+    }
+}
+
+/// Saves these rules as the configuration in force unless they are the ones in force already
+/// (as their canonical TOML): whether they were saved.
+pub async fn save_if_changed(store: &Store, rules: &Rules) -> Result<bool> {
+    let canonical = rules.config.to_toml();
+    if store.current_config().await?.map(|c| c.body) == Some(canonical.clone()) {
+        return Ok(false);
+    }
+    store.save_config(&canonical).await?;
+    Ok(true)
+}
+
+/// The names of the connections configuration version `version` configures (none before the
+/// first one is saved). Asked at every status with the version the status read anyway: the
+/// names are kept by version, so the configuration is parsed once per version, not per request.
+pub async fn connection_names(store: &Store, version: Option<&str>) -> Result<Vec<String>> {
     static KEPT: std::sync::Mutex<Option<(String, Vec<String>)>> = std::sync::Mutex::new(None);
-    let Some(v) = store.current_config().await? else { return Ok(vec![]) };
+    let Some(version) = version else { return Ok(vec![]) };
     if let Some((id, names)) = KEPT.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-        if *id == v.id {
+        if id == version {
             return Ok(names.clone());
         }
     }
+    let Some(v) = store.current_config().await? else { return Ok(vec![]) };
     let names: Vec<String> = current(store).await?.connections.iter().map(|c| c.name.clone()).collect();
     *KEPT.lock().unwrap_or_else(|p| p.into_inner()) = Some((v.id, names.clone()));
     Ok(names)

@@ -1,5 +1,6 @@
-//! `tenure connection add | list | test | rotate-token | remove`: the monday.com connection
-//! page on the command line. Tokens come from a file or standard input, never from argv.
+//! Connections: the monday.com connection page's use cases (add, list, test, replace the
+//! token, remove), each token sealed under the master key and only ever sent to the URL the
+//! admin stored with it; and the SCIM client a run uses to reach it.
 
 use crate::error::{Error, Result};
 use scim_client::{ClientConfig, InstanceUrl, RetryPolicy, ScimClient, Token, UrlPolicy};
@@ -160,6 +161,45 @@ pub fn view(c: &store::ConnectionRecord) -> serde_json::Value {
 /// its URL suggests.
 fn stored_dialect(c: &store::ConnectionRecord, target: &InstanceUrl) -> scim::Dialect {
     c.dialect.parse().unwrap_or(target.dialect())
+}
+
+/// What `point_at_sandbox` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pointed {
+    Added,
+    /// The connection pointed elsewhere (a sandbox started on another port before).
+    Moved,
+    Same,
+}
+
+/// The quickstart's connection to its own sandbox at `url`: added with `token` the first
+/// time, moved when the sandbox listens elsewhere now, else left as it is.
+pub async fn point_at_sandbox(
+    store: &Store,
+    key: &MasterKey,
+    name: &str,
+    url: &str,
+    token: &Secret,
+) -> Result<Pointed> {
+    match store.connection(name).await? {
+        None => {
+            let c = NewConnection {
+                name: name.into(),
+                base_url: url.into(),
+                dialect: "monday".into(),
+                insecure_http: false,
+                allow_private: false,
+                rate_limit_per_second: None,
+            };
+            store.add_connection(&c, token, key).await?;
+            Ok(Pointed::Added)
+        }
+        Some(c) if c.base_url != url => {
+            store.update_connection_settings(name, url, "monday", c.rate_limit_per_second).await?;
+            Ok(Pointed::Moved)
+        }
+        Some(_) => Ok(Pointed::Same),
+    }
 }
 
 /// A client for a stored connection, built as `tenure connection test` builds it.

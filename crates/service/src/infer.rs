@@ -1,6 +1,6 @@
-//! `tenure hr definition infer | show`: a header definition proposed from a sample export
-//! (each column's likely field and date format, and what could not be placed), and the one
-//! in force, both as TOML to edit and import.
+//! The HR header definition: one proposed from a sample export (each column's likely field
+//! and date format, and what could not be placed), and the one in force, both as TOML to edit
+//! and import.
 
 use crate::error::{Error, Result};
 use hr::dates::Evidence;

@@ -24,4 +24,6 @@ pub mod run_report;
 pub mod runs;
 pub mod schedule;
 pub mod secrets;
+pub mod status;
 pub mod users;
+pub mod workers;

@@ -84,30 +84,25 @@ pub async fn render(store: &store::Store) -> Result<String> {
     let mut gauge = |name: &'static str, l: Vec<(&'static str, String)>, v: f64| {
         series.insert((name, l), v);
     };
-    let seconds = |r: &store::RunRecord| {
+    let seconds = |r: &crate::status::RunSeen| {
         r.finished_at.as_deref().and_then(|f| f.parse::<jiff::Timestamp>().ok()).map(|t| t.as_second() as f64)
     };
-    let pending = store.reviews(None, &["pending"]).await?;
-    let dead = store.dead_letters(None).await?;
-    let tripped = store.guard_trips().await?;
-    for c in store.connections().await? {
-        let on = tripped.iter().any(|t| t.connection == c.name);
-        gauge("tenure_guard_tripped", vec![("connection", c.name.clone())], if on { 1.0 } else { 0.0 });
-        let (last, ok) = crate::audit::last_runs(store, &c.name).await?;
-        if let Some(t) = last.as_ref().and_then(seconds) {
-            gauge("tenure_last_run_timestamp_seconds", vec![("connection", c.name.clone())], t);
+    let st = crate::status::read(store, None, None, |_| true).await?;
+    for c in &st.connections {
+        let l = || vec![("connection", c.connection.clone())];
+        gauge("tenure_guard_tripped", l(), if c.guard.is_some() { 1.0 } else { 0.0 });
+        if let Some(t) = c.last_run.as_ref().and_then(seconds) {
+            gauge("tenure_last_run_timestamp_seconds", l(), t);
         }
-        if let Some(t) = ok.as_ref().and_then(seconds) {
-            gauge("tenure_last_success_timestamp_seconds", vec![("connection", c.name.clone())], t);
+        if let Some(t) = c.last_successful_run.as_ref().and_then(seconds) {
+            gauge("tenure_last_success_timestamp_seconds", l(), t);
         }
-        let n = pending.iter().filter(|r| r.connection == c.name).count();
-        gauge("tenure_reviews_pending", vec![("connection", c.name.clone())], n as f64);
-        let n = dead.iter().filter(|d| d.connection == c.name && d.state == "dead").count();
-        gauge("tenure_dead_letters", vec![("connection", c.name.clone())], n as f64);
+        gauge("tenure_reviews_pending", l(), c.pending_reviews as f64);
+        gauge("tenure_dead_letters", l(), c.dead_letters as f64);
     }
     let quarantined = store.last_accepted_load().await?.map(|l| l.quarantined).unwrap_or(0);
     gauge("tenure_quarantined_rows", vec![], quarantined as f64);
-    if let Some(t) = store.last_load().await?.and_then(|l| l.loaded_at.parse::<jiff::Timestamp>().ok()) {
+    if let Some(t) = st.last_received.and_then(|l| l.loaded_at.parse::<jiff::Timestamp>().ok()) {
         gauge("tenure_hr_last_received_timestamp_seconds", vec![], t.as_second() as f64);
     }
     let mut out = String::new();

@@ -1,4 +1,6 @@
-//! `tenure reviews | approve | reject` (supervised mode) and `tenure dead-letters`.
+//! Reviews (supervised mode: a worker's actions wait until a reviewer approves or rejects
+//! them, never the person who set them in motion) and dead letters (a worker's actions that
+//! failed run after run, set aside until an admin retries them).
 
 use crate::error::Result;
 use serde_json::Value;
@@ -35,7 +37,7 @@ pub async fn decide_with(
     person: &str,
     note: Option<&str>,
 ) -> Result<Decided> {
-    let pending = store.reviews(connection, &["pending"]).await?;
+    let pending = store.reviews(connection, &[store::ReviewState::Pending]).await?;
     let mine = |r: &store::Review| set_in_motion_by(r, person).is_some();
     let refused: Vec<(i64, String)> = pending
         .iter()
@@ -75,7 +77,7 @@ pub async fn decide_with(
 /// A review as listed.
 pub fn review_view(r: &store::Review) -> Value {
     serde_json::json!({"id": r.id, "connection": r.connection, "worker": r.worker_id, "stage": r.stage,
-        "state": r.state, "requested_at": r.requested_at, "proposed_by": r.proposed_by, "uploaded_by": r.uploaded_by,
+        "state": r.state.as_str(), "requested_at": r.requested_at, "proposed_by": r.proposed_by, "uploaded_by": r.uploaded_by,
         "decided_at": r.decided_at, "decided_by": r.decided_by, "note": r.note,
         "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()})
 }
@@ -83,7 +85,7 @@ pub fn review_view(r: &store::Review) -> Value {
 /// A dead letter as listed.
 pub fn dead_letter_view(d: &store::DeadLetter) -> Value {
     serde_json::json!({"connection": d.connection, "worker": d.worker_id, "attempts": d.attempts,
-        "last_error": d.last_error, "first_at": d.first_at, "last_at": d.last_at, "state": d.state,
+        "last_error": d.last_error, "first_at": d.first_at, "last_at": d.last_at, "state": d.state.as_str(),
         "actions": serde_json::from_str::<Value>(&d.actions).unwrap_or_default()})
 }
 
@@ -94,7 +96,7 @@ pub async fn retry_with(store: &store::Store, connection: Option<&str>, workers:
     let n = store.retry_dead_letters(connection, workers).await?;
     let released: Vec<crate::decisions::Decision> = before
         .iter()
-        .filter(|d| d.state == "dead" && (workers.is_empty() || workers.contains(&d.worker_id)))
+        .filter(|d| d.state == store::LetterState::Dead && (workers.is_empty() || workers.contains(&d.worker_id)))
         .map(|d| crate::decisions::Decision {
             action: "dead_letter_retry",
             connection: &d.connection,

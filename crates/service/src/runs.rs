@@ -151,6 +151,39 @@ pub struct Prepared {
     pub reads: Vec<AccountRead>,
 }
 
+/// An account as the target holds it, with the teams it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user_name: String,
+    pub active: bool,
+    pub user_type: Option<String>,
+    pub teams: Vec<String>,
+}
+
+/// Every account of a connection's target with its teams, by userName.
+pub async fn accounts(store: &Store, key: &MasterKey, connection: &str) -> Result<Vec<Account>> {
+    let actual = read_actual(&client_for(store, key, connection).await?).await?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let mut teams_of: HashMap<String, Vec<String>> = HashMap::new();
+    for g in &actual.groups {
+        for m in g["members"].as_array().into_iter().flatten() {
+            teams_of.entry(text(&m["value"])).or_default().push(text(&g["displayName"]));
+        }
+    }
+    let mut out: Vec<Account> = actual
+        .users
+        .iter()
+        .map(|u| Account {
+            user_name: text(&u["userName"]),
+            active: u["active"].as_bool().unwrap_or(true),
+            user_type: u["userType"].as_str().map(str::to_string),
+            teams: teams_of.remove(u["id"].as_str().unwrap_or_default()).unwrap_or_default(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.user_name.cmp(&b.user_name));
+    Ok(out)
+}
+
 /// The configured connection a command means: the one named, or the only one.
 pub fn pick(rules: &Rules, connection: Option<&str>) -> Result<usize> {
     match connection {
@@ -278,7 +311,7 @@ pub async fn prepare_reading(
         now,
     };
     let mut plan = engine::plan::plan(&inputs).map_err(Error::refused)?;
-    let reviews = store.reviews(Some(&name), &["pending", "approved", "rejected"]).await?;
+    let reviews = store.reviews(Some(&name), &store::ReviewState::OPEN).await?;
     let dead = store.dead_letters(Some(&name)).await?;
     let mut held = engine::review::hold(&mut plan, &rules.connections[index].supervised, &reviews, &dead);
     let hr_held = store.hr_held().await?;
@@ -548,20 +581,9 @@ async fn apply_locked(
     lock: &run_lock::RunLock,
     run: Run<'_>,
 ) -> Result<Applied> {
-    let (confirm, watch) = (opts.confirm, opts.watch);
+    let watch = opts.watch;
     let now = opts.as_of.unwrap_or_else(Timestamp::now);
-    if opts.as_of.is_some() && opts.confirm_production.as_deref() != Some(name) {
-        // A rehearsal acts at another moment than now: only on tenure's sandbox, unless the
-        // operator names the connection to say it is meant for a real target.
-        let client = client_for(store, key, name).await?;
-        if !is_sandbox(&client).await? {
-            return Err(Error::refused(format!(
-                "{name:?} ({}) is not tenure's sandbox: a rehearsal (--as-of, --rehearse-from) acts only on the \
-                 sandbox; to act on this real target at another moment, add --confirm-production {name:?}",
-                client.base_url()
-            )));
-        }
-    }
+    refuse_rehearsal_off_sandbox(store, key, name, opts).await?;
     let mut p = prepare(store, key, Some(name), now, true, &opts.workers).await?;
     if p.recovered > 0 {
         watch.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
@@ -573,9 +595,85 @@ async fn apply_locked(
              a Reviewer confirms guarded runs only, and an Editor starts ordinary ones. Nothing was applied"
         )));
     }
-    // Open (or keep) the reviews this plan needs; stale ones are superseded. Each records who
-    // started this run and (the store finds it) who uploaded the HR data it acts on: neither
-    // may approve it.
+    let opened = open_reviews_and_holds(store, &mut p, opts).await?;
+    let guard_confirmed = match guard(store, &p, name, opts).await? {
+        Guarded::Refused(a) => {
+            release(p);
+            return Ok(*a);
+        }
+        Guarded::Confirmed(why) => why,
+    };
+    let conn = &p.rules.connections[p.index];
+    let creates = p.plan.count(Kind::Create);
+    if creates > conn.confirm_creates_over && !watch.confirm_creates(creates, conn.confirm_creates_over, name) {
+        // Seats cost money: the person asked said no.
+        return Ok(Applied::only(RunOutcome::NotConfirmed, name));
+    }
+    let run_id = run.id.to_string();
+    store.start_run(&run_id, &conn.name, run.started_by).await?;
+    let _writing = write_progress(store, &run);
+    if let Some(why) = &guard_confirmed {
+        record_guard_confirmed(store, &p, why, &run_id, opts).await?;
+    }
+    let summary = carry_out(store, &mut p, lock, &run, watch).await?;
+    let newly_dead = settle(store, &p, &summary, now, opts, &run_id).await?;
+    if !newly_dead.is_empty() {
+        watch.note(&format!(
+            "dead letters: worker(s) {} failed {} run(s) in a row and are set aside: see `tenure dead-letters`",
+            newly_dead.join(", "),
+            p.rules.connections[p.index].dead_letter_after
+        ));
+    }
+    if !p.rules.config.notify.is_empty() {
+        notify_after(store, key, &p, &summary, opened, &newly_dead, &run_id, watch).await;
+    }
+    let scim = p.client.stats();
+    release(p);
+    let outcome = if summary.failed > 0 { RunOutcome::Failures } else { RunOutcome::Done };
+    Ok(Applied {
+        outcome,
+        connection: name.to_string(),
+        summary: Some(summary),
+        newly_dead,
+        guard: None,
+        busy: None,
+        scim,
+    })
+}
+
+/// A rehearsal acts at another moment than now: only on tenure's sandbox, unless the operator
+/// names the connection to say it is meant for a real target.
+async fn refuse_rehearsal_off_sandbox(
+    store: &Store,
+    key: &MasterKey,
+    name: &str,
+    opts: &ApplyOptions<'_>,
+) -> Result<()> {
+    if opts.as_of.is_none() || opts.confirm_production.as_deref() == Some(name) {
+        return Ok(());
+    }
+    let client = client_for(store, key, name).await?;
+    if is_sandbox(&client).await? {
+        return Ok(());
+    }
+    Err(Error::refused(format!(
+        "{name:?} ({}) is not tenure's sandbox: a rehearsal (--as-of, --rehearse-from) acts only on the \
+         sandbox; to act on this real target at another moment, add --confirm-production {name:?}",
+        client.base_url()
+    )))
+}
+
+/// The reviews and holds a plan opened, for the notices after the run.
+struct Opened {
+    reviews: Vec<store::Review>,
+    new_reviews: Vec<i64>,
+    newly_held: Vec<(String, String)>,
+}
+
+/// Opens (or keeps) the reviews the plan needs, superseding stale ones, and lists the held
+/// workers until HR settles them. Each review records who started this run and (the store
+/// finds it) who uploaded the HR data it acts on: neither may approve it.
+async fn open_reviews_and_holds(store: &Store, p: &mut Prepared, opts: &ApplyOptions<'_>) -> Result<Opened> {
     let (reviews, new_reviews) =
         store.sync_reviews(&p.plan.connection, &p.held.requests, opts.proposer.as_deref()).await?;
     // By worker, so a supervised initial sync of thousands is not a scan per held worker.
@@ -585,7 +683,7 @@ async fn apply_locked(
             a.reason = format!("{} (review #{id})", a.reason);
         }
     }
-    // Held workers (no decision releases them) are listed beside the reviews until HR settles them.
+    // Held workers (no decision releases them) are listed beside the reviews.
     let holds: Vec<(String, String)> = p
         .plan
         .actions
@@ -599,6 +697,7 @@ async fn apply_locked(
         let new = store.replace_holds(&p.plan.connection, &holds).await?;
         newly_held = holds.iter().filter(|h| new.contains(&h.0)).cloned().collect();
     }
+    let watch = opts.watch;
     watch.plan(&p.plan);
     if !holds.is_empty() {
         watch.note(&format!("{} worker(s) held until HR data settles them: see `tenure reviews`", holds.len()));
@@ -609,57 +708,73 @@ async fn apply_locked(
             p.held.waiting.len()
         ));
     }
-    let conn = &p.rules.connections[p.index];
+    Ok(Opened { reviews, new_reviews, newly_held })
+}
+
+/// The mass-deprovision guard's word on a plan.
+enum Guarded {
+    /// It stops the run (the outcome to answer with).
+    Refused(Box<Applied>),
+    /// It lets the run go: unmoved (None), or stopped and confirmed with the number (why).
+    Confirmed(Option<String>),
+}
+
+async fn guard(store: &Store, p: &Prepared, name: &str, opts: &ApplyOptions<'_>) -> Result<Guarded> {
+    let Some(why) = p.plan.guard(&p.rules.connections[p.index].guard) else { return Ok(Guarded::Confirmed(None)) };
     let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
-    let mut guard_confirmed = None;
-    if let Some(why) = p.plan.guard(&conn.guard) {
-        if confirm != Some(deactivations) {
-            watch.note(&format!(
-                "refused by the mass-deprovision guard: {why}. Nothing was applied. If this is right, run again with \
-                 --confirm-deprovision {deactivations}"
-            ));
-            // Kept in the store, so the status of every process says so until a run goes through.
-            let by = crate::decisions::actor(opts.actor.as_deref());
-            store.trip_guard(name, &why, deactivations as i64, &by).await?;
-            let mut a = Applied::only(RunOutcome::GuardRefused, name);
-            a.guard = Some(guard_verdict(&p));
-            release(p);
-            return Ok(a);
-        }
-        watch.note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
-        guard_confirmed = Some(why);
-    }
-    let creates = p.plan.count(Kind::Create);
-    if creates > conn.confirm_creates_over && !watch.confirm_creates(creates, conn.confirm_creates_over, name) {
-        // Seats cost money: the person asked said no.
-        return Ok(Applied::only(RunOutcome::NotConfirmed, name));
-    }
-    let run_id = run.id.to_string();
-    store.start_run(&run_id, &conn.name, run.started_by).await?;
-    let _writing = write_progress(store, &run);
-    if let Some(why) = &guard_confirmed {
+    if opts.confirm != Some(deactivations) {
+        opts.watch.note(&format!(
+            "refused by the mass-deprovision guard: {why}. Nothing was applied. If this is right, run again with \
+             --confirm-deprovision {deactivations}"
+        ));
+        // Kept in the store, so the status of every process says so until a run goes through.
         let by = crate::decisions::actor(opts.actor.as_deref());
-        let leaving: Vec<&str> = p
-            .plan
-            .actions
-            .iter()
-            .filter(|a| matches!(a.kind, Kind::Deactivate | Kind::Delete))
-            .map(|a| a.worker.as_str())
-            .collect();
-        crate::decisions::record(
-            store,
-            &[crate::decisions::Decision {
-                action: "guard_confirm",
-                connection: &conn.name,
-                worker: "",
-                run_id: &run_id,
-                actor: &by,
-                note: None,
-                detail: serde_json::json!({"why": why, "confirmed": deactivations, "workers": leaving}),
-            }],
-        )
-        .await?;
+        store.trip_guard(name, &why, deactivations as i64, &by).await?;
+        let mut a = Applied::only(RunOutcome::GuardRefused, name);
+        a.guard = Some(guard_verdict(p));
+        return Ok(Guarded::Refused(Box::new(a)));
     }
+    opts.watch.note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
+    Ok(Guarded::Confirmed(Some(why)))
+}
+
+/// The audit's record of who confirmed the guard, for how many, and whom it let go.
+async fn record_guard_confirmed(
+    store: &Store,
+    p: &Prepared,
+    why: &str,
+    run_id: &str,
+    opts: &ApplyOptions<'_>,
+) -> Result<()> {
+    let by = crate::decisions::actor(opts.actor.as_deref());
+    let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
+    let leaving: Vec<&str> = p
+        .plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a.kind, Kind::Deactivate | Kind::Delete))
+        .map(|a| a.worker.as_str())
+        .collect();
+    let decision = crate::decisions::Decision {
+        action: "guard_confirm",
+        connection: &p.plan.connection,
+        worker: "",
+        run_id,
+        actor: &by,
+        note: None,
+        detail: serde_json::json!({"why": why, "confirmed": deactivations, "workers": leaving}),
+    };
+    crate::decisions::record(store, &[decision]).await
+}
+
+/// Applies the plan with the connection's concurrency, its progress told as it goes.
+async fn carry_out(
+    store: &Store,
+    p: &mut Prepared,
+    lock: &run_lock::RunLock,
+    run: &Run<'_>,
+    watch: &dyn Watch,
+) -> Result<engine::apply::Summary> {
     let teams: HashMap<String, String> = p
         .actual
         .groups
@@ -681,19 +796,36 @@ async fn apply_locked(
     // Shared with the apply's worker tasks rather than copied action by action; back after.
     let plan = std::sync::Arc::new(std::mem::take(&mut p.plan));
     let lost = lock.flag();
-    let pace = engine::apply::Pace { concurrency: conn.concurrency, progress: &progress, lost: &lost };
-    let applied = engine::apply::apply(store, &p.client, &plan, teams, &run_id, pace).await;
+    let concurrency = p.rules.connections[p.index].concurrency;
+    let pace = engine::apply::Pace { concurrency, progress: &progress, lost: &lost };
+    let applied = engine::apply::apply(store, &p.client, &plan, teams, run.id, pace).await;
     p.plan = std::sync::Arc::try_unwrap(plan).unwrap_or_else(|shared| (*shared).clone());
     let mut summary = applied.map_err(Error::unavailable)?;
     // What this run resolved of an earlier one's actions in flight, said in its summary.
     summary.recovered = p.recovered;
     if lock.lost() {
         watch.note(&format!(
-            "warning: this run lost its lease on {name:?} while it ran; actions not yet started were left"
+            "warning: this run lost its lease on {:?} while it ran; actions not yet started were left",
+            p.plan.connection
         ));
     }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "applied");
-    // Failures count towards the dead-letter list; successes clear it.
+    Ok(summary)
+}
+
+/// The after-run bookkeeping, in one transaction so that a kill leaves all or none: the run's
+/// record, failures towards the dead-letter list (successes clear it), approved reviews
+/// carried out, and the HR events now reflected on the target. The workers that became dead
+/// letters.
+async fn settle(
+    store: &Store,
+    p: &Prepared,
+    summary: &engine::apply::Summary,
+    now: Timestamp,
+    opts: &ApplyOptions<'_>,
+    run_id: &str,
+) -> Result<Vec<String>> {
+    let conn = &p.rules.connections[p.index];
     let failing: std::collections::HashSet<&str> = summary.failures.keys().map(String::as_str).collect();
     let units = engine::review::units(&p.plan, &failing);
     let failed: Vec<(String, String, String, String)> = summary
@@ -747,11 +879,10 @@ async fn apply_locked(
             due.iter().filter(|e| except.binary_search(&e.worker_id).is_err()).map(|e| e.id.clone()).collect(),
         )
     };
-    // The run's record, attempts, reviews and events: one transaction, so a kill leaves all or none.
-    let summary_json = serde_json::to_string(&summary).unwrap_or_default();
+    let summary_json = serde_json::to_string(summary).unwrap_or_default();
     let newly_dead = store
         .finish_run_with(&store::AfterRun {
-            run_id: &run_id,
+            run_id,
             connection: &conn.name,
             summary: &summary_json,
             failed: &failed,
@@ -761,58 +892,54 @@ async fn apply_locked(
             events,
         })
         .await?;
-    if !newly_dead.is_empty() {
-        watch.note(&format!(
-            "dead letters: worker(s) {} failed {} run(s) in a row and are set aside: see `tenure dead-letters`",
-            newly_dead.join(", "),
-            conn.dead_letter_after
-        ));
-    }
     tracing::debug!("recorded attempts, reviews and events");
-    if !p.rules.config.notify.is_empty() {
-        // A held worker's one skip carries the reason the review was opened for.
-        let reason_of: HashMap<&str, &str> = p
-            .plan
-            .actions
-            .iter()
-            .filter(|a| a.kind == Kind::Skip && a.hold != Some(Hold::Data))
-            .map(|a| (a.worker.as_str(), a.reason.as_str()))
-            .collect();
-        let new_reviews: std::collections::HashSet<i64> = new_reviews.into_iter().collect();
-        let opened = reviews
-            .iter()
-            .filter(|r| new_reviews.contains(&r.id))
-            .map(|r| {
-                let reason = reason_of.get(r.worker_id.as_str()).copied().unwrap_or_default().to_string();
-                (r.worker_id.clone(), r.stage.clone(), reason)
-            })
-            .collect();
-        let facts = crate::notify::RunFacts {
-            plan: &p.plan,
-            names: &p.names,
-            failures: &summary.failures,
-            newly_dead: &newly_dead,
-            opened,
-            newly_held,
-            run_id: &run_id,
-        };
-        let notices = crate::notify::notices(&facts);
-        for problem in crate::notify::deliver(store, key, &p.rules.config.notify, &notices).await {
-            watch.note(&format!("warning: {problem}"));
-        }
-    }
-    let scim = p.client.stats();
-    release(p);
-    let outcome = if summary.failed > 0 { RunOutcome::Failures } else { RunOutcome::Done };
-    Ok(Applied {
-        outcome,
-        connection: name.to_string(),
-        summary: Some(summary),
+    Ok(newly_dead)
+}
+
+/// The notices a run gives (failures, new dead letters, reviews opened, workers held); a
+/// notice that cannot be delivered is a warning, never the run's failure.
+#[allow(clippy::too_many_arguments)]
+async fn notify_after(
+    store: &Store,
+    key: &MasterKey,
+    p: &Prepared,
+    summary: &engine::apply::Summary,
+    opened: Opened,
+    newly_dead: &[String],
+    run_id: &str,
+    watch: &dyn Watch,
+) {
+    // A held worker's one skip carries the reason the review was opened for.
+    let reason_of: HashMap<&str, &str> = p
+        .plan
+        .actions
+        .iter()
+        .filter(|a| a.kind == Kind::Skip && a.hold != Some(Hold::Data))
+        .map(|a| (a.worker.as_str(), a.reason.as_str()))
+        .collect();
+    let new_reviews: std::collections::HashSet<i64> = opened.new_reviews.into_iter().collect();
+    let reviews_opened = opened
+        .reviews
+        .iter()
+        .filter(|r| new_reviews.contains(&r.id))
+        .map(|r| {
+            let reason = reason_of.get(r.worker_id.as_str()).copied().unwrap_or_default().to_string();
+            (r.worker_id.clone(), r.stage.clone(), reason)
+        })
+        .collect();
+    let facts = crate::notify::RunFacts {
+        plan: &p.plan,
+        names: &p.names,
+        failures: &summary.failures,
         newly_dead,
-        guard: None,
-        busy: None,
-        scim,
-    })
+        opened: reviews_opened,
+        newly_held: opened.newly_held,
+        run_id,
+    };
+    let notices = crate::notify::notices(&facts);
+    for problem in crate::notify::deliver(store, key, &p.rules.config.notify, &notices).await {
+        watch.note(&format!("warning: {problem}"));
+    }
 }
 
 /// Frees what a run read and planned on another thread: for 100,000 accounts that is some

@@ -11,7 +11,7 @@ use crate::{config, inbox, pull};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{EventQuery, MasterKey, Store};
+use store::{MasterKey, Store};
 use tokio::sync::Notify;
 
 /// Where the scheduler says what it does (the daemon prints it, stamped).
@@ -117,14 +117,7 @@ pub async fn run(
         }
         // Sleep until the schedule, a push, or the next future event's moment.
         let now = s.now().as_second();
-        let next_event = s
-            .store
-            .events(&EventQuery { state: Some("pending".into()), ..Default::default() })
-            .await?
-            .into_iter()
-            .map(|e| e.effective_at)
-            .filter(|t| *t > now)
-            .min();
+        let next_event = s.store.next_event_after(now).await?;
         let mut wait = s.interval;
         if let Some(t) = next_event {
             wait = wait.min(Duration::from_secs((t - now) as u64));
@@ -137,6 +130,30 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// The runtime the scheduled runs go on: its threads (workers and blocking) run at a lower
+/// priority than the API's, so that interactive requests come first on a busy machine.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name("tenure-runs")
+        .enable_all()
+        .on_thread_start(background_priority)
+        .build()
+}
+
+/// Lowers this thread's CPU priority (Linux gives each thread its own nice value); elsewhere
+/// the runs keep the process's.
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on this thread's own id changes only its scheduling weight.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, BACKGROUND_NICE);
+    }
+}
+
+/// nice 10: about a tenth of an interactive thread's share of a busy core.
+#[cfg(target_os = "linux")]
+const BACKGROUND_NICE: libc::c_int = 10;
 
 impl Scheduler {
     /// The scheduler's now: the real one, or the rehearsal's.

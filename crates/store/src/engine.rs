@@ -219,6 +219,21 @@ pub struct GuardTrip {
     pub by: String,
 }
 
+/// What status and metrics count of one connection, read for every connection in one query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionFigures {
+    pub connection: String,
+    pub pending_reviews: i64,
+    /// Workers set aside as dead letters (not those still being retried).
+    pub dead_letters: i64,
+    /// Workers held until their HR data changes.
+    pub held: i64,
+    /// The guard's refusal of its last run, while it stands.
+    pub guard: Option<GuardTrip>,
+    /// The configuration version in force (the same on every row; None before the first).
+    pub config_id: Option<String>,
+}
+
 impl Store {
     /// Keeps the guard's refusal of a connection's run (replacing an earlier one).
     pub async fn trip_guard(
@@ -264,6 +279,47 @@ impl Store {
                     deactivations: r.try_get("deactivations")?,
                     tripped_at: r.try_get("tripped_at")?,
                     by: r.try_get("by_whom")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Every connection's figures, in the connections' order, in one query: a status asked
+    /// thousands of times a second reads the counts, not the rows.
+    pub async fn connection_figures(&self) -> Result<Vec<ConnectionFigures>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.name, \
+               (SELECT COUNT(*) FROM reviews r WHERE r.connection = c.name AND r.state = 'pending') AS pending, \
+               (SELECT COUNT(*) FROM dead_letters d WHERE d.connection = c.name AND d.state = 'dead') AS dead, \
+               (SELECT COUNT(*) FROM holds h WHERE h.connection = c.name) AS held, \
+               (SELECT id FROM config_versions ORDER BY created_at DESC, id DESC LIMIT 1) AS config_id, \
+               g.why, g.deactivations, g.tripped_at, g.by_whom \
+             FROM connections c LEFT JOIN guard_trips g ON g.connection = c.name \
+             ORDER BY c.created_at, c.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let connection: String = r.try_get("name")?;
+                let guard = match r.try_get::<Option<String>, _>("why")? {
+                    Some(why) => Some(GuardTrip {
+                        connection: connection.clone(),
+                        why,
+                        deactivations: r.try_get("deactivations")?,
+                        tripped_at: r.try_get("tripped_at")?,
+                        by: r.try_get("by_whom")?,
+                    }),
+                    None => None,
+                };
+                Ok(ConnectionFigures {
+                    pending_reviews: r.try_get("pending")?,
+                    dead_letters: r.try_get("dead")?,
+                    held: r.try_get("held")?,
+                    config_id: r.try_get("config_id")?,
+                    guard,
+                    connection,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -306,6 +306,17 @@ impl Store {
         }
     }
 
+    /// The snapshot decoded as `T` row by row into `each`, in worker id order, `chunk` rows
+    /// at a time: for what is built from every worker and kept (the search index), so only
+    /// that and one chunk are ever in memory.
+    pub async fn snapshot_each<T: serde::de::DeserializeOwned>(
+        &self,
+        chunk: usize,
+        each: impl FnMut(String, T),
+    ) -> Result<(), StoreError> {
+        self.json_rows_each("hr_workers", "worker_id", ("json(body)", "body::json"), None, chunk.max(1), each).await
+    }
+
     /// The snapshot rows of these workers (those that have one).
     pub async fn snapshot_of(&self, ids: &[String]) -> Result<Vec<SnapshotRow>, StoreError> {
         let mut out = vec![];
@@ -364,6 +375,16 @@ impl Store {
         );
         let r = sqlx::query(&sql).fetch_optional(&self.pool).await?;
         Ok(r.as_ref().map(load_record).transpose()?)
+    }
+
+    /// The moment of the next pending HR event after `after` (epoch seconds), if any: what
+    /// the scheduler sleeps until, found by index rather than by reading every pending event.
+    pub async fn next_event_after(&self, after: i64) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query("SELECT MIN(effective_at) FROM hr_events WHERE state = 'pending' AND effective_at > $1")
+            .bind(after)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<Option<i64>, _>(0)?)
     }
 
     pub async fn events(&self, q: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {

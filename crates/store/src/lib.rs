@@ -9,11 +9,14 @@ pub mod review;
 pub mod secrets;
 pub mod users;
 
-pub use engine::{AfterRun, AuditEntry, AuditRecord, EventsDone, GuardTrip, JournalEntry, Link, Outcomes, RunRecord};
+pub use engine::{
+    AfterRun, AuditEntry, AuditRecord, ConnectionFigures, EventsDone, GuardTrip, JournalEntry, Link, Outcomes,
+    RunRecord,
+};
 pub use hr::{EventQuery, EventRecord, HeldSettled, LoadRecord, LoadWrite, SnapshotRow};
 pub use lease::{Acquired, Claimant, Holder, Lease};
 
-pub use review::{DeadLetter, Review, ReviewRequest};
+pub use review::{DeadLetter, LetterState, Review, ReviewRequest, ReviewState};
 pub use secrets::{MasterKey, Sealed, Secret};
 pub use users::{TokenRecord, UserRecord};
 
@@ -254,9 +257,10 @@ impl Store {
             // A store that refuses connections is said within seconds, not after sqlx's 30.
             options = options.acquire_timeout(std::time::Duration::from_secs(8));
         }
-        // 64 MiB of page cache for the one connection that syncs; 8 MiB each for a readers'
-        // store, whose connections would otherwise each keep a copy of the tables they scanned.
-        let cache = if connections.is_some() { "PRAGMA cache_size = -8192" } else { "PRAGMA cache_size = -65536" };
+        // 64 MiB of page cache for the one connection that syncs; 2 MiB each for a readers'
+        // store (the API's small reads), whose connections would otherwise each keep a copy of
+        // the tables they scanned, for as long as the service is up.
+        let cache = if connections.is_some() { "PRAGMA cache_size = -2048" } else { "PRAGMA cache_size = -65536" };
         if backend == Backend::Sqlite {
             // On every connection the pool opens (it replaces idle ones in a long-lived daemon),
             // not only the first.
@@ -396,14 +400,29 @@ impl Store {
         value: (&str, &str),
         filter: Option<(&str, &str)>,
     ) -> Result<Vec<(String, T)>, StoreError> {
-        let chunk = self.read_chunk;
         let mut out: Vec<(String, T)> = Vec::new();
+        self.json_rows_each(table, key, value, filter, self.read_chunk, |k, v| out.push((k, v))).await?;
+        Ok(out)
+    }
+
+    /// `json_rows` handing each row to `each` as its chunk is read, `chunk` rows at a time:
+    /// what is built from the rows is all that stays in memory.
+    async fn json_rows_each<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &str,
+        value: (&str, &str),
+        filter: Option<(&str, &str)>,
+        chunk: usize,
+        mut each: impl FnMut(String, T),
+    ) -> Result<(), StoreError> {
+        let mut last: Option<String> = None;
         loop {
             let mut conds = vec![];
             if let Some((col, _)) = filter {
                 conds.push(format!("{col} = {}", self.list(1, 1)));
             }
-            let after = out.last().map(|(k, _)| k.clone());
+            let after = last.take();
             if after.is_some() {
                 conds.push(format!("{key} > {}", self.list(conds.len() + 1, 1)));
             }
@@ -428,9 +447,12 @@ impl Store {
             let rows: Vec<(String, T)> = serde_json::from_str(&text)
                 .map_err(|e| StoreError::Invalid(format!("rows of {table} read back as JSON: {e}")))?;
             let n = rows.len();
-            out.extend(rows);
+            last = rows.last().map(|(k, _)| k.clone());
+            for (k, v) in rows {
+                each(k, v);
+            }
             if n < chunk {
-                return Ok(out);
+                return Ok(());
             }
         }
     }

@@ -5,6 +5,76 @@ use crate::{now, Store, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+/// Where a review stands: waiting for a reviewer, decided, overtaken by a newer plan for its
+/// worker, or carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReviewState {
+    Pending,
+    Approved,
+    Rejected,
+    Superseded,
+    Applied,
+}
+
+impl ReviewState {
+    /// The open ones: waiting, or decided and not yet carried out.
+    pub const OPEN: [ReviewState; 3] = [ReviewState::Pending, ReviewState::Approved, ReviewState::Rejected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewState::Pending => "pending",
+            ReviewState::Approved => "approved",
+            ReviewState::Rejected => "rejected",
+            ReviewState::Superseded => "superseded",
+            ReviewState::Applied => "applied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ReviewState> {
+        [Self::Pending, Self::Approved, Self::Rejected, Self::Superseded, Self::Applied]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ReviewState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A dead letter's state: still retried at each run, or set aside for the admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LetterState {
+    Retrying,
+    Dead,
+}
+
+impl LetterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LetterState::Retrying => "retrying",
+            LetterState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LetterState> {
+        [Self::Retrying, Self::Dead].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for LetterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A state column read back: a value tenure never writes is a decode error naming it.
+fn state_of<T>(r: &AnyRow, parse: fn(&str) -> Option<T>) -> Result<T, sqlx::Error> {
+    let s: String = r.try_get("state")?;
+    parse(&s).ok_or_else(|| sqlx::Error::Decode(format!("unknown state {s:?}").into()))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Review {
     pub id: i64,
@@ -14,7 +84,7 @@ pub struct Review {
     pub fingerprint: String,
     /// The actions reviewed, as JSON.
     pub actions: String,
-    pub state: String,
+    pub state: ReviewState,
     pub requested_at: String,
     pub decided_at: Option<String>,
     pub decided_by: Option<String>,
@@ -33,7 +103,7 @@ pub struct DeadLetter {
     pub actions: String,
     pub attempts: i64,
     pub last_error: String,
-    pub state: String,
+    pub state: LetterState,
     pub first_at: String,
     pub last_at: String,
 }
@@ -46,7 +116,7 @@ fn review(r: &AnyRow) -> Result<Review, sqlx::Error> {
         stage: r.try_get("stage")?,
         fingerprint: r.try_get("fingerprint")?,
         actions: r.try_get("actions")?,
-        state: r.try_get("state")?,
+        state: state_of(r, ReviewState::parse)?,
         requested_at: r.try_get("requested_at")?,
         decided_at: r.try_get("decided_at")?,
         decided_by: r.try_get("decided_by")?,
@@ -64,7 +134,7 @@ fn dead_letter(r: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
         actions: r.try_get("actions")?,
         attempts: r.try_get("attempts")?,
         last_error: r.try_get("last_error")?,
-        state: r.try_get("state")?,
+        state: state_of(r, LetterState::parse)?,
         first_at: r.try_get("first_at")?,
         last_at: r.try_get("last_at")?,
     })
@@ -77,16 +147,26 @@ const REVIEW_COLUMNS: &str =
 pub type ReviewRequest = (String, String, String, String);
 
 impl Store {
-    /// Reviews of a connection (every connection when None) in the given states (all when empty).
-    pub async fn reviews(&self, connection: Option<&str>, states: &[&str]) -> Result<Vec<Review>, StoreError> {
-        let rows =
-            sqlx::query(&format!("SELECT {REVIEW_COLUMNS} FROM reviews ORDER BY id")).fetch_all(&self.pool).await?;
-        let all: Vec<Review> = rows.iter().map(review).collect::<Result<_, _>>()?;
-        Ok(all
-            .into_iter()
-            .filter(|r| connection.is_none_or(|c| r.connection == c))
-            .filter(|r| states.is_empty() || states.contains(&r.state.as_str()))
-            .collect())
+    /// Reviews of a connection (every connection when None) in the given states (all when
+    /// empty), oldest first. The filter is the query's: decided reviews pile up for years.
+    pub async fn reviews(&self, connection: Option<&str>, states: &[ReviewState]) -> Result<Vec<Review>, StoreError> {
+        let mut conds = vec![];
+        if connection.is_some() {
+            conds.push(format!("connection = {}", self.list(1, 1)));
+        }
+        if !states.is_empty() {
+            // The states are tenure's own words, never input: written into the query.
+            let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+            conds.push(format!("state IN ({})", list.join(", ")));
+        }
+        let cond = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
+        let sql = format!("SELECT {REVIEW_COLUMNS} FROM reviews{cond} ORDER BY id");
+        let mut q = sqlx::query(&sql);
+        if let Some(c) = connection {
+            q = q.bind(c);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(review).collect::<Result<_, _>>()?)
     }
 
     /// Brings a connection's open reviews in line with the plan just made, in one transaction:
@@ -162,7 +242,7 @@ impl Store {
                     stage: stage.clone(),
                     fingerprint: f.clone(),
                     actions: actions.clone(),
-                    state: "pending".into(),
+                    state: ReviewState::Pending,
                     requested_at: t.clone(),
                     decided_at: None,
                     decided_by: None,
@@ -189,7 +269,7 @@ impl Store {
         by: &str,
         note: Option<&str>,
     ) -> Result<Vec<Review>, StoreError> {
-        let pending = self.reviews(connection, &["pending"]).await?;
+        let pending = self.reviews(connection, &[ReviewState::Pending]).await?;
         let chosen: Vec<Review> = if ids.is_empty() {
             pending
         } else {
@@ -205,13 +285,13 @@ impl Store {
         };
         self.write_tx(async |tx| {
             let t = now();
-            let state = if approve { "approved" } else { "rejected" };
+            let state = if approve { ReviewState::Approved } else { ReviewState::Rejected };
             let mut chosen = chosen;
             for r in &mut chosen {
                 sqlx::query(
                     "UPDATE reviews SET state = $1, decided_at = $2, decided_by = $3, note = $4 WHERE id = $5 AND state = 'pending'",
                 )
-                .bind(state)
+                .bind(state.as_str())
                 .bind(&t)
                 .bind(by)
                 .bind(note)
@@ -219,7 +299,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 // Returned as now stored.
-                r.state = state.into();
+                r.state = state;
                 r.decided_at = Some(t.clone());
                 r.decided_by = Some(by.into());
                 r.note = note.map(str::to_string);
@@ -343,8 +423,8 @@ impl Store {
                     Some(d) if d.fingerprint == *fingerprint => d.attempts + 1,
                     _ => 1,
                 };
-                let state = if attempts >= dead_after { "dead" } else { "retrying" };
-                if state == "dead" && prev.is_none_or(|d| d.state != "dead") {
+                let state = if attempts >= dead_after { LetterState::Dead } else { LetterState::Retrying };
+                if state == LetterState::Dead && prev.is_none_or(|d| d.state != LetterState::Dead) {
                     newly_dead.push(worker.clone());
                 }
                 let first =
@@ -364,7 +444,7 @@ impl Store {
                 .bind(actions)
                 .bind(attempts)
                 .bind(error)
-                .bind(state)
+                .bind(state.as_str())
                 .bind(first)
                 .bind(&t)
                 .execute(&mut *tx)
@@ -388,7 +468,7 @@ impl Store {
             .dead_letters(connection)
             .await?
             .into_iter()
-            .filter(|d| d.state == "dead" && (workers.is_empty() || workers.contains(&d.worker_id)))
+            .filter(|d| d.state == LetterState::Dead && (workers.is_empty() || workers.contains(&d.worker_id)))
             .collect();
         if !workers.is_empty() && dead.len() < workers.len() {
             let missing: Vec<&str> =

@@ -9,8 +9,7 @@
 
 mod common;
 
-use common::{sandbox, TOKEN};
-use std::path::Path;
+use common::{command, connect, sandbox, tenure as ok, TOKEN};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,20 +19,6 @@ const HEADER: &str =
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("TENURE_LOG", "warn")
-        .env_remove("TENURE_DATABASE_URL")
-        .output()
-        .expect("run tenure");
-    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "tenure {args:?}: {out}");
-    out
 }
 
 /// The whole population, with the first `gone` workers terminated.
@@ -62,21 +47,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("inbox")).unwrap();
     let s = sandbox(&dir, "sandbox");
-    std::fs::write(dir.join("token"), TOKEN).unwrap();
-    let token = dir.join("token");
-    ok(
-        &dir,
-        &[
-            "connection",
-            "add",
-            "--name",
-            "Connection-Bearer Token-1",
-            "--url",
-            &s.base,
-            "--token-file",
-            token.to_str().unwrap(),
-        ],
-    );
+    connect(&dir, &s);
     let rules = std::fs::read_to_string(RULES).unwrap();
     let inbox = dir.join("inbox");
     let rules =
@@ -86,14 +57,7 @@ fn main() {
     std::fs::write(dir.join("day0.csv"), export(n, 0)).unwrap();
     ok(&dir, &["hr", "load", dir.join("day0.csv").to_str().unwrap()]);
     ok(&dir, &["apply", "--yes", "--quiet"]);
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_tenure"))
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["run", "--interval", "3600"])
-        .env("TENURE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = command(&dir).args(["run", "--interval", "3600"]).stdout(Stdio::null()).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let mut times = vec![];
     for t in 1..=trials {

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{sandbox_with, Sandbox, TOKEN};
+use common::{command as tenure, connect, sandbox_with, tenure as ok, Sandbox, TOKEN};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,19 +21,6 @@ const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenure.
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn tenure(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tenure"));
-    c.arg("--data-dir").arg(dir).env("TENURE_LOG", "warn").env_remove("TENURE_DATABASE_URL");
-    c
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = tenure(dir).args(args).output().expect("run tenure");
-    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "tenure {args:?}: {out}");
-    out
 }
 
 fn users(s: &Sandbox) -> u64 {
@@ -82,21 +69,7 @@ fn recovery(trial: usize, workers: usize) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let s = sandbox_with(&dir, "sandbox", None, &["--latency-ms", "20"]);
-    let token = dir.join("token");
-    std::fs::write(&token, TOKEN).unwrap();
-    ok(
-        &dir,
-        &[
-            "connection",
-            "add",
-            "--name",
-            "Connection-Bearer Token-1",
-            "--url",
-            &s.base,
-            "--token-file",
-            token.to_str().unwrap(),
-        ],
-    );
+    connect(&dir, &s);
     let rules = std::fs::read_to_string(RULES)
         .unwrap()
         .replace("keep_on_role_change = false", "keep_on_role_change = false\nconcurrency = 100");

@@ -5,11 +5,13 @@
 //! 60 MiB) and in the minute after a scheduled 100,000-worker run (back under 300 MiB).
 //!
 //! cargo bench -p tenure --bench serve_api      (needs wrk: apt-get install wrk)
-//! Environment: BENCH_LARGE (default 100000), BENCH_SECONDS (wrk's, default 20).
+//! Environment: BENCH_LARGE (default 100000), BENCH_SECONDS (wrk's, default 20),
+//! BENCH_SANDBOX_NICE (default 10): the sandbox stands in for monday.com, which never shares
+//! tenure's cores, so it runs at a lower CPU priority; 0 puts it on an equal footing.
 
 mod common;
 
-use common::{sandbox, setup, tenure};
+use common::{command, sandbox_niced, setup, tenure};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -30,11 +32,8 @@ impl Drop for Serve {
 
 impl Serve {
     fn start(dir: &Path, interval: &str) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
-            .arg("--data-dir")
-            .arg(dir)
+        let mut child = command(dir)
             .args(["serve", "--listen", "127.0.0.1:0", "--interval", interval])
-            .env("TENURE_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start tenure serve");
@@ -123,7 +122,9 @@ fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let root = std::env::temp_dir().join(format!("tenure-serve-bench-{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
-    let s = sandbox(&root, "serve");
+    let nice: u8 = std::env::var("BENCH_SANDBOX_NICE").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    println!("the sandbox at nice {nice}");
+    let s = sandbox_niced(&root, "serve", nice);
     let dir = root.join("serve");
     setup(&dir, &s, large, 5);
     tenure(&dir, &["apply", "--yes", "--quiet"]);

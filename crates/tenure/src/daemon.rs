@@ -27,6 +27,7 @@ pub async fn run(
     // A daemon outlives whoever reads its output, and each of its lines says when.
     crate::cli::output::keep_going_when_closed();
     crate::cli::output::stamp_lines();
+    crate::long_running();
     // A rehearsal runs the daemon's clock from another moment, in real time from there.
     let offset = rehearse_from.map(|t| t.duration_since(jiff::Timestamp::now())).unwrap_or_default();
     if let Some(t) = rehearse_from {
@@ -184,7 +185,23 @@ pub async fn run(
         }
         Err(e) => outln!("tenure run: {name:?}: {e}"),
     };
-    schedule::run(&scheduler, &watch, &ran, &*say, stop_rx).await?;
+    // The scheduler's runs go on threads of their own at a lower CPU priority: a reconcile of
+    // 100,000 workers takes every core for seconds, and the API's answers must not queue
+    // behind it. When nothing else asks for the CPU the runs have all of it.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tenure-scheduler".into())
+        .spawn(move || {
+            let r = match schedule::runtime() {
+                Ok(rt) => {
+                    rt.block_on(schedule::run(&scheduler, &watch, &ran, &*say, stop_rx)).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(format!("cannot start the scheduler's runtime: {e}")),
+            };
+            let _ = done_tx.send(r);
+        })
+        .map_err(|e| format!("cannot start the scheduler: {e}"))?;
+    done_rx.await.map_err(|_| "the scheduler stopped without a word".to_string())??;
     outln!("tenure run: stopped");
     stopping.abort();
     let _ = watcher.await;

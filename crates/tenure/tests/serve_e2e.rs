@@ -32,6 +32,11 @@ async fn one_address_serves_the_probes_and_the_push_endpoint_while_the_scheduler
     assert_eq!((ready["store"].as_str(), ready["scheduler"].as_str()), (Some("ok"), Some("ok")));
     // The scheduler behind it reconciles: Ann's account is made.
     assert_eq!(wait_for_users(&sb, None, 1, 100, 600).await, 1, "{:?}", running.lines.lock().unwrap());
+    // Its runs went on threads of their own at a lower CPU priority than the API's.
+    let nice = threads_nice(running.child.id());
+    let runs: Vec<i64> = nice.iter().filter(|(n, _)| n == "tenure-runs").map(|(_, v)| *v).collect();
+    assert!(!runs.is_empty() && runs.iter().all(|v| *v == 10), "{nice:?}");
+    assert!(nice.iter().filter(|(n, _)| n.starts_with("tokio-runtime")).all(|(_, v)| *v == 0), "{nice:?}");
     // No push secret yet: the endpoint says what to do.
     let r = http.post(format!("{base}/hr/v1/push")).body("{}").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 503);
@@ -114,4 +119,19 @@ async fn plain_http_is_refused_off_loopback_and_tls_is_served_through_rustls() {
         .await
         .map(|r| r.status().as_u16() != 200)
         .unwrap_or(true));
+}
+
+/// Each thread of a process: its name and nice value (/proc/PID/task/TID/stat, field 19).
+fn threads_nice(pid: u32) -> Vec<(String, i64)> {
+    let mut out = vec![];
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // After the command name in parentheses: state is field 3, nice field 19.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        if let Some(n) = rest.split_whitespace().nth(16).and_then(|v| v.parse().ok()) {
+            out.push((name, n));
+        }
+    }
+    out
 }

@@ -9,5 +9,6 @@ pub mod serve;
 
 // The use cases, under the names the handlers call them by.
 use service::{
-    audit, config, connections, decisions, intake, metrics, names, notify, preview, reviews, run_lock, runs, users,
+    audit, config, connections, decisions, intake, metrics, names, notify, preview, reviews, run_lock, runs, status,
+    users,
 };

@@ -42,7 +42,19 @@ pub fn sandbox_on(dir: &std::path::Path, tag: &str, cpu: Option<&str>) -> Sandbo
 
 /// A sandbox with extra arguments (fault knobs such as `--latency-ms`).
 pub fn sandbox_with(dir: &std::path::Path, tag: &str, cpu: Option<&str>, args: &[&str]) -> Sandbox {
-    let child = on_cpu(cpu, env!("CARGO_BIN_EXE_tenure"))
+    sandbox_from(on_cpu(cpu, env!("CARGO_BIN_EXE_tenure")), dir, tag, args)
+}
+
+/// A sandbox at a lower CPU priority (nice `n`): it stands in for a target on another machine,
+/// so it does not take the cores from the process measured.
+pub fn sandbox_niced(dir: &std::path::Path, tag: &str, n: u8) -> Sandbox {
+    let mut c = Command::new("nice");
+    c.args(["-n", &n.to_string(), env!("CARGO_BIN_EXE_tenure")]);
+    sandbox_from(c, dir, tag, &[])
+}
+
+fn sandbox_from(mut command: Command, dir: &std::path::Path, tag: &str, args: &[&str]) -> Sandbox {
+    let child = command
         .args(["sandbox", "--listen", "127.0.0.1:0", "--db"])
         .arg(dir.join(format!("{tag}.db")))
         .args(args)
@@ -139,14 +151,17 @@ end
 
 pub const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/tenure.toml");
 
+/// The built tenure on a data folder, quiet, on SQLite even where the environment names a
+/// PostgreSQL store.
+pub fn command(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tenure"));
+    c.arg("--data-dir").arg(dir).env("TENURE_LOG", "warn").env_remove("TENURE_DATABASE_URL");
+    c
+}
+
+/// Runs tenure to its end; its output, or a panic saying what failed.
 pub fn tenure(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_tenure"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("TENURE_LOG", "warn")
-        .output()
-        .expect("run tenure");
+    let o = command(dir).args(args).output().expect("run tenure");
     let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "tenure {args:?}: {out}");
     out
@@ -154,22 +169,7 @@ pub fn tenure(dir: &Path, args: &[&str]) -> String {
 
 /// A tenure data folder connected to the sandbox, with the example rules at 32 in flight.
 pub fn setup(dir: &Path, s: &Sandbox, workers: usize, seed: u64) {
-    std::fs::create_dir_all(dir).unwrap();
-    let token = dir.join("token");
-    std::fs::write(&token, TOKEN).unwrap();
-    tenure(
-        dir,
-        &[
-            "connection",
-            "add",
-            "--name",
-            "Connection-Bearer Token-1",
-            "--url",
-            &s.base,
-            "--token-file",
-            token.to_str().unwrap(),
-        ],
-    );
+    connect(dir, s);
     let rules = std::fs::read_to_string(RULES)
         .unwrap()
         .replace("keep_on_role_change = false", "keep_on_role_change = false\nconcurrency = 32");
@@ -194,4 +194,24 @@ pub fn setup(dir: &Path, s: &Sandbox, workers: usize, seed: u64) {
         ],
     );
     tenure(dir, &["hr", "load", day1.to_str().unwrap()]);
+}
+
+/// A tenure data folder with the sandbox as its connection (the default name, the bench token).
+pub fn connect(dir: &Path, s: &Sandbox) {
+    std::fs::create_dir_all(dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    tenure(
+        dir,
+        &[
+            "connection",
+            "add",
+            "--name",
+            "Connection-Bearer Token-1",
+            "--url",
+            &s.base,
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
 }

@@ -94,33 +94,6 @@ impl From<KindArg> for LoadKind {
     }
 }
 
-/// The `[hr]` settings a command works with: from `--config FILE`, else the saved
-/// configuration, else tenure's defaults (nothing saved yet).
-pub async fn settings(
-    data_dir: &Path,
-    database_url: Option<&str>,
-    config: Option<&Path>,
-) -> Result<rules::HrSettings, String> {
-    if let Some(file) = config {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let cfg = rules::Config::from_toml(&file.display().to_string(), &text).map_err(|e| e.join("\n"))?;
-        rules::Rules::compile(&cfg)
-            .map_err(|e| e.iter().map(|e| format!("{}: {e}", file.display())).collect::<Vec<_>>().join("\n"))?;
-        return Ok(cfg.hr);
-    }
-    // Without a store there is nothing saved: do not create one just to look.
-    if database_url.is_none() && !data_dir.join("tenure.db").exists() {
-        return Ok(rules::HrSettings::default());
-    }
-    let store = crate::config::open(data_dir, database_url).await?;
-    let saved = store.current_config().await.map_err(|e| e.to_string());
-    store.close().await;
-    match saved? {
-        None => Ok(rules::HrSettings::default()),
-        Some(v) => Ok(rules::Config::from_toml("stored configuration", &v.body).map_err(|e| e.join("\n"))?.hr),
-    }
-}
-
 /// Says on stderr that a flag replaced a saved setting, so that no one wonders later why a
 /// load did not do what the configuration says.
 fn overrides(flag: &str, key: &str, given: &str, saved: &str) {
@@ -344,12 +317,12 @@ pub enum DefinitionCommand {
 pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
     match cmd {
         HrCommand::Validate { file, json, parse } => {
-            let hr = settings(data_dir, database_url, parse.config.as_deref()).await?;
+            let hr = crate::config::hr_settings(data_dir, database_url, parse.config.as_deref()).await?;
             let intake = intake_with(&hr, &parse, &LifecycleArgs::default(), None)?;
             validate(file, json, &parse, &intake.def)
         }
         HrCommand::Load { file, kind, as_of, json, max_drop, confirm_population, back_to, parse, lifecycle } => {
-            let hr = settings(data_dir, database_url, parse.config.as_deref()).await?;
+            let hr = crate::config::hr_settings(data_dir, database_url, parse.config.as_deref()).await?;
             let intake = intake_with(&hr, &parse, &lifecycle, max_drop)?;
             let store = crate::config::open(data_dir, database_url).await?;
             let r =
@@ -454,7 +427,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
         }
         HrCommand::Listen { listen, lifecycle } => {
             crate::cli::output::keep_going_when_closed();
-            let hr = settings(data_dir, database_url, None).await?;
+            let hr = crate::config::hr_settings(data_dir, database_url, None).await?;
             let intake = intake_with(&hr, &ParseArgs::default(), &lifecycle, None)?;
             let store = crate::config::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
@@ -488,7 +461,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             Ok(0)
         }
         HrCommand::Definition { cmd: DefinitionCommand::Show { config } } => {
-            let hr = settings(data_dir, database_url, config.as_deref()).await?;
+            let hr = crate::config::hr_settings(data_dir, database_url, config.as_deref()).await?;
             let def = hr.header_definition().map_err(|e| e.join("\n"))?;
             outln!("{}", crate::infer::describe(&def, hr.definition.is_some()));
             Ok(0)
@@ -507,7 +480,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                 return Err("the pull secret is empty".into());
             }
             // Bound to where the configuration in force pulls from: sent nowhere else.
-            let hr = settings(data_dir, database_url, None).await?;
+            let hr = crate::config::hr_settings(data_dir, database_url, None).await?;
             let pull = hr.pull.as_ref().ok_or(
                 "no [hr.pull] in the configuration in force: import it first (the secret is bound to its address)",
             )?;
@@ -522,7 +495,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             Ok(0)
         }
         HrCommand::Pull { json } => {
-            let hr = settings(data_dir, database_url, None).await?;
+            let hr = crate::config::hr_settings(data_dir, database_url, None).await?;
             let store = crate::config::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
             let r = crate::pull::pull_once(&store, &key, data_dir, &hr).await;

@@ -7,9 +7,10 @@
 use crate::intake::{self, Delivery, Intake, LoadKind, Taken};
 use crate::runs;
 use rules::Config as RulesConfig;
+use service::connections::Pointed;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use store::{MasterKey, NewConnection, Secret, Store};
+use store::{MasterKey, Secret, Store};
 
 const CONNECTION: &str = "Connection-Bearer Token-1";
 const EXAMPLE_HR: &str = include_str!("../../../../examples/hr/workers.csv");
@@ -83,27 +84,10 @@ async fn run_in(
     outln!("== sandbox (monday.com dialect) at {url}");
 
     // 2. The connection.
-    match &existing {
-        None => {
-            let c = NewConnection {
-                name: CONNECTION.into(),
-                base_url: url.clone(),
-                dialect: "monday".into(),
-                insecure_http: false,
-                allow_private: false,
-                rate_limit_per_second: None,
-            };
-            store.add_connection(&c, &token, key).await.map_err(|e| e.to_string())?;
-            outln!("== connection {CONNECTION:?} added (token ending in {})", token.hint());
-        }
-        Some(c) if c.base_url != url => {
-            store
-                .update_connection_settings(CONNECTION, &url, "monday", c.rate_limit_per_second)
-                .await
-                .map_err(|e| e.to_string())?;
-            outln!("== connection {CONNECTION:?} now points at {url}");
-        }
-        Some(_) => outln!("== connection {CONNECTION:?}"),
+    match crate::connections::point_at_sandbox(store, key, CONNECTION, &url, &token).await? {
+        Pointed::Added => outln!("== connection {CONNECTION:?} added (token ending in {})", token.hint()),
+        Pointed::Moved => outln!("== connection {CONNECTION:?} now points at {url}"),
+        Pointed::Same => outln!("== connection {CONNECTION:?}"),
     }
 
     // 3. Rules: saved when they differ from the ones in force.
@@ -111,14 +95,8 @@ async fn run_in(
     let text = String::from_utf8(rules_bytes).map_err(|_| format!("{rules_name} is not UTF-8"))?;
     let cfg = RulesConfig::from_toml(&rules_name, &text).map_err(|e| e.join("\n"))?;
     let rules = rules::Rules::compile(&cfg).map_err(|e| format!("{rules_name}:\n{}", e.join("\n")))?;
-    let canonical = rules.config.to_toml();
-    let current = store.current_config().await.map_err(|e| e.to_string())?;
-    if current.map(|c| c.body) != Some(canonical.clone()) {
-        store.save_config(&canonical).await.map_err(|e| e.to_string())?;
-        outln!("== rules from {rules_name} saved");
-    } else {
-        outln!("== rules from {rules_name} (unchanged)");
-    }
+    let saved = crate::config::save_if_changed(store, &rules).await?;
+    outln!("== rules from {rules_name} {}", if saved { "saved" } else { "(unchanged)" });
 
     // 4. HR data: a full load.
     let (hr_name, hr_bytes) = read_or_example(hr_file.as_deref(), "examples/hr/workers.csv", EXAMPLE_HR)?;
@@ -165,29 +143,12 @@ async fn run_in(
     let code = crate::cli::run::apply_cmd(store, key, opts, crate::cli::run::Output::Text).await?;
 
     // 6. What the sandbox holds now.
-    let client = crate::connections::client_for(store, key, CONNECTION).await?;
-    let actual = runs::read_actual(&client).await?;
-    let mut teams_of: std::collections::HashMap<String, Vec<String>> = Default::default();
-    for g in &actual.groups {
-        for m in g["members"].as_array().into_iter().flatten() {
-            teams_of
-                .entry(m["value"].as_str().unwrap_or_default().to_string())
-                .or_default()
-                .push(g["displayName"].as_str().unwrap_or_default().to_string());
-        }
-    }
-    outln!("== accounts in the sandbox ({})", actual.users.len());
-    let mut users = actual.users.clone();
-    users.sort_by_key(|u| u["userName"].as_str().unwrap_or_default().to_string());
-    for u in &users {
-        let id = u["id"].as_str().unwrap_or_default();
-        outln!(
-            "   {:<36} {:<8} {:<7} teams [{}]",
-            u["userName"].as_str().unwrap_or_default(),
-            if u["active"].as_bool().unwrap_or(true) { "active" } else { "inactive" },
-            u["userType"].as_str().unwrap_or("-"),
-            teams_of.get(id).map(|t| t.join(", ")).unwrap_or_default()
-        );
+    let accounts = runs::accounts(store, key, CONNECTION).await?;
+    outln!("== accounts in the sandbox ({})", accounts.len());
+    for a in &accounts {
+        let state = if a.active { "active" } else { "inactive" };
+        let kind = a.user_type.as_deref().unwrap_or("-");
+        outln!("   {:<36} {state:<8} {kind:<7} teams [{}]", a.user_name, a.teams.join(", "));
     }
     outln!(
         "\nThe quickstart's data folder: {d}\n  tenure --data-dir {d} plan      (and apply, audit, runs, reviews...)",

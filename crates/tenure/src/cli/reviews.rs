@@ -56,7 +56,7 @@ pub async fn list(
     json: bool,
 ) -> Result<u8, String> {
     let store = config::open(data_dir, database_url).await?;
-    let states: &[&str] = if all { &[] } else { &["pending"] };
+    let states: &[store::ReviewState] = if all { &[] } else { &[store::ReviewState::Pending] };
     let r = store.reviews(connection.as_deref(), states).await.map_err(|e| e.to_string());
     let h = store.holds(connection.as_deref()).await.map_err(|e| e.to_string());
     store.close().await;
@@ -128,7 +128,7 @@ async fn run_dead_letters(store: &store::Store, cmd: DeadLetterCommand) -> Resul
     match cmd {
         DeadLetterCommand::List { connection, json } => {
             let all = store.dead_letters(connection.as_deref()).await.map_err(|e| e.to_string())?;
-            let dead: Vec<_> = all.iter().filter(|d| d.state == "dead").collect();
+            let dead: Vec<_> = all.iter().filter(|d| d.state == store::LetterState::Dead).collect();
             if json {
                 let v: Vec<Value> = dead.iter().map(|d| dead_letter_view(d)).collect();
                 outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use store::Secret;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -368,135 +367,6 @@ async fn quarantined(
 
 // ---- workers ----
 
-/// The workers of the last snapshot, searchable in memory: every worker's lower-cased keys
-/// (id, name, first name, e-mail) on one line of one string, in id order, so that a search is
-/// one substring scan over it (memchr's memmem) rather than a hundred thousand small ones,
-/// and what is shown in a second string. A few allocations in all, not five per worker.
-#[derive(Default)]
-pub struct Entries {
-    keys: String,
-    /// Where each worker's line of `keys` starts.
-    key_starts: Vec<u32>,
-    /// id, name, e-mail and status, separated by `SEP`, one worker after another.
-    shown: String,
-    shown_starts: Vec<u32>,
-}
-
-const SEP: char = '\u{1}';
-
-/// The few fields of a stored worker the search needs: read alone, not the whole record, so
-/// building the index of 100,000 takes little memory on the way.
-#[derive(Deserialize)]
-struct Searched {
-    id: String,
-    first_name: String,
-    last_name: String,
-    preferred_name: Option<String>,
-    work_email: Option<String>,
-    status: SearchedStatus,
-}
-
-#[derive(Deserialize)]
-struct SearchedStatus {
-    state: String,
-}
-
-impl Entries {
-    fn build(mut workers: Vec<Searched>) -> Entries {
-        workers.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut e = Entries::default();
-        for w in &workers {
-            let name = format!("{} {}", w.preferred_name.as_ref().unwrap_or(&w.first_name), w.last_name);
-            let email = w.work_email.as_deref().unwrap_or("");
-            e.key_starts.push(e.keys.len() as u32);
-            // A line break or SEP in a value would join two workers' keys: neither matches.
-            let line =
-                format!("{}{SEP}{name}{SEP}{}{SEP}{email}", w.id, w.first_name).to_lowercase().replace('\n', " ");
-            e.keys.push_str(&line);
-            e.keys.push('\n');
-            e.shown_starts.push(e.shown.len() as u32);
-            e.shown.push_str(&format!("{}{SEP}{name}{SEP}{email}{SEP}{}", w.id, w.status.state));
-        }
-        e.keys.shrink_to_fit();
-        e.shown.shrink_to_fit();
-        e.key_starts.push(e.keys.len() as u32);
-        e.shown_starts.push(e.shown.len() as u32);
-        e
-    }
-
-    fn len(&self) -> usize {
-        self.key_starts.len().saturating_sub(1)
-    }
-
-    /// The workers whose keys hold `needle` (lower case), in id order, each once.
-    fn matching<'a>(&'a self, needle: &'a str) -> Box<dyn Iterator<Item = usize> + 'a> {
-        if needle.is_empty() {
-            return Box::new(0..self.len());
-        }
-        if needle.contains(['\n', SEP]) {
-            return Box::new(std::iter::empty());
-        }
-        let mut last = None;
-        Box::new(memchr::memmem::find_iter(self.keys.as_bytes(), needle.as_bytes()).filter_map(move |at| {
-            let i = self.key_starts.partition_point(|&s| s as usize <= at) - 1;
-            (last != Some(i)).then(|| {
-                last = Some(i);
-                i
-            })
-        }))
-    }
-
-    fn view(&self, i: usize) -> Value {
-        let text = &self.shown[self.shown_starts[i] as usize..self.shown_starts[i + 1] as usize];
-        let mut f = text.split(SEP);
-        let (id, name, email, status) = (f.next(), f.next(), f.next().filter(|e| !e.is_empty()), f.next());
-        json!({"id": id, "name": name, "email": email, "status": status})
-    }
-}
-
-/// The workers of the last snapshot, searchable in memory; rebuilt when a load lands.
-/// The loads mark (`Store::loads_mark`) an index was built at.
-type Mark = (i64, Option<String>);
-
-#[derive(Default)]
-pub struct Index {
-    built: std::sync::RwLock<Option<(Mark, Arc<Entries>)>>,
-    /// Held by the one request (or the warm-up) that rebuilds; the others answer from the
-    /// index before it meanwhile rather than wait.
-    building: tokio::sync::Mutex<()>,
-}
-
-impl Index {
-    fn get(&self) -> Option<(Mark, Arc<Entries>)> {
-        self.built.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub(crate) async fn current(&self, store: &store::Store) -> Result<Arc<Entries>, Problem> {
-        let mark = store.loads_mark().await?;
-        let before = self.get();
-        if let Some((m, v)) = &before {
-            if *m == mark {
-                return Ok(v.clone());
-            }
-        }
-        let _building = match (self.building.try_lock(), &before) {
-            (Ok(g), _) => g,
-            // Being rebuilt: the last index answers until the new one is there.
-            (Err(_), Some((_, v))) => return Ok(v.clone()),
-            (Err(_), None) => self.building.lock().await,
-        };
-        if let Some((m, v)) = self.get() {
-            if m == mark {
-                return Ok(v);
-            }
-        }
-        let workers = store.snapshot_decoded::<Searched>().await?.into_iter().map(|(_, w)| w).collect();
-        let v = Arc::new(Entries::build(workers));
-        *self.built.write().unwrap_or_else(|p| p.into_inner()) = Some((mark, v.clone()));
-        Ok(v)
-    }
-}
-
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WorkerQuery {
@@ -513,16 +383,14 @@ pub struct WorkerQuery {
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn workers(State(api): State<Shared>, _c: Caller, Q(q): Q<WorkerQuery>) -> Result<Json<Value>, Problem> {
     let all = api.index.current(&api.store).await?;
-    let needle = q.q.unwrap_or_default().trim().to_lowercase();
     let (limit, offset) = (q.limit.unwrap_or(50).clamp(1, 500), q.offset.unwrap_or(0));
-    let mut total = 0usize;
-    let mut page = vec![];
-    for i in all.matching(&needle) {
-        if total >= offset && page.len() < limit {
-            page.push(all.view(i));
-        }
-        total += 1;
-    }
+    let found = all.search(q.q.as_deref().unwrap_or_default(), limit, offset);
+    let total = found.total;
+    let page: Vec<Value> = found
+        .workers
+        .iter()
+        .map(|w| json!({"id": w.id, "name": w.name, "email": w.email, "status": w.status}))
+        .collect();
     Ok(Json(json!({"total": total, "offset": offset, "limit": limit, "workers": page})))
 }
 

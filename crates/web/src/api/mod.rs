@@ -42,7 +42,7 @@ pub struct Api {
     pub throttle: auth::Throttle,
     /// The runs of this process, live (shared with its scheduler).
     pub runs: Arc<service::registry::Registry>,
-    pub index: data::Index,
+    pub index: service::workers::Index,
     /// The scheduler's interval, for the status's next run.
     pub interval: Duration,
 }
@@ -53,7 +53,7 @@ pub type Shared = Arc<Api>;
 /// that a service just started answers its first search as fast as the next ones.
 pub async fn warm(api: &Shared) {
     if let Err(e) = api.index.current(&api.store).await {
-        tracing::debug!("the workers' index was not built ahead: {}", e.detail);
+        tracing::debug!("the workers' index was not built ahead: {e}");
     }
 }
 
@@ -70,7 +70,7 @@ impl Api {
             trusted_proxies: Allow::none(),
             throttle: auth::Throttle::default(),
             runs: Arc::default(),
-            index: data::Index::default(),
+            index: service::workers::Index::default(),
             interval: Duration::from_secs(300),
         }
     }

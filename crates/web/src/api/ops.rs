@@ -6,6 +6,7 @@ use super::Shared;
 use crate::problem::{read_bytes, Body, Problem, Q};
 use crate::run_lock;
 use crate::runs::{self, ApplyOptions};
+use crate::status;
 use crate::users::Role;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -19,66 +20,43 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-fn summary_of(r: &store::RunRecord) -> Value {
-    r.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null)
-}
-
 /// Per connection: last and last successful run with their counts, the next scheduled run,
 /// pending reviews, dead letters, held workers, and the guard when tripped; and the last HR
 /// data received. All of it read from the store, so every node answers the same.
 #[utoipa::path(get, path = "/api/v1/status", tag = "status",
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Value>, Problem> {
-    let configured: Vec<String> = crate::config::connection_names(&api.store).await.unwrap_or_default();
-    let reviews = api.store.reviews(None, &["pending"]).await?;
-    let dead = api.store.dead_letters(None).await?;
-    let holds = api.store.holds(None).await?;
-    let tripped = api.store.guard_trips().await?;
-    let mut out = vec![];
-    for conn in api.store.connections().await?.iter().filter(|x| c.on(&x.name).is_ok()) {
-        let (last, ok) = crate::audit::last_runs(&api.store, &conn.name).await?;
-        let view = |r: Option<&store::RunRecord>| {
-            r.map(|r| {
-                let s = summary_of(r);
-                json!({"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at,
-                    "total": s["total"], "skipped": s["skipped"], "no_change": s["no_change"],
-                    "processed": s["processed"], "failed": s["failed"]})
+    let st = status::read(&api.store, Some(&api.runs), Some(api.interval), |name| c.on(name).is_ok()).await?;
+    let view = |r: &Option<status::RunSeen>| {
+        r.as_ref().map(|r| {
+            let n = &r.counts;
+            json!({"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at,
+                "total": n.total, "skipped": n.skipped, "no_change": n.no_change,
+                "processed": n.processed, "failed": n.failed})
+        })
+    };
+    let out: Vec<Value> = st
+        .connections
+        .iter()
+        .map(|s| {
+            json!({
+                "connection": s.connection,
+                "enabled": s.enabled,
+                "running": s.running,
+                "last_run": view(&s.last_run),
+                "last_successful_run": view(&s.last_successful_run),
+                "next_run": s.next_run.map(|t| t.to_string()),
+                "pending_reviews": s.pending_reviews,
+                "dead_letters": s.dead_letters,
+                // Workers held until the HR data changes, as the last run found them.
+                "held": s.held,
+                "guard": s.guard.as_ref().map(|t| json!({
+                    "refused": true, "why": t.why, "confirm_with": t.deactivations,
+                    "tripped_at": t.tripped_at, "by": t.by})),
             })
-        };
-        // No next run without a schedule (`--interval 0`).
-        let next = last
-            .as_ref()
-            .filter(|_| !api.interval.is_zero())
-            .and_then(|r| r.finished_at.as_deref())
-            .and_then(|f| f.parse::<jiff::Timestamp>().ok())
-            .map(|t| {
-                (t + jiff::SignedDuration::from_secs(api.interval.as_secs() as i64))
-                    .max(jiff::Timestamp::now())
-                    .to_string()
-            });
-        // A run of this process, or of another (the command line, another node) that wrote its
-        // progress lately.
-        let running = api.runs.running_on(&conn.name)
-            || api.store.runs(Some(&conn.name), 1).await?.first().is_some_and(stored_running);
-        out.push(json!({
-            "connection": conn.name,
-            "enabled": configured.contains(&conn.name),
-            "running": running,
-            "last_run": view(last.as_ref()),
-            "last_successful_run": view(ok.as_ref()),
-            "next_run": next,
-            "pending_reviews": reviews.iter().filter(|r| r.connection == conn.name).count(),
-            "dead_letters": dead.iter().filter(|d| d.connection == conn.name && d.state == "dead").count(),
-            // Workers held until the HR data changes, as the last run found them.
-            "held": holds.iter().filter(|h| h.0 == conn.name).count(),
-            // Read from the store: a restart, another node or the command line sees the same.
-            "guard": tripped.iter().find(|t| t.connection == conn.name).map(|t| json!({
-                "refused": true, "why": t.why, "confirm_with": t.deactivations,
-                "tripped_at": t.tripped_at, "by": t.by})),
-        }));
-    }
-    // The last HR data received, whichever way it came (file, inbox, pull, push, upload).
-    let hr = api.store.last_load().await?.map(|l| {
+        })
+        .collect();
+    let hr = st.last_received.map(|l| {
         json!({"received_at": l.loaded_at, "source": l.source, "kind": l.kind, "outcome": l.outcome,
             "reason": l.reason, "rows": l.rows, "accepted": l.accepted, "quarantined": l.quarantined})
     });
@@ -245,14 +223,6 @@ async fn start_run(
 
 /// A run that another process writes the progress of lately: going still (it writes every
 /// second; one silent this long has died).
-fn stored_running(r: &store::RunRecord) -> bool {
-    r.finished_at.is_none()
-        && r.progress.as_ref().and_then(|(_, _, at)| at.parse::<jiff::Timestamp>().ok()).is_some_and(|at| {
-            jiff::Timestamp::now().duration_since(at) < jiff::SignedDuration::from_secs(STALE_AFTER_SECS)
-        })
-}
-
-const STALE_AFTER_SECS: i64 = 15;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -290,7 +260,7 @@ async fn describe_run(api: &Shared, id: &str) -> Result<Option<Value>, Problem> 
                 }
             }
         }
-        (None, Some(r)) if stored_running(r) => v["state"] = json!("running"),
+        (None, Some(r)) if status::alive(r) => v["state"] = json!("running"),
         (None, _) if v["finished_at"].is_null() => v["state"] = json!("did not finish"),
         (None, _) => v["state"] = json!(if v["summary"]["failed"] == 0 { "succeeded" } else { "failed" }),
     }
@@ -385,8 +355,8 @@ async fn reviews(
     Q(q): Q<ReviewQuery>,
 ) -> Result<Json<Vec<Value>>, Problem> {
     let conn = c.scope(q.connection.as_deref())?;
-    let states: &[&str] = match q.state.as_deref() {
-        None | Some("pending") => &["pending"],
+    let states: &[store::ReviewState] = match q.state.as_deref() {
+        None | Some("pending") => &[store::ReviewState::Pending],
         Some("all") => &[],
         Some(s) => return Err(Problem::bad_request("invalid-query", format!("state {s:?}: pending or all"))),
     };
@@ -496,7 +466,7 @@ async fn dead_letters(
 ) -> Result<Json<Vec<Value>>, Problem> {
     let conn = c.scope(q.connection.as_deref())?;
     let all = api.store.dead_letters(conn.as_deref()).await?;
-    Ok(Json(all.iter().filter(|d| d.state == "dead").map(crate::reviews::dead_letter_view).collect()))
+    Ok(Json(all.iter().filter(|d| d.state == store::LetterState::Dead).map(crate::reviews::dead_letter_view).collect()))
 }
 
 #[derive(Deserialize, ToSchema)]

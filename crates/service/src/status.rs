@@ -1,0 +1,183 @@
+//! How each connection stands (running or not, its last and last clean run, the next one,
+//! reviews waiting, dead letters, held workers, the guard) and when HR data last came: what
+//! the API's and console's status show and the metrics export. All of it is read from the
+//! store, so every node and process tells the same; a status is a few queries whatever the
+//! history holds, since dashboards ask for it all day.
+
+use crate::error::Result;
+use crate::registry::Registry;
+use serde::Deserialize;
+use std::time::Duration;
+use store::{GuardTrip, LoadRecord, RunRecord, Store};
+
+/// A run silent for this long (no progress written) is taken for one that did not finish.
+pub const STALE_AFTER: Duration = Duration::from_secs(15);
+
+/// How many of a connection's newest runs are searched for its last run without failures.
+const SEARCHED: i64 = 50;
+
+/// A finished run's counts, as its summary holds them.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct RunCounts {
+    pub total: Option<i64>,
+    pub skipped: Option<i64>,
+    pub no_change: Option<i64>,
+    pub processed: Option<i64>,
+    pub failed: Option<i64>,
+}
+
+/// A finished run as the status tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSeen {
+    pub id: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub counts: RunCounts,
+}
+
+impl RunSeen {
+    fn of(r: &RunRecord) -> RunSeen {
+        RunSeen {
+            id: r.id.clone(),
+            started_at: r.started_at.clone(),
+            finished_at: r.finished_at.clone(),
+            counts: counts(r).unwrap_or_default(),
+        }
+    }
+}
+
+fn counts(r: &RunRecord) -> Option<RunCounts> {
+    r.summary.as_deref().and_then(|s| serde_json::from_str(s).ok())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStatus {
+    pub connection: String,
+    /// Whether the configuration in force configures it (a stored connection may not be).
+    pub enabled: bool,
+    /// A run of this process, or of another (the command line, another node) that wrote its
+    /// progress within `STALE_AFTER`.
+    pub running: bool,
+    pub last_run: Option<RunSeen>,
+    pub last_successful_run: Option<RunSeen>,
+    /// When the scheduler runs it next; None without a schedule or before its first run.
+    pub next_run: Option<jiff::Timestamp>,
+    pub pending_reviews: i64,
+    pub dead_letters: i64,
+    pub held: i64,
+    pub guard: Option<GuardTrip>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub connections: Vec<ConnectionStatus>,
+    /// The last HR data received, whichever way it came (file, inbox, pull, push, upload).
+    pub last_received: Option<LoadRecord>,
+}
+
+/// Whether a run of another process is still going: unfinished, and its progress written
+/// lately (it doubles as the run's heartbeat).
+pub fn alive(r: &RunRecord) -> bool {
+    r.finished_at.is_none()
+        && r.progress.as_ref().and_then(|(_, _, at)| at.parse::<jiff::Timestamp>().ok()).is_some_and(|at| {
+            jiff::Timestamp::now().duration_since(at) < jiff::SignedDuration::try_from(STALE_AFTER).unwrap_or_default()
+        })
+}
+
+/// A connection's last finished run and its last finished run without failures, of its
+/// newest runs (`runs` newest first).
+pub fn last_runs(runs: &[RunRecord]) -> (Option<&RunRecord>, Option<&RunRecord>) {
+    let mut finished = runs.iter().filter(|r| r.finished_at.is_some());
+    let last = finished.next();
+    let clean = |r: &&RunRecord| counts(r).is_some_and(|c| c.failed == Some(0));
+    let ok = match last {
+        Some(l) if clean(&l) => Some(l),
+        _ => finished.find(clean),
+    };
+    (last, ok)
+}
+
+/// The status of the connections `shown` lets through. `live` is this process's registry
+/// (its runs count as running before their first progress is written); `interval` the
+/// scheduler's, when this process runs one.
+pub async fn read(
+    store: &Store,
+    live: Option<&Registry>,
+    interval: Option<Duration>,
+    shown: impl Fn(&str) -> bool,
+) -> Result<Status> {
+    let figures = store.connection_figures().await?;
+    let version = figures.first().and_then(|f| f.config_id.as_deref());
+    let configured = crate::config::connection_names(store, version).await.unwrap_or_default();
+    let mut connections = vec![];
+    for f in figures.into_iter().filter(|f| shown(&f.connection)) {
+        let runs = store.runs(Some(&f.connection), SEARCHED).await?;
+        let (last, ok) = last_runs(&runs);
+        let next_run = interval.filter(|i| !i.is_zero()).and_then(|i| {
+            let finished: jiff::Timestamp = last?.finished_at.as_deref()?.parse().ok()?;
+            let next = finished + jiff::SignedDuration::try_from(i).ok()?;
+            Some(next.max(jiff::Timestamp::now()))
+        });
+        let running = live.is_some_and(|l| l.running_on(&f.connection)) || runs.first().is_some_and(alive);
+        connections.push(ConnectionStatus {
+            enabled: configured.contains(&f.connection),
+            running,
+            last_run: last.map(RunSeen::of),
+            last_successful_run: ok.map(RunSeen::of),
+            next_run,
+            pending_reviews: f.pending_reviews,
+            dead_letters: f.dead_letters,
+            held: f.held,
+            guard: f.guard,
+            connection: f.connection,
+        });
+    }
+    Ok(Status { connections, last_received: store.last_load().await? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, finished: bool, failed: Option<i64>) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            connection: "c".into(),
+            started_at: "2026-12-01T00:00:00Z".into(),
+            finished_at: finished.then(|| "2026-12-01T00:01:00Z".into()),
+            summary: failed.map(|f| format!(r#"{{"total": 3, "failed": {f}, "failed_actions": [{{"x": 1}}]}}"#)),
+            started_by: None,
+            progress: None,
+        }
+    }
+
+    #[test]
+    fn the_last_run_and_the_last_clean_one_skip_unfinished_runs() {
+        let runs = [run("4", false, None), run("3", true, Some(2)), run("2", true, Some(0)), run("1", true, Some(0))];
+        let (last, ok) = last_runs(&runs);
+        assert_eq!(last.map(|r| r.id.as_str()), Some("3"));
+        assert_eq!(ok.map(|r| r.id.as_str()), Some("2"));
+        let runs = [run("2", true, Some(0))];
+        let (last, ok) = last_runs(&runs);
+        assert_eq!((last.unwrap().id.as_str(), ok.unwrap().id.as_str()), ("2", "2"));
+        assert_eq!(last_runs(&[run("1", false, None)]), (None, None));
+        // A summary that does not read is not a clean run.
+        let mut odd = run("1", true, Some(0));
+        odd.summary = Some("not json".into());
+        assert_eq!(last_runs(std::slice::from_ref(&odd)).1, None);
+        assert_eq!(RunSeen::of(&runs[0]).counts, RunCounts { total: Some(3), failed: Some(0), ..Default::default() });
+    }
+
+    #[test]
+    fn a_run_is_alive_while_its_progress_is_fresh() {
+        let mut r = run("1", false, None);
+        assert!(!alive(&r), "no progress written: not alive");
+        r.progress = Some((1, 2, jiff::Timestamp::now().to_string()));
+        assert!(alive(&r));
+        r.progress = Some((1, 2, (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60)).to_string()));
+        assert!(!alive(&r), "silent for a minute: did not finish");
+        let mut done = run("2", true, Some(0));
+        done.progress = Some((2, 2, jiff::Timestamp::now().to_string()));
+        assert!(!alive(&done), "a finished run is not running");
+    }
+}
