@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use store::{EventRecord, LoadRecord, LoadWrite, SnapshotRow, Store, StoreError};
+use store::{EventRecord, EventState, LoadRecord, LoadWrite, SnapshotRow, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -220,7 +220,7 @@ pub async fn population_check(
 #[derive(Debug, Clone, Serialize)]
 pub struct Listed {
     pub id: String,
-    pub state: String,
+    pub state: EventState,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -259,7 +259,7 @@ impl Outcome {
         m
     }
     pub fn waiting(&self, now: Timestamp) -> usize {
-        self.events.iter().filter(|e| e.state == "pending" && !e.event.is_due(now)).count()
+        self.events.iter().filter(|e| e.state == EventState::Pending && !e.event.is_due(now)).count()
     }
 }
 
@@ -419,7 +419,7 @@ pub async fn apply_with(
         let all = store.events(&store::EventQuery::default()).await?;
         for e in all.iter().filter(|e| supersede_loads.contains(&e.load_id)) {
             let p = only_pending.entry(e.worker_id.clone()).or_insert(true);
-            *p &= matches!(e.state.as_str(), "pending" | "reported");
+            *p &= matches!(e.state, EventState::Pending | EventState::Reported);
         }
         detected.retain(|e| !only_pending.get(e.worker.as_str()).copied().unwrap_or(false));
     }
@@ -447,7 +447,7 @@ pub async fn apply_with(
     };
     for e in detected {
         if e.kind != EventKind::MissingFromFullLoad {
-            events.push(Listed { id: uuid::Uuid::new_v4().to_string(), state: "pending".into(), event: e });
+            events.push(Listed { id: uuid::Uuid::new_v4().to_string(), state: EventState::Pending, event: e });
             continue;
         }
         if held.contains(&e.worker) {
@@ -465,7 +465,7 @@ pub async fn apply_with(
                     body: serde_json::to_string(old).expect("serialisable"),
                     missing_since: Some(stamp(now)),
                 });
-                events.push(Listed { id: uuid::Uuid::new_v4().to_string(), state: "reported".into(), event: e });
+                events.push(Listed { id: uuid::Uuid::new_v4().to_string(), state: EventState::Reported, event: e });
             }
             MissingPolicy::Terminate => {
                 let mut gone = old.clone();
@@ -483,7 +483,7 @@ pub async fn apply_with(
                     after: "missing from a full load: terminated by the missing-worker policy".into(),
                 }];
                 let event = Event { worker: e.worker, kind: EventKind::Termination, effective: now, changes };
-                events.push(Listed { id: uuid::Uuid::new_v4().to_string(), state: "pending".into(), event });
+                events.push(Listed { id: uuid::Uuid::new_v4().to_string(), state: EventState::Pending, event });
             }
         }
     }
@@ -505,7 +505,7 @@ pub async fn apply_with(
         accepted.iter().filter(|w| w.status == Status::Terminated).map(|w| &w.id).collect();
     for l in &events {
         let e = &l.event;
-        if !previous.contains_key(&e.worker) || l.state != "pending" {
+        if !previous.contains_key(&e.worker) || l.state != EventState::Pending {
             continue;
         }
         let replaces: &[&str] = match e.kind {
@@ -541,7 +541,7 @@ pub async fn apply_with(
             kind: l.event.kind.as_str().into(),
             effective_at: l.event.effective.as_second(),
             body: serde_json::to_string(&l.event).expect("serialisable"),
-            state: l.state.clone(),
+            state: l.state,
             created_at: stamp(now),
         })
         .collect();
@@ -687,7 +687,7 @@ pub fn checksum(bytes: &[u8]) -> String {
 pub fn listed(r: &EventRecord) -> Result<Listed> {
     let event: Event = serde_json::from_str(&r.body)
         .map_err(|e| Error::refused(format!("the stored event {} cannot be read back: {e}", r.id)))?;
-    Ok(Listed { id: r.id.clone(), state: r.state.clone(), event })
+    Ok(Listed { id: r.id.clone(), state: r.state, event })
 }
 
 #[derive(Debug)]

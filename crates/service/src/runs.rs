@@ -849,7 +849,11 @@ async fn settle(
     // HR events whose moment has come are now reflected on the target, except for workers
     // that failed or were held back.
     let due = store
-        .events(&EventQuery { state: Some("pending".into()), due_by: Some(now.as_second()), ..Default::default() })
+        .events(&EventQuery {
+            state: Some(store::EventState::Pending),
+            due_by: Some(now.as_second()),
+            ..Default::default()
+        })
         .await?;
     tracing::debug!(due = due.len(), "due events read");
     let mut except: Vec<String> = summary.failures.keys().chain(&p.held.waiting).chain(&p.held.dead).cloned().collect();

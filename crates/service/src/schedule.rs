@@ -141,9 +141,9 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Lowers this thread's CPU priority (Linux gives each thread its own nice value); elsewhere
-/// the runs keep the process's.
-fn background_priority() {
+/// Lowers this thread's CPU priority (Linux gives each thread its own nice value, and the
+/// threads it starts inherit it); elsewhere the runs keep the process's.
+pub fn background_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority on this thread's own id changes only its scheduling weight.
     unsafe {

@@ -642,7 +642,7 @@ impl Store {
             match &after.events {
                 EventsDone::None => {}
                 EventsDone::These(ids) => {
-                    self.set_events_state_in(tx, ids, "pending", "done").await?;
+                    self.set_events_state_in(tx, ids, crate::EventState::Pending, crate::EventState::Done).await?;
                 }
                 EventsDone::DueFromLoads { due_by, loads, except } => {
                     self.set_due_events_done_in(tx, *due_by, loads, except).await?;

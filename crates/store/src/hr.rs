@@ -33,6 +33,41 @@ pub struct SnapshotRow {
     pub missing_since: Option<String>,
 }
 
+/// Where an HR event stands: waiting for its moment or a run, acted on, replaced by a later
+/// event, or told for information only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventState {
+    Pending,
+    Done,
+    Superseded,
+    Reported,
+}
+
+impl EventState {
+    pub const ALL: [EventState; 4] =
+        [EventState::Pending, EventState::Done, EventState::Superseded, EventState::Reported];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventState::Pending => "pending",
+            EventState::Done => "done",
+            EventState::Superseded => "superseded",
+            EventState::Reported => "reported",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventState> {
+        EventState::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for EventState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRecord {
     pub id: String,
@@ -42,7 +77,7 @@ pub struct EventRecord {
     /// Unix seconds.
     pub effective_at: i64,
     pub body: String,
-    pub state: String,
+    pub state: EventState,
     pub created_at: String,
 }
 
@@ -80,7 +115,7 @@ pub enum HeldSettled {
 /// Which events to list.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
-    pub state: Option<String>,
+    pub state: Option<EventState>,
     pub worker_id: Option<String>,
     /// Only events whose moment has come (effective_at <= this).
     pub due_by: Option<i64>,
@@ -118,7 +153,10 @@ fn event_record(r: &AnyRow) -> Result<EventRecord, sqlx::Error> {
         kind: r.try_get("kind")?,
         effective_at: r.try_get("effective_at")?,
         body: r.try_get("body")?,
-        state: r.try_get("state")?,
+        state: {
+            let s: String = r.try_get("state")?;
+            EventState::parse(&s).ok_or_else(|| sqlx::Error::Decode(format!("unknown event state {s:?}").into()))?
+        },
         created_at: r.try_get("created_at")?,
     })
 }
@@ -209,7 +247,7 @@ impl Store {
                         .bind(&e.kind)
                         .bind(e.effective_at)
                         .bind(&e.body)
-                        .bind(&e.state)
+                        .bind(e.state.as_str())
                         .bind(&e.created_at);
                 }
                 q.execute(&mut *tx).await?;
@@ -410,8 +448,8 @@ impl Store {
             sql += &format!(" LIMIT {}", next());
         }
         let mut query = sqlx::query(&sql);
-        if let Some(s) = &q.state {
-            query = query.bind(s);
+        if let Some(s) = q.state {
+            query = query.bind(s.as_str());
         }
         if let Some(w) = &q.worker_id {
             query = query.bind(w);
@@ -427,11 +465,11 @@ impl Store {
     }
 
     /// Moves an event on (pending to done, say); false when it was not in state `from`.
-    pub async fn set_event_state(&self, id: &str, from: &str, to: &str) -> Result<bool, StoreError> {
+    pub async fn set_event_state(&self, id: &str, from: EventState, to: EventState) -> Result<bool, StoreError> {
         let n = sqlx::query("UPDATE hr_events SET state = $1 WHERE id = $2 AND state = $3")
-            .bind(to)
+            .bind(to.as_str())
             .bind(id)
-            .bind(from)
+            .bind(from.as_str())
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -440,7 +478,7 @@ impl Store {
 
     /// Moves many events from one state to another in one transaction (a run marks thousands
     /// done at once). Returns how many moved.
-    pub async fn set_events_state(&self, ids: &[String], from: &str, to: &str) -> Result<u64, StoreError> {
+    pub async fn set_events_state(&self, ids: &[String], from: EventState, to: EventState) -> Result<u64, StoreError> {
         self.write_tx(async |tx| self.set_events_state_in(tx, ids, from, to).await).await
     }
 
@@ -448,8 +486,8 @@ impl Store {
         &self,
         tx: &mut sqlx::AnyConnection,
         ids: &[String],
-        from: &str,
-        to: &str,
+        from: EventState,
+        to: EventState,
     ) -> Result<u64, StoreError> {
         {
             let mut n = 0;
@@ -460,7 +498,7 @@ impl Store {
                     self.list(2, 1),
                     self.list(3, chunk.len())
                 );
-                let mut q = sqlx::query(&sql).bind(to).bind(from);
+                let mut q = sqlx::query(&sql).bind(to.as_str()).bind(from.as_str());
                 for id in chunk {
                     q = q.bind(id);
                 }

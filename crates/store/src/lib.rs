@@ -13,7 +13,7 @@ pub use engine::{
     AfterRun, AuditEntry, AuditRecord, ConnectionFigures, EventsDone, GuardTrip, JournalEntry, Link, Outcomes,
     RunRecord,
 };
-pub use hr::{EventQuery, EventRecord, HeldSettled, LoadRecord, LoadWrite, SnapshotRow};
+pub use hr::{EventQuery, EventRecord, EventState, HeldSettled, LoadRecord, LoadWrite, SnapshotRow};
 pub use lease::{Acquired, Claimant, Holder, Lease};
 
 pub use review::{DeadLetter, LetterState, Review, ReviewRequest, ReviewState};

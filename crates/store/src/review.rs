@@ -39,7 +39,7 @@ impl ReviewState {
 
 impl std::fmt::Display for ReviewState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -65,7 +65,7 @@ impl LetterState {
 
 impl std::fmt::Display for LetterState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

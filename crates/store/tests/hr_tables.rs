@@ -28,7 +28,7 @@ fn event(id: &str, worker: &str, kind: &str, at: i64) -> EventRecord {
         kind: kind.into(),
         effective_at: at,
         body: format!("{{\"id\":\"{id}\"}}"),
-        state: "pending".into(),
+        state: store::EventState::Pending,
         created_at: "2026-06-01T00:00:00Z".into(),
     }
 }
@@ -79,16 +79,22 @@ async fn exercise(store: &Store) {
     store.record_load(&second).await.unwrap();
     assert_eq!(store.snapshot_of(&["w1".into()]).await.unwrap(), vec![worker("w1", "{\"v\":2}")]);
     assert_eq!(store.snapshot().await.unwrap().len(), 2);
-    let pending =
-        |w: &str| EventQuery { state: Some("pending".into()), worker_id: Some(w.into()), ..Default::default() };
+    let pending = |w: &str| EventQuery {
+        state: Some(store::EventState::Pending),
+        worker_id: Some(w.into()),
+        ..Default::default()
+    };
     assert_eq!(
         store.events(&pending("w1")).await.unwrap().iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
         vec!["e2"]
     );
-    let due = EventQuery { state: Some("pending".into()), due_by: Some(999), ..Default::default() };
+    let due = EventQuery { state: Some(store::EventState::Pending), due_by: Some(999), ..Default::default() };
     assert_eq!(store.events(&due).await.unwrap().iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["e3"]);
-    assert!(store.set_event_state("e3", "pending", "done").await.unwrap());
-    assert!(!store.set_event_state("e3", "pending", "done").await.unwrap(), "only once");
+    assert!(store.set_event_state("e3", store::EventState::Pending, store::EventState::Done).await.unwrap());
+    assert!(
+        !store.set_event_state("e3", store::EventState::Pending, store::EventState::Done).await.unwrap(),
+        "only once"
+    );
     assert!(store.events(&due).await.unwrap().is_empty());
     assert_eq!(store.quarantined("l1").await.unwrap(), vec![(2, Some("w9".to_string()), "{\"row\":2}".to_string())]);
 

@@ -58,18 +58,22 @@ async fn exercise(store: &Store) {
     assert_eq!(store.connection_figures().await.unwrap()[0].guard, None);
 
     assert_eq!(store.next_event_after(0).await.unwrap(), None, "no events yet");
-    let event = |id: &str, at: i64, state: &str| store::EventRecord {
+    let event = |id: &str, at: i64, state: store::EventState| store::EventRecord {
         id: id.into(),
         load_id: "l1".into(),
         worker_id: id.into(),
         kind: "hire".into(),
         effective_at: at,
         body: "{}".into(),
-        state: state.into(),
+        state,
         created_at: "2026-01-01T00:00:00Z".into(),
     };
     let w = store::LoadWrite {
-        events: vec![event("e1", 100, "pending"), event("e2", 200, "pending"), event("e3", 150, "done")],
+        events: vec![
+            event("e1", 100, store::EventState::Pending),
+            event("e2", 200, store::EventState::Pending),
+            event("e3", 150, store::EventState::Done),
+        ],
         ..Default::default()
     };
     store.record_load(&w).await.unwrap();

@@ -5,6 +5,8 @@
 //! 60 MiB) and in the minute after a scheduled 100,000-worker run (back under 300 MiB).
 //!
 //! cargo bench -p tenure --bench serve_api      (needs wrk: apt-get install wrk)
+//!
+//! Each wrk window is timed so that a scheduled 100,000-worker run falls inside it.
 //! Environment: BENCH_LARGE (default 100000), BENCH_SECONDS (wrk's, default 20),
 //! BENCH_SANDBOX_NICE (default 10): the sandbox stands in for monday.com, which never shares
 //! tenure's cores, so it runs at a lower CPU priority; 0 puts it on an equal footing.
@@ -174,6 +176,14 @@ fn main() {
         ("workers?q=<id prefix>", format!("/api/v1/workers?q={id_prefix}"), 20.0),
         ("status", "/api/v1/status".to_string(), 10.0),
     ] {
+        // Timed so that a scheduled run falls inside the window: the next one starts 30 s
+        // after the last ended, so wrk starts 20 s after an end and the run comes 10 s in.
+        let ended = serve.count(", no change ");
+        let t = Instant::now();
+        while serve.count(", no change ") == ended && t.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(20));
         let runs_before = serve.count(", no change ");
         let (p50, p99, rate, bad) = wrk(&format!("{}{path}", serve.base), &token, seconds);
         let ran = serve.count(", no change ") - runs_before;

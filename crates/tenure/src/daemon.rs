@@ -189,13 +189,22 @@ pub async fn run(
     // 100,000 workers takes every core for seconds, and the API's answers must not queue
     // behind it. When nothing else asks for the CPU the runs have all of it.
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (dir, url) = (data_dir.to_path_buf(), database_url.map(str::to_string));
     std::thread::Builder::new()
         .name("tenure-scheduler".into())
         .spawn(move || {
+            // This thread drives the runtime below and opens the runs' store.
+            schedule::background_priority();
             let r = match schedule::runtime() {
-                Ok(rt) => {
-                    rt.block_on(schedule::run(&scheduler, &watch, &ran, &*say, stop_rx)).map_err(|e| e.to_string())
-                }
+                Ok(rt) => rt.block_on(async move {
+                    // The runs' own store, opened from a low-priority thread: SQLite works on a
+                    // thread per connection, which inherits the priority of the one opening it.
+                    let mut scheduler = scheduler;
+                    scheduler.store = config::open(&dir, url.as_deref()).await?;
+                    let r = schedule::run(&scheduler, &watch, &ran, &*say, stop_rx).await;
+                    scheduler.store.close().await;
+                    r.map_err(|e| e.to_string())
+                }),
                 Err(e) => Err(format!("cannot start the scheduler's runtime: {e}")),
             };
             let _ = done_tx.send(r);

@@ -36,7 +36,11 @@ async fn one_address_serves_the_probes_and_the_push_endpoint_while_the_scheduler
     let nice = threads_nice(running.child.id());
     let runs: Vec<i64> = nice.iter().filter(|(n, _)| n == "tenure-runs").map(|(_, v)| *v).collect();
     assert!(!runs.is_empty() && runs.iter().all(|v| *v == 10), "{nice:?}");
-    assert!(nice.iter().filter(|(n, _)| n.starts_with("tokio-runtime")).all(|(_, v)| *v == 0), "{nice:?}");
+    assert!(nice.iter().filter(|(n, _)| n.starts_with("tokio-rt")).all(|(_, v)| *v == 0), "{nice:?}");
+    assert!(nice.iter().any(|(n, _)| n.starts_with("tokio-rt")), "the API's runtime threads: {nice:?}");
+    // SQLite works on a thread per connection: the runs' at the runs' priority, the API's not.
+    let sqlite: Vec<i64> = nice.iter().filter(|(n, _)| n.starts_with("sqlx-sqlite")).map(|(_, v)| *v).collect();
+    assert!(sqlite.contains(&10) && sqlite.contains(&0), "{nice:?}");
     // No push secret yet: the endpoint says what to do.
     let r = http.post(format!("{base}/hr/v1/push")).body("{}").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 503);

@@ -218,8 +218,8 @@ pub enum HrCommand {
     /// List lifecycle events, oldest moment first.
     Events {
         /// pending, done, superseded or reported.
-        #[arg(long)]
-        state: Option<String>,
+        #[arg(long, value_parser = event_state)]
+        state: Option<store::EventState>,
         /// Only this worker's events (employee id).
         #[arg(long)]
         worker: Option<String>,
@@ -335,7 +335,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             let store = crate::config::open(data_dir, database_url).await?;
             let now = as_of.unwrap_or_else(Timestamp::now);
             let q = EventQuery {
-                state: if due { Some("pending".into()) } else { state },
+                state: if due { Some(store::EventState::Pending) } else { state },
                 worker_id: worker,
                 due_by: due.then(|| now.as_second()),
                 limit: None,
@@ -704,9 +704,13 @@ fn print_problems(report: &LoadReport, json: bool) {
     }
 }
 
+fn event_state(s: &str) -> Result<store::EventState, String> {
+    store::EventState::parse(s).ok_or_else(|| format!("{s:?}: pending, done, superseded or reported"))
+}
+
 /// One event on one line: when, what, who, and whether it waits.
 fn describe(e: &intake::Listed, now: Timestamp) -> String {
-    let when = if e.state == "pending" && !e.event.is_due(now) {
+    let when = if e.state == store::EventState::Pending && !e.event.is_due(now) {
         format!("waits until {}", e.event.effective)
     } else {
         format!("at {}", e.event.effective)
