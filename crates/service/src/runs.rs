@@ -177,7 +177,7 @@ pub async fn accounts(store: &Store, key: &MasterKey, connection: &str) -> Resul
             user_name: text(&u["userName"]),
             active: u["active"].as_bool().unwrap_or(true),
             user_type: u["userType"].as_str().map(str::to_string),
-            teams: teams_of.remove(u["id"].as_str().unwrap_or_default()).unwrap_or_default(),
+            teams: teams_of.get(u["id"].as_str().unwrap_or_default()).cloned().unwrap_or_default(),
         })
         .collect();
     out.sort_by(|a, b| a.user_name.cmp(&b.user_name));

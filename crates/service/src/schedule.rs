@@ -131,11 +131,16 @@ pub async fn run(
     Ok(())
 }
 
+/// The stack of the threads that drive and carry out scheduled runs: a main thread's, since
+/// a run's futures (a plan of 100,000 workers) were driven by the main thread before.
+pub const STACK: usize = 8 << 20;
+
 /// The runtime the scheduled runs go on: its threads (workers and blocking) run at a lower
 /// priority than the API's, so that interactive requests come first on a busy machine.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .thread_name("tenure-runs")
+        .thread_stack_size(STACK)
         .enable_all()
         .on_thread_start(background_priority)
         .build()

@@ -135,6 +135,36 @@ pub async fn read(
     Ok(Status { connections, last_received: store.last_load().await? })
 }
 
+/// The status for many callers at once: a caller that asks while a read is under way takes
+/// that read's answer when it ends, rather than making one more of the same reads (a
+/// dashboard wall or a monitor's many probes ask together). An answer given was read at most
+/// one read before its caller asked.
+#[derive(Default)]
+pub struct Shared {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Status>)>>,
+}
+
+impl Shared {
+    /// Every connection's status (the door keeps those its caller may see).
+    pub async fn read(
+        &self,
+        store: &Store,
+        live: Option<&Registry>,
+        interval: Option<Duration>,
+    ) -> Result<std::sync::Arc<Status>> {
+        let asked = std::time::Instant::now();
+        let mut last = self.last.lock().await;
+        if let Some((ended, s)) = last.as_ref() {
+            if *ended >= asked {
+                return Ok(s.clone());
+            }
+        }
+        let s = std::sync::Arc::new(read(store, live, interval, |_| true).await?);
+        *last = Some((std::time::Instant::now(), s.clone()));
+        Ok(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +209,41 @@ mod tests {
         let mut done = run("2", true, Some(0));
         done.progress = Some((2, 2, jiff::Timestamp::now().to_string()));
         assert!(!alive(&done), "a finished run is not running");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_asking_together_share_a_read_and_a_later_caller_sees_what_changed() {
+        let dir = std::env::temp_dir().join(format!("tenure-status-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open_in(&dir).await.unwrap();
+        let shared = std::sync::Arc::new(Shared::default());
+        // Twenty at once: every one gets an answer.
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (shared, store) = (shared.clone(), store.clone());
+            set.spawn(async move { shared.read(&store, None, None).await.unwrap().connections.len() });
+        }
+        let mut answers = vec![];
+        while let Some(n) = set.join_next().await {
+            answers.push(n.unwrap());
+        }
+        assert_eq!(answers, vec![0; 20]);
+        // A change made before a caller asks is in its answer: nothing is kept for later callers.
+        let key = store::MasterKey::from_bytes([1; 32]);
+        let c = store::NewConnection {
+            name: "A".into(),
+            base_url: "https://acme.monday.com/scim/v2/".into(),
+            dialect: "monday".into(),
+            insecure_http: false,
+            allow_private: false,
+            rate_limit_per_second: None,
+        };
+        store.add_connection(&c, &store::Secret::new("token-0001"), &key).await.unwrap();
+        let after = shared.read(&store, None, None).await.unwrap();
+        assert_eq!(after.connections.iter().map(|c| c.connection.as_str()).collect::<Vec<_>>(), ["A"]);
+        store.trip_guard("A", "why", 3, "me").await.unwrap();
+        assert!(shared.read(&store, None, None).await.unwrap().connections[0].guard.is_some());
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -352,7 +352,19 @@ impl Store {
         chunk: usize,
         each: impl FnMut(String, T),
     ) -> Result<(), StoreError> {
-        self.json_rows_each("hr_workers", "worker_id", ("json(body)", "body::json"), None, chunk.max(1), each).await
+        let chunk = chunk.min(self.read_chunk).max(1);
+        let read =
+            self.json_rows_each("hr_workers", "worker_id", ("json(body)", "body::json"), None, chunk, each).await;
+        if let Err(e) = read {
+            // Name the worker whose record does not decode, as `snapshot_decoded` does.
+            for r in self.snapshot().await? {
+                if let Err(why) = serde_json::from_str::<T>(&r.body) {
+                    return Err(StoreError::Invalid(format!("worker {}: {why}", r.worker_id)));
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The snapshot rows of these workers (those that have one).

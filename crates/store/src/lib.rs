@@ -447,7 +447,8 @@ impl Store {
             let rows: Vec<(String, T)> = serde_json::from_str(&text)
                 .map_err(|e| StoreError::Invalid(format!("rows of {table} read back as JSON: {e}")))?;
             let n = rows.len();
-            last = rows.last().map(|(k, _)| k.clone());
+            // The largest key, whatever order the aggregate kept.
+            last = rows.iter().map(|(k, _)| k).max().cloned();
             for (k, v) in rows {
                 each(k, v);
             }

@@ -192,10 +192,12 @@ pub async fn run(
     let (dir, url) = (data_dir.to_path_buf(), database_url.map(str::to_string));
     std::thread::Builder::new()
         .name("tenure-scheduler".into())
+        // It drives the scheduler as the main thread did before, with the main thread's stack.
+        .stack_size(schedule::STACK)
         .spawn(move || {
             // This thread drives the runtime below and opens the runs' store.
             schedule::background_priority();
-            let r = match schedule::runtime() {
+            let drive = move || match schedule::runtime() {
                 Ok(rt) => rt.block_on(async move {
                     // The runs' own store, opened from a low-priority thread: SQLite works on a
                     // thread per connection, which inherits the priority of the one opening it.
@@ -207,6 +209,12 @@ pub async fn run(
                 }),
                 Err(e) => Err(format!("cannot start the scheduler's runtime: {e}")),
             };
+            // A panic is said with its message rather than lost with the thread.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(drive)).unwrap_or_else(|p| {
+                let why =
+                    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                Err(format!("the scheduler failed: {}", why.unwrap_or_else(|| "a panic without a message".into())))
+            });
             let _ = done_tx.send(r);
         })
         .map_err(|e| format!("cannot start the scheduler: {e}"))?;

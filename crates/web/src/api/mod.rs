@@ -43,6 +43,8 @@ pub struct Api {
     /// The runs of this process, live (shared with its scheduler).
     pub runs: Arc<service::registry::Registry>,
     pub index: service::workers::Index,
+    /// The status, read once for the callers asking together.
+    pub status: service::status::Shared,
     /// The scheduler's interval, for the status's next run.
     pub interval: Duration,
 }
@@ -71,6 +73,7 @@ impl Api {
             throttle: auth::Throttle::default(),
             runs: Arc::default(),
             index: service::workers::Index::default(),
+            status: service::status::Shared::default(),
             interval: Duration::from_secs(300),
         }
     }

@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 #[utoipa::path(get, path = "/api/v1/status", tag = "status",
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Value>, Problem> {
-    let st = status::read(&api.store, Some(&api.runs), Some(api.interval), |name| c.on(name).is_ok()).await?;
+    let st = api.status.read(&api.store, Some(&api.runs), Some(api.interval)).await?;
     let view = |r: &Option<status::RunSeen>| {
         r.as_ref().map(|r| {
             let n = &r.counts;
@@ -38,6 +38,7 @@ async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Val
     let out: Vec<Value> = st
         .connections
         .iter()
+        .filter(|s| c.on(&s.connection).is_ok())
         .map(|s| {
             json!({
                 "connection": s.connection,
@@ -56,7 +57,7 @@ async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Val
             })
         })
         .collect();
-    let hr = st.last_received.map(|l| {
+    let hr = st.last_received.as_ref().map(|l| {
         json!({"received_at": l.loaded_at, "source": l.source, "kind": l.kind, "outcome": l.outcome,
             "reason": l.reason, "rows": l.rows, "accepted": l.accepted, "quarantined": l.quarantined})
     });
@@ -220,9 +221,6 @@ async fn start_run(
     r.headers_mut().insert("location", format!("/api/v1/runs/{run_id}").parse().expect("ascii"));
     Ok(r)
 }
-
-/// A run that another process writes the progress of lately: going still (it writes every
-/// second; one silent this long has died).
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
