@@ -1,6 +1,8 @@
 //! The connection store on SQLite (a temporary file) and, when TENURE_TEST_DATABASE_URL is
 //! set, on PostgreSQL: the same tests, the same code path.
 
+mod common;
+
 use store::{MasterKey, NewConnection, Secret, Store, StoreError};
 
 fn conn(name: &str) -> NewConnection {
@@ -65,20 +67,8 @@ async fn connections_on_sqlite() {
 
 #[tokio::test]
 async fn connections_on_postgres() {
-    let Ok(url) = std::env::var("TENURE_TEST_DATABASE_URL") else {
-        eprintln!("SKIPPED: connections_on_postgres: TENURE_TEST_DATABASE_URL is not set (.ci/run sets it)");
-        return;
-    };
-    // A schema of its own, so runs never see each other's rows.
-    let schema = format!("tenure_test_{}_{}", std::process::id(), line!());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store = Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.unwrap();
-    assert_eq!(store.backend(), store::Backend::Postgres);
+    let Some((store, dropper)) = common::postgres("connections").await else { return };
     exercise(&store).await;
     store.close().await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
+    dropper.drop_schema().await;
 }

@@ -1,6 +1,8 @@
 //! The HR tables on SQLite and, when TENURE_TEST_DATABASE_URL is set, PostgreSQL: a load is
 //! written whole or not at all; events are listed, superseded and moved on.
 
+mod common;
+
 use store::{EventQuery, EventRecord, HeldSettled, LoadRecord, LoadWrite, SnapshotRow, Store, StoreError};
 
 fn load(id: &str) -> LoadRecord {
@@ -214,19 +216,9 @@ async fn hr_tables_on_sqlite() {
 
 #[tokio::test]
 async fn hr_tables_on_postgres() {
-    let Ok(url) = std::env::var("TENURE_TEST_DATABASE_URL") else {
-        eprintln!("SKIPPED: hr_tables_on_postgres: TENURE_TEST_DATABASE_URL is not set (.ci/run sets it)");
-        return;
-    };
-    let schema = format!("tenure_test_hr_{}", std::process::id());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store =
-        Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.unwrap().with_read_chunk(500);
+    let Some((store, dropper)) = common::postgres("hr").await else { return };
+    let store = store.with_read_chunk(500);
     exercise(&store).await;
     store.close().await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
+    dropper.drop_schema().await;
 }

@@ -2,6 +2,8 @@
 //! (when TENURE_TEST_DATABASE_URL is set) PostgreSQL: every connection's counts and guard,
 //! reviews filtered by state in the query, and the next pending HR event's moment.
 
+mod common;
+
 use store::{LetterState, MasterKey, NewConnection, ReviewState, Secret, Store};
 
 fn conn(name: &str) -> NewConnection {
@@ -94,18 +96,8 @@ async fn status_reads_on_sqlite() {
 
 #[tokio::test]
 async fn status_reads_on_postgres() {
-    let Ok(url) = std::env::var("TENURE_TEST_DATABASE_URL") else {
-        eprintln!("SKIPPED: status_reads_on_postgres: TENURE_TEST_DATABASE_URL is not set (.ci/run sets it)");
-        return;
-    };
-    let schema = format!("tenure_test_{}_{}", std::process::id(), line!());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store = Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.unwrap();
+    let Some((store, dropper)) = common::postgres("status").await else { return };
     exercise(&store).await;
     store.close().await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
+    dropper.drop_schema().await;
 }
