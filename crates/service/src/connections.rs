@@ -50,6 +50,237 @@ async fn test_target(
     Ok(lines)
 }
 
+/// An Instance URL as it would be saved (`company` becomes
+/// `https://company.monday.com/scim/v2/`), with its dialect; or why it cannot be one.
+pub fn normalise(url: &str, insecure_http: bool, allow_private: bool) -> Result<(String, scim::Dialect)> {
+    let u = InstanceUrl::parse(url, policy(insecure_http, allow_private)).map_err(Error::input)?;
+    Ok((u.to_string(), u.dialect()))
+}
+
+/// How one step of a connection test ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepResult {
+    Passed,
+    Failed,
+    /// Not tried: an earlier step failed.
+    Skipped,
+}
+
+/// One step of a connection test as the console shows it: what was checked, what was found,
+/// and on failure what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    pub name: &'static str,
+    pub result: StepResult,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+/// The steps of a connection test, in the order they are taken.
+pub const STEPS: [&str; 6] =
+    ["Address allowed", "TLS", "Authentication", "ServiceProviderConfig", "What the token may do", "Users visible"];
+
+/// A connection test, step by step.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Checked {
+    /// The Instance URL as it would be saved (normalised), when it reads as one.
+    pub url: Option<String>,
+    /// The dialect it speaks: monday for monday.com and for tenure's sandbox (which behaves
+    /// as monday.com does), else as the URL says.
+    #[serde(serialize_with = "dialect_name")]
+    pub dialect: Option<scim::Dialect>,
+    pub steps: Vec<Step>,
+}
+
+impl Checked {
+    pub fn passed(&self) -> bool {
+        self.steps.iter().all(|s| s.result == StepResult::Passed)
+    }
+}
+
+fn dialect_name<S: serde::Serializer>(d: &Option<scim::Dialect>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&d.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+struct Steps(Vec<Step>);
+
+impl Steps {
+    fn pass(&mut self, detail: impl Into<String>) {
+        let name = STEPS[self.0.len()];
+        self.0.push(Step { name, result: StepResult::Passed, detail: detail.into(), fix: None });
+    }
+    /// This step failed; the ones after it are not tried.
+    fn fail(mut self, detail: impl Into<String>, fix: impl Into<String>) -> Vec<Step> {
+        let name = STEPS[self.0.len()];
+        self.0.push(Step { name, result: StepResult::Failed, detail: detail.into(), fix: Some(fix.into()) });
+        while self.0.len() < STEPS.len() {
+            let name = STEPS[self.0.len()];
+            self.0.push(Step { name, result: StepResult::Skipped, detail: "not tried".into(), fix: None });
+        }
+        self.0
+    }
+}
+
+/// Where a failed call stopped: the step it belongs to (1 TLS, 2 authentication, 4 rights),
+/// what happened and the fix in words.
+fn failed_call(e: &scim_client::ClientError, url: &InstanceUrl) -> (usize, String, String) {
+    use scim_client::{ClientError as C, TransportKind as T};
+    let host = url.as_str().split('/').nth(2).unwrap_or_default().to_string();
+    match e {
+        C::RetriesExhausted { last, .. } => failed_call(last, url),
+        C::Transport { kind: T::Tls, message, .. } => (
+            1,
+            format!("the TLS handshake with {host} failed: {message}"),
+            "the server's certificate is not one this machine trusts, or a proxy intercepts the connection:              check the address, or ask your network team about TLS inspection"
+                .into(),
+        ),
+        C::Transport { kind: T::Dns, message, .. } => (
+            1,
+            format!("{host} could not be found: {message}"),
+            "check the account name in the Instance URL (Admin > Security > SCIM in monday.com shows it)".into(),
+        ),
+        C::Transport { kind, message, .. } => (
+            1,
+            format!("{host} could not be reached ({kind:?}): {message}"),
+            "check the address and that this machine may reach it (firewall, proxy)".into(),
+        ),
+        C::Redirect { location, .. } => (
+            1,
+            format!("{host} answered with a redirect to {location}, which is never followed"),
+            "give the SCIM base URL itself, not the sign-in address".into(),
+        ),
+        C::Http { status: 401, .. } => (
+            2,
+            "the target refused the token (401)".into(),
+            "generate a new token in monday.com (Admin > Security > SCIM > Generate) and paste it whole".into(),
+        ),
+        C::Http { status: 403, detail, .. } => (
+            4,
+            format!("the token was accepted but may not list users (403): {detail}"),
+            "the token must belong to an admin with \"User: Can Provision and Deprovision Users\"".into(),
+        ),
+        C::Http { status: 404, .. } => (
+            3,
+            format!("{} answered 404: this is not a SCIM base URL", url.as_str()),
+            "monday.com's is https://<account>.monday.com/scim/v2/".into(),
+        ),
+        C::Http { status, detail, .. } => (
+            2,
+            format!("the target answered {status}: {detail}"),
+            "try again in a moment; if it persists, the target's status page may say why".into(),
+        ),
+        C::Invalid(m) => (3, m.clone(), "check that the Instance URL is the SCIM base URL".into()),
+        C::Config(m) => (0, m.clone(), "check the Instance URL".into()),
+    }
+}
+
+/// Tests an Instance URL and a token step by step (nothing is saved): the address and what it
+/// resolves to, TLS, the token, the discovery document, what the token may do, the users it
+/// sees. Every failure says what to do.
+pub async fn check(
+    url: &str,
+    token: &Secret,
+    insecure_http: bool,
+    allow_private: bool,
+    rate_limit: Option<f64>,
+) -> Checked {
+    let pol = policy(insecure_http, allow_private);
+    let mut steps = Steps(vec![]);
+    let target = match InstanceUrl::parse(url, pol) {
+        Ok(t) => t,
+        Err(e) => {
+            let fix = "give company, company.monday.com or https://company.monday.com/scim/v2/";
+            return Checked { url: None, dialect: None, steps: steps.fail(e, fix) };
+        }
+    };
+    let shown = Some(target.to_string());
+    let mut dialect = Some(target.dialect());
+    if let Err(e) = target.check_resolved(pol).await {
+        let fix = "a connection may only reach public addresses unless an admin allows private ones";
+        return Checked { url: shown, dialect, steps: steps.fail(e, fix) };
+    }
+    let host = target.as_str().split('/').nth(2).unwrap_or_default().to_string();
+    let local = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+    steps.pass(if local {
+        format!("{host} is this machine (a sandbox), which a connection may reach")
+    } else {
+        format!("{host} resolves to public addresses only")
+    });
+    let tls = if target.as_str().starts_with("https://") {
+        "the server's certificate is trusted".to_string()
+    } else {
+        format!("plain http, allowed only to this machine or with the insecure option: {host}")
+    };
+    let mut cfg = ClientConfig::new(target.as_str(), target.dialect());
+    cfg.retry.max_attempts = 2;
+    cfg.requests_per_second = rate_limit;
+    cfg.address_policy = pol;
+    let client = match ScimClient::new(cfg, Token::new(token.expose())) {
+        Ok(c) => c,
+        Err(e) => return Checked { url: shown, dialect, steps: steps.fail(e.to_string(), "check the Instance URL") },
+    };
+    let fail = |steps: Steps, e: &scim_client::ClientError| {
+        let (at, detail, fix) = failed_call(e, &target);
+        let mut steps = steps;
+        while steps.0.len() < at {
+            let said = if steps.0.len() == 1 { tls.clone() } else { "passed".into() };
+            steps.pass(said);
+        }
+        steps.fail(detail, fix)
+    };
+    let spc = match client.service_provider_config().await {
+        Ok(spc) => spc,
+        Err(e) => return Checked { url: shown.clone(), dialect, steps: fail(steps, &e) },
+    };
+    steps.pass(tls.clone());
+    if spc.as_ref().is_some_and(|s| s.documentation_uri.as_deref() == Some(scim::SANDBOX_MARKER)) {
+        dialect = Some(scim::Dialect::Monday);
+    }
+    let users = match client.test_connection().await {
+        Ok(caps) => caps,
+        Err(e) => return Checked { url: shown.clone(), dialect, steps: fail(steps, &e) },
+    };
+    steps.pass("the token was accepted");
+    steps.pass(match &spc {
+        Some(c) => format!(
+            "published: PATCH {}, filter {}, ETags {}, bulk {}",
+            yes(c.patch.supported),
+            yes(c.filter.supported),
+            yes(c.etag.supported),
+            yes(c.bulk.supported)
+        ),
+        None => "not published; monday.com's known behaviour is assumed (PATCH and filter, no bulk)".into(),
+    });
+    steps.pass(format!(
+        "lists users; provisioning rights come with the token: {}",
+        permissions(&target.dialect().to_string())
+    ));
+    steps.pass(match users.users {
+        Some(n) => format!("{n} user(s) visible to the token"),
+        None => "the target does not say how many".into(),
+    });
+    Checked { url: shown, dialect, steps: steps.0 }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Tests a stored connection step by step, with its sealed token.
+pub async fn check_stored(store: &Store, key: &MasterKey, name: &str) -> Result<Checked> {
+    let c = store.connection(name).await?.ok_or_else(|| Error::not_found(format!("no connection named {name:?}")))?;
+    let token = key.open(&c.token, &c.id).map_err(Error::refused)?;
+    Ok(check(&c.base_url, &token, c.insecure_http, c.allow_private, c.rate_limit_per_second).await)
+}
+
 /// A stored connection with its target and policy, as saved.
 async fn stored(store: &Store, name: &str) -> Result<(store::ConnectionRecord, InstanceUrl, UrlPolicy)> {
     let c = store.connection(name).await?.ok_or_else(|| Error::not_found(format!("no connection named {name:?}")))?;
@@ -149,12 +380,66 @@ pub async fn rotate(
     Ok((rec, report))
 }
 
+/// Pauses a connection: scheduled runs pass it by until it is resumed (a run a person
+/// starts still goes). Audited with who did it.
+pub async fn pause(store: &Store, name: &str, by: &str) -> Result<()> {
+    set_paused(store, name, Some(by), by).await
+}
+
+/// Resumes a paused connection. Audited.
+pub async fn resume(store: &Store, name: &str, by: &str) -> Result<()> {
+    set_paused(store, name, None, by).await
+}
+
+async fn set_paused(store: &Store, name: &str, paused_by: Option<&str>, by: &str) -> Result<()> {
+    if !store.set_connection_paused(name, paused_by).await? {
+        return Err(Error::not_found(format!("no connection named {name:?}")));
+    }
+    let kind = if paused_by.is_some() { "connection_pause" } else { "connection_resume" };
+    crate::decisions::record_one(store, kind, name, by, serde_json::json!({})).await?;
+    Ok(())
+}
+
+/// What removing a connection did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// Links to accounts tenure keeps: a connection added again under the same name takes
+    /// them up, so nothing is created twice.
+    pub links_kept: usize,
+}
+
+/// What removing a connection leaves, said before it is done (and after).
+pub fn removal_consequences(links: usize) -> String {
+    format!(
+        "The accounts in the target are left as they are: nothing is deactivated or deleted. The sealed token is \
+         erased. tenure keeps its {links} link(s) between workers and accounts, so a connection added again under \
+         the same name takes them up without creating anyone twice. Scheduled runs stop for it at once."
+    )
+}
+
+/// How many links a connection has (what `remove` keeps).
+pub async fn links(store: &Store, name: &str) -> Result<usize> {
+    Ok(store.links(name).await?.len())
+}
+
+/// Removes a connection: its token is erased, its links kept. Audited.
+pub async fn remove(store: &Store, name: &str, by: &str) -> Result<Removed> {
+    let links_kept = links(store, name).await?;
+    if !store.remove_connection(name).await? {
+        return Err(Error::not_found(format!("no connection named {name:?}")));
+    }
+    crate::decisions::record_one(store, "connection_remove", name, by, serde_json::json!({"links_kept": links_kept}))
+        .await?;
+    Ok(Removed { links_kept })
+}
+
 /// A connection as listed: the token only as its last four characters.
 pub fn view(c: &store::ConnectionRecord) -> serde_json::Value {
     serde_json::json!({"name": c.name, "url": c.base_url, "dialect": c.dialect,
         "token": format!("****{}", c.token_hint), "rate_limit_per_second": c.rate_limit_per_second,
         "insecure_http": c.insecure_http, "allow_private": c.allow_private,
-        "permissions": permissions(&c.dialect), "created_at": c.created_at, "updated_at": c.updated_at})
+        "permissions": permissions(&c.dialect), "created_at": c.created_at, "updated_at": c.updated_at,
+        "paused": c.paused.as_ref().map(|(at, by)| serde_json::json!({"at": at, "by": by}))})
 }
 
 /// The dialect a stored connection speaks: as saved (the configuration may set it), else as

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 pub const MAX: usize = 64;
 
 /// What is named, for the error.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Connection,
     Token,
@@ -65,6 +65,12 @@ pub fn look_alike<'a>(name: &str, existing: impl IntoIterator<Item = &'a str>) -
 /// `check`, then no look-alike of an existing name.
 pub fn check_new<'a>(kind: Kind, name: &str, existing: impl IntoIterator<Item = &'a str>) -> Result<()> {
     check(kind, name)?;
+    // The console's page for adding a connection is /connections/new.
+    if kind == Kind::Connection && name.eq_ignore_ascii_case("new") {
+        return Err(Error::input(
+            "a connection cannot be named \"new\": the console's page for adding one has that name",
+        ));
+    }
     if let Some(e) = look_alike(name, existing) {
         return Err(Error::input(format!(
             "{} {name:?} could be taken for the existing {e:?} (the same once case and look-alike letters are set \
@@ -89,6 +95,8 @@ mod tests {
         }
         assert!(check(Kind::User, &"x".repeat(65)).is_err());
         assert!(check(Kind::User, &"x".repeat(64)).is_ok());
+        assert!(check_new(Kind::Connection, "New", []).is_err(), "the console's /connections/new");
+        assert!(check_new(Kind::User, "new", []).is_ok());
         let e = check(Kind::User, "a\rb").unwrap_err();
         assert!(e.to_string().contains("character 2 is U+000D"), "{e}");
     }

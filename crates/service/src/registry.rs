@@ -109,7 +109,13 @@ impl Registry {
 
     /// Whether a run of this process is going on a connection.
     pub fn running_on(&self, connection: &str) -> bool {
-        self.runs.lock().unwrap_or_else(|p| p.into_inner()).values().any(|r| r.connection == connection && r.running())
+        self.running_id(connection).is_some()
+    }
+
+    /// The id of the run of this process going on a connection.
+    pub fn running_id(&self, connection: &str) -> Option<String> {
+        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.values().find(|r| r.connection == connection && r.running()).map(|r| r.id.clone())
     }
 
     /// How many runs are in memory (running and ended).

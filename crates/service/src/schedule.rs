@@ -101,6 +101,11 @@ pub async fn run(
             }
         };
         for name in &names {
+            // A connection a person paused is passed by (a run started by a person still goes).
+            match s.store.connection(name).await {
+                Ok(Some(c)) if c.paused.is_some() => continue,
+                _ => {}
+            }
             let opts = runs::ApplyOptions {
                 as_of: s.rehearsal.map(|_| s.now()),
                 watch,

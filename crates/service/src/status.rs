@@ -55,9 +55,13 @@ pub struct ConnectionStatus {
     pub connection: String,
     /// Whether the configuration in force configures it (a stored connection may not be).
     pub enabled: bool,
+    /// Paused by a person (when, by whom): scheduled runs pass it by.
+    pub paused: Option<(String, String)>,
     /// A run of this process, or of another (the command line, another node) that wrote its
     /// progress within `STALE_AFTER`.
     pub running: bool,
+    /// That run's id.
+    pub running_id: Option<String>,
     pub last_run: Option<RunSeen>,
     pub last_successful_run: Option<RunSeen>,
     /// When the scheduler runs it next; None without a schedule or before its first run.
@@ -113,15 +117,20 @@ pub async fn read(
     for f in figures.into_iter().filter(|f| shown(&f.connection)) {
         let runs = store.runs(Some(&f.connection), SEARCHED).await?;
         let (last, ok) = last_runs(&runs);
-        let next_run = interval.filter(|i| !i.is_zero()).and_then(|i| {
+        let next_run = interval.filter(|i| !i.is_zero() && f.paused.is_none()).and_then(|i| {
             let finished: jiff::Timestamp = last?.finished_at.as_deref()?.parse().ok()?;
             let next = finished + jiff::SignedDuration::try_from(i).ok()?;
             Some(next.max(jiff::Timestamp::now()))
         });
-        let running = live.is_some_and(|l| l.running_on(&f.connection)) || runs.first().is_some_and(alive);
+        let running_id = live
+            .and_then(|l| l.running_id(&f.connection))
+            .or_else(|| runs.first().filter(|r| alive(r)).map(|r| r.id.clone()));
+        let running = running_id.is_some();
         connections.push(ConnectionStatus {
             enabled: configured.contains(&f.connection),
+            paused: f.paused,
             running,
+            running_id,
             last_run: last.map(RunSeen::of),
             last_successful_run: ok.map(RunSeen::of),
             next_run,

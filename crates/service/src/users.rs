@@ -11,7 +11,7 @@ use argon2::Argon2;
 use jiff::Timestamp;
 use rand::RngCore;
 use serde::Serialize;
-use store::{Secret, Store, StoreError, TokenRecord, UserRecord};
+use store::{Secret, Store, StoreError, TokenAndMaker, TokenRecord, UserRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -185,11 +185,13 @@ pub async fn create_token(
     Ok(NewToken { record, secret: Secret::new(format!("tenure_{id}_{secret}")) })
 }
 
-/// The token a bearer value names, if it is valid now (not revoked, not expired); its last
-/// use is recorded.
-pub async fn authenticate_token(store: &Store, bearer: &str, now: Timestamp) -> Result<Option<TokenRecord>> {
+/// The token a bearer value names, with the platform user it acts for, if it is valid now
+/// (not revoked, not expired), in one read; its last use is recorded. Nothing is kept between
+/// requests: a revocation by any process holds for the next request.
+pub async fn authenticate_token(store: &Store, bearer: &str, now: Timestamp) -> Result<Option<TokenAndMaker>> {
     let Some((id, secret)) = bearer.strip_prefix("tenure_").and_then(|r| r.split_once('_')) else { return Ok(None) };
-    let Some(t) = store.token(id).await? else { return Ok(None) };
+    let Some(tm) = store.token_and_maker(id).await? else { return Ok(None) };
+    let t = &tm.token;
     use subtle::ConstantTimeEq;
     let same: bool = secret_hash(secret).as_bytes().ct_eq(t.secret_hash.as_bytes()).into();
     let expired = t.expires_at.as_deref().and_then(|e| e.parse::<Timestamp>().ok()).is_some_and(|e| e <= now);
@@ -205,7 +207,7 @@ pub async fn authenticate_token(store: &Store, bearer: &str, now: Timestamp) -> 
     if stale {
         store.touch_token(id).await?;
     }
-    Ok(Some(t))
+    Ok(Some(tm))
 }
 
 fn missing(name: &str) -> Error {

@@ -232,6 +232,8 @@ pub struct ConnectionFigures {
     pub guard: Option<GuardTrip>,
     /// The configuration version in force (the same on every row; None before the first).
     pub config_id: Option<String>,
+    /// Paused by a person: when, by whom.
+    pub paused: Option<(String, String)>,
 }
 
 impl Store {
@@ -294,7 +296,7 @@ impl Store {
                (SELECT COUNT(*) FROM dead_letters d WHERE d.connection = c.name AND d.state = 'dead') AS dead, \
                (SELECT COUNT(*) FROM holds h WHERE h.connection = c.name) AS held, \
                (SELECT id FROM config_versions ORDER BY created_at DESC, id DESC LIMIT 1) AS config_id, \
-               g.why, g.deactivations, g.tripped_at, g.by_whom \
+               g.why, g.deactivations, g.tripped_at, g.by_whom, c.paused_at, c.paused_by \
              FROM connections c LEFT JOIN guard_trips g ON g.connection = c.name \
              ORDER BY c.created_at, c.name",
         )
@@ -313,7 +315,12 @@ impl Store {
                     }),
                     None => None,
                 };
+                let paused = match r.try_get::<Option<String>, _>("paused_at")? {
+                    Some(at) => Some((at, r.try_get::<Option<String>, _>("paused_by")?.unwrap_or_default())),
+                    None => None,
+                };
                 Ok(ConnectionFigures {
+                    paused,
                     pending_reviews: r.try_get("pending")?,
                     dead_letters: r.try_get("dead")?,
                     held: r.try_get("held")?,

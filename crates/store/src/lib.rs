@@ -18,7 +18,7 @@ pub use lease::{Acquired, Claimant, Holder, Lease};
 
 pub use review::{DeadLetter, LetterState, Review, ReviewRequest, ReviewState};
 pub use secrets::{MasterKey, Sealed, Secret};
-pub use users::{TokenRecord, UserRecord};
+pub use users::{TokenAndMaker, TokenRecord, UserRecord};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -119,6 +119,8 @@ pub struct ConnectionRecord {
     pub rate_limit_per_second: Option<f64>,
     pub created_at: String,
     pub updated_at: String,
+    /// Paused by a person (when, by whom): scheduled runs pass it by.
+    pub paused: Option<(String, String)>,
 }
 
 /// What a new connection needs; the token is sealed on the way in.
@@ -159,6 +161,10 @@ fn record(r: &AnyRow) -> Result<ConnectionRecord, sqlx::Error> {
         rate_limit_per_second: r.try_get("rate_limit_per_second")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        paused: match (r.try_get::<Option<String>, _>("paused_at")?, r.try_get::<Option<String>, _>("paused_by")?) {
+            (Some(at), by) => Some((at, by.unwrap_or_default())),
+            _ => None,
+        },
     })
 }
 
@@ -206,6 +212,9 @@ fn sqlite_folder_writable(url: &str) -> Result<(), StoreError> {
 
 const COLUMNS: &str = "id, name, base_url, dialect, token_sealed, token_key_id, token_hint, insecure_http, \
      allow_private, created_at, updated_at, rate_limit_per_second";
+/// What a connection is read with: its columns and its pause.
+const READ: &str = "id, name, base_url, dialect, token_sealed, token_key_id, token_hint, insecure_http, \
+     allow_private, created_at, updated_at, rate_limit_per_second, paused_at, paused_by";
 
 impl Store {
     /// `sqlite://PATH` (created when missing) or `postgres://...`; runs the migrations.
@@ -557,7 +566,7 @@ impl Store {
     }
 
     pub async fn connection(&self, name: &str) -> Result<Option<ConnectionRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM connections WHERE name = $1"))
+        let row = sqlx::query(&format!("SELECT {READ} FROM connections WHERE name = $1"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -565,7 +574,7 @@ impl Store {
     }
 
     pub async fn connections(&self) -> Result<Vec<ConnectionRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM connections ORDER BY created_at, name"))
+        let rows = sqlx::query(&format!("SELECT {READ} FROM connections ORDER BY created_at, name"))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
@@ -672,6 +681,20 @@ impl Store {
             }
         }
         Ok(count.into_iter().collect())
+    }
+
+    /// Pauses (`Some(by)`) or resumes (`None`) a connection; false when there is none.
+    pub async fn set_connection_paused(&self, name: &str, by: Option<&str>) -> Result<bool, StoreError> {
+        let at = by.map(|_| now());
+        let n = sqlx::query("UPDATE connections SET paused_at = $1, paused_by = $2, updated_at = $3 WHERE name = $4")
+            .bind(at)
+            .bind(by.map(str::to_string))
+            .bind(now())
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
     }
 
     pub async fn remove_connection(&self, name: &str) -> Result<bool, StoreError> {

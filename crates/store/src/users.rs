@@ -34,6 +34,14 @@ pub struct TokenRecord {
     pub maker: Option<String>,
 }
 
+/// A token with the platform user it acts for, as a bearer check needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenAndMaker {
+    pub token: TokenRecord,
+    /// None when the token has no maker, or its maker is gone.
+    pub maker: Option<UserRecord>,
+}
+
 const USER: &str = "id, name, role, password_hash, must_change, disabled, created_at, credentials_at";
 const TOKEN: &str =
     "id, name, role, connection, secret_hash, created_at, created_by, expires_at, last_used_at, revoked_at, maker";
@@ -178,6 +186,16 @@ impl Store {
         let sql = format!("SELECT {TOKEN} FROM api_tokens WHERE id = $1");
         let r = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
         Ok(r.as_ref().map(token).transpose()?)
+    }
+
+    /// A token and the platform user it acts for (a bearer check per request).
+    pub async fn token_and_maker(&self, id: &str) -> Result<Option<TokenAndMaker>, StoreError> {
+        let Some(token) = self.token(id).await? else { return Ok(None) };
+        let maker = match &token.maker {
+            Some(m) => self.user(m).await?,
+            None => None,
+        };
+        Ok(Some(TokenAndMaker { token, maker }))
     }
 
     /// Revokes a token; false when there is no such token or it was revoked already.

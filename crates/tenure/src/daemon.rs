@@ -113,7 +113,7 @@ pub async fn run(
                 api::warm(&warming).await;
                 crate::give_back_memory();
             });
-            app = app.merge(api::router(api));
+            app = app.merge(web::doors(api));
             // The first start: an Admin to log in with, its one-time password said once.
             if let Some(p) = crate::users::first_admin(&store).await? {
                 let detail = serde_json::json!({"user": "admin", "role": "admin", "one_time_password": true});
@@ -127,9 +127,7 @@ pub async fn run(
         }
         // Every error, whichever layer answers it, is a problem document; outsized requests
         // are refused before any route.
-        let app = app
-            .layer(axum::middleware::map_response(web::problem::as_problem))
-            .layer(axum::middleware::from_fn(web::problem::limits));
+        let app = web::finish(app);
         let (bound, task) = serve::serve(&listen, app, stop_rx.clone()).await?;
         let scheme = if listen.tls.is_some() { "https" } else { "http" };
         if full {

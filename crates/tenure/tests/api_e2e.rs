@@ -331,7 +331,10 @@ fn matrix() -> BTreeMap<&'static str, &'static str> {
         ("GET /api/v1/connections", "viewer"),
         ("POST /api/v1/connections", "admin"),
         ("GET /api/v1/connections/{name}", "viewer"),
+        ("DELETE /api/v1/connections/{name}", "admin"),
         ("POST /api/v1/connections/{name}/test", "editor"),
+        ("POST /api/v1/connections/{name}/pause", "admin"),
+        ("POST /api/v1/connections/{name}/resume", "admin"),
         ("PUT /api/v1/connections/{name}/token", "admin"),
         ("GET /api/v1/connections/{name}/plan", "editor"),
         ("POST /api/v1/connections/{name}/plan", "editor"),
@@ -517,8 +520,10 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
     for key in table.keys() {
         assert!(documented.iter().any(|d| d == key), "{key} is in the matrix but not documented");
     }
-    // Sessions last: a logout ends the session the rest of the matrix uses.
-    documented.sort_by_key(|k| k.as_str() == "DELETE /api/v1/session");
+    // Sessions last: a logout ends the session the rest of the matrix uses; before it, the
+    // removal of the connection the other routes act on.
+    documented
+        .sort_by_key(|k| (k.as_str() == "DELETE /api/v1/session", k.as_str() == "DELETE /api/v1/connections/{name}"));
     let anon = Client::anonymous(base);
     for key in &documented {
         let (method, path) = key.split_once(' ').unwrap();

@@ -105,8 +105,23 @@ fn add_list_test_rotate_remove_and_the_token_is_nowhere() {
     let r = tenure(&dir, &["connection", "test", "Connection-Bearer Token-1"], None, &mut t);
     assert!(r.ok, "{}", r.out);
 
+    // Paused, the connection says so in the list; resumed, it is enabled again.
+    let r = tenure(&dir, &["connection", "pause", "Connection-Bearer Token-1"], None, &mut t);
+    assert!(r.ok && r.out.contains("scheduled runs pass it by"), "{}", r.out);
+    let r = tenure(&dir, &["connection", "list"], None, &mut t);
+    assert!(r.out.contains("Connection-Bearer Token-1\tpaused\t"), "{}", r.out);
+    let r = tenure(&dir, &["connection", "list", "--json"], None, &mut t);
+    assert!(r.out.contains("\"paused\": {"), "{}", r.out);
+    let r = tenure(&dir, &["connection", "resume", "Connection-Bearer Token-1"], None, &mut t);
+    assert!(r.ok, "{}", r.out);
+    let r = tenure(&dir, &["connection", "list"], None, &mut t);
+    assert!(r.out.contains("Connection-Bearer Token-1\tenabled\t"), "{}", r.out);
+    let r = tenure(&dir, &["connection", "pause", "Nope"], None, &mut t);
+    assert!(!r.ok && r.out.contains("no connection named"), "{}", r.out);
+
     let r = tenure(&dir, &["connection", "remove", "Connection-Bearer Token-2"], None, &mut t);
     assert!(r.ok, "{}", r.out);
+    assert!(r.out.contains("left as they are") && r.out.contains("0 link(s)"), "{}", r.out);
     let r = tenure(&dir, &["connection", "remove", "Connection-Bearer Token-2"], None, &mut t);
     assert!(!r.ok);
     let r = tenure(&dir, &["connection", "list"], None, &mut t);

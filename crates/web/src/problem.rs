@@ -221,7 +221,10 @@ pub async fn as_problem(r: Response) -> Response {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         // A JSON answer says what it means already (the readiness probe's 503).
-        .is_some_and(|v| v.starts_with("application/problem+json") || v.starts_with("application/json"));
+        .is_some_and(|v| {
+            // A console page says what it means already, in HTML.
+            v.starts_with("application/problem+json") || v.starts_with("application/json") || v.starts_with("text/html")
+        });
     if !(status.is_client_error() || status.is_server_error()) || typed {
         return r;
     }

@@ -1,4 +1,4 @@
-//! `tenure connection add | list | test | rotate-token | remove`: the monday.com connection
+//! `tenure connection add | list | test | rotate-token | pause | resume | remove`: the monday.com connection
 //! page on the command line. Tokens come from a file or standard input, never from argv.
 
 use crate::connections::*;
@@ -56,7 +56,18 @@ pub enum ConnectionCommand {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
-    /// Remove a connection (its sealed token goes with it).
+    /// Pause a connection: scheduled runs pass it by until it is resumed (`tenure apply` still
+    /// runs it when asked).
+    Pause {
+        /// The connection's name.
+        name: String,
+    },
+    /// Resume a paused connection.
+    Resume {
+        /// The connection's name.
+        name: String,
+    },
+    /// Remove a connection (its sealed token goes with it; the accounts and links stay).
     Remove {
         /// The connection's name.
         name: String,
@@ -139,8 +150,9 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             for c in all {
                 let limit =
                     c.rate_limit_per_second.map(|r| format!("{r} req/s")).unwrap_or_else(|| "no rate limit".into());
+                let state = if c.paused.is_some() { "paused" } else { "enabled" };
                 outln!(
-                    "{}\t{}\t{}\ttoken ****{}\t{limit}\t{}",
+                    "{}\t{state}\t{}\t{}\ttoken ****{}\t{limit}\t{}",
                     c.name,
                     c.base_url,
                     c.dialect,
@@ -165,14 +177,21 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             }
             Ok(())
         }
+        ConnectionCommand::Pause { name } => {
+            service::connections::pause(store, &name, &by).await?;
+            outln!("paused {name:?}: scheduled runs pass it by until `tenure connection resume {name:?}`");
+            Ok(())
+        }
+        ConnectionCommand::Resume { name } => {
+            service::connections::resume(store, &name, &by).await?;
+            outln!("resumed {name:?}: the next scheduled run includes it");
+            Ok(())
+        }
         ConnectionCommand::Remove { name } => {
-            if store.remove_connection(&name).await.map_err(|e| e.to_string())? {
-                crate::decisions::record_one(store, "connection_remove", &name, &by, serde_json::json!({})).await?;
-                outln!("removed {name:?}");
-                Ok(())
-            } else {
-                Err(format!("no connection named {name:?}"))
-            }
+            let r = service::connections::remove(store, &name, &by).await?;
+            outln!("removed {name:?}");
+            outln!("{}", service::connections::removal_consequences(r.links_kept));
+            Ok(())
         }
     }
 }

@@ -97,7 +97,7 @@ fn hash(s: &str) -> String {
 }
 
 /// The CSRF token of a session: bound to its id, so nothing more is stored.
-fn csrf_of(session_id: &str) -> String {
+pub fn csrf_of(session_id: &str) -> String {
     let mut m = Hmac::<sha2::Sha256>::new_from_slice(session_id.as_bytes()).expect("any key length");
     m.update(b"tenure csrf");
     m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
@@ -114,24 +114,29 @@ fn unauthorized(detail: &str) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
 }
 
-/// A state-changing request on a cookie session: same origin (scheme and host), and the
-/// session's CSRF token.
-fn check_csrf(headers: &HeaderMap, scheme: &str, session_id: &str) -> Result<(), Problem> {
+/// Whether a request comes from a page of our own origin (scheme and host): its Origin
+/// header, or without one, the browser's Sec-Fetch-Site.
+pub fn same_origin(headers: &HeaderMap, scheme: &str) -> bool {
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
     let origin = headers.get("origin").and_then(|h| h.to_str().ok());
     let same_site = headers.get("sec-fetch-site").and_then(|h| h.to_str().ok());
-    let same_origin = match origin {
+    match origin {
         Some(o) => !host.is_empty() && o.eq_ignore_ascii_case(&format!("{scheme}://{host}")),
         None => same_site == Some("same-origin"),
-    };
-    if !same_origin {
+    }
+}
+
+/// A state-changing request on a cookie session: same origin (scheme and host), and the
+/// session's CSRF token (`given`: from the header, or a console form's field).
+pub fn check_csrf(headers: &HeaderMap, scheme: &str, session_id: &str, given: Option<&str>) -> Result<(), Problem> {
+    if !same_origin(headers, scheme) {
         return Err(Problem::forbidden(
             "csrf",
             "a request on a session must come from the console's own origin (Origin header)",
         ));
     }
     use subtle::ConstantTimeEq;
-    let given = headers.get(CSRF_HEADER).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let given = given.unwrap_or_default();
     if !bool::from(given.as_bytes().ct_eq(csrf_of(session_id).as_bytes())) {
         return Err(Problem::forbidden("csrf", "a request on a session needs its CSRF token in X-CSRF-Token"));
     }
@@ -159,16 +164,16 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
             .ok()
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or_else(|| unauthorized("send an API token as Authorization: Bearer tenure_..."))?;
-        let t = crate::users::authenticate_token(&api.store, bearer.trim(), now)
+        let checked = crate::users::authenticate_token(&api.store, bearer.trim(), now)
             .await?
             // Unknown, revoked and expired tokens are told apart to no one.
             .ok_or_else(|| unauthorized("the token is not valid"))?;
+        let t = checked.token;
         let mut role = Role::parse(&t.role).unwrap_or(Role::Viewer);
         // A token made by a platform user is that user at most: it stops when they are
         // disabled (or gone) and loses what they lose.
-        if let Some(maker) = &t.maker {
-            let m = api.store.user(maker).await?;
-            let Some(m) = m.filter(|m| !m.disabled) else {
+        if t.maker.is_some() {
+            let Some(m) = checked.maker.filter(|m| !m.disabled) else {
                 return Err(unauthorized("the token is not valid"));
             };
             role = within(role, Role::parse(&m.role).unwrap_or(Role::Viewer));
@@ -188,7 +193,19 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
     let Some(id) = cookie_value(headers, COOKIE) else {
         return Err(unauthorized("log in (POST /api/v1/session) or send an API token"));
     };
-    let id_hash = hash(&id);
+    let caller = session_caller(api, &id).await?;
+    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let given = headers.get(CSRF_HEADER).and_then(|h| h.to_str().ok());
+        check_csrf(headers, scheme, &id, given)?;
+    }
+    Ok(caller)
+}
+
+/// The caller of a session, by the session id its cookie holds (the CSRF check is the
+/// door's: the API takes the token in a header, the console's forms in a field too). An
+/// ended session (idle, too old, voided by a password change or a disable) is removed.
+pub async fn session_caller(api: &Shared, id: &str) -> Result<Caller, Problem> {
+    let id_hash = hash(id);
     let expired = || unauthorized("the session has ended: log in again");
     let (user_id, created, seen) = api.store.session(&id_hash).await?.ok_or_else(expired)?;
     let t = now_ms();
@@ -208,9 +225,6 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
         return Err(expired());
     }
     let user = user.expect("checked");
-    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        check_csrf(headers, scheme, &id)?;
-    }
     // Every request counts as activity; it is written when a tenth of the idle time has passed
     // since the last write, so a busy console is not a store write per request and idle expiry
     // is measured from the last request within a tenth of the idle time.
@@ -218,6 +232,11 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
         api.store.touch_session(&id_hash, t).await?;
     }
     Ok(user_caller(&user, id_hash))
+}
+
+/// The session id a request's cookie holds.
+pub fn session_id(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, COOKIE)
 }
 
 /// A platform user calling on a session (its id's hash).
@@ -284,12 +303,17 @@ fn forwarded_address(entry: &str) -> Option<std::net::IpAddr> {
         .and_then(|(a, port)| port.parse::<u16>().ok().and(a.parse::<std::net::Ipv4Addr>().ok()).map(Into::into))
 }
 
+/// The client's address and scheme for a request, as `client_of` trusts them (without a
+/// socket, in-process: loopback over this listener's scheme).
+pub fn client_of_parts(api: &Shared, parts: &Parts) -> (std::net::IpAddr, &'static str) {
+    match parts.extensions.get::<ConnectInfo<crate::serve::Peer>>() {
+        Some(ConnectInfo(crate::serve::Peer(peer))) => client_of(api, *peer, &parts.headers),
+        None => (std::net::Ipv4Addr::LOCALHOST.into(), if api.tls { "https" } else { "http" }),
+    }
+}
+
 async fn authenticate_parts(parts: &mut Parts, api: &Shared) -> Result<Caller, Problem> {
-    let scheme = match parts.extensions.get::<ConnectInfo<crate::serve::Peer>>() {
-        Some(ConnectInfo(crate::serve::Peer(peer))) => client_of(api, *peer, &parts.headers).1,
-        None if api.tls => "https",
-        None => "http",
-    };
+    let scheme = client_of_parts(api, parts).1;
     authenticate(api, &parts.headers, &parts.method, scheme).await
 }
 
@@ -462,40 +486,56 @@ fn set_cookie(api: &Shared, id: &str, max_age: i64) -> HeaderValue {
         .expect("ascii")
 }
 
-/// A new session for a user, answered with who they are, its cookie and its CSRF token.
-async fn with_new_session(api: &Shared, user: &store::UserRecord) -> Result<Response, Problem> {
+/// A new session for a user: its id (the cookie's value) and its Set-Cookie header.
+pub async fn new_session(api: &Shared, user: &store::UserRecord) -> Result<(String, HeaderValue), Problem> {
     let id = crate::users::random_hex(32);
     let t = now_ms();
     // Expired sessions go as new ones come.
     api.store.prune_sessions(t - api.sessions.idle.as_millis() as i64, t - api.sessions.max.as_millis() as i64).await?;
     api.store.add_session(&hash(&id), &user.id, t).await?;
+    let cookie = set_cookie(api, &id, api.sessions.max.as_secs() as i64);
+    Ok((id, cookie))
+}
+
+/// The Set-Cookie header that ends a session in the browser.
+pub fn clear_cookie(api: &Shared) -> HeaderValue {
+    set_cookie(api, "", 0)
+}
+
+/// Ends a session (its id's hash) everywhere its cookie is.
+pub async fn end_session(api: &Shared, session: &str) -> Result<(), Problem> {
+    api.store.delete_session(session).await?;
+    Ok(())
+}
+
+/// A new session for a user, answered with who they are, its cookie and its CSRF token.
+async fn with_new_session(api: &Shared, user: &store::UserRecord) -> Result<Response, Problem> {
+    let (id, cookie) = new_session(api, user).await?;
     let mut r = Json(info(&user_caller(user, hash(&id)), Some(csrf_of(&id)))).into_response();
-    r.headers_mut().insert("set-cookie", set_cookie(api, &id, api.sessions.max.as_secs() as i64));
+    r.headers_mut().insert("set-cookie", cookie);
     r.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(r)
 }
 
-/// Log in: a session cookie (HttpOnly, SameSite=Strict, Secure under TLS) and its CSRF token.
-#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Login, security(()),
-    responses((status = 200, body = SessionInfo), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json")))]
-async fn login(
-    State(api): State<Shared>,
-    ConnectInfo(crate::serve::Peer(peer)): ConnectInfo<crate::serve::Peer>,
-    headers: HeaderMap,
-    Body(l): Body<Login>,
-) -> Result<Response, Problem> {
+/// Checks a user name and password for a sign-in from `address`: slowed and throttled per
+/// account and address, every failure audited (the API's login and the console's sign-in).
+/// 401 for a wrong name or password or a disabled user, told apart to no one; 429 with its
+/// wait when throttled.
+pub async fn sign_in(
+    api: &Shared,
+    name: &str,
+    password: Secret,
+    address: std::net::IpAddr,
+) -> Result<store::UserRecord, Problem> {
     let now = now_ms();
-    let (address, _) = client_of(&api, peer, &headers);
     // Nothing is hashed for a password no one could have set.
-    if l.password.len() > crate::users::MAX_PASSWORD {
+    if password.expose().len() > crate::users::MAX_PASSWORD {
         return Err(Problem::bad_request(
             "invalid-body",
             format!("a password is at most {} bytes", crate::users::MAX_PASSWORD),
         ));
     }
-    if let Err(wait) = api.throttle.attempt(&l.user, address, now) {
+    if let Err(wait) = api.throttle.attempt(name, address, now) {
         let s = (wait as u64).div_ceil(1000);
         return Err(Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -504,9 +544,8 @@ async fn login(
         )
         .retry_after(s));
     }
-    tokio::time::sleep(api.throttle.slowdown(&l.user)).await;
-    let user = api.store.user(&l.user).await?;
-    let password = Secret::new(l.password);
+    tokio::time::sleep(api.throttle.slowdown(name)).await;
+    let user = api.store.user(name).await?;
     // A missing user costs a hash too, so timing does not tell who exists.
     let ok = match &user {
         Some(u) => crate::users::verify_password(&password, &u.password_hash) && !u.disabled,
@@ -520,13 +559,29 @@ async fn login(
         crate::metrics::inc("tenure_login_failures_total", &[]);
         // An anonymous attempt, not a decision of the user named: and the name is kept only
         // when it is a user's, never what someone typed (it may be their password).
-        let known = api.store.user(&l.user).await?.map(|u| u.name);
+        let known = api.store.user(name).await?.map(|u| u.name);
         let detail = serde_json::json!({"user_tried": known, "unknown_user": known.is_none(),
             "address": address.to_string()});
         crate::decisions::record_one(&api.store, "login_failed", "", "anonymous", detail).await?;
         return Err(unauthorized("wrong user name or password, or the user is disabled"));
     };
-    api.throttle.succeeded(&l.user, address);
+    api.throttle.succeeded(name, address);
+    Ok(user)
+}
+
+/// Log in: a session cookie (HttpOnly, SameSite=Strict, Secure under TLS) and its CSRF token.
+#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = Login, security(()),
+    responses((status = 200, body = SessionInfo), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json")))]
+async fn login(
+    State(api): State<Shared>,
+    ConnectInfo(crate::serve::Peer(peer)): ConnectInfo<crate::serve::Peer>,
+    headers: HeaderMap,
+    Body(l): Body<Login>,
+) -> Result<Response, Problem> {
+    let (address, _) = client_of(&api, peer, &headers);
+    let user = sign_in(&api, &l.user, Secret::new(l.password), address).await?;
     with_new_session(&api, &user).await
 }
 
@@ -573,30 +628,42 @@ async fn change_password(
     AnyCaller(c): AnyCaller,
     Body(p): Body<PasswordChange>,
 ) -> Result<Response, Problem> {
+    let user = change_password_of(&api, &c, &Secret::new(p.current), Secret::new(p.new)).await?;
+    // The change voided every session made before it, this one too: a fresh one follows.
+    with_new_session(&api, &user).await
+}
+
+/// Sets a session user's new password after checking their current one (the API's and the
+/// console's password change). Every session made before it ends; the user is answered as
+/// they are now, for a fresh session.
+pub async fn change_password_of(
+    api: &Shared,
+    c: &Caller,
+    current: &Secret,
+    new: Secret,
+) -> Result<store::UserRecord, Problem> {
     let (Some(name), Some(_)) = (&c.user, &c.session) else {
         return Err(Problem::bad_request("not-a-session", "an API token has no password: log in as a user"));
     };
-    if p.current.len() > crate::users::MAX_PASSWORD || p.new.len() > crate::users::MAX_PASSWORD {
+    if current.expose().len() > crate::users::MAX_PASSWORD || new.expose().len() > crate::users::MAX_PASSWORD {
         return Err(Problem::bad_request(
             "invalid-body",
             format!("a password is at most {} bytes", crate::users::MAX_PASSWORD),
         ));
     }
     let user = api.store.user(name).await?.ok_or_else(|| unauthorized("no such user"))?;
-    if !crate::users::verify_password(&Secret::new(p.current.clone()), &user.password_hash) {
+    if !crate::users::verify_password(current, &user.password_hash) {
         return Err(Problem::refused("the current password is not right"));
     }
-    if p.new == p.current {
+    if new.expose() == current.expose() {
         return Err(Problem::refused("the new password must differ from the current one"));
     }
-    let new = Secret::new(p.new);
     crate::users::check_password(name, &new)?;
     let h = crate::users::hash_password(&new)?;
     api.store.set_user_password(name, &h, false).await?;
     crate::decisions::record_one(&api.store, "password_change", "", &c.actor, serde_json::json!({"user": name}))
         .await?;
-    // The change voided every session made before it, this one too: a fresh one follows.
-    with_new_session(&api, &store::UserRecord { must_change: false, ..user }).await
+    Ok(store::UserRecord { must_change: false, ..user })
 }
 
 pub fn routes() -> OpenApiRouter<Shared> {
@@ -665,14 +732,15 @@ mod tests {
     fn csrf_needs_origin_and_token() {
         let mut h = HeaderMap::new();
         h.insert("host", HeaderValue::from_static("127.0.0.1:8790"));
-        assert!(check_csrf(&h, "http", "s").is_err());
+        let token = csrf_of("s");
+        let given = Some(token.as_str());
+        assert!(check_csrf(&h, "http", "s", given).is_err());
         h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8790"));
-        assert!(check_csrf(&h, "http", "s").is_err(), "origin alone is not enough");
-        h.insert(CSRF_HEADER, HeaderValue::from_str(&csrf_of("s")).unwrap());
-        assert!(check_csrf(&h, "http", "s").is_ok());
-        assert!(check_csrf(&h, "https", "s").is_err(), "the scheme counts: http is another origin than https");
-        assert!(check_csrf(&h, "http", "other").is_err(), "bound to its session");
+        assert!(check_csrf(&h, "http", "s", None).is_err(), "origin alone is not enough");
+        assert!(check_csrf(&h, "http", "s", given).is_ok());
+        assert!(check_csrf(&h, "https", "s", given).is_err(), "the scheme counts: http is another origin than https");
+        assert!(check_csrf(&h, "http", "other", given).is_err(), "bound to its session");
         h.insert("origin", HeaderValue::from_static("http://evil.example"));
-        assert!(check_csrf(&h, "http", "s").is_err());
+        assert!(check_csrf(&h, "http", "s", given).is_err());
     }
 }

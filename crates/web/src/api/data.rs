@@ -97,7 +97,9 @@ async fn add_connection(
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-/// Test a connection: its address, then its token against the target; each step said.
+/// Test a connection step by step: address allowed, TLS, authentication,
+/// ServiceProviderConfig, what the token may do, users visible; each with its result and, on
+/// failure, the fix in words.
 #[utoipa::path(post, path = "/api/v1/connections/{name}/test", tag = "connections", params(("name" = String, Path)),
     responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn test_connection(
@@ -107,11 +109,58 @@ async fn test_connection(
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Editor)?;
     c.on(&name)?;
-    api.store.connection(&name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
-    Ok(Json(match crate::connections::test(&api.store, &api.key, &name).await {
-        Ok(steps) => json!({"ok": true, "steps": steps}),
-        Err(e) => json!({"ok": false, "steps": [], "error": e.to_string()}),
-    }))
+    let checked = crate::connections::check_stored(&api.store, &api.key, &name).await?;
+    Ok(Json(json!({"ok": checked.passed(), "url": checked.url, "steps": checked.steps})))
+}
+
+/// Pause a connection (Admin): scheduled runs pass it by until it is resumed.
+#[utoipa::path(post, path = "/api/v1/connections/{name}/pause", tag = "connections", params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn pause_connection(
+    State(api): State<Shared>,
+    Scoped(c): Scoped,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Admin)?;
+    c.on(&name)?;
+    crate::connections::pause(&api.store, &name, &c.actor).await?;
+    connection_view(&api, &name).await
+}
+
+/// Resume a paused connection (Admin).
+#[utoipa::path(post, path = "/api/v1/connections/{name}/resume", tag = "connections", params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn resume_connection(
+    State(api): State<Shared>,
+    Scoped(c): Scoped,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Admin)?;
+    c.on(&name)?;
+    crate::connections::resume(&api.store, &name, &c.actor).await?;
+    api.wake.notify_one();
+    connection_view(&api, &name).await
+}
+
+async fn connection_view(api: &Shared, name: &str) -> Result<Json<Value>, Problem> {
+    let x = api.store.connection(name).await?.ok_or_else(|| Problem::not_found(format!("no connection {name:?}")))?;
+    Ok(Json(crate::connections::view(&x)))
+}
+
+/// Remove a connection (Admin): its token is erased; the accounts in the target are left as
+/// they are and the links kept, so adding it again under the same name takes them up.
+#[utoipa::path(delete, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn remove_connection(
+    State(api): State<Shared>,
+    Scoped(c): Scoped,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Admin)?;
+    c.on(&name)?;
+    let r = crate::connections::remove(&api.store, &name, &c.actor).await?;
+    Ok(Json(json!({"removed": name, "links_kept": r.links_kept,
+        "consequences": crate::connections::removal_consequences(r.links_kept)})))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -440,8 +489,10 @@ async fn worker(State(api): State<Shared>, c: Caller, Path(id): Path<String>) ->
 pub fn routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new()
         .routes(routes!(connections, add_connection))
-        .routes(routes!(connection))
+        .routes(routes!(connection, remove_connection))
         .routes(routes!(test_connection))
+        .routes(routes!(pause_connection))
+        .routes(routes!(resume_connection))
         .routes(routes!(rotate_token))
         .routes(routes!(get_config, put_config))
         .routes(routes!(upload))

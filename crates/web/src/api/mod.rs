@@ -267,7 +267,11 @@ pub fn router(api: Shared) -> Router {
         .with_state(api)
 }
 
-async fn not_found(uri: axum::http::Uri) -> Response {
+/// An unknown address: the console's page for a browser outside the API, else a problem.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    if !uri.path().starts_with("/api/") && crate::console::wants_html(&headers) {
+        return crate::console::not_found_page(uri.path());
+    }
     Problem::new(StatusCode::NOT_FOUND, "not-found", format!("no route {}", uri.path())).into_response()
 }
 

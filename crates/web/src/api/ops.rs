@@ -43,6 +43,7 @@ async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Val
             json!({
                 "connection": s.connection,
                 "enabled": s.enabled,
+                "paused": s.paused.as_ref().map(|(at, by)| json!({"at": at, "by": by})),
                 "running": s.running,
                 "last_run": view(&s.last_run),
                 "last_successful_run": view(&s.last_successful_run),

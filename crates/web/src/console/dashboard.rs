@@ -1,0 +1,152 @@
+//! The dashboard: one card per connection with how it stands, from the status the API serves
+//! (one shared read for everyone asking together); a run in progress followed live.
+
+use super::{render, segment, when, Chrome, Failure, Message, Page};
+use crate::api::Shared;
+use crate::users::Role;
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+/// A finished run's five counts, as Hire2Retire's reconcile view shows them.
+pub struct Counts {
+    pub total: String,
+    pub skipped: String,
+    pub no_change: String,
+    pub processed: String,
+    pub failed: String,
+}
+
+pub struct Card {
+    pub name: String,
+    pub path: String,
+    pub configured: bool,
+    pub paused: bool,
+    pub running: bool,
+    /// The running run's id, for its live progress.
+    pub live: Option<String>,
+    pub last_run: String,
+    pub last_ok: String,
+    pub next_run: String,
+    pub counts: Option<Counts>,
+    pub pending_reviews: i64,
+    pub dead_letters: i64,
+    pub held: i64,
+    pub guard: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct Dashboard {
+    chrome: Chrome,
+    message: Option<Message>,
+    cards: Vec<Card>,
+    hr_line: String,
+    can_admin: bool,
+}
+
+/// The cards alone: what the dashboard's refresh (htmx) swaps in.
+#[derive(Template)]
+#[template(path = "cards.html")]
+struct Cards {
+    cards: Vec<Card>,
+}
+
+#[derive(Deserialize)]
+pub struct DashboardQuery {
+    said: Option<String>,
+}
+
+fn count(n: Option<i64>) -> String {
+    n.map(|n| n.to_string()).unwrap_or_else(|| "–".into())
+}
+
+pub async fn page(
+    State(api): State<Shared>,
+    page: Page,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<DashboardQuery>,
+) -> Response {
+    match build(&api, &page, q, super::from_htmx(&headers)).await {
+        Ok(r) => r,
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn build(api: &Shared, page: &Page, q: DashboardQuery, fragment: bool) -> Result<Response, Failure> {
+    page.need(Role::Viewer)?;
+    let st = api.status.read(&api.store, Some(&api.runs), Some(api.interval)).await?;
+    let cards: Vec<Card> = st
+        .connections
+        .iter()
+        .map(|s| {
+            let run_line = |r: &Option<service::status::RunSeen>| match r {
+                Some(r) => when(r.finished_at.as_deref().unwrap_or(&r.started_at)),
+                None => "none yet".to_string(),
+            };
+            let next_run = match (&s.paused, s.next_run, s.running) {
+                (Some(_), _, _) => "none: paused".to_string(),
+                (None, _, true) => "after this one".to_string(),
+                (None, Some(t), false) => super::moment(t),
+                (None, None, false) if api.interval.is_zero() => "none: no schedule (--interval 0)".to_string(),
+                (None, None, false) => "at the scheduler's next turn".to_string(),
+            };
+            Card {
+                path: segment(&s.connection),
+                name: s.connection.clone(),
+                configured: s.enabled,
+                paused: s.paused.is_some(),
+                running: s.running,
+                live: s.running_id.clone(),
+                last_run: run_line(&s.last_run),
+                last_ok: run_line(&s.last_successful_run),
+                next_run,
+                counts: s.last_run.as_ref().map(|r| Counts {
+                    total: count(r.counts.total),
+                    skipped: count(r.counts.skipped),
+                    no_change: count(r.counts.no_change),
+                    processed: count(r.counts.processed),
+                    failed: count(r.counts.failed),
+                }),
+                pending_reviews: s.pending_reviews,
+                dead_letters: s.dead_letters,
+                held: s.held,
+                guard: s.guard.as_ref().map(|g| {
+                    format!(
+                        "{} A Reviewer or Admin confirms with the number {} (on {}, by {}).",
+                        g.why,
+                        g.deactivations,
+                        when(&g.tripped_at),
+                        g.by
+                    )
+                }),
+            }
+        })
+        .collect();
+    if fragment {
+        return Ok(render(&Cards { cards }));
+    }
+    let hr_line = match &st.last_received {
+        Some(l) => format!(
+            "HR data last received {} ({}, {} rows, {} accepted, {} quarantined).",
+            when(&l.loaded_at),
+            l.source,
+            l.rows,
+            l.accepted,
+            l.quarantined
+        ),
+        None => "No HR data received yet.".to_string(),
+    };
+    let message = match q.said.as_deref() {
+        Some("password") => Message::ok("Your new password is set."),
+        _ => None,
+    };
+    Ok(render(&Dashboard {
+        chrome: page.chrome("dashboard"),
+        message,
+        cards,
+        hr_line,
+        can_admin: page.may(Role::Admin),
+    }))
+}

@@ -1,0 +1,271 @@
+//! The console's handlers in-process, through the same router and layers the listener serves:
+//! a page whole or as the fragment htmx asked for, the Content-Security-Policy on every answer,
+//! a form without its CSRF token refused, and every console route called with every role.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use service::users::Role;
+use std::sync::Arc;
+use tower::ServiceExt;
+use web::console::Need;
+
+struct App {
+    router: axum::Router,
+    api: web::api::Shared,
+    _dir: Dir,
+}
+
+struct Dir(std::path::PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A session for a new user of this role: (cookie, CSRF token).
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+const CONNECTION: &str = "Connection-Bearer Token-1";
+
+async fn app() -> App {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("tenure-console-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = store::Store::open_in(&dir).await.unwrap();
+    let key = Arc::new(store::MasterKey::load(&dir).unwrap());
+    // A connection to a port where nothing listens: its test fails at once, without a network.
+    let c = store::NewConnection {
+        name: CONNECTION.into(),
+        base_url: "http://127.0.0.1:9/scim/v2/".into(),
+        dialect: "monday".into(),
+        insecure_http: false,
+        allow_private: false,
+        rate_limit_per_second: None,
+    };
+    store.add_connection(&c, &store::Secret::new("token-0001"), &key).await.unwrap();
+    let api = Arc::new(web::api::Api::new(store, key, dir.clone(), Arc::new(tokio::sync::Notify::new()), false));
+    let router = web::finish(web::doors(api.clone()));
+    App { router, api, _dir: Dir(dir) }
+}
+
+async fn session(app: &App, role: Role) -> Session {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!("{}-{}", role.as_str(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let pw = store::Secret::new(format!("{name} has a long password"));
+    let user = service::users::add_user(&app.api.store, &name, role, &pw, false).await.unwrap();
+    let (id, _) = web::api::auth::new_session(&app.api, &user).await.unwrap();
+    Session { cookie: format!("{}={id}", web::api::auth::COOKIE), csrf: web::api::auth::csrf_of(&id) }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+}
+
+/// A request as a browser on this console sends it: Host and Origin its own.
+async fn call(app: &App, method: Method, uri: &str, who: Option<&Session>, form: Option<String>, htmx: bool) -> Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "localhost")
+        .header("origin", "http://localhost")
+        // What the listener gives every request: the peer's address.
+        .extension(axum::extract::ConnectInfo(web::serve::Peer("127.0.0.1:1".parse().unwrap())));
+    if let Some(s) = who {
+        req = req.header("cookie", &s.cookie);
+    }
+    if htmx {
+        req = req.header("hx-request", "true");
+    }
+    if form.is_some() {
+        req = req.header("content-type", "application/x-www-form-urlencoded");
+    }
+    let req = req.body(form.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+    let r = app.router.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (r.status(), r.headers().clone());
+    let bytes = axum::body::to_bytes(r.into_body(), 4 << 20).await.unwrap();
+    Reply { status, headers, text: String::from_utf8_lossy(&bytes).into_owned() }
+}
+
+#[tokio::test]
+async fn a_page_is_whole_for_the_browser_and_a_fragment_for_htmx() {
+    let app = app().await;
+    let viewer = session(&app, Role::Viewer).await;
+    let whole = call(&app, Method::GET, "/", Some(&viewer), None, false).await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.text);
+    assert!(whole.text.starts_with("<!doctype html>") && whole.text.contains("<title>Dashboard · tenure</title>"));
+    assert!(whole.text.contains(CONNECTION) && whole.text.contains("id=\"cards\""));
+    let part = call(&app, Method::GET, "/", Some(&viewer), None, true).await;
+    assert_eq!(part.status, StatusCode::OK);
+    assert!(part.text.trim_start().starts_with("<div id=\"cards\""), "{}", part.text);
+    assert!(!part.text.contains("<html") && !part.text.contains("<header"), "only the cards: {}", part.text);
+    assert!(part.text.contains(CONNECTION));
+    for r in [&whole, &part] {
+        assert!(r.headers.get_all("vary").iter().any(|v| v == "HX-Request"), "{:?}", r.headers);
+        assert_eq!(r.headers["cache-control"], "no-store");
+    }
+    // The connection test answers a fragment: the steps, not a page.
+    let editor = session(&app, Role::Editor).await;
+    let path = format!("/connections/{}/test", web::console::segment(CONNECTION));
+    let steps = call(&app, Method::POST, &path, Some(&editor), Some(format!("csrf={}", editor.csrf)), true).await;
+    assert_eq!(steps.status, StatusCode::OK, "{}", steps.text);
+    assert!(steps.text.trim_start().starts_with("<div id=\"test-result\""), "{}", steps.text);
+    assert!(steps.text.contains("could not be reached") && steps.text.contains("Fix:"), "{}", steps.text);
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_content_security_policy() {
+    let app = app().await;
+    let admin = session(&app, Role::Admin).await;
+    let css = web::console::ASSETS.css.clone();
+    let cases: Vec<(Method, &str, Option<&Session>)> = vec![
+        (Method::GET, "/sign-in", None),
+        (Method::GET, "/", None),
+        (Method::GET, "/", Some(&admin)),
+        (Method::GET, "/connections/new", Some(&admin)),
+        (Method::GET, css.as_str(), None),
+        (Method::GET, "/static/nothing.css", None),
+        (Method::GET, "/no-such-page", None),
+        (Method::GET, "/api/v1/status", None),
+        (Method::GET, "/api/v1/openapi.json", None),
+        (Method::DELETE, "/sign-in", None),
+    ];
+    for (method, uri, who) in cases {
+        let r = call(&app, method.clone(), uri, who, None, false).await;
+        let csp = r.headers.get("content-security-policy").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(csp.as_deref(), Some(web::console::CSP), "{method} {uri}: {:?}", r.headers);
+        assert!(!web::console::CSP.contains("unsafe-inline") && !web::console::CSP.contains("unsafe-eval"));
+        assert_eq!(r.headers["x-content-type-options"], "nosniff", "{method} {uri}");
+    }
+    // A static file is served by its hash, for a year; an HTML page never holds inline script
+    // or style.
+    let r = call(&app, Method::GET, &css, None, None, false).await;
+    assert_eq!(r.headers["cache-control"], "public, max-age=31536000, immutable");
+    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/css"));
+    let page = call(&app, Method::GET, "/connections/new", Some(&admin), None, false).await;
+    assert!(!page.text.contains("<script>") && !page.text.contains("style=") && !page.text.contains("<style"));
+    assert!(page.text.contains(&format!("integrity=\"{}\"", web::console::ASSETS.htmx_sri)));
+    // A browser asking for a page the listener does not have gets a page; the API a problem.
+    let mut req = Request::builder().uri("/no-such-page").header("accept", "text/html").body(Body::empty()).unwrap();
+    req.headers_mut().insert("host", "localhost".parse().unwrap());
+    let r = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let r = call(&app, Method::GET, "/api/v1/nothing", None, None, false).await;
+    assert_eq!(
+        (r.status, r.headers["content-type"].to_str().unwrap()),
+        (StatusCode::NOT_FOUND, "application/problem+json")
+    );
+}
+
+#[tokio::test]
+async fn a_form_without_its_csrf_token_or_from_elsewhere_is_refused() {
+    let app = app().await;
+    let admin = session(&app, Role::Admin).await;
+    let path = format!("/connections/{}/pause", web::console::segment(CONNECTION));
+    let paused = || async { app.api.store.connection(CONNECTION).await.unwrap().unwrap().paused.is_some() };
+    // No token; a token of another session; from another origin.
+    let other = session(&app, Role::Editor).await;
+    for form in [String::new(), format!("csrf={}", other.csrf)] {
+        let r = call(&app, Method::POST, &path, Some(&admin), Some(form), false).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(r.text.contains("did not come from this console"), "{}", r.text);
+    }
+    let req = Request::builder()
+        .method("POST")
+        .uri(&path)
+        .header("host", "localhost")
+        .header("origin", "https://evil.example")
+        .header("cookie", &admin.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={}", admin.csrf)))
+        .unwrap();
+    assert_eq!(app.router.clone().oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert!(!paused().await, "nothing refused was done");
+    // The token in the form field (a plain form) or the header (htmx) both pass.
+    let r = call(&app, Method::POST, &path, Some(&admin), Some(format!("csrf={}", admin.csrf)), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert!(paused().await);
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/connections/{}/resume", web::console::segment(CONNECTION)))
+        .header("host", "localhost")
+        .header("origin", "http://localhost")
+        .header("cookie", &admin.cookie)
+        .header("x-csrf-token", &admin.csrf)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.router.clone().oneshot(req).await.unwrap().status(), StatusCode::SEE_OTHER);
+    assert!(!paused().await);
+    // The sign-in form from another site is refused too (it would sign the browser in as
+    // someone else).
+    let req = Request::builder()
+        .method("POST")
+        .uri("/sign-in")
+        .header("host", "localhost")
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .extension(axum::extract::ConnectInfo(web::serve::Peer("127.0.0.1:1".parse().unwrap())))
+        .body(Body::from("user=admin-user&password=x"))
+        .unwrap();
+    assert_eq!(app.router.clone().oneshot(req).await.unwrap().status(), StatusCode::FORBIDDEN);
+}
+
+/// The route with its parameters filled in, and a form it reads.
+fn concrete(path: &str) -> String {
+    path.replace("{name}", &web::console::segment(CONNECTION)).replace("{file}", "nothing.css")
+}
+
+#[tokio::test]
+async fn every_console_route_answers_each_role_as_its_entry_says() {
+    let app = app().await;
+    let mut roles = vec![];
+    for role in [Role::Viewer, Role::Editor, Role::Reviewer, Role::Admin] {
+        roles.push((role, session(&app, role).await));
+    }
+    let mut routes = web::console::routes();
+    assert!(routes.len() >= 19, "{} routes", routes.len());
+    // Signing out ends the session the rest uses: last.
+    routes.sort_by_key(|(m, p, _)| *m == Method::POST && *p == "/sign-out");
+    for (method, path, need) in routes {
+        let uri = concrete(path);
+        let form = |s: &Session| (method == Method::POST).then(|| format!("csrf={}", s.csrf));
+        // Nobody signed in: a page that needs someone leads to signing in, never to the page.
+        let r = call(&app, method.clone(), &uri, None, (method == Method::POST).then(String::new), false).await;
+        match need {
+            Need::Public => assert_ne!(r.status, StatusCode::FORBIDDEN, "{method} {path} anonymous: {}", r.text),
+            _ => {
+                assert_eq!(r.status, StatusCode::SEE_OTHER, "{method} {path} anonymous: {}", r.text);
+                assert!(r.headers["location"].to_str().unwrap().starts_with("/sign-in"), "{method} {path}");
+            }
+        }
+        for (role, s) in &roles {
+            let r = call(&app, method.clone(), &uri, Some(s), form(s), false).await;
+            let allowed = match need {
+                Need::Public | Need::SignedIn => true,
+                Need::Role(need) => web::api::allows(*role, need),
+            };
+            if allowed {
+                assert_ne!(r.status, StatusCode::FORBIDDEN, "{method} {path} as {}: {}", role.as_str(), r.text);
+                assert!(r.status.as_u16() < 500, "{method} {path} as {}: {} {}", role.as_str(), r.status, r.text);
+            } else {
+                assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path} as {}: {}", role.as_str(), r.text);
+                assert!(r.text.contains("Not allowed") && r.text.contains("needs the"), "{method} {path}: {}", r.text);
+                assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+            }
+        }
+    }
+    // The role's own actions only: a Viewer's connection page offers none of the Admin's.
+    let viewer = session(&app, Role::Reviewer).await;
+    let page = call(&app, Method::GET, &concrete("/connections/{name}"), Some(&viewer), None, false).await;
+    assert!(!page.text.contains("Pause") && !page.text.contains("Remove") && !page.text.contains("Test connection"));
+    let admin = session(&app, Role::Admin).await;
+    let page = call(&app, Method::GET, &concrete("/connections/{name}"), Some(&admin), None, false).await;
+    assert!(page.text.contains("Pause") && page.text.contains("Remove") && page.text.contains("Test connection"));
+}

@@ -1,0 +1,247 @@
+// The admin's first hour in the console, clicked in a real browser (Debian's chromium through
+// playwright-core) against a real `tenure serve` and the real sandbox, which the Rust test
+// crates/tenure/tests/console_browser.rs starts and describes in the environment. Every page
+// visited is checked with axe-core and saved as a screenshot under $SCREENSHOTS.
+import { test, after, before } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { chromium } from "playwright-core";
+
+const require = createRequire(import.meta.url);
+const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+
+const BASE = process.env.TENURE_URL;
+const ONE_TIME = process.env.TENURE_ONE_TIME;
+const SANDBOX_URL = process.env.SANDBOX_URL;
+const SANDBOX_TOKEN = process.env.SANDBOX_TOKEN;
+const SHOTS = process.env.SCREENSHOTS;
+const PASSWORD = "a long admin passphrase 42";
+const CONNECTION = "Connection-Bearer Token-1";
+
+assert.ok(BASE && ONE_TIME && SANDBOX_URL && SANDBOX_TOKEN && SHOTS, "run through console_browser.rs");
+mkdirSync(SHOTS, { recursive: true });
+
+let browser;
+let shot = 0;
+const violations = [];
+const consoleErrors = [];
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    // The flags this machine kind needs: no network of its own for the browser beyond localhost.
+    args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  page.on("console", (m) => {
+    // A page answered 403 or 422 on purpose is logged as a failed load: the responses below
+    // tell those apart from a missing script, style or icon.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) {
+      consoleErrors.push(`${page.url()}: ${m.text()}`);
+    }
+  });
+  page.on("response", (r) => {
+    const kind = r.request().resourceType();
+    if (kind !== "document" && kind !== "fetch" && kind !== "xhr" && r.status() >= 400) {
+      consoleErrors.push(`${page.url()}: ${kind} ${r.url()} answered ${r.status()}`);
+    }
+  });
+  page.on("pageerror", (e) => consoleErrors.push(`${page.url()}: ${e.message}`));
+  return page;
+}
+
+// A screenshot of the page as it stands, and its accessibility checked: any serious or
+// critical axe-core violation fails the story.
+async function look(page, name) {
+  shot += 1;
+  await page.screenshot({ path: `${SHOTS}/${String(shot).padStart(2, "0")}-${name}.png`, fullPage: true });
+  const result = await page.evaluate(async (source) => {
+    // Evaluated through the DevTools protocol, which the page's CSP does not govern.
+    if (!window.axe) (0, eval)(source);
+    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")) }));
+  }, AXE);
+  for (const v of result.filter((v) => v.impact === "serious" || v.impact === "critical")) {
+    violations.push(`${name}: ${v.id} (${v.impact}) ${v.help}: ${v.nodes.join(", ")}`);
+  }
+}
+
+async function signIn(page, user, password) {
+  await page.goto(`${BASE}/`);
+  assert.match(page.url(), /\/sign-in/, "a signed-out browser is sent to sign in");
+  await page.getByLabel("User name").fill(user);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+test("the admin's first hour", async () => {
+  const page = await newPage();
+
+  // Signed out, any page leads to sign-in; a wrong password says so.
+  await page.goto(`${BASE}/connections`);
+  assert.match(page.url(), /\/sign-in\?next=%2Fconnections|\/sign-in\?next=\/connections/);
+  await look(page, "sign-in");
+  await page.getByLabel("User name").fill("admin");
+  await page.getByLabel("Password").fill("not the password at all");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("Wrong user name or password").waitFor();
+  await look(page, "sign-in-wrong-password");
+
+  // The one-time password, then the forced change.
+  await page.getByLabel("Password").fill(ONE_TIME);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(/\/password$/);
+  await page.getByText("one-time password").first().waitFor();
+  await look(page, "password-forced");
+  // Anything else waits until the password is changed.
+  await page.goto(`${BASE}/connections`);
+  assert.match(page.url(), /\/password$/, "a one-time password leads only to its change");
+  await page.getByLabel("Current password").fill(ONE_TIME);
+  await page.getByLabel("New password", { exact: true }).fill(PASSWORD);
+  await page.getByLabel("New password again").fill(PASSWORD + " typo");
+  await page.getByRole("button", { name: "Save the new password" }).click();
+  await page.getByText("The two new passwords differ").waitFor();
+  await page.getByLabel("Current password").fill(ONE_TIME);
+  await page.getByLabel("New password", { exact: true }).fill(PASSWORD);
+  await page.getByLabel("New password again").fill(PASSWORD);
+  await page.getByRole("button", { name: "Save the new password" }).click();
+  await page.waitForURL(/\/\?said=password$/);
+
+  // The dashboard with no connection: a clear way to add one; name and role in the bar.
+  await page.getByText("No connection yet").waitFor();
+  assert.match(await page.locator(".who").innerText(), /admin/i);
+  await look(page, "dashboard-empty");
+  await page.getByRole("link", { name: "Add your first connection" }).click();
+  await page.waitForURL(/\/connections\/new$/);
+
+  // The connection form: the default name, the URL normalised as it is typed.
+  assert.equal(await page.getByLabel("Connection Name").inputValue(), CONNECTION);
+  await page.getByLabel("Instance URL").fill("acme");
+  await page.getByText("Will be saved as https://acme.monday.com/scim/v2/").waitFor();
+  await page.getByLabel("Instance URL").fill(SANDBOX_URL);
+  await page.getByText(`Will be saved as ${SANDBOX_URL.replace(/\/?$/, "/")}`).waitFor();
+
+  // A wrong token: the test fails at authentication and says what to do.
+  await page.getByLabel("Access token").fill("this-is-not-the-token");
+  await page.getByRole("button", { name: "Test connection" }).click();
+  await page.getByText("The test failed.").waitFor();
+  const failed = page.locator("ol.steps li", { hasText: "Authentication" });
+  await failed.getByText("Failed").waitFor();
+  assert.match(await failed.innerText(), /refused the token/);
+  assert.match(await failed.innerText(), /Fix: generate a new token/);
+  await look(page, "connection-test-failed");
+  // Saving after a failed test needs the explicit choice.
+  await page.getByRole("button", { name: "Save connection" }).click();
+  await page.getByText("nothing was saved").waitFor();
+  await page.getByLabel(/Save although the test failed/).waitFor();
+  await look(page, "connection-save-refused");
+
+  // The right token: every step passes, then it is saved and never shown again.
+  await page.getByLabel("Access token").fill(SANDBOX_TOKEN);
+  await page.getByRole("button", { name: "Test connection" }).click();
+  await page.getByText("The connection works.").waitFor();
+  for (const step of ["Address allowed", "TLS", "Authentication", "ServiceProviderConfig", "What the token may do", "Users visible"]) {
+    await page.locator("ol.steps li", { hasText: step }).getByText("Passed").waitFor();
+  }
+  await look(page, "connection-test-passed");
+  await page.getByRole("button", { name: "Save connection" }).click();
+  await page.waitForURL(/\/connections\/Connection-Bearer%20Token-1\?said=saved$/);
+  await page.getByText("Saved. The test passed").waitFor();
+  const html = await page.content();
+  assert.ok(!html.includes(SANDBOX_TOKEN), "the token is never shown again");
+  assert.ok(html.includes("****" + SANDBOX_TOKEN.slice(-4)), "only its last four characters");
+  await look(page, "connection-saved");
+
+  // Pause and resume.
+  await page.getByRole("button", { name: "Pause" }).click();
+  await page.getByText("Paused: scheduled runs pass it by.").waitFor();
+  await look(page, "connection-paused");
+  await page.goto(`${BASE}/`);
+  await page.locator(".card", { hasText: CONNECTION }).getByText("Paused", { exact: true }).waitFor();
+  await look(page, "dashboard-paused");
+  await page.getByRole("link", { name: CONNECTION }).click();
+  await page.getByRole("button", { name: "Resume" }).click();
+  await page.getByText("Resumed").waitFor();
+
+  // A test of the saved connection, with its sealed token.
+  await page.getByRole("button", { name: "Test connection" }).click();
+  await page.getByText("The connection works.").waitFor();
+
+  // Removal asks for the name and says what becomes of the links.
+  await page.getByRole("link", { name: "Remove…" }).click();
+  await page.getByText("left as they are").waitFor();
+  await page.getByLabel("Type the connection's name to confirm").fill("wrong name");
+  await page.getByRole("button", { name: "Remove the connection" }).click();
+  await page.getByText("Type the name exactly").waitFor();
+  await look(page, "connection-remove-refused");
+  await page.goto(`${BASE}/connections`);
+  await page.getByRole("cell", { name: CONNECTION }).waitFor();
+  await look(page, "connections");
+
+  // A viewer, made through the API with the admin's session, sees no admin action and gets
+  // the 403 page when forcing one.
+  const csrf = JSON.parse(await page.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
+  const made = await page.evaluate(async (csrf) => {
+    const r = await fetch("/api/v1/users", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-csrf-token": csrf },
+      body: JSON.stringify({ name: "vera", role: "viewer", password: "vera has a long password" }),
+    });
+    return r.status;
+  }, csrf);
+  assert.equal(made, 201);
+
+  // Sign-out ends the session: the dashboard asks to sign in again.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByText("You have signed out.").waitFor();
+  await page.goto(`${BASE}/`);
+  assert.match(page.url(), /\/sign-in/);
+
+  const viewer = await newPage();
+  await signIn(viewer, "vera", "vera has a long password");
+  await viewer.waitForURL(`${BASE}/`);
+  assert.match(await viewer.locator(".who").innerText(), /vera/);
+  assert.match(await viewer.locator(".who").innerText(), /viewer/i);
+  assert.equal(await viewer.getByRole("link", { name: "Add a connection" }).count(), 0, "no add for a viewer");
+  await look(viewer, "dashboard-viewer");
+  await viewer.getByRole("link", { name: CONNECTION }).click();
+  await viewer.waitForURL(/\/connections\/Connection-Bearer%20Token-1$/);
+  for (const action of ["Pause", "Test connection", "Test and replace the token"]) {
+    assert.equal(await viewer.getByRole("button", { name: action }).count(), 0, `no ${action} for a viewer`);
+  }
+  assert.equal(await viewer.getByRole("link", { name: "Remove…" }).count(), 0);
+  await look(viewer, "connection-viewer");
+  const forced = await viewer.goto(`${BASE}/connections/new`);
+  assert.equal(forced.status(), 403);
+  await viewer.getByRole("heading", { name: "Not allowed" }).waitFor();
+  assert.match(await viewer.locator("main").innerText(), /needs the Admin role/);
+  await look(viewer, "forbidden");
+  // A forced form post (its CSRF token valid) is refused the same way.
+  const vcsrf = JSON.parse(await viewer.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
+  const status = await viewer.evaluate(async ([csrf, name]) => {
+    const r = await fetch(`/connections/${encodeURIComponent(name)}/pause`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: `csrf=${csrf}`,
+    });
+    return [r.status, r.headers.get("content-type"), (await r.text()).includes("Not allowed")];
+  }, [vcsrf, CONNECTION]);
+  assert.deepEqual(status, [403, "text/html; charset=utf-8", true]);
+
+  // An unknown page is a page, not JSON.
+  const missing = await viewer.goto(`${BASE}/no-such-page`);
+  assert.equal(missing.status(), 404);
+  await viewer.getByRole("heading", { name: "Not found" }).waitFor();
+
+  assert.deepEqual(violations, [], "accessibility violations");
+  assert.deepEqual(consoleErrors, [], "errors in the browser's console (a CSP refusal shows here)");
+});
