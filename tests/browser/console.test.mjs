@@ -16,10 +16,12 @@ const ONE_TIME = process.env.TENURE_ONE_TIME;
 const SANDBOX_URL = process.env.SANDBOX_URL;
 const SANDBOX_TOKEN = process.env.SANDBOX_TOKEN;
 const SHOTS = process.env.SCREENSHOTS;
+const RULES = process.env.TENURE_RULES;
+const HR_FILE = process.env.TENURE_HR_FILE;
 const PASSWORD = "a long admin passphrase 42";
 const CONNECTION = "Connection-Bearer Token-1";
 
-assert.ok(BASE && ONE_TIME && SANDBOX_URL && SANDBOX_TOKEN && SHOTS, "run through console_browser.rs");
+assert.ok(BASE && ONE_TIME && SANDBOX_URL && SANDBOX_TOKEN && SHOTS && RULES && HR_FILE, "run through console_browser.rs");
 mkdirSync(SHOTS, { recursive: true });
 
 let browser;
@@ -187,6 +189,75 @@ test("the admin's first hour", async () => {
   await page.getByRole("cell", { name: CONNECTION }).waitFor();
   await look(page, "connections");
 
+  // The rules (until the console edits them) saved through the API on the admin's session.
+  const csrf0 = JSON.parse(await page.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
+  const saved = await page.evaluate(async ([csrf, toml]) => {
+    const r = await fetch("/api/v1/config", { method: "PUT", headers: { "content-type": "application/toml", "x-csrf-token": csrf }, body: toml });
+    return [r.status, await r.text()];
+  }, [csrf0, readFileSync(RULES, "utf8")]);
+  assert.equal(saved[0], 200, saved[1]);
+
+  // An HR file with one bad row: the rest is taken, the row is quarantined and said why.
+  const lines = readFileSync(HR_FILE, "utf8").trimEnd().split("\n");
+  const header = lines[0].split(",");
+  const bad = lines[2].split(",");
+  bad[header.indexOf("hire_date")] = "31/02/2024";
+  lines[2] = bad.join(",");
+  await page.getByRole("navigation").getByRole("link", { name: "HR data" }).click();
+  await page.waitForURL(/\/hr$/);
+  await look(page, "hr-empty");
+  await page.getByLabel("File", { exact: true }).setInputFiles({ name: "workers.csv", mimeType: "text/csv", buffer: Buffer.from(lines.join("\n") + "\n") });
+  await page.getByRole("button", { name: "Upload" }).click();
+  await page.waitForURL(/\/hr\/loads\//);
+  await page.getByText("1 row(s) set aside").waitFor();
+  const q = page.locator("table", { hasText: "Reason" }).locator("tbody tr");
+  assert.equal(await q.count(), 1);
+  assert.match(await q.first().innerText(), /hire_date/);
+  assert.match(await q.first().innerText(), /31\/02\/2024/);
+  await look(page, "hr-load-quarantined");
+  const download = page.waitForEvent("download");
+  await page.getByRole("link", { name: /Download the quarantined rows/ }).click();
+  const csv = readFileSync(await (await download).path(), "utf8");
+  assert.match(csv.split("\n")[0], /^row,line,why,employee_id,first_name/);
+  assert.match(csv, /31\/02\/2024/);
+  // A file whose header does not match is refused whole, and the history says why.
+  await page.getByRole("navigation").getByRole("link", { name: "HR data" }).click();
+  await page.getByLabel("File", { exact: true }).setInputFiles({ name: "wrong.csv", mimeType: "text/csv", buffer: Buffer.from("id,name\n1,Ann\n") });
+  await page.getByRole("button", { name: "Upload" }).click();
+  await page.getByText("Refused whole, nothing was taken").waitFor();
+  await page.getByRole("navigation").getByRole("link", { name: "HR data" }).click();
+  assert.equal(await page.locator("table", { hasText: "Outcome" }).locator("tbody tr").count(), 2);
+  await page.getByText("Refused", { exact: true }).waitFor();
+  await look(page, "hr-history");
+
+  // The plan, grouped by kind with the guard's verdict; applied, and followed to its end.
+  await page.goto(`${BASE}/connections/${encodeURIComponent(CONNECTION)}`);
+  await page.getByRole("link", { name: "Plan and apply" }).click();
+  await page.waitForURL(/\/plan$/);
+  await look(page, "plan");
+  await page.getByText("The guard lets this run through").waitFor();
+  const creates = page.locator("table", { hasText: "Workers" }).locator("tr", { hasText: "create" });
+  assert.ok(Number(await creates.locator("td.num").first().innerText()) > 0, "workers to create");
+  await page.getByLabel("Kind", { exact: true }).selectOption("create");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/kind=create/);
+  const rows = page.locator("table", { hasText: "Before" }).locator("tbody tr");
+  assert.ok((await rows.count()) > 0);
+  for (const text of await rows.allInnerTexts()) assert.match(text, /create/);
+  await page.getByRole("button", { name: "Apply this plan" }).click();
+  await page.waitForURL(/\/runs\/[0-9a-f-]+$/);
+  await look(page, "run-started");
+  for (let i = 0; i < 120; i++) {
+    await page.reload();
+    if ((await page.locator("h2#counts").innerText()).startsWith("Finished")) break;
+    await page.waitForTimeout(500);
+  }
+  assert.equal(await page.locator("h2#counts").innerText(), "Finished");
+  await look(page, "run-finished");
+  await page.getByRole("navigation").getByRole("link", { name: "Runs" }).click();
+  await page.locator("table tbody tr").first().getByText("Finished").waitFor();
+  await look(page, "runs");
+
   // A viewer, made through the API with the admin's session, sees no admin action and gets
   // the 403 page when forcing one.
   const csrf = JSON.parse(await page.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
@@ -219,6 +290,8 @@ test("the admin's first hour", async () => {
     assert.equal(await viewer.getByRole("button", { name: action }).count(), 0, `no ${action} for a viewer`);
   }
   assert.equal(await viewer.getByRole("link", { name: "Remove…" }).count(), 0);
+  await viewer.goto(`${BASE}/hr`);
+  assert.equal(await viewer.getByRole("button", { name: "Upload" }).count(), 0, "no upload for a viewer");
   await look(viewer, "connection-viewer");
   const forced = await viewer.goto(`${BASE}/connections/new`);
   assert.equal(forced.status(), 403);

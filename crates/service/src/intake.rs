@@ -149,6 +149,42 @@ pub async fn read(
     Ok(parse(Some(&known)))
 }
 
+/// An HR file a person uploads (the API, the console): its bytes and how to take it.
+pub struct Upload {
+    pub bytes: Vec<u8>,
+    /// JSON rather than CSV.
+    pub json: bool,
+    pub kind: LoadKind,
+    pub confirm_population: Option<usize>,
+    /// As the audit names the uploader (`user:NAME`, `token:ID (NAME)`).
+    pub actor: String,
+    /// The person behind it, the proposer of the changes it brings (maker-checker).
+    pub person: String,
+    /// What the history calls where it came from (the file's name, when the console knows it).
+    pub file_name: Option<String>,
+}
+
+/// Takes an uploaded HR file under the configuration in force: the same header check,
+/// quarantine and lifecycle events as `tenure hr load`.
+pub async fn upload(store: &Store, data_dir: &Path, u: Upload) -> Result<Taken> {
+    let rules = crate::config::current(store).await?;
+    let intake = Intake::from_settings(&rules.config.hr)?;
+    let source = match &u.file_name {
+        Some(f) => format!("{f} (upload by {})", u.actor),
+        None => format!("api upload by {}", u.actor),
+    };
+    let d = Delivery {
+        source,
+        bytes: u.bytes,
+        json: u.json,
+        kind: u.kind,
+        confirm_population: u.confirm_population,
+        supersede_loads: vec![],
+        uploaded_by: Some(u.person),
+    };
+    take(store, data_dir, &intake, d, Timestamp::now()).await
+}
+
 /// Takes a delivery: reads it, checks a full load's population, archives it and applies it.
 /// A refusal is recorded in the history with its reason.
 pub async fn take(store: &Store, data_dir: &Path, intake: &Intake, d: Delivery, now: Timestamp) -> Result<Taken> {
@@ -724,4 +760,87 @@ impl std::fmt::Display for IntakeError {
 pub async fn workers(store: &Store) -> Result<Vec<hr::Worker>> {
     let rows = store.snapshot_decoded::<hr::Worker>().await?;
     Ok(rows.into_iter().map(|(_, w)| w).collect())
+}
+
+/// One problem of a quarantined row, as the console's table shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantineLine {
+    pub row: i64,
+    pub line: Option<u64>,
+    pub worker: Option<String>,
+    pub column: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// A load's quarantined rows: each problem on a line of its own (a row with two bad values is
+/// two lines), in row order.
+pub async fn quarantine(store: &Store, load_id: &str) -> Result<Vec<QuarantineLine>> {
+    if store.load(load_id).await?.is_none() {
+        return Err(Error::not_found(format!("no HR load {load_id:?}")));
+    }
+    let mut out = vec![];
+    for (row, worker, body) in store.quarantined(load_id).await? {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let line = v["line"].as_u64();
+        let problems = v["problems"].as_array().cloned().unwrap_or_default();
+        if problems.is_empty() {
+            out.push(QuarantineLine {
+                row,
+                line,
+                worker: worker.clone(),
+                column: String::new(),
+                value: String::new(),
+                reason: "the row could not be read".into(),
+            });
+        }
+        for p in problems {
+            let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            out.push(QuarantineLine {
+                row,
+                line,
+                worker: worker.clone(),
+                column: text("column"),
+                value: text("value"),
+                reason: text("reason"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A load's quarantined rows as a CSV to fix and send again: the file's own header (from the
+/// archived copy, when kept) then each row as it was read, after three columns saying which row
+/// it was and why it was set aside. No cell can start a formula in a spreadsheet.
+pub async fn quarantined_csv(store: &Store, data_dir: &Path, load_id: &str) -> Result<Vec<u8>> {
+    let load = store.load(load_id).await?.ok_or_else(|| Error::not_found(format!("no HR load {load_id:?}")))?;
+    let rows = store.quarantined(load_id).await?;
+    let header: Vec<String> = std::fs::read(archive_path(data_dir, &load.checksum))
+        .ok()
+        .and_then(|bytes| {
+            let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&bytes[..]);
+            r.records().next().and_then(|h| h.ok()).map(|h| h.iter().map(str::to_string).collect())
+        })
+        .unwrap_or_default();
+    let fail = |e: csv::Error| Error::unavailable(e.to_string());
+    let mut w = csv::WriterBuilder::new().flexible(true).from_writer(vec![]);
+    let mut head = vec!["row".to_string(), "line".to_string(), "why".to_string()];
+    head.extend(header);
+    w.write_record(&head).map_err(fail)?;
+    for (row, _, body) in rows {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let why: Vec<String> = v["problems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                format!("{}: {}", p["column"].as_str().unwrap_or_default(), p["reason"].as_str().unwrap_or_default())
+            })
+            .collect();
+        let mut cells =
+            vec![row.to_string(), v["line"].as_u64().map(|l| l.to_string()).unwrap_or_default(), why.join("; ")];
+        cells.extend(v["raw"].as_array().into_iter().flatten().map(|c| c.as_str().unwrap_or_default().to_string()));
+        w.write_record(cells.iter().map(|c| hr::csv_safe(c).into_owned())).map_err(fail)?;
+    }
+    w.into_inner().map_err(|e| Error::unavailable(e.to_string()))
 }

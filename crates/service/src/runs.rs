@@ -952,3 +952,66 @@ async fn notify_after(
 pub fn release<T: Send + 'static>(big: T) {
     std::thread::spawn(move || drop(big));
 }
+
+/// A run a person starts from a door (the API, the console), carried out in the background.
+pub struct Start {
+    /// Only these workers (provision on demand); everyone when empty.
+    pub workers: Vec<String>,
+    /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
+    pub confirm: Option<usize>,
+    /// As the audit names who started it.
+    pub actor: String,
+    /// The person behind it, for maker-checker.
+    pub person: String,
+    /// The starter may only confirm the guard (a Reviewer who is not an Editor).
+    pub confirm_only: bool,
+    /// How the run's record names the door.
+    pub door: &'static str,
+}
+
+/// Starts a run on a connection under the configuration in force and answers its id at once:
+/// the run is registered live before this returns (so whoever follows it finds it), holds the
+/// connection's lock (Busy when another run does), and ends in the registry whatever its
+/// outcome.
+pub async fn start(
+    store: &Store,
+    key: &std::sync::Arc<MasterKey>,
+    registry: &std::sync::Arc<crate::registry::Registry>,
+    name: &str,
+    s: Start,
+) -> Result<String> {
+    let rules = config::current(store).await?;
+    pick(&rules, Some(name)).map_err(Error::not_found)?;
+    let lock = match run_lock::try_lock(store, name, &format!("run by {}", s.actor)).await? {
+        run_lock::Lock::Got(l) => l,
+        run_lock::Lock::Busy(h) => return Err(Error::Busy(run_lock::busy_message(name, &h))),
+    };
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let progress: std::sync::Arc<Progress> = std::sync::Arc::default();
+    registry.register(&run_id, name, &s.actor, progress.clone());
+    let (store, key, registry, id, connection) =
+        (store.clone(), key.clone(), registry.clone(), run_id.clone(), name.to_string());
+    tokio::spawn(async move {
+        let mut opts = ApplyOptions::new(Some(connection.clone()));
+        opts.workers = s.workers;
+        opts.confirm = s.confirm;
+        opts.actor = Some(s.actor);
+        opts.proposer = Some(s.person);
+        opts.confirm_only = s.confirm_only;
+        opts.run_id = Some(id);
+        opts.progress = Some(progress);
+        opts.door = s.door;
+        opts.registry = Some(&registry);
+        // Its outcome goes to the registry, whatever it is.
+        let _ = apply_holding(&store, &key, &connection, &opts, lock).await;
+    });
+    Ok(run_id)
+}
+
+/// A plan as `tenure plan --json` prints it and the API and console answer it: its actions
+/// and the guard's verdict.
+pub fn plan_document(p: &Prepared) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(&p.plan).map_err(|e| Error::unavailable(e.to_string()))?;
+    v["guard"] = guard_verdict(p);
+    Ok(v)
+}

@@ -44,7 +44,8 @@ async fn the_admins_first_hour_in_a_real_browser() {
         }
     };
     let sb = common::spawn(&[]);
-    let s = serve("console-browser", None, &[]).await;
+    // No scheduled runs: the console's Apply is what provisions.
+    let s = serve("console-browser", None, &["--interval", "0"]).await;
     let shots = repo().join("target/console-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
     let out = Command::new("node")
@@ -56,6 +57,8 @@ async fn the_admins_first_hour_in_a_real_browser() {
         .env("SANDBOX_TOKEN", &sb.token)
         .env("SCREENSHOTS", &shots)
         .env("CHROMIUM", &chromium)
+        .env("TENURE_RULES", repo().join("examples/tenure.toml"))
+        .env("TENURE_HR_FILE", repo().join("examples/hr/workers.csv"))
         .output()
         .expect("run node");
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -69,6 +72,14 @@ async fn the_admins_first_hour_in_a_real_browser() {
         assert!(audit.contains(kind), "{kind} not audited: {audit}");
     }
     assert!(audit.contains("user:admin"), "done as the signed-in admin: {audit}");
+    // The accounts the console's Apply made are in the sandbox: every worker the HR file
+    // holds but the quarantined one and those not yet hired.
+    let plan = s.env.ok(&["plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let creates = v["actions"].as_array().unwrap().iter().filter(|a| a["kind"] == "create").count();
+    assert_eq!(creates, 0, "the run created everyone it planned to: {plan}");
+    let users = common::env::accounts(&sb).await;
+    assert!(users.len() >= 5, "{} accounts in the sandbox", users.len());
     let shots_taken = std::fs::read_dir(&shots).map(|d| d.count()).unwrap_or(0);
     assert!(shots_taken >= 12, "{shots_taken} screenshots in {}", shots.display());
     for secret in [&sb.token, &s.one_time] {

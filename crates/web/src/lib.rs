@@ -11,8 +11,7 @@ pub mod serve;
 
 // The use cases, under the names the handlers call them by.
 use service::{
-    audit, config, connections, decisions, intake, metrics, names, notify, preview, reviews, run_lock, runs, status,
-    users,
+    audit, config, connections, decisions, intake, metrics, names, notify, preview, reviews, runs, status, users,
 };
 
 /// The console and the admin API on one router (the listener adds the push endpoint and the

@@ -132,8 +132,7 @@ pub async fn plan_cmd(
     }
     let verdict = runs::guard_verdict(&p);
     if json {
-        let mut v = serde_json::to_value(&p.plan).map_err(|e| e.to_string())?;
-        v["guard"] = verdict.clone();
+        let v = runs::plan_document(&p)?;
         outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
     } else {
         print_plan(&p.plan, verbose);

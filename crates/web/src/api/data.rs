@@ -2,7 +2,7 @@
 
 use super::auth::{Caller, Scoped};
 use super::Shared;
-use crate::intake::{self, Delivery, LoadKind, Taken};
+use crate::intake::{self, LoadKind, Taken};
 use crate::problem::{parse_json, read_bytes, Body, Problem, Q};
 use crate::users::Role;
 use axum::extract::{Path, Request, State};
@@ -356,19 +356,17 @@ async fn upload(
     };
     let json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
     let bytes = read_bytes(req, &()).await?;
-    let rules = crate::config::current(&api.store).await?;
-    let intake = intake::Intake::from_settings(&rules.config.hr)?;
     // The load records its uploader: a proposer of the changes it brings (maker-checker).
-    let d = Delivery {
-        source: format!("api upload by {}", c.actor),
+    let u = intake::Upload {
         bytes: bytes.to_vec(),
         json,
         kind,
         confirm_population: q.confirm_population,
-        supersede_loads: vec![],
-        uploaded_by: Some(c.person.clone()),
+        actor: c.actor.clone(),
+        person: c.person.clone(),
+        file_name: None,
     };
-    let taken = intake::take(&api.store, &api.data_dir, &intake, d, jiff::Timestamp::now()).await?;
+    let taken = intake::upload(&api.store, &api.data_dir, u).await?;
     match taken {
         Taken::Loaded { outcome, report } => {
             api.wake.notify_one();

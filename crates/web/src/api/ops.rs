@@ -4,8 +4,7 @@
 use super::auth::{Caller, Scoped};
 use super::Shared;
 use crate::problem::{read_bytes, Body, Problem, Q};
-use crate::run_lock;
-use crate::runs::{self, ApplyOptions};
+use crate::runs;
 use crate::status;
 use crate::users::Role;
 use axum::extract::{Path, Request, State};
@@ -15,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -99,15 +97,14 @@ async fn plan_for(
     // A plan never waits on a running apply: while one holds the connection, the plan is
     // made without touching its actions in flight.
     let (p, _) = runs::plan(&api.store, &api.key, rules, name, now, &only, &format!("plan by {}", c.actor)).await?;
-    let guard = runs::guard_verdict(&p);
-    let mut v = serde_json::to_value(&p.plan).map_err(|e| Problem::unavailable(e.to_string()))?;
+    let mut v = runs::plan_document(&p)?;
     if let Some(actions) = v.get_mut("actions").and_then(Value::as_array_mut) {
         actions.retain(|a| {
             q.kind.as_deref().is_none_or(|k| a["kind"] == k)
                 && q.reason.as_deref().is_none_or(|r| a["reason"].as_str().is_some_and(|x| x.contains(r)))
         });
     }
-    v["guard"] = guard;
+    runs::release(p);
     Ok(Json(v))
 }
 
@@ -187,32 +184,15 @@ async fn start_run(
         }
     };
     c.on(&name)?;
-    let rules = crate::config::current(&api.store).await?;
-    runs::pick(&rules, Some(&name)).map_err(Problem::not_found)?;
-    let lock = match run_lock::try_lock(&api.store, &name, &format!("run by {}", c.actor)).await? {
-        run_lock::Lock::Got(l) => l,
-        run_lock::Lock::Busy(h) => return Err(Problem::conflict("run-in-progress", run_lock::busy_message(&name, &h))),
+    let start = runs::Start {
+        workers: s.workers,
+        confirm: s.confirm_deprovision,
+        actor: c.actor.clone(),
+        person: c.person.clone(),
+        confirm_only,
+        door: "the API",
     };
-    let run_id = uuid::Uuid::new_v4().to_string();
-    // Registered before the answer, so the run is there for whoever follows it at once.
-    let progress: Arc<runs::Progress> = Arc::default();
-    api.runs.register(&run_id, &name, &c.actor, progress.clone());
-    let (api2, id2, proposer, actor, connection) =
-        (api.clone(), run_id.clone(), c.person.clone(), c.actor.clone(), name.clone());
-    tokio::spawn(async move {
-        let mut opts = ApplyOptions::new(Some(connection.clone()));
-        opts.workers = s.workers;
-        opts.confirm = s.confirm_deprovision;
-        opts.actor = Some(actor);
-        opts.proposer = Some(proposer);
-        opts.confirm_only = confirm_only;
-        opts.run_id = Some(id2);
-        opts.progress = Some(progress);
-        opts.door = "the API";
-        opts.registry = Some(&api2.runs);
-        // Its outcome goes to the registry, whatever it is.
-        let _ = runs::apply_holding(&api2.store, &api2.key, &connection, &opts, lock).await;
-    });
+    let run_id = runs::start(&api.store, &api.key, &api.runs, &name, start).await?;
     let mut r = (
         StatusCode::ACCEPTED,
         Json(json!({"run_id": run_id, "connection": name, "state": "running",

@@ -256,6 +256,7 @@ struct ConnectionPage {
     checked: Option<Checked>,
     can_admin: bool,
     can_test: bool,
+    can_plan: bool,
     consequences: String,
 }
 
@@ -303,6 +304,7 @@ async fn connection_page(
         checked,
         can_admin: page.may(Role::Admin),
         can_test: page.may(Role::Editor),
+        can_plan: page.may(Role::Editor) || page.may(Role::Reviewer),
         consequences: conn::removal_consequences(links),
     })
 }

@@ -128,8 +128,14 @@ async fn build(api: &Shared, page: &Page, q: DashboardQuery, fragment: bool) -> 
         return Ok(render(&Cards { cards }));
     }
     let hr_line = match &st.last_received {
+        Some(l) if l.outcome != "accepted" => format!(
+            "HR data last received {} ({}): refused, nothing taken: {}",
+            when(&l.loaded_at),
+            l.source,
+            l.reason.as_deref().unwrap_or("no reason kept")
+        ),
         Some(l) => format!(
-            "HR data last received {} ({}, {} rows, {} accepted, {} quarantined).",
+            "HR data last received {} ({}, {} rows, {} taken, {} quarantined).",
             when(&l.loaded_at),
             l.source,
             l.rows,

@@ -7,6 +7,8 @@
 mod assets;
 mod connections;
 mod dashboard;
+mod hr;
+mod plan;
 mod session;
 
 pub use assets::{sri, ASSETS, HTMX, HTMX_VERSION};
@@ -16,7 +18,7 @@ use crate::api::{allows, Shared};
 use crate::problem::Problem;
 use crate::users::Role;
 use askama::Template;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -47,14 +49,17 @@ pub enum Need {
     SignedIn,
     /// A role, as the API's checks define it (Admin holds every duty).
     Role(Role),
+    /// Either of two roles (a plan is an Editor's to apply and a Reviewer's to confirm).
+    Either(Role, Role),
 }
 
 /// Every console route with the role it needs, from which the router is built: no route can
 /// exist without its entry, and the handler tests call each with every role.
 fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
+    use crate::users::Role as R;
     use Need::*;
-    let (viewer, editor, admin) =
-        (Role(crate::users::Role::Viewer), Role(crate::users::Role::Editor), Role(crate::users::Role::Admin));
+    let (viewer, editor, admin) = (Role(R::Viewer), Role(R::Editor), Role(R::Admin));
+    let plans = Either(R::Editor, R::Reviewer);
     vec![
         (Method::GET, "/", viewer, get(dashboard::page)),
         (Method::GET, "/static/{file}", Public, get(assets::serve)),
@@ -63,6 +68,10 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::POST, "/sign-out", SignedIn, post(session::sign_out)),
         (Method::GET, "/password", SignedIn, get(session::password_page)),
         (Method::POST, "/password", SignedIn, post(session::change_password)),
+        (Method::GET, "/hr", viewer, get(hr::page)),
+        (Method::POST, "/hr/upload", editor, post(hr::upload).layer(DefaultBodyLimit::max(hr::UPLOAD_LIMIT))),
+        (Method::GET, "/hr/loads/{id}", viewer, get(hr::load)),
+        (Method::GET, "/hr/loads/{id}/quarantined.csv", viewer, get(hr::quarantined_csv)),
         (Method::GET, "/connections", viewer, get(connections::list)),
         (Method::GET, "/connections/new", admin, get(connections::new_page)),
         (Method::POST, "/connections/new", admin, post(connections::create)),
@@ -73,6 +82,11 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::POST, "/connections/{name}/pause", admin, post(connections::pause)),
         (Method::POST, "/connections/{name}/resume", admin, post(connections::resume)),
         (Method::POST, "/connections/{name}/token", admin, post(connections::rotate)),
+        (Method::GET, "/connections/{name}/plan", plans, get(plan::page)),
+        (Method::GET, "/connections/{name}/plan.json", plans, get(plan::json)),
+        (Method::POST, "/connections/{name}/runs", plans, post(plan::apply)),
+        (Method::GET, "/runs", viewer, get(plan::list)),
+        (Method::GET, "/runs/{id}", viewer, get(plan::run)),
         (Method::GET, "/connections/{name}/remove", admin, get(connections::remove_page)),
         (Method::POST, "/connections/{name}/remove", admin, post(connections::remove)),
     ]
@@ -242,6 +256,14 @@ impl Page {
         allows(self.caller.role, need)
     }
 
+    /// The 403 page unless the person's role allows one of `needs`.
+    pub fn need_either(&self, a: Role, b: Role) -> Result<(), Failure> {
+        if self.may(a) || self.may(b) {
+            return Ok(());
+        }
+        self.need(a)
+    }
+
     /// The 403 page unless the person's role allows `need`.
     pub fn need(&self, need: Role) -> Result<(), Failure> {
         if self.may(need) {
@@ -330,9 +352,14 @@ impl Page {
     fn check_csrf(&self, headers: &HeaderMap, form: &[u8]) -> Result<(), Failure> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(form).unwrap_or_default();
         let field = pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v);
-        let header = headers.get(auth::CSRF_HEADER).and_then(|h| h.to_str().ok()).map(str::to_string);
+        self.check_token(headers, field.as_deref())
+    }
+
+    /// Same origin, and the session's CSRF token: in the header (htmx) or the form's field.
+    pub fn check_token(&self, headers: &HeaderMap, field: Option<&str>) -> Result<(), Failure> {
+        let header = headers.get(auth::CSRF_HEADER).and_then(|h| h.to_str().ok());
         let given = header.or(field);
-        auth::check_csrf(headers, self.scheme, &self.session_id, given.as_deref()).map_err(|_| Failure {
+        auth::check_csrf(headers, self.scheme, &self.session_id, given).map_err(|_| Failure {
             status: StatusCode::FORBIDDEN,
             detail: "The form did not come from this console's own page, or its page is too old: reload it and \
                      try again."

@@ -1,0 +1,336 @@
+//! The plan page (what a run would do, by kind, filtered and paged, with the guard's verdict
+//! before anything is sent), Apply, and the runs: listed, and one with its counts, failures and
+//! live progress. A run started here is the service's (`runs::start`), as the API's is.
+
+use super::{render, segment, when, Chrome, Failure, Page, Posted};
+use crate::api::Shared;
+use crate::users::Role;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use service::runs;
+
+type Answer = Result<Response, Failure>;
+
+fn answer(a: Answer) -> Response {
+    a.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Actions on one page of the plan.
+const PAGE: usize = 100;
+
+pub struct ActionRow {
+    pub worker: String,
+    pub kind: String,
+    pub role: String,
+    pub account: String,
+    pub reason: String,
+    /// (attribute, before, after)
+    pub changes: Vec<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "plan.html")]
+struct PlanPage {
+    chrome: Chrome,
+    name: String,
+    path: String,
+    guard: Option<String>,
+    confirm_with: u64,
+    deactivations: u64,
+    kinds: Vec<(String, usize)>,
+    kind: String,
+    reason: String,
+    actions: Vec<ActionRow>,
+    shown_line: String,
+    previous: Option<String>,
+    next: Option<String>,
+    can_apply: bool,
+    can_confirm: bool,
+}
+
+#[derive(Deserialize, Default)]
+pub struct PlanQuery {
+    kind: Option<String>,
+    reason: Option<String>,
+    page: Option<usize>,
+}
+
+/// The plan now, as `tenure plan --json` gives it.
+async fn document(api: &Shared, page: &Page, name: &str) -> Result<Value, Failure> {
+    let rules = service::config::current(&api.store).await?;
+    runs::pick(&rules, Some(name)).map_err(|e| Failure::new(StatusCode::NOT_FOUND, e))?;
+    let by = format!("plan by {}", page.actor());
+    let (p, _) = runs::plan(&api.store, &api.key, rules, name, jiff::Timestamp::now(), &[], &by).await?;
+    let v = runs::plan_document(&p)?;
+    runs::release(p);
+    Ok(v)
+}
+
+fn shown(v: &Value) -> String {
+    match v {
+        Value::Null => "–".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub async fn page(
+    State(api): State<Shared>,
+    page: Page,
+    Path(name): Path<String>,
+    Query(q): Query<PlanQuery>,
+) -> Response {
+    answer(
+        async {
+            page.need_either(Role::Editor, Role::Reviewer)?;
+            let v = document(&api, &page, &name).await?;
+            let all = v["actions"].as_array().cloned().unwrap_or_default();
+            let mut kinds: Vec<(String, usize)> = vec![];
+            for a in &all {
+                let k = a["kind"].as_str().unwrap_or_default().to_string();
+                match kinds.iter_mut().find(|(x, _)| *x == k) {
+                    Some(e) => e.1 += 1,
+                    None => kinds.push((k, 1)),
+                }
+            }
+            let kind = q.kind.clone().filter(|k| !k.is_empty()).unwrap_or_default();
+            let reason = q.reason.clone().unwrap_or_default();
+            let matching: Vec<&Value> = all
+                .iter()
+                .filter(|a| kind.is_empty() || a["kind"] == kind.as_str())
+                .filter(|a| reason.is_empty() || a["reason"].as_str().is_some_and(|r| r.contains(reason.as_str())))
+                .collect();
+            let at = q.page.unwrap_or(1).max(1);
+            let from = (at - 1) * PAGE;
+            let actions = matching
+                .iter()
+                .skip(from)
+                .take(PAGE)
+                .map(|a| ActionRow {
+                    worker: shown(&a["worker"]),
+                    kind: shown(&a["kind"]),
+                    role: a["role"].as_str().unwrap_or_default().to_string(),
+                    account: a["user_name"].as_str().or(a["team"].as_str()).unwrap_or_default().to_string(),
+                    reason: shown(&a["reason"]),
+                    changes: a["changes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| (shown(&c["attribute"]), shown(&c["before"]), shown(&c["after"])))
+                        .collect(),
+                })
+                .collect();
+            let link = |n: usize| {
+                let mut s = format!("/connections/{}/plan?page={n}", segment(&name));
+                if !kind.is_empty() {
+                    s.push_str(&format!("&kind={}", segment(&kind)));
+                }
+                if !reason.is_empty() {
+                    s.push_str(&format!("&reason={}", segment(&reason)));
+                }
+                s
+            };
+            let shown_line = if matching.is_empty() {
+                "No action matches.".to_string()
+            } else {
+                format!(
+                    "Actions {} to {} of {} (of {} in the plan).",
+                    from + 1,
+                    (from + PAGE).min(matching.len()),
+                    matching.len(),
+                    all.len()
+                )
+            };
+            let g = &v["guard"];
+            Ok(render(&PlanPage {
+                chrome: page.chrome("connections"),
+                path: segment(&name),
+                guard: g["why"].as_str().map(str::to_string),
+                confirm_with: g["confirm_with"].as_u64().unwrap_or_default(),
+                deactivations: g["deactivations"].as_u64().unwrap_or_default(),
+                kinds,
+                previous: (at > 1).then(|| link(at - 1)),
+                next: (from + PAGE < matching.len()).then(|| link(at + 1)),
+                kind,
+                reason,
+                actions,
+                shown_line,
+                can_apply: page.may(Role::Editor),
+                can_confirm: page.may(Role::Reviewer),
+                name,
+            }))
+        }
+        .await,
+    )
+}
+
+/// The plan as `tenure plan --json` prints it, to download.
+pub async fn json(State(api): State<Shared>, page: Page, Path(name): Path<String>) -> Response {
+    answer(
+        async {
+            page.need_either(Role::Editor, Role::Reviewer)?;
+            let v = document(&api, &page, &name).await?;
+            let text = serde_json::to_string_pretty(&v)
+                .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let mut r = format!("{text}\n").into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"plan.json\""));
+            Ok(r)
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ApplyForm {
+    confirm: Option<String>,
+}
+
+/// Apply: a run on the connection, started in the background; on to its page. Confirming the
+/// guard's number is a Reviewer's duty (Admin holds both).
+pub async fn apply(State(api): State<Shared>, Path(name): Path<String>, posted: Posted<ApplyForm>) -> Response {
+    let Posted { page, form } = posted;
+    answer(
+        async {
+            let confirm = match form.confirm.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+                Some(c) => Some(c.parse::<usize>().map_err(|_| {
+                    Failure::new(StatusCode::BAD_REQUEST, format!("\"{c}\" is not a number of deactivations"))
+                })?),
+                None => None,
+            };
+            let confirm_only = match confirm {
+                None => {
+                    page.need(Role::Editor)?;
+                    false
+                }
+                Some(_) => {
+                    page.need(Role::Reviewer)?;
+                    !page.may(Role::Editor)
+                }
+            };
+            let start = runs::Start {
+                workers: vec![],
+                confirm,
+                actor: page.actor().to_string(),
+                person: page.caller.person.clone(),
+                confirm_only,
+                door: "the console",
+            };
+            let id = runs::start(&api.store, &api.key, &api.runs, &name, start).await?;
+            Ok(Redirect::to(&format!("/runs/{id}")).into_response())
+        }
+        .await,
+    )
+}
+
+pub struct RunRow {
+    pub id: String,
+    pub connection: String,
+    pub started: String,
+    pub by: String,
+    pub state: String,
+    pub total: String,
+    pub skipped: String,
+    pub no_change: String,
+    pub processed: String,
+    pub failed: String,
+}
+
+fn count(v: &Value) -> String {
+    v.as_i64().map(|n| n.to_string()).unwrap_or_else(|| "–".into())
+}
+
+impl RunRow {
+    fn of(r: &store::RunRecord, live: bool) -> RunRow {
+        let s: Value = r.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        let state = if live || (r.finished_at.is_none() && service::status::alive(r)) {
+            "Running".to_string()
+        } else if r.finished_at.is_none() {
+            "Did not finish".to_string()
+        } else if s["failed"].as_i64().unwrap_or(0) > 0 {
+            "Finished with failures".to_string()
+        } else {
+            "Finished".to_string()
+        };
+        RunRow {
+            id: r.id.clone(),
+            connection: r.connection.clone(),
+            started: when(&r.started_at),
+            by: r.started_by.clone().unwrap_or_else(|| "the scheduler".into()),
+            state,
+            total: count(&s["total"]),
+            skipped: count(&s["skipped"]),
+            no_change: count(&s["no_change"]),
+            processed: count(&s["processed"]),
+            failed: count(&s["failed"]),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage {
+    chrome: Chrome,
+    rows: Vec<RunRow>,
+}
+
+pub async fn list(State(api): State<Shared>, page: Page) -> Response {
+    answer(
+        async {
+            page.need(Role::Viewer)?;
+            let rows = api.store.runs(None, 100).await?.iter().map(|r| RunRow::of(r, false)).collect();
+            Ok(render(&RunsPage { chrome: page.chrome("runs"), rows }))
+        }
+        .await,
+    )
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    chrome: Chrome,
+    r: RunRow,
+    running: bool,
+    /// (worker, action, what the target said)
+    failures: Vec<(String, String, String)>,
+}
+
+pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>) -> Response {
+    answer(
+        async {
+            page.need(Role::Viewer)?;
+            let live = api.runs.get(&id).is_some_and(|l| l.running());
+            let record = api.store.run(&id).await?;
+            let Some(record) = record.or_else(|| {
+                // Registered, not yet written: a run that has just started.
+                api.runs.get(&id).map(|l| store::RunRecord {
+                    id: id.clone(),
+                    connection: l.connection.clone(),
+                    started_at: jiff::Timestamp::now().to_string(),
+                    finished_at: None,
+                    summary: None,
+                    started_by: Some(l.started_by.clone()),
+                    progress: None,
+                })
+            }) else {
+                return Err(Failure::new(StatusCode::NOT_FOUND, "There is no such run."));
+            };
+            let s: Value = record.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+            let failures = s["failed_actions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| (shown(&f["worker"]), shown(&f["action"]), shown(&f["error"])))
+                .collect();
+            let r = RunRow::of(&record, live);
+            let running = r.state == "Running";
+            Ok(render(&RunPage { chrome: page.chrome("runs"), r, running, failures }))
+        }
+        .await,
+    )
+}
