@@ -228,6 +228,9 @@ test("the admin's first hour", async () => {
   await page.getByRole("navigation").getByRole("link", { name: "HR data" }).click();
   assert.equal(await page.locator("table", { hasText: "Outcome" }).locator("tbody tr").count(), 2);
   await page.getByText("Refused", { exact: true }).waitFor();
+  // Each waiting event in UTC and in the worker's own zone (Amélie Durand works in Paris).
+  const amelie = page.locator("table", { hasText: "worker's zone" }).locator("tr", { hasText: "1001" }).first();
+  assert.match(await amelie.innerText(), /CES?T \(Europe\/Paris\)/);
   await look(page, "hr-history");
 
   // The plan, grouped by kind with the guard's verdict; applied, and followed to its end.

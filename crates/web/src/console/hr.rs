@@ -48,6 +48,10 @@ pub struct EventRow {
     pub worker: String,
     pub kind: String,
     pub at: String,
+    /// Its moment in the worker's own time zone (HR's `time_zone`), when HR gives one.
+    pub local: String,
+    /// Its moment has come: the next run acts on it.
+    pub due: bool,
 }
 
 #[derive(Template)]
@@ -71,15 +75,32 @@ async fn hr_page(api: &Shared, page: &Page, message: Option<Message>) -> Result<
         due_by: None,
         limit: Some(EVENTS_SHOWN + 1),
     };
-    let mut events: Vec<EventRow> = api
+    let now = jiff::Timestamp::now().as_second();
+    let pending = api.store.events(&q).await?;
+    // Each worker's zone, from their HR record (one read for the workers listed).
+    let ids: Vec<String> = pending.iter().map(|e| e.worker_id.clone()).collect();
+    let zones: std::collections::HashMap<String, String> = api
         .store
-        .events(&q)
+        .snapshot_of(&ids)
         .await?
+        .into_iter()
+        .filter_map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+            Some((r.worker_id, v["time_zone"].as_str()?.to_string()))
+        })
+        .collect();
+    let local = |worker: &str, at: i64| -> String {
+        let (Some(zone), Ok(t)) = (zones.get(worker), jiff::Timestamp::from_second(at)) else { return String::new() };
+        t.in_tz(zone).map(|z| z.strftime("%Y-%m-%d %H:%M %Z (%Q)").to_string()).unwrap_or_default()
+    };
+    let mut events: Vec<EventRow> = pending
         .iter()
         .map(|e| EventRow {
+            local: local(&e.worker_id, e.effective_at),
             worker: e.worker_id.clone(),
             kind: e.kind.replace('_', " "),
             at: jiff::Timestamp::from_second(e.effective_at).map(super::moment).unwrap_or_default(),
+            due: e.effective_at <= now,
         })
         .collect();
     let events_more = events.len() as i64 > EVENTS_SHOWN;
