@@ -261,6 +261,28 @@ test("the admin's first hour", async () => {
   await page.locator("table tbody tr").first().getByText("Finished").waitFor();
   await look(page, "runs");
 
+  // Four leavers of eight accounts: the guard stops the run, and the dashboard says why.
+  const leavers = readFileSync(HR_FILE, "utf8").trimEnd().split("\n");
+  for (const id of ["1001", "1004", "1006", "1009"]) {
+    const i = leavers.findIndex((l) => l.startsWith(id + ","));
+    const cells = leavers[i].split(",");
+    cells[header.indexOf("status")] = "terminated";
+    cells[header.indexOf("termination_date")] = "2026-11-02";
+    leavers[i] = cells.join(",");
+  }
+  await page.getByRole("navigation").getByRole("link", { name: "HR data" }).click();
+  await page.getByLabel("File", { exact: true }).setInputFiles({ name: "leavers.csv", mimeType: "text/csv", buffer: Buffer.from(leavers.join("\n") + "\n") });
+  await page.getByRole("button", { name: "Upload" }).click();
+  await page.waitForURL(/\/hr\/loads\//);
+  await page.goto(`${BASE}/connections/${encodeURIComponent(CONNECTION)}/plan`);
+  await page.getByText("The mass-deprovision guard would stop this run").waitFor();
+  await look(page, "plan-guarded");
+  await page.getByRole("button", { name: "Apply this plan" }).click();
+  await page.waitForURL(/\/runs\//);
+  await page.goto(`${BASE}/`);
+  await page.getByText("The guard stopped the last run.").waitFor();
+  await look(page, "dashboard-guard");
+
   // A viewer, made through the API with the admin's session, sees no admin action and gets
   // the 403 page when forcing one.
   const csrf = JSON.parse(await page.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
@@ -273,6 +295,15 @@ test("the admin's first hour", async () => {
     return r.status;
   }, csrf);
   assert.equal(made, 201);
+  const madeReviewer = await page.evaluate(async (csrf) => {
+    const r = await fetch("/api/v1/users", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-csrf-token": csrf },
+      body: JSON.stringify({ name: "rita", role: "reviewer", password: "rita has a long password" }),
+    });
+    return r.status;
+  }, csrf);
+  assert.equal(madeReviewer, 201);
 
   // Sign-out ends the session: the dashboard asks to sign in again.
   await page.getByRole("button", { name: "Sign out" }).click();
@@ -312,6 +343,32 @@ test("the admin's first hour", async () => {
     return [r.status, r.headers.get("content-type"), (await r.text()).includes("Not allowed")];
   }, [vcsrf, CONNECTION]);
   assert.deepEqual(status, [403, "text/html; charset=utf-8", true]);
+
+  // The viewer is offered no confirmation; a reviewer confirms the guard with its number.
+  await viewer.goto(`${BASE}/`);
+  await viewer.getByText("The guard stopped the last run.").waitFor();
+  assert.equal(await viewer.getByRole("button", { name: "Confirm and apply" }).count(), 0);
+  const reviewer = await newPage();
+  await signIn(reviewer, "rita", "rita has a long password");
+  await reviewer.waitForURL(`${BASE}/`);
+  await reviewer.getByLabel("Deactivations to confirm").fill("3");
+  await reviewer.getByRole("button", { name: "Confirm and apply" }).click();
+  await reviewer.waitForURL(/\/runs\//);
+  await reviewer.goto(`${BASE}/`);
+  await reviewer.getByText("The guard stopped the last run.").waitFor();
+  await look(reviewer, "dashboard-guard-wrong-number");
+  await reviewer.getByLabel("Deactivations to confirm").fill("4");
+  await reviewer.getByRole("button", { name: "Confirm and apply" }).click();
+  await reviewer.waitForURL(/\/runs\//);
+  for (let i = 0; i < 120; i++) {
+    await reviewer.reload();
+    if ((await reviewer.locator("h2#counts").innerText()).startsWith("Finished")) break;
+    await reviewer.waitForTimeout(500);
+  }
+  assert.equal(await reviewer.locator("h2#counts").innerText(), "Finished");
+  await look(reviewer, "run-confirmed");
+  await reviewer.goto(`${BASE}/`);
+  assert.equal(await reviewer.getByText("The guard stopped the last run.").count(), 0, "the guard is cleared");
 
   // An unknown page is a page, not JSON.
   const missing = await viewer.goto(`${BASE}/no-such-page`);

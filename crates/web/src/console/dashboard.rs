@@ -34,6 +34,9 @@ pub struct Card {
     pub dead_letters: i64,
     pub held: i64,
     pub guard: Option<String>,
+    /// The number to confirm the guard with, and the session's CSRF token, when this person
+    /// may confirm it (Reviewer, Admin).
+    pub confirm: Option<(i64, String)>,
 }
 
 #[derive(Template)]
@@ -112,10 +115,15 @@ async fn build(api: &Shared, page: &Page, q: DashboardQuery, fragment: bool) -> 
                 pending_reviews: s.pending_reviews,
                 dead_letters: s.dead_letters,
                 held: s.held,
+                confirm: s
+                    .guard
+                    .as_ref()
+                    .filter(|_| page.may(Role::Reviewer))
+                    .map(|g| (g.deactivations, page.chrome("").csrf)),
                 guard: s.guard.as_ref().map(|g| {
                     format!(
-                        "{} A Reviewer or Admin confirms with the number {} (on {}, by {}).",
-                        g.why,
+                        "{}. A Reviewer or Admin confirms with the number {} (on {}, by {}).",
+                        g.why.trim_end_matches('.'),
                         g.deactivations,
                         when(&g.tripped_at),
                         g.by
