@@ -11,6 +11,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use service::intake::{self, LoadKind, QuarantineLine, Taken};
 
+/// Loads listed at most on the page (newest first): a page stays light after years of pushes.
+const LOADS_SHOWN: usize = 100;
+
 /// Events listed at most on the page.
 const EVENTS_SHOWN: i64 = 200;
 
@@ -62,6 +65,7 @@ struct HrPage {
     can_upload: bool,
     configured: bool,
     loads: Vec<LoadRow>,
+    loads_more: bool,
     events: Vec<EventRow>,
     events_more: bool,
 }
@@ -110,7 +114,8 @@ async fn hr_page(api: &Shared, page: &Page, message: Option<Message>) -> Result<
         message,
         can_upload: page.may(Role::Editor),
         configured: api.store.current_config().await?.is_some(),
-        loads: loads.iter().rev().map(LoadRow::of).collect(),
+        loads_more: loads.len() > LOADS_SHOWN,
+        loads: loads.iter().rev().take(LOADS_SHOWN).map(LoadRow::of).collect(),
         events,
         events_more,
     })
