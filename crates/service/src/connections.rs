@@ -419,7 +419,7 @@ pub fn removal_consequences(links: usize) -> String {
 
 /// How many links a connection has (what `remove` keeps).
 pub async fn links(store: &Store, name: &str) -> Result<usize> {
-    Ok(store.links(name).await?.len())
+    Ok(store.link_count(name).await?)
 }
 
 /// Removes a connection: its token is erased, its links kept. Audited.

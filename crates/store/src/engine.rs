@@ -333,6 +333,17 @@ impl Store {
             .map_err(Into::into)
     }
 
+    /// How many links a connection has, counted in the store (a page that says it need not
+    /// read 100,000 rows).
+    pub async fn link_count(&self, connection: &str) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM links WHERE connection = $1")
+            .bind(connection)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(n as usize)
+    }
+
     pub async fn links(&self, connection: &str) -> Result<Vec<Link>, StoreError> {
         let cols = ["target_id", "user_name", "origin", "linked_at"];
         let rows = self.text_rows("links", "worker_id", &cols, Some(("connection", connection))).await?;

@@ -41,6 +41,26 @@ async fn exercise(store: &Store) {
     let other = store.connection("Connection-Bearer Token-2").await.unwrap().unwrap();
     assert!(key.open(&rotated.token, &other.id).is_err());
 
+    // Paused by a person, resumed; links counted in the store.
+    assert!(store.set_connection_paused("Connection-Bearer Token-2", Some("user:ann")).await.unwrap());
+    let (_, by) = store.connection("Connection-Bearer Token-2").await.unwrap().unwrap().paused.unwrap();
+    assert_eq!(by, "user:ann");
+    assert!(store.set_connection_paused("Connection-Bearer Token-2", None).await.unwrap());
+    assert_eq!(store.connection("Connection-Bearer Token-2").await.unwrap().unwrap().paused, None);
+    assert!(!store.set_connection_paused("nope", Some("x")).await.unwrap());
+    let link = |w: &str| store::Link {
+        connection: "Connection-Bearer Token-2".into(),
+        worker_id: w.into(),
+        target_id: format!("t-{w}"),
+        user_name: format!("{w}@acme.example"),
+        origin: "created".into(),
+        linked_at: "2026-01-01T00:00:00Z".into(),
+    };
+    let o = store::Outcomes { links: vec![link("1"), link("2")], ..Default::default() };
+    store.record_outcomes(&o).await.unwrap();
+    assert_eq!(store.link_count("Connection-Bearer Token-2").await.unwrap(), 2);
+    assert_eq!(store.link_count("Connection-Bearer Token-1").await.unwrap(), 0);
+
     assert!(store.remove_connection("Connection-Bearer Token-2").await.unwrap());
     assert!(!store.remove_connection("Connection-Bearer Token-2").await.unwrap());
     assert!(matches!(store.replace_token("nope", &token, &key).await.unwrap_err(), StoreError::NotFound(_)));
