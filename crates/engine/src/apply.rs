@@ -42,6 +42,54 @@ pub struct FailedAction {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
     pub error: String,
+    /// The target's HTTP status, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The target's SCIM error type (`uniqueness`, `invalidValue`...), when it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scim_type: Option<String>,
+}
+
+/// Why an action failed: in words, and the target's answer (HTTP status, SCIM error type) when
+/// there was one, kept apart so that no reader has to find them in the words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failed {
+    pub text: String,
+    pub status: Option<u16>,
+    pub scim_type: Option<String>,
+}
+
+impl From<String> for Failed {
+    fn from(text: String) -> Failed {
+        Failed { text, status: None, scim_type: None }
+    }
+}
+
+impl From<&str> for Failed {
+    fn from(text: &str) -> Failed {
+        text.to_string().into()
+    }
+}
+
+impl From<scim_client::ClientError> for Failed {
+    fn from(e: scim_client::ClientError) -> Failed {
+        let mut last = &e;
+        while let scim_client::ClientError::RetriesExhausted { last: l, .. } = last {
+            last = l;
+        }
+        let (status, scim_type) = match last {
+            scim_client::ClientError::Http { status, scim_type, .. } => (Some(*status), scim_type.clone()),
+            scim_client::ClientError::Redirect { status, .. } => (Some(*status), None),
+            _ => (None, None),
+        };
+        Failed { text: e.to_string(), status, scim_type }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 fn now() -> String {
@@ -417,7 +465,7 @@ fn op(kind: OpKind, path: &str, value: Option<Value>) -> Result<Operation, Strin
     Ok(Operation { op: kind, path: Some(path), value })
 }
 
-type Outcome = (usize, Result<(String, String), String>);
+type Outcome = (usize, Result<(String, String), Failed>);
 
 /// Runs one worker's actions in order; stops at the first failure. Joining a team is left to
 /// the caller (returned as (action, team, account)), which joins many accounts per call.
@@ -441,7 +489,7 @@ async fn run_worker(
             target = a.target_id.clone();
         }
         let id = target.clone().unwrap_or_default();
-        let r: Result<Option<String>, String> = match a.kind {
+        let r: Result<Option<String>, Failed> = match a.kind {
             Kind::Create => match client.create_user(a.body.as_ref().unwrap_or(&Value::Null)).await {
                 Ok(c) => {
                     target = Some(c.id().to_string());
@@ -451,7 +499,7 @@ async fn run_worker(
                         Created::Adopted(_) => "adopted (existed)".into(),
                     }))
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             },
             Kind::Adopt => Ok(Some("linked".into())),
             Kind::Update => {
@@ -464,17 +512,17 @@ async fn run_worker(
                     })
                     .collect();
                 match ops {
-                    Ok(ops) => client.patch_user(&id, &ops).await.map(|_| None).map_err(|e| e.to_string()),
-                    Err(e) => Err(e),
+                    Ok(ops) => client.patch_user(&id, &ops).await.map(|_| None).map_err(Failed::from),
+                    Err(e) => Err(e.into()),
                 }
             }
-            Kind::Deactivate => client.deactivate_user(&id).await.map(|_| None).map_err(|e| e.to_string()),
-            Kind::Reactivate => client.reactivate_user(&id).await.map(|_| None).map_err(|e| e.to_string()),
+            Kind::Deactivate => client.deactivate_user(&id).await.map(|_| None).map_err(Failed::from),
+            Kind::Reactivate => client.reactivate_user(&id).await.map(|_| None).map_err(Failed::from),
             Kind::Delete => match client.delete_user(&id).await {
                 Ok(()) => Ok(Some("deleted".into())),
                 // Gone already (deleted by hand): the outcome wanted.
                 Err(scim_client::ClientError::Http { status: 404, .. }) => Ok(Some("deleted (was gone)".into())),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             },
             Kind::TeamAdd if teams.contains_key(&a.team.clone().unwrap_or_default().to_lowercase()) => {
                 joins.push((*i, a.team.clone().unwrap_or_default().to_lowercase(), id.clone()));
@@ -483,11 +531,11 @@ async fn run_worker(
             Kind::TeamAdd | Kind::TeamRemove => {
                 let team = a.team.clone().unwrap_or_default();
                 match teams.get(&team.to_lowercase()) {
-                    None => Err(format!("team {team:?} does not exist on the target and could not be made")),
+                    None => Err(format!("team {team:?} does not exist on the target and could not be made").into()),
                     Some(g) if a.kind == Kind::TeamAdd => {
-                        client.add_members(g, &[id.as_str()]).await.map(|_| None).map_err(|e| e.to_string())
+                        client.add_members(g, &[id.as_str()]).await.map(|_| None).map_err(Failed::from)
                     }
-                    Some(g) => client.remove_members(g, &[id.as_str()]).await.map(|_| None).map_err(|e| e.to_string()),
+                    Some(g) => client.remove_members(g, &[id.as_str()]).await.map(|_| None).map_err(Failed::from),
                 }
             }
             Kind::NoChange | Kind::Skip => Ok(None),
@@ -622,7 +670,7 @@ impl Run<'_> {
 
     /// Every action of a unit not tried, with why.
     fn not_tried(&self, u: usize, why: &str) -> Finished {
-        (self.units[u].iter().map(|&i| (i, Err(format!("not tried: {why}")))).collect(), vec![])
+        (self.units[u].iter().map(|&i| (i, Err(format!("not tried: {why}").into()))).collect(), vec![])
     }
 
     /// Why no more calls may start, if so.
@@ -799,7 +847,7 @@ fn start_joins(
     let (client, group, team) = (client.clone(), teams[team].clone(), team.to_string());
     joining.spawn(async move {
         let ids: Vec<&str> = members.iter().map(|(_, a)| a.as_str()).collect();
-        let r = client.add_members(&group, &ids).await.map_err(|e| e.to_string());
+        let r = client.add_members(&group, &ids).await.map_err(Failed::from);
         let out = members
             .iter()
             .map(|(i, a)| (*i, r.as_ref().map(|_| ("ok".to_string(), a.clone())).map_err(Clone::clone)))
@@ -875,7 +923,7 @@ struct Part {
     worker: String,
     out: Outcomes,
     /// (action index, its error) for the run's counts, once written.
-    tally: Vec<(usize, Option<String>)>,
+    tally: Vec<(usize, Option<Failed>)>,
 }
 
 /// Writes a group of outcomes in one transaction; when the store refuses it, worker by
@@ -909,7 +957,8 @@ fn refused(plan: &Plan, p: &Part, error: &str, summary: &mut Summary) {
 fn tally(plan: &Plan, summary: &mut Summary, p: &Part, refused: Option<&str>) {
     for (i, error) in &p.tally {
         let a = &plan.actions[*i];
-        let outcome = refused.or(error.as_deref());
+        let refused = refused.map(Failed::from);
+        let outcome = refused.as_ref().or(error.as_ref());
         tracing::info!(
             target: "tenure::actions",
             connection = %plan.connection,
@@ -926,13 +975,15 @@ fn tally(plan: &Plan, summary: &mut Summary, p: &Part, refused: Option<&str>) {
             }
             Some(e) => {
                 summary.failed += 1;
-                summary.failures.entry(p.worker.clone()).or_insert_with(|| e.to_string());
+                summary.failures.entry(p.worker.clone()).or_insert_with(|| e.text.clone());
                 summary.failed_actions.push(FailedAction {
                     worker: a.worker.clone(),
                     action: a.kind.as_str().into(),
                     user_name: a.user_name.clone(),
                     team: a.team.clone(),
-                    error: e.to_string(),
+                    error: e.text.clone(),
+                    status: e.status,
+                    scim_type: e.scim_type.clone(),
                 });
             }
         }
@@ -997,7 +1048,7 @@ fn outcomes(plan: &Plan, run_id: &str, ids: &[String], book: &mut Book, results:
                 _ => {}
             }
         }
-        if let Some((u, state, e)) = book.end(i, error.as_ref()) {
+        if let Some((u, state, e)) = book.end(i, error.as_ref().map(|e| &e.text)) {
             out.journal.push((ids[u].clone(), state.into(), e));
         }
         let detail = Detail {

@@ -104,7 +104,49 @@ pub enum Op {
 }
 
 impl Op {
-    fn as_str(self) -> &'static str {
+    /// Every operator, in the order a form offers them.
+    pub const ALL: [Op; 16] = [
+        Op::Equals,
+        Op::NotEquals,
+        Op::In,
+        Op::Contains,
+        Op::StartsWith,
+        Op::EndsWith,
+        Op::Matches,
+        Op::IsEmpty,
+        Op::IsNotEmpty,
+        Op::Before,
+        Op::After,
+        Op::WithinDays,
+        Op::GreaterThan,
+        Op::GreaterOrEqual,
+        Op::LessThan,
+        Op::LessOrEqual,
+    ];
+
+    /// How a person reads it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Op::Equals => "is",
+            Op::NotEquals => "is not",
+            Op::Contains => "contains",
+            Op::StartsWith => "starts with",
+            Op::EndsWith => "ends with",
+            Op::In => "is one of",
+            Op::Matches => "matches the pattern",
+            Op::IsEmpty => "is empty",
+            Op::IsNotEmpty => "is not empty",
+            Op::Before => "is before",
+            Op::After => "is after",
+            Op::WithinDays => "is within days of today",
+            Op::GreaterThan => "is greater than",
+            Op::GreaterOrEqual => "is at least",
+            Op::LessThan => "is less than",
+            Op::LessOrEqual => "is at most",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
         match self {
             Op::Equals => "equals",
             Op::NotEquals => "not_equals",

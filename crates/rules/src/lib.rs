@@ -774,6 +774,12 @@ impl Rules {
         }
     }
 
+    /// The index of the role a worker's row falls in (the first whose condition holds), if any:
+    /// what the console counts per role, without the attributes a decision evaluates.
+    pub fn role_of(&self, row: &[Value], today: Date) -> Option<usize> {
+        self.roles.iter().position(|r| r.when.as_ref().is_none_or(|c| condition::holds(c, row, today)))
+    }
+
     pub fn custom_fields(&self) -> &[String] {
         &self.custom
     }

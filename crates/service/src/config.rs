@@ -96,6 +96,50 @@ async fn saved_schemas(
     Ok((schemas, whence))
 }
 
+/// A configuration compiled against the schemas its targets published at the last import,
+/// asking no target (the console's editor, at every step): `Ok(Err(problems))` when it does not.
+pub async fn compile_saved(store: &Store, cfg: &Config) -> Result<Result<Rules, Vec<String>>> {
+    let (published, _) = saved_schemas(store, cfg).await?;
+    Ok(Rules::compile_with(cfg, &published))
+}
+
+/// The attributes a mapping on `connection` may write: from the User schema its target
+/// published at the last import, else what tenure knows of its dialect; with where the list
+/// came from. A multi-valued attribute is offered by its typed values (`emails[type eq "work"].value`).
+pub async fn mappable(store: &Store, cfg: &Config, connection: &str) -> Result<(Vec<String>, String)> {
+    let (published, whence) = saved_schemas(store, cfg).await?;
+    let dialect = cfg.connections.iter().find(|c| c.name == connection).map(|c| c.dialect.as_str()).unwrap_or("monday");
+    let (schema, from) = match published.get(connection) {
+        Some(s) => (s.clone(), whence.get(connection).cloned().unwrap_or_default()),
+        None => {
+            let d: scim::Dialect = dialect.parse().unwrap_or(scim::Dialect::Generic);
+            (d.user_schema(), format!("what tenure knows of the {dialect} dialect (the target's own schema is read when the rules are saved)"))
+        }
+    };
+    let mut out = vec![];
+    for path in schema.writable_paths() {
+        let multi = schema
+            .core
+            .attribute(&path)
+            .filter(|a| a.multi_valued && a.sub_attributes.iter().any(|s| s.name == "value"));
+        match multi {
+            Some(a) => {
+                let types = a
+                    .sub_attributes
+                    .iter()
+                    .find(|s| s.name == "type")
+                    .map(|t| t.canonical_values.clone())
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| vec!["work".to_string()]);
+                out.extend(types.iter().map(|t| format!("{}[type eq \"{t}\"].value", a.name)));
+            }
+            None => out.push(path),
+        }
+    }
+    out.dedup();
+    Ok((out, from))
+}
+
 /// How long discovery may take before the saved (or built-in) schema is used instead.
 const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -278,6 +322,9 @@ pub struct Confirm {
     pub removal: Vec<String>,
     /// Only to plan with (nothing is saved): what it removes does not matter.
     pub plan_only: bool,
+    /// The version this one was written from (the console's draft): refused as a conflict when
+    /// another has been saved since.
+    pub replaces: Option<String>,
 }
 
 /// What `check` found: the rules, the documents fetched now, one note per connection.
@@ -329,8 +376,19 @@ pub async fn import(
         store.set_setting(&schema_key(conn), &doc.to_string()).await?;
     }
     let before = store.current_config().await?;
+    if let (Some(expected), Some(b)) = (&confirm.replaces, &before) {
+        if expected != &b.id {
+            return Err(Error::conflict(format!(
+                "another configuration (version {}) was saved meanwhile by {}: nothing was saved",
+                b.id,
+                b.saved_by.as_deref().unwrap_or("someone")
+            )));
+        }
+    }
     let body = rules.config.to_toml();
-    let v = store.save_config(&body).await?;
+    // Saved as the successor of the version read just now: one saved by another door in the
+    // same moment makes this one fail rather than vanish.
+    let v = store.save_config_after(&body, before.as_ref().map(|b| b.id.as_str()), by).await?;
     let diff = line_diff(before.as_ref().map(|b| b.body.as_str()).unwrap_or(""), &body);
     let detail = serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules),
         "previous": before.map(|b| b.id), "diff": diff, "confirmed_url_change": confirm.url_change,
@@ -466,7 +524,7 @@ pub fn summary(r: &Rules) -> String {
 }
 
 /// The lines a change removed (`- `) and added (`+ `), in the new file's order.
-fn line_diff(before: &str, after: &str) -> Vec<String> {
+pub fn line_diff(before: &str, after: &str) -> Vec<String> {
     let old: HashSet<&str> = before.lines().collect();
     let new: HashSet<&str> = after.lines().collect();
     let removed = before.lines().filter(|l| !new.contains(l) && !l.trim().is_empty()).map(|l| format!("- {l}"));

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod config;
 pub mod connections;
 pub mod decisions;
+pub mod drafts;
 pub mod duration;
 pub mod error;
 pub mod inbox;

@@ -7,15 +7,34 @@ use rules::Rules;
 use std::collections::HashSet;
 use store::Store;
 
+/// The kinds of difference a configuration makes to a worker on a connection, most telling
+/// first: a difference is counted under the first that applies.
+pub const DIFFERENCE_KINDS: [(&str, &str); 5] = [
+    ("given", "account given"),
+    ("taken_away", "account taken away"),
+    ("access", "user type or teams"),
+    ("role", "role only"),
+    ("attributes", "attributes"),
+];
+
+/// Which pages of the differences to list.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Only differences of this kind (one of `DIFFERENCE_KINDS`).
+    pub kind: Option<String>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
 /// What a configuration would change, worker by worker, against the one in force: role,
-/// account (given or taken away), user type, teams and every attribute. At most `limit`
-/// workers are listed; the counts are of all.
+/// account (given or taken away), user type, teams and every attribute. The counts (in all
+/// and by kind) are of every worker; the list holds the page `listing` asks for.
 pub async fn differences(
     store: &Store,
     before: &Rules,
     after: &Rules,
     today: jiff::civil::Date,
-    limit: usize,
+    listing: &Listing,
 ) -> Result<serde_json::Value> {
     let workers = crate::intake::workers(store).await?;
     let (cb, ca) = (before.custom_fields().to_vec(), after.custom_fields().to_vec());
@@ -28,6 +47,8 @@ pub async fn differences(
         names.iter().map(|n| (*n, at(before, n), at(after, n))).collect();
     let mut listed = vec![];
     let mut changed = 0usize;
+    let mut matching = 0usize;
+    let mut kinds = [0usize; DIFFERENCE_KINDS.len()];
     for w in &workers {
         // A worker's row once per configuration, whatever the number of connections.
         let (rb, ra) = (rules::worker_row(w, &cb), rules::worker_row(w, &ca));
@@ -45,19 +66,108 @@ pub async fn differences(
                 continue;
             }
             changed += 1;
-            if listed.len() < limit {
-                let account = match (b.grant.is_some(), a.grant.is_some()) {
-                    (false, true) => Some("given"),
-                    (true, false) => Some("taken away"),
-                    _ => None,
-                };
+            let (account, kind) = match (b.grant.is_some(), a.grant.is_some()) {
+                (false, true) => (Some("given"), 0),
+                (true, false) => (Some("taken away"), 1),
+                _ if b.grant != a.grant => (None, 2),
+                _ if b.role != a.role => (None, 3),
+                _ => (None, 4),
+            };
+            kinds[kind] += 1;
+            if listing.kind.as_deref().is_some_and(|k| k != DIFFERENCE_KINDS[kind].0) {
+                continue;
+            }
+            matching += 1;
+            if matching > listing.offset && listed.len() < listing.limit {
                 listed.push(serde_json::json!({"worker": w.id.as_str(), "connection": conn,
+                    "kind": DIFFERENCE_KINDS[kind].0,
                     "role": {"before": b.role, "after": a.role}, "account": account,
                     "grant": {"before": b.grant, "after": a.grant}, "attributes": changes}));
             }
         }
     }
-    Ok(serde_json::json!({"workers": workers.len(), "changed": changed, "listed": listed.len(), "differences": listed}))
+    let by_kind: serde_json::Map<String, serde_json::Value> =
+        DIFFERENCE_KINDS.iter().zip(kinds).map(|((k, _), n)| (k.to_string(), n.into())).collect();
+    Ok(serde_json::json!({"workers": workers.len(), "changed": changed, "by_kind": by_kind,
+        "matching": matching, "offset": listing.offset, "listed": listed.len(), "differences": listed}))
+}
+
+/// How many workers each role takes now (the first role whose condition holds), with a few of
+/// them by name; and how many no role takes.
+#[derive(Debug, Clone, Default)]
+pub struct RoleCounts {
+    pub workers: usize,
+    /// Per role, in the rules' order: the count and up to `samples` (id, name).
+    pub roles: Vec<(usize, Vec<(String, String)>)>,
+    pub unmatched: usize,
+}
+
+/// The role counts of the workers of the last HR load under `rules`.
+pub async fn role_counts(store: &Store, rules: &Rules, today: jiff::civil::Date, samples: usize) -> Result<RoleCounts> {
+    let workers = crate::intake::workers(store).await?;
+    let custom = rules.custom_fields().to_vec();
+    let mut out =
+        RoleCounts { workers: workers.len(), roles: vec![(0, vec![]); rules.config.roles.len()], unmatched: 0 };
+    for w in &workers {
+        match rules.role_of(&rules::worker_row(w, &custom), today) {
+            Some(i) => {
+                let (n, s) = &mut out.roles[i];
+                *n += 1;
+                if s.len() < samples {
+                    let name = format!(
+                        "{} {}",
+                        w.preferred_name.as_ref().unwrap_or(&w.first_name).as_str(),
+                        w.last_name.as_str()
+                    );
+                    s.push((w.id.as_str().to_string(), name));
+                }
+            }
+            None => out.unmatched += 1,
+        }
+    }
+    Ok(out)
+}
+
+/// A formula as it is being typed: its error and where, or its value for one worker.
+#[derive(Debug, Clone)]
+pub enum FormulaCheck {
+    /// Line, column (1-based, in characters) and what is wrong there.
+    Wrong(rules::formula::FormulaError),
+    /// It reads; with the worker asked for (or the first of the last load) and its value or
+    /// the error evaluating it gave; None when there is no worker yet.
+    Reads { worker: Option<(String, String)>, value: Option<Result<String, String>> },
+}
+
+/// Checks a formula against the HR fields (the custom ones of `custom` too) and evaluates it
+/// for `worker` (else the first worker of the last load).
+pub async fn check_formula(
+    store: &Store,
+    custom: &[String],
+    text: &str,
+    worker: Option<&str>,
+    today: jiff::civil::Date,
+) -> Result<FormulaCheck> {
+    let fields = rules::worker_fields(custom);
+    let f = match rules::formula::Formula::compile(text, &fields) {
+        Ok(f) => f,
+        Err(e) => return Ok(FormulaCheck::Wrong(e)),
+    };
+    let row = match worker.map(str::trim).filter(|w| !w.is_empty()) {
+        Some(id) => Some(
+            store
+                .snapshot_of(&[id.to_string()])
+                .await?
+                .pop()
+                .ok_or_else(|| Error::not_found(format!("no worker {id:?} in the last HR load")))?,
+        ),
+        None => store.snapshot_first().await?,
+    };
+    let Some(row) = row else { return Ok(FormulaCheck::Reads { worker: None, value: None }) };
+    let w: hr::Worker =
+        serde_json::from_str(&row.body).map_err(|e| Error::refused(format!("worker {}: {e}", row.worker_id)))?;
+    let value = f.eval(&rules::worker_row(&w, custom), &rules::formula::Context { today }).map(|v| v.to_text());
+    let name = format!("{} {}", w.preferred_name.as_ref().unwrap_or(&w.first_name).as_str(), w.last_name.as_str());
+    Ok(FormulaCheck::Reads { worker: Some((w.id.as_str().to_string(), name)), value: Some(value) })
 }
 
 /// What one decision gives a worker on one connection, as `differences` compares it.

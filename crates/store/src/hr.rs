@@ -367,6 +367,14 @@ impl Store {
         Ok(())
     }
 
+    /// The snapshot's first worker by id, if any (what an example is shown for).
+    pub async fn snapshot_first(&self) -> Result<Option<SnapshotRow>, StoreError> {
+        let r = sqlx::query("SELECT worker_id, body, missing_since FROM hr_workers ORDER BY worker_id LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.as_ref().map(snapshot_row).transpose()?)
+    }
+
     /// The snapshot rows of these workers (those that have one).
     pub async fn snapshot_of(&self, ids: &[String]) -> Result<Vec<SnapshotRow>, StoreError> {
         let mut out = vec![];
@@ -605,6 +613,11 @@ impl Store {
         let row =
             sqlx::query("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    pub async fn delete_setting(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM settings WHERE name = $1").bind(name).execute(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {

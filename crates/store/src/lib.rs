@@ -714,45 +714,99 @@ pub struct ConfigVersion {
     pub created_at: String,
     pub checksum: String,
     pub body: String,
+    /// Who saved it (None for versions saved before this was kept).
+    pub saved_by: Option<String>,
+}
+
+/// The previous-version mark of a first configuration: unique like any other, so two first
+/// saves cannot both succeed either.
+const NO_PREVIOUS: &str = "(none)";
+
+fn config_version(r: &AnyRow) -> Result<ConfigVersion, sqlx::Error> {
+    Ok(ConfigVersion {
+        id: r.try_get("id")?,
+        created_at: r.try_get("created_at")?,
+        checksum: r.try_get("checksum")?,
+        body: r.try_get("body")?,
+        saved_by: r.try_get("saved_by")?,
+    })
 }
 
 impl Store {
-    /// Saves a configuration as the one in force.
+    /// Saves a configuration as the one in force, whatever was saved before it.
     pub async fn save_config(&self, body: &str) -> Result<ConfigVersion, StoreError> {
+        self.insert_config(body, None, None).await
+    }
+
+    /// Saves a configuration as the one replacing version `previous` (None: the first one).
+    /// When another was saved over `previous` meanwhile, nothing is saved and the answer is
+    /// `Duplicate`: a change is never lost silently to one made at the same moment.
+    pub async fn save_config_after(
+        &self,
+        body: &str,
+        previous: Option<&str>,
+        by: &str,
+    ) -> Result<ConfigVersion, StoreError> {
+        let current = self.current_config().await?.map(|c| c.id);
+        if current.as_deref() != previous {
+            return Err(StoreError::Duplicate("another configuration was saved meanwhile: nothing was saved".into()));
+        }
+        self.insert_config(body, Some(previous.unwrap_or(NO_PREVIOUS)), Some(by)).await
+    }
+
+    async fn insert_config(
+        &self,
+        body: &str,
+        previous: Option<&str>,
+        by: Option<&str>,
+    ) -> Result<ConfigVersion, StoreError> {
         use sha2::Digest;
         let v = ConfigVersion {
             id: uuid::Uuid::new_v4().to_string(),
             created_at: now(),
             checksum: sha2::Sha256::digest(body.as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
             body: body.to_string(),
+            saved_by: by.map(str::to_string),
         };
-        sqlx::query("INSERT INTO config_versions (id, created_at, checksum, body) VALUES ($1, $2, $3, $4)")
-            .bind(&v.id)
-            .bind(&v.created_at)
-            .bind(&v.checksum)
-            .bind(&v.body)
-            .execute(&self.pool)
-            .await?;
-        Ok(v)
+        let r = sqlx::query(
+            "INSERT INTO config_versions (id, created_at, checksum, body, previous, saved_by) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&v.id)
+        .bind(&v.created_at)
+        .bind(&v.checksum)
+        .bind(&v.body)
+        .bind(previous)
+        .bind(by)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(_) => Ok(v),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Duplicate(
+                "another configuration was saved over the same version meanwhile: nothing was saved".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The configuration in force, if one was saved.
     pub async fn current_config(&self) -> Result<Option<ConfigVersion>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, created_at, checksum, body FROM config_versions ORDER BY created_at DESC, id DESC LIMIT 1",
+            "SELECT id, created_at, checksum, body, saved_by FROM config_versions \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row
-            .map(|r| -> Result<ConfigVersion, sqlx::Error> {
-                Ok(ConfigVersion {
-                    id: r.try_get("id")?,
-                    created_at: r.try_get("created_at")?,
-                    checksum: r.try_get("checksum")?,
-                    body: r.try_get("body")?,
-                })
-            })
-            .transpose()?)
+        Ok(row.as_ref().map(config_version).transpose()?)
+    }
+
+    /// One saved configuration version, in force or not.
+    pub async fn config_version(&self, id: &str) -> Result<Option<ConfigVersion>, StoreError> {
+        let row = sqlx::query("SELECT id, created_at, checksum, body, saved_by FROM config_versions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(config_version).transpose()?)
     }
 
     /// Sets a connection's URL, dialect and client-side rate limit (the token stays as it is).

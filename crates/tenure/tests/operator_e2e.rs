@@ -48,6 +48,10 @@ async fn failures_are_named_where_they_happen_in_text_and_json() {
     assert_eq!(v["failed_actions"][0]["worker"], "2");
     assert_eq!(v["failed_actions"][0]["action"], "create");
     assert!(v["failed_actions"][0]["error"].as_str().unwrap().contains("413"), "{v}");
+    // The target's status travels beside the words, for a reader that must not parse them;
+    // an action never sent has none.
+    assert_eq!(v["failed_actions"][0]["status"], 413, "{v}");
+    assert!(v["failed_actions"][1]["status"].is_null(), "{v}");
 }
 
 #[tokio::test]

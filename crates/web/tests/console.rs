@@ -277,3 +277,163 @@ async fn every_console_route_answers_each_role_as_its_entry_says() {
     let page = call(&app, Method::GET, &concrete("/connections/{name}"), Some(&admin), None, false).await;
     assert!(page.text.contains("Pause") && page.text.contains("Remove") && page.text.contains("Test connection"));
 }
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).unwrap()
+}
+
+#[tokio::test]
+async fn an_editor_builds_rules_in_a_draft_and_saves_the_toml_export_gives() {
+    let app = app().await;
+    let ed = session(&app, Role::Editor).await;
+    // Nothing saved yet: the draft starts from the stored connection, with its required mappings.
+    let r = call(&app, Method::GET, "/rules", Some(&ed), None, false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains(CONNECTION) && r.text.contains("userName") && r.text.contains("No role yet"), "{}", r.text);
+    // A role with two conditions joined by OR and a grant; a second one; moved above the first.
+    let role = |name: &str, value: &str| {
+        form(&[
+            ("csrf", ed.csrf.as_str()),
+            ("name", name),
+            ("join", "any"),
+            ("field", "department"),
+            ("op", "equals"),
+            ("value", value),
+            ("field", "employment_type"),
+            ("op", "in"),
+            ("value", "intern, temporary"),
+            (&format!("gives:{CONNECTION}"), "yes"),
+            (&format!("user_type:{CONNECTION}"), "viewer"),
+            (&format!("teams:{CONNECTION}"), "Sales, Everyone"),
+            ("action", "save"),
+        ])
+    };
+    let r = call(&app, Method::POST, "/rules/roles/new", Some(&ed), Some(role("Sales", "Sales")), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let r =
+        call(&app, Method::POST, "/rules/roles/new", Some(&ed), Some(role("Engineering", "Engineering")), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    // A second role of the same name is refused, with the form kept as typed.
+    let r = call(&app, Method::POST, "/rules/roles/new", Some(&ed), Some(role("sales", "x")), false).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("already") && r.text.contains("intern, temporary"), "{}", r.text);
+    // An unknown field is refused with the configuration's own words.
+    let bad = role("Bad", "x").replace("field=department", "field=shoe_size");
+    let r = call(&app, Method::POST, "/rules/roles/new", Some(&ed), Some(bad), false).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("unknown field"), "{}", r.text);
+    let r = call(&app, Method::POST, "/rules/roles/2/up", Some(&ed), Some(form(&[("csrf", &ed.csrf)])), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let page = call(&app, Method::GET, "/rules", Some(&ed), None, false).await.text;
+    assert!(page.contains("Unsaved draft"), "{page}");
+    let (e, s) = (page.find(">Engineering<").unwrap(), page.find(">Sales<").unwrap());
+    assert!(e < s, "Engineering moved above Sales");
+    assert!(page.contains("department is “Engineering” or employment_type is one of “intern”, “temporary”"), "{page}");
+    // Nobody else sees the draft: a viewer reads the configuration in force (none yet).
+    let viewer = session(&app, Role::Viewer).await;
+    let seen = call(&app, Method::GET, "/rules", Some(&viewer), None, false).await.text;
+    assert!(!seen.contains(">Engineering<") && !seen.contains("Unsaved draft"), "{seen}");
+    // The mapping: a formula with an error is refused at its position; fixed, it is kept.
+    let path = format!("/rules/connections/{}", web::console::segment(CONNECTION));
+    let mapping = |title: &str| {
+        form(&[
+            ("csrf", ed.csrf.as_str()),
+            ("default_teams", "Everyone"),
+            ("supervised", "leave"),
+            ("target", "userName"),
+            ("formula", "=work_email"),
+            ("unique", "0"),
+            ("target", "displayName"),
+            ("formula", "=first_name & \" \" & last_name"),
+            ("target", "title"),
+            ("formula", title),
+            ("action", "save"),
+        ])
+    };
+    let r = call(&app, Method::POST, &path, Some(&ed), Some(mapping("=UPPER(title")), false).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("Line 1, column") && r.text.contains("caret"), "{}", r.text);
+    let r = call(&app, Method::POST, &path, Some(&ed), Some(mapping("=UPPER(title)")), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    // As typed: the check of one formula, a fragment.
+    let check = format!("/rules/formula?{}", form(&[("formula", "=first_name &")]));
+    let r = call(&app, Method::GET, &check, Some(&ed), None, true).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.contains("Line 1, column 14") && !r.text.contains("<html"), "{}", r.text);
+    // What changes if I save, then saving: the configuration in force is the draft, as export writes it.
+    let r = call(&app, Method::GET, "/rules/changes", Some(&ed), None, false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("Worker by worker") && r.text.contains("Save as the configuration in force"), "{}", r.text);
+    let draft = call(&app, Method::GET, "/rules/file.toml", Some(&ed), None, false).await.text;
+    let r = call(&app, Method::POST, "/rules/save", Some(&ed), Some(form(&[("csrf", &ed.csrf)])), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(r.headers["location"], "/rules?said=saved");
+    let saved = app.api.store.current_config().await.unwrap().unwrap();
+    assert_eq!(saved.body, draft);
+    assert!(saved.saved_by.as_deref().unwrap().contains("editor"), "{:?}", saved.saved_by);
+    let cfg = rules::Config::from_toml("x", &saved.body).unwrap();
+    assert_eq!(cfg.roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["Engineering", "Sales"]);
+    let g = &cfg.roles[0].grants[CONNECTION];
+    assert_eq!(
+        (g.user_type.as_deref(), g.teams.clone()),
+        (Some("viewer"), vec!["Sales".to_string(), "Everyone".into()])
+    );
+    assert_eq!(cfg.connections[0].supervised, [rules::Stage::Leave]);
+    assert!(
+        matches!(&cfg.connections[0].mappings["title"], rules::MappingSpec::Full { formula, .. } if formula == "=UPPER(title)")
+    );
+    let export = call(&app, Method::GET, "/api/v1/config?format=toml", Some(&viewer), None, false).await;
+    assert_eq!(export.text, saved.body, "the same TOML as config export");
+    // The draft is gone: the page shows the configuration in force.
+    let page = call(&app, Method::GET, "/rules?said=saved", Some(&ed), None, false).await.text;
+    assert!(
+        page.contains("Saved: this is now the configuration in force") && !page.contains("Unsaved draft"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn a_change_saved_meanwhile_is_not_overwritten() {
+    let app = app().await;
+    let (a, b) = (session(&app, Role::Editor).await, session(&app, Role::Admin).await);
+    let role = |s: &Session, name: &str| {
+        form(&[
+            ("csrf", s.csrf.as_str()),
+            ("name", name),
+            ("join", "all"),
+            ("field", "department"),
+            ("op", "equals"),
+            ("value", name),
+            (&format!("gives:{CONNECTION}"), "yes"),
+            (&format!("user_type:{CONNECTION}"), "member"),
+            ("action", "save"),
+        ])
+    };
+    for (s, name) in [(&a, "Alpha"), (&b, "Beta")] {
+        let r = call(&app, Method::POST, "/rules/roles/new", Some(s), Some(role(s, name)), false).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    }
+    let r = call(&app, Method::POST, "/rules/save", Some(&a), Some(form(&[("csrf", &a.csrf)])), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let first = app.api.store.current_config().await.unwrap().unwrap();
+    // B began before A saved: B's save is refused, both changes shown, A's version stays.
+    let r = call(&app, Method::POST, "/rules/save", Some(&b), Some(form(&[("csrf", &b.csrf)])), false).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.text.contains("Someone saved another version meanwhile") && r.text.contains("editor"), "{}", r.text);
+    assert!(r.text.contains("Their change") && r.text.contains("Alpha") && r.text.contains("Beta"), "{}", r.text);
+    assert_eq!(app.api.store.current_config().await.unwrap().unwrap().id, first.id);
+    // Having read both, B takes A's as the base and saves: B's whole draft is in force.
+    let r = call(&app, Method::POST, "/rules/rebase", Some(&b), Some(form(&[("csrf", &b.csrf)])), false).await;
+    assert_eq!(r.headers["location"], "/rules/changes");
+    let r = call(&app, Method::POST, "/rules/save", Some(&b), Some(form(&[("csrf", &b.csrf)])), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let now = app.api.store.current_config().await.unwrap().unwrap();
+    assert!(now.body.contains("Beta") && !now.body.contains("Alpha"), "{}", now.body);
+    // Two saves over the same version at the same moment: the store keeps one.
+    let v = now.id.clone();
+    let (x, y) = tokio::join!(
+        app.api.store.save_config_after("[hr]\n", Some(&v), "x"),
+        app.api.store.save_config_after("[hr]\ncustom_fields = []\n", Some(&v), "y")
+    );
+    assert!(x.is_ok() != y.is_ok(), "exactly one of two concurrent saves lands: {x:?} {y:?}");
+}

@@ -274,7 +274,7 @@ async fn put_config(
             .filter(|n| !n.is_empty())
             .map(str::to_string)
             .collect(),
-        plan_only: false,
+        ..Default::default()
     };
     if q.dry_run == Some(true) {
         let after = compiled(&api, &cfg, &confirm).await?;
@@ -286,7 +286,14 @@ async fn put_config(
             }
         };
         let today = jiff::Zoned::now().date();
-        let d = crate::preview::differences(&api.store, &before, &after, today, 1000).await?;
+        let d = crate::preview::differences(
+            &api.store,
+            &before,
+            &after,
+            today,
+            &crate::preview::Listing { limit: 1000, ..Default::default() },
+        )
+        .await?;
         return Ok(Json(json!({"dry_run": true, "saved": false, "differences": d})));
     }
     let r = crate::config::import(&api.store, &api.data_dir, "request body", &cfg, &confirm, &c.actor).await?;

@@ -9,6 +9,7 @@ mod connections;
 mod dashboard;
 mod hr;
 mod plan;
+mod rules;
 mod session;
 
 pub use assets::{sri, ASSETS, HTMX, HTMX_VERSION};
@@ -87,6 +88,24 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::POST, "/connections/{name}/runs", plans, post(plan::apply)),
         (Method::GET, "/runs", viewer, get(plan::list)),
         (Method::GET, "/runs/{id}", viewer, get(plan::run)),
+        (Method::POST, "/runs/{id}/retry", editor, post(plan::retry)),
+        (Method::GET, "/rules", viewer, get(rules::page)),
+        (Method::GET, "/rules/file.toml", viewer, get(rules::file)),
+        (Method::GET, "/rules/roles/new", editor, get(rules::new_role)),
+        (Method::POST, "/rules/roles/new", editor, post(rules::save_new_role)),
+        (Method::GET, "/rules/roles/{id}", editor, get(rules::role)),
+        (Method::POST, "/rules/roles/{id}", editor, post(rules::save_role_at)),
+        (Method::POST, "/rules/roles/{id}/up", editor, post(rules::up)),
+        (Method::POST, "/rules/roles/{id}/down", editor, post(rules::down)),
+        (Method::POST, "/rules/roles/{id}/remove", editor, post(rules::remove)),
+        (Method::GET, "/rules/connections/{name}", editor, get(rules::mapping)),
+        (Method::POST, "/rules/connections/{name}", editor, post(rules::save_mapping)),
+        (Method::POST, "/rules/connections/{name}/add", editor, post(rules::add_connection)),
+        (Method::GET, "/rules/formula", editor, get(rules::check_formula)),
+        (Method::GET, "/rules/changes", editor, get(rules::changes)),
+        (Method::POST, "/rules/save", editor, post(rules::save)),
+        (Method::POST, "/rules/rebase", editor, post(rules::rebase)),
+        (Method::POST, "/rules/discard", editor, post(rules::discard)),
         (Method::GET, "/connections/{name}/remove", admin, get(connections::remove_page)),
         (Method::POST, "/connections/{name}/remove", admin, post(connections::remove)),
     ]

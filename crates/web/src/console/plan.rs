@@ -290,14 +290,45 @@ pub async fn list(State(api): State<Shared>, page: Page) -> Response {
     )
 }
 
+/// A failed action as the run page lists it.
+pub struct FailureRow {
+    pub worker: String,
+    pub action: String,
+    /// The target's HTTP status and SCIM error type, when it answered ("–" when it did not).
+    pub status: String,
+    pub said: String,
+    /// The first failure of its worker: the row that offers the retry.
+    pub first: bool,
+}
+
 #[derive(Template)]
 #[template(path = "run.html")]
 struct RunPage {
     chrome: Chrome,
     r: RunRow,
     running: bool,
-    /// (worker, action, what the target said)
-    failures: Vec<(String, String, String)>,
+    failures: Vec<FailureRow>,
+    /// Why nothing was applied (the guard, an error), when so.
+    stopped: Option<String>,
+    can_retry: bool,
+    path: String,
+}
+
+/// Why a run of this process applied nothing, from its outcome.
+fn stopped(outcome: &Value) -> Option<String> {
+    match outcome["state"].as_str()? {
+        "refused" => Some(format!(
+            "The mass-deprovision guard stopped this run: {}. Nothing was applied. A Reviewer or Admin applies it by \
+             confirming the number {} on the plan page or the dashboard.",
+            outcome["guard"]["why"].as_str().unwrap_or("too many deactivations").trim_end_matches('.'),
+            outcome["guard"]["confirm_with"].as_u64().unwrap_or_default()
+        )),
+        "error" => Some(format!("The run could not be carried out: {}", shown(&outcome["error"]))),
+        "busy" => Some("Another run held the connection: nothing was applied.".into()),
+        "stopped" => Some("The run was stopped before it began: nothing was applied.".into()),
+        "not_confirmed" | "not confirmed" => Some("The creates were not confirmed: nothing was applied.".into()),
+        _ => None,
+    }
 }
 
 pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>) -> Response {
@@ -306,6 +337,7 @@ pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>) 
             page.need(Role::Viewer)?;
             let live = api.runs.get(&id).is_some_and(|l| l.running());
             let record = api.store.run(&id).await?;
+            let record_missing = record.is_none();
             let Some(record) = record.or_else(|| {
                 // Registered, not yet written: a run that has just started.
                 api.runs.get(&id).map(|l| store::RunRecord {
@@ -321,15 +353,82 @@ pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>) 
                 return Err(Failure::new(StatusCode::NOT_FOUND, "There is no such run."));
             };
             let s: Value = record.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+            let mut seen = std::collections::HashSet::new();
             let failures = s["failed_actions"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|f| (shown(&f["worker"]), shown(&f["action"]), shown(&f["error"])))
+                .map(|f| {
+                    let status = match (f["status"].as_u64(), f["scim_type"].as_str()) {
+                        (Some(n), Some(t)) => format!("{n} ({t})"),
+                        (Some(n), None) => n.to_string(),
+                        _ => "–".into(),
+                    };
+                    let worker = shown(&f["worker"]);
+                    FailureRow {
+                        first: seen.insert(worker.clone()),
+                        worker,
+                        action: shown(&f["action"]),
+                        status,
+                        said: shown(&f["error"]),
+                    }
+                })
                 .collect();
-            let r = RunRow::of(&record, live);
+            let mut r = RunRow::of(&record, live);
+            let stopped = api.runs.get(&id).and_then(|l| l.outcome()).as_ref().and_then(stopped);
+            if stopped.is_some() && record_missing {
+                r.state = "Nothing applied".into();
+            }
             let running = r.state == "Running";
-            Ok(render(&RunPage { chrome: page.chrome("runs"), r, running, failures }))
+            Ok(render(&RunPage {
+                chrome: page.chrome("runs"),
+                path: segment(&r.connection),
+                r,
+                running,
+                failures,
+                stopped,
+                can_retry: page.may(Role::Editor),
+            }))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct RetryForm {
+    #[serde(default)]
+    worker: String,
+}
+
+/// Retry one worker of a run: a run of that worker alone on the same connection, through the
+/// same guard, journal and audit as any run.
+pub async fn retry(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<RetryForm>) -> Response {
+    let Posted { page, form } = posted;
+    answer(
+        async {
+            page.need(Role::Editor)?;
+            let connection = match api.store.run(&id).await? {
+                Some(r) => r.connection,
+                None => api
+                    .runs
+                    .get(&id)
+                    .map(|l| l.connection.clone())
+                    .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "There is no such run."))?,
+            };
+            let worker = form.worker.trim().to_string();
+            if worker.is_empty() {
+                return Err(Failure::new(StatusCode::BAD_REQUEST, "Name the worker to retry."));
+            }
+            let start = runs::Start {
+                workers: vec![worker],
+                confirm: None,
+                actor: page.actor().to_string(),
+                person: page.caller.person.clone(),
+                confirm_only: false,
+                door: "the console",
+            };
+            let new = runs::start(&api.store, &api.key, &api.runs, &connection, start).await?;
+            Ok(Redirect::to(&format!("/runs/{new}")).into_response())
         }
         .await,
     )

@@ -1,0 +1,147 @@
+//! The console's bars (issue 26), with the real binary against the real sandbox: 100,000
+//! workers loaded and synced, `tenure serve` without a schedule, and an Admin signed in through
+//! the sign-in form. Each page of the console is asked again and again by one client on one
+//! kept-alive connection for BENCH_SECONDS (default 10, at least 5 times): its p50 and p99 (bar:
+//! p99 under 100 ms), and its weight with the scripts, styles and icon it loads (bar: under
+//! 200 KB).
+//!
+//! cargo bench -p tenure --bench serve_console
+//!
+//! Environment: BENCH_LARGE (default 100000), BENCH_SECONDS (default 10), BENCH_SANDBOX_NICE
+//! (default 10: the sandbox stands in for monday.com, which never shares tenure's cores).
+
+mod common;
+
+use common::{command, sandbox_niced, setup, tenure};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The p-th percentile of sorted latencies, ms.
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let large: usize = std::env::var("BENCH_LARGE").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let nice: u8 = std::env::var("BENCH_SANDBOX_NICE").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let root = std::env::temp_dir().join(format!("tenure-console-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let s = sandbox_niced(&root, "console", nice);
+    let dir = root.join("console");
+    setup(&dir, &s, large, 5);
+    let applied = tenure(&dir, &["apply", "--yes", "--quiet", "--json"]);
+    let run_id = applied
+        .lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["run_id"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no run id in {applied}"));
+    let password = "the bench admin's long password";
+    let file = root.join("password");
+    std::fs::write(&file, password).unwrap();
+    tenure(&dir, &["user", "add", "bench-admin", "--role", "admin", "--password-file", file.to_str().unwrap()]);
+
+    let mut child = command(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--interval", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start tenure serve");
+    let out = BufReader::new(child.stdout.take().expect("piped"));
+    let mut base = String::new();
+    for l in out.lines().map_while(Result::ok) {
+        if let Some(rest) = l.split("listening on ").nth(1) {
+            base = rest.split_whitespace().next().unwrap().to_string();
+            break;
+        }
+    }
+    let serve = Serve { child, base };
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let signed = http
+        .post(format!("{}/sign-in", serve.base))
+        .header("origin", &serve.base)
+        .form(&[("user", "bench-admin"), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("tenure_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let get = |path: String| {
+        let (http, cookie, url) = (http.clone(), cookie.clone(), format!("{}{path}", serve.base));
+        async move {
+            let r = http.get(&url).header("cookie", cookie).send().await.unwrap();
+            let status = r.status();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let hr = get("/hr".into()).await.1;
+    let load = hr.split("/hr/loads/").nth(1).and_then(|r| r.split('"').next()).expect("a load on /hr").to_string();
+    let name = "Connection-Bearer%20Token-1";
+    let pages = [
+        "/".to_string(),
+        "/connections".into(),
+        format!("/connections/{name}"),
+        "/connections/new".into(),
+        "/hr".into(),
+        format!("/hr/loads/{load}"),
+        "/rules".into(),
+        "/rules/roles/1".into(),
+        format!("/rules/connections/{name}"),
+        "/rules/formula?formula=%3Dfirst_name%20%26%20%22%20%22%20%26%20last_name".into(),
+        "/rules/changes".into(),
+        format!("/connections/{name}/plan"),
+        "/runs".into(),
+        format!("/runs/{run_id}"),
+    ];
+    // The files every page loads, fetched once (a browser keeps them a year by their hash).
+    let first = get("/".into()).await.1;
+    let mut statics = 0usize;
+    for part in first.split("\"/static/").skip(1) {
+        let file = part.split('"').next().unwrap();
+        statics += get(format!("/static/{file}")).await.1.len();
+    }
+    println!("{large} workers synced; the scripts, styles and icon every page loads: {statics} B");
+    for path in pages {
+        let (status, body) = get(path.clone()).await;
+        let mut times = vec![];
+        let t = Instant::now();
+        while times.len() < 5 || t.elapsed() < Duration::from_secs(seconds) {
+            let s = Instant::now();
+            let (st, _) = get(path.clone()).await;
+            assert_eq!(st, status, "{path}");
+            times.push(s.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        let weight = body.len() + statics;
+        println!(
+            "GET {path}: {status}, p50 {:.1} ms, p99 {:.1} ms over {} requests [bar: p99 under 100 ms]; {weight} B with scripts and styles [bar: under 200 KB]",
+            pct(&times, 0.5),
+            pct(&times, 0.99),
+            times.len()
+        );
+    }
+    drop(serve);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&root);
+}
