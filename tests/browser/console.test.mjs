@@ -465,6 +465,11 @@ test("the admin's first hour", async () => {
   await viewer.getByRole("heading", { name: "Not allowed" }).waitFor();
   assert.match(await viewer.locator("main").innerText(), /needs the Admin role/);
   await look(viewer, "forbidden");
+  // The plan and its Apply are not a viewer's: no link to them, and the page forced is the 403 page.
+  const forcedPlan = await viewer.goto(`${BASE}/connections/${encodeURIComponent(CONNECTION)}/plan`);
+  assert.equal(forcedPlan.status(), 403);
+  assert.equal(await viewer.getByRole("button", { name: "Apply this plan" }).count(), 0);
+  await viewer.getByRole("heading", { name: "Not allowed" }).waitFor();
   // A forced form post (its CSRF token valid) is refused the same way.
   const vcsrf = JSON.parse(await viewer.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
   const status = await viewer.evaluate(async ([csrf, name]) => {

@@ -265,10 +265,11 @@ pub async fn hr_settings(
 /// (as their canonical TOML): whether they were saved.
 pub async fn save_if_changed(store: &Store, rules: &Rules) -> Result<bool> {
     let canonical = rules.config.to_toml();
-    if store.current_config().await?.map(|c| c.body) == Some(canonical.clone()) {
+    let current = store.current_config().await?;
+    if current.as_ref().map(|c| c.body.as_str()) == Some(canonical.as_str()) {
         return Ok(false);
     }
-    store.save_config(&canonical).await?;
+    store.save_config_after(&canonical, current.as_ref().map(|c| c.id.as_str()), "tenure").await?;
     Ok(true)
 }
 
@@ -322,9 +323,9 @@ pub struct Confirm {
     pub removal: Vec<String>,
     /// Only to plan with (nothing is saved): what it removes does not matter.
     pub plan_only: bool,
-    /// The version this one was written from (the console's draft): refused as a conflict when
-    /// another has been saved since.
-    pub replaces: Option<String>,
+    /// The version this one was written from (the console's draft; `Some(None)`: it began when
+    /// none was saved): refused as a conflict when another has been saved since.
+    pub replaces: Option<Option<String>>,
 }
 
 /// What `check` found: the rules, the documents fetched now, one note per connection.
@@ -371,24 +372,27 @@ pub async fn import(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
+    // Before anything is written: a draft begun from another version is not saved over it.
+    let before = store.current_config().await?;
+    let in_force = before.as_ref().map(|b| b.id.as_str());
+    if let Some(expected) = &confirm.replaces {
+        if expected.as_deref() != in_force {
+            let b = before.as_ref();
+            return Err(Error::conflict(format!(
+                "another configuration (version {}) was saved meanwhile by {}: nothing was saved",
+                b.map_or("?", |b| b.id.as_str()),
+                b.and_then(|b| b.saved_by.as_deref()).unwrap_or("someone")
+            )));
+        }
+    }
     notes.extend(update_connections(store, cfg, confirm.url_change).await?);
     for (conn, doc) in &fetched {
         store.set_setting(&schema_key(conn), &doc.to_string()).await?;
     }
-    let before = store.current_config().await?;
-    if let (Some(expected), Some(b)) = (&confirm.replaces, &before) {
-        if expected != &b.id {
-            return Err(Error::conflict(format!(
-                "another configuration (version {}) was saved meanwhile by {}: nothing was saved",
-                b.id,
-                b.saved_by.as_deref().unwrap_or("someone")
-            )));
-        }
-    }
     let body = rules.config.to_toml();
-    // Saved as the successor of the version read just now: one saved by another door in the
+    // Saved as the successor of the version read before: one saved by another door in the
     // same moment makes this one fail rather than vanish.
-    let v = store.save_config_after(&body, before.as_ref().map(|b| b.id.as_str()), by).await?;
+    let v = store.save_config_after(&body, in_force, by).await?;
     let diff = line_diff(before.as_ref().map(|b| b.body.as_str()).unwrap_or(""), &body);
     let detail = serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules),
         "previous": before.map(|b| b.id), "diff": diff, "confirmed_url_change": confirm.url_change,

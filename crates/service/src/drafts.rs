@@ -210,12 +210,14 @@ pub fn set_mappings(cfg: &mut Config, connection: &str, rows: Vec<Mapping>) -> R
     Ok(())
 }
 
-/// A role's grant on one connection as the role form gives it; None: no account there.
-pub fn grant(user_type: &str, teams: &str) -> Grant {
+/// A role's grant on one connection as the role form gives it: the user type (empty: the
+/// target's default) and the teams, over what the grant held before (its groups and attribute
+/// formulas, which the form does not show, stay).
+pub fn grant(before: Grant, user_type: &str, teams: &str) -> Grant {
     Grant {
         user_type: Some(user_type.trim().to_string()).filter(|t| !t.is_empty()),
         teams: clean(teams.split(',').map(str::to_string).collect()),
-        ..Default::default()
+        ..before
     }
 }
 
@@ -264,6 +266,8 @@ pub fn joined(all: bool, mut tests: Vec<rules::condition::Test>) -> Option<Condi
 /// What saving a draft came to.
 pub enum Saved {
     Saved(Box<crate::config::Imported>),
+    /// The draft is the configuration in force: nothing to save (the draft is dropped).
+    Unchanged,
     /// The draft does not compile, or an import check refused it: every problem, nothing saved.
     Refused(Error),
     /// Someone saved another version since the draft began: nothing saved, both shown.
@@ -283,10 +287,14 @@ pub struct Conflict {
 pub async fn save(store: &Store, data_dir: &Path, person: &str, by: &str, removal: Vec<String>) -> Result<Saved> {
     let draft = open(store, person).await?;
     let current = store.current_config().await?;
+    if current.as_ref().map(|c| c.body.as_str()) == Some(draft.config.to_toml().as_str()) {
+        discard(store, person).await?;
+        return Ok(Saved::Unchanged);
+    }
     if let Some(c) = conflict(store, &draft, current).await? {
         return Ok(Saved::Conflict(Box::new(c)));
     }
-    let confirm = crate::config::Confirm { removal, replaces: draft.base.clone(), ..Default::default() };
+    let confirm = crate::config::Confirm { removal, replaces: Some(draft.base.clone()), ..Default::default() };
     match crate::config::import(store, data_dir, "the draft", &draft.config, &confirm, by).await {
         Ok(Ok(imported)) => {
             discard(store, person).await?;
@@ -314,11 +322,18 @@ async fn conflict(store: &Store, draft: &Draft, current: Option<ConfigVersion>) 
     Ok(Some(Conflict { theirs, base, mine: draft.config.to_toml() }))
 }
 
-/// Takes the version in force as the draft's new base, keeping the draft's content: the person
-/// has seen the other change and chosen to save theirs over it.
-pub async fn rebase(store: &Store, person: &str) -> Result<()> {
+/// Takes version `seen` (the one the person was shown as saved meanwhile) as the draft's new
+/// base, keeping the draft's content: the person has read the other change and chosen to put
+/// theirs over it. Refused when yet another version is in force now.
+pub async fn rebase(store: &Store, person: &str, seen: &str) -> Result<()> {
     let mut draft = open(store, person).await?;
-    draft.base = store.current_config().await?.map(|v| v.id);
+    let now = store.current_config().await?;
+    if now.as_ref().map(|v| v.id.as_str()) != Some(seen) {
+        return Err(Error::conflict(
+            "yet another version was saved since the one you were shown: try to save again to see it",
+        ));
+    }
+    draft.base = now.map(|v| v.id);
     keep(store, person, &draft).await
 }
 

@@ -144,6 +144,22 @@ pub struct Store {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Now to the nanosecond with every digit written: versions are ordered by this text, and
+/// RFC 3339 with trailing zeros cut (`05.1Z` against `05.15Z`) does not sort as time does.
+fn stamp() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
+}
+
 fn now() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
@@ -763,7 +779,7 @@ impl Store {
         use sha2::Digest;
         let v = ConfigVersion {
             id: uuid::Uuid::new_v4().to_string(),
-            created_at: now(),
+            created_at: stamp(),
             checksum: sha2::Sha256::digest(body.as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
             body: body.to_string(),
             saved_by: by.map(str::to_string),

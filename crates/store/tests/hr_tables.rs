@@ -193,6 +193,24 @@ async fn exercise(store: &Store) {
     let v2 = store.save_config("[hr]\ncustom_fields = []\n").await.unwrap();
     assert_ne!(v1.checksum, v2.checksum);
     assert_eq!(store.current_config().await.unwrap().unwrap().body, "[hr]\ncustom_fields = []\n");
+    // Saves over a named version: one lands, the other is told, whatever the interleaving
+    // (the unique mark of the version replaced, on SQLite and PostgreSQL alike). Many rounds
+    // within the same second also keep "the one in force" the last one saved.
+    for round in 0..5 {
+        let over = store.current_config().await.unwrap().unwrap().id;
+        let (ta, tb) = (format!("# a{round}\n"), format!("# b{round}\n"));
+        let (a, b) = tokio::join!(
+            store.save_config_after(&ta, Some(&over), "a"),
+            store.save_config_after(&tb, Some(&over), "b")
+        );
+        assert!(a.is_ok() != b.is_ok(), "round {round}: exactly one lands: {a:?} {b:?}");
+        let landed = a.or(b).unwrap();
+        let now = store.current_config().await.unwrap().unwrap();
+        assert_eq!((now.id, now.saved_by.as_deref()), (landed.id.clone(), landed.saved_by.as_deref()));
+        let stale = store.save_config_after("# late\n", Some(&over), "c").await.unwrap_err();
+        assert!(matches!(stale, StoreError::Duplicate(_)), "{stale}");
+        assert_eq!(store.config_version(&over).await.unwrap().unwrap().id, over);
+    }
     assert!(matches!(
         store.update_connection_settings("nope", "https://x.example/", "generic", None).await.unwrap_err(),
         StoreError::NotFound(_)

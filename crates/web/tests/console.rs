@@ -322,7 +322,15 @@ async fn an_editor_builds_rules_in_a_draft_and_saves_the_toml_export_gives() {
     let r = call(&app, Method::POST, "/rules/roles/new", Some(&ed), Some(bad), false).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert!(r.text.contains("unknown field"), "{}", r.text);
-    let r = call(&app, Method::POST, "/rules/roles/2/up", Some(&ed), Some(form(&[("csrf", &ed.csrf)])), false).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/rules/roles/2/up",
+        Some(&ed),
+        Some(form(&[("csrf", &ed.csrf), ("role", "Engineering")])),
+        false,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     let page = call(&app, Method::GET, "/rules", Some(&ed), None, false).await.text;
     assert!(page.contains("Unsaved draft"), "{page}");
@@ -416,14 +424,30 @@ async fn a_change_saved_meanwhile_is_not_overwritten() {
     let r = call(&app, Method::POST, "/rules/save", Some(&a), Some(form(&[("csrf", &a.csrf)])), false).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     let first = app.api.store.current_config().await.unwrap().unwrap();
-    // B began before A saved: B's save is refused, both changes shown, A's version stays.
+    // B began before A saved: B's pages say so; B's save is refused, both changes shown, A's
+    // version stays.
+    let page = call(&app, Method::GET, "/rules", Some(&b), None, false).await.text;
+    assert!(page.contains("after your draft began"), "{page}");
     let r = call(&app, Method::POST, "/rules/save", Some(&b), Some(form(&[("csrf", &b.csrf)])), false).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert!(r.text.contains("Someone saved another version meanwhile") && r.text.contains("editor"), "{}", r.text);
     assert!(r.text.contains("Their change") && r.text.contains("Alpha") && r.text.contains("Beta"), "{}", r.text);
     assert_eq!(app.api.store.current_config().await.unwrap().unwrap().id, first.id);
     // Having read both, B takes A's as the base and saves: B's whole draft is in force.
-    let r = call(&app, Method::POST, "/rules/rebase", Some(&b), Some(form(&[("csrf", &b.csrf)])), false).await;
+    // Rebasing on a version other than the one shown is refused.
+    let r =
+        call(&app, Method::POST, "/rules/rebase", Some(&b), Some(form(&[("csrf", &b.csrf), ("version", "x")])), false)
+            .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    let r = call(
+        &app,
+        Method::POST,
+        "/rules/rebase",
+        Some(&b),
+        Some(form(&[("csrf", &b.csrf), ("version", &first.id)])),
+        false,
+    )
+    .await;
     assert_eq!(r.headers["location"], "/rules/changes");
     let r = call(&app, Method::POST, "/rules/save", Some(&b), Some(form(&[("csrf", &b.csrf)])), false).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
@@ -436,4 +460,111 @@ async fn a_change_saved_meanwhile_is_not_overwritten() {
         app.api.store.save_config_after("[hr]\ncustom_fields = []\n", Some(&v), "y")
     );
     assert!(x.is_ok() != y.is_ok(), "exactly one of two concurrent saves lands: {x:?} {y:?}");
+}
+
+#[tokio::test]
+async fn the_role_form_keeps_what_it_does_not_show() {
+    let app = app().await;
+    let admin = session(&app, Role::Admin).await;
+    let toml = format!(
+        r#"[[connection]]
+name = "{CONNECTION}"
+dialect = "monday"
+[connection.mappings]
+userName = "=work_email"
+displayName = "=first_name"
+
+[[role]]
+name = "Leads"
+when = {{ field = "title", op = "matches", value = "^VP", case_sensitive = true }}
+[role.grants."{CONNECTION}"]
+user_type = "Admin"
+teams = ["Leads"]
+attributes = {{ title = "=UPPER(title)" }}
+
+[[role]]
+name = "Everyone"
+[role.grants."{CONNECTION}"]
+user_type = "viewer"
+"#
+    );
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/api/v1/config")
+        .header("host", "localhost")
+        .header("origin", "http://localhost")
+        .header("cookie", &admin.cookie)
+        .header("x-csrf-token", &admin.csrf)
+        .header("content-type", "application/toml")
+        .extension(axum::extract::ConnectInfo(web::serve::Peer("127.0.0.1:1".parse().unwrap())))
+        .body(Body::from(toml))
+        .unwrap();
+    let r = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let ed = session(&app, Role::Editor).await;
+    // The form shows the admin user type as chosen (whatever its case) and the test's case.
+    let page = call(&app, Method::GET, "/rules/roles/1", Some(&ed), None, false).await.text;
+    assert!(page.contains(r#"<option value="admin" selected>"#), "{page}");
+    assert!(page.contains(r#"name="case" value="yes""#), "{page}");
+    // A role without any condition shows none, and saved again it still takes every worker.
+    let page = call(&app, Method::GET, "/rules/roles/2", Some(&ed), None, false).await.text;
+    assert!(!page.contains(r#"name="field""#), "no condition row: {page}");
+    let save = |pairs: Vec<(&str, &str)>| {
+        let mut all = vec![("csrf", ed.csrf.as_str())];
+        all.extend(pairs);
+        form(&all)
+    };
+    let gives = format!("gives:{CONNECTION}");
+    let ut = format!("user_type:{CONNECTION}");
+    let teams = format!("teams:{CONNECTION}");
+    let everyone = save(vec![
+        ("name", "Everyone"),
+        ("was", "Everyone"),
+        ("join", "all"),
+        (&gives, "yes"),
+        (&ut, "viewer"),
+        (&teams, ""),
+        ("action", "save"),
+    ]);
+    let r = call(&app, Method::POST, "/rules/roles/2", Some(&ed), Some(everyone), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let leads = save(vec![
+        ("name", "Leads"),
+        ("was", "Leads"),
+        ("join", "all"),
+        ("field", "title"),
+        ("op", "matches"),
+        ("value", "^VP"),
+        ("case", "yes"),
+        (&gives, "yes"),
+        (&ut, "admin"),
+        (&teams, "Leads"),
+        ("action", "save"),
+    ]);
+    let r = call(&app, Method::POST, "/rules/roles/1", Some(&ed), Some(leads), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let draft = call(&app, Method::GET, "/rules/file.toml", Some(&ed), None, false).await.text;
+    let cfg = rules::Config::from_toml("draft", &draft).unwrap();
+    let (leads, everyone) = (&cfg.roles[0], &cfg.roles[1]);
+    assert_eq!(everyone.when, None, "still every worker: {draft}");
+    let rules::condition::Condition::Test(t) = leads.when.as_ref().unwrap() else { panic!("{draft}") };
+    assert!(t.case_sensitive, "{draft}");
+    let g = &leads.grants[CONNECTION];
+    assert_eq!(g.attributes.get("title").map(String::as_str), Some("=UPPER(title)"), "{draft}");
+    assert_eq!(g.user_type.as_deref(), Some("admin"));
+    // A condition left without a value is refused, not read as "equals nothing".
+    let empty = save(vec![("name", "New"), ("join", "all"), ("field", "department"), ("op", "equals"), ("value", "")]);
+    let r = call(&app, Method::POST, "/rules/roles/new", Some(&ed), Some(empty), false).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("has no value"), "{}", r.text);
+    // A page drawn before the roles moved acts on none.
+    let stale = save(vec![("role", "Everyone")]);
+    let r = call(&app, Method::POST, "/rules/roles/1/down", Some(&ed), Some(stale), false).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    // Saving a draft equal to the configuration in force saves nothing.
+    let other = session(&app, Role::Editor).await;
+    let before = app.api.store.current_config().await.unwrap().unwrap().id;
+    let r = call(&app, Method::POST, "/rules/save", Some(&other), Some(form(&[("csrf", &other.csrf)])), false).await;
+    assert_eq!(r.headers["location"], "/rules?said=unchanged", "{}", r.text);
+    assert_eq!(app.api.store.current_config().await.unwrap().unwrap().id, before);
 }

@@ -407,18 +407,20 @@ pub async fn retry(State(api): State<Shared>, Path(id): Path<String>, posted: Po
     answer(
         async {
             page.need(Role::Editor)?;
-            let connection = match api.store.run(&id).await? {
-                Some(r) => r.connection,
-                None => api
-                    .runs
-                    .get(&id)
-                    .map(|l| l.connection.clone())
-                    .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "There is no such run."))?,
-            };
+            let record =
+                api.store.run(&id).await?.ok_or_else(|| {
+                    Failure::new(StatusCode::NOT_FOUND, "There is no such run (or it has not ended).")
+                })?;
             let worker = form.worker.trim().to_string();
-            if worker.is_empty() {
-                return Err(Failure::new(StatusCode::BAD_REQUEST, "Name the worker to retry."));
+            let s: Value = record.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+            let failed = s["failed_actions"].as_array().into_iter().flatten().any(|f| f["worker"] == worker.as_str());
+            if worker.is_empty() || !failed {
+                return Err(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("Worker {worker:?} did not fail in this run: only a failed worker is retried from here."),
+                ));
             }
+            let connection = record.connection;
             let start = runs::Start {
                 workers: vec![worker],
                 confirm: None,

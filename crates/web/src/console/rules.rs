@@ -52,6 +52,24 @@ async fn shown(api: &Shared, page: &Page) -> Result<Draft, Failure> {
     Ok(drafts::in_force(&api.store).await?)
 }
 
+/// When another version was saved since the person's draft began: who, when, which.
+async fn stale(api: &Shared, draft: &Draft) -> Result<Option<String>, Failure> {
+    if !draft.edited {
+        return Ok(None);
+    }
+    let now = api.store.current_config().await?;
+    Ok(match now {
+        Some(v) if draft.base.as_deref() != Some(v.id.as_str()) => Some(format!(
+            "{} saved version {} at {} after your draft began. Saving yours replaces it whole: read what changes \
+             first, or discard your draft and start from theirs.",
+            v.saved_by.as_deref().unwrap_or("Someone"),
+            v.id,
+            when(&v.created_at)
+        )),
+        _ => None,
+    })
+}
+
 fn today() -> jiff::civil::Date {
     jiff::Zoned::now().date()
 }
@@ -83,6 +101,7 @@ struct RulesPage {
     message: Option<Message>,
     can_edit: bool,
     edited: bool,
+    stale: Option<String>,
     base: String,
     problems: Vec<String>,
     roles: Vec<RoleRow>,
@@ -227,6 +246,7 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<Said>) 
                 Some("kept") => Message::ok("Kept in your draft. Nothing is in force until you save it."),
                 Some("saved") => Message::ok("Saved: this is now the configuration in force. The next run follows it."),
                 Some("discarded") => Message::ok("Your draft was discarded: this is the configuration in force."),
+                Some("unchanged") => Message::ok("Nothing to save: your draft was the configuration in force."),
                 _ => None,
             };
             Ok(render(&RulesPage {
@@ -234,6 +254,7 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<Said>) 
                 message,
                 can_edit: page.may(R::Editor),
                 edited: draft.edited,
+                stale: stale(&api, &draft).await?,
                 base: draft.base.clone().unwrap_or_else(|| "none yet".into()),
                 problems,
                 roles,
@@ -287,32 +308,61 @@ fn index(id: &str) -> Result<usize, Failure> {
 #[derive(Deserialize)]
 pub struct Empty {}
 
-pub async fn up(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<Empty>) -> Response {
-    moved(api, id, posted.page, true).await
+/// A form about one role: its name as the page showed it, so that a page drawn before the
+/// roles moved acts on the role it shows or on none.
+#[derive(Deserialize)]
+pub struct Which {
+    #[serde(default)]
+    role: String,
 }
 
-pub async fn down(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<Empty>) -> Response {
-    moved(api, id, posted.page, false).await
+/// Refused unless role `i` is the one named: the roles changed since the page was drawn.
+fn same_role(cfg: &Config, i: usize, name: &str) -> service::error::Result<()> {
+    match cfg.roles.get(i) {
+        Some(r) if r.name == name => Ok(()),
+        _ => Err(service::error::Error::conflict(format!(
+            "The roles changed since this page was drawn (role {} is no longer {name:?}): reload it and try again.",
+            i + 1
+        ))),
+    }
 }
 
-async fn moved(api: Shared, id: String, page: Page, up: bool) -> Response {
+pub async fn up(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<Which>) -> Response {
+    moved(api, id, posted, true).await
+}
+
+pub async fn down(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<Which>) -> Response {
+    moved(api, id, posted, false).await
+}
+
+async fn moved(api: Shared, id: String, posted: Posted<Which>, up: bool) -> Response {
+    let Posted { page, form } = posted;
     answer(
         async {
             page.need(R::Editor)?;
             let i = index(&id)?;
-            edit(&api, &page, |c| drafts::move_role(c, i, up)).await?;
+            edit(&api, &page, |c| {
+                same_role(c, i, &form.role)?;
+                drafts::move_role(c, i, up)
+            })
+            .await?;
             Ok(Redirect::to("/rules?said=kept#roles").into_response())
         }
         .await,
     )
 }
 
-pub async fn remove(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<Empty>) -> Response {
+pub async fn remove(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<Which>) -> Response {
     answer(
         async {
             posted.page.need(R::Editor)?;
             let i = index(&id)?;
-            edit(&api, &posted.page, |c| drafts::remove_role(c, i).map(|_| ())).await?;
+            let name = posted.form.role.clone();
+            edit(&api, &posted.page, |c| {
+                same_role(c, i, &name)?;
+                drafts::remove_role(c, i).map(|_| ())
+            })
+            .await?;
             Ok(Redirect::to("/rules?said=kept#roles").into_response())
         }
         .await,
@@ -346,6 +396,14 @@ pub struct ConditionRow {
     pub field: String,
     pub op: String,
     pub value: String,
+    /// The test tells case apart ("yes"), as the file may say; kept through the form.
+    pub case: String,
+}
+
+impl ConditionRow {
+    fn blank() -> ConditionRow {
+        ConditionRow { field: "department".into(), op: "equals".into(), value: String::new(), case: String::new() }
+    }
 }
 
 pub struct GrantRow {
@@ -363,6 +421,8 @@ struct RolePage {
     title: String,
     message: Option<Message>,
     name: String,
+    /// The role's name in the draft when the page was drawn (an edit, not a new role).
+    was: Option<String>,
     all: bool,
     /// The condition cannot be shown as rows: kept as it is, described here.
     kept: Option<String>,
@@ -387,10 +447,13 @@ fn role_page(page: &Page, at: Option<usize>, cfg: &Config, role: &Role, message:
                 Op::WithinDays => t.days.map(|d| d.to_string()).unwrap_or_default(),
                 _ => t.value.as_ref().map(scalar).unwrap_or_default(),
             },
+            case: if t.case_sensitive { "yes".into() } else { String::new() },
         })
         .collect();
-    if rows.is_empty() && flat.is_some() {
-        rows.push(ConditionRow { field: "department".into(), op: "equals".into(), value: String::new() });
+    // A new role starts with one condition to fill in; a role saved without one (every
+    // worker) shows none, so that saving it again leaves it as it is.
+    if at.is_none() && rows.is_empty() && flat.is_some() {
+        rows.push(ConditionRow::blank());
     }
     RolePage {
         chrome: page.chrome("rules"),
@@ -404,6 +467,7 @@ fn role_page(page: &Page, at: Option<usize>, cfg: &Config, role: &Role, message:
         },
         message,
         name: role.name.clone(),
+        was: at.and_then(|i| cfg.roles.get(i)).map(|r| r.name.clone()),
         all,
         kept: flat.is_none().then(|| describe(&role.when)),
         rows,
@@ -417,7 +481,10 @@ fn role_page(page: &Page, at: Option<usize>, cfg: &Config, role: &Role, message:
                 GrantRow {
                     connection: c.name.clone(),
                     gives: g.is_some(),
-                    user_type: g.and_then(|g| g.user_type.clone()).unwrap_or_else(|| "member".into()),
+                    user_type: match g {
+                        Some(g) => g.user_type.clone().unwrap_or_default().to_lowercase(),
+                        None => "member".into(),
+                    },
                     teams: g.map(|g| g.teams.join(", ")).unwrap_or_default(),
                 }
             })
@@ -481,11 +548,18 @@ fn all_of<'a>(f: &'a Pairs, k: &str) -> Vec<&'a str> {
 /// button asked) and every problem found reading them.
 fn role_of_form(f: &Pairs, before: Option<&Role>, cfg: &Config) -> (Role, Vec<ConditionRow>, Vec<String>) {
     let action = get(f, "action").unwrap_or("save");
+    let cases = all_of(f, "case");
     let mut rows: Vec<ConditionRow> = all_of(f, "field")
         .into_iter()
         .zip(all_of(f, "op"))
         .zip(all_of(f, "value"))
-        .map(|((field, op), value)| ConditionRow { field: field.into(), op: op.into(), value: value.into() })
+        .enumerate()
+        .map(|(n, ((field, op), value))| ConditionRow {
+            field: field.into(),
+            op: op.into(),
+            value: value.into(),
+            case: cases.get(n).copied().unwrap_or_default().into(),
+        })
         .collect();
     if let Some(n) = action.strip_prefix("remove:").and_then(|n| n.parse::<usize>().ok()) {
         if n < rows.len() {
@@ -493,7 +567,7 @@ fn role_of_form(f: &Pairs, before: Option<&Role>, cfg: &Config) -> (Role, Vec<Co
         }
     }
     if action == "add" {
-        rows.push(ConditionRow { field: "department".into(), op: "equals".into(), value: String::new() });
+        rows.push(ConditionRow::blank());
     }
     let mut problems = vec![];
     let mut tests = vec![];
@@ -503,7 +577,18 @@ fn role_of_form(f: &Pairs, before: Option<&Role>, cfg: &Config) -> (Role, Vec<Co
             continue;
         };
         let value = r.value.trim();
-        let mut t = Test { field: r.field.clone(), op, value: None, values: None, days: None, case_sensitive: false };
+        let case_sensitive = r.case == "yes";
+        let mut t = Test { field: r.field.clone(), op, value: None, values: None, days: None, case_sensitive };
+        if value.is_empty() && !matches!(op, Op::IsEmpty | Op::IsNotEmpty) {
+            problems.push(format!(
+                "condition {} ({} {}) has no value: give one, or remove the condition (a role without any takes \
+                 every worker)",
+                n + 1,
+                r.field,
+                op.words()
+            ));
+            continue;
+        }
         match op {
             Op::IsEmpty | Op::IsNotEmpty => {}
             Op::In => {
@@ -530,9 +615,20 @@ fn role_of_form(f: &Pairs, before: Option<&Role>, cfg: &Config) -> (Role, Vec<Co
         _ => drafts::joined(get(f, "join") != Some("any"), tests),
     };
     let mut grants = std::collections::BTreeMap::new();
+    // What the form does not show of a grant (groups, attribute formulas, grants on a connection
+    // the configuration no longer has) is kept as it was.
+    if let Some(b) = before {
+        for (conn, g) in &b.grants {
+            if !cfg.connections.iter().any(|c| &c.name == conn) {
+                grants.insert(conn.clone(), g.clone());
+            }
+        }
+    }
     for c in &cfg.connections {
         if get(f, &format!("gives:{}", c.name)) == Some("yes") {
+            let kept = before.and_then(|b| b.grants.get(&c.name)).cloned().unwrap_or_default();
             let g = drafts::grant(
+                kept,
                 get(f, &format!("user_type:{}", c.name)).unwrap_or_default(),
                 get(f, &format!("teams:{}", c.name)).unwrap_or_default(),
             );
@@ -603,6 +699,9 @@ async fn save_role(api: Shared, at: Option<usize>, posted: Posted<Pairs>) -> Res
                     }
                     None => None,
                 };
+            if let (Some(i), Some(was)) = (at, get(&form, "was")) {
+                same_role(&draft.config, i, was)?;
+            }
             let (role, rows, mut problems) = role_of_form(&form, before.as_ref(), &draft.config);
             let action = get(&form, "action").unwrap_or("save");
             let redraw = |message: Option<Message>, rows: Vec<ConditionRow>| {
@@ -715,7 +814,12 @@ async fn mapping_page(
         message,
         default_teams: c.default_teams.join(", "),
         all_employees: c.mode == rules::Mode::AllEmployees,
-        everyone_type: c.default_grant.as_ref().and_then(|g| g.user_type.clone()).unwrap_or_else(|| "member".into()),
+        everyone_type: c
+            .default_grant
+            .as_ref()
+            .and_then(|g| g.user_type.clone())
+            .unwrap_or_else(|| "member".into())
+            .to_lowercase(),
         keep_on_role_change: c.keep_on_role_change,
         stages: STAGES.iter().map(|(s, words)| (s.as_str(), *words, c.supervised.contains(s))).collect(),
         user_types: &USER_TYPES,
@@ -942,6 +1046,7 @@ struct ChangesPage {
     removals: Vec<String>,
     toml: String,
     edited: bool,
+    stale: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1004,6 +1109,7 @@ async fn changes_page(
         removals: vec![],
         toml,
         edited: draft.edited,
+        stale: stale(api, &draft).await?,
     };
     let after = match service::config::compile_saved(&api.store, &draft.config).await? {
         Ok(r) => r,
@@ -1093,12 +1199,14 @@ async fn changes_page(
             out.plans.push(s);
             continue;
         }
-        let by = format!("what-if plan by {}", page.actor());
         // Planned on a task of its own, so that a target that is down does not hold the page
         // and the plan, left to finish, still releases the run lock it may take.
         let (store, key, rules, name) = (api.store.clone(), api.key.clone(), after.clone(), c.name.clone());
+        // Without the run lock and without recovering anything: a what-if must never keep a
+        // run waiting or act for the draft.
         let planned = tokio::spawn(async move {
-            let (p, _) = service::runs::plan(&store, &key, rules, &name, jiff::Timestamp::now(), &[], &by).await?;
+            let now = jiff::Timestamp::now();
+            let p = service::runs::prepare_with(&store, &key, rules, Some(&name), now, false, &[]).await?;
             let v = service::runs::plan_document(&p);
             service::runs::release(p);
             v
@@ -1164,6 +1272,7 @@ pub async fn save(State(api): State<Shared>, posted: Posted<Pairs>) -> Response 
                     api.wake.notify_one();
                     Ok(Redirect::to("/rules?said=saved").into_response())
                 }
+                drafts::Saved::Unchanged => Ok(Redirect::to("/rules?said=unchanged").into_response()),
                 drafts::Saved::Refused(problems) => {
                     let text = format!("Nothing was saved. {problems}");
                     let p = changes_page(&api, &page, &ChangesQuery::default(), Message::bad(text)).await?;
@@ -1186,13 +1295,19 @@ pub async fn save(State(api): State<Shared>, posted: Posted<Pairs>) -> Response 
     )
 }
 
-/// After a conflict: keep my draft, now as a change to the version in force (read again
+#[derive(Deserialize)]
+pub struct RebaseForm {
+    #[serde(default)]
+    version: String,
+}
+
+/// After a conflict: keep my draft, now as a change to the version I was shown (read again
 /// before saving).
-pub async fn rebase(State(api): State<Shared>, posted: Posted<Empty>) -> Response {
+pub async fn rebase(State(api): State<Shared>, posted: Posted<RebaseForm>) -> Response {
     answer(
         async {
             posted.page.need(R::Editor)?;
-            drafts::rebase(&api.store, &person(&posted.page)).await?;
+            drafts::rebase(&api.store, &person(&posted.page), &posted.form.version).await?;
             Ok(Redirect::to("/rules/changes").into_response())
         }
         .await,
