@@ -304,6 +304,8 @@ test("the admin's first hour", async () => {
   // With HR data, each role counts its workers; a mapping shows its value for a chosen
   // worker; what would change is listed worker by worker before it is saved.
   await page.getByRole("navigation").getByRole("link", { name: "Roles and mapping" }).click();
+  // The counts fill in once the page is drawn.
+  await page.locator("#roles-section[hx-get]").waitFor({ state: "detached" });
   assert.match(await roleRows.nth(0).locator("td.num").nth(1).innerText(), /^3/);
   assert.match(await roleRows.nth(1).locator("td.num").nth(1).innerText(), /^6/);
   assert.match(await roleRows.nth(0).innerText(), /Amélie Durand/);

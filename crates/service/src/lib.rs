@@ -12,6 +12,7 @@ pub mod error;
 pub mod inbox;
 pub mod infer;
 pub mod intake;
+pub mod kept;
 pub mod keys;
 pub mod metrics;
 pub mod names;

@@ -45,10 +45,12 @@ async fn main() {
     let s = sandbox_niced(&root, "console", nice);
     let dir = root.join("console");
     setup(&dir, &s, large, 5);
-    let applied = tenure(&dir, &["apply", "--yes", "--quiet", "--json"]);
+    let applied = tenure(&dir, &["apply", "--yes", "--json"]);
+    // The JSON document is what stdout holds from its first brace (stderr may come first).
     let run_id = applied
-        .lines()
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find('{')
+        .and_then(|at| serde_json::Deserializer::from_str(&applied[at..]).into_iter::<serde_json::Value>().next())
+        .and_then(Result::ok)
         .and_then(|v| v["run_id"].as_str().map(str::to_string))
         .unwrap_or_else(|| panic!("no run id in {applied}"));
     let password = "the bench admin's long password";

@@ -369,9 +369,14 @@ async fn an_editor_builds_rules_in_a_draft_and_saves_the_toml_export_gives() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text.contains("Line 1, column 14") && !r.text.contains("<html"), "{}", r.text);
     // What changes if I save, then saving: the configuration in force is the draft, as export writes it.
+    // The page at once, the differences as the part htmx asks for after (then kept).
     let r = call(&app, Method::GET, "/rules/changes", Some(&ed), None, false).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert!(r.text.contains("Worker by worker") && r.text.contains("Save as the configuration in force"), "{}", r.text);
+    assert!(r.text.contains("Working out what changes") && r.text.contains("Save as the configuration in force"));
+    let part = call(&app, Method::GET, "/rules/changes?page=1&kind=", Some(&ed), None, true).await;
+    assert!(part.text.contains("Worker by worker") && !part.text.contains("<html"), "{}", part.text);
+    let again = call(&app, Method::GET, "/rules/changes", Some(&ed), None, false).await;
+    assert!(again.text.contains("Worker by worker"), "kept: drawn whole the second time: {}", again.text);
     let draft = call(&app, Method::GET, "/rules/file.toml", Some(&ed), None, false).await.text;
     let r = call(&app, Method::POST, "/rules/save", Some(&ed), Some(form(&[("csrf", &ed.csrf)])), false).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);

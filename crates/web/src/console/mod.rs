@@ -91,6 +91,7 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::POST, "/runs/{id}/retry", editor, post(plan::retry)),
         (Method::GET, "/rules", viewer, get(rules::page)),
         (Method::GET, "/rules/file.toml", viewer, get(rules::file)),
+        (Method::GET, "/rules/roles-section", viewer, get(rules::roles_section)),
         (Method::GET, "/rules/roles/new", editor, get(rules::new_role)),
         (Method::POST, "/rules/roles/new", editor, post(rules::save_new_role)),
         (Method::GET, "/rules/roles/{id}", editor, get(rules::role)),

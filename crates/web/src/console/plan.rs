@@ -22,6 +22,7 @@ fn answer(a: Answer) -> Response {
 /// Actions on one page of the plan.
 const PAGE: usize = 100;
 
+#[derive(Clone)]
 pub struct ActionRow {
     pub worker: String,
     pub kind: String,
@@ -48,6 +49,8 @@ struct PlanPage {
     shown_line: String,
     previous: Option<String>,
     next: Option<String>,
+    /// When the plan shown was made.
+    planned: String,
     can_apply: bool,
     can_confirm: bool,
 }
@@ -57,6 +60,8 @@ pub struct PlanQuery {
     kind: Option<String>,
     reason: Option<String>,
     page: Option<usize>,
+    /// Plan again now rather than show the plan kept.
+    fresh: Option<String>,
 }
 
 /// The plan now, as `tenure plan --json` gives it.
@@ -78,6 +83,57 @@ fn shown(v: &Value) -> String {
     }
 }
 
+/// A plan as its page shows it: the guard's verdict, the counts by kind, and every action as a
+/// row (a few short strings each, not the plan's whole document).
+pub struct PlanView {
+    guard: Option<String>,
+    confirm_with: u64,
+    deactivations: u64,
+    kinds: Vec<(String, usize)>,
+    rows: Vec<ActionRow>,
+}
+
+/// Plans kept for their pages: a 100,000-worker plan takes seconds to make, its page a few
+/// milliseconds to draw from it. Made again when the configuration, the HR data or the
+/// connection's last run moves, after two minutes, or when asked ("Plan again").
+static PLANS: std::sync::LazyLock<service::kept::Kept<PlanView>> =
+    std::sync::LazyLock::new(|| service::kept::Kept::new(std::time::Duration::from_secs(120), 4));
+
+fn view_of(v: &Value) -> PlanView {
+    let all = v["actions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut kinds: Vec<(String, usize)> = vec![];
+    for a in all {
+        let k = a["kind"].as_str().unwrap_or_default();
+        match kinds.iter_mut().find(|(x, _)| x == k) {
+            Some(e) => e.1 += 1,
+            None => kinds.push((k.to_string(), 1)),
+        }
+    }
+    let g = &v["guard"];
+    PlanView {
+        guard: g["why"].as_str().map(str::to_string),
+        confirm_with: g["confirm_with"].as_u64().unwrap_or_default(),
+        deactivations: g["deactivations"].as_u64().unwrap_or_default(),
+        kinds,
+        rows: all
+            .iter()
+            .map(|a| ActionRow {
+                worker: shown(&a["worker"]),
+                kind: shown(&a["kind"]),
+                role: a["role"].as_str().unwrap_or_default().to_string(),
+                account: a["user_name"].as_str().or(a["team"].as_str()).unwrap_or_default().to_string(),
+                reason: shown(&a["reason"]),
+                changes: a["changes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| (shown(&c["attribute"]), shown(&c["before"]), shown(&c["after"])))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
 pub async fn page(
     State(api): State<Shared>,
     page: Page,
@@ -87,43 +143,28 @@ pub async fn page(
     answer(
         async {
             page.need_either(Role::Editor, Role::Reviewer)?;
-            let v = document(&api, &page, &name).await?;
-            let all = v["actions"].as_array().cloned().unwrap_or_default();
-            let mut kinds: Vec<(String, usize)> = vec![];
-            for a in &all {
-                let k = a["kind"].as_str().unwrap_or_default().to_string();
-                match kinds.iter_mut().find(|(x, _)| *x == k) {
-                    Some(e) => e.1 += 1,
-                    None => kinds.push((k, 1)),
-                }
-            }
+            let mark = service::kept::marks(&api.store, &name).await?;
+            let got = PLANS
+                .get(&name, &mark, q.fresh.is_some(), || async {
+                    let v = document(&api, &page, &name).await.map_err(|f| match f.status {
+                        StatusCode::NOT_FOUND => service::error::Error::not_found(f.detail),
+                        _ => service::error::Error::refused(f.detail),
+                    })?;
+                    Ok(view_of(&v))
+                })
+                .await?;
+            let view = &got.value;
             let kind = q.kind.clone().filter(|k| !k.is_empty()).unwrap_or_default();
             let reason = q.reason.clone().unwrap_or_default();
-            let matching: Vec<&Value> = all
+            let matching: Vec<&ActionRow> = view
+                .rows
                 .iter()
-                .filter(|a| kind.is_empty() || a["kind"] == kind.as_str())
-                .filter(|a| reason.is_empty() || a["reason"].as_str().is_some_and(|r| r.contains(reason.as_str())))
+                .filter(|a| kind.is_empty() || a.kind == kind)
+                .filter(|a| reason.is_empty() || a.reason.contains(reason.as_str()))
                 .collect();
             let at = q.page.unwrap_or(1).max(1);
             let from = (at - 1) * PAGE;
-            let actions = matching
-                .iter()
-                .skip(from)
-                .take(PAGE)
-                .map(|a| ActionRow {
-                    worker: shown(&a["worker"]),
-                    kind: shown(&a["kind"]),
-                    role: a["role"].as_str().unwrap_or_default().to_string(),
-                    account: a["user_name"].as_str().or(a["team"].as_str()).unwrap_or_default().to_string(),
-                    reason: shown(&a["reason"]),
-                    changes: a["changes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|c| (shown(&c["attribute"]), shown(&c["before"]), shown(&c["after"])))
-                        .collect(),
-                })
-                .collect();
+            let actions = matching.iter().skip(from).take(PAGE).map(|a| (*a).clone()).collect();
             let link = |n: usize| {
                 let mut s = format!("/connections/{}/plan?page={n}", segment(&name));
                 if !kind.is_empty() {
@@ -142,23 +183,23 @@ pub async fn page(
                     from + 1,
                     (from + PAGE).min(matching.len()),
                     matching.len(),
-                    all.len()
+                    view.rows.len()
                 )
             };
-            let g = &v["guard"];
             Ok(render(&PlanPage {
                 chrome: page.chrome("connections"),
                 path: segment(&name),
-                guard: g["why"].as_str().map(str::to_string),
-                confirm_with: g["confirm_with"].as_u64().unwrap_or_default(),
-                deactivations: g["deactivations"].as_u64().unwrap_or_default(),
-                kinds,
+                guard: view.guard.clone(),
+                confirm_with: view.confirm_with,
+                deactivations: view.deactivations,
+                kinds: view.kinds.clone(),
                 previous: (at > 1).then(|| link(at - 1)),
                 next: (from + PAGE < matching.len()).then(|| link(at + 1)),
                 kind,
                 reason,
                 actions,
                 shown_line,
+                planned: when(&got.made.to_string()),
                 can_apply: page.may(Role::Editor),
                 can_confirm: page.may(Role::Reviewer),
                 name,

@@ -107,6 +107,7 @@ struct RulesPage {
     roles: Vec<RoleRow>,
     workers: usize,
     unmatched: Option<usize>,
+    counting: bool,
     connections: Vec<ConnectionView>,
     /// Stored connections the draft has no rules for: (name, path segment).
     missing: Vec<(String, String)>,
@@ -209,33 +210,115 @@ fn connection_view(c: &rules::ConnectionConfig) -> ConnectionView {
     }
 }
 
+/// How many workers each role takes, kept per roles and HR data: counting 100,000 workers
+/// takes about half a second, so the page is drawn at once and the counts fill in after.
+static COUNTS: std::sync::LazyLock<service::kept::Kept<service::preview::RoleCounts>> =
+    std::sync::LazyLock::new(|| service::kept::Kept::new(std::time::Duration::from_secs(300), 8));
+
+/// The mark the counts of these rules are kept under: the roles, the custom fields and the HR loads.
+async fn counts_mark(api: &Shared, cfg: &Config) -> Result<String, Failure> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&(&cfg.roles, &cfg.hr.custom_fields)).unwrap_or_default().hash(&mut h);
+    let (n, last) = api.store.loads_mark().await?;
+    Ok(format!("{:x}|{n}|{}", h.finish(), last.unwrap_or_default()))
+}
+
+/// The roles section: its rows, with the counts when they are known (`count`: count now if
+/// they are not kept).
+struct RolesView {
+    problems: Vec<String>,
+    roles: Vec<RoleRow>,
+    workers: usize,
+    unmatched: Option<usize>,
+    counting: bool,
+}
+
+async fn roles_view(api: &Shared, cfg: &Config, count: bool) -> Result<RolesView, Failure> {
+    let (problems, counts, counting) = match service::config::compile_saved(&api.store, cfg).await? {
+        Ok(rules) => {
+            let mark = counts_mark(api, cfg).await?;
+            match COUNTS.peek(&mark, &mark) {
+                Some(g) => (vec![], Some(g.value), false),
+                None if count => {
+                    let g = COUNTS
+                        .get(&mark, &mark, false, || {
+                            service::preview::role_counts(&api.store, &rules, today(), SAMPLES)
+                        })
+                        .await?;
+                    (vec![], Some(g.value), false)
+                }
+                None => (vec![], None, true),
+            }
+        }
+        Err(p) => (p, None, false),
+    };
+    let roles = cfg
+        .roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RoleRow {
+            index: i,
+            name: r.name.clone(),
+            condition: describe(&r.when),
+            matches: counts.as_ref().and_then(|c| c.roles.get(i)).map(|c| c.0),
+            samples: counts.as_ref().and_then(|c| c.roles.get(i)).map(|c| c.1.clone()).unwrap_or_default(),
+            grants: cfg
+                .connections
+                .iter()
+                .map(|c| (c.name.clone(), grant_words(r.grants.get(&c.name), &c.default_teams)))
+                .collect(),
+        })
+        .collect();
+    Ok(RolesView {
+        problems,
+        roles,
+        workers: counts.as_ref().map(|c| c.workers).unwrap_or_default(),
+        unmatched: counts.as_ref().map(|c| c.unmatched),
+        counting,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "roles_section.html")]
+struct RolesSection {
+    chrome: Chrome,
+    can_edit: bool,
+    counting: bool,
+    roles: Vec<RoleRow>,
+    workers: usize,
+    unmatched: Option<usize>,
+    connections: Vec<ConnectionView>,
+}
+
+/// The roles section with its counts (htmx asks for it once the page is drawn).
+pub async fn roles_section(State(api): State<Shared>, page: Page) -> Response {
+    answer(
+        async {
+            page.need(R::Viewer)?;
+            let draft = shown(&api, &page).await?;
+            let v = roles_view(&api, &draft.config, true).await?;
+            Ok(render(&RolesSection {
+                chrome: page.chrome("rules"),
+                can_edit: page.may(R::Editor),
+                counting: false,
+                roles: v.roles,
+                workers: v.workers,
+                unmatched: v.unmatched,
+                connections: draft.config.connections.iter().map(connection_view).collect(),
+            }))
+        }
+        .await,
+    )
+}
+
 pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<Said>) -> Response {
     answer(
         async {
             page.need(R::Viewer)?;
             let draft = shown(&api, &page).await?;
-            let (problems, counts) = match service::config::compile_saved(&api.store, &draft.config).await? {
-                Ok(rules) => (vec![], Some(service::preview::role_counts(&api.store, &rules, today(), SAMPLES).await?)),
-                Err(p) => (p, None),
-            };
+            let v = roles_view(&api, &draft.config, false).await?;
             let cfg = &draft.config;
-            let roles = cfg
-                .roles
-                .iter()
-                .enumerate()
-                .map(|(i, r)| RoleRow {
-                    index: i,
-                    name: r.name.clone(),
-                    condition: describe(&r.when),
-                    matches: counts.as_ref().map(|c| c.roles[i].0),
-                    samples: counts.as_ref().map(|c| c.roles[i].1.clone()).unwrap_or_default(),
-                    grants: cfg
-                        .connections
-                        .iter()
-                        .map(|c| (c.name.clone(), grant_words(r.grants.get(&c.name), &c.default_teams)))
-                        .collect(),
-                })
-                .collect();
             let stored = api.store.connections().await?;
             let missing = stored
                 .iter()
@@ -256,10 +339,11 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<Said>) 
                 edited: draft.edited,
                 stale: stale(&api, &draft).await?,
                 base: draft.base.clone().unwrap_or_else(|| "none yet".into()),
-                problems,
-                roles,
-                workers: counts.as_ref().map(|c| c.workers).unwrap_or_default(),
-                unmatched: counts.as_ref().map(|c| c.unmatched),
+                problems: v.problems,
+                roles: v.roles,
+                workers: v.workers,
+                unmatched: v.unmatched,
+                counting: v.counting,
                 connections: cfg.connections.iter().map(connection_view).collect(),
                 missing,
             }))
@@ -525,9 +609,8 @@ pub async fn role(State(api): State<Shared>, page: Page, Path(id): Path<String>)
                 .get(i)
                 .cloned()
                 .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("There is no role {id}.")))?;
-            let mut p = role_page(&page, Some(i), &draft.config, &role, None);
-            p.matches = matches_line(&api, &draft.config, &role).await;
-            Ok(render(&p))
+            // Counting is asked for with its button: a page drawn at once, even at 100,000 workers.
+            Ok(render(&role_page(&page, Some(i), &draft.config, &role, None)))
         }
         .await,
     )
@@ -1011,6 +1094,7 @@ pub async fn save_mapping(State(api): State<Shared>, Path(name): Path<String>, p
 
 // ---- what changes if I save; saving ----
 
+#[derive(Clone)]
 pub struct PlanSummary {
     pub connection: String,
     pub kinds: Vec<(String, usize)>,
@@ -1019,21 +1103,20 @@ pub struct PlanSummary {
     pub note: Option<String>,
 }
 
+#[derive(Clone)]
 pub struct DifferenceRow {
     pub worker: String,
     pub connection: String,
+    /// One of `preview::DIFFERENCE_KINDS`' keys, for the filter.
+    pub kind_key: String,
     pub kind: String,
     pub role: String,
     pub access: String,
     pub attributes: Vec<(String, String, String)>,
 }
 
-#[derive(Template)]
-#[template(path = "changes.html")]
-struct ChangesPage {
-    chrome: Chrome,
-    message: Option<Message>,
-    problems: Vec<String>,
+/// The part of "what changes" that takes the work: differences and plans.
+pub struct WhatIfView {
     plans: Vec<PlanSummary>,
     workers: usize,
     changed: usize,
@@ -1043,6 +1126,18 @@ struct ChangesPage {
     shown_line: String,
     previous: Option<String>,
     next: Option<String>,
+    /// Being worked out: htmx asks `query` for it.
+    pending: bool,
+    query: String,
+}
+
+#[derive(Template)]
+#[template(path = "changes.html")]
+struct ChangesPage {
+    chrome: Chrome,
+    message: Option<Message>,
+    problems: Vec<String>,
+    what: WhatIfView,
     removals: Vec<String>,
     toml: String,
     edited: bool,
@@ -1084,11 +1179,14 @@ fn access_words(g: &serde_json::Value) -> String {
     s
 }
 
+/// The page of what changes; `compute`: work the differences out now when they are not kept
+/// (else the page says it is working them out, and htmx asks again for that part).
 async fn changes_page(
     api: &Shared,
     page: &Page,
     q: &ChangesQuery,
     message: Option<Message>,
+    compute: bool,
 ) -> Result<ChangesPage, Failure> {
     let who = person(page);
     let draft = drafts::open(&api.store, &who).await?;
@@ -1097,15 +1195,23 @@ async fn changes_page(
         chrome: page.chrome("rules"),
         message,
         problems: vec![],
-        plans: vec![],
-        workers: 0,
-        changed: 0,
-        kinds: vec![],
-        kind: q.kind.clone().unwrap_or_default(),
-        rows: vec![],
-        shown_line: String::new(),
-        previous: None,
-        next: None,
+        what: WhatIfView {
+            plans: vec![],
+            workers: 0,
+            changed: 0,
+            kinds: vec![],
+            kind: q.kind.clone().unwrap_or_default(),
+            rows: vec![],
+            shown_line: String::new(),
+            previous: None,
+            next: None,
+            pending: false,
+            query: format!(
+                "/rules/changes?page={}&kind={}",
+                q.page.unwrap_or(1).max(1),
+                segment(q.kind.as_deref().unwrap_or_default())
+            ),
+        },
         removals: vec![],
         toml,
         edited: draft.edited,
@@ -1133,62 +1239,112 @@ async fn changes_page(
             }
         }
     }
-    let before = match service::config::current_if_any(&api.store).await? {
-        Some(r) => r,
-        None => rules::Rules::compile(&Config::default())
-            .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.join("; ")))?,
+    let mark = what_if_mark(api, &out.toml, &after).await?;
+    let got = match WHAT_IF.peek(&mark, &mark) {
+        Some(g) => g,
+        None if compute => WHAT_IF.get(&mark, &mark, false, || what_if(api, after)).await?,
+        None => {
+            out.what.pending = true;
+            return Ok(out);
+        }
     };
+    let w = &got.value;
+    out.what.workers = w.workers;
+    out.what.changed = w.changed;
+    out.what.kinds = w.kinds.clone();
+    out.what.plans = w.plans.clone();
     let at = q.page.unwrap_or(1).max(1);
-    let listing = service::preview::Listing {
-        kind: q.kind.clone().filter(|k| !k.is_empty()),
-        offset: (at - 1) * PAGE,
-        limit: PAGE,
-    };
-    let d = service::preview::differences(&api.store, &before, &after, today(), &listing).await?;
-    out.workers = d["workers"].as_u64().unwrap_or_default() as usize;
-    out.changed = d["changed"].as_u64().unwrap_or_default() as usize;
-    out.kinds = service::preview::DIFFERENCE_KINDS
-        .iter()
-        .map(|(k, words)| (*k, *words, d["by_kind"][k].as_u64().unwrap_or_default() as usize))
-        .collect();
-    out.rows = d["differences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|x| DifferenceRow {
-            worker: text(&x["worker"]),
-            connection: text(&x["connection"]),
-            kind: service::preview::DIFFERENCE_KINDS
-                .iter()
-                .find(|(k, _)| x["kind"] == *k)
-                .map(|(_, w)| w.to_string())
-                .unwrap_or_default(),
-            role: change(text(&x["role"]["before"]), text(&x["role"]["after"])),
-            access: change(access_words(&x["grant"]["before"]), access_words(&x["grant"]["after"])),
-            attributes: x["attributes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| (text(&a["attribute"]), text(&a["before"]), text(&a["after"])))
-                .collect(),
-        })
-        .collect();
-    let matching = d["matching"].as_u64().unwrap_or_default() as usize;
+    let matching: Vec<&DifferenceRow> =
+        w.rows.iter().filter(|r| out.what.kind.is_empty() || r.kind_key == out.what.kind).collect();
+    let from = (at - 1) * PAGE;
+    out.what.rows = matching.iter().skip(from).take(PAGE).map(|r| (*r).clone()).collect();
     let link = |n: usize| {
         let mut s = format!("/rules/changes?page={n}");
-        if !out.kind.is_empty() {
-            s.push_str(&format!("&kind={}", segment(&out.kind)));
+        if !out.what.kind.is_empty() {
+            s.push_str(&format!("&kind={}", segment(&out.what.kind)));
         }
         s
     };
-    out.shown_line = if matching == 0 {
+    let n = matching.len();
+    out.what.shown_line = if n == 0 {
         "No worker's outcome changes.".into()
     } else {
-        let from = (at - 1) * PAGE;
-        format!("Differences {} to {} of {matching}.", (from + 1).min(matching), (from + PAGE).min(matching))
+        let more = if w.rows.len() < w.changed {
+            format!(" (the first {} differences are listed; the counts are of all)", w.rows.len())
+        } else {
+            String::new()
+        };
+        format!("Differences {} to {} of {n}{more}.", (from + 1).min(n), (from + PAGE).min(n))
     };
-    out.previous = (at > 1).then(|| link(at - 1));
-    out.next = (at * PAGE < matching).then(|| link(at + 1));
+    out.what.previous = (at > 1).then(|| link(at - 1));
+    out.what.next = (at * PAGE < n).then(|| link(at + 1));
+    Ok(out)
+}
+
+/// Differences kept for the page: a bound on what is held, the counts are of all.
+const WHAT_IF_ROWS: usize = 10_000;
+
+/// What a draft changes, as the page shows it (made once per draft and data, then paged).
+pub struct WhatIf {
+    workers: usize,
+    changed: usize,
+    kinds: Vec<(&'static str, &'static str, usize)>,
+    rows: Vec<DifferenceRow>,
+    plans: Vec<PlanSummary>,
+}
+
+/// Kept per draft, configuration in force, HR data and accounts: several seconds at 100,000
+/// workers, made once, then paged and filtered from what is kept.
+static WHAT_IF: std::sync::LazyLock<service::kept::Kept<WhatIf>> =
+    std::sync::LazyLock::new(|| service::kept::Kept::new(std::time::Duration::from_secs(120), 4));
+
+async fn what_if_mark(api: &Shared, toml: &str, after: &rules::Rules) -> Result<String, Failure> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    toml.hash(&mut h);
+    let mut mark = format!("{:x}", h.finish());
+    for c in &after.connections {
+        mark.push('|');
+        mark.push_str(&service::kept::marks(&api.store, &c.name).await?);
+    }
+    Ok(mark)
+}
+
+async fn what_if(api: &Shared, after: rules::Rules) -> service::error::Result<WhatIf> {
+    let before = match service::config::current_if_any(&api.store).await? {
+        Some(r) => r,
+        None => rules::Rules::compile(&Config::default()).map_err(|e| service::error::Error::refused(e.join("; ")))?,
+    };
+    let listing = service::preview::Listing { kind: None, offset: 0, limit: WHAT_IF_ROWS };
+    let d = service::preview::differences(&api.store, &before, &after, today(), &listing).await?;
+    let kinds = service::preview::DIFFERENCE_KINDS
+        .iter()
+        .map(|(k, words)| (*k, *words, d["by_kind"][k].as_u64().unwrap_or_default() as usize))
+        .collect();
+    let rows = d["differences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            let (key, words) =
+                service::preview::DIFFERENCE_KINDS.iter().find(|(k, _)| x["kind"] == *k).copied().unwrap_or(("", ""));
+            DifferenceRow {
+                worker: text(&x["worker"]),
+                connection: text(&x["connection"]),
+                kind_key: key.to_string(),
+                kind: words.to_string(),
+                role: change(text(&x["role"]["before"]), text(&x["role"]["after"])),
+                access: change(access_words(&x["grant"]["before"]), access_words(&x["grant"]["after"])),
+                attributes: x["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| (text(&a["attribute"]), text(&a["before"]), text(&a["after"])))
+                    .collect(),
+            }
+        })
+        .collect();
+    let mut plans = vec![];
     // The plan of each connection under the draft, with the guard's verdict.
     for c in &after.connections {
         let mut s =
@@ -1196,14 +1352,13 @@ async fn changes_page(
         if api.store.connection(&c.name).await?.is_none() {
             s.note =
                 Some("No stored connection of this name: add it (Connections) to plan against its accounts.".into());
-            out.plans.push(s);
+            plans.push(s);
             continue;
         }
-        // Planned on a task of its own, so that a target that is down does not hold the page
-        // and the plan, left to finish, still releases the run lock it may take.
-        let (store, key, rules, name) = (api.store.clone(), api.key.clone(), after.clone(), c.name.clone());
-        // Without the run lock and without recovering anything: a what-if must never keep a
+        // Planned on a task of its own, so that a target that is down does not hold the page;
+        // without the run lock and without recovering anything: a what-if must never keep a
         // run waiting or act for the draft.
+        let (store, key, rules, name) = (api.store.clone(), api.key.clone(), after.clone(), c.name.clone());
         let planned = tokio::spawn(async move {
             let now = jiff::Timestamp::now();
             let p = service::runs::prepare_with(&store, &key, rules, Some(&name), now, false, &[]).await?;
@@ -1217,12 +1372,11 @@ async fn changes_page(
                  stand without it.",
                 WHAT_IF_WAIT.as_secs()
             ));
-            out.plans.push(s);
+            plans.push(s);
             continue;
         };
-        let planned = planned.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         match planned {
-            Ok(v) => {
+            Ok(Ok(v)) => {
                 for a in v["actions"].as_array().into_iter().flatten() {
                     let k = a["kind"].as_str().unwrap_or_default().to_string();
                     match s.kinds.iter_mut().find(|(x, _)| *x == k) {
@@ -1233,18 +1387,41 @@ async fn changes_page(
                 s.guard = v["guard"]["why"].as_str().map(str::to_string);
                 s.deactivations = v["guard"]["deactivations"].as_u64().unwrap_or_default();
             }
+            Ok(Err(e)) => s.note = Some(format!("The plan could not be made: {e}")),
             Err(e) => s.note = Some(format!("The plan could not be made: {e}")),
         }
-        out.plans.push(s);
+        plans.push(s);
     }
-    Ok(out)
+    Ok(WhatIf {
+        workers: d["workers"].as_u64().unwrap_or_default() as usize,
+        changed: d["changed"].as_u64().unwrap_or_default() as usize,
+        kinds,
+        rows,
+        plans,
+    })
 }
 
-pub async fn changes(State(api): State<Shared>, page: Page, Query(q): Query<ChangesQuery>) -> Response {
+#[derive(Template)]
+#[template(path = "what_if.html")]
+struct WhatIfPart {
+    w: WhatIfView,
+}
+
+pub async fn changes(
+    State(api): State<Shared>,
+    page: Page,
+    Query(q): Query<ChangesQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     answer(
         async {
             page.need(R::Editor)?;
-            Ok(render(&changes_page(&api, &page, &q, None).await?))
+            if super::from_htmx(&headers) {
+                // The part htmx asked for once the page was drawn: worked out now.
+                let p = changes_page(&api, &page, &q, None, true).await?;
+                return Ok(render(&WhatIfPart { w: p.what }));
+            }
+            Ok(render(&changes_page(&api, &page, &q, None, false).await?))
         }
         .await,
     )
@@ -1275,7 +1452,7 @@ pub async fn save(State(api): State<Shared>, posted: Posted<Pairs>) -> Response 
                 drafts::Saved::Unchanged => Ok(Redirect::to("/rules?said=unchanged").into_response()),
                 drafts::Saved::Refused(problems) => {
                     let text = format!("Nothing was saved. {problems}");
-                    let p = changes_page(&api, &page, &ChangesQuery::default(), Message::bad(text)).await?;
+                    let p = changes_page(&api, &page, &ChangesQuery::default(), Message::bad(text), false).await?;
                     Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&p)).into_response())
                 }
                 drafts::Saved::Conflict(c) => {
