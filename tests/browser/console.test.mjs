@@ -344,8 +344,9 @@ test("the admin's first hour", async () => {
   await page.goto(`${BASE}/connections/${encodeURIComponent(CONNECTION)}`);
   await page.getByRole("link", { name: "Plan and apply" }).click();
   await page.waitForURL(/\/plan$/);
-  await look(page, "plan");
+  // The page at once, the plan filled in when made.
   await page.getByText("The guard lets this run through").waitFor();
+  await look(page, "plan");
   const creates = page.locator("table", { hasText: "Workers" }).locator("tr", { hasText: "create" });
   assert.ok(Number(await creates.locator("td.num").first().innerText()) > 0, "workers to create");
   await page.getByLabel("Kind", { exact: true }).selectOption("create");

@@ -134,16 +134,37 @@ fn view_of(v: &Value) -> PlanView {
     }
 }
 
+#[derive(Template)]
+#[template(path = "plan_pending.html")]
+struct PlanPending {
+    chrome: Chrome,
+    name: String,
+    path: String,
+    again: String,
+}
+
 pub async fn page(
     State(api): State<Shared>,
     page: Page,
     Path(name): Path<String>,
     Query(q): Query<PlanQuery>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     answer(
         async {
             page.need_either(Role::Editor, Role::Reviewer)?;
             let mark = service::kept::marks(&api.store, &name).await?;
+            // Nothing kept: the page at once, and the plan asked for by htmx once it is drawn
+            // (planning 100,000 workers takes seconds).
+            if q.fresh.is_none() && !super::from_htmx(&headers) && PLANS.peek(&name, &mark).is_none() {
+                return Ok(render(&PlanPending {
+                    chrome: page.chrome("connections"),
+                    path: segment(&name),
+                    again: uri.to_string(),
+                    name,
+                }));
+            }
             let got = PLANS
                 .get(&name, &mark, q.fresh.is_some(), || async {
                     let v = document(&api, &page, &name).await.map_err(|f| match f.status {
