@@ -2,7 +2,7 @@
 //! default, Instance URL shown normalised as it is typed, the access token never shown again;
 //! the test step by step with the fix for a failure; pause and resume, rotate, remove.
 
-use super::{render, segment, when, Chrome, Failure, Message, Page, Posted};
+use super::{answer, render, segment, when, Chrome, Failure, Message, Page, Posted};
 use crate::api::Shared;
 use crate::users::Role;
 use askama::Template;
@@ -12,12 +12,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use service::connections::{self as conn, Checked, StepResult};
 use store::Secret;
-
-type Answer = Result<Response, Failure>;
-
-fn answer(a: Answer) -> Response {
-    a.unwrap_or_else(IntoResponse::into_response)
-}
 
 pub struct Row {
     pub name: String,

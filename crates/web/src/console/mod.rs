@@ -389,6 +389,11 @@ impl Page {
     }
 }
 
+/// A handler's answer: the page, or the error page it came to.
+pub fn answer(a: Result<Response, Failure>) -> Response {
+    a.unwrap_or_else(IntoResponse::into_response)
+}
+
 /// An answer that is not the page asked for: the error page, with its status.
 pub struct Failure {
     pub status: StatusCode,

@@ -2,7 +2,7 @@
 //! before anything is sent), Apply, and the runs: listed, and one with its counts, failures and
 //! live progress. A run started here is the service's (`runs::start`), as the API's is.
 
-use super::{render, segment, when, Chrome, Failure, Page, Posted};
+use super::{answer, render, segment, when, Chrome, Failure, Page, Posted};
 use crate::api::Shared;
 use crate::users::Role;
 use askama::Template;
@@ -12,12 +12,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use service::runs;
-
-type Answer = Result<Response, Failure>;
-
-fn answer(a: Answer) -> Response {
-    a.unwrap_or_else(IntoResponse::into_response)
-}
 
 /// Actions on one page of the plan.
 const PAGE: usize = 100;

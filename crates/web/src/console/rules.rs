@@ -5,7 +5,7 @@
 //! configuration in force, unless someone saved another version meanwhile. A Viewer reads the
 //! configuration in force.
 
-use super::{render, segment, when, Chrome, Failure, Message, Page, Posted};
+use super::{answer, render, segment, when, Chrome, Failure, Message, Page, Posted};
 use crate::api::Shared;
 use crate::users::Role as R;
 use askama::Template;
@@ -17,12 +17,6 @@ use rules::condition::{Op, Test};
 use rules::{Apply, Config, Role, Stage};
 use serde::Deserialize;
 use service::drafts::{self, Draft};
-
-type Answer = Result<Response, Failure>;
-
-fn answer(a: Answer) -> Response {
-    a.unwrap_or_else(IntoResponse::into_response)
-}
 
 /// Workers named under each role on the overview.
 const SAMPLES: usize = 5;
@@ -412,14 +406,25 @@ fn same_role(cfg: &Config, i: usize, name: &str) -> service::error::Result<()> {
 }
 
 pub async fn up(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<Which>) -> Response {
-    moved(api, id, posted, true).await
+    role_step(api, id, posted, |c, i| drafts::move_role(c, i, true)).await
 }
 
 pub async fn down(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<Which>) -> Response {
-    moved(api, id, posted, false).await
+    role_step(api, id, posted, |c, i| drafts::move_role(c, i, false)).await
 }
 
-async fn moved(api: Shared, id: String, posted: Posted<Which>, up: bool) -> Response {
+pub async fn remove(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<Which>) -> Response {
+    role_step(api, id, posted, |c, i| drafts::remove_role(c, i).map(|_| ())).await
+}
+
+/// One step on role `id` of the person's draft (moved, removed), if it is still the role the
+/// page showed; back to the roles.
+async fn role_step(
+    api: Shared,
+    id: String,
+    posted: Posted<Which>,
+    step: impl FnOnce(&mut Config, usize) -> service::error::Result<()>,
+) -> Response {
     let Posted { page, form } = posted;
     answer(
         async {
@@ -427,24 +432,7 @@ async fn moved(api: Shared, id: String, posted: Posted<Which>, up: bool) -> Resp
             let i = index(&id)?;
             edit(&api, &page, |c| {
                 same_role(c, i, &form.role)?;
-                drafts::move_role(c, i, up)
-            })
-            .await?;
-            Ok(Redirect::to("/rules?said=kept#roles").into_response())
-        }
-        .await,
-    )
-}
-
-pub async fn remove(State(api): State<Shared>, Path(id): Path<String>, posted: Posted<Which>) -> Response {
-    answer(
-        async {
-            posted.page.need(R::Editor)?;
-            let i = index(&id)?;
-            let name = posted.form.role.clone();
-            edit(&api, &posted.page, |c| {
-                same_role(c, i, &name)?;
-                drafts::remove_role(c, i).map(|_| ())
+                step(c, i)
             })
             .await?;
             Ok(Redirect::to("/rules?said=kept#roles").into_response())
