@@ -125,6 +125,8 @@ async fn main() {
         "htmx:/rules/changes?page=1&kind=".into(),
         "/rules/changes?page=2&kind=".into(),
         format!("/connections/{name}/plan"),
+        format!("htmx:/connections/{name}/plan"),
+        format!("/connections/{name}/plan?kind=create&page=2"),
         "/runs".into(),
         format!("/runs/{run_id}"),
     ];
