@@ -96,7 +96,8 @@ struct RulesPage {
     can_edit: bool,
     edited: bool,
     stale: Option<String>,
-    base: String,
+    /// The version the page's configuration began from (None: nothing saved yet).
+    base: Option<String>,
     problems: Vec<String>,
     roles: Vec<RoleRow>,
     workers: usize,
@@ -332,7 +333,7 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<Said>) 
                 can_edit: page.may(R::Editor),
                 edited: draft.edited,
                 stale: stale(&api, &draft).await?,
-                base: draft.base.clone().unwrap_or_else(|| "none yet".into()),
+                base: draft.base.clone(),
                 problems: v.problems,
                 roles: v.roles,
                 workers: v.workers,
