@@ -573,3 +573,38 @@ user_type = "viewer"
     assert_eq!(r.headers["location"], "/rules?said=unchanged", "{}", r.text);
     assert_eq!(app.api.store.current_config().await.unwrap().unwrap().id, before);
 }
+
+#[tokio::test]
+async fn apply_while_another_run_holds_the_connection_leads_to_that_run() {
+    let app = app().await;
+    let admin = session(&app, Role::Admin).await;
+    let toml = format!(
+        "[[connection]]\nname = \"{CONNECTION}\"\ndialect = \"monday\"\n[connection.mappings]\nuserName = \"=work_email\"\n\
+         displayName = \"=first_name\"\n\n[[role]]\nname = \"Everyone\"\n[role.grants.\"{CONNECTION}\"]\nuser_type = \"member\"\n"
+    );
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/api/v1/config")
+        .header("host", "localhost")
+        .header("origin", "http://localhost")
+        .header("cookie", &admin.cookie)
+        .header("x-csrf-token", &admin.csrf)
+        .header("content-type", "application/toml")
+        .extension(axum::extract::ConnectInfo(web::serve::Peer("127.0.0.1:1".parse().unwrap())))
+        .body(Body::from(toml))
+        .unwrap();
+    assert_eq!(app.router.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+    // A run holds the connection (its lease, as a run on another host holds it: a lease of
+    // this test process would be taken over, the test binary not being `tenure`), and the
+    // service's registry knows it as running.
+    let other = store::Claimant { holder: "another-run", info: "a run in the test", host: "elsewhere", pid: 1 };
+    let got = app.api.store.acquire_lease(CONNECTION, &other, 60_000).await.unwrap();
+    assert!(matches!(got, store::Acquired::Held(_)));
+    app.api.runs.register("held-run", CONNECTION, "user:someone", Default::default());
+    let path = format!("/connections/{}/runs", web::console::segment(CONNECTION));
+    let r = call(&app, Method::POST, &path, Some(&admin), Some(form(&[("csrf", &admin.csrf)])), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(r.headers["location"], "/runs/held-run?said=busy");
+    let page = call(&app, Method::GET, "/runs/held-run?said=busy", Some(&admin), None, false).await;
+    assert!(page.text.contains("Nothing was started"), "{}", page.text);
+}

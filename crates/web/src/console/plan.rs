@@ -277,11 +277,23 @@ pub async fn apply(State(api): State<Shared>, Path(name): Path<String>, posted: 
                 confirm_only,
                 door: "the console",
             };
-            let id = runs::start(&api.store, &api.key, &api.runs, &name, start).await?;
-            Ok(Redirect::to(&format!("/runs/{id}")).into_response())
+            started(&api, &name, runs::start(&api.store, &api.key, &api.runs, &name, start).await)
         }
         .await,
     )
+}
+
+/// Where a run started from the console leads: its page; when another run of this process
+/// holds the connection, that run's page, saying so (nothing was started).
+fn started(api: &Shared, connection: &str, r: service::error::Result<String>) -> Result<Response, Failure> {
+    match r {
+        Ok(id) => Ok(Redirect::to(&format!("/runs/{id}")).into_response()),
+        Err(service::error::Error::Busy(why)) => match api.runs.running_id(connection) {
+            Some(id) => Ok(Redirect::to(&format!("/runs/{id}?said=busy")).into_response()),
+            None => Err(Failure::new(StatusCode::CONFLICT, why)),
+        },
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub struct RunRow {
@@ -366,6 +378,8 @@ struct RunPage {
     failures: Vec<FailureRow>,
     /// Why nothing was applied (the guard, an error), when so.
     stopped: Option<String>,
+    /// Why the person was brought here instead of to a new run.
+    busy: bool,
     can_retry: bool,
     path: String,
 }
@@ -387,7 +401,12 @@ fn stopped(outcome: &Value) -> Option<String> {
     }
 }
 
-pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>) -> Response {
+#[derive(Deserialize, Default)]
+pub struct RunQuery {
+    said: Option<String>,
+}
+
+pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>, Query(q): Query<RunQuery>) -> Response {
     answer(
         async {
             page.need(Role::Viewer)?;
@@ -443,6 +462,7 @@ pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>) 
                 running,
                 failures,
                 stopped,
+                busy: q.said.as_deref() == Some("busy"),
                 can_retry: page.may(Role::Editor),
             }))
         }
@@ -485,8 +505,7 @@ pub async fn retry(State(api): State<Shared>, Path(id): Path<String>, posted: Po
                 confirm_only: false,
                 door: "the console",
             };
-            let new = runs::start(&api.store, &api.key, &api.runs, &connection, start).await?;
-            Ok(Redirect::to(&format!("/runs/{new}")).into_response())
+            started(&api, &connection, runs::start(&api.store, &api.key, &api.runs, &connection, start).await)
         }
         .await,
     )
