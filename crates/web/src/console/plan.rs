@@ -93,16 +93,22 @@ pub struct PlanView {
 static PLANS: std::sync::LazyLock<service::kept::Kept<PlanView>> =
     std::sync::LazyLock::new(|| service::kept::Kept::new(std::time::Duration::from_secs(120), 4));
 
-fn view_of(v: &Value) -> PlanView {
-    let all = v["actions"].as_array().map(Vec::as_slice).unwrap_or_default();
+/// A plan document's actions counted by kind, in the order the kinds first come.
+pub fn kind_counts(plan: &Value) -> Vec<(String, usize)> {
     let mut kinds: Vec<(String, usize)> = vec![];
-    for a in all {
+    for a in plan["actions"].as_array().into_iter().flatten() {
         let k = a["kind"].as_str().unwrap_or_default();
         match kinds.iter_mut().find(|(x, _)| x == k) {
             Some(e) => e.1 += 1,
             None => kinds.push((k.to_string(), 1)),
         }
     }
+    kinds
+}
+
+fn view_of(v: &Value) -> PlanView {
+    let all = v["actions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let kinds = kind_counts(v);
     let g = &v["guard"];
     PlanView {
         guard: g["why"].as_str().map(str::to_string),

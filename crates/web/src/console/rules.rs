@@ -1366,13 +1366,7 @@ async fn what_if(api: &Shared, after: rules::Rules) -> service::error::Result<Wh
         };
         match planned {
             Ok(Ok(v)) => {
-                for a in v["actions"].as_array().into_iter().flatten() {
-                    let k = a["kind"].as_str().unwrap_or_default().to_string();
-                    match s.kinds.iter_mut().find(|(x, _)| *x == k) {
-                        Some(e) => e.1 += 1,
-                        None => s.kinds.push((k, 1)),
-                    }
-                }
+                s.kinds = super::plan::kind_counts(&v);
                 s.guard = v["guard"]["why"].as_str().map(str::to_string);
                 s.deactivations = v["guard"]["deactivations"].as_u64().unwrap_or_default();
             }
