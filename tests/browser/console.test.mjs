@@ -519,3 +519,190 @@ test("the admin's first hour", async () => {
   assert.deepEqual(violations, [], "accessibility violations");
   assert.deepEqual(consoleErrors, [], "errors in the browser's console (a CSP refusal shows here)");
 });
+
+// The day after: the people who use tenure every day. It follows the first hour above (its
+// users, rules, runs and HR data), as node:test runs a file's tests in order.
+test("a day of the team", async () => {
+  const hr = readFileSync(HR_FILE, "utf8").trimEnd().split("\n");
+  const header = hr[0].split(",");
+  // The HR data as the first hour left it: four leavers.
+  const today = hr.map((line) => {
+    const cells = line.split(",");
+    if (["1001", "1004", "1006", "1009"].includes(cells[0])) {
+      cells[header.indexOf("status")] = "terminated";
+      cells[header.indexOf("termination_date")] = "2026-11-02";
+    }
+    if (cells[0] === "1002") cells[header.indexOf("title")] = "Staff Engineer";
+    return cells.join(",");
+  });
+
+  // A helpdesk viewer: why has Carlos Silva, the new hire in São Paulo, no account yet?
+  const viewer = await newPage();
+  await signIn(viewer, "vera", "vera has a long password");
+  await viewer.waitForURL(`${BASE}/`);
+  await viewer.getByRole("navigation").getByRole("link", { name: "Workers" }).click();
+  await viewer.waitForURL(/\/workers$/);
+  await viewer.getByText("All 10 workers").waitFor();
+  await look(viewer, "workers");
+  // Typed as a person types: each keystroke asks again after a pause, the last answer wins.
+  await viewer.getByLabel("Id, name or e-mail").pressSequentially("jean m", { delay: 60 });
+  await viewer.getByText("2 found for “jean m”").waitFor();
+  assert.match(viewer.url(), /\/workers\?q=jean(%20|\+)m$/, "the address keeps the search");
+  const found = viewer.locator("#results tbody tr");
+  assert.equal(await found.count(), 2);
+  assert.match(await found.nth(1).innerText(), /1008\s+Jean Martin\s+jean\.martin2@acme\.example/);
+  await viewer.getByLabel("Id, name or e-mail").fill("");
+  await viewer.getByLabel("Id, name or e-mail").pressSequentially("carl", { delay: 60 });
+  await viewer.getByText("1 found for “carl”").waitFor();
+  await look(viewer, "workers-found");
+  await viewer.locator("#results").getByRole("link", { name: "Carlos Silva" }).click();
+  await viewer.waitForURL(/\/workers\/1010$/);
+  // The role that takes him, test by test; nothing to do yet; his hire waits for its day.
+  const roles = viewer.getByRole("table", { name: "Each role tried and each test of its condition" });
+  await roles.getByText("takes this worker").first().waitFor();
+  assert.match(await viewer.locator("main").innerText(), /What the next run does for this worker\s+Nothing: /);
+  const events = viewer.getByRole("table", { name: "HR events, newest first" });
+  const hire = events.locator("tr", { hasText: "hire" }).first();
+  assert.match(await hire.innerText(), /2027[\s\S]*pending/);
+  assert.equal(await viewer.getByRole("button", { name: "Provision now" }).count(), 0, "not a viewer's");
+  // Times in the viewer's zone, UTC on hover.
+  assert.match(await hire.locator("time").getAttribute("title"), /^2027-01-0[34] \d\d:\d\d UTC/);
+  await look(viewer, "worker-why");
+  // Jean Martin's first create failed (413), its retry too; the account came with the run
+  // the reviewer confirmed: the timeline tells it, newest first.
+  await viewer.goto(`${BASE}/workers/1008`);
+  const timeline = viewer.getByRole("table", { name: "What was done for this worker, newest first" });
+  assert.match(await timeline.innerText(), /create\s+created[\s\S]*create\s+failed: 413/);
+  await look(viewer, "worker-timeline");
+
+  // José is promoted; an editor provisions the change now, after reading its preview.
+  const admin = await newPage();
+  await signIn(admin, "admin", PASSWORD);
+  await admin.waitForURL(`${BASE}/`);
+  const csrf = JSON.parse(await admin.locator("body").getAttribute("hx-headers"))["X-CSRF-Token"];
+  const made = await admin.evaluate(async (csrf) => {
+    const r = await fetch("/api/v1/users", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-csrf-token": csrf },
+      body: JSON.stringify({ name: "eddie", role: "editor", password: "eddie has a long password" }),
+    });
+    return r.status;
+  }, csrf);
+  assert.equal(made, 201);
+  const editor = await newPage();
+  await signIn(editor, "eddie", "eddie has a long password");
+  await editor.waitForURL(`${BASE}/`);
+  await editor.goto(`${BASE}/hr`);
+  await editor.getByLabel("File", { exact: true }).setInputFiles({ name: "today.csv", mimeType: "text/csv", buffer: Buffer.from(today.join("\n") + "\n") });
+  await editor.getByRole("button", { name: "Upload" }).click();
+  await editor.waitForURL(/\/hr\/loads\//);
+  await editor.goto(`${BASE}/workers?q=1002`);
+  await editor.locator("#results").getByRole("link", { name: "Pepe García López" }).click();
+  await editor.waitForURL(/\/workers\/1002$/);
+  const preview = editor.getByRole("table", { name: "The planned actions for this worker" });
+  assert.match(await preview.innerText(), /update[\s\S]*title: SENIOR ENGINEER → STAFF ENGINEER/);
+  await look(editor, "worker-provision-preview");
+  await editor.getByRole("button", { name: "Provision now" }).click();
+  await editor.waitForURL(/\/runs\/[0-9a-f-]+$/);
+  for (let i = 0; i < 120; i++) {
+    await editor.reload();
+    if ((await editor.locator("h2#counts").innerText()).startsWith("Finished")) break;
+    await editor.waitForTimeout(500);
+  }
+  assert.equal(await editor.locator("h2#counts").innerText(), "Finished");
+  await editor.goto(`${BASE}/workers/1002`);
+  const account = editor.locator("dl", { hasText: "userName" });
+  assert.match(await account.innerText(), /jose\.garcia@acme\.example/);
+  assert.match(await account.innerText(), /active/);
+  assert.match(await editor.locator("main").innerText(), /What the next run does for this worker\s+Nothing: /);
+  const done = editor.getByRole("table", { name: "What was done for this worker, newest first" });
+  assert.match(await done.locator("tbody tr").first().innerText(), /update/);
+  await look(editor, "worker-provisioned");
+
+
+  // Leavers wait for a reviewer: the admin supervises the leave and change stages.
+  const toml = await admin.evaluate(async () => (await fetch("/api/v1/config?format=toml")).text());
+  const supervised = toml.replace(/(\[\[connection\]\]\nname = [^\n]*\ndialect = [^\n]*\n)/, '$1supervised = ["leave", "change"]\n');
+  assert.notEqual(supervised, toml, "the connection's table is found");
+  const put = await admin.evaluate(async ([csrf, body]) => {
+    const r = await fetch("/api/v1/config", { method: "PUT", headers: { "content-type": "application/toml", "x-csrf-token": csrf }, body });
+    return [r.status, await r.text()];
+  }, [csrf, supervised]);
+  assert.equal(put[0], 200, put[1]);
+  // The editor uploads two leavers (Sam's internship ends, Jean Martin leaves); the admin
+  // sends one change of their own (José's title) as a delta; the editor's run opens reviews.
+  const leaving = today.map((line) => {
+    const cells = line.split(",");
+    if (cells[0] === "1005" || cells[0] === "1008") {
+      cells[header.indexOf("status")] = "terminated";
+      cells[header.indexOf("termination_date")] = "2026-12-01";
+    }
+    return cells.join(",");
+  });
+  await editor.goto(`${BASE}/hr`);
+  await editor.getByLabel("File", { exact: true }).setInputFiles({ name: "leavers.csv", mimeType: "text/csv", buffer: Buffer.from(leaving.join("\n") + "\n") });
+  await editor.getByRole("button", { name: "Upload" }).click();
+  await editor.waitForURL(/\/hr\/loads\//);
+  const moved = [header.join(","), leaving.find((l) => l.startsWith("1002,")).replace("Staff Engineer,", "Principal Engineer,")];
+  await admin.goto(`${BASE}/hr`);
+  await admin.getByLabel("File", { exact: true }).setInputFiles({ name: "jose.csv", mimeType: "text/csv", buffer: Buffer.from(moved.join("\n") + "\n") });
+  await admin.getByLabel("What it holds").selectOption("delta");
+  await admin.getByRole("button", { name: "Upload" }).click();
+  await admin.waitForURL(/\/hr\/loads\//);
+  await editor.goto(`${BASE}/connections/${encodeURIComponent(CONNECTION)}/plan`);
+  await editor.getByText("The guard lets this run through").waitFor();
+  await editor.getByRole("button", { name: "Apply this plan" }).click();
+  await editor.waitForURL(/\/runs\/[0-9a-f-]+$/);
+  for (let i = 0; i < 120; i++) {
+    await editor.reload();
+    if ((await editor.locator("h2#counts").innerText()).startsWith("Finished")) break;
+    await editor.waitForTimeout(500);
+  }
+
+  // The admin, reviewing: the queue filtered to leavers, both approved with a note.
+  await admin.getByRole("navigation").getByRole("link", { name: "Reviews" }).click();
+  await admin.waitForURL(/\/reviews$/);
+  const waiting = admin.getByRole("table", { name: "Reviews waiting, oldest first" }).locator("tbody tr");
+  assert.equal(await waiting.count(), 3);
+  await look(admin, "reviews");
+  await admin.getByLabel("Stage").selectOption("leave");
+  await admin.getByRole("button", { name: "Filter" }).click();
+  await admin.waitForURL(/stage=leave/);
+  assert.equal(await waiting.count(), 2);
+  for (const text of await waiting.allInnerTexts()) assert.match(text, /Termination[\s\S]*deactivate[\s\S]*eddie/);
+  await admin.getByLabel(/Select review #\d+ \(Sam O'Brien\)/).check();
+  await admin.getByLabel(/Select review #\d+ \(Jean Martin\)/).check();
+  await admin.getByLabel("Note, kept with the decision").fill("Confirmed with HR: last day 1 December");
+  await look(admin, "reviews-leavers-selected");
+  await admin.getByRole("button", { name: "Approve selected" }).click();
+  await admin.getByText("2 review(s) approved.").waitFor();
+  assert.match(admin.url(), /stage=leave/, "back to the same filter");
+  // The change the admin sent is not theirs to approve: refused, and said why.
+  await admin.getByRole("link", { name: "Show every review waiting" }).click();
+  await admin.getByLabel(/Select review #\d+ \(Pepe García López\)/).check();
+  await admin.getByRole("button", { name: "Approve selected" }).click();
+  await admin.getByText(/0 review\(s\) approved\. Not decided: #\d+ — you set it in motion/).waitFor();
+  await admin.getByText(/another reviewer must decide it/).waitFor();
+  await look(admin, "reviews-maker-checker");
+  // Decided reviews say who, when and the note.
+  await admin.getByRole("link", { name: "Decided" }).click();
+  const decidedRows = admin.getByRole("table", { name: "Decided reviews, newest first" }).locator("tbody tr");
+  assert.equal(await decidedRows.count(), 2);
+  assert.match(await decidedRows.first().innerText(), /approved by user:admin[\s\S]*Confirmed with HR/);
+  await look(admin, "reviews-decided");
+  // The next run carries the approved ones out: both leavers deactivated.
+  await admin.goto(`${BASE}/connections/${encodeURIComponent(CONNECTION)}/plan`);
+  await admin.getByText("The guard lets this run through").waitFor();
+  await admin.getByRole("button", { name: "Apply this plan" }).click();
+  await admin.waitForURL(/\/runs\/[0-9a-f-]+$/);
+  for (let i = 0; i < 120; i++) {
+    await admin.reload();
+    if ((await admin.locator("h2#counts").innerText()).startsWith("Finished")) break;
+    await admin.waitForTimeout(500);
+  }
+  await admin.goto(`${BASE}/workers/1005`);
+  assert.match(await admin.locator("dl", { hasText: "userName" }).innerText(), /deactivated/);
+
+  assert.deepEqual(violations, [], "accessibility violations");
+  assert.deepEqual(consoleErrors, [], "errors in the browser's console (a CSP refusal shows here)");
+});

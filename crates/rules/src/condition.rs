@@ -471,6 +471,68 @@ pub fn eval(c: &Compiled, row: &[Value], today: Date, why: &mut Vec<String>) -> 
     }
 }
 
+/// One line of a condition as a person reads it: a test with the value it saw and whether it
+/// held, or a group ("all of", "any of", "not") over the lines below it, one level deeper.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Check {
+    pub level: usize,
+    pub text: String,
+    /// The worker's value the test looked at (none for a group or a formula).
+    pub seen: Option<String>,
+    pub holds: bool,
+}
+
+/// Every test of a condition with what it saw, none skipped (unlike `eval`, which stops at
+/// the first that decides): a "why" shows each test, not only the first that failed.
+pub fn explain(c: &Compiled, row: &[Value], today: Date, level: usize, out: &mut Vec<Check>) -> bool {
+    let group = |out: &mut Vec<Check>, text: &str| {
+        out.push(Check { level, text: text.into(), seen: None, holds: false });
+        out.len() - 1
+    };
+    let holds = match c {
+        Compiled::All(cs) | Compiled::Any(cs) => {
+            let all = matches!(c, Compiled::All(_));
+            let at = group(out, if all { "all of these" } else { "any of these" });
+            let each: Vec<bool> = cs.iter().map(|c| explain(c, row, today, level + 1, out)).collect();
+            let r = if all { each.iter().all(|b| *b) } else { each.iter().any(|b| *b) };
+            out[at].holds = r;
+            return r;
+        }
+        Compiled::Not(inner) => {
+            let at = group(out, "not");
+            let r = !explain(inner, row, today, level + 1, out);
+            out[at].holds = r;
+            return r;
+        }
+        Compiled::Formula(f) => {
+            let r = matches!(f.eval(row, &crate::formula::Context { today }), Ok(Value::Bool(true)));
+            out.push(Check { level, text: f.text().to_string(), seen: None, holds: r });
+            r
+        }
+        Compiled::Test { field, name, op, arg, case_sensitive } => {
+            let v = row.get(*field).cloned().unwrap_or(Value::Blank);
+            let r = test(&v, *op, &arg.0, *case_sensitive, today);
+            let shown = match &arg.0 {
+                Arg::Text(t) => format!(" {t:?}"),
+                Arg::List(l) => format!(" {}", l.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", ")),
+                Arg::Number(n) => format!(" {n}"),
+                Arg::Date(d) => format!(" {}", resolve(*d, today)),
+                Arg::Regex(r) => format!(" /{}/", r.as_str().trim_start_matches("(?i)")),
+                Arg::Days(d) => format!(" {d} days"),
+                Arg::None => String::new(),
+            };
+            out.push(Check {
+                level,
+                text: format!("{name} {}{shown}", op.as_str()),
+                seen: Some(v.to_text()),
+                holds: r,
+            });
+            r
+        }
+    };
+    holds
+}
+
 /// As `eval`, without the explanation.
 pub fn holds(c: &Compiled, row: &[Value], today: Date) -> bool {
     match c {

@@ -192,6 +192,9 @@ pub struct ConnectionConfig {
     /// Lifecycle stages whose actions wait for a reviewer; none: autopilot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub supervised: Vec<Stage>,
+    /// A review waiting longer than this many hours stands out in the queue.
+    #[serde(default = "review_reminder_hours", skip_serializing_if = "is_default_reminder")]
+    pub review_reminder_hours: u32,
     /// Runs in a row a worker's actions may fail before they go to the dead-letter list.
     #[serde(default = "dead_letter_after")]
     pub dead_letter_after: u32,
@@ -242,6 +245,14 @@ fn is_default_confirm(n: &usize) -> bool {
 
 fn dead_letter_after() -> u32 {
     5
+}
+
+fn review_reminder_hours() -> u32 {
+    24
+}
+
+fn is_default_reminder(h: &u32) -> bool {
+    *h == review_reminder_hours()
 }
 
 fn monday() -> String {
@@ -677,6 +688,10 @@ impl Rules {
                     c.hard_delete_after_days.unwrap_or_default()
                 ));
             }
+            if !(1..=24 * 90).contains(&c.review_reminder_hours) {
+                errors
+                    .push(format!("{at}.review_reminder_hours: from 1 to 2160 hours, not {}", c.review_reminder_hours));
+            }
             if !(1..=1000).contains(&c.dead_letter_after) {
                 errors.push(format!("{at}.dead_letter_after: from 1 to 1000 runs, not {}", c.dead_letter_after));
             }
@@ -789,6 +804,24 @@ impl Rules {
     }
 
     /// What one worker gets on one connection, with the reasons spelled out.
+    /// The roles in order up to the one that takes this worker (the first whose condition
+    /// holds), each with every test of its condition: why the earlier ones did not.
+    pub fn explain(&self, row: &[Value], today: Date) -> Vec<RoleCheck> {
+        let mut out = vec![];
+        for r in &self.roles {
+            let mut checks = vec![];
+            let matched = match &r.when {
+                None => true,
+                Some(c) => condition::explain(c, row, today, 0, &mut checks),
+            };
+            out.push(RoleCheck { role: r.name.clone(), matched, checks });
+            if matched {
+                break;
+            }
+        }
+        out
+    }
+
     pub fn decide(&self, connection: usize, row: &[Value], today: Date) -> Decision {
         self.decide_with(connection, row, today, true)
     }
@@ -900,6 +933,15 @@ fn ser_result<S: serde::Serializer>(v: &Result<Value, String>, s: S) -> Result<S
 }
 
 /// One worker on one connection: the role that matched and why, the grant, the attributes.
+/// A role as tried for one worker: whether it took them, and each test of its condition
+/// (none: the role has no condition and takes everyone it is asked about).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleCheck {
+    pub role: String,
+    pub matched: bool,
+    pub checks: Vec<condition::Check>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
     pub connection: String,

@@ -395,3 +395,37 @@ groups = ["staff"]
     let e = refused_with("\"urn:acme:scim:schemas:extension:badge:1.0:User:badgeNumber\"", "badgeNumber");
     assert!(e.contains("write it as \"urn:acme:scim:schemas:extension:badge:1.0:User:badgeNumber\""), "{e}");
 }
+
+#[test]
+fn the_explanation_shows_every_test_of_each_role_tried_up_to_the_one_that_took_the_worker() {
+    let cfg = Config::from_toml("roles.toml", BASE).unwrap();
+    let rules = Rules::compile(&cfg).unwrap();
+    let rows = rows(&[]);
+    // José: Engineering is tried (department holds in any case, the employment type does not),
+    // then Contractors takes him; Interns is never tried.
+    let roles = rules.explain(&rows[1], TODAY);
+    let names: Vec<(&str, bool)> = roles.iter().map(|r| (r.role.as_str(), r.matched)).collect();
+    assert_eq!(names, [("Engineering", false), ("Contractors", true)]);
+    let eng: Vec<(usize, &str, Option<&str>, bool)> =
+        roles[0].checks.iter().map(|c| (c.level, c.text.as_str(), c.seen.as_deref(), c.holds)).collect();
+    assert_eq!(
+        eng,
+        [
+            (0, "all of these", None, false),
+            (1, "department equals \"Engineering\"", Some("engineering"), true),
+            (1, "employment_type equals \"employee\"", Some("contractor"), false),
+        ]
+    );
+    // Li, in Finance: every role tried, none takes him, and the first test that failed does not
+    // hide the one after it.
+    let roles = rules.explain(&rows[3], TODAY);
+    assert_eq!(roles.len(), 3);
+    assert!(roles.iter().all(|r| !r.matched));
+    assert_eq!(roles[0].checks[2].seen.as_deref(), Some("employee"));
+    assert!(roles[0].checks[2].holds);
+    // The decision agrees with the explanation.
+    for row in &rows {
+        let last = rules.explain(row, TODAY).into_iter().rfind(|r| r.matched).map(|r| r.role);
+        assert_eq!(last, rules.decide(0, row, TODAY).role);
+    }
+}

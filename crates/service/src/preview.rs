@@ -212,6 +212,8 @@ impl Outcome {
 pub struct Previewed {
     pub worker: hr::Worker,
     pub decision: rules::Decision,
+    /// The roles tried, in order, each with every test of its condition.
+    pub roles: Vec<rules::RoleCheck>,
     pub plan: Vec<engine::Action>,
     pub note: Option<String>,
     /// For chosen workers: which account of the target the plan saw, and when it was read.
@@ -321,7 +323,8 @@ pub async fn preview_of(
                 ),
                 _ => None,
             };
-            out.push(Previewed { worker: all[i].clone(), decision: d, plan: mine, note, read });
+            let roles = rules.explain(&rules::worker_row(&all[i], &custom), today);
+            out.push(Previewed { worker: all[i].clone(), decision: d, roles, plan: mine, note, read });
         }
     }
     Ok(out)

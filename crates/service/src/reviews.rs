@@ -111,3 +111,172 @@ pub async fn retry_with(store: &store::Store, connection: Option<&str>, workers:
     crate::decisions::record(store, &released).await?;
     Ok(n)
 }
+
+/// Which reviews a queue shows.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    /// Decided ones (approved or rejected), newest first, rather than those waiting.
+    pub decided: bool,
+    pub connection: Option<String>,
+    pub stage: Option<String>,
+    /// Part of the name of whoever set it in motion (started its run or uploaded its HR data).
+    pub proposer: Option<String>,
+    /// Only those waiting at least this many hours.
+    pub older_than_hours: Option<i64>,
+}
+
+/// The HR event a review comes from, as a reviewer needs it: a termination is not a leave of
+/// absence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Behind {
+    pub kind: String,
+    pub effective: jiff::Timestamp,
+    /// A leave's kind (fmla, parental, ...).
+    pub leave: Option<String>,
+}
+
+/// A review in a queue, with why it exists.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub review: store::Review,
+    /// The worker's name in the last HR data (empty when they are gone from it).
+    pub name: String,
+    /// Their HR status now: active, leave, terminated.
+    pub hr_status: String,
+    pub behind: Option<Behind>,
+    pub waiting_hours: i64,
+    /// Waiting longer than the connection's reminder interval.
+    pub overdue: bool,
+}
+
+/// A leave's kind as a reviewer reads it.
+fn leave_name(k: &hr::LeaveKind) -> String {
+    match k {
+        hr::LeaveKind::LongTerm => "long-term".into(),
+        hr::LeaveKind::Fmla => "family or medical".into(),
+        hr::LeaveKind::Legal => "legal".into(),
+        hr::LeaveKind::Security => "security".into(),
+        hr::LeaveKind::Discipline => "disciplinary".into(),
+        hr::LeaveKind::Other(s) => s.clone(),
+    }
+}
+
+fn status_name(s: &hr::Status) -> String {
+    match s {
+        hr::Status::Active => "active".into(),
+        hr::Status::Leave { kind } => format!("on leave ({})", leave_name(kind)),
+        hr::Status::Terminated => "terminated".into(),
+    }
+}
+
+/// The event kinds each stage comes from, most telling first.
+fn kinds_of(stage: &str) -> &'static [&'static str] {
+    match stage {
+        "leave" => &["termination", "leave_start", "missing_from_full_load"],
+        "hire" => &["hire", "rehire"],
+        "rehire" => &["rehire", "leave_return"],
+        _ => &["change"],
+    }
+}
+
+/// The review queue use case (console, API): reviews as filtered, each with the HR event behind
+/// it, the worker's name and status now, how long it has waited and whether that is too long.
+pub async fn queue(
+    store: &store::Store,
+    rules: Option<&rules::Rules>,
+    f: &QueueFilter,
+    now: jiff::Timestamp,
+) -> Result<Vec<Queued>> {
+    let states: &[store::ReviewState] = if f.decided {
+        &[store::ReviewState::Approved, store::ReviewState::Rejected]
+    } else {
+        &[store::ReviewState::Pending]
+    };
+    let proposer = f.proposer.as_deref().map(str::to_lowercase).filter(|p| !p.is_empty());
+    let mut chosen: Vec<store::Review> = store
+        .reviews(f.connection.as_deref(), states)
+        .await?
+        .into_iter()
+        .filter(|r| f.stage.as_deref().is_none_or(|s| s.is_empty() || r.stage == s))
+        .filter(|r| {
+            proposer.as_deref().is_none_or(|p| {
+                [&r.proposed_by, &r.uploaded_by]
+                    .iter()
+                    .any(|x| x.as_deref().is_some_and(|x| x.to_lowercase().contains(p)))
+            })
+        })
+        .collect();
+    let waited = |r: &store::Review| {
+        r.requested_at.parse::<jiff::Timestamp>().map(|t| now.duration_since(t).as_hours()).unwrap_or_default()
+    };
+    if let Some(h) = f.older_than_hours {
+        chosen.retain(|r| waited(r) >= h);
+    }
+    if f.decided {
+        chosen.reverse();
+    }
+    let ids: Vec<String> = {
+        let mut v: Vec<String> = chosen.iter().map(|r| r.worker_id.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let workers: std::collections::HashMap<String, hr::Worker> = store
+        .snapshot_of(&ids)
+        .await?
+        .iter()
+        .filter_map(|row| crate::intake::decode(row).ok().map(|w| (row.worker_id.clone(), w)))
+        .collect();
+    let mut events: std::collections::HashMap<String, Vec<crate::intake::Listed>> = Default::default();
+    for e in store.events_of(&ids).await? {
+        if let Ok(l) = crate::intake::listed(&e) {
+            events.entry(e.worker_id.clone()).or_default().push(l);
+        }
+    }
+    let reminder = |connection: &str| {
+        rules
+            .and_then(|r| r.config.connections.iter().find(|c| c.name == connection))
+            .map_or(24, |c| c.review_reminder_hours) as i64
+    };
+    Ok(chosen
+        .into_iter()
+        .map(|r| {
+            let w = workers.get(&r.worker_id);
+            let requested = r.requested_at.parse::<jiff::Timestamp>().unwrap_or(now);
+            let theirs = events.get(&r.worker_id).map(Vec::as_slice).unwrap_or_default();
+            // The latest event of a kind this stage comes from, due by the time it was asked.
+            let fitting = |e: &&crate::intake::Listed| kinds_of(&r.stage).contains(&e.event.kind.as_str());
+            let behind = theirs
+                .iter()
+                .rev()
+                .filter(fitting)
+                .find(|e| e.event.effective <= requested)
+                .or_else(|| theirs.iter().rev().find(fitting))
+                .map(|e| Behind {
+                    kind: e.event.kind.as_str().to_string(),
+                    effective: e.event.effective,
+                    leave: match (&e.event.kind, w.map(|w| &w.status)) {
+                        (hr::EventKind::LeaveStart, Some(hr::Status::Leave { kind })) => Some(leave_name(kind)),
+                        _ => None,
+                    },
+                });
+            let waiting_hours = waited(&r);
+            Queued {
+                name: w
+                    .map(|w| {
+                        format!(
+                            "{} {}",
+                            w.preferred_name.as_ref().unwrap_or(&w.first_name).as_str(),
+                            w.last_name.as_str()
+                        )
+                    })
+                    .unwrap_or_default(),
+                hr_status: w.map(|w| status_name(&w.status)).unwrap_or_default(),
+                behind,
+                overdue: !f.decided && waiting_hours >= reminder(&r.connection),
+                waiting_hours,
+                review: r,
+            }
+        })
+        .collect())
+}

@@ -41,6 +41,41 @@ pub struct AccountRead {
     pub read_at: String,
     /// Requests made to the target for this worker (one, or two when its link is broken).
     pub reads: usize,
+    /// The account found, as a person checks it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountSeen>,
+}
+
+/// An account as read from the target: what tells whether a worker's access is as it should be.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccountSeen {
+    pub id: String,
+    pub user_name: String,
+    pub active: bool,
+    pub user_type: Option<String>,
+    /// The teams (groups) the account lists, by name.
+    pub teams: Vec<String>,
+}
+
+impl AccountSeen {
+    pub fn of(u: &serde_json::Value) -> AccountSeen {
+        let text = |k: &str| u.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        AccountSeen {
+            id: text("id"),
+            user_name: text("userName"),
+            active: u.get("active").and_then(|v| v.as_bool()).unwrap_or(true),
+            user_type: u.get("userType").and_then(|v| v.as_str()).map(str::to_string),
+            teams: u
+                .get("groups")
+                .and_then(|g| g.as_array())
+                .into_iter()
+                .flatten()
+                .map(|g| {
+                    g.get("display").or_else(|| g.get("value")).and_then(|v| v.as_str()).unwrap_or_default().to_string()
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The accounts of chosen workers, each read alone, with their links and the teams they list.
@@ -105,12 +140,13 @@ async fn read_accounts(
                 None => basis += "no userName from the rules to look an account up by",
             }
         }
+        let account = found.as_ref().map(AccountSeen::of);
         if let Some(u) = found {
             if !users.iter().any(|x| x.get("id") == u.get("id")) {
                 users.push(u);
             }
         }
-        reads.push(AccountRead { worker: id.clone(), basis, read_at: Timestamp::now().to_string(), reads: n });
+        reads.push(AccountRead { worker: id.clone(), basis, read_at: Timestamp::now().to_string(), reads: n, account });
     }
     links.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
     links.dedup_by(|a, b| a.worker_id == b.worker_id);

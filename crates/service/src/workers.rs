@@ -36,8 +36,11 @@ pub struct Entries {
     keys: String,
     /// Where each worker's line of `keys` starts (and, last, where the last one ends).
     key_starts: Vec<u32>,
-    /// id, name, e-mail and status, separated by `SEP`, one worker after another.
+    /// id, name, e-mail and status (its number in `states`), separated by `SEP`, one worker
+    /// after another.
     shown: String,
+    /// The HR states met, each kept once (a handful: active, leave, terminated).
+    states: Vec<String>,
     shown_starts: Vec<u32>,
     /// Whether the workers came in id order (the store's collation may order otherwise).
     sorted: bool,
@@ -66,14 +69,26 @@ impl Entries {
     }
 
     fn push(&mut self, w: Searched) {
-        let name = format!("{} {}", w.preferred_name.as_ref().unwrap_or(&w.first_name), w.last_name);
+        // The legal first name is a key too when another name is used (found by either).
+        let preferred = w.preferred_name.as_ref().filter(|p| **p != w.first_name);
+        let name = format!("{} {}", preferred.unwrap_or(&w.first_name), w.last_name);
         let email = w.work_email.as_deref().unwrap_or("");
+        let line = match preferred {
+            Some(_) => format!("{}{SEP}{name}{SEP}{}{SEP}{email}", w.id, w.first_name),
+            None => format!("{}{SEP}{name}{SEP}{email}", w.id),
+        };
         // A line break or SEP in a value would join two workers' keys: neither matches.
-        let line = format!("{}{SEP}{name}{SEP}{}{SEP}{email}", w.id, w.first_name).to_lowercase().replace('\n', " ");
-        self.keys.push_str(&line);
+        self.keys.push_str(&line.to_lowercase().replace('\n', " "));
         self.keys.push('\n');
         self.key_starts.push(self.keys.len() as u32);
-        self.shown.push_str(&format!("{}{SEP}{name}{SEP}{email}{SEP}{}", w.id, w.status.state));
+        let state = match self.states.iter().position(|s| *s == w.status.state) {
+            Some(i) => i,
+            None => {
+                self.states.push(w.status.state);
+                self.states.len() - 1
+            }
+        };
+        self.shown.push_str(&format!("{}{SEP}{name}{SEP}{email}{SEP}{state}", w.id));
         self.shown_starts.push(self.shown.len() as u32);
         if w.id < self.last_id {
             self.sorted = false;
@@ -91,6 +106,7 @@ impl Entries {
             let mut order: Vec<usize> = (0..self.len()).collect();
             order.sort_by_key(|&i| self.get(i).id);
             let mut e = Entries::new();
+            e.states = std::mem::take(&mut self.states);
             for i in order {
                 e.keys.push_str(Entries::line(&self.keys, &self.key_starts, i));
                 e.key_starts.push(e.keys.len() as u32);
@@ -115,28 +131,11 @@ impl Entries {
         self.len() == 0
     }
 
-    /// The workers whose keys hold `needle` (lower case), in id order, each once.
-    fn matching<'a>(&'a self, needle: &'a str) -> Box<dyn Iterator<Item = usize> + 'a> {
-        if needle.is_empty() {
-            return Box::new(0..self.len());
-        }
-        if needle.contains(['\n', SEP]) {
-            return Box::new(std::iter::empty());
-        }
-        let mut last = None;
-        Box::new(memchr::memmem::find_iter(self.keys.as_bytes(), needle.as_bytes()).filter_map(move |at| {
-            let i = self.key_starts.partition_point(|&s| s as usize <= at) - 1;
-            (last != Some(i)).then(|| {
-                last = Some(i);
-                i
-            })
-        }))
-    }
-
     fn get(&self, i: usize) -> Found<'_> {
         let mut f = Entries::line(&self.shown, &self.shown_starts, i).split(SEP);
         let mut next = || f.next().unwrap_or_default();
-        let (id, name, email, status) = (next(), next(), next(), next());
+        let (id, name, email, state) = (next(), next(), next(), next());
+        let status = state.parse::<usize>().ok().and_then(|i| self.states.get(i)).map_or("", String::as_str);
         Found { id, name, email: Some(email).filter(|e| !e.is_empty()), status }
     }
 
@@ -144,12 +143,28 @@ impl Entries {
     /// the first `offset`; an empty query finds everyone.
     pub fn search(&self, query: &str, limit: usize, offset: usize) -> Page<'_> {
         let needle = query.trim().to_lowercase();
-        let mut total = 0;
-        let mut workers = vec![];
-        for i in self.matching(&needle) {
-            if total >= offset && workers.len() < limit {
+        if needle.is_empty() {
+            let end = offset.saturating_add(limit).min(self.len());
+            return Page { total: self.len(), workers: (offset.min(end)..end).map(|i| self.get(i)).collect() };
+        }
+        // A line break or SEP would reach across a worker's keys or into the next worker's.
+        if needle.contains(['\n', SEP]) {
+            return Page { total: 0, workers: vec![] };
+        }
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
+        let keys = self.keys.as_bytes();
+        let (mut at, mut total, mut workers) = (0, 0, vec![]);
+        while let Some(found) = finder.find(&keys[at..]) {
+            let hit = at + found;
+            // Only a shown worker needs its position; the others are counted. Either way the
+            // scan goes on after this worker's line, so each worker counts once.
+            at = if total >= offset && workers.len() < limit {
+                let i = self.key_starts.partition_point(|&s| s as usize <= hit) - 1;
                 workers.push(self.get(i));
-            }
+                self.key_starts[i + 1] as usize
+            } else {
+                memchr::memchr(b'\n', &keys[hit..]).map_or(keys.len(), |n| hit + n + 1)
+            };
             total += 1;
         }
         Page { total, workers }
@@ -166,6 +181,9 @@ pub struct Index {
     /// Held by the one caller that rebuilds; the others answer from the index before it
     /// meanwhile rather than wait.
     building: tokio::sync::Mutex<()>,
+    /// The last mark read and when that read ended: callers asking while a read is under
+    /// way take its answer rather than each reading the same (people typing ask together).
+    mark: tokio::sync::Mutex<Option<(std::time::Instant, Mark)>>,
 }
 
 impl Index {
@@ -173,9 +191,24 @@ impl Index {
         self.built.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The loads mark, read once for the callers asking together: a caller gets a mark read
+    /// after it asked, or by the read under way when it asked.
+    async fn mark(&self, store: &Store) -> Result<Mark> {
+        let asked = std::time::Instant::now();
+        let mut last = self.mark.lock().await;
+        if let Some((ended, m)) = last.as_ref() {
+            if *ended >= asked {
+                return Ok(m.clone());
+            }
+        }
+        let m = store.loads_mark().await?;
+        *last = Some((std::time::Instant::now(), m.clone()));
+        Ok(m)
+    }
+
     /// The index of the snapshot as it stands, built or rebuilt first if a load landed.
     pub async fn current(&self, store: &Store) -> Result<Arc<Entries>> {
-        let mark = store.loads_mark().await?;
+        let mark = self.mark(store).await?;
         let before = self.get();
         if let Some((m, v)) = &before {
             if *m == mark {
@@ -199,6 +232,57 @@ impl Index {
         *self.built.write().unwrap_or_else(|p| p.into_inner()) = Some((mark, v.clone()));
         Ok(v)
     }
+}
+
+/// An HR event of one worker as stored: which load brought it, its state, and the event.
+pub struct WorkerEvent {
+    pub load_id: String,
+    pub created_at: String,
+    pub listed: crate::intake::Listed,
+}
+
+/// One worker's "why": their record, each connection's decision (every role tried, each test
+/// with the value it saw), mapped attributes and plan against the account as read now, their
+/// HR events load by load, and their timeline in the audit.
+pub struct Why {
+    pub worker: hr::Worker,
+    pub connections: Vec<crate::preview::Previewed>,
+    /// Why there is no decision to show (no configuration saved yet).
+    pub no_rules: Option<String>,
+    pub events: Vec<WorkerEvent>,
+    pub timeline: Vec<store::AuditRecord>,
+}
+
+/// The "why" of worker `id`, on the connections `may_see` lets the caller see (the timeline's
+/// records too, besides those of no connection).
+pub async fn why(store: &Store, key: &store::MasterKey, id: &str, may_see: impl Fn(&str) -> bool) -> Result<Why> {
+    let rows = store.snapshot_of(&[id.to_string()]).await?;
+    let row =
+        rows.first().ok_or_else(|| crate::error::Error::not_found(format!("no worker {id:?} in the last load")))?;
+    let worker = crate::intake::decode(row)?;
+    let (connections, no_rules) = match crate::config::current_if_any(store).await? {
+        Some(rules) => {
+            let all = crate::preview::preview_of(store, Some(key), &rules, &[id.to_string()], None, None).await?;
+            (all.into_iter().filter(|p| may_see(&p.decision.connection)).collect(), None)
+        }
+        None => (vec![], Some("no roles or mapping saved yet: nothing decides this worker's accounts".to_string())),
+    };
+    let events = store
+        .events(&store::EventQuery { worker_id: Some(id.to_string()), ..Default::default() })
+        .await?
+        .iter()
+        .filter_map(|e| {
+            let listed = crate::intake::listed(e).ok()?;
+            Some(WorkerEvent { load_id: e.load_id.clone(), created_at: e.created_at.clone(), listed })
+        })
+        .collect();
+    let timeline = store
+        .audit(Some(id))
+        .await?
+        .into_iter()
+        .filter(|a| a.entry.connection.is_empty() || may_see(&a.entry.connection))
+        .collect();
+    Ok(Why { worker, connections, no_rules, events, timeline })
 }
 
 #[cfg(test)]
@@ -241,5 +325,24 @@ mod tests {
         // A query cannot reach across two workers' lines.
         assert_eq!(e.search("x.com\n1001", 10, 0).total, 0);
         assert_eq!(e.search("annson\u{1}", 10, 0).total, 0);
+    }
+
+    #[test]
+    fn a_preferred_name_is_shown_and_the_legal_one_still_finds_the_worker_with_their_state() {
+        let mut e = Entries::new();
+        let mut robert = w("2001", "Robert", "Smith", Some("bob@x.com"));
+        robert.preferred_name = Some("Bob".into());
+        let mut left = w("2002", "Ann", "Lee", None);
+        left.status.state = "terminated".into();
+        e.push(robert);
+        e.push(left);
+        let e = e.finish();
+        let found = &e.search("robert", 10, 0).workers;
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].name, found[0].status), ("Bob Smith", "active"));
+        assert_eq!(e.search("ann lee", 10, 0).workers[0].status, "terminated");
+        // The page starts after the offset and counts every match.
+        assert_eq!(e.search("", 1, 1), Page { total: 2, workers: vec![e.get(1)] });
+        assert_eq!(e.search("", 5, 9), Page { total: 2, workers: vec![] });
     }
 }

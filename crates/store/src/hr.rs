@@ -484,6 +484,26 @@ impl Store {
         rows.iter().map(event_record).collect::<Result<_, _>>().map_err(Into::into)
     }
 
+    /// The events of these workers, each worker's oldest first (a review queue's "why").
+    pub async fn events_of(&self, ids: &[String]) -> Result<Vec<EventRecord>, StoreError> {
+        let mut out = vec![];
+        for chunk in ids.chunks(CHUNK) {
+            let list = self.list(1, chunk.len());
+            let sql = format!(
+                "SELECT id, load_id, worker_id, kind, effective_at, body, state, created_at FROM hr_events \
+                 WHERE worker_id IN ({list}) ORDER BY worker_id, effective_at, created_at, id"
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(event_record(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Moves an event on (pending to done, say); false when it was not in state `from`.
     pub async fn set_event_state(&self, id: &str, from: EventState, to: EventState) -> Result<bool, StoreError> {
         let n = sqlx::query("UPDATE hr_events SET state = $1 WHERE id = $2 AND state = $3")

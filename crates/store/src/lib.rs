@@ -287,6 +287,9 @@ impl Store {
         // the tables they scanned, for as long as the service is up.
         let cache = if connections.is_some() { "PRAGMA cache_size = -2048" } else { "PRAGMA cache_size = -65536" };
         if backend == Backend::Sqlite {
+            // A file connection does not go stale as a network one does; the ping sqlx makes
+            // before handing one out is a round trip to its thread that doubled a small read.
+            options = options.test_before_acquire(false);
             // On every connection the pool opens (it replaces idle ones in a long-lived daemon),
             // not only the first.
             options = options.after_connect(move |conn, _| {

@@ -37,9 +37,55 @@
     };
   }
 
+  // Moments are written in UTC by the server (readable without script); here they are shown
+  // in the viewer's own time zone, with the UTC moment kept on hover.
+  var local = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short"
+  });
+  function localTime(el) {
+    if (el.dataset.local) return;
+    var d = new Date(el.getAttribute("datetime"));
+    if (isNaN(d.getTime())) return;
+    el.dataset.local = "yes";
+    el.title = el.textContent.trim();
+    var ago = el.textContent.match(/\((.*)\)\s*$/);
+    el.textContent = local.format(d) + (ago ? " (" + ago[1] + ")" : "");
+  }
+
   function scan(root) {
     (root || document).querySelectorAll("[data-run-events]").forEach(follow);
+    (root || document).querySelectorAll("time[datetime]").forEach(localTime);
   }
+
+  // A request htmx made that failed is said in place (the page stays as it was), never a
+  // blank part or a raw answer: the server's error page is cut to its message.
+  function failed(e, text) {
+    var target = e.detail.target || document.body;
+    var box = document.getElementById("request-failed");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "request-failed";
+      box.className = "message bad";
+      box.setAttribute("role", "alert");
+      var main = document.getElementById("main");
+      main.insertBefore(box, main.firstChild);
+    }
+    box.textContent = text;
+    if (target && target.setAttribute) target.setAttribute("aria-busy", "false");
+  }
+  document.addEventListener("htmx:responseError", function (e) {
+    var xhr = e.detail.xhr;
+    var said = "";
+    try {
+      var doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
+      var p = doc.querySelector("main h1 + p");
+      said = p ? p.textContent.trim() : "";
+    } catch (err) { said = ""; }
+    failed(e, "That did not work (" + xhr.status + ")" + (said ? ": " + said : "."));
+  });
+  document.addEventListener("htmx:sendError", function (e) {
+    failed(e, "tenure could not be reached: check the connection and try again.");
+  });
 
   document.addEventListener("DOMContentLoaded", function () { scan(document); });
   // A part of the page htmx replaces takes its event streams with it.

@@ -92,6 +92,22 @@ async fn call(app: &App, method: Method, uri: &str, who: Option<&Session>, form:
     Reply { status, headers, text: String::from_utf8_lossy(&bytes).into_owned() }
 }
 
+/// A call to the admin API on a console session (as the console's own scripts make it).
+async fn api(app: &App, who: &Session, method: &str, uri: &str, content_type: &str, body: String) -> StatusCode {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "localhost")
+        .header("origin", "http://localhost")
+        .header("cookie", &who.cookie)
+        .header("x-csrf-token", &who.csrf)
+        .header("content-type", content_type)
+        .extension(axum::extract::ConnectInfo(web::serve::Peer("127.0.0.1:1".parse().unwrap())))
+        .body(Body::from(body))
+        .unwrap();
+    app.router.clone().oneshot(req).await.unwrap().status()
+}
+
 #[tokio::test]
 async fn a_page_is_whole_for_the_browser_and_a_fragment_for_htmx() {
     let app = app().await;
@@ -493,19 +509,7 @@ name = "Everyone"
 user_type = "viewer"
 "#
     );
-    let req = Request::builder()
-        .method("PUT")
-        .uri("/api/v1/config")
-        .header("host", "localhost")
-        .header("origin", "http://localhost")
-        .header("cookie", &admin.cookie)
-        .header("x-csrf-token", &admin.csrf)
-        .header("content-type", "application/toml")
-        .extension(axum::extract::ConnectInfo(web::serve::Peer("127.0.0.1:1".parse().unwrap())))
-        .body(Body::from(toml))
-        .unwrap();
-    let r = app.router.clone().oneshot(req).await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(api(&app, &admin, "PUT", "/api/v1/config", "application/toml", toml).await, StatusCode::OK);
     let ed = session(&app, Role::Editor).await;
     // The form shows the admin user type as chosen (whatever its case) and the test's case.
     let page = call(&app, Method::GET, "/rules/roles/1", Some(&ed), None, false).await.text;
@@ -582,18 +586,7 @@ async fn apply_while_another_run_holds_the_connection_leads_to_that_run() {
         "[[connection]]\nname = \"{CONNECTION}\"\ndialect = \"monday\"\n[connection.mappings]\nuserName = \"=work_email\"\n\
          displayName = \"=first_name\"\n\n[[role]]\nname = \"Everyone\"\n[role.grants.\"{CONNECTION}\"]\nuser_type = \"member\"\n"
     );
-    let req = Request::builder()
-        .method("PUT")
-        .uri("/api/v1/config")
-        .header("host", "localhost")
-        .header("origin", "http://localhost")
-        .header("cookie", &admin.cookie)
-        .header("x-csrf-token", &admin.csrf)
-        .header("content-type", "application/toml")
-        .extension(axum::extract::ConnectInfo(web::serve::Peer("127.0.0.1:1".parse().unwrap())))
-        .body(Body::from(toml))
-        .unwrap();
-    assert_eq!(app.router.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(api(&app, &admin, "PUT", "/api/v1/config", "application/toml", toml).await, StatusCode::OK);
     // A run holds the connection (its lease, as a run on another host holds it: a lease of
     // this test process would be taken over, the test binary not being `tenure`), and the
     // service's registry knows it as running.
@@ -607,4 +600,178 @@ async fn apply_while_another_run_holds_the_connection_leads_to_that_run() {
     assert_eq!(r.headers["location"], "/runs/held-run?said=busy");
     let page = call(&app, Method::GET, "/runs/held-run?said=busy", Some(&admin), None, false).await;
     assert!(page.text.contains("Nothing was started"), "{}", page.text);
+}
+
+#[tokio::test]
+async fn a_worker_is_found_as_typed_and_their_page_says_why_test_by_test() {
+    let app = app().await;
+    let admin = session(&app, Role::Admin).await;
+    let toml = format!(
+        "[[connection]]\nname = \"{CONNECTION}\"\ndialect = \"monday\"\n[connection.mappings]\nuserName = \"=work_email\"\n\
+         displayName = \"=first_name & \\\" \\\" & last_name\"\n\n[[role]]\nname = \"Engineers\"\n\
+         when = {{ all = [ {{ field = \"department\", op = \"equals\", value = \"Engineering\" }}, \
+         {{ field = \"employment_type\", op = \"equals\", value = \"employee\" }} ] }}\n\
+         [role.grants.\"{CONNECTION}\"]\nuser_type = \"member\"\nteams = [\"Engineering\"]\n"
+    );
+    assert_eq!(api(&app, &admin, "PUT", "/api/v1/config", "application/toml", toml).await, StatusCode::OK);
+    let csv = "employee_id,first_name,last_name,work_email,title,department,employment_type,status,leave_type,\
+hire_date,termination_date,time_zone\n\
+1001,Amélie,Durand,amelie@acme.example,Engineer,Engineering,employee,active,,2019-04-01,,Europe/Paris\n\
+1002,José,Durango,jose@acme.example,Engineer,Engineering,contractor,active,,2020-05-20,,Europe/Madrid\n\
+1003,Li,Wei,li@acme.example,Analyst,Finance,employee,active,,2015-01-01,,\n";
+    let ed = session(&app, Role::Editor).await;
+    assert_eq!(api(&app, &ed, "POST", "/api/v1/hr/uploads", "text/csv", csv.into()).await, StatusCode::OK);
+
+    // Found by part of a name, any case; the htmx answer is the results alone.
+    let viewer = session(&app, Role::Viewer).await;
+    let r = call(&app, Method::GET, "/workers?q=DURAN", Some(&viewer), None, false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("<title>Workers · tenure</title>") && r.text.contains("2 found for “DURAN”"), "{}", r.text);
+    assert!(r.text.contains("/workers/1001") && r.text.contains("/workers/1002") && !r.text.contains("/workers/1003"));
+    let part = call(&app, Method::GET, "/workers?q=li%40acme", Some(&viewer), None, true).await;
+    assert!(part.text.trim_start().starts_with("<div id=\"results\""), "{}", part.text);
+    assert!(
+        part.text.contains("/workers/1003") && !part.text.contains("/workers/1001") && !part.text.contains("<html")
+    );
+    let none = call(&app, Method::GET, "/workers?q=zzz", Some(&viewer), None, true).await;
+    assert!(none.text.contains("No worker") && none.text.contains("zzz"), "{}", none.text);
+
+    // The contractor's page: the role tried test by test, each with the value it saw.
+    let r = call(&app, Method::GET, "/workers/1002", Some(&viewer), None, false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let page = r.text;
+    assert!(page.contains("José Durango") && page.contains("did not match"), "{page}");
+    assert!(page.contains("department equals &#34;Engineering&#34;"), "{page}");
+    let row =
+        page.split("employment_type equals").nth(1).expect("the second test is listed").split("</tr>").next().unwrap();
+    assert!(row.contains("contractor") && row.contains(">false<"), "{row}");
+    assert!(page.contains("No role takes this worker") && page.contains("Nothing: no account"), "{page}");
+    assert!(page.contains("<dt>employment type</dt><dd>contractor</dd>"), "{page}");
+    // The engineer: taken by the role, mapped attributes with formula and value.
+    let page = call(&app, Method::GET, "/workers/1001", Some(&ed), None, false).await.text;
+    assert!(page.contains("takes this worker") && page.contains("amelie@acme.example"), "{page}");
+    assert!(page.contains("=first_name &#38; &#34; &#34; &#38; last_name"), "the formula as written: {page}");
+    assert!(page.contains("Amélie Durand"), "{page}");
+    assert!(page.contains("<td>hire</td>"), "the HR event is listed: {page}");
+    // The target cannot be read here: said, and no plan is made up.
+    assert!(page.contains("could not be read") && page.contains("cannot be made"), "{page}");
+    let viewer_sees = call(&app, Method::GET, "/workers/1001", Some(&viewer), None, false).await.text;
+    assert!(!viewer_sees.contains("Provision now"), "a Viewer is not offered it");
+
+    // An unknown worker: the console's page, saying where to look.
+    let r = call(&app, Method::GET, "/workers/9999", Some(&viewer), None, false).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text.contains("No worker") && r.text.contains("<html"), "{}", r.text);
+
+    // Provision now: not a Viewer's; an Editor's starts a run of this worker and leads to it.
+    let f = |s: &Session| form(&[("csrf", s.csrf.as_str()), ("connection", CONNECTION)]);
+    let r = call(&app, Method::POST, "/workers/1001/provision", Some(&viewer), Some(f(&viewer)), false).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(&app, Method::POST, "/workers/1001/provision", Some(&ed), Some(f(&ed)), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let to = r.headers["location"].to_str().unwrap().to_string();
+    assert!(to.starts_with("/runs/"), "{to}");
+    let id = to.trim_start_matches("/runs/");
+    // The run this process started, the editor's.
+    let live = app.api.runs.get(id).expect("the run is known to the service").view();
+    assert!(live["started_by"].as_str().is_some_and(|b| b.contains("editor")), "{live}");
+}
+
+#[tokio::test]
+async fn a_reviewer_clears_the_queue_with_a_note_and_cannot_decide_what_they_set_in_motion() {
+    let app = app().await;
+    let boss = session(&app, Role::Admin).await;
+    let toml = format!(
+        "[[connection]]\nname = \"{CONNECTION}\"\ndialect = \"monday\"\nsupervised = [\"leave\", \"change\"]\n\
+         review_reminder_hours = 12\n[connection.mappings]\nuserName = \"=work_email\"\ndisplayName = \"=first_name\"\n\n\
+         [[role]]\nname = \"Everyone\"\n[role.grants.\"{CONNECTION}\"]\nuser_type = \"member\"\n"
+    );
+    assert_eq!(api(&app, &boss, "PUT", "/api/v1/config", "application/toml", toml).await, StatusCode::OK);
+    let head = "employee_id,first_name,last_name,work_email,title,department,employment_type,status,leave_type,\
+hire_date,termination_date,time_zone\n";
+    let day1 = format!(
+        "{head}1001,Amélie,Durand,amelie@acme.example,Engineer,Engineering,employee,active,,2019-04-01,,Europe/Paris\n\
+1002,José,Durango,jose@acme.example,Engineer,Engineering,employee,active,,2020-05-20,,Europe/Madrid\n\
+1003,Li,Wei,li@acme.example,Analyst,Finance,employee,active,,2015-01-01,,\n"
+    );
+    assert_eq!(api(&app, &boss, "POST", "/api/v1/hr/uploads", "text/csv", day1).await, StatusCode::OK);
+    // The next day: a termination, a leave of absence, a new title. The admin uploads it.
+    let day2 = format!(
+        "{head}1001,Amélie,Durand,amelie@acme.example,Engineer,Engineering,employee,terminated,,2019-04-01,2026-11-02,Europe/Paris\n\
+1002,José,Durango,jose@acme.example,Engineer,Engineering,employee,leave,fmla,2020-05-20,,Europe/Madrid\n\
+1003,Li,Wei,li@acme.example,Lead Analyst,Finance,employee,active,,2015-01-01,,\n"
+    );
+    assert_eq!(api(&app, &boss, "POST", "/api/v1/hr/uploads", "text/csv", day2).await, StatusCode::OK);
+    // A scheduled run opened these reviews (as the engine's hold does).
+    let act = |kind: &str| format!(r#"[{{"kind": "{kind}", "target_id": "u-1", "user_name": "x@acme.example"}}]"#);
+    let wanted: Vec<store::ReviewRequest> = vec![
+        ("1001".into(), "leave".into(), "f1".into(), act("deactivate")),
+        ("1002".into(), "leave".into(), "f2".into(), act("deactivate")),
+        ("1003".into(), "change".into(), "f3".into(), act("update")),
+    ];
+    app.api.store.sync_reviews(CONNECTION, &wanted, None).await.unwrap();
+
+    let rita = session(&app, Role::Reviewer).await;
+    let page = call(&app, Method::GET, "/reviews", Some(&rita), None, false).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let row = |text: &str, worker: &str| -> String {
+        text.split("<tr").find(|r| r.contains(&format!("/workers/{worker}"))).unwrap_or_default().to_string()
+    };
+    // Why each exists: a termination is not a leave of absence.
+    assert!(row(&page.text, "1001").contains("Termination") && row(&page.text, "1001").contains("terminated now"));
+    assert!(row(&page.text, "1002").contains("Leave of absence (family or medical)"), "{}", row(&page.text, "1002"));
+    assert!(row(&page.text, "1003").contains("HR change"), "{}", row(&page.text, "1003"));
+    assert!(row(&page.text, "1001").contains("uploaded the HR data"), "who set it in motion");
+    // Filtered by stage.
+    let leave = call(&app, Method::GET, "/reviews?stage=leave", Some(&rita), None, false).await.text;
+    assert!(leave.contains("/workers/1001") && leave.contains("/workers/1002") && !leave.contains("/workers/1003"));
+    let ids: Vec<String> =
+        leave.split("name=\"id\" value=\"").skip(1).map(|s| s.split('"').next().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 2);
+    // Two leavers approved with a note, back to the filtered queue.
+    let mut f = vec![("csrf", rita.csrf.clone()), ("decision", "approve".into()), ("note", "checked with HR".into())];
+    f.extend(ids.iter().map(|i| ("id", i.clone())));
+    f.push(("back", "/reviews?stage=leave".into()));
+    let body = serde_urlencoded::to_string(&f).unwrap();
+    let r = call(&app, Method::POST, "/reviews/decide", Some(&rita), Some(body), false).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let to = r.headers["location"].to_str().unwrap().to_string();
+    assert!(to.starts_with("/reviews?stage=leave&said=approved&n=2"), "{to}");
+    let after = call(&app, Method::GET, &to, Some(&rita), None, false).await.text;
+    assert!(after.contains("2 review(s) approved.") && after.contains("No review waiting matches"), "{after}");
+    let decided = call(&app, Method::GET, "/reviews?decided=1", Some(&rita), None, false).await.text;
+    assert!(row(&decided, "1001").contains("approved") && row(&decided, "1001").contains("checked with HR"));
+    assert!(row(&decided, "1001").contains(&rita_name(&app, &rita).await), "who decided");
+    // The admin uploaded the change behind the last one: they may not decide it, and are told why.
+    let last: String = call(&app, Method::GET, "/reviews", Some(&boss), None, false)
+        .await
+        .text
+        .split("name=\"id\" value=\"")
+        .nth(1)
+        .map(|s| s.split('"').next().unwrap().to_string())
+        .expect("one waiting");
+    let body = form(&[("csrf", &boss.csrf), ("decision", "approve"), ("id", &last)]);
+    let r = call(&app, Method::POST, "/reviews/decide", Some(&boss), Some(body), false).await;
+    let to = r.headers["location"].to_str().unwrap().to_string();
+    let refused = call(&app, Method::GET, &to, Some(&boss), None, false).await.text;
+    assert!(refused.contains("0 review(s) approved") && refused.contains("you set it in motion"), "{refused}");
+    assert!(refused.contains("another reviewer must decide it"), "{refused}");
+    assert_eq!(app.api.store.reviews(None, &[store::ReviewState::Pending]).await.unwrap().len(), 1);
+    // A viewer reads the queue and cannot decide.
+    let vera = session(&app, Role::Viewer).await;
+    let seen = call(&app, Method::GET, "/reviews", Some(&vera), None, false).await.text;
+    assert!(seen.contains("/workers/1003") && !seen.contains("Approve selected"));
+    // Waiting past the connection's reminder interval (12 h here) stands out.
+    let rules = service::config::current(&app.api.store).await.unwrap();
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(13);
+    let q = service::reviews::queue(&app.api.store, Some(&rules), &Default::default(), later).await.unwrap();
+    assert!(q.len() == 1 && q[0].overdue && q[0].waiting_hours >= 12);
+    let now = jiff::Timestamp::now();
+    assert!(!service::reviews::queue(&app.api.store, Some(&rules), &Default::default(), now).await.unwrap()[0].overdue);
+}
+
+/// The name a session's user is recorded under in the audit and on decisions.
+async fn rita_name(app: &App, s: &Session) -> String {
+    let id = s.cookie.split('=').nth(1).unwrap();
+    web::api::auth::session_caller(&app.api, id).await.unwrap().actor
 }

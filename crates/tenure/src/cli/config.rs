@@ -150,7 +150,7 @@ pub async fn preview(
         outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
         return Ok(0);
     }
-    for Previewed { worker: w, decision: d, plan: acts, note, read } in &out {
+    for Previewed { worker: w, decision: d, plan: acts, note, read, .. } in &out {
         outln!("worker {} ({} {}) on {:?}", w.id, w.first_name.as_str(), w.last_name.as_str(), d.connection);
         if let Some(n) = note {
             outln!("  note: {n}");

@@ -453,42 +453,26 @@ async fn workers(State(api): State<Shared>, _c: Caller, Q(q): Q<WorkerQuery>) ->
 #[utoipa::path(get, path = "/api/v1/workers/{id}", tag = "workers", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn worker(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
-    let rows = api.store.snapshot_of(std::slice::from_ref(&id)).await?;
-    let row = rows.first().ok_or_else(|| Problem::not_found(format!("no worker {id:?} in the last load")))?;
-    let record = intake::decode(row).map_err(Problem::unavailable)?;
-    let rules = crate::config::current(&api.store).await.ok();
-    let mut connections = vec![];
-    if let Some(rules) = &rules {
-        let key = Some(api.key.as_ref());
-        let previews =
-            crate::preview::preview_of(&api.store, key, rules, std::slice::from_ref(&id), None, None).await?;
-        for p in previews.into_iter().filter(|p| c.on(&p.decision.connection).is_ok()) {
-            connections.push(
-                json!({"connection": p.decision.connection, "decision": p.decision, "plan": p.plan, "note": p.note,
-                    "target": p.read}),
-            );
-        }
-    }
-    let events = api
-        .store
-        .events(&store::EventQuery { worker_id: Some(id.clone()), ..Default::default() })
-        .await?
+    let why = service::workers::why(&api.store, &api.key, &id, |name| c.on(name).is_ok()).await?;
+    let connections: Vec<Value> = why
+        .connections
         .iter()
-        .filter_map(|e| intake::listed(e).ok())
-        .collect::<Vec<_>>();
-    let timeline: Vec<Value> = api
-        .store
-        .audit(Some(&id))
-        .await?
+        .map(|p| {
+            json!({"connection": p.decision.connection, "decision": p.decision, "roles": p.roles, "plan": p.plan,
+                "note": p.note, "target": p.read})
+        })
+        .collect();
+    let events: Vec<&intake::Listed> = why.events.iter().map(|e| &e.listed).collect();
+    let timeline: Vec<Value> = why
+        .timeline
         .iter()
-        .filter(|a| c.on(&a.entry.connection).is_ok() || a.entry.connection.is_empty())
         .map(|a| {
             json!({"seq": a.seq, "at": a.at, "connection": a.entry.connection, "action": a.entry.action,
                 "outcome": a.entry.outcome, "run_id": a.entry.run_id,
                 "detail": serde_json::from_str::<Value>(&a.entry.detail).unwrap_or_default()})
         })
         .collect();
-    Ok(Json(json!({"worker": record, "connections": connections, "events": events, "timeline": timeline})))
+    Ok(Json(json!({"worker": why.worker, "connections": connections, "events": events, "timeline": timeline})))
 }
 
 pub fn routes() -> OpenApiRouter<Shared> {

@@ -9,8 +9,10 @@ mod connections;
 mod dashboard;
 mod hr;
 mod plan;
+mod reviews;
 mod rules;
 mod session;
+mod workers;
 
 pub use assets::{sri, ASSETS, HTMX, HTMX_VERSION};
 
@@ -86,6 +88,11 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::GET, "/connections/{name}/plan", plans, get(plan::page)),
         (Method::GET, "/connections/{name}/plan.json", plans, get(plan::json)),
         (Method::POST, "/connections/{name}/runs", plans, post(plan::apply)),
+        (Method::GET, "/workers", viewer, get(workers::search)),
+        (Method::GET, "/workers/{id}", viewer, get(workers::worker)),
+        (Method::POST, "/workers/{id}/provision", editor, post(workers::provision)),
+        (Method::GET, "/reviews", viewer, get(reviews::page)),
+        (Method::POST, "/reviews/decide", Role(R::Reviewer), post(reviews::decide)),
         (Method::GET, "/runs", viewer, get(plan::list)),
         (Method::GET, "/runs/{id}", viewer, get(plan::run)),
         (Method::POST, "/runs/{id}/retry", editor, post(plan::retry)),

@@ -291,7 +291,7 @@ pub async fn apply(State(api): State<Shared>, Path(name): Path<String>, posted: 
 
 /// Where a run started from the console leads: its page; when another run of this process
 /// holds the connection, that run's page, saying so (nothing was started).
-fn started(api: &Shared, connection: &str, r: service::error::Result<String>) -> Result<Response, Failure> {
+pub(super) fn started(api: &Shared, connection: &str, r: service::error::Result<String>) -> Result<Response, Failure> {
     match r {
         Ok(id) => Ok(Redirect::to(&format!("/runs/{id}")).into_response()),
         Err(service::error::Error::Busy(why)) => match api.runs.running_id(connection) {
