@@ -191,7 +191,7 @@ test("the admin's first hour", async () => {
   // Roles and mapping, through the forms: two roles, a mapping whose formula error is shown
   // where it is as it is typed, what would change, then saved (the HR definition comes with
   // the configuration, so it comes before the first HR file).
-  await page.getByRole("navigation").getByRole("link", { name: "Roles and mapping" }).click();
+  await page.getByRole("navigation").getByRole("link", { name: "Rules" }).click();
   await page.waitForURL(/\/rules$/);
   await page.getByText("No role yet").waitFor();
   await look(page, "rules-empty");
@@ -303,7 +303,7 @@ test("the admin's first hour", async () => {
 
   // With HR data, each role counts its workers; a mapping shows its value for a chosen
   // worker; what would change is listed worker by worker before it is saved.
-  await page.getByRole("navigation").getByRole("link", { name: "Roles and mapping" }).click();
+  await page.getByRole("navigation").getByRole("link", { name: "Rules" }).click();
   // The counts fill in once the page is drawn.
   await page.locator("#roles-section[hx-get]").waitFor({ state: "detached" });
   assert.match(await roleRows.nth(0).locator("td.num").nth(1).innerText(), /^3/);
@@ -703,6 +703,51 @@ test("a day of the team", async () => {
   await admin.goto(`${BASE}/workers/1005`);
   assert.match(await admin.locator("dl", { hasText: "userName" }).innerText(), /deactivated/);
 
+
+  // An auditor (the viewer) verifies the chain and downloads who approved what.
+  await viewer.getByRole("navigation").getByRole("link", { name: "Audit" }).click();
+  await viewer.waitForURL(/\/audit$/);
+  await viewer.getByRole("link", { name: "Verify the chain" }).click();
+  await viewer.getByText(/The chain is intact: all \d+ records follow one another and match their hashes\. Its head is record #\d+, hash [0-9a-f]{64}\./).waitFor();
+  await look(viewer, "audit-verified");
+  await viewer.getByLabel("Kind").selectOption("decision");
+  await viewer.getByLabel("Action (e.g. deactivate, approve)").fill("approve");
+  await viewer.getByRole("button", { name: "Filter" }).click();
+  await viewer.waitForURL(/action=approve/);
+  const audited = viewer.getByRole("table", { name: "Audit records, newest first" }).locator("tbody tr");
+  assert.equal(await audited.count(), 2, "the two leavers approved");
+  const seqs = (await audited.locator("td:first-child").allInnerTexts()).map((t) => t.trim()).sort();
+  for (const text of await audited.allInnerTexts()) assert.match(text, /approve[\s\S]*user:admin/);
+  await look(viewer, "audit-filtered");
+  const file = viewer.waitForEvent("download");
+  await viewer.getByRole("link", { name: "Download CSV" }).click();
+  const exported = readFileSync(await (await file).path(), "utf8").trimEnd().split("\n");
+  assert.match(exported[0], /^seq,at,run,connection,worker,action,outcome/);
+  const fileSeqs = exported.slice(1).map((l) => l.split(",")[0]).sort();
+  assert.deepEqual(fileSeqs, seqs, "the file's rows are the page's");
+  assert.ok(exported.slice(1).every((l) => l.includes(",approve,")));
+
+  // Every page in a phone-sized window: no sideways scrolling of the page (wide tables scroll
+  // inside themselves), and each one's accessibility checked again.
+  await admin.setViewportSize({ width: 390, height: 844 });
+  const pages = [
+    ["/", "dashboard"], ["/connections", "connections"], [`/connections/${encodeURIComponent(CONNECTION)}`, "connection"],
+    [`/connections/${encodeURIComponent(CONNECTION)}/plan`, "plan"], ["/rules", "rules"], ["/hr", "hr"],
+    ["/workers", "workers"], ["/workers/1002", "worker"], ["/reviews", "reviews"], ["/reviews?decided=1", "reviews-decided"],
+    ["/runs", "runs"], ["/dead-letters", "dead-letters"], ["/audit", "audit"], ["/notifications", "notifications"],
+  ];
+  for (const [path, name] of pages) {
+    await admin.goto(`${BASE}${path}`);
+    await admin.waitForLoadState("networkidle");
+    const [scroll, width, wide] = await admin.evaluate(() => {
+      // The outermost elements that reach past the window (inside a scrolling table: fine).
+      const out = [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".table-wrap, .nav"));
+      const top = out.filter((e) => !out.includes(e.parentElement)).slice(0, 5);
+      return [document.documentElement.scrollWidth, window.innerWidth, top.map((e) => `${e.tagName.toLowerCase()}.${e.className} "${e.textContent.trim().slice(0, 40)}"`)];
+    });
+    assert.ok(scroll <= width, `${path} scrolls sideways at 390 px: ${scroll} > ${width}: ${wide.join("; ")}`);
+    await look(admin, `narrow-${name}`);
+  }
   assert.deepEqual(violations, [], "accessibility violations");
   assert.deepEqual(consoleErrors, [], "errors in the browser's console (a CSP refusal shows here)");
 });

@@ -123,3 +123,18 @@ pub fn run_view(r: &store::RunRecord) -> Value {
         "started_by": r.started_by, "progress": progress,
         "summary": r.summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok())})
 }
+
+/// What a check of the chain found: how many records, the first broken one and why, and the
+/// head (the last record's number and hash, which an auditor keeps to compare later).
+pub struct Verified {
+    pub records: usize,
+    pub broken: Option<(i64, String)>,
+    pub head: Option<(i64, String)>,
+}
+
+/// The chain checked end to end (`tenure audit verify`, the API, the console).
+pub async fn verify(store: &Store) -> Result<Verified> {
+    let (records, broken) = store.verify_audit().await?;
+    let head = store.audit_head().await?;
+    Ok(Verified { records, broken, head })
+}

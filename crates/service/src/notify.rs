@@ -371,6 +371,25 @@ async fn email(
     Ok(())
 }
 
+/// Sets a notifier's secret (a webhook's signing secret, an SMTP password), sealed and bound
+/// to the notifier's address in the configuration in force, so it is sent nowhere else.
+pub async fn set_secret(store: &Store, key: &MasterKey, name: &str, secret: &store::Secret) -> Result<()> {
+    let rules = crate::config::current(store).await?;
+    let n = rules.config.notify.iter().find(|n| n.name == name).ok_or_else(|| {
+        Error::not_found(format!(
+            "no notifier {name:?} in the configuration in force: import it first (the secret is bound to its address)"
+        ))
+    })?;
+    secrets::save_named_secret(store, key, &secret_setting(name), SECRET_CONTEXT, &destination(n), secret).await
+}
+
+/// The end of a notifier's secret (its last characters), or None when none is set: enough to
+/// tell which one is in force, never the secret.
+pub async fn secret_hint(store: &Store, key: &MasterKey, n: &NotifySettings) -> Result<Option<String>> {
+    let s = secrets::load_named_secret(store, key, &secret_setting(&n.name), SECRET_CONTEXT, &destination(n)).await?;
+    Ok(s.map(|s| s.hint()))
+}
+
 /// Sends a test notice through a notifier: `Ok(Ok(what was sent))`, or `Ok(Err(why not))`.
 pub async fn send_test(
     store: &Store,

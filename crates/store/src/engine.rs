@@ -745,6 +745,15 @@ impl Store {
         r.as_ref().map(run_record).transpose().map_err(Into::into)
     }
 
+    /// The chain's head: the last record's number and hash.
+    pub async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let r = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&self.pool).await?;
+        Ok(match r {
+            Some(r) => Some((r.try_get("seq")?, r.try_get("hash")?)),
+            None => None,
+        })
+    }
+
     /// Checks the whole chain; the first broken record, if any, and why.
     pub async fn verify_audit(&self) -> Result<(usize, Option<(i64, String)>), StoreError> {
         let all = self.audit(None).await?;

@@ -775,3 +775,144 @@ async fn rita_name(app: &App, s: &Session) -> String {
     let id = s.cookie.split('=').nth(1).unwrap();
     web::api::auth::session_caller(&app.api, id).await.unwrap().actor
 }
+
+#[tokio::test]
+async fn an_auditor_filters_verifies_and_exports_exactly_what_the_filter_shows() {
+    let app = app().await;
+    let boss = session(&app, Role::Admin).await;
+    // Decisions of two people: users made and a token revoked, each in the chain.
+    let pw = store::Secret::new("a long enough password 1");
+    service::users::add_audited(&app.api.store, "rita", Role::Reviewer, &pw, false, "user:boss").await.unwrap();
+    service::users::add_audited(&app.api.store, "vera", Role::Viewer, &pw, false, "user:boss").await.unwrap();
+    service::users::set_role(&app.api.store, "vera", Role::Editor, "user:ann").await.unwrap();
+    let auditor = session(&app, Role::Viewer).await;
+    let page = call(&app, Method::GET, "/audit", Some(&auditor), None, false).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains("3 record(s)") && page.text.contains("user add"), "{}", page.text);
+    // By actor: only boss's two.
+    let mine =
+        call(&app, Method::GET, "/audit?actor=user%3Aboss&kind=decision", Some(&auditor), None, false).await.text;
+    assert!(mine.contains("2 record(s)") && !mine.contains("user set role"), "{mine}");
+    // The export holds exactly the filter's records: two rows after the header, both boss's.
+    let csv =
+        call(&app, Method::GET, "/audit/export.csv?actor=user%3Aboss&kind=decision", Some(&auditor), None, false).await;
+    assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
+    let lines: Vec<&str> = csv.text.trim_end().lines().collect();
+    assert_eq!(lines.len(), 3, "{}", csv.text);
+    assert!(lines[1..].iter().all(|l| l.contains("user_add")), "{}", csv.text);
+    let nd =
+        call(&app, Method::GET, "/audit/export.ndjson?action=user_set_role", Some(&auditor), None, false).await.text;
+    let records: Vec<serde_json::Value> = nd.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["detail"]["actor"], "user:ann");
+    // A day filter: today holds all three, a day long past none.
+    let today = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC).date().to_string();
+    let day =
+        call(&app, Method::GET, &format!("/audit?since={today}&until={today}"), Some(&auditor), None, false).await;
+    assert!(day.text.contains("3 record(s)"), "{}", day.text);
+    let past = call(&app, Method::GET, "/audit?until=2001-01-01", Some(&auditor), None, false).await.text;
+    assert!(past.contains("No record matches this filter"), "{past}");
+    let bad = call(&app, Method::GET, "/audit?since=yesterday", Some(&auditor), None, false).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text.contains("is not a day"), "{}", bad.text);
+    // Verified: intact, with the head's number and hash.
+    let head = app.api.store.audit(None).await.unwrap().last().cloned().unwrap();
+    let v = call(&app, Method::GET, "/audit?verify=1", Some(&auditor), None, false).await.text;
+    assert!(
+        v.contains("The chain is intact") && v.contains(&format!("record #{}, hash {}", head.seq, head.hash)),
+        "{v}"
+    );
+
+    // Dead letters: listed with the target's answer; retried one, by a reviewer only.
+    let failed = |w: &str| {
+        (
+            w.to_string(),
+            "fp".to_string(),
+            "[{\"kind\":\"create\"}]".to_string(),
+            "413: the body is too large".to_string(),
+        )
+    };
+    app.api.store.record_attempts(CONNECTION, &[failed("1001"), failed("1002")], &[], 1).await.unwrap();
+    let letters = call(&app, Method::GET, "/dead-letters", Some(&auditor), None, false).await.text;
+    assert!(letters.contains("2 set aside") && letters.contains("413: the body is too large"), "{letters}");
+    assert!(!letters.contains("Retry all"), "not a viewer's");
+    let body = form(&[("csrf", &auditor.csrf), ("worker", "1001"), ("connection", CONNECTION)]);
+    let r = call(&app, Method::POST, "/dead-letters/retry", Some(&auditor), Some(body), false).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let rita = session(&app, Role::Reviewer).await;
+    let body = form(&[("csrf", &rita.csrf), ("worker", "1001"), ("connection", CONNECTION)]);
+    let r = call(&app, Method::POST, "/dead-letters/retry", Some(&rita), Some(body), false).await;
+    assert_eq!(r.headers["location"], "/dead-letters?retried=1");
+    let letters = call(&app, Method::GET, "/dead-letters?retried=1", Some(&rita), None, false).await.text;
+    assert!(
+        letters.contains("1 set aside") && letters.contains("/workers/1002") && !letters.contains("/workers/1001\"")
+    );
+    assert!(letters.contains("1 worker(s) will be tried again"), "{letters}");
+    let _ = boss;
+}
+
+#[tokio::test]
+async fn a_notifier_is_listed_its_secret_set_once_and_a_test_notice_says_what_came_of_it() {
+    // A webhook receiver of our own: it keeps what it is sent.
+    let got = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let keep = got.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push(body);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let app = app().await;
+    let admin = session(&app, Role::Admin).await;
+    let toml = format!(
+        "[[connection]]\nname = \"{CONNECTION}\"\ndialect = \"monday\"\n[connection.mappings]\nuserName = \"=work_email\"\n\
+         displayName = \"=first_name\"\n\n[[role]]\nname = \"Everyone\"\n[role.grants.\"{CONNECTION}\"]\nuser_type = \"member\"\n\n\
+         [[notify]]\nname = \"ops\"\nwebhook = \"http://127.0.0.1:{port}/hook\"\non = [\"leave\", \"failure\"]\n"
+    );
+    assert_eq!(api(&app, &admin, "PUT", "/api/v1/config", "application/toml", toml).await, StatusCode::OK);
+
+    let viewer = session(&app, Role::Viewer).await;
+    let page = call(&app, Method::GET, "/notifications", Some(&viewer), None, false).await.text;
+    assert!(page.contains("ops") && page.contains("webhook") && page.contains("leave, failure"), "{page}");
+    assert!(page.contains("not set") && !page.contains("Send a test") && !page.contains("Save the secret"), "{page}");
+    // No secret yet: the test says so, in place.
+    let ed = session(&app, Role::Editor).await;
+    let body = form(&[("csrf", &ed.csrf), ("event", "leave")]);
+    let r = call(&app, Method::POST, "/notifications/ops/test", Some(&ed), Some(body.clone()), false).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("Not delivered") && r.text.contains("no signing secret yet"), "{}", r.text);
+    assert!(got.lock().unwrap().is_empty());
+    // The admin has one made: shown once, then only its end.
+    let r = call(
+        &app,
+        Method::POST,
+        "/notifications/ops/secret",
+        Some(&admin),
+        Some(form(&[("csrf", &admin.csrf)])),
+        false,
+    )
+    .await;
+    let secret =
+        r.text.split("it is not shown again: ").nth(1).expect("the secret is shown").split('<').next().unwrap();
+    assert!(secret.len() >= 32, "{secret}");
+    let again = call(&app, Method::GET, "/notifications", Some(&admin), None, false).await.text;
+    assert!(again.contains("set, ending in") && !again.contains(secret), "shown once only");
+    // The test notice reaches the receiver, and the page says so.
+    let r = call(&app, Method::POST, "/notifications/ops/test", Some(&ed), Some(body), false).await;
+    assert!(r.text.contains("Delivered: sent a test leave notice"), "{}", r.text);
+    let sent = got.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains("\"event\":\"leave\""), "{}", sent[0]);
+    // An Editor may not set secrets.
+    let r = call(&app, Method::POST, "/notifications/ops/secret", Some(&ed), Some(form(&[("csrf", &ed.csrf)])), false)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

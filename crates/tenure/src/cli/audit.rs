@@ -66,16 +66,23 @@ pub async fn audit_cmd(data_dir: &Path, database_url: Option<&str>, cmd: AuditCo
 
 async fn audit(store: &Store, cmd: AuditCommand) -> Result<u8, String> {
     match cmd {
-        AuditCommand::Verify => match store.verify_audit().await.map_err(|e| e.to_string())? {
-            (n, None) => {
-                outln!("audit: {n} records, chain intact");
-                Ok(0)
+        AuditCommand::Verify => {
+            let v = service::audit::verify(store).await.map_err(|e| e.to_string())?;
+            match (v.broken, v.head) {
+                (None, Some((seq, hash))) => {
+                    outln!("audit: {} records, chain intact; head: record {seq}, hash {hash}", v.records);
+                    Ok(0)
+                }
+                (None, None) => {
+                    outln!("audit: 0 records, chain intact");
+                    Ok(0)
+                }
+                (Some((seq, why)), _) => {
+                    outln!("audit: {} records, TAMPERED at record {seq}: {why}", v.records);
+                    Ok(1)
+                }
             }
-            (n, Some((seq, why))) => {
-                outln!("audit: {n} records, TAMPERED at record {seq}: {why}");
-                Ok(1)
-            }
-        },
+        }
         AuditCommand::Worker { id, json } => {
             let records = store.audit(Some(&id)).await.map_err(|e| e.to_string())?;
             let events = store

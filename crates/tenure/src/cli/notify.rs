@@ -63,26 +63,7 @@ pub async fn run(cmd: NotifyCommand, data_dir: &Path, database_url: Option<&str>
             };
             let store = crate::config::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
-            // Bound to the notifier's address in the configuration in force: sent nowhere else.
-            let r = async {
-                let rules = crate::config::current(&store).await?;
-                let n = rules.config.notify.iter().find(|n| n.name == name).ok_or_else(|| {
-                    service::error::Error::not_found(format!(
-                        "no notifier {name:?} in the configuration in force: import it first (the secret is bound to \
-                         its address)"
-                    ))
-                })?;
-                secrets::save_named_secret(
-                    &store,
-                    &key,
-                    &secret_setting(&name),
-                    SECRET_CONTEXT,
-                    &destination(n),
-                    &secret,
-                )
-                .await
-            }
-            .await;
+            let r = service::notify::set_secret(&store, &key, &name, &secret).await;
             store.close().await;
             r?;
             if generated {

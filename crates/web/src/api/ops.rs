@@ -554,10 +554,13 @@ async fn export(State(api): State<Shared>, Scoped(c): Scoped, Q(q): Q<AuditQuery
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn verify(State(api): State<Shared>, _c: Caller) -> Result<Json<Value>, Problem> {
-    let (n, broken) = api.store.verify_audit().await?;
-    Ok(Json(match broken {
-        None => json!({"records": n, "intact": true}),
-        Some((seq, why)) => json!({"records": n, "intact": false, "tampered_at": seq, "why": why}),
+    let v = crate::audit::verify(&api.store).await?;
+    let head = v.head.map(|(seq, hash)| json!({"seq": seq, "hash": hash}));
+    Ok(Json(match v.broken {
+        None => json!({"records": v.records, "intact": true, "head": head}),
+        Some((seq, why)) => {
+            json!({"records": v.records, "intact": false, "tampered_at": seq, "why": why, "head": head})
+        }
     }))
 }
 

@@ -5,9 +5,11 @@
 //! Content-Security-Policy without inline script or style.
 
 mod assets;
+mod audit;
 mod connections;
 mod dashboard;
 mod hr;
+mod notifications;
 mod plan;
 mod reviews;
 mod rules;
@@ -93,6 +95,14 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::POST, "/workers/{id}/provision", editor, post(workers::provision)),
         (Method::GET, "/reviews", viewer, get(reviews::page)),
         (Method::POST, "/reviews/decide", Role(R::Reviewer), post(reviews::decide)),
+        (Method::GET, "/dead-letters", viewer, get(audit::dead_letters)),
+        (Method::POST, "/dead-letters/retry", Role(R::Reviewer), post(audit::retry)),
+        (Method::GET, "/audit", viewer, get(audit::page)),
+        (Method::GET, "/audit/export.csv", viewer, get(audit::csv)),
+        (Method::GET, "/audit/export.ndjson", viewer, get(audit::ndjson)),
+        (Method::GET, "/notifications", viewer, get(notifications::page)),
+        (Method::POST, "/notifications/{name}/test", editor, post(notifications::test)),
+        (Method::POST, "/notifications/{name}/secret", admin, post(notifications::set_secret)),
         (Method::GET, "/runs", viewer, get(plan::list)),
         (Method::GET, "/runs/{id}", viewer, get(plan::run)),
         (Method::POST, "/runs/{id}/retry", editor, post(plan::retry)),
