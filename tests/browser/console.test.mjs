@@ -727,6 +727,39 @@ test("a day of the team", async () => {
   assert.deepEqual(fileSeqs, seqs, "the file's rows are the page's");
   assert.ok(exported.slice(1).every((l) => l.includes(",approve,")));
 
+  // The admin adds a reviewer and makes a token for a script: each secret shown once; the
+  // token works, is revoked, and is refused at once.
+  await admin.getByRole("navigation").getByRole("link", { name: "Settings" }).click();
+  await admin.waitForURL(/\/settings$/);
+  await admin.getByLabel("User name").fill("rex");
+  await admin.getByLabel("Their role").selectOption("reviewer");
+  await admin.getByRole("button", { name: "Add", exact: true }).click();
+  await admin.getByText("rex is added as Reviewer.").waitFor();
+  const rexPassword = (await admin.locator("#once-value").innerText()).trim();
+  assert.ok(rexPassword.length >= 12, "a one-time password is shown");
+  await look(admin, "settings-user-added");
+  await admin.getByLabel("What it is for").fill("nightly report");
+  await admin.getByLabel("The token's role").selectOption("viewer");
+  await admin.getByRole("button", { name: "Make the token" }).click();
+  await admin.getByText("The token “nightly report” is made.").waitFor();
+  const token = (await admin.locator("#once-value").innerText()).trim();
+  assert.match(token, /^tenure_[0-9a-f]+_[0-9a-f]+$/);
+  await look(admin, "settings-token-made");
+  const navHeight = await admin.locator("nav.nav").evaluate((n) => n.getBoundingClientRect().height);
+  assert.ok(navHeight < 50, `the sections fit on one line at 1280 px (${navHeight} px high)`);
+  const asScript = async () => (await fetch(`${BASE}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } })).status;
+  assert.equal(await asScript(), 200, "the token works");
+  await admin.goto(`${BASE}/settings`);
+  assert.equal(await admin.getByText(token).count(), 0, "never shown again");
+  await admin.getByRole("button", { name: "Revoke the token nightly report" }).click();
+  await admin.getByText("The token “nightly report” is revoked").waitFor();
+  assert.equal(await asScript(), 401, "refused from the next request on");
+  await look(admin, "settings-token-revoked");
+  // The new reviewer signs in with the one-time password and is made to choose their own.
+  const rex = await newPage();
+  await signIn(rex, "rex", rexPassword);
+  await rex.waitForURL(/\/password$/);
+
   // Every page in a phone-sized window: no sideways scrolling of the page (wide tables scroll
   // inside themselves), and each one's accessibility checked again.
   await admin.setViewportSize({ width: 390, height: 844 });
@@ -735,6 +768,7 @@ test("a day of the team", async () => {
     [`/connections/${encodeURIComponent(CONNECTION)}/plan`, "plan"], ["/rules", "rules"], ["/hr", "hr"],
     ["/workers", "workers"], ["/workers/1002", "worker"], ["/reviews", "reviews"], ["/reviews?decided=1", "reviews-decided"],
     ["/runs", "runs"], ["/dead-letters", "dead-letters"], ["/audit", "audit"], ["/notifications", "notifications"],
+    ["/settings", "settings"], ["/account", "account"],
   ];
   for (const [path, name] of pages) {
     await admin.goto(`${BASE}${path}`);
@@ -748,6 +782,59 @@ test("a day of the team", async () => {
     assert.ok(scroll <= width, `${path} scrolls sideways at 390 px: ${scroll} > ${width}: ${wide.join("; ")}`);
     await look(admin, `narrow-${name}`);
   }
+
+  // By keyboard alone: every control the Reviews page offers is reached with Tab, and the
+  // one in focus shows it.
+  await admin.setViewportSize({ width: 1280, height: 860 });
+  await admin.goto(`${BASE}/reviews`);
+  const seen = new Set();
+  for (let i = 0; i < 40; i++) {
+    await admin.keyboard.press("Tab");
+    const f = await admin.evaluate(() => {
+      const e = document.activeElement;
+      // Past the last control, focus leaves the page.
+      if (!e || e === document.body) return null;
+      const s = getComputedStyle(e);
+      return { what: `${e.tagName} ${e.textContent.trim().slice(0, 30) || e.getAttribute("aria-label") || e.id}`, ring: s.outlineStyle !== "none" && parseFloat(s.outlineWidth) > 0 || s.boxShadow !== "none" };
+    });
+    if (!f) break;
+    assert.ok(f.ring, `no visible focus on ${f.what}`);
+    seen.add(f.what);
+  }
+  for (const want of ["Filter", "Approve selected", "Reject selected"]) {
+    assert.ok([...seen].some((w) => w.includes(want)), `${want} is not reached by Tab: ${[...seen].join(" | ")}`);
+  }
+
+  // A request that fails is said in place; the page stays as it was.
+  await viewer.goto(`${BASE}/workers`);
+  await viewer.route("**/workers?q=**", (route) => route.fulfill({ status: 503, contentType: "text/html", body: "<!doctype html><main><h1>Something went wrong</h1><p>The store is not answering.</p></main>" }));
+  await viewer.getByLabel("Id, name or e-mail").pressSequentially("pri", { delay: 40 });
+  await viewer.getByRole("alert").getByText("That did not work (503): The store is not answering.").waitFor();
+  assert.equal(await viewer.locator("#results tbody tr").count(), 10, "the results stay as they were");
+  await viewer.unroute("**/workers?q=**");
+  // htmx logs the failure it was made to meet: that one, and only that one, is expected.
+  for (let i = consoleErrors.length - 1; i >= 0; i--) {
+    if (consoleErrors[i].includes("Response Status Error Code 503 from /workers")) consoleErrors.splice(i, 1);
+  }
+  await look(viewer, "workers-request-failed");
+
+  // Pages that only show are read without JavaScript: the worker's why, the queue, the audit.
+  const plain = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1280, height: 860 } });
+  const noScript = await plain.newPage();
+  await noScript.goto(`${BASE}/sign-in`);
+  await noScript.getByLabel("User name").fill("vera");
+  await noScript.getByLabel("Password").fill("vera has a long password");
+  await noScript.getByRole("button", { name: "Sign in" }).click();
+  await noScript.waitForURL(`${BASE}/`);
+  await noScript.goto(`${BASE}/workers?q=jean`);
+  assert.equal(await noScript.locator("#results tbody tr").count(), 2);
+  await noScript.goto(`${BASE}/workers/1008`);
+  assert.match(await noScript.locator("main").innerText(), /Roles, in order[\s\S]*takes this worker[\s\S]*Timeline/);
+  await noScript.goto(`${BASE}/reviews?decided=1`);
+  assert.equal(await noScript.getByRole("table", { name: "Decided reviews, newest first" }).locator("tbody tr").count(), 2);
+  await noScript.goto(`${BASE}/audit?kind=decision`);
+  assert.ok((await noScript.getByRole("table", { name: "Audit records, newest first" }).locator("tbody tr").count()) > 0);
+  await plain.close();
   assert.deepEqual(violations, [], "accessibility violations");
   assert.deepEqual(consoleErrors, [], "errors in the browser's console (a CSP refusal shows here)");
 });

@@ -187,8 +187,14 @@ pub async fn queue(
     f: &QueueFilter,
     now: jiff::Timestamp,
 ) -> Result<Vec<Queued>> {
+    // Decided: by a person, whatever came after (carried out, or superseded by new actions).
     let states: &[store::ReviewState] = if f.decided {
-        &[store::ReviewState::Approved, store::ReviewState::Rejected]
+        &[
+            store::ReviewState::Approved,
+            store::ReviewState::Rejected,
+            store::ReviewState::Applied,
+            store::ReviewState::Superseded,
+        ]
     } else {
         &[store::ReviewState::Pending]
     };
@@ -197,6 +203,7 @@ pub async fn queue(
         .reviews(f.connection.as_deref(), states)
         .await?
         .into_iter()
+        .filter(|r| !f.decided || r.decided_by.is_some())
         .filter(|r| f.stage.as_deref().is_none_or(|s| s.is_empty() || r.stage == s))
         .filter(|r| {
             proposer.as_deref().is_none_or(|p| {

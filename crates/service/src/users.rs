@@ -303,6 +303,37 @@ pub async fn revoke_token(store: &Store, id: &str, by: &str) -> Result<()> {
     crate::decisions::record_one(store, "api_token_revoke", "", by, serde_json::json!({"token": id})).await
 }
 
+/// Changes a user's role, or disables or enables them (`me`: the admin asking, by name): an
+/// admin cannot lock themselves out by either.
+pub async fn change_user(
+    store: &Store,
+    name: &str,
+    role: Option<Role>,
+    disabled: Option<bool>,
+    me: Option<&str>,
+    by: &str,
+) -> Result<UserRecord> {
+    let u = store.user(name).await?.ok_or_else(|| missing(name))?;
+    if me.is_some_and(|me| me.eq_ignore_ascii_case(&u.name)) && (disabled == Some(true) || role.is_some()) {
+        return Err(Error::refused("an admin cannot disable themselves or change their own role"));
+    }
+    if let Some(r) = role {
+        set_role(store, &u.name, r, by).await?;
+    }
+    if let Some(d) = disabled {
+        set_disabled(store, &u.name, d, by).await?;
+    }
+    store.user(&u.name).await?.ok_or_else(|| missing(name))
+}
+
+/// A new one-time password for a user, answered once; their sessions end.
+pub async fn reset_one_time(store: &Store, name: &str, by: &str) -> Result<(UserRecord, Secret)> {
+    let u = store.user(name).await?.ok_or_else(|| missing(name))?;
+    let p = one_time_password();
+    reset_password(store, &u.name, &p, true, by).await?;
+    Ok((u, p))
+}
+
 /// A user as listed: never the hash.
 pub fn user_view(u: &UserRecord) -> serde_json::Value {
     serde_json::json!({"name": u.name, "role": u.role, "disabled": u.disabled,

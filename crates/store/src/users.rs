@@ -255,6 +255,30 @@ impl Store {
         Ok(())
     }
 
+    /// A user's sessions, newest first: (id hash, created, last seen), in Unix milliseconds.
+    pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id_hash, created_ms, last_seen_ms FROM sessions WHERE user_id = $1 ORDER BY created_ms DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id_hash")?, r.try_get("created_ms")?, r.try_get("last_seen_ms")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Ends a user's other sessions, keeping `keep`; how many ended.
+    pub async fn delete_sessions_except(&self, user_id: &str, keep: &str) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
+            .bind(user_id)
+            .bind(keep)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash).execute(&self.pool).await?;
         Ok(())

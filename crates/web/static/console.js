@@ -87,6 +87,15 @@
     failed(e, "tenure could not be reached: check the connection and try again.");
   });
 
+  // A secret shown once, copied to the clipboard by its button.
+  document.addEventListener("click", function (e) {
+    var b = e.target.closest && e.target.closest("[data-copy]");
+    if (!b) return;
+    var el = document.getElementById(b.dataset.copy);
+    if (!el || !navigator.clipboard) return;
+    navigator.clipboard.writeText(el.textContent.trim()).then(function () { b.textContent = "Copied"; });
+  });
+
   document.addEventListener("DOMContentLoaded", function () { scan(document); });
   // A part of the page htmx replaces takes its event streams with it.
   document.addEventListener("htmx:beforeCleanupElement", function (e) {

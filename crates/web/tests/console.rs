@@ -916,3 +916,128 @@ async fn a_notifier_is_listed_its_secret_set_once_and_a_test_notice_says_what_ca
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn an_admin_adds_a_reviewer_and_a_token_shown_once_that_stops_at_once_when_revoked() {
+    let app = app().await;
+    let admin = session(&app, Role::Admin).await;
+    let post = |s: &Session, pairs: &[(&str, &str)]| {
+        let mut all = vec![("csrf", s.csrf.as_str())];
+        all.extend_from_slice(pairs);
+        form(&all)
+    };
+    // A reviewer, with a one-time password shown once.
+    let r = call(
+        &app,
+        Method::POST,
+        "/settings/users",
+        Some(&admin),
+        Some(post(&admin, &[("name", "rita"), ("role", "reviewer")])),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("rita is added as Reviewer") && r.text.contains("one-time password"), "{}", r.text);
+    let once =
+        r.text.split("id=\"once-value\" class=\"secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    let page = call(&app, Method::GET, "/settings", Some(&admin), None, false).await.text;
+    assert!(page.contains("rita") && !page.contains(&once), "shown once only");
+    let u = app.api.store.user("rita").await.unwrap().unwrap();
+    assert!(u.must_change && u.role == "reviewer");
+    // A name taken: said on the page, nothing added.
+    let r = call(
+        &app,
+        Method::POST,
+        "/settings/users",
+        Some(&admin),
+        Some(post(&admin, &[("name", "RITA"), ("role", "viewer")])),
+        false,
+    )
+    .await;
+    assert!(r.text.contains("The user was not added"), "{}", r.text);
+    // Role changed, disabled, enabled; the admin cannot change or disable themselves.
+    let r = call(
+        &app,
+        Method::POST,
+        "/settings/users/rita/role",
+        Some(&admin),
+        Some(post(&admin, &[("role", "editor")])),
+        false,
+    )
+    .await;
+    assert_eq!(r.headers["location"], "/settings?said=role&who=rita");
+    assert_eq!(app.api.store.user("rita").await.unwrap().unwrap().role, "editor");
+    let r = call(
+        &app,
+        Method::POST,
+        "/settings/users/rita/disabled",
+        Some(&admin),
+        Some(post(&admin, &[("disabled", "true")])),
+        false,
+    )
+    .await;
+    assert_eq!(r.headers["location"], "/settings?said=disabled&who=rita");
+    assert!(app.api.store.user("rita").await.unwrap().unwrap().disabled);
+    let me = app.api.store.users().await.unwrap().into_iter().find(|u| u.role == "admin").unwrap().name;
+    let r = call(
+        &app,
+        Method::POST,
+        &format!("/settings/users/{me}/disabled"),
+        Some(&admin),
+        Some(post(&admin, &[("disabled", "true")])),
+        false,
+    )
+    .await;
+    assert!(r.text.contains("cannot disable themselves"), "{}", r.text);
+
+    // A token for one connection, shown once; it works, then is revoked and refused at once.
+    let r = call(
+        &app,
+        Method::POST,
+        "/settings/tokens",
+        Some(&admin),
+        Some(post(&admin, &[("name", "hr sync"), ("role", "viewer"), ("connection", ""), ("expires", "30d")])),
+        false,
+    )
+    .await;
+    assert!(r.text.contains("The token “hr sync” is made"), "{}", r.text);
+    let token =
+        r.text.split("id=\"once-value\" class=\"secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    assert!(token.starts_with("tenure_"));
+    let bearer = |t: &str| {
+        Request::builder()
+            .uri("/api/v1/status")
+            .header("authorization", format!("Bearer {t}"))
+            .extension(axum::extract::ConnectInfo(web::serve::Peer("127.0.0.1:1".parse().unwrap())))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(app.router.clone().oneshot(bearer(&token)).await.unwrap().status(), StatusCode::OK);
+    let page = call(&app, Method::GET, "/settings", Some(&admin), None, false).await.text;
+    assert!(page.contains("hr sync") && !page.contains(&token), "listed, never shown again");
+    let id = token.split('_').nth(1).unwrap();
+    let r = call(
+        &app,
+        Method::POST,
+        &format!("/settings/tokens/{id}/revoke"),
+        Some(&admin),
+        Some(post(&admin, &[])),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(app.router.clone().oneshot(bearer(&token)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let page = call(&app, Method::GET, "/settings?said=revoked&who=hr%20sync", Some(&admin), None, false).await.text;
+    assert!(page.contains("revoked") && page.contains("is revoked: it is refused from now on"), "{page}");
+
+    // One's own sessions: two browsers, the other one ended from here.
+    let other =
+        web::api::auth::new_session(&app.api, &app.api.store.user(&me).await.unwrap().unwrap()).await.unwrap().0;
+    let mine = call(&app, Method::GET, "/account", Some(&admin), None, false).await.text;
+    assert!(mine.contains("this browser") && mine.contains("Sign out everywhere else"), "{mine}");
+    let r =
+        call(&app, Method::POST, "/account/sessions/end-others", Some(&admin), Some(post(&admin, &[])), false).await;
+    assert_eq!(r.headers["location"], "/account?ended=1");
+    assert!(app.api.store.session(&web::api::auth::session_hash(&other)).await.unwrap().is_none());
+    assert_eq!(call(&app, Method::GET, "/account", Some(&admin), None, false).await.status, StatusCode::OK);
+}

@@ -92,7 +92,12 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn hash(s: &str) -> String {
+/// The form a session id is stored in (never the id itself).
+pub fn session_hash(id: &str) -> String {
+    hash(id)
+}
+
+pub(crate) fn hash(s: &str) -> String {
     crate::intake::checksum(s.as_bytes())
 }
 

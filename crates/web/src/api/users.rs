@@ -78,19 +78,8 @@ async fn change(
     Body(ch): Body<UserChange>,
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Admin)?;
-    let u = api.store.user(&name).await?.ok_or_else(|| Problem::not_found(format!("no user named {name:?}")))?;
-    if c.user.as_deref().is_some_and(|me| me.eq_ignore_ascii_case(&u.name))
-        && (ch.disabled == Some(true) || ch.role.is_some())
-    {
-        return Err(Problem::refused("an admin cannot disable themselves or change their own role"));
-    }
-    if let Some(r) = &ch.role {
-        users::set_role(&api.store, &u.name, role(r)?, &c.actor).await?;
-    }
-    if let Some(d) = ch.disabled {
-        users::set_disabled(&api.store, &u.name, d, &c.actor).await?;
-    }
-    let u = api.store.user(&u.name).await?.ok_or_else(|| Problem::not_found("the user is gone"))?;
+    let r = ch.role.as_deref().map(role).transpose()?;
+    let u = users::change_user(&api.store, &name, r, ch.disabled, c.user.as_deref(), &c.actor).await?;
     Ok(Json(users::user_view(&u)))
 }
 
@@ -99,9 +88,7 @@ async fn change(
     responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn reset(State(api): State<Shared>, c: Caller, Path(name): Path<String>) -> Result<Json<Value>, Problem> {
     c.need(Role::Admin)?;
-    let u = api.store.user(&name).await?.ok_or_else(|| Problem::not_found(format!("no user named {name:?}")))?;
-    let p = users::one_time_password();
-    users::reset_password(&api.store, &u.name, &p, true, &c.actor).await?;
+    let (u, p) = users::reset_one_time(&api.store, &name, &c.actor).await?;
     Ok(Json(serde_json::json!({"name": u.name, "one_time_password": p.expose()})))
 }
 

@@ -14,6 +14,7 @@ mod plan;
 mod reviews;
 mod rules;
 mod session;
+mod settings;
 mod workers;
 
 pub use assets::{sri, ASSETS, HTMX, HTMX_VERSION};
@@ -103,6 +104,15 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::GET, "/notifications", viewer, get(notifications::page)),
         (Method::POST, "/notifications/{name}/test", editor, post(notifications::test)),
         (Method::POST, "/notifications/{name}/secret", admin, post(notifications::set_secret)),
+        (Method::GET, "/settings", admin, get(settings::page)),
+        (Method::POST, "/settings/users", admin, post(settings::add_user)),
+        (Method::POST, "/settings/users/{name}/role", admin, post(settings::set_role)),
+        (Method::POST, "/settings/users/{name}/disabled", admin, post(settings::set_disabled)),
+        (Method::POST, "/settings/users/{name}/reset", admin, post(settings::reset)),
+        (Method::POST, "/settings/tokens", admin, post(settings::create_token)),
+        (Method::POST, "/settings/tokens/{id}/revoke", admin, post(settings::revoke)),
+        (Method::GET, "/account", SignedIn, get(settings::account)),
+        (Method::POST, "/account/sessions/end-others", SignedIn, post(settings::end_others)),
         (Method::GET, "/runs", viewer, get(plan::list)),
         (Method::GET, "/runs/{id}", viewer, get(plan::run)),
         (Method::POST, "/runs/{id}/retry", editor, post(plan::retry)),

@@ -206,7 +206,11 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<Reviews
                         requested: at(&v.requested_at),
                         waiting: span(r.waiting_hours),
                         overdue: r.overdue,
-                        decision: v.state.as_str().to_string(),
+                        decision: match v.state {
+                            store::ReviewState::Applied => "approved, carried out".into(),
+                            store::ReviewState::Superseded => "decided, then superseded by other actions".into(),
+                            s => s.as_str().to_string(),
+                        },
                         decided_by: v.decided_by.clone().unwrap_or_default(),
                         decided_at: v.decided_at.as_deref().map(at),
                         note: v.note.clone().unwrap_or_default(),
