@@ -51,6 +51,21 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// Which audit records a page shows: moments as stored text (`since` inclusive, `before`
+/// exclusive), exact columns, text the detail holds, and action names kept or left out.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub since: Option<String>,
+    pub before: Option<String>,
+    pub worker: Option<String>,
+    pub connection: Option<String>,
+    pub action: Option<String>,
+    pub run: Option<String>,
+    pub detail_holds: Option<String>,
+    /// (names, true: only these; false: all but these).
+    pub actions: Option<(Vec<String>, bool)>,
+}
+
 /// The outcome of an action, written with the links and audit records it causes.
 #[derive(Debug, Clone, Default)]
 pub struct Outcomes {
@@ -743,6 +758,69 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         r.as_ref().map(run_record).transpose().map_err(Into::into)
+    }
+
+    /// One page of audit records, newest first, and how many the filter holds in all: the
+    /// filter is SQL, so a page of a long audit reads only its own records.
+    pub async fn audit_page(
+        &self,
+        f: &AuditFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(i64, Vec<AuditRecord>), StoreError> {
+        let mut conds: Vec<String> = vec![];
+        let mut binds: Vec<String> = vec![];
+        let mut bind = |conds: &mut Vec<String>, sql: &str, v: String| {
+            binds.push(v);
+            conds.push(sql.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(v) = &f.since {
+            bind(&mut conds, "at >= ?", v.clone());
+        }
+        if let Some(v) = &f.before {
+            bind(&mut conds, "at < ?", v.clone());
+        }
+        if let Some(v) = &f.worker {
+            bind(&mut conds, "worker_id = ?", v.clone());
+        }
+        if let Some(v) = &f.connection {
+            bind(&mut conds, "connection = ?", v.clone());
+        }
+        if let Some(v) = &f.action {
+            bind(&mut conds, "action = ?", v.clone());
+        }
+        if let Some(v) = &f.run {
+            bind(&mut conds, "run_id = ?", v.clone());
+        }
+        if let Some(v) = &f.detail_holds {
+            // Escaped: what is looked for is text, never a pattern.
+            let escaped = v.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            bind(&mut conds, "detail LIKE ? ESCAPE '\\'", format!("%{escaped}%"));
+        }
+        if let Some((actions, within)) = &f.actions {
+            // tenure's own action names, never input: written into the query.
+            let list: Vec<String> = actions.iter().map(|a| format!("'{}'", a.replace('\'', ""))).collect();
+            conds.push(format!("action {} ({})", if *within { "IN" } else { "NOT IN" }, list.join(", ")));
+        }
+        let cond = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
+        let count_sql = format!("SELECT COUNT(*) AS n FROM audit{cond}");
+        let mut count = sqlx::query(&count_sql);
+        for b in &binds {
+            count = count.bind(b);
+        }
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
+        let sql = format!(
+            "SELECT seq, at, run_id, connection, worker_id, action, outcome, detail, prev_hash, hash FROM audit{cond} \
+             ORDER BY seq DESC LIMIT {} OFFSET {}",
+            limit.max(0),
+            offset.max(0)
+        );
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.pool).await?.iter().map(audit_record).collect::<Result<_, _>>()?;
+        Ok((total, rows))
     }
 
     /// The chain's head: the last record's number and hash.

@@ -138,15 +138,11 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<AuditQu
         async {
             page.need(Role::Viewer)?;
             let f = filter_of(&q)?;
-            let mut records = audit::select(&api.store, &f).await?;
-            records.reverse();
-            let total = records.len();
             let n = q.page.unwrap_or(1).max(1);
             let first = (n - 1) * PAGE;
+            let (total, records) = audit::page(&api.store, &f, PAGE, first).await?;
             let rows: Vec<Row> = records
                 .iter()
-                .skip(first)
-                .take(PAGE)
                 .map(|r| {
                     let d = audit::detail(r);
                     let said = ["reason", "note", "error", "why"]
