@@ -5,7 +5,7 @@
 //! retried one at a time or all at once. Everything is `service::audit` and
 //! `service::reviews`, as the API's routes are.
 
-use super::{answer, render, segment, when, Chrome, Failure, Message, Page, Posted};
+use super::{answer, render, segment, timed, Chrome, Failure, Message, Page, Posted};
 use crate::api::Shared;
 use crate::users::Role;
 use askama::Template;
@@ -152,7 +152,7 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<AuditQu
                         .join("; ");
                     Row {
                         seq: r.seq,
-                        at: (r.at.clone(), when(&r.at)),
+                        at: timed(&r.at),
                         kind: if audit::DECISIONS.contains(&r.entry.action.as_str()) { "decision" } else { "action" },
                         action: r.entry.action.replace('_', " "),
                         worker_path: segment(&r.entry.worker_id),
@@ -293,8 +293,8 @@ pub async fn dead_letters(State(api): State<Shared>, page: Page, Query(q): Query
                         worker: d.worker_id,
                         connection: d.connection,
                         attempts: d.attempts,
-                        first: (d.first_at.clone(), when(&d.first_at)),
-                        last: (d.last_at.clone(), when(&d.last_at)),
+                        first: timed(&d.first_at),
+                        last: timed(&d.last_at),
                         error: d.last_error,
                         actions: kinds.join(", "),
                     }

@@ -531,6 +531,12 @@ pub fn when(at: &str) -> String {
     moment(t)
 }
 
+/// A stored moment for a `<time>` element: (RFC 3339 for the browser to show in the viewer's
+/// zone, and the UTC text a page shows without script).
+pub fn timed(at: &str) -> (String, String) {
+    (at.to_string(), when(at))
+}
+
 pub fn moment(t: jiff::Timestamp) -> String {
     let shown = t.strftime("%Y-%m-%d %H:%M UTC").to_string();
     let secs = jiff::Timestamp::now().duration_since(t).as_secs();

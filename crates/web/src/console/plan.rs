@@ -69,7 +69,7 @@ async fn document(api: &Shared, page: &Page, name: &str) -> Result<Value, Failur
     Ok(v)
 }
 
-fn shown(v: &Value) -> String {
+pub(super) fn shown(v: &Value) -> String {
     match v {
         Value::Null => "–".into(),
         Value::String(s) => s.clone(),

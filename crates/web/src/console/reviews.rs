@@ -4,7 +4,7 @@
 //! rejected one or many at a time with a note, the four-eyes rule explained when it refuses;
 //! and the decided ones with who, when and the note. All of it is `service::reviews`.
 
-use super::{answer, moment, render, segment, when, Chrome, Failure, Message, Page, Posted};
+use super::{answer, moment, render, segment, timed, Chrome, Failure, Message, Page, Posted};
 use crate::api::Shared;
 use crate::users::Role;
 use askama::Template;
@@ -71,10 +71,6 @@ pub struct ReviewsQuery {
     said: Option<String>,
     n: Option<usize>,
     mine: Option<String>,
-}
-
-fn at(s: &str) -> (String, String) {
-    (s.to_string(), when(s))
 }
 
 fn span(hours: i64) -> String {
@@ -203,7 +199,7 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<Reviews
                         hr_status: r.hr_status.clone(),
                         actions: actions_of(&v.actions),
                         by: if by.is_empty() { "the schedule".into() } else { by.join("; ") },
-                        requested: at(&v.requested_at),
+                        requested: timed(&v.requested_at),
                         waiting: span(r.waiting_hours),
                         overdue: r.overdue,
                         decision: match v.state {
@@ -212,7 +208,7 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<Reviews
                             s => s.as_str().to_string(),
                         },
                         decided_by: v.decided_by.clone().unwrap_or_default(),
-                        decided_at: v.decided_at.as_deref().map(at),
+                        decided_at: v.decided_at.as_deref().map(timed),
                         note: v.note.clone().unwrap_or_default(),
                     }
                 })

@@ -4,7 +4,7 @@
 //! request on). And each person's own account: their password and their sessions. The use
 //! cases are `service::users`, as the API's routes are.
 
-use super::{answer, render, when, Chrome, Failure, Message, Page, Posted, PostedAny};
+use super::{answer, render, timed, Chrome, Failure, Message, Page, Posted, PostedAny};
 use crate::api::{auth, Shared};
 use crate::users::{self, Role};
 use askama::Template;
@@ -57,10 +57,6 @@ struct SettingsPage {
 const ROLES: [(&str, &str); 4] =
     [("viewer", "Viewer"), ("reviewer", "Reviewer"), ("editor", "Editor"), ("admin", "Admin")];
 
-fn at(s: &str) -> (String, String) {
-    (s.to_string(), when(s))
-}
-
 async fn draw(api: &Shared, page: &Page, message: Option<Message>, once: Option<Once>) -> Result<Response, Failure> {
     page.need(Role::Admin)?;
     let me = page.caller.user.clone().unwrap_or_default();
@@ -75,7 +71,7 @@ async fn draw(api: &Shared, page: &Page, message: Option<Message>, once: Option<
             role: u.role.clone(),
             disabled: u.disabled,
             must_change: u.must_change,
-            created: at(&u.created_at),
+            created: timed(&u.created_at),
             name: u.name,
         })
         .collect();
@@ -100,10 +96,10 @@ async fn draw(api: &Shared, page: &Page, message: Option<Message>, once: Option<
                 name: t.name,
                 role: t.role,
                 connection: t.connection.unwrap_or_else(|| "every connection".into()),
-                created: at(&t.created_at),
+                created: timed(&t.created_at),
                 by: t.created_by.unwrap_or_default(),
-                expires: t.expires_at.as_deref().map(at),
-                last_used: t.last_used_at.as_deref().map(at),
+                expires: t.expires_at.as_deref().map(timed),
+                last_used: t.last_used_at.as_deref().map(timed),
             }
         })
         .collect();

@@ -4,7 +4,8 @@
 //! attributes, the account as read now, the plan for this worker with Provision now, and the
 //! timeline. All of it is the service's `workers::why`, as the API's worker "why" is.
 
-use super::{answer, from_htmx, moment, render, segment, when, Chrome, Failure, Page, Posted};
+use super::plan::shown;
+use super::{answer, from_htmx, moment, render, segment, timed, Chrome, Failure, Page, Posted};
 use crate::api::Shared;
 use crate::users::Role;
 use askama::Template;
@@ -209,19 +210,6 @@ struct WorkerPage {
     can_provision: bool,
 }
 
-/// A moment for a `<time>` element: (RFC 3339 for the browser, the text shown without script).
-fn at(s: &str) -> (String, String) {
-    (s.to_string(), when(s))
-}
-
-fn shown(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Null => "–".into(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn changes_of(v: &serde_json::Value) -> Vec<(String, String, String)> {
     v.as_array()
         .into_iter()
@@ -334,7 +322,7 @@ fn on_connection(p: &service::preview::Previewed) -> OnConnection {
             })
             .collect(),
         basis: p.read.as_ref().map(|r| r.basis.clone()).unwrap_or_default(),
-        read_at: p.read.as_ref().map(|r| at(&r.read_at)),
+        read_at: p.read.as_ref().map(|r| timed(&r.read_at)),
         account,
         nothing: planned
             .iter()
@@ -409,7 +397,7 @@ pub async fn worker(State(api): State<Shared>, page: Page, Path(id): Path<String
                         .collect::<Vec<_>>()
                         .join("; ");
                     TimelineRow {
-                        at: at(&a.at),
+                        at: timed(&a.at),
                         connection: a.entry.connection.clone(),
                         action: a.entry.action.replace('_', " "),
                         outcome: a.entry.outcome.clone(),
