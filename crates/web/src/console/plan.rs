@@ -77,6 +77,15 @@ pub(super) fn shown(v: &Value) -> String {
     }
 }
 
+/// A JSON list of changes as (attribute, before, after) texts: a plan action's, an audit record's.
+pub(super) fn changes_of(v: &Value) -> Vec<(String, String, String)> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| (shown(&c["attribute"]), shown(&c["before"]), shown(&c["after"])))
+        .collect()
+}
+
 /// A plan as its page shows it: the guard's verdict, the counts by kind, and every action as a
 /// row (a few short strings each, not the plan's whole document).
 pub struct PlanView {
@@ -123,12 +132,7 @@ fn view_of(v: &Value) -> PlanView {
                 role: a["role"].as_str().unwrap_or_default().to_string(),
                 account: a["user_name"].as_str().or(a["team"].as_str()).unwrap_or_default().to_string(),
                 reason: shown(&a["reason"]),
-                changes: a["changes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|c| (shown(&c["attribute"]), shown(&c["before"]), shown(&c["after"])))
-                    .collect(),
+                changes: changes_of(&a["changes"]),
             })
             .collect(),
     }

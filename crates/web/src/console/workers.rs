@@ -4,7 +4,7 @@
 //! attributes, the account as read now, the plan for this worker with Provision now, and the
 //! timeline. All of it is the service's `workers::why`, as the API's worker "why" is.
 
-use super::plan::shown;
+use super::plan::{changes_of, shown};
 use super::{answer, from_htmx, moment, render, segment, timed, Chrome, Failure, Page, Posted};
 use crate::api::Shared;
 use crate::users::Role;
@@ -57,16 +57,11 @@ pub struct SearchQuery {
 }
 
 fn link(q: &str, page: usize) -> String {
-    let mut to = format!("/workers?q={}", urlencoding(q));
+    let mut to = format!("/workers?q={}", super::encode(q));
     if page > 1 {
         to += &format!("&page={page}");
     }
     to
-}
-
-/// A query string value: `encode` keeps `/`, harmless in a query.
-fn urlencoding(s: &str) -> String {
-    super::encode(s)
 }
 
 pub async fn search(
@@ -208,14 +203,6 @@ struct WorkerPage {
     events: Vec<EventRow>,
     timeline: Vec<TimelineRow>,
     can_provision: bool,
-}
-
-fn changes_of(v: &serde_json::Value) -> Vec<(String, String, String)> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| (shown(&c["attribute"]), shown(&c["before"]), shown(&c["after"])))
-        .collect()
 }
 
 /// The record's fields in the order an HR export has them, then its custom columns.
