@@ -204,8 +204,6 @@ impl Outcome {
     }
 }
 
-/// `tenure preview`: for each chosen worker and each connection, the role and why, the grant,
-/// and every attribute with its formula.
 /// One worker on one connection, as the rules and the plan see them: the worker's record,
 /// the role decision (each condition with its value), every attribute with its formula, and
 /// the planned actions.
@@ -220,8 +218,173 @@ pub struct Previewed {
     pub read: Option<crate::runs::AccountRead>,
 }
 
-/// The preview use case (`tenure preview`, the API's worker "why"): for the chosen workers
-/// (else `sample` of them spread over the population), on every connection.
+/// The text a unique value claims, as the planner claims it: blanks, numbers and yes/no are
+/// sent as they are and never numbered.
+fn claimed(v: &Value) -> Option<String> {
+    match v {
+        Value::Blank | Value::Bool(_) | Value::Number(_) => None,
+        other => Some(other.to_text()),
+    }
+}
+
+/// A value as unique claims number it: its family (lower-cased, without the digits its name
+/// ends with, before the @ of an address) and those digits. Every numbered variant of a value
+/// is in its family, so two claims can only meet when their families are the same.
+fn family(v: &str) -> (String, String) {
+    let v = v.to_lowercase();
+    let digits = |c: char| c.is_ascii_digit();
+    let (local, domain) = match v.split_once('@') {
+        Some((l, d)) => (l, Some(d)),
+        None => (v.as_str(), None),
+    };
+    let stem = local.trim_end_matches(digits);
+    let tail = local[stem.len()..].to_string();
+    (domain.map_or_else(|| stem.to_string(), |d| format!("{stem}@{d}")), tail)
+}
+
+/// Whether two values of one family (by the digits their names end with) can be handed the
+/// same value: a claim appends a number (2, 3, ... never with a leading zero) to the name, so
+/// they can when one's digits start with the other's and the rest does not start with 0.
+fn may_meet(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    long.strip_prefix(short).is_some_and(|rest| !rest.starts_with('0'))
+}
+
+/// The values a worker claims or reserves on a connection (its unique attributes and its
+/// userName), each as its family and digits.
+fn families(rules: &Rules, connection: usize, row: &[Value], today: jiff::civil::Date) -> Vec<(String, String)> {
+    let d = rules.decide_with(connection, row, today, false);
+    let mut out: Vec<(String, String)> = d
+        .attributes
+        .iter()
+        .filter(|a| a.unique || a.target == "userName")
+        .filter_map(|a| a.value.as_ref().ok().and_then(claimed))
+        .map(|v| family(&v))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The workers whose unique values could meet, connection by connection: a worker's unique
+/// values depend only on the values claimed before that could be numbered into the same
+/// (the same address, or "jsmith" and "jsmith2"), so one worker's "why" needs those workers,
+/// not all 100,000. Only groups of two or more workers are kept: a few, where most people
+/// have an address of their own.
+#[derive(Debug, Default)]
+pub struct Namesakes {
+    by_connection: Vec<Groups>,
+}
+
+#[derive(Debug, Default)]
+struct Groups {
+    /// A value (its digits, then its family) to its group.
+    of: std::collections::HashMap<(String, String), usize>,
+    groups: Vec<Vec<String>>,
+}
+
+impl Groups {
+    /// Groups the workers of one family (its digits and worker, sorted): those whose values may
+    /// meet, directly or through another's.
+    fn add_family(&mut self, family: &str, members: &[(&str, &str)]) {
+        let mut tails: Vec<&str> = members.iter().map(|m| m.0).collect();
+        tails.dedup();
+        // Union-find over the family's distinct digits; a value meets those whose digits are
+        // a start of its own.
+        let mut parent: Vec<usize> = (0..tails.len()).collect();
+        fn root(p: &mut [usize], mut i: usize) -> usize {
+            while p[i] != i {
+                p[i] = p[p[i]];
+                i = p[i];
+            }
+            i
+        }
+        let at: std::collections::HashMap<&str, usize> = tails.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+        for (i, t) in tails.iter().enumerate() {
+            for k in 0..t.len() {
+                if let Some(&j) = at.get(&t[..k]) {
+                    if may_meet(&t[..k], t) {
+                        let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                        parent[a] = b;
+                    }
+                }
+            }
+        }
+        let mut by_root: std::collections::BTreeMap<usize, (Vec<&str>, Vec<String>)> = Default::default();
+        for (tail, id) in members {
+            let r = root(&mut parent, at[tail]);
+            let g = by_root.entry(r).or_default();
+            if g.0.last() != Some(tail) {
+                g.0.push(tail);
+            }
+            g.1.push(id.to_string());
+        }
+        for (_, (tails, mut ids)) in by_root {
+            ids.sort();
+            ids.dedup();
+            if ids.len() < 2 {
+                continue;
+            }
+            for t in tails {
+                self.of.insert((t.to_string(), family.to_string()), self.groups.len());
+            }
+            self.groups.push(ids);
+        }
+    }
+}
+
+impl Namesakes {
+    /// One pass over the last snapshot with `rules` as they decide on `today`.
+    pub async fn build(store: &Store, rules: &Rules, today: jiff::civil::Date) -> Result<Namesakes> {
+        let custom = rules.custom_fields().to_vec();
+        let mut seen: Vec<Vec<(String, String, String)>> = vec![vec![]; rules.connections.len()];
+        store
+            .snapshot_each::<hr::Worker>(2_000, |id, w| {
+                let row = rules::worker_row(&w, &custom);
+                for (ci, out) in seen.iter_mut().enumerate() {
+                    out.extend(families(rules, ci, &row, today).into_iter().map(|(f, t)| (f, t, id.clone())));
+                }
+            })
+            .await?;
+        let by_connection = seen
+            .into_iter()
+            .map(|mut v| {
+                v.sort_unstable();
+                let mut groups = Groups::default();
+                for family in v.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+                    let members: Vec<(&str, &str)> =
+                        family.iter().map(|(_, t, id)| (t.as_str(), id.as_str())).collect();
+                    groups.add_family(&family[0].0, &members);
+                }
+                groups.of.shrink_to_fit();
+                groups
+            })
+            .collect();
+        Ok(Namesakes { by_connection })
+    }
+
+    /// The workers whose values may meet `values` (families and digits) on connection
+    /// `connection`.
+    fn of<'a>(&'a self, connection: usize, values: &'a [(String, String)]) -> impl Iterator<Item = &'a String> + 'a {
+        let groups = self.by_connection.get(connection);
+        values
+            .iter()
+            .filter_map(move |(f, t)| groups.and_then(|g| g.of.get(&(t.clone(), f.clone())).map(|&i| &g.groups[i])))
+            .flatten()
+    }
+
+    /// How many workers share a group with another, over all connections.
+    pub fn len(&self) -> usize {
+        self.by_connection.iter().flat_map(|g| &g.groups).map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The preview use case (`tenure preview`): for the chosen workers (else `sample` of them
+/// spread over the population), on every connection.
 pub async fn preview_of(
     store: &Store,
     key: Option<&store::MasterKey>,
@@ -230,38 +393,81 @@ pub async fn preview_of(
     sample: Option<usize>,
     today: Option<jiff::civil::Date>,
 ) -> Result<Vec<Previewed>> {
-    let snapshot = store.snapshot().await.map_err(Error::from);
+    let namesakes = match workers.is_empty() {
+        true => None,
+        false => Some(Namesakes::build(store, rules, today.unwrap_or_else(|| jiff::Zoned::now().date())).await?),
+    };
+    preview_with(store, key, rules, workers, sample, today, namesakes.as_ref()).await
+}
+
+/// As `preview_of`, with the namesakes of the snapshot as it stands (kept by a long-running
+/// service between askings). With chosen workers, only they and their namesakes are read and
+/// decided; the unique values shown are those the whole population would give them.
+pub async fn preview_with(
+    store: &Store,
+    key: Option<&store::MasterKey>,
+    rules: &Rules,
+    workers: &[String],
+    sample: Option<usize>,
+    today: Option<jiff::civil::Date>,
+    namesakes: Option<&Namesakes>,
+) -> Result<Vec<Previewed>> {
+    let now = match today {
+        Some(d) => {
+            d.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).unwrap_or_else(|_| jiff::Timestamp::now())
+        }
+        None => jiff::Timestamp::now(),
+    };
+    let today = today.unwrap_or_else(|| jiff::Zoned::now().date());
+    let custom = rules.custom_fields().to_vec();
+    let decode = |rows: Vec<store::SnapshotRow>| -> Result<Vec<hr::Worker>> {
+        rows.iter()
+            .map(|r| serde_json::from_str(&r.body).map_err(|e| Error::refused(format!("worker {}: {e}", r.worker_id))))
+            .collect()
+    };
+    // The workers decided: everyone for a sample; the chosen and their namesakes otherwise.
+    let (mut all, population): (Vec<hr::Worker>, Option<Vec<String>>) = match namesakes {
+        Some(names) if !workers.is_empty() => {
+            let mine = decode(store.snapshot_of(workers).await?)?;
+            if let Some(id) = workers.iter().find(|id| !mine.iter().any(|w| w.id.as_str() == id.as_str())) {
+                return Err(Error::not_found(format!("no worker {id:?} in the last load")));
+            }
+            let mut others: Vec<String> = vec![];
+            for w in &mine {
+                let row = rules::worker_row(w, &custom);
+                for ci in 0..rules.connections.len() {
+                    let fams = families(rules, ci, &row, today);
+                    others.extend(names.of(ci, &fams).filter(|id| !workers.contains(id)).cloned());
+                }
+            }
+            others.sort();
+            others.dedup();
+            let mut all = mine;
+            all.extend(decode(store.snapshot_of(&others).await?)?);
+            let population = all.iter().map(|w| w.id.as_str().to_string()).collect();
+            (all, Some(population))
+        }
+        _ => (decode(store.snapshot().await?)?, None),
+    };
+    if all.is_empty() {
+        return Err(Error::refused("no workers yet: load an HR file with `tenure hr load FILE`"));
+    }
     // What the plan will do for the chosen workers, connection by connection: the same
     // planner, against the target as it is (unique names claimed as apply claims them).
     // Chosen workers are planned against their own accounts, each read alone, not the whole
     // target: a worker's "why" asked a hundred times a second is a hundred reads at most.
     let mut planned: Vec<Result<(engine::Plan, Vec<crate::runs::AccountRead>)>> = vec![];
     if let Some(key) = key {
-        let now = match today {
-            Some(d) => {
-                d.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).unwrap_or_else(|_| jiff::Timestamp::now())
-            }
-            None => jiff::Timestamp::now(),
-        };
         for c in &rules.connections {
-            let reading = crate::runs::Reading::Accounts;
+            let reading = crate::runs::Reading::Accounts { among: population.as_deref() };
             let p =
                 crate::runs::prepare_reading(store, key, rules.clone(), Some(&c.name), now, false, workers, reading)
                     .await;
             planned.push(p.map(|p| (p.plan, p.reads)));
         }
     }
-    let mut all: Vec<hr::Worker> = snapshot?
-        .iter()
-        .map(|r| serde_json::from_str(&r.body).map_err(|e| Error::refused(format!("worker {}: {e}", r.worker_id))))
-        .collect::<Result<_, _>>()?;
-    if all.is_empty() {
-        return Err(Error::refused("no workers yet: load an HR file with `tenure hr load FILE`"));
-    }
     // Unique values go to the earliest hire first, then by id: the same order every time.
     all.sort_by(|a, b| a.hire_date.cmp(&b.hire_date).then_with(|| a.id.cmp(&b.id)));
-    let today = today.unwrap_or_else(|| jiff::Zoned::now().date());
-    let custom = rules.custom_fields().to_vec();
     let chosen: Vec<usize> = if !workers.is_empty() {
         let mut v = vec![];
         for id in workers {
@@ -282,16 +488,16 @@ pub async fn preview_of(
         let mut decisions: Vec<rules::Decision> =
             all.iter().map(|w| rules.decide(ci, &rules::worker_row(w, &custom), today)).collect();
         for m in conn.mappings.iter().filter(|m| m.unique) {
-            let idx: Vec<(usize, usize)> = decisions
+            let idx: Vec<(usize, usize, String)> = decisions
                 .iter()
                 .enumerate()
                 .filter_map(|(i, d)| {
-                    d.attributes.iter().position(|a| a.target == m.target && a.value.is_ok()).map(|p| (i, p))
+                    let p = d.attributes.iter().position(|a| a.target == m.target)?;
+                    Some((i, p, claimed(d.attributes[p].value.as_ref().ok()?)?))
                 })
                 .collect();
-            let values: Vec<String> =
-                idx.iter().map(|(i, p)| decisions[*i].attributes[*p].value.as_ref().expect("ok").to_text()).collect();
-            for ((i, p), v) in idx.iter().zip(rules::make_unique(&values, &HashSet::new())) {
+            let values: Vec<String> = idx.iter().map(|(_, _, v)| v.clone()).collect();
+            for ((i, p, _), v) in idx.iter().zip(rules::make_unique(&values, &HashSet::new())) {
                 decisions[*i].attributes[*p].value = Ok(Value::Text(v));
             }
         }
@@ -328,4 +534,54 @@ pub async fn preview_of(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_and_every_numbered_variant_of_it_are_one_family() {
+        for (v, f, t) in [
+            ("JSmith@Acme.example", "jsmith@acme.example", ""),
+            ("jsmith2@acme.example", "jsmith@acme.example", "2"),
+            ("js12@acme.example", "js@acme.example", "12"),
+            ("js1", "js", "1"),
+            ("a@b@c", "a@b@c", ""),
+            ("2024", "", "2024"),
+        ] {
+            assert_eq!(family(v), (f.to_string(), t.to_string()), "{v}");
+        }
+        // What a claim hands out stays in the family of what was asked for.
+        let mut names = rules::UniqueNames::new(["js1@x".to_string(), "js12@x".to_string()]);
+        for _ in 0..3 {
+            assert_eq!(family(&names.claim("js1@x")).0, family("js1@x").0);
+        }
+        assert_eq!(claimed(&Value::Blank), None);
+        assert_eq!(claimed(&Value::Number(3.0)), None);
+        assert_eq!(claimed(&Value::Text("a".into())).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn only_values_a_claim_could_number_into_one_another_are_grouped() {
+        // "js1" may become "js12", which "js" may too; "js05" is never a number added to "js".
+        assert!(may_meet("", "1") && may_meet("1", "12") && may_meet("7", "7") && may_meet("0", "05"));
+        assert!(!may_meet("", "05") && !may_meet("100000", "100001"));
+        let mut g = Groups::default();
+        let members =
+            [("", "a"), ("", "b"), ("05", "c"), ("1", "d"), ("100000", "e"), ("100001", "f"), ("12", "g"), ("3", "h")];
+        g.add_family("js@x", &members);
+        let group = |t: &str| g.of.get(&(t.to_string(), "js@x".to_string())).map(|&i| g.groups[i].clone());
+        assert_eq!(
+            group(""),
+            Some(vec!["a".into(), "b".into(), "d".into(), "e".into(), "f".into(), "g".into(), "h".into()])
+        );
+        // "js100000" and "js100001" are numbers "js" could be given; "js05" meets nobody and a
+        // group of one is not kept.
+        assert_eq!(group("100001"), group(""));
+        assert_eq!(group("05"), None);
+        let mut alone = Groups::default();
+        alone.add_family("x.y.@x", &[("100000", "e"), ("100001", "f"), ("100002", "g")]);
+        assert!(alone.groups.is_empty(), "addresses numbered by HR, none a start of another: {alone:?}");
+    }
 }

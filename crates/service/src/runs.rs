@@ -22,14 +22,19 @@ pub async fn read_actual(client: &ScimClient) -> Result<Actual> {
     Ok(Actual { users, groups })
 }
 
-/// How much of the target a plan reads.
+/// How much of the target and of the HR snapshot a plan reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reading {
+pub enum Reading<'a> {
     /// Every account and team: what a run acts on.
     Whole,
     /// One account per chosen worker: its linked account, else the one holding the userName the
     /// rules give it. A worker's "why" without reading the whole target.
-    Accounts,
+    Accounts {
+        /// The workers planned (None: all): the chosen ones and those whose unique values
+        /// could meet theirs (`preview::Namesakes`); the workers linked to the accounts read
+        /// are added.
+        among: Option<&'a [String]>,
+    },
 }
 
 /// What a plan of chosen workers read of the target for one of them, and when.
@@ -302,7 +307,7 @@ pub async fn prepare_reading(
     now: Timestamp,
     recover: bool,
     only: &[String],
-    reading: Reading,
+    reading: Reading<'_>,
 ) -> Result<Prepared> {
     let reading = if only.is_empty() { Reading::Whole } else { reading };
     let t0 = std::time::Instant::now();
@@ -324,7 +329,10 @@ pub async fn prepare_reading(
         let client = client.clone();
         tokio::spawn(async move { read_actual(&client).await })
     });
-    let workers = workers(store).await?;
+    let mut workers = match reading {
+        Reading::Accounts { among: Some(ids) } => decoded(store, ids).await?,
+        _ => workers(store).await?,
+    };
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, n = workers.len(), "read the HR snapshot");
     let deactivated = store.deactivations(&name).await?;
     let (actual, links, reads) = match whole {
@@ -334,7 +342,21 @@ pub async fn prepare_reading(
             let actual = whole.await.map_err(|e| Error::refused(format!("reading the target stopped: {e}")))??;
             (actual, links, vec![])
         }
-        None => read_accounts(store, &client, &rules, index, &name, &workers, only, now).await?,
+        None => {
+            let read = read_accounts(store, &client, &rules, index, &name, &workers, only, now).await?;
+            // A worker linked to an account read is planned too, as a whole plan would: the
+            // account is theirs, not a leaver's.
+            if matches!(reading, Reading::Accounts { among: Some(_) }) {
+                let missing: Vec<String> = read
+                    .1
+                    .iter()
+                    .map(|l| l.worker_id.clone())
+                    .filter(|id| !workers.iter().any(|w| w.id.as_str() == id))
+                    .collect();
+                workers.extend(decoded(store, &missing).await?);
+            }
+            read
+        }
     };
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, users = actual.users.len(), "read the target");
     let inputs = engine::plan::Inputs {
@@ -386,6 +408,16 @@ pub async fn prepare_reading(
         .collect();
     release((workers, links, deactivated));
     Ok(Prepared { rules, index, client, actual, plan, held, names, recovered, reads })
+}
+
+/// The workers of the last snapshot with these ids (those it holds).
+async fn decoded(store: &Store, ids: &[String]) -> Result<Vec<hr::Worker>> {
+    store
+        .snapshot_of(ids)
+        .await?
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).map_err(|e| Error::refused(format!("worker {}: {e}", r.worker_id))))
+        .collect()
 }
 
 /// Workers held back by quarantined HR rows are said to be held (the plan, the run's holds

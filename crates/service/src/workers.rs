@@ -253,16 +253,41 @@ pub struct Why {
     pub timeline: Vec<store::AuditRecord>,
 }
 
+/// The namesakes of the snapshot as it stands, kept between askings of a worker's "why" (one
+/// pass over every worker, made again when the configuration, the HR data or the day changes).
+pub type KeptNamesakes = crate::kept::Kept<crate::preview::Namesakes>;
+
+/// A place to keep namesakes: one set, for a day at most (its mark holds what it was made from,
+/// the day included).
+pub fn kept_namesakes() -> KeptNamesakes {
+    crate::kept::Kept::new(std::time::Duration::from_secs(24 * 3600), 1)
+}
+
 /// The "why" of worker `id`, on the connections `may_see` lets the caller see (the timeline's
 /// records too, besides those of no connection).
-pub async fn why(store: &Store, key: &store::MasterKey, id: &str, may_see: impl Fn(&str) -> bool) -> Result<Why> {
+pub async fn why(
+    store: &Store,
+    key: &store::MasterKey,
+    id: &str,
+    may_see: impl Fn(&str) -> bool,
+    namesakes: &KeptNamesakes,
+) -> Result<Why> {
     let rows = store.snapshot_of(&[id.to_string()]).await?;
     let row =
         rows.first().ok_or_else(|| crate::error::Error::not_found(format!("no worker {id:?} in the last load")))?;
     let worker = crate::intake::decode(row)?;
     let (connections, no_rules) = match crate::config::current_if_any(store).await? {
         Some(rules) => {
-            let all = crate::preview::preview_of(store, Some(key), &rules, &[id.to_string()], None, None).await?;
+            let today = jiff::Zoned::now().date();
+            let config = store.current_config().await?.map(|v| v.id).unwrap_or_default();
+            let (loads, last) = store.loads_mark().await?;
+            let mark = format!("{config}|{loads}|{}|{today}", last.unwrap_or_default());
+            let names = namesakes
+                .get("namesakes", &mark, false, || crate::preview::Namesakes::build(store, &rules, today))
+                .await?;
+            let ids = [id.to_string()];
+            let all =
+                crate::preview::preview_with(store, Some(key), &rules, &ids, None, None, Some(&names.value)).await?;
             (all.into_iter().filter(|p| may_see(&p.decision.connection)).collect(), None)
         }
         None => (vec![], Some("no roles or mapping saved yet: nothing decides this worker's accounts".to_string())),

@@ -1000,3 +1000,91 @@ async fn key_rotation(database_url: Option<String>) {
         assert!(!said.contains(value), "{what} was said or logged:\n{said}");
     }
 }
+
+/// A worker's preview (the console's and the API's "why" too) reads only that worker and the
+/// workers whose unique values could meet theirs, not the whole snapshot, and still claims the
+/// userName the whole plan gives them: namesakes, numbered variants that already exist as
+/// someone's address ("jsmith2"), case, and names made from HR fields when there is no address.
+#[tokio::test]
+async fn a_workers_preview_claims_the_unique_username_the_whole_plan_gives() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "namesakes", "");
+    let people = [
+        ("1", "jsmith@acme.example", "2019-01-01"),
+        ("2", "jsmith2@acme.example", "2019-06-01"),
+        ("3", "jsmith@acme.example", "2020-01-01"),
+        ("4", "JSmith@acme.example", "2021-01-01"),
+        ("5", "js@acme.example", "2018-01-01"),
+        ("6", "js1@acme.example", "2018-02-01"),
+        ("7", "js@acme.example", "2018-03-01"),
+        ("8", "js1@acme.example", "2018-04-01"),
+        ("9", "", "2022-01-01"),
+        ("10", "", "2022-02-01"),
+        ("11", "jo.smith@acme.example", "2017-01-01"),
+        ("12", "ann.other@acme.example", "2017-01-01"),
+    ];
+    let rows: Vec<String> = people
+        .iter()
+        .map(|(id, email, hire)| format!("{id},Jo,Smith,{email},Staff,Sales,employee,active,,{hire},,,,"))
+        .collect();
+    env.load("namesakes.csv", &rows, "2026-01-01T00:00:00Z", &[]);
+    let whole: Value = serde_json::from_str(&env.ok(&["plan", "--json"])).unwrap();
+    let created: HashMap<String, String> = whole["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "create")
+        .map(|a| (a["worker"].as_str().unwrap().to_string(), a["user_name"].as_str().unwrap().to_string()))
+        .collect();
+    let expected = [
+        ("1", "jsmith@acme.example"),
+        ("2", "jsmith2@acme.example"),
+        ("3", "jsmith3@acme.example"),
+        ("4", "JSmith4@acme.example"),
+        ("5", "js@acme.example"),
+        ("6", "js1@acme.example"),
+        ("7", "js2@acme.example"),
+        ("8", "js12@acme.example"),
+        ("9", "jo.smith2@acme.example"),
+        ("10", "jo.smith3@acme.example"),
+        ("11", "jo.smith@acme.example"),
+        ("12", "ann.other@acme.example"),
+    ];
+    for (id, user_name) in expected {
+        assert_eq!(created.get(id).map(String::as_str), Some(user_name), "the whole plan, worker {id}: {whole}");
+        let one: Value = serde_json::from_str(&env.ok(&["preview", "--worker", id, "--json"])).unwrap();
+        let create = one[0]["plan"].as_array().unwrap().iter().find(|a| a["kind"] == "create").cloned();
+        assert_eq!(
+            create.as_ref().and_then(|a| a["user_name"].as_str()),
+            Some(user_name),
+            "worker {id}'s own preview: {one}"
+        );
+        let shown = one[0]["decision"]["attributes"].as_array().unwrap().iter().find(|a| a["target"] == "userName");
+        assert_eq!(shown.and_then(|a| a["value"]["value"].as_str()), Some(user_name), "worker {id}'s decision: {one}");
+    }
+
+    // A new hire is given Ann's old address: the account their userName finds is Ann's,
+    // linked to her, and the new hire's preview plans Ann too (as the whole plan does) rather
+    // than take her for someone gone from HR whose account moves to the new hire.
+    env.ok(&["apply"]);
+    let mut rows = rows[..11].to_vec();
+    // Ann's address changed since; her account keeps the userName it was made with.
+    rows.push("12,Ann,Other,ann.o@acme.example,Staff,Sales,employee,active,,2017-01-01,,,,".into());
+    rows.push("13,Ann,Newer,ann.other@acme.example,Staff,Sales,employee,active,,2025-01-01,,,,".into());
+    env.load("leaver.csv", &rows, "2026-02-01T00:00:00Z", &[]);
+    let whole: Value = serde_json::from_str(&env.ok(&["plan", "--json"])).unwrap();
+    let of = |actions: &Value| -> Vec<(String, String, String)> {
+        let mut v: Vec<_> = actions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["worker"] == "13")
+            .map(|a| (a["kind"].to_string(), a["user_name"].to_string(), a["reason"].to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    let one: Value = serde_json::from_str(&env.ok(&["preview", "--worker", "13", "--json"])).unwrap();
+    assert!(!of(&whole["actions"]).is_empty(), "{whole}");
+    assert_eq!(of(&one[0]["plan"]), of(&whole["actions"]), "{one}");
+}

@@ -453,7 +453,7 @@ async fn workers(State(api): State<Shared>, _c: Caller, Q(q): Q<WorkerQuery>) ->
 #[utoipa::path(get, path = "/api/v1/workers/{id}", tag = "workers", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn worker(State(api): State<Shared>, c: Caller, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
-    let why = service::workers::why(&api.store, &api.key, &id, |name| c.on(name).is_ok()).await?;
+    let why = service::workers::why(&api.store, &api.key, &id, |name| c.on(name).is_ok(), &api.namesakes).await?;
     let connections: Vec<Value> = why
         .connections
         .iter()

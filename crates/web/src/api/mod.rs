@@ -43,6 +43,8 @@ pub struct Api {
     /// The runs of this process, live (shared with its scheduler).
     pub runs: Arc<service::registry::Registry>,
     pub index: service::workers::Index,
+    /// Which workers' unique values could meet, for a worker's "why".
+    pub namesakes: service::workers::KeptNamesakes,
     /// The status, read once for the callers asking together.
     pub status: service::status::Shared,
     /// The scheduler's interval, for the status's next run.
@@ -73,6 +75,7 @@ impl Api {
             throttle: auth::Throttle::default(),
             runs: Arc::default(),
             index: service::workers::Index::default(),
+            namesakes: service::workers::kept_namesakes(),
             status: service::status::Shared::default(),
             interval: Duration::from_secs(300),
         }

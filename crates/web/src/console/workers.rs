@@ -334,18 +334,21 @@ pub async fn worker(State(api): State<Shared>, page: Page, Path(id): Path<String
     answer(
         async {
             page.need(Role::Viewer)?;
-            let why = service::workers::why(&api.store, &api.key, &id, |_| true).await.map_err(|e| {
-                let f = Failure::from(e);
-                if f.status == StatusCode::NOT_FOUND {
-                    Failure {
-                        detail: format!("No worker {id:?} in the last HR data. Search by name or e-mail on Workers."),
-                        chrome: Some(Box::new(page.chrome("workers"))),
-                        ..f
+            let why =
+                service::workers::why(&api.store, &api.key, &id, |_| true, &api.namesakes).await.map_err(|e| {
+                    let f = Failure::from(e);
+                    if f.status == StatusCode::NOT_FOUND {
+                        Failure {
+                            detail: format!(
+                                "No worker {id:?} in the last HR data. Search by name or e-mail on Workers."
+                            ),
+                            chrome: Some(Box::new(page.chrome("workers"))),
+                            ..f
+                        }
+                    } else {
+                        f
                     }
-                } else {
-                    f
-                }
-            })?;
+                })?;
             let w = &why.worker;
             let name = format!(
                 "{} {}",
