@@ -420,11 +420,7 @@ pub async fn preview_with(
     };
     let today = today.unwrap_or_else(|| jiff::Zoned::now().date());
     let custom = rules.custom_fields().to_vec();
-    let decode = |rows: Vec<store::SnapshotRow>| -> Result<Vec<hr::Worker>> {
-        rows.iter()
-            .map(|r| serde_json::from_str(&r.body).map_err(|e| Error::refused(format!("worker {}: {e}", r.worker_id))))
-            .collect()
-    };
+    let decode = |rows: Vec<store::SnapshotRow>| rows.iter().map(crate::intake::decode).collect::<Result<Vec<_>>>();
     // The workers decided: everyone for a sample; the chosen and their namesakes otherwise.
     let (mut all, population): (Vec<hr::Worker>, Option<Vec<String>>) = match namesakes {
         Some(names) if !workers.is_empty() => {

@@ -412,12 +412,7 @@ pub async fn prepare_reading(
 
 /// The workers of the last snapshot with these ids (those it holds).
 async fn decoded(store: &Store, ids: &[String]) -> Result<Vec<hr::Worker>> {
-    store
-        .snapshot_of(ids)
-        .await?
-        .iter()
-        .map(|r| serde_json::from_str(&r.body).map_err(|e| Error::refused(format!("worker {}: {e}", r.worker_id))))
-        .collect()
+    store.snapshot_of(ids).await?.iter().map(crate::intake::decode).collect()
 }
 
 /// Workers held back by quarantined HR rows are said to be held (the plan, the run's holds
