@@ -372,15 +372,6 @@ impl Namesakes {
             .filter_map(move |(f, t)| groups.and_then(|g| g.of.get(&(t.clone(), f.clone())).map(|&i| &g.groups[i])))
             .flatten()
     }
-
-    /// How many workers share a group with another, over all connections.
-    pub fn len(&self) -> usize {
-        self.by_connection.iter().flat_map(|g| &g.groups).map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The preview use case (`tenure preview`): for the chosen workers (else `sample` of them
