@@ -38,6 +38,8 @@ unsafe extern "C" {
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (libmimalloc-sys 0.1.49, pinned in
 /// Cargo.lock; a unit test checks the place holds the option's default).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+/// `mi_option_arena_eager_commit`, in the same enum.
+const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
 
 // glibc's trim: SQLite allocates through the C library, not through mimalloc.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -52,6 +54,23 @@ pub fn long_running() {
     // SAFETY: setting an option takes no pointer and is allowed at any time.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
 }
+
+/// The allocator's arenas are committed as they are used rather than all at once: memory an
+/// eagerly committed arena gives back stayed counted as the process's own (an idle `serve` at
+/// 100,000 workers: 53-59 MiB resident, against 39). A 100,000-worker plan takes as long
+/// (BENCHMARKS.md). The option is read when an arena is made, and the first is made at the
+/// first allocation, before `main`: hence set from the program's initialisers, which run
+/// before the Rust runtime allocates.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ARENAS_COMMITTED_AS_USED: extern "C" fn() = {
+    extern "C" fn set() {
+        // SAFETY: setting an option takes no pointer and is allowed at any time.
+        unsafe { mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
+    }
+    set
+};
 
 /// Gives freed memory back to the system (after a large run, in the long-running service).
 pub fn give_back_memory() {
@@ -80,5 +99,9 @@ mod tests {
         // SAFETY: reading options takes no pointer.
         let got = unsafe { [14, super::MI_OPTION_PURGE_DELAY, 16].map(|o| mi_option_get(o)) };
         assert_eq!(got, [1, 1000, 0], "eager_commit_delay, purge_delay (ms), use_numa_nodes at their defaults");
+        // SAFETY: as above. The arena option is set before `main` (the test harness's too):
+        // its neighbours are at their defaults and it is off.
+        let got = unsafe { [3, super::MI_OPTION_ARENA_EAGER_COMMIT, 5].map(|o| mi_option_get(o)) };
+        assert_eq!(got, [1, 0, 1], "deprecated eager_commit, arena_eager_commit (set off), purge_decommits");
     }
 }
