@@ -575,7 +575,12 @@ pub async fn apply(
 ) -> Result<Summary, String> {
     let Pace { concurrency, progress, lost } = pace;
     let mut summary = Summary { run_id: run_id.to_string(), total: plan.actions.len(), ..Summary::default() };
-    make_missing_teams(client, plan, &mut teams).await;
+    make_missing_teams(store, client, plan, &mut teams).await;
+    let empty: Vec<(String, String)> = plan
+        .empty_teams
+        .iter()
+        .filter_map(|t| teams.get(&t.to_lowercase()).map(|id| (t.clone(), id.clone())))
+        .collect();
     let units = units_of(plan, &mut summary);
     let total_workers = units.len();
     let book = Book::new(&units);
@@ -592,17 +597,65 @@ pub async fn apply(
     called?;
     recorded?;
     tracing::debug!(workers = total_workers, "calls and team joins done");
+    if !lost.load(std::sync::atomic::Ordering::SeqCst) {
+        remove_empty_teams(store, client, plan, run_id, &empty).await;
+    }
     Ok(summary)
+}
+
+/// Deletes the teams tenure made that the run left empty (`remove_empty_teams`), each read
+/// again first: a member added by hand meanwhile keeps the team. A failure is logged and the
+/// next run tries again; the team stays tenure's until it is gone.
+async fn remove_empty_teams(store: &Store, client: &ScimClient, plan: &Plan, run_id: &str, empty: &[(String, String)]) {
+    for (name, id) in empty {
+        let members = match client.find_group_by_name(name).await {
+            Ok(Some(g)) if g.get("id").and_then(Value::as_str) == Some(id) => {
+                g.get("members").and_then(Value::as_array).map_or(0, Vec::len)
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!("team {name:?} could not be read before its removal: {e}; kept for now");
+                continue;
+            }
+        };
+        if members > 0 {
+            continue;
+        }
+        if let Err(e) = client.delete_group(id).await {
+            tracing::error!("team {name:?} is empty but could not be deleted: {e}; the next run tries again");
+            continue;
+        }
+        let audit = AuditEntry {
+            run_id: run_id.into(),
+            connection: plan.connection.clone(),
+            worker_id: String::new(),
+            action: "team_delete".into(),
+            outcome: "done".into(),
+            detail: serde_json::json!({"reason": "tenure made this team and its last member left (remove_empty_teams)", "team": name, "target_id": id}).to_string(),
+        };
+        let out = Outcomes { audit: vec![audit], ..Outcomes::default() };
+        if let Err(e) = store.record_outcomes(&out).await {
+            tracing::error!("team {name:?} was deleted but its audit record was not written: {e}");
+        }
+        if let Err(e) = store.forget_team(&plan.connection, name).await {
+            tracing::error!("team {name:?} was deleted but is still listed as tenure's: {e}");
+        }
+        tracing::info!(team = %name, "empty team deleted");
+    }
 }
 
 /// Makes the teams the plan needs that the target lacks. A team the target will not make
 /// fails only the joins to it (run_worker says the team is missing); everyone else's actions
 /// go on.
-async fn make_missing_teams(client: &ScimClient, plan: &Plan, teams: &mut HashMap<String, String>) {
+async fn make_missing_teams(store: &Store, client: &ScimClient, plan: &Plan, teams: &mut HashMap<String, String>) {
     for t in &plan.missing_teams {
         match client.create_group(t, &[]).await {
             Ok(g) => {
                 teams.insert(t.to_lowercase(), g.id().to_string());
+                // Before anyone joins: a team tenure made is one it may later delete when empty.
+                if let Err(e) = store.record_team_made(&plan.connection, t).await {
+                    tracing::warn!("team {t:?} was made but not recorded as tenure's: {e}");
+                }
             }
             Err(e) => tracing::error!("cannot make team {t:?}: {e}; joins to it fail this run"),
         }
@@ -1042,6 +1095,7 @@ fn outcomes(plan: &Plan, run_id: &str, ids: &[String], book: &mut Book, results:
         if error.is_none() {
             let key = (plan.connection.clone(), a.worker.clone());
             match a.kind {
+                Kind::TeamAdd => out.joined.push((key.0, a.team.clone().unwrap_or_default())),
                 Kind::Deactivate => out.deactivated.push((key.0, key.1, plan.at.clone())),
                 Kind::Reactivate => out.undeactivated.push(key),
                 Kind::Delete => out.unlinks.push(key),

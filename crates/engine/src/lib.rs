@@ -13,6 +13,7 @@ use rules::formula::Value as FValue;
 use rules::LeavePolicy;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// Where a worker's lifecycle stands at a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,6 +167,14 @@ pub struct Plan {
     pub managed_active: usize,
     /// Teams the plan needs that the target lacks (made at apply).
     pub missing_teams: Vec<String>,
+    /// Teams tenure made that this plan leaves without a member, deleted at apply
+    /// (`remove_empty_teams`; re-read first, so a member added meanwhile keeps the team).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub empty_teams: Vec<String>,
+    /// Members each team the plan takes someone out of has now (lower-cased name): the team
+    /// guard's base.
+    #[serde(skip)]
+    pub team_members: HashMap<String, usize>,
     /// The moment planned for (deactivations done are dated to it).
     pub at: String,
 }
@@ -177,6 +186,10 @@ impl Plan {
     /// The guard: Some(why) when this plan deactivates too much to apply unconfirmed.
     pub fn guard(&self, g: &rules::DeprovisionGuard) -> Option<String> {
         plan::guard(self, g).refused
+    }
+    /// The team guard: Some(why) when this plan takes too many of one team's members out.
+    pub fn team_guard(&self, g: &rules::TeamGuard) -> Option<String> {
+        plan::guard::teams(self, g)
     }
 }
 

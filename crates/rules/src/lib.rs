@@ -27,6 +27,9 @@ pub struct Config {
     /// In priority order: the first role whose condition holds is the worker's role.
     #[serde(default, rename = "role")]
     pub roles: Vec<Role>,
+    /// Teams added by condition whatever a worker's role (all that match apply, in order).
+    #[serde(default, rename = "team_rule", skip_serializing_if = "Vec::is_empty")]
+    pub team_rules: Vec<TeamRule>,
     /// Where notices of lifecycle events, failures and dead letters go.
     #[serde(default, rename = "notify", skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<notify::NotifySettings>,
@@ -124,6 +127,43 @@ pub struct DeprovisionGuard {
     pub min_count: u64,
 }
 
+/// Refuses a run that would take too many of one team's members out at once (a
+/// reorganisation typed wrong, a department field emptied by an export).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamGuard {
+    /// Largest share of a team's members one run may take out of it.
+    pub max_share: f64,
+    /// Below this many removals from one team, the share is not checked (everyday moves).
+    pub min_count: u64,
+}
+
+impl Default for TeamGuard {
+    fn default() -> Self {
+        TeamGuard { max_share: 0.3, min_count: 5 }
+    }
+}
+
+fn is_default_team_guard(g: &TeamGuard) -> bool {
+    *g == TeamGuard::default()
+}
+
+/// Teams that follow from a condition, whatever role took the worker: "everyone joins their
+/// department's team" is one rule, not one role per department.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamRule {
+    pub name: String,
+    /// No condition: every worker with an account on the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
+    /// Names or formulas (`"=department"`), as in a grant.
+    pub teams: Vec<String>,
+    /// The connections it applies to; none: every connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<String>,
+}
+
 impl Default for DeprovisionGuard {
     fn default() -> Self {
         DeprovisionGuard { max_share: 0.2, max_count: 500, min_count: 3 }
@@ -171,9 +211,12 @@ pub struct ConnectionConfig {
     pub mode: Mode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_grant: Option<Grant>,
-    /// Teams for workers whose role names none.
+    /// Teams for workers whose role names none (names, or formulas such as `"=department"`).
     #[serde(default)]
     pub default_teams: Vec<String>,
+    /// A team tenure made and that its last member left is deleted; by default it is kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remove_empty_teams: bool,
     /// A worker who stops matching any role keeps the account (reported as such).
     #[serde(default)]
     pub keep_on_role_change: bool,
@@ -186,6 +229,8 @@ pub struct ConnectionConfig {
     pub confirm_creates_over: usize,
     #[serde(default)]
     pub deprovision_guard: DeprovisionGuard,
+    #[serde(default, skip_serializing_if = "is_default_team_guard")]
+    pub team_guard: TeamGuard,
     /// Actions in flight at once towards this target.
     #[serde(default = "concurrency")]
     pub concurrency: usize,
@@ -300,10 +345,10 @@ pub struct Grant {
     /// monday.com: admin, member, viewer or guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_type: Option<String>,
-    /// monday.com teams.
+    /// monday.com teams: names, or formulas evaluated per worker (`"=department"`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teams: Vec<String>,
-    /// Groups, for a generic SCIM app.
+    /// Groups, for a generic SCIM app (names or formulas, as teams).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     /// Attribute formulas that replace the connection's mapping for this role.
@@ -432,25 +477,180 @@ pub struct Rules {
     pub config: Config,
     custom: Vec<String>,
     roles: Vec<CompiledRole>,
+    team_rules: Vec<CompiledTeamRule>,
     pub connections: Vec<CompiledConnection>,
 }
 
 impl CompiledConnection {
-    /// Every team (or group) this connection's configuration names: the ones tenure manages.
+    /// The team (or group) names this connection's configuration writes out: the teams tenure
+    /// manages from the start. A formula's teams are known per worker; the plan adds them.
     pub fn managed_teams(&self, rules: &Rules) -> Vec<String> {
-        let mut t: Vec<String> = self.default_teams.clone();
+        let mut specs: Vec<&TeamSpec> = self.default_teams.iter().collect();
         if let Some(g) = &self.default_grant {
-            t.extend(g.view.teams.iter().chain(&g.view.groups).cloned());
+            specs.extend(g.teams.iter().chain(&g.groups));
         }
         for r in &rules.roles {
             if let Some(g) = r.grants.get(&self.name) {
-                t.extend(g.view.teams.iter().chain(&g.view.groups).cloned());
+                specs.extend(g.teams.iter().chain(&g.groups));
             }
         }
+        for r in rules.team_rules.iter().filter(|r| r.applies_to(&self.name)) {
+            specs.extend(&r.teams);
+        }
+        let mut t: Vec<String> = specs.into_iter().filter_map(TeamSpec::name).map(str::to_string).collect();
         t.sort();
         t.dedup();
         t
     }
+}
+
+/// The longest team name tenure sends (monday.com publishes no limit; a longer name from HR
+/// data is a mistake in the data far more often than a team's real name).
+pub const MAX_TEAM_NAME: usize = 255;
+
+/// What is wrong with a team name, if anything: targets refuse empty names and control
+/// characters, and a name beyond `MAX_TEAM_NAME` is held rather than sent.
+pub fn team_name_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some("is empty".into());
+    }
+    let n = name.chars().count();
+    if n > MAX_TEAM_NAME {
+        return Some(format!("is {n} characters long, over the {MAX_TEAM_NAME} a team name may have"));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Some(format!("holds a control character (U+{:04X}), which targets refuse", c as u32));
+    }
+    None
+}
+
+/// One entry of a grant's teams, a connection's default teams or a team rule: a name as
+/// written, or a formula giving a name per worker.
+#[derive(Debug, Clone)]
+pub enum TeamSpec {
+    Name(String),
+    Formula(Formula),
+}
+
+impl TeamSpec {
+    /// The name, when it is written out.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            TeamSpec::Name(n) => Some(n),
+            TeamSpec::Formula(_) => None,
+        }
+    }
+
+    /// The team's name for one worker; a formula's result is trimmed and checked.
+    fn eval(&self, row: &[Value], ctx: &Context) -> Result<String, String> {
+        let f = match self {
+            TeamSpec::Name(n) => return Ok(n.clone()),
+            TeamSpec::Formula(f) => f,
+        };
+        let text = f.eval(row, ctx).map_err(|e| format!("the team formula {:?} failed: {e}", f.text()))?;
+        let text = text.to_text();
+        let name = text.trim();
+        match team_name_problem(name) {
+            None => Ok(name.to_string()),
+            Some(p) if name.is_empty() => Err(format!("the team formula {:?} gives a name that {p}", f.text())),
+            Some(p) => Err(format!("the team formula {:?} gives {name:?}, which {p}", f.text())),
+        }
+    }
+}
+
+/// What put a worker in a team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlacedBy {
+    /// The grant of the role that took the worker.
+    Role(String),
+    /// The connection's default grant (all employees, the role granting nothing here).
+    DefaultGrant,
+    /// The connection's default teams (the grant names none).
+    DefaultTeams,
+    /// An additive team rule.
+    TeamRule(String),
+}
+
+impl std::fmt::Display for PlacedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlacedBy::Role(r) => write!(f, "role {r:?}"),
+            PlacedBy::DefaultGrant => f.write_str("the default grant"),
+            PlacedBy::DefaultTeams => f.write_str("the connection's default teams"),
+            PlacedBy::TeamRule(r) => write!(f, "team rule {r:?}"),
+        }
+    }
+}
+
+impl Serialize for PlacedBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One team a worker is put in, and what put them there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Placement {
+    pub team: String,
+    pub by: PlacedBy,
+}
+
+/// One worker's teams on one connection, as `Rules::place` finds them.
+#[derive(Debug, Default)]
+struct Teams {
+    view: GrantView,
+    placements: Vec<Placement>,
+    errors: Vec<String>,
+    /// Each team rule's verdict, when explaining.
+    why: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledTeamRule {
+    name: String,
+    when: Option<Compiled>,
+    teams: Vec<TeamSpec>,
+    /// None: every connection.
+    connections: Vec<String>,
+}
+
+impl CompiledTeamRule {
+    fn applies_to(&self, connection: &str) -> bool {
+        self.connections.is_empty() || self.connections.iter().any(|c| c == connection)
+    }
+}
+
+/// Compiles a list of team names and formulas; a literal that starts with `=` is a formula,
+/// so one that does not compile is an error here, never a team named `=department`.
+fn compile_teams(list: &[String], fields: &Fields, at: &str, errors: &mut Vec<String>) -> Vec<TeamSpec> {
+    let mut out = vec![];
+    for (i, t) in list.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        if t.trim_start().starts_with('=') {
+            match Formula::compile(t, fields) {
+                Ok(f) if matches!(f.result_type(), Type::Bool | Type::List) => {
+                    errors.push(format!("{at}: the team formula {t:?} gives {}, not a team name", f.result_type()))
+                }
+                Ok(f) => {
+                    if let Some(p) = f.constant().and_then(|c| team_name_problem(c.to_text().trim())) {
+                        errors.push(format!("{at}: the team formula {t:?} always gives a name that {p}"));
+                    }
+                    out.push(TeamSpec::Formula(f));
+                }
+                Err(e) => errors.push(format!(
+                    "{at}: {t:?} starts with \"=\", so it is read as a formula, and it is not one: {e} (a team's \
+                     name cannot start with \"=\")"
+                )),
+            }
+        } else if let Some(p) = team_name_problem(t) {
+            errors.push(format!("{at}: the team name {t:?} {p}"));
+        } else if t.trim() != t {
+            errors.push(format!("{at}: the team name {t:?} starts or ends with a space"));
+        } else {
+            out.push(TeamSpec::Name(t.clone()));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone)]
@@ -460,7 +660,8 @@ struct CompiledRole {
     grants: HashMap<String, CompiledGrant>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What a worker is granted on one connection, their teams' names evaluated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GrantView {
     pub user_type: Option<String>,
     pub teams: Vec<String>,
@@ -469,7 +670,9 @@ pub struct GrantView {
 
 #[derive(Debug, Clone)]
 struct CompiledGrant {
-    view: GrantView,
+    user_type: Option<String>,
+    teams: Vec<TeamSpec>,
+    groups: Vec<TeamSpec>,
     attributes: Vec<CompiledMapping>,
 }
 
@@ -492,7 +695,9 @@ pub struct CompiledConnection {
     pub adopt_admins: bool,
     pub confirm_creates_over: usize,
     default_grant: Option<CompiledGrant>,
-    default_teams: Vec<String>,
+    default_teams: Vec<TeamSpec>,
+    pub remove_empty_teams: bool,
+    pub team_guard: TeamGuard,
     pub mappings: Vec<CompiledMapping>,
     pub supervised: Vec<Stage>,
     pub dead_letter_after: u32,
@@ -606,13 +811,59 @@ fn compile_grant(g: &Grant, fields: &Fields, t: Target, at: &str, errors: &mut V
         }
     }
     CompiledGrant {
-        view: GrantView {
-            user_type: g.user_type.as_ref().map(|t| t.to_lowercase()),
-            teams: g.teams.clone(),
-            groups: g.groups.clone(),
-        },
+        user_type: g.user_type.as_ref().map(|t| t.to_lowercase()),
+        teams: compile_teams(&g.teams, fields, &format!("{at}.teams"), errors),
+        groups: compile_teams(&g.groups, fields, &format!("{at}.groups"), errors),
         attributes,
     }
+}
+
+fn compile_team_rules(
+    rules: &[TeamRule],
+    fields: &Fields,
+    connections: &[CompiledConnection],
+    errors: &mut Vec<String>,
+) -> Vec<CompiledTeamRule> {
+    let mut names = HashSet::new();
+    let mut out = vec![];
+    for (i, r) in rules.iter().enumerate() {
+        let at = format!("team_rule[{i}] ({:?})", r.name);
+        if r.name.trim().is_empty() {
+            errors.push(format!("{at}: the name is empty (it is what the plan says put a worker in a team)"));
+        }
+        if !names.insert(r.name.to_lowercase()) {
+            errors.push(format!("{at}: a second team rule named {:?}", r.name));
+        }
+        if r.teams.is_empty() {
+            errors.push(format!("{at}.teams: names no team"));
+        }
+        for c in &r.connections {
+            if !connections.iter().any(|k| &k.name == c) {
+                errors.push(format!(
+                    "{at}.connections: no connection named {c:?}; the connections are: {}",
+                    connections.iter().map(|c| format!("{:?}", c.name)).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        let when = match &r.when {
+            None => None,
+            Some(c) => match condition::compile(c, fields, &format!("{at}.when")) {
+                Ok(c) => {
+                    if let Some(why) = condition::never(&c) {
+                        errors.push(format!("{at}: can never match: {why}"));
+                    }
+                    Some(c)
+                }
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+        };
+        let teams = compile_teams(&r.teams, fields, &format!("{at}.teams"), errors);
+        out.push(CompiledTeamRule { name: r.name.clone(), when, teams, connections: r.connections.clone() });
+    }
+    out
 }
 
 impl Rules {
@@ -679,6 +930,10 @@ impl Rules {
             if !(0.0..=1.0).contains(&g.max_share) {
                 errors.push(format!("{at}.deprovision_guard.max_share: a share from 0 to 1, not {}", g.max_share));
             }
+            if !(0.0..=1.0).contains(&c.team_guard.max_share) {
+                errors.push(format!("{at}.team_guard.max_share: a share from 0 to 1, not {}", c.team_guard.max_share));
+            }
+            let default_teams = compile_teams(&c.default_teams, &fields, &format!("{at}.default_teams"), &mut errors);
             if c.concurrency == 0 || c.concurrency > 256 {
                 errors.push(format!("{at}.concurrency: from 1 to 256, not {}", c.concurrency));
             }
@@ -727,7 +982,9 @@ impl Rules {
                 adopt_admins: c.adopt_admins,
                 confirm_creates_over: c.confirm_creates_over,
                 default_grant,
-                default_teams: c.default_teams.clone(),
+                default_teams,
+                remove_empty_teams: c.remove_empty_teams,
+                team_guard: c.team_guard,
                 mappings,
                 supervised: c.supervised.clone(),
                 dead_letter_after: c.dead_letter_after,
@@ -782,8 +1039,9 @@ impl Rules {
             }
             roles.push(CompiledRole { name: r.name.clone(), when, grants });
         }
+        let team_rules = compile_team_rules(&config.team_rules, &fields, &connections, &mut errors);
         if errors.is_empty() {
-            Ok(Rules { config: config.clone(), custom, roles, connections })
+            Ok(Rules { config: config.clone(), custom, roles, team_rules, connections })
         } else {
             Err(errors)
         }
@@ -820,6 +1078,81 @@ impl Rules {
             }
         }
         out
+    }
+
+    /// A granted worker's teams on one connection: the grant's (or the connection's default
+    /// teams), then every team rule that applies, each with what put the worker there.
+    fn place(
+        &self,
+        conn: &CompiledConnection,
+        role: Option<&CompiledRole>,
+        g: &CompiledGrant,
+        row: &[Value],
+        today: Date,
+        explain: bool,
+    ) -> Teams {
+        let ctx = Context { today };
+        let mut out = Teams::default();
+        let place = |specs: &[TeamSpec], by: &PlacedBy, groups: bool, out: &mut Teams| {
+            for spec in specs {
+                match spec.eval(row, &ctx) {
+                    Ok(team) if out.placements.iter().any(|p| p.team.eq_ignore_ascii_case(&team)) => {}
+                    Ok(team) => {
+                        if groups { &mut out.view.groups } else { &mut out.view.teams }.push(team.clone());
+                        out.placements.push(Placement { team, by: by.clone() });
+                    }
+                    Err(e) => out.errors.push(format!("{by}: {e}")),
+                }
+            }
+        };
+        let by = role.map_or(PlacedBy::DefaultGrant, |r| PlacedBy::Role(r.name.clone()));
+        if g.teams.is_empty() && conn.dialect == Dialect::Monday {
+            place(&conn.default_teams, &PlacedBy::DefaultTeams, false, &mut out);
+        } else {
+            place(&g.teams, &by, false, &mut out);
+        }
+        place(&g.groups, &by, true, &mut out);
+        for r in self.team_rules.iter().filter(|r| r.applies_to(&conn.name)) {
+            let mut tests = vec![];
+            let hit = match &r.when {
+                None => true,
+                Some(c) if explain => condition::eval(c, row, today, &mut tests),
+                Some(c) => condition::holds(c, row, today),
+            };
+            if explain {
+                let tests = if tests.is_empty() { "no condition: every worker".into() } else { tests.join(", ") };
+                let verdict = if hit { "applies" } else { "does not apply" };
+                out.why.push(format!("team rule {:?} {verdict}: {tests}", r.name));
+            }
+            if hit {
+                place(&r.teams, &PlacedBy::TeamRule(r.name.clone()), false, &mut out);
+            }
+        }
+        out.view.user_type = match &g.user_type {
+            None if conn.dialect == Dialect::Monday => Some("member".into()),
+            t => t.clone(),
+        };
+        out
+    }
+
+    /// The teams a worker is put in on one connection and by what (none without an account),
+    /// and the teams their data cannot name; without the attributes a decision evaluates.
+    pub fn teams_of(&self, connection: usize, row: &[Value], today: Date) -> (Vec<Placement>, Vec<String>) {
+        let conn = &self.connections[connection];
+        let matched = self.roles.iter().find(|r| r.when.as_ref().is_none_or(|c| condition::holds(c, row, today)));
+        let role_grant = matched.and_then(|r| r.grants.get(&conn.name));
+        let grant = match (role_grant, conn.mode) {
+            (Some(g), _) => Some(g),
+            (None, Mode::AllEmployees) => conn.default_grant.as_ref(),
+            (None, Mode::Roles) => None,
+        };
+        match grant {
+            Some(g) => {
+                let t = self.place(conn, matched.filter(|_| role_grant.is_some()), g, row, today, false);
+                (t.placements, t.errors)
+            }
+            None => (vec![], vec![]),
+        }
     }
 
     pub fn decide(&self, connection: usize, row: &[Value], today: Date) -> Decision {
@@ -888,22 +1221,22 @@ impl Rules {
                 out
             })
             .unwrap_or_default();
-        let grant = grant.map(|g| {
-            let mut v = g.view.clone();
-            if v.teams.is_empty() && conn.dialect == Dialect::Monday {
-                v.teams = conn.default_teams.clone();
+        let teams = grant.map(|g| self.place(conn, matched.filter(|_| role_grant.is_some()), g, row, today, explain));
+        let (view, placements, team_errors) = match teams {
+            Some(t) => {
+                why.extend(t.why);
+                (Some(t.view), t.placements, t.errors)
             }
-            if v.user_type.is_none() && conn.dialect == Dialect::Monday {
-                v.user_type = Some("member".into());
-            }
-            v
-        });
+            None => (None, vec![], vec![]),
+        };
         Decision {
             connection: conn.name.clone(),
             role: matched.map(|r| r.name.clone()),
             why,
-            by_default: role_grant.is_none() && grant.is_some(),
-            grant,
+            by_default: role_grant.is_none() && view.is_some(),
+            grant: view,
+            placements,
+            team_errors,
             attributes,
         }
     }
@@ -952,6 +1285,11 @@ pub struct Decision {
     /// None: no account on this connection.
     pub grant: Option<GrantView>,
     pub attributes: Vec<Attribute>,
+    /// The grant's teams (and groups) and what put the worker in each, in order.
+    pub placements: Vec<Placement>,
+    /// Teams that could not be named from this worker's data: the worker is held.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub team_errors: Vec<String>,
 }
 
 /// Makes values unique, deterministically: the first claimant (in the order given) keeps a

@@ -429,3 +429,169 @@ fn the_explanation_shows_every_test_of_each_role_tried_up_to_the_one_that_took_t
         assert_eq!(last, rules.decide(0, row, TODAY).role);
     }
 }
+
+/// A connection named "m" with the quickstart-like mappings and the given roles, team rules
+/// and connection settings.
+fn teams_config(conn_extra: &str, rest: &str) -> String {
+    format!(
+        "[hr]\ncustom_fields = [\"level\"]\n[[connection]]\nname = \"m\"\n{conn_extra}\n[connection.mappings]\n\
+         userName = \"=work_email\"\ndisplayName = \"=first_name\"\n{rest}"
+    )
+}
+
+#[test]
+fn teams_come_from_hr_data_and_from_additive_rules_each_saying_what_put_the_worker_there() {
+    let text = teams_config(
+        "default_teams = [\"Everyone\", \"=department\"]",
+        r#"
+[[role]]
+name = "Staff"
+when = { field = "employment_type", op = "equals", value = "employee" }
+[role.grants.m]
+teams = ["Everyone", "=\"Office \" & COALESCE(time_zone, \"none\")"]
+
+[[role]]
+name = "Others"
+[role.grants.m]
+user_type = "guest"
+
+[[team_rule]]
+name = "Departments"
+teams = ["=department"]
+
+[[team_rule]]
+name = "Seniors"
+when = { field = "custom.level", op = "greater_or_equal", value = "5" }
+teams = ["Senior staff"]
+"#,
+    );
+    let rules = Rules::compile(&Config::from_toml("t.toml", &text).unwrap()).unwrap();
+    let rows = rows(rules.custom_fields());
+    let placed = |i: usize| -> Vec<(String, String)> {
+        rules.decide(0, &rows[i], TODAY).placements.iter().map(|p| (p.team.clone(), p.by.to_string())).collect()
+    };
+    let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+    // Amélie: the role's teams (a literal and a formula), her department by the rule, and
+    // the seniors' team by the second rule.
+    assert_eq!(
+        placed(0),
+        [
+            s("Everyone", "role \"Staff\""),
+            s("Office Europe/Paris", "role \"Staff\""),
+            s("Engineering", "team rule \"Departments\""),
+            s("Senior staff", "team rule \"Seniors\"")
+        ]
+    );
+    // José, a contractor: a role with no teams gets the default teams (a formula among them);
+    // the department rule gives "engineering" again, the same team in another case: once.
+    assert_eq!(
+        placed(1),
+        [s("Everyone", "the connection's default teams"), s("engineering", "the connection's default teams")]
+    );
+    let d = rules.decide(0, &rows[1], TODAY);
+    assert_eq!(d.grant.unwrap().teams, ["Everyone", "engineering"]);
+    // The explanation says which team rules applied and why.
+    let quiet = rules.decide_with(0, &rows[1], TODAY, false).why;
+    assert!(!quiet.iter().any(|w| w.starts_with("team rule")), "not explained when not asked: {quiet:?}");
+    assert!(d.why.iter().any(|w| w.starts_with("team rule \"Seniors\" does not apply")), "{:?}", d.why);
+    assert!(d.why.iter().any(|w| w.starts_with("team rule \"Departments\" applies: no condition")), "{:?}", d.why);
+    // teams_of gives the same without the attributes.
+    assert_eq!(rules.teams_of(0, &rows[0], TODAY).0, rules.decide(0, &rows[0], TODAY).placements);
+}
+
+#[test]
+fn a_team_name_the_data_cannot_give_is_an_error_of_that_worker_only() {
+    let long = "x".repeat(300);
+    let text = teams_config(
+        "",
+        &format!(
+            r#"
+[[role]]
+name = "All"
+[role.grants.m]
+teams = ["=custom.level", "=IF(department = \"Finance\", \"{long}\", department)"]
+"#
+        ),
+    );
+    let rules = Rules::compile(&Config::from_toml("t.toml", &text).unwrap()).unwrap();
+    let rows = rows(rules.custom_fields());
+    let d = |i: usize| rules.decide(0, &rows[i], TODAY);
+    assert!(d(0).team_errors.is_empty(), "{:?}", d(0).team_errors);
+    assert_eq!(d(0).grant.unwrap().teams, ["9", "Engineering"]);
+    // Zoë has no level: an empty name, never sent.
+    assert_eq!(
+        d(2).team_errors,
+        ["role \"All\": the team formula \"=custom.level\" gives a name that is empty"],
+        "{:?}",
+        d(2).placements
+    );
+    assert_eq!(d(2).grant.unwrap().teams, ["Product"], "the good team is still known");
+    // Li's department gives a name too long for a team.
+    assert!(d(3).team_errors.iter().any(|e| e.contains("is 300 characters long")), "{:?}", d(3).team_errors);
+    assert!(rules::team_name_problem("Sales\tEMEA").unwrap().contains("U+0009"));
+    assert_eq!(rules::team_name_problem("Ventes Île-de-France"), None);
+}
+
+#[test]
+fn a_team_written_as_a_formula_that_is_not_one_is_refused_at_check_with_its_place() {
+    let errors = refused(&teams_config(
+        "default_teams = [\"Everyone\", \"=departmnt\"]",
+        r#"
+[[role]]
+name = "All"
+[role.grants.m]
+teams = ["Sales", "=department &", " Padded", "", "=department = \"x\""]
+
+[[team_rule]]
+name = "Departments"
+connections = ["nope"]
+teams = ["=LOWER(", "Fine"]
+
+[[team_rule]]
+name = "departments"
+teams = []
+"#,
+    ));
+    let has = |s: &str| assert!(errors.iter().any(|e| e.contains(s)), "no {s:?} in {errors:#?}");
+    has("connection[0] (\"m\").default_teams[1]: \"=departmnt\" starts with \"=\", so it is read as a formula, and it is not one: line 1, column 2");
+    has("role[0] (\"All\").grants.\"m\".teams[1]: \"=department &\" starts with \"=\"");
+    has("role[0] (\"All\").grants.\"m\".teams[2]: the team name \" Padded\" starts or ends with a space");
+    has("role[0] (\"All\").grants.\"m\".teams[3]: the team name \"\" is empty");
+    has("role[0] (\"All\").grants.\"m\".teams[4]: the team formula \"=department = \\\"x\\\"\" gives TRUE/FALSE, not a team name");
+    has("team_rule[0] (\"Departments\").connections: no connection named \"nope\"");
+    has("team_rule[0] (\"Departments\").teams[0]: \"=LOWER(\" starts with \"=\"");
+    has("team_rule[1] (\"departments\"): a second team rule named \"departments\"");
+    has("team_rule[1] (\"departments\").teams: names no team");
+    assert!(!errors.iter().any(|e| e.contains("\"Sales\"") || e.contains("\"Fine\"")), "{errors:#?}");
+}
+
+#[test]
+fn team_rules_and_the_team_guard_read_back_from_the_export() {
+    let text = teams_config(
+        "remove_empty_teams = true\nteam_guard = { max_share = 0.5, min_count = 3 }",
+        r#"
+[[role]]
+name = "All"
+[role.grants.m]
+teams = ["=department"]
+
+[[team_rule]]
+name = "Departments"
+when = { field = "employment_type", op = "equals", value = "contractor" }
+teams = ["=department"]
+connections = ["m"]
+"#,
+    );
+    let cfg = Config::from_toml("t.toml", &text).unwrap();
+    let back = Config::from_toml("export.toml", &cfg.to_toml()).unwrap();
+    assert_eq!(back, cfg.canonical());
+    assert!(cfg.to_toml().contains("[[team_rule]]"), "{}", cfg.to_toml());
+    let rules = Rules::compile(&back).unwrap();
+    assert!(rules.connections[0].remove_empty_teams);
+    assert_eq!(rules.connections[0].team_guard, rules::TeamGuard { max_share: 0.5, min_count: 3 });
+    // Teams written out are managed from the start; a formula's are found per worker.
+    assert!(rules.connections[0].managed_teams(&rules).is_empty());
+    // Without team settings the export says nothing of them.
+    let plain = Config::from_toml("t.toml", &teams_config("", "")).unwrap().to_toml();
+    assert!(!plain.contains("team_guard") && !plain.contains("remove_empty_teams"), "{plain}");
+}

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use rules::formula::Value;
 use rules::Rules;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use store::Store;
 
 /// The kinds of difference a configuration makes to a worker on a connection, most telling
@@ -100,16 +100,43 @@ pub struct RoleCounts {
     /// Per role, in the rules' order: the count and up to `samples` (id, name).
     pub roles: Vec<(usize, Vec<(String, String)>)>,
     pub unmatched: usize,
+    /// Workers per (connection, team, what put them there), in that order.
+    pub teams: Vec<TeamCount>,
+    /// Workers held because a team cannot be named from their data, per connection.
+    pub team_errors: Vec<(String, usize)>,
+}
+
+/// How many workers one rule puts in one team on one connection.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TeamCount {
+    pub connection: String,
+    pub team: String,
+    /// The role, the defaults or the team rule, as the plan says it.
+    pub by: String,
+    pub workers: usize,
 }
 
 /// The role counts of the workers of the last HR load under `rules`.
 pub async fn role_counts(store: &Store, rules: &Rules, today: jiff::civil::Date, samples: usize) -> Result<RoleCounts> {
     let workers = crate::intake::workers(store).await?;
     let custom = rules.custom_fields().to_vec();
-    let mut out =
-        RoleCounts { workers: workers.len(), roles: vec![(0, vec![]); rules.config.roles.len()], unmatched: 0 };
+    let mut out = RoleCounts {
+        workers: workers.len(),
+        roles: vec![(0, vec![]); rules.config.roles.len()],
+        ..RoleCounts::default()
+    };
+    let mut teams: HashMap<(usize, String, String), usize> = HashMap::new();
+    let mut errors = vec![0; rules.connections.len()];
     for w in &workers {
-        match rules.role_of(&rules::worker_row(w, &custom), today) {
+        let row = rules::worker_row(w, &custom);
+        for (c, held) in errors.iter_mut().enumerate() {
+            let (placed, bad) = rules.teams_of(c, &row, today);
+            for p in placed {
+                *teams.entry((c, p.team, p.by.to_string())).or_default() += 1;
+            }
+            *held += usize::from(!bad.is_empty());
+        }
+        match rules.role_of(&row, today) {
             Some(i) => {
                 let (n, s) = &mut out.roles[i];
                 *n += 1;
@@ -125,6 +152,13 @@ pub async fn role_counts(store: &Store, rules: &Rules, today: jiff::civil::Date,
             None => out.unmatched += 1,
         }
     }
+    let name = |c: usize| rules.connections[c].name.clone();
+    out.teams = teams
+        .into_iter()
+        .map(|((c, team, by), workers)| TeamCount { connection: name(c), team, by, workers })
+        .collect();
+    out.teams.sort();
+    out.team_errors = errors.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(c, n)| (name(c), n)).collect();
     Ok(out)
 }
 
@@ -185,7 +219,9 @@ impl Outcome {
         let grant = d
             .grant
             .as_ref()
-            .map(|g| serde_json::json!({"user_type": g.user_type, "teams": g.teams, "groups": g.groups}));
+            .map(|g| serde_json::json!({"user_type": g.user_type, "teams": g.teams, "groups": g.groups,
+                "placed_by": d.placements.iter().map(|p| serde_json::json!({"team": p.team, "by": p.by})).collect::<Vec<_>>(),
+                "team_errors": d.team_errors}));
         let attributes = match grant {
             None => Default::default(),
             Some(_) => d

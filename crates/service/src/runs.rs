@@ -335,6 +335,7 @@ pub async fn prepare_reading(
     };
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, n = workers.len(), "read the HR snapshot");
     let deactivated = store.deactivations(&name).await?;
+    let tenure_teams = store.tenure_teams(&name).await?;
     let (actual, links, reads) = match whole {
         Some(whole) => {
             let links = store.links(&name).await?;
@@ -366,6 +367,7 @@ pub async fn prepare_reading(
         actual: &actual,
         links: &links,
         deactivated: &deactivated,
+        tenure_teams: &tenure_teams,
         now,
     };
     let mut plan = engine::plan::plan(&inputs).map_err(Error::refused)?;
@@ -391,6 +393,8 @@ pub async fn prepare_reading(
         let needed: std::collections::HashSet<&str> =
             plan.actions.iter().filter(|a| a.kind == Kind::TeamAdd).filter_map(|a| a.team.as_deref()).collect();
         plan.missing_teams.retain(|t| needed.contains(t.as_str()));
+        // Whether a team is left empty is a whole run's question.
+        plan.empty_teams.clear();
         held.requests.retain(|r| only.contains(&r.0));
         held.approved.retain(|r| only.contains(&r.0));
         held.waiting.retain(|w| only.contains(w));
@@ -449,10 +453,16 @@ fn held_by_hr_rows(plan: &mut Plan, known: &std::collections::HashSet<&str>, hel
 
 /// The guard's verdict on a plan, as `plan --json` carries it.
 pub fn guard_verdict(p: &Prepared) -> serde_json::Value {
+    let conn = &p.rules.connections[p.index];
     let n = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
-    match p.plan.guard(&p.rules.connections[p.index].guard) {
-        Some(why) => serde_json::json!({"refused": true, "why": why, "confirm_with": n}),
-        None => serde_json::json!({"refused": false, "deactivations": n}),
+    let removals = p.plan.count(Kind::TeamRemove);
+    match (p.plan.guard(&conn.guard), p.plan.team_guard(&conn.team_guard)) {
+        (Some(why), _) => serde_json::json!({"refused": true, "guard": "deprovision", "why": why, "confirm_with": n}),
+        (None, Some(why)) => {
+            serde_json::json!({"refused": true, "guard": "teams", "why": why, "confirm_with": removals,
+            "deactivations": n})
+        }
+        (None, None) => serde_json::json!({"refused": false, "deactivations": n}),
     }
 }
 
@@ -487,6 +497,8 @@ pub struct ApplyOptions<'a> {
     pub connection: Option<String>,
     /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
     pub confirm: Option<usize>,
+    /// Confirms a run the team guard stops: the exact number of team removals.
+    pub confirm_team_removals: Option<usize>,
     pub as_of: Option<Timestamp>,
     /// Who hears of the run as it goes.
     pub watch: &'a dyn Watch,
@@ -523,6 +535,7 @@ impl ApplyOptions<'_> {
         ApplyOptions {
             connection,
             confirm: None,
+            confirm_team_removals: None,
             as_of: None,
             watch: &Quiet,
             workers: vec![],
@@ -651,11 +664,13 @@ async fn apply_locked(
     if p.recovered > 0 {
         watch.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
     }
-    if opts.confirm_only && p.plan.guard(&p.rules.connections[p.index].guard).is_none() {
+    let conn = &p.rules.connections[p.index];
+    if opts.confirm_only && p.plan.guard(&conn.guard).is_none() && p.plan.team_guard(&conn.team_guard).is_none() {
         release(p);
         return Err(Error::refused(format!(
-            "refused: the mass-deprovision guard does not stop this run on {name:?}, so there is nothing to confirm; \
-             a Reviewer confirms guarded runs only, and an Editor starts ordinary ones. Nothing was applied"
+            "refused: neither the mass-deprovision guard nor the team guard stops this run on {name:?}, so there is \
+             nothing to confirm; a Reviewer confirms guarded runs only, and an Editor starts ordinary ones. Nothing \
+             was applied"
         )));
     }
     let opened = open_reviews_and_holds(store, &mut p, opts).await?;
@@ -783,22 +798,42 @@ enum Guarded {
 }
 
 async fn guard(store: &Store, p: &Prepared, name: &str, opts: &ApplyOptions<'_>) -> Result<Guarded> {
-    let Some(why) = p.plan.guard(&p.rules.connections[p.index].guard) else { return Ok(Guarded::Confirmed(None)) };
-    let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
-    if opts.confirm != Some(deactivations) {
-        opts.watch.note(&format!(
-            "refused by the mass-deprovision guard: {why}. Nothing was applied. If this is right, run again with \
-             --confirm-deprovision {deactivations}"
-        ));
-        // Kept in the store, so the status of every process says so until a run goes through.
-        let by = crate::decisions::actor(opts.actor.as_deref());
-        store.trip_guard(name, &why, deactivations as i64, &by).await?;
-        let mut a = Applied::only(RunOutcome::GuardRefused, name);
-        a.guard = Some(guard_verdict(p));
-        return Ok(Guarded::Refused(Box::new(a)));
+    let conn = &p.rules.connections[p.index];
+    let by = crate::decisions::actor(opts.actor.as_deref());
+    let mut confirmed = vec![];
+    if let Some(why) = p.plan.guard(&conn.guard) {
+        let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
+        if opts.confirm != Some(deactivations) {
+            opts.watch.note(&format!(
+                "refused by the mass-deprovision guard: {why}. Nothing was applied. If this is right, run again with \
+                 --confirm-deprovision {deactivations}"
+            ));
+            // Kept in the store, so the status of every process says so until a run goes through.
+            store.trip_guard(name, store::GuardKind::Deprovision, &why, deactivations as i64, &by).await?;
+            let mut a = Applied::only(RunOutcome::GuardRefused, name);
+            a.guard = Some(guard_verdict(p));
+            return Ok(Guarded::Refused(Box::new(a)));
+        }
+        opts.watch
+            .note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
+        confirmed.push(why);
     }
-    opts.watch.note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
-    Ok(Guarded::Confirmed(Some(why)))
+    if let Some(why) = p.plan.team_guard(&conn.team_guard) {
+        let removals = p.plan.count(Kind::TeamRemove);
+        if opts.confirm_team_removals != Some(removals) {
+            opts.watch.note(&format!(
+                "refused by the team guard: {why}. Nothing was applied. If this is right, run again with \
+                 --confirm-team-removals {removals}"
+            ));
+            store.trip_guard(name, store::GuardKind::Teams, &why, removals as i64, &by).await?;
+            let mut a = Applied::only(RunOutcome::GuardRefused, name);
+            a.guard = Some(guard_verdict(p));
+            return Ok(Guarded::Refused(Box::new(a)));
+        }
+        opts.watch.note(&format!("team guard: {why}; confirmed with --confirm-team-removals {removals}"));
+        confirmed.push(why);
+    }
+    Ok(Guarded::Confirmed((!confirmed.is_empty()).then(|| confirmed.join("; "))))
 }
 
 /// The audit's record of who confirmed the guard, for how many, and whom it let go.
@@ -825,7 +860,8 @@ async fn record_guard_confirmed(
         run_id,
         actor: &by,
         note: None,
-        detail: serde_json::json!({"why": why, "confirmed": deactivations, "workers": leaving}),
+        detail: serde_json::json!({"why": why, "confirmed": deactivations, "workers": leaving,
+            "team_removals": p.plan.count(Kind::TeamRemove)}),
     };
     crate::decisions::record(store, &[decision]).await
 }
@@ -1022,6 +1058,8 @@ pub struct Start {
     pub workers: Vec<String>,
     /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
     pub confirm: Option<usize>,
+    /// Confirms a run the team guard stops: the exact number of team removals.
+    pub confirm_team_removals: Option<usize>,
     /// As the audit names who started it.
     pub actor: String,
     /// The person behind it, for maker-checker.
@@ -1058,6 +1096,7 @@ pub async fn start(
         let mut opts = ApplyOptions::new(Some(connection.clone()));
         opts.workers = s.workers;
         opts.confirm = s.confirm;
+        opts.confirm_team_removals = s.confirm_team_removals;
         opts.actor = Some(s.actor);
         opts.proposer = Some(s.person);
         opts.confirm_only = s.confirm_only;

@@ -250,7 +250,7 @@ mod tests {
         store.add_connection(&c, &store::Secret::new("token-0001"), &key).await.unwrap();
         let after = shared.read(&store, None, None).await.unwrap();
         assert_eq!(after.connections.iter().map(|c| c.connection.as_str()).collect::<Vec<_>>(), ["A"]);
-        store.trip_guard("A", "why", 3, "me").await.unwrap();
+        store.trip_guard("A", store::GuardKind::Deprovision, "why", 3, "me").await.unwrap();
         assert!(shared.read(&store, None, None).await.unwrap().connections[0].guard.is_some());
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);

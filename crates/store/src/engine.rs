@@ -79,6 +79,16 @@ pub struct Outcomes {
     pub deactivated: Vec<(String, String, String)>,
     /// (connection, worker id) whose account is active again or gone: the clock stops.
     pub undeactivated: Vec<(String, String)>,
+    /// (connection, team) someone was put in: a team tenure manages from then on.
+    pub joined: Vec<(String, String)>,
+}
+
+/// A team tenure made or put someone in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenureTeam {
+    pub name: String,
+    /// Made by tenure (not only joined): deleted once empty when the connection asks for it.
+    pub made: bool,
 }
 
 const CHUNK: usize = 400;
@@ -104,6 +114,16 @@ impl<'a> Parts<'a> {
     }
     fn undeactivated(&self) -> impl Iterator<Item = &'a (String, String)> {
         self.0.iter().flat_map(|o| &o.undeactivated)
+    }
+    /// Each (connection, team) once, whatever its case: thousands of joins are a few teams.
+    fn joined(&self) -> Vec<(&'a str, &'a str)> {
+        let mut seen = std::collections::HashSet::new();
+        self.0
+            .iter()
+            .flat_map(|o| &o.joined)
+            .filter(|(c, t)| seen.insert((c.as_str(), t.to_lowercase())))
+            .map(|(c, t)| (c.as_str(), t.as_str()))
+            .collect()
     }
 }
 
@@ -225,13 +245,41 @@ pub struct AfterRun<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardTrip {
     pub connection: String,
+    /// Which guard refused the run.
+    pub guard: GuardKind,
     /// The guard's reason, with its numbers.
     pub why: String,
-    /// Deactivations and deletions the refused plan held: what `--confirm-deprovision` takes.
+    /// The number the run is confirmed with: deactivations and deletions the refused plan
+    /// held (`--confirm-deprovision`), or its team removals (`--confirm-team-removals`).
     pub deactivations: i64,
     pub tripped_at: String,
     /// Who started the refused run (a person, the scheduler, the command line).
     pub by: String,
+}
+
+/// The guards that stop a run until a person confirms it with a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardKind {
+    /// Too many deactivations at once.
+    Deprovision,
+    /// Too many of one team's members taken out at once.
+    Teams,
+}
+
+impl GuardKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardKind::Deprovision => "deprovision",
+            GuardKind::Teams => "teams",
+        }
+    }
+    fn parse(s: &str) -> GuardKind {
+        if s == "teams" {
+            GuardKind::Teams
+        } else {
+            GuardKind::Deprovision
+        }
+    }
 }
 
 /// What status and metrics count of one connection, read for every connection in one query.
@@ -256,16 +304,19 @@ impl Store {
     pub async fn trip_guard(
         &self,
         connection: &str,
+        guard: GuardKind,
         why: &str,
         deactivations: i64,
         by: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO guard_trips (connection, why, deactivations, tripped_at, by_whom) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (connection) DO UPDATE SET why = excluded.why, deactivations = excluded.deactivations, \
-             tripped_at = excluded.tripped_at, by_whom = excluded.by_whom",
+            "INSERT INTO guard_trips (connection, guard, why, deactivations, tripped_at, by_whom) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (connection) DO UPDATE SET guard = excluded.guard, \
+             why = excluded.why, deactivations = excluded.deactivations, tripped_at = excluded.tripped_at, \
+             by_whom = excluded.by_whom",
         )
         .bind(connection)
+        .bind(guard.as_str())
         .bind(why)
         .bind(deactivations)
         .bind(now())
@@ -284,7 +335,7 @@ impl Store {
     /// Every connection whose guard is tripped.
     pub async fn guard_trips(&self) -> Result<Vec<GuardTrip>, StoreError> {
         let rows = sqlx::query(
-            "SELECT connection, why, deactivations, tripped_at, by_whom FROM guard_trips ORDER BY connection",
+            "SELECT connection, guard, why, deactivations, tripped_at, by_whom FROM guard_trips ORDER BY connection",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -292,6 +343,7 @@ impl Store {
             .map(|r| {
                 Ok(GuardTrip {
                     connection: r.try_get("connection")?,
+                    guard: GuardKind::parse(&r.try_get::<String, _>("guard")?),
                     why: r.try_get("why")?,
                     deactivations: r.try_get("deactivations")?,
                     tripped_at: r.try_get("tripped_at")?,
@@ -311,7 +363,7 @@ impl Store {
                (SELECT COUNT(*) FROM dead_letters d WHERE d.connection = c.name AND d.state = 'dead') AS dead, \
                (SELECT COUNT(*) FROM holds h WHERE h.connection = c.name) AS held, \
                (SELECT id FROM config_versions ORDER BY created_at DESC, id DESC LIMIT 1) AS config_id, \
-               g.why, g.deactivations, g.tripped_at, g.by_whom, c.paused_at, c.paused_by \
+               g.guard, g.why, g.deactivations, g.tripped_at, g.by_whom, c.paused_at, c.paused_by \
              FROM connections c LEFT JOIN guard_trips g ON g.connection = c.name \
              ORDER BY c.created_at, c.name",
         )
@@ -323,6 +375,7 @@ impl Store {
                 let guard = match r.try_get::<Option<String>, _>("why")? {
                     Some(why) => Some(GuardTrip {
                         connection: connection.clone(),
+                        guard: GuardKind::parse(&r.try_get::<Option<String>, _>("guard")?.unwrap_or_default()),
                         why,
                         deactivations: r.try_get("deactivations")?,
                         tripped_at: r.try_get("tripped_at")?,
@@ -422,6 +475,43 @@ impl Store {
             .map(|r| Ok((r.try_get("worker_id")?, r.try_get("at")?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
+    }
+
+    /// The teams tenure made or put someone in on a connection.
+    pub async fn tenure_teams(&self, connection: &str) -> Result<Vec<TenureTeam>, StoreError> {
+        let rows = sqlx::query("SELECT name, made FROM tenure_teams WHERE connection = $1 ORDER BY name_key")
+            .bind(connection)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(TenureTeam { name: r.try_get("name")?, made: r.try_get::<i64, _>("made")? != 0 }))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// A team tenure made: recorded as soon as the target answered, before anyone joins it.
+    pub async fn record_team_made(&self, connection: &str, team: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenure_teams (connection, name_key, name, made, since) VALUES ($1, $2, $3, 1, $4) \
+             ON CONFLICT (connection, name_key) DO UPDATE SET made = 1, name = excluded.name",
+        )
+        .bind(connection)
+        .bind(team.to_lowercase())
+        .bind(team)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A team tenure deleted (empty): no longer tenure's.
+    pub async fn forget_team(&self, connection: &str, team: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tenure_teams WHERE connection = $1 AND name_key = $2")
+            .bind(connection)
+            .bind(team.to_lowercase())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Writes intents, in one transaction, before their calls are made.
@@ -529,6 +619,18 @@ impl Store {
                 .bind(conn)
                 .bind(worker)
                 .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (conn, team) in o.joined() {
+                sqlx::query(
+                    "INSERT INTO tenure_teams (connection, name_key, name, made, since) VALUES ($1, $2, $3, 0, $4) \
+                     ON CONFLICT (connection, name_key) DO NOTHING",
+                )
+                .bind(conn)
+                .bind(team.to_lowercase())
+                .bind(team)
+                .bind(&t)
                 .execute(&mut *tx)
                 .await?;
             }

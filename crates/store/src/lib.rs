@@ -10,8 +10,8 @@ pub mod secrets;
 pub mod users;
 
 pub use engine::{
-    AfterRun, AuditEntry, AuditFilter, AuditRecord, ConnectionFigures, EventsDone, GuardTrip, JournalEntry, Link,
-    Outcomes, RunRecord,
+    AfterRun, AuditEntry, AuditFilter, AuditRecord, ConnectionFigures, EventsDone, GuardKind, GuardTrip, JournalEntry,
+    Link, Outcomes, RunRecord, TenureTeam,
 };
 pub use hr::{EventQuery, EventRecord, EventState, HeldSettled, LoadRecord, LoadWrite, SnapshotRow};
 pub use lease::{Acquired, Claimant, Holder, Lease};

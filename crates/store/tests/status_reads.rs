@@ -35,7 +35,7 @@ async fn exercise(store: &Store) {
     store.record_attempts("A", &[failed("7"), failed("8")], &[], 1).await.unwrap();
     store.record_attempts("A", &[failed("9")], &[], 3).await.unwrap();
     store.replace_holds("A", &[("4".into(), "no e-mail".into()), ("5".into(), "no e-mail".into())]).await.unwrap();
-    store.trip_guard("A", "3 of 10 would go", 3, "the scheduler").await.unwrap();
+    store.trip_guard("A", store::GuardKind::Deprovision, "3 of 10 would go", 3, "the scheduler").await.unwrap();
     let v = store.save_config("x = 1").await.unwrap();
 
     let figures = store.connection_figures().await.unwrap();

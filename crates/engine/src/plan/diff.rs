@@ -41,6 +41,15 @@ fn why_role(w: &Wanted) -> String {
     }
 }
 
+/// Why a worker joins a team: the role's words for the grant's teams (as before team rules),
+/// the rule's for a team rule's.
+fn why_team(w: &Wanted, team: &str, why_role: &str) -> String {
+    match w.decision.placements.iter().find(|p| p.team.eq_ignore_ascii_case(team)).map(|p| &p.by) {
+        Some(by @ rules::PlacedBy::TeamRule(_)) => format!("{by} puts the worker in {team:?}"),
+        _ => format!("{why_role} puts the worker in {team:?}"),
+    }
+}
+
 /// An action for this worker (and its account, if it has one).
 fn act(w: &Wanted, acc: Option<Account>, kind: Kind, reason: String) -> Action {
     let mut a = Action::new(w.id(), kind, reason);
@@ -96,6 +105,17 @@ impl<'w> Diff<'_, '_, 'w> {
         let why_role = why_role(w);
         if !w.errors.is_empty() && w.life != Life::Gone {
             return self.push(act(w, acc, Kind::Skip, format!("invalid data: {}", w.errors.join("; "))));
+        }
+        if !w.decision.team_errors.is_empty() && w.life == Life::Active {
+            // A bad name is never sent: the worker waits until HR data gives a good one.
+            let mut held = act(
+                w,
+                acc,
+                Kind::Skip,
+                format!("held: a team cannot be named from the HR data: {}", w.decision.team_errors.join("; ")),
+            );
+            held.hold = Some(Hold::Data);
+            return self.push(held);
         }
         if let Some(why) = held.conflict.get(w.id()).filter(|_| w.life != Life::Gone) {
             let mut held = act(w, acc, Kind::Skip, why.clone());
@@ -168,7 +188,7 @@ impl<'w> Diff<'_, '_, 'w> {
         self.push(a);
         for t in g.teams.iter().chain(&g.groups) {
             self.need_team(t);
-            let mut a = act(w, None, Kind::TeamAdd, format!("{why_role} puts the worker in {t:?}"));
+            let mut a = act(w, None, Kind::TeamAdd, why_team(w, t, why_role));
             a.team = Some(t.clone());
             // The account the create makes: a reviewer sees whom the join is for.
             a.user_name = user_name.clone();
@@ -267,13 +287,13 @@ impl<'w> Diff<'_, '_, 'w> {
         for team in &want {
             if !have.iter().any(|h| h.eq_ignore_ascii_case(team)) {
                 self.need_team(team);
-                let mut join = act(w, Some(a), Kind::TeamAdd, format!("{why_role} puts the worker in {team:?}"));
+                let mut join = act(w, Some(a), Kind::TeamAdd, why_team(w, team, why_role));
                 join.team = Some((*team).clone());
                 self.push(join);
             }
         }
         for h in have {
-            let managed = self.ctx.managed_teams.iter().any(|m| m.eq_ignore_ascii_case(h));
+            let managed = self.ctx.managed_teams.contains(&h.to_lowercase());
             if managed && !want.iter().any(|t| t.eq_ignore_ascii_case(h)) {
                 let mut leave =
                     act(w, Some(a), Kind::TeamRemove, format!("{why_role} no longer puts the worker in {h:?}"));

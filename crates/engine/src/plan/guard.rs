@@ -3,7 +3,8 @@
 //! would otherwise switch off half the company.
 
 use crate::{Kind, Plan};
-use rules::DeprovisionGuard;
+use rules::{DeprovisionGuard, TeamGuard};
+use std::collections::BTreeMap;
 
 /// The guard's verdict on one plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,33 @@ pub fn guard(plan: &Plan, g: &DeprovisionGuard) -> Verdict {
     Verdict { deactivations: n, managed_active: plan.managed_active, refused }
 }
 
+/// The team guard: why the plan may not apply unconfirmed, when it takes more than the
+/// allowed share of some team's members out of it (from the minimum count), naming the teams.
+pub fn teams(plan: &Plan, g: &TeamGuard) -> Option<String> {
+    // By lower-cased name, in name order: the same plan gives the same words.
+    let mut out: BTreeMap<String, (&str, usize)> = BTreeMap::new();
+    for a in plan.actions.iter().filter(|a| a.kind == Kind::TeamRemove) {
+        let team = a.team.as_deref().unwrap_or_default();
+        out.entry(team.to_lowercase()).or_insert((team, 0)).1 += 1;
+    }
+    let over: Vec<String> = out
+        .iter()
+        .filter_map(|(key, (team, n))| {
+            let members = plan.team_members.get(key).copied().unwrap_or(0).max(*n).max(1);
+            let share = *n as f64 / members as f64;
+            (*n as u64 >= g.min_count && share > g.max_share)
+                .then(|| format!("{n} of the {members} members of {team:?} ({:.0}%)", share * 100.0))
+        })
+        .collect();
+    (!over.is_empty()).then(|| {
+        format!(
+            "the run takes {} out of their team, over the limit of {:.0}% of a team",
+            over.join(", "),
+            g.max_share * 100.0
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +73,38 @@ mod tests {
         actions.extend((0..delete).map(|i| Action::new(&format!("d{i}"), Kind::Delete, "leaver")));
         actions.push(Action::new("x", Kind::Update, "change"));
         Plan { actions, managed_active, ..Plan::default() }
+    }
+
+    fn removals(teams: &[(&str, usize, usize)]) -> Plan {
+        let mut p = Plan::default();
+        for (team, out, members) in teams {
+            for i in 0..*out {
+                let mut a = Action::new(&format!("{team}{i}"), Kind::TeamRemove, "moved");
+                a.team = Some(team.to_string());
+                p.actions.push(a);
+            }
+            p.team_members.insert(team.to_lowercase(), *members);
+        }
+        p
+    }
+
+    #[test]
+    fn a_team_losing_more_than_its_share_is_named_and_refused() {
+        let g = TeamGuard { max_share: 0.3, min_count: 5 };
+        let p = removals(&[("Sales", 6, 10), ("Support", 5, 40)]);
+        assert_eq!(
+            teams(&p, &g).as_deref(),
+            Some("the run takes 6 of the 10 members of \"Sales\" (60%) out of their team, over the limit of 30% of a team")
+        );
+        // Many teams each losing a few: everyday moves, not a reorganisation.
+        assert_eq!(teams(&removals(&[("A", 4, 5), ("B", 4, 5), ("C", 3, 3)]), &g), None);
+        // Exactly the share is allowed; one more is not.
+        assert_eq!(teams(&removals(&[("A", 6, 20)]), &g), None);
+        assert!(teams(&removals(&[("A", 7, 20)]), &g).is_some());
+        // A team's name in another case is the same team.
+        let mut p = removals(&[("Ops", 3, 8)]);
+        p.actions.extend(removals(&[("ops", 3, 8)]).actions);
+        assert!(teams(&p, &g).unwrap().contains("6 of the 8 members"), "{:?}", teams(&p, &g));
     }
 
     fn limits(max_count: u64, min_count: u64, max_share: f64) -> DeprovisionGuard {

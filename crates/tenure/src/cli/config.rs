@@ -180,6 +180,12 @@ pub async fn preview(
                     g.teams.join(", "),
                     if g.groups.is_empty() { String::new() } else { format!(", groups [{}]", g.groups.join(", ")) }
                 );
+                for p in &d.placements {
+                    outln!("    team {:?}: put there by {}", p.team, p.by);
+                }
+                for e in &d.team_errors {
+                    outln!("    team error (the worker is held): {e}");
+                }
                 for a in &d.attributes {
                     let v = match &a.value {
                         Ok(v) => format!("{:?}", v.to_text()),

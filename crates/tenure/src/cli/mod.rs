@@ -111,7 +111,7 @@ enum Command {
         workers: Vec<String>,
     },
     /// Plan and apply: every action journaled; a stopped run is resolved on the next.
-    /// Exit code 3: refused by the mass-deprovision guard; 4: some actions failed; 5: another
+    /// Exit code 3: refused by the mass-deprovision guard or the team guard; 4: some actions failed; 5: another
     /// run holds the connection (it says which, since when).
     Apply {
         /// The connection (needed when several are configured).
@@ -120,6 +120,9 @@ enum Command {
         /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
         #[arg(long)]
         confirm_deprovision: Option<usize>,
+        /// Confirms a run the team guard stops: the exact number of team removals.
+        #[arg(long)]
+        confirm_team_removals: Option<usize>,
         /// Apply as of this moment (RFC 3339) instead of now.
         #[arg(long)]
         as_of: Option<jiff::Timestamp>,
@@ -351,7 +354,17 @@ pub fn main() -> ExitCode {
                 workers,
             )))
         }
-        Command::Apply { connection, confirm_deprovision, as_of, workers, quiet, json, yes, confirm_production } => {
+        Command::Apply {
+            connection,
+            confirm_deprovision,
+            confirm_team_removals,
+            as_of,
+            workers,
+            quiet,
+            json,
+            yes,
+            confirm_production,
+        } => {
             return coded(rt.block_on(async {
                 let (store, key) = run::open_with_key(&dir, database_url.as_deref()).await?;
                 let output = match (quiet, json) {
@@ -362,6 +375,7 @@ pub fn main() -> ExitCode {
                 let watch = run::Terminal::new(output, yes);
                 let opts = runs::ApplyOptions {
                     confirm: confirm_deprovision,
+                    confirm_team_removals,
                     as_of,
                     watch: &watch,
                     workers,

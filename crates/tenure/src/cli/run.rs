@@ -137,7 +137,11 @@ pub async fn plan_cmd(
     } else {
         print_plan(&p.plan, verbose);
         if let Some(why) = verdict["why"].as_str() {
-            outln!("mass-deprovision guard: {why}; apply needs --confirm-deprovision {}", verdict["confirm_with"]);
+            if verdict["guard"] == "teams" {
+                outln!("team guard: {why}; apply needs --confirm-team-removals {}", verdict["confirm_with"]);
+            } else {
+                outln!("mass-deprovision guard: {why}; apply needs --confirm-deprovision {}", verdict["confirm_with"]);
+            }
         }
     }
     runs::release(p);

@@ -157,6 +157,9 @@ pub struct StartRun {
     /// Confirms a run the mass-deprovision guard refuses: the exact number of deactivations
     /// (Reviewer or Admin).
     pub confirm_deprovision: Option<usize>,
+    /// Confirms a run the team guard refuses: the exact number of team removals (Reviewer or
+    /// Admin).
+    pub confirm_team_removals: Option<usize>,
 }
 
 /// Start a run (plan and apply) on a connection; answered at once with the run's id, to
@@ -173,7 +176,7 @@ async fn start_run(
 ) -> Result<Response, Problem> {
     // Starting a run is an editor's duty; confirming the guard a reviewer's. A Reviewer who is
     // not an Editor may start a run only to confirm a guard that stops it.
-    let confirm_only = match s.confirm_deprovision {
+    let confirm_only = match s.confirm_deprovision.or(s.confirm_team_removals) {
         None => {
             c.need(Role::Editor)?;
             false
@@ -187,6 +190,7 @@ async fn start_run(
     let start = runs::Start {
         workers: s.workers,
         confirm: s.confirm_deprovision,
+        confirm_team_removals: s.confirm_team_removals,
         actor: c.actor.clone(),
         person: c.person.clone(),
         confirm_only,

@@ -34,6 +34,7 @@ pub struct Card {
     pub dead_letters: i64,
     pub held: i64,
     pub guard: Option<String>,
+    pub guard_kind: super::plan::GuardKind,
     /// The number to confirm the guard with, and the session's CSRF token, when this person
     /// may confirm it (Reviewer, Admin).
     pub confirm: Option<(i64, String)>,
@@ -115,6 +116,7 @@ async fn build(api: &Shared, page: &Page, q: DashboardQuery, fragment: bool) -> 
                 pending_reviews: s.pending_reviews,
                 dead_letters: s.dead_letters,
                 held: s.held,
+                guard_kind: s.guard.as_ref().map_or(super::plan::GuardKind::Deprovision, |g| g.guard.into()),
                 confirm: s
                     .guard
                     .as_ref()

@@ -34,6 +34,7 @@ struct PlanPage {
     name: String,
     path: String,
     guard: Option<String>,
+    guard_kind: GuardKind,
     confirm_with: u64,
     deactivations: u64,
     kinds: Vec<(String, usize)>,
@@ -90,6 +91,7 @@ pub(super) fn changes_of(v: &Value) -> Vec<(String, String, String)> {
 /// row (a few short strings each, not the plan's whole document).
 pub struct PlanView {
     guard: Option<String>,
+    guard_kind: GuardKind,
     confirm_with: u64,
     deactivations: u64,
     kinds: Vec<(String, usize)>,
@@ -120,7 +122,8 @@ fn view_of(v: &Value) -> PlanView {
     let kinds = kind_counts(v);
     let g = &v["guard"];
     PlanView {
-        guard: g["why"].as_str().map(str::to_string),
+        guard: g["why"].as_str().map(|w| w.trim_end_matches('.').to_string()),
+        guard_kind: if g["guard"] == "teams" { GuardKind::Teams } else { GuardKind::Deprovision },
         confirm_with: g["confirm_with"].as_u64().unwrap_or_default(),
         deactivations: g["deactivations"].as_u64().unwrap_or_default(),
         kinds,
@@ -216,6 +219,7 @@ pub async fn page(
                 path: segment(&name),
                 guard: view.guard.clone(),
                 confirm_with: view.confirm_with,
+                guard_kind: view.guard_kind,
                 deactivations: view.deactivations,
                 kinds: view.kinds.clone(),
                 previous: (at > 1).then(|| link(at - 1)),
@@ -255,6 +259,45 @@ pub async fn json(State(api): State<Shared>, page: Page, Path(name): Path<String
 #[derive(Deserialize)]
 pub struct ApplyForm {
     confirm: Option<String>,
+    /// Which guard the number confirms ("teams": the team guard; else the mass-deprovision guard).
+    guard: Option<String>,
+}
+
+/// The guard a page offers to confirm, in the page's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GuardKind {
+    Deprovision,
+    Teams,
+}
+
+impl GuardKind {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            GuardKind::Deprovision => "mass-deprovision guard",
+            GuardKind::Teams => "team guard",
+        }
+    }
+    pub(super) fn counted(self) -> &'static str {
+        match self {
+            GuardKind::Deprovision => "deactivations",
+            GuardKind::Teams => "team removals",
+        }
+    }
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            GuardKind::Deprovision => "deprovision",
+            GuardKind::Teams => "teams",
+        }
+    }
+}
+
+impl From<store::GuardKind> for GuardKind {
+    fn from(g: store::GuardKind) -> Self {
+        match g {
+            store::GuardKind::Deprovision => GuardKind::Deprovision,
+            store::GuardKind::Teams => GuardKind::Teams,
+        }
+    }
 }
 
 /// Apply: a run on the connection, started in the background; on to its page. Confirming the
@@ -265,7 +308,7 @@ pub async fn apply(State(api): State<Shared>, Path(name): Path<String>, posted: 
         async {
             let confirm = match form.confirm.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
                 Some(c) => Some(c.parse::<usize>().map_err(|_| {
-                    Failure::new(StatusCode::BAD_REQUEST, format!("\"{c}\" is not a number of deactivations"))
+                    Failure::new(StatusCode::BAD_REQUEST, format!("\"{c}\" is not a number to confirm the guard with"))
                 })?),
                 None => None,
             };
@@ -279,9 +322,11 @@ pub async fn apply(State(api): State<Shared>, Path(name): Path<String>, posted: 
                     !page.may(Role::Editor)
                 }
             };
+            let teams = form.guard.as_deref() == Some("teams");
             let start = runs::Start {
                 workers: vec![],
-                confirm,
+                confirm: confirm.filter(|_| !teams),
+                confirm_team_removals: confirm.filter(|_| teams),
                 actor: page.actor().to_string(),
                 person: page.caller.person.clone(),
                 confirm_only,
@@ -510,6 +555,7 @@ pub async fn retry(State(api): State<Shared>, Path(id): Path<String>, posted: Po
             let start = runs::Start {
                 workers: vec![worker],
                 confirm: None,
+                confirm_team_removals: None,
                 actor: page.actor().to_string(),
                 person: page.caller.person.clone(),
                 confirm_only: false,

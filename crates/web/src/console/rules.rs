@@ -102,6 +102,10 @@ struct RulesPage {
     roles: Vec<RoleRow>,
     workers: usize,
     unmatched: Option<usize>,
+    /// (connection, team, what put the workers there, workers), once counted.
+    teams: Vec<(String, String, String, usize)>,
+    /// (connection, workers held for a team their data cannot name).
+    team_errors: Vec<(String, usize)>,
     counting: bool,
     connections: Vec<ConnectionView>,
     /// Stored connections the draft has no rules for: (name, path segment).
@@ -226,6 +230,10 @@ struct RolesView {
     roles: Vec<RoleRow>,
     workers: usize,
     unmatched: Option<usize>,
+    /// (connection, team, what put the workers there, workers), once counted.
+    teams: Vec<(String, String, String, usize)>,
+    /// (connection, workers held for a team their data cannot name).
+    team_errors: Vec<(String, usize)>,
     counting: bool,
 }
 
@@ -270,6 +278,11 @@ async fn roles_view(api: &Shared, cfg: &Config, count: bool) -> Result<RolesView
         roles,
         workers: counts.as_ref().map(|c| c.workers).unwrap_or_default(),
         unmatched: counts.as_ref().map(|c| c.unmatched),
+        teams: counts
+            .as_ref()
+            .map(|c| c.teams.iter().map(|t| (t.connection.clone(), t.team.clone(), t.by.clone(), t.workers)).collect())
+            .unwrap_or_default(),
+        team_errors: counts.as_ref().map(|c| c.team_errors.clone()).unwrap_or_default(),
         counting,
     })
 }
@@ -283,6 +296,10 @@ struct RolesSection {
     roles: Vec<RoleRow>,
     workers: usize,
     unmatched: Option<usize>,
+    /// (connection, team, what put the workers there, workers), once counted.
+    teams: Vec<(String, String, String, usize)>,
+    /// (connection, workers held for a team their data cannot name).
+    team_errors: Vec<(String, usize)>,
     connections: Vec<ConnectionView>,
 }
 
@@ -300,6 +317,8 @@ pub async fn roles_section(State(api): State<Shared>, page: Page) -> Response {
                 roles: v.roles,
                 workers: v.workers,
                 unmatched: v.unmatched,
+                teams: v.teams,
+                team_errors: v.team_errors,
                 connections: draft.config.connections.iter().map(connection_view).collect(),
             }))
         }
@@ -338,6 +357,8 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<Said>) 
                 roles: v.roles,
                 workers: v.workers,
                 unmatched: v.unmatched,
+                teams: v.teams,
+                team_errors: v.team_errors,
                 counting: v.counting,
                 connections: cfg.connections.iter().map(connection_view).collect(),
                 missing,

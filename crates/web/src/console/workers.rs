@@ -162,6 +162,8 @@ pub struct OnConnection {
     pub outcome: String,
     pub user_type: String,
     pub teams: String,
+    /// Teams that could not be named from the worker's data: why the worker is held.
+    pub team_errors: Vec<String>,
     pub attributes: Vec<AttributeRow>,
     pub basis: String,
     pub read_at: Option<(String, String)>,
@@ -290,7 +292,13 @@ fn on_connection(p: &service::preview::Previewed) -> OnConnection {
         roles,
         outcome,
         user_type: grant.and_then(|g| g.user_type.clone()).unwrap_or_else(|| "–".into()),
-        teams: grant.map(|g| g.teams.join(", ")).filter(|t| !t.is_empty()).unwrap_or_else(|| "none".into()),
+        teams: if d.placements.is_empty() {
+            "none".into()
+        } else {
+            // Each team with what put the worker there: a role, the defaults, a team rule.
+            d.placements.iter().map(|p| format!("{} ({})", p.team, p.by)).collect::<Vec<_>>().join(", ")
+        },
+        team_errors: d.team_errors.clone(),
         attributes: d
             .attributes
             .iter()
@@ -432,6 +440,7 @@ pub async fn provision(State(api): State<Shared>, Path(id): Path<String>, posted
             let start = runs::Start {
                 workers: vec![id],
                 confirm: None,
+                confirm_team_removals: None,
                 actor: page.actor().to_string(),
                 person: page.caller.person.clone(),
                 confirm_only: false,
