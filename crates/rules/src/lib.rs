@@ -15,6 +15,7 @@ use jiff::civil::Date;
 use scim::{Dialect, ResourceSchema};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// The configuration file, as written and as exported (the canonical form).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -547,10 +548,14 @@ impl TeamSpec {
             TeamSpec::Name(n) => return Ok(n.clone()),
             TeamSpec::Formula(f) => f,
         };
-        let text = f.eval(row, ctx).map_err(|e| format!("the team formula {:?} failed: {e}", f.text()))?;
-        let text = text.to_text();
+        let text = match f.eval(row, ctx).map_err(|e| format!("the team formula {:?} failed: {e}", f.text()))? {
+            Value::Text(t) => t,
+            v => v.to_text(),
+        };
         let name = text.trim();
         match team_name_problem(name) {
+            // Most names come trimmed: kept as they are, not copied again.
+            None if name.len() == text.len() => Ok(text),
             None => Ok(name.to_string()),
             Some(p) if name.is_empty() => Err(format!("the team formula {:?} gives a name that {p}", f.text())),
             Some(p) => Err(format!("the team formula {:?} gives {name:?}, which {p}", f.text())),
@@ -561,14 +566,14 @@ impl TeamSpec {
 /// What put a worker in a team.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlacedBy {
-    /// The grant of the role that took the worker.
-    Role(String),
+    /// The grant of the role that took the worker (names shared, not copied per worker).
+    Role(Arc<str>),
     /// The connection's default grant (all employees, the role granting nothing here).
     DefaultGrant,
     /// The connection's default teams (the grant names none).
     DefaultTeams,
     /// An additive team rule.
-    TeamRule(String),
+    TeamRule(Arc<str>),
 }
 
 impl std::fmt::Display for PlacedBy {
@@ -608,6 +613,8 @@ struct Teams {
 #[derive(Debug, Clone)]
 struct CompiledTeamRule {
     name: String,
+    /// What its placements say put the worker there.
+    by: PlacedBy,
     when: Option<Compiled>,
     teams: Vec<TeamSpec>,
     /// None: every connection.
@@ -656,6 +663,8 @@ fn compile_teams(list: &[String], fields: &Fields, at: &str, errors: &mut Vec<St
 #[derive(Debug, Clone)]
 struct CompiledRole {
     name: String,
+    /// What its grant's placements say put the worker there.
+    by: PlacedBy,
     when: Option<Compiled>,
     grants: HashMap<String, CompiledGrant>,
 }
@@ -861,7 +870,13 @@ fn compile_team_rules(
             },
         };
         let teams = compile_teams(&r.teams, fields, &format!("{at}.teams"), errors);
-        out.push(CompiledTeamRule { name: r.name.clone(), when, teams, connections: r.connections.clone() });
+        out.push(CompiledTeamRule {
+            name: r.name.clone(),
+            by: PlacedBy::TeamRule(r.name.as_str().into()),
+            when,
+            teams,
+            connections: r.connections.clone(),
+        });
     }
     out
 }
@@ -1037,7 +1052,7 @@ impl Rules {
                 let g = compile_grant(g, &fields, t, &format!("{at}.grants.{conn:?}"), &mut errors);
                 grants.insert(conn.clone(), g);
             }
-            roles.push(CompiledRole { name: r.name.clone(), when, grants });
+            roles.push(CompiledRole { name: r.name.clone(), by: PlacedBy::Role(r.name.as_str().into()), when, grants });
         }
         let team_rules = compile_team_rules(&config.team_rules, &fields, &connections, &mut errors);
         if errors.is_empty() {
@@ -1105,7 +1120,7 @@ impl Rules {
                 }
             }
         };
-        let by = role.map_or(PlacedBy::DefaultGrant, |r| PlacedBy::Role(r.name.clone()));
+        let by = role.map_or(PlacedBy::DefaultGrant, |r| r.by.clone());
         if g.teams.is_empty() && conn.dialect == Dialect::Monday {
             place(&conn.default_teams, &PlacedBy::DefaultTeams, false, &mut out);
         } else {
@@ -1125,7 +1140,7 @@ impl Rules {
                 out.why.push(format!("team rule {:?} {verdict}: {tests}", r.name));
             }
             if hit {
-                place(&r.teams, &PlacedBy::TeamRule(r.name.clone()), false, &mut out);
+                place(&r.teams, &r.by, false, &mut out);
             }
         }
         out.view.user_type = match &g.user_type {

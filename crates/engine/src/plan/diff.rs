@@ -67,6 +67,9 @@ struct Diff<'c, 't, 'w> {
     taken: rules::UniqueNames,
     /// Attribute paths, compiled once per plan (keyed by the wanted workers' own target names).
     compiled: HashMap<&'w str, paths::Compiled>,
+    /// The target's teams tenure manages, as the target spells them: a member's team is
+    /// looked up as it is, not lower-cased once per membership.
+    managed: std::collections::HashSet<&'t str>,
     out: Plan,
 }
 
@@ -81,7 +84,13 @@ pub(crate) fn actions(
     let Matched { accounts, held, unmanaged } = matched;
     let out = Plan { connection: ctx.conn.name.clone(), at: ctx.now.to_string(), unmanaged, ..Plan::default() };
     let taken = rules::UniqueNames::new(actual.users.iter().map(|u| s(u, "userName")));
-    let mut d = Diff { ctx, t, deactivated, taken, compiled: HashMap::new(), out };
+    let managed = actual
+        .groups
+        .iter()
+        .map(|g| sv(g, "displayName"))
+        .filter(|n| ctx.managed_teams.contains(&n.to_lowercase()))
+        .collect();
+    let mut d = Diff { ctx, t, deactivated, taken, compiled: HashMap::new(), managed, out };
     for (w, acc) in wanted.iter().zip(accounts) {
         d.worker(w, acc, &held);
     }
@@ -293,7 +302,7 @@ impl<'w> Diff<'_, '_, 'w> {
             }
         }
         for h in have {
-            let managed = self.ctx.managed_teams.contains(&h.to_lowercase());
+            let managed = self.managed.contains(h);
             if managed && !want.iter().any(|t| t.eq_ignore_ascii_case(h)) {
                 let mut leave =
                     act(w, Some(a), Kind::TeamRemove, format!("{why_role} no longer puts the worker in {h:?}"));

@@ -83,8 +83,10 @@ pub fn plan(i: &Inputs) -> Result<Plan, String> {
     let wanted = desired::evaluate(&ctx, i.workers);
     tracing::debug!(ms = ms(), "plan: roles and mappings evaluated");
     ctx.managed_teams.extend(i.tenure_teams.iter().map(|t| t.name.to_lowercase()));
-    for w in &wanted {
-        for p in &w.decision.placements {
+    // Each distinct name lower-cased once, not once per worker.
+    let mut seen: HashSet<&str> = HashSet::new();
+    for p in wanted.iter().flat_map(|w| &w.decision.placements) {
+        if seen.insert(p.team.as_str()) {
             ctx.managed_teams.insert(p.team.to_lowercase());
         }
     }
