@@ -309,6 +309,11 @@ test("the admin's first hour", async () => {
   assert.match(await roleRows.nth(0).locator("td.num").nth(1).innerText(), /^3/);
   assert.match(await roleRows.nth(1).locator("td.num").nth(1).innerText(), /^6/);
   assert.match(await roleRows.nth(0).innerText(), /Amélie Durand/);
+  // Each team with what puts workers in it: the role's own team, the default team for the rest.
+  const teamRows = page.locator("table", { hasText: "Put there by" }).locator("tbody tr");
+  assert.equal(await teamRows.count(), 2);
+  assert.match(await teamRows.nth(0).innerText(), /Engineering\s+role "Engineering"\s+3/);
+  assert.match(await teamRows.nth(1).innerText(), /Everyone\s+the connection's default teams\s+6/);
   await look(page, "rules-counts");
   await page.getByRole("link", { name: "Engineering", exact: true }).click();
   await page.getByRole("button", { name: "Count the workers it takes" }).click();
@@ -411,7 +416,7 @@ test("the admin's first hour", async () => {
   await page.getByRole("heading", { name: "Nothing applied" }).waitFor();
   await look(page, "run-guard-refused");
   await page.goto(`${BASE}/`);
-  await page.getByText("The guard stopped the last run.").waitFor();
+  await page.getByText("The mass-deprovision guard stopped the last run.").waitFor();
   await look(page, "dashboard-guard");
 
   // A viewer, made through the API with the admin's session, sees no admin action and gets
@@ -487,7 +492,7 @@ test("the admin's first hour", async () => {
 
   // The viewer is offered no confirmation; a reviewer confirms the guard with its number.
   await viewer.goto(`${BASE}/`);
-  await viewer.getByText("The guard stopped the last run.").waitFor();
+  await viewer.getByText("The mass-deprovision guard stopped the last run.").waitFor();
   assert.equal(await viewer.getByRole("button", { name: "Confirm and apply" }).count(), 0);
   const reviewer = await newPage();
   await signIn(reviewer, "rita", "rita has a long password");
@@ -496,7 +501,7 @@ test("the admin's first hour", async () => {
   await reviewer.getByRole("button", { name: "Confirm and apply" }).click();
   await reviewer.waitForURL(/\/runs\//);
   await reviewer.goto(`${BASE}/`);
-  await reviewer.getByText("The guard stopped the last run.").waitFor();
+  await reviewer.getByText("The mass-deprovision guard stopped the last run.").waitFor();
   await look(reviewer, "dashboard-guard-wrong-number");
   await reviewer.getByLabel("Deactivations to confirm").fill("4");
   await reviewer.getByRole("button", { name: "Confirm and apply" }).click();
@@ -509,7 +514,7 @@ test("the admin's first hour", async () => {
   assert.equal(await reviewer.locator("h2#counts").innerText(), "Finished");
   await look(reviewer, "run-confirmed");
   await reviewer.goto(`${BASE}/`);
-  assert.equal(await reviewer.getByText("The guard stopped the last run.").count(), 0, "the guard is cleared");
+  assert.equal(await reviewer.getByText("The mass-deprovision guard stopped the last run.").count(), 0, "the guard is cleared");
 
   // An unknown page is a page, not JSON.
   const missing = await viewer.goto(`${BASE}/no-such-page`);
@@ -665,9 +670,10 @@ test("a day of the team", async () => {
   const waiting = admin.getByRole("table", { name: "Reviews waiting, oldest first" }).locator("tbody tr");
   assert.equal(await waiting.count(), 3);
   await look(admin, "reviews");
-  await admin.getByLabel("Stage").selectOption("leave");
+  // "leave" of before is read as terminations and leaves of absence: these two are terminations.
+  await admin.getByLabel("Stage").selectOption("termination");
   await admin.getByRole("button", { name: "Filter" }).click();
-  await admin.waitForURL(/stage=leave/);
+  await admin.waitForURL(/stage=termination/);
   assert.equal(await waiting.count(), 2);
   for (const text of await waiting.allInnerTexts()) assert.match(text, /Termination[\s\S]*deactivate[\s\S]*eddie/);
   await admin.getByLabel(/Select review #\d+ \(Sam O'Brien\)/).check();
@@ -676,7 +682,7 @@ test("a day of the team", async () => {
   await look(admin, "reviews-leavers-selected");
   await admin.getByRole("button", { name: "Approve selected" }).click();
   await admin.getByText("2 review(s) approved.").waitFor();
-  assert.match(admin.url(), /stage=leave/, "back to the same filter");
+  assert.match(admin.url(), /stage=termination/, "back to the same filter");
   // The change the admin sent is not theirs to approve: refused, and said why.
   await admin.getByRole("link", { name: "Show every review waiting" }).click();
   await admin.getByLabel(/Select review #\d+ \(Pepe García López\)/).check();

@@ -121,6 +121,10 @@ pub struct Action {
     /// For a skip: what holds the worker back (its reason says it in words).
     #[serde(skip)]
     pub hold: Option<Hold>,
+    /// For a deactivation: a leave of absence, rather than a termination (a leaver, or out of
+    /// scope). Supervised separately.
+    #[serde(skip)]
+    pub on_leave: bool,
 }
 
 /// What holds a worker's actions back, so that no caller reads it from the reason's wording.
@@ -153,6 +157,7 @@ impl Action {
             moved_from: None,
             review: None,
             hold: None,
+            on_leave: false,
         }
     }
 }

@@ -10,18 +10,37 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use store::{DeadLetter, Review, ReviewRequest};
 
-/// The stage a worker's acting actions belong to.
-pub fn stage_of(actions: &[&Action]) -> Stage {
+/// The stages a worker's acting actions belong to: one lifecycle stage (hire, termination,
+/// leave of absence, rehire) with whatever comes with it, or the changes of an active account
+/// (attributes, teams, or both).
+pub fn stages_of(actions: &[&Action]) -> Vec<Stage> {
     let has = |k: Kind| actions.iter().any(|a| a.kind == k);
     if has(Kind::Create) || has(Kind::Adopt) {
-        Stage::Hire
+        vec![Stage::Hire]
+    } else if actions.iter().any(|a| a.kind == Kind::Deactivate && a.on_leave) {
+        vec![Stage::LeaveOfAbsence]
     } else if has(Kind::Deactivate) || has(Kind::Delete) {
-        Stage::Leave
+        vec![Stage::Termination]
     } else if has(Kind::Reactivate) {
-        Stage::Rehire
+        vec![Stage::Rehire]
     } else {
-        Stage::Change
+        let mut v = vec![];
+        if has(Kind::Update) {
+            v.push(Stage::AttributeChange);
+        }
+        if has(Kind::TeamAdd) || has(Kind::TeamRemove) {
+            v.push(Stage::TeamChange);
+        }
+        if v.is_empty() {
+            v.push(Stage::AttributeChange);
+        }
+        v
     }
+}
+
+/// The stage a worker's acting actions are known by: the first of `stages_of`.
+pub fn stage_of(actions: &[&Action]) -> Stage {
+    stages_of(actions)[0]
 }
 
 /// What would be done, without the why: the same actions give the same text.
@@ -85,7 +104,9 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
         let idx = &by_worker[w];
         let acts: Vec<&Action> = idx.iter().map(|i| &plan.actions[*i]).collect();
         let f = fingerprint(&acts);
-        let stage = stage_of(&acts);
+        let stages = stages_of(&acts);
+        // Known by the first stage supervised (a mover's team change, when only that is).
+        let stage = stages.iter().copied().find(|s| supervised.contains(s)).unwrap_or(stages[0]);
         let skip = |hold: Hold, reason: String| Action {
             target_id: acts[0].target_id.clone(),
             user_name: acts[0].user_name.clone(),
@@ -111,7 +132,7 @@ pub fn hold(plan: &mut Plan, supervised: &[Stage], reviews: &[Review], dead: &[D
         }
         // Some actions need a reviewer on autopilot too (adopting an admin account).
         let why = acts.iter().find_map(|a| a.review.as_deref());
-        if !supervised.contains(&stage) && why.is_none() {
+        if !stages.iter().any(|s| supervised.contains(s)) && why.is_none() {
             continue;
         }
         let stage_why = match why {
@@ -204,7 +225,48 @@ mod tests {
             note: None,
             proposed_by: None,
             uploaded_by: None,
+            started_by: None,
         }
+    }
+
+    #[test]
+    fn each_stage_is_supervised_on_its_own() {
+        let team = |w: &str, k: Kind| Action { team: Some("Sales".into()), ..Action::new(w, k, "moved") };
+        let plan = || Plan {
+            connection: "c".into(),
+            actions: vec![
+                Action::new("1", Kind::Deactivate, "leaver: terminated"),
+                Action { on_leave: true, ..Action::new("2", Kind::Deactivate, "leave: suspended until the return") },
+                Action::new("3", Kind::Update, "title changed"),
+                team("4", Kind::TeamAdd),
+                team("4", Kind::TeamRemove),
+                // A mover whose title changed too: both kinds of change.
+                Action::new("5", Kind::Update, "title changed"),
+                team("5", Kind::TeamAdd),
+                Action::new("6", Kind::Reactivate, "back"),
+                Action::new("7", Kind::Create, "hire"),
+                team("7", Kind::TeamAdd),
+            ],
+            ..Plan::default()
+        };
+        let held = |supervised: &[Stage]| {
+            let mut p = plan();
+            let mut h: Vec<(String, String)> =
+                hold(&mut p, supervised, &[], &[]).requests.into_iter().map(|r| (r.0, r.1)).collect();
+            h.sort();
+            h
+        };
+        let w = |w: &str, s: &str| (w.to_string(), s.to_string());
+        assert_eq!(held(&[Stage::Termination]), [w("1", "termination")], "a leave of absence is not a termination");
+        assert_eq!(held(&[Stage::LeaveOfAbsence]), [w("2", "leave_of_absence")]);
+        assert_eq!(held(&[Stage::TeamChange]), [w("4", "team_change"), w("5", "team_change")], "the mover too");
+        assert_eq!(held(&[Stage::AttributeChange]), [w("3", "attribute_change"), w("5", "attribute_change")]);
+        assert_eq!(held(&[Stage::Hire]), [w("7", "hire")], "a hire's team joins are part of the hire");
+        assert_eq!(held(&[Stage::Rehire]), [w("6", "rehire")]);
+        // The names of before cover what they covered.
+        let old = rules::expand_stages(&[Stage::Leave, Stage::Change]);
+        let ids: Vec<String> = held(&old).into_iter().map(|(w, _)| w).collect();
+        assert_eq!(ids, ["1", "2", "3", "4", "5"]);
     }
 
     fn hold_of(plan: &Plan, worker: &str) -> Option<Hold> {
@@ -216,17 +278,19 @@ mod tests {
         let f = fingerprint(&[&leaver_plan().actions[0]]);
         // Supervised leavers wait for a reviewer; other workers go ahead, unheld.
         let mut p = leaver_plan();
-        let held = hold(&mut p, &[Stage::Leave], &[], &[]);
+        // "leave", the name of before, is read as it was meant: every deactivation.
+        let leave = rules::expand_stages(&[Stage::Leave]);
+        let held = hold(&mut p, &leave, &[], &[]);
         assert_eq!(held.waiting, vec!["1".to_string()]);
         assert_eq!((hold_of(&p, "1"), hold_of(&p, "2")), (Some(Hold::Waiting), None));
         assert_eq!(p.actions.iter().find(|a| a.worker == "1").map(|a| a.kind), Some(Kind::Skip));
         // Rejected by a reviewer.
         let mut p = leaver_plan();
-        hold(&mut p, &[Stage::Leave], &[review(store::ReviewState::Rejected, &f)], &[]);
+        hold(&mut p, &leave, &[review(store::ReviewState::Rejected, &f)], &[]);
         assert_eq!(hold_of(&p, "1"), Some(Hold::Rejected));
         // Approved: acts, unheld.
         let mut p = leaver_plan();
-        let held = hold(&mut p, &[Stage::Leave], &[review(store::ReviewState::Approved, &f)], &[]);
+        let held = hold(&mut p, &leave, &[review(store::ReviewState::Approved, &f)], &[]);
         assert_eq!((hold_of(&p, "1"), held.approved), (None, vec![("1".to_string(), 7)]));
         // A dead letter is set aside whatever the supervision.
         let dead = DeadLetter {

@@ -61,6 +61,8 @@ pub struct Flagged {
     pub row: usize,
     pub column: String,
     pub value: String,
+    /// The row's employee id, as written.
+    pub worker_id: Option<String>,
 }
 
 /// Whether a spreadsheet would take this value for a formula (or a DDE call).
@@ -396,10 +398,11 @@ pub fn parse_csv_with(
     let mut ids: Vec<(QuarantinedRow, Option<WorkerId>, Option<Worker>)> = vec![];
     // (row, byte offset) of each row that parsed, to read it again if it turns out a duplicate.
     let mut starts: Vec<(usize, u64)> = vec![];
+    let mut lines = LineCounter::new(text.as_bytes());
     for (i, rec) in rd.records().enumerate() {
         let rec = rec.map_err(|e| reject(file, format!("malformed CSV: {e}")))?;
         let row = i + 1;
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec.position().map_or(0, |p| lines.line_at(p.byte()));
         if let Some(why) = swallowed(&rec, line, headers.len(), def.delimiter) {
             // One stray quote would otherwise hide every later row (and, with --missing
             // terminate, make their workers leavers): the whole file is refused.
@@ -417,7 +420,13 @@ pub fn parse_csv_with(
         // Only the columns tenure carries: an ignored column never reaches a target.
         for (j, h) in &used {
             if let Some(v) = rec.get(*j).filter(|v| looks_like_formula(v)) {
-                report.flagged.push(Flagged { row, column: h.to_string(), value: prefix(v, 80).to_string() });
+                let worker_id = id_at.and_then(|j| rec.get(j)).map(|v| v.trim().to_string());
+                report.flagged.push(Flagged {
+                    row,
+                    column: h.to_string(),
+                    value: prefix(v, 80).to_string(),
+                    worker_id,
+                });
             }
         }
         let mut q = QuarantinedRow { row, line, worker_id: None, problems: vec![], raw: vec![], parsed: None };
@@ -464,6 +473,35 @@ pub fn parse_csv_with(
         }
     }
     Ok(report)
+}
+
+/// The line a record starts on, from its byte offset: the CSV reader's own count is one short
+/// after a CRLF (it places a record at the line feed that ends the row before), which is what
+/// Workday and Excel write. Counted on from the last record, so a file is read once.
+struct LineCounter<'t> {
+    text: &'t [u8],
+    at: usize,
+    line: u64,
+}
+
+impl<'t> LineCounter<'t> {
+    fn new(text: &'t [u8]) -> Self {
+        LineCounter { text, at: 0, line: 1 }
+    }
+
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut to = (byte as usize).min(self.text.len());
+        // A record's offset may stand on the end of the row before (\r\n): step over it.
+        while to < self.text.len() && matches!(self.text[to], b'\r' | b'\n') {
+            to += 1;
+        }
+        if to < self.at {
+            (self.at, self.line) = (0, 1);
+        }
+        self.line += self.text[self.at..to].iter().filter(|b| **b == b'\n').count() as u64;
+        self.at = to;
+        self.line
+    }
 }
 
 /// Whether a quoted field runs over lines that look like whole rows of their own: a quote
@@ -615,7 +653,13 @@ pub fn parse_json_with(
         };
         for (k, x) in v.as_object().into_iter().flatten() {
             if let Some(text) = x.as_str().filter(|t| looks_like_formula(t) && def.column_for(k).is_some()) {
-                report.flagged.push(Flagged { row, column: k.clone(), value: prefix(text, 80).to_string() });
+                let worker_id = v
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .find(|(k, _)| def.column_for(k).is_some_and(|c| c.field == Field::EmployeeId))
+                    .map(|(_, x)| x.as_str().map_or_else(|| x.to_string(), str::to_string));
+                report.flagged.push(Flagged { row, column: k.clone(), value: prefix(text, 80).to_string(), worker_id });
             }
         }
         let (id, parsed, unknown) = object_row(&v, def, known);

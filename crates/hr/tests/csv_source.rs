@@ -276,3 +276,25 @@ fn an_id_on_several_rows_that_all_say_left_is_a_leaver_whichever_row_is_right() 
     assert_eq!((left[0].0.id.as_str(), left[0].1.as_slice()), ("E1", [1, 3].as_slice()));
     assert_eq!(left[0].0.termination_date.unwrap().to_string(), "2026-05-29");
 }
+
+#[test]
+fn row_lines_are_the_same_in_crlf_files_and_with_quoted_line_breaks() {
+    let head = "employee_id,first_name,last_name,employment_type,status,hire_date,title";
+    let rows = [
+        "1,Ann,Lee,employee,active,2020-01-01,Engineer",
+        // An address-like title on two lines: the next row starts two lines further.
+        "2,Bob,Ray,employee,active,2020-01-01,\"Head of\nSales\"",
+        "3,Cat,Kim,employee,active,2020-13-01,Engineer",
+        "4,Dan,Wu,employee,active,2020-02-30,Engineer",
+    ];
+    let lf = format!("{head}\n{}\n", rows.join("\n"));
+    let crlf = lf.replace('\n', "\r\n");
+    let bom = format!("\u{feff}{crlf}");
+    for (what, text) in [("LF", &lf), ("CRLF", &crlf), ("CRLF with a byte order mark", &bom)] {
+        let r = hr::parse_csv("x.csv", text.as_bytes(), &HeaderDefinition::default()).unwrap();
+        let lines: Vec<(usize, u64, String)> =
+            r.quarantined.iter().map(|q| (q.row, q.line, q.worker_id.as_ref().unwrap().as_str().to_string())).collect();
+        // Header on line 1, Ann 2, Bob 3-4, Cat 5, Dan 6.
+        assert_eq!(lines, [(3, 5, "3".to_string()), (4, 6, "4".to_string())], "{what}");
+    }
+}

@@ -252,29 +252,74 @@ pub struct ConnectionConfig {
     pub mappings: BTreeMap<String, MappingSpec>,
 }
 
-/// A worker's lifecycle stage on a connection, as a reviewer sees it.
+/// A worker's lifecycle stage on a connection, as a reviewer sees it. `change` and `leave` are
+/// the names of before, when a stage covered more: each is read as the stages it covered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// A new account (made or adopted), with its teams.
     Hire,
-    /// Attribute, user type or team changes of an active account.
-    Change,
-    /// Deactivation: leaver, leave, or out of scope.
-    Leave,
+    /// Attribute or user type changes of an active account.
+    AttributeChange,
+    /// Team joins and removals of an active account.
+    TeamChange,
+    /// Deactivation of a leaver, or of a worker out of scope.
+    Termination,
+    /// Deactivation during a leave of absence.
+    LeaveOfAbsence,
     /// Reactivation: rehire, return from leave, back in scope.
     Rehire,
+    /// Before: any change of an active account; read as attribute_change and team_change.
+    Change,
+    /// Before: every deactivation; read as termination and leave_of_absence.
+    Leave,
 }
 
 impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Hire => "hire",
+            Stage::AttributeChange => "attribute_change",
+            Stage::TeamChange => "team_change",
+            Stage::Termination => "termination",
+            Stage::LeaveOfAbsence => "leave_of_absence",
+            Stage::Rehire => "rehire",
             Stage::Change => "change",
             Stage::Leave => "leave",
-            Stage::Rehire => "rehire",
         }
     }
+
+    /// The stages a name covers: itself, or for a name of before, the stages it stood for.
+    pub fn covers(self) -> &'static [Stage] {
+        match self {
+            Stage::Change => &[Stage::AttributeChange, Stage::TeamChange],
+            Stage::Leave => &[Stage::Termination, Stage::LeaveOfAbsence],
+            Stage::Hire => &[Stage::Hire],
+            Stage::AttributeChange => &[Stage::AttributeChange],
+            Stage::TeamChange => &[Stage::TeamChange],
+            Stage::Termination => &[Stage::Termination],
+            Stage::LeaveOfAbsence => &[Stage::LeaveOfAbsence],
+            Stage::Rehire => &[Stage::Rehire],
+        }
+    }
+
+    /// Every stage a run can hold, in the order a reviewer meets them.
+    pub const ALL: [Stage; 6] = [
+        Stage::Hire,
+        Stage::AttributeChange,
+        Stage::TeamChange,
+        Stage::Termination,
+        Stage::LeaveOfAbsence,
+        Stage::Rehire,
+    ];
+}
+
+/// Supervised stages as named, with the names of before read as what they covered.
+pub fn expand_stages(named: &[Stage]) -> Vec<Stage> {
+    let mut v: Vec<Stage> = named.iter().flat_map(|s| s.covers().iter().copied()).collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 fn concurrency() -> usize {
@@ -375,8 +420,9 @@ impl Config {
     pub fn canonical(&self) -> Config {
         let mut c = self.clone();
         for conn in &mut c.connections {
-            conn.supervised.sort();
-            conn.supervised.dedup();
+            // The names of before are saved as the stages they cover: the meaning is kept, and
+            // said in today's words.
+            conn.supervised = expand_stages(&conn.supervised);
             for m in conn.mappings.values_mut() {
                 if let MappingSpec::Formula(f) = m {
                     *m = MappingSpec::Full { formula: f.clone(), apply: Apply::Always, unique: false };
@@ -480,6 +526,8 @@ pub struct Rules {
     roles: Vec<CompiledRole>,
     team_rules: Vec<CompiledTeamRule>,
     pub connections: Vec<CompiledConnection>,
+    /// What a person should know though nothing is wrong (a name of before, read as it was meant).
+    pub notes: Vec<String>,
 }
 
 impl CompiledConnection {
@@ -827,6 +875,26 @@ fn compile_grant(g: &Grant, fields: &Fields, t: Target, at: &str, errors: &mut V
     }
 }
 
+/// What the supervised names of before now cover, said per connection.
+fn stage_notes(config: &Config) -> Vec<String> {
+    let mut out = vec![];
+    for (i, c) in config.connections.iter().enumerate() {
+        for old in c.supervised.iter().filter(|s| matches!(s, Stage::Change | Stage::Leave)) {
+            let (covers, what) = match old {
+                Stage::Leave => ("\"termination\" and \"leave_of_absence\"", "every deactivation"),
+                _ => ("\"attribute_change\" and \"team_change\"", "every change of an active account"),
+            };
+            out.push(format!(
+                "connection[{i}] ({:?}).supervised: {:?} is read as {covers}, {what}, as before; name one of them to \
+                 supervise it alone (the saved configuration names both)",
+                c.name,
+                old.as_str()
+            ));
+        }
+    }
+    out
+}
+
 fn compile_team_rules(
     rules: &[TeamRule],
     fields: &Fields,
@@ -1001,7 +1069,7 @@ impl Rules {
                 remove_empty_teams: c.remove_empty_teams,
                 team_guard: c.team_guard,
                 mappings,
-                supervised: c.supervised.clone(),
+                supervised: expand_stages(&c.supervised),
                 dead_letter_after: c.dead_letter_after,
                 hard_delete_after_days: c.hard_delete_after_days,
                 published: t.published,
@@ -1055,8 +1123,9 @@ impl Rules {
             roles.push(CompiledRole { name: r.name.clone(), by: PlacedBy::Role(r.name.as_str().into()), when, grants });
         }
         let team_rules = compile_team_rules(&config.team_rules, &fields, &connections, &mut errors);
+        let notes = stage_notes(config);
         if errors.is_empty() {
-            Ok(Rules { config: config.clone(), custom, roles, team_rules, connections })
+            Ok(Rules { config: config.clone(), custom, roles, team_rules, connections, notes })
         } else {
             Err(errors)
         }

@@ -386,6 +386,7 @@ pub async fn import(
         }
     }
     notes.extend(update_connections(store, cfg, confirm.url_change).await?);
+    notes.extend(rules.notes.iter().cloned());
     for (conn, doc) in &fetched {
         store.set_setting(&schema_key(conn), &doc.to_string()).await?;
     }

@@ -38,7 +38,10 @@ const NAMES: [(&str, &[&str]); 19] = [
         &["workemail", "workemailaddress", "businessemail", "primaryworkemail", "email", "emailaddress", "emailwork"],
     ),
     ("title", &["jobtitle", "businesstitle", "positiontitle", "title", "position", "jobprofile", "jobname"]),
-    ("department", &["department", "departmentname", "dept", "supervisoryorganization", "abteilung", "team"]),
+    (
+        "department",
+        &["department", "departmentname", "dept", "jobfamily", "supervisoryorganization", "abteilung", "team"],
+    ),
     ("division", &["division", "businessunit", "subsidiary"]),
     ("location", &["location", "worklocation", "locationname", "office", "site", "standort", "workplace"]),
     ("cost_center", &["costcenter", "costcentre", "costcentername", "kostenstelle"]),
@@ -122,6 +125,66 @@ fn score(header: &str, names: &[&str]) -> u8 {
     }
 }
 
+/// tenure's employment type for an export's own word, when it can tell.
+fn type_guess(v: &str) -> Option<&'static str> {
+    let l = v.to_lowercase();
+    match hr::EmploymentType::parse(v) {
+        hr::EmploymentType::Employee => Some("employee"),
+        hr::EmploymentType::Contractor => Some("contractor"),
+        hr::EmploymentType::Intern => Some("intern"),
+        hr::EmploymentType::Temporary => Some("temporary"),
+        hr::EmploymentType::Other(_) => {
+            if ["regular", "salaried", "hourly", "staff", "internal", "employee"].iter().any(|w| l.contains(w)) {
+                Some("employee")
+            } else if ["contingent", "contract", "external", "freelance", "vendor", "consult"]
+                .iter()
+                .any(|w| l.contains(w))
+            {
+                Some("contractor")
+            } else if ["intern", "apprentice", "trainee", "working student", "werkstudent"]
+                .iter()
+                .any(|w| l.contains(w))
+            {
+                Some("intern")
+            } else if ["temp", "seasonal", "fixed term", "fixed-term"].iter().any(|w| l.contains(w)) {
+                Some("temporary")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// How well a column's values fit a field (0 to 9), and what was seen, in words: what decides
+/// between two columns whose headers both fit (a Workday export has "Worker Type" and "Worker
+/// Sub-Type", "Job Family" and "Supervisory Organization").
+fn value_fit(field: &str, values: &[String]) -> (u8, String) {
+    match field {
+        "employment_type" => {
+            let mut kinds: Vec<&str> = values.iter().filter_map(|v| type_guess(v)).collect();
+            kinds.sort();
+            kinds.dedup();
+            let unknown = values.iter().filter(|v| type_guess(v).is_none()).count();
+            let fit = (kinds.len() as u8 * 2).saturating_sub(unknown.min(9) as u8).min(9);
+            (fit, format!("{} of tenure's types ({})", kinds.len(), kinds.join(", ")))
+        }
+        "department" => {
+            // An organisation's units ("Engineering (Org)", "Sales > EMEA") are a hierarchy,
+            // not the department a rule names.
+            let org = values
+                .iter()
+                .filter(|v| v.contains('(') || v.contains('>') || v.contains('/') || v.to_lowercase().ends_with(" org"))
+                .count();
+            if values.is_empty() || org * 2 > values.len() {
+                (0, format!("{org} of {} values read as organisation units", values.len()))
+            } else {
+                (5, format!("{} distinct names", values.len()))
+            }
+        }
+        _ => (5, String::new()),
+    }
+}
+
 fn status_like(values: &[String]) -> bool {
     !values.is_empty() && values.iter().all(|v| STATUS_WORDS.iter().any(|w| v.to_lowercase().contains(w)))
 }
@@ -202,11 +265,19 @@ pub fn infer(file: &str, bytes: &[u8], encoding: Option<Encoding>, delimiter: Op
             }
         }
     }
-    candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
+    // Where headers fit a field equally, the values decide.
+    let rank = |&(s, f, c): &(u8, usize, usize)| s as u32 * 10 + value_fit(NAMES[f].0, &samples[c]).0 as u32;
+    candidates.sort_by(|a, b| rank(b).cmp(&rank(a)).then(a.2.cmp(&b.2)));
+    // The columns weighed for the fields whose values decide, to show beside the choice.
+    let weighed = |f: usize| -> Vec<(usize, u32)> {
+        let mut v: Vec<(usize, u32)> = candidates.iter().filter(|(_, g, _)| *g == f).map(|x| (x.2, rank(x))).collect();
+        v.dedup_by_key(|x| x.0);
+        v
+    };
     let mut field_col: Vec<Option<usize>> = vec![None; NAMES.len()];
     let mut taken = BTreeSet::new();
     let mut also: Vec<(usize, &str)> = vec![];
-    for (_, f, c) in candidates {
+    for &(_, f, c) in &candidates {
         if taken.contains(&c) {
             continue;
         }
@@ -260,6 +331,32 @@ pub fn infer(file: &str, bytes: &[u8], encoding: Option<Encoding>, delimiter: Op
         let _ = writeln!(out, "date_formats = [{}, \"%Y-%m-%d\"]", q(fixed.iter().next().expect("one")));
     }
     let _ = writeln!(out, "\n[hr.definition.columns]");
+    // Beside a choice between several columns: each one weighed, with a few of its values, and
+    // a word when two were equal (a person must look).
+    let weigh = |out: &mut String, f: usize, chosen: usize| {
+        let w = weighed(f);
+        if w.len() < 2 {
+            return;
+        }
+        for (c, _) in &w {
+            let eg: Vec<String> =
+                samples[*c].iter().take(4).map(|s| q(&s.chars().take(30).collect::<String>())).collect();
+            let (_, seen) = value_fit(NAMES[f].0, &samples[*c]);
+            let mark = if *c == chosen { "chosen" } else { "weighed" };
+            let seen = if seen.is_empty() { String::new() } else { format!("; {seen}") };
+            let eg = if eg.is_empty() { "empty in every row".to_string() } else { format!("e.g. {}", eg.join(", ")) };
+            let _ = writeln!(out, "#   {mark}: {} ({eg}{seen})", q(&headers[*c]));
+        }
+        if w[0].1 == w[1].1 {
+            let _ = writeln!(
+                out,
+                "#   unsure: {} and {} fit {} as well as each other; the first was taken, check",
+                q(&headers[w[0].0]),
+                q(&headers[w[1].0]),
+                NAMES[f].0
+            );
+        }
+    };
     for (f, (name, _)) in NAMES.iter().enumerate() {
         let needed = Field::builtin(name).is_some_and(|f| f.needed());
         match field_col[f] {
@@ -287,12 +384,37 @@ pub fn infer(file: &str, bytes: &[u8], encoding: Option<Encoding>, delimiter: Op
                     );
                 }
             }
+            Some(c) if *name == "employment_type" => {
+                let mut values = vec![];
+                for v in &samples[c] {
+                    match type_guess(v) {
+                        Some(g) if v.to_lowercase() != g => values.push(format!("{} = {}", q(v), q(g))),
+                        Some(_) => {}
+                        None => notes.push(format!(
+                            "# employment type value {v:?}: tenure keeps it as given; map it in values if it is one of \
+                             employee, contractor, intern, temporary"
+                        )),
+                    }
+                }
+                if values.is_empty() {
+                    let _ = writeln!(out, "employment_type = {}", q(&headers[c]));
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "employment_type = {{ header = {}, values = {{ {} }} }}",
+                        q(&headers[c]),
+                        values.join(", ")
+                    );
+                }
+                weigh(&mut out, f, c);
+            }
             Some(c) => {
                 let eg = samples[c]
                     .first()
                     .map(|s| format!("   # e.g. {}", q(&s.chars().take(40).collect::<String>())))
                     .unwrap_or_default();
                 let _ = writeln!(out, "{name} = {}{eg}", q(&headers[c]));
+                weigh(&mut out, f, c);
             }
             None if *name == "employment_type" => {
                 let _ = writeln!(out, "employment_type = {{ default = \"employee\" }}   # no such column found: everyone is an employee; check");
@@ -306,7 +428,7 @@ pub fn infer(file: &str, bytes: &[u8], encoding: Option<Encoding>, delimiter: Op
             None => {}
         }
     }
-    for n in notes.iter().filter(|n| n.starts_with("# status value")) {
+    for n in notes.iter().filter(|n| n.starts_with("# status value") || n.starts_with("# employment type value")) {
         let _ = writeln!(out, "{n}");
     }
     let unplaced: Vec<usize> = (0..headers.len()).filter(|c| !taken.contains(c)).collect();
@@ -372,6 +494,58 @@ pub fn describe(def: &HeaderDefinition, configured: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shipped example exports: infer chooses the columns their definitions name for the
+    /// fields rules depend on most, and the choice reads those files as the definitions do.
+    #[test]
+    fn the_example_exports_get_the_shipped_definitions_choices() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hr/exports");
+        for (csv, toml) in [
+            ("workday_workers.csv", "workday.toml"),
+            ("bamboohr_employees.csv", "bamboohr.toml"),
+            ("personio_employees.csv", "personio.toml"),
+        ] {
+            let bytes = std::fs::read(format!("{dir}/{csv}")).unwrap();
+            let proposed = infer(csv, &bytes, None, None).unwrap();
+            let shipped = rules::Config::from_toml(toml, &std::fs::read_to_string(format!("{dir}/{toml}")).unwrap())
+                .unwrap()
+                .hr
+                .header_definition()
+                .unwrap();
+            let ours =
+                rules::Config::from_toml("proposed", &proposed).unwrap_or_else(|e| panic!("{csv}: {e:?}\n{proposed}"));
+            let ours = ours.hr.header_definition().unwrap();
+            for field in [Field::EmploymentType, Field::Department, Field::Status] {
+                let name = |d: &HeaderDefinition| d.columns.iter().find(|c| c.field == field).map(|c| c.name.clone());
+                assert_eq!(name(&ours), name(&shipped), "{csv}: {field:?}\n{proposed}");
+            }
+            // Read with the proposal, every worker's employment type is the shipped one's.
+            let types = |d: &HeaderDefinition| -> Vec<String> {
+                hr::parse_csv(csv, &bytes, d)
+                    .unwrap()
+                    .accepted
+                    .iter()
+                    .map(|w| format!("{:?}", w.employment_type))
+                    .collect()
+            };
+            assert_eq!(types(&ours), types(&shipped), "{csv}\n{proposed}");
+        }
+        let workday =
+            infer("w.csv", &std::fs::read(format!("{dir}/workday_workers.csv")).unwrap(), None, None).unwrap();
+        // The columns weighed, with their values, and why one was taken.
+        assert!(
+            workday.contains(
+                "#   weighed: \"Worker Type\" (e.g. \"Employee\", \"Contingent Worker\"; 2 of tenure's types"
+            ),
+            "{workday}"
+        );
+        assert!(workday.contains("#   weighed: \"Supervisory Organization\" (e.g. \"Engineering (Org)\""), "{workday}");
+        assert!(
+            workday
+                .contains("#   unsure: \"Hire Date\" and \"Original Hire Date\" fit hire_date as well as each other"),
+            "{workday}"
+        );
+    }
 
     #[test]
     fn a_workday_like_header_is_placed() {

@@ -145,8 +145,10 @@ pub fn notices(f: &RunFacts) -> Vec<Notice> {
             None => {
                 let kind = match stage {
                     rules::Stage::Hire => NoticeKind::Hire,
-                    rules::Stage::Change => NoticeKind::Change,
-                    rules::Stage::Leave => NoticeKind::Leave,
+                    rules::Stage::Change | rules::Stage::AttributeChange | rules::Stage::TeamChange => {
+                        NoticeKind::Change
+                    }
+                    rules::Stage::Leave | rules::Stage::Termination | rules::Stage::LeaveOfAbsence => NoticeKind::Leave,
                     rules::Stage::Rehire => NoticeKind::Rehire,
                 };
                 out.push(Notice { kind: Some(kind), ..n });

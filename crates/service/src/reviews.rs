@@ -66,7 +66,7 @@ pub async fn decide_with(
             run_id: "",
             actor: by,
             note,
-            detail: serde_json::json!({"review": r.id, "stage": r.stage, "proposed_by": r.proposed_by, "uploaded_by": r.uploaded_by,
+            detail: serde_json::json!({"review": r.id, "stage": r.stage, "proposed_by": r.proposed_by, "uploaded_by": r.uploaded_by, "started_by": r.started_by,
                 "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()}),
         })
         .collect();
@@ -77,7 +77,7 @@ pub async fn decide_with(
 /// A review as listed.
 pub fn review_view(r: &store::Review) -> Value {
     serde_json::json!({"id": r.id, "connection": r.connection, "worker": r.worker_id, "stage": r.stage,
-        "state": r.state.as_str(), "requested_at": r.requested_at, "proposed_by": r.proposed_by, "uploaded_by": r.uploaded_by,
+        "state": r.state.as_str(), "requested_at": r.requested_at, "proposed_by": r.proposed_by, "uploaded_by": r.uploaded_by, "started_by": r.started_by,
         "decided_at": r.decided_at, "decided_by": r.decided_by, "note": r.note,
         "actions": serde_json::from_str::<Value>(&r.actions).unwrap_or_default()})
 }
@@ -133,6 +133,36 @@ pub struct Behind {
     pub effective: jiff::Timestamp,
     /// A leave's kind (fmla, parental, ...).
     pub leave: Option<String>,
+    /// The HR load the event came from.
+    pub load_id: String,
+    /// The worker's time zone (or the configuration's default), where `effective` is read.
+    pub zone: String,
+}
+
+impl Behind {
+    /// The effective moment in the worker's own zone ("2026-06-01T00:00:00+02:00[Europe/Paris]").
+    pub fn local(&self) -> String {
+        jiff::tz::TimeZone::get(&self.zone)
+            .map(|tz| self.effective.to_zoned(tz).to_string())
+            .unwrap_or_else(|_| self.effective.to_string())
+    }
+}
+
+/// A review with why it exists, as the API and `tenure reviews --json` give it.
+pub fn queued_view(q: &Queued) -> Value {
+    let mut v = review_view(&q.review);
+    v["name"] = serde_json::json!(q.name);
+    v["hr_status"] = serde_json::json!(q.hr_status);
+    v["waiting_hours"] = serde_json::json!(q.waiting_hours);
+    v["overdue"] = serde_json::json!(q.overdue);
+    v["hr_event"] = match &q.behind {
+        Some(b) => {
+            serde_json::json!({"kind": b.kind, "effective": b.effective.to_string(), "effective_local": b.local(),
+            "time_zone": b.zone, "leave": b.leave, "load_id": b.load_id})
+        }
+        None => Value::Null,
+    };
+    v
 }
 
 /// A review in a queue, with why it exists.
@@ -169,10 +199,23 @@ fn status_name(s: &hr::Status) -> String {
     }
 }
 
+/// Whether a review's stage is the one asked for; a review opened under a name of before
+/// ("leave", "change") is found under each of the stages that name covers.
+fn stage_matches(review: &str, asked: &str) -> bool {
+    let parse = |s: &str| serde_json::from_value::<rules::Stage>(serde_json::Value::String(s.to_string())).ok();
+    match (parse(review), parse(asked)) {
+        (Some(r), Some(a)) => r == a || r.covers().contains(&a),
+        _ => review == asked,
+    }
+}
+
 /// The event kinds each stage comes from, most telling first.
 fn kinds_of(stage: &str) -> &'static [&'static str] {
     match stage {
+        // "leave" is the name reviews opened before the stages were told apart carry.
         "leave" => &["termination", "leave_start", "missing_from_full_load"],
+        "termination" => &["termination", "missing_from_full_load"],
+        "leave_of_absence" => &["leave_start"],
         "hire" => &["hire", "rehire"],
         "rehire" => &["rehire", "leave_return"],
         _ => &["change"],
@@ -204,7 +247,7 @@ pub async fn queue(
         .await?
         .into_iter()
         .filter(|r| !f.decided || r.decided_by.is_some())
-        .filter(|r| f.stage.as_deref().is_none_or(|s| s.is_empty() || r.stage == s))
+        .filter(|r| f.stage.as_deref().is_none_or(|s| s.is_empty() || stage_matches(&r.stage, s)))
         .filter(|r| {
             proposer.as_deref().is_none_or(|p| {
                 [&r.proposed_by, &r.uploaded_by]
@@ -234,12 +277,13 @@ pub async fn queue(
         .iter()
         .filter_map(|row| crate::intake::decode(row).ok().map(|w| (row.worker_id.clone(), w)))
         .collect();
-    let mut events: std::collections::HashMap<String, Vec<crate::intake::Listed>> = Default::default();
+    let mut events: std::collections::HashMap<String, Vec<(String, crate::intake::Listed)>> = Default::default();
     for e in store.events_of(&ids).await? {
         if let Ok(l) = crate::intake::listed(&e) {
-            events.entry(e.worker_id.clone()).or_default().push(l);
+            events.entry(e.worker_id.clone()).or_default().push((e.load_id.clone(), l));
         }
     }
+    let default_zone = rules.map_or_else(|| "UTC".to_string(), |r| r.config.hr.default_time_zone.clone());
     let reminder = |connection: &str| {
         rules
             .and_then(|r| r.config.connections.iter().find(|c| c.name == connection))
@@ -252,20 +296,24 @@ pub async fn queue(
             let requested = r.requested_at.parse::<jiff::Timestamp>().unwrap_or(now);
             let theirs = events.get(&r.worker_id).map(Vec::as_slice).unwrap_or_default();
             // The latest event of a kind this stage comes from, due by the time it was asked.
-            let fitting = |e: &&crate::intake::Listed| kinds_of(&r.stage).contains(&e.event.kind.as_str());
+            let fitting = |e: &&(String, crate::intake::Listed)| kinds_of(&r.stage).contains(&e.1.event.kind.as_str());
             let behind = theirs
                 .iter()
                 .rev()
                 .filter(fitting)
-                .find(|e| e.event.effective <= requested)
+                .find(|e| e.1.event.effective <= requested)
                 .or_else(|| theirs.iter().rev().find(fitting))
-                .map(|e| Behind {
+                .map(|(load_id, e)| Behind {
                     kind: e.event.kind.as_str().to_string(),
                     effective: e.event.effective,
                     leave: match (&e.event.kind, w.map(|w| &w.status)) {
                         (hr::EventKind::LeaveStart, Some(hr::Status::Leave { kind })) => Some(leave_name(kind)),
                         _ => None,
                     },
+                    load_id: load_id.clone(),
+                    zone: w
+                        .and_then(|w| w.time_zone.as_ref())
+                        .map_or_else(|| default_zone.clone(), |z| z.as_str().to_string()),
                 });
             let waiting_hours = waited(&r);
             Queued {

@@ -589,7 +589,7 @@ pub async fn apply_holding(
     let t0 = std::time::Instant::now();
     let run_id = opts.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let progress = opts.progress.clone().unwrap_or_default();
-    let started_by = opts.actor.clone().unwrap_or_else(|| opts.door.to_string());
+    let started_by = started_by(opts);
     if let Some(reg) = opts.registry {
         reg.register(&run_id, name, &started_by, progress.clone());
     }
@@ -741,6 +741,11 @@ async fn refuse_rehearsal_off_sandbox(
     )))
 }
 
+/// Who or what started a run, as its record and the reviews it opens say: the actor, or the door.
+fn started_by(opts: &ApplyOptions<'_>) -> String {
+    opts.actor.clone().unwrap_or_else(|| opts.door.to_string())
+}
+
 /// The reviews and holds a plan opened, for the notices after the run.
 struct Opened {
     reviews: Vec<store::Review>,
@@ -753,7 +758,7 @@ struct Opened {
 /// finds it) who uploaded the HR data it acts on: neither may approve it.
 async fn open_reviews_and_holds(store: &Store, p: &mut Prepared, opts: &ApplyOptions<'_>) -> Result<Opened> {
     let (reviews, new_reviews) =
-        store.sync_reviews(&p.plan.connection, &p.held.requests, opts.proposer.as_deref()).await?;
+        store.sync_reviews(&p.plan.connection, &p.held.requests, opts.proposer.as_deref(), &started_by(opts)).await?;
     // By worker, so a supervised initial sync of thousands is not a scan per held worker.
     let review_of: HashMap<&str, i64> = reviews.iter().map(|r| (r.worker_id.as_str(), r.id)).collect();
     for a in p.plan.actions.iter_mut().filter(|a| a.hold == Some(Hold::Waiting)) {

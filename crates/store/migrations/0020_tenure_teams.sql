@@ -14,3 +14,7 @@ CREATE TABLE tenure_teams (
 -- Which guard refused a connection's last run: the mass-deprovision guard or the team guard,
 -- each confirmed with its own number.
 ALTER TABLE guard_trips ADD COLUMN guard TEXT NOT NULL DEFAULT 'deprovision';
+
+-- Who or what started the run that opened a review (a person, a token, the scheduler, the
+-- command line): shown with the review, whether or not it is a person maker-checker counts.
+ALTER TABLE reviews ADD COLUMN started_by TEXT;

@@ -93,6 +93,8 @@ pub struct Review {
     pub proposed_by: Option<String>,
     /// The person who uploaded the HR data it acts on, when a person did (maker-checker).
     pub uploaded_by: Option<String>,
+    /// Who or what started the run that opened it (a person, the scheduler, the command line).
+    pub started_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +125,7 @@ fn review(r: &AnyRow) -> Result<Review, sqlx::Error> {
         note: r.try_get("note")?,
         proposed_by: r.try_get("proposed_by")?,
         uploaded_by: r.try_get("uploaded_by")?,
+        started_by: r.try_get("started_by")?,
     })
 }
 
@@ -141,7 +144,7 @@ fn dead_letter(r: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
 }
 
 const REVIEW_COLUMNS: &str =
-    "id, connection, worker_id, stage, fingerprint, actions, state, requested_at, decided_at, decided_by, note, proposed_by, uploaded_by";
+    "id, connection, worker_id, stage, fingerprint, actions, state, requested_at, decided_at, decided_by, note, proposed_by, uploaded_by, started_by";
 
 /// A review request to open: (worker, stage, fingerprint, actions).
 pub type ReviewRequest = (String, String, String, String);
@@ -178,6 +181,7 @@ impl Store {
         connection: &str,
         wanted: &[ReviewRequest],
         proposed_by: Option<&str>,
+        started_by: &str,
     ) -> Result<(Vec<Review>, Vec<i64>), StoreError> {
         self.write_tx(async |tx| {
             let rows = sqlx::query(&format!(
@@ -222,7 +226,7 @@ impl Store {
                 .flatten();
                 sqlx::query(
                     "INSERT INTO reviews (id, connection, worker_id, stage, fingerprint, actions, state, requested_at, \
-                     proposed_by, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)",
+                     proposed_by, uploaded_by, started_by) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10)",
                 )
                 .bind(next)
                 .bind(connection)
@@ -233,6 +237,7 @@ impl Store {
                 .bind(&t)
                 .bind(proposed_by)
                 .bind(uploaded_by.clone())
+                .bind(started_by)
                 .execute(&mut *tx)
                 .await?;
                 out.push(Review {
@@ -249,6 +254,7 @@ impl Store {
                     note: None,
                     proposed_by: proposed_by.map(str::to_string),
                     uploaded_by,
+                    started_by: Some(started_by.to_string()),
                 });
                 new.push(next);
                 next += 1;

@@ -28,7 +28,7 @@ async fn exercise(store: &Store) {
         store.add_connection(&conn(n), &Secret::new("token-0001"), &key).await.unwrap();
     }
     // A: three reviews, one approved; two dead letters and one retried; two holds; the guard.
-    store.sync_reviews("A", &[request("1"), request("2"), request("3")], None).await.unwrap();
+    store.sync_reviews("A", &[request("1"), request("2"), request("3")], None, "test").await.unwrap();
     let first = store.reviews(Some("A"), &[ReviewState::Pending]).await.unwrap()[0].id;
     store.decide_reviews(&[first], Some("A"), true, "rita", None).await.unwrap();
     let failed = |w: &str| (w.to_string(), format!("f{w}"), "[]".to_string(), "500".to_string());

@@ -64,7 +64,18 @@ async fn admin_story(database_url: Option<String>, tag: &str) {
     assert_eq!(broken.status, 400, "{}", broken.text);
     let got = admin.get("/api/v1/config?format=json").await;
     assert_eq!(got.status, 200);
-    assert!(got.json()["config"]["connection"][0]["supervised"] == json!(["leave"]), "{}", got.text);
+    // "leave", the name of before, is kept as what it covers.
+    assert!(
+        got.json()["config"]["connection"][0]["supervised"] == json!(["termination", "leave_of_absence"]),
+        "{}",
+        got.text
+    );
+    let notes = r.json()["notes"].clone();
+    assert!(
+        notes.as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("\"leave\" is read as \"termination\"")),
+        "{}",
+        r.text
+    );
 
     // HR data with one broken row: quarantined, the rest taken.
     let ann = |status: &str, end: &str| {

@@ -131,7 +131,7 @@ fn lifecycle_story(t: &Tenure) {
     let day2 = write(&files, "day2.csv", &[&ann2, &bob2, &cat2, &dan2, &eve2, &fay2, GUS, ivy]);
     let (code, out) = t.load(&day2, "2026-06-02T12:00:00Z", &["--pre-hire-days", "5"]);
     assert_eq!(code, 2, "a quarantined row gives exit code 2: {out}");
-    assert!(out.contains("day2.csv: row 8 (line 9), column work_email, value \"ivy-at-acme\""), "{out}");
+    assert!(out.contains("day2.csv: row 8 (line 9, employee 9), column work_email, value \"ivy-at-acme\""), "{out}");
     assert!(out.ends_with("rows: 8, accepted: 7, quarantined: 1, events: 8 (change 2, leave_return 1, leave_start 1, missing_from_full_load 1, rehire 1, termination 2), waiting: 1\n"), "{out}");
     let ev = t.events(&[]);
     assert_eq!(kinds(&ev, "1"), vec![pair("hire", "pending"), pair("change", "pending")]);

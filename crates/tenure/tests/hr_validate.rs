@@ -33,7 +33,7 @@ fn bad_rows_are_reported_with_file_row_column_value_and_reason() {
     .unwrap();
     let (code, out) = validate(&[f.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("feed.csv: row 1 (line 2), column hire_date, value \"13/45/2020\""), "{out}");
+    assert!(out.contains("feed.csv: row 1 (line 2, employee 1), column hire_date, value \"13/45/2020\""), "{out}");
     assert_eq!(out.lines().last(), Some("rows: 2, accepted: 1, quarantined: 1"));
     std::fs::write(&f, "id,name\n1,Ann\n").unwrap();
     let (code, out) = validate(&[f.to_str().unwrap()]);
@@ -70,6 +70,6 @@ fn json_lines_files_are_validated_too() {
     .unwrap();
     let (code, out) = validate(&[f.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("push.jsonl: row 2 (line 2), column first_name"), "{out}");
+    assert!(out.contains("push.jsonl: row 2 (line 2, employee 10), column first_name"), "{out}");
     assert_eq!(out.lines().last(), Some("rows: 2, accepted: 1, quarantined: 1"));
 }

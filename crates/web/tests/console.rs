@@ -709,7 +709,7 @@ hire_date,termination_date,time_zone\n";
         ("1002".into(), "leave".into(), "f2".into(), act("deactivate")),
         ("1003".into(), "change".into(), "f3".into(), act("update")),
     ];
-    app.api.store.sync_reviews(CONNECTION, &wanted, None).await.unwrap();
+    app.api.store.sync_reviews(CONNECTION, &wanted, None, "test").await.unwrap();
 
     let rita = session(&app, Role::Reviewer).await;
     let page = call(&app, Method::GET, "/reviews", Some(&rita), None, false).await;

@@ -236,7 +236,9 @@ impl<'w> Diff<'_, '_, 'w> {
                 Life::NotYet => "not hired yet (hire date moved)".to_string(),
                 Life::Active => format!("out of scope: {why_role}"),
             };
-            self.push(act(w, Some(a), Kind::Deactivate, reason));
+            let mut d = act(w, Some(a), Kind::Deactivate, reason);
+            d.on_leave = w.life == Life::OnLeave;
+            self.push(d);
             return false;
         }
         if !active && want_active {

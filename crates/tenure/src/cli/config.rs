@@ -53,6 +53,7 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
             lines.iter().for_each(|l| outln!("{l}"));
             match compile(&name, &cfg, &published) {
                 Ok(r) => {
+                    r.notes.iter().for_each(|n| outln!("note: {n}"));
                     outln!("{}: ok: {}", file.display(), summary(&r));
                     Ok(0)
                 }

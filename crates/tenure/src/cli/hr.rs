@@ -679,13 +679,16 @@ fn print_problems(report: &LoadReport, json: bool) {
     if json {
         return;
     }
+    // Each row named by its employee id too: what a person looks up in the HR system.
+    let who = |id: Option<&str>| id.map(|i| format!(", employee {i}")).unwrap_or_default();
     for q in &report.quarantined {
         for p in &q.problems {
             outln!(
-                "{}: row {} (line {}), column {}, value {:?}: {}",
+                "{}: row {} (line {}{}), column {}, value {:?}: {}",
                 report.file,
                 q.row,
                 q.line,
+                who(q.worker_id.as_ref().map(|w| w.as_str())),
                 p.column,
                 p.value,
                 p.reason
@@ -694,10 +697,11 @@ fn print_problems(report: &LoadReport, json: bool) {
     }
     for f in &report.flagged {
         outln!(
-            "{}: row {}, column {}, value {:?}: begins as a spreadsheet formula would; carried as data, neutralised \
+            "{}: row {}{}, column {}, value {:?}: begins as a spreadsheet formula would; carried as data, neutralised \
              in CSV exports",
             report.file,
             f.row,
+            who(f.worker_id.as_deref()),
             f.column,
             f.value
         );

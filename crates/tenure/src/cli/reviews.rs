@@ -56,26 +56,56 @@ pub async fn list(
     json: bool,
 ) -> Result<u8, String> {
     let store = config::open(data_dir, database_url).await?;
-    let states: &[store::ReviewState] = if all { &[] } else { &[store::ReviewState::Pending] };
-    let r = store.reviews(connection.as_deref(), states).await.map_err(|e| e.to_string());
+    let rules = config::current(&store).await.ok();
+    let mut reviews = vec![];
+    let mut failed = None;
+    for decided in if all { &[false, true][..] } else { &[false][..] } {
+        let f = QueueFilter { decided: *decided, connection: connection.clone(), ..Default::default() };
+        match queue(&store, rules.as_ref(), &f, jiff::Timestamp::now()).await {
+            Ok(q) => reviews.extend(q),
+            Err(e) => failed = Some(e.to_string()),
+        }
+    }
     let h = store.holds(connection.as_deref()).await.map_err(|e| e.to_string());
     store.close().await;
-    let reviews = r?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     let holds = h?;
     if json {
-        let v: Vec<Value> = reviews.iter().map(review_view).collect();
+        let v: Vec<Value> = reviews.iter().map(queued_view).collect();
         outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
         return Ok(0);
     }
     if reviews.is_empty() {
         outln!("no {}reviews", if all { "" } else { "pending " });
     }
-    for r in &reviews {
+    for q in &reviews {
+        let r = &q.review;
         let decided = match (&r.decided_by, &r.decided_at) {
             (Some(b), Some(at)) => format!(" by {b} at {at}"),
             _ => String::new(),
         };
-        outln!("#{:<5} {:<8} worker {:<10} {:<9} on {:?}{decided}", r.id, r.state, r.worker_id, r.stage, r.connection);
+        let name = if q.name.is_empty() { String::new() } else { format!(" ({})", q.name) };
+        outln!("#{:<5} {:<8} worker {}{name} {} on {:?}{decided}", r.id, r.state, r.worker_id, r.stage, r.connection);
+        if let Some(b) = &q.behind {
+            let leave = b.leave.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+            outln!(
+                "         HR event: {}{leave}, effective {} ({} in {}), from HR load {}",
+                b.kind,
+                b.effective,
+                b.local(),
+                b.zone,
+                b.load_id
+            );
+        }
+        let by: Vec<String> = [("run started by", &r.started_by), ("HR data uploaded by", &r.uploaded_by)]
+            .iter()
+            .filter_map(|(what, who)| who.as_deref().map(|w| format!("{what} {w}")))
+            .collect();
+        if !by.is_empty() {
+            outln!("         set in motion: {}", by.join("; "));
+        }
         for line in describe(&r.actions) {
             outln!("         {line}");
         }

@@ -329,7 +329,8 @@ pub struct ReviewQuery {
     pub state: Option<String>,
 }
 
-/// Reviews (supervised mode), with what each would do and who set it in motion.
+/// Reviews (supervised mode), with what each would do, who set it in motion, and the HR event
+/// behind it (kind, effective moment in UTC and in the worker's zone, the load it came from).
 #[utoipa::path(get, path = "/api/v1/reviews", tag = "reviews", params(ReviewQuery),
     responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn reviews(
@@ -338,13 +339,19 @@ async fn reviews(
     Q(q): Q<ReviewQuery>,
 ) -> Result<Json<Vec<Value>>, Problem> {
     let conn = c.scope(q.connection.as_deref())?;
-    let states: &[store::ReviewState] = match q.state.as_deref() {
-        None | Some("pending") => &[store::ReviewState::Pending],
-        Some("all") => &[],
+    let decided: &[bool] = match q.state.as_deref() {
+        None | Some("pending") => &[false],
+        Some("all") => &[false, true],
         Some(s) => return Err(Problem::bad_request("invalid-query", format!("state {s:?}: pending or all"))),
     };
-    let all = api.store.reviews(conn.as_deref(), states).await?;
-    Ok(Json(all.iter().map(crate::reviews::review_view).collect()))
+    let rules = crate::config::current(&api.store).await.ok();
+    let mut out = vec![];
+    for d in decided {
+        let f = crate::reviews::QueueFilter { decided: *d, connection: conn.clone(), ..Default::default() };
+        let q = crate::reviews::queue(&api.store, rules.as_ref(), &f, jiff::Timestamp::now()).await?;
+        out.extend(q.iter().map(crate::reviews::queued_view));
+    }
+    Ok(Json(out))
 }
 
 #[derive(Deserialize, ToSchema)]

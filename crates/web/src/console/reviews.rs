@@ -85,7 +85,9 @@ fn span(hours: i64) -> String {
 fn why(q: &reviews::Queued) -> (String, Option<(String, String)>) {
     let Some(b) = &q.behind else {
         let text = match q.review.stage.as_str() {
-            "leave" => "Out of scope: no role gives this worker an account any more",
+            "leave" | "termination" => "Out of scope: no role gives this worker an account any more",
+            "leave_of_absence" => "A leave of absence",
+            "team_change" => "A change of teams",
             "hire" => "A new account",
             "rehire" => "A returning worker",
             _ => "A change to the account",
@@ -183,7 +185,9 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<Reviews
                 .map(|r| {
                     let (why, when) = why(r);
                     let v = &r.review;
-                    let by: Vec<String> = [("started the run", &v.proposed_by), ("uploaded the HR data", &v.uploaded_by)]
+                    // The person behind the run, or what started it (the scheduler, the command line).
+                    let started = v.proposed_by.as_ref().or(v.started_by.as_ref());
+                    let by: Vec<String> = [("started the run", &started.cloned()), ("uploaded the HR data", &v.uploaded_by)]
                         .iter()
                         .filter_map(|(what, who)| who.as_ref().map(|w| format!("{w} ({what})")))
                         .collect();

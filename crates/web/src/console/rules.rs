@@ -26,10 +26,12 @@ const WHAT_IF_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 const PAGE: usize = 50;
 /// The user types monday.com knows, as the forms offer them.
 const USER_TYPES: [&str; 4] = ["member", "viewer", "guest", "admin"];
-const STAGES: [(Stage, &str); 4] = [
+const STAGES: [(Stage, &str); 6] = [
     (Stage::Hire, "New accounts (hires)"),
-    (Stage::Change, "Changes to active accounts"),
-    (Stage::Leave, "Deactivations (leavers, leave, out of scope)"),
+    (Stage::AttributeChange, "Attribute and user type changes of active accounts"),
+    (Stage::TeamChange, "Team joins and removals of active accounts (movers)"),
+    (Stage::Termination, "Deactivations of leavers (terminations, out of scope)"),
+    (Stage::LeaveOfAbsence, "Deactivations for a leave of absence"),
     (Stage::Rehire, "Reactivations (rehires, returns)"),
 ];
 
@@ -184,7 +186,7 @@ fn connection_view(c: &rules::ConnectionConfig) -> ConnectionView {
     let supervised = if c.supervised.is_empty() {
         "none: autopilot".to_string()
     } else {
-        c.supervised.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        rules::expand_stages(&c.supervised).iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
     };
     let teams = if c.default_teams.is_empty() { "none".to_string() } else { c.default_teams.join(", ") };
     ConnectionView {
@@ -914,7 +916,10 @@ async fn mapping_page(
             .unwrap_or_else(|| "member".into())
             .to_lowercase(),
         keep_on_role_change: c.keep_on_role_change,
-        stages: STAGES.iter().map(|(s, words)| (s.as_str(), *words, c.supervised.contains(s))).collect(),
+        stages: STAGES
+            .iter()
+            .map(|(s, words)| (s.as_str(), *words, rules::expand_stages(&c.supervised).contains(s)))
+            .collect(),
         user_types: &USER_TYPES,
         rows,
         targets,
