@@ -140,7 +140,7 @@ pub fn to_csv(records: &[AuditRecord]) -> Result<Vec<u8>> {
 pub fn run_view(r: &store::RunRecord) -> Value {
     let progress = r.progress.as_ref().map(|(done, total, at)| json!({"done": done, "total": total, "at": at}));
     json!({"id": r.id, "connection": r.connection, "started_at": r.started_at, "finished_at": r.finished_at,
-        "started_by": r.started_by, "progress": progress,
+        "started_by": r.started_by, "progress": progress, "rehearsal_as_of": r.as_of, "refused": r.refused(),
         "summary": r.summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok())})
 }
 

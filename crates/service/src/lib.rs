@@ -2,6 +2,7 @@
 //! scheduler, the HR endpoints, the admin API and the console) calls down into this crate and
 //! only translates: nothing here parses arguments, prints, prompts or knows HTTP.
 
+pub mod accounts;
 pub mod audit;
 pub mod config;
 pub mod connections;

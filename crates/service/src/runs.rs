@@ -676,6 +676,15 @@ async fn apply_locked(
     let opened = open_reviews_and_holds(store, &mut p, opts).await?;
     let guard_confirmed = match guard(store, &p, name, opts).await? {
         Guarded::Refused(a) => {
+            // Kept in the history: a refused attempt is part of what happened.
+            let v = &a.guard;
+            let summary = serde_json::json!({"refused": v.as_ref().and_then(|g| g["why"].as_str()),
+                "guard": v.as_ref().and_then(|g| g["guard"].as_str()),
+                "confirm_with": v.as_ref().and_then(|g| g["confirm_with"].as_u64())});
+            let as_of = opts.as_of.map(|t| t.to_string());
+            store
+                .record_refused_run(run.id, &p.plan.connection, run.started_by, as_of.as_deref(), &summary.to_string())
+                .await?;
             release(p);
             return Ok(*a);
         }
@@ -688,7 +697,8 @@ async fn apply_locked(
         return Ok(Applied::only(RunOutcome::NotConfirmed, name));
     }
     let run_id = run.id.to_string();
-    store.start_run(&run_id, &conn.name, run.started_by).await?;
+    let as_of = opts.as_of.map(|t| t.to_string());
+    store.start_run(&run_id, &conn.name, run.started_by, as_of.as_deref()).await?;
     let _writing = write_progress(store, &run);
     if let Some(why) = &guard_confirmed {
         record_guard_confirmed(store, &p, why, &run_id, opts).await?;

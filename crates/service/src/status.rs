@@ -81,6 +81,47 @@ pub struct Status {
 
 /// Whether a run of another process is still going: unfinished, and its progress written
 /// lately (it doubles as the run's heartbeat).
+/// The status as the API and `tenure status --json` give it, for the connections shown.
+pub fn document(st: &Status, shown: impl Fn(&str) -> bool) -> serde_json::Value {
+    use serde_json::json;
+    let view = |r: &Option<RunSeen>| {
+        r.as_ref().map(|r| {
+            let n = &r.counts;
+            json!({"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at,
+                "total": n.total, "skipped": n.skipped, "no_change": n.no_change,
+                "processed": n.processed, "failed": n.failed})
+        })
+    };
+    let out: Vec<serde_json::Value> = st
+        .connections
+        .iter()
+        .filter(|s| shown(&s.connection))
+        .map(|s| {
+            json!({
+                "connection": s.connection,
+                "enabled": s.enabled,
+                "paused": s.paused.as_ref().map(|(at, by)| json!({"at": at, "by": by})),
+                "running": s.running,
+                "last_run": view(&s.last_run),
+                "last_successful_run": view(&s.last_successful_run),
+                "next_run": s.next_run.map(|t| t.to_string()),
+                "pending_reviews": s.pending_reviews,
+                "dead_letters": s.dead_letters,
+                // Workers held until the HR data changes, as the last run found them.
+                "held": s.held,
+                "guard": s.guard.as_ref().map(|t| json!({
+                    "refused": true, "guard": t.guard.as_str(), "why": t.why, "confirm_with": t.deactivations,
+                    "tripped_at": t.tripped_at, "by": t.by})),
+            })
+        })
+        .collect();
+    let hr = st.last_received.as_ref().map(|l| {
+        json!({"received_at": l.loaded_at, "source": l.source, "kind": l.kind, "outcome": l.outcome,
+            "reason": l.reason, "rows": l.rows, "accepted": l.accepted, "quarantined": l.quarantined})
+    });
+    json!({"connections": out, "hr": {"last_received": hr}})
+}
+
 pub fn alive(r: &RunRecord) -> bool {
     r.finished_at.is_none()
         && r.progress.as_ref().and_then(|(_, _, at)| at.parse::<jiff::Timestamp>().ok()).is_some_and(|at| {
@@ -91,7 +132,8 @@ pub fn alive(r: &RunRecord) -> bool {
 /// A connection's last finished run and its last finished run without failures, of its
 /// newest runs (`runs` newest first).
 pub fn last_runs(runs: &[RunRecord]) -> (Option<&RunRecord>, Option<&RunRecord>) {
-    let mut finished = runs.iter().filter(|r| r.finished_at.is_some());
+    // A run a guard refused did nothing: the guard itself is shown apart.
+    let mut finished = runs.iter().filter(|r| r.finished_at.is_some() && r.refused().is_none());
     let last = finished.next();
     let clean = |r: &&RunRecord| counts(r).is_some_and(|c| c.failed == Some(0));
     let ok = match last {
@@ -187,6 +229,7 @@ mod tests {
             summary: failed.map(|f| format!(r#"{{"total": 3, "failed": {f}, "failed_actions": [{{"x": 1}}]}}"#)),
             started_by: None,
             progress: None,
+            as_of: None,
         }
     }
 

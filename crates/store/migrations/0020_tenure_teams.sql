@@ -18,3 +18,6 @@ ALTER TABLE guard_trips ADD COLUMN guard TEXT NOT NULL DEFAULT 'deprovision';
 -- Who or what started the run that opened a review (a person, a token, the scheduler, the
 -- command line): shown with the review, whether or not it is a person maker-checker counts.
 ALTER TABLE reviews ADD COLUMN started_by TEXT;
+
+-- A rehearsal's moment (`apply --as-of`): a run that acted at another moment than its own.
+ALTER TABLE runs ADD COLUMN as_of TEXT;

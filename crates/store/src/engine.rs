@@ -154,10 +154,20 @@ pub struct RunRecord {
     pub started_by: Option<String>,
     /// Workers done and in all, as last written while it ran, and when.
     pub progress: Option<(i64, i64, String)>,
+    /// A rehearsal's moment: the run acted as of then, not as of its start.
+    pub as_of: Option<String>,
+}
+
+impl RunRecord {
+    /// Why a guard refused the run, when one did (nothing was applied).
+    pub fn refused(&self) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(self.summary.as_deref()?).ok()?;
+        v.get("refused").and_then(|r| r.as_str()).map(str::to_string)
+    }
 }
 
 const RUN_COLUMNS: &str =
-    "id, connection, started_at, finished_at, summary, started_by, progress_done, progress_total, progress_at";
+    "id, connection, started_at, finished_at, summary, started_by, progress_done, progress_total, progress_at, as_of";
 
 fn run_record(r: &AnyRow) -> Result<RunRecord, sqlx::Error> {
     let progress = match (
@@ -176,6 +186,7 @@ fn run_record(r: &AnyRow) -> Result<RunRecord, sqlx::Error> {
         summary: r.try_get("summary")?,
         started_by: r.try_get("started_by")?,
         progress,
+        as_of: r.try_get("as_of")?,
     })
 }
 
@@ -477,6 +488,25 @@ impl Store {
             .map_err(Into::into)
     }
 
+    /// Each worker's newest audit record on a connection: (action, outcome, moment), by worker id.
+    pub async fn last_actions(
+        &self,
+        connection: &str,
+    ) -> Result<std::collections::HashMap<String, (String, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.worker_id, a.action, a.outcome, a.at FROM audit a JOIN \
+             (SELECT worker_id, MAX(seq) AS seq FROM audit WHERE connection = $1 AND worker_id <> '' GROUP BY worker_id) m \
+             ON a.seq = m.seq",
+        )
+        .bind(connection)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("worker_id")?, (r.try_get("action")?, r.try_get("outcome")?, r.try_get("at")?))))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// The teams tenure made or put someone in on a connection.
     pub async fn tenure_teams(&self, connection: &str) -> Result<Vec<TenureTeam>, StoreError> {
         let rows = sqlx::query("SELECT name, made FROM tenure_teams WHERE connection = $1 ORDER BY name_key")
@@ -731,16 +761,49 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn start_run(&self, id: &str, connection: &str, started_by: &str) -> Result<(), StoreError> {
+    pub async fn start_run(
+        &self,
+        id: &str,
+        connection: &str,
+        started_by: &str,
+        as_of: Option<&str>,
+    ) -> Result<(), StoreError> {
         let t = now();
         sqlx::query(
-            "INSERT INTO runs (id, connection, started_at, started_by, progress_done, progress_total, progress_at) \
-             VALUES ($1, $2, $3, $4, 0, 0, $3)",
+            "INSERT INTO runs (id, connection, started_at, started_by, progress_done, progress_total, progress_at, \
+             as_of) VALUES ($1, $2, $3, $4, 0, 0, $3, $5)",
         )
         .bind(id)
         .bind(connection)
         .bind(&t)
         .bind(started_by)
+        .bind(as_of)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A run a guard refused: kept beside the others (started and finished at once, nothing
+    /// applied), with why in its summary, so the history shows every attempt.
+    pub async fn record_refused_run(
+        &self,
+        id: &str,
+        connection: &str,
+        started_by: &str,
+        as_of: Option<&str>,
+        summary: &str,
+    ) -> Result<(), StoreError> {
+        let t = now();
+        sqlx::query(
+            "INSERT INTO runs (id, connection, started_at, finished_at, summary, started_by, as_of) \
+             VALUES ($1, $2, $3, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(connection)
+        .bind(&t)
+        .bind(summary)
+        .bind(started_by)
+        .bind(as_of)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -152,10 +152,41 @@ async fn every_department_gets_its_team_from_one_rule_and_people_move_between_th
     assert!(out.contains("10 of the 10 members of \"Dept 05\" (100%)"), "{out}");
     assert!(out.contains("--confirm-team-removals 16"), "{out}");
     assert_eq!(team_sizes(&sb).await["Dept 03"], 10, "nothing was applied");
+    // The overview says so: `tenure status` (text and JSON) and the refused run in `tenure runs`.
+    let status = env.ok(&["status"]);
+    assert!(status.contains("the team guard stopped the last run"), "{status}");
+    assert!(status.contains("--confirm-team-removals 16"), "{status}");
+    let v: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    let c = &v["connections"][0];
+    assert_eq!(c["guard"]["guard"], "teams", "{v:#}");
+    assert_eq!(c["guard"]["confirm_with"], 16, "{v:#}");
+    assert_eq!(c["last_run"]["failed"], 0, "the last run that did something: {v:#}");
+    assert_eq!(v["hr"]["last_received"]["rows"], 250, "{v:#}");
+    let runs = env.ok(&["runs"]);
+    let refused: Vec<&str> = runs.lines().filter(|l| l.contains("REFUSED by the guard")).collect();
+    assert_eq!(refused.len(), 1, "{runs}");
+    assert!(refused[0].contains("REHEARSAL as of 2026-06-01T12:00:00Z"), "{runs}");
+    assert!(refused[0].contains("--confirm-team-removals 16"), "{runs}");
+    assert!(refused[0].contains("  by "), "who started it: {runs}");
     let (code, out) = env.tenure(&["apply", "--as-of", T0, "--confirm-team-removals", "15"]);
     assert_eq!(code, 3, "a wrong number does not confirm: {out}");
     let out = env.ok(&["apply", "--as-of", T0, "--confirm-team-removals", "16"]);
     assert!(out.contains("failed 0"), "{out}");
+    let v: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert!(v["connections"][0]["guard"].is_null(), "a run went through: {v:#}");
+    // The accounts tenure manages, each with its worker and what was last done.
+    let v: Value = serde_json::from_str(&env.ok(&["accounts", "--json"])).unwrap();
+    let all = v.as_array().unwrap();
+    assert_eq!(all.len(), 250, "the held worker has none");
+    let first = all.iter().find(|a| a["worker"] == "20002").unwrap();
+    assert_eq!((first["state"].as_str(), first["origin"].as_str()), (Some("active"), Some("created")), "{first}");
+    assert_eq!(first["user_name"], email(2));
+    assert_eq!(first["name"], "Worker N0002");
+    // Moved from Dept 03 to Dept 04: the join, sent in a batch after the removal, came last.
+    assert_eq!(first["last_action"]["action"], "team_add", "{first}");
+    assert_eq!(first["last_action"]["outcome"], "ok", "{first}");
+    let text = env.ok(&["accounts"]);
+    assert!(text.trim_end().ends_with("250 account(s)"), "{text}");
     let sizes = team_sizes(&sb).await;
     assert_eq!((sizes["Dept 03"], sizes["Dept 04"]), (4, 16), "{sizes:?}");
     assert_eq!(sizes["Dept 06"], 20, "{sizes:?}");

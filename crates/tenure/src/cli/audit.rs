@@ -213,8 +213,18 @@ async fn runs(
         }
         for r in &all {
             let summary: Value = r.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-            let state = if r.finished_at.is_some() { counts(&summary) } else { "did not finish".into() };
-            outln!("{}  {}  {:?}  {state}", r.started_at, r.id, r.connection);
+            let state = match (r.refused(), &r.finished_at) {
+                (Some(why), _) => {
+                    let flag =
+                        if summary["guard"] == "teams" { "--confirm-team-removals" } else { "--confirm-deprovision" };
+                    format!("REFUSED by the guard, nothing applied: {why} ({flag} {})", summary["confirm_with"])
+                }
+                (None, Some(_)) => counts(&summary),
+                (None, None) => "did not finish".into(),
+            };
+            let by = r.started_by.as_deref().map(|b| format!("  by {b}")).unwrap_or_default();
+            let rehearsal = r.as_of.as_deref().map(|t| format!("  REHEARSAL as of {t}")).unwrap_or_default();
+            outln!("{}  {}  {:?}{by}{rehearsal}  {state}", r.started_at, r.id, r.connection);
         }
         outln!("runs: {}", all.len());
         return Ok(0);

@@ -9,6 +9,7 @@ pub mod key;
 pub mod notify;
 #[macro_use]
 pub mod output;
+pub mod overview;
 pub mod quickstart;
 pub mod reviews;
 pub mod run;
@@ -237,6 +238,28 @@ enum Command {
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Runs with their counts (Total, Skipped, No change, Processed, Failed); `runs show ID`.
+    /// Per connection, what the console's dashboard shows: enabled or paused, the last run and
+    /// the last successful one with their counts, the next run (with --interval), reviews
+    /// waiting, dead letters, held workers, the guard when it stopped a run; and the last HR
+    /// data received.
+    Status {
+        /// The interval `tenure serve` or `tenure run` runs at (e.g. 30m): shows the next run.
+        #[arg(long)]
+        interval: Option<String>,
+        /// One JSON document on stdout (as GET /api/v1/status gives it).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The accounts tenure manages: each one's worker, state as tenure left it, and the last
+    /// thing done to it.
+    Accounts {
+        /// Only this connection's accounts.
+        #[arg(long)]
+        connection: Option<String>,
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     Runs {
         #[command(subcommand)]
         cmd: Option<audit::RunsCommand>,
@@ -441,6 +464,12 @@ pub fn main() -> ExitCode {
         Command::Token(cmd) => return coded(rt.block_on(users::token(cmd, &dir, database_url.as_deref()))),
         Command::Key(cmd) => return coded(rt.block_on(key::run(cmd, &dir, database_url.as_deref()))),
         Command::Audit(cmd) => return coded(rt.block_on(audit::audit_cmd(&dir, database_url.as_deref(), cmd))),
+        Command::Status { interval, json } => {
+            return coded(rt.block_on(overview::status(&dir, database_url.as_deref(), interval, json)))
+        }
+        Command::Accounts { connection, json } => {
+            return coded(rt.block_on(overview::accounts(&dir, database_url.as_deref(), connection, json)))
+        }
         Command::Runs { cmd, connection, limit, json } => {
             return coded(rt.block_on(audit::runs_cmd(&dir, database_url.as_deref(), cmd, connection, limit, json)))
         }
@@ -478,6 +507,8 @@ pub fn main() -> ExitCode {
             | Command::Audit(_)
             | Command::Key(_)
             | Command::Runs { .. }
+            | Command::Status { .. }
+            | Command::Accounts { .. }
             | Command::Reviews { .. }
             | Command::Approve(_)
             | Command::Reject(_)

@@ -25,42 +25,7 @@ use utoipa_axum::routes;
     responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json")))]
 async fn status(State(api): State<Shared>, Scoped(c): Scoped) -> Result<Json<Value>, Problem> {
     let st = api.status.read(&api.store, Some(&api.runs), Some(api.interval)).await?;
-    let view = |r: &Option<status::RunSeen>| {
-        r.as_ref().map(|r| {
-            let n = &r.counts;
-            json!({"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at,
-                "total": n.total, "skipped": n.skipped, "no_change": n.no_change,
-                "processed": n.processed, "failed": n.failed})
-        })
-    };
-    let out: Vec<Value> = st
-        .connections
-        .iter()
-        .filter(|s| c.on(&s.connection).is_ok())
-        .map(|s| {
-            json!({
-                "connection": s.connection,
-                "enabled": s.enabled,
-                "paused": s.paused.as_ref().map(|(at, by)| json!({"at": at, "by": by})),
-                "running": s.running,
-                "last_run": view(&s.last_run),
-                "last_successful_run": view(&s.last_successful_run),
-                "next_run": s.next_run.map(|t| t.to_string()),
-                "pending_reviews": s.pending_reviews,
-                "dead_letters": s.dead_letters,
-                // Workers held until the HR data changes, as the last run found them.
-                "held": s.held,
-                "guard": s.guard.as_ref().map(|t| json!({
-                    "refused": true, "why": t.why, "confirm_with": t.deactivations,
-                    "tripped_at": t.tripped_at, "by": t.by})),
-            })
-        })
-        .collect();
-    let hr = st.last_received.as_ref().map(|l| {
-        json!({"received_at": l.loaded_at, "source": l.source, "kind": l.kind, "outcome": l.outcome,
-            "reason": l.reason, "rows": l.rows, "accepted": l.accepted, "quarantined": l.quarantined})
-    });
-    Ok(Json(json!({"connections": out, "hr": {"last_received": hr}})))
+    Ok(Json(status::document(&st, |name| c.on(name).is_ok())))
 }
 
 #[derive(Deserialize, IntoParams)]

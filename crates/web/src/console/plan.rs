@@ -478,6 +478,7 @@ pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>, 
                     summary: None,
                     started_by: Some(l.started_by.clone()),
                     progress: None,
+                    as_of: None,
                 })
             }) else {
                 return Err(Failure::new(StatusCode::NOT_FOUND, "There is no such run."));
