@@ -516,6 +516,14 @@ async fn update_connections(store: &Store, cfg: &Config, url_change: bool) -> Re
                         "connection {:?}: settings updated from the file (url {url}, dialect {})",
                         c.name, c.dialect
                     ));
+                    if c.dialect != s.dialect {
+                        notes.push(format!(
+                            "warning: connection {:?} was stored with dialect {:?} (found when it was added); the \
+                             file's {:?} is in force now: tenure talks to it as {:?}. If the target is not {}, \
+                             write dialect = {:?} in the file",
+                            c.name, s.dialect, c.dialect, c.dialect, c.dialect, s.dialect
+                        ));
+                    }
                 }
             }
         }

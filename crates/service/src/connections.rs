@@ -350,7 +350,103 @@ pub async fn add(
 pub async fn test(store: &Store, key: &MasterKey, name: &str) -> Result<Vec<String>> {
     let (c, target, pol) = stored(store, name).await?;
     let token = key.open(&c.token, &c.id).map_err(Error::refused)?;
-    test_target(&target, stored_dialect(&c, &target), &token, pol, c.rate_limit_per_second).await
+    let mut lines = test_target(&target, stored_dialect(&c, &target), &token, pol, c.rate_limit_per_second).await?;
+    // The configuration in force may expect another dialect than the one stored.
+    if let Ok(rules) = crate::config::current(store).await {
+        lines.extend(dialect_mismatch(&rules.config, std::slice::from_ref(&c)));
+    }
+    Ok(lines)
+}
+
+/// Connections whose stored dialect is not the one the configuration gives them, each said with
+/// the fix: requests are shaped by the stored dialect, the mappings checked against the
+/// configuration's.
+pub fn dialect_mismatch(cfg: &rules::Config, stored: &[store::ConnectionRecord]) -> Vec<String> {
+    cfg.connections
+        .iter()
+        .filter_map(|c| {
+            let s = stored.iter().find(|s| s.name == c.name)?;
+            (s.dialect != c.dialect).then(|| {
+                format!(
+                    "warning: connection {:?} is stored with dialect {:?}, the configuration says {:?}: tenure talks \
+                     to it as {:?} while its mappings are checked as {:?}. Fix: `tenure connection set {:?} --dialect \
+                     {}` (or `tenure config import` of the file, which sets it), or write dialect = {:?} in the file",
+                    c.name, s.dialect, c.dialect, s.dialect, c.dialect, c.name, c.dialect, s.dialect
+                )
+            })
+        })
+        .collect()
+}
+
+/// What `tenure connection set` changes; None: kept as stored.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub url: Option<String>,
+    pub dialect: Option<scim::Dialect>,
+    pub rate_limit: Option<f64>,
+    /// Some(true) allows plain http (a sandbox, a test target); Some(false) forbids it again.
+    pub insecure_http: Option<bool>,
+    pub allow_private: Option<bool>,
+}
+
+/// Changes a connection's settings in place, without removing it (its links, token and history
+/// stay). A new address is checked by the outbound address policy and tested with the stored
+/// token before it is saved; the change is audited. Answers what changed, in words.
+pub async fn set(store: &Store, key: &MasterKey, name: &str, to: &Settings, by: &str) -> Result<Vec<String>> {
+    let c = store.connection(name).await?.ok_or_else(|| Error::not_found(format!("no connection named {name:?}")))?;
+    let insecure = to.insecure_http.unwrap_or(c.insecure_http);
+    let private = to.allow_private.unwrap_or(c.allow_private);
+    if to.rate_limit.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(Error::input("--rate-limit: a number of requests a second above 0"));
+    }
+    let url = match &to.url {
+        Some(u) => normalise(u, insecure, private)?.0,
+        None => {
+            // The address stored must still pass a policy made stricter.
+            normalise(&c.base_url, insecure, private)?;
+            c.base_url.clone()
+        }
+    };
+    let dialect = to.dialect.map_or_else(|| c.dialect.clone(), |d| d.as_str().to_string());
+    let rate = to.rate_limit.or(c.rate_limit_per_second);
+    let mut changed = vec![];
+    if url != c.base_url {
+        changed.push(format!("url {} -> {url}", c.base_url));
+    }
+    if dialect != c.dialect {
+        changed.push(format!("dialect {} -> {dialect}", c.dialect));
+    }
+    if rate != c.rate_limit_per_second {
+        let r = |x: Option<f64>| x.map_or_else(|| "none".to_string(), |v| format!("{v} req/s"));
+        changed.push(format!("rate limit {} -> {}", r(c.rate_limit_per_second), r(rate)));
+    }
+    if insecure != c.insecure_http {
+        changed.push(format!("plain http {}", if insecure { "allowed" } else { "refused" }));
+    }
+    if private != c.allow_private {
+        changed.push(format!("private addresses {}", if private { "allowed" } else { "refused" }));
+    }
+    if changed.is_empty() {
+        return Ok(vec![format!("connection {name:?}: nothing to change")]);
+    }
+    let mut lines = vec![];
+    if url != c.base_url {
+        // The stored token goes only where an admin points it, and only once it works there.
+        let pol = policy(insecure, private);
+        let target = InstanceUrl::parse(&url, pol).map_err(Error::input)?;
+        let token = key.open(&c.token, &c.id).map_err(Error::refused)?;
+        let d: scim::Dialect = dialect.parse().unwrap_or(target.dialect());
+        lines = test_target(&target, d, &token, pol, rate).await.map_err(|e| {
+            Error::refused(format!("connection {name:?}: {url} did not pass the test, nothing was changed: {e}"))
+        })?;
+    }
+    store.update_connection_settings(name, &url, &dialect, rate).await?;
+    if insecure != c.insecure_http || private != c.allow_private {
+        store.update_connection_policy(name, insecure, private).await?;
+    }
+    crate::decisions::record_one(store, "connection_set", name, by, serde_json::json!({"changed": changed})).await?;
+    lines.insert(0, format!("connection {name:?}: {}", changed.join(", ")));
+    Ok(lines)
 }
 
 /// Replaces a connection's token, once the new one works.
@@ -422,9 +518,22 @@ pub async fn links(store: &Store, name: &str) -> Result<usize> {
     Ok(store.link_count(name).await?)
 }
 
-/// Removes a connection: its token is erased, its links kept. Audited.
-pub async fn remove(store: &Store, name: &str, by: &str) -> Result<Removed> {
+/// Removes a connection: its token is erased, its links kept. Audited. A connection with
+/// linked accounts goes only when its name is given again (`confirm`): a slip of the finger
+/// must not stop the deprovisioning of every leaver it manages.
+pub async fn remove(store: &Store, name: &str, by: &str, confirm: Option<&str>) -> Result<Removed> {
     let links_kept = links(store, name).await?;
+    if store.connection(name).await?.is_none() {
+        return Err(Error::not_found(format!("no connection named {name:?}")));
+    }
+    if links_kept > 0 && confirm.map(str::trim) != Some(name) {
+        return Err(Error::refused(format!(
+            "connection {name:?} manages {links_kept} linked account(s); nothing was removed. {} Leavers of those \
+             accounts are not deactivated while it is gone. To remove it, give its name again: --confirm {name:?} \
+             (API: ?confirm=)",
+            removal_consequences(links_kept)
+        )));
+    }
     if !store.remove_connection(name).await? {
         return Err(Error::not_found(format!("no connection named {name:?}")));
     }

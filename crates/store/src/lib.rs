@@ -829,6 +829,29 @@ impl Store {
     }
 
     /// Sets a connection's URL, dialect and client-side rate limit (the token stays as it is).
+    /// Whether a connection may use plain http and private addresses (`connection set`).
+    pub async fn update_connection_policy(
+        &self,
+        name: &str,
+        insecure_http: bool,
+        allow_private: bool,
+    ) -> Result<(), StoreError> {
+        let n = sqlx::query(
+            "UPDATE connections SET insecure_http = $1, allow_private = $2, updated_at = $3 WHERE name = $4",
+        )
+        .bind(i64::from(insecure_http))
+        .bind(i64::from(allow_private))
+        .bind(now())
+        .bind(name)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(name.into()));
+        }
+        Ok(())
+    }
+
     pub async fn update_connection_settings(
         &self,
         name: &str,

@@ -363,7 +363,8 @@ async fn an_editor_builds_rules_in_a_draft_and_saves_the_toml_export_gives() {
         form(&[
             ("csrf", ed.csrf.as_str()),
             ("default_teams", "Everyone"),
-            ("supervised", "leave"),
+            ("supervised", "termination"),
+            ("supervised", "leave_of_absence"),
             ("target", "userName"),
             ("formula", "=work_email"),
             ("unique", "0"),
@@ -407,7 +408,7 @@ async fn an_editor_builds_rules_in_a_draft_and_saves_the_toml_export_gives() {
         (g.user_type.as_deref(), g.teams.clone()),
         (Some("viewer"), vec!["Sales".to_string(), "Everyone".into()])
     );
-    assert_eq!(cfg.connections[0].supervised, [rules::Stage::Leave]);
+    assert_eq!(cfg.connections[0].supervised, [rules::Stage::Termination, rules::Stage::LeaveOfAbsence]);
     assert!(
         matches!(&cfg.connections[0].mappings["title"], rules::MappingSpec::Full { formula, .. } if formula == "=UPPER(title)")
     );

@@ -46,11 +46,16 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
             };
             let store = existing_store(data_dir, database_url).await?;
             let found = published_schemas(store.as_ref(), data_dir, &cfg).await;
+            let mut mismatch = vec![];
             if let Some(s) = store {
+                // A stored connection whose dialect the file does not give it, said with the fix.
+                if let Ok(stored) = s.connections().await {
+                    mismatch = service::connections::dialect_mismatch(&cfg, &stored);
+                }
                 s.close().await;
             }
             let (published, _, lines) = found?;
-            lines.iter().for_each(|l| outln!("{l}"));
+            lines.iter().chain(&mismatch).for_each(|l| outln!("{l}"));
             match compile(&name, &cfg, &published) {
                 Ok(r) => {
                     r.notes.iter().for_each(|n| outln!("note: {n}"));

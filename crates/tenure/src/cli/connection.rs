@@ -67,10 +67,35 @@ pub enum ConnectionCommand {
         /// The connection's name.
         name: String,
     },
-    /// Remove a connection (its sealed token goes with it; the accounts and links stay).
+    /// Change a connection's settings in place (its token, links and history stay): a new
+    /// address is tested with the stored token before it is saved.
+    Set {
+        /// The connection's name.
+        name: String,
+        /// The new Instance URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// monday or generic: how tenure shapes its requests.
+        #[arg(long)]
+        dialect: Option<scim::Dialect>,
+        /// Requests a second at most.
+        #[arg(long)]
+        rate_limit: Option<f64>,
+        /// Allow (true) or refuse (false) plain http.
+        #[arg(long)]
+        insecure_http: Option<bool>,
+        /// Allow (true) or refuse (false) private and loopback addresses.
+        #[arg(long)]
+        allow_private: Option<bool>,
+    },
+    /// Remove a connection (its sealed token goes with it; the accounts and links stay). One
+    /// with linked accounts needs its name again: --confirm NAME, or typed at the prompt.
     Remove {
         /// The connection's name.
         name: String,
+        /// The connection's name again, to remove one that manages accounts.
+        #[arg(long)]
+        confirm: Option<String>,
     },
 }
 
@@ -187,8 +212,27 @@ async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Res
             outln!("resumed {name:?}: the next scheduled run includes it");
             Ok(())
         }
-        ConnectionCommand::Remove { name } => {
-            let r = service::connections::remove(store, &name, &by).await?;
+        ConnectionCommand::Set { name, url, dialect, rate_limit, insecure_http, allow_private } => {
+            let to = service::connections::Settings { url, dialect, rate_limit, insecure_http, allow_private };
+            for l in service::connections::set(store, key, &name, &to, &by).await? {
+                outln!("{l}");
+            }
+            Ok(())
+        }
+        ConnectionCommand::Remove { name, confirm } => {
+            let links = service::connections::links(store, &name).await?;
+            // On a terminal the name is asked for; anywhere else it must be given.
+            let confirm = match confirm {
+                None if links > 0 && std::io::stdin().is_terminal() => {
+                    outln!("{}", service::connections::removal_consequences(links));
+                    eprint!("{name:?} manages {links} linked account(s). Type its name to remove it: ");
+                    let mut typed = String::new();
+                    std::io::stdin().read_line(&mut typed).map_err(|e| e.to_string())?;
+                    Some(typed.trim().to_string())
+                }
+                c => c,
+            };
+            let r = service::connections::remove(store, &name, &by, confirm.as_deref()).await?;
             outln!("removed {name:?}");
             outln!("{}", service::connections::removal_consequences(r.links_kept));
             Ok(())

@@ -237,7 +237,6 @@ enum Command {
     /// The audit log: verify its hash chain, one worker's timeline, or an export.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Runs with their counts (Total, Skipped, No change, Processed, Failed); `runs show ID`.
     /// Per connection, what the console's dashboard shows: enabled or paused, the last run and
     /// the last successful one with their counts, the next run (with --interval), reviews
     /// waiting, dead letters, held workers, the guard when it stopped a run; and the last HR
@@ -260,6 +259,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Runs with their counts (Total, Skipped, No change, Processed, Failed), who or what
+    /// started each, rehearsals marked and guard-refused attempts listed; `runs show ID`.
     Runs {
         #[command(subcommand)]
         cmd: Option<audit::RunsCommand>,

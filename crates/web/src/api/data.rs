@@ -147,18 +147,27 @@ async fn connection_view(api: &Shared, name: &str) -> Result<Json<Value>, Proble
     Ok(Json(crate::connections::view(&x)))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveQuery {
+    /// The connection's name again: needed when it manages linked accounts.
+    pub confirm: Option<String>,
+}
+
 /// Remove a connection (Admin): its token is erased; the accounts in the target are left as
-/// they are and the links kept, so adding it again under the same name takes them up.
-#[utoipa::path(delete, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path)),
+/// they are and the links kept, so adding it again under the same name takes them up. One
+/// that manages linked accounts needs `?confirm=` its name.
+#[utoipa::path(delete, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path), RemoveQuery),
     responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn remove_connection(
     State(api): State<Shared>,
     Scoped(c): Scoped,
     Path(name): Path<String>,
+    Q(q): Q<RemoveQuery>,
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Admin)?;
     c.on(&name)?;
-    let r = crate::connections::remove(&api.store, &name, &c.actor).await?;
+    let r = crate::connections::remove(&api.store, &name, &c.actor, q.confirm.as_deref()).await?;
     Ok(Json(json!({"removed": name, "links_kept": r.links_kept,
         "consequences": crate::connections::removal_consequences(r.links_kept)})))
 }

@@ -457,7 +457,7 @@ pub async fn remove(State(api): State<Shared>, Path(name): Path<String>, posted:
                 let p = remove_page_of(&api, &page, &name, m).await?;
                 return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&p)).into_response());
             }
-            conn::remove(&api.store, &name, page.actor()).await?;
+            conn::remove(&api.store, &name, page.actor(), Some(&form.confirm)).await?;
             Ok(Redirect::to("/connections").into_response())
         }
         .await,

@@ -371,7 +371,9 @@ fn count(v: &Value) -> String {
 impl RunRow {
     fn of(r: &store::RunRecord, live: bool) -> RunRow {
         let s: Value = r.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-        let state = if live || (r.finished_at.is_none() && service::status::alive(r)) {
+        let state = if r.refused().is_some() {
+            "Nothing applied".to_string()
+        } else if live || (r.finished_at.is_none() && service::status::alive(r)) {
             "Running".to_string()
         } else if r.finished_at.is_none() {
             "Did not finish".to_string()
@@ -440,14 +442,25 @@ struct RunPage {
 }
 
 /// Why a run of this process applied nothing, from its outcome.
+/// What a guard's refusal says, from the guard's verdict (the registry's outcome, or the
+/// refused run's record: `guard`, `why`/`refused`, `confirm_with`).
+fn refused_words(guard: &Value, why: Option<&str>) -> String {
+    let (name, what) = if guard["guard"] == "teams" {
+        ("team guard", "team removals")
+    } else {
+        ("mass-deprovision guard", "deactivations")
+    };
+    format!(
+        "The {name} stopped this run: {}. Nothing was applied. A Reviewer or Admin applies it by confirming the \
+         number {} on the plan page or the dashboard.",
+        why.unwrap_or(&format!("too many {what}")).trim_end_matches('.'),
+        guard["confirm_with"].as_u64().unwrap_or_default()
+    )
+}
+
 fn stopped(outcome: &Value) -> Option<String> {
     match outcome["state"].as_str()? {
-        "refused" => Some(format!(
-            "The mass-deprovision guard stopped this run: {}. Nothing was applied. A Reviewer or Admin applies it by \
-             confirming the number {} on the plan page or the dashboard.",
-            outcome["guard"]["why"].as_str().unwrap_or("too many deactivations").trim_end_matches('.'),
-            outcome["guard"]["confirm_with"].as_u64().unwrap_or_default()
-        )),
+        "refused" => Some(refused_words(&outcome["guard"], outcome["guard"]["why"].as_str())),
         "error" => Some(format!("The run could not be carried out: {}", shown(&outcome["error"]))),
         "busy" => Some("Another run held the connection: nothing was applied.".into()),
         "stopped" => Some("The run was stopped before it began: nothing was applied.".into()),
@@ -506,7 +519,10 @@ pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>, 
                 })
                 .collect();
             let mut r = RunRow::of(&record, live);
-            let stopped = api.runs.get(&id).and_then(|l| l.outcome()).as_ref().and_then(stopped);
+            let stopped = api.runs.get(&id).and_then(|l| l.outcome()).as_ref().and_then(stopped).or_else(|| {
+                // A refused run kept in the store says so after the registry has let it go.
+                record.refused().map(|why| refused_words(&s, Some(&why)))
+            });
             if stopped.is_some() && record_missing {
                 r.state = "Nothing applied".into();
             }
