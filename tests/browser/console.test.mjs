@@ -282,6 +282,9 @@ test("the admin's first hour", async () => {
   assert.equal(await q.count(), 1);
   assert.match(await q.first().innerText(), /hire_date/);
   assert.match(await q.first().innerText(), /31\/02\/2024/);
+  // The taken rows' values by field, most frequent first.
+  const dept = page.locator("table", { hasText: "Most frequent" }).locator("tbody tr", { hasText: "department" });
+  assert.match(await dept.first().innerText(), /Engineering \(\d+\)/);
   await look(page, "hr-load-quarantined");
   const download = page.waitForEvent("download");
   await page.getByRole("link", { name: /Download the quarantined rows/ }).click();

@@ -598,3 +598,40 @@ fn test(v: &Value, op: Op, arg: &Arg, case_sensitive: bool, today: Date) -> bool
         _ => false,
     }
 }
+
+/// The values conditions name for each field they test: `Some(values)` when every test of the
+/// field compares it with named values (equals, in) outside a `not`, `None` when some test reads
+/// it otherwise (not_equals, contains, a pattern...), so that nobody can say which values it
+/// misses.
+pub fn named_values<'c>(
+    conditions: impl IntoIterator<Item = &'c Condition>,
+) -> std::collections::BTreeMap<String, Option<Vec<String>>> {
+    type Named = std::collections::BTreeMap<String, Option<Vec<String>>>;
+    fn walk(c: &Condition, negated: bool, out: &mut Named) {
+        match c {
+            Condition::All { all } => all.iter().for_each(|c| walk(c, negated, out)),
+            Condition::Any { any } => any.iter().for_each(|c| walk(c, negated, out)),
+            Condition::Not { not } => walk(not, true, out),
+            Condition::Formula { .. } => {}
+            Condition::Test(t) => {
+                let text = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                let named: Option<Vec<String>> = match t.op {
+                    _ if negated => None,
+                    Op::Equals => Some(t.value.iter().map(text).collect()),
+                    Op::In => Some(t.values.iter().flatten().map(text).collect()),
+                    _ => None,
+                };
+                let e = out.entry(t.field.to_ascii_lowercase()).or_insert_with(|| Some(vec![]));
+                match (e.as_mut(), named) {
+                    (Some(v), Some(n)) => v.extend(n),
+                    _ => *e = None,
+                }
+            }
+        }
+    }
+    let mut out = Named::new();
+    for c in conditions {
+        walk(c, false, &mut out);
+    }
+    out
+}

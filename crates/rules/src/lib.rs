@@ -7,6 +7,7 @@ pub mod condition;
 pub mod formula;
 pub mod hr_source;
 pub mod notify;
+pub mod summary;
 
 use condition::{Compiled, Condition};
 use formula::{Context, Fields, Formula, Type, Value};

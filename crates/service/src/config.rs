@@ -241,23 +241,29 @@ pub async fn hr_settings(
     database_url: Option<&str>,
     file: Option<&Path>,
 ) -> Result<rules::HrSettings> {
+    Ok(config_for_hr(data_dir, database_url, file).await?.hr)
+}
+
+/// The configuration an HR command reads: the file given (checked whole), else the one in
+/// force, else the defaults (no store yet).
+pub async fn config_for_hr(data_dir: &Path, database_url: Option<&str>, file: Option<&Path>) -> Result<Config> {
     if let Some(file) = file {
         let name = file.display().to_string();
         let text = std::fs::read_to_string(file).map_err(|e| Error::input(format!("cannot read {name}: {e}")))?;
         let cfg = Config::from_toml(&name, &text).map_err(|e| Error::input(e.join("\n")))?;
         Rules::compile(&cfg)
             .map_err(|e| Error::input(e.iter().map(|e| format!("{name}: {e}")).collect::<Vec<_>>().join("\n")))?;
-        return Ok(cfg.hr);
+        return Ok(cfg);
     }
     if database_url.is_none() && !data_dir.join("tenure.db").exists() {
-        return Ok(rules::HrSettings::default());
+        return Ok(Config::default());
     }
     let store = open(data_dir, database_url).await?;
     let saved = store.current_config().await;
     store.close().await;
     match saved? {
-        None => Ok(rules::HrSettings::default()),
-        Some(v) => Ok(Config::from_toml("stored configuration", &v.body).map_err(|e| Error::input(e.join("\n")))?.hr),
+        None => Ok(Config::default()),
+        Some(v) => Config::from_toml("stored configuration", &v.body).map_err(|e| Error::input(e.join("\n"))),
     }
 }
 

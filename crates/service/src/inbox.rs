@@ -121,7 +121,7 @@ impl Inbox {
             };
             match intake::take(store, data_dir, intake, d, Timestamp::now()).await? {
                 Taken::Loaded { outcome, report } => {
-                    let line = format!(
+                    let mut line = format!(
                         "inbox: {name}: load {}: rows {}, accepted {}, quarantined {}, events {}",
                         outcome.load_id,
                         outcome.rows,
@@ -129,6 +129,9 @@ impl Inbox {
                         outcome.quarantined,
                         outcome.events.len()
                     );
+                    for w in outcome.fields.as_ref().map(|f| f.warnings()).unwrap_or_default() {
+                        line.push_str(&format!("\ninbox: {name}: warning: {w}"));
+                    }
                     let v = serde_json::json!({"file": name, "outcome": outcome, "quarantined": report.quarantined,
                         "ignored_columns": report.ignored_columns, "date_formats": report.date_formats});
                     ("processed", v, line)

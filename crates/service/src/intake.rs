@@ -58,6 +58,8 @@ pub struct Intake {
     pub def: hr::HeaderDefinition,
     pub cfg: IntakeConfig,
     pub max_drop: f64,
+    /// What each load's per-field summary checks values against.
+    pub summary: rules::summary::SummaryRules,
 }
 
 impl Intake {
@@ -66,7 +68,14 @@ impl Intake {
             def: hr.header_definition().map_err(|e| Error::input(e.join("; ")))?,
             cfg: IntakeConfig::from_settings(hr)?,
             max_drop: hr.max_population_drop,
+            summary: rules::summary::SummaryRules::plain(&hr.custom_fields),
         })
+    }
+
+    /// As `from_settings`, with the roles and team rules whose conditions a load's values are
+    /// checked against.
+    pub fn for_config(config: &rules::Config) -> Result<Intake> {
+        Ok(Intake { summary: rules::summary::SummaryRules::of(config), ..Intake::from_settings(&config.hr)? })
     }
 }
 
@@ -95,6 +104,8 @@ pub struct LoadExtras {
     pub uploaded_by: Option<String>,
     /// The file as delivered: a worker whose id it still names is never taken as missing.
     pub bytes: Option<Vec<u8>>,
+    /// The accepted workers' values, field by field, kept with the load.
+    pub fields: Option<rules::summary::Summary>,
 }
 
 /// What became of a delivery.
@@ -168,7 +179,7 @@ pub struct Upload {
 /// quarantine and lifecycle events as `tenure hr load`.
 pub async fn upload(store: &Store, data_dir: &Path, u: Upload) -> Result<Taken> {
     let rules = crate::config::current(store).await?;
-    let intake = Intake::from_settings(&rules.config.hr)?;
+    let intake = Intake::for_config(&rules.config)?;
     let source = match &u.file_name {
         Some(f) => format!("{f} (upload by {})", u.actor),
         None => format!("api upload by {}", u.actor),
@@ -209,9 +220,15 @@ pub async fn take(store: &Store, data_dir: &Path, intake: &Intake, d: Delivery, 
         supersede_loads: d.supersede_loads,
         uploaded_by: d.uploaded_by,
         bytes: Some(d.bytes),
+        fields: Some(summarize(&report.accepted, &intake.summary, now)),
     };
     let outcome = apply_with(store, &report, d.kind, &intake.cfg, now, extras).await?;
     Ok(Taken::Loaded { outcome, report: Box::new(report) })
+}
+
+/// A load's values field by field, roles decided on the day of `now` (UTC).
+pub fn summarize(workers: &[Worker], rules: &rules::summary::SummaryRules, now: Timestamp) -> rules::summary::Summary {
+    rules::summary::summarize(workers, rules, now.to_zoned(jiff::tz::TimeZone::UTC).date())
 }
 
 /// Fewer workers than this missing from a full load never trip the population check.
@@ -283,6 +300,9 @@ pub struct Outcome {
     pub events: Vec<Listed>,
     /// When this very file (same checksum) was loaded before, if it was.
     pub loaded_before: Option<String>,
+    /// The accepted workers' values, field by field, with the values no rule names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<rules::summary::Summary>,
 }
 
 impl Outcome {
@@ -398,7 +418,7 @@ pub async fn apply_with(
     now: Timestamp,
     extras: LoadExtras,
 ) -> Result<Outcome, IntakeError> {
-    let LoadExtras { push_ids, supersede_loads, uploaded_by, bytes } = extras;
+    let LoadExtras { push_ids, supersede_loads, uploaded_by, bytes, fields } = extras;
     let leavers = report.leavers_on_every_row();
     let stored = match kind {
         LoadKind::Full => store.snapshot().await?,
@@ -625,6 +645,7 @@ pub async fn apply_with(
         outcome: "accepted".into(),
         reason: None,
         uploaded_by,
+        fields: fields.as_ref().map(|f| serde_json::to_string(f).expect("a summary serialises")),
     });
     store.record_load(&write).await?;
     Ok(Outcome {
@@ -641,6 +662,7 @@ pub async fn apply_with(
         named,
         events,
         loaded_before,
+        fields,
     })
 }
 
@@ -701,16 +723,25 @@ pub async fn record_rejected(
         outcome: "rejected".into(),
         reason: Some(reason.into()),
         uploaded_by: None,
+        fields: None,
     };
     store.record_load(&LoadWrite { load: Some(load), ..Default::default() }).await?;
     Ok(id)
 }
 
+/// A load's per-field summary, when it was kept (loads before it was, and refused ones, have
+/// none).
+pub fn load_fields(l: &LoadRecord) -> Option<rules::summary::Summary> {
+    l.fields.as_deref().and_then(|f| serde_json::from_str(f).ok())
+}
+
 /// A load as listed (the CLI's `hr loads --json`, the API's loads).
 pub fn load_view(l: &LoadRecord) -> serde_json::Value {
+    let warnings = load_fields(l).map(|f| f.warnings()).unwrap_or_default();
     serde_json::json!({"id": l.id, "source": l.source, "checksum": l.checksum, "kind": l.kind,
         "loaded_at": l.loaded_at, "outcome": l.outcome, "reason": l.reason, "rows": l.rows,
-        "accepted": l.accepted, "quarantined": l.quarantined, "events": l.events, "uploaded_by": l.uploaded_by})
+        "accepted": l.accepted, "quarantined": l.quarantined, "events": l.events, "uploaded_by": l.uploaded_by,
+        "warnings": warnings})
 }
 
 /// SHA-256 of bytes, as loads are keyed.

@@ -27,6 +27,8 @@ pub struct Pulled {
     pub rejected: bool,
     pub load_id: Option<String>,
     pub events: usize,
+    /// Values in the report that no role or team rule condition names, field by field.
+    pub warnings: Vec<String>,
 }
 
 /// The URL as the history shows it: never its query (a report URL may carry a key in it).
@@ -116,9 +118,14 @@ pub fn destination(p: &rules::hr_source::PullSettings) -> String {
 }
 
 /// Fetches the report once and loads it; a 304 loads nothing.
-pub async fn pull_once(store: &Store, key: &MasterKey, data_dir: &Path, hr: &rules::HrSettings) -> Result<Pulled> {
+pub async fn pull_once(
+    store: &Store,
+    key: &MasterKey,
+    data_dir: &Path,
+    hr: &rules::HrSettings,
+    intake: &Intake,
+) -> Result<Pulled> {
     let p = hr.pull.as_ref().ok_or_else(|| Error::not_found("no [hr.pull] in the configuration"))?;
-    let intake = Intake::from_settings(hr)?;
     let _ = store.set_setting(LAST_AT, &Timestamp::now().as_second().to_string()).await;
     let url = scim_client::outbound::parse_url(&p.url).map_err(Error::input)?;
     scim_client::outbound::check_url(&url, scim_client::UrlPolicy::default()).map_err(Error::refused)?;
@@ -154,6 +161,7 @@ pub async fn pull_once(store: &Store, key: &MasterKey, data_dir: &Path, hr: &rul
             rejected: false,
             load_id: None,
             events: 0,
+            warnings: vec![],
         });
     }
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
@@ -191,7 +199,7 @@ pub async fn pull_once(store: &Store, key: &MasterKey, data_dir: &Path, hr: &rul
         supersede_loads: vec![],
         uploaded_by: None,
     };
-    let taken = intake::take(store, data_dir, &intake, d, Timestamp::now()).await?;
+    let taken = intake::take(store, data_dir, intake, d, Timestamp::now()).await?;
     // Remembered either way: the same bytes would be refused again, and a fixed report has a
     // new ETag.
     if let Some(e) = etag {
@@ -213,6 +221,7 @@ pub async fn pull_once(store: &Store, key: &MasterKey, data_dir: &Path, hr: &rul
             not_modified: false,
             rejected: false,
             events: outcome.events.len(),
+            warnings: outcome.fields.as_ref().map(|f| f.warnings()).unwrap_or_default(),
             load_id: Some(outcome.load_id),
         },
         Taken::Rejected { load_id, reason, .. } => Pulled {
@@ -221,6 +230,7 @@ pub async fn pull_once(store: &Store, key: &MasterKey, data_dir: &Path, hr: &rul
             rejected: true,
             load_id: Some(load_id),
             events: 0,
+            warnings: vec![],
         },
     })
 }

@@ -182,13 +182,13 @@ const LOOK: Duration = Duration::from_millis(250);
 /// saved: a changed inbox, pull or header definition needs no restart.
 pub fn watch_sources(
     s: &Scheduler,
-    hr: &rules::HrSettings,
+    config: &rules::Config,
     mut stop: tokio::sync::watch::Receiver<bool>,
     health: Health,
     say: Say,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let mut intake = Intake::from_settings(hr)?;
-    let mut hr = hr.clone();
+    let mut intake = Intake::for_config(config)?;
+    let mut hr = config.hr.clone();
     say_sources(&hr, &*say);
     let Scheduler { store, key, data_dir, wake, .. } = s.clone();
     Ok(tokio::spawn(async move {
@@ -211,8 +211,8 @@ pub fn watch_sources(
                 if version.as_deref() != Some(v.id.as_str()) {
                     version = Some(v.id);
                     let fresh = config::current_if_any(&store).await.and_then(|r| {
-                        let h = r.map(|r| r.config.hr).unwrap_or_default();
-                        Intake::from_settings(&h).map(|i| (h, i))
+                        let c = r.map(|r| r.config).unwrap_or_default();
+                        Intake::for_config(&c).map(|i| (c.hr, i))
                     });
                     match fresh {
                         Ok((h, i)) => {
@@ -229,7 +229,7 @@ pub fn watch_sources(
                 match inbox.sweep(&store, &data_dir, settings, &intake).await {
                     Ok(taken) => {
                         for t in &taken {
-                            say(&t.line);
+                            t.line.lines().for_each(|l| say(l));
                         }
                         once(Ok(()));
                     }
@@ -238,8 +238,13 @@ pub fn watch_sources(
             }
             if let Some(p) = &hr.pull {
                 if pull::due(&store, p, jiff::Timestamp::now()).await {
-                    match pull::pull_once(&store, &key, &data_dir, &hr).await {
-                        Ok(said) => say(&format!("pull: {}", said.summary)),
+                    match pull::pull_once(&store, &key, &data_dir, &hr, &intake).await {
+                        Ok(said) => {
+                            say(&format!("pull: {}", said.summary));
+                            for w in &said.warnings {
+                                say(&format!("pull: warning: {w}"));
+                            }
+                        }
                         Err(e) => say(&format!("pull: {e}")),
                     }
                 }

@@ -24,6 +24,8 @@ pub struct LoadRecord {
     /// The person who uploaded it (`user:NAME`), when a person did: the proposer of the
     /// changes it brings, for maker-checker.
     pub uploaded_by: Option<String>,
+    /// The accepted workers' values, field by field (JSON), when the load was summarised.
+    pub fields: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +128,8 @@ pub struct EventQuery {
 const CHUNK: usize = 500;
 
 const LOAD_COLUMNS: &str =
-    "id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count, outcome, reason, uploaded_by";
+    "id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, event_count, outcome, reason, uploaded_by, \
+     fields";
 
 fn load_record(r: &AnyRow) -> Result<LoadRecord, sqlx::Error> {
     Ok(LoadRecord {
@@ -142,6 +145,7 @@ fn load_record(r: &AnyRow) -> Result<LoadRecord, sqlx::Error> {
         outcome: r.try_get("outcome")?,
         reason: r.try_get("reason")?,
         uploaded_by: r.try_get("uploaded_by")?,
+        fields: r.try_get("fields")?,
     })
 }
 
@@ -188,7 +192,8 @@ impl Store {
             if let Some(l) = &w.load {
                 sqlx::query(
                     "INSERT INTO hr_loads (id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, \
-                     event_count, outcome, reason, uploaded_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     event_count, outcome, reason, uploaded_by, fields) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                     $13)",
                 )
                 .bind(&l.id)
                 .bind(&l.source)
@@ -202,6 +207,7 @@ impl Store {
                 .bind(&l.outcome)
                 .bind(l.reason.clone())
                 .bind(l.uploaded_by.clone())
+                .bind(l.fields.clone())
                 .execute(&mut *tx)
                 .await?;
             }

@@ -47,6 +47,7 @@ async fn after_a_load_reads_are_fresh() {
             outcome: "accepted".into(),
             reason: None,
             uploaded_by: None,
+            fields: None,
         }),
         push_ids: vec!["e1".into()],
         ..Default::default()

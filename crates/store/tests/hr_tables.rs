@@ -19,6 +19,7 @@ fn load(id: &str) -> LoadRecord {
         outcome: "accepted".into(),
         reason: None,
         uploaded_by: None,
+        fields: None,
     }
 }
 

@@ -61,7 +61,7 @@ pub async fn run(
         Some(_) => config::current_if_any(&store).await?,
         None => Some(config::current(&store).await?),
     };
-    let hr_settings = rules.as_ref().map(|r| r.config.hr.clone()).unwrap_or_default();
+    let config_now = rules.as_ref().map(|r| r.config.clone()).unwrap_or_default();
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server = None;
@@ -153,7 +153,7 @@ pub async fn run(
         wake: wake.clone(),
         registry: registry.clone(),
     };
-    let watcher = schedule::watch_sources(&scheduler, &hr_settings, stop_rx.clone(), health.clone(), say.clone())?;
+    let watcher = schedule::watch_sources(&scheduler, &config_now, stop_rx.clone(), health.clone(), say.clone())?;
     match &rules {
         _ if interval.is_zero() => {
             outln!("tenure serve: no scheduled runs (--interval 0): runs start through the API or `tenure apply`")

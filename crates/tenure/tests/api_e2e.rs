@@ -91,6 +91,12 @@ async fn admin_story(database_url: Option<String>, tag: &str) {
     assert_eq!((up["accepted"].as_u64(), up["quarantined"].as_u64()), (Some(2), Some(1)), "{up}");
     assert_eq!(up["quarantined_rows"][0]["row"], 3, "{up}");
     let load_id = up["load_id"].as_str().unwrap().to_string();
+    // The taken rows' values, field by field, come with the answer.
+    assert_eq!(up["fields"]["workers"], 2, "{up}");
+    let dept = up["fields"]["fields"].as_array().unwrap().iter().find(|f| f["field"] == "department").unwrap();
+    assert_eq!((dept["distinct"].as_u64(), dept["empty"].as_u64()), (Some(2), Some(0)), "{dept}");
+    let loads = admin.get("/api/v1/hr/loads").await.json();
+    assert!(loads[0]["warnings"].is_array(), "{loads}");
     let q = admin.get(&format!("/api/v1/hr/loads/{load_id}/quarantined")).await;
     assert_eq!(q.json().as_array().map(Vec::len), Some(1), "{}", q.text);
 

@@ -232,6 +232,57 @@ fn refused_and_back_to(env: &Env) {
     assert_eq!(last["accepted"], 20);
 }
 
+#[test]
+fn validate_and_load_summarise_values_and_warn_of_values_no_role_names() {
+    let env = bare("fields");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hr/workers.csv");
+    // The example data under the example rules: a summary, and every worker has a role.
+    let out = env.ok(&["hr", "validate", example, "--config", RULES]);
+    assert!(out.contains("values of 10 accepted worker(s), by field"), "{out}");
+    assert!(out.contains("\n  department: 4 value(s): Engineering 4, Sales 3, Support 2, Design 1\n"), "{out}");
+    assert!(!out.contains("warning:"), "{out}");
+    assert_eq!(out.lines().last(), Some("rows: 10, accepted: 10, quarantined: 0"));
+    // An export with a type of its own ("Working Student"), and temporary workers outside
+    // Engineering: no role takes them, and the rules name neither value for them.
+    let file = write(
+        &env,
+        "new_types.csv",
+        &format!(
+            "{HEADER}\n1,Ann,Lee,ann@acme.example,Engineer,Engineering,employee,active,,2020-01-01,,,,\n\
+             2,Bo,Ray,bo@acme.example,Analyst,Finance,Working Student,active,,2020-01-01,,,,\n\
+             3,Cy,Fox,cy@acme.example,Clerk,Sales,temporary,active,,2020-01-01,,,,\n\
+             4,Di,Ng,di@acme.example,Clerk,Sales,temporary,active,,2020-01-01,,,,\n"
+        ),
+    );
+    let path = file.to_str().unwrap();
+    let (code, out) = env.tenure(&["hr", "validate", path, "--config", RULES]);
+    assert_eq!(code, 0, "warnings do not fail validation: {out}");
+    // "temporary" is a value a role names (Engineering's): only the department leaves those
+    // two without a role, and the warning says so by the department.
+    assert!(
+        out.contains(
+            "warning: field employment_type: 1 value(s) that no role condition names, on 1 worker(s) no role takes: \
+             \"Working Student\" (1)\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("warning: field department: 2 value(s) that no role condition names, on 3 worker(s) no role takes: \"Sales\" (2), \"Finance\" (1)\n"), "{out}");
+    assert!(out.contains("\n  empty in every row: division, location, cost_center, leave_type, time_zone\n"), "{out}");
+    assert_eq!(out.lines().last(), Some("rows: 4, accepted: 4, quarantined: 0"));
+    let v = json_of(&env.ok(&["hr", "validate", path, "--config", RULES, "--json"]));
+    assert_eq!(v["fields"]["workers"], 4, "{v}");
+    assert!(v["fields"]["unnamed"].as_array().unwrap().iter().any(|u| u["field"] == "employment_type"), "{v}");
+    // A load says the same, and the history keeps it with the load.
+    let (code, out) = env.tenure(&["hr", "load", path, "--config", RULES, "--as-of", AT]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("  employment_type: 3 value(s): temporary 2, Working Student 1, employee 1"), "{out}");
+    assert!(out.contains("warning: field employment_type: 1 value(s)"), "{out}");
+    assert!(out.lines().last().unwrap().starts_with("rows: 4, accepted: 4, quarantined: 0"), "{out}");
+    let loads = json_of(&env.ok(&["hr", "loads", "--json"]));
+    let warnings = loads[0]["warnings"].as_array().unwrap();
+    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("\"Working Student\" (1)")), "{loads}");
+}
+
 fn sign(secret: &str, ts: i64, body: &[u8]) -> String {
     let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     m.update(format!("{ts}.").as_bytes());
@@ -281,6 +332,7 @@ async fn partial_changes_merge_onto_the_stored_record() {
     let (status, v) = send(json!({"event_id": "t-1", "worker": {"employee_id": "1", "status": "terminated", "termination_date": "2026-12-31"}})).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["accepted"], json!(["t-1"]), "{v}");
+    assert!(v["warnings"].is_array(), "a push says which values no role names: {v}");
     assert_eq!(v["events"][0]["kind"], "termination", "{v}");
     let (status, v) = send(json!({"event_id": "n-1", "worker": {"employee_id": "9", "status": "active"}})).await;
     assert_eq!(status, 422, "{v}");
@@ -345,6 +397,8 @@ async fn the_inbox_takes_files_dropped_while_the_daemon_runs() {
         serde_json::from_str(&std::fs::read_to_string(inbox.join("processed/employee_2.csv.report.json")).unwrap())
             .unwrap();
     assert_eq!(report["outcome"]["accepted"], 3, "{report}");
+    // The inbox's report has the values field by field, as `hr load` prints them.
+    assert_eq!(report["outcome"]["fields"]["workers"], 3, "{report}");
     // A damaged file goes to rejected/ with its report, and the history says so.
     let broken = leaver.replacen("Ann,Lee", "\"Ann,Lee", 1);
     std::fs::write(inbox.join("employee_3.csv"), broken).unwrap();

@@ -2,7 +2,7 @@
 //! batch (`{"events": [...]}`), signed with HMAC-SHA256 over `"<timestamp>.<body>"`.
 //! Stale timestamps are refused (replays), and an event id is applied once (idempotent).
 
-use crate::intake::{self, IntakeConfig, LoadKind};
+use crate::intake::{self, LoadKind};
 use crate::problem::Problem;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use hr::{HeaderDefinition, LoadReport, QuarantinedRow, RowProblem};
+use hr::{LoadReport, QuarantinedRow, RowProblem};
 use jiff::Timestamp;
 use serde_json::{json, Value};
 use service::secrets::{load_named_secret, verify, SECRET_CONTEXT, SECRET_SETTING};
@@ -47,7 +47,7 @@ fn problem(status: StatusCode, slug: &str, detail: impl Into<String>) -> Respons
 
 /// The push secret and HR settings in force now (a secret set or rotated, or a changed
 /// header definition, take effect without a restart).
-async fn current(st: &PushState) -> Result<(Secret, HeaderDefinition, IntakeConfig), Response> {
+async fn current(st: &PushState) -> Result<(Secret, crate::intake::Intake), Response> {
     // The service's error says which problem it is (a store down, a bad definition).
     let unavailable = |e: service::error::Error| Problem::from(e).into_response();
     let secret = load_named_secret(&st.store, &st.key, SECRET_SETTING, SECRET_CONTEXT, "")
@@ -63,15 +63,15 @@ async fn current(st: &PushState) -> Result<(Secret, HeaderDefinition, IntakeConf
     let intake = match &st.fixed {
         Some(i) => i.clone(),
         None => {
-            let hr = crate::config::current_if_any(&st.store)
+            let config = crate::config::current_if_any(&st.store)
                 .await
                 .map_err(unavailable)?
-                .map(|r| r.config.hr)
+                .map(|r| r.config)
                 .unwrap_or_default();
-            crate::intake::Intake::from_settings(&hr).map_err(unavailable)?
+            crate::intake::Intake::for_config(&config).map_err(unavailable)?
         }
     };
-    Ok((secret, intake.def, intake.cfg))
+    Ok((secret, intake))
 }
 
 /// Whether two records of one id are the same person: the same names and work e-mail.
@@ -86,7 +86,7 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    let (secret, def, cfg) = match current(&st).await {
+    let (secret, intake) = match current(&st).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -173,7 +173,7 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
     // the rest (a new worker still needs every required field).
     let wanted: Vec<String> = items
         .iter()
-        .filter_map(|i| i.get("worker").and_then(|w| hr::json_worker_id(w, &def)))
+        .filter_map(|i| i.get("worker").and_then(|w| hr::json_worker_id(w, &intake.def)))
         .map(|w| w.to_string())
         .collect();
     let mut known: HashMap<hr::WorkerId, hr::Worker> = match st.store.snapshot_of(&wanted).await {
@@ -193,7 +193,7 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
         }
         report.rows += 1;
         let (worker_id, parsed) = match item.get("worker") {
-            Some(w) => hr::worker_from_json(w, &def, Some(&known)),
+            Some(w) => hr::worker_from_json(w, &intake.def, Some(&known)),
             None => (
                 None,
                 Err(vec![RowProblem {
@@ -275,12 +275,18 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
         if let Err(e) = intake::archive(&st.data_dir, &checksum, &body) {
             return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e);
         }
-        match intake::apply(&st.store, &report, LoadKind::Delta, &cfg, now, accepted_ids.clone()).await {
+        let extras = intake::LoadExtras {
+            push_ids: accepted_ids.clone(),
+            fields: Some(intake::summarize(&report.accepted, &intake.summary, now)),
+            ..Default::default()
+        };
+        match intake::apply_with(&st.store, &report, LoadKind::Delta, &intake.cfg, now, extras).await {
             Ok(o) => {
                 if let Some(w) = &st.wake {
                     w.notify_one();
                 }
-                outcome = json!({"load_id": o.load_id, "events": o.events})
+                let warnings = o.fields.as_ref().map(|f| f.warnings()).unwrap_or_default();
+                outcome = json!({"load_id": o.load_id, "events": o.events, "warnings": warnings})
             }
             Err(intake::IntakeError::Store(StoreError::Duplicate(_))) => {
                 return problem(

@@ -104,12 +104,12 @@ fn overrides(flag: &str, key: &str, given: &str, saved: &str) {
 
 /// The intake settings: `[hr]` with this command's flags over it.
 pub fn intake_with(
-    hr: &rules::HrSettings,
+    config: &rules::Config,
     parse: &ParseArgs,
     life: &LifecycleArgs,
     max_drop: Option<f64>,
 ) -> Result<Intake, String> {
-    let mut hr = hr.clone();
+    let mut hr = config.hr.clone();
     if let Some(v) = life.pre_hire_days {
         overrides("--pre-hire-days", "pre_hire_days", &v.to_string(), &hr.pre_hire_days.to_string());
         hr.pre_hire_days = v;
@@ -138,6 +138,7 @@ pub fn intake_with(
         hr.max_population_drop = v;
     }
     let mut intake = Intake::from_settings(&hr)?;
+    intake.summary = rules::summary::SummaryRules::of(config);
     let def = &mut intake.def;
     if let Some(e) = &parse.encoding {
         def.encoding = rules::hr_source::parse_encoding(e)?;
@@ -317,13 +318,13 @@ pub enum DefinitionCommand {
 pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
     match cmd {
         HrCommand::Validate { file, json, parse } => {
-            let hr = crate::config::hr_settings(data_dir, database_url, parse.config.as_deref()).await?;
-            let intake = intake_with(&hr, &parse, &LifecycleArgs::default(), None)?;
-            validate(file, json, &parse, &intake.def)
+            let config = crate::config::config_for_hr(data_dir, database_url, parse.config.as_deref()).await?;
+            let intake = intake_with(&config, &parse, &LifecycleArgs::default(), None)?;
+            validate(file, json, &parse, &intake)
         }
         HrCommand::Load { file, kind, as_of, json, max_drop, confirm_population, back_to, parse, lifecycle } => {
-            let hr = crate::config::hr_settings(data_dir, database_url, parse.config.as_deref()).await?;
-            let intake = intake_with(&hr, &parse, &lifecycle, max_drop)?;
+            let config = crate::config::config_for_hr(data_dir, database_url, parse.config.as_deref()).await?;
+            let intake = intake_with(&config, &parse, &lifecycle, max_drop)?;
             let store = crate::config::open(data_dir, database_url).await?;
             let r =
                 load(&store, data_dir, &intake, file, kind.into(), as_of, json, confirm_population, back_to, &parse)
@@ -427,8 +428,8 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
         }
         HrCommand::Listen { listen, lifecycle } => {
             crate::cli::output::keep_going_when_closed();
-            let hr = crate::config::hr_settings(data_dir, database_url, None).await?;
-            let intake = intake_with(&hr, &ParseArgs::default(), &lifecycle, None)?;
+            let config = crate::config::config_for_hr(data_dir, database_url, None).await?;
+            let intake = intake_with(&config, &ParseArgs::default(), &lifecycle, None)?;
             let store = crate::config::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
             // Said at once when missing; read again at each push (a rotation takes effect).
@@ -495,15 +496,19 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             Ok(0)
         }
         HrCommand::Pull { json } => {
-            let hr = crate::config::hr_settings(data_dir, database_url, None).await?;
+            let config = crate::config::config_for_hr(data_dir, database_url, None).await?;
+            let intake = crate::intake::Intake::for_config(&config)?;
             let store = crate::config::open(data_dir, database_url).await?;
             let key = MasterKey::load(data_dir)?;
-            let r = crate::pull::pull_once(&store, &key, data_dir, &hr).await;
+            let r = crate::pull::pull_once(&store, &key, data_dir, &config.hr, &intake).await;
             store.close().await;
             let said = r?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&said).map_err(|e| e.to_string())?);
             } else {
+                for w in &said.warnings {
+                    outln!("warning: {w}");
+                }
                 outln!("{}", said.summary);
             }
             Ok(if said.rejected { 1 } else { 0 })
@@ -611,6 +616,9 @@ async fn load(
              earliest date), the rest of its record stays as it was"
         );
     }
+    if let Some(f) = &outcome.fields {
+        print_fields(f);
+    }
     outln!("archived: {}", intake::archive_path(data_dir, &outcome.checksum).display());
     let counts = outcome.counts();
     let detail = counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
@@ -643,6 +651,20 @@ fn print_reading(report: &LoadReport) {
     }
     for (how, columns) in by {
         outln!("{}: dates read as {how}: {}", report.file, columns.join(", "));
+    }
+}
+
+/// The accepted workers' values field by field, then the values no rule names.
+fn print_fields(f: &rules::summary::Summary) {
+    if f.workers == 0 {
+        return;
+    }
+    outln!("values of {} accepted worker(s), by field (most frequent first):", f.workers);
+    for line in f.lines() {
+        outln!("  {line}");
+    }
+    for w in f.warnings() {
+        outln!("warning: {w}");
     }
 }
 
@@ -735,16 +757,20 @@ fn describe(e: &intake::Listed, now: Timestamp) -> String {
     )
 }
 
-fn validate(file: PathBuf, json: bool, parse: &ParseArgs, def: &hr::HeaderDefinition) -> Result<u8, String> {
-    let report = match read_as(&file, parse, def, json)? {
+fn validate(file: PathBuf, json: bool, parse: &ParseArgs, intake: &Intake) -> Result<u8, String> {
+    let report = match read_as(&file, parse, &intake.def, json)? {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
+    let fields = intake::summarize(&report.accepted, &intake.summary, Timestamp::now());
     if json {
-        outln!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+        v["fields"] = serde_json::to_value(&fields).map_err(|e| e.to_string())?;
+        outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
     } else {
         print_problems(&report, json);
         print_reading(&report);
+        print_fields(&fields);
         outln!("rows: {}, accepted: {}, quarantined: {}", report.rows, report.accepted.len(), report.quarantined.len());
     }
     Ok(if report.quarantined.is_empty() { 0 } else { 2 })

@@ -101,7 +101,7 @@ async fn run_in(
     // 4. HR data: a full load.
     let (hr_name, hr_bytes) = read_or_example(hr_file.as_deref(), "examples/hr/workers.csv", EXAMPLE_HR)?;
     // Through the one intake use case, with the definition and lifecycle settings of [hr].
-    let intake_settings = Intake::from_settings(&rules.config.hr)?;
+    let intake_settings = Intake::for_config(&rules.config)?;
     let delivery = Delivery {
         source: hr_name.clone(),
         bytes: hr_bytes,

@@ -209,6 +209,20 @@ struct LoadPage {
     message: Option<Message>,
     load: LoadRow,
     lines: Vec<Line>,
+    /// The accepted workers' values, field by field (none for a refused load or one taken
+    /// before summaries were kept).
+    fields: Vec<FieldRow>,
+    /// Values no role or team rule condition names.
+    warnings: Vec<String>,
+}
+
+/// One field of a load as shown: how many values, the most frequent with their counts.
+pub struct FieldRow {
+    pub field: String,
+    pub distinct: usize,
+    pub top: String,
+    pub other: usize,
+    pub empty: usize,
 }
 
 /// A quarantine line as shown (an unknown line number as empty).
@@ -257,7 +271,27 @@ pub async fn load(State(api): State<Shared>, page: Page, Path(id): Path<String>)
             )),
         };
         let lines = intake::quarantine(&api.store, &id).await?.into_iter().map(Line::from).collect();
-        Ok(render(&LoadPage { chrome: page.chrome("hr"), message, load: LoadRow::of(&l), lines }))
+        let summary = intake::load_fields(&l).unwrap_or_default();
+        let fields = summary
+            .fields
+            .iter()
+            .map(|f| FieldRow {
+                field: f.field.clone(),
+                distinct: f.distinct,
+                top: f.top.iter().map(|c| format!("{} ({})", c.value, c.workers)).collect::<Vec<_>>().join(", "),
+                other: f.other,
+                empty: f.empty,
+            })
+            .collect();
+        let page = LoadPage {
+            chrome: page.chrome("hr"),
+            message,
+            load: LoadRow::of(&l),
+            lines,
+            fields,
+            warnings: summary.warnings(),
+        };
+        Ok(render(&page))
     }
     .await;
     r.unwrap_or_else(IntoResponse::into_response)
