@@ -220,7 +220,13 @@ pub fn summarize(workers: &[Worker], rules: &SummaryRules, today: Date) -> Summa
         let top: Vec<Count> = by.iter().take(TOP).cloned().collect();
         let in_top: usize = top.iter().map(|c| c.workers).sum();
         let all: usize = by.iter().map(|c| c.workers).sum();
-        out.fields.push(FieldSummary { field: name.clone(), distinct: by.len(), top, other: all - in_top, empty: empty[k] });
+        out.fields.push(FieldSummary {
+            field: name.clone(),
+            distinct: by.len(),
+            top,
+            other: all - in_top,
+            empty: empty[k],
+        });
     }
     out
 }

@@ -31,7 +31,13 @@ fn population() -> Vec<hr::Worker> {
     for (d, k) in depts {
         for _ in 0..k {
             n += 1;
-            let kind = if n % 4 == 0 { "contractor" } else if n == 5 { "intern" } else { "employee" };
+            let kind = if n % 4 == 0 {
+                "contractor"
+            } else if n == 5 {
+                "intern"
+            } else {
+                "employee"
+            };
             csv.push_str(&format!("{n},A{n},B,a{n}@x.example,{d},{kind},active,2020-01-01,{}\n", n % 3));
         }
     }
@@ -92,10 +98,14 @@ fn warns_of_values_no_role_names_on_workers_no_role_takes() {
 #[test]
 fn leavers_are_not_warned_about() {
     let mut csv = HEAD.to_string();
-    csv.push_str("1,A,B,a@x.example,Sales,employee,active,2020-01-01,1
-");
-    csv.push_str("2,C,D,c@x.example,Legal,employee,terminated,2020-01-01,1
-");
+    csv.push_str(
+        "1,A,B,a@x.example,Sales,employee,active,2020-01-01,1
+",
+    );
+    csv.push_str(
+        "2,C,D,c@x.example,Legal,employee,terminated,2020-01-01,1
+",
+    );
     let cfg = config(
         "[[role]]\nname = \"sales\"\nwhen = { field = \"department\", op = \"equals\", value = \"Sales\" \
          }\n[role.grants.m]\nuser_type = \"member\"\n",
