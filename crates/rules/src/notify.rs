@@ -21,10 +21,13 @@ pub enum NoticeKind {
     /// A worker is held until the HR data changes (a quarantined row, a look-alike address,
     /// an account another worker holds).
     Held,
+    /// Someone decided from the command line on a store whose people sign in, with
+    /// `--break-glass` and a reason.
+    BreakGlass,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 8] = [
+    pub const ALL: [NoticeKind; 9] = [
         NoticeKind::Hire,
         NoticeKind::Change,
         NoticeKind::Leave,
@@ -33,6 +36,7 @@ impl NoticeKind {
         NoticeKind::DeadLetter,
         NoticeKind::Review,
         NoticeKind::Held,
+        NoticeKind::BreakGlass,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl NoticeKind {
             NoticeKind::DeadLetter => "dead_letter",
             NoticeKind::Review => "review",
             NoticeKind::Held => "held",
+            NoticeKind::BreakGlass => "break_glass",
         }
     }
 
@@ -59,6 +64,7 @@ impl NoticeKind {
             NoticeKind::DeadLetter => ("{connection}: {worker_name} set aside", "Worker {worker} on {connection} failed run after run and is set aside: {error}. See `tenure dead-letters list`."),
             NoticeKind::Review => ("{connection}: {worker_name} waits for approval", "{stage} of worker {worker} on {connection} waits for a reviewer: {reason}. See `tenure reviews`."),
             NoticeKind::Held => ("{connection}: worker {worker} held", "Worker {worker} {worker_name} on {connection} is held until the HR data changes: {reason}. See `tenure reviews`."),
+            NoticeKind::BreakGlass => ("tenure: break-glass {stage} by {actor}", "{actor} used --break-glass on the local store to {stage}: {reason}. See `tenure audit --action break_glass`."),
         }
     }
 }
@@ -77,6 +83,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "error",
     "run_id",
     "at",
+    "actor",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use store::{AuditRecord, Store};
 
-pub const DECISIONS: [&str; 18] = [
+pub const DECISIONS: [&str; 20] = [
     "approve",
     "reject",
     "dead_letter_retry",
@@ -24,6 +24,8 @@ pub const DECISIONS: [&str; 18] = [
     "api_token_revoke",
     "login_failed",
     "password_change",
+    "connection_set",
+    "break_glass",
 ];
 
 pub fn detail(r: &AuditRecord) -> Value {

@@ -6,29 +6,6 @@ use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use store::{AuditEntry, Outcomes, Store};
 
-/// Who is deciding: `--by`, else `TENURE_ACTOR`, else the operating-system user.
-pub fn actor(by: Option<&str>) -> String {
-    let given = by.map(str::to_string).or_else(|| std::env::var("TENURE_ACTOR").ok());
-    given
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .or_else(os_user)
-        .map(|a| a.trim().to_string())
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The name of this process's user from /etc/passwd (cron and services often have no USER).
-fn os_user() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
-    })
-}
-
 /// One decision: `action` (approve, reject, dead_letter_retry, guard_confirm, config_import,
 /// connection_add, token_rotate, connection_remove), on a worker when it concerns one.
 pub struct Decision<'a> {

@@ -117,7 +117,8 @@ impl Inbox {
                 kind: if settings.kind == FeedKind::Full { LoadKind::Full } else { LoadKind::Delta },
                 confirm_population: None,
                 supersede_loads: vec![],
-                uploaded_by: None,
+                // Nobody signed in brought it: named so that no person can be taken for it.
+                uploaded_by: Some("hr inbox".into()),
             };
             match intake::take(store, data_dir, intake, d, Timestamp::now()).await? {
                 Taken::Loaded { outcome, report } => {

@@ -203,13 +203,15 @@ pub async fn take(store: &Store, data_dir: &Path, intake: &Intake, d: Delivery, 
     let report = match read(store, &intake.def, &d).await? {
         Ok(r) => r,
         Err(rejected) => {
-            let load_id = record_rejected(store, &d.source, &checksum, d.kind, &rejected.reason).await?;
+            let load_id =
+                record_rejected(store, &d.source, &checksum, d.kind, &rejected.reason, d.uploaded_by.as_deref())
+                    .await?;
             return Ok(Taken::Rejected { load_id, reason: rejected.to_string(), rejected: Some(rejected) });
         }
     };
     if d.kind == LoadKind::Full {
         if let Err(why) = population_check(store, &report, intake.max_drop, d.confirm_population).await? {
-            let load_id = record_rejected(store, &d.source, &checksum, d.kind, &why).await?;
+            let load_id = record_rejected(store, &d.source, &checksum, d.kind, &why, d.uploaded_by.as_deref()).await?;
             return Ok(Taken::Rejected { load_id, reason: why, rejected: None });
         }
     }
@@ -708,6 +710,7 @@ pub async fn record_rejected(
     checksum: &str,
     kind: LoadKind,
     reason: &str,
+    uploaded_by: Option<&str>,
 ) -> Result<String, StoreError> {
     let id = uuid::Uuid::new_v4().to_string();
     let load = LoadRecord {
@@ -722,7 +725,7 @@ pub async fn record_rejected(
         events: 0,
         outcome: "rejected".into(),
         reason: Some(reason.into()),
-        uploaded_by: None,
+        uploaded_by: uploaded_by.map(str::to_string),
         fields: None,
     };
     store.record_load(&LoadWrite { load: Some(load), ..Default::default() }).await?;

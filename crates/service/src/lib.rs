@@ -15,6 +15,7 @@ pub mod infer;
 pub mod intake;
 pub mod kept;
 pub mod keys;
+pub mod local;
 pub mod metrics;
 pub mod names;
 pub mod notify;

@@ -39,6 +39,7 @@ fn test_notice(kind: NoticeKind, connection: &str) -> Notice {
         error: if failing { "(test) nothing failed: this is a test notice".into() } else { String::new() },
         run_id: "test".into(),
         at: jiff::Timestamp::now().to_string(),
+        actor: "(test)".into(),
     }
 }
 
@@ -57,6 +58,8 @@ pub struct Notice {
     pub error: String,
     pub run_id: String,
     pub at: String,
+    /// Who acted, for a notice about a person's act (break-glass).
+    pub actor: String,
 }
 
 impl Notice {
@@ -74,6 +77,7 @@ impl Notice {
             "error" => self.error.clone(),
             "run_id" => self.run_id.clone(),
             "at" => self.at.clone(),
+            "actor" => self.actor.clone(),
             _ => String::new(),
         }
     }

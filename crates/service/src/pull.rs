@@ -197,7 +197,7 @@ pub async fn pull_once(
         kind: if p.kind == FeedKind::Full { LoadKind::Full } else { LoadKind::Delta },
         confirm_population: None,
         supersede_loads: vec![],
-        uploaded_by: None,
+        uploaded_by: Some("hr pull".into()),
     };
     let taken = intake::take(store, data_dir, intake, d, Timestamp::now()).await?;
     // Remembered either way: the same bytes would be refused again, and a fixed report has a

@@ -14,7 +14,7 @@ pub struct Decided {
 /// Why `person` may not decide a review: they started the run that opened it, or uploaded
 /// the HR data it acts on.
 fn set_in_motion_by(r: &store::Review, person: &str) -> Option<&'static str> {
-    let is = |p: &Option<String>| p.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(person));
+    let is = |p: &Option<String>| p.as_deref().is_some_and(|p| crate::local::same_person(p, person));
     if is(&r.proposed_by) {
         Some("started the run that opened it")
     } else if is(&r.uploaded_by) {
@@ -27,22 +27,24 @@ fn set_in_motion_by(r: &store::Review, person: &str) -> Option<&'static str> {
 /// The decision use case (`tenure approve|reject`, the API): pending reviews approved or
 /// rejected by `by` (as the audit names the caller), each decision in the audit chain.
 /// Maker-checker: a review is not decided by the `person` who set it in motion (a token acts
-/// as its maker); it is refused, the others go ahead.
+/// as its maker); it is refused, the others go ahead. No person: a store without platform
+/// users, where nobody's identity can be told apart (see `local::decide`).
 pub async fn decide_with(
     store: &store::Store,
     ids: &[i64],
     connection: Option<&str>,
     approve: bool,
     by: &str,
-    person: &str,
+    person: Option<&str>,
     note: Option<&str>,
 ) -> Result<Decided> {
     let pending = store.reviews(connection, &[store::ReviewState::Pending]).await?;
-    let mine = |r: &store::Review| set_in_motion_by(r, person).is_some();
+    let mine = |r: &store::Review| person.is_some_and(|p| set_in_motion_by(r, p).is_some());
     let refused: Vec<(i64, String)> = pending
         .iter()
         .filter(|r| (ids.is_empty() || ids.contains(&r.id)) && mine(r))
         .filter_map(|r| {
+            let person = person?;
             let why = set_in_motion_by(r, person)?;
             Some((r.id, format!("review #{}: {person} {why}; another reviewer must decide it", r.id)))
         })

@@ -44,7 +44,7 @@ fn alive(pid: i64) -> bool {
 
 /// What a holder says of itself, for whoever finds the connection busy.
 fn describe(what: &str) -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = crate::local::os_user();
     format!("{what} (pid {}, host {}, user {user})", std::process::id(), host())
 }
 

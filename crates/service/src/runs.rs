@@ -509,7 +509,7 @@ pub struct ApplyOptions<'a> {
     /// The daemon: wait for the run lock until told to stop.
     pub wait: Option<&'a mut tokio::sync::watch::Receiver<bool>>,
     /// Who started the run, as the audit names them (a platform user or token through the
-    /// API; else TENURE_ACTOR or the login name).
+    /// API, `os:NAME` from the command line); none: the door (the scheduler).
     pub actor: Option<String>,
     /// The person behind the start (a token acts as its maker): the proposer of the reviews
     /// it opens, whom maker-checker refuses them.
@@ -557,7 +557,11 @@ impl ApplyOptions<'_> {
 pub async fn run_apply(store: &Store, key: &MasterKey, mut opts: ApplyOptions<'_>) -> Result<Applied> {
     let name = connection_name(store, opts.connection.as_deref()).await?;
     let who = if opts.wait.is_some() { "tenure run" } else { "tenure apply" };
-    let who = opts.actor.clone().map(|a| format!("{who} by {a}")).unwrap_or(who.to_string());
+    // The command line's OS user is in the holder's own description already.
+    let who = match &opts.actor {
+        Some(a) if !a.starts_with("os:") => format!("{who} by {a}"),
+        _ => who.to_string(),
+    };
     let watch = opts.watch;
     let lock = match opts.wait.take() {
         Some(stop) => match run_lock::lock_waiting(store, &name, &who, stop, |h| watch.waiting(&name, h)).await? {
@@ -814,7 +818,7 @@ enum Guarded {
 
 async fn guard(store: &Store, p: &Prepared, name: &str, opts: &ApplyOptions<'_>) -> Result<Guarded> {
     let conn = &p.rules.connections[p.index];
-    let by = crate::decisions::actor(opts.actor.as_deref());
+    let by = opts.actor.clone().unwrap_or_else(crate::local::actor);
     let mut confirmed = vec![];
     if let Some(why) = p.plan.guard(&conn.guard) {
         let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
@@ -859,7 +863,7 @@ async fn record_guard_confirmed(
     run_id: &str,
     opts: &ApplyOptions<'_>,
 ) -> Result<()> {
-    let by = crate::decisions::actor(opts.actor.as_deref());
+    let by = opts.actor.clone().unwrap_or_else(crate::local::actor);
     let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
     let leaving: Vec<&str> = p
         .plan

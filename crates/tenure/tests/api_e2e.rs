@@ -187,7 +187,7 @@ async fn admin_story(database_url: Option<String>, tag: &str) {
         .send("POST", "/api/v1/hr/uploads", Some(("text/csv", csv(&[ann("terminated", "2026-01-01"), bob.clone()]))))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    // A run from the command line (no actor of its own): the proposer is the uploader.
+    // A run from the command line: proposed by the OS user running it.
     let out = s.env.ok(&["apply", "--quiet"]);
     assert!(out.contains("wait for a reviewer"), "{out}");
     let reviews = admin.get("/api/v1/reviews").await.json();
@@ -195,7 +195,10 @@ async fn admin_story(database_url: Option<String>, tag: &str) {
     assert_eq!(reviews.as_array().map(Vec::len), Some(1), "{reviews}");
     assert_eq!(review["worker"], "1", "{review}");
     assert_eq!(review["uploaded_by"], "user:admin", "the uploader is recorded: {review}");
-    assert!(review["proposed_by"].is_null(), "a command-line run has no platform user: {review}");
+    assert!(
+        review["proposed_by"].as_str().is_some_and(|p| p.starts_with("os:")),
+        "a command-line run is proposed by its OS user: {review}"
+    );
     assert_eq!(accounts(&sb).await["ann.lee@acme.example"]["active"], true, "not yet");
     let id = review["id"].as_i64().unwrap();
     let r = admin.post(&format!("/api/v1/reviews/{id}/approve"), json!({})).await;
@@ -343,7 +346,8 @@ fn matrix() -> BTreeMap<&'static str, &'static str> {
         ("PATCH /api/v1/users/{name}", "admin"),
         ("POST /api/v1/users/{name}/password-reset", "admin"),
         ("GET /api/v1/tokens", "admin"),
-        ("POST /api/v1/tokens", "admin"),
+        // Anyone signed in makes a token of their own (the body asks for a viewer one).
+        ("POST /api/v1/tokens", "any"),
         ("DELETE /api/v1/tokens/{id}", "admin"),
         ("GET /api/v1/connections", "viewer"),
         ("POST /api/v1/connections", "admin"),

@@ -215,7 +215,7 @@ async fn pushes_are_signed_fresh_and_applied_once() {
 
     // Pushed bodies are archived like files; the secret is in no log and no file.
     let (_, loads) = tenure(&dir, &["hr", "loads"]);
-    assert!(loads.contains("push (delta)"), "{loads}");
+    assert!(loads.contains("push (delta, by hr push secret)"), "who sent it is recorded: {loads}");
     let _ = l.child.kill();
     let mut err = String::new();
     l.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();

@@ -186,8 +186,9 @@ async fn decisions_runs_and_exports_are_part_of_the_record() {
     env.load("hr.csv", &[ann, odd], AT, &[]);
     let out = env.ok(&["apply", "--as-of", AT]);
     assert!(out.contains("wait for a reviewer"), "{out}");
-    let out = env.ok(&["approve", "--all", "--by", "it-lead", "--note", "checked with HR"]);
-    assert!(out.contains("approved by it-lead"), "{out}");
+    let out = env.ok(&["approve", "--all", "--note", "checked with HR"]);
+    // Decided as the OS user running the command: no name typed on the line.
+    assert!(out.contains("approved by os:"), "{out}");
     let timeline = json(&stdout_of(&env, &["audit", "worker", "1", "--json"]).1);
     let approval = timeline
         .as_array()
@@ -195,7 +196,7 @@ async fn decisions_runs_and_exports_are_part_of_the_record() {
         .iter()
         .find(|e| e["type"] == "decision" && e["action"] == "approve")
         .unwrap_or_else(|| panic!("the approval is in the worker's record: {timeline}"));
-    assert_eq!(approval["detail"]["actor"], "it-lead");
+    assert!(approval["detail"]["actor"].as_str().unwrap().starts_with("os:"), "{approval}");
     assert_eq!(approval["detail"]["note"], "checked with HR");
     assert!(approval["detail"]["review"].as_i64().is_some(), "{approval}");
     assert_eq!(approval["detail"]["actions"][0]["kind"], "create", "what it released: {approval}");
@@ -204,7 +205,7 @@ async fn decisions_runs_and_exports_are_part_of_the_record() {
     assert!(out.contains("create 2"), "{out}");
     let text = env.ok(&["audit", "worker", "1"]);
     assert!(
-        text.lines().any(|l| l.contains("approve") && l.contains("decided by it-lead") && l.contains("review #")),
+        text.lines().any(|l| l.contains("approve") && l.contains("decided by os:") && l.contains("review #")),
         "{text}"
     );
     assert!(text.lines().any(|l| l.contains("create") && l.contains("created")), "{text}");
@@ -506,10 +507,14 @@ async fn the_guard_is_in_the_plan_and_its_confirmation_in_the_record() {
     let out = env.ok(&["apply", "--as-of", t1, "--worker", "10004"]);
     assert!(out.contains("failed 0"), "{out}");
     assert_eq!(api.get("/api/v1/status").await.json()["connections"][0]["guard"]["refused"], true);
+    let out = env.command().args(["apply", "--as-of", t1, "--confirm-deprovision", "3"]).output().unwrap();
+    // The service made a platform user: a guard confirmation on the store itself needs
+    // break-glass, with a reason.
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--break-glass"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = env
         .command()
-        .args(["apply", "--as-of", t1, "--confirm-deprovision", "3"])
-        .env("TENURE_ACTOR", "hr-ops")
+        .args(["apply", "--as-of", t1, "--confirm-deprovision", "3", "--break-glass", "HR called: three leavers today"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
@@ -522,7 +527,11 @@ async fn the_guard_is_in_the_plan_and_its_confirmation_in_the_record() {
     let (_, nd) = stdout_of(&env, &["audit", "export", "--format", "ndjson"]);
     let confirmed =
         nd.lines().map(json).find(|r| r["action"] == "guard_confirm").expect("the confirmation is recorded");
-    assert_eq!(confirmed["detail"]["actor"], "hr-ops");
+    let actor = confirmed["detail"]["actor"].as_str().unwrap();
+    assert!(actor.starts_with("os:") && actor.ends_with(" (break-glass)"), "{confirmed}");
+    let glass = nd.lines().map(json).find(|r| r["action"] == "break_glass").expect("break-glass is recorded");
+    assert_eq!(glass["detail"]["reason"], "HR called: three leavers today", "{glass}");
+    assert_eq!(glass["detail"]["what"], "confirm the guard", "{glass}");
     assert_eq!(confirmed["detail"]["confirmed"], 3);
     assert_eq!(confirmed["detail"]["workers"].as_array().unwrap().len(), 3);
     assert!(confirmed["run"].as_str().is_some_and(|r| !r.is_empty()), "linked to its run: {confirmed}");

@@ -244,7 +244,7 @@ async fn look_alike_addresses_never_match_and_admins_wait_for_a_reviewer() {
         "{reviews}"
     );
     // Approved, the adoption happens (and the grant's user type applies).
-    env.ok(&["approve", "--all", "--by", "it-lead"]);
+    env.ok(&["approve", "--all"]);
     let out = env.ok(&["apply", "--as-of", AT]);
     assert!(out.contains("adopt 1"), "{out}");
     assert_eq!(accounts(&sb).await["ops@acme.example"]["externalId"], "701");

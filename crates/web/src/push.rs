@@ -277,6 +277,8 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
         }
         let extras = intake::LoadExtras {
             push_ids: accepted_ids.clone(),
+            // Who sent it: the holder of the push secret.
+            uploaded_by: Some("hr push secret".into()),
             fields: Some(intake::summarize(&report.accepted, &intake.summary, now)),
             ..Default::default()
         };

@@ -136,7 +136,7 @@ pub async fn run(cmd: ConnectionCommand, data_dir: &Path, database_url: Option<&
 }
 
 async fn run_with(cmd: ConnectionCommand, store: &Store, key: &MasterKey) -> Result<(), String> {
-    let by = crate::decisions::actor(None);
+    let by = crate::local::actor();
     match cmd {
         ConnectionCommand::Add {
             name,

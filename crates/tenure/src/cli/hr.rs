@@ -49,7 +49,7 @@ pub enum Format {
 
 /// How loads become events: `[hr]` of the saved configuration; these flags override it for
 /// one command (and say so).
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone, Default, PartialEq)]
 pub struct LifecycleArgs {
     /// Days before the hire date when the account is made.
     #[arg(long)]
@@ -384,11 +384,12 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                 }
                 for l in loads.iter().filter(|l| l.outcome == "accepted") {
                     outln!(
-                        "{}  {}  {} ({})  rows {}, accepted {}, quarantined {}, events {}  sha256 {}  {}",
+                        "{}  {}  {} ({}, by {})  rows {}, accepted {}, quarantined {}, events {}  sha256 {}  {}",
                         l.loaded_at,
                         l.id,
                         l.source,
                         l.kind,
+                        l.uploaded_by.as_deref().unwrap_or("(not recorded)"),
                         l.rows,
                         l.accepted,
                         l.quarantined,
@@ -531,6 +532,51 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
     }
 }
 
+/// `hr load --server URL`: the file uploaded to the server, taken there as the token's user
+/// under the server's [hr] settings.
+pub async fn load_through(remote: &super::remote::Remote, cmd: HrCommand) -> Result<u8, String> {
+    let HrCommand::Load { file, kind, as_of, json, max_drop, confirm_population, back_to, parse, lifecycle } = cmd
+    else {
+        return Err("with --server, of the hr commands only hr load goes through the server".into());
+    };
+    let local_only = [
+        (as_of.is_some(), "--as-of"),
+        (max_drop.is_some(), "--max-drop"),
+        (back_to.is_some(), "--back-to"),
+        (parse.config.is_some(), "--config"),
+        (parse.encoding.is_some() || parse.delimiter.is_some() || !parse.date_formats.is_empty(), "reading flags"),
+        (parse.max_field_bytes.is_some(), "--max-field-bytes"),
+        (lifecycle != LifecycleArgs::default(), "lifecycle flags"),
+    ];
+    if let Some((_, flag)) = local_only.iter().find(|(given, _)| *given) {
+        return Err(format!(
+            "{flag}: with --server the server's [hr] settings apply; load on the store itself to override them"
+        ));
+    }
+    let file = file.ok_or("give a file to load")?;
+    let v = remote.upload(&file, is_json(&file, parse.format), kind == KindArg::Delta, confirm_population).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+    } else {
+        for w in v["fields"]["unnamed"].as_array().into_iter().flatten() {
+            outln!(
+                "warning: field {}: {} value(s) no role condition names",
+                w["field"].as_str().unwrap_or("?"),
+                w["distinct"]
+            );
+        }
+        outln!(
+            "load {} taken by the server: rows: {}, accepted: {}, quarantined: {}, events: {}",
+            v["load_id"].as_str().unwrap_or("?"),
+            v["rows"],
+            v["accepted"],
+            v["quarantined"],
+            v["events"].as_array().map_or(0, Vec::len)
+        );
+    }
+    Ok(if v["quarantined"].as_u64().unwrap_or(0) == 0 { 0 } else { 2 })
+}
+
 /// `hr load`: one file (or an earlier load again) through the one intake use case.
 #[allow(clippy::too_many_arguments)]
 async fn load(
@@ -566,6 +612,10 @@ async fn load(
         }
         (None, None) => return Err("give a file to load, or --back-to LOAD_ID".into()),
     };
+    // Who loaded it: the OS user running the command (maker-checker keeps them from approving
+    // what it opens, as a platform user who uploads).
+    let mut delivery = delivery;
+    delivery.uploaded_by = Some(crate::local::actor());
     let busy = crate::cli::output::spinner(format!("checking and storing {}", delivery.source));
     let now = as_of.unwrap_or_else(Timestamp::now);
     let taken = intake::take(store, data_dir, intake, delivery, now).await;

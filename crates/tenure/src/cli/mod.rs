@@ -11,6 +11,7 @@ pub mod notify;
 pub mod output;
 pub mod overview;
 pub mod quickstart;
+pub mod remote;
 pub mod reviews;
 pub mod run;
 pub mod sandbox;
@@ -58,6 +59,14 @@ struct Cli {
     /// What is logged: TENURE_LOG (e.g. `tenure=debug`; default `info,sqlx=warn`).
     #[arg(long, global = true, default_value = "text")]
     log_format: LogFormat,
+    /// Act through this running `tenure serve` as the platform user of an API token
+    /// (TENURE_TOKEN, or --token-file) rather than on the store itself: reviews, approve,
+    /// reject, dead-letters, hr load and apply.
+    #[arg(long, global = true, env = "TENURE_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// With --server: a file whose first line is the API token (when TENURE_TOKEN is not set).
+    #[arg(long, global = true, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -144,6 +153,10 @@ enum Command {
         /// to say in so many words that this rehearsal acts on a real target.
         #[arg(long, value_name = "CONNECTION")]
         confirm_production: Option<String>,
+        /// On a store with platform users, a guard confirmation from the command line on the
+        /// store itself needs a reason: audited as break-glass and sent as a notice.
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
     /// The daemon: reconcile on a schedule, at once after a pushed HR change, and when a
     /// future-dated event takes effect; SIGTERM finishes the run in progress, then stops.
@@ -301,6 +314,73 @@ pub(crate) fn share(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A command given `--server`: carried out by the server as the token's user. Only the
+/// commands that decide or take data go through; the rest work on the store itself.
+async fn through_server(remote: &remote::Remote, command: Command) -> Result<u8, String> {
+    use reviews::Through;
+    match command {
+        Command::Reviews { connection, all, json } => {
+            reviews::through_server(remote, Through::List { connection, all, json }).await
+        }
+        Command::Approve(d) => reviews::through_server(remote, Through::Decide(d, true)).await,
+        Command::Reject(d) => reviews::through_server(remote, Through::Decide(d, false)).await,
+        Command::DeadLetters(cmd) => reviews::through_server(remote, Through::DeadLetters(cmd)).await,
+        Command::Hr(cmd) => hr::load_through(remote, cmd).await,
+        Command::Apply {
+            connection,
+            confirm_deprovision,
+            confirm_team_removals,
+            as_of,
+            workers,
+            json,
+            break_glass,
+            confirm_production,
+            ..
+        } => {
+            if as_of.is_some() || confirm_production.is_some() {
+                return Err("--as-of: a rehearsal runs on the store itself, not through --server".into());
+            }
+            if break_glass.is_some() {
+                return Err(
+                    "--break-glass is for the store itself: through --server you act as the token's user".into()
+                );
+            }
+            let r = remote.apply(connection.as_deref(), &workers, confirm_deprovision, confirm_team_removals).await?;
+            let summary = &r["summary"];
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?);
+            } else {
+                outln!(
+                    "run {} on {:?} by {}: {}",
+                    r["id"].as_str().unwrap_or("?"),
+                    r["connection"].as_str().unwrap_or("?"),
+                    r["started_by"].as_str().unwrap_or("?"),
+                    if r["refused"].as_bool() == Some(true) {
+                        format!(
+                            "REFUSED: {}",
+                            summary["guard"]["why"].as_str().or(summary.as_str()).unwrap_or("see the run")
+                        )
+                    } else {
+                        summary.to_string()
+                    }
+                );
+            }
+            Ok(if r["refused"].as_bool() == Some(true) {
+                3
+            } else if summary["failed"].as_u64().unwrap_or(0) > 0 {
+                4
+            } else {
+                0
+            })
+        }
+        _ => {
+            Err("--server is for reviews, approve, reject, dead-letters, hr load and apply; this command works on the \
+             store itself (leave out --server and TENURE_SERVER)"
+                .into())
+        }
+    }
+}
+
 fn data_dir(given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| {
         let base = std::env::var_os("XDG_DATA_HOME")
@@ -353,6 +433,13 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
+    if let Some(server) = &cli.server {
+        let remote = match remote::Remote::new(server, cli.token_file.as_deref()) {
+            Ok(r) => r,
+            Err(e) => return coded(Err(e)),
+        };
+        return coded(rt.block_on(through_server(&remote, cli.command)));
+    }
     let command = match cli.command {
         Command::Hr(cmd) => return coded(rt.block_on(hr::run(cmd, &dir, database_url.as_deref()))),
         Command::Config(cmd) => return coded(rt.block_on(config::run(cmd, &dir, database_url.as_deref()))),
@@ -388,9 +475,30 @@ pub fn main() -> ExitCode {
             json,
             yes,
             confirm_production,
+            break_glass,
         } => {
             return coded(rt.block_on(async {
                 let (store, key) = run::open_with_key(&dir, database_url.as_deref()).await?;
+                // The command line acts as the OS user running it; a guard confirmation on a
+                // store with platform users needs break-glass.
+                let me = crate::local::actor();
+                let mut actor = me.clone();
+                if confirm_deprovision.is_some() || confirm_team_removals.is_some() {
+                    let local =
+                        match crate::local::decide(&store, Some(&key), "confirm the guard", break_glass.as_deref())
+                            .await
+                        {
+                            Ok(l) => l,
+                            Err(e) => {
+                                store.close().await;
+                                return Err(e.to_string());
+                            }
+                        };
+                    for w in &local.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    actor = local.actor;
+                }
                 let output = match (quiet, json) {
                     (_, true) => run::Output::Json,
                     (true, _) => run::Output::Quiet,
@@ -404,12 +512,14 @@ pub fn main() -> ExitCode {
                     watch: &watch,
                     workers,
                     confirm_production,
+                    actor: Some(actor),
+                    proposer: Some(me),
                     ..runs::ApplyOptions::new(connection)
                 };
                 let r = run::apply_cmd(&store, &key, opts, output).await;
                 store.close().await;
                 r
-            }))
+            }));
         }
         Command::Run { interval, listen_hr, rehearse_from, confirm_production } => {
             return coded(rt.block_on(daemon::run(

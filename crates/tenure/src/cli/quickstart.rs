@@ -109,7 +109,7 @@ async fn run_in(
         kind: LoadKind::Full,
         confirm_population: None,
         supersede_loads: vec![],
-        uploaded_by: None,
+        uploaded_by: Some(crate::local::actor()),
     };
     let (outcome, report) = match intake::take(store, dir, &intake_settings, delivery, jiff::Timestamp::now()).await? {
         Taken::Loaded { outcome, report } => (outcome, report),

@@ -16,9 +16,11 @@ pub struct Decide {
     /// Only this connection's reviews.
     #[arg(long)]
     pub connection: Option<String>,
-    /// Who decides (default: TENURE_ACTOR, else the login name).
-    #[arg(long)]
-    pub by: Option<String>,
+    /// On a store with platform users, deciding from the command line on the store itself
+    /// needs a reason: audited as break-glass and sent as a notice. (With --server you act as
+    /// the token's user instead.)
+    #[arg(long, value_name = "REASON")]
+    pub break_glass: Option<String>,
     /// Why, kept with the decision.
     #[arg(long)]
     pub note: Option<String>,
@@ -45,6 +47,10 @@ pub enum DeadLetterCommand {
         /// Only this connection.
         #[arg(long)]
         connection: Option<String>,
+        /// On a store with platform users: why this cannot wait for one of them (audited as
+        /// break-glass, sent as a notice).
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
 }
 
@@ -124,10 +130,34 @@ pub async fn decide(data_dir: &Path, database_url: Option<&str>, d: Decide, appr
         return Err("name the reviews to decide (see `tenure reviews`), or --all".into());
     }
     let store = config::open(data_dir, database_url).await?;
-    let by = crate::decisions::actor(d.by.as_deref());
-    let r = decide_with(&store, &d.ids, d.connection.as_deref(), approve, &by, &by, d.note.as_deref()).await;
+    let key = store::MasterKey::load(data_dir).ok();
+    let what = if approve { "approve reviews" } else { "reject reviews" };
+    let r = match crate::local::decide(&store, key.as_ref(), what, d.break_glass.as_deref()).await {
+        Ok(local) => {
+            if let Some(n) = &local.note {
+                eprintln!("note: {n}");
+            }
+            for w in &local.warnings {
+                eprintln!("warning: {w}");
+            }
+            let by = local.actor.clone();
+            decide_with(
+                &store,
+                &d.ids,
+                d.connection.as_deref(),
+                approve,
+                &by,
+                local.person.as_deref(),
+                d.note.as_deref(),
+            )
+            .await
+            .map(|r| (r, by))
+        }
+        Err(e) => Err(e),
+    };
     store.close().await;
-    let Decided { decided, refused } = r?;
+    let (r, by) = r?;
+    let Decided { decided, refused } = r;
     let verb = if approve { "approved" } else { "rejected" };
     for r in &decided {
         outln!("#{} {verb}: worker {} ({}) on {:?}", r.id, r.worker_id, r.stage, r.connection);
@@ -149,12 +179,17 @@ pub async fn decide(data_dir: &Path, database_url: Option<&str>, d: Decide, appr
 
 pub async fn dead_letters(data_dir: &Path, database_url: Option<&str>, cmd: DeadLetterCommand) -> Result<u8, String> {
     let store = config::open(data_dir, database_url).await?;
-    let r = run_dead_letters(&store, cmd).await;
+    let key = store::MasterKey::load(data_dir).ok();
+    let r = run_dead_letters(&store, key.as_ref(), cmd).await;
     store.close().await;
     r
 }
 
-async fn run_dead_letters(store: &store::Store, cmd: DeadLetterCommand) -> Result<u8, String> {
+async fn run_dead_letters(
+    store: &store::Store,
+    key: Option<&store::MasterKey>,
+    cmd: DeadLetterCommand,
+) -> Result<u8, String> {
     match cmd {
         DeadLetterCommand::List { connection, json } => {
             let all = store.dead_letters(connection.as_deref()).await.map_err(|e| e.to_string())?;
@@ -182,15 +217,107 @@ async fn run_dead_letters(store: &store::Store, cmd: DeadLetterCommand) -> Resul
             outln!("dead letters: {}; failing but still retried: {retrying}", dead.len());
             Ok(0)
         }
-        DeadLetterCommand::Retry { workers, all, connection } => {
+        DeadLetterCommand::Retry { workers, all, connection, break_glass } => {
             if workers.is_empty() && !all {
                 return Err("name the workers to retry, or --all".into());
             }
-            let n = retry_with(store, connection.as_deref(), &workers, &crate::decisions::actor(None)).await?;
+            let local = crate::local::decide(store, key, "retry dead letters", break_glass.as_deref()).await?;
+            for w in &local.warnings {
+                eprintln!("warning: {w}");
+            }
+            let n = retry_with(store, connection.as_deref(), &workers, &local.actor).await?;
             outln!("{n} dead letter(s) will be tried again on the next run");
             Ok(0)
         }
     }
+}
+
+/// `reviews`, `approve`, `reject` and `dead-letters` through a server, as the token's user.
+pub async fn through_server(remote: &super::remote::Remote, what: Through) -> Result<u8, String> {
+    match what {
+        Through::List { connection, all, json } => {
+            let mut path = format!("/api/v1/reviews?state={}", if all { "all" } else { "pending" });
+            if let Some(c) = &connection {
+                path.push_str(&format!("&connection={}", super::remote::encode(c)));
+            }
+            let v = remote.get(&path).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+                return Ok(0);
+            }
+            let list = v.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                outln!("no {}reviews", if all { "" } else { "pending " });
+            }
+            for r in &list {
+                outln!(
+                    "#{:<5} {:<8} worker {} {} on {:?}",
+                    r["id"],
+                    r["state"].as_str().unwrap_or("?"),
+                    r["worker"].as_str().unwrap_or("?"),
+                    r["stage"].as_str().unwrap_or("?"),
+                    r["connection"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(0)
+        }
+        Through::Decide(d, approve) => {
+            if d.break_glass.is_some() {
+                return Err(
+                    "--break-glass is for the store itself: through --server you act as the token's user".into()
+                );
+            }
+            if d.ids.is_empty() && !d.all {
+                return Err("name the reviews to decide (see `tenure reviews`), or --all".into());
+            }
+            let (lines, refused) = remote.decide(&d.ids, d.connection.as_deref(), approve, d.note.as_deref()).await?;
+            for l in lines {
+                outln!("{l}");
+            }
+            Ok(if refused { 1 } else { 0 })
+        }
+        Through::DeadLetters(DeadLetterCommand::Retry { workers, all, connection, break_glass }) => {
+            if break_glass.is_some() {
+                return Err(
+                    "--break-glass is for the store itself: through --server you act as the token's user".into()
+                );
+            }
+            if workers.is_empty() && !all {
+                return Err("name the workers to retry, or --all".into());
+            }
+            let n = remote.retry(&workers, connection.as_deref()).await?;
+            outln!("{n} dead letter(s) will be tried again on the next run");
+            Ok(0)
+        }
+        Through::DeadLetters(DeadLetterCommand::List { connection, json }) => {
+            let mut path = "/api/v1/dead-letters".to_string();
+            if let Some(c) = &connection {
+                path.push_str(&format!("?connection={}", super::remote::encode(c)));
+            }
+            let v = remote.get(&path).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+            } else {
+                for d in v.as_array().into_iter().flatten() {
+                    outln!(
+                        "worker {:<10} on {:?}: last error: {}",
+                        d["worker"].as_str().unwrap_or("?"),
+                        d["connection"].as_str().unwrap_or("?"),
+                        d["last_error"].as_str().unwrap_or("?")
+                    );
+                }
+                outln!("dead letters: {}", v.as_array().map_or(0, Vec::len));
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// What goes through a server from this module.
+pub enum Through {
+    List { connection: Option<String>, all: bool, json: bool },
+    Decide(Decide, bool),
+    DeadLetters(DeadLetterCommand),
 }
 
 /// One line per action of a review: what would be done.

@@ -115,7 +115,7 @@ pub async fn user(cmd: UserCommand, data_dir: &Path, database_url: Option<&str>)
 }
 
 async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String> {
-    let by = crate::decisions::actor(None);
+    let by = crate::local::actor();
     match cmd {
         UserCommand::Add { name, role, password_file } => {
             let (p, once) = password(password_file.as_deref(), &format!("password for {name}"))?;
@@ -202,7 +202,7 @@ async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, Strin
                 ),
                 None => None,
             };
-            let by = crate::decisions::actor(None);
+            let by = crate::local::actor();
             let t = users::create_token_audited(store, &name, role, connection, expires, &by, maker).await?;
             outln!(
                 "API token {} ({:?}, {}) (shown once; send it as Authorization: Bearer ...):",
@@ -237,7 +237,7 @@ async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, Strin
             }
         }
         TokenCommand::Revoke { id } => {
-            users::revoke_token(store, &id, &crate::decisions::actor(None)).await?;
+            users::revoke_token(store, &id, &crate::local::actor()).await?;
             outln!("token {id} revoked");
         }
     }

@@ -341,9 +341,16 @@ async fn decide(
 ) -> Result<Json<Value>, Problem> {
     c.need(Role::Reviewer)?;
     let conn = c.scope(connection.as_deref())?;
-    let d =
-        crate::reviews::decide_with(&api.store, &ids, conn.as_deref(), approve, &c.actor, &c.person, note.as_deref())
-            .await?;
+    let d = crate::reviews::decide_with(
+        &api.store,
+        &ids,
+        conn.as_deref(),
+        approve,
+        &c.actor,
+        Some(&c.person),
+        note.as_deref(),
+    )
+    .await?;
     if d.decided.is_empty() && !d.refused.is_empty() {
         let why: Vec<&str> = d.refused.iter().map(|(_, w)| w.as_str()).collect();
         return Err(Problem::forbidden("maker-checker", why.join("; ")).with_errors(json!(d

@@ -112,12 +112,25 @@ pub struct NewToken {
     pub expires: Option<String>,
 }
 
-/// Create an API token: its secret is answered once, and stored only as a hash.
+/// Create an API token: its secret is answered once, and stored only as a hash. An Admin
+/// makes tokens of any role; anyone else signed in makes their own (their role, or viewer), to
+/// act as themselves from a script or the command line (`--server`).
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
     responses((status = 201, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn create_token(State(api): State<Shared>, c: Caller, Body(t): Body<NewToken>) -> Result<Response, Problem> {
-    c.need(Role::Admin)?;
+    if c.need(Role::Admin).is_err() {
+        let asked = role(&t.role)?;
+        if c.user.is_none() || c.token.is_some() {
+            return Err(Problem::forbidden("forbidden", "a token of one's own is made signed in, not with a token"));
+        }
+        if asked != c.role && asked != Role::Viewer {
+            return Err(Problem::forbidden(
+                "forbidden",
+                format!("a {} makes tokens of their own role or viewer, not {}", c.role.as_str(), asked.as_str()),
+            ));
+        }
+    }
     if c.token.is_some() && c.user.is_none() {
         // It would make a second identity for the same operator and let one approve what
         // the other proposed: make tokens at the command line, or as a platform user.

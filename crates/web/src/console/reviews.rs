@@ -302,7 +302,8 @@ pub async fn decide(State(api): State<Shared>, posted: Posted<Vec<(String, Strin
             let note = field("note");
             let note = note.as_deref().map(str::trim).filter(|n| !n.is_empty());
             let d =
-                reviews::decide_with(&api.store, &ids, None, approve, page.actor(), &page.caller.person, note).await?;
+                reviews::decide_with(&api.store, &ids, None, approve, page.actor(), Some(&page.caller.person), note)
+                    .await?;
             if approve && !d.decided.is_empty() {
                 api.wake.notify_one();
             }
