@@ -768,6 +768,19 @@ test("a day of the team", async () => {
   const rex = await newPage();
   await signIn(rex, "rex", rexPassword);
   await rex.waitForURL(/\/password$/);
+  // Rex's laptop is lost: the admin ends every session of Rex, who must sign in again.
+  await admin.goto(`${BASE}/settings`);
+  await admin.getByRole("button", { name: "End sessions of rex" }).click();
+  await admin.getByText("Every session of rex has ended").waitFor();
+  await look(admin, "settings-sessions-ended");
+  await rex.goto(`${BASE}/password`);
+  await rex.waitForURL(/\/sign-in/);
+  // Where the admin is signed in: when, from which address, in which browser.
+  await admin.goto(`${BASE}/account`);
+  const mine = admin.getByRole("table", { name: "Your sessions, newest first" }).locator("tbody tr", { hasText: "this browser" });
+  assert.match(await mine.innerText(), /127\.0\.0\.1/);
+  assert.match(await mine.innerText(), /Chrome/);
+  await look(admin, "account-sessions");
 
   // Every page in a phone-sized window: no sideways scrolling of the page (wide tables scroll
   // inside themselves), and each one's accessibility checked again.

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use store::{AuditRecord, Store};
 
-pub const DECISIONS: [&str; 20] = [
+pub const DECISIONS: [&str; 21] = [
     "approve",
     "reject",
     "dead_letter_retry",
@@ -26,6 +26,7 @@ pub const DECISIONS: [&str; 20] = [
     "password_change",
     "connection_set",
     "break_glass",
+    "user_sessions_end",
 ];
 
 pub fn detail(r: &AuditRecord) -> Value {

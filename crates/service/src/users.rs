@@ -149,15 +149,27 @@ fn secret_hash(secret: &str) -> String {
     crate::intake::checksum(secret.as_bytes())
 }
 
-pub async fn create_token(
-    store: &Store,
-    name: &str,
-    role: Role,
-    connection: Option<String>,
-    expires: Option<Timestamp>,
-    by: Option<String>,
-    maker: Option<String>,
-) -> Result<NewToken> {
+/// What a new API token is: its name and role, the one connection it may act on, when it
+/// expires, whether it only reads, and the platform user it acts for.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    pub name: String,
+    pub role: Role,
+    pub connection: Option<String>,
+    pub expires: Option<Timestamp>,
+    pub read_only: bool,
+    pub maker: Option<String>,
+}
+
+impl TokenSpec {
+    pub fn new(name: &str, role: Role) -> TokenSpec {
+        TokenSpec { name: name.to_string(), role, connection: None, expires: None, read_only: false, maker: None }
+    }
+}
+
+pub async fn create_token(store: &Store, spec: TokenSpec, by: Option<String>) -> Result<NewToken> {
+    let TokenSpec { name, role, connection, expires, read_only, maker } = spec;
+    let name = name.as_str();
     let existing = store.tokens().await?;
     let live = existing.iter().filter(|t| t.revoked_at.is_none()).map(|t| t.name.as_str());
     crate::names::check_new(crate::names::Kind::Token, name, live)?;
@@ -180,6 +192,7 @@ pub async fn create_token(
         last_used_at: None,
         revoked_at: None,
         maker,
+        read_only,
     };
     store.add_token(&record).await?;
     Ok(NewToken { record, secret: Secret::new(format!("tenure_{id}_{secret}")) })
@@ -273,16 +286,8 @@ pub async fn reset_password(store: &Store, name: &str, password: &Secret, once: 
     .await
 }
 
-pub async fn create_token_audited(
-    store: &Store,
-    name: &str,
-    role: Role,
-    connection: Option<String>,
-    expires: Option<Timestamp>,
-    by: &str,
-    maker: Option<String>,
-) -> Result<NewToken> {
-    let t = create_token(store, name, role, connection, expires, Some(by.to_string()), maker).await?;
+pub async fn create_token_audited(store: &Store, spec: TokenSpec, by: &str) -> Result<NewToken> {
+    let t = create_token(store, spec, Some(by.to_string())).await?;
     let r = &t.record;
     crate::decisions::record_one(
         store,
@@ -290,7 +295,7 @@ pub async fn create_token_audited(
         "",
         by,
         serde_json::json!({"token": r.id, "name": r.name, "role": r.role, "connection": r.connection,
-            "expires_at": r.expires_at, "maker": r.maker}),
+            "expires_at": r.expires_at, "maker": r.maker, "read_only": r.read_only}),
     )
     .await?;
     Ok(t)
@@ -334,6 +339,66 @@ pub async fn reset_one_time(store: &Store, name: &str, by: &str) -> Result<(User
     Ok((u, p))
 }
 
+/// A user agent in a person's words: the browser (or tool) and the system, as far as the
+/// header tells them.
+pub fn agent_words(agent: &str) -> String {
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("HeadlessChrome/", "Chrome (headless)"),
+        ("Chromium/", "Chromium"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+    ]
+    .iter()
+    .find(|(mark, _)| agent.contains(mark))
+    .map(|(_, name)| name.to_string());
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("CrOS", "ChromeOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(mark, _)| agent.contains(mark))
+    .map(|(_, name)| *name);
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (Some(b), None) => b,
+        // A tool names itself first: curl/8.5.0, python-requests/2.31, reqwest.
+        (None, _) => agent.split(['/', ' ']).next().unwrap_or(agent).chars().take(40).collect(),
+    }
+}
+
+/// A session as listed to its person or an admin: never its id (a short handle of its hash).
+pub fn session_view(s: &store::SessionRecord, this: Option<&str>) -> serde_json::Value {
+    let at = |ms: i64| Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default();
+    serde_json::json!({"handle": &s.id_hash[..12.min(s.id_hash.len())], "signed_in": at(s.created_ms),
+        "last_active": at(s.last_seen_ms), "address": s.address,
+        "browser": s.agent.as_deref().map(agent_words), "this": this == Some(s.id_hash.as_str())})
+}
+
+/// A user's sessions, newest first (`tenure user sessions`, the API, the console).
+pub async fn sessions(store: &Store, name: &str) -> Result<(UserRecord, Vec<store::SessionRecord>)> {
+    let u = store.user(name).await?.ok_or_else(|| Error::not_found(format!("no user named {name:?}")))?;
+    let s = store.sessions_of(&u.id).await?;
+    Ok((u, s))
+}
+
+/// Ends every session of a user (a lost laptop, a person who left): they sign in again;
+/// audited. How many ended.
+pub async fn end_sessions(store: &Store, name: &str, by: &str) -> Result<u64> {
+    let u = store.user(name).await?.ok_or_else(|| Error::not_found(format!("no user named {name:?}")))?;
+    let n = store.delete_sessions_of(&u.id).await?;
+    crate::decisions::record_one(store, "user_sessions_end", "", by, serde_json::json!({"user": u.name, "ended": n}))
+        .await?;
+    Ok(n)
+}
+
 /// A user as listed: never the hash.
 pub fn user_view(u: &UserRecord) -> serde_json::Value {
     serde_json::json!({"name": u.name, "role": u.role, "disabled": u.disabled,
@@ -344,7 +409,7 @@ pub fn user_view(u: &UserRecord) -> serde_json::Value {
 pub fn token_view(t: &TokenRecord) -> serde_json::Value {
     serde_json::json!({"id": t.id, "name": t.name, "role": t.role, "connection": t.connection,
         "created_at": t.created_at, "created_by": t.created_by, "expires_at": t.expires_at,
-        "last_used_at": t.last_used_at, "revoked_at": t.revoked_at, "maker": t.maker})
+        "last_used_at": t.last_used_at, "revoked_at": t.revoked_at, "maker": t.maker, "read_only": t.read_only})
 }
 
 #[cfg(test)]

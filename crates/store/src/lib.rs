@@ -18,7 +18,7 @@ pub use lease::{Acquired, Claimant, Holder, Lease};
 
 pub use review::{DeadLetter, LetterState, Review, ReviewRequest, ReviewState};
 pub use secrets::{MasterKey, Sealed, Secret};
-pub use users::{TokenAndMaker, TokenRecord, UserRecord};
+pub use users::{SessionRecord, TokenAndMaker, TokenRecord, UserRecord};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};

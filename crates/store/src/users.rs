@@ -32,6 +32,19 @@ pub struct TokenRecord {
     /// The platform user it acts for (its rights are at most theirs); None: made at the
     /// command line by the machine's operator.
     pub maker: Option<String>,
+    /// Only reading routes (GET), whatever its role.
+    pub read_only: bool,
+}
+
+/// A signed-in session as its person sees it (never its id: only the id's hash is kept).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub id_hash: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    /// The client's address at sign-in, and its user agent, when known.
+    pub address: Option<String>,
+    pub agent: Option<String>,
 }
 
 /// A token with the platform user it acts for, as a bearer check needs them.
@@ -44,7 +57,8 @@ pub struct TokenAndMaker {
 
 const USER: &str = "id, name, role, password_hash, must_change, disabled, created_at, credentials_at";
 const TOKEN: &str =
-    "id, name, role, connection, secret_hash, created_at, created_by, expires_at, last_used_at, revoked_at, maker";
+    "id, name, role, connection, secret_hash, created_at, created_by, expires_at, last_used_at, revoked_at, maker, \
+     read_only";
 
 fn user(r: &AnyRow) -> Result<UserRecord, sqlx::Error> {
     Ok(UserRecord {
@@ -72,6 +86,7 @@ fn token(r: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
         last_used_at: r.try_get("last_used_at")?,
         revoked_at: r.try_get("revoked_at")?,
         maker: r.try_get("maker")?,
+        read_only: r.try_get::<i64, _>("read_only")? != 0,
     })
 }
 
@@ -158,7 +173,8 @@ impl Store {
 
     #[allow(clippy::too_many_arguments)]
     pub async fn add_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        let sql = format!("INSERT INTO api_tokens ({TOKEN}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+        let sql =
+            format!("INSERT INTO api_tokens ({TOKEN}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
         sqlx::query(&sql)
             .bind(&t.id)
             .bind(&t.name)
@@ -171,6 +187,7 @@ impl Store {
             .bind(t.last_used_at.clone())
             .bind(t.revoked_at.clone())
             .bind(t.maker.clone())
+            .bind(t.read_only as i64)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -223,14 +240,27 @@ impl Store {
         Ok(r.as_ref().map(user).transpose()?)
     }
 
-    /// A new session (its id's hash) for a user, at `now_ms`.
-    pub async fn add_session(&self, id_hash: &str, user_id: &str, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO sessions (id_hash, user_id, created_ms, last_seen_ms) VALUES ($1, $2, $3, $3)")
-            .bind(id_hash)
-            .bind(user_id)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
+    /// A new session (its id's hash) for a user, at `now_ms`, from the client's address and
+    /// user agent.
+    pub async fn add_session(
+        &self,
+        id_hash: &str,
+        user_id: &str,
+        now_ms: i64,
+        address: Option<&str>,
+        agent: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, created_ms, last_seen_ms, address, agent) VALUES ($1, $2, $3, \
+             $3, $4, $5)",
+        )
+        .bind(id_hash)
+        .bind(user_id)
+        .bind(now_ms)
+        .bind(address.map(str::to_string))
+        .bind(agent.map(str::to_string))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -255,18 +285,33 @@ impl Store {
         Ok(())
     }
 
-    /// A user's sessions, newest first: (id hash, created, last seen), in Unix milliseconds.
-    pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    /// A user's sessions, newest first.
+    pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id_hash, created_ms, last_seen_ms FROM sessions WHERE user_id = $1 ORDER BY created_ms DESC",
+            "SELECT id_hash, created_ms, last_seen_ms, address, agent FROM sessions WHERE user_id = $1 ORDER BY \
+             created_ms DESC, id_hash",
         )
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("id_hash")?, r.try_get("created_ms")?, r.try_get("last_seen_ms")?)))
+            .map(|r| {
+                Ok(SessionRecord {
+                    id_hash: r.try_get("id_hash")?,
+                    created_ms: r.try_get("created_ms")?,
+                    last_seen_ms: r.try_get("last_seen_ms")?,
+                    address: r.try_get("address")?,
+                    agent: r.try_get("agent")?,
+                })
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
+    }
+
+    /// Ends every session of a user; how many ended.
+    pub async fn delete_sessions_of(&self, user_id: &str) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&self.pool).await?;
+        Ok(r.rows_affected())
     }
 
     /// Ends a user's other sessions, keeping `keep`; how many ended.

@@ -16,6 +16,7 @@ fn token(id: &str, maker: Option<&str>) -> TokenRecord {
         last_used_at: None,
         revoked_at: None,
         maker: maker.map(str::to_string),
+        read_only: false,
     }
 }
 

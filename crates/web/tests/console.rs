@@ -57,7 +57,13 @@ async fn session(app: &App, role: Role) -> Session {
     let name = format!("{}-{}", role.as_str(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let pw = store::Secret::new(format!("{name} has a long password"));
     let user = service::users::add_user(&app.api.store, &name, role, &pw, false).await.unwrap();
-    let (id, _) = web::api::auth::new_session(&app.api, &user).await.unwrap();
+    let (id, _) = web::api::auth::new_session(
+        &app.api,
+        &user,
+        &web::api::auth::Origin { address: std::net::Ipv4Addr::LOCALHOST.into(), agent: Some("test".into()) },
+    )
+    .await
+    .unwrap();
     Session { cookie: format!("{}={id}", web::api::auth::COOKIE), csrf: web::api::auth::csrf_of(&id) }
 }
 
@@ -1032,8 +1038,14 @@ async fn an_admin_adds_a_reviewer_and_a_token_shown_once_that_stops_at_once_when
     assert!(page.contains("revoked") && page.contains("is revoked: it is refused from now on"), "{page}");
 
     // One's own sessions: two browsers, the other one ended from here.
-    let other =
-        web::api::auth::new_session(&app.api, &app.api.store.user(&me).await.unwrap().unwrap()).await.unwrap().0;
+    let other = web::api::auth::new_session(
+        &app.api,
+        &app.api.store.user(&me).await.unwrap().unwrap(),
+        &web::api::auth::Origin { address: std::net::Ipv4Addr::LOCALHOST.into(), agent: Some("test".into()) },
+    )
+    .await
+    .unwrap()
+    .0;
     let mine = call(&app, Method::GET, "/account", Some(&admin), None, false).await.text;
     assert!(mine.contains("this browser") && mine.contains("Sign out everywhere else"), "{mine}");
     let r =

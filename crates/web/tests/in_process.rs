@@ -32,18 +32,19 @@ async fn app() -> App {
     std::fs::create_dir_all(&dir).unwrap();
     let store = store::Store::open_in(&dir).await.unwrap();
     let key = Arc::new(store::MasterKey::load(&dir).unwrap());
-    let admin = service::users::create_token(&store, "admin token", Role::Admin, None, None, None, None)
+    let admin = service::users::create_token(&store, service::users::TokenSpec::new("admin token", Role::Admin), None)
         .await
         .unwrap()
         .secret
         .expose()
         .to_string();
-    let viewer = service::users::create_token(&store, "viewer token", Role::Viewer, None, None, None, None)
-        .await
-        .unwrap()
-        .secret
-        .expose()
-        .to_string();
+    let viewer =
+        service::users::create_token(&store, service::users::TokenSpec::new("viewer token", Role::Viewer), None)
+            .await
+            .unwrap()
+            .secret
+            .expose()
+            .to_string();
     let api = web::api::Api::new(store, key, dir.clone(), Arc::new(tokio::sync::Notify::new()), false);
     let router = web::api::router(Arc::new(api)).layer(axum::middleware::map_response(web::problem::as_problem));
     App { router, admin, viewer, _dir: Dir(dir) }

@@ -53,6 +53,19 @@ pub enum UserCommand {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Where a user is signed in: when, from which address, in which browser.
+    Sessions {
+        /// The user's name.
+        name: String,
+        /// One JSON document on stdout, nothing else.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End every session of a user (a lost laptop, a person who left): they sign in again.
+    EndSessions {
+        /// The user's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +88,13 @@ pub enum TokenCommand {
         /// machine's operator).
         #[arg(long = "for", value_name = "USER")]
         maker: Option<String>,
+        /// Only reading routes (GET), whatever the role: for dashboards and monitoring.
+        #[arg(long)]
+        read_only: bool,
+        /// On a store with platform users, a token for no user that may do more than read is a
+        /// second identity beside theirs: it needs a reason (audited as break-glass, noticed).
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
     /// List tokens with their last use (never their secret).
     List {
@@ -161,6 +181,29 @@ async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String>
             users::set_disabled(store, &name, false, &by).await?;
             outln!("user {name:?} enabled");
         }
+        UserCommand::Sessions { name, json } => {
+            let (u, all) = users::sessions(store, &name).await?;
+            if json {
+                let v: Vec<_> = all.iter().map(|s| users::session_view(s, None)).collect();
+                outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+            } else {
+                for s in all.iter().map(|s| users::session_view(s, None)) {
+                    outln!(
+                        "{}  signed in {}  last active {}  from {}  {}",
+                        s["handle"].as_str().unwrap_or_default(),
+                        s["signed_in"].as_str().unwrap_or_default(),
+                        s["last_active"].as_str().unwrap_or_default(),
+                        s["address"].as_str().unwrap_or("(unknown address)"),
+                        s["browser"].as_str().unwrap_or("(unknown browser)")
+                    );
+                }
+                outln!("sessions of {:?}: {}", u.name, all.len());
+            }
+        }
+        UserCommand::EndSessions { name } => {
+            let n = users::end_sessions(store, &name, &by).await?;
+            outln!("{n} session(s) of {name:?} ended");
+        }
         UserCommand::ResetPassword { name, password_file } => {
             let u = store
                 .user(&name)
@@ -181,14 +224,14 @@ async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String>
 
 pub async fn token(cmd: TokenCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
     let store = crate::config::open(data_dir, database_url).await?;
-    let r = token_with(&store, cmd).await;
+    let r = token_with(&store, data_dir, cmd).await;
     store.close().await;
     r
 }
 
-async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, String> {
+async fn token_with(store: &store::Store, data_dir: &Path, cmd: TokenCommand) -> Result<u8, String> {
     match cmd {
-        TokenCommand::Create { name, role, connection, expires, maker } => {
+        TokenCommand::Create { name, role, connection, expires, maker, read_only, break_glass } => {
             let now = jiff::Timestamp::now();
             let expires = expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose()?;
             let maker = match maker {
@@ -202,8 +245,18 @@ async fn token_with(store: &store::Store, cmd: TokenCommand) -> Result<u8, Strin
                 ),
                 None => None,
             };
-            let by = crate::local::actor();
-            let t = users::create_token_audited(store, &name, role, connection, expires, &by, maker).await?;
+            let mut by = crate::local::actor();
+            if maker.is_none() && !read_only && role != Role::Viewer {
+                let key = store::MasterKey::load(data_dir).ok();
+                let what = "make an API token for no platform user";
+                let local = crate::local::decide(store, key.as_ref(), what, break_glass.as_deref()).await?;
+                for w in &local.warnings {
+                    eprintln!("warning: {w}");
+                }
+                by = local.actor;
+            }
+            let spec = users::TokenSpec { connection, expires, read_only, maker, ..users::TokenSpec::new(&name, role) };
+            let t = users::create_token_audited(store, spec, &by).await?;
             outln!(
                 "API token {} ({:?}, {}) (shown once; send it as Authorization: Bearer ...):",
                 t.record.id,

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use store::Secret;
@@ -174,6 +175,12 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
             // Unknown, revoked and expired tokens are told apart to no one.
             .ok_or_else(|| unauthorized("the token is not valid"))?;
         let t = checked.token;
+        if t.read_only && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return Err(Problem::forbidden(
+                "read-only-token",
+                format!("token {} ({}) only reads: {method} is refused whatever its role", t.id, t.name),
+            ));
+        }
         let mut role = Role::parse(&t.role).unwrap_or(Role::Viewer);
         // A token made by a platform user is that user at most: it stops when they are
         // disabled (or gone) and loses what they lose.
@@ -492,12 +499,37 @@ fn set_cookie(api: &Shared, id: &str, max_age: i64) -> HeaderValue {
 }
 
 /// A new session for a user: its id (the cookie's value) and its Set-Cookie header.
-pub async fn new_session(api: &Shared, user: &store::UserRecord) -> Result<(String, HeaderValue), Problem> {
+/// Where a sign-in comes from: the client's address (as `client_of` trusts it) and its user
+/// agent, kept with the session so its person sees where they are signed in.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub address: std::net::IpAddr,
+    pub agent: Option<String>,
+}
+
+impl Origin {
+    pub fn of(api: &Shared, peer: std::net::SocketAddr, headers: &HeaderMap) -> Origin {
+        let (address, _) = client_of(api, peer, headers);
+        let agent = headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|a| a.chars().filter(|c| !c.is_control()).take(256).collect::<String>())
+            .filter(|a| !a.trim().is_empty());
+        Origin { address, agent }
+    }
+}
+
+pub async fn new_session(
+    api: &Shared,
+    user: &store::UserRecord,
+    origin: &Origin,
+) -> Result<(String, HeaderValue), Problem> {
     let id = crate::users::random_hex(32);
     let t = now_ms();
     // Expired sessions go as new ones come.
     api.store.prune_sessions(t - api.sessions.idle.as_millis() as i64, t - api.sessions.max.as_millis() as i64).await?;
-    api.store.add_session(&hash(&id), &user.id, t).await?;
+    let address = origin.address.to_string();
+    api.store.add_session(&hash(&id), &user.id, t, Some(&address), origin.agent.as_deref()).await?;
     let cookie = set_cookie(api, &id, api.sessions.max.as_secs() as i64);
     Ok((id, cookie))
 }
@@ -514,8 +546,8 @@ pub async fn end_session(api: &Shared, session: &str) -> Result<(), Problem> {
 }
 
 /// A new session for a user, answered with who they are, its cookie and its CSRF token.
-async fn with_new_session(api: &Shared, user: &store::UserRecord) -> Result<Response, Problem> {
-    let (id, cookie) = new_session(api, user).await?;
+async fn with_new_session(api: &Shared, user: &store::UserRecord, origin: &Origin) -> Result<Response, Problem> {
+    let (id, cookie) = new_session(api, user, origin).await?;
     let mut r = Json(info(&user_caller(user, hash(&id)), Some(csrf_of(&id)))).into_response();
     r.headers_mut().insert("set-cookie", cookie);
     r.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
@@ -585,9 +617,9 @@ async fn login(
     headers: HeaderMap,
     Body(l): Body<Login>,
 ) -> Result<Response, Problem> {
-    let (address, _) = client_of(&api, peer, &headers);
-    let user = sign_in(&api, &l.user, Secret::new(l.password), address).await?;
-    with_new_session(&api, &user).await
+    let origin = Origin::of(&api, peer, &headers);
+    let user = sign_in(&api, &l.user, Secret::new(l.password), origin.address).await?;
+    with_new_session(&api, &user, &origin).await
 }
 
 /// Who is calling, with the session's CSRF token.
@@ -630,12 +662,14 @@ pub struct PasswordChange {
     responses((status = 200, body = SessionInfo), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn change_password(
     State(api): State<Shared>,
+    ConnectInfo(crate::serve::Peer(peer)): ConnectInfo<crate::serve::Peer>,
+    headers: HeaderMap,
     AnyCaller(c): AnyCaller,
     Body(p): Body<PasswordChange>,
 ) -> Result<Response, Problem> {
     let user = change_password_of(&api, &c, &Secret::new(p.current), Secret::new(p.new)).await?;
     // The change voided every session made before it, this one too: a fresh one follows.
-    with_new_session(&api, &user).await
+    with_new_session(&api, &user, &Origin::of(&api, peer, &headers)).await
 }
 
 /// Sets a session user's new password after checking their current one (the API's and the
@@ -671,8 +705,33 @@ pub async fn change_password_of(
     Ok(store::UserRecord { must_change: false, ..user })
 }
 
+/// The caller's own sessions, newest first: when, from which address, in which browser (an
+/// API token has none).
+#[utoipa::path(get, path = "/api/v1/session/all", tag = "session",
+    responses((status = 200, body = Vec<Object>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn my_sessions(State(api): State<Shared>, AnyCaller(c): AnyCaller) -> Result<Json<Vec<Value>>, Problem> {
+    // A token is no session: it lists none, not even its maker's.
+    let (Some(name), Some(_)) = (&c.user, &c.session) else { return Ok(Json(vec![])) };
+    let (_, all) = crate::users::sessions(&api.store, name).await?;
+    Ok(Json(all.iter().map(|s| crate::users::session_view(s, c.session.as_deref())).collect()))
+}
+
+/// Ends the caller's other sessions (a browser left signed in elsewhere), keeping this one.
+#[utoipa::path(post, path = "/api/v1/session/end-others", tag = "session",
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn end_others(State(api): State<Shared>, AnyCaller(c): AnyCaller) -> Result<Json<Value>, Problem> {
+    let (Some(name), Some(this)) = (&c.user, &c.session) else {
+        return Err(Problem::bad_request("not-a-session", "an API token has no sessions: log in as a user"));
+    };
+    let u = api.store.user(name).await?.ok_or_else(|| unauthorized("no such user"))?;
+    let n = api.store.delete_sessions_except(&u.id, this).await?;
+    Ok(Json(serde_json::json!({"ended": n})))
+}
+
 pub fn routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new()
+        .routes(routes!(my_sessions))
+        .routes(routes!(end_others))
         .routes(routes!(login, session, logout))
         .routes(routes!(change_password))
         .routes(routes!(whoami))

@@ -110,6 +110,9 @@ pub struct NewToken {
     pub connection: Option<String>,
     /// `90d`, `12h`, `30m`, or an RFC 3339 moment.
     pub expires: Option<String>,
+    /// Only reading routes (GET), whatever its role.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Create an API token: its secret is answered once, and stored only as a hash. An Admin
@@ -144,11 +147,31 @@ async fn create_token(State(api): State<Shared>, c: Caller, Body(t): Body<NewTok
     let now = jiff::Timestamp::now();
     let expires = t.expires.as_deref().map(|e| users::parse_expiry(e, now)).transpose()?;
     // The token acts for the person who made it (a token's token, for that token's maker).
-    let made =
-        users::create_token_audited(&api.store, &t.name, r, t.connection, expires, &c.actor, c.user.clone()).await?;
+    let made = users::create_token_audited(
+        &api.store,
+        users::TokenSpec {
+            connection: t.connection,
+            expires,
+            read_only: t.read_only,
+            maker: c.user.clone(),
+            ..users::TokenSpec::new(&t.name, r)
+        },
+        &c.actor,
+    )
+    .await?;
     let mut v = users::token_view(&made.record);
     v["token"] = Value::from(made.secret.expose());
     Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// End every session of a user (a lost laptop, a person who left): they sign in again.
+/// Audited.
+#[utoipa::path(delete, path = "/api/v1/users/{name}/sessions", tag = "users", params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn end_sessions(State(api): State<Shared>, c: Caller, Path(name): Path<String>) -> Result<Json<Value>, Problem> {
+    c.need(Role::Admin)?;
+    let n = users::end_sessions(&api.store, &name, &c.actor).await?;
+    Ok(Json(serde_json::json!({"user": name, "ended": n})))
 }
 
 /// Revoke an API token: it is refused from now on.
@@ -167,4 +190,5 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(reset))
         .routes(routes!(tokens, create_token))
         .routes(routes!(revoke))
+        .routes(routes!(end_sessions))
 }

@@ -94,7 +94,8 @@ pub async fn sign_in(
         }
         Err(p) => return again(StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST), p.detail),
     };
-    let (_, cookie) = match auth::new_session(&api, &user).await {
+    let origin = auth::Origin::of(&api, peer, &headers);
+    let (_, cookie) = match auth::new_session(&api, &user, &origin).await {
         Ok(s) => s,
         Err(p) => return Failure::from(p).into_response(),
     };
@@ -143,7 +144,12 @@ pub struct PasswordForm {
     again: String,
 }
 
-pub async fn change_password(State(api): State<Shared>, posted: PostedAny<PasswordForm>) -> Response {
+pub async fn change_password(
+    State(api): State<Shared>,
+    ConnectInfo(crate::serve::Peer(peer)): ConnectInfo<crate::serve::Peer>,
+    headers: HeaderMap,
+    posted: PostedAny<PasswordForm>,
+) -> Response {
     let PostedAny { page, form } = posted;
     let again = |text: String| {
         let p = PasswordPage {
@@ -163,7 +169,7 @@ pub async fn change_password(State(api): State<Shared>, posted: PostedAny<Passwo
             Err(p) => return again(capitalised(&p.detail)),
         };
     // The change ended every session, this one too: a new one, and on to the dashboard.
-    match auth::new_session(&api, &user).await {
+    match auth::new_session(&api, &user, &auth::Origin::of(&api, peer, &headers)).await {
         Ok((_, cookie)) => {
             let mut r = Redirect::to("/?said=password").into_response();
             r.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -34,6 +34,7 @@ pub struct TokenRow {
     pub expires: Option<(String, String)>,
     pub last_used: Option<(String, String)>,
     pub state: &'static str,
+    pub read_only: bool,
 }
 
 /// A secret shown once: what it is, and the value (with a copy button).
@@ -100,6 +101,7 @@ async fn draw(api: &Shared, page: &Page, message: Option<Message>, once: Option<
                 by: t.created_by.unwrap_or_default(),
                 expires: t.expires_at.as_deref().map(timed),
                 last_used: t.last_used_at.as_deref().map(timed),
+                read_only: t.read_only,
             }
         })
         .collect();
@@ -131,6 +133,7 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<SaidQue
         Some("disabled") => Message::ok(format!("{who} is disabled: their sessions and tokens stop now.")),
         Some("enabled") => Message::ok(format!("{who} is enabled again.")),
         Some("revoked") => Message::ok(format!("The token “{who}” is revoked: it is refused from now on.")),
+        Some("ended") => Message::ok(format!("Every session of {who} has ended: they sign in again.")),
         _ => None,
     };
     answer(draw(&api, &page, message, None).await)
@@ -233,6 +236,27 @@ pub async fn set_disabled(
     )
 }
 
+/// Ends every session of a user (a lost laptop, a person who left).
+pub async fn end_sessions(
+    State(api): State<Shared>,
+    Path(name): Path<String>,
+    posted: Posted<super::session::Nothing>,
+) -> Response {
+    let Posted { page, .. } = posted;
+    answer(
+        async {
+            page.need(Role::Admin)?;
+            match users::end_sessions(&api.store, &name, page.actor()).await {
+                Ok(_) => {
+                    Ok(Redirect::to(&format!("/settings?said=ended&who={}", super::encode(&name))).into_response())
+                }
+                Err(e) => draw(&api, &page, Message::bad(format!("Not done: {e}")), None).await,
+            }
+        }
+        .await,
+    )
+}
+
 pub async fn reset(
     State(api): State<Shared>,
     Path(name): Path<String>,
@@ -264,6 +288,8 @@ pub struct NewTokenForm {
     role: String,
     connection: Option<String>,
     expires: Option<String>,
+    /// A checkbox: present when ticked.
+    read_only: Option<String>,
 }
 
 pub async fn create_token(State(api): State<Shared>, posted: Posted<NewTokenForm>) -> Response {
@@ -283,16 +309,14 @@ pub async fn create_token(State(api): State<Shared>, posted: Posted<NewTokenForm
                     .transpose()?;
                 let connection = form.connection.filter(|c| !c.is_empty());
                 // The token acts for the admin who made it: it stops when they are disabled.
-                users::create_token_audited(
-                    &api.store,
-                    &form.name,
-                    role,
+                let spec = users::TokenSpec {
                     connection,
                     expires,
-                    page.actor(),
-                    page.caller.user.clone(),
-                )
-                .await
+                    read_only: form.read_only.is_some(),
+                    maker: page.caller.user.clone(),
+                    ..users::TokenSpec::new(&form.name, role)
+                };
+                users::create_token_audited(&api.store, spec, page.actor()).await
             }
             .await;
             match made {
@@ -334,6 +358,8 @@ pub async fn revoke(
 pub struct SessionRow {
     pub created: (String, String),
     pub seen: (String, String),
+    pub address: String,
+    pub browser: String,
     pub this: bool,
 }
 
@@ -361,10 +387,12 @@ async fn draw_account(api: &Shared, page: &Page, message: Option<Message>) -> Re
             .sessions_of(id)
             .await?
             .into_iter()
-            .map(|(hash, created, seen)| SessionRow {
-                this: hash == mine,
-                created: moment_ms(created),
-                seen: moment_ms(seen),
+            .map(|s| SessionRow {
+                this: s.id_hash == mine,
+                created: moment_ms(s.created_ms),
+                seen: moment_ms(s.last_seen_ms),
+                address: s.address.unwrap_or_default(),
+                browser: s.agent.as_deref().map(users::agent_words).unwrap_or_default(),
             })
             .collect(),
         None => vec![],

@@ -1,0 +1,126 @@
+//! Sessions people can see (issue 29 point 4), with the real `tenure serve`: one's own
+//! sessions with when, address and browser, signing out the others, an admin ending every
+//! session of a user (API, command line), and read-only API tokens.
+
+mod common;
+
+use common::api::*;
+use serde_json::{json, Value};
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+const SAFARI: &str =
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+
+/// Signs in with this user agent: the session's cookie value.
+async fn sign_in_as(base: &str, user: &str, password: &str, agent: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/session"))
+        .header("user-agent", agent)
+        .json(&json!({"user": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+async fn get_with(base: &str, cookie: &str, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new().get(format!("{base}{path}")).header("cookie", cookie).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_see_their_sessions_and_admins_end_them() {
+    let s = serve("sessions", None, &["--interval", "0"]).await;
+    let base = s.base.as_str();
+    let (admin, _) = Client::login(base, "admin", &s.one_time).await;
+    let pw = "the admin's own passphrase";
+    assert_eq!(admin.put("/api/v1/session/password", json!({"current": s.one_time, "new": pw})).await.status, 200);
+    let (admin, _) = Client::login(base, "admin", pw).await;
+    let rita_pw = "rita reviews with care";
+    let r = admin.post("/api/v1/users", json!({"name": "rita", "role": "reviewer", "password": rita_pw})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // Rita signs in from a laptop and a phone: each session says when, from where, in what.
+    let laptop = sign_in_as(base, "rita", rita_pw, FIREFOX).await;
+    let phone = sign_in_as(base, "rita", rita_pw, SAFARI).await;
+    let (status, mine) = get_with(base, &phone, "/api/v1/session/all").await;
+    assert_eq!(status, 200, "{mine}");
+    let all = mine.as_array().unwrap();
+    assert_eq!(all.len(), 2, "{mine}");
+    assert!(all.iter().all(|s| s["address"] == "127.0.0.1" && s["signed_in"].as_str().is_some()), "{mine}");
+    let this: Vec<&Value> = all.iter().filter(|s| s["this"] == true).collect();
+    assert_eq!(this.len(), 1, "{mine}");
+    assert_eq!(this[0]["browser"], "Safari on iOS", "{mine}");
+    assert!(all.iter().any(|s| s["browser"] == "Firefox on Linux"), "{mine}");
+    assert!(!mine.to_string().contains(&laptop[laptop.find('=').unwrap() + 1..]), "never a session id");
+    // The same from the command line, for an admin on the store.
+    let out = s.env.ok(&["user", "sessions", "rita"]);
+    assert!(out.contains("from 127.0.0.1  Firefox on Linux") && out.ends_with("sessions of \"rita\": 2\n"), "{out}");
+
+    // From the phone, Rita signs out the laptop.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/session/end-others"))
+        .header("cookie", &phone)
+        .header("origin", base)
+        .header("x-csrf-token", {
+            let (_, info) = get_with(base, &phone, "/api/v1/session").await;
+            info["csrf_token"].as_str().unwrap().to_string()
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["ended"], 1);
+    assert_eq!(get_with(base, &laptop, "/api/v1/whoami").await.0, 401, "the laptop is signed out");
+    assert_eq!(get_with(base, &phone, "/api/v1/whoami").await.0, 200, "the phone is not");
+
+    // Her phone is lost: an admin ends every session of hers; audited.
+    let r = admin.send("DELETE", "/api/v1/users/rita/sessions", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["ended"], 1);
+    assert_eq!(get_with(base, &phone, "/api/v1/whoami").await.0, 401);
+    let r = admin.send("DELETE", "/api/v1/users/nobody/sessions", None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let _again = sign_in_as(base, "rita", rita_pw, FIREFOX).await;
+    let out = s.env.ok(&["user", "end-sessions", "rita"]);
+    assert!(out.contains("1 session(s) of \"rita\" ended"), "{out}");
+    let ended = admin.get("/api/v1/audit?action=user_sessions_end").await.json();
+    let actors: Vec<&str> = ended.as_array().unwrap().iter().map(|e| e["detail"]["actor"].as_str().unwrap()).collect();
+    assert_eq!(actors.len(), 2, "{ended}");
+    assert_eq!(actors[0], "user:admin", "{ended}");
+    assert!(actors[1].starts_with("os:"), "{ended}");
+    // An API token has no sessions to list or end.
+    let r = admin.post("/api/v1/tokens", json!({"name": "dash", "role": "admin", "read_only": true})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["read_only"], true);
+    let dash = Client::token(base, r.json()["token"].as_str().unwrap());
+    assert_eq!(dash.get("/api/v1/session/all").await.json(), json!([]));
+
+    // A read-only token reads what its role may read, and changes nothing.
+    assert_eq!(dash.get("/api/v1/users").await.status, 200, "an admin token reads users");
+    let r =
+        dash.post("/api/v1/users", json!({"name": "eve", "role": "admin", "password": "eve's long passphrase"})).await;
+    assert_eq!(
+        (r.status, r.json()["type"].as_str()),
+        (403, Some("https://tenure.dev/problems/read-only-token")),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("only reads"), "{}", r.text);
+    assert_eq!(dash.send("DELETE", "/api/v1/users/rita/sessions", None).await.status, 403);
+
+    // At the command line: a read-only token needs no reason; a token for no user that may do
+    // more than read is a second identity beside the platform users: break-glass.
+    let out = s.env.ok(&["token", "create", "grafana", "--role", "admin", "--read-only"]);
+    assert!(out.contains("tenure_"), "{out}");
+    let (code, out) = s.env.tenure(&["token", "create", "backdoor", "--role", "reviewer"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("--break-glass"), "{out}");
+    let (code, out) = s.env.tenure(&["token", "create", "rita-cli", "--role", "reviewer", "--for", "rita"]);
+    assert_eq!(code, 0, "a token acting for a platform user is theirs: {out}");
+    let listed = admin.get("/api/v1/tokens").await.json();
+    let grafana = listed.as_array().unwrap().iter().find(|t| t["name"] == "grafana").unwrap();
+    assert_eq!(grafana["read_only"], true, "{grafana}");
+}
