@@ -6,6 +6,7 @@ import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
+import { createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
 
 const require = createRequire(import.meta.url);
@@ -74,6 +75,26 @@ async function look(page, name) {
   for (const v of result.filter((v) => v.impact === "serious" || v.impact === "critical")) {
     violations.push(`${name}: ${v.id} (${v.impact}) ${v.help}: ${v.nodes.join(", ")}`);
   }
+}
+
+/** The code an authenticator app shows now for a base32 key (RFC 6238: HMAC-SHA1, 30 s, 6 digits). */
+function totp(key, at = Date.now()) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0;
+  let value = 0;
+  const bytes = [];
+  for (const c of key) {
+    value = ((value << 5) | alphabet.indexOf(c)) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      bytes.push((value >>> (bits - 8)) & 255);
+      bits -= 8;
+    }
+  }
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30000)));
+  const h = createHmac("sha1", Buffer.from(bytes)).update(counter).digest();
+  return String((h.readUInt32BE(h[19] & 15) & 0x7fffffff) % 1000000).padStart(6, "0");
 }
 
 async function signIn(page, user, password) {
@@ -857,6 +878,37 @@ test("a day of the team", async () => {
   await noScript.goto(`${BASE}/audit?kind=decision`);
   assert.ok((await noScript.getByRole("table", { name: "Audit records, newest first" }).locator("tbody tr").count()) > 0);
   await plain.close();
+
+  // Vera sets up a second factor: the QR code and the key on the page, a code from the app,
+  // the recovery codes shown once; her next sign-in asks for a code (a recovery code here).
+  const vp = await newPage();
+  await signIn(vp, "vera", "vera has a long password");
+  await vp.waitForURL(`${BASE}/`);
+  await vp.goto(`${BASE}/account`);
+  await vp.getByRole("link", { name: "Set up a second factor" }).click();
+  await vp.waitForURL(/\/account\/second-factor$/);
+  await vp.getByRole("img", { name: "QR code to scan with an authenticator app" }).waitFor();
+  await look(vp, "second-factor-enrol");
+  await vp.getByText("Cannot scan it?").click();
+  const key = (await vp.locator("#totp-secret").innerText()).replace(/\s/g, "");
+  await vp.getByLabel("The app's code").fill(totp(key));
+  await vp.getByRole("button", { name: "Turn it on" }).click();
+  await vp.getByText("The second factor is on").waitFor();
+  const recovery = (await vp.locator("#recovery-codes li").allInnerTexts()).map((c) => c.trim());
+  assert.equal(recovery.length, 10);
+  await look(vp, "second-factor-codes");
+  await vp.getByRole("button", { name: "Sign out" }).click();
+  await vp.waitForURL(/\/sign-in/);
+  await vp.getByLabel("User name").fill("vera");
+  await vp.getByLabel("Password").fill("vera has a long password");
+  await vp.getByRole("button", { name: "Sign in" }).click();
+  await vp.waitForURL(/\/sign-in\/code/);
+  await look(vp, "second-factor-code-page");
+  await vp.getByLabel("The six digits your authenticator app shows for tenure").fill(recovery[0]);
+  await vp.getByRole("button", { name: "Sign in" }).click();
+  await vp.waitForURL(`${BASE}/`);
+  await vp.goto(`${BASE}/account/second-factor`);
+  await vp.getByText("Recovery codes left: 9").waitFor();
   assert.deepEqual(violations, [], "accessibility violations");
   assert.deepEqual(consoleErrors, [], "errors in the browser's console (a CSP refusal shows here)");
 });

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use store::{AuditRecord, Store};
 
-pub const DECISIONS: [&str; 21] = [
+pub const DECISIONS: [&str; 25] = [
     "approve",
     "reject",
     "dead_letter_retry",
@@ -27,6 +27,10 @@ pub const DECISIONS: [&str; 21] = [
     "connection_set",
     "break_glass",
     "user_sessions_end",
+    "second_factor_enrol",
+    "second_factor_remove",
+    "second_factor_required",
+    "recovery_code_used",
 ];
 
 pub fn detail(r: &AuditRecord) -> Value {

@@ -27,6 +27,7 @@ pub mod run_lock;
 pub mod run_report;
 pub mod runs;
 pub mod schedule;
+pub mod second_factor;
 pub mod secrets;
 pub mod status;
 pub mod users;

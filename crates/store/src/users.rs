@@ -242,6 +242,8 @@ impl Store {
 
     /// A new session (its id's hash) for a user, at `now_ms`, from the client's address and
     /// user agent.
+    /// `pending`: 0 a session, 1 the password was right and the second factor is still to
+    /// come, 2 a session that may only enrol a second factor.
     pub async fn add_session(
         &self,
         id_hash: &str,
@@ -249,31 +251,64 @@ impl Store {
         now_ms: i64,
         address: Option<&str>,
         agent: Option<&str>,
+        pending: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, created_ms, last_seen_ms, address, agent) VALUES ($1, $2, $3, \
-             $3, $4, $5)",
+            "INSERT INTO sessions (id_hash, user_id, created_ms, last_seen_ms, address, agent, pending) VALUES ($1, \
+             $2, $3, $3, $4, $5, $6)",
         )
         .bind(id_hash)
         .bind(user_id)
         .bind(now_ms)
         .bind(address.map(str::to_string))
         .bind(agent.map(str::to_string))
+        .bind(pending)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// A session by its id's hash: (user id, created, last seen), in Unix milliseconds.
-    pub async fn session(&self, id_hash: &str) -> Result<Option<(String, i64, i64)>, StoreError> {
-        let r = sqlx::query("SELECT user_id, created_ms, last_seen_ms FROM sessions WHERE id_hash = $1")
+    /// A session waiting for its second factor: (user id, created), when there is one.
+    pub async fn pending_session(&self, id_hash: &str) -> Result<Option<(String, i64)>, StoreError> {
+        let r = sqlx::query("SELECT user_id, created_ms FROM sessions WHERE id_hash = $1 AND pending = 1")
             .bind(id_hash)
             .fetch_optional(&self.pool)
             .await?;
+        Ok(r.map(|r| Ok::<_, sqlx::Error>((r.try_get("user_id")?, r.try_get("created_ms")?))).transpose()?)
+    }
+
+    /// A session by its id's hash: (user id, created, last seen), in Unix milliseconds.
+    pub async fn session(&self, id_hash: &str) -> Result<Option<(String, i64, i64)>, StoreError> {
+        Ok(self.session_state(id_hash).await?.map(|(u, c, s, _)| (u, c, s)))
+    }
+
+    /// As `session`, and whether it may only enrol a second factor (one is required and its
+    /// user has none yet). A session still waiting for its second factor is no session yet.
+    pub async fn session_state(&self, id_hash: &str) -> Result<Option<(String, i64, i64, bool)>, StoreError> {
+        let r = sqlx::query(
+            "SELECT user_id, created_ms, last_seen_ms, pending FROM sessions WHERE id_hash = $1 AND pending <> 1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(r.map(|r| {
-            Ok::<_, sqlx::Error>((r.try_get("user_id")?, r.try_get("created_ms")?, r.try_get("last_seen_ms")?))
+            Ok::<_, sqlx::Error>((
+                r.try_get("user_id")?,
+                r.try_get("created_ms")?,
+                r.try_get("last_seen_ms")?,
+                r.try_get::<i64, _>("pending")? == 2,
+            ))
         })
         .transpose()?)
+    }
+
+    /// A session that was made to enrol a second factor, now free to do anything.
+    pub async fn session_enrolled(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET pending = 0 WHERE id_hash = $1 AND pending = 2")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn touch_session(&self, id_hash: &str, now_ms: i64) -> Result<(), StoreError> {
@@ -288,8 +323,8 @@ impl Store {
     /// A user's sessions, newest first.
     pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id_hash, created_ms, last_seen_ms, address, agent FROM sessions WHERE user_id = $1 ORDER BY \
-             created_ms DESC, id_hash",
+            "SELECT id_hash, created_ms, last_seen_ms, address, agent FROM sessions WHERE user_id = $1 AND pending \
+             <> 1 ORDER BY created_ms DESC, id_hash",
         )
         .bind(user_id)
         .fetch_all(&self.pool)

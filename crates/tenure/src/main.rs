@@ -19,7 +19,7 @@ mod signal;
 // The use cases, under the names the command line calls them by.
 use service::{
     accounts, audit, config, connections, decisions, duration, infer, intake, local, notify, pull, reviews, run_lock,
-    runs, secrets, status, users,
+    runs, second_factor, secrets, status, users,
 };
 
 // glibc's allocator spent a third of a 100,000-account reconcile (and of the sandbox's list

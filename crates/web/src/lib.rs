@@ -11,7 +11,8 @@ pub mod serve;
 
 // The use cases, under the names the handlers call them by.
 use service::{
-    audit, config, connections, decisions, intake, metrics, names, notify, preview, reviews, runs, status, users,
+    audit, config, connections, decisions, intake, metrics, names, notify, preview, reviews, runs, second_factor,
+    status, users,
 };
 
 /// The console and the admin API on one router (the listener adds the push endpoint and the

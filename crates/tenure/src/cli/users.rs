@@ -66,6 +66,17 @@ pub enum UserCommand {
         /// The user's name.
         name: String,
     },
+    /// Remove a user's second factor (a lost phone): their password alone signs them in, or,
+    /// where one is required, they set up a new one at their next sign-in.
+    ResetSecondFactor {
+        /// The user's name.
+        name: String,
+    },
+    /// Require a second factor of every local account (on), or no longer (off).
+    RequireSecondFactor {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +210,23 @@ async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String>
                 }
                 outln!("sessions of {:?}: {}", u.name, all.len());
             }
+        }
+        UserCommand::ResetSecondFactor { name } => {
+            crate::second_factor::remove(store, &name, &by).await?;
+            let n = users::end_sessions(store, &name, &by).await?;
+            outln!("the second factor of {name:?} is removed, and their {n} session(s) ended");
+        }
+        UserCommand::RequireSecondFactor { state } => {
+            let on = state == "on";
+            crate::second_factor::set_required(store, on, &by).await?;
+            outln!(
+                "{}",
+                if on {
+                    "a second factor is required of every local account: whoever has none sets one up at their next sign-in"
+                } else {
+                    "a second factor is no longer required (those who have one keep it)"
+                }
+            );
         }
         UserCommand::EndSessions { name } => {
             let n = users::end_sessions(store, &name, &by).await?;

@@ -46,6 +46,9 @@ pub struct Caller {
     pub token: Option<(String, String)>,
     /// The user must set a new password before anything else.
     pub must_change: bool,
+    /// A second factor is required of every local account and this user has none: they enrol
+    /// one before anything else.
+    pub must_enrol: bool,
 }
 
 impl Caller {
@@ -200,6 +203,7 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
             session: None,
             token: Some((t.id, t.name)),
             must_change: false,
+            must_enrol: false,
         });
     }
     let Some(id) = cookie_value(headers, COOKIE) else {
@@ -219,7 +223,7 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
 pub async fn session_caller(api: &Shared, id: &str) -> Result<Caller, Problem> {
     let id_hash = hash(id);
     let expired = || unauthorized("the session has ended: log in again");
-    let (user_id, created, seen) = api.store.session(&id_hash).await?.ok_or_else(expired)?;
+    let (user_id, created, seen, must_enrol) = api.store.session_state(&id_hash).await?.ok_or_else(expired)?;
     let t = now_ms();
     let policy = api.sessions;
     let idle = t - seen > policy.idle.as_millis() as i64;
@@ -243,7 +247,7 @@ pub async fn session_caller(api: &Shared, id: &str) -> Result<Caller, Problem> {
     if t - seen >= (policy.idle.as_millis() as i64 / 10).max(1) {
         api.store.touch_session(&id_hash, t).await?;
     }
-    Ok(user_caller(&user, id_hash))
+    Ok(Caller { must_enrol, ..user_caller(&user, id_hash) })
 }
 
 /// The session id a request's cookie holds.
@@ -262,6 +266,7 @@ fn user_caller(user: &store::UserRecord, session: String) -> Caller {
         session: Some(session),
         token: None,
         must_change: user.must_change,
+        must_enrol: false,
     }
 }
 
@@ -354,6 +359,12 @@ impl FromRequestParts<Shared> for Scoped {
             return Err(Problem::forbidden(
                 "password-change-required",
                 "set a new password first (PUT /api/v1/session/password)",
+            ));
+        }
+        if c.must_enrol {
+            return Err(Problem::forbidden(
+                "second-factor-enrolment-required",
+                "a second factor is required of every local account: set one up in the console (Your account) first",
             ));
         }
         Ok(Scoped(c))
@@ -458,6 +469,9 @@ pub const LOGIN_BODY: usize = 16 * 1024;
 pub struct Login {
     pub user: String,
     pub password: String,
+    /// The authenticator app's six digits, or a recovery code, for an account with a second
+    /// factor.
+    pub code: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -519,19 +533,84 @@ impl Origin {
     }
 }
 
+/// How long a right password waits for its second factor.
+pub const SECOND_FACTOR_WAIT_MS: i64 = 5 * 60 * 1000;
+
+/// A new session for a user whose every factor was checked (one that may only enrol a second
+/// factor when one is required and they have none).
 pub async fn new_session(
     api: &Shared,
     user: &store::UserRecord,
     origin: &Origin,
+) -> Result<(String, HeaderValue), Problem> {
+    let must_enrol =
+        crate::second_factor::required(&api.store).await? && !crate::second_factor::enrolled(&api.store, user).await?;
+    make_session(api, user, origin, if must_enrol { 2 } else { 0 }).await
+}
+
+/// A session that waits for its second factor: good for nothing but giving the code, for a
+/// few minutes.
+pub async fn pending_session(
+    api: &Shared,
+    user: &store::UserRecord,
+    origin: &Origin,
+) -> Result<(String, HeaderValue), Problem> {
+    make_session(api, user, origin, 1).await
+}
+
+async fn make_session(
+    api: &Shared,
+    user: &store::UserRecord,
+    origin: &Origin,
+    pending: i64,
 ) -> Result<(String, HeaderValue), Problem> {
     let id = crate::users::random_hex(32);
     let t = now_ms();
     // Expired sessions go as new ones come.
     api.store.prune_sessions(t - api.sessions.idle.as_millis() as i64, t - api.sessions.max.as_millis() as i64).await?;
     let address = origin.address.to_string();
-    api.store.add_session(&hash(&id), &user.id, t, Some(&address), origin.agent.as_deref()).await?;
-    let cookie = set_cookie(api, &id, api.sessions.max.as_secs() as i64);
+    api.store.add_session(&hash(&id), &user.id, t, Some(&address), origin.agent.as_deref(), pending).await?;
+    let age = if pending == 1 { SECOND_FACTOR_WAIT_MS / 1000 } else { api.sessions.max.as_secs() as i64 };
+    let cookie = set_cookie(api, &id, age);
     Ok((id, cookie))
+}
+
+/// Checks a sign-in's second factor when its account has one: the app's code or a recovery
+/// code, throttled per account and address like passwords; a failure is audited. Nothing to
+/// check for an account without one.
+pub async fn check_second_factor(
+    api: &Shared,
+    user: &store::UserRecord,
+    code: Option<&str>,
+    address: std::net::IpAddr,
+) -> Result<(), Problem> {
+    if !crate::second_factor::enrolled(&api.store, user).await? {
+        return Ok(());
+    }
+    let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "second-factor-required",
+            "this account has a second factor: send the authenticator app's code (or a recovery code) as \"code\"",
+        ));
+    };
+    if let Err(wait) = api.throttle.attempt(&user.name, address, now_ms()) {
+        let s = (wait as u64).div_ceil(1000);
+        return Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "login-throttled",
+            format!("too many failed sign-ins for this user from {address}: try again in {s} s"),
+        )
+        .retry_after(s));
+    }
+    tokio::time::sleep(api.throttle.slowdown(&user.name)).await;
+    if crate::second_factor::verify(&api.store, &api.key, user, code).await?.is_some() {
+        return Ok(());
+    }
+    crate::metrics::inc("tenure_login_failures_total", &[]);
+    let detail = serde_json::json!({"user_tried": user.name, "second_factor": true, "address": address.to_string()});
+    crate::decisions::record_one(&api.store, "login_failed", "", "anonymous", detail).await?;
+    Err(unauthorized("the code is not right (or was used already)"))
 }
 
 /// The Set-Cookie header that ends a session in the browser.
@@ -602,8 +681,14 @@ pub async fn sign_in(
         crate::decisions::record_one(&api.store, "login_failed", "", "anonymous", detail).await?;
         return Err(unauthorized("wrong user name or password, or the user is disabled"));
     };
-    api.throttle.succeeded(name, address);
+    // The throttle forgets this account's failures only once every factor is right (the door
+    // calls `signed_in`): a known password does not reset the count of wrong codes.
     Ok(user)
+}
+
+/// Every factor of a sign-in was right: the throttle forgets the account's failures.
+pub fn signed_in(api: &Shared, user: &store::UserRecord, address: std::net::IpAddr) {
+    api.throttle.succeeded(&user.name, address);
 }
 
 /// Log in: a session cookie (HttpOnly, SameSite=Strict, Secure under TLS) and its CSRF token.
@@ -619,6 +704,8 @@ async fn login(
 ) -> Result<Response, Problem> {
     let origin = Origin::of(&api, peer, &headers);
     let user = sign_in(&api, &l.user, Secret::new(l.password), origin.address).await?;
+    check_second_factor(&api, &user, l.code.as_deref(), origin.address).await?;
+    signed_in(&api, &user, origin.address);
     with_new_session(&api, &user, &origin).await
 }
 

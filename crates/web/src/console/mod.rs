@@ -71,6 +71,8 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::GET, "/static/{file}", Public, get(assets::serve)),
         (Method::GET, "/sign-in", Public, get(session::sign_in_page)),
         (Method::POST, "/sign-in", Public, post(session::sign_in)),
+        (Method::GET, "/sign-in/code", Public, get(session::code_page)),
+        (Method::POST, "/sign-in/code", Public, post(session::code)),
         (Method::POST, "/sign-out", SignedIn, post(session::sign_out)),
         (Method::GET, "/password", SignedIn, get(session::password_page)),
         (Method::POST, "/password", SignedIn, post(session::change_password)),
@@ -114,6 +116,10 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::POST, "/settings/tokens/{id}/revoke", admin, post(settings::revoke)),
         (Method::GET, "/account", SignedIn, get(settings::account)),
         (Method::POST, "/account/sessions/end-others", SignedIn, post(settings::end_others)),
+        (Method::GET, "/account/second-factor", SignedIn, get(settings::second_factor_page)),
+        (Method::POST, "/account/second-factor", SignedIn, post(settings::enrol)),
+        (Method::POST, "/account/second-factor/remove", SignedIn, post(settings::remove_second_factor)),
+        (Method::POST, "/settings/second-factor", admin, post(settings::set_second_factor_required)),
         (Method::GET, "/runs", viewer, get(plan::list)),
         (Method::GET, "/runs/{id}", viewer, get(plan::run)),
         (Method::POST, "/runs/{id}/retry", editor, post(plan::retry)),
@@ -283,6 +289,9 @@ impl FromRequestParts<Shared> for Page {
         let page = AnyPage::from_request_parts(parts, api).await?.0;
         if page.caller.must_change {
             return Err(Redirect::to("/password").into_response());
+        }
+        if page.caller.must_enrol {
+            return Err(Redirect::to("/account/second-factor").into_response());
         }
         Ok(page)
     }

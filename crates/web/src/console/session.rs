@@ -57,6 +57,82 @@ pub async fn sign_in_page(State(api): State<Shared>, headers: HeaderMap, Query(q
     })
 }
 
+#[derive(Template)]
+#[template(path = "sign_in_code.html")]
+struct CodePage {
+    chrome: Chrome,
+    message: Option<Message>,
+    next: String,
+}
+
+/// The second step of a sign-in: the page that asks for the code.
+pub async fn code_page(Query(q): Query<SignInQuery>) -> Response {
+    render(&CodePage { chrome: Chrome::anonymous(), message: None, next: safe_next(q.next.as_deref()) })
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+    next: Option<String>,
+}
+
+/// The code of a sign-in whose password was right: a session replaces the waiting one.
+pub async fn code(
+    State(api): State<Shared>,
+    ConnectInfo(crate::serve::Peer(peer)): ConnectInfo<crate::serve::Peer>,
+    headers: HeaderMap,
+    axum::extract::Form(f): axum::extract::Form<CodeForm>,
+) -> Response {
+    let (address, scheme) = auth::client_of(&api, peer, &headers);
+    let next = safe_next(f.next.as_deref());
+    let again = |status: StatusCode, text: String| {
+        let page = CodePage { chrome: Chrome::anonymous(), message: Message::bad(text), next: next.clone() };
+        (status, render(&page)).into_response()
+    };
+    if !auth::same_origin(&headers, scheme) {
+        return again(StatusCode::FORBIDDEN, "Give the code on this console's own page.".into());
+    }
+    let start_over = || Redirect::to("/sign-in?said=ended").into_response();
+    let Some(id) = auth::session_id(&headers) else { return start_over() };
+    let waiting = auth::session_hash(&id);
+    let user = match api.store.pending_session(&waiting).await {
+        Ok(Some((user_id, created)))
+            if jiff::Timestamp::now().as_millisecond() - created <= auth::SECOND_FACTOR_WAIT_MS =>
+        {
+            match api.store.user_by_id(&user_id).await {
+                Ok(Some(u)) if !u.disabled => u,
+                _ => return start_over(),
+            }
+        }
+        Ok(_) => return start_over(),
+        Err(e) => return Failure::from(crate::problem::Problem::from(e)).into_response(),
+    };
+    match auth::check_second_factor(&api, &user, Some(&f.code), address).await {
+        Ok(()) => {}
+        Err(p) if p.status == 429 => {
+            return again(StatusCode::TOO_MANY_REQUESTS, format!("Too many wrong codes: {}.", p.detail))
+        }
+        Err(p) if p.status == 401 => {
+            return again(
+                StatusCode::UNAUTHORIZED,
+                "That code is not right, or was used already: try the next one.".into(),
+            )
+        }
+        Err(p) => return Failure::from(p).into_response(),
+    }
+    auth::signed_in(&api, &user, address);
+    let _ = api.store.delete_session(&waiting).await;
+    let origin = auth::Origin::of(&api, peer, &headers);
+    let (_, cookie) = match auth::new_session(&api, &user, &origin).await {
+        Ok(s) => s,
+        Err(p) => return Failure::from(p).into_response(),
+    };
+    let to = if user.must_change { "/password".to_string() } else { next };
+    let mut r = Redirect::to(&to).into_response();
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    r
+}
+
 #[derive(Deserialize)]
 pub struct SignInForm {
     user: String,
@@ -95,6 +171,23 @@ pub async fn sign_in(
         Err(p) => return again(StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST), p.detail),
     };
     let origin = auth::Origin::of(&api, peer, &headers);
+    // An account with a second factor: the password opens only the page that asks for the code.
+    match crate::second_factor::enrolled(&api.store, &user).await {
+        Ok(true) => {
+            return match auth::pending_session(&api, &user, &origin).await {
+                Ok((_, cookie)) => {
+                    let to = format!("/sign-in/code?next={}", super::encode(&safe_next(f.next.as_deref())));
+                    let mut r = Redirect::to(&to).into_response();
+                    r.headers_mut().insert(header::SET_COOKIE, cookie);
+                    r
+                }
+                Err(p) => Failure::from(p).into_response(),
+            }
+        }
+        Ok(false) => {}
+        Err(e) => return Failure::from(crate::problem::Problem::from(e)).into_response(),
+    }
+    auth::signed_in(&api, &user, origin.address);
     let (_, cookie) = match auth::new_session(&api, &user, &origin).await {
         Ok(s) => s,
         Err(p) => return Failure::from(p).into_response(),

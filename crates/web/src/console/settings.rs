@@ -6,6 +6,7 @@
 
 use super::{answer, render, timed, Chrome, Failure, Message, Page, Posted, PostedAny};
 use crate::api::{auth, Shared};
+use crate::second_factor;
 use crate::users::{self, Role};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -53,6 +54,8 @@ struct SettingsPage {
     tokens: Vec<TokenRow>,
     connections: Vec<String>,
     roles: Vec<(&'static str, &'static str)>,
+    /// A second factor is required of every local account.
+    second_factor_required: bool,
 }
 
 const ROLES: [(&str, &str); 4] =
@@ -117,6 +120,7 @@ async fn draw(api: &Shared, page: &Page, message: Option<Message>, once: Option<
         tokens,
         connections,
         roles: ROLES.to_vec(),
+        second_factor_required: second_factor::required(&api.store).await?,
     }))
 }
 
@@ -134,6 +138,10 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<SaidQue
         Some("enabled") => Message::ok(format!("{who} is enabled again.")),
         Some("revoked") => Message::ok(format!("The token “{who}” is revoked: it is refused from now on.")),
         Some("ended") => Message::ok(format!("Every session of {who} has ended: they sign in again.")),
+        Some("2fa-required") => Message::ok(
+            "A second factor is now required of every local account: whoever has none sets one up at their next sign-in.",
+        ),
+        Some("2fa-optional") => Message::ok("A second factor is no longer required (those who have one keep it)."),
         _ => None,
     };
     answer(draw(&api, &page, message, None).await)
@@ -371,6 +379,7 @@ struct AccountPage {
     name: String,
     role: &'static str,
     sessions: Vec<SessionRow>,
+    second_factor: bool,
 }
 
 fn moment_ms(ms: i64) -> (String, String) {
@@ -403,16 +412,27 @@ async fn draw_account(api: &Shared, page: &Page, message: Option<Message>) -> Re
         name: page.caller.user.clone().unwrap_or_default(),
         role: super::role_name(page.caller.role),
         sessions,
+        second_factor: match me(api, page).await {
+            Ok(u) => second_factor::enrolled(&api.store, &u).await?,
+            Err(_) => false,
+        },
     }))
 }
 
 #[derive(Deserialize, Default)]
 pub struct AccountQuery {
     ended: Option<u64>,
+    said: Option<String>,
 }
 
 pub async fn account(State(api): State<Shared>, page: Page, Query(q): Query<AccountQuery>) -> Response {
-    let message = q.ended.map(|n| Message { tone: "ok", text: format!("{n} other session(s) ended.") });
+    let message = match (q.ended, q.said.as_deref()) {
+        (Some(n), _) => Some(Message { tone: "ok", text: format!("{n} other session(s) ended.") }),
+        (_, Some("second-factor-removed")) => {
+            Message::ok("The second factor is removed: your password alone signs you in.")
+        }
+        _ => None,
+    };
     answer(draw_account(&api, &page, message).await)
 }
 
@@ -427,6 +447,169 @@ pub async fn end_others(State(api): State<Shared>, posted: PostedAny<super::sess
             };
             let n = api.store.delete_sessions_except(&user, &hash).await?;
             Ok(Redirect::to(&format!("/account?ended={n}")).into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+struct SecondFactorPage {
+    chrome: Chrome,
+    message: Option<Message>,
+    enrolled: bool,
+    required: bool,
+    recovery_left: usize,
+    secret: String,
+    url: String,
+    qr_svg: String,
+    /// Recovery codes, right after enrolment only.
+    codes: Vec<String>,
+}
+
+/// The otpauth URL as a QR code in SVG: dark modules as one path, with the quiet zone.
+fn qr_svg(text: &str) -> String {
+    let Ok(code) = qrcode::QrCode::new(text.as_bytes()) else { return String::new() };
+    let w = code.width();
+    let colors = code.to_colors();
+    let mut d = String::new();
+    for (i, c) in colors.iter().enumerate() {
+        if *c == qrcode::Color::Dark {
+            d.push_str(&format!("M{} {}h1v1h-1z", i % w + 4, i / w + 4));
+        }
+    }
+    let size = w + 8;
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" role=\"img\" \
+         aria-label=\"QR code to scan with an authenticator app\" shape-rendering=\"crispEdges\"><rect \
+         width=\"{size}\" height=\"{size}\" fill=\"#fff\"/><path d=\"{d}\" fill=\"#000\"/></svg>"
+    )
+}
+
+/// The caller's own user record (a session's person).
+async fn me(api: &Shared, page: &Page) -> Result<store::UserRecord, Failure> {
+    let name = page
+        .caller
+        .user
+        .clone()
+        .ok_or_else(|| Failure::new(StatusCode::BAD_REQUEST, "A token has no account page."))?;
+    api.store
+        .user(&name)
+        .await?
+        .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "The user is gone: sign in again."))
+}
+
+async fn draw_second_factor(
+    api: &Shared,
+    page: &Page,
+    message: Option<Message>,
+    codes: Vec<String>,
+) -> Result<Response, Failure> {
+    let user = me(api, page).await?;
+    let enrolled = second_factor::enrolled(&api.store, &user).await?;
+    let required = second_factor::required(&api.store).await?;
+    let (secret, url) = if enrolled || !codes.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let e = second_factor::begin(&api.store, &api.key, &user).await?;
+        // Grouped by four, as people type it.
+        let grouped = e
+            .secret
+            .expose()
+            .as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        (grouped, e.url.expose().to_string())
+    };
+    let p = SecondFactorPage {
+        chrome: page.chrome("account"),
+        message,
+        enrolled,
+        required,
+        recovery_left: second_factor::recovery_left(&api.store, &user).await?,
+        qr_svg: if url.is_empty() { String::new() } else { qr_svg(&url) },
+        secret,
+        url,
+        codes,
+    };
+    let mut r = render(&p);
+    // The key and the recovery codes are secrets: never kept by a cache.
+    r.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+pub async fn second_factor_page(State(api): State<Shared>, page: super::AnyPage) -> Response {
+    answer(draw_second_factor(&api, &page.0, None, vec![]).await)
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+}
+
+/// Turns the second factor on with a code from the app: the recovery codes are shown once.
+pub async fn enrol(State(api): State<Shared>, posted: PostedAny<CodeForm>) -> Response {
+    let PostedAny { page, form } = posted;
+    answer(
+        async {
+            let user = me(&api, &page).await?;
+            match second_factor::confirm(&api.store, &api.key, &user, &form.code, page.actor()).await {
+                Ok(codes) => {
+                    if let Some(s) = &page.caller.session {
+                        api.store.session_enrolled(s).await?;
+                    }
+                    let m = Message::ok("The second factor is on: every sign-in asks for your app's code.");
+                    draw_second_factor(&api, &page, m, codes).await
+                }
+                Err(e) => draw_second_factor(&api, &page, Message::bad(format!("Not turned on: {e}")), vec![]).await,
+            }
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct PasswordOnly {
+    password: String,
+}
+
+/// Removes one's own second factor, with one's password (not while one is required).
+pub async fn remove_second_factor(State(api): State<Shared>, posted: Posted<PasswordOnly>) -> Response {
+    let Posted { page, form } = posted;
+    answer(
+        async {
+            let user = me(&api, &page).await?;
+            if second_factor::required(&api.store).await? {
+                let m = Message::bad("A second factor is required here: an admin resets a lost one.");
+                return draw_second_factor(&api, &page, m, vec![]).await;
+            }
+            if !users::verify_password(&Secret::new(form.password), &user.password_hash) {
+                return draw_second_factor(&api, &page, Message::bad("That is not your password."), vec![]).await;
+            }
+            second_factor::remove(&api.store, &user.name, page.actor()).await?;
+            Ok(Redirect::to("/account?said=second-factor-removed").into_response())
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct RequiredForm {
+    required: Option<String>,
+}
+
+/// Requires a second factor of every local account, or no longer (Admin).
+pub async fn set_second_factor_required(State(api): State<Shared>, posted: Posted<RequiredForm>) -> Response {
+    let Posted { page, form } = posted;
+    answer(
+        async {
+            page.need(Role::Admin)?;
+            let on = form.required.is_some();
+            second_factor::set_required(&api.store, on, page.actor()).await?;
+            Ok(Redirect::to(&format!("/settings?said={}", if on { "2fa-required" } else { "2fa-optional" }))
+                .into_response())
         }
         .await,
     )

@@ -1,0 +1,293 @@
+//! A second factor for local accounts: time-based one-time passwords (RFC 6238: HMAC-SHA1,
+//! six digits, 30-second steps), their enrolment, recovery codes kept only as hashes, and the
+//! admin setting that requires one of every local account.
+//!
+//! The shared secret is sealed under the master key like every other stored secret (setting
+//! `totp:<user id>`, `totp-pending:<user id>` while being enrolled), so a key rotation re-seals
+//! it; the recovery codes' hashes and the last step used are plain settings.
+
+use crate::error::{Error, Result};
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use rand::RngCore;
+use store::{MasterKey, Secret, Store, UserRecord};
+
+/// What a sealed TOTP secret is bound to, with the user's id.
+pub const CONTEXT: &str = "totp";
+/// The setting that requires a second factor of every local account.
+const REQUIRED: &str = "auth.require_second_factor";
+const STEP_SECONDS: i64 = 30;
+/// Recovery codes made at enrolment.
+const RECOVERY_CODES: usize = 10;
+
+fn secret_setting(user_id: &str) -> String {
+    format!("totp:{user_id}")
+}
+fn pending_setting(user_id: &str) -> String {
+    format!("totp-pending:{user_id}")
+}
+fn recovery_setting(user_id: &str) -> String {
+    format!("totp-recovery:{user_id}")
+}
+fn last_step_setting(user_id: &str) -> String {
+    format!("totp-last:{user_id}")
+}
+
+/// Whether a sealed setting's name is one of this module's (for a key rotation).
+pub fn is_sealed_setting(name: &str) -> bool {
+    name.starts_with("totp:") || name.starts_with("totp-pending:")
+}
+
+const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// RFC 4648 base32 without padding, as authenticator apps take a secret.
+pub fn base32(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for b in bytes {
+        buffer = (buffer << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            out.push(ALPHABET[((buffer >> (bits - 5)) & 31) as usize] as char);
+            bits -= 5;
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+fn unbase32(text: &str) -> Option<Vec<u8>> {
+    let mut out = vec![];
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for c in text.bytes().filter(|c| *c != b'=' && *c != b' ') {
+        let v = ALPHABET.iter().position(|a| *a == c.to_ascii_uppercase())? as u32;
+        buffer = (buffer << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    Some(out)
+}
+
+/// The six-digit code of `step` (RFC 4226 dynamic truncation over HMAC-SHA1).
+pub fn code_at(secret: &[u8], step: i64) -> u32 {
+    let mut m = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("any key length");
+    m.update(&(step as u64).to_be_bytes());
+    let h = m.finalize().into_bytes();
+    let at = (h[19] & 0x0f) as usize;
+    let n = u32::from_be_bytes([h[at] & 0x7f, h[at + 1], h[at + 2], h[at + 3]]);
+    n % 1_000_000
+}
+
+fn step_of(t: Timestamp) -> i64 {
+    t.as_second().div_euclid(STEP_SECONDS)
+}
+
+/// Whether the user has a second factor.
+pub async fn enrolled(store: &Store, user: &UserRecord) -> Result<bool> {
+    Ok(store.setting(&secret_setting(&user.id)).await?.is_some())
+}
+
+/// Whether every local account must have one.
+pub async fn required(store: &Store) -> Result<bool> {
+    Ok(store.setting(REQUIRED).await?.as_deref() == Some("true"))
+}
+
+/// Requires a second factor of every local account, or no longer; audited.
+pub async fn set_required(store: &Store, on: bool, by: &str) -> Result<()> {
+    store.set_setting(REQUIRED, if on { "true" } else { "false" }).await?;
+    crate::decisions::record_one(store, "second_factor_required", "", by, serde_json::json!({"required": on})).await
+}
+
+/// An enrolment under way: the secret to give the authenticator app.
+pub struct Enrolment {
+    /// Base32, as typed by hand.
+    pub secret: Secret,
+    /// `otpauth://totp/...`, what the QR code holds.
+    pub url: Secret,
+}
+
+fn url_for(user: &UserRecord, secret: &str) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    format!(
+        "otpauth://totp/tenure:{}?secret={secret}&issuer=tenure&algorithm=SHA1&digits=6&period={STEP_SECONDS}",
+        enc(&user.name)
+    )
+}
+
+/// Starts (or shows again) the enrolment of a user who has no second factor yet: a secret
+/// kept sealed until a code from it confirms it.
+pub async fn begin(store: &Store, key: &MasterKey, user: &UserRecord) -> Result<Enrolment> {
+    if enrolled(store, user).await? {
+        return Err(Error::refused("a second factor is set already: remove it first to set another"));
+    }
+    let pending = crate::secrets::load_named_secret(store, key, &pending_setting(&user.id), CONTEXT, &user.id).await?;
+    let secret = match pending {
+        Some(s) => s,
+        None => {
+            let mut raw = [0u8; 20];
+            rand::rngs::OsRng.fill_bytes(&mut raw);
+            let s = Secret::new(base32(&raw));
+            crate::secrets::save_named_secret(store, key, &pending_setting(&user.id), CONTEXT, &user.id, &s).await?;
+            s
+        }
+    };
+    let url = Secret::new(url_for(user, secret.expose()));
+    Ok(Enrolment { secret, url })
+}
+
+/// Whether `code` is the code of `secret` now (one step either side, for clocks a little
+/// apart), and not of a step used already: the step it matched.
+fn matches(secret: &Secret, code: &str, now: Timestamp, last: Option<i64>) -> Option<i64> {
+    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.len() != 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let want: u32 = digits.parse().ok()?;
+    let raw = unbase32(secret.expose())?;
+    let now = step_of(now);
+    (now - 1..=now + 1).find(|s| last.is_none_or(|l| *s > l) && code_at(&raw, *s) == want)
+}
+
+/// Confirms an enrolment with a code from the app: the second factor is set, and the recovery
+/// codes are answered (shown once; only their hashes are kept). Audited.
+pub async fn confirm(store: &Store, key: &MasterKey, user: &UserRecord, code: &str, by: &str) -> Result<Vec<String>> {
+    let pending = crate::secrets::load_named_secret(store, key, &pending_setting(&user.id), CONTEXT, &user.id)
+        .await?
+        .ok_or_else(|| Error::refused("no enrolment under way: start again"))?;
+    let Some(step) = matches(&pending, code, Timestamp::now(), None) else {
+        return Err(Error::refused(
+            "that code is not the app's code now: check the phone's clock, and type the six digits shown",
+        ));
+    };
+    crate::secrets::save_named_secret(store, key, &secret_setting(&user.id), CONTEXT, &user.id, &pending).await?;
+    store.delete_setting(&pending_setting(&user.id)).await?;
+    store.set_setting(&last_step_setting(&user.id), &step.to_string()).await?;
+    let codes = new_recovery_codes(store, user).await?;
+    crate::decisions::record_one(store, "second_factor_enrol", "", by, serde_json::json!({"user": user.name})).await?;
+    Ok(codes)
+}
+
+fn hash(code: &str) -> String {
+    let bare: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_lowercase();
+    crate::intake::checksum(bare.as_bytes())
+}
+
+async fn new_recovery_codes(store: &Store, user: &UserRecord) -> Result<Vec<String>> {
+    let codes: Vec<String> = (0..RECOVERY_CODES)
+        .map(|_| {
+            let h = crate::users::random_hex(5);
+            format!("{}-{}", &h[..5], &h[5..])
+        })
+        .collect();
+    let hashes: Vec<String> = codes.iter().map(|c| hash(c)).collect();
+    store.set_setting(&recovery_setting(&user.id), &serde_json::to_string(&hashes).expect("json")).await?;
+    Ok(codes)
+}
+
+/// How many unused recovery codes a user has.
+pub async fn recovery_left(store: &Store, user: &UserRecord) -> Result<usize> {
+    let v = store.setting(&recovery_setting(&user.id)).await?.unwrap_or_else(|| "[]".into());
+    Ok(serde_json::from_str::<Vec<String>>(&v).map(|h| h.len()).unwrap_or(0))
+}
+
+/// How a sign-in's second factor was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Given {
+    Code,
+    /// A recovery code, now used up.
+    Recovery,
+}
+
+/// Checks a sign-in's second factor: a code of the app (each step taken once), or an unused
+/// recovery code (used up, audited). None: neither.
+pub async fn verify(store: &Store, key: &MasterKey, user: &UserRecord, code: &str) -> Result<Option<Given>> {
+    let Some(secret) =
+        crate::secrets::load_named_secret(store, key, &secret_setting(&user.id), CONTEXT, &user.id).await?
+    else {
+        return Ok(None);
+    };
+    let last = store.setting(&last_step_setting(&user.id)).await?.and_then(|v| v.parse::<i64>().ok());
+    if let Some(step) = matches(&secret, code, Timestamp::now(), last) {
+        store.set_setting(&last_step_setting(&user.id), &step.to_string()).await?;
+        return Ok(Some(Given::Code));
+    }
+    let v = store.setting(&recovery_setting(&user.id)).await?.unwrap_or_else(|| "[]".into());
+    let mut hashes: Vec<String> = serde_json::from_str(&v).unwrap_or_default();
+    let h = hash(code);
+    let Some(at) = hashes.iter().position(|x| *x == h) else { return Ok(None) };
+    hashes.remove(at);
+    store.set_setting(&recovery_setting(&user.id), &serde_json::to_string(&hashes).expect("json")).await?;
+    crate::decisions::record_one(
+        store,
+        "recovery_code_used",
+        "",
+        &format!("user:{}", user.name),
+        serde_json::json!({"user": user.name, "left": hashes.len()}),
+    )
+    .await?;
+    Ok(Some(Given::Recovery))
+}
+
+/// Removes a user's second factor (their own choice, or an admin's for a lost phone); audited.
+pub async fn remove(store: &Store, name: &str, by: &str) -> Result<()> {
+    let u = store.user(name).await?.ok_or_else(|| Error::not_found(format!("no user named {name:?}")))?;
+    if !enrolled(store, &u).await? {
+        return Err(Error::not_found(format!("{} has no second factor", u.name)));
+    }
+    for s in [secret_setting(&u.id), pending_setting(&u.id), recovery_setting(&u.id), last_step_setting(&u.id)] {
+        store.delete_setting(&s).await?;
+    }
+    crate::decisions::record_one(store, "second_factor_remove", "", by, serde_json::json!({"user": u.name})).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_6238_sha1_vectors() {
+        // The RFC's SHA-1 seed, and its codes (the last six digits of its eight).
+        let seed = b"12345678901234567890";
+        for (t, want) in
+            [(59, 287082), (1111111109, 81804), (1111111111, 50471), (1234567890, 5924), (2000000000, 279037)]
+        {
+            assert_eq!(code_at(seed, t / 30), want, "at {t}");
+        }
+    }
+
+    #[test]
+    fn base32_round_trips() {
+        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
+        assert_eq!(unbase32("MZXW6YTBOI").unwrap(), b"foobar");
+        let raw = [7u8; 20];
+        assert_eq!(unbase32(&base32(&raw)).unwrap(), raw);
+    }
+
+    #[test]
+    fn a_code_matches_one_step_either_side_and_never_twice() {
+        let secret = Secret::new(base32(b"12345678901234567890"));
+        let now = Timestamp::from_second(1111111111).unwrap();
+        let code = |s: i64| format!("{:06}", code_at(b"12345678901234567890", s));
+        let step = 1111111111 / 30;
+        assert_eq!(matches(&secret, &code(step), now, None), Some(step));
+        assert_eq!(matches(&secret, &code(step - 1), now, None), Some(step - 1));
+        assert_eq!(matches(&secret, &code(step + 2), now, None), None, "too far ahead");
+        assert_eq!(matches(&secret, &code(step), now, Some(step)), None, "a step used already");
+        assert_eq!(matches(&secret, "12345", now, None), None);
+        assert_eq!(matches(&secret, "abcdef", now, None), None);
+        let spaced = format!("{} {}", &code(step)[..3], &code(step)[3..]);
+        assert_eq!(matches(&secret, &spaced, now, None), Some(step), "typed with a space");
+    }
+}
