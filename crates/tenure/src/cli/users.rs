@@ -74,6 +74,7 @@ pub enum UserCommand {
     },
     /// Require a second factor of every local account (on), or no longer (off).
     RequireSecondFactor {
+        /// on: every local account needs one; off: each person chooses.
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
