@@ -909,6 +909,17 @@ test("a day of the team", async () => {
   await vp.waitForURL(`${BASE}/`);
   await vp.goto(`${BASE}/account/second-factor`);
   await vp.getByText("Recovery codes left: 9").waitFor();
+  // A token of her own, for the command line's --server: it acts as Vera, a viewer.
+  await vp.goto(`${BASE}/account`);
+  await vp.getByLabel("What it is for").fill("laptop cli");
+  await vp.getByRole("button", { name: "Make a token" }).click();
+  await vp.getByText("Your token “laptop cli” is made.").waitFor();
+  const own = (await vp.locator("#once-value").innerText()).trim();
+  await look(vp, "account-own-token");
+  const who = await (await fetch(`${BASE}/api/v1/whoami`, { headers: { authorization: `Bearer ${own}` } })).json();
+  assert.equal(who.user, "vera", "the token acts as Vera");
+  assert.equal(who.role, "viewer");
+  assert.equal(await vp.getByRole("option", { name: "Admin" }).count(), 0, "no role above her own");
   assert.deepEqual(violations, [], "accessibility violations");
   assert.deepEqual(consoleErrors, [], "errors in the browser's console (a CSP refusal shows here)");
 });

@@ -117,6 +117,8 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::GET, "/account", SignedIn, get(settings::account)),
         (Method::POST, "/account/sessions/end-others", SignedIn, post(settings::end_others)),
         (Method::GET, "/account/second-factor", SignedIn, get(settings::second_factor_page)),
+        (Method::POST, "/account/tokens", SignedIn, post(settings::create_own_token)),
+        (Method::POST, "/account/tokens/{id}/revoke", SignedIn, post(settings::revoke_own_token)),
         (Method::POST, "/account/second-factor", SignedIn, post(settings::enrol)),
         (Method::POST, "/account/second-factor/remove", SignedIn, post(settings::remove_second_factor)),
         (Method::POST, "/settings/second-factor", admin, post(settings::set_second_factor_required)),

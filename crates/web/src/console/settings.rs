@@ -61,29 +61,10 @@ struct SettingsPage {
 const ROLES: [(&str, &str); 4] =
     [("viewer", "Viewer"), ("reviewer", "Reviewer"), ("editor", "Editor"), ("admin", "Admin")];
 
-async fn draw(api: &Shared, page: &Page, message: Option<Message>, once: Option<Once>) -> Result<Response, Failure> {
-    page.need(Role::Admin)?;
-    let me = page.caller.user.clone().unwrap_or_default();
-    let users = api
-        .store
-        .users()
-        .await?
-        .into_iter()
-        .map(|u| UserRow {
-            path: super::segment(&u.name),
-            me: u.name.eq_ignore_ascii_case(&me),
-            role: u.role.clone(),
-            disabled: u.disabled,
-            must_change: u.must_change,
-            created: timed(&u.created_at),
-            name: u.name,
-        })
-        .collect();
+/// Tokens as listed: the live ones first, newest first.
+fn token_rows(all: Vec<store::TokenRecord>) -> Vec<TokenRow> {
     let now = jiff::Timestamp::now();
-    let mut tokens: Vec<TokenRow> = api
-        .store
-        .tokens()
-        .await?
+    let mut tokens: Vec<TokenRow> = all
         .into_iter()
         .map(|t| {
             let expired =
@@ -111,6 +92,28 @@ async fn draw(api: &Shared, page: &Page, message: Option<Message>, once: Option<
     // The live ones first, newest first.
     tokens.reverse();
     tokens.sort_by_key(|t| t.state != "active");
+    tokens
+}
+
+async fn draw(api: &Shared, page: &Page, message: Option<Message>, once: Option<Once>) -> Result<Response, Failure> {
+    page.need(Role::Admin)?;
+    let me = page.caller.user.clone().unwrap_or_default();
+    let users = api
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| UserRow {
+            path: super::segment(&u.name),
+            me: u.name.eq_ignore_ascii_case(&me),
+            role: u.role.clone(),
+            disabled: u.disabled,
+            must_change: u.must_change,
+            created: timed(&u.created_at),
+            name: u.name,
+        })
+        .collect();
+    let tokens = token_rows(api.store.tokens().await?);
     let connections = api.store.connections().await?.into_iter().map(|c| c.name).collect();
     Ok(render(&SettingsPage {
         chrome: page.chrome("settings"),
@@ -380,6 +383,11 @@ struct AccountPage {
     role: &'static str,
     sessions: Vec<SessionRow>,
     second_factor: bool,
+    /// The person's own live API tokens.
+    tokens: Vec<TokenRow>,
+    /// The roles a token of their own may have: theirs, and viewer.
+    token_roles: Vec<(&'static str, &'static str)>,
+    once: Option<Once>,
 }
 
 fn moment_ms(ms: i64) -> (String, String) {
@@ -387,7 +395,12 @@ fn moment_ms(ms: i64) -> (String, String) {
     (t.to_string(), super::moment(t))
 }
 
-async fn draw_account(api: &Shared, page: &Page, message: Option<Message>) -> Result<Response, Failure> {
+async fn draw_account(
+    api: &Shared,
+    page: &Page,
+    message: Option<Message>,
+    once: Option<Once>,
+) -> Result<Response, Failure> {
     let mine = auth::hash(&page.session_id);
     let user = api.store.session(&mine).await?.map(|(user, _, _)| user);
     let sessions = match &user {
@@ -416,7 +429,81 @@ async fn draw_account(api: &Shared, page: &Page, message: Option<Message>) -> Re
             Ok(u) => second_factor::enrolled(&api.store, &u).await?,
             Err(_) => false,
         },
+        tokens: token_rows(
+            api.store
+                .tokens()
+                .await?
+                .into_iter()
+                .filter(|t| t.revoked_at.is_none() && t.maker.is_some() && t.maker == page.caller.user)
+                .collect(),
+        ),
+        token_roles: ROLES.iter().copied().filter(|(r, _)| *r == "viewer" || *r == page.caller.role.as_str()).collect(),
+        once,
     }))
+}
+
+/// Makes an API token of one's own (one's role or viewer), acting as oneself: for a script or
+/// the command line's `--server`. Shown once.
+pub async fn create_own_token(State(api): State<Shared>, posted: Posted<NewTokenForm>) -> Response {
+    let Posted { page, form } = posted;
+    answer(
+        async {
+            let role = role_of(&form.role)?;
+            if role != page.caller.role && role != Role::Viewer {
+                let m = Message::bad("A token of your own has your role, or Viewer.");
+                return draw_account(&api, &page, m, None).await;
+            }
+            let now = jiff::Timestamp::now();
+            let expires = match form.expires.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+                Some(e) => match users::parse_expiry(e, now) {
+                    Ok(t) => Some(t),
+                    Err(e) => return draw_account(&api, &page, Message::bad(format!("Not made: {e}")), None).await,
+                },
+                None => None,
+            };
+            let spec = users::TokenSpec {
+                expires,
+                read_only: form.read_only.is_some(),
+                maker: page.caller.user.clone(),
+                ..users::TokenSpec::new(&form.name, role)
+            };
+            match users::create_token_audited(&api.store, spec, page.actor()).await {
+                Ok(t) => {
+                    let once = Once {
+                        what: format!(
+                            "Your token “{}” is made. Copy it now: it is not shown again. Give it as TENURE_TOKEN to \
+                             tenure --server URL, or as Authorization: Bearer to the API.",
+                            t.record.name
+                        ),
+                        value: t.secret.expose().to_string(),
+                    };
+                    draw_account(&api, &page, None, Some(once)).await
+                }
+                Err(e) => draw_account(&api, &page, Message::bad(format!("Not made: {e}")), None).await,
+            }
+        }
+        .await,
+    )
+}
+
+/// Revokes a token of one's own.
+pub async fn revoke_own_token(
+    State(api): State<Shared>,
+    Path(id): Path<String>,
+    posted: Posted<super::session::Nothing>,
+) -> Response {
+    let Posted { page, .. } = posted;
+    answer(
+        async {
+            let mine = api.store.tokens().await?.into_iter().find(|t| t.id == id && t.maker == page.caller.user);
+            let Some(t) = mine.filter(|_| page.caller.user.is_some()) else {
+                return Err(Failure::new(StatusCode::NOT_FOUND, "You have no such token."));
+            };
+            users::revoke_token(&api.store, &t.id, page.actor()).await?;
+            Ok(Redirect::to("/account?said=token-revoked").into_response())
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -431,9 +518,10 @@ pub async fn account(State(api): State<Shared>, page: Page, Query(q): Query<Acco
         (_, Some("second-factor-removed")) => {
             Message::ok("The second factor is removed: your password alone signs you in.")
         }
+        (_, Some("token-revoked")) => Message::ok("The token is revoked: it is refused from now on."),
         _ => None,
     };
-    answer(draw_account(&api, &page, message).await)
+    answer(draw_account(&api, &page, message, None).await)
 }
 
 /// Ends the person's other sessions (a browser left signed in elsewhere), keeping this one.
