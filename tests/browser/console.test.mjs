@@ -892,6 +892,7 @@ test("a day of the team", async () => {
   await vp.getByText("Cannot scan it?").click();
   const key = (await vp.locator("#totp-secret").innerText()).replace(/\s/g, "");
   await vp.getByLabel("The app's code").fill(totp(key));
+  await vp.getByLabel("Your password").fill("vera has a long password");
   await vp.getByRole("button", { name: "Turn it on" }).click();
   await vp.getByText("The second factor is on").waitFor();
   const recovery = (await vp.locator("#recovery-codes li").allInnerTexts()).map((c) => c.trim());

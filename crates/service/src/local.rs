@@ -5,24 +5,32 @@
 use crate::error::{Error, Result};
 use store::{MasterKey, Store};
 
-/// The operating-system user running this process: from the process's own user id (cron and
-/// services often have no USER), else USER or LOGNAME, else "unknown".
+/// The operating-system user running this process, from the process's own user id: its name
+/// in /etc/passwd, else `uid:N` (a container's arbitrary uid). Never the environment's USER,
+/// which anyone sets: only where the process's id cannot be read (not Linux) does USER or
+/// LOGNAME stand in.
 pub fn os_user() -> String {
-    from_passwd()
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .map(|a| a.trim().to_string())
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+    let Some(uid) = own_uid() else {
+        return std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+    };
+    name_of(&uid).unwrap_or_else(|| format!("uid:{uid}"))
 }
 
-fn from_passwd() -> Option<String> {
+fn own_uid() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string();
+    Some(status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_string())
+}
+
+fn name_of(uid: &str) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+        (f.len() > 2 && f[2] == uid && !f[0].is_empty()).then(|| f[0].to_string())
     })
 }
 

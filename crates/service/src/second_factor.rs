@@ -32,6 +32,14 @@ fn recovery_setting(user_id: &str) -> String {
 fn last_step_setting(user_id: &str) -> String {
     format!("totp-last:{user_id}")
 }
+fn failures_setting(user_id: &str) -> String {
+    format!("totp-failures:{user_id}")
+}
+
+/// Wrong codes an account may take, from any address, before its code step closes.
+const MAX_WRONG: i64 = 10;
+/// How long it stays closed after that.
+const CLOSED_SECONDS: i64 = 15 * 60;
 
 /// Whether a sealed setting's name is one of this module's (for a key rotation).
 pub fn is_sealed_setting(name: &str) -> bool {
@@ -100,6 +108,12 @@ pub async fn required(store: &Store) -> Result<bool> {
 /// Requires a second factor of every local account, or no longer; audited.
 pub async fn set_required(store: &Store, on: bool, by: &str) -> Result<()> {
     store.set_setting(REQUIRED, if on { "true" } else { "false" }).await?;
+    // Sessions already open follow at once: held to enrolment, or free again.
+    for u in store.users().await? {
+        if !on || !enrolled(store, &u).await? {
+            store.sessions_enrol_only(&u.id, !on).await?;
+        }
+    }
     crate::decisions::record_one(store, "second_factor_required", "", by, serde_json::json!({"required": on})).await
 }
 
@@ -175,6 +189,7 @@ pub async fn confirm(store: &Store, key: &MasterKey, user: &UserRecord, code: &s
     store.delete_setting(&pending_setting(&user.id)).await?;
     store.set_setting(&last_step_setting(&user.id), &step.to_string()).await?;
     let codes = new_recovery_codes(store, user).await?;
+    store.sessions_enrol_only(&user.id, true).await?;
     crate::decisions::record_one(store, "second_factor_enrol", "", by, serde_json::json!({"user": user.name})).await?;
     Ok(codes)
 }
@@ -210,25 +225,63 @@ pub enum Given {
     Recovery,
 }
 
-/// Checks a sign-in's second factor: a code of the app (each step taken once), or an unused
-/// recovery code (used up, audited). None: neither.
+/// Checks a sign-in's second factor: a code of the app (each step taken once, even by two
+/// requests at once), or an unused recovery code (used up, audited). None: neither. After ten
+/// wrong codes from anywhere the account's code step is closed for 15 minutes (a refusal that
+/// says until when): the throttle per address alone would let many addresses guess on.
 pub async fn verify(store: &Store, key: &MasterKey, user: &UserRecord, code: &str) -> Result<Option<Given>> {
     let Some(secret) =
         crate::secrets::load_named_secret(store, key, &secret_setting(&user.id), CONTEXT, &user.id).await?
     else {
         return Ok(None);
     };
-    let last = store.setting(&last_step_setting(&user.id)).await?.and_then(|v| v.parse::<i64>().ok());
-    if let Some(step) = matches(&secret, code, Timestamp::now(), last) {
-        store.set_setting(&last_step_setting(&user.id), &step.to_string()).await?;
-        return Ok(Some(Given::Code));
+    let now = Timestamp::now();
+    let fails = store.setting(&failures_setting(&user.id)).await?;
+    let (count, since) = fails
+        .as_deref()
+        .and_then(|v| v.split_once(','))
+        .and_then(|(n, t)| Some((n.parse::<i64>().ok()?, t.parse::<i64>().ok()?)))
+        .unwrap_or((0, now.as_second()));
+    if count >= MAX_WRONG && now.as_second() - since < CLOSED_SECONDS {
+        let until = Timestamp::from_second(since + CLOSED_SECONDS).unwrap_or(now);
+        return Err(Error::refused(format!(
+            "too many wrong codes for {}: the code step is closed until {until}; an admin can reset the second factor",
+            user.name
+        )));
     }
-    let v = store.setting(&recovery_setting(&user.id)).await?.unwrap_or_else(|| "[]".into());
-    let mut hashes: Vec<String> = serde_json::from_str(&v).unwrap_or_default();
+    let given = take(store, user, &secret, code, now).await?;
+    match given {
+        Some(_) => store.delete_setting(&failures_setting(&user.id)).await?,
+        None => {
+            // The count starts again once a closed period has passed.
+            let (count, since) = if count >= MAX_WRONG { (0, now.as_second()) } else { (count, since) };
+            store.set_setting(&failures_setting(&user.id), &format!("{},{since}", count + 1)).await?;
+        }
+    }
+    Ok(given)
+}
+
+async fn take(store: &Store, user: &UserRecord, secret: &Secret, code: &str, now: Timestamp) -> Result<Option<Given>> {
+    let last_name = last_step_setting(&user.id);
+    let last_text = store.setting(&last_name).await?;
+    let last = last_text.as_deref().and_then(|v| v.parse::<i64>().ok());
+    if let Some(step) = matches(secret, code, now, last) {
+        // Taken only if no other request took a step meanwhile.
+        if store.swap_setting(&last_name, last_text.as_deref(), &step.to_string()).await? {
+            return Ok(Some(Given::Code));
+        }
+        return Ok(None);
+    }
+    let name = recovery_setting(&user.id);
+    let v = store.setting(&name).await?;
+    let mut hashes: Vec<String> = serde_json::from_str(v.as_deref().unwrap_or("[]")).unwrap_or_default();
     let h = hash(code);
     let Some(at) = hashes.iter().position(|x| *x == h) else { return Ok(None) };
     hashes.remove(at);
-    store.set_setting(&recovery_setting(&user.id), &serde_json::to_string(&hashes).expect("json")).await?;
+    let left = serde_json::to_string(&hashes).expect("json");
+    if !store.swap_setting(&name, v.as_deref(), &left).await? {
+        return Ok(None);
+    }
     crate::decisions::record_one(
         store,
         "recovery_code_used",
@@ -246,7 +299,13 @@ pub async fn remove(store: &Store, name: &str, by: &str) -> Result<()> {
     if !enrolled(store, &u).await? {
         return Err(Error::not_found(format!("{} has no second factor", u.name)));
     }
-    for s in [secret_setting(&u.id), pending_setting(&u.id), recovery_setting(&u.id), last_step_setting(&u.id)] {
+    for s in [
+        secret_setting(&u.id),
+        pending_setting(&u.id),
+        recovery_setting(&u.id),
+        last_step_setting(&u.id),
+        failures_setting(&u.id),
+    ] {
         store.delete_setting(&s).await?;
     }
     crate::decisions::record_one(store, "second_factor_remove", "", by, serde_json::json!({"user": u.name})).await

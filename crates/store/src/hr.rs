@@ -646,6 +646,29 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a setting only if it still holds `old` (None: absent): whether it did. Two
+    /// processes taking the same one-time value: one wins.
+    pub async fn swap_setting(&self, name: &str, old: Option<&str>, new: &str) -> Result<bool, StoreError> {
+        let r = match old {
+            Some(old) => {
+                sqlx::query("UPDATE settings SET value = $1 WHERE name = $2 AND value = $3")
+                    .bind(new)
+                    .bind(name)
+                    .bind(old)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(new)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(r.rows_affected() == 1)
+    }
+
     pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
             .bind(name)

@@ -302,10 +302,15 @@ impl Store {
         .transpose()?)
     }
 
-    /// A session that was made to enrol a second factor, now free to do anything.
-    pub async fn session_enrolled(&self, id_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET pending = 0 WHERE id_hash = $1 AND pending = 2")
-            .bind(id_hash)
+    /// A user's sessions that were made to enrol a second factor, free to do anything now
+    /// (`free`), or every full session of theirs held to enrolment (a second factor has just
+    /// been required and they have none).
+    pub async fn sessions_enrol_only(&self, user_id: &str, free: bool) -> Result<(), StoreError> {
+        let (from, to) = if free { (2, 0) } else { (0, 2) };
+        sqlx::query("UPDATE sessions SET pending = $1 WHERE user_id = $2 AND pending = $3")
+            .bind(to as i64)
+            .bind(user_id)
+            .bind(from as i64)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -142,6 +142,12 @@ async fn four_eyes_hold_whichever_door_each_step_uses() {
     let (code, out) = s.env.tenure(&["approve", &bob_review, "--break-glass", "in a hurry"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("another reviewer must decide it"), "{out}");
+    // A token the OS user makes on the store for no user is still that OS user.
+    let out = s.env.ok(&["token", "create", "script", "--role", "reviewer", "--break-glass", "a script"]);
+    let script = out.lines().last().unwrap().trim().to_string();
+    let (code, out) = through(&s, &script, &["approve", &bob_review]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("another reviewer must decide it"), "{out}");
 
     // Ada (an admin: she may upload and approve) brings a hire through the server and starts
     // the run there: hers, not the OS user's.
@@ -191,17 +197,17 @@ async fn four_eyes_hold_whichever_door_each_step_uses() {
     let glass = admin.get("/api/v1/audit?action=break_glass").await.json();
     let reasons: Vec<&str> =
         glass.as_array().unwrap().iter().map(|g| g["detail"]["reason"].as_str().unwrap()).collect();
-    assert_eq!(reasons, ["in a hurry", "HR director on the phone"], "{glass}");
-    assert_eq!(glass[1]["detail"]["what"], "approve reviews", "{glass}");
-    assert_eq!(glass[1]["type"], "decision", "{glass}");
+    assert_eq!(reasons, ["in a hurry", "a script", "HR director on the phone"], "{glass}");
+    assert_eq!(glass[2]["detail"]["what"], "approve reviews", "{glass}");
+    assert_eq!(glass[2]["type"], "decision", "{glass}");
     let approved = admin.get("/api/v1/audit?action=approve").await.json();
     assert!(
         approved.as_array().unwrap().iter().any(|a| a["detail"]["actor"] == format!("{me} (break-glass)")),
         "the approval names the break-glass: {approved}"
     );
     let told = hooked.lock().unwrap().clone();
-    assert_eq!(told.len(), 2, "{told:?}");
-    let notice: Value = serde_json::from_str(&told[1]).unwrap();
+    assert_eq!(told.len(), 3, "{told:?}");
+    let notice: Value = serde_json::from_str(&told[2]).unwrap();
     assert_eq!(notice["event"], "break_glass", "{notice}");
     assert!(notice.to_string().contains("HR director on the phone"), "{notice}");
 }

@@ -114,10 +114,14 @@ async fn a_second_factor_from_enrolment_to_reset() {
     assert!(page.contains("otpauth://totp/tenure:sam?secret="), "{page}");
     let key = between(&page, "id=\"totp-secret\">", "<").to_string();
     assert_eq!(key.replace(' ', "").len(), 32, "160 bits in base32: {key}");
-    let (status, _, page) = sam.post("/account/second-factor", &[("code", "000000")]).await;
+    let (status, _, page) = sam.post("/account/second-factor", &[("code", "000000"), ("password", sam_pw)]).await;
     assert_eq!(status, 200);
     assert!(page.contains("Not turned on"), "a wrong code turns nothing on: {page}");
-    let (status, _, page) = sam.post("/account/second-factor", &[("code", &code_now(&key, 0))]).await;
+    let (_, _, page) =
+        sam.post("/account/second-factor", &[("code", &code_now(&key, 0)), ("password", "not sam's")]).await;
+    assert!(page.contains("that is not your password"), "a borrowed session alone enrols nothing: {page}");
+    let (status, _, page) =
+        sam.post("/account/second-factor", &[("code", &code_now(&key, 0)), ("password", sam_pw)]).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("The second factor is on"), "{page}");
     let codes: Vec<String> = between(&page, "id=\"recovery-codes\">", "</ul>")
@@ -182,6 +186,12 @@ async fn a_second_factor_from_enrolment_to_reset() {
     adm.post("/sign-in", &[("user", "admin"), ("password", pw), ("next", "/")]).await;
     let (status, to, _) = adm.post("/settings/second-factor", &[("required", "yes")]).await;
     assert_eq!((status, to.as_str()), (303, "/settings?said=2fa-required"));
+    // Sessions already open follow at once: the admin's own API session too (no factor).
+    let r = admin.get("/api/v1/status").await;
+    assert_eq!(
+        (r.status, r.json()["type"].as_str()),
+        (403, Some("https://tenure.dev/problems/second-factor-enrolment-required"))
+    );
     let (status, v) = api_login(base, "vic", vic_pw, None).await;
     assert_eq!(status, 200, "{v}");
     let mut vic = Browser::new(base);
@@ -191,7 +201,7 @@ async fn a_second_factor_from_enrolment_to_reset() {
     let (_, _, page) = vic.get("/account/second-factor").await;
     assert!(page.contains("Required here"), "{page}");
     let vic_key = between(&page, "id=\"totp-secret\">", "<").to_string();
-    vic.post("/account/second-factor", &[("code", &code_now(&vic_key, 0))]).await;
+    vic.post("/account/second-factor", &[("code", &code_now(&vic_key, 0)), ("password", vic_pw)]).await;
     let (status, _, _) = vic.get("/workers").await;
     assert_eq!(status, 200, "free once set up");
 
@@ -205,15 +215,26 @@ async fn a_second_factor_from_enrolment_to_reset() {
 
     // Sam loses the phone: an admin resets the second factor; where one is required Sam sets
     // up a new one at the next sign-in.
-    let out = s.env.ok(&["user", "reset-second-factor", "sam"]);
+    let (code, out) = s.env.tenure(&["user", "reset-second-factor", "sam"]);
+    assert_eq!(code, 1, "break-glass on a store whose people sign in: {out}");
+    let out = s.env.ok(&["user", "reset-second-factor", "sam", "--break-glass", "sam lost the phone"]);
     assert!(out.contains("is removed"), "{out}");
     let mut sam = Browser::new(base);
     let (_, to, _) = sam.post("/sign-in", &[("user", "sam"), ("password", sam_pw), ("next", "/")]).await;
     assert_eq!(to, "/");
     let (status, to, _) = sam.get("/").await;
     assert_eq!((status, to.as_str()), (303, "/account/second-factor"));
-    let removed = admin.get("/api/v1/audit?action=second_factor_remove").await.json();
-    assert_eq!(removed.as_array().unwrap().len(), 1, "{removed}");
+    // The audit, read on the store (the admin's session is held to enrolment now).
+    let audit: Vec<Value> = s
+        .env
+        .ok(&["audit", "export", "--format", "ndjson"])
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |action: &str| audit.iter().filter(|r| r["action"] == action).cloned().collect::<Vec<Value>>();
+    assert_eq!(of("second_factor_remove").len(), 1);
+    assert_eq!(of("break_glass").len(), 1, "the reset on the store was break-glass");
     // Wrong codes are throttled like wrong passwords, and audited.
     let mut throttled = false;
     for _ in 0..8 {
@@ -221,11 +242,17 @@ async fn a_second_factor_from_enrolment_to_reset() {
         throttled |= status == 429;
     }
     assert!(throttled, "wrong codes are slowed down");
-    let failed = admin.get("/api/v1/audit?action=login_failed").await.json();
-    assert!(failed.as_array().unwrap().iter().any(|f| f["detail"]["second_factor"] == true), "{failed}");
-    for action in ["second_factor_enrol", "recovery_code_used"] {
-        let a = admin.get(&format!("/api/v1/audit?action={action}")).await.json();
-        assert!(!a.as_array().unwrap().is_empty(), "{action} is audited");
+    let audit: Vec<Value> = s
+        .env
+        .ok(&["audit", "export", "--format", "ndjson"])
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |action: &str| audit.iter().filter(|r| r["action"] == action).cloned().collect::<Vec<Value>>();
+    assert!(of("login_failed").iter().any(|f| f["detail"]["second_factor"] == true), "{audit:?}");
+    for action in ["second_factor_enrol", "recovery_code_used", "second_factor_required"] {
+        assert!(!of(action).is_empty(), "{action} is audited");
     }
     // Nothing of the key or the codes is in the store in plain text.
     for f in std::fs::read_dir(&s.env.dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()) {

@@ -91,8 +91,19 @@ async fn api_tokens_are_shown_once_stored_hashed_and_stop_when_revoked_or_expire
     let out = env.ok(&["token", "create", "monitoring", "--role", "viewer", "--expires", "90d"]);
     let secret = out.lines().last().unwrap().trim().to_string();
     assert!(secret.starts_with("tenure_") && secret.len() > 70, "{out}");
-    let (code, out) =
-        env.tenure(&["token", "create", "x", "--role", "editor", "--connection", "nope", "--for", "admin"]);
+    let (code, out) = env.tenure(&[
+        "token",
+        "create",
+        "x",
+        "--role",
+        "editor",
+        "--connection",
+        "nope",
+        "--for",
+        "admin",
+        "--break-glass",
+        "t",
+    ]);
     assert_eq!(code, 1);
     assert!(out.contains("no connection named \"nope\""), "{out}");
     // An expiry in the past is refused; a token that has run out is made by ageing one.
@@ -109,7 +120,19 @@ async fn api_tokens_are_shown_once_stored_hashed_and_stop_when_revoked_or_expire
     ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("has passed"), "{out}");
-    let past = env.ok(&["token", "create", "old", "--role", "admin", "--expires", "1d", "--for", "admin"]);
+    let past = env.ok(&[
+        "token",
+        "create",
+        "old",
+        "--role",
+        "admin",
+        "--expires",
+        "1d",
+        "--for",
+        "admin",
+        "--break-glass",
+        "t",
+    ]);
     let expired = past.lines().last().unwrap().trim().to_string();
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&env.store_url()).await.unwrap();

@@ -32,8 +32,19 @@ impl Remote {
     /// The server's address and the token: TENURE_TOKEN, else the first line of `token_file`.
     pub fn new(server: &str, token_file: Option<&Path>) -> Result<Remote, String> {
         let mut base = reqwest::Url::parse(server).map_err(|e| format!("--server {server:?}: {e}"))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(format!("--server {server:?}: an http:// or https:// address"));
+        let loopback = match base.host_str() {
+            Some(h) => {
+                h.eq_ignore_ascii_case("localhost")
+                    || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+            }
+            None => false,
+        };
+        match base.scheme() {
+            "https" => {}
+            // The token would cross the network in clear.
+            "http" if loopback => {}
+            "http" => return Err(format!("--server {server:?}: https:// (plain http only to this machine)")),
+            _ => return Err(format!("--server {server:?}: an https:// address")),
         }
         if !base.username().is_empty() || base.password().is_some() {
             return Err(

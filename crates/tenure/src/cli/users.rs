@@ -71,12 +71,19 @@ pub enum UserCommand {
     ResetSecondFactor {
         /// The user's name.
         name: String,
+        /// Once the store has platform users: why (audited as break-glass, noticed); an admin
+        /// signed in to the console does it there (Settings) without one.
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
     /// Require a second factor of every local account (on), or no longer (off).
     RequireSecondFactor {
         /// on: every local account needs one; off: each person chooses.
         #[arg(value_parser = ["on", "off"])]
         state: String,
+        /// Turning it off on the store itself, once it has platform users: why (break-glass).
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
     },
 }
 
@@ -103,8 +110,9 @@ pub enum TokenCommand {
         /// Only reading routes (GET), whatever the role: for dashboards and monitoring.
         #[arg(long)]
         read_only: bool,
-        /// On a store with platform users, a token for no user that may do more than read is a
-        /// second identity beside theirs: it needs a reason (audited as break-glass, noticed).
+        /// On a store with platform users, a token that may do more than read (for no user, or
+        /// acting as one with --for) is made there as break-glass: a reason, audited, noticed.
+        /// People make their own tokens signed in (the console's account page, the API).
         #[arg(long, value_name = "REASON")]
         break_glass: Option<String>,
     },
@@ -141,12 +149,12 @@ fn password(file: Option<&Path>, what: &str) -> Result<(Secret, bool), String> {
 
 pub async fn user(cmd: UserCommand, data_dir: &Path, database_url: Option<&str>) -> Result<u8, String> {
     let store = crate::config::open(data_dir, database_url).await?;
-    let r = user_with(&store, cmd).await;
+    let r = user_with(&store, data_dir, cmd).await;
     store.close().await;
     r
 }
 
-async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String> {
+async fn user_with(store: &store::Store, data_dir: &Path, cmd: UserCommand) -> Result<u8, String> {
     let by = crate::local::actor();
     match cmd {
         UserCommand::Add { name, role, password_file } => {
@@ -212,13 +220,23 @@ async fn user_with(store: &store::Store, cmd: UserCommand) -> Result<u8, String>
                 outln!("sessions of {:?}: {}", u.name, all.len());
             }
         }
-        UserCommand::ResetSecondFactor { name } => {
+        UserCommand::ResetSecondFactor { name, break_glass } => {
+            // It lets a password alone sign someone in: break-glass once people sign in.
+            let key = store::MasterKey::load(data_dir).ok();
+            let what = format!("remove the second factor of {name}");
+            let by = crate::local::decide(store, key.as_ref(), &what, break_glass.as_deref()).await?.actor;
             crate::second_factor::remove(store, &name, &by).await?;
             let n = users::end_sessions(store, &name, &by).await?;
             outln!("the second factor of {name:?} is removed, and their {n} session(s) ended");
         }
-        UserCommand::RequireSecondFactor { state } => {
+        UserCommand::RequireSecondFactor { state, break_glass } => {
             let on = state == "on";
+            let mut by = by;
+            if !on {
+                let key = store::MasterKey::load(data_dir).ok();
+                let what = "stop requiring a second factor";
+                by = crate::local::decide(store, key.as_ref(), what, break_glass.as_deref()).await?.actor;
+            }
             crate::second_factor::set_required(store, on, &by).await?;
             outln!(
                 "{}",
@@ -275,9 +293,15 @@ async fn token_with(store: &store::Store, data_dir: &Path, cmd: TokenCommand) ->
                 None => None,
             };
             let mut by = crate::local::actor();
-            if maker.is_none() && !read_only && role != Role::Viewer {
+            // A token that may do more than read is an identity (a platform user's, with --for):
+            // made from the store itself once people sign in, it is break-glass.
+            if !read_only && role != Role::Viewer {
                 let key = store::MasterKey::load(data_dir).ok();
-                let what = "make an API token for no platform user";
+                let what = match &maker {
+                    Some(m) => format!("make an API token acting as {m}"),
+                    None => "make an API token for no platform user".to_string(),
+                };
+                let what = what.as_str();
                 let local = crate::local::decide(store, key.as_ref(), what, break_glass.as_deref()).await?;
                 for w in &local.warnings {
                     eprintln!("warning: {w}");

@@ -195,7 +195,14 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
         }
         let actor = format!("token:{} ({})", t.id, t.name);
         return Ok(Caller {
-            person: t.maker.as_ref().map(|m| format!("user:{m}")).unwrap_or_else(|| actor.clone()),
+            // A token for no user is the person who made it at the command line (`os:NAME`):
+            // maker-checker knows them by that name.
+            person: t
+                .maker
+                .as_ref()
+                .map(|m| format!("user:{m}"))
+                .or_else(|| t.created_by.clone().filter(|c| !c.trim().is_empty()))
+                .unwrap_or_else(|| actor.clone()),
             actor,
             role,
             user: t.maker.clone(),
@@ -594,18 +601,26 @@ pub async fn check_second_factor(
             "this account has a second factor: send the authenticator app's code (or a recovery code) as \"code\"",
         ));
     };
-    if let Err(wait) = api.throttle.attempt(&user.name, address, now_ms()) {
+    // Codes count apart from passwords: a right password does not spend a code's try.
+    let codes = code_account(&user.name);
+    if let Err(wait) = api.throttle.attempt(&codes, address, now_ms()) {
         let s = (wait as u64).div_ceil(1000);
         return Err(Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "login-throttled",
-            format!("too many failed sign-ins for this user from {address}: try again in {s} s"),
+            format!("too many wrong codes for this user from {address}: try again in {s} s"),
         )
         .retry_after(s));
     }
-    tokio::time::sleep(api.throttle.slowdown(&user.name)).await;
-    if crate::second_factor::verify(&api.store, &api.key, user, code).await?.is_some() {
-        return Ok(());
+    tokio::time::sleep(api.throttle.slowdown(&codes)).await;
+    match crate::second_factor::verify(&api.store, &api.key, user, code).await {
+        Ok(Some(_)) => return Ok(()),
+        Ok(None) => {}
+        // Closed after too many wrong codes from anywhere: said, with until when.
+        Err(service::error::Error::Refused(why)) => {
+            return Err(Problem::new(StatusCode::TOO_MANY_REQUESTS, "second-factor-closed", why))
+        }
+        Err(e) => return Err(e.into()),
     }
     crate::metrics::inc("tenure_login_failures_total", &[]);
     let detail = serde_json::json!({"user_tried": user.name, "second_factor": true, "address": address.to_string()});
@@ -689,6 +704,12 @@ pub async fn sign_in(
 /// Every factor of a sign-in was right: the throttle forgets the account's failures.
 pub fn signed_in(api: &Shared, user: &store::UserRecord, address: std::net::IpAddr) {
     api.throttle.succeeded(&user.name, address);
+    api.throttle.succeeded(&code_account(&user.name), address);
+}
+
+/// The throttle's account for a user's second-factor codes (no user name holds a space).
+fn code_account(name: &str) -> String {
+    format!("code for {name}")
 }
 
 /// Log in: a session cookie (HttpOnly, SameSite=Strict, Secure under TLS) and its CSRF token.

@@ -112,6 +112,7 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::POST, "/settings/users/{name}/disabled", admin, post(settings::set_disabled)),
         (Method::POST, "/settings/users/{name}/reset", admin, post(settings::reset)),
         (Method::POST, "/settings/users/{name}/sessions/end", admin, post(settings::end_sessions)),
+        (Method::POST, "/settings/users/{name}/second-factor/reset", admin, post(settings::reset_second_factor)),
         (Method::POST, "/settings/tokens", admin, post(settings::create_token)),
         (Method::POST, "/settings/tokens/{id}/revoke", admin, post(settings::revoke)),
         (Method::GET, "/account", SignedIn, get(settings::account)),

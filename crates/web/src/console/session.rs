@@ -99,14 +99,22 @@ pub async fn code(
         Ok(Some((user_id, created)))
             if jiff::Timestamp::now().as_millisecond() - created <= auth::SECOND_FACTOR_WAIT_MS =>
         {
+            // As any session: void once the password changed or the user was disabled.
+            let changed = |u: &store::UserRecord| {
+                u.credentials_at.parse::<jiff::Timestamp>().map_or(true, |c| created < c.as_millisecond())
+            };
             match api.store.user_by_id(&user_id).await {
-                Ok(Some(u)) if !u.disabled => u,
+                Ok(Some(u)) if !u.disabled && !changed(&u) => u,
                 _ => return start_over(),
             }
         }
         Ok(_) => return start_over(),
         Err(e) => return Failure::from(crate::problem::Problem::from(e)).into_response(),
     };
+    // The factor may have been removed meanwhile: then the password alone is not enough here.
+    if !crate::second_factor::enrolled(&api.store, &user).await.unwrap_or(false) {
+        return start_over();
+    }
     match auth::check_second_factor(&api, &user, Some(&f.code), address).await {
         Ok(()) => {}
         Err(p) if p.status == 429 => {

@@ -23,6 +23,8 @@ pub struct UserRow {
     pub must_change: bool,
     pub created: (String, String),
     pub me: bool,
+    /// They have a second factor.
+    pub second_factor: bool,
 }
 
 pub struct TokenRow {
@@ -98,21 +100,19 @@ fn token_rows(all: Vec<store::TokenRecord>) -> Vec<TokenRow> {
 async fn draw(api: &Shared, page: &Page, message: Option<Message>, once: Option<Once>) -> Result<Response, Failure> {
     page.need(Role::Admin)?;
     let me = page.caller.user.clone().unwrap_or_default();
-    let users = api
-        .store
-        .users()
-        .await?
-        .into_iter()
-        .map(|u| UserRow {
+    let mut users = vec![];
+    for u in api.store.users().await? {
+        users.push(UserRow {
             path: super::segment(&u.name),
             me: u.name.eq_ignore_ascii_case(&me),
             role: u.role.clone(),
             disabled: u.disabled,
             must_change: u.must_change,
             created: timed(&u.created_at),
+            second_factor: second_factor::enrolled(&api.store, &u).await?,
             name: u.name,
-        })
-        .collect();
+        });
+    }
     let tokens = token_rows(api.store.tokens().await?);
     let connections = api.store.connections().await?.into_iter().map(|c| c.name).collect();
     Ok(render(&SettingsPage {
@@ -141,6 +141,10 @@ pub async fn page(State(api): State<Shared>, page: Page, Query(q): Query<SaidQue
         Some("enabled") => Message::ok(format!("{who} is enabled again.")),
         Some("revoked") => Message::ok(format!("The token “{who}” is revoked: it is refused from now on.")),
         Some("ended") => Message::ok(format!("Every session of {who} has ended: they sign in again.")),
+        Some("2fa-reset") => Message::ok(format!(
+            "{who}'s second factor is removed and their sessions ended: they set up a new one (or sign in with their \
+             password alone where none is required)."
+        )),
         Some("2fa-required") => Message::ok(
             "A second factor is now required of every local account: whoever has none sets one up at their next sign-in.",
         ),
@@ -241,6 +245,28 @@ pub async fn set_disabled(
                     Ok(Redirect::to(&format!("/settings?said={said}&who={}", super::encode(&u.name))).into_response())
                 }
                 Err(e) => draw(&api, &page, Message::bad(format!("Not changed: {e}")), None).await,
+            }
+        }
+        .await,
+    )
+}
+
+/// Removes a user's second factor (a lost phone) and ends their sessions.
+pub async fn reset_second_factor(
+    State(api): State<Shared>,
+    Path(name): Path<String>,
+    posted: Posted<super::session::Nothing>,
+) -> Response {
+    let Posted { page, .. } = posted;
+    answer(
+        async {
+            page.need(Role::Admin)?;
+            match second_factor::remove(&api.store, &name, page.actor()).await {
+                Ok(()) => {
+                    users::end_sessions(&api.store, &name, page.actor()).await?;
+                    Ok(Redirect::to(&format!("/settings?said=2fa-reset&who={}", super::encode(&name))).into_response())
+                }
+                Err(e) => draw(&api, &page, Message::bad(format!("Not done: {e}")), None).await,
             }
         }
         .await,
@@ -635,6 +661,7 @@ pub async fn second_factor_page(State(api): State<Shared>, page: super::AnyPage)
 #[derive(Deserialize)]
 pub struct CodeForm {
     code: String,
+    password: String,
 }
 
 /// Turns the second factor on with a code from the app: the recovery codes are shown once.
@@ -643,11 +670,18 @@ pub async fn enrol(State(api): State<Shared>, posted: PostedAny<CodeForm>) -> Re
     answer(
         async {
             let user = me(&api, &page).await?;
+            // A borrowed session alone cannot tie the account to someone else's phone.
+            if !users::verify_password(&Secret::new(form.password), &user.password_hash) {
+                return draw_second_factor(
+                    &api,
+                    &page,
+                    Message::bad("Not turned on: that is not your password."),
+                    vec![],
+                )
+                .await;
+            }
             match second_factor::confirm(&api.store, &api.key, &user, &form.code, page.actor()).await {
                 Ok(codes) => {
-                    if let Some(s) = &page.caller.session {
-                        api.store.session_enrolled(s).await?;
-                    }
                     let m = Message::ok("The second factor is on: every sign-in asks for your app's code.");
                     draw_second_factor(&api, &page, m, codes).await
                 }
