@@ -24,6 +24,9 @@ use std::sync::Arc;
 pub struct Config {
     #[serde(default)]
     pub hr: HrSettings,
+    /// How people sign in to tenure itself.
+    #[serde(default, skip_serializing_if = "AuthSettings::is_default")]
+    pub auth: AuthSettings,
     #[serde(default, rename = "connection")]
     pub connections: Vec<ConnectionConfig>,
     /// In priority order: the first role whose condition holds is the worker's role.
@@ -35,6 +38,40 @@ pub struct Config {
     /// Where notices of lifecycle events, failures and dead letters go.
     #[serde(default, rename = "notify", skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<notify::NotifySettings>,
+}
+
+/// How people sign in to tenure: `[auth]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Local accounts sign in with their password. false: only the `break_glass_accounts` do
+    /// (for when the company's identity provider is down); everyone else signs in through it.
+    #[serde(default = "yes")]
+    pub password_sign_in: bool,
+    /// Local accounts that keep their password sign-in when it is off for everyone else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub break_glass_accounts: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings { password_sign_in: true, break_glass_accounts: vec![] }
+    }
+}
+
+impl AuthSettings {
+    pub fn is_default(&self) -> bool {
+        *self == AuthSettings::default()
+    }
+
+    /// Whether a local account may sign in with its password (names compare without case).
+    pub fn password_allowed(&self, user: &str) -> bool {
+        self.password_sign_in || self.break_glass_accounts.iter().any(|a| a.trim().eq_ignore_ascii_case(user.trim()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -961,6 +998,14 @@ impl Rules {
     /// mappings are checked against it, custom extension attributes included.
     pub fn compile_with(config: &Config, published: &HashMap<String, ResourceSchema>) -> Result<Rules, Vec<String>> {
         let mut errors = vec![];
+        if !config.auth.password_sign_in && config.auth.break_glass_accounts.iter().all(|a| a.trim().is_empty()) {
+            // Nobody could sign in the day the identity provider is down.
+            errors.push(
+                "auth.break_glass_accounts: with password_sign_in = false, name at least one local account that keeps \
+                 its password sign-in"
+                    .to_string(),
+            );
+        }
         let custom = config.hr.custom_fields.clone();
         if let Err(e) = config.hr.lifecycle() {
             errors.push(format!("hr.default_time_zone: {e}"));

@@ -297,6 +297,14 @@ pub async fn connection_names(store: &Store, version: Option<&str>) -> Result<Ve
 }
 
 /// The configuration in force, or None before the first one is saved.
+/// How people sign in (`[auth]` of the configuration in force; the defaults before one).
+/// Read without compiling the rest: a sign-in should not pay for the rules.
+pub async fn auth_settings(store: &Store) -> Result<rules::AuthSettings> {
+    let Some(v) = store.current_config().await? else { return Ok(rules::AuthSettings::default()) };
+    let cfg = Config::from_toml("stored configuration", &v.body).map_err(|e| Error::input(e.join("\n")))?;
+    Ok(cfg.auth)
+}
+
 pub async fn current_if_any(store: &Store) -> Result<Option<Rules>> {
     let Some(v) = store.current_config().await? else { return Ok(None) };
     let cfg = Config::from_toml("stored configuration", &v.body).map_err(|e| Error::input(e.join("\n")))?;

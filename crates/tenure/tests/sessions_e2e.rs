@@ -136,3 +136,44 @@ async fn people_see_their_sessions_and_admins_end_them() {
     let grafana = listed.as_array().unwrap().iter().find(|t| t["name"] == "grafana").unwrap();
     assert_eq!(grafana["read_only"], true, "{grafana}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_sign_in_can_be_kept_for_break_glass_accounts() {
+    let s = serve("break-glass-accounts", None, &["--interval", "0"]).await;
+    let base = s.base.as_str();
+    let (admin, _) = Client::login(base, "admin", &s.one_time).await;
+    let pw = "the admin's own passphrase";
+    assert_eq!(admin.put("/api/v1/session/password", json!({"current": s.one_time, "new": pw})).await.status, 200);
+    let (admin, _) = Client::login(base, "admin", pw).await;
+    let r = admin
+        .post("/api/v1/users", json!({"name": "rita", "role": "reviewer", "password": "rita's long passphrase"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Turning password sign-in off without an account that keeps it is refused at check.
+    let off = s.env.dir.join("off.toml");
+    std::fs::write(&off, "[auth]\npassword_sign_in = false\n").unwrap();
+    let (code, out) = s.env.tenure(&["config", "check", off.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("auth.break_glass_accounts: with password_sign_in = false"), "{out}");
+    std::fs::write(&off, "[auth]\npassword_sign_in = false\nbreak_glass_accounts = [\"Admin\"]\n").unwrap();
+    s.env.ok(&["config", "import", off.to_str().unwrap()]);
+    let login = |user: &'static str, password: &'static str| async move {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/api/v1/session"))
+            .json(&json!({"user": user, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+    };
+    let (status, v) = login("rita", "rita's long passphrase").await;
+    assert_eq!((status, v["type"].as_str()), (403, Some("https://tenure.dev/problems/password-sign-in-off")), "{v}");
+    let (status, _) = login("nobody", "whatever it is").await;
+    assert_eq!(status, 403, "the same answer for a name nobody has");
+    let (status, v) = login("admin", pw).await;
+    assert_eq!(status, 200, "a break-glass account keeps its password: {v}");
+    let page = reqwest::get(format!("{base}/sign-in")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Password sign-in is kept for break-glass accounts here."), "{page}");
+    let exported = s.env.ok(&["config", "export"]);
+    assert!(exported.contains("[auth]") && exported.contains("password_sign_in = false"), "{exported}");
+}

@@ -666,6 +666,19 @@ pub async fn sign_in(
             format!("a password is at most {} bytes", crate::users::MAX_PASSWORD),
         ));
     }
+    // Password sign-in may be kept for break-glass accounts only (said by name alone, so it
+    // tells nobody whether the user exists).
+    if !crate::config::auth_settings(&api.store).await?.password_allowed(name) {
+        // Only a user's name is kept, never what was typed (it may be a password).
+        let known = api.store.user(name).await?.map(|u| u.name);
+        let detail = serde_json::json!({"user_tried": known, "password_sign_in_off": true,
+            "address": address.to_string()});
+        crate::decisions::record_one(&api.store, "login_failed", "", "anonymous", detail).await?;
+        return Err(Problem::forbidden(
+            "password-sign-in-off",
+            "password sign-in is kept for break-glass accounts here: sign in through the company's identity provider",
+        ));
+    }
     if let Err(wait) = api.throttle.attempt(name, address, now) {
         let s = (wait as u64).div_ceil(1000);
         return Err(Problem::new(

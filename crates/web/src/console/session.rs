@@ -18,6 +18,8 @@ struct SignInPage {
     message: Option<Message>,
     user: String,
     next: String,
+    /// Password sign-in is kept for break-glass accounts.
+    break_glass_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +56,7 @@ pub async fn sign_in_page(State(api): State<Shared>, headers: HeaderMap, Query(q
         message,
         user: String::new(),
         next: safe_next(q.next.as_deref()),
+        break_glass_only: crate::config::auth_settings(&api.store).await.is_ok_and(|a| !a.password_sign_in),
     })
 }
 
@@ -161,6 +164,7 @@ pub async fn sign_in(
             message: Message::bad(text),
             user: f.user.clone(),
             next: safe_next(f.next.as_deref()),
+            break_glass_only: false,
         };
         (status, render(&page)).into_response()
     };
