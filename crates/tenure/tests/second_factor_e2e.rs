@@ -82,6 +82,16 @@ fn code_now(key: &str, offset_steps: i64) -> String {
     format!("{:06}", service::second_factor::code_at(&raw, step))
 }
 
+/// The audit records of one action, read on the store itself.
+fn audited(env: &common::env::Env, action: &str) -> Vec<Value> {
+    env.ok(&["audit", "export", "--format", "ndjson"])
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["action"] == action)
+        .collect()
+}
+
 async fn api_login(base: &str, user: &str, password: &str, code: Option<&str>) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/session"))
@@ -225,16 +235,8 @@ async fn a_second_factor_from_enrolment_to_reset() {
     let (status, to, _) = sam.get("/").await;
     assert_eq!((status, to.as_str()), (303, "/account/second-factor"));
     // The audit, read on the store (the admin's session is held to enrolment now).
-    let audit: Vec<Value> = s
-        .env
-        .ok(&["audit", "export", "--format", "ndjson"])
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let of = |action: &str| audit.iter().filter(|r| r["action"] == action).cloned().collect::<Vec<Value>>();
-    assert_eq!(of("second_factor_remove").len(), 1);
-    assert_eq!(of("break_glass").len(), 1, "the reset on the store was break-glass");
+    assert_eq!(audited(&s.env, "second_factor_remove").len(), 1);
+    assert_eq!(audited(&s.env, "break_glass").len(), 1, "the reset on the store was break-glass");
     // Wrong codes are throttled like wrong passwords, and audited.
     let mut throttled = false;
     for _ in 0..8 {
@@ -242,17 +244,10 @@ async fn a_second_factor_from_enrolment_to_reset() {
         throttled |= status == 429;
     }
     assert!(throttled, "wrong codes are slowed down");
-    let audit: Vec<Value> = s
-        .env
-        .ok(&["audit", "export", "--format", "ndjson"])
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let of = |action: &str| audit.iter().filter(|r| r["action"] == action).cloned().collect::<Vec<Value>>();
-    assert!(of("login_failed").iter().any(|f| f["detail"]["second_factor"] == true), "{audit:?}");
+    let failed = audited(&s.env, "login_failed");
+    assert!(failed.iter().any(|f| f["detail"]["second_factor"] == true), "{failed:?}");
     for action in ["second_factor_enrol", "recovery_code_used", "second_factor_required"] {
-        assert!(!of(action).is_empty(), "{action} is audited");
+        assert!(!audited(&s.env, action).is_empty(), "{action} is audited");
     }
     // Nothing of the key or the codes is in the store in plain text.
     for f in std::fs::read_dir(&s.env.dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()) {

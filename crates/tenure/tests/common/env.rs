@@ -157,8 +157,13 @@ impl Env {
         out
     }
 
+    /// The plan's JSON, read from stdout alone: the client's retry warnings (a target that
+    /// drops connections) go to stderr.
     pub fn plan(&self, as_of: &str) -> Value {
-        serde_json::from_str(&self.ok(&["plan", "--json", "--as-of", as_of])).unwrap()
+        let o = self.command().args(["plan", "--json", "--as-of", as_of]).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "tenure plan:\n{out}{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
     }
 }
 
