@@ -326,6 +326,44 @@ mod tests {
         }
     }
 
+    /// The code of `key` (base32) at `step`, as an app shows it.
+    fn code_of(key: &Secret, step: i64) -> String {
+        format!("{:06}", code_at(&unbase32(key.expose()).unwrap(), step))
+    }
+
+    #[tokio::test]
+    async fn ten_wrong_codes_from_anywhere_close_the_code_step_and_a_code_counts_once() {
+        let dir = std::env::temp_dir().join(format!("tenure-totp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open_in(&dir).await.unwrap();
+        let key = MasterKey::load(&dir).unwrap();
+        let user =
+            crate::users::add_user(&store, "sam", crate::users::Role::Viewer, &Secret::new("sam's passphrase"), false)
+                .await
+                .unwrap();
+        let e = begin(&store, &key, &user).await.unwrap();
+        // Steps from one moment, so that a step passing meanwhile changes nothing.
+        let now = step_of(Timestamp::now());
+        let codes = confirm(&store, &key, &user, &code_of(&e.secret, now), "test").await.unwrap();
+        assert_eq!(codes.len(), 10);
+        // The step enrolment used is spent; the next one is taken once.
+        assert_eq!(verify(&store, &key, &user, &code_of(&e.secret, now)).await.unwrap(), None);
+        assert_eq!(verify(&store, &key, &user, &code_of(&e.secret, now + 1)).await.unwrap(), Some(Given::Code));
+        assert_eq!(verify(&store, &key, &user, &code_of(&e.secret, now + 1)).await.unwrap(), None);
+        // Ten wrong codes in a row (a right one starts the count again; one is counted above):
+        // the step closes, to a right recovery code too.
+        for _ in 0..9 {
+            assert_eq!(verify(&store, &key, &user, "000000").await.unwrap(), None);
+        }
+        let shut = verify(&store, &key, &user, &codes[0]).await.unwrap_err().to_string();
+        assert!(shut.contains("too many wrong codes for sam") && shut.contains("closed until"), "{shut}");
+        // An admin's reset clears it all.
+        remove(&store, "sam", "test").await.unwrap();
+        assert!(!enrolled(&store, &user).await.unwrap());
+        assert!(store.setting(&failures_setting(&user.id)).await.unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn base32_round_trips() {
         assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
