@@ -4,6 +4,20 @@
 //! look like one that exists already (`аdmin` with a Cyrillic a beside `admin`).
 
 use crate::error::{Error, Result};
+/// A name as one URL path segment or query value: every byte but the unreserved ones
+/// (letters, digits, `-._~`) percent-encoded.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The longest name, in characters.
 pub const MAX: usize = 64;
 

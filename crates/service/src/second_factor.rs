@@ -126,17 +126,9 @@ pub struct Enrolment {
 }
 
 fn url_for(user: &UserRecord, secret: &str) -> String {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
     format!(
         "otpauth://totp/tenure:{}?secret={secret}&issuer=tenure&algorithm=SHA1&digits=6&period={STEP_SECONDS}",
-        enc(&user.name)
+        crate::names::percent_encode(&user.name)
     )
 }
 

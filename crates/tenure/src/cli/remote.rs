@@ -195,7 +195,7 @@ impl Remote {
                 }
             }
         };
-        let path = format!("/api/v1/connections/{}/runs", encode(&name));
+        let path = format!("/api/v1/connections/{}/runs", service::names::percent_encode(&name));
         let started = self
             .post(
                 &path,
@@ -211,14 +211,4 @@ impl Remote {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
-}
-
-/// A path segment or query value as the URL needs it.
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

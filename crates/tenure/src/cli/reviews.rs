@@ -238,7 +238,7 @@ pub async fn through_server(remote: &super::remote::Remote, what: Through) -> Re
         Through::List { connection, all, json } => {
             let mut path = format!("/api/v1/reviews?state={}", if all { "all" } else { "pending" });
             if let Some(c) = &connection {
-                path.push_str(&format!("&connection={}", super::remote::encode(c)));
+                path.push_str(&format!("&connection={}", service::names::percent_encode(c)));
             }
             let v = remote.get(&path).await?;
             if json {
@@ -292,7 +292,7 @@ pub async fn through_server(remote: &super::remote::Remote, what: Through) -> Re
         Through::DeadLetters(DeadLetterCommand::List { connection, json }) => {
             let mut path = "/api/v1/dead-letters".to_string();
             if let Some(c) = &connection {
-                path.push_str(&format!("?connection={}", super::remote::encode(c)));
+                path.push_str(&format!("?connection={}", service::names::percent_encode(c)));
             }
             let v = remote.get(&path).await?;
             if json {

@@ -604,13 +604,7 @@ pub async fn check_second_factor(
     // Codes count apart from passwords: a right password does not spend a code's try.
     let codes = code_account(&user.name);
     if let Err(wait) = api.throttle.attempt(&codes, address, now_ms()) {
-        let s = (wait as u64).div_ceil(1000);
-        return Err(Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "login-throttled",
-            format!("too many wrong codes for this user from {address}: try again in {s} s"),
-        )
-        .retry_after(s));
+        return Err(throttled("wrong codes", address, wait));
     }
     tokio::time::sleep(api.throttle.slowdown(&codes)).await;
     match crate::second_factor::verify(&api.store, &api.key, user, code).await {
@@ -680,13 +674,7 @@ pub async fn sign_in(
         ));
     }
     if let Err(wait) = api.throttle.attempt(name, address, now) {
-        let s = (wait as u64).div_ceil(1000);
-        return Err(Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "login-throttled",
-            format!("too many failed logins for this user from {address}: try again in {s} s"),
-        )
-        .retry_after(s));
+        return Err(throttled("failed logins", address, wait));
     }
     tokio::time::sleep(api.throttle.slowdown(name)).await;
     let user = api.store.user(name).await?;
@@ -712,6 +700,17 @@ pub async fn sign_in(
     // The throttle forgets this account's failures only once every factor is right (the door
     // calls `signed_in`): a known password does not reset the count of wrong codes.
     Ok(user)
+}
+
+/// The answer to a throttled attempt (`what`: failed logins, wrong codes), with its wait.
+fn throttled(what: &str, address: std::net::IpAddr, wait_ms: i64) -> Problem {
+    let s = (wait_ms as u64).div_ceil(1000);
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "login-throttled",
+        format!("too many {what} for this user from {address}: try again in {s} s"),
+    )
+    .retry_after(s)
 }
 
 /// Every factor of a sign-in was right: the throttle forgets the account's failures.

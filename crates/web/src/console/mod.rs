@@ -533,9 +533,9 @@ pub fn encode(s: &str) -> String {
     out
 }
 
-/// A segment of a path: `encode`, with `/` encoded too.
+/// A segment of a path: `encode`, with `/` encoded too (the one percent-encoding of a name).
 pub fn segment(s: &str) -> String {
-    encode(s).replace('/', "%2F")
+    crate::names::percent_encode(s)
 }
 
 /// A moment as the console shows it: UTC to the minute, and how long ago or ahead.
