@@ -51,6 +51,134 @@ pub struct AuthSettings {
     /// Local accounts that keep their password sign-in when it is off for everyone else.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub break_glass_accounts: Vec<String>,
+    /// Sign-in through the company's identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSettings>,
+}
+
+/// Sign-in through the company's identity provider, by OpenID Connect: `[auth.oidc]`. The
+/// client secret is not here: it is sealed in the store (`tenure auth oidc-secret`), bound to
+/// this issuer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// The provider as people know it: the sign-in page says "Sign in with <name>".
+    pub name: String,
+    /// The issuer URL (https); its settings are read from `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim that lists a person's groups (a list of strings, or one string).
+    #[serde(default = "oidc_groups_claim")]
+    pub groups_claim: String,
+    /// Which groups give which role; the highest role any of a person's groups gives wins.
+    #[serde(default)]
+    pub roles: OidcRoles,
+    /// E-mail domains whose people may sign in (the ID token's verified `email`); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_domains: Vec<String>,
+    /// tenure's callback as registered at the provider (`https://tenure.example.com/sign-in/oidc/callback`);
+    /// none: this console's own address as the browser reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    /// A PEM file of a certificate authority to trust besides the usual ones (an internal provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The provider is on a private network address (10.x, 192.168.x, ...).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private: bool,
+}
+
+/// `[auth.oidc.roles]`: role = [groups]; the group `"*"` is everyone the provider signs in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcRoles {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviewer: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub editor: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub viewer: Vec<String>,
+}
+
+fn oidc_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+
+fn oidc_groups_claim() -> String {
+    "groups".into()
+}
+
+impl OidcRoles {
+    /// The roles (`admin`, `reviewer`, `editor`, `viewer`, highest first) with their groups.
+    pub fn by_rank(&self) -> [(&'static str, &[String]); 4] {
+        [("admin", &self.admin), ("reviewer", &self.reviewer), ("editor", &self.editor), ("viewer", &self.viewer)]
+    }
+}
+
+impl OidcSettings {
+    /// Problems with the settings, each starting with its key under `auth.oidc`.
+    pub fn check(&self) -> Vec<String> {
+        let mut e = vec![];
+        if self.name.trim().is_empty() {
+            e.push("auth.oidc.name: the provider's name, as the sign-in page shows it".into());
+        }
+        let policy = scim_client::UrlPolicy { allow_insecure_http: false, allow_private: self.allow_private };
+        match scim_client::outbound::parse_url(&self.issuer) {
+            Err(why) => e.push(format!("auth.oidc.issuer: {why}")),
+            Ok(u) if u.scheme() != "https" => e.push("auth.oidc.issuer: an issuer is an https URL".into()),
+            Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+                e.push("auth.oidc.issuer: an issuer has no query or fragment".into())
+            }
+            Ok(u) => {
+                if let Err(why) = scim_client::outbound::check_url(&u, policy) {
+                    e.push(format!("auth.oidc.issuer: {why}"));
+                }
+            }
+        }
+        if self.client_id.trim().is_empty() {
+            e.push("auth.oidc.client_id: the client id tenure has at the provider".into());
+        }
+        if self.groups_claim.trim().is_empty() {
+            e.push("auth.oidc.groups_claim: the name of the claim that lists groups".into());
+        }
+        if self.roles.by_rank().iter().all(|(_, g)| g.is_empty()) {
+            e.push(
+                "auth.oidc.roles: no group gives any role, so nobody could sign in: e.g. reviewer = [\"tenure-reviewers\"]"
+                    .into(),
+            );
+        }
+        for (role, groups) in self.roles.by_rank() {
+            if groups.iter().any(|g| g.trim().is_empty()) {
+                e.push(format!("auth.oidc.roles.{role}: an empty group name"));
+            }
+        }
+        for d in &self.allowed_domains {
+            let d = d.trim();
+            if d.is_empty() || d.contains('@') || !d.contains('.') || d.chars().any(char::is_whitespace) {
+                e.push(format!("auth.oidc.allowed_domains: {d:?} is not a domain (e.g. \"example.com\")"));
+            }
+        }
+        if let Some(r) = &self.redirect_url {
+            match scim_client::outbound::parse_url(r) {
+                Err(why) => e.push(format!("auth.oidc.redirect_url: {why}")),
+                Ok(u) if !u.path().ends_with("/sign-in/oidc/callback") => {
+                    e.push("auth.oidc.redirect_url: it ends in /sign-in/oidc/callback, tenure's callback".into())
+                }
+                Ok(u)
+                    if u.scheme() != "https" && !matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")) =>
+                {
+                    e.push("auth.oidc.redirect_url: https, unless tenure is on this machine".into())
+                }
+                Ok(_) => {}
+            }
+        }
+        e
+    }
 }
 
 fn yes() -> bool {
@@ -59,7 +187,7 @@ fn yes() -> bool {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings { password_sign_in: true, break_glass_accounts: vec![] }
+        AuthSettings { password_sign_in: true, break_glass_accounts: vec![], oidc: None }
     }
 }
 
@@ -1005,6 +1133,9 @@ impl Rules {
                  its password sign-in"
                     .to_string(),
             );
+        }
+        if let Some(o) = &config.auth.oidc {
+            errors.extend(o.check());
         }
         let custom = config.hr.custom_fields.clone();
         if let Err(e) = config.hr.lifecycle() {

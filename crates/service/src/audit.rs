@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use store::{AuditRecord, Store};
 
-pub const DECISIONS: [&str; 25] = [
+pub const DECISIONS: [&str; 26] = [
     "approve",
     "reject",
     "dead_letter_retry",
@@ -31,6 +31,7 @@ pub const DECISIONS: [&str; 25] = [
     "second_factor_remove",
     "second_factor_required",
     "recovery_code_used",
+    "oidc_secret_set",
 ];
 
 pub fn detail(r: &AuditRecord) -> Value {

@@ -337,6 +337,9 @@ pub struct Confirm {
     pub removal: Vec<String>,
     /// Only to plan with (nothing is saved): what it removes does not matter.
     pub plan_only: bool,
+    /// The file may change `[auth]`: how people sign in, and which of the identity provider's
+    /// groups get which role (an Admin's decision: an Editor could otherwise make themselves one).
+    pub auth_change: bool,
     /// The version this one was written from (the console's draft; `Some(None)`: it began when
     /// none was saved): refused as a conflict when another has been saved since.
     pub replaces: Option<Option<String>>,
@@ -365,6 +368,13 @@ async fn check(
     if !confirm.plan_only {
         if let Err(e) = check_removals(store, cfg, &confirm.removal).await {
             return Ok(Err(e));
+        }
+        if !confirm.auth_change && cfg.auth != auth_settings(store).await? {
+            return Ok(Err(Error::Forbidden(
+                "the file changes [auth] (how people sign in to tenure, and which identity provider groups get which \
+                 role): only an Admin may save that; nothing was saved"
+                    .into(),
+            )));
         }
     }
     let (published, fetched, notes) = published_schemas(Some(store), data_dir, cfg).await?;
@@ -399,6 +409,10 @@ pub async fn import(
             )));
         }
     }
+    let before_auth = match &before {
+        Some(b) => Config::from_toml("stored configuration", &b.body).ok().map(|c| c.auth),
+        None => Some(rules::AuthSettings::default()),
+    };
     notes.extend(update_connections(store, cfg, confirm.url_change).await?);
     notes.extend(rules.notes.iter().cloned());
     for (conn, doc) in &fetched {
@@ -411,7 +425,7 @@ pub async fn import(
     let diff = line_diff(before.as_ref().map(|b| b.body.as_str()).unwrap_or(""), &body);
     let detail = serde_json::json!({"version": v.id, "sha256": v.checksum, "summary": summary(&rules),
         "previous": before.map(|b| b.id), "diff": diff, "confirmed_url_change": confirm.url_change,
-        "confirmed_removal": confirm.removal});
+        "confirmed_removal": confirm.removal, "auth_changed": before_auth.as_ref() != Some(&rules.config.auth)});
     crate::decisions::record_one(store, "config_import", "", by, detail).await?;
     Ok(Ok(Imported { rules, version: v, notes }))
 }

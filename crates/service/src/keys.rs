@@ -52,6 +52,8 @@ fn context(item: &Sealable) -> std::result::Result<String, String> {
                 pull::SECRET
             } else if name.starts_with(&notify::secret_setting("")) {
                 notify::SECRET_CONTEXT
+            } else if name == crate::oidc::SECRET_SETTING {
+                crate::oidc::SECRET_CONTEXT
             } else if crate::second_factor::is_sealed_setting(name) {
                 crate::second_factor::CONTEXT
             } else {

@@ -19,6 +19,7 @@ pub mod local;
 pub mod metrics;
 pub mod names;
 pub mod notify;
+pub mod oidc;
 pub mod preview;
 pub mod pull;
 pub mod registry;

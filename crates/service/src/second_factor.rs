@@ -109,7 +109,7 @@ pub async fn required(store: &Store) -> Result<bool> {
 pub async fn set_required(store: &Store, on: bool, by: &str) -> Result<()> {
     store.set_setting(REQUIRED, if on { "true" } else { "false" }).await?;
     // Sessions already open follow at once: held to enrolment, or free again.
-    for u in store.users().await? {
+    for u in store.users().await?.into_iter().filter(|u| u.idp_subject.is_none()) {
         if !on || !enrolled(store, &u).await? {
             store.sessions_enrol_only(&u.id, !on).await?;
         }

@@ -223,6 +223,17 @@ pub async fn authenticate_token(store: &Store, bearer: &str, now: Timestamp) -> 
     Ok(Some(tm))
 }
 
+/// A person who signs in through the identity provider has no password here to set.
+fn provider_refused(u: &UserRecord) -> Result<()> {
+    if u.idp_subject.is_some() {
+        return Err(Error::refused(format!(
+            "{} signs in through the identity provider: tenure keeps no password for them",
+            u.name
+        )));
+    }
+    Ok(())
+}
+
 fn missing(name: &str) -> Error {
     Error::not_found(format!("no user named {name:?}"))
 }
@@ -274,6 +285,7 @@ pub async fn set_disabled(store: &Store, name: &str, disabled: bool, by: &str) -
 /// A new password (one-time when `once`): the user's sessions end.
 pub async fn reset_password(store: &Store, name: &str, password: &Secret, once: bool, by: &str) -> Result<()> {
     let u = store.user(name).await?.ok_or_else(|| missing(name))?;
+    provider_refused(&u)?;
     check_password(&u.name, password)?;
     store.set_user_password(&u.name, &hash_password(password)?, once).await?;
     crate::decisions::record_one(
@@ -402,7 +414,8 @@ pub async fn end_sessions(store: &Store, name: &str, by: &str) -> Result<u64> {
 /// A user as listed: never the hash.
 pub fn user_view(u: &UserRecord) -> serde_json::Value {
     serde_json::json!({"name": u.name, "role": u.role, "disabled": u.disabled,
-        "must_change_password": u.must_change, "created_at": u.created_at})
+        "must_change_password": u.must_change, "created_at": u.created_at,
+        "signs_in_through_identity_provider": u.idp_subject.is_some()})
 }
 
 /// A token as listed: never the secret or its hash.

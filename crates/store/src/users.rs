@@ -15,6 +15,9 @@ pub struct UserRecord {
     pub disabled: bool,
     pub created_at: String,
     pub credentials_at: String,
+    /// `<issuer> <subject>` for a person who signs in through the identity provider (no
+    /// password of theirs is kept); None for a local account.
+    pub idp_subject: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +58,7 @@ pub struct TokenAndMaker {
     pub maker: Option<UserRecord>,
 }
 
-const USER: &str = "id, name, role, password_hash, must_change, disabled, created_at, credentials_at";
+const USER: &str = "id, name, role, password_hash, must_change, disabled, created_at, credentials_at, idp_subject";
 const TOKEN: &str =
     "id, name, role, connection, secret_hash, created_at, created_by, expires_at, last_used_at, revoked_at, maker, \
      read_only";
@@ -70,6 +73,7 @@ fn user(r: &AnyRow) -> Result<UserRecord, sqlx::Error> {
         disabled: r.try_get::<i64, _>("disabled")? != 0,
         created_at: r.try_get("created_at")?,
         credentials_at: r.try_get("credentials_at")?,
+        idp_subject: r.try_get("idp_subject")?,
     })
 }
 
@@ -238,6 +242,75 @@ impl Store {
         let sql = format!("SELECT {USER} FROM platform_users WHERE id = $1");
         let r = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
         Ok(r.as_ref().map(user).transpose()?)
+    }
+
+    /// The person the identity provider knows as `subject` (`<issuer> <sub>`), if they signed in before.
+    pub async fn user_by_subject(&self, subject: &str) -> Result<Option<UserRecord>, StoreError> {
+        let r = sqlx::query(&format!("SELECT {USER} FROM platform_users WHERE idp_subject = $1"))
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.as_ref().map(user).transpose()?)
+    }
+
+    /// A person at their first sign-in through the identity provider: no password (the hash
+    /// is a word no password verifies against); `StoreError::Duplicate` when the name (ignoring
+    /// case) or the subject is taken.
+    pub async fn add_provider_user(&self, name: &str, role: &str, subject: &str) -> Result<UserRecord, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let at = now();
+        let r = sqlx::query(
+            "INSERT INTO platform_users (id, name, name_key, role, password_hash, must_change, disabled, created_at, \
+             credentials_at, idp_subject) VALUES ($1, $2, $3, $4, 'signs-in-through-the-identity-provider', 0, 0, \
+             $5, $5, $6)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(name.to_lowercase())
+        .bind(role)
+        .bind(&at)
+        .bind(subject)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Duplicate(format!("a user named {name:?} exists already")))
+            }
+            r => {
+                r?;
+            }
+        }
+        self.user_by_id(&id).await?.ok_or_else(|| StoreError::NotFound(format!("user {name}")))
+    }
+
+    /// Records a sign-in sent to the identity provider (its state's hash), and forgets those
+    /// older than `forget_before_ms` that never came back.
+    pub async fn add_sign_in_flow(
+        &self,
+        state_hash: &str,
+        now_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sign_in_flows WHERE created_ms < $1")
+            .bind(forget_before_ms)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO sign_in_flows (state_hash, created_ms) VALUES ($1, $2)")
+            .bind(state_hash)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a sign-in back from the identity provider: when it was sent, once only (a second
+    /// take of the same state finds nothing, on any node).
+    pub async fn take_sign_in_flow(&self, state_hash: &str) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query("DELETE FROM sign_in_flows WHERE state_hash = $1 RETURNING created_ms")
+            .bind(state_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| r.try_get::<i64, _>("created_ms")).transpose()?)
     }
 
     /// A new session (its id's hash) for a user, at `now_ms`, from the client's address and

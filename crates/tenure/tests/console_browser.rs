@@ -107,3 +107,135 @@ fn the_embedded_htmx_is_the_registrys() {
     assert_eq!(pkg["version"], web::console::HTMX_VERSION);
     assert_eq!(web::console::ASSETS.htmx_sri, web::console::sri(&from_npm));
 }
+
+/// The test identity provider (tests/browser/oidc_provider.mjs) over HTTPS with the tests' own
+/// certificate authority, for tenure's callback at `redirect`. Its issuer, its process, and
+/// the CA file tenure is told to trust.
+struct Provider {
+    issuer: String,
+    ca_file: PathBuf,
+    child: std::process::Child,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn provider(dir: &Path, work: &Path, redirect: &str, secret: &str) -> Provider {
+    use std::io::BufRead;
+    let (ca, cert, key) = common::env::test_certificates();
+    std::fs::create_dir_all(work).unwrap();
+    let ca_file = work.join("idp-ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    std::fs::write(work.join("idp-cert.pem"), cert).unwrap();
+    std::fs::write(work.join("idp-key.pem"), key).unwrap();
+    let accounts = serde_json::json!({
+        "rita": {"email": "rita@example.com", "groups": ["tenure-reviewers", "everyone"]},
+        "nora": {"email": "nora@example.com", "groups": ["sales", "everyone"]},
+    });
+    let mut child = Command::new("node")
+        .arg("oidc_provider.mjs")
+        .current_dir(dir)
+        .env("OIDC_CERT", work.join("idp-cert.pem"))
+        .env("OIDC_KEY", work.join("idp-key.pem"))
+        .env("OIDC_REDIRECT", redirect)
+        .env("OIDC_CLIENT_SECRET", secret)
+        .env("OIDC_ACCOUNTS", accounts.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the identity provider");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let issuer = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("listening ") => break l["listening ".len()..].trim().to_string(),
+            Some(Ok(_)) => continue,
+            other => panic!("the identity provider did not start: {other:?}"),
+        }
+    };
+    // Its later output is not read: drain it so the pipe never fills.
+    std::thread::spawn(move || for _ in lines {});
+    Provider { issuer, ca_file, child }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_through_the_identity_provider_in_a_real_browser() {
+    let (dir, chromium) = match browser_tools() {
+        Ok(t) if t.0.join("node_modules/oidc-provider").exists() => t,
+        Ok(_) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI must install oidc-provider (npm ci)"),
+        Ok(_) => {
+            eprintln!("SKIPPED: sign-in through the identity provider: no oidc-provider (npm ci in tests/browser)");
+            return;
+        }
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI must run the browser tests: {why}"),
+        Err(why) => {
+            eprintln!("SKIPPED: sign-in through the identity provider: {why}");
+            return;
+        }
+    };
+    let s = serve("oidc-browser", None, &["--interval", "0"]).await;
+    let redirect = format!("{}/sign-in/oidc/callback", s.base);
+    let secret = "the client secret the provider and tenure share";
+    let idp = provider(&dir, &s.env.dir.join("idp"), &redirect, secret);
+    let config = s.env.dir.join("auth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth.oidc]\nname = \"Example SSO\"\nissuer = \"{}\"\nclient_id = \"tenure\"\nscopes = [\"email\", \
+             \"profile\", \"groups\"]\nca_file = {:?}\nallowed_domains = [\"example.com\"]\n\n[auth.oidc.roles]\nadmin \
+             = [\"tenure-admins\"]\nreviewer = [\"tenure-reviewers\"]\n",
+            idp.issuer, idp.ca_file
+        ),
+    )
+    .unwrap();
+    s.env.ok(&["config", "import", config.to_str().unwrap()]);
+    let secret_file = s.env.dir.join("idp-secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let said = s.env.ok(&["user", "oidc-secret", "--secret-file", secret_file.to_str().unwrap()]);
+    assert!(said.contains("client secret set") && !said.contains(secret), "{said}");
+
+    let shots = repo().join("target/console-screenshots");
+    let out = Command::new("node")
+        .args(["--test", "--test-reporter=spec", "oidc.test.mjs"])
+        .current_dir(&dir)
+        .env("TENURE_URL", &s.base)
+        .env("OIDC_ISSUER", &idp.issuer)
+        .env("OIDC_NAME", "Example SSO")
+        .env("SCREENSHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("run node");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the sign-in story failed:\n{said}");
+    assert!(!said.contains(secret), "the client secret in the browser test's output");
+
+    // The person was made once, by the provider's sign-in, and their role moved with their groups.
+    let users = s.env.ok(&["user", "list", "--json"]);
+    let users: serde_json::Value = serde_json::from_str(&users).unwrap();
+    let rita = users.as_array().unwrap().iter().find(|u| u["name"] == "rita@example.com").expect("rita was made");
+    assert_eq!(rita["role"], "reviewer");
+    assert_eq!(rita["signs_in_through_identity_provider"], true);
+    assert!(!users.as_array().unwrap().iter().any(|u| u["name"] == "nora@example.com"), "nora has no role: not made");
+    let audit = s.env.ok(&["audit", "export", "--format", "ndjson"]);
+    let records: Vec<serde_json::Value> = audit.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let by_provider = |action: &str| {
+        records.iter().filter(|r| r["action"] == action && r["detail"]["actor"] == "identity provider").count()
+    };
+    assert_eq!(by_provider("user_add"), 1, "{audit}");
+    assert_eq!(by_provider("user_set_role"), 2, "to admin and back: {audit}");
+    let refused: Vec<&str> = records
+        .iter()
+        .filter(|r| r["action"] == "login_failed")
+        .filter_map(|r| r["detail"]["refused"].as_str())
+        .collect();
+    for kind in ["no-role", "stale", "id-token"] {
+        assert!(refused.contains(&kind), "{kind} refusal audited: {refused:?}");
+    }
+    assert_eq!(refused.iter().filter(|k| **k == "id-token").count(), 3, "{refused:?}");
+    // The secret is sealed in the store, never there in plain text.
+    let db = std::fs::read(s.env.dir.join("tenure.db")).unwrap();
+    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()), "the client secret in plain text");
+}

@@ -78,7 +78,13 @@ pub async fn run(cmd: ConfigCommand, data_dir: &Path, database_url: Option<&str>
             };
             let store = open(data_dir, database_url).await?;
             let by = crate::local::actor();
-            let confirm = Confirm { url_change: confirm_url_change, removal: confirm_removal, ..Default::default() };
+            let confirm = Confirm {
+                url_change: confirm_url_change,
+                removal: confirm_removal,
+                // The machine's operator, on the store itself.
+                auth_change: true,
+                ..Default::default()
+            };
             let result = import(&store, data_dir, &name, &cfg, &confirm, &by).await;
             store.close().await;
             match result? {

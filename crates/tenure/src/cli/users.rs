@@ -8,6 +8,13 @@ use store::Secret;
 
 #[derive(Subcommand)]
 pub enum UserCommand {
+    /// Set the client secret tenure has at the identity provider of [auth.oidc], kept sealed
+    /// in the store and sent to that issuer only: read from a file, or from standard input.
+    OidcSecret {
+        /// Read it from this file (default: standard input).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+    },
     /// Add a user. The password comes from --password-file, else a prompt on a terminal, else
     /// a one-time password is made and shown once (to be changed at the first login).
     Add {
@@ -157,6 +164,29 @@ pub async fn user(cmd: UserCommand, data_dir: &Path, database_url: Option<&str>)
 async fn user_with(store: &store::Store, data_dir: &Path, cmd: UserCommand) -> Result<u8, String> {
     let by = crate::local::actor();
     match cmd {
+        UserCommand::OidcSecret { secret_file } => {
+            let text = match secret_file {
+                Some(p) => std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+                None => {
+                    let mut t = String::new();
+                    std::io::stdin().read_line(&mut t).map_err(|e| e.to_string())?;
+                    t
+                }
+            };
+            let secret = Secret::new(text.trim().to_string());
+            let auth = crate::config::auth_settings(store).await?;
+            let oidc = auth.oidc.ok_or(
+                "no [auth.oidc] in the configuration in force: import it first (the secret is bound to its issuer)",
+            )?;
+            let key = store::MasterKey::load(data_dir)?;
+            service::oidc::save_client_secret(store, &key, &oidc, &secret, &by).await?;
+            outln!(
+                "client secret set (ending in {}), sent only to {} for client {}",
+                secret.hint(),
+                oidc.issuer,
+                oidc.client_id
+            );
+        }
         UserCommand::Add { name, role, password_file } => {
             let (p, once) = password(password_file.as_deref(), &format!("password for {name}"))?;
             users::add_audited(store, &name, role, &p, once, &by).await?;

@@ -112,7 +112,7 @@ pub fn csrf_of(session_id: &str) -> String {
     m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
         let (k, v) = c.trim().split_once('=')?;
         (k == name).then(|| v.to_string())
@@ -550,8 +550,10 @@ pub async fn new_session(
     user: &store::UserRecord,
     origin: &Origin,
 ) -> Result<(String, HeaderValue), Problem> {
-    let must_enrol =
-        crate::second_factor::required(&api.store).await? && !crate::second_factor::enrolled(&api.store, user).await?;
+    // The identity provider's own factors cover its people: the requirement is for local accounts.
+    let must_enrol = user.idp_subject.is_none()
+        && crate::second_factor::required(&api.store).await?
+        && !crate::second_factor::enrolled(&api.store, user).await?;
     make_session(api, user, origin, if must_enrol { 2 } else { 0 }).await
 }
 

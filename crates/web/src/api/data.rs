@@ -274,6 +274,7 @@ async fn put_config(
     let cfg = if json { parse_json::<rules::Config>(&bytes)? } else { toml_config(&bytes)? };
     let confirm = crate::config::Confirm {
         url_change: q.confirm_url_change == Some(true),
+        auth_change: c.need(Role::Admin).is_ok(),
         removal: q
             .confirm_removal
             .as_deref()

@@ -10,6 +10,7 @@ mod connections;
 mod dashboard;
 mod hr;
 mod notifications;
+mod oidc;
 mod plan;
 mod reviews;
 mod rules;
@@ -73,6 +74,8 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
         (Method::POST, "/sign-in", Public, post(session::sign_in)),
         (Method::GET, "/sign-in/code", Public, get(session::code_page)),
         (Method::POST, "/sign-in/code", Public, post(session::code)),
+        (Method::GET, "/sign-in/oidc", Public, get(oidc::begin)),
+        (Method::GET, "/sign-in/oidc/callback", Public, get(oidc::callback)),
         (Method::POST, "/sign-out", SignedIn, post(session::sign_out)),
         (Method::GET, "/password", SignedIn, get(session::password_page)),
         (Method::POST, "/password", SignedIn, post(session::change_password)),

@@ -20,6 +20,8 @@ struct SignInPage {
     next: String,
     /// Password sign-in is kept for break-glass accounts.
     break_glass_only: bool,
+    /// The identity provider people sign in with, by name, when one is set up.
+    provider: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -30,7 +32,7 @@ pub struct SignInQuery {
 }
 
 /// Where to go after signing in: a path of this console only (never another site).
-fn safe_next(next: Option<&str>) -> String {
+pub fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.starts_with("/sign-") => {
             n.to_string()
@@ -46,6 +48,7 @@ pub async fn sign_in_page(State(api): State<Shared>, headers: HeaderMap, Query(q
             return Redirect::to(&safe_next(q.next.as_deref())).into_response();
         }
     }
+    let auth = crate::config::auth_settings(&api.store).await.ok();
     let message = match q.said.as_deref() {
         Some("out") => Message::ok("You have signed out."),
         Some("password") => Message::ok("Your new password is set: sign in with it."),
@@ -56,7 +59,8 @@ pub async fn sign_in_page(State(api): State<Shared>, headers: HeaderMap, Query(q
         message,
         user: String::new(),
         next: safe_next(q.next.as_deref()),
-        break_glass_only: crate::config::auth_settings(&api.store).await.is_ok_and(|a| !a.password_sign_in),
+        break_glass_only: auth.as_ref().is_some_and(|a| !a.password_sign_in),
+        provider: auth.and_then(|a| a.oidc).map(|o| o.name),
     })
 }
 
@@ -158,13 +162,15 @@ pub async fn sign_in(
     axum::extract::Form(f): axum::extract::Form<SignInForm>,
 ) -> Response {
     let (address, scheme) = auth::client_of(&api, peer, &headers);
+    let auth_settings = crate::config::auth_settings(&api.store).await.ok();
     let again = |status: StatusCode, text: String| {
         let page = SignInPage {
             chrome: Chrome::anonymous(),
             message: Message::bad(text),
             user: f.user.clone(),
             next: safe_next(f.next.as_deref()),
-            break_glass_only: false,
+            break_glass_only: auth_settings.as_ref().is_some_and(|a| !a.password_sign_in),
+            provider: auth_settings.as_ref().and_then(|a| a.oidc.as_ref()).map(|o| o.name.clone()),
         };
         (status, render(&page)).into_response()
     };
