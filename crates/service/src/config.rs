@@ -370,11 +370,11 @@ async fn check(
             return Ok(Err(e));
         }
         if !confirm.auth_change && cfg.auth != auth_settings(store).await? {
-            return Ok(Err(Error::Forbidden(
+            return Err(Error::Forbidden(
                 "the file changes [auth] (how people sign in to tenure, and which identity provider groups get which \
                  role): only an Admin may save that; nothing was saved"
                     .into(),
-            )));
+            ));
         }
     }
     let (published, fetched, notes) = published_schemas(Some(store), data_dir, cfg).await?;

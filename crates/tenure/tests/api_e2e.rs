@@ -345,6 +345,7 @@ fn matrix() -> BTreeMap<&'static str, &'static str> {
         ("POST /api/v1/session/end-others", "any"),
         ("DELETE /api/v1/users/{name}/sessions", "admin"),
         ("GET /api/v1/users", "admin"),
+        ("PUT /api/v1/auth/oidc-secret", "admin"),
         ("POST /api/v1/users", "admin"),
         ("PATCH /api/v1/users/{name}", "admin"),
         ("POST /api/v1/users/{name}/password-reset", "admin"),

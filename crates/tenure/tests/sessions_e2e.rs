@@ -177,3 +177,81 @@ async fn password_sign_in_can_be_kept_for_break_glass_accounts() {
     let exported = s.env.ok(&["config", "export"]);
     assert!(exported.contains("[auth]") && exported.contains("password_sign_in = false"), "{exported}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_admin_changes_how_people_sign_in_and_sets_the_providers_secret() {
+    let s = serve("auth-admin-only", None, &["--interval", "0"]).await;
+    let base = s.base.as_str();
+    let (admin, _) = Client::login(base, "admin", &s.one_time).await;
+    let pw = "the admin's own passphrase";
+    assert_eq!(admin.put("/api/v1/session/password", json!({"current": s.one_time, "new": pw})).await.status, 200);
+    let (admin, _) = Client::login(base, "admin", pw).await;
+    let r =
+        admin.post("/api/v1/users", json!({"name": "ed", "role": "editor", "password": "ed's long passphrase"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (ed, _) = Client::login(base, "ed", "ed's long passphrase").await;
+    let toml = |admins: &str| {
+        format!(
+            "[auth.oidc]\nname = \"Okta\"\nissuer = \"https://acme.okta.example\"\nclient_id = \"tenure\"\n\n\
+             [auth.oidc.roles]\nadmin = [\"{admins}\"]\nviewer = [\"*\"]\n"
+        )
+        .into_bytes()
+    };
+    // An editor who could map a group of theirs to Admin would make themselves one.
+    let r = ed.send("PUT", "/api/v1/config", Some(("application/toml", toml("tenure-admins")))).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.json()["detail"].as_str().unwrap().contains("[auth]"), "{}", r.text);
+    let r = admin.send("PUT", "/api/v1/config", Some(("application/toml", toml("tenure-admins")))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The same [auth] saved by an editor with other changes is theirs to save; a new group is not.
+    let r = ed.send("PUT", "/api/v1/config", Some(("application/toml", toml("tenure-admins")))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = ed.send("PUT", "/api/v1/config", Some(("application/toml", toml("editors-we-trust")))).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let page = reqwest::get(format!("{base}/sign-in")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Sign in with Okta"), "{page}");
+
+    // The client secret: Admin only, sealed, bound to the issuer, never answered back.
+    let secret = "the-okta-client-secret-0123456789";
+    let r = ed
+        .send(
+            "PUT",
+            "/api/v1/auth/oidc-secret",
+            Some(("application/json", json!({"secret": secret}).to_string().into_bytes())),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = admin
+        .send(
+            "PUT",
+            "/api/v1/auth/oidc-secret",
+            Some(("application/json", json!({"secret": secret}).to_string().into_bytes())),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["issuer"], "https://acme.okta.example");
+    assert!(!r.text.contains(secret), "{}", r.text);
+    let db = std::fs::read(s.env.dir.join("tenure.db")).unwrap();
+    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()), "the client secret in plain text");
+    let audit = s.env.ok(&["audit", "export", "--format", "ndjson"]);
+    assert!(audit.contains("oidc_secret_set") && !audit.contains(secret), "{audit}");
+
+    // Settings that cannot work are refused at check, each with its key.
+    let bad = s.env.dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[auth.oidc]\nname = \"\"\nissuer = \"http://acme.okta.example\"\nclient_id = \"tenure\"\nallowed_domains = \
+         [\"@acme\"]\n",
+    )
+    .unwrap();
+    let (code, out) = s.env.tenure(&["config", "check", bad.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    for said in [
+        "auth.oidc.name",
+        "auth.oidc.issuer: an issuer is an https URL",
+        "auth.oidc.roles: no group",
+        "auth.oidc.allowed_domains",
+    ] {
+        assert!(out.contains(said), "{said}: {out}");
+    }
+}

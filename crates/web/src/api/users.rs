@@ -183,6 +183,38 @@ async fn revoke(State(api): State<Shared>, c: Caller, Path(id): Path<String>) ->
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSecret {
+    /// The client secret tenure has at the identity provider of `[auth.oidc]`.
+    pub secret: String,
+}
+
+/// Set the client secret of `[auth.oidc]`: sealed in the store, bound to the issuer and
+/// client id in force, sent to that issuer only (Admin).
+#[utoipa::path(put, path = "/api/v1/auth/oidc-secret", tag = "users", request_body = ClientSecret,
+    responses((status = 200, body = Object), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn oidc_secret(
+    State(api): State<Shared>,
+    c: Caller,
+    Body(b): Body<ClientSecret>,
+) -> Result<Json<Value>, Problem> {
+    c.need(Role::Admin)?;
+    c.global()?;
+    let secret = Secret::new(b.secret.trim().to_string());
+    let Some(oidc) = crate::config::auth_settings(&api.store).await?.oidc else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "no-identity-provider",
+            "no [auth.oidc] in the configuration in force: save it first (the secret is bound to its issuer)",
+        ));
+    };
+    service::oidc::save_client_secret(&api.store, &api.key, &oidc, &secret, &c.actor).await?;
+    Ok(Json(serde_json::json!({"issuer": oidc.issuer, "client_id": oidc.client_id, "ends_in": secret.hint()})))
+}
+
 pub fn routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new()
         .routes(routes!(list, add))
@@ -191,4 +223,5 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(tokens, create_token))
         .routes(routes!(revoke))
         .routes(routes!(end_sessions))
+        .routes(routes!(oidc_secret))
 }
