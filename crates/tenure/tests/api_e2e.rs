@@ -444,6 +444,7 @@ fn body_for(key: &str) -> Option<(&'static str, Vec<u8>)> {
         "POST /api/v1/tokens" => j(json!({"name": "matrix", "role": "viewer"})),
         "POST /api/v1/connections" => j(json!({"url": "https://nowhere.invalid/scim/v2/", "token": "t"})),
         "PUT /api/v1/connections/{name}/token" => j(json!({"token": "not-working"})),
+        "PUT /api/v1/auth/oidc-secret" => j(json!({"secret": "no provider is set up"})),
         "PUT /api/v1/session/password" => j(json!({"current": "wrong", "new": "whatever it is long"})),
         "POST /api/v1/reviews/decisions" => j(json!({"ids": [999], "approve": false})),
         "POST /api/v1/dead-letters/retry" => j(json!({"workers": ["nobody"]})),
