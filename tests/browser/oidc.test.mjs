@@ -99,7 +99,12 @@ test("a person whose group maps to Reviewer signs in as a reviewer, made at the 
   assert.equal(me.status, 200, JSON.stringify(me));
   assert.equal(me.body.user, "rita@example.com");
   assert.equal(me.body.role, "reviewer");
-  // The account page names them; a reviewer cannot open the users' settings.
+  // Their account page: no tenure password or second factor to manage, their sessions.
+  await page.goto(`${BASE}/account`);
+  await page.getByText("You sign in through your company's identity provider").waitFor();
+  assert.equal(await page.getByRole("link", { name: "Change your password" }).count(), 0);
+  await look(page, "reviewer-account");
+  // A reviewer cannot open the users' settings.
   const settings = await page.goto(`${BASE}/settings`);
   assert.equal(settings.status(), 403);
   await context.close();

@@ -25,6 +25,8 @@ pub struct UserRow {
     pub me: bool,
     /// They have a second factor.
     pub second_factor: bool,
+    /// They sign in through the identity provider (no password here; the role follows their groups).
+    pub through_provider: bool,
 }
 
 pub struct TokenRow {
@@ -110,6 +112,7 @@ async fn draw(api: &Shared, page: &Page, message: Option<Message>, once: Option<
             must_change: u.must_change,
             created: timed(&u.created_at),
             second_factor: second_factor::enrolled(&api.store, &u).await?,
+            through_provider: u.idp_subject.is_some(),
             name: u.name,
         });
     }
@@ -409,6 +412,8 @@ struct AccountPage {
     role: &'static str,
     sessions: Vec<SessionRow>,
     second_factor: bool,
+    /// They sign in through the identity provider: no password or second factor of tenure's.
+    through_provider: bool,
     /// The person's own live API tokens.
     tokens: Vec<TokenRow>,
     /// The roles a token of their own may have: theirs, and viewer.
@@ -445,16 +450,18 @@ async fn draw_account(
             .collect(),
         None => vec![],
     };
+    let me_user = me(api, page).await.ok();
     Ok(render(&AccountPage {
         chrome: page.chrome("account"),
         message,
         name: page.caller.user.clone().unwrap_or_default(),
         role: super::role_name(page.caller.role),
         sessions,
-        second_factor: match me(api, page).await {
-            Ok(u) => second_factor::enrolled(&api.store, &u).await?,
-            Err(_) => false,
+        second_factor: match &me_user {
+            Some(u) => second_factor::enrolled(&api.store, u).await?,
+            None => false,
         },
+        through_provider: me_user.as_ref().is_some_and(|u| u.idp_subject.is_some()),
         tokens: token_rows(
             api.store
                 .tokens()
