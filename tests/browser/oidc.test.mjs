@@ -121,15 +121,35 @@ test("nobody's groups map to a role: a refusal page that says why", async () => 
   await context.close();
 });
 
-test("the role follows the groups at each sign-in", async () => {
+test("the role follows the groups at each sign-in; without a role, the person is shut out, tokens too", async () => {
   await provider("/test/groups?login=rita&groups=tenure-admins");
   let s = await signIn("rita");
   assert.equal((await whoami(s.page)).body.role, "admin");
+  // A token of her own, made in her session.
+  const me = await whoami(s.page);
+  const made = await s.page.request.post(`${BASE}/api/v1/tokens`, {
+    headers: { "x-csrf-token": me.body.csrf_token, origin: BASE },
+    data: { name: "rita script", role: "admin" },
+  });
+  assert.equal(made.status(), 201, await made.text());
+  const token = (await made.json()).token;
+  const withToken = async () => (await (await request.newContext()).get(`${BASE}/api/v1/whoami`, { headers: { authorization: `Bearer ${token}` } })).status();
+  assert.equal(await withToken(), 200);
   await s.context.close();
+
+  // Her groups no longer give a role: refused, disabled, her token stops.
+  await provider("/test/groups?login=rita&groups=sales");
+  s = await signIn("rita");
+  assert.match(await s.page.locator("#reason").innerText(), /no tenure role/i);
+  await s.context.close();
+  assert.equal(await withToken(), 401, "a shut-out person's token stops");
+
+  // Back in a group with a role: enabled again, the token with her.
   await provider("/test/groups?login=rita&groups=tenure-reviewers");
   s = await signIn("rita");
   assert.equal((await whoami(s.page)).body.role, "reviewer");
   await s.context.close();
+  assert.equal(await withToken(), 200, "she is back: her token works, within her role");
 });
 
 test("a replayed answer (the same state and code again) is refused", async () => {

@@ -156,6 +156,13 @@ impl OidcSettings {
             if groups.iter().any(|g| g.trim().is_empty()) {
                 e.push(format!("auth.oidc.roles.{role}: an empty group name"));
             }
+            // Everyone a provider signs in may be anyone with an account there (a public one).
+            if role != "viewer" && groups.iter().any(|g| g.trim() == "*") && self.allowed_domains.is_empty() {
+                e.push(format!(
+                    "auth.oidc.roles.{role}: \"*\" gives {role} to everyone the provider signs in: name the \
+                     allowed_domains too, or a group"
+                ));
+            }
         }
         for d in &self.allowed_domains {
             let d = d.trim();

@@ -413,6 +413,15 @@ pub async fn import(
         Some(b) => Config::from_toml("stored configuration", &b.body).ok().map(|c| c.auth),
         None => Some(rules::AuthSettings::default()),
     };
+    // Checked again against the very version this one replaces: an Admin's [auth] saved while
+    // this import was being checked is not undone by it.
+    if !confirm.auth_change && before_auth.as_ref() != Some(&cfg.auth) {
+        return Err(Error::Forbidden(
+            "the file changes [auth] (how people sign in to tenure, and which identity provider groups get which \
+             role): only an Admin may save that; nothing was saved"
+                .into(),
+        ));
+    }
     notes.extend(update_connections(store, cfg, confirm.url_change).await?);
     notes.extend(rules.notes.iter().cloned());
     for (conn, doc) in &fetched {

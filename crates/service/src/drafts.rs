@@ -285,7 +285,10 @@ pub struct Conflict {
 /// Saves the person's draft as the configuration in force, through the same checks as an
 /// import, unless another version was saved since it began.
 pub async fn save(store: &Store, data_dir: &Path, person: &str, by: &str, removal: Vec<String>) -> Result<Saved> {
-    let draft = open(store, person).await?;
+    let mut draft = open(store, person).await?;
+    // The console edits roles and mappings, never how people sign in: [auth] stays as it is in
+    // force, whatever the draft began from (an Admin may have changed it meanwhile).
+    draft.config.auth = crate::config::auth_settings(store).await?;
     let current = store.current_config().await?;
     if current.as_ref().map(|c| c.body.as_str()) == Some(draft.config.to_toml().as_str()) {
         discard(store, person).await?;

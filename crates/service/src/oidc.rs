@@ -34,10 +34,24 @@ pub const SECRET_CONTEXT: &str = "oidc client secret";
 const FLOW_CONTEXT: &str = "oidc sign-in flow";
 /// How long a person may take at the provider before coming back.
 pub const FLOW_MS: i64 = 10 * 60 * 1000;
-/// The provider's settings and keys are read again after this long.
-const METADATA_TTL: Duration = Duration::from_secs(3600);
+/// The provider's settings and keys are read again after this long (a key it withdrew is
+/// trusted no longer than this).
+const METADATA_TTL: Duration = Duration::from_secs(15 * 60);
 /// A signing key tenure has not seen sends it to read the keys again, at most this often.
 const REDISCOVER_GAP: Duration = Duration::from_secs(10);
+/// The signature algorithms an ID token may use: the provider's key pairs, never a shared secret.
+const ASYMMETRIC: [CoreJwsSigningAlgorithm; 10] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EcdsaP521Sha512,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
 /// The actor of what a sign-in through the provider does to a user (creates one, moves a role).
 pub const ACTOR: &str = "identity provider";
 
@@ -177,6 +191,45 @@ fn http(s: &OidcSettings) -> Result<reqwest::Client> {
     b.build().map_err(|e| Error::refused(format!("cannot build the HTTP client: {e}")))
 }
 
+type HttpError = openidconnect::HttpClientError<reqwest::Error>;
+
+/// Sends one request to the provider if its URL passes the outbound policy (https, no internal
+/// address unless allowed): the discovery document names the other endpoints, and a literal
+/// address in them never reaches the resolver's own check.
+async fn guarded(
+    client: reqwest::Client,
+    policy: scim_client::UrlPolicy,
+    req: openidconnect::HttpRequest,
+) -> std::result::Result<openidconnect::HttpResponse, HttpError> {
+    let url = reqwest::Url::parse(&req.uri().to_string()).map_err(|e| HttpError::Other(e.to_string()))?;
+    if url.scheme() != "https" {
+        return Err(HttpError::Other(format!("{} is not https", shown(&url))));
+    }
+    scim_client::outbound::check_url(&url, policy)
+        .map_err(|why| HttpError::Other(format!("{}: {why}", shown(&url))))?;
+    openidconnect::AsyncHttpClient::call(&client, req).await
+}
+
+/// The HTTP client for the provider as openidconnect calls it: every request through `guarded`.
+fn caller(s: &OidcSettings) -> Result<impl Fn(openidconnect::HttpRequest) -> Sending> {
+    let client = http(s)?;
+    let policy = scim_client::UrlPolicy { allow_insecure_http: false, allow_private: s.allow_private };
+    Ok(move |req| -> Sending { Box::pin(guarded(client.clone(), policy, req)) })
+}
+
+/// One request to the provider under way (owning all it needs, so the flow's futures stay Send).
+type Sending = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<openidconnect::HttpResponse, HttpError>> + Send>,
+>;
+
+/// A URL as errors show it: never its query.
+fn shown(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
 /// The provider's discovery document and keys as last read, by the settings that read them.
 struct Known {
     settings: OidcSettings,
@@ -185,10 +238,12 @@ struct Known {
 }
 
 static KNOWN: std::sync::Mutex<Option<Known>> = std::sync::Mutex::new(None);
+/// The last discovery that failed, by the settings it was for: when, and why.
+static FAILED: std::sync::Mutex<Option<(OidcSettings, Instant, String)>> = std::sync::Mutex::new(None);
 /// When the keys were last read again for a key id not seen yet.
 static FORCED: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
 
-/// The provider's settings and signing keys: read once, again after an hour, or (`again`)
+/// The provider's settings and signing keys: read once, again after 15 minutes, or (`again`)
 /// when a token is signed by a key not seen yet, at most every few seconds.
 async fn metadata(s: &OidcSettings, again: bool) -> Result<CoreProviderMetadata> {
     {
@@ -206,10 +261,24 @@ async fn metadata(s: &OidcSettings, again: bool) -> Result<CoreProviderMetadata>
             }
         }
     }
+    // A provider that just failed is not asked again at every visit of the sign-in page.
+    if let Some((settings, at, why)) = FAILED.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if settings == s && at.elapsed() < REDISCOVER_GAP {
+            return Err(Error::unavailable(why.clone()));
+        }
+    }
+    let r = discover(s).await;
+    if let Err(e) = &r {
+        *FAILED.lock().unwrap_or_else(|p| p.into_inner()) = Some((s.clone(), Instant::now(), e.to_string()));
+    }
+    r
+}
+
+async fn discover(s: &OidcSettings) -> Result<CoreProviderMetadata> {
     let issuer = IssuerUrl::new(s.issuer.trim().to_string())
         .map_err(|e| Error::refused(format!("auth.oidc.issuer {:?}: {e}", s.issuer)))?;
-    let client = http(s)?;
-    let m = CoreProviderMetadata::discover_async(issuer, &client).await.map_err(|e| {
+    let call = caller(s)?;
+    let m = CoreProviderMetadata::discover_async(issuer, &call).await.map_err(|e| {
         Error::unavailable(format!("the identity provider at {} could not be read: {}", s.issuer, chain(&e)))
     })?;
     // Every endpoint it names is called under the same policy as the issuer.
@@ -396,12 +465,12 @@ async fn finish_inner(
     };
     let m = metadata(s, false).await?;
     let c = client(store, key, s, m, &flow.redirect).await?;
-    let http = http(s)?;
+    let call = caller(s)?;
     let request = c
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .map_err(|e| Error::refused(format!("the identity provider: {e}")))?
         .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.clone()));
-    let tokens = match request.request_async(&http).await {
+    let tokens = match request.request_async(&call).await {
         Ok(t) => t,
         Err(openidconnect::RequestTokenError::ServerResponse(e)) => {
             let said =
@@ -415,8 +484,11 @@ async fn finish_inner(
     };
     let nonce = Nonce::new(flow.nonce.clone());
     let person = {
+        // Signed by the provider's published keys only: never an HMAC keyed with the client
+        // secret (which tenure holds too), whatever the discovery document offers.
         let check = |c: &OidcClient| {
-            id_token.claims(&c.id_token_verifier(), &nonce).map(|claims| Person {
+            let verifier = c.id_token_verifier().set_allowed_algs(ASYMMETRIC.to_vec());
+            id_token.claims(&verifier, &nonce).map(|claims| Person {
                 subject: claims.subject().to_string(),
                 name: claims.preferred_username().map(|u| u.to_string()),
                 email: claims.email().map(|e| e.to_string()),
@@ -465,12 +537,58 @@ pub fn role_for(s: &OidcSettings, groups: &[String]) -> std::result::Result<Role
     Err(format!("no tenure role is given to your groups: {had}; an admin maps a group to a role in [auth.oidc.roles]"))
 }
 
+/// How long the API tokens of a person who signs in through the provider keep working
+/// without a sign-in of theirs: someone removed at the provider never signs in again, and
+/// tenure has no other way to learn it.
+pub const TOKEN_REACH_DAYS: i64 = 30;
+
+fn seen_setting(user_id: &str) -> String {
+    format!("oidc-seen:{user_id}")
+}
+
+fn disabled_setting(user_id: &str) -> String {
+    format!("oidc-disabled:{user_id}")
+}
+
+/// Whether a token made by this person still acts for them: always for a local account; for
+/// a person of the identity provider, while they signed in through it within `TOKEN_REACH_DAYS`.
+pub async fn vouched(store: &Store, maker: &UserRecord) -> Result<bool> {
+    if maker.idp_subject.is_none() {
+        return Ok(true);
+    }
+    let seen = store.setting(&seen_setting(&maker.id)).await?.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    Ok(now_ms() - seen <= TOKEN_REACH_DAYS * 24 * 3600 * 1000)
+}
+
+/// A known person the provider no longer lets in here (no group gives a role, or their
+/// address left the allowed domains): disabled, which ends their sessions and stops their API
+/// tokens, and marked so that a later sign-in with a role enables them again. An Admin's own
+/// disable is left as it is.
+async fn shut_out(store: &Store, s: &OidcSettings, subject: &str, why: &str) -> Result<()> {
+    let Some(u) = store.user_by_subject(subject).await? else { return Ok(()) };
+    store.delete_sessions_of(&u.id).await?;
+    if u.disabled {
+        return Ok(());
+    }
+    store.set_setting(&disabled_setting(&u.id), why).await?;
+    store.set_user_disabled(&u.name, true).await?;
+    crate::decisions::record_one(
+        store,
+        "user_disable",
+        "",
+        ACTOR,
+        serde_json::json!({"user": u.name, "through": s.name, "why": why}),
+    )
+    .await
+}
+
 async fn person_signed_in(
     store: &Store,
     s: &OidcSettings,
     p: Person,
     next: String,
 ) -> Result<std::result::Result<SignedIn, Refusal>> {
+    let subject = format!("{} {}", s.issuer.trim(), p.subject);
     let email = p.email.as_deref().map(|e| e.trim().to_lowercase()).filter(|e| e.contains('@'));
     if !s.allowed_domains.is_empty() {
         let domains = s.allowed_domains.iter().map(|d| d.trim().to_lowercase()).collect::<Vec<_>>();
@@ -481,25 +599,38 @@ async fn person_signed_in(
         if !ok {
             let who = email.clone().unwrap_or_else(|| "a person without an e-mail address".into());
             let who = if p.email_verified == Some(false) { format!("{who} (not verified)") } else { who };
-            return Ok(Err(Refusal::Domain(who, domains.join(", "))));
+            let refusal = Refusal::Domain(who, domains.join(", "));
+            shut_out(store, s, &subject, &refusal.to_string()).await?;
+            return Ok(Err(refusal));
         }
     }
     let role = match role_for(s, &p.groups) {
         Ok(r) => r,
         Err(why) => {
-            // Their groups no longer give a role: sessions they hold end too.
-            let subject = format!("{} {}", s.issuer.trim(), p.subject);
-            if let Some(u) = store.user_by_subject(&subject).await? {
-                store.delete_sessions_of(&u.id).await?;
-            }
+            shut_out(store, s, &subject, &why).await?;
             return Ok(Err(Refusal::NoRole(why)));
         }
     };
-    let subject = format!("{} {}", s.issuer.trim(), p.subject);
-    if let Some(u) = store.user_by_subject(&subject).await? {
+    if let Some(mut u) = store.user_by_subject(&subject).await? {
         if u.disabled {
-            return Ok(Err(Refusal::Disabled(u.name)));
+            // Disabled by the provider's groups, which give a role again: enabled again. An
+            // Admin's disable stands.
+            if store.setting(&disabled_setting(&u.id)).await?.is_none() {
+                return Ok(Err(Refusal::Disabled(u.name)));
+            }
+            store.set_user_disabled(&u.name, false).await?;
+            store.delete_setting(&disabled_setting(&u.id)).await?;
+            crate::decisions::record_one(
+                store,
+                "user_enable",
+                "",
+                ACTOR,
+                serde_json::json!({"user": u.name, "through": s.name}),
+            )
+            .await?;
+            u.disabled = false;
         }
+        store.set_setting(&seen_setting(&u.id), &now_ms().to_string()).await?;
         let mut role_was = None;
         if u.role != role.as_str() {
             role_was = Some(u.role.clone());
@@ -518,14 +649,19 @@ async fn person_signed_in(
              provider by its name: an admin renames or removes that local user"
         ))));
     }
-    if let Err(e) = crate::names::check_new(crate::names::Kind::User, &name, existing.iter().map(|u| u.name.as_str())) {
-        return Ok(Err(Refusal::Name(e.to_string())));
+    if crate::names::check_new(crate::names::Kind::User, &name, existing.iter().map(|u| u.name.as_str())).is_err() {
+        // Which existing name it resembles is not said: the page is shown before anyone is signed in.
+        return Ok(Err(Refusal::Name(format!(
+            "the name {name:?} cannot be a tenure user name, or is too like an existing one: an admin looks at the \
+             users in Settings"
+        ))));
     }
     let user = match store.add_provider_user(&name, role.as_str(), &subject).await {
         Ok(u) => u,
         Err(StoreError::Duplicate(m)) => return Ok(Err(Refusal::Name(m))),
         Err(e) => return Err(e.into()),
     };
+    store.set_setting(&seen_setting(&user.id), &now_ms().to_string()).await?;
     crate::decisions::record_one(
         store,
         "user_add",

@@ -8,3 +8,4 @@ CREATE TABLE sign_in_flows (
     state_hash TEXT PRIMARY KEY,
     created_ms BIGINT NOT NULL
 );
+CREATE INDEX sign_in_flows_created ON sign_in_flows (created_ms);

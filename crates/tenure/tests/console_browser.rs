@@ -226,6 +226,8 @@ async fn sign_in_through_the_identity_provider_in_a_real_browser() {
     };
     assert_eq!(by_provider("user_add"), 1, "{audit}");
     assert_eq!(by_provider("user_set_role"), 2, "to admin and back: {audit}");
+    assert_eq!(by_provider("user_disable"), 1, "shut out when no group gave a role: {audit}");
+    assert_eq!(by_provider("user_enable"), 1, "back when one did: {audit}");
     let refused: Vec<&str> = records
         .iter()
         .filter(|r| r["action"] == "login_failed")
@@ -235,6 +237,40 @@ async fn sign_in_through_the_identity_provider_in_a_real_browser() {
         assert!(refused.contains(&kind), "{kind} refusal audited: {refused:?}");
     }
     assert_eq!(refused.iter().filter(|k| **k == "id-token").count(), 3, "{refused:?}");
+    // A token of a person of the provider lasts while they sign in: 30 days without, it stops.
+    let made = s.env.ok(&[
+        "token",
+        "create",
+        "rita cron",
+        "--role",
+        "viewer",
+        "--for",
+        "rita@example.com",
+        "--break-glass",
+        "the test makes a token for rita",
+    ]);
+    let token =
+        made.split_whitespace().find(|w| w.starts_with("tenure_")).expect("the token is shown once").to_string();
+    let whoami = |token: String| {
+        let base = s.base.clone();
+        async move { reqwest::Client::new().get(format!("{base}/api/v1/whoami")).bearer_auth(token).send().await.unwrap() }
+    };
+    assert_eq!(whoami(token.clone()).await.status(), 200);
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&s.env.store_url()).await.unwrap();
+    let aged = (jiff::Timestamp::now().as_millisecond() - 31 * 24 * 3600 * 1000).to_string();
+    let r = sqlx::query("UPDATE settings SET value = $1 WHERE name LIKE 'oidc-seen:%'")
+        .bind(&aged)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(r.rows_affected(), 1, "rita's last sign-in is kept");
+    pool.close().await;
+    let r = whoami(token).await;
+    assert_eq!(r.status(), 401);
+    let said = r.text().await.unwrap();
+    assert!(said.contains("has not signed in through the identity provider for 30 days"), "{said}");
+
     // The secret is sealed in the store, never there in plain text.
     let db = std::fs::read(s.env.dir.join("tenure.db")).unwrap();
     assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()), "the client secret in plain text");

@@ -254,4 +254,14 @@ async fn only_an_admin_changes_how_people_sign_in_and_sets_the_providers_secret(
     ] {
         assert!(out.contains(said), "{said}: {out}");
     }
+    // "*" above Viewer without allowed domains: anyone with an account at the provider.
+    std::fs::write(
+        &bad,
+        "[auth.oidc]\nname = \"Okta\"\nissuer = \"https://acme.okta.example\"\nclient_id = \"tenure\"\n\
+         [auth.oidc.roles]\nadmin = [\"*\"]\n",
+    )
+    .unwrap();
+    let (code, out) = s.env.tenure(&["config", "check", bad.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("auth.oidc.roles.admin: \"*\" gives admin to everyone"), "{out}");
 }

@@ -191,6 +191,14 @@ pub async fn authenticate(api: &Shared, headers: &HeaderMap, method: &Method, sc
             let Some(m) = checked.maker.filter(|m| !m.disabled) else {
                 return Err(unauthorized("the token is not valid"));
             };
+            // The provider is the judge of its people: their tokens last while they sign in.
+            if !service::oidc::vouched(&api.store, &m).await? {
+                return Err(unauthorized(&format!(
+                    "the token's maker has not signed in through the identity provider for {} days: they sign in \
+                     again and it works again",
+                    service::oidc::TOKEN_REACH_DAYS
+                )));
+            }
             role = within(role, Role::parse(&m.role).unwrap_or(Role::Viewer));
         }
         let actor = format!("token:{} ({})", t.id, t.name);

@@ -93,10 +93,23 @@ pub async fn begin(
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        Err(e) => {
-            refused(&s.name, StatusCode::BAD_GATEWAY, format!("{}.", super::session::capitalised(&e.to_string())))
-        }
+        Err(e) => unavailable(&s.name, &e),
     }
+}
+
+/// The provider could not be reached or used: said plainly to a person not signed in, the
+/// details (addresses, files, the store's errors) in the log for the admin.
+fn unavailable(provider: &str, e: &service::error::Error) -> Response {
+    let reference = crate::users::random_hex(4);
+    tracing::warn!(reference, provider, "sign-in through the identity provider failed: {e}");
+    refused(
+        provider,
+        StatusCode::BAD_GATEWAY,
+        format!(
+            "tenure could not complete the sign-in with {provider}: the provider could not be reached, or its answer \
+             could not be used. The details are in tenure's log under the reference {reference}."
+        ),
+    )
 }
 
 fn refused(provider: &str, status: StatusCode, reason: String) -> Response {
@@ -121,7 +134,7 @@ pub async fn callback(
     {
         Ok(d) => d,
         Err(e) => {
-            let mut r = refused(&s.name, StatusCode::BAD_GATEWAY, super::session::capitalised(&e.to_string()));
+            let mut r = unavailable(&s.name, &e);
             r.headers_mut().insert(header::SET_COOKIE, flow_cookie(&api, "", 0));
             return r;
         }

@@ -34,7 +34,14 @@ pub struct SignInQuery {
 /// Where to go after signing in: a path of this console only (never another site).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.starts_with("/sign-") => {
+        // Browsers drop tabs and line breaks from a URL: "/\t/evil.example" would be "//evil.example".
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace())
+                && !n.starts_with("/sign-") =>
+        {
             n.to_string()
         }
         _ => "/".to_string(),
@@ -309,6 +316,9 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/x")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/");
+        assert_eq!(safe_next(Some("/\n/evil.example")), "/");
+        assert_eq!(safe_next(Some("/ /evil.example")), "/");
         assert_eq!(safe_next(Some("/sign-out")), "/");
         assert_eq!(safe_next(None), "/");
         assert_eq!(capitalised("the current password is not right"), "The current password is not right.");
