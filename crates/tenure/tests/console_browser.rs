@@ -237,6 +237,14 @@ async fn sign_in_through_the_identity_provider_in_a_real_browser() {
         assert!(refused.contains(&kind), "{kind} refusal audited: {refused:?}");
     }
     assert_eq!(refused.iter().filter(|k| **k == "id-token").count(), 3, "{refused:?}");
+    // Made-up answers from one address are slowed like wrong passwords.
+    let mut statuses = vec![];
+    for i in 0..6 {
+        let r = reqwest::get(format!("{}/sign-in/oidc/callback?state=made-up-{i}&code=nothing", s.base)).await.unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [400, 400, 400, 400, 400, 429], "the sixth refusal in a row waits");
+
     // A token of a person of the provider lasts while they sign in: 30 days without, it stops.
     let made = s.env.ok(&[
         "token",

@@ -447,7 +447,7 @@ impl Throttle {
     }
     /// Checks and counts an attempt in one step (counted as failed until it succeeds), so
     /// parallel attempts cannot all pass the check before any is counted. Err: the wait.
-    fn attempt(&self, account: &str, address: std::net::IpAddr, now: i64) -> Result<(), i64> {
+    pub(crate) fn attempt(&self, account: &str, address: std::net::IpAddr, now: i64) -> Result<(), i64> {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let wait =
             m.get(&pair_key(account, address)).map(|(n, last)| last + Self::wait_ms(*n) - now).unwrap_or(0).max(0);
@@ -468,7 +468,7 @@ impl Throttle {
         let n = m.get(&account_key(account)).map(|(n, _)| *n).unwrap_or(0);
         std::time::Duration::from_millis((u64::from(n.saturating_sub(FREE + 1)) * 250).min(SLOWEST_MS))
     }
-    fn succeeded(&self, account: &str, address: std::net::IpAddr) {
+    pub(crate) fn succeeded(&self, account: &str, address: std::net::IpAddr) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.remove(&pair_key(account, address));
         m.remove(&account_key(account));

@@ -13,6 +13,8 @@ use service::oidc::{self, Callback};
 
 /// The cookie that carries a sign-in's sealed state to the callback, and only there.
 const FLOW_COOKIE: &str = "tenure_oidc";
+/// The throttle's account for refused answers from the provider (a name no user can have).
+const THROTTLED: &str = "\u{0}identity provider";
 
 #[derive(Template)]
 #[template(path = "sign_in_refused.html")]
@@ -129,6 +131,19 @@ pub async fn callback(
         Err(r) => return r,
     };
     let origin = auth::Origin::of(&api, peer, &headers);
+    // Refusals count per address like failed passwords (under a name no user can have): a
+    // flood of made-up answers is slowed, and fills neither the audit nor the provider's logs.
+    let now = jiff::Timestamp::now().as_millisecond();
+    if let Err(wait) = api.throttle.attempt(THROTTLED, origin.address, now) {
+        let s_wait = (wait as u64).div_ceil(1000);
+        let mut r = refused(
+            &s.name,
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many refused sign-ins from your address: try again in {s_wait} s."),
+        );
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s_wait));
+        return r;
+    }
     let cookie = auth::cookie_value(&headers, FLOW_COOKIE);
     let done = match oidc::finish(&api.store, &api.key, &s, cookie.as_deref(), &back, &origin.address.to_string()).await
     {
@@ -148,6 +163,7 @@ pub async fn callback(
             refused(&s.name, status, super::session::capitalised(&refusal.to_string()))
         }
         Ok(signed) => {
+            api.throttle.succeeded(THROTTLED, origin.address);
             auth::signed_in(&api, &signed.user, origin.address);
             match auth::new_session(&api, &signed.user, &origin).await {
                 // A page of ours moves on, not a redirect: the session cookie is SameSite=Strict
