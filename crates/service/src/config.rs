@@ -11,13 +11,62 @@ use std::path::Path;
 use store::{MasterKey, Store};
 
 pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Store> {
+    must_exist(data_dir, database_url).await?;
     open_with(data_dir, database_url, None).await
 }
 
 /// The store for many readers at once (the API): a few connections, where SQLite's default is one.
 pub async fn open_for_readers(data_dir: &Path, database_url: Option<&str>) -> Result<Store> {
+    must_exist(data_dir, database_url).await?;
     let n = if database_url.is_some() { None } else { Some(4) };
     open_with(data_dir, database_url, n).await
+}
+
+/// Whether there is a store to open: a data folder (or database) given by mistake is said,
+/// never filled with an empty store and a new key.
+pub async fn exists(data_dir: &Path, database_url: Option<&str>) -> Result<bool> {
+    match database_url {
+        Some(u) => Store::initialised(u)
+            .await
+            .map_err(|e| Error::refused(format!("the store at {}: {e}", without_password(u)))),
+        None => Ok(Store::exists_in(data_dir)),
+    }
+}
+
+async fn must_exist(data_dir: &Path, database_url: Option<&str>) -> Result<()> {
+    if exists(data_dir, database_url).await? {
+        return Ok(());
+    }
+    Err(Error::refused(match database_url {
+        Some(u) => format!(
+            "no tenure store in the database at {}: `tenure init --database-url ...` makes one, or give the right \
+             --database-url",
+            without_password(u)
+        ),
+        None => format!(
+            "no tenure store in {}: `tenure init` makes one there, or give the right --data-dir (or TENURE_DATA_DIR)",
+            data_dir.display()
+        ),
+    }))
+}
+
+/// What `create` found or made.
+pub struct Created {
+    pub store: Store,
+    pub key: store::MasterKey,
+    /// The store was made now (false: it was there already).
+    pub made: bool,
+}
+
+/// A new store with its master key (`tenure init`, the quickstart, `tenure serve --init`), or
+/// the one already there. A store already there whose key is missing is refused: a new key
+/// beside it would open none of its secrets.
+pub async fn create(data_dir: &Path, database_url: Option<&str>) -> Result<Created> {
+    let made = !exists(data_dir, database_url).await?;
+    let key = if made { store::MasterKey::load_or_create(data_dir) } else { store::MasterKey::load(data_dir) }
+        .map_err(Error::refused)?;
+    let store = open_with(data_dir, database_url, None).await?;
+    Ok(Created { store, key, made })
 }
 
 async fn open_with(data_dir: &Path, database_url: Option<&str>, connections: Option<u32>) -> Result<Store> {
@@ -220,7 +269,7 @@ pub async fn published_schemas(
 
 /// The store, when there is one already: `config check` must not create it.
 pub async fn existing_store(data_dir: &Path, database_url: Option<&str>) -> Result<Option<Store>> {
-    if database_url.is_none() && !data_dir.join("tenure.db").exists() {
+    if !exists(data_dir, database_url).await? {
         return Ok(None);
     }
     open(data_dir, database_url).await.map(Some)

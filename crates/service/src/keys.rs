@@ -75,6 +75,18 @@ fn describe(item: &Sealable) -> String {
     }
 }
 
+/// Checks that `key` opens every secret the store holds (a restored store, before it is used):
+/// how many, or the first that does not open, said.
+pub async fn check_opens(store: &Store, key: &MasterKey) -> Result<usize> {
+    let items = store.sealed_items().await?;
+    for (item, sealed) in &items {
+        let ctx = context(item).map_err(Error::refused)?;
+        key.open(sealed, &ctx)
+            .map_err(|e| Error::refused(format!("{} does not open with this key: {e}", describe(item))))?;
+    }
+    Ok(items.len())
+}
+
 /// Every sealed secret opened with `opener` and sealed again with `sealer`, in one transaction.
 async fn reseal(store: &Store, opener: &MasterKey, sealer: &MasterKey) -> Result<usize> {
     let n = store
@@ -185,6 +197,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tenure-keys-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open_in(&dir).await.unwrap();
+        MasterKey::load_or_create(&dir).unwrap();
         Some((dir, store))
     }
 

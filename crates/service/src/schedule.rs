@@ -89,7 +89,7 @@ pub async fn run(
         }
         // The configuration in force at each turn: a change through the API or the CLI needs
         // no restart.
-        let names: Vec<String> = match config::current_if_any(&s.store).await {
+        let mut names: Vec<String> = match config::current_if_any(&s.store).await {
             Ok(r) => r.iter().flat_map(|r| &r.connections).map(|c| c.name.clone()).collect(),
             Err(e) => {
                 let e = e.to_string();
@@ -100,6 +100,25 @@ pub async fn run(
                 vec![]
             }
         };
+        // A restored store may have gone back in time: nothing runs on its own until a person
+        // has looked at it (its first plan says so) and confirmed.
+        match crate::backup::unconfirmed_restore(&s.store).await {
+            Ok(Some(r)) => {
+                let e = format!(
+                    "scheduled runs wait: this store was restored at {} from the backup of {}; look at `tenure plan`, \
+                     then `tenure restore --confirm`",
+                    r["restored_at"].as_str().unwrap_or("?"),
+                    r["taken_at"].as_str().unwrap_or("?")
+                );
+                if e != said {
+                    say(&e);
+                }
+                said = e;
+                names.clear();
+            }
+            Ok(None) => {}
+            Err(e) => say(&format!("the store: {e}")),
+        }
         for name in &names {
             // A connection a person paused is passed by (a run started by a person still goes).
             match s.store.connection(name).await {

@@ -328,7 +328,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tenure-totp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open_in(&dir).await.unwrap();
-        let key = MasterKey::load(&dir).unwrap();
+        let key = MasterKey::load_or_create(&dir).unwrap();
         let user =
             crate::users::add_user(&store, "sam", crate::users::Role::Viewer, &Secret::new("sam's passphrase"), false)
                 .await

@@ -367,6 +367,21 @@ impl Store {
     /// The folder and the database are made owner-only whatever the umask: they hold HR data,
     /// audit records and sealed secrets. SQLite gives its WAL and shared-memory files the
     /// database file's mode.
+    /// Whether the database at `url` holds a tenure store (its migrations were run there).
+    pub async fn initialised(url: &str) -> Result<bool, StoreError> {
+        sqlx::any::install_default_drivers();
+        use sqlx::Connection;
+        let mut c = sqlx::AnyConnection::connect(url).await?;
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations").fetch_one(&mut c).await;
+        let _ = c.close().await;
+        Ok(r.is_ok())
+    }
+
+    /// Whether `data_dir` holds a SQLite store (an empty file is none: a first open cut short).
+    pub fn exists_in(data_dir: &Path) -> bool {
+        std::fs::metadata(data_dir.join("tenure.db")).is_ok_and(|m| m.is_file() && m.len() > 0)
+    }
+
     pub async fn open_in(data_dir: &Path) -> Result<Store, StoreError> {
         Self::open_in_with(data_dir, None).await
     }
@@ -497,6 +512,67 @@ impl Store {
         let list = format!("json_array({})", cols.join(", "));
         let pg = format!("json_build_array({})", cols.join(", "));
         self.json_rows(table, key, (&list, &pg), filter).await
+    }
+
+    /// The newest schema version (migration) this build carries.
+    pub fn build_schema_version() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// A consistent copy of the whole SQLite store into the new file `path` while others read
+    /// and write it (`VACUUM INTO`: one read transaction, the WAL's committed pages included;
+    /// never a copy of the file, which would miss them). Refused on PostgreSQL.
+    pub async fn backup_into(&self, path: &Path) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            return Err(StoreError::Invalid(
+                "a PostgreSQL store is backed up with pg_dump or the server's point-in-time recovery (README, \
+                 \"Backup and restore\"); `tenure backup --check` verifies a restored database"
+                    .into(),
+            ));
+        }
+        let to = path.to_str().ok_or_else(|| StoreError::Invalid(format!("{} is not UTF-8", path.display())))?;
+        sqlx::query("VACUUM INTO $1").bind(to).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A store file's schema version and audit head, read without changing it (a backup's copy).
+    pub async fn file_facts(path: &Path) -> Result<(i64, Option<(i64, String)>), StoreError> {
+        sqlx::any::install_default_drivers();
+        use sqlx::Connection;
+        let mut c = sqlx::AnyConnection::connect(&format!("sqlite://{}?mode=ro", path.display())).await?;
+        let v: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&mut c)
+            .await?
+            .try_get("v")?;
+        let head = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut c).await?;
+        let head = head.map(|r| Ok::<_, sqlx::Error>((r.try_get("seq")?, r.try_get("hash")?))).transpose()?;
+        let _ = c.close().await;
+        Ok((v, head))
+    }
+
+    /// Every sealed secret in the store with what it is, read only (a restore checks that its
+    /// key opens each one before the store is used).
+    pub async fn sealed_items(&self) -> Result<Vec<(Sealable, Sealed)>, StoreError> {
+        let mut out = vec![];
+        for r in sqlx::query("SELECT id, token_sealed, token_key_id FROM connections ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let id: String = r.try_get("id")?;
+            out.push((
+                Sealable::Token { connection_id: id },
+                Sealed { key_id: r.try_get("token_key_id")?, blob: r.try_get("token_sealed")? },
+            ));
+        }
+        for r in sqlx::query("SELECT name, value FROM settings ORDER BY name").fetch_all(&self.pool).await? {
+            let name: String = r.try_get("name")?;
+            let value: String = r.try_get("value")?;
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&value) else { continue };
+            let (Some(key_id), Some(blob)) = (v["key_id"].as_str(), v["blob"].as_str()) else { continue };
+            let destination = v["for"].as_str().unwrap_or_default().to_string();
+            out.push((Sealable::Setting { name, destination }, Sealed { key_id: key_id.into(), blob: blob.into() }));
+        }
+        Ok(out)
     }
 
     /// Whether the store answers and its schema is the one this build expects: every

@@ -122,9 +122,13 @@ fn read_key(path: &Path) -> Result<Option<Keys>, String> {
     }
 }
 
-/// `<data_dir>/master.key` (made, 0600, when no key file is there at all), with a rotation's
-/// old or new key beside it.
+/// `<data_dir>/master.key` (made, 0600, when no key file is there at all and `create`), with a
+/// rotation's old or new key beside it.
 fn load_files(data_dir: &Path) -> Result<Keys, String> {
+    load_files_as(data_dir, false)
+}
+
+fn load_files_as(data_dir: &Path, create: bool) -> Result<Keys, String> {
     let path = data_dir.join(KEY_FILE);
     let (old, new) = (read_key(&data_dir.join(OLD_KEY_FILE))?, read_key(&data_dir.join(NEW_KEY_FILE))?);
     let mut keys = match read_key(&path)? {
@@ -134,6 +138,14 @@ fn load_files(data_dir: &Path) -> Result<Keys, String> {
             return Err(format!(
                 "{} is missing while a rotation's {OLD_KEY_FILE} or {NEW_KEY_FILE} is beside it: restore the key file",
                 path.display()
+            ));
+        }
+        None if !create => {
+            // A fresh key here would open none of the secrets the store holds: said, never made.
+            return Err(format!(
+                "no master key in {}: restore {KEY_FILE} from where it is kept (or set {MASTER_KEY_ENV}); only \
+                 `tenure init` makes a new one, for a new store",
+                data_dir.display()
             ));
         }
         None => {
@@ -203,6 +215,21 @@ impl MasterKey {
     /// rotation has not re-sealed yet), else `<data_dir>/master.key`, made (0600) when missing,
     /// with a rotation's old or new key file beside it when one is there.
     pub fn load(data_dir: &Path) -> Result<MasterKey, String> {
+        Self::load_as(data_dir, false)
+    }
+
+    /// As `load`, making `<data_dir>/master.key` when no key is there: for a new store only
+    /// (`tenure init`, the quickstart, `tenure serve --init`).
+    pub fn load_or_create(data_dir: &Path) -> Result<MasterKey, String> {
+        Self::load_as(data_dir, true)
+    }
+
+    /// Whether a key file is in the data folder (or the key comes from the environment).
+    pub fn present(data_dir: &Path) -> bool {
+        std::env::var(MASTER_KEY_ENV).is_ok() || data_dir.join(KEY_FILE).exists()
+    }
+
+    fn load_as(data_dir: &Path, create: bool) -> Result<MasterKey, String> {
         if let Ok(v) = std::env::var(MASTER_KEY_ENV) {
             let mut keys = parse(v.trim()).map_err(|e| format!("{MASTER_KEY_ENV}: {e}"))?;
             if let Ok(p) = std::env::var(PREVIOUS_KEY_ENV) {
@@ -210,7 +237,7 @@ impl MasterKey {
             }
             return Ok(MasterKey { keys: RwLock::new(keys), files: None });
         }
-        Ok(MasterKey { keys: RwLock::new(load_files(data_dir)?), files: Some(data_dir.to_path_buf()) })
+        Ok(MasterKey { keys: RwLock::new(load_files_as(data_dir, create)?), files: Some(data_dir.to_path_buf()) })
     }
 
     /// Reads the key files again (a rotation may have changed them); answers whether the key
@@ -365,7 +392,10 @@ mod tests {
         if std::env::var(MASTER_KEY_ENV).is_ok() {
             return;
         }
-        let a = MasterKey::load(&dir).unwrap();
+        let missing = MasterKey::load(&dir).err().unwrap();
+        assert!(missing.contains("no master key in") && missing.contains("tenure init"), "{missing}");
+        assert!(!dir.join(KEY_FILE).exists(), "load never makes a key");
+        let a = MasterKey::load_or_create(&dir).unwrap();
         let b = MasterKey::load(&dir).unwrap();
         assert_eq!(a.id(), b.id(), "the same key on the next run");
         #[cfg(unix)]
@@ -390,7 +420,7 @@ mod tests {
             return;
         }
         let dir = temp("rotate");
-        let before = MasterKey::load(&dir).unwrap();
+        let before = MasterKey::load_or_create(&dir).unwrap();
         let sealed = before.seal(&Secret::new("token-1"), "c1");
         assert_eq!(rotation::staged_id(&dir), None);
 
@@ -429,10 +459,10 @@ mod tests {
             return;
         }
         let dir = temp("lost-key");
-        MasterKey::load(&dir).unwrap();
+        MasterKey::load_or_create(&dir).unwrap();
         rotation::stage(&dir).unwrap();
         std::fs::remove_file(dir.join(KEY_FILE)).unwrap();
-        let err = MasterKey::load(&dir).unwrap_err();
+        let err = MasterKey::load_or_create(&dir).unwrap_err();
         assert!(err.contains("restore the key file"), "{err}");
         assert!(!dir.join(KEY_FILE).exists(), "no fresh key made");
         let _ = std::fs::remove_dir_all(&dir);

@@ -608,7 +608,7 @@ fn the_data_folder_and_the_store_are_owner_only_whatever_the_umask() {
     let bin = env!("CARGO_BIN_EXE_tenure");
     let out = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("umask 000 && exec {bin} --data-dir {} user list", dir.display()))
+        .arg(format!("umask 000 && {bin} --data-dir {0} init && exec {bin} --data-dir {0} user list", dir.display()))
         .env_remove("TENURE_DATABASE_URL")
         .output()
         .unwrap();

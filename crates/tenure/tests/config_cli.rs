@@ -24,7 +24,7 @@ fn tenure(dir: &Path, args: &[&str]) -> (i32, String) {
 
 #[test]
 fn check_import_export_and_a_broken_file_changes_nothing() {
-    let dir = common::tempdir("config");
+    let dir = common::store_dir("config");
     let (code, out) = tenure(&dir, &["config", "check", EXAMPLE_CONFIG]);
     assert_eq!(code, 0, "{out}");
     assert!(out.ends_with("ok: 1 connection(s), 4 role(s), 7 mapping(s)\n"), "{out}");
@@ -78,7 +78,7 @@ fn check_import_export_and_a_broken_file_changes_nothing() {
 
 #[test]
 fn preview_shows_role_reasons_grant_and_every_attribute() {
-    let dir = common::tempdir("preview");
+    let dir = common::store_dir("preview");
     let (code, out) = tenure(&dir, &["preview", "--config", EXAMPLE_CONFIG]);
     assert_eq!(code, 1);
     assert!(out.contains("no workers yet"), "{out}");
@@ -163,6 +163,7 @@ groups = ["Staff"]
     assert!(out.contains(&format!("no attribute \"{BADGE}:badgeNumber\"")), "{out}");
     assert!(!dir.join("tenure.db").exists(), "check created a store");
 
+    common::init_store(&dir, None);
     let token = dir.join("token");
     std::fs::write(&token, &sb.token).unwrap();
     let add = ["connection", "add", "--name", "Badges", "--url", &sb.base, "--token-file", token.to_str().unwrap()];

@@ -34,7 +34,7 @@ fn tenure(dir: &Path, args: &[&str], stdin: Option<&str>, transcript: &mut Strin
 fn add_list_test_rotate_remove_and_the_token_is_nowhere() {
     let first_token = "conn-cli-token-FIRST-7001";
     let second_token = "conn-cli-token-SECOND-7002";
-    let dir = tempdir("conn");
+    let dir = common::store_dir("conn");
     let sbdir = tempdir("conn-sb");
     let db = db_in(&sbdir);
     let mut sb = spawn_with(&["--db", &db], Some(first_token));

@@ -47,7 +47,7 @@ async fn eventually(sb: &common::Sandbox, name: &str) -> bool {
 #[tokio::test]
 async fn pushed_changes_are_provisioned_at_once_and_sigterm_stops_cleanly() {
     let sb = common::spawn(&[]);
-    let dir = common::tempdir("daemon");
+    let dir = common::store_dir("daemon");
     let token = dir.join("token");
     std::fs::write(&token, &sb.token).unwrap();
     tenure(
@@ -137,7 +137,7 @@ async fn active(sb: &common::Sandbox, name: &str) -> Option<bool> {
 #[tokio::test]
 async fn a_future_dated_termination_fires_at_its_moment() {
     let sb = common::spawn(&[]);
-    let dir = common::tempdir("daemon-future");
+    let dir = common::store_dir("daemon-future");
     let token = dir.join("token");
     std::fs::write(&token, &sb.token).unwrap();
     let add = ["connection", "add", "--name", "Connection-Bearer Token-1", "--url", &sb.base];

@@ -214,7 +214,7 @@ async fn four_eyes_hold_whichever_door_each_step_uses() {
 
 #[test]
 fn a_store_without_platform_users_is_decided_by_its_os_user_and_says_so() {
-    let env = Env { dir: common::tempdir("four-eyes-solo"), database_url: None };
+    let env = Env::new_store("four-eyes-solo", None);
     let (code, out) = env.tenure(&["approve", "--all"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("this store has no platform users") && out.contains("0 review(s) approved by os:"), "{out}");

@@ -196,7 +196,7 @@ fn lifecycle_story(t: &Tenure) {
 
 #[test]
 fn lifecycle_story_on_sqlite() {
-    let t = Tenure { dir: common::tempdir("hr-load"), database_url: None };
+    let t = Tenure { dir: common::store_dir("hr-load"), database_url: None };
     lifecycle_story(&t);
 }
 
@@ -219,6 +219,7 @@ fn lifecycle_story_on_postgres() {
         dir: common::tempdir("hr-load-pg"),
         database_url: Some(format!("{url}{sep}options=-c%20search_path%3D{schema}")),
     };
+    common::init_store(&t.dir, t.database_url.as_deref());
     lifecycle_story(&t);
     assert!(!t.dir.join("tenure.db").exists(), "PostgreSQL was used, not a SQLite file");
     rt.block_on(async {
@@ -229,7 +230,7 @@ fn lifecycle_story_on_postgres() {
 
 #[test]
 fn missing_workers_can_be_terminated_by_policy_and_a_quarantined_row_holds_its_worker() {
-    let t = Tenure { dir: common::tempdir("hr-missing"), database_url: None };
+    let t = Tenure { dir: common::store_dir("hr-missing"), database_url: None };
     let files = common::tempdir("hr-missing-files");
     let day1 = write(&files, "day1.csv", &[ANN, BOB, HAL]);
     assert_eq!(t.load(&day1, "2026-06-01T12:00:00Z", &[]).0, 0);
@@ -254,7 +255,7 @@ fn missing_workers_can_be_terminated_by_policy_and_a_quarantined_row_holds_its_w
     );
 
     // --missing ignore: an absence is not even reported.
-    let t2 = Tenure { dir: common::tempdir("hr-missing-ignore"), database_url: None };
+    let t2 = Tenure { dir: common::store_dir("hr-missing-ignore"), database_url: None };
     assert_eq!(t2.load(&day1, "2026-06-01T12:00:00Z", &[]).0, 0);
     let only_ann = write(&files, "ann.csv", &[ANN]);
     let (code, out) = t2.load(&only_ann, "2026-06-02T12:00:00Z", &["--missing", "ignore"]);
@@ -264,7 +265,7 @@ fn missing_workers_can_be_terminated_by_policy_and_a_quarantined_row_holds_its_w
 
 #[test]
 fn a_rejected_file_changes_nothing_and_is_not_archived() {
-    let t = Tenure { dir: common::tempdir("hr-reject"), database_url: None };
+    let t = Tenure { dir: common::store_dir("hr-reject"), database_url: None };
     let files = common::tempdir("hr-reject-files");
     let day1 = write(&files, "day1.csv", &[ANN, BOB]);
     assert_eq!(t.load(&day1, "2026-06-01T12:00:00Z", &[]).0, 0);
@@ -290,7 +291,7 @@ fn a_rejected_file_changes_nothing_and_is_not_archived() {
 
 #[test]
 fn an_archived_json_load_replays_from_its_checksum() {
-    let t = Tenure { dir: common::tempdir("hr-replay"), database_url: None };
+    let t = Tenure { dir: common::store_dir("hr-replay"), database_url: None };
     let files = common::tempdir("hr-replay-files");
     let f = files.join("feed.jsonl");
     std::fs::write(

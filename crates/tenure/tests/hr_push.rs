@@ -100,7 +100,7 @@ fn events_of(dir: &Path, worker: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn pushes_are_signed_fresh_and_applied_once() {
-    let dir = common::tempdir("hr-push");
+    let dir = common::store_dir("hr-push");
     let (code, out) = tenure(&dir, &["hr", "listen", "--listen", "127.0.0.1:0"]);
     assert_eq!(code, 1);
     assert!(out.contains("no push secret yet: create one with `tenure hr push-secret`"), "{out}");
@@ -232,7 +232,7 @@ async fn pushes_are_signed_fresh_and_applied_once() {
 
 #[test]
 fn a_generated_push_secret_is_shown_once() {
-    let dir = common::tempdir("hr-push-secret");
+    let dir = common::store_dir("hr-push-secret");
     let (code, out) = tenure(&dir, &["hr", "push-secret"]);
     assert_eq!(code, 0, "{out}");
     let secret = out.trim().rsplit(' ').next().unwrap().to_string();

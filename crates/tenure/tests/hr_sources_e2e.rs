@@ -27,7 +27,7 @@ fn json_of(out: &str) -> Value {
 
 /// A data folder with no connection: only HR intake.
 fn bare(tag: &str) -> Env {
-    Env { dir: common::tempdir(tag), database_url: None }
+    Env::new_store(tag, None)
 }
 
 fn write(env: &Env, name: &str, text: &str) -> PathBuf {
@@ -173,7 +173,7 @@ fn refused_files_are_in_the_history_and_an_earlier_load_can_be_taken_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_files_and_back_to_on_postgres() {
     let Some(pg) = postgres("hr_sources_back_to").await else { return };
-    let env = Env { dir: common::tempdir("back-to-pg"), database_url: Some(pg.url.clone()) };
+    let env = Env::new_store("back-to-pg", Some(pg.url.clone()));
     tokio::task::spawn_blocking(move || refused_and_back_to(&env)).await.unwrap();
 }
 

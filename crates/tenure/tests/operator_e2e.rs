@@ -282,7 +282,7 @@ async fn rehearsals_act_only_on_the_sandbox_and_leave_real_events_pending() {
 #[tokio::test]
 async fn a_connection_has_one_url_and_says_its_dialect() {
     let sb = common::spawn(&[]);
-    let env = Env { dir: common::tempdir("conn-dialect"), database_url: None };
+    let env = Env::new_store("conn-dialect", None);
     let token = env.dir.join("token");
     std::fs::write(&token, &sb.token).unwrap();
     let out = env.ok(&[
@@ -397,7 +397,7 @@ async fn logs_an_operator_can_read() {
     assert!(!err.contains('\u{1b}'), "no ANSI codes off a terminal:\n{err}");
     // A target that keeps failing: its retries are said as they happen, here as JSON lines.
     let failing = common::spawn(&["--error-rate", "1.0"]);
-    let env = Env { dir: common::tempdir("logs-json"), database_url: None };
+    let env = Env::new_store("logs-json", None);
     let token = env.dir.join("token");
     std::fs::write(&token, &failing.token).unwrap();
     let o = env
@@ -566,5 +566,5 @@ fn a_store_error_names_the_store_without_its_password() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&blocked.join("tenure.db").display().to_string()), "{err}");
+    assert!(err.contains(&blocked.display().to_string()), "{err}");
 }

@@ -655,7 +655,7 @@ async fn outbound_calls_go_only_where_the_admin_said() {
     let sb = common::spawn(&["--latency-ms", "1"]);
     // A target that redirects to the (real) sandbox, with a code in the query.
     let (target, hits) = redirector(format!("{}/Users?code=SECRET-CODE", sb.base)).await;
-    let env = Env { dir: common::tempdir("redirects"), database_url: None };
+    let env = Env::new_store("redirects", None);
     let token = env.dir.join("token");
     std::fs::write(&token, &sb.token).unwrap();
     // `connection add` tests the connection before it keeps it.

@@ -188,6 +188,7 @@ fn a_read_only_store_is_said_at_once_with_its_cause() {
     }
     let m = Mount(dir.clone());
     let env = Env { dir: dir.join("data"), database_url: None };
+    env.init();
     env.ok(&["user", "list"]);
     // As a process that did not close the store leaves it: with a `-wal` and `-shm` beside it,
     // SQLite opens a read-only file and even grants a write transaction, so it alone may not say.
@@ -435,4 +436,61 @@ async fn postgres_disk_full_loses_nothing_and_nothing_unkept_is_reported_done() 
     assert_eq!(audited, made, "every team join is audited once");
     assert!(env.ok(&["audit", "verify"]).contains("intact"));
     drop(guard);
+}
+
+/// Issue 30 point 5: a command given a data folder without a store says so (exit 1) and makes
+/// nothing; only `tenure init` (or `serve --init`) makes a store and its key; a store whose
+/// key is gone is refused, and no new key is written beside it.
+#[test]
+fn a_wrong_folder_is_said_not_made_and_a_missing_key_is_never_replaced() {
+    let root = common::tempdir("wrong-folder");
+    let env = Env { dir: root.join("typo"), database_url: None };
+    for args in [&["status"][..], &["runs"], &["user", "list"], &["plan"], &["audit", "verify"], &["hr", "loads"]] {
+        let (code, out) = env.tenure(args);
+        assert_eq!(code, 1, "{args:?}: {out}");
+        assert!(out.contains("no tenure store in") && out.contains("tenure init"), "{args:?}: {out}");
+    }
+    let (code, out) = env.tenure(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 1, "serve without --init: {out}");
+    assert!(!env.dir.join("tenure.db").exists() && !env.dir.join("master.key").exists(), "nothing was made");
+
+    let out = env.ok(&["init"]);
+    assert!(out.contains("a new tenure store in") && out.contains("master key"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.dir.join("master.key")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let key = std::fs::read(env.dir.join("master.key")).unwrap();
+    let out = env.ok(&["init"]);
+    assert!(out.contains("already") && out.contains("nothing was made"), "{out}");
+    assert_eq!(std::fs::read(env.dir.join("master.key")).unwrap(), key, "init again keeps the key");
+    env.ok(&["status"]);
+
+    // The key is lost: every door that needs it refuses, and none writes a new one.
+    std::fs::remove_file(env.dir.join("master.key")).unwrap();
+    let token = root.join("token");
+    std::fs::write(&token, "a-token").unwrap();
+    let tries: [&[&str]; 4] = [
+        &[
+            "connection",
+            "add",
+            "--name",
+            "c",
+            "--url",
+            "https://acme.monday.com/scim/v2/",
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+        &["serve", "--listen", "127.0.0.1:0"],
+        &["serve", "--init", "--listen", "127.0.0.1:0"],
+        &["init"],
+    ];
+    for args in tries {
+        let (code, out) = env.tenure(args);
+        assert_eq!(code, 1, "{args:?}: {out}");
+        assert!(out.contains("no master key in") && out.contains("restore"), "{args:?}: {out}");
+        assert!(!env.dir.join("master.key").exists(), "{args:?} wrote a new key");
+    }
 }

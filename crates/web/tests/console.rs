@@ -36,7 +36,7 @@ async fn app() -> App {
     let dir = std::env::temp_dir().join(format!("tenure-console-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = store::Store::open_in(&dir).await.unwrap();
-    let key = Arc::new(store::MasterKey::load(&dir).unwrap());
+    let key = Arc::new(store::MasterKey::load_or_create(&dir).unwrap());
     // A connection to a port where nothing listens: its test fails at once, without a network.
     let c = store::NewConnection {
         name: CONNECTION.into(),

@@ -31,7 +31,7 @@ async fn app() -> App {
     let dir = std::env::temp_dir().join(format!("tenure-web-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = store::Store::open_in(&dir).await.unwrap();
-    let key = Arc::new(store::MasterKey::load(&dir).unwrap());
+    let key = Arc::new(store::MasterKey::load_or_create(&dir).unwrap());
     let admin = service::users::create_token(&store, service::users::TokenSpec::new("admin token", Role::Admin), None)
         .await
         .unwrap()

@@ -2,6 +2,7 @@
 //! service and its answers into lines and exit codes.
 
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod connection;
 pub mod hr;
@@ -211,6 +212,44 @@ enum Command {
         /// address is what failed logins are counted by and what --metrics-allow checks.
         #[arg(long, env = "TENURE_TRUSTED_PROXIES")]
         trusted_proxies: Option<String>,
+        /// A first start: make the store and its master key when the data folder (or
+        /// database) has none. Without it, a folder without a store is refused.
+        #[arg(long)]
+        init: bool,
+    },
+    /// Make a new store and its master key in the data folder (or the database of
+    /// --database-url, the key in the data folder). A store already there is left as it is.
+    Init,
+    /// A consistent copy of the store, also while `tenure serve` runs (SQLite's VACUUM INTO),
+    /// with the HR archive and a manifest (version, schema, audit head, key fingerprint). The
+    /// master key is left out unless --key-passphrase-file encrypts it into the backup.
+    Backup {
+        /// A new or empty folder.
+        dest: Option<PathBuf>,
+        /// Put the master key in the backup, encrypted with the passphrase in this file (at
+        /// least 16 characters).
+        #[arg(long)]
+        key_passphrase_file: Option<PathBuf>,
+        /// Verify the store instead (a PostgreSQL database after pg_restore, or any restored
+        /// store): schema, audit chain, and that the key opens every secret.
+        #[arg(long, conflicts_with = "dest")]
+        check: bool,
+    },
+    /// Put a backup back, into an empty data folder only; its scheduled runs then wait until
+    /// a person confirms (`tenure restore --confirm`).
+    Restore {
+        /// The backup folder.
+        #[arg(required_unless_present = "confirm")]
+        src: Option<PathBuf>,
+        /// The master key kept apart from the backup.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// The passphrase of a backup that holds its key.
+        #[arg(long)]
+        key_passphrase_file: Option<PathBuf>,
+        /// The restored store has been looked at: its scheduled runs may start.
+        #[arg(long, conflicts_with_all = ["src", "key_file", "key_passphrase_file"])]
+        confirm: bool,
     },
     /// Print the admin API's OpenAPI 3.1 document (as `tenure serve` serves it at
     /// /api/v1/openapi.json).
@@ -303,6 +342,26 @@ enum Command {
         #[arg(long)]
         serve: bool,
     },
+}
+
+/// `tenure init` (and `serve --init`): the store and its key, made or found; what it did.
+async fn init_store(dir: &std::path::Path, database_url: Option<&str>) -> Result<String, String> {
+    let c = crate::config::create(dir, database_url).await?;
+    let store_is = match database_url {
+        Some(u) => format!("the database at {}", crate::config::without_password(u)),
+        None => dir.join("tenure.db").display().to_string(),
+    };
+    c.store.close().await;
+    Ok(if c.made {
+        format!(
+            "a new tenure store in {store_is}, its secrets sealed under master key {} ({}): keep a copy of that key \
+             file apart from the store's backups",
+            c.key.id(),
+            dir.join(store::secrets::KEY_FILE).display()
+        )
+    } else {
+        format!("a tenure store is in {store_is} already (master key {}): nothing was made", c.key.id())
+    })
 }
 
 pub(crate) fn share(s: &str) -> Result<f64, String> {
@@ -542,7 +601,14 @@ pub fn main() -> ExitCode {
             session_max,
             metrics_allow,
             trusted_proxies,
+            init,
         } => {
+            if init {
+                match rt.block_on(init_store(&dir, database_url.as_deref())) {
+                    Ok(said) => outln!("tenure serve: {said}"),
+                    Err(e) => return coded(Err(e)),
+                }
+            }
             let tls = tls_cert.zip(tls_key);
             let lists =
                 metrics_allow.as_deref().map(|l| api::Allow::parse("--metrics-allow", l)).transpose().and_then(|m| {
@@ -566,6 +632,25 @@ pub fn main() -> ExitCode {
                 vec![],
                 Some((serve::Listen { addr: listen, tls, insecure_http }, options)),
             )));
+        }
+        Command::Backup { dest, key_passphrase_file, check } => {
+            return coded(rt.block_on(backup::backup(&dir, database_url.as_deref(), dest, key_passphrase_file, check)))
+        }
+        Command::Restore { src, key_file, key_passphrase_file, confirm } => {
+            return coded(rt.block_on(async {
+                if confirm {
+                    backup::confirm(&dir, database_url.as_deref()).await
+                } else {
+                    let src = src.ok_or("the backup folder: `tenure restore SRC`")?;
+                    backup::restore(&dir, database_url.as_deref(), src, key_file, key_passphrase_file).await
+                }
+            }))
+        }
+        Command::Init => {
+            return coded(rt.block_on(init_store(&dir, database_url.as_deref())).map(|said| {
+                outln!("{said}");
+                0
+            }))
         }
         Command::Openapi => {
             outln!("{}", serde_json::to_string_pretty(&api::openapi_json()).unwrap_or_default());
@@ -628,6 +713,9 @@ pub fn main() -> ExitCode {
             | Command::Run { .. }
             | Command::Serve { .. }
             | Command::Openapi
+            | Command::Init
+            | Command::Backup { .. }
+            | Command::Restore { .. }
             | Command::User(_)
             | Command::Token(_)
             | Command::Quickstart { .. } => {

@@ -39,8 +39,8 @@ pub async fn run(
 ) -> Result<u8, String> {
     let dir = data_dir.join("quickstart");
     store::secrets::private_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let store = Store::open_in(&dir).await.map_err(|e| e.to_string())?;
-    let key = MasterKey::load(&dir)?;
+    // Its own store and key, made the first time.
+    let crate::config::Created { store, key, .. } = crate::config::create(&dir, None).await?;
     let r = run_in(&store, &key, &dir, listen, hr_file, rules_file, serve).await;
     store.close().await;
     r

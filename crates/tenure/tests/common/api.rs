@@ -85,7 +85,7 @@ pub struct Service {
 
 pub async fn serve(tag: &str, database_url: Option<String>, extra: &[&str]) -> Service {
     let env = Env { dir: super::tempdir(tag), database_url };
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    let mut args = vec!["serve", "--init", "--listen", "127.0.0.1:0"];
     if !extra.contains(&"--interval") {
         args.extend_from_slice(&["--interval", "3600"]);
     }

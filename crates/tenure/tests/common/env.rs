@@ -87,6 +87,19 @@ impl Env {
         )
     }
 
+    /// `tenure init`: the store and its master key, as an admin makes them first.
+    pub fn init(&self) -> &Env {
+        self.ok(&["init"]);
+        self
+    }
+
+    /// An empty data folder (or schema) with a new store in it.
+    pub fn new_store(tag: &str, database_url: Option<String>) -> Env {
+        let env = Env { dir: super::tempdir(tag), database_url };
+        env.init();
+        env
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let (code, out) = self.tenure(args);
         assert_eq!(code, 0, "tenure {args:?}:\n{out}");
@@ -123,6 +136,7 @@ impl Env {
     ) -> Env {
         let env = Env { dir, database_url };
         std::fs::create_dir_all(&env.dir).unwrap();
+        env.init();
         let token = env.dir.join("token");
         std::fs::write(&token, &sb.token).unwrap();
         env.ok(&[

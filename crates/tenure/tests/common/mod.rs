@@ -36,6 +36,29 @@ pub fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
+/// A data folder with a new store in it (`tenure init`), as an admin's first step makes it.
+pub fn store_dir(tag: &str) -> PathBuf {
+    let d = tempdir(tag);
+    init_store(&d, None);
+    d
+}
+
+/// `tenure init` in this data folder (and database, when given).
+pub fn init_store(dir: &std::path::Path, database_url: Option<&str>) {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tenure"));
+    c.arg("--data-dir").arg(dir).env_remove("TENURE_DATABASE_URL").arg("init");
+    if let Some(u) = database_url {
+        c.arg("--database-url").arg(u);
+    }
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "tenure init: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
