@@ -494,3 +494,107 @@ fn a_wrong_folder_is_said_not_made_and_a_missing_key_is_never_replaced() {
         assert!(!env.dir.join("master.key").exists(), "{args:?} wrote a new key");
     }
 }
+
+/// Issue 30 point 1: a backup taken while `tenure serve` applies runs restores with every user,
+/// audit record and run it held; the key comes from the file kept apart or from the backup
+/// itself under a passphrase; a restore goes into an empty folder only and leaves nothing
+/// behind when it fails; the restored store's scheduled runs wait until a person confirms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_serving_restores_whole_and_waits_for_a_person() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "backup", "");
+    env.load("w.csv", &population(300), "2026-06-01T12:00:00Z", &[]);
+    let serve = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "1s"]);
+    serve.address().await;
+    let root = common::tempdir("backups");
+    let pass = root.join("pass");
+    std::fs::write(&pass, "the backup passphrase of the ops team\n").unwrap();
+    // Taken while the scheduler's runs write: the first as soon as a run has begun.
+    serve.wait_line("run ").await;
+    let plain = root.join("plain");
+    let out = env.ok(&["backup", plain.to_str().unwrap()]);
+    assert!(out.contains("NOT included"), "{out}");
+    let sealed = root.join("sealed");
+    let out = env.ok(&["backup", sealed.to_str().unwrap(), "--key-passphrase-file", pass.to_str().unwrap()]);
+    assert!(out.contains("included, encrypted"), "{out}");
+    drop(serve);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(sealed.join("manifest.json")).unwrap()).unwrap();
+    let key = std::fs::read_to_string(env.dir.join("master.key")).unwrap();
+    assert!(!std::fs::read_to_string(sealed.join("master.key.enc")).unwrap().contains(key.trim()), "the key encrypted");
+    assert!(!plain.join("master.key.enc").exists() && !plain.join("master.key").exists());
+    let (_, again) = env.tenure(&["backup", sealed.to_str().unwrap()]);
+    assert!(again.contains("is not empty"), "a backup never overwrites one: {again}");
+
+    // Restored from the key kept apart: the chain up to the manifest's head, record for record.
+    let restored = Env { dir: root.join("restored"), database_url: None };
+    let (code, out) = restored.tenure(&[
+        "restore",
+        sealed.to_str().unwrap(),
+        "--key-file",
+        env.dir.join("master.key").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("scheduled runs wait"), "{out}");
+    let head = &manifest["audit_head"];
+    let verify = restored.ok(&["audit", "verify"]);
+    assert!(verify.contains("chain intact"), "{verify}");
+    let ndjson = |e: &Env| -> Vec<Value> {
+        let out = e.ok(&["audit", "export", "--format", "ndjson"]);
+        out.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let (before, after) = (ndjson(&env), ndjson(&restored));
+    let n = head["seq"].as_i64().unwrap() as usize;
+    assert_eq!(after.len(), n + 1, "the backup's records, and the restore's own");
+    assert_eq!(after[n]["action"], "store_restored");
+    assert_eq!(after[n]["detail"]["audit_head"], *head);
+    for (a, b) in before.iter().take(n).zip(after.iter().take(n)) {
+        assert_eq!(a["seq"], b["seq"]);
+        assert_eq!(a["action"], b["action"]);
+        assert_eq!(a["detail"], b["detail"]);
+    }
+    assert_eq!(restored.ok(&["user", "list", "--json"]), env.ok(&["user", "list", "--json"]), "every user");
+    let runs = |e: &Env| -> Vec<Value> { serde_json::from_str(&e.ok(&["runs", "--json", "--limit", "1000"])).unwrap() };
+    let (runs_then, runs_now) = (runs(&restored), runs(&env));
+    assert!(
+        !runs_then.is_empty() && runs_then.len() <= runs_now.len(),
+        "{} runs, {} now",
+        runs_then.len(),
+        runs_now.len()
+    );
+    let out = restored.ok(&["backup", "--check"]);
+    assert!(out.contains("chain intact") && out.contains("every one opens"), "{out}");
+
+    // Restored from the backup's own key, with its passphrase; a wrong one leaves nothing.
+    let wrong = root.join("wrong-pass");
+    std::fs::write(&wrong, "not the passphrase at all, no").unwrap();
+    let other = Env { dir: root.join("other"), database_url: None };
+    let (code, out) =
+        other.tenure(&["restore", sealed.to_str().unwrap(), "--key-passphrase-file", wrong.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("passphrase does not open"), "{out}");
+    assert!(!other.dir.join("tenure.db").exists() && !other.dir.join("master.key").exists(), "nothing left behind");
+    other.ok(&["restore", sealed.to_str().unwrap(), "--key-passphrase-file", pass.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(other.dir.join("master.key")).unwrap().trim(), key.trim());
+    // The plain backup holds no key: the restore asks for one.
+    let third = Env { dir: root.join("third"), database_url: None };
+    let (code, out) =
+        third.tenure(&["restore", plain.to_str().unwrap(), "--key-passphrase-file", pass.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("holds no key"), "{out}");
+    // Never over a store.
+    let (code, out) =
+        env.tenure(&["restore", sealed.to_str().unwrap(), "--key-passphrase-file", pass.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("empty data folder only"), "{out}");
+
+    // The restored store does nothing on its own until a person confirms.
+    let serving = restored.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "1s"]);
+    serving.wait_line("scheduled runs wait: this store was restored").await;
+    assert_eq!(runs(&restored).len(), runs_then.len(), "no run started");
+    let out = restored.ok(&["restore", "--confirm"]);
+    assert!(out.contains("confirmed"), "{out}");
+    let audit = restored.ok(&["audit", "export", "--format", "ndjson"]);
+    assert!(audit.contains("store_restored") && audit.contains("store_restore_confirmed"), "{audit}");
+    drop(serving);
+}
