@@ -156,13 +156,49 @@ pub fn run_view(r: &store::RunRecord) -> Value {
 /// head (the last record's number and hash, which an auditor keeps to compare later).
 pub struct Verified {
     pub records: usize,
+    /// The first broken record and why; or, for a chain intact but shorter than a head known
+    /// to have been written, that head's number and what is missing.
     pub broken: Option<(i64, String)>,
     pub head: Option<(i64, String)>,
+    /// The chain is intact but ends before a head that was written (records cut off the end,
+    /// or a copy of the store from before put back).
+    pub behind: bool,
 }
 
-/// The chain checked end to end (`tenure audit verify`, the API, the console).
+/// The chain checked end to end (`tenure audit verify`, the API, the console), and against
+/// the last head known to have been written (kept apart from the chain).
 pub async fn verify(store: &Store) -> Result<Verified> {
-    let (records, broken) = store.verify_audit().await?;
+    verify_against(store, None).await
+}
+
+/// As `verify`, and against a head the caller kept (`--expect-head SEQ:HASH`): the chain
+/// must hold that record with that hash, so nothing was cut off the end since.
+pub async fn verify_against(store: &Store, expect: Option<(i64, String)>) -> Result<Verified> {
+    let (records, mut broken) = store.verify_audit().await?;
     let head = store.audit_head().await?;
-    Ok(Verified { records, broken, head })
+    let mut behind = false;
+    if broken.is_none() {
+        let known = store.known_audit_head().await?;
+        for (whose, h) in [("the last head written", known), ("the head expected", expect)] {
+            let Some((seq, hash)) = h else { continue };
+            let last = head.as_ref().map_or(0, |(s, _)| *s);
+            if seq > last {
+                behind = true;
+                broken = Some((
+                    seq,
+                    format!(
+                        "the chain ends at record {last}, behind {whose} (record {seq}, hash {hash}): {} record(s) \
+                         are missing at the end (records cut off, or a copy of the store from before)",
+                        seq - last
+                    ),
+                ));
+                break;
+            }
+            if store.audit_record_hash(seq).await?.as_deref() != Some(hash.as_str()) {
+                broken = Some((seq, format!("record {seq} is not the one {whose} names (hash {hash})")));
+                break;
+            }
+        }
+    }
+    Ok(Verified { records, broken, head, behind })
 }

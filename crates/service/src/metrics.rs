@@ -52,6 +52,17 @@ const HELP: &[(&str, &str, &str)] = &[
     ("tenure_quarantined_rows", "gauge", "HR rows quarantined by the last load."),
     ("tenure_guard_tripped", "gauge", "1 while the mass-deprovision guard stops a connection's runs, else 0."),
     ("tenure_hr_last_received_timestamp_seconds", "gauge", "When the last HR data (file, pull or push) arrived."),
+    ("tenure_audit_head_seq", "gauge", "The audit chain's last record number."),
+    (
+        "tenure_audit_behind",
+        "gauge",
+        "1 when the chain ends before the head last written (records cut off, or an old copy), else 0.",
+    ),
+    (
+        "tenure_store_restored_unconfirmed",
+        "gauge",
+        "1 while a restored store's scheduled runs wait for a person, else 0.",
+    ),
 ];
 
 /// A label value as the text format wants it: backslash, quote and newline escaped, and no
@@ -105,6 +116,9 @@ pub async fn render(store: &store::Store) -> Result<String> {
     if let Some(t) = st.last_received.and_then(|l| l.loaded_at.parse::<jiff::Timestamp>().ok()) {
         gauge("tenure_hr_last_received_timestamp_seconds", vec![], t.as_second() as f64);
     }
+    gauge("tenure_audit_head_seq", vec![], st.audit.head.as_ref().map_or(0.0, |(s, _)| *s as f64));
+    gauge("tenure_audit_behind", vec![], if st.audit.behind { 1.0 } else { 0.0 });
+    gauge("tenure_store_restored_unconfirmed", vec![], if st.restored.is_some() { 1.0 } else { 0.0 });
     let mut out = String::new();
     for (name, kind, help) in HELP {
         let mine: Vec<_> = series.iter().filter(|((n, _), _)| n == name).collect();

@@ -187,6 +187,15 @@ pub fn destination(n: &NotifySettings) -> String {
 /// Sends the notices each notifier wants; returns one line per problem.
 pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings], notices: &[Notice]) -> Vec<String> {
     let mut problems = vec![];
+    // Every notice carries the audit chain's head as it stands: kept by whoever receives it,
+    // it proves later that nothing was cut off the end of the chain.
+    let head = match store.audit_head().await {
+        Ok(h) => h.map(|(seq, hash)| json!({"seq": seq, "hash": hash})),
+        Err(e) => {
+            problems.push(format!("the audit head: {e}"));
+            None
+        }
+    };
     for n in settings {
         let wanted: Vec<&Notice> =
             notices.iter().filter(|x| x.kind.is_some_and(|k| n.wants(k, &x.connection))).collect();
@@ -213,7 +222,7 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
                 let doc = json!({"event": kind.as_str(), "connection": x.connection, "worker": x.worker,
                     "worker_name": x.worker_name, "user_name": x.user_name, "role": x.role, "reason": x.reason,
                     "stage": x.stage, "changes": x.changes, "error": x.error, "run_id": x.run_id, "at": x.at,
-                    "subject": subject, "text": text});
+                    "subject": subject, "text": text, "audit_head": head});
                 (doc, subject, text)
             })
             .collect();
@@ -225,7 +234,7 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
                 n.max_per_run
             );
             messages.push((
-                json!({"event": "more", "count": more.len(), "subject": subject, "text": text}),
+                json!({"event": "more", "count": more.len(), "subject": subject, "text": text, "audit_head": head}),
                 subject,
                 text,
             ));

@@ -77,6 +77,31 @@ pub struct Status {
     pub connections: Vec<ConnectionStatus>,
     /// The last HR data received, whichever way it came (file, inbox, pull, push, upload).
     pub last_received: Option<LoadRecord>,
+    pub audit: AuditState,
+    /// A restored store whose scheduled runs wait for a person: when, and from what.
+    pub restored: Option<serde_json::Value>,
+}
+
+/// The audit chain's head as the store holds it, against the last head known to have been
+/// written (kept apart from the chain): cheap enough for every status.
+#[derive(Debug, Clone, Default)]
+pub struct AuditState {
+    pub head: Option<(i64, String)>,
+    pub known: Option<(i64, String)>,
+    /// The chain ends before the head last written, or that record is another.
+    pub behind: bool,
+}
+
+pub async fn audit_state(store: &Store) -> Result<AuditState> {
+    let head = store.audit_head().await?;
+    let known = store.known_audit_head().await?;
+    let behind = match &known {
+        None => false,
+        Some((seq, hash)) => {
+            head.as_ref().is_none_or(|(s, _)| s < seq) || store.audit_record_hash(*seq).await?.as_deref() != Some(hash)
+        }
+    };
+    Ok(AuditState { head, known, behind })
 }
 
 /// Whether a run of another process is still going: unfinished, and its progress written
@@ -119,7 +144,11 @@ pub fn document(st: &Status, shown: impl Fn(&str) -> bool) -> serde_json::Value 
         json!({"received_at": l.loaded_at, "source": l.source, "kind": l.kind, "outcome": l.outcome,
             "reason": l.reason, "rows": l.rows, "accepted": l.accepted, "quarantined": l.quarantined})
     });
-    json!({"connections": out, "hr": {"last_received": hr}})
+    let a = &st.audit;
+    let pair = |h: &Option<(i64, String)>| h.as_ref().map(|(seq, hash)| json!({"seq": seq, "hash": hash}));
+    json!({"connections": out, "hr": {"last_received": hr},
+        "audit": {"head": pair(&a.head), "last_written": pair(&a.known), "behind": a.behind},
+        "restored": st.restored})
 }
 
 pub fn alive(r: &RunRecord) -> bool {
@@ -183,7 +212,12 @@ pub async fn read(
             connection: f.connection,
         });
     }
-    Ok(Status { connections, last_received: store.last_load().await? })
+    Ok(Status {
+        connections,
+        last_received: store.last_load().await?,
+        audit: audit_state(store).await?,
+        restored: crate::backup::unconfirmed_restore(store).await?,
+    })
 }
 
 /// The status for many callers at once: a caller that asks while a read is under way takes

@@ -730,10 +730,26 @@ impl Store {
                     }
                     q.execute(&mut *tx).await?;
                 }
+                // Kept apart from the chain's table: a cut at the end leaves it ahead.
+                sqlx::query(
+                    "INSERT INTO audit_heads (id, seq, hash) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET seq = \
+                     excluded.seq, hash = excluded.hash WHERE excluded.seq > audit_heads.seq",
+                )
+                .bind(seq)
+                .bind(prev.clone())
+                .execute(&mut *tx)
+                .await?;
+                return Ok(Some((seq, prev)));
             }
-            Ok(())
+            Ok(None)
         })
         .await
+        .map(|head| {
+            if let Some((seq, hash)) = head {
+                tracing::info!(target: "tenure::audit", seq, hash = %hash, "audit head");
+                self.note_audit_head(seq, &hash);
+            }
+        })
     }
 
     /// How many audit records each (run, worker, action) of these runs has: recovery does
@@ -995,6 +1011,12 @@ impl Store {
             Some(r) => Some((r.try_get("seq")?, r.try_get("hash")?)),
             None => None,
         })
+    }
+
+    /// The hash of record `seq`, when the chain holds it.
+    pub async fn audit_record_hash(&self, seq: i64) -> Result<Option<String>, StoreError> {
+        let r = sqlx::query("SELECT hash FROM audit WHERE seq = $1").bind(seq).fetch_optional(&self.pool).await?;
+        Ok(r.map(|r| r.try_get("hash")).transpose()?)
     }
 
     /// Checks the whole chain; the first broken record, if any, and why.

@@ -140,6 +140,20 @@ pub struct Store {
     backend: Backend,
     /// Rows per round trip of the bulk reads (`json_rows`).
     read_chunk: usize,
+    /// Where the audit chain's head is written after each commit that adds to it (a SQLite
+    /// store in a data folder: `audit.head` beside `tenure.db`), so that a copy of the database
+    /// file alone, put back, is seen to be behind.
+    head_file: Option<std::sync::Arc<std::path::PathBuf>>,
+}
+
+/// The file beside `tenure.db` that keeps the audit chain's last known head.
+pub const HEAD_FILE: &str = "audit.head";
+
+/// `SEQ HASH` from the head file, if it is there and reads.
+fn read_head_file(path: &Path) -> Option<(i64, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (seq, hash) = text.trim().split_once(' ')?;
+    Some((seq.parse().ok()?, hash.to_string()))
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -313,7 +327,7 @@ impl Store {
         }
         let pool = options.connect(&url).await?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migration)?;
-        Ok(Store { pool, backend, read_chunk: 50_000 })
+        Ok(Store { pool, backend, read_chunk: 50_000, head_file: None })
     }
 
     /// A write transaction on a connection of its own: committed when `f` and the commit
@@ -405,7 +419,47 @@ impl Store {
         }
         #[cfg(not(unix))]
         secrets::private_dir(data_dir).map_err(io)?;
-        Self::open_with(&format!("sqlite://{}", file.display()), connections).await
+        let mut store = Self::open_with(&format!("sqlite://{}", file.display()), connections).await?;
+        store.head_file = Some(std::sync::Arc::new(data_dir.join(HEAD_FILE)));
+        Ok(store)
+    }
+
+    /// The audit chain's last known head, kept apart from the chain: the larger of the
+    /// `audit_heads` row and the data folder's `audit.head` file.
+    pub async fn known_audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_heads WHERE id = 1").fetch_optional(&self.pool).await?;
+        let row: Option<(i64, String)> =
+            row.map(|r| Ok::<_, sqlx::Error>((r.try_get("seq")?, r.try_get("hash")?))).transpose()?;
+        let file = self.head_file.as_deref().and_then(|p| read_head_file(p));
+        Ok(match (row, file) {
+            (Some(a), Some(b)) => Some(if b.0 > a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Writes the head to the data folder's file when it is further than what the file holds
+    /// (processes beside each other write it; it never goes back). Written whole, then renamed.
+    pub(crate) fn note_audit_head(&self, seq: i64, hash: &str) {
+        let Some(path) = self.head_file.as_deref() else { return };
+        if read_head_file(path).is_some_and(|(s, _)| s >= seq) {
+            return;
+        }
+        let tmp = path.with_extension(format!("head.{}", std::process::id()));
+        let written = (|| {
+            use std::io::Write;
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            let mut f = o.open(&tmp)?;
+            f.write_all(format!("{seq} {hash}\n").as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!("the audit head file {} could not be written: {e}", path.display());
+        }
     }
 
     /// Placeholders for a multi-row INSERT. SQLite gets `?`: its driver looks every `$N` up

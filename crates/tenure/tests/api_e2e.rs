@@ -372,6 +372,7 @@ fn matrix() -> BTreeMap<&'static str, &'static str> {
         ("GET /api/v1/workers", "viewer"),
         ("GET /api/v1/workers/{id}", "viewer"),
         ("GET /api/v1/status", "viewer"),
+        ("POST /api/v1/store/restore/confirm", "admin"),
         ("GET /api/v1/runs", "viewer"),
         ("GET /api/v1/runs/{id}", "viewer"),
         ("GET /api/v1/runs/{id}/items", "viewer"),

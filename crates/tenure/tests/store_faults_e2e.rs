@@ -592,9 +592,61 @@ async fn a_backup_taken_while_serving_restores_whole_and_waits_for_a_person() {
     let serving = restored.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "1s"]);
     serving.wait_line("scheduled runs wait: this store was restored").await;
     assert_eq!(runs(&restored).len(), runs_then.len(), "no run started");
+    let st: Value = serde_json::from_str(&restored.ok(&["status", "--json"])).unwrap();
+    assert_eq!(st["restored"]["taken_at"], manifest["taken_at"], "{st}");
+    assert!(restored.ok(&["status"]).contains("scheduled runs wait for `tenure restore --confirm`"));
     let out = restored.ok(&["restore", "--confirm"]);
     assert!(out.contains("confirmed"), "{out}");
+    let st: Value = serde_json::from_str(&restored.ok(&["status", "--json"])).unwrap();
+    assert!(st["restored"].is_null(), "{st}");
+    let (code, out) = restored.tenure(&["restore", "--confirm"]);
+    assert_eq!(code, 1, "once only: {out}");
     let audit = restored.ok(&["audit", "export", "--format", "ndjson"]);
     assert!(audit.contains("store_restored") && audit.contains("store_restore_confirmed"), "{audit}");
     drop(serving);
+}
+
+/// Issue 30 point 3: the head is kept apart from the chain (the data folder's audit.head and a
+/// row of its own), so a copy of tenure.db alone put back is reported as behind, by `audit
+/// verify` and `tenure status`; `--expect-head` proves nothing was cut off since a head kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_database_file_alone_is_seen_behind_its_head() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "behind", "");
+    env.load("w.csv", &population(12), "2026-06-01T12:00:00Z", &[]);
+    env.ok(&["apply", "--yes"]);
+    let out = env.ok(&["audit", "verify"]);
+    let kept = out.split("--expect-head ").nth(1).unwrap().trim().to_string();
+    assert!(env.dir.join("audit.head").exists());
+    let (seq, hash) = kept.split_once(':').unwrap();
+    assert_eq!(std::fs::read_to_string(env.dir.join("audit.head")).unwrap().trim(), format!("{seq} {hash}"));
+    let old = env.dir.join("old.db");
+    std::fs::copy(env.dir.join("tenure.db"), &old).unwrap();
+
+    // More happens: the kept head is still in the chain, as it was.
+    env.load("w2.csv", &population(15), "2026-06-02T12:00:00Z", &[]);
+    env.ok(&["apply", "--yes"]);
+    let out = env.ok(&["audit", "verify", "--expect-head", &kept]);
+    assert!(out.contains("chain intact"), "{out}");
+    let (code, out) = env.tenure(&["audit", "verify", "--expect-head", &format!("{seq}:{}", "0".repeat(64))]);
+    assert_eq!(code, 1, "another hash at that record: {out}");
+    let (code, out) = env.tenure(&["audit", "verify", "--expect-head", "9999999:abc"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BEHIND"), "{out}");
+    let now = env.ok(&["audit", "verify"]);
+    assert!(now.contains("chain intact"), "{now}");
+
+    // The copy of the file alone put back: intact as a chain, but behind what was written.
+    for side in ["tenure.db-wal", "tenure.db-shm"] {
+        let _ = std::fs::remove_file(env.dir.join(side));
+    }
+    std::fs::copy(&old, env.dir.join("tenure.db")).unwrap();
+    let (code, out) = env.tenure(&["audit", "verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BEHIND its head") && out.contains("missing at the end"), "{out}");
+    let status = env.ok(&["status"]);
+    assert!(status.contains("audit: BEHIND its head"), "{status}");
+    let v: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(v["audit"]["behind"], true, "{v}");
+    assert_eq!(v["audit"]["head"]["seq"].as_i64().unwrap(), seq.parse::<i64>().unwrap());
 }

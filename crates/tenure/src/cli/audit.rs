@@ -11,8 +11,14 @@ use store::{EventQuery, Store};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain: any record changed, removed or reordered is found.
-    Verify,
+    /// Check the hash chain: any record changed, removed or reordered is found, and a chain
+    /// that ends before the last head written (kept apart from it) is reported as behind.
+    Verify {
+        /// A head kept from an earlier `audit verify` (SEQ:HASH): the chain must still hold
+        /// that record with that hash, so nothing was cut off the end since.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
+    },
     /// One worker's timeline: HR events, decisions about the worker, and every action with
     /// its reason, before and after values and outcome.
     Worker {
@@ -66,11 +72,28 @@ pub async fn audit_cmd(data_dir: &Path, database_url: Option<&str>, cmd: AuditCo
 
 async fn audit(store: &Store, cmd: AuditCommand) -> Result<u8, String> {
     match cmd {
-        AuditCommand::Verify => {
-            let v = service::audit::verify(store).await.map_err(|e| e.to_string())?;
+        AuditCommand::Verify { expect_head } => {
+            let expect = match expect_head.as_deref() {
+                None => None,
+                Some(h) => {
+                    let (seq, hash) = h
+                        .split_once(':')
+                        .and_then(|(s, h)| Some((s.trim().parse::<i64>().ok()?, h.trim().to_string())))
+                        .filter(|(s, h)| *s > 0 && !h.is_empty())
+                        .ok_or_else(|| format!("--expect-head {h:?}: SEQ:HASH, as `audit verify` printed it"))?;
+                    Some((seq, hash))
+                }
+            };
+            let v = service::audit::verify_against(store, expect).await.map_err(|e| e.to_string())?;
+            if v.behind {
+                let (seq, why) = v.broken.clone().unwrap_or_default();
+                outln!("audit: {} records, BEHIND its head (record {seq}): {why}", v.records);
+                return Ok(1);
+            }
             match (v.broken, v.head) {
                 (None, Some((seq, hash))) => {
                     outln!("audit: {} records, chain intact; head: record {seq}, hash {hash}", v.records);
+                    outln!("keep the head to prove later that nothing was cut off: --expect-head {seq}:{hash}");
                     Ok(0)
                 }
                 (None, None) => {

@@ -465,7 +465,8 @@ pub fn main() -> ExitCode {
     // its own summary instead.
     let default = match cli.command {
         Command::Run { .. } | Command::Serve { .. } => "info,sqlx=warn",
-        _ => "info,sqlx=warn,tenure::actions=off",
+        // The audit head after each commit is the service's log line; a command says it itself.
+        _ => "info,sqlx=warn,tenure::actions=off,tenure::audit=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| default.into());
     let log = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);

@@ -69,6 +69,21 @@ pub async fn status(
             );
         }
     }
+    match (&st.audit.head, &st.audit.known, st.audit.behind) {
+        (_, Some((seq, hash)), true) => outln!(
+            "audit: BEHIND its head: record {seq} ({hash}) was written, the chain ends at {}; run `tenure audit verify`",
+            st.audit.head.as_ref().map_or(0, |(s, _)| *s)
+        ),
+        (Some((seq, hash)), _, _) => outln!("audit: head {seq}:{hash}"),
+        (None, _, _) => outln!("audit: no record yet"),
+    }
+    if let Some(r) = &st.restored {
+        outln!(
+            "restored at {} from the backup of {}: scheduled runs wait for `tenure restore --confirm`",
+            r["restored_at"].as_str().unwrap_or("?"),
+            r["taken_at"].as_str().unwrap_or("?")
+        );
+    }
     match &st.last_received {
         None => outln!("HR data: none received yet"),
         Some(l) => outln!(

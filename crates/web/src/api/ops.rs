@@ -571,9 +571,22 @@ async fn test_notice(
     }
 }
 
+/// Confirm a restored store (Admin): its scheduled runs, waiting since the restore, may start.
+#[utoipa::path(post, path = "/api/v1/store/restore/confirm", tag = "status",
+    responses((status = 200, body = Object), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn confirm_restore(State(api): State<Shared>, c: Caller) -> Result<Json<Value>, Problem> {
+    c.need(Role::Admin)?;
+    c.global()?;
+    let v = service::backup::confirm_restore(&api.store, &c.actor).await?;
+    api.wake.notify_one();
+    Ok(Json(v))
+}
+
 pub fn routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new()
         .routes(routes!(status))
+        .routes(routes!(confirm_restore))
         .routes(routes!(plan, plan_unsaved))
         .routes(routes!(start_run))
         .routes(routes!(runs))

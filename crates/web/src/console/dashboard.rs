@@ -1,12 +1,12 @@
 //! The dashboard: one card per connection with how it stands, from the status the API serves
 //! (one shared read for everyone asking together); a run in progress followed live.
 
-use super::{render, segment, when, Chrome, Failure, Message, Page};
+use super::{answer, render, segment, when, Chrome, Failure, Message, Page, Posted};
 use crate::api::Shared;
 use crate::users::Role;
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 /// A finished run's five counts, as Hire2Retire's reconcile view shows them.
@@ -48,6 +48,11 @@ struct Dashboard {
     cards: Vec<Card>,
     hr_line: String,
     can_admin: bool,
+    /// The audit chain's head as it stands, and whether it is behind the head last written.
+    audit_line: String,
+    audit_behind: bool,
+    /// A restored store whose scheduled runs wait: what to say.
+    restored: Option<String>,
 }
 
 /// The cards alone: what the dashboard's refresh (htmx) swaps in.
@@ -156,13 +161,52 @@ async fn build(api: &Shared, page: &Page, q: DashboardQuery, fragment: bool) -> 
     };
     let message = match q.said.as_deref() {
         Some("password") => Message::ok("Your new password is set."),
+        Some("restore-confirmed") => Message::ok("The restored store is confirmed: scheduled runs start again."),
         _ => None,
     };
+    let a = &st.audit;
+    let audit_line = match (&a.head, &a.known, a.behind) {
+        (_, Some((seq, hash)), true) => format!(
+            "The audit chain is BEHIND its head: record #{seq} (hash {hash}) was written, and the chain now ends at \
+             #{}. Records were cut off, or an old copy of the store was put back: run an audit check.",
+            a.head.as_ref().map_or(0, |(s, _)| *s)
+        ),
+        (Some((seq, hash)), _, _) => format!("Audit head: record #{seq}, hash {hash}."),
+        (None, _, _) => "The audit holds no record yet.".to_string(),
+    };
+    let restored = st.restored.as_ref().map(|r| {
+        format!(
+            "This store was restored {} from the backup of {}. Scheduled runs wait until a person has looked at \
+             the plan and confirms.",
+            when(r["restored_at"].as_str().unwrap_or("")),
+            when(r["taken_at"].as_str().unwrap_or(""))
+        )
+    });
     Ok(render(&Dashboard {
         chrome: page.chrome("dashboard"),
         message,
         cards,
         hr_line,
         can_admin: page.may(Role::Admin),
+        audit_line,
+        audit_behind: a.behind,
+        restored,
     }))
+}
+
+#[derive(Deserialize)]
+pub struct Nothing {}
+
+/// An Admin confirms a restored store: its scheduled runs may start.
+pub async fn confirm_restore(State(api): State<Shared>, posted: Posted<Nothing>) -> Response {
+    let page = posted.page;
+    answer(
+        async {
+            page.need(Role::Admin)?;
+            service::backup::confirm_restore(&api.store, page.actor()).await?;
+            api.wake.notify_one();
+            Ok(Redirect::to("/?said=restore-confirmed").into_response())
+        }
+        .await,
+    )
 }

@@ -69,6 +69,7 @@ fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Shared>)> {
     let plans = Either(R::Editor, R::Reviewer);
     vec![
         (Method::GET, "/", viewer, get(dashboard::page)),
+        (Method::POST, "/restore/confirm", admin, post(dashboard::confirm_restore)),
         (Method::GET, "/static/{file}", Public, get(assets::serve)),
         (Method::GET, "/sign-in", Public, get(session::sign_in_page)),
         (Method::POST, "/sign-in", Public, post(session::sign_in)),
