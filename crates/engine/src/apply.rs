@@ -1012,15 +1012,27 @@ fn tally(plan: &Plan, summary: &mut Summary, p: &Part, refused: Option<&str>) {
         let a = &plan.actions[*i];
         let refused = refused.map(Failed::from);
         let outcome = refused.as_ref().or(error.as_ref());
-        tracing::info!(
-            target: "tenure::actions",
-            connection = %plan.connection,
-            worker = %a.worker,
-            action = a.kind.as_str(),
-            user_name = a.user_name.as_deref().unwrap_or_default(),
-            team = a.team.as_deref().unwrap_or_default(),
-            outcome = outcome.map_or("done".to_string(), |e| format!("failed: {e}")),
-        );
+        match outcome {
+            None => tracing::info!(
+                target: "tenure::actions",
+                connection = %plan.connection,
+                worker = %a.worker,
+                action = a.kind.as_str(),
+                user_name = a.user_name.as_deref().unwrap_or_default(),
+                team = a.team.as_deref().unwrap_or_default(),
+                outcome = "done",
+            ),
+            // A failure is a warning, with the target's answer: never lost among the done.
+            Some(e) => tracing::warn!(
+                target: "tenure::actions",
+                connection = %plan.connection,
+                worker = %a.worker,
+                action = a.kind.as_str(),
+                user_name = a.user_name.as_deref().unwrap_or_default(),
+                team = a.team.as_deref().unwrap_or_default(),
+                outcome = %format!("failed: {e}"),
+            ),
+        }
         match outcome {
             None => {
                 summary.processed += 1;

@@ -721,7 +721,9 @@ async fn apply_locked(
     }
     let scim = p.client.stats();
     release(p);
-    let outcome = if summary.failed > 0 { RunOutcome::Failures } else { RunOutcome::Done };
+    // A worker set aside in this run is a failure of this run, whatever its last attempt said.
+    let outcome =
+        if summary.failed > 0 || !newly_dead.is_empty() { RunOutcome::Failures } else { RunOutcome::Done };
     Ok(Applied {
         outcome,
         connection: name.to_string(),

@@ -390,6 +390,9 @@ async fn dead_letters(database_url: Option<String>) {
 
     let (code, out) = env.tenure(&["apply", "--as-of", now]);
     assert_eq!(code, 4, "{out}");
+    // The failed action is a warning in the log, with the worker, the action and the answer.
+    let warned = out.lines().find(|l| l.contains("WARN") && l.contains("tenure::actions")).unwrap_or_default();
+    assert!(warned.contains("worker=2") && warned.contains("action=\"create\"") && warned.contains("413"), "{out}");
     assert!(env.ok(&["dead-letters", "list"]).contains("dead letters: 0; failing but still retried: 1"));
     let (code, out) = env.tenure(&["apply", "--as-of", now]);
     assert_eq!(code, 4, "{out}");

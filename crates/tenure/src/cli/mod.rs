@@ -462,11 +462,11 @@ pub fn main() -> ExitCode {
         }
     };
     // One line per action for the daemon (tenure::actions); a command at a terminal prints
-    // its own summary instead.
+    // its own summary instead, and logs only the failed actions (warnings).
     let default = match cli.command {
         Command::Run { .. } | Command::Serve { .. } => "info,sqlx=warn",
         // The audit head after each commit is the service's log line; a command says it itself.
-        _ => "info,sqlx=warn,tenure::actions=off,tenure::audit=off",
+        _ => "info,sqlx=warn,tenure::actions=warn,tenure::audit=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| default.into());
     let log = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);

@@ -122,17 +122,34 @@ pub async fn plan_cmd(
                 run_lock::moment(h.since_ms)
             );
         }
-        Ok::<_, String>(p)
+        let restored = service::backup::unconfirmed_restore(&store).await?;
+        Ok::<_, String>((p, restored))
     }
     .await;
     store.close().await;
-    let p = p?;
+    let (p, restored) = p?;
+    // A store that went back in time: what it plans may undo what happened since its backup.
+    if let Some(r) = &restored {
+        let said = format!(
+            "this store was restored at {} from the backup of {}: what happened after that moment is not in it, so \
+             this plan may undo it (reactivations of leavers above all); scheduled runs wait for `tenure restore \
+             --confirm`",
+            r["restored_at"].as_str().unwrap_or("?"),
+            r["taken_at"].as_str().unwrap_or("?")
+        );
+        if !json {
+            outln!("RESTORED: {said}");
+        }
+    }
     if p.recovered > 0 {
         output.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
     }
     let verdict = runs::guard_verdict(&p);
     if json {
-        let v = runs::plan_document(&p)?;
+        let mut v = runs::plan_document(&p)?;
+        if let Some(r) = restored {
+            v["restored"] = r;
+        }
         outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
     } else {
         print_plan(&p.plan, verbose);
