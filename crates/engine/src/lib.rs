@@ -170,6 +170,10 @@ pub struct Plan {
     pub unmanaged: Vec<String>,
     /// Active accounts tenure manages on the target (the guard's base).
     pub managed_active: usize,
+    /// Inactive accounts tenure manages on the target (with the active ones, the reactivation
+    /// guard's base).
+    #[serde(skip)]
+    pub managed_inactive: usize,
     /// Teams the plan needs that the target lacks (made at apply).
     pub missing_teams: Vec<String>,
     /// Teams tenure made that this plan leaves without a member, deleted at apply
@@ -191,6 +195,11 @@ impl Plan {
     /// The guard: Some(why) when this plan deactivates too much to apply unconfirmed.
     pub fn guard(&self, g: &rules::DeprovisionGuard) -> Option<String> {
         plan::guard(self, g).refused
+    }
+    /// The reactivation guard: Some(why) when this plan reactivates too many managed accounts
+    /// to apply unconfirmed.
+    pub fn reactivation_guard(&self, g: &rules::ReactivationGuard) -> Option<String> {
+        plan::guard::reactivations(self, g)
     }
     /// The team guard: Some(why) when this plan takes too many of one team's members out.
     pub fn team_guard(&self, g: &rules::TeamGuard) -> Option<String> {

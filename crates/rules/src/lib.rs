@@ -322,6 +322,29 @@ fn is_default_team_guard(g: &TeamGuard) -> bool {
     *g == TeamGuard::default()
 }
 
+/// Refuses a run that would give back access to many managed accounts at once: a store that
+/// went back in time would otherwise reactivate every leaver since its backup.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactivationGuard {
+    /// Largest share of the accounts tenure manages one run may reactivate.
+    pub max_share: f64,
+    /// Largest number one run may reactivate.
+    pub max_count: u64,
+    /// Below this many, the share is not checked (a few people back from leave).
+    pub min_count: u64,
+}
+
+impl Default for ReactivationGuard {
+    fn default() -> Self {
+        ReactivationGuard { max_share: 0.1, max_count: 25, min_count: 3 }
+    }
+}
+
+fn is_default_reactivation_guard(g: &ReactivationGuard) -> bool {
+    *g == ReactivationGuard::default()
+}
+
 /// Teams that follow from a condition, whatever role took the worker: "everyone joins their
 /// department's team" is one rule, not one role per department.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -405,6 +428,10 @@ pub struct ConnectionConfig {
     pub deprovision_guard: DeprovisionGuard,
     #[serde(default, skip_serializing_if = "is_default_team_guard")]
     pub team_guard: TeamGuard,
+    /// Refuses a run that would reactivate too many of the accounts tenure manages at once (a
+    /// store restored from before a batch of leavers, an HR file from the past).
+    #[serde(default, skip_serializing_if = "is_default_reactivation_guard")]
+    pub reactivation_guard: ReactivationGuard,
     /// Actions in flight at once towards this target.
     #[serde(default = "concurrency")]
     pub concurrency: usize,
@@ -918,6 +945,7 @@ pub struct CompiledMapping {
 pub struct CompiledConnection {
     pub name: String,
     pub guard: DeprovisionGuard,
+    pub reactivation_guard: ReactivationGuard,
     pub concurrency: usize,
     pub dialect: Dialect,
     pub mode: Mode,
@@ -1197,6 +1225,12 @@ impl Rules {
             if !(0.0..=1.0).contains(&g.max_share) {
                 errors.push(format!("{at}.deprovision_guard.max_share: a share from 0 to 1, not {}", g.max_share));
             }
+            if !(0.0..=1.0).contains(&c.reactivation_guard.max_share) {
+                errors.push(format!(
+                    "{at}.reactivation_guard.max_share: a share from 0 to 1, not {}",
+                    c.reactivation_guard.max_share
+                ));
+            }
             if !(0.0..=1.0).contains(&c.team_guard.max_share) {
                 errors.push(format!("{at}.team_guard.max_share: a share from 0 to 1, not {}", c.team_guard.max_share));
             }
@@ -1242,6 +1276,7 @@ impl Rules {
             connections.push(CompiledConnection {
                 name: c.name.clone(),
                 guard: c.deprovision_guard,
+                reactivation_guard: c.reactivation_guard,
                 concurrency: c.concurrency,
                 dialect,
                 mode: c.mode,

@@ -462,7 +462,11 @@ pub fn guard_verdict(p: &Prepared) -> serde_json::Value {
             serde_json::json!({"refused": true, "guard": "teams", "why": why, "confirm_with": removals,
             "deactivations": n})
         }
-        (None, None) => serde_json::json!({"refused": false, "deactivations": n}),
+        (None, None) => match p.plan.reactivation_guard(&conn.reactivation_guard) {
+            Some(why) => serde_json::json!({"refused": true, "guard": "reactivation", "why": why,
+                "confirm_with": p.plan.count(Kind::Reactivate), "deactivations": n}),
+            None => serde_json::json!({"refused": false, "deactivations": n}),
+        },
     }
 }
 
@@ -499,6 +503,8 @@ pub struct ApplyOptions<'a> {
     pub confirm: Option<usize>,
     /// Confirms a run the team guard stops: the exact number of team removals.
     pub confirm_team_removals: Option<usize>,
+    /// Confirms a run the reactivation guard stops: the exact number of reactivations.
+    pub confirm_reactivation: Option<usize>,
     pub as_of: Option<Timestamp>,
     /// Who hears of the run as it goes.
     pub watch: &'a dyn Watch,
@@ -536,6 +542,7 @@ impl ApplyOptions<'_> {
             connection,
             confirm: None,
             confirm_team_removals: None,
+            confirm_reactivation: None,
             as_of: None,
             watch: &Quiet,
             workers: vec![],
@@ -722,8 +729,7 @@ async fn apply_locked(
     let scim = p.client.stats();
     release(p);
     // A worker set aside in this run is a failure of this run, whatever its last attempt said.
-    let outcome =
-        if summary.failed > 0 || !newly_dead.is_empty() { RunOutcome::Failures } else { RunOutcome::Done };
+    let outcome = if summary.failed > 0 || !newly_dead.is_empty() { RunOutcome::Failures } else { RunOutcome::Done };
     Ok(Applied {
         outcome,
         connection: name.to_string(),
@@ -852,6 +858,21 @@ async fn guard(store: &Store, p: &Prepared, name: &str, opts: &ApplyOptions<'_>)
             return Ok(Guarded::Refused(Box::new(a)));
         }
         opts.watch.note(&format!("team guard: {why}; confirmed with --confirm-team-removals {removals}"));
+        confirmed.push(why);
+    }
+    if let Some(why) = p.plan.reactivation_guard(&conn.reactivation_guard) {
+        let back = p.plan.count(Kind::Reactivate);
+        if opts.confirm_reactivation != Some(back) {
+            opts.watch.note(&format!(
+                "refused by the reactivation guard: {why}. Nothing was applied. If these people are really back, \
+                 run again with --confirm-reactivation {back}"
+            ));
+            store.trip_guard(name, store::GuardKind::Reactivation, &why, back as i64, &by).await?;
+            let mut a = Applied::only(RunOutcome::GuardRefused, name);
+            a.guard = Some(guard_verdict(p));
+            return Ok(Guarded::Refused(Box::new(a)));
+        }
+        opts.watch.note(&format!("reactivation guard: {why}; confirmed with --confirm-reactivation {back}"));
         confirmed.push(why);
     }
     Ok(Guarded::Confirmed((!confirmed.is_empty()).then(|| confirmed.join("; "))))
@@ -1081,6 +1102,8 @@ pub struct Start {
     pub confirm: Option<usize>,
     /// Confirms a run the team guard stops: the exact number of team removals.
     pub confirm_team_removals: Option<usize>,
+    /// Confirms a run the reactivation guard stops: the exact number of reactivations.
+    pub confirm_reactivation: Option<usize>,
     /// As the audit names who started it.
     pub actor: String,
     /// The person behind it, for maker-checker.
@@ -1118,6 +1141,7 @@ pub async fn start(
         opts.workers = s.workers;
         opts.confirm = s.confirm;
         opts.confirm_team_removals = s.confirm_team_removals;
+        opts.confirm_reactivation = s.confirm_reactivation;
         opts.actor = Some(s.actor);
         opts.proposer = Some(s.person);
         opts.confirm_only = s.confirm_only;

@@ -275,6 +275,8 @@ pub enum GuardKind {
     Deprovision,
     /// Too many of one team's members taken out at once.
     Teams,
+    /// Too many managed accounts given back at once.
+    Reactivation,
 }
 
 impl GuardKind {
@@ -282,13 +284,14 @@ impl GuardKind {
         match self {
             GuardKind::Deprovision => "deprovision",
             GuardKind::Teams => "teams",
+            GuardKind::Reactivation => "reactivation",
         }
     }
     fn parse(s: &str) -> GuardKind {
-        if s == "teams" {
-            GuardKind::Teams
-        } else {
-            GuardKind::Deprovision
+        match s {
+            "teams" => GuardKind::Teams,
+            "reactivation" => GuardKind::Reactivation,
+            _ => GuardKind::Deprovision,
         }
     }
 }

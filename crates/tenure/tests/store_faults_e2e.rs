@@ -650,3 +650,58 @@ async fn a_copy_of_the_database_file_alone_is_seen_behind_its_head() {
     assert_eq!(v["audit"]["behind"], true, "{v}");
     assert_eq!(v["audit"]["head"]["seq"].as_i64().unwrap(), seq.parse::<i64>().unwrap());
 }
+
+/// Issue 30 point 2: a store restored from before a batch of leavers plans their accounts back;
+/// it says it was restored, its scheduled runs wait, and the reactivation guard refuses the
+/// run until a person confirms the number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_restored_from_before_leavers_never_brings_them_back_unasked() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "back-in-time", "");
+    let now = "2026-06-10T12:00:00Z";
+    env.load("w.csv", &population(40), now, &[]);
+    let (code, out) = env.tenure(&["apply", "--yes", "--as-of", now]);
+    assert_eq!(code, 0, "{out}");
+    let root = common::tempdir("back-in-time-backup");
+    let backup = root.join("before");
+    env.ok(&["backup", backup.to_str().unwrap()]);
+
+    // Ten people leave after the backup: their accounts are deactivated.
+    let leavers: Vec<String> = population(40)
+        .into_iter()
+        .enumerate()
+        .map(
+            |(i, r)| if i < 10 { r.replace(",active,,2020-01-01,,", ",terminated,,2020-01-01,2026-06-01,") } else { r },
+        )
+        .collect();
+    env.load("w2.csv", &leavers, now, &[]);
+    let (code, out) = env.tenure(&["apply", "--yes", "--as-of", now, "--confirm-deprovision", "10"]);
+    assert_eq!(code, 0, "{out}");
+    let inactive = |a: &std::collections::HashMap<String, Value>| a.values().filter(|u| u["active"] == false).count();
+    assert_eq!(inactive(&accounts(&sb).await), 10);
+
+    // The store goes back to before them.
+    let restored = Env { dir: root.join("restored"), database_url: None };
+    restored.ok(&["restore", backup.to_str().unwrap(), "--key-file", env.dir.join("master.key").to_str().unwrap()]);
+    let (code, out) = restored.tenure(&["plan", "--as-of", now]);
+    assert_eq!(code, 3, "the guard would refuse: {out}");
+    assert!(out.contains("RESTORED: this store was restored at"), "{out}");
+    assert!(out.contains("reactivate (10)"), "{out}");
+    let o = restored.command().args(["plan", "--json", "--as-of", now]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(plan["restored"]["taken_at"].is_string(), "{plan}");
+    assert_eq!(plan["guard"]["guard"], "reactivation", "{plan}");
+    assert_eq!(plan["guard"]["confirm_with"], 10, "{plan}");
+    let (code, out) = restored.tenure(&["apply", "--yes", "--as-of", now]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("refused by the reactivation guard") && out.contains("--confirm-reactivation 10"), "{out}");
+    assert_eq!(inactive(&accounts(&sb).await), 10, "nobody was brought back");
+    assert!(restored.ok(&["status"]).contains("the reactivation guard stopped the last run"));
+    // Only the exact number lets it through.
+    let (code, _) = restored.tenure(&["apply", "--yes", "--as-of", now, "--confirm-reactivation", "9"]);
+    assert_eq!(code, 3);
+    let (code, out) = restored.tenure(&["apply", "--yes", "--as-of", now, "--confirm-reactivation", "10"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(inactive(&accounts(&sb).await), 0, "confirmed: they are back");
+}

@@ -135,6 +135,8 @@ impl<'w> Diff<'_, '_, 'w> {
         let active = a.user.get("active").and_then(Value::as_bool).unwrap_or(true);
         if active {
             self.out.managed_active += 1;
+        } else {
+            self.out.managed_inactive += 1;
         }
         if !a.linked {
             self.push(self.adopt(w, a, held));

@@ -3,7 +3,7 @@
 //! would otherwise switch off half the company.
 
 use crate::{Kind, Plan};
-use rules::{DeprovisionGuard, TeamGuard};
+use rules::{DeprovisionGuard, ReactivationGuard, TeamGuard};
 use std::collections::BTreeMap;
 
 /// The guard's verdict on one plan.
@@ -33,6 +33,27 @@ pub fn guard(plan: &Plan, g: &DeprovisionGuard) -> Verdict {
         None
     };
     Verdict { deactivations: n, managed_active: plan.managed_active, refused }
+}
+
+/// The reactivation guard: why the plan may not apply unconfirmed, when it gives back access
+/// to more of the accounts tenure manages than allowed at once. A store restored from before a
+/// batch of leavers knows nothing of their deactivations: their accounts, inactive on the
+/// target while its HR data still says they work here, would all come back in one run.
+pub fn reactivations(plan: &Plan, g: &ReactivationGuard) -> Option<String> {
+    let n = plan.count(Kind::Reactivate);
+    let managed = plan.managed_active + plan.managed_inactive;
+    let share = n as f64 / managed.max(1) as f64;
+    if n as u64 > g.max_count {
+        Some(format!("{n} reactivations exceed the limit of {}", g.max_count))
+    } else if n as u64 >= g.min_count && share > g.max_share {
+        Some(format!(
+            "{n} reactivations are {:.0}% of the {managed} accounts tenure manages, over the limit of {:.0}%",
+            share * 100.0,
+            g.max_share * 100.0
+        ))
+    } else {
+        None
+    }
 }
 
 /// The team guard: why the plan may not apply unconfirmed, when it takes more than the
@@ -73,6 +94,21 @@ mod tests {
         actions.extend((0..delete).map(|i| Action::new(&format!("d{i}"), Kind::Delete, "leaver")));
         actions.push(Action::new("x", Kind::Update, "change"));
         Plan { actions, managed_active, ..Plan::default() }
+    }
+
+    #[test]
+    fn many_reactivations_at_once_wait_for_a_person() {
+        let back = |n: usize, managed: usize| {
+            let actions = (0..n).map(|i| Action::new(&i.to_string(), Kind::Reactivate, "back")).collect();
+            Plan { actions, managed_active: managed - n, managed_inactive: n, ..Plan::default() }
+        };
+        let g = ReactivationGuard::default();
+        assert_eq!(reactivations(&back(2, 10), &g), None, "under the minimum count");
+        let why = reactivations(&back(10, 100), &g);
+        assert_eq!(why, None, "10% is the limit, not over it");
+        let why = reactivations(&back(10, 50), &g).unwrap();
+        assert!(why.contains("10 reactivations are 20% of the 50 accounts"), "{why}");
+        assert!(reactivations(&back(26, 10_000), &g).unwrap().contains("exceed the limit of 25"));
     }
 
     fn removals(teams: &[(&str, usize, usize)]) -> Plan {

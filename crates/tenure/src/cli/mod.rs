@@ -122,7 +122,7 @@ enum Command {
         workers: Vec<String>,
     },
     /// Plan and apply: every action journaled; a stopped run is resolved on the next.
-    /// Exit code 3: refused by the mass-deprovision guard or the team guard; 4: some actions failed; 5: another
+    /// Exit code 3: refused by the mass-deprovision, team or reactivation guard; 4: some actions failed; 5: another
     /// run holds the connection (it says which, since when).
     Apply {
         /// The connection (needed when several are configured).
@@ -134,6 +134,9 @@ enum Command {
         /// Confirms a run the team guard stops: the exact number of team removals.
         #[arg(long)]
         confirm_team_removals: Option<usize>,
+        /// Confirms a run the reactivation guard stops: the exact number of reactivations.
+        #[arg(long)]
+        confirm_reactivation: Option<usize>,
         /// Apply as of this moment (RFC 3339) instead of now.
         #[arg(long)]
         as_of: Option<jiff::Timestamp>,
@@ -389,6 +392,7 @@ async fn through_server(remote: &remote::Remote, command: Command) -> Result<u8,
             connection,
             confirm_deprovision,
             confirm_team_removals,
+            confirm_reactivation,
             as_of,
             workers,
             json,
@@ -404,7 +408,8 @@ async fn through_server(remote: &remote::Remote, command: Command) -> Result<u8,
                     "--break-glass is for the store itself: through --server you act as the token's user".into()
                 );
             }
-            let r = remote.apply(connection.as_deref(), &workers, confirm_deprovision, confirm_team_removals).await?;
+            let confirm = [confirm_deprovision, confirm_team_removals, confirm_reactivation];
+            let r = remote.apply(connection.as_deref(), &workers, confirm).await?;
             let summary = &r["summary"];
             if json {
                 outln!("{}", serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?);
@@ -529,6 +534,7 @@ pub fn main() -> ExitCode {
             connection,
             confirm_deprovision,
             confirm_team_removals,
+            confirm_reactivation,
             as_of,
             workers,
             quiet,
@@ -543,7 +549,7 @@ pub fn main() -> ExitCode {
                 // store with platform users needs break-glass.
                 let me = crate::local::actor();
                 let mut actor = me.clone();
-                if confirm_deprovision.is_some() || confirm_team_removals.is_some() {
+                if confirm_deprovision.is_some() || confirm_team_removals.is_some() || confirm_reactivation.is_some() {
                     let local =
                         match crate::local::decide(&store, Some(&key), "confirm the guard", break_glass.as_deref())
                             .await
@@ -568,6 +574,7 @@ pub fn main() -> ExitCode {
                 let opts = runs::ApplyOptions {
                     confirm: confirm_deprovision,
                     confirm_team_removals,
+                    confirm_reactivation,
                     as_of,
                     watch: &watch,
                     workers,

@@ -59,6 +59,7 @@ pub async fn status(
             let (what, flag) = match g.guard {
                 store::GuardKind::Teams => ("team guard", "--confirm-team-removals"),
                 store::GuardKind::Deprovision => ("mass-deprovision guard", "--confirm-deprovision"),
+                store::GuardKind::Reactivation => ("reactivation guard", "--confirm-reactivation"),
             };
             outln!(
                 "  the {what} stopped the last run ({}, by {}): {}; apply {flag} {} to let it through",

@@ -171,9 +171,9 @@ impl Remote {
         &self,
         connection: Option<&str>,
         workers: &[String],
-        confirm_deprovision: Option<usize>,
-        confirm_team_removals: Option<usize>,
+        confirm: [Option<usize>; 3],
     ) -> Result<Value, String> {
+        let [confirm_deprovision, confirm_team_removals, confirm_reactivation] = confirm;
         let name = match connection {
             Some(c) => c.to_string(),
             None => {
@@ -199,7 +199,8 @@ impl Remote {
         let started = self
             .post(
                 &path,
-                json!({"workers": workers, "confirm_deprovision": confirm_deprovision, "confirm_team_removals": confirm_team_removals}),
+                json!({"workers": workers, "confirm_deprovision": confirm_deprovision,
+                    "confirm_team_removals": confirm_team_removals, "confirm_reactivation": confirm_reactivation}),
             )
             .await?;
         let id = started["run_id"].as_str().ok_or("the server gave no run id")?.to_string();

@@ -125,6 +125,9 @@ pub struct StartRun {
     /// Confirms a run the team guard refuses: the exact number of team removals (Reviewer or
     /// Admin).
     pub confirm_team_removals: Option<usize>,
+    /// Confirms a run the reactivation guard refuses: the exact number of reactivations
+    /// (Reviewer or Admin).
+    pub confirm_reactivation: Option<usize>,
 }
 
 /// Start a run (plan and apply) on a connection; answered at once with the run's id, to
@@ -141,7 +144,7 @@ async fn start_run(
 ) -> Result<Response, Problem> {
     // Starting a run is an editor's duty; confirming the guard a reviewer's. A Reviewer who is
     // not an Editor may start a run only to confirm a guard that stops it.
-    let confirm_only = match s.confirm_deprovision.or(s.confirm_team_removals) {
+    let confirm_only = match s.confirm_deprovision.or(s.confirm_team_removals).or(s.confirm_reactivation) {
         None => {
             c.need(Role::Editor)?;
             false
@@ -156,6 +159,7 @@ async fn start_run(
         workers: s.workers,
         confirm: s.confirm_deprovision,
         confirm_team_removals: s.confirm_team_removals,
+        confirm_reactivation: s.confirm_reactivation,
         actor: c.actor.clone(),
         person: c.person.clone(),
         confirm_only,

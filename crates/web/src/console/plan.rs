@@ -123,7 +123,11 @@ fn view_of(v: &Value) -> PlanView {
     let g = &v["guard"];
     PlanView {
         guard: g["why"].as_str().map(|w| w.trim_end_matches('.').to_string()),
-        guard_kind: if g["guard"] == "teams" { GuardKind::Teams } else { GuardKind::Deprovision },
+        guard_kind: match g["guard"].as_str() {
+            Some("teams") => GuardKind::Teams,
+            Some("reactivation") => GuardKind::Reactivation,
+            _ => GuardKind::Deprovision,
+        },
         confirm_with: g["confirm_with"].as_u64().unwrap_or_default(),
         deactivations: g["deactivations"].as_u64().unwrap_or_default(),
         kinds,
@@ -268,6 +272,7 @@ pub struct ApplyForm {
 pub(super) enum GuardKind {
     Deprovision,
     Teams,
+    Reactivation,
 }
 
 impl GuardKind {
@@ -275,18 +280,21 @@ impl GuardKind {
         match self {
             GuardKind::Deprovision => "mass-deprovision guard",
             GuardKind::Teams => "team guard",
+            GuardKind::Reactivation => "reactivation guard",
         }
     }
     pub(super) fn counted(self) -> &'static str {
         match self {
             GuardKind::Deprovision => "deactivations",
             GuardKind::Teams => "team removals",
+            GuardKind::Reactivation => "reactivations",
         }
     }
     pub(super) fn as_str(self) -> &'static str {
         match self {
             GuardKind::Deprovision => "deprovision",
             GuardKind::Teams => "teams",
+            GuardKind::Reactivation => "reactivation",
         }
     }
 }
@@ -296,6 +304,7 @@ impl From<store::GuardKind> for GuardKind {
         match g {
             store::GuardKind::Deprovision => GuardKind::Deprovision,
             store::GuardKind::Teams => GuardKind::Teams,
+            store::GuardKind::Reactivation => GuardKind::Reactivation,
         }
     }
 }
@@ -322,11 +331,12 @@ pub async fn apply(State(api): State<Shared>, Path(name): Path<String>, posted: 
                     !page.may(Role::Editor)
                 }
             };
-            let teams = form.guard.as_deref() == Some("teams");
+            let guard = form.guard.as_deref();
             let start = runs::Start {
                 workers: vec![],
-                confirm: confirm.filter(|_| !teams),
-                confirm_team_removals: confirm.filter(|_| teams),
+                confirm: confirm.filter(|_| !matches!(guard, Some("teams" | "reactivation"))),
+                confirm_team_removals: confirm.filter(|_| guard == Some("teams")),
+                confirm_reactivation: confirm.filter(|_| guard == Some("reactivation")),
                 actor: page.actor().to_string(),
                 person: page.caller.person.clone(),
                 confirm_only,
@@ -573,6 +583,7 @@ pub async fn retry(State(api): State<Shared>, Path(id): Path<String>, posted: Po
                 workers: vec![worker],
                 confirm: None,
                 confirm_team_removals: None,
+                confirm_reactivation: None,
                 actor: page.actor().to_string(),
                 person: page.caller.person.clone(),
                 confirm_only: false,

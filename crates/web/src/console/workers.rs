@@ -441,6 +441,7 @@ pub async fn provision(State(api): State<Shared>, Path(id): Path<String>, posted
                 workers: vec![id],
                 confirm: None,
                 confirm_team_removals: None,
+                confirm_reactivation: None,
                 actor: page.actor().to_string(),
                 person: page.caller.person.clone(),
                 confirm_only: false,
