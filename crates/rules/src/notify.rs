@@ -24,10 +24,12 @@ pub enum NoticeKind {
     /// Someone decided from the command line on a store whose people sign in, with
     /// `--break-glass` and a reason.
     BreakGlass,
+    /// A guard stopped a run: its numbers and the command that confirms it.
+    GuardRefused,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 9] = [
+    pub const ALL: [NoticeKind; 10] = [
         NoticeKind::Hire,
         NoticeKind::Change,
         NoticeKind::Leave,
@@ -37,6 +39,7 @@ impl NoticeKind {
         NoticeKind::Review,
         NoticeKind::Held,
         NoticeKind::BreakGlass,
+        NoticeKind::GuardRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl NoticeKind {
             NoticeKind::Review => "review",
             NoticeKind::Held => "held",
             NoticeKind::BreakGlass => "break_glass",
+            NoticeKind::GuardRefused => "guard_refused",
         }
     }
 
@@ -65,6 +69,7 @@ impl NoticeKind {
             NoticeKind::Review => ("{connection}: {worker_name} waits for approval", "{stage} of worker {worker} on {connection} waits for a reviewer: {reason}. See `tenure reviews`."),
             NoticeKind::Held => ("{connection}: worker {worker} held", "Worker {worker} {worker_name} on {connection} is held until the HR data changes: {reason}. See `tenure reviews`."),
             NoticeKind::BreakGlass => ("tenure: break-glass {stage} by {actor}", "{actor} used --break-glass on the local store to {stage}: {reason}. See `tenure audit --action break_glass`."),
+            NoticeKind::GuardRefused => ("{connection}: the {stage} stopped a run", "The {stage} stopped a run on {connection}: {reason}. Nothing it holds is done until a person confirms the number {count}, if it is right: {confirm}"),
         }
     }
 }
@@ -84,6 +89,8 @@ pub const PLACEHOLDERS: &[&str] = &[
     "run_id",
     "at",
     "actor",
+    "count",
+    "confirm",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -40,6 +40,8 @@ fn test_notice(kind: NoticeKind, connection: &str) -> Notice {
         run_id: "test".into(),
         at: jiff::Timestamp::now().to_string(),
         actor: "(test)".into(),
+        count: if kind == NoticeKind::GuardRefused { "0".into() } else { String::new() },
+        confirm: if kind == NoticeKind::GuardRefused { "(test) nothing to confirm".into() } else { String::new() },
     }
 }
 
@@ -60,6 +62,9 @@ pub struct Notice {
     pub at: String,
     /// Who acted, for a notice about a person's act (break-glass).
     pub actor: String,
+    /// How many a guard held, and the command that confirms them.
+    pub count: String,
+    pub confirm: String,
 }
 
 impl Notice {
@@ -67,6 +72,8 @@ impl Notice {
         match key {
             "event" => self.kind.map(|k| k.as_str().to_string()).unwrap_or_default(),
             "connection" => self.connection.clone(),
+            "count" => self.count.clone(),
+            "confirm" => self.confirm.clone(),
             "worker" => self.worker.clone(),
             "worker_name" => self.worker_name.clone(),
             "user_name" => self.user_name.clone(),
@@ -223,6 +230,11 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
                     "worker_name": x.worker_name, "user_name": x.user_name, "role": x.role, "reason": x.reason,
                     "stage": x.stage, "changes": x.changes, "error": x.error, "run_id": x.run_id, "at": x.at,
                     "subject": subject, "text": text, "audit_head": head});
+                let mut doc = doc;
+                if !x.confirm.is_empty() {
+                    doc["count"] = json!(x.count.parse::<u64>().ok());
+                    doc["confirm"] = json!(x.confirm);
+                }
                 (doc, subject, text)
             })
             .collect();

@@ -676,17 +676,26 @@ async fn apply_locked(
         watch.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
     }
     let conn = &p.rules.connections[p.index];
-    if opts.confirm_only && p.plan.guard(&conn.guard).is_none() && p.plan.team_guard(&conn.team_guard).is_none() {
+    if opts.confirm_only
+        && p.plan.guard(&conn.guard).is_none()
+        && p.plan.team_guard(&conn.team_guard).is_none()
+        && p.plan.reactivation_guard(&conn.reactivation_guard).is_none()
+    {
         release(p);
         return Err(Error::refused(format!(
-            "refused: neither the mass-deprovision guard nor the team guard stops this run on {name:?}, so there is \
+            "refused: no guard (mass-deprovision, team or reactivation) stops this run on {name:?}, so there is \
              nothing to confirm; a Reviewer confirms guarded runs only, and an Editor starts ordinary ones. Nothing \
              was applied"
         )));
     }
     let opened = open_reviews_and_holds(store, &mut p, opts).await?;
     let guard_confirmed = match guard(store, &p, name, opts).await? {
-        Guarded::Refused(a) => {
+        Guarded::Refused(a, news) => {
+            if news && !p.rules.config.notify.is_empty() {
+                if let Some(v) = &a.guard {
+                    notify_guard(store, key, &p, v, run.id, watch).await;
+                }
+            }
             // Kept in the history: a refused attempt is part of what happened.
             let v = &a.guard;
             let summary = serde_json::json!({"refused": v.as_ref().and_then(|g| g["why"].as_str()),
@@ -818,8 +827,9 @@ async fn open_reviews_and_holds(store: &Store, p: &mut Prepared, opts: &ApplyOpt
 
 /// The mass-deprovision guard's word on a plan.
 enum Guarded {
-    /// It stops the run (the outcome to answer with).
-    Refused(Box<Applied>),
+    /// It stops the run (the outcome to answer with), and whether that is news (not tripped
+    /// the same way already).
+    Refused(Box<Applied>, bool),
     /// It lets the run go: unmoved (None), or stopped and confirmed with the number (why).
     Confirmed(Option<String>),
 }
@@ -836,10 +846,10 @@ async fn guard(store: &Store, p: &Prepared, name: &str, opts: &ApplyOptions<'_>)
                  --confirm-deprovision {deactivations}"
             ));
             // Kept in the store, so the status of every process says so until a run goes through.
-            store.trip_guard(name, store::GuardKind::Deprovision, &why, deactivations as i64, &by).await?;
+            let news = store.trip_guard(name, store::GuardKind::Deprovision, &why, deactivations as i64, &by).await?;
             let mut a = Applied::only(RunOutcome::GuardRefused, name);
             a.guard = Some(guard_verdict(p));
-            return Ok(Guarded::Refused(Box::new(a)));
+            return Ok(Guarded::Refused(Box::new(a), news));
         }
         opts.watch
             .note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
@@ -852,10 +862,10 @@ async fn guard(store: &Store, p: &Prepared, name: &str, opts: &ApplyOptions<'_>)
                 "refused by the team guard: {why}. Nothing was applied. If this is right, run again with \
                  --confirm-team-removals {removals}"
             ));
-            store.trip_guard(name, store::GuardKind::Teams, &why, removals as i64, &by).await?;
+            let news = store.trip_guard(name, store::GuardKind::Teams, &why, removals as i64, &by).await?;
             let mut a = Applied::only(RunOutcome::GuardRefused, name);
             a.guard = Some(guard_verdict(p));
-            return Ok(Guarded::Refused(Box::new(a)));
+            return Ok(Guarded::Refused(Box::new(a), news));
         }
         opts.watch.note(&format!("team guard: {why}; confirmed with --confirm-team-removals {removals}"));
         confirmed.push(why);
@@ -867,15 +877,46 @@ async fn guard(store: &Store, p: &Prepared, name: &str, opts: &ApplyOptions<'_>)
                 "refused by the reactivation guard: {why}. Nothing was applied. If these people are really back, \
                  run again with --confirm-reactivation {back}"
             ));
-            store.trip_guard(name, store::GuardKind::Reactivation, &why, back as i64, &by).await?;
+            let news = store.trip_guard(name, store::GuardKind::Reactivation, &why, back as i64, &by).await?;
             let mut a = Applied::only(RunOutcome::GuardRefused, name);
             a.guard = Some(guard_verdict(p));
-            return Ok(Guarded::Refused(Box::new(a)));
+            return Ok(Guarded::Refused(Box::new(a), news));
         }
         opts.watch.note(&format!("reactivation guard: {why}; confirmed with --confirm-reactivation {back}"));
         confirmed.push(why);
     }
     Ok(Guarded::Confirmed((!confirmed.is_empty()).then(|| confirmed.join("; "))))
+}
+
+/// The notice of a run a guard refused: its numbers and the command that confirms it.
+async fn notify_guard(
+    store: &Store,
+    key: &MasterKey,
+    p: &Prepared,
+    v: &serde_json::Value,
+    run_id: &str,
+    watch: &dyn Watch,
+) {
+    let (guard, flag) = match v["guard"].as_str() {
+        Some("teams") => ("team guard", "--confirm-team-removals"),
+        Some("reactivation") => ("reactivation guard", "--confirm-reactivation"),
+        _ => ("mass-deprovision guard", "--confirm-deprovision"),
+    };
+    let count = v["confirm_with"].as_u64().unwrap_or(0);
+    let n = crate::notify::Notice {
+        kind: Some(rules::notify::NoticeKind::GuardRefused),
+        connection: p.plan.connection.clone(),
+        stage: guard.to_string(),
+        reason: v["why"].as_str().unwrap_or_default().to_string(),
+        count: count.to_string(),
+        confirm: format!("tenure apply --connection {:?} {flag} {count}", p.plan.connection),
+        run_id: run_id.to_string(),
+        at: Timestamp::now().to_string(),
+        ..Default::default()
+    };
+    for problem in crate::notify::deliver(store, key, &p.rules.config.notify, &[n]).await {
+        watch.note(&problem);
+    }
 }
 
 /// The audit's record of who confirmed the guard, for how many, and whom it let go.

@@ -322,7 +322,20 @@ impl Store {
         why: &str,
         deactivations: i64,
         by: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        // News when it was not tripped already by the same guard for the same number: the
+        // scheduler meets a refused plan at every turn, and says so once.
+        let before = sqlx::query("SELECT guard, deactivations FROM guard_trips WHERE connection = $1")
+            .bind(connection)
+            .fetch_optional(&self.pool)
+            .await?;
+        let news = match before {
+            Some(r) => {
+                r.try_get::<String, _>("guard")? != guard.as_str()
+                    || r.try_get::<i64, _>("deactivations")? != deactivations
+            }
+            None => true,
+        };
         sqlx::query(
             "INSERT INTO guard_trips (connection, guard, why, deactivations, tripped_at, by_whom) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (connection) DO UPDATE SET guard = excluded.guard, \
@@ -337,7 +350,7 @@ impl Store {
         .bind(by)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(news)
     }
 
     /// A run went through: the connection's guard is no longer tripped.

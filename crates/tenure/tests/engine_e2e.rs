@@ -1096,3 +1096,46 @@ async fn a_workers_preview_claims_the_unique_username_the_whole_plan_gives() {
     assert!(!of(&whole["actions"]).is_empty(), "{whole}");
     assert_eq!(of(&one[0]["plan"]), of(&whole["actions"]), "{one}");
 }
+
+/// Issue 30 point 4: a run a guard refuses is a notice, with its numbers and the command that
+/// confirms it, sent once however many runs meet the same refusal; every notice carries the
+/// audit chain's head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_refusal_is_sent_once_with_its_numbers() {
+    let sb = common::spawn(&[]);
+    let env = Env::connect(&sb, "e2e-guard-notice", "");
+    let (hook, hooked) = webhook_sink().await;
+    let rules = std::fs::read_to_string(env.dir.join("rules.toml")).unwrap();
+    let path = env.dir.join("rules.toml");
+    std::fs::write(
+        &path,
+        format!("{rules}\n[[notify]]\nname = \"ops\"\nwebhook = \"{hook}\"\non = [\"guard_refused\"]\n"),
+    )
+    .unwrap();
+    env.ok(&["config", "import", path.to_str().unwrap()]);
+    env.ok(&["notify", "secret", "ops"]);
+    let now = "2026-06-10T12:00:00Z";
+    env.load("w.csv", &population(20), now, &[]);
+    let (code, out) = env.tenure(&["apply", "--yes", "--as-of", now]);
+    assert_eq!(code, 0, "{out}");
+    let leavers: Vec<String> = population(20)
+        .into_iter()
+        .enumerate()
+        .map(
+            |(i, r)| if i < 10 { r.replace(",active,,2020-01-01,,", ",terminated,,2020-01-01,2026-06-01,") } else { r },
+        )
+        .collect();
+    env.load("w2.csv", &leavers, now, &[]);
+    for _ in 0..2 {
+        let (code, out) = env.tenure(&["apply", "--yes", "--as-of", now]);
+        assert_eq!(code, 3, "{out}");
+    }
+    let got = hooked.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "one notice for one refusal: {got:?}");
+    let v: Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(v["event"], "guard_refused", "{v}");
+    assert_eq!(v["count"], 10, "{v}");
+    assert!(v["confirm"].as_str().unwrap().ends_with("--confirm-deprovision 10"), "{v}");
+    assert!(v["text"].as_str().unwrap().contains("10 deactivations are 50%"), "{v}");
+    assert!(v["audit_head"]["seq"].as_i64().unwrap() > 0, "{v}");
+}

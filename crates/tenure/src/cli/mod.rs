@@ -47,9 +47,13 @@ enum LogFormat {
     Json,
 }
 
+/// `tenure --version`: the version, the commit it was built from, and the day (build.rs).
+const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TENURE_COMMIT"), ", built ", env!("TENURE_BUILD_DATE"), ")");
+
 #[derive(Parser)]
-#[command(name = "tenure", version, about = "Hire-to-retire account provisioning over SCIM 2.0", after_help = EXIT_CODES)]
-struct Cli {
+#[command(name = "tenure", version = VERSION, about = "Hire-to-retire account provisioning over SCIM 2.0", after_help = EXIT_CODES)]
+pub struct Cli {
     /// Where tenure keeps its state (default: a per-user data folder).
     #[arg(long, global = true, env = "TENURE_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -223,6 +227,19 @@ enum Command {
     /// Make a new store and its master key in the data folder (or the database of
     /// --database-url, the key in the data folder). A store already there is left as it is.
     Init,
+    /// Shell completions, from the command line's own definition, on standard output.
+    Completions {
+        /// The shell: bash, zsh or fish.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Manual pages (man 1), from the command line's own definition: tenure.1 and one page per
+    /// command (tenure-apply.1, ...), written into a folder.
+    Man {
+        /// The folder to write them into (made when missing).
+        #[arg(long, default_value = "man")]
+        out: PathBuf,
+    },
     /// A consistent copy of the store, also while `tenure serve` runs (SQLite's VACUUM INTO),
     /// with the HR archive and a manifest (version, schema, audit head, key fingerprint). The
     /// master key is left out unless --key-passphrase-file encrypts it into the backup.
@@ -345,6 +362,34 @@ enum Command {
         #[arg(long)]
         serve: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// `tenure man`: one page for tenure and one per command, written into `dir`.
+fn man_pages(dir: &std::path::Path) -> Result<u8, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let write = |name: &str, c: clap::Command| -> Result<(), String> {
+        let path = dir.join(format!("{name}.1"));
+        let mut buf = vec![];
+        clap_mangen::Man::new(c).title(name.to_uppercase()).render(&mut buf).map_err(|e| e.to_string())?;
+        std::fs::write(&path, buf).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    let mut n = 1;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("tenure-{}", sub.get_name());
+        write(&name, sub.clone().display_name(name.clone()).bin_name(format!("tenure {}", sub.get_name())))?;
+        n += 1;
+    }
+    write("tenure", cmd)?;
+    outln!("{n} manual pages in {}", dir.display());
+    Ok(0)
 }
 
 /// `tenure init` (and `serve --init`): the store and its key, made or found; what it did.
@@ -654,6 +699,17 @@ pub fn main() -> ExitCode {
                 }
             }))
         }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = std::io::stdout();
+            match shell {
+                Shell::Bash => clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "tenure", &mut out),
+                Shell::Zsh => clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "tenure", &mut out),
+                Shell::Fish => clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "tenure", &mut out),
+            }
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { out } => return coded(man_pages(&out)),
         Command::Init => {
             return coded(rt.block_on(init_store(&dir, database_url.as_deref())).map(|said| {
                 outln!("{said}");
@@ -722,6 +778,8 @@ pub fn main() -> ExitCode {
             | Command::Serve { .. }
             | Command::Openapi
             | Command::Init
+            | Command::Completions { .. }
+            | Command::Man { .. }
             | Command::Backup { .. }
             | Command::Restore { .. }
             | Command::User(_)

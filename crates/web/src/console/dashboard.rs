@@ -165,13 +165,16 @@ async fn build(api: &Shared, page: &Page, q: DashboardQuery, fragment: bool) -> 
         _ => None,
     };
     let a = &st.audit;
+    // The hash's first 16 characters: enough to compare by eye on a phone; the audit page has it whole.
+    let short = |h: &str| format!("{}…", h.chars().take(16).collect::<String>());
     let audit_line = match (&a.head, &a.known, a.behind) {
         (_, Some((seq, hash)), true) => format!(
-            "The audit chain is BEHIND its head: record #{seq} (hash {hash}) was written, and the chain now ends at \
+            "The audit chain is BEHIND its head: record #{seq} (hash {}) was written, and the chain now ends at \
              #{}. Records were cut off, or an old copy of the store was put back: run an audit check.",
+            short(hash),
             a.head.as_ref().map_or(0, |(s, _)| *s)
         ),
-        (Some((seq, hash)), _, _) => format!("Audit head: record #{seq}, hash {hash}."),
+        (Some((seq, hash)), _, _) => format!("Audit head: record #{seq}, hash {}.", short(hash)),
         (None, _, _) => "The audit holds no record yet.".to_string(),
     };
     let restored = st.restored.as_ref().map(|r| {
