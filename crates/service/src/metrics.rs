@@ -33,6 +33,12 @@ pub fn inc(name: &'static str, labels: &[(&'static str, &str)]) {
     add(name, labels, 1.0);
 }
 
+/// Sets a gauge this process keeps (the scheduler's last turn).
+pub fn set(name: &'static str, labels: &[(&'static str, &str)], v: f64) {
+    let key = (name, labels.iter().map(|(k, v)| (*k, v.to_string())).collect());
+    table().lock().unwrap_or_else(|p| p.into_inner()).counters.insert(key, v);
+}
+
 /// What each metric is, for its `# HELP` line.
 const HELP: &[(&str, &str, &str)] = &[
     ("tenure_runs_total", "counter", "Apply runs by connection and outcome (ok, failures, guard_refused, busy)."),
@@ -52,6 +58,13 @@ const HELP: &[(&str, &str, &str)] = &[
     ("tenure_quarantined_rows", "gauge", "HR rows quarantined by the last load."),
     ("tenure_guard_tripped", "gauge", "1 while the mass-deprovision guard stops a connection's runs, else 0."),
     ("tenure_hr_last_received_timestamp_seconds", "gauge", "When the last HR data (file, pull or push) arrived."),
+    ("tenure_notices_failed_total", "counter", "Notices a notifier could not deliver, by notifier."),
+    (
+        "tenure_scheduler_last_turn_timestamp_seconds",
+        "gauge",
+        "When the scheduler last began a turn (stale: stopped or stuck).",
+    ),
+    ("tenure_scheduler_behind_total", "counter", "Scheduler turns that took longer than the interval."),
     ("tenure_audit_head_seq", "gauge", "The audit chain's last record number."),
     (
         "tenure_audit_behind",

@@ -267,6 +267,9 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
             .await
             .unwrap_or_else(|_| Err(Error::refused(format!("gave up after {} s without an answer", limit.as_secs()))));
         if let Err(e) = r {
+            // Never in silence: counted for the monitoring, and said as a warning.
+            crate::metrics::add("tenure_notices_failed_total", &[("notifier", &n.name)], messages.len() as f64);
+            tracing::warn!(notifier = %n.name, notices = messages.len(), "notices not delivered: {e}");
             problems.push(format!("notify {:?}: {e}", n.name));
         }
     }

@@ -87,6 +87,13 @@ pub async fn run(
             let _ = stop.changed().await;
             break;
         }
+        // A heartbeat for the monitoring: a stale one is a scheduler stopped or stuck.
+        let turn = std::time::Instant::now();
+        crate::metrics::set(
+            "tenure_scheduler_last_turn_timestamp_seconds",
+            &[],
+            jiff::Timestamp::now().as_second() as f64,
+        );
         // The configuration in force at each turn: a change through the API or the CLI needs
         // no restart.
         let mut names: Vec<String> = match config::current_if_any(&s.store).await {
@@ -138,6 +145,14 @@ pub async fn run(
         }
         if *stop.borrow() {
             break;
+        }
+        if turn.elapsed() > s.interval {
+            crate::metrics::inc("tenure_scheduler_behind_total", &[]);
+            say(&format!(
+                "the scheduler is behind: this turn took {} s, longer than the interval of {} s",
+                turn.elapsed().as_secs(),
+                s.interval.as_secs()
+            ));
         }
         // Sleep until the schedule, a push, or the next future event's moment.
         let now = s.now().as_second();

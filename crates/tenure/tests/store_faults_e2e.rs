@@ -594,6 +594,16 @@ async fn a_backup_taken_while_serving_restores_whole_and_waits_for_a_person() {
     assert_eq!(runs(&restored).len(), runs_then.len(), "no run started");
     let st: Value = serde_json::from_str(&restored.ok(&["status", "--json"])).unwrap();
     assert_eq!(st["restored"]["taken_at"], manifest["taken_at"], "{st}");
+    // Said to the monitoring too: the wait, the scheduler's heartbeat, the audit head.
+    let metrics = reqwest::get(format!("{}/metrics", serving.address().await)).await.unwrap().text().await.unwrap();
+    for line in [
+        "tenure_store_restored_unconfirmed 1",
+        "tenure_scheduler_last_turn_timestamp_seconds ",
+        "tenure_audit_behind 0",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+    assert!(metrics.contains(&format!("tenure_audit_head_seq {}", head["seq"].as_i64().unwrap() + 1)), "{metrics}");
     assert!(restored.ok(&["status"]).contains("scheduled runs wait for `tenure restore --confirm`"));
     let out = restored.ok(&["restore", "--confirm"]);
     assert!(out.contains("confirmed"), "{out}");
