@@ -427,20 +427,20 @@ test("the admin's first hour", async () => {
   await page.getByRole("button", { name: "Upload" }).click();
   await page.waitForURL(/\/hr\/loads\//);
   await page.goto(`${BASE}/connections/${encodeURIComponent(CONNECTION)}/plan`);
-  await page.getByText("The mass-deprovision guard would stop this run").waitFor();
+  await page.getByText("The mass-deprovision guard would hold these 4 deactivations").waitFor();
   await look(page, "plan-guarded");
   await page.getByRole("button", { name: "Apply this plan" }).click();
   await page.waitForURL(/\/runs\//);
-  // The run's page says the guard stopped it and what lets it through.
-  for (let i = 0; i < 60 && (await page.getByText("The mass-deprovision guard stopped this run").count()) === 0; i++) {
+  // The run's page says what the guard held, that the rest went on, and what lets it through.
+  for (let i = 0; i < 60 && (await page.getByText("The mass-deprovision guard held 4 deactivations").count()) === 0; i++) {
     await page.waitForTimeout(250);
     await page.reload();
   }
-  await page.getByText(/The mass-deprovision guard stopped this run: .* confirming the number 4/).waitFor();
-  await page.getByRole("heading", { name: "Nothing applied" }).waitFor();
-  await look(page, "run-guard-refused");
+  await page.getByText(/The mass-deprovision guard held 4 deactivations: .* The rest of the run was applied\. .* confirming the number 4/).waitFor();
+  await page.getByRole("heading", { name: "Finished, part held by a guard" }).waitFor();
+  await look(page, "run-guard-held");
   await page.goto(`${BASE}/`);
-  await page.getByText("The mass-deprovision guard stopped the last run.").waitFor();
+  await page.getByText("The mass-deprovision guard holds deactivations back; the rest of each run goes on.").waitFor();
   await look(page, "dashboard-guard");
 
   // A viewer, made through the API with the admin's session, sees no admin action and gets
@@ -516,7 +516,7 @@ test("the admin's first hour", async () => {
 
   // The viewer is offered no confirmation; a reviewer confirms the guard with its number.
   await viewer.goto(`${BASE}/`);
-  await viewer.getByText("The mass-deprovision guard stopped the last run.").waitFor();
+  await viewer.getByText("The mass-deprovision guard holds deactivations back; the rest of each run goes on.").waitFor();
   assert.equal(await viewer.getByRole("button", { name: "Confirm and apply" }).count(), 0);
   const reviewer = await newPage();
   await signIn(reviewer, "rita", "rita has a long password");
@@ -524,8 +524,16 @@ test("the admin's first hour", async () => {
   await reviewer.getByLabel("Deactivations to confirm").fill("3");
   await reviewer.getByRole("button", { name: "Confirm and apply" }).click();
   await reviewer.waitForURL(/\/runs\//);
+  // A wrong number confirms nothing, and a Reviewer starts no ordinary run: nothing applied.
+  for (let i = 0; i < 60 && (await reviewer.getByText("The mass-deprovision guard stopped this run").count()) === 0; i++) {
+    await reviewer.waitForTimeout(250);
+    await reviewer.reload();
+  }
+  await reviewer.getByText(/The mass-deprovision guard stopped this run: .* Nothing was applied\. .* confirming the number 4/).waitFor();
+  await reviewer.getByRole("heading", { name: "Nothing applied" }).waitFor();
+  await look(reviewer, "run-guard-refused");
   await reviewer.goto(`${BASE}/`);
-  await reviewer.getByText("The mass-deprovision guard stopped the last run.").waitFor();
+  await reviewer.getByText("The mass-deprovision guard holds deactivations back; the rest of each run goes on.").waitFor();
   await look(reviewer, "dashboard-guard-wrong-number");
   await reviewer.getByLabel("Deactivations to confirm").fill("4");
   await reviewer.getByRole("button", { name: "Confirm and apply" }).click();
@@ -538,7 +546,7 @@ test("the admin's first hour", async () => {
   assert.equal(await reviewer.locator("h2#counts").innerText(), "Finished");
   await look(reviewer, "run-confirmed");
   await reviewer.goto(`${BASE}/`);
-  assert.equal(await reviewer.getByText("The mass-deprovision guard stopped the last run.").count(), 0, "the guard is cleared");
+  assert.equal(await reviewer.getByText("The mass-deprovision guard holds deactivations back; the rest of each run goes on.").count(), 0, "the guard is cleared");
 
   // An unknown page is a page, not JSON.
   const missing = await viewer.goto(`${BASE}/no-such-page`);

@@ -139,6 +139,9 @@ pub enum Hold {
     Rejected,
     /// Failed run after run: set aside on the dead-letter list.
     Dead,
+    /// A guard refused this many of its kind at once: held until a person confirms the number,
+    /// while the rest of the run goes on.
+    Guard,
 }
 
 impl Action {

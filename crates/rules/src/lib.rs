@@ -4,6 +4,7 @@
 //! compiled once, so evaluating 100,000 workers never parses anything again.
 
 pub mod condition;
+pub mod duration;
 pub mod formula;
 pub mod hr_source;
 pub mod notify;
@@ -242,6 +243,17 @@ pub struct HrSettings {
     pub inbox: Option<hr_source::InboxSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<hr_source::PullSettings>,
+    /// No HR data (a load, a push, a pull) for this long is an `hr_quiet` notice, once per
+    /// quiet spell: `26h` for a daily export. None: no such notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_after: Option<String>,
+}
+
+impl HrSettings {
+    /// `alert_after` read, when set and well written.
+    pub fn alert_after(&self) -> Option<std::time::Duration> {
+        self.alert_after.as_deref().and_then(|d| duration::parse(d).ok())
+    }
 }
 
 fn max_drop() -> f64 {
@@ -273,6 +285,7 @@ impl Default for HrSettings {
             definition: None,
             inbox: None,
             pull: None,
+            alert_after: None,
         }
     }
 }
@@ -1181,6 +1194,9 @@ impl Rules {
         }
         if !(0.0..=1.0).contains(&config.hr.max_population_drop) {
             errors.push("hr.max_population_drop: a share from 0 to 1 (0.1 is 10%)".to_string());
+        }
+        if let Some(Err(e)) = config.hr.alert_after.as_deref().map(duration::parse) {
+            errors.push(format!("hr.alert_after: {e}"));
         }
         if let Err(e) = config.hr.header_definition() {
             errors.extend(e);

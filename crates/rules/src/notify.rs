@@ -24,12 +24,24 @@ pub enum NoticeKind {
     /// Someone decided from the command line on a store whose people sign in, with
     /// `--break-glass` and a reason.
     BreakGlass,
-    /// A guard stopped a run: its numbers and the command that confirms it.
+    /// A guard held part of a run: its numbers and the command that confirms it.
     GuardRefused,
+    /// An HR load had rows quarantined (not taken).
+    HrQuarantined,
+    /// An HR file or push was refused whole (its header, the population check).
+    HrRefused,
+    /// No HR data arrived for longer than `[hr] alert_after`.
+    HrQuiet,
+    /// A scheduler turn took longer than its interval.
+    SchedulerBehind,
+    /// The scheduler has not turned for three intervals, and no run of its own is going.
+    SchedulerStopped,
+    /// A notifier could not deliver its notices (told through the others).
+    NoticeUndeliverable,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 10] = [
+    pub const ALL: [NoticeKind; 16] = [
         NoticeKind::Hire,
         NoticeKind::Change,
         NoticeKind::Leave,
@@ -40,6 +52,12 @@ impl NoticeKind {
         NoticeKind::Held,
         NoticeKind::BreakGlass,
         NoticeKind::GuardRefused,
+        NoticeKind::HrQuarantined,
+        NoticeKind::HrRefused,
+        NoticeKind::HrQuiet,
+        NoticeKind::SchedulerBehind,
+        NoticeKind::SchedulerStopped,
+        NoticeKind::NoticeUndeliverable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +72,12 @@ impl NoticeKind {
             NoticeKind::Held => "held",
             NoticeKind::BreakGlass => "break_glass",
             NoticeKind::GuardRefused => "guard_refused",
+            NoticeKind::HrQuarantined => "hr_quarantined",
+            NoticeKind::HrRefused => "hr_refused",
+            NoticeKind::HrQuiet => "hr_quiet",
+            NoticeKind::SchedulerBehind => "scheduler_behind",
+            NoticeKind::SchedulerStopped => "scheduler_stopped",
+            NoticeKind::NoticeUndeliverable => "notice_undeliverable",
         }
     }
 
@@ -69,7 +93,13 @@ impl NoticeKind {
             NoticeKind::Review => ("{connection}: {worker_name} waits for approval", "{stage} of worker {worker} on {connection} waits for a reviewer: {reason}. See `tenure reviews`."),
             NoticeKind::Held => ("{connection}: worker {worker} held", "Worker {worker} {worker_name} on {connection} is held until the HR data changes: {reason}. See `tenure reviews`."),
             NoticeKind::BreakGlass => ("tenure: break-glass {stage} by {actor}", "{actor} used --break-glass on the local store to {stage}: {reason}. See `tenure audit --action break_glass`."),
-            NoticeKind::GuardRefused => ("{connection}: the {stage} stopped a run", "The {stage} stopped a run on {connection}: {reason}. Nothing it holds is done until a person confirms the number {count}, if it is right: {confirm}"),
+            NoticeKind::GuardRefused => ("{connection}: the {stage} held {count} {holds}", "The {stage} held {count} {holds} of a run on {connection}: {reason}. The rest of the run went on; these wait until a person confirms the number {count}, if it is right: {confirm}"),
+            NoticeKind::HrQuarantined => ("tenure: {count} HR row(s) quarantined", "{count} row(s) of {stage} were quarantined, not taken: {reason}. Their workers are held until the HR data is fixed: see `tenure hr loads` and `tenure reviews`."),
+            NoticeKind::HrRefused => ("tenure: HR data refused", "{stage} was refused whole and nothing of it was taken: {reason}"),
+            NoticeKind::HrQuiet => ("tenure: no HR data for {count} hour(s)", "No HR data has arrived for {count} hour(s): {reason}. Hires, changes and leavers wait until it does; check the HR system's export and its schedule."),
+            NoticeKind::SchedulerBehind => ("tenure: the scheduler is behind", "{reason}: scheduled runs come later than planned."),
+            NoticeKind::SchedulerStopped => ("tenure: the scheduler has stopped", "{reason}: no scheduled run happens until it turns again. Look at the `tenure serve` process and its log."),
+            NoticeKind::NoticeUndeliverable => ("tenure: notices to {stage} were not delivered", "{count} notice(s) to the notifier {stage} could not be delivered: {error}. Until it is mended, its people hear nothing from tenure."),
         }
     }
 }
@@ -90,6 +120,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "at",
     "actor",
     "count",
+    "holds",
     "confirm",
 ];
 
@@ -153,9 +184,13 @@ fn max_per_run() -> usize {
 }
 
 impl NotifySettings {
+    /// Whether it sends this kind about this connection; a notice about no connection (HR
+    /// data, the scheduler, another notifier) goes to every notifier that wants its kind.
     pub fn wants(&self, kind: NoticeKind, connection: &str) -> bool {
         (self.on.is_empty() || self.on.contains(&kind))
-            && (self.connections.is_empty() || self.connections.iter().any(|c| c == connection))
+            && (connection.is_empty()
+                || self.connections.is_empty()
+                || self.connections.iter().any(|c| c == connection))
     }
 
     /// The subject and body templates for a kind: the configured ones over the built-in.

@@ -3,14 +3,17 @@
 //! only translates: nothing here parses arguments, prints, prompts or knows HTTP.
 
 pub mod accounts;
+pub mod alerts;
 pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod connections;
 pub mod decisions;
 pub mod drafts;
-pub mod duration;
+/// Lengths of time as tenure writes them (kept with the configuration, which takes some).
+pub use rules::duration;
 pub mod error;
+pub mod guards;
 pub mod inbox;
 pub mod infer;
 pub mod intake;

@@ -58,6 +58,7 @@ const HELP: &[(&str, &str, &str)] = &[
     ("tenure_quarantined_rows", "gauge", "HR rows quarantined by the last load."),
     ("tenure_guard_tripped", "gauge", "1 while the mass-deprovision guard stops a connection's runs, else 0."),
     ("tenure_hr_last_received_timestamp_seconds", "gauge", "When the last HR data (file, pull or push) arrived."),
+    ("tenure_hr_quiet", "gauge", "1 while no HR data arrived for longer than [hr] alert_after, else 0."),
     ("tenure_notices_failed_total", "counter", "Notices a notifier could not deliver, by notifier."),
     (
         "tenure_scheduler_last_turn_timestamp_seconds",
@@ -128,6 +129,9 @@ pub async fn render(store: &store::Store) -> Result<String> {
     gauge("tenure_quarantined_rows", vec![], quarantined as f64);
     if let Some(t) = st.last_received.and_then(|l| l.loaded_at.parse::<jiff::Timestamp>().ok()) {
         gauge("tenure_hr_last_received_timestamp_seconds", vec![], t.as_second() as f64);
+        let after = crate::config::current_if_any(store).await.ok().flatten().and_then(|r| r.config.hr.alert_after());
+        let quiet = after.is_some_and(|a| jiff::Timestamp::now().duration_since(t).unsigned_abs() > a);
+        gauge("tenure_hr_quiet", vec![], if quiet { 1.0 } else { 0.0 });
     }
     gauge("tenure_audit_head_seq", vec![], st.audit.head.as_ref().map_or(0.0, |(s, _)| *s as f64));
     gauge("tenure_audit_behind", vec![], if st.audit.behind { 1.0 } else { 0.0 });
@@ -155,13 +159,13 @@ pub fn record_run(connection: &str, applied: &crate::run_report::Applied, second
     let c = [("connection", connection)];
     let outcome = match applied.outcome {
         RunOutcome::Done => "ok",
-        RunOutcome::GuardRefused => "guard_refused",
+        RunOutcome::GuardRefused | RunOutcome::GuardHeld => "guard_refused",
         RunOutcome::Failures => "failures",
         RunOutcome::Busy => "busy",
         RunOutcome::NotConfirmed | RunOutcome::Stopped => "other",
     };
     inc("tenure_runs_total", &[("connection", connection), ("outcome", outcome)]);
-    if applied.outcome == RunOutcome::GuardRefused {
+    if matches!(applied.outcome, RunOutcome::GuardRefused | RunOutcome::GuardHeld) {
         inc("tenure_guard_refusals_total", &c);
     }
     if let Some(s) = &applied.summary {

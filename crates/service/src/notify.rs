@@ -40,7 +40,18 @@ fn test_notice(kind: NoticeKind, connection: &str) -> Notice {
         run_id: "test".into(),
         at: jiff::Timestamp::now().to_string(),
         actor: "(test)".into(),
-        count: if kind == NoticeKind::GuardRefused { "0".into() } else { String::new() },
+        count: if matches!(
+            kind,
+            NoticeKind::GuardRefused
+                | NoticeKind::HrQuarantined
+                | NoticeKind::HrQuiet
+                | NoticeKind::NoticeUndeliverable
+        ) {
+            "0".into()
+        } else {
+            String::new()
+        },
+        holds: if kind == NoticeKind::GuardRefused { "deactivations".into() } else { String::new() },
         confirm: if kind == NoticeKind::GuardRefused { "(test) nothing to confirm".into() } else { String::new() },
     }
 }
@@ -62,8 +73,9 @@ pub struct Notice {
     pub at: String,
     /// Who acted, for a notice about a person's act (break-glass).
     pub actor: String,
-    /// How many a guard held, and the command that confirms them.
+    /// How many a guard held, of what, and the command that confirms them.
     pub count: String,
+    pub holds: String,
     pub confirm: String,
 }
 
@@ -74,6 +86,7 @@ impl Notice {
             "connection" => self.connection.clone(),
             "count" => self.count.clone(),
             "confirm" => self.confirm.clone(),
+            "holds" => self.holds.clone(),
             "worker" => self.worker.clone(),
             "worker_name" => self.worker_name.clone(),
             "user_name" => self.user_name.clone(),
@@ -191,9 +204,41 @@ pub fn destination(n: &NotifySettings) -> String {
     }
 }
 
-/// Sends the notices each notifier wants; returns one line per problem.
+/// Sends the notices each notifier wants; returns one line per problem. A notifier that
+/// could not deliver is told through the others (`notice_undeliverable`), once: what they
+/// cannot deliver of that is only logged and counted.
 pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings], notices: &[Notice]) -> Vec<String> {
+    let (mut problems, failed) = deliver_once(store, key, settings, notices).await;
+    let others: Vec<NotifySettings> =
+        settings.iter().filter(|n| !failed.iter().any(|f| f.0 == n.name)).cloned().collect();
+    if !failed.is_empty() && !others.is_empty() {
+        let at = jiff::Timestamp::now().to_string();
+        let told: Vec<Notice> = failed
+            .into_iter()
+            .map(|(name, error, count)| Notice {
+                kind: Some(NoticeKind::NoticeUndeliverable),
+                stage: name,
+                error,
+                count: count.to_string(),
+                at: at.clone(),
+                ..Default::default()
+            })
+            .collect();
+        problems.extend(deliver_once(store, key, &others, &told).await.0);
+    }
+    problems
+}
+
+/// One delivery: the problems in words, and each notifier that failed with why and how many
+/// notices it held.
+async fn deliver_once(
+    store: &Store,
+    key: &MasterKey,
+    settings: &[NotifySettings],
+    notices: &[Notice],
+) -> (Vec<String>, Vec<(String, String, usize)>) {
     let mut problems = vec![];
+    let mut failed = vec![];
     // Every notice carries the audit chain's head as it stands: kept by whoever receives it,
     // it proves later that nothing was cut off the end of the chain.
     let head = match store.audit_head().await {
@@ -215,7 +260,9 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
             {
                 Ok(s) => s,
                 Err(e) => {
+                    crate::metrics::add("tenure_notices_failed_total", &[("notifier", &n.name)], wanted.len() as f64);
                     problems.push(format!("notify {:?}: {e}", n.name));
+                    failed.push((n.name.clone(), e.to_string(), wanted.len()));
                     continue;
                 }
             };
@@ -231,9 +278,12 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
                     "stage": x.stage, "changes": x.changes, "error": x.error, "run_id": x.run_id, "at": x.at,
                     "subject": subject, "text": text, "audit_head": head});
                 let mut doc = doc;
-                if !x.confirm.is_empty() {
+                if !x.count.is_empty() {
                     doc["count"] = json!(x.count.parse::<u64>().ok());
+                }
+                if !x.confirm.is_empty() {
                     doc["confirm"] = json!(x.confirm);
+                    doc["holds"] = json!(x.holds);
                 }
                 (doc, subject, text)
             })
@@ -271,9 +321,10 @@ pub async fn deliver(store: &Store, key: &MasterKey, settings: &[NotifySettings]
             crate::metrics::add("tenure_notices_failed_total", &[("notifier", &n.name)], messages.len() as f64);
             tracing::warn!(notifier = %n.name, notices = messages.len(), "notices not delivered: {e}");
             problems.push(format!("notify {:?}: {e}", n.name));
+            failed.push((n.name.clone(), e.to_string(), messages.len()));
         }
     }
-    problems
+    (problems, failed)
 }
 
 async fn webhook(

@@ -8,8 +8,12 @@ pub enum RunOutcome {
     Done,
     /// Some actions failed; the others were applied.
     Failures,
-    /// The mass-deprovision guard stopped it: nothing was applied.
+    /// A guard refused it whole (a Reviewer's confirmation that did not match): nothing was
+    /// applied.
     GuardRefused,
+    /// A guard held the actions it refused (deactivations, team removals or reactivations);
+    /// the rest of the run was applied.
+    GuardHeld,
     /// Another run holds the connection: nothing was applied.
     Busy,
     /// The person asked before many creates said no: nothing was applied.
@@ -25,6 +29,7 @@ impl RunOutcome {
             RunOutcome::Done => "succeeded",
             RunOutcome::Failures => "failed",
             RunOutcome::GuardRefused => "refused",
+            RunOutcome::GuardHeld => "held",
             RunOutcome::Busy => "busy",
             RunOutcome::NotConfirmed => "not_confirmed",
             RunOutcome::Stopped => "stopped",

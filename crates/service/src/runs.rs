@@ -451,23 +451,9 @@ fn held_by_hr_rows(plan: &mut Plan, known: &std::collections::HashSet<&str>, hel
     plan.actions.extend(extra);
 }
 
-/// The guard's verdict on a plan, as `plan --json` carries it.
+/// The guards' verdict on a plan, as `plan --json` carries it.
 pub fn guard_verdict(p: &Prepared) -> serde_json::Value {
-    let conn = &p.rules.connections[p.index];
-    let n = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
-    let removals = p.plan.count(Kind::TeamRemove);
-    match (p.plan.guard(&conn.guard), p.plan.team_guard(&conn.team_guard)) {
-        (Some(why), _) => serde_json::json!({"refused": true, "guard": "deprovision", "why": why, "confirm_with": n}),
-        (None, Some(why)) => {
-            serde_json::json!({"refused": true, "guard": "teams", "why": why, "confirm_with": removals,
-            "deactivations": n})
-        }
-        (None, None) => match p.plan.reactivation_guard(&conn.reactivation_guard) {
-            Some(why) => serde_json::json!({"refused": true, "guard": "reactivation", "why": why,
-                "confirm_with": p.plan.count(Kind::Reactivate), "deactivations": n}),
-            None => serde_json::json!({"refused": false, "deactivations": n}),
-        },
-    }
+    crate::guards::verdict(&p.plan, &p.rules.connections[p.index])
 }
 
 /// What a door hears of a run as it goes; every method has a quiet default.
@@ -689,27 +675,34 @@ async fn apply_locked(
         )));
     }
     let opened = open_reviews_and_holds(store, &mut p, opts).await?;
-    let guard_confirmed = match guard(store, &p, name, opts).await? {
-        Guarded::Refused(a, news) => {
-            if news && !p.rules.config.notify.is_empty() {
-                if let Some(v) = &a.guard {
-                    notify_guard(store, key, &p, v, run.id, watch).await;
-                }
-            }
-            // Kept in the history: a refused attempt is part of what happened.
-            let v = &a.guard;
-            let summary = serde_json::json!({"refused": v.as_ref().and_then(|g| g["why"].as_str()),
-                "guard": v.as_ref().and_then(|g| g["guard"].as_str()),
-                "confirm_with": v.as_ref().and_then(|g| g["confirm_with"].as_u64())});
-            let as_of = opts.as_of.map(|t| t.to_string());
-            store
-                .record_refused_run(run.id, &p.plan.connection, run.started_by, as_of.as_deref(), &summary.to_string())
-                .await?;
-            release(p);
-            return Ok(*a);
+    let conn = &p.rules.connections[p.index];
+    let confirms = [opts.confirm, opts.confirm_team_removals, opts.confirm_reactivation];
+    let word = crate::guards::refusals(&p.plan, conn, confirms);
+    for c in &word.confirmed {
+        watch.note(&format!("{}: {}; confirmed with {} {}", c.name(), c.why, c.flag(), c.count));
+    }
+    let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
+    let verdict = (!word.refused.is_empty()).then(|| crate::guards::verdict_of(&word.refused, deactivations));
+    let mut news = false;
+    let mut guard_held = vec![];
+    if let Some(first) = word.refused.first() {
+        for r in &word.refused {
+            watch.note(&format!("refused: {}", r.said(name)));
         }
-        Guarded::Confirmed(why) => why,
-    };
+        // Kept in the store, so the status of every process says so until a whole run goes
+        // through. One refusal is kept per connection: the first guard's.
+        let by = opts.actor.clone().unwrap_or_else(crate::local::actor);
+        news = store.trip_guard(name, first.guard, &first.why, first.count as i64, &by).await?;
+        if opts.confirm_only {
+            // A Reviewer only confirms guarded runs: while a guard still refuses, nothing goes.
+            return refuse_whole(store, key, p, &word, news, opts, &run).await;
+        }
+        guard_held = crate::guards::hold(&mut p.plan, &word.refused);
+    }
+    show_plan(&p, watch);
+    if news && !p.rules.config.notify.is_empty() {
+        notify_guard(store, key, &p, &word.refused, run.id, watch).await;
+    }
     let conn = &p.rules.connections[p.index];
     let creates = p.plan.count(Kind::Create);
     if creates > conn.confirm_creates_over && !watch.confirm_creates(creates, conn.confirm_creates_over, name) {
@@ -720,11 +713,13 @@ async fn apply_locked(
     let as_of = opts.as_of.map(|t| t.to_string());
     store.start_run(&run_id, &conn.name, run.started_by, as_of.as_deref()).await?;
     let _writing = write_progress(store, &run);
-    if let Some(why) = &guard_confirmed {
-        record_guard_confirmed(store, &p, why, &run_id, opts).await?;
+    if !word.confirmed.is_empty() {
+        let why: Vec<&str> = word.confirmed.iter().map(|c| c.why.as_str()).collect();
+        record_guard_confirmed(store, &p, &why.join("; "), &run_id, opts).await?;
     }
     let summary = carry_out(store, &mut p, lock, &run, watch).await?;
-    let newly_dead = settle(store, &p, &summary, now, opts, &run_id).await?;
+    let held = GuardHeld { refused: &word.refused, workers: &guard_held };
+    let newly_dead = settle(store, &p, &summary, now, opts, &run_id, &held).await?;
     if !newly_dead.is_empty() {
         watch.note(&format!(
             "dead letters: worker(s) {} failed {} run(s) in a row and are set aside: see `tenure dead-letters`",
@@ -737,17 +732,59 @@ async fn apply_locked(
     }
     let scim = p.client.stats();
     release(p);
-    // A worker set aside in this run is a failure of this run, whatever its last attempt said.
-    let outcome = if summary.failed > 0 || !newly_dead.is_empty() { RunOutcome::Failures } else { RunOutcome::Done };
+    // A guard's hold is what a person must act on first; then a worker set aside in this run
+    // is a failure of this run, whatever its last attempt said.
+    let outcome = if verdict.is_some() {
+        RunOutcome::GuardHeld
+    } else if summary.failed > 0 || !newly_dead.is_empty() {
+        RunOutcome::Failures
+    } else {
+        RunOutcome::Done
+    };
     Ok(Applied {
         outcome,
         connection: name.to_string(),
         summary: Some(summary),
         newly_dead,
-        guard: None,
+        guard: verdict,
         busy: None,
         scim,
     })
+}
+
+/// What the guards held of a run, for its record.
+struct GuardHeld<'a> {
+    refused: &'a [crate::guards::Refusal],
+    /// The workers whose actions they held: their HR events stay pending.
+    workers: &'a [String],
+}
+
+/// A run a guard refuses whole (a Reviewer's confirmation that does not match): kept in the
+/// history, since a refused attempt is part of what happened, and nothing applied.
+async fn refuse_whole(
+    store: &Store,
+    key: &MasterKey,
+    p: Prepared,
+    word: &crate::guards::Refusals,
+    news: bool,
+    opts: &ApplyOptions<'_>,
+    run: &Run<'_>,
+) -> Result<Applied> {
+    if news && !p.rules.config.notify.is_empty() {
+        notify_guard(store, key, &p, &word.refused, run.id, opts.watch).await;
+    }
+    let first = &word.refused[0];
+    let summary = serde_json::json!({"refused": first.why, "guard": first.guard.as_str(), "confirm_with": first.count,
+        "guards": word.refused.iter().map(crate::guards::Refusal::view).collect::<Vec<_>>()});
+    let as_of = opts.as_of.map(|t| t.to_string());
+    store
+        .record_refused_run(run.id, &p.plan.connection, run.started_by, as_of.as_deref(), &summary.to_string())
+        .await?;
+    let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
+    let mut a = Applied::only(RunOutcome::GuardRefused, &p.plan.connection);
+    a.guard = Some(crate::guards::verdict_of(&word.refused, deactivations));
+    release(p);
+    Ok(a)
 }
 
 /// A rehearsal acts at another moment than now: only on tenure's sandbox, unless the operator
@@ -811,10 +848,15 @@ async fn open_reviews_and_holds(store: &Store, p: &mut Prepared, opts: &ApplyOpt
         let new = store.replace_holds(&p.plan.connection, &holds).await?;
         newly_held = holds.iter().filter(|h| new.contains(&h.0)).cloned().collect();
     }
-    let watch = opts.watch;
+    Ok(Opened { reviews, new_reviews, newly_held })
+}
+
+/// The plan about to be applied, with what holds workers back, for whoever watches.
+fn show_plan(p: &Prepared, watch: &dyn Watch) {
     watch.plan(&p.plan);
-    if !holds.is_empty() {
-        watch.note(&format!("{} worker(s) held until HR data settles them: see `tenure reviews`", holds.len()));
+    let data = p.plan.actions.iter().filter(|a| a.hold == Some(Hold::Data)).count();
+    if data > 0 {
+        watch.note(&format!("{data} worker(s) held until HR data settles them: see `tenure reviews`"));
     }
     if !p.held.waiting.is_empty() {
         watch.note(&format!(
@@ -822,99 +864,34 @@ async fn open_reviews_and_holds(store: &Store, p: &mut Prepared, opts: &ApplyOpt
             p.held.waiting.len()
         ));
     }
-    Ok(Opened { reviews, new_reviews, newly_held })
 }
 
-/// The mass-deprovision guard's word on a plan.
-enum Guarded {
-    /// It stops the run (the outcome to answer with), and whether that is news (not tripped
-    /// the same way already).
-    Refused(Box<Applied>, bool),
-    /// It lets the run go: unmoved (None), or stopped and confirmed with the number (why).
-    Confirmed(Option<String>),
-}
-
-async fn guard(store: &Store, p: &Prepared, name: &str, opts: &ApplyOptions<'_>) -> Result<Guarded> {
-    let conn = &p.rules.connections[p.index];
-    let by = opts.actor.clone().unwrap_or_else(crate::local::actor);
-    let mut confirmed = vec![];
-    if let Some(why) = p.plan.guard(&conn.guard) {
-        let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
-        if opts.confirm != Some(deactivations) {
-            opts.watch.note(&format!(
-                "refused by the mass-deprovision guard: {why}. Nothing was applied. If this is right, run again with \
-                 --confirm-deprovision {deactivations}"
-            ));
-            // Kept in the store, so the status of every process says so until a run goes through.
-            let news = store.trip_guard(name, store::GuardKind::Deprovision, &why, deactivations as i64, &by).await?;
-            let mut a = Applied::only(RunOutcome::GuardRefused, name);
-            a.guard = Some(guard_verdict(p));
-            return Ok(Guarded::Refused(Box::new(a), news));
-        }
-        opts.watch
-            .note(&format!("mass-deprovision guard: {why}; confirmed with --confirm-deprovision {deactivations}"));
-        confirmed.push(why);
-    }
-    if let Some(why) = p.plan.team_guard(&conn.team_guard) {
-        let removals = p.plan.count(Kind::TeamRemove);
-        if opts.confirm_team_removals != Some(removals) {
-            opts.watch.note(&format!(
-                "refused by the team guard: {why}. Nothing was applied. If this is right, run again with \
-                 --confirm-team-removals {removals}"
-            ));
-            let news = store.trip_guard(name, store::GuardKind::Teams, &why, removals as i64, &by).await?;
-            let mut a = Applied::only(RunOutcome::GuardRefused, name);
-            a.guard = Some(guard_verdict(p));
-            return Ok(Guarded::Refused(Box::new(a), news));
-        }
-        opts.watch.note(&format!("team guard: {why}; confirmed with --confirm-team-removals {removals}"));
-        confirmed.push(why);
-    }
-    if let Some(why) = p.plan.reactivation_guard(&conn.reactivation_guard) {
-        let back = p.plan.count(Kind::Reactivate);
-        if opts.confirm_reactivation != Some(back) {
-            opts.watch.note(&format!(
-                "refused by the reactivation guard: {why}. Nothing was applied. If these people are really back, \
-                 run again with --confirm-reactivation {back}"
-            ));
-            let news = store.trip_guard(name, store::GuardKind::Reactivation, &why, back as i64, &by).await?;
-            let mut a = Applied::only(RunOutcome::GuardRefused, name);
-            a.guard = Some(guard_verdict(p));
-            return Ok(Guarded::Refused(Box::new(a), news));
-        }
-        opts.watch.note(&format!("reactivation guard: {why}; confirmed with --confirm-reactivation {back}"));
-        confirmed.push(why);
-    }
-    Ok(Guarded::Confirmed((!confirmed.is_empty()).then(|| confirmed.join("; "))))
-}
-
-/// The notice of a run a guard refused: its numbers and the command that confirms it.
+/// The notices of the guards that held part of a run: each one's numbers and the command
+/// that confirms it.
 async fn notify_guard(
     store: &Store,
     key: &MasterKey,
     p: &Prepared,
-    v: &serde_json::Value,
+    refused: &[crate::guards::Refusal],
     run_id: &str,
     watch: &dyn Watch,
 ) {
-    let (guard, flag) = match v["guard"].as_str() {
-        Some("teams") => ("team guard", "--confirm-team-removals"),
-        Some("reactivation") => ("reactivation guard", "--confirm-reactivation"),
-        _ => ("mass-deprovision guard", "--confirm-deprovision"),
-    };
-    let count = v["confirm_with"].as_u64().unwrap_or(0);
-    let n = crate::notify::Notice {
-        kind: Some(rules::notify::NoticeKind::GuardRefused),
-        connection: p.plan.connection.clone(),
-        stage: guard.to_string(),
-        reason: v["why"].as_str().unwrap_or_default().to_string(),
-        count: count.to_string(),
-        confirm: format!("tenure apply --connection {:?} {flag} {count}", p.plan.connection),
-        run_id: run_id.to_string(),
-        at: Timestamp::now().to_string(),
-        ..Default::default()
-    };
-    for problem in crate::notify::deliver(store, key, &p.rules.config.notify, &[n]).await {
+    let notices: Vec<crate::notify::Notice> = refused
+        .iter()
+        .map(|r| crate::notify::Notice {
+            kind: Some(rules::notify::NoticeKind::GuardRefused),
+            connection: p.plan.connection.clone(),
+            stage: r.name().to_string(),
+            reason: r.why.trim_end_matches('.').to_string(),
+            count: r.count.to_string(),
+            holds: r.holds().to_string(),
+            confirm: format!("tenure apply --connection {:?} {} {}", p.plan.connection, r.flag(), r.count),
+            run_id: run_id.to_string(),
+            at: Timestamp::now().to_string(),
+            ..Default::default()
+        })
+        .collect();
+    for problem in crate::notify::deliver(store, key, &p.rules.config.notify, &notices).await {
         watch.note(&problem);
     }
 }
@@ -1006,6 +983,7 @@ async fn settle(
     now: Timestamp,
     opts: &ApplyOptions<'_>,
     run_id: &str,
+    guarded: &GuardHeld<'_>,
 ) -> Result<Vec<String>> {
     let conn = &p.rules.connections[p.index];
     let failing: std::collections::HashSet<&str> = summary.failures.keys().map(String::as_str).collect();
@@ -1038,7 +1016,8 @@ async fn settle(
         })
         .await?;
     tracing::debug!(due = due.len(), "due events read");
-    let mut except: Vec<String> = summary.failures.keys().chain(&p.held.waiting).chain(&p.held.dead).cloned().collect();
+    let mut except: Vec<String> =
+        summary.failures.keys().chain(&p.held.waiting).chain(&p.held.dead).chain(guarded.workers).cloned().collect();
     except.sort();
     except.dedup();
     let mut loads: Vec<String> = due.iter().map(|e| e.load_id.clone()).collect();
@@ -1065,7 +1044,12 @@ async fn settle(
             due.iter().filter(|e| except.binary_search(&e.worker_id).is_err()).map(|e| e.id.clone()).collect(),
         )
     };
-    let summary_json = serde_json::to_string(summary).unwrap_or_default();
+    // What a guard held is part of the run's record: its views read it from there.
+    let mut record = serde_json::to_value(summary).unwrap_or_default();
+    if !guarded.refused.is_empty() {
+        record["guards"] = guarded.refused.iter().map(crate::guards::Refusal::view).collect();
+    }
+    let summary_json = record.to_string();
     let newly_dead = store
         .finish_run_with(&store::AfterRun {
             run_id,
@@ -1100,7 +1084,7 @@ async fn notify_after(
         .plan
         .actions
         .iter()
-        .filter(|a| a.kind == Kind::Skip && a.hold != Some(Hold::Data))
+        .filter(|a| a.kind == Kind::Skip && matches!(a.hold, Some(Hold::Waiting | Hold::Rejected)))
         .map(|a| (a.worker.as_str(), a.reason.as_str()))
         .collect();
     let new_reviews: std::collections::HashSet<i64> = opened.new_reviews.into_iter().collect();

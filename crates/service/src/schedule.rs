@@ -67,6 +67,9 @@ pub struct Scheduler {
     pub wake: Arc<Notify>,
     /// Where its runs are live while they go (shared with the API of the same process).
     pub registry: Arc<crate::registry::Registry>,
+    /// Unix seconds of the start of its last turn (0: none yet); the watcher reads it to tell
+    /// a stopped scheduler.
+    pub turned: Arc<AtomicI64>,
 }
 
 /// Turns until `stop` says so: each connection in the configuration in force is applied
@@ -81,6 +84,8 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let mut said = String::new();
+    // A turn longer than the interval is told once per spell: until a turn is on time again.
+    let mut behind = false;
     loop {
         if s.interval.is_zero() {
             // No schedule: the watcher still takes HR data; runs are started by people.
@@ -89,6 +94,7 @@ pub async fn run(
         }
         // A heartbeat for the monitoring: a stale one is a scheduler stopped or stuck.
         let turn = std::time::Instant::now();
+        s.turned.store(now(), Ordering::Relaxed);
         crate::metrics::set(
             "tenure_scheduler_last_turn_timestamp_seconds",
             &[],
@@ -148,11 +154,19 @@ pub async fn run(
         }
         if turn.elapsed() > s.interval {
             crate::metrics::inc("tenure_scheduler_behind_total", &[]);
-            say(&format!(
-                "the scheduler is behind: this turn took {} s, longer than the interval of {} s",
+            let why = format!(
+                "the scheduler is behind: a turn over {} connection(s) took {} s, longer than the interval of {} s",
+                names.len(),
                 turn.elapsed().as_secs(),
                 s.interval.as_secs()
-            ));
+            );
+            say(&why);
+            if !behind {
+                crate::alerts::scheduler(&s.store, &s.key, crate::alerts::SchedulerAlert::Behind, why).await;
+            }
+            behind = true;
+        } else {
+            behind = false;
         }
         // Sleep until the schedule, a push, or the next future event's moment.
         let now = s.now().as_second();
@@ -206,6 +220,9 @@ impl Scheduler {
     }
 }
 
+/// How often the watcher looks for the alerts no run gives (a stopped scheduler, late HR data).
+const ALERTS_EVERY: Duration = Duration::from_secs(5);
+
 /// How often the watcher looks at the inbox, the pull's schedule and the loads of other
 /// processes: a file dropped is taken within two looks (it must be seen whole first).
 const LOOK: Duration = Duration::from_millis(250);
@@ -224,8 +241,11 @@ pub fn watch_sources(
     let mut intake = Intake::for_config(config)?;
     let mut hr = config.hr.clone();
     say_sources(&hr, &*say);
-    let Scheduler { store, key, data_dir, wake, .. } = s.clone();
+    let Scheduler { store, key, data_dir, wake, registry, turned, interval, .. } = s.clone();
     Ok(tokio::spawn(async move {
+        // The alerts no run gives, looked at now and then (a stopped scheduler, HR data late).
+        let mut looked = std::time::Instant::now();
+        let mut stopped_told = false;
         let mut inbox = inbox::Inbox::default();
         let mut mark = store.loads_mark().await.ok();
         let mut version = store.current_config().await.ok().flatten().map(|v| v.id);
@@ -283,11 +303,37 @@ pub fn watch_sources(
                     }
                 }
             }
-            // Every load, whoever recorded it, is a reason to reconcile now.
-            let now = store.loads_mark().await.ok();
-            if now.is_some() && now != mark {
-                mark = now;
+            // Every load, whoever recorded it, is a reason to reconcile now, and may be news
+            // (quarantined rows, a file refused whole).
+            let seen = store.loads_mark().await.ok();
+            if seen.is_some() && seen != mark {
+                mark = seen;
                 wake.notify_one();
+                let (store, key) = (store.clone(), key.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = crate::alerts::hr_news(&store, &key).await {
+                        tracing::warn!("the HR data's alerts: {e}");
+                    }
+                });
+            }
+            if looked.elapsed() >= ALERTS_EVERY {
+                looked = std::time::Instant::now();
+                if let Err(e) = crate::alerts::hr_quiet(&store, &key, jiff::Timestamp::now()).await {
+                    tracing::warn!("the HR data's alerts: {e}");
+                }
+                let last = turned.load(Ordering::Relaxed);
+                let stopped = last > 0 && crate::alerts::stopped(last, now(), interval, registry.scheduler_running());
+                if stopped && !stopped_told {
+                    let at = jiff::Timestamp::from_second(last).map(|t| t.to_string()).unwrap_or_default();
+                    let why = format!(
+                        "the scheduler has not begun a turn since {at} ({} s, with an interval of {} s)",
+                        now() - last,
+                        interval.as_secs()
+                    );
+                    say(&why);
+                    crate::alerts::scheduler(&store, &key, crate::alerts::SchedulerAlert::Stopped, why).await;
+                }
+                stopped_told = stopped;
             }
             tokio::select! {
                 _ = tokio::time::sleep(LOOK) => {}

@@ -152,6 +152,7 @@ pub async fn run(
         confirm_production,
         wake: wake.clone(),
         registry: registry.clone(),
+        turned: Arc::default(),
     };
     let watcher = schedule::watch_sources(&scheduler, &config_now, stop_rx.clone(), health.clone(), say.clone())?;
     match &rules {
@@ -175,11 +176,6 @@ pub async fn run(
             // A run of a large population freed hundreds of MiB: back to the system now.
             crate::give_back_memory();
             let _ = crate::cli::run::report(a, Output::Quiet);
-            if a.outcome == service::run_report::RunOutcome::GuardRefused {
-                outln!(
-                    "tenure run: {name:?}: the mass-deprovision guard stopped this run; confirm with `tenure apply`"
-                );
-            }
         }
         Err(e) => outln!("tenure run: {name:?}: {e}"),
     };

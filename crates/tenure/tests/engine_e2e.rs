@@ -184,7 +184,7 @@ async fn lifecycle_stories(database_url: Option<String>) {
     env.load("truncated.csv", &[ann("Sales")], t2, &["--missing", "terminate", "--confirm-population", "1"]);
     let (code, out) = env.tenure(&["apply", "--as-of", t2]);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("refused by the mass-deprovision guard: 5 deactivations"), "{out}");
+    assert!(out.contains("the mass-deprovision guard holds 5 deactivations"), "{out}");
     assert_eq!(accounts(&sb).await["bob.ray@acme.example"]["active"], true);
     let (code, out) = env.tenure(&["apply", "--as-of", t2, "--confirm-deprovision", "4"]);
     assert_eq!(code, 3, "a wrong number does not confirm: {out}");
@@ -1097,11 +1097,12 @@ async fn a_workers_preview_claims_the_unique_username_the_whole_plan_gives() {
     assert_eq!(of(&one[0]["plan"]), of(&whole["actions"]), "{one}");
 }
 
-/// Issue 30 point 4: a run a guard refuses is a notice, with its numbers and the command that
-/// confirms it, sent once however many runs meet the same refusal; every notice carries the
-/// audit chain's head.
+/// Issue 30 point 4: a guard's refusal holds only what it refuses. The scheduler's runs that
+/// meet it still create their hires; the leavers wait, their HR events pending, until a
+/// person confirms the number. The refusal is a notice with its numbers and the command that
+/// confirms it, sent once however many runs meet it; every notice carries the audit's head.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guard_refusal_is_sent_once_with_its_numbers() {
+async fn a_guard_holds_only_what_it_refuses_and_says_so_once() {
     let sb = common::spawn(&[]);
     let env = Env::connect(&sb, "e2e-guard-notice", "");
     let (hook, hooked) = webhook_sink().await;
@@ -1109,33 +1110,181 @@ async fn a_guard_refusal_is_sent_once_with_its_numbers() {
     let path = env.dir.join("rules.toml");
     std::fs::write(
         &path,
-        format!("{rules}\n[[notify]]\nname = \"ops\"\nwebhook = \"{hook}\"\non = [\"guard_refused\"]\n"),
+        format!("{rules}\n[[notify]]\nname = \"ops\"\nwebhook = \"{hook}\"\non = [\"guard_refused\", \"hire\"]\n"),
     )
     .unwrap();
     env.ok(&["config", "import", path.to_str().unwrap()]);
     env.ok(&["notify", "secret", "ops"]);
     let now = "2026-06-10T12:00:00Z";
     env.load("w.csv", &population(20), now, &[]);
-    let (code, out) = env.tenure(&["apply", "--yes", "--as-of", now]);
+    let (code, out) = env.tenure(&["apply", "--yes"]);
     assert_eq!(code, 0, "{out}");
-    let leavers: Vec<String> = population(20)
+    hooked.lock().unwrap().clear();
+    // Ten leave and two join in one file.
+    let next: Vec<String> = population(22)
         .into_iter()
         .enumerate()
         .map(
             |(i, r)| if i < 10 { r.replace(",active,,2020-01-01,,", ",terminated,,2020-01-01,2026-06-01,") } else { r },
         )
         .collect();
-    env.load("w2.csv", &leavers, now, &[]);
-    for _ in 0..2 {
-        let (code, out) = env.tenure(&["apply", "--yes", "--as-of", now]);
-        assert_eq!(code, 3, "{out}");
+    env.load("w2.csv", &next, now, &[]);
+    let plan = env.tenure(&["plan"]).1;
+    assert!(plan.contains("apply holds these 10 deactivations and applies the rest"), "{plan}");
+
+    // The scheduler meets the refusal turn after turn: the hires are made at the first.
+    let serve = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "1s"]);
+    let address = serve.address().await;
+    let refused_runs = || async {
+        let m = reqwest::get(format!("{address}/metrics")).await.unwrap().text().await.unwrap();
+        m.lines()
+            .find(|l| l.starts_with("tenure_runs_total{") && l.contains("outcome=\"guard_refused\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    for _ in 0..600 {
+        if refused_runs().await >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    assert!(refused_runs().await >= 3.0, "three scheduled runs met the guard: {}", serve.output());
+    let acc = accounts(&sb).await;
+    assert_eq!(acc.len(), 22, "the hires were made though the guard held the leavers");
+    assert_eq!(acc.values().filter(|a| a["active"] == true).count(), 22, "no leaver deactivated unconfirmed");
+    let status = env.ok(&["status"]);
+    assert!(status.contains("the mass-deprovision guard holds 10 deactivations"), "{status}");
+    let runs = env.ok(&["runs", "--limit", "1"]);
+    assert!(runs.contains("HELD by the guard: 10 deactivations (--confirm-deprovision 10)"), "{runs}");
+    assert!(serve.said("HELD by the guard: 10 deactivations wait"), "{}", serve.output());
+    drop(serve);
+
     let got = hooked.lock().unwrap().clone();
-    assert_eq!(got.len(), 1, "one notice for one refusal: {got:?}");
-    let v: Value = serde_json::from_str(&got[0].1).unwrap();
-    assert_eq!(v["event"], "guard_refused", "{v}");
-    assert_eq!(v["count"], 10, "{v}");
+    let docs: Vec<Value> = got.iter().map(|(_, b)| serde_json::from_str(b).unwrap()).collect();
+    let events = |e: &str| docs.iter().filter(|v| v["event"] == e).collect::<Vec<_>>();
+    assert_eq!(events("hire").len(), 2, "the hires' notices: {docs:?}");
+    let refusals = events("guard_refused");
+    assert_eq!(refusals.len(), 1, "one notice for one refusal, however many runs met it: {docs:?}");
+    let v = refusals[0];
+    assert_eq!((v["count"].as_u64(), v["holds"].as_str()), (Some(10), Some("deactivations")), "{v}");
     assert!(v["confirm"].as_str().unwrap().ends_with("--confirm-deprovision 10"), "{v}");
-    assert!(v["text"].as_str().unwrap().contains("10 deactivations are 50%"), "{v}");
+    let text = v["text"].as_str().unwrap();
+    assert!(text.contains("10 deactivations are 50%") && text.contains("The rest of the run went on"), "{v}");
     assert!(v["audit_head"]["seq"].as_i64().unwrap() > 0, "{v}");
+    // The leavers' HR events (one or more each) wait for the run that deactivates them; the
+    // hires' are done.
+    let pending = || -> Vec<String> {
+        let v: Value = serde_json::from_str(&env.ok(&["hr", "events", "--state", "pending", "--json"])).unwrap();
+        let mut w: Vec<String> = v.as_array().unwrap().iter().map(|e| e["worker"].as_str().unwrap().into()).collect();
+        w.sort();
+        w.dedup();
+        w
+    };
+    let leavers: Vec<String> = (0..10).map(|i| (10_000 + i).to_string()).collect();
+    assert_eq!(pending(), leavers);
+
+    // Confirmed with the number, the held deactivations go (the service made a platform user:
+    // on the store itself, that takes break-glass).
+    let (code, out) =
+        env.tenure(&["apply", "--yes", "--confirm-deprovision", "10", "--break-glass", "ten leavers, HR confirmed"]);
+    assert_eq!(code, 0, "{out}");
+    let acc = accounts(&sb).await;
+    assert_eq!(acc.values().filter(|a| a["active"] == false).count(), 10);
+    assert_eq!(pending(), Vec::<String>::new());
+    assert!(!env.ok(&["status"]).contains("guard holds"));
+}
+
+/// Issue 30 point 4: what no run says is told, once each: quarantined rows, a file refused
+/// whole, a scheduler slower than its interval, HR data later than `[hr] alert_after`, and a
+/// notifier that cannot deliver (told through the others).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_no_run_says_is_told_once_each() {
+    // Every call takes 1.2 s: any turn outlasts a 1 s interval.
+    let sb = common::spawn(&["--latency-ms", "1200"]);
+    let env = Env::connect(&sb, "e2e-alerts", "");
+    let (hook, hooked) = webhook_sink().await;
+    let rules = std::fs::read_to_string(env.dir.join("rules.toml")).unwrap();
+    let alerts = r#"["hr_quarantined", "hr_refused", "hr_quiet", "scheduler_behind", "notice_undeliverable"]"#;
+    let notifiers = format!(
+        "\n[[notify]]\nname = \"ops\"\nwebhook = \"{hook}\"\non = {alerts}\n\n[[notify]]\nname = \"gone\"\nwebhook = \
+         \"http://127.0.0.1:9/hook\"\non = [\"hr_quarantined\"]\n"
+    );
+    let path = env.dir.join("rules.toml");
+    std::fs::write(&path, format!("{rules}{notifiers}")).unwrap();
+    env.ok(&["config", "import", path.to_str().unwrap()]);
+    env.ok(&["notify", "secret", "ops"]);
+    env.ok(&["notify", "secret", "gone"]);
+    let now = "2026-06-10T12:00:00Z";
+    env.load("w.csv", &population(6), now, &[]);
+    let serve = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "1s"]);
+    serve.address().await;
+    let told = |event: &str| -> Vec<Value> {
+        let got = hooked.lock().unwrap().clone();
+        got.iter().map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()).filter(|v| v["event"] == event).collect()
+    };
+    let wait_for = |event: &'static str| {
+        let told = &told;
+        async move {
+            for _ in 0..600 {
+                if !told(event).is_empty() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("no {event} notice");
+        }
+    };
+    wait_for("scheduler_behind").await;
+
+    // A row whose hire date is no date is quarantined: told with its line and problem.
+    let mut rows = population(6);
+    rows[5] = rows[5].replace(",2020-01-01,", ",2020-13-45,");
+    let out = env.load("bad.csv", &rows, now, &[]);
+    assert!(out.contains("quarantined: 1"), "{out}");
+    wait_for("hr_quarantined").await;
+    let q = &told("hr_quarantined")[0];
+    assert_eq!(q["count"], 1, "{q}");
+    assert!(q["stage"].as_str().unwrap().ends_with("bad.csv"), "{q}");
+    assert!(
+        q["reason"].as_str().unwrap().contains("worker 10005") && q["reason"].as_str().unwrap().contains("line 7"),
+        "{q}"
+    );
+    assert!(!q["reason"].as_str().unwrap().contains("2020-13-45"), "no HR value in a notice: {q}");
+    // The notifier that cannot be reached is told through the one that can.
+    wait_for("notice_undeliverable").await;
+    let u = &told("notice_undeliverable")[0];
+    assert_eq!((u["stage"].as_str(), u["count"].as_u64()), (Some("gone"), Some(1)), "{u}");
+
+    // A full file of one worker where there were six is refused whole: told with why.
+    let p = env.dir.join("short.csv");
+    std::fs::write(&p, format!("{HEADER}\n{}\n", population(1)[0])).unwrap();
+    let (code, out) = env.tenure(&["hr", "load", p.to_str().unwrap(), "--as-of", now]);
+    assert_eq!(code, 7, "{out}");
+    wait_for("hr_refused").await;
+    assert!(
+        told("hr_refused")[0]["reason"].as_str().unwrap().contains("--confirm-population 1"),
+        "{:?}",
+        told("hr_refused")
+    );
+
+    // HR data later than alert_after: told once for the quiet spell, however long it lasts.
+    let quiet = std::fs::read_to_string(&path).unwrap().replacen("[hr]\n", "[hr]\nalert_after = \"2s\"\n", 1);
+    std::fs::write(&path, quiet).unwrap();
+    env.ok(&["config", "import", path.to_str().unwrap()]);
+    wait_for("hr_quiet").await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let metrics = reqwest::get(format!("{}/metrics", serve.address().await)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tenure_hr_quiet 1"), "{metrics}");
+    assert!(metrics.contains("tenure_notices_failed_total{notifier=\"gone\"} 1"), "{metrics}");
+    drop(serve);
+    for (event, n) in [
+        ("scheduler_behind", 1),
+        ("hr_quarantined", 1),
+        ("notice_undeliverable", 1),
+        ("hr_refused", 1),
+        ("hr_quiet", 1),
+    ] {
+        assert_eq!(told(event).len(), n, "{event}: {:?}", told(event));
+    }
+    assert!(told("hr_quiet")[0]["text"].as_str().unwrap().contains("short.csv"), "{:?}", told("hr_quiet"));
 }

@@ -145,16 +145,19 @@ async fn every_department_gets_its_team_from_one_rule_and_people_move_between_th
         reorg.insert(i, 5);
     }
     env.load("day2.csv", &company(&reorg), T0, &[]);
+    let joined_before = team_sizes(&sb).await["Dept 04"];
     let (code, out) = env.tenure(&["apply", "--as-of", T0]);
-    assert_eq!(code, 3, "refused by the team guard: {out}");
-    assert!(out.contains("refused by the team guard"), "{out}");
+    assert_eq!(code, 3, "held by the team guard: {out}");
+    assert!(out.contains("the team guard holds 16 team removals"), "{out}");
     assert!(out.contains("6 of the 10 members of \"Dept 03\" (60%)"), "{out}");
     assert!(out.contains("10 of the 10 members of \"Dept 05\" (100%)"), "{out}");
     assert!(out.contains("--confirm-team-removals 16"), "{out}");
-    assert_eq!(team_sizes(&sb).await["Dept 03"], 10, "nothing was applied");
+    // Only the removals wait: the movers joined their new teams, and stay in the old.
+    assert_eq!(team_sizes(&sb).await["Dept 03"], 10, "no removal was applied");
+    assert_eq!(team_sizes(&sb).await["Dept 04"], joined_before + 6, "the joins went on");
     // The overview says so: `tenure status` (text and JSON) and the refused run in `tenure runs`.
     let status = env.ok(&["status"]);
-    assert!(status.contains("the team guard stopped the last run"), "{status}");
+    assert!(status.contains("the team guard holds"), "{status}");
     assert!(status.contains("--confirm-team-removals 16"), "{status}");
     let v: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
     let c = &v["connections"][0];
@@ -163,7 +166,7 @@ async fn every_department_gets_its_team_from_one_rule_and_people_move_between_th
     assert_eq!(c["last_run"]["failed"], 0, "the last run that did something: {v:#}");
     assert_eq!(v["hr"]["last_received"]["rows"], 250, "{v:#}");
     let runs = env.ok(&["runs"]);
-    let refused: Vec<&str> = runs.lines().filter(|l| l.contains("REFUSED by the guard")).collect();
+    let refused: Vec<&str> = runs.lines().filter(|l| l.contains("HELD by the guard: 16 team removals")).collect();
     assert_eq!(refused.len(), 1, "{runs}");
     assert!(refused[0].contains("REHEARSAL as of 2026-06-01T12:00:00Z"), "{runs}");
     assert!(refused[0].contains("--confirm-team-removals 16"), "{runs}");
@@ -182,8 +185,9 @@ async fn every_department_gets_its_team_from_one_rule_and_people_move_between_th
     assert_eq!((first["state"].as_str(), first["origin"].as_str()), (Some("active"), Some("created")), "{first}");
     assert_eq!(first["user_name"], email(2));
     assert_eq!(first["name"], "Worker N0002");
-    // Moved from Dept 03 to Dept 04: the join, sent in a batch after the removal, came last.
-    assert_eq!(first["last_action"]["action"], "team_add", "{first}");
+    // Moved from Dept 03 to Dept 04: joined while the guard held the removal, which the
+    // confirmed run then made last.
+    assert_eq!(first["last_action"]["action"], "team_remove", "{first}");
     assert_eq!(first["last_action"]["outcome"], "ok", "{first}");
     let text = env.ok(&["accounts"]);
     assert!(text.trim_end().ends_with("250 account(s)"), "{text}");

@@ -236,15 +236,33 @@ async fn runs(
         }
         for r in &all {
             let summary: Value = r.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-            let state = match (r.refused(), &r.finished_at) {
+            let flag = |g: &Value| match g["guard"].as_str() {
+                Some("teams") => "--confirm-team-removals",
+                Some("reactivation") => "--confirm-reactivation",
+                _ => "--confirm-deprovision",
+            };
+            let mut state = match (r.refused(), &r.finished_at) {
                 (Some(why), _) => {
-                    let flag =
-                        if summary["guard"] == "teams" { "--confirm-team-removals" } else { "--confirm-deprovision" };
-                    format!("REFUSED by the guard, nothing applied: {why} ({flag} {})", summary["confirm_with"])
+                    format!(
+                        "REFUSED by the guard, nothing applied: {why} ({} {})",
+                        flag(&summary),
+                        summary["confirm_with"]
+                    )
                 }
                 (None, Some(_)) => counts(&summary),
                 (None, None) => "did not finish".into(),
             };
+            if r.refused().is_none() {
+                for g in summary["guards"].as_array().into_iter().flatten() {
+                    state.push_str(&format!(
+                        "  HELD by the guard: {} {} ({} {})",
+                        g["confirm_with"],
+                        g["holds"].as_str().unwrap_or_default(),
+                        flag(g),
+                        g["confirm_with"]
+                    ));
+                }
+            }
             let by = r.started_by.as_deref().map(|b| format!("  by {b}")).unwrap_or_default();
             let rehearsal = r.as_of.as_deref().map(|t| format!("  REHEARSAL as of {t}")).unwrap_or_default();
             outln!("{}  {}  {:?}{by}{rehearsal}  {state}", r.started_at, r.id, r.connection);
@@ -274,6 +292,17 @@ async fn runs(
         }
     );
     outln!("{}", counts(&summary));
+    for g in summary["guards"].as_array().into_iter().flatten().filter(|_| run.refused().is_none()) {
+        outln!(
+            "held by the {} guard: {} {} ({}); confirm with {} {}",
+            g["guard"].as_str().unwrap_or_default(),
+            g["confirm_with"],
+            g["holds"].as_str().unwrap_or_default(),
+            g["why"].as_str().unwrap_or_default().trim_end_matches('.'),
+            g["flag"].as_str().unwrap_or_default(),
+            g["confirm_with"]
+        );
+    }
     for r in &records {
         let d = detail(r);
         let who = d["user_name"].as_str().map(|u| format!(" ({u})")).unwrap_or_default();

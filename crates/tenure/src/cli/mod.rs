@@ -30,8 +30,8 @@ const EXIT_CODES: &str = "Exit codes:
   0    done, nothing failed
   1    an error (bad input, configuration, store or target unreachable): the message says what and where
   2    HR rows were quarantined (hr validate, hr load); the rest was taken
-  3    refused by the mass-deprovision guard (apply; plan, when apply would be refused)
-  4    some actions failed (apply): each is named after the summary
+  3    a guard held what it refused, the rest applied (apply; plan, when apply would hold some)
+  4    some actions failed, or a worker was set aside as a dead letter (apply)
   5    another run holds the connection (apply): it says which, since when
   6    not confirmed at the prompt (apply before many creates; --yes skips it)
   7    a full HR load refused by the population check (hr load; --confirm-population takes it)
@@ -126,19 +126,19 @@ enum Command {
         workers: Vec<String>,
     },
     /// Plan and apply: every action journaled; a stopped run is resolved on the next.
-    /// Exit code 3: refused by the mass-deprovision, team or reactivation guard; 4: some actions failed; 5: another
-    /// run holds the connection (it says which, since when).
+    /// Exit code 3: a mass-deprovision, team or reactivation guard held what it refused (the rest was
+    /// applied); 4: some actions failed or a worker was set aside; 5: another run holds the connection.
     Apply {
         /// The connection (needed when several are configured).
         #[arg(long)]
         connection: Option<String>,
-        /// Confirms a run the mass-deprovision guard stops: the exact number of deactivations.
+        /// Lets through the deactivations the mass-deprovision guard holds: their exact number.
         #[arg(long)]
         confirm_deprovision: Option<usize>,
-        /// Confirms a run the team guard stops: the exact number of team removals.
+        /// Lets through the team removals the team guard holds: their exact number.
         #[arg(long)]
         confirm_team_removals: Option<usize>,
-        /// Confirms a run the reactivation guard stops: the exact number of reactivations.
+        /// Lets through the reactivations the reactivation guard holds: their exact number.
         #[arg(long)]
         confirm_reactivation: Option<usize>,
         /// Apply as of this moment (RFC 3339) instead of now.
@@ -456,25 +456,42 @@ async fn through_server(remote: &remote::Remote, command: Command) -> Result<u8,
             let confirm = [confirm_deprovision, confirm_team_removals, confirm_reactivation];
             let r = remote.apply(connection.as_deref(), &workers, confirm).await?;
             let summary = &r["summary"];
+            // Refused whole (nothing applied), or held in part by a guard (the rest applied).
+            let refused = r["refused"].is_string() || r["state"] == "refused";
+            let guards: Vec<&serde_json::Value> = [&r["guard"]["guards"], &summary["guards"]]
+                .into_iter()
+                .find_map(|g| g.as_array().filter(|g| !g.is_empty()))
+                .map(|g| g.iter().collect())
+                .unwrap_or_default();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?);
             } else {
+                let said = if refused {
+                    format!("REFUSED, nothing applied: {}", r["refused"].as_str().unwrap_or("see the run"))
+                } else {
+                    summary.to_string()
+                };
                 outln!(
-                    "run {} on {:?} by {}: {}",
+                    "run {} on {:?} by {}: {said}",
                     r["id"].as_str().unwrap_or("?"),
                     r["connection"].as_str().unwrap_or("?"),
                     r["started_by"].as_str().unwrap_or("?"),
-                    if r["refused"].as_bool() == Some(true) {
-                        format!(
-                            "REFUSED: {}",
-                            summary["guard"]["why"].as_str().or(summary.as_str()).unwrap_or("see the run")
-                        )
-                    } else {
-                        summary.to_string()
-                    }
                 );
+                for g in guards.iter().filter(|_| !refused) {
+                    outln!(
+                        "HELD by the guard: {} {} wait ({}); the rest was applied. Confirm them with {} {}",
+                        g["confirm_with"],
+                        g["holds"].as_str().unwrap_or_default(),
+                        g["why"].as_str().unwrap_or_default().trim_end_matches('.'),
+                        g["flag"].as_str().unwrap_or_default(),
+                        g["confirm_with"]
+                    );
+                }
             }
-            Ok(if r["refused"].as_bool() == Some(true) {
+            let dead = r["newly_dead"].as_array().is_some_and(|d| !d.is_empty());
+            Ok(if dead {
+                4
+            } else if refused || !guards.is_empty() {
                 3
             } else if summary["failed"].as_u64().unwrap_or(0) > 0 {
                 4

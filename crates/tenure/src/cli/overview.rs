@@ -56,16 +56,18 @@ pub async fn status(
         }
         outln!("  reviews waiting: {}, dead letters: {}, held workers: {}", c.pending_reviews, c.dead_letters, c.held);
         if let Some(g) = &c.guard {
-            let (what, flag) = match g.guard {
-                store::GuardKind::Teams => ("team guard", "--confirm-team-removals"),
-                store::GuardKind::Deprovision => ("mass-deprovision guard", "--confirm-deprovision"),
-                store::GuardKind::Reactivation => ("reactivation guard", "--confirm-reactivation"),
+            let (what, held, flag) = match g.guard {
+                store::GuardKind::Teams => ("team guard", "team removals", "--confirm-team-removals"),
+                store::GuardKind::Deprovision => ("mass-deprovision guard", "deactivations", "--confirm-deprovision"),
+                store::GuardKind::Reactivation => ("reactivation guard", "reactivations", "--confirm-reactivation"),
             };
             outln!(
-                "  the {what} stopped the last run ({}, by {}): {}; apply {flag} {} to let it through",
+                "  the {what} holds {} {held} (since {}, by {}): {}; the rest of each run goes on; apply {flag} {} \
+                 to let them through",
+                g.deactivations,
                 g.tripped_at,
                 g.by,
-                g.why,
+                g.why.trim_end_matches('.'),
                 g.deactivations
             );
         }

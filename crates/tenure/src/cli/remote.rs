@@ -206,7 +206,7 @@ impl Remote {
         let id = started["run_id"].as_str().ok_or("the server gave no run id")?.to_string();
         loop {
             let r = self.call(Method::GET, &format!("/api/v1/runs/{id}"), None).await?;
-            if !r["finished_at"].is_null() || r["refused"].as_bool() == Some(true) {
+            if !r["finished_at"].is_null() || r["refused"].is_string() {
                 return Ok(r);
             }
             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -153,12 +153,20 @@ pub async fn plan_cmd(
         outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
     } else {
         print_plan(&p.plan, verbose);
-        if let Some(why) = verdict["why"].as_str() {
-            if verdict["guard"] == "teams" {
-                outln!("team guard: {why}; apply needs --confirm-team-removals {}", verdict["confirm_with"]);
-            } else {
-                outln!("mass-deprovision guard: {why}; apply needs --confirm-deprovision {}", verdict["confirm_with"]);
-            }
+        for g in verdict["guards"].as_array().into_iter().flatten() {
+            outln!(
+                "{}: {}; apply holds these {} {} and applies the rest, until confirmed with {} {}",
+                match g["guard"].as_str() {
+                    Some("teams") => "team guard",
+                    Some("reactivation") => "reactivation guard",
+                    _ => "mass-deprovision guard",
+                },
+                g["why"].as_str().unwrap_or_default().trim_end_matches('.'),
+                g["confirm_with"],
+                g["holds"].as_str().unwrap_or_default(),
+                g["flag"].as_str().unwrap_or_default(),
+                g["confirm_with"]
+            );
         }
     }
     runs::release(p);
@@ -171,7 +179,7 @@ pub const GUARD_REFUSED: u8 = 3;
 pub fn exit_code(outcome: RunOutcome) -> u8 {
     match outcome {
         RunOutcome::Done | RunOutcome::Stopped => 0,
-        RunOutcome::GuardRefused => GUARD_REFUSED,
+        RunOutcome::GuardRefused | RunOutcome::GuardHeld => GUARD_REFUSED,
         RunOutcome::Failures => 4,
         RunOutcome::Busy => 5,
         RunOutcome::NotConfirmed => 6,
@@ -252,7 +260,8 @@ impl Watch for Terminal {
 pub async fn apply_cmd(store: &Store, key: &MasterKey, opts: ApplyOptions<'_>, output: Output) -> Result<u8, String> {
     let a = runs::run_apply(store, key, opts).await?;
     report(&a, output)?;
-    Ok(exit_code(a.outcome))
+    // A worker set aside in this run is said by its own code, whatever else the run met.
+    Ok(if a.newly_dead.is_empty() { exit_code(a.outcome) } else { exit_code(RunOutcome::Failures) })
 }
 
 /// What a run came to, as lines (or JSON) for the person or the log.
@@ -263,13 +272,12 @@ pub fn report(a: &Applied, output: Output) -> Result<(), String> {
             outln!("{}", serde_json::json!({"connection": a.connection, "busy": busy}));
         }
     }
-    if let Some(verdict) = &a.guard {
-        if output == Output::Json {
+    match (&a.guard, &a.summary) {
+        (Some(verdict), None) if output == Output::Json => {
             outln!("{}", serde_json::json!({"connection": a.connection, "guard": verdict, "applied": false}));
         }
-    }
-    if let Some(summary) = &a.summary {
-        print_summary(summary, a, output)?;
+        (_, Some(summary)) => print_summary(summary, a, output)?,
+        _ => {}
     }
     Ok(())
 }
@@ -280,6 +288,10 @@ fn print_summary(summary: &engine::apply::Summary, a: &Applied, output: Output) 
             let mut v = serde_json::to_value(summary).map_err(|e| e.to_string())?;
             v["connection"] = serde_json::json!(a.connection);
             v["newly_dead"] = serde_json::json!(a.newly_dead);
+            if let Some(verdict) = &a.guard {
+                // What a guard held; the rest was applied.
+                v["guard"] = verdict.clone();
+            }
             outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
         }
         Output::Text | Output::Quiet => {
@@ -299,6 +311,17 @@ fn print_summary(summary: &engine::apply::Summary, a: &Applied, output: Output) 
                 let who = f.user_name.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
                 let team = f.team.as_deref().map(|t| format!(" [team {t}]")).unwrap_or_default();
                 outln!("failed: worker {}{who} {}{team}: {}", f.worker, f.action, f.error);
+            }
+            for g in a.guard.iter().flat_map(|v| v["guards"].as_array().into_iter().flatten()) {
+                outln!(
+                    "HELD by the guard: {} {} wait ({}); the rest was applied. Confirm them with --connection {:?} {} {}",
+                    g["confirm_with"],
+                    g["holds"].as_str().unwrap_or_default(),
+                    g["why"].as_str().unwrap_or_default().trim_end_matches('.'),
+                    a.connection,
+                    g["flag"].as_str().unwrap_or_default(),
+                    g["confirm_with"]
+                );
             }
         }
     }

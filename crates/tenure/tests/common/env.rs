@@ -388,6 +388,11 @@ impl Running {
     pub fn said(&self, what: &str) -> bool {
         self.lines.lock().unwrap().iter().any(|l| l.contains(what))
     }
+
+    /// Everything it wrote to standard output so far, for a failed assertion to show.
+    pub fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
 }
 
 /// A certificate authority and a server certificate for localhost signed by it, as PEM:

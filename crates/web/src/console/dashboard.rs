@@ -174,7 +174,7 @@ async fn build(api: &Shared, page: &Page, q: DashboardQuery, fragment: bool) -> 
             short(hash),
             a.head.as_ref().map_or(0, |(s, _)| *s)
         ),
-        (Some((seq, hash)), _, _) => format!("Audit head: record #{seq}, hash {}.", short(hash)),
+        (Some((seq, hash)), _, _) => format!("Audit head: record #{seq}, hash {}", short(hash)),
         (None, _, _) => "The audit holds no record yet.".to_string(),
     };
     let restored = st.restored.as_ref().map(|r| {

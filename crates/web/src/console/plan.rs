@@ -383,6 +383,8 @@ impl RunRow {
         let s: Value = r.summary.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
         let state = if r.refused().is_some() {
             "Nothing applied".to_string()
+        } else if r.finished_at.is_some() && s["guards"].as_array().is_some_and(|g| !g.is_empty()) {
+            "Finished, part held by a guard".to_string()
         } else if live || (r.finished_at.is_none() && service::status::alive(r)) {
             "Running".to_string()
         } else if r.finished_at.is_none() {
@@ -445,6 +447,8 @@ struct RunPage {
     failures: Vec<FailureRow>,
     /// Why nothing was applied (the guard, an error), when so.
     stopped: Option<String>,
+    /// What the guards held of a run whose rest was applied.
+    held: Vec<String>,
     /// Why the person was brought here instead of to a new run.
     busy: bool,
     can_retry: bool,
@@ -455,17 +459,41 @@ struct RunPage {
 /// What a guard's refusal says, from the guard's verdict (the registry's outcome, or the
 /// refused run's record: `guard`, `why`/`refused`, `confirm_with`).
 fn refused_words(guard: &Value, why: Option<&str>) -> String {
-    let (name, what) = if guard["guard"] == "teams" {
-        ("team guard", "team removals")
-    } else {
-        ("mass-deprovision guard", "deactivations")
-    };
+    let (name, what) = guard_words(guard);
     format!(
         "The {name} stopped this run: {}. Nothing was applied. A Reviewer or Admin applies it by confirming the \
          number {} on the plan page or the dashboard.",
         why.unwrap_or(&format!("too many {what}")).trim_end_matches('.'),
         guard["confirm_with"].as_u64().unwrap_or_default()
     )
+}
+
+/// A guard's name and what it counts, from its verdict.
+fn guard_words(guard: &Value) -> (&'static str, &'static str) {
+    match guard["guard"].as_str() {
+        Some("teams") => ("team guard", "team removals"),
+        Some("reactivation") => ("reactivation guard", "reactivations"),
+        _ => ("mass-deprovision guard", "deactivations"),
+    }
+}
+
+/// What the guards held of a run whose rest was applied, one sentence each, from the run's
+/// record (or its outcome while this process still holds it).
+fn held_words(guards: &Value) -> Vec<String> {
+    guards
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let (name, what) = guard_words(g);
+            let n = g["confirm_with"].as_u64().unwrap_or_default();
+            format!(
+                "The {name} held {n} {what}: {}. The rest of the run was applied. A Reviewer or Admin applies them \
+                 by confirming the number {n} on the plan page or the dashboard.",
+                g["why"].as_str().unwrap_or_default().trim_end_matches('.')
+            )
+        })
+        .collect()
 }
 
 fn stopped(outcome: &Value) -> Option<String> {
@@ -536,6 +564,7 @@ pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>, 
             if stopped.is_some() && record_missing {
                 r.state = "Nothing applied".into();
             }
+            let held = if record.refused().is_none() { held_words(&s["guards"]) } else { vec![] };
             let running = r.state == "Running";
             Ok(render(&RunPage {
                 chrome: page.chrome("runs"),
@@ -544,6 +573,7 @@ pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>, 
                 running,
                 failures,
                 stopped,
+                held,
                 busy: q.said.as_deref() == Some("busy"),
                 can_retry: page.may(Role::Editor),
             }))
