@@ -13,6 +13,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use store::secrets::{hex, unhex};
 use store::secrets::{KEY_FILE, MASTER_KEY_ENV};
 use store::{MasterKey, Secret, Store};
 
@@ -58,17 +59,6 @@ pub struct Manifest {
     pub bytes: u64,
     /// Archived HR files copied beside it (`hr-archive/`).
     pub archived_files: usize,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 fn sha256_of(path: &Path) -> Result<(String, u64)> {
@@ -170,15 +160,9 @@ fn copy_files(from: &Path, to: &Path) -> Result<usize> {
     Ok(n)
 }
 
+/// A new owner-only file, or an error that names it.
 fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let mut f = o.open(path).map_err(|e| Error::refused(format!("cannot write {}: {e}", path.display())))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
+    store::secrets::write_private(path, text)
         .map_err(|e| Error::refused(format!("cannot write {}: {e}", path.display())))
 }
 

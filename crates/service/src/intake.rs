@@ -750,7 +750,7 @@ pub fn load_view(l: &LoadRecord) -> serde_json::Value {
 /// SHA-256 of bytes, as loads are keyed.
 pub fn checksum(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    store::secrets::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// Reads stored events back.

@@ -22,7 +22,6 @@ use openidconnect::{
 use rules::OidcSettings;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use store::{MasterKey, Sealed, Secret, Store, StoreError, UserRecord};
@@ -135,7 +134,7 @@ impl Refusal {
 }
 
 fn hash(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::intake::checksum(s.as_bytes())
 }
 
 fn now_ms() -> i64 {

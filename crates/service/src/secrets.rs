@@ -48,18 +48,14 @@ pub fn verify(
     let given = std::str::from_utf8(signature.ok_or("missing the X-Tenure-Signature header (sha256=<hex HMAC>)")?)
         .map_err(|_| "X-Tenure-Signature is not text")?;
     let hex = given.trim().strip_prefix("sha256=").ok_or("X-Tenure-Signature must start with sha256=")?;
-    let bytes = unhex(hex).ok_or("X-Tenure-Signature must be sha256= and 64 hex digits")?;
+    let bytes = Some(hex)
+        .filter(|h| h.len() == 64)
+        .and_then(store::secrets::unhex)
+        .ok_or("X-Tenure-Signature must be sha256= and 64 hex digits")?;
     // verify_slice compares in constant time.
     mac(secret.expose(), ts, body)
         .verify_slice(&bytes)
         .map_err(|_| "the signature does not match this body and timestamp".to_string())
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// Stores a push secret sealed under the master key (it is only received, never sent: it has

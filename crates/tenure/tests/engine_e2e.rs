@@ -1121,13 +1121,7 @@ async fn a_guard_holds_only_what_it_refuses_and_says_so_once() {
     assert_eq!(code, 0, "{out}");
     hooked.lock().unwrap().clear();
     // Ten leave and two join in one file.
-    let next: Vec<String> = population(22)
-        .into_iter()
-        .enumerate()
-        .map(
-            |(i, r)| if i < 10 { r.replace(",active,,2020-01-01,,", ",terminated,,2020-01-01,2026-06-01,") } else { r },
-        )
-        .collect();
+    let next = population_with_leavers(22, 10);
     env.load("w2.csv", &next, now, &[]);
     let plan = env.tenure(&["plan"]).1;
     assert!(plan.contains("apply holds these 10 deactivations and applies the rest"), "{plan}");

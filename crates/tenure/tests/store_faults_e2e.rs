@@ -677,13 +677,7 @@ async fn a_store_restored_from_before_leavers_never_brings_them_back_unasked() {
     env.ok(&["backup", backup.to_str().unwrap()]);
 
     // Ten people leave after the backup: their accounts are deactivated.
-    let leavers: Vec<String> = population(40)
-        .into_iter()
-        .enumerate()
-        .map(
-            |(i, r)| if i < 10 { r.replace(",active,,2020-01-01,,", ",terminated,,2020-01-01,2026-06-01,") } else { r },
-        )
-        .collect();
+    let leavers = population_with_leavers(40, 10);
     env.load("w2.csv", &leavers, now, &[]);
     let (code, out) = env.tenure(&["apply", "--yes", "--as-of", now, "--confirm-deprovision", "10"]);
     assert_eq!(code, 0, "{out}");

@@ -469,18 +469,7 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
             Ok(0)
         }
         HrCommand::PullSecret { secret_file } => {
-            let text = match secret_file {
-                Some(p) => std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
-                None => {
-                    let mut t = String::new();
-                    std::io::stdin().read_line(&mut t).map_err(|e| e.to_string())?;
-                    t
-                }
-            };
-            let secret = Secret::new(text.trim().to_string());
-            if secret.expose().is_empty() {
-                return Err("the pull secret is empty".into());
-            }
+            let secret = super::read_secret(secret_file.as_deref(), "pull secret")?;
             // Bound to where the configuration in force pulls from: sent nowhere else.
             let hr = crate::config::hr_settings(data_dir, database_url, None).await?;
             let pull = hr.pull.as_ref().ok_or(

@@ -816,6 +816,24 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A secret from a file, or from the first line of standard input (never a flag: it would
+/// stay in the shell's history and the process list). Refused when empty.
+pub(crate) fn read_secret(file: Option<&std::path::Path>, what: &str) -> Result<store::Secret, String> {
+    let text = match file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+        None => {
+            let mut t = String::new();
+            std::io::stdin().read_line(&mut t).map_err(|e| e.to_string())?;
+            t
+        }
+    };
+    let secret = store::Secret::new(text.trim().to_string());
+    if secret.expose().is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    Ok(secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,15 +165,7 @@ async fn user_with(store: &store::Store, data_dir: &Path, cmd: UserCommand) -> R
     let by = crate::local::actor();
     match cmd {
         UserCommand::OidcSecret { secret_file } => {
-            let text = match secret_file {
-                Some(p) => std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
-                None => {
-                    let mut t = String::new();
-                    std::io::stdin().read_line(&mut t).map_err(|e| e.to_string())?;
-                    t
-                }
-            };
-            let secret = Secret::new(text.trim().to_string());
+            let secret = super::read_secret(secret_file.as_deref(), "client secret")?;
             let auth = crate::config::auth_settings(store).await?;
             let oidc = auth.oidc.ok_or(
                 "no [auth.oidc] in the configuration in force: import it first (the secret is bound to its issuer)",

@@ -290,6 +290,23 @@ pub fn row(
     format!("{id},{first},{last},{email},{title},{dept},{typ},{status},{hire},{rest}")
 }
 
+/// `population(n)` whose first `left` workers were terminated on 2026-06-01.
+pub fn population_with_leavers(n: usize, left: usize) -> Vec<String> {
+    population(n)
+        .into_iter()
+        .enumerate()
+        .map(
+            |(i, r)| {
+                if i < left {
+                    r.replace(",active,,2020-01-01,,", ",terminated,,2020-01-01,2026-06-01,")
+                } else {
+                    r
+                }
+            },
+        )
+        .collect()
+}
+
 pub fn population(n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
