@@ -42,6 +42,9 @@ pub enum ClientError {
     },
     Invalid(String),
     Config(String),
+    /// Not sent: the run this client works for may no longer act on the connection (its
+    /// lease was lost, or has less time left than a request may take).
+    Stopped(String),
 }
 
 impl ClientError {
@@ -167,7 +170,7 @@ impl fmt::Display for ClientError {
                 "{url} answered {status}, redirecting to {location:?}: tenure does not follow redirects; if the service \
                  moved, change the connection's URL"
             ),
-            ClientError::Invalid(m) | ClientError::Config(m) => f.write_str(m),
+            ClientError::Invalid(m) | ClientError::Config(m) | ClientError::Stopped(m) => f.write_str(m),
         }
     }
 }

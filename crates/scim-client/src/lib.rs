@@ -193,6 +193,19 @@ pub struct ScimClient {
     token: Token,
     limiter: Option<Arc<RateLimiter>>,
     stats: Arc<Stats>,
+    /// The run this client works for, when one: no request starts without its leave, and
+    /// each says which node and lease epoch sent it.
+    run: Option<Arc<RunTag>>,
+}
+
+/// Which run a client's requests belong to.
+pub struct RunTag {
+    /// The process incarnation (`X-Tenure-Node`).
+    pub node: String,
+    /// The lease's epoch (`X-Tenure-Epoch`).
+    pub epoch: i64,
+    /// Asked before every request: None to go, Some(why) to send nothing.
+    pub gate: Box<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
 impl fmt::Debug for ScimClient {
@@ -225,7 +238,12 @@ impl ScimClient {
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
         let limiter = cfg.requests_per_second.map(|r| Arc::new(RateLimiter::per_second(r)));
-        Ok(ScimClient { http, cfg: Arc::new(cfg), base, token, limiter, stats: Arc::new(Stats::default()) })
+        Ok(ScimClient { http, cfg: Arc::new(cfg), base, token, limiter, stats: Arc::new(Stats::default()), run: None })
+    }
+
+    /// How long one request may take before it is given up.
+    pub fn request_timeout(&self) -> Duration {
+        self.cfg.timeout
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -254,10 +272,19 @@ impl ScimClient {
         format!("{}{}", self.base, path.trim_start_matches('/'))
     }
 
+    /// The same client, its requests belonging to a run: gated and tagged (see [`RunTag`]).
+    pub fn for_run(&self, tag: RunTag) -> ScimClient {
+        ScimClient { run: Some(Arc::new(tag)), ..self.clone() }
+    }
+
     /// One attempt: waits for the rate limiter, sends, reads the whole answer.
     async fn attempt(&self, method: &reqwest::Method, url: &str, body: Option<&Value>) -> Result<Reply, ClientError> {
         if let Some(l) = &self.limiter {
             l.acquire().await;
+        }
+        // Asked last, just before sending: the limiter may have made it wait.
+        if let Some(why) = self.run.as_ref().and_then(|r| (r.gate)()) {
+            return Err(ClientError::Stopped(why));
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut req = self
@@ -265,6 +292,9 @@ impl ScimClient {
             .request(method.clone(), url)
             .bearer_auth(self.token.expose())
             .header("Accept", "application/scim+json, application/json");
+        if let Some(r) = &self.run {
+            req = req.header("X-Tenure-Node", &r.node).header("X-Tenure-Epoch", r.epoch.to_string());
+        }
         if let Some(b) = body {
             req = req.header("Content-Type", "application/scim+json; charset=utf-8").body(b.to_string());
         }

@@ -132,6 +132,7 @@ fn failed_call(e: &scim_client::ClientError, url: &InstanceUrl) -> (usize, Strin
     let host = url.as_str().split('/').nth(2).unwrap_or_default().to_string();
     match e {
         C::RetriesExhausted { last, .. } => failed_call(last, url),
+        C::Stopped(why) => (1, why.clone(), "try again: another run or node holds the connection".into()),
         C::Transport { kind: T::Tls, message, .. } => (
             1,
             format!("the TLS handshake with {host} failed: {message}"),

@@ -75,7 +75,7 @@ impl From<StoreError> for Error {
             StoreError::NameTaken(_) | StoreError::Duplicate(_) => Error::Conflict(e.to_string()),
             StoreError::NotFound(_) => Error::NotFound(e.to_string()),
             StoreError::Invalid(_) => Error::Refused(e.to_string()),
-            StoreError::Database(_) | StoreError::Migration(_) | StoreError::Full(_) => {
+            StoreError::Database(_) | StoreError::Migration(_) | StoreError::Full(_) | StoreError::Fenced { .. } => {
                 Error::Unavailable(e.to_string())
             }
         }
@@ -89,7 +89,7 @@ impl From<scim_client::ClientError> for Error {
         use scim_client::ClientError as C;
         let refused = match &e {
             C::Http { status, .. } => (400..500).contains(status) && *status != 408 && *status != 429,
-            C::RetriesExhausted { .. } | C::Transport { .. } => false,
+            C::RetriesExhausted { .. } | C::Transport { .. } | C::Stopped(_) => false,
             C::Redirect { .. } | C::Invalid(_) => true,
             C::Config(_) => return Error::input(e.to_string()),
         };

@@ -483,9 +483,8 @@ pub async fn preview_with(
     if let Some(key) = key {
         for c in &rules.connections {
             let reading = crate::runs::Reading::Accounts { among: population.as_deref() };
-            let p =
-                crate::runs::prepare_reading(store, key, rules.clone(), Some(&c.name), now, false, workers, reading)
-                    .await;
+            let p = crate::runs::prepare_reading(store, key, rules.clone(), Some(&c.name), now, None, workers, reading)
+                .await;
             planned.push(p.map(|p| (p.plan, p.reads)));
         }
     }

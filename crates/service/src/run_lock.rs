@@ -6,26 +6,56 @@
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
-use store::{Acquired, Claimant, Holder, Lease, Store};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+use store::{Acquired, Claimant, Fence, Holder, Lease, Store};
 
-/// How long a lease lasts unrenewed: a holder killed with -9 blocks the connection this long.
-const TTL_MS: i64 = 30_000;
-/// Renewed this often: two renewals may fail (a busy database) before the lease runs out.
-const RENEW_EVERY: Duration = Duration::from_millis(TTL_MS as u64 / 3);
+/// How leases are held, the same for every run of this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseSettings {
+    /// How long a lease lasts unrenewed: a holder killed with -9 (on another host) keeps the
+    /// connection this long.
+    pub ttl: Duration,
+    /// How often it is renewed: several renewals may fail (a busy database) before it runs out.
+    pub renew_every: Duration,
+    /// How long one request to a target may take: none starts unless the lease has that long
+    /// left.
+    pub request_timeout: Duration,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings {
+            ttl: Duration::from_secs(60),
+            renew_every: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+static SETTINGS: RwLock<Option<LeaseSettings>> = RwLock::new(None);
+
+/// Sets how this process holds leases (its command line's --lease and --request-timeout).
+pub fn configure(s: LeaseSettings) {
+    *SETTINGS.write().unwrap_or_else(|p| p.into_inner()) = Some(s);
+}
+
+/// How this process holds leases.
+pub fn settings() -> LeaseSettings {
+    SETTINGS.read().unwrap_or_else(|p| p.into_inner()).unwrap_or_default()
+}
 
 /// Exit code of a run refused because another holds the connection.
 pub const BUSY: u8 = 5;
 
 /// This process's holder id: fresh at each start, never the host name (a restarted process
-/// must not inherit the lease of the one that died).
-fn incarnation() -> &'static str {
+/// must not inherit the lease of the one that died). The node's id too.
+pub fn incarnation() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| uuid::Uuid::new_v4().to_string())
 }
 
-fn host() -> String {
+pub fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())
@@ -67,8 +97,42 @@ pub fn busy_message(connection: &str, h: &Holder) -> String {
 pub struct RunLock {
     store: Store,
     lease: Arc<tokio::sync::Mutex<Lease>>,
-    lost: Arc<AtomicBool>,
+    fence: Fence,
+    clock: Arc<LeaseClock>,
     renewer: tokio::task::JoinHandle<()>,
+}
+
+/// What the holder knows of its lease without asking the database: lost (a renewal matched
+/// no row), and when it was last renewed on this process's monotonic clock, which goes on
+/// while the process is stopped (SIGSTOP, a paused VM): a holder woken after its lease ran
+/// out sees it at once, before any renewal is tried.
+struct LeaseClock {
+    lost: Arc<AtomicBool>,
+    /// The moment the last renewal that succeeded was sent (the lease runs at least until
+    /// then plus its length).
+    renewed: Mutex<Instant>,
+    settings: LeaseSettings,
+}
+
+impl LeaseClock {
+    /// Why no request may start now, if so.
+    fn why_not(&self, connection: &str) -> Option<String> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Some(format!("not sent: this run lost its lease on {connection:?} to another holder"));
+        }
+        let since = self.renewed.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        if since + self.settings.request_timeout >= self.settings.ttl {
+            // Past this point another holder may take the connection before the answer comes.
+            self.lost.store(true, Ordering::SeqCst);
+            return Some(format!(
+                "not sent: this run's lease on {connection:?} has less than the request timeout ({} s) left (renewed \
+                 {} s ago): it stops acting on the connection",
+                self.settings.request_timeout.as_secs(),
+                since.as_secs()
+            ));
+        }
+        None
+    }
 }
 
 pub enum Lock {
@@ -77,14 +141,31 @@ pub enum Lock {
 }
 
 impl RunLock {
-    /// True once a renewal found the lease taken over: stop acting on the connection.
+    /// True once the run may no longer act on the connection: a renewal found the lease taken
+    /// over, or it has less than the request timeout left.
     pub fn lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        self.clock.why_not(&self.fence.connection).is_some()
     }
 
-    /// A cheap check the apply can call before each worker.
+    /// The flag the apply checks before each worker (set by `lost`, the renewer and the gate).
     pub fn flag(&self) -> Arc<AtomicBool> {
-        self.lost.clone()
+        self.clock.lost.clone()
+    }
+
+    /// The lease, for the run's writes to be fenced by.
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
+    }
+
+    /// Asked before every request of the run: None to go, Some(why) to send nothing.
+    pub fn gate(&self) -> Box<dyn Fn() -> Option<String> + Send + Sync> {
+        let (clock, connection) = (self.clock.clone(), self.fence.connection.clone());
+        Box::new(move || clock.why_not(&connection))
+    }
+
+    /// What tags and gates the run's requests to the target.
+    pub fn tag(&self) -> scim_client::RunTag {
+        scim_client::RunTag { node: incarnation().to_string(), epoch: self.fence.epoch, gate: self.gate() }
     }
 
     pub async fn release(self) {
@@ -99,47 +180,67 @@ impl RunLock {
 
 /// Takes the connection's lease if free (or expired), else says who holds it.
 pub async fn try_lock(store: &Store, connection: &str, what: &str) -> Result<Lock> {
+    let settings = settings();
+    let ttl_ms = settings.ttl.as_millis() as i64;
     let (info, host) = (describe(what), host());
     // A holder per run, not per process: two runs of one `tenure serve` (the API and the
     // scheduler, two API calls) are two holders, and the second finds the connection busy.
     let holder = format!("{}/{}", incarnation(), uuid::Uuid::new_v4());
     let me = Claimant { holder: &holder, info: &info, host: &host, pid: std::process::id() as i64 };
     let fail = |e: store::StoreError| Error::refused(format!("cannot take the run lock on {connection:?}: {e}"));
-    let mut got = store.acquire_lease(connection, &me, TTL_MS).await.map_err(fail)?;
+    let asked = Instant::now();
+    let mut got = store.acquire_lease(connection, &me, ttl_ms).await.map_err(fail)?;
     if let Acquired::Busy(h) = &got {
         // A run on this host that was killed (kill -9, a crash) holds the lease until it
         // expires; its process is gone, so the next run need not wait for the clock.
         if h.host == host && !alive(h.pid) {
             tracing::info!("taking over the lease of {} on {connection:?}: its process is gone", h.info);
-            got = store.take_over_lease(connection, h, &me, TTL_MS).await.map_err(fail)?;
+            got = store.take_over_lease(connection, h, &me, ttl_ms).await.map_err(fail)?;
         }
     }
     let lease = match got {
         Acquired::Busy(h) => return Ok(Lock::Busy(h)),
         Acquired::Held(l) => l,
     };
+    let fence = Fence { connection: lease.connection.clone(), holder: lease.holder.clone(), epoch: lease.epoch };
     let lease = Arc::new(tokio::sync::Mutex::new(lease));
-    let lost = Arc::new(AtomicBool::new(false));
+    let clock = Arc::new(LeaseClock { lost: Arc::default(), renewed: Mutex::new(asked), settings });
+    // Renewed through a connection of its own: the run's writes may hold the others.
+    let renewals = store.for_renewals().await.map_err(fail)?;
     let renewer = {
-        let (store, lease, lost) = (store.clone(), lease.clone(), lost.clone());
+        let (lease, clock) = (lease.clone(), clock.clone());
+        let connection = connection.to_string();
         tokio::spawn(async move {
+            // Every second the time left is looked at (setting the flag the apply checks
+            // before each worker); every renew_every the lease is renewed.
+            let tick = settings.renew_every.min(Duration::from_secs(1));
+            let mut due = Instant::now() + settings.renew_every;
             loop {
-                tokio::time::sleep(RENEW_EVERY).await;
+                tokio::time::sleep(tick).await;
+                if clock.why_not(&connection).is_some() {
+                    return;
+                }
+                if Instant::now() < due {
+                    continue;
+                }
+                due = Instant::now() + settings.renew_every;
                 let mut l = lease.lock().await;
-                match store.renew_lease(&mut l, TTL_MS).await {
-                    Ok(true) => {}
+                let sent = Instant::now();
+                match renewals.renew_lease(&mut l, ttl_ms).await {
+                    Ok(true) => *clock.renewed.lock().unwrap_or_else(|p| p.into_inner()) = sent,
                     Ok(false) => {
                         tracing::error!("the lease on {:?} was lost: this run stops acting on it", l.connection);
-                        lost.store(true, Ordering::SeqCst);
+                        clock.lost.store(true, Ordering::SeqCst);
                         return;
                     }
-                    // A failed renewal is tried again; the lease lasts three periods.
+                    // A failed renewal is tried again while the lease lasts; the gate stops the
+                    // run's requests before it runs out.
                     Err(e) => tracing::warn!("renewing the lease on {:?}: {e}", l.connection),
                 }
             }
         })
     };
-    Ok(Lock::Got(RunLock { store: store.clone(), lease, lost, renewer }))
+    Ok(Lock::Got(RunLock { store: store.clone(), lease, fence, clock, renewer }))
 }
 
 /// Waits for the connection's lease (the daemon's turn), calling `waiting` once with whom it

@@ -252,11 +252,11 @@ pub async fn prepare(
     key: &MasterKey,
     connection: Option<&str>,
     now: Timestamp,
-    recover: bool,
+    under: Option<&run_lock::RunLock>,
     only: &[String],
 ) -> Result<Prepared> {
     let rules = config::current(store).await?;
-    prepare_with(store, key, rules, connection, now, recover, only).await
+    prepare_with(store, key, rules, connection, now, under, only).await
 }
 
 /// A plan of a connection now, as `tenure plan` and the API's plan show it. It never waits on a
@@ -273,12 +273,12 @@ pub async fn plan(
 ) -> Result<(Prepared, Option<store::Holder>)> {
     match run_lock::try_lock(store, connection, who).await? {
         run_lock::Lock::Got(lock) => {
-            let p = prepare_with(store, key, rules, Some(connection), now, true, only).await;
+            let p = prepare_with(store, key, rules, Some(connection), now, Some(&lock), only).await;
             lock.release().await;
             Ok((p?, None))
         }
         run_lock::Lock::Busy(h) => {
-            Ok((prepare_with(store, key, rules, Some(connection), now, false, only).await?, Some(h)))
+            Ok((prepare_with(store, key, rules, Some(connection), now, None, only).await?, Some(h)))
         }
     }
 }
@@ -291,10 +291,10 @@ pub async fn prepare_with(
     rules: Rules,
     connection: Option<&str>,
     now: Timestamp,
-    recover: bool,
+    under: Option<&run_lock::RunLock>,
     only: &[String],
 ) -> Result<Prepared> {
-    prepare_reading(store, key, rules, connection, now, recover, only, Reading::Whole).await
+    prepare_reading(store, key, rules, connection, now, under, only, Reading::Whole).await
 }
 
 /// As `prepare_with`, reading the whole target or, for chosen workers, one account each.
@@ -305,7 +305,7 @@ pub async fn prepare_reading(
     rules: Rules,
     connection: Option<&str>,
     now: Timestamp,
-    recover: bool,
+    under: Option<&run_lock::RunLock>,
     only: &[String],
     reading: Reading<'_>,
 ) -> Result<Prepared> {
@@ -316,9 +316,13 @@ pub async fn prepare_reading(
     let name = rules.connections[index].name.clone();
     // DELETE only where the configuration asks for hard deletes.
     let deletes = rules.connections[index].hard_delete_after_days.is_some();
-    let client = client_at(store, key, &name, RetryPolicy::default(), deletes).await?;
+    let mut client = client_at(store, key, &name, RetryPolicy::default(), deletes).await?;
     let mut recovered = 0;
-    if recover {
+    // Only under the connection's lease: what an earlier run left in flight is resolved, with
+    // requests gated and tagged by the lease and writes fenced by it.
+    if let Some(lock) = under {
+        client = client.for_run(lock.tag());
+        let store = &store.fenced(lock.fence());
         recovered = engine::apply::recover(store, &client, &name, rules.connections[index].concurrency)
             .await
             .map_err(Error::unavailable)?;
@@ -657,7 +661,10 @@ async fn apply_locked(
     let watch = opts.watch;
     let now = opts.as_of.unwrap_or_else(Timestamp::now);
     refuse_rehearsal_off_sandbox(store, key, name, opts).await?;
-    let mut p = prepare(store, key, Some(name), now, true, &opts.workers).await?;
+    // Every write of the run is fenced by its lease: once another holder has the connection,
+    // nothing more of this run is kept.
+    let store = &store.fenced(lock.fence());
+    let mut p = prepare(store, key, Some(name), now, Some(lock), &opts.workers).await?;
     if p.recovered > 0 {
         watch.note(&format!("resolved {} action(s) left in flight by an earlier run", p.recovered));
     }

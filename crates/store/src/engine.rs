@@ -567,8 +567,8 @@ impl Store {
             for chunk in entries.chunks(CHUNK) {
                 let sql = format!(
                     "INSERT INTO journal (id, run_id, connection, worker_id, kind, body, state, attempts, error, \
-                     created_at, updated_at) VALUES {}",
-                    self.placeholders(chunk.len(), 11)
+                     created_at, updated_at, epoch) VALUES {}",
+                    self.placeholders(chunk.len(), 12)
                 );
                 let mut q = sqlx::query(&sql);
                 for e in chunk {
@@ -583,7 +583,8 @@ impl Store {
                         .bind(e.attempts)
                         .bind(e.error.clone())
                         .bind(&t)
-                        .bind(&t);
+                        .bind(&t)
+                        .bind(self.epoch());
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -801,18 +802,23 @@ impl Store {
         as_of: Option<&str>,
     ) -> Result<(), StoreError> {
         let t = now();
-        sqlx::query(
-            "INSERT INTO runs (id, connection, started_at, started_by, progress_done, progress_total, progress_at, \
-             as_of) VALUES ($1, $2, $3, $4, 0, 0, $3, $5)",
-        )
-        .bind(id)
-        .bind(connection)
-        .bind(&t)
-        .bind(started_by)
-        .bind(as_of)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        // Fenced like every write of the run, and kept with the epoch it runs under.
+        self.write_tx(async |tx| {
+            sqlx::query(
+                "INSERT INTO runs (id, connection, started_at, started_by, progress_done, progress_total, \
+                 progress_at, as_of, epoch) VALUES ($1, $2, $3, $4, 0, 0, $3, $5, $6)",
+            )
+            .bind(id)
+            .bind(connection)
+            .bind(&t)
+            .bind(started_by)
+            .bind(as_of)
+            .bind(self.epoch())
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// A run a guard refused: kept beside the others (started and finished at once, nothing

@@ -39,6 +39,12 @@ pub enum StoreError {
     /// The store refused a write for want of room (SQLite's "database or disk is full",
     /// PostgreSQL's insufficient resources): nothing of it was kept.
     Full(String),
+    /// A write of a run whose lease is no longer its own (another holder took the connection
+    /// at a newer epoch): refused, nothing of it was kept.
+    Fenced {
+        connection: String,
+        epoch: i64,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -50,6 +56,11 @@ impl fmt::Display for StoreError {
             StoreError::NotFound(n) => write!(f, "no connection named {n:?}"),
             StoreError::Duplicate(what) | StoreError::Invalid(what) => write!(f, "{what}"),
             StoreError::Full(e) => write!(f, "the store refused writes: {e} (is the disk full?)"),
+            StoreError::Fenced { connection, epoch } => write!(
+                f,
+                "this run's lease on {connection:?} (epoch {epoch}) was taken over by another holder: its write was \
+                 refused, and it stops"
+            ),
         }
     }
 }
@@ -144,6 +155,20 @@ pub struct Store {
     /// store in a data folder: `audit.head` beside `tenure.db`), so that a copy of the database
     /// file alone, put back, is seen to be behind.
     head_file: Option<std::sync::Arc<std::path::PathBuf>>,
+    /// The lease a run works under: each write transaction of this handle first checks that
+    /// the lease is still its holder's at its epoch, so a holder that lost it writes nothing.
+    fence: Option<std::sync::Arc<Fence>>,
+    /// A pool of its own for renewing leases (made at the first renewal, shared by clones):
+    /// a long run or a busy pool must not starve a renewal.
+    renewals: std::sync::Arc<tokio::sync::OnceCell<sqlx::AnyPool>>,
+}
+
+/// The lease a fenced store handle writes under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub connection: String,
+    pub holder: String,
+    pub epoch: i64,
 }
 
 /// The file beside `tenure.db` that keeps the audit chain's last known head.
@@ -327,7 +352,7 @@ impl Store {
         }
         let pool = options.connect(&url).await?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migration)?;
-        Ok(Store { pool, backend, read_chunk: 50_000, head_file: None })
+        Ok(Store { pool, backend, read_chunk: 50_000, head_file: None, fence: None, renewals: Default::default() })
     }
 
     /// A write transaction on a connection of its own: committed when `f` and the commit
@@ -350,6 +375,9 @@ impl Store {
         };
         let r = async {
             conn.execute(begin).await?;
+            if let Some(fence) = &self.fence {
+                self.check_fence(conn, fence).await?;
+            }
             let v = f(&mut *conn).await?;
             conn.execute("COMMIT").await?;
             Ok(v)
@@ -370,6 +398,59 @@ impl Store {
             }
         }
         r
+    }
+
+    /// This store through a connection of its own, for renewing leases: a run that holds the
+    /// pool's connections (or SQLite's one) does not keep its lease from being renewed.
+    pub async fn for_renewals(&self) -> Result<Store, StoreError> {
+        let backend = self.backend;
+        let pool = self
+            .renewals
+            .get_or_try_init(|| async {
+                let mut options = AnyPoolOptions::new().max_connections(1);
+                if backend == Backend::Sqlite {
+                    options = options.after_connect(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            conn.execute("PRAGMA busy_timeout = 30000").await?;
+                            Ok(())
+                        })
+                    });
+                } else {
+                    options = options.acquire_timeout(std::time::Duration::from_secs(8));
+                }
+                options.connect_with((*self.pool.connect_options()).clone()).await
+            })
+            .await?;
+        Ok(Store { pool: pool.clone(), fence: None, ..self.clone() })
+    }
+
+    /// A handle whose every write transaction is fenced by this lease (see [`Fence`]).
+    pub fn fenced(&self, fence: Fence) -> Store {
+        Store { fence: Some(std::sync::Arc::new(fence)), ..self.clone() }
+    }
+
+    /// The epoch this handle writes under, when fenced.
+    pub fn epoch(&self) -> Option<i64> {
+        self.fence.as_ref().map(|f| f.epoch)
+    }
+
+    /// Inside a write transaction: the lease is still this holder's at this epoch. On
+    /// PostgreSQL the row is locked against a takeover until the transaction ends (a new
+    /// holder's epoch comes after every write of the old one); on SQLite the transaction
+    /// holds the database's write lock from its start.
+    async fn check_fence(&self, conn: &mut sqlx::AnyConnection, f: &Fence) -> Result<(), StoreError> {
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR SHARE",
+        };
+        let sql = format!("SELECT epoch FROM leases WHERE connection = $1 AND holder = $2 AND epoch = $3{lock}");
+        let held =
+            sqlx::query(&sql).bind(&f.connection).bind(&f.holder).bind(f.epoch).fetch_optional(&mut *conn).await?;
+        if held.is_none() {
+            return Err(StoreError::Fenced { connection: f.connection.clone(), epoch: f.epoch });
+        }
+        Ok(())
     }
 
     /// True while the last write of this process was refused for want of room.

@@ -72,6 +72,15 @@ pub struct Cli {
     /// With --server: a file whose first line is the API token (when TENURE_TOKEN is not set).
     #[arg(long, global = true, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// How long a run's lease on a connection lasts unrenewed: a holder that dies (or is cut
+    /// off from the database) keeps other processes and nodes off it this long. Renewed every
+    /// sixth of it.
+    #[arg(long, global = true, env = "TENURE_LEASE", default_value = "60s", value_parser = duration::parse)]
+    lease: std::time::Duration,
+    /// How long one request to a target may take. A run sends none unless its lease has at
+    /// least this long left; shorter than --lease.
+    #[arg(long, global = true, env = "TENURE_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
+    request_timeout: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -528,6 +537,19 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if cli.request_timeout >= cli.lease {
+        eprintln!(
+            "tenure: --request-timeout ({} s) must be shorter than --lease ({} s): a run sends a request only while              its lease has that long left",
+            cli.request_timeout.as_secs(),
+            cli.lease.as_secs()
+        );
+        return ExitCode::from(USAGE);
+    }
+    service::run_lock::configure(service::run_lock::LeaseSettings {
+        ttl: cli.lease,
+        renew_every: cli.lease / 6,
+        request_timeout: cli.request_timeout,
+    });
     // One line per action for the daemon (tenure::actions); a command at a terminal prints
     // its own summary instead, and logs only the failed actions (warnings).
     let default = match cli.command {

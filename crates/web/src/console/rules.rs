@@ -1376,7 +1376,7 @@ async fn what_if(api: &Shared, after: rules::Rules) -> service::error::Result<Wh
         let (store, key, rules, name) = (api.store.clone(), api.key.clone(), after.clone(), c.name.clone());
         let planned = tokio::spawn(async move {
             let now = jiff::Timestamp::now();
-            let p = service::runs::prepare_with(&store, &key, rules, Some(&name), now, false, &[]).await?;
+            let p = service::runs::prepare_with(&store, &key, rules, Some(&name), now, None, &[]).await?;
             let v = service::runs::plan_document(&p);
             service::runs::release(p);
             v
