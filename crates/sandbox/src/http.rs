@@ -27,12 +27,44 @@ pub struct App {
     token_hash: [u8; 32],
     pub faults: FaultState,
     pub limits: Limits,
+    /// With `limits.record_history`: every request as it was answered, in order of answer.
+    history: std::sync::Mutex<Vec<Value>>,
 }
 
 impl App {
     pub fn new(store: Store, token_hash: [u8; 32], faults: Faults, limits: Limits) -> Self {
-        App { store, token_hash, faults: FaultState::new(faults), limits }
+        App { store, token_hash, faults: FaultState::new(faults), limits, history: Default::default() }
     }
+}
+
+/// Milliseconds since the Unix epoch, on this machine's clock (the test's checker compares
+/// them with each other, never with another machine's).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Keeps each request with the node and epoch tenure tagged it with, when asked to.
+async fn record(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    if !app.limits.record_history || req.uri().path().starts_with("/_sandbox/") {
+        return next.run(req).await;
+    }
+    let (node, epoch) = {
+        let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        (header("x-tenure-node"), header("x-tenure-epoch").and_then(|e| e.parse::<i64>().ok()))
+    };
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let received = now_ms();
+    let resp = next.run(req).await;
+    let entry = json!({"method": method, "path": path, "node": node, "epoch": epoch, "received_ms": received,
+        "answered_ms": now_ms(), "status": resp.status().as_u16()});
+    app.history.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+    resp
+}
+
+/// `GET /_sandbox/history`: the recorded requests, in order of answer.
+async fn history(State(app): State<Shared>) -> Response {
+    let all = app.history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    scim_json(StatusCode::OK, &json!({"recording": app.limits.record_history, "requests": all}))
 }
 
 type Shared = Arc<App>;
@@ -77,10 +109,12 @@ pub fn router(app: Shared) -> Router {
     Router::new()
         .nest("/scim/v2", scim)
         .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/history", get(history))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .layer(middleware::from_fn_with_state(app.clone(), misbehave))
+        .layer(middleware::from_fn_with_state(app.clone(), record))
         .with_state(app)
 }
 

@@ -34,6 +34,9 @@ pub struct Limits {
     /// The ServiceProviderConfig says this is tenure's sandbox (`SANDBOX_MARKER`): tenure
     /// rehearses (`apply --as-of`, `run --rehearse-from`) only against a target that does.
     pub sandbox_marker: bool,
+    /// Keep every request's method, path, answer and times, with the node and lease epoch
+    /// tenure tagged it with, for `GET /_sandbox/history` (a test's checker reads it).
+    pub record_history: bool,
 }
 
 /// The `documentationUri` by which tenure knows its own sandbox.
@@ -50,6 +53,7 @@ impl Default for Limits {
             max_bulk_operations: 1000,
             max_patch_operations: 1000,
             sandbox_marker: true,
+            record_history: false,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod local;
 pub mod metrics;
 pub mod names;
+pub mod nodes;
 pub mod notify;
 pub mod oidc;
 pub mod preview;

@@ -64,7 +64,7 @@ pub fn host() -> String {
 
 /// Whether a process of this host with this id runs tenure still (a reused pid running
 /// something else counts as gone).
-fn alive(pid: i64) -> bool {
+pub(crate) fn alive(pid: i64) -> bool {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
         Ok(cmd) => cmd.split(|b| *b == 0).next().is_some_and(|exe| exe.ends_with(b"tenure")),
         // No /proc (not Linux): assume it runs, and let the lease expire.

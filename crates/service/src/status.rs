@@ -80,6 +80,8 @@ pub struct Status {
     pub audit: AuditState,
     /// A restored store whose scheduled runs wait for a person: when, and from what.
     pub restored: Option<serde_json::Value>,
+    /// The live nodes (processes serving or running the schedule) and what each holds.
+    pub nodes: Vec<crate::nodes::NodeView>,
 }
 
 /// The audit chain's head as the store holds it, against the last head known to have been
@@ -146,9 +148,10 @@ pub fn document(st: &Status, shown: impl Fn(&str) -> bool) -> serde_json::Value 
     });
     let a = &st.audit;
     let pair = |h: &Option<(i64, String)>| h.as_ref().map(|(seq, hash)| json!({"seq": seq, "hash": hash}));
+    let nodes: Vec<serde_json::Value> = st.nodes.iter().map(|n| crate::nodes::document(n, &shown)).collect();
     json!({"connections": out, "hr": {"last_received": hr},
         "audit": {"head": pair(&a.head), "last_written": pair(&a.known), "behind": a.behind},
-        "restored": st.restored})
+        "restored": st.restored, "nodes": nodes})
 }
 
 pub fn alive(r: &RunRecord) -> bool {
@@ -217,6 +220,7 @@ pub async fn read(
         last_received: store.last_load().await?,
         audit: audit_state(store).await?,
         restored: crate::backup::unconfirmed_restore(store).await?,
+        nodes: crate::nodes::list(store).await?,
     })
 }
 

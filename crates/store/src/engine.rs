@@ -716,6 +716,11 @@ impl Store {
             }
             let audit: Vec<&AuditEntry> = o.audit().collect();
             if !audit.is_empty() {
+                if self.backend == crate::Backend::Postgres {
+                    // Appenders take turns (held to the commit): the last record read next is the
+                    // last one written, whichever node wrote it.
+                    sqlx::query("SELECT id FROM audit_writer WHERE id = 1 FOR UPDATE").fetch_optional(&mut *tx).await?;
+                }
                 let last =
                     sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
                 let (mut seq, mut prev): (i64, String) = match last {

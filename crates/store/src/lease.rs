@@ -168,3 +168,124 @@ impl Store {
         Ok(())
     }
 }
+
+/// A process (node) working on this store, as it says of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// The process incarnation: fresh at each start.
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub version: String,
+    /// Database time, milliseconds since the epoch.
+    pub started_ms: i64,
+    pub seen_ms: i64,
+    pub expires_ms: i64,
+    pub address: Option<String>,
+    /// Finishing its runs before it stops: it takes no more connections.
+    pub stopping: bool,
+}
+
+/// A connection's lease as every node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub connection: String,
+    /// The holder (`<node id>/<run id>`).
+    pub holder: String,
+    pub info: String,
+    pub epoch: i64,
+    pub since_ms: i64,
+    pub expires_ms: i64,
+    /// Not expired, on the database's clock.
+    pub live: bool,
+}
+
+impl LeaseRecord {
+    /// The node (process incarnation) holding it.
+    pub fn node(&self) -> &str {
+        self.holder.split('/').next().unwrap_or_default()
+    }
+}
+
+impl Store {
+    /// Says this node is alive until `ttl_ms` from now (database time), adding it the first time.
+    pub async fn beat_node(&self, n: &NodeRecord, ttl_ms: i64) -> Result<(), StoreError> {
+        let now = self.db_now_ms();
+        let sql = format!(
+            "INSERT INTO nodes (id, host, pid, version, started_ms, seen_ms, expires_ms, address, stopping) \
+             VALUES ($1, $2, $3, $4, {now}, {now}, {now} + $5, $6, $7) \
+             ON CONFLICT (id) DO UPDATE SET seen_ms = {now}, expires_ms = {now} + $5, address = excluded.address, \
+             stopping = excluded.stopping"
+        );
+        sqlx::query(&sql)
+            .bind(&n.id)
+            .bind(&n.host)
+            .bind(n.pid)
+            .bind(&n.version)
+            .bind(ttl_ms)
+            .bind(n.address.clone())
+            .bind(i64::from(n.stopping))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A node that stops says so: it is no longer listed.
+    pub async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM nodes WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The nodes alive on the database's clock (their last word not yet run out), oldest first;
+    /// the long dead are forgotten.
+    pub async fn live_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let now = self.db_now_ms();
+        // A day after its last word, a node that never said goodbye (kill -9) is dropped.
+        sqlx::query(&format!("DELETE FROM nodes WHERE expires_ms < {now} - 86400000")).execute(&self.pool).await?;
+        let sql = format!(
+            "SELECT id, host, pid, version, started_ms, seen_ms, expires_ms, address, stopping FROM nodes \
+             WHERE expires_ms > {now} ORDER BY started_ms, id"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NodeRecord {
+                    id: r.try_get("id")?,
+                    host: r.try_get("host")?,
+                    pid: r.try_get("pid")?,
+                    version: r.try_get("version")?,
+                    started_ms: r.try_get("started_ms")?,
+                    seen_ms: r.try_get("seen_ms")?,
+                    expires_ms: r.try_get("expires_ms")?,
+                    address: r.try_get("address")?,
+                    stopping: r.try_get::<i64, _>("stopping")? != 0,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Every connection's lease, live or run out, by connection.
+    pub async fn leases(&self) -> Result<Vec<LeaseRecord>, StoreError> {
+        let now = self.db_now_ms();
+        let sql = format!(
+            "SELECT connection, holder, holder_info, epoch, since_ms, expires_ms, \
+             CAST(CASE WHEN expires_ms > {now} THEN 1 ELSE 0 END AS BIGINT) AS live FROM leases ORDER BY connection"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LeaseRecord {
+                    connection: r.try_get("connection")?,
+                    holder: r.try_get("holder")?,
+                    info: r.try_get("holder_info")?,
+                    epoch: r.try_get("epoch")?,
+                    since_ms: r.try_get("since_ms")?,
+                    expires_ms: r.try_get("expires_ms")?,
+                    live: r.try_get::<i64, _>("live")? != 0,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}

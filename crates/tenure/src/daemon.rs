@@ -55,6 +55,8 @@ pub async fn run(
         // The secrets still open with the keys held: the service can start.
         Err(e) => tracing::warn!("the master key rotation could not be settled: {e}"),
     }
+    // One node among those working on the store (refused beside another on SQLite).
+    let presence = service::nodes::join(&store, None).await?;
     // The service starts before any configuration (it arrives through the API); the daemon
     // needs one.
     let rules = match serve {
@@ -130,6 +132,7 @@ pub async fn run(
         let app = web::finish(app);
         let (bound, task) = serve::serve(&listen, app, stop_rx.clone()).await?;
         let scheme = if listen.tls.is_some() { "https" } else { "http" };
+        presence.serving(format!("{scheme}://{bound}")).await?;
         if full {
             outln!("tenure serve: listening on {scheme}://{bound} (POST /hr/v1/push, GET /healthz, GET /readyz)");
         } else {
@@ -219,6 +222,7 @@ pub async fn run(
     if let Some(s) = server {
         let _ = s.await;
     }
+    presence.leave().await;
     store.close().await;
     Ok(0)
 }

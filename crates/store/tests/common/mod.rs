@@ -16,16 +16,24 @@ pub async fn postgres(tag: &str) -> Option<(store::Store, Dropper)> {
     let sep = if url.contains('?') { '&' } else { '?' };
     let store = store::Store::open(&format!("{url}{sep}options=-c%20search_path%3D{schema}")).await.unwrap();
     assert_eq!(store.backend(), store::Backend::Postgres);
-    Some((store, Dropper { admin, schema }))
+    Some((store, Dropper { admin, schema, url: std::env::var("TENURE_TEST_DATABASE_URL").unwrap_or_default() }))
 }
 
 /// Removes a test's schema.
 pub struct Dropper {
     admin: sqlx::AnyPool,
     schema: String,
+    url: String,
 }
 
 impl Dropper {
+    /// The schema's URL, for more handles on the same store (another node's).
+    #[allow(dead_code)] // not every test binary opens a second handle
+    pub fn url(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.url, self.schema)
+    }
+
     pub async fn drop_schema(self) {
         sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema)).execute(&self.admin).await.unwrap();
     }

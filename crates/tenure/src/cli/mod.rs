@@ -330,6 +330,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The processes (`tenure serve`, `tenure run`) working on this store now: where, since
+    /// when, and the connections each holds with its lease's epoch and expiry.
+    Nodes {
+        /// One JSON document on stdout (as the status API's `nodes`).
+        #[arg(long)]
+        json: bool,
+    },
     /// The accounts tenure manages: each one's worker, state as tenure left it, and the last
     /// thing done to it.
     Accounts {
@@ -769,6 +776,7 @@ pub fn main() -> ExitCode {
         Command::Accounts { connection, json } => {
             return coded(rt.block_on(overview::accounts(&dir, database_url.as_deref(), connection, json)))
         }
+        Command::Nodes { json } => return coded(rt.block_on(overview::nodes(&dir, database_url.as_deref(), json))),
         Command::Runs { cmd, connection, limit, json } => {
             return coded(rt.block_on(audit::runs_cmd(&dir, database_url.as_deref(), cmd, connection, limit, json)))
         }
@@ -807,6 +815,7 @@ pub fn main() -> ExitCode {
             | Command::Key(_)
             | Command::Runs { .. }
             | Command::Status { .. }
+            | Command::Nodes { .. }
             | Command::Accounts { .. }
             | Command::Reviews { .. }
             | Command::Approve(_)

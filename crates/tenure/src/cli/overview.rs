@@ -1,5 +1,5 @@
-//! `tenure status` and `tenure accounts`: the command line's overview, as the dashboard and
-//! the API give it (service::status, service::accounts).
+//! `tenure status`, `tenure nodes` and `tenure accounts`: the command line's overview, as the
+//! dashboard and the API give it (service::status, service::nodes, service::accounts).
 
 use crate::{accounts, config, duration, status};
 use std::path::Path;
@@ -87,6 +87,10 @@ pub async fn status(
             r["taken_at"].as_str().unwrap_or("?")
         );
     }
+    match st.nodes.len() {
+        0 => outln!("nodes: none running (no `tenure serve` or `tenure run` works on this store)"),
+        n => outln!("nodes: {n} running; see `tenure nodes`"),
+    }
     match &st.last_received {
         None => outln!("HR data: none received yet"),
         Some(l) => outln!(
@@ -100,6 +104,48 @@ pub async fn status(
             l.quarantined
         ),
     }
+    Ok(0)
+}
+
+/// `tenure nodes`: the processes working on this store, and the connections each holds.
+pub async fn nodes(data_dir: &Path, database_url: Option<&str>, json: bool) -> Result<u8, String> {
+    let store = config::open(data_dir, database_url).await?;
+    let nodes = service::nodes::list(&store).await;
+    store.close().await;
+    let nodes = nodes?;
+    if json {
+        let v: Vec<serde_json::Value> = nodes.iter().map(|n| service::nodes::document(n, |_| true)).collect();
+        outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        return Ok(0);
+    }
+    let at = service::run_lock::moment;
+    for n in &nodes {
+        let d = &n.node;
+        outln!(
+            "node {}  {} pid {}  tenure {}  up since {}  last seen {}{}{}",
+            d.id,
+            d.host,
+            d.pid,
+            d.version,
+            at(d.started_ms),
+            at(d.seen_ms),
+            d.address.as_deref().map(|a| format!("  serving {a}")).unwrap_or_default(),
+            if d.stopping { "  STOPPING" } else { "" }
+        );
+        if n.holds.is_empty() {
+            outln!("  holds no connection");
+        }
+        for l in &n.holds {
+            outln!(
+                "  holds {:?} (epoch {}) since {}, lease until {} unless renewed",
+                l.connection,
+                l.epoch,
+                at(l.since_ms),
+                at(l.expires_ms)
+            );
+        }
+    }
+    outln!("nodes: {}", nodes.len());
     Ok(0)
 }
 

@@ -71,6 +71,10 @@ pub struct SandboxArgs {
     /// Most operations one PATCH may carry (tooMany past it).
     #[arg(long, default_value_t = 1000)]
     max_patch_operations: usize,
+    /// Keep every request (method, path, answer, times, and the node and lease epoch tenure
+    /// tagged it with) for GET /_sandbox/history: what a test of several nodes checks.
+    #[arg(long)]
+    record_history: bool,
     /// Answer as a production service would: no sandbox marker in /ServiceProviderConfig, so
     /// tenure refuses to rehearse against it (to try that refusal).
     #[arg(long)]
@@ -169,6 +173,7 @@ pub async fn run(a: SandboxArgs, dir: &std::path::Path) -> Result<(), String> {
             max_filter_bytes: a.max_filter_bytes.max(1),
             max_patch_operations: a.max_patch_operations.max(1),
             sandbox_marker: !a.as_production,
+            record_history: a.record_history,
             ..Limits::default()
         },
     };

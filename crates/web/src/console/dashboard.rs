@@ -53,6 +53,8 @@ struct Dashboard {
     audit_behind: bool,
     /// A restored store whose scheduled runs wait: what to say.
     restored: Option<String>,
+    /// The nodes working on the store, and what each holds.
+    nodes_line: String,
 }
 
 /// The cards alone: what the dashboard's refresh (htmx) swaps in.
@@ -185,7 +187,27 @@ async fn build(api: &Shared, page: &Page, q: DashboardQuery, fragment: bool) -> 
             when(r["taken_at"].as_str().unwrap_or(""))
         )
     });
+    let nodes_line = match st.nodes.as_slice() {
+        [] => "No node runs the schedule: start `tenure serve`.".to_string(),
+        nodes => {
+            let each: Vec<String> = nodes
+                .iter()
+                .map(|n| {
+                    let holds: Vec<&str> = n.holds.iter().map(|l| l.connection.as_str()).collect();
+                    format!(
+                        "{} (pid {}{}{})",
+                        n.node.host,
+                        n.node.pid,
+                        if holds.is_empty() { String::new() } else { format!(", working {}", holds.join(", ")) },
+                        if n.node.stopping { ", stopping" } else { "" }
+                    )
+                })
+                .collect();
+            format!("{} node(s): {}", nodes.len(), each.join("; "))
+        }
+    };
     Ok(render(&Dashboard {
+        nodes_line,
         chrome: page.chrome("dashboard"),
         message,
         cards,

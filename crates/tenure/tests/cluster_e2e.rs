@@ -1,0 +1,158 @@
+//! Several `tenure` processes on one store (issue 31): who works where, a SQLite store's one
+//! node, and a holder that lost its lease fenced off, with real processes, the real
+//! PostgreSQL (TENURE_TEST_DATABASE_URL) and a sandbox that records which node and lease
+//! epoch sent each request.
+
+mod common;
+
+use common::env::*;
+use serde_json::Value;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// A SQLite store is one node's: `tenure nodes` says which process works on it and where it
+/// serves; a second `tenure serve` is refused with who holds it; once that process is gone
+/// (kill -9), the next one starts; a node that stops says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_takes_one_node_and_says_which() {
+    let env = Env::new_store("one-node", None);
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "0"];
+    let first = env.start(&serve);
+    let address = first.address().await;
+    let nodes = json(&env.ok(&["nodes", "--json"]));
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
+    assert_eq!(nodes[0]["pid"], first.child.id(), "{nodes}");
+    assert_eq!(nodes[0]["address"], address.as_str(), "{nodes}");
+    assert_eq!(nodes[0]["this_process"], false, "{nodes}");
+    let status = json(&env.ok(&["status", "--json"]));
+    assert_eq!(status["nodes"][0]["id"], nodes[0]["id"], "{status}");
+
+    let (code, out) = env.tenure(&serve);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("another tenure process works on this SQLite store"), "{out}");
+    assert!(out.contains(&format!("pid {}", first.child.id())), "{out}");
+    assert!(out.contains("share a PostgreSQL store"), "{out}");
+
+    // Killed without a word: its process is gone, so the next one need not wait.
+    let mut first = first;
+    signal(first.child.id(), "-KILL");
+    let _ = first.child.wait();
+    let second = env.start(&serve);
+    second.address().await;
+    let nodes = json(&env.ok(&["nodes", "--json"]));
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
+    assert_eq!(nodes[0]["pid"], second.child.id(), "{nodes}");
+    drop(second);
+    let out = env.ok(&["nodes"]);
+    assert!(out.trim_end().ends_with("nodes: 0"), "a node that stops leaves: {out}");
+}
+
+/// What the sandbox recorded, request by request.
+async fn history(sb: &common::Sandbox) -> Vec<Value> {
+    let root = sb.base.trim_end_matches("/scim/v2");
+    let r = sb.http.get(format!("{root}/_sandbox/history")).bearer_auth(&sb.token).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["recording"], true, "the sandbox records: {v}");
+    v["requests"].as_array().cloned().unwrap_or_default()
+}
+
+/// Two nodes on PostgreSQL. Node A works the connection; it is stopped (SIGSTOP) past its
+/// lease; node B takes the connection at a newer epoch, resolves what A left in flight and
+/// finishes the work; A is let go on (SIGCONT) and sends nothing more, its writes refused.
+/// The sandbox's history is checked: A and B never act at overlapping times, B's epoch is
+/// newer, one account per worker; the audit verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_stopped_past_its_lease_is_fenced_off() {
+    let Some(pg) = postgres("fenced").await else { return };
+    let sb = common::spawn(&["--latency-ms", "250", "--record-history"]);
+    let env = Env::connect_to(&sb, "fenced", "", "concurrency = 2", Some(pg.url.clone()));
+    let now = "2026-06-10T12:00:00Z";
+    env.load("w.csv", &population(40), now, &[]);
+    let short = ["--lease", "6s", "--request-timeout", "2s"];
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--interval", "1s"];
+    args.extend(short);
+    let a = env.start(&args);
+    a.address().await;
+    // A works: some of its creates are answered.
+    let mut seen = vec![];
+    for _ in 0..600 {
+        seen = history(&sb).await;
+        if seen.iter().filter(|r| r["method"] == "POST" && r["path"] == "/scim/v2/Users").count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let node_a = seen.iter().find_map(|r| r["node"].as_str()).expect("A's requests are tagged").to_string();
+    signal(a.child.id(), "-STOP");
+    let stopped_at = std::time::Instant::now();
+
+    // B waits for A's lease to run out, then works the connection.
+    let mut b_args = vec!["apply", "--yes"];
+    b_args.extend(short);
+    let out = loop {
+        let (code, out) = env.tenure(&b_args);
+        if code != 5 {
+            assert_eq!(code, 0, "{out}");
+            break out;
+        }
+        assert!(stopped_at.elapsed() < std::time::Duration::from_secs(120), "B never got the lease: {out}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert!(out.contains("failed 0"), "{out}");
+    let accounts = accounts(&sb).await;
+    assert_eq!(accounts.len(), 40, "one account per worker");
+
+    // A goes on: it finds its lease gone and sends nothing.
+    signal(a.child.id(), "-CONT");
+    for _ in 0..100 {
+        if a.said("taken over by another holder") || a.said("lost its lease") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(a.said("taken over by another holder") || a.said("lost its lease"), "{}", a.output());
+
+    // A may take the connection again once B let it go, at a newer epoch still.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let all = history(&sb).await;
+    check_history(&all);
+    let epoch_of = |node: &str| all.iter().filter(|r| r["node"] == node).filter_map(|r| r["epoch"].as_i64()).min();
+    let node_b = all.iter().filter_map(|r| r["node"].as_str()).find(|n| *n != node_a).expect("B's requests");
+    assert!(epoch_of(&node_a) < epoch_of(node_b), "B came after A");
+    assert!(
+        all.iter().filter(|r| r["method"] == "POST" && r["path"] == "/scim/v2/Users").all(|r| r["node"].is_string()),
+        "every create is tagged with its node and epoch"
+    );
+    drop(a);
+    let out = env.ok(&["audit", "verify"]);
+    assert!(out.contains("chain intact"), "{out}");
+}
+
+/// The checker: requests of one epoch all answered before any of a newer epoch is received
+/// (no two holders act on the connection at overlapping times), and each epoch one node's.
+fn check_history(all: &[Value]) {
+    let mut by_epoch: std::collections::BTreeMap<i64, (i64, i64, std::collections::BTreeSet<String>)> =
+        Default::default();
+    for r in all.iter().filter(|r| r["epoch"].is_i64()) {
+        let e = by_epoch.entry(r["epoch"].as_i64().unwrap()).or_insert((i64::MAX, i64::MIN, Default::default()));
+        e.0 = e.0.min(r["received_ms"].as_i64().unwrap());
+        e.1 = e.1.max(r["answered_ms"].as_i64().unwrap());
+        e.2.insert(r["node"].as_str().unwrap_or_default().to_string());
+    }
+    assert!(by_epoch.len() >= 2, "two holders at least: {by_epoch:?}");
+    for (epoch, (_, _, nodes)) in &by_epoch {
+        assert_eq!(nodes.len(), 1, "epoch {epoch} is one node's: {nodes:?}");
+    }
+    let spans: Vec<(&i64, &(i64, i64, _))> = by_epoch.iter().collect();
+    for w in spans.windows(2) {
+        let ((e1, (_, end1, _)), (e2, (start2, _, _))) = (w[0], w[1]);
+        assert!(end1 < start2, "epoch {e1} was still answered at {end1} ms when epoch {e2} began at {start2} ms");
+    }
+}
