@@ -32,6 +32,10 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
 impl Health {
     pub fn new(store: Store) -> Health {
         Health { store, heartbeat: Arc::new(AtomicI64::new(now())) }
@@ -86,6 +90,13 @@ pub async fn run(
     let mut said = String::new();
     // A turn longer than the interval is told once per spell: until a turn is on time again.
     let mut behind = false;
+    // A node that starts runs every connection once (as one process always did), unless
+    // another node claims the turn first.
+    if let Err(e) = s.store.make_turns_due(jiff::Timestamp::now().as_millisecond()).await {
+        say(&format!("the schedule: {e}"));
+    }
+    let node = crate::run_lock::incarnation();
+    let interval_ms = s.interval.as_millis() as i64;
     loop {
         if s.interval.is_zero() {
             // No schedule: the watcher still takes HR data; runs are started by people.
@@ -138,6 +149,16 @@ pub async fn run(
                 Ok(Some(c)) if c.paused.is_some() => continue,
                 _ => {}
             }
+            // One scheduled run per connection per interval, whatever the number of nodes:
+            // only the node that claims the due turn runs it.
+            match s.store.claim_turn(name, interval_ms, node).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    say(&format!("the schedule of {name:?}: {e}"));
+                    continue;
+                }
+            }
             let opts = runs::ApplyOptions {
                 as_of: s.rehearsal.map(|_| s.now()),
                 watch,
@@ -172,13 +193,27 @@ pub async fn run(
         let now = s.now().as_second();
         let next_event = s.store.next_event_after(now).await?;
         let mut wait = s.interval;
+        // The moment of an HR event to wake for: every connection's turn is due then.
+        let mut event_at = None;
         if let Some(t) = next_event {
-            wait = wait.min(Duration::from_secs((t - now) as u64));
+            let until = Duration::from_secs((t - now) as u64);
+            if until < wait {
+                (wait, event_at) = (until, Some(t));
+            }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = s.wake.notified() => {}
+        let news_ms = tokio::select! {
+            _ = tokio::time::sleep(wait) => event_at.map(|t| (t - s.rehearsal.map_or(0, |r| r.as_secs())) * 1000),
+            // HR data arrived (here or on another node): due from the moment it was recorded.
+            _ = s.wake.notified() => Some(match s.store.last_load().await {
+                Ok(Some(l)) => l.loaded_at.parse::<jiff::Timestamp>().map_or_else(|_| now_ms(), |t| t.as_millisecond()),
+                _ => now_ms(),
+            }),
             _ = stop.changed() => break,
+        };
+        if let Some(ms) = news_ms {
+            if let Err(e) = s.store.make_turns_due(ms).await {
+                say(&format!("the schedule: {e}"));
+            }
         }
     }
     Ok(())

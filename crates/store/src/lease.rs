@@ -289,3 +289,31 @@ impl Store {
             .map_err(Into::into)
     }
 }
+
+impl Store {
+    /// Claims the connection's scheduled turn when it is due (or has none yet): the next is
+    /// then `interval_ms` from now on the database's clock. False: not due, or another node
+    /// claimed it first.
+    pub async fn claim_turn(&self, connection: &str, interval_ms: i64, node: &str) -> Result<bool, StoreError> {
+        let now = self.db_now_ms();
+        let sql = format!(
+            "INSERT INTO schedule (connection, next_ms, claimed_by, claimed_ms) VALUES ($1, {now} + $2, $3, {now}) \
+             ON CONFLICT (connection) DO UPDATE SET next_ms = {now} + $2, claimed_by = $3, claimed_ms = {now} \
+             WHERE schedule.next_ms <= {now}"
+        );
+        let n = sqlx::query(&sql).bind(connection).bind(interval_ms).bind(node).execute(&self.pool).await?;
+        Ok(n.rows_affected() == 1)
+    }
+
+    /// Every connection whose last turn was claimed before `news_ms` (HR data arrived then, an
+    /// event's moment came, a node started) is due now: the next node to look claims it once.
+    /// A turn claimed after the news already saw it, and stays as it is.
+    pub async fn make_turns_due(&self, news_ms: i64) -> Result<(), StoreError> {
+        let now = self.db_now_ms();
+        sqlx::query(&format!("UPDATE schedule SET next_ms = {now} WHERE next_ms > {now} AND claimed_ms < $1"))
+            .bind(news_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

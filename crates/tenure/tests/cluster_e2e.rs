@@ -156,3 +156,31 @@ fn check_history(all: &[Value]) {
         assert!(end1 < start2, "epoch {e1} was still answered at {end1} ms when epoch {e2} began at {start2} ms");
     }
 }
+
+/// Two nodes on PostgreSQL with a 3 s schedule make one scheduled run per interval between
+/// them, where each would make its own without the store's schedule (ten runs in five
+/// intervals, seen when the claim is taken away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_make_one_scheduled_run_per_interval() {
+    let Some(pg) = postgres("schedule").await else { return };
+    let sb = common::spawn(&[]);
+    let env = Env::connect_to(&sb, "schedule", "", "", Some(pg.url.clone()));
+    let now = "2026-06-10T12:00:00Z";
+    env.load("w.csv", &population(5), now, &[]);
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "3s"];
+    let a = env.start(&serve);
+    let b = env.start(&serve);
+    a.address().await;
+    b.address().await;
+    let began = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+    let runs = json(&env.ok(&["runs", "--json", "--limit", "1000"]));
+    let scheduled = runs.as_array().unwrap().iter().filter(|r| r["started_by"] == "the scheduler").count();
+    let turns = began.elapsed().as_secs() / 3;
+    // Both start with a run each at most; then one per interval between them.
+    assert!(scheduled >= 3 && scheduled as u64 <= turns + 2, "{scheduled} scheduled runs in {turns} intervals: {runs}");
+    let nodes = json(&env.ok(&["nodes", "--json"]));
+    assert_eq!(nodes.as_array().map(Vec::len), Some(2), "{nodes}");
+    assert_eq!(accounts(&sb).await.len(), 5);
+    drop((a, b));
+}
