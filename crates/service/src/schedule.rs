@@ -255,6 +255,10 @@ impl Scheduler {
     }
 }
 
+/// How often the watcher looks for connections a dead holder left mid-run: with the lease's
+/// length, how soon another node takes them up.
+const ORPHANS_EVERY: Duration = Duration::from_secs(1);
+
 /// How often the watcher looks for the alerts no run gives (a stopped scheduler, late HR data).
 const ALERTS_EVERY: Duration = Duration::from_secs(5);
 
@@ -280,6 +284,9 @@ pub fn watch_sources(
     Ok(tokio::spawn(async move {
         // The alerts no run gives, looked at now and then (a stopped scheduler, HR data late).
         let mut looked = std::time::Instant::now();
+        // Connections a dead holder left mid-run, looked for every second.
+        let mut orphans_looked = std::time::Instant::now();
+        let mut orphans_said: Vec<String> = vec![];
         let mut stopped_told = false;
         let mut inbox = inbox::Inbox::default();
         let mut mark = store.loads_mark().await.ok();
@@ -350,6 +357,28 @@ pub fn watch_sources(
                         tracing::warn!("the HR data's alerts: {e}");
                     }
                 });
+            }
+            if orphans_looked.elapsed() >= ORPHANS_EVERY && !interval.is_zero() {
+                orphans_looked = std::time::Instant::now();
+                match store.orphaned_connections().await {
+                    Ok(orphans) if !orphans.is_empty() => {
+                        for c in &orphans {
+                            if let Err(e) = store.make_turn_due(c).await {
+                                tracing::warn!("the schedule of {c:?}: {e}");
+                            }
+                        }
+                        if orphans != orphans_said {
+                            say(&format!(
+                                "{} left mid-run by a holder whose lease ran out: its turn is due now",
+                                orphans.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
+                            ));
+                        }
+                        orphans_said = orphans;
+                        wake.notify_one();
+                    }
+                    Ok(_) => orphans_said.clear(),
+                    Err(e) => tracing::warn!("looking for connections left mid-run: {e}"),
+                }
             }
             if looked.elapsed() >= ALERTS_EVERY {
                 looked = std::time::Instant::now();

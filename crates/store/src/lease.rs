@@ -317,3 +317,27 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Connections whose holder left a run unfinished and whose lease has run out (a node
+    /// killed, or stopped mid-run): another node should take them up now, not at their next turn.
+    pub async fn orphaned_connections(&self) -> Result<Vec<String>, StoreError> {
+        let now = self.db_now_ms();
+        let sql = format!(
+            "SELECT DISTINCT l.connection AS connection FROM leases l JOIN runs r ON r.connection = l.connection \
+             AND r.epoch = l.epoch WHERE l.expires_ms <= {now} AND r.finished_at IS NULL ORDER BY l.connection"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| r.try_get("connection")).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+    }
+
+    /// This connection's turn is due now.
+    pub async fn make_turn_due(&self, connection: &str) -> Result<(), StoreError> {
+        let now = self.db_now_ms();
+        sqlx::query(&format!("UPDATE schedule SET next_ms = {now} WHERE connection = $1 AND next_ms > {now}"))
+            .bind(connection)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

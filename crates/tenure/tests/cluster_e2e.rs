@@ -184,3 +184,52 @@ async fn two_nodes_make_one_scheduled_run_per_interval() {
     assert_eq!(accounts(&sb).await.len(), 5);
     drop((a, b));
 }
+
+/// The holder killed mid-run (kill -9): once its lease runs out, the other node sees the
+/// connection left mid-run, takes it up without waiting for its next turn, resolves what was
+/// in flight and finishes; no two epochs overlap and each worker has one account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_killed_mid_run_is_taken_over() {
+    let Some(pg) = postgres("killed").await else { return };
+    let sb = common::spawn(&["--latency-ms", "250", "--record-history"]);
+    let env = Env::connect_to(&sb, "killed", "", "concurrency = 2", Some(pg.url.clone()));
+    // An hour between turns: only the start, the HR data and a takeover make runs.
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "1h", "--lease", "6s", "--request-timeout", "2s"];
+    let mut a = env.start(&serve);
+    let mut b = env.start(&serve);
+    a.address().await;
+    b.address().await;
+    let nodes = json(&env.ok(&["nodes", "--json"]));
+    let pid_of =
+        |id: &str| nodes.as_array().unwrap().iter().find(|n| n["id"] == id).map(|n| n["pid"].as_u64().unwrap());
+    env.load("w.csv", &population(40), "2026-06-10T12:00:00Z", &[]);
+    // One node takes the HR data's turn and creates; the other waits.
+    let mut holder = None;
+    for _ in 0..600 {
+        let creates: Vec<Value> =
+            history(&sb).await.into_iter().filter(|r| r["method"] == "POST" && r["path"] == "/scim/v2/Users").collect();
+        if creates.len() >= 4 {
+            holder = creates[0]["node"].as_str().map(str::to_string);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let holder = holder.expect("a node creates");
+    let pid = pid_of(&holder).expect("the holder is a live node") as u32;
+    let (dead, alive) = if a.child.id() == pid { (&mut a, &b) } else { (&mut b, &a) };
+    signal(pid, "-KILL");
+    let _ = dead.child.wait();
+    for _ in 0..1200 {
+        if accounts(&sb).await.len() == 40 && alive.said("left mid-run") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(alive.said("left mid-run by a holder whose lease ran out"), "{}", alive.output());
+    assert_eq!(accounts(&sb).await.len(), 40, "the survivor finished, one account per worker");
+    // The survivor's run ends: its record finished, nothing left unfinished but the dead one's.
+    let all = history(&sb).await;
+    check_history(&all);
+    let out = env.ok(&["audit", "verify"]);
+    assert!(out.contains("chain intact"), "{out}");
+}
