@@ -233,3 +233,47 @@ async fn a_holder_killed_mid_run_is_taken_over() {
     let out = env.ok(&["audit", "verify"]);
     assert!(out.contains("chain intact"), "{out}");
 }
+
+/// The takeover figure for BENCHMARKS.md (`--ignored`: it waits out the default 60 s lease):
+/// from a kill -9 of the holder mid-run to the first request of the node that takes over,
+/// with the default settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+async fn takeover_after_a_kill_with_the_default_settings() {
+    let Some(pg) = postgres("takeover").await else { return };
+    let sb = common::spawn(&["--latency-ms", "250", "--record-history"]);
+    let env = Env::connect_to(&sb, "takeover", "", "concurrency = 2", Some(pg.url.clone()));
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "1h"];
+    let mut a = env.start(&serve);
+    let mut b = env.start(&serve);
+    a.address().await;
+    b.address().await;
+    let nodes = json(&env.ok(&["nodes", "--json"]));
+    env.load("w.csv", &population(400), "2026-06-10T12:00:00Z", &[]);
+    let mut holder = None;
+    while holder.is_none() {
+        holder = history(&sb)
+            .await
+            .into_iter()
+            .find(|r| r["method"] == "POST")
+            .and_then(|r| r["node"].as_str().map(str::to_string));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let holder = holder.unwrap();
+    let pid =
+        nodes.as_array().unwrap().iter().find(|n| n["id"] == holder.as_str()).unwrap()["pid"].as_u64().unwrap() as u32;
+    let dead = if a.child.id() == pid { &mut a } else { &mut b };
+    let killed_ms = jiff::Timestamp::now().as_millisecond();
+    signal(pid, "-KILL");
+    let _ = dead.child.wait();
+    let first_after = loop {
+        let took = history(&sb).await.into_iter().find(|r| {
+            r["node"].is_string() && r["node"] != holder.as_str() && r["received_ms"].as_i64() > Some(killed_ms)
+        });
+        if let Some(r) = took {
+            break r["received_ms"].as_i64().unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    println!("takeover after kill -9 with the default settings: {:.1} s", (first_after - killed_ms) as f64 / 1000.0);
+}
