@@ -216,7 +216,7 @@ pub async fn take(store: &Store, data_dir: &Path, intake: &Intake, d: Delivery, 
         }
     }
     // The very bytes that were checked, so the archive always matches its checksum.
-    archive(data_dir, &report.checksum, &d.bytes)?;
+    keep(store, data_dir, &report.checksum, &d.bytes).await?;
     let extras = LoadExtras {
         push_ids: vec![],
         supersede_loads: d.supersede_loads,
@@ -349,9 +349,12 @@ pub async fn back_to(
             l.outcome, l.kind
         )));
     }
-    let path = archive_path(data_dir, &l.checksum);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| Error::refused(format!("the archived copy of load {id} ({}): {e}", path.display())))?;
+    let bytes = kept(store, data_dir, &l.checksum).await?.ok_or_else(|| {
+        Error::refused(format!(
+            "the archived copy of load {id} is not kept ({})",
+            kept_where(store, data_dir, &l.checksum)
+        ))
+    })?;
     let later: Vec<String> = loads[at + 1..].iter().filter(|x| x.outcome == "accepted").map(|x| x.id.clone()).collect();
     Ok(Delivery {
         source: format!("back to load {id} ({})", l.source),
@@ -367,6 +370,38 @@ pub async fn back_to(
 /// Where archived files go: `<data dir>/hr-archive/<sha256>`.
 pub fn archive_path(data_dir: &Path, checksum: &str) -> PathBuf {
     data_dir.join("hr-archive").join(checksum)
+}
+
+/// Keeps HR bytes as received under their checksum: in the store on PostgreSQL, where every
+/// node reads what any node took; in the data folder beside a SQLite store (one node).
+pub async fn keep(store: &Store, data_dir: &Path, checksum: &str, bytes: &[u8]) -> Result<()> {
+    match store.backend() {
+        store::Backend::Postgres => Ok(store.archive_put(checksum, bytes).await?),
+        store::Backend::Sqlite => archive(data_dir, checksum, bytes).map(|_| ()),
+    }
+}
+
+/// HR bytes kept under this checksum, when kept: from the store, else from the data folder
+/// (a SQLite store's, or a PostgreSQL store's files archived before the store kept them).
+pub async fn kept(store: &Store, data_dir: &Path, checksum: &str) -> Result<Option<Vec<u8>>> {
+    if store.backend() == store::Backend::Postgres {
+        if let Some(b) = store.archive_get(checksum).await? {
+            return Ok(Some(b));
+        }
+    }
+    match std::fs::read(archive_path(data_dir, checksum)) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::unavailable(format!("the archived copy {checksum}: {e}"))),
+    }
+}
+
+/// Where a load's bytes are kept, in words for a person.
+pub fn kept_where(store: &Store, data_dir: &Path, checksum: &str) -> String {
+    match store.backend() {
+        store::Backend::Postgres => format!("in the store (hr_archive, sha256 {checksum})"),
+        store::Backend::Sqlite => archive_path(data_dir, checksum).display().to_string(),
+    }
 }
 
 /// Keeps the bytes under their checksum (written aside, then renamed: never half a file).
@@ -849,8 +884,10 @@ pub async fn quarantine(store: &Store, load_id: &str) -> Result<Vec<QuarantineLi
 pub async fn quarantined_csv(store: &Store, data_dir: &Path, load_id: &str) -> Result<Vec<u8>> {
     let load = store.load(load_id).await?.ok_or_else(|| Error::not_found(format!("no HR load {load_id:?}")))?;
     let rows = store.quarantined(load_id).await?;
-    let header: Vec<String> = std::fs::read(archive_path(data_dir, &load.checksum))
+    let header: Vec<String> = kept(store, data_dir, &load.checksum)
+        .await
         .ok()
+        .flatten()
         .and_then(|bytes| {
             let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&bytes[..]);
             r.records().next().and_then(|h| h.ok()).map(|h| h.iter().map(str::to_string).collect())

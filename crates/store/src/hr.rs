@@ -686,3 +686,55 @@ fn snapshot_row(r: &AnyRow) -> Result<SnapshotRow, sqlx::Error> {
         missing_since: r.try_get("missing_since")?,
     })
 }
+
+/// Bytes per part of an archived file (before base64).
+const ARCHIVE_PART: usize = 4 << 20;
+
+impl Store {
+    /// Keeps an HR file's bytes under their checksum, in parts; a file kept already is left.
+    pub async fn archive_put(&self, checksum: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        use base64::Engine;
+        self.write_tx(async |tx| {
+            let kept = sqlx::query("SELECT part FROM hr_archive WHERE checksum = $1 AND part = 0")
+                .bind(checksum)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if kept.is_some() {
+                return Ok(());
+            }
+            // An empty file is one empty part, so that it reads back as kept.
+            let parts: Vec<&[u8]> = if bytes.is_empty() { vec![&[]] } else { bytes.chunks(ARCHIVE_PART).collect() };
+            for (i, part) in parts.into_iter().enumerate() {
+                sqlx::query("INSERT INTO hr_archive (checksum, part, data) VALUES ($1, $2, $3)")
+                    .bind(checksum)
+                    .bind(i as i64)
+                    .bind(base64::engine::general_purpose::STANDARD.encode(part))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// An archived file's bytes, when the store keeps it.
+    pub async fn archive_get(&self, checksum: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        use base64::Engine;
+        let rows = sqlx::query("SELECT data FROM hr_archive WHERE checksum = $1 ORDER BY part")
+            .bind(checksum)
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut out = vec![];
+        for r in &rows {
+            let text: String = r.try_get("data")?;
+            let part = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| StoreError::Invalid(format!("the archived copy {checksum} does not read back: {e}")))?;
+            out.extend(part);
+        }
+        Ok(Some(out))
+    }
+}

@@ -277,3 +277,28 @@ async fn takeover_after_a_kill_with_the_default_settings() {
     };
     println!("takeover after kill -9 with the default settings: {:.1} s", (first_after - killed_ms) as f64 / 1000.0);
 }
+
+/// HR data taken by one node is kept in the store, not on that node's disk: another node (its
+/// own empty data folder, the same PostgreSQL) lists where it is kept and takes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hr_data_taken_on_one_node_is_kept_for_every_node() {
+    let Some(pg) = postgres("archive").await else { return };
+    let sb = common::spawn(&[]);
+    let a = Env::connect_to(&sb, "archive-a", "", "", Some(pg.url.clone()));
+    let now = "2026-06-10T12:00:00Z";
+    let out = a.load("w1.csv", &population(5), now, &[]);
+    assert!(out.contains("archived: in the store"), "{out}");
+    a.load("w2.csv", &population(6), now, &[]);
+    assert!(!a.dir.join("hr-archive").exists(), "nothing is kept on the node's own disk");
+    let b = Env { dir: common::tempdir("archive-b"), database_url: Some(pg.url.clone()) };
+    std::fs::copy(a.dir.join("master.key"), b.dir.join("master.key")).unwrap();
+    let loads = json(&b.ok(&["hr", "loads", "--json"]));
+    let first = &loads[0];
+    assert!(first["archived"].as_str().unwrap().starts_with("in the store"), "{loads}");
+    let id = first["id"].as_str().unwrap();
+    let out = b.ok(&["hr", "load", "--back-to", id, "--as-of", now]);
+    assert!(out.contains("back to load"), "{out}");
+    let loads = json(&b.ok(&["hr", "loads", "--json"]));
+    assert_eq!(loads.as_array().map(Vec::len), Some(3), "{loads}");
+    assert_eq!(loads[2]["accepted"], 5, "the first file, taken again from the store: {loads}");
+}

@@ -272,7 +272,7 @@ async fn push(State(st): State<Arc<PushState>>, req: axum::extract::Request) -> 
 
     let mut outcome = Value::Null;
     if report.rows > 0 {
-        if let Err(e) = intake::archive(&st.data_dir, &checksum, &body) {
+        if let Err(e) = intake::keep(&st.store, &st.data_dir, &checksum, &body).await {
             return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e);
         }
         let extras = intake::LoadExtras {

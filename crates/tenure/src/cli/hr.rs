@@ -357,13 +357,14 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
         HrCommand::Loads { json } => {
             let store = crate::config::open(data_dir, database_url).await?;
             let loads = store.loads().await.map_err(|e| e.to_string());
-            store.close().await;
+            // Where the loads' bytes are kept: named by the kind of store.
+            let kept = |checksum: &str| intake::kept_where(&store, data_dir, checksum);
             let loads = loads?;
             if json {
                 let v: Vec<_> = loads
                     .iter()
                     .map(|l| {
-                        let archived = (l.outcome == "accepted").then(|| intake::archive_path(data_dir, &l.checksum));
+                        let archived = (l.outcome == "accepted").then(|| kept(&l.checksum));
                         let mut v = intake::load_view(l);
                         v["archived"] = serde_json::json!(archived);
                         v
@@ -395,12 +396,13 @@ pub async fn run(cmd: HrCommand, data_dir: &Path, database_url: Option<&str>) ->
                         l.quarantined,
                         l.events,
                         l.checksum,
-                        intake::archive_path(data_dir, &l.checksum).display()
+                        kept(&l.checksum)
                     );
                 }
                 let rejected = loads.iter().filter(|l| l.outcome != "accepted").count();
                 outln!("loads: {}, rejected: {rejected}", loads.len() - rejected);
             }
+            store.close().await;
             Ok(0)
         }
         HrCommand::PushSecret { secret_file } => {
@@ -658,7 +660,7 @@ async fn load(
     if let Some(f) = &outcome.fields {
         print_fields(f);
     }
-    outln!("archived: {}", intake::archive_path(data_dir, &outcome.checksum).display());
+    outln!("archived: {}", intake::kept_where(store, data_dir, &outcome.checksum));
     let counts = outcome.counts();
     let detail = counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
     outln!(
