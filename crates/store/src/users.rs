@@ -452,3 +452,72 @@ impl Store {
         Ok(r.rows_affected())
     }
 }
+
+impl Store {
+    /// Counts a sign-in attempt against `pair` (an account from an address) and `account`,
+    /// unless the pair must still wait: Ok(Err(ms)) then, and nothing is counted. Failures
+    /// older than `forget_ms` are forgotten. Checked and counted in one transaction, so that
+    /// attempts on several nodes at once cannot all pass the check before any is counted.
+    pub async fn throttle_attempt(
+        &self,
+        pair: &str,
+        account: &str,
+        now: i64,
+        forget_ms: i64,
+        wait_of: fn(i64) -> i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        let lock = if self.backend == crate::Backend::Postgres { " FOR UPDATE" } else { "" };
+        self.write_tx(async |tx| {
+            sqlx::query("DELETE FROM login_throttle WHERE last_ms < $1")
+                .bind(now - forget_ms)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO login_throttle (key, failures, last_ms) VALUES ($1, 0, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(pair)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let r = sqlx::query(&format!("SELECT failures, last_ms FROM login_throttle WHERE key = $1{lock}"))
+                .bind(pair)
+                .fetch_one(&mut *tx)
+                .await?;
+            let (failures, last): (i64, i64) = (r.try_get("failures")?, r.try_get("last_ms")?);
+            let wait = last + wait_of(failures) - now;
+            if wait > 0 {
+                return Ok(Err(wait));
+            }
+            for key in [pair, account] {
+                sqlx::query(
+                    "INSERT INTO login_throttle (key, failures, last_ms) VALUES ($1, 1, $2) ON CONFLICT (key) DO \
+                     UPDATE SET failures = login_throttle.failures + 1, last_ms = $2",
+                )
+                .bind(key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    /// Failures counted against a key, not yet forgotten.
+    pub async fn throttle_failures(&self, key: &str, now: i64, forget_ms: i64) -> Result<i64, StoreError> {
+        let r = sqlx::query("SELECT failures FROM login_throttle WHERE key = $1 AND last_ms >= $2")
+            .bind(key)
+            .bind(now - forget_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| r.try_get("failures")).transpose()?.unwrap_or(0))
+    }
+
+    /// Forgets these keys' failures (every factor of a sign-in was right).
+    pub async fn throttle_clear(&self, keys: &[&str]) -> Result<(), StoreError> {
+        for k in keys {
+            sqlx::query("DELETE FROM login_throttle WHERE key = $1").bind(k).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+}

@@ -302,3 +302,41 @@ async fn hr_data_taken_on_one_node_is_kept_for_every_node() {
     assert_eq!(loads.as_array().map(Vec::len), Some(3), "{loads}");
     assert_eq!(loads[2]["accepted"], 5, "the first file, taken again from the store: {loads}");
 }
+
+/// Sign-ins are throttled across nodes: five wrong passwords on one node, and the sixth on
+/// the other node waits (429), as it would on one; sessions made on one node work on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_throttle_and_sessions_hold_across_nodes() {
+    let Some(pg) = postgres("throttle").await else { return };
+    let env = Env::new_store("throttle", Some(pg.url.clone()));
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "0"];
+    let a = env.start(&serve);
+    let first = a.wait_line("one-time password").await;
+    let b = env.start(&serve);
+    let (base_a, base_b) = (a.address().await, b.address().await);
+    let password = first.split("one-time password ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let login = |base: &str, pw: &str| {
+        let (base, pw) = (base.to_string(), pw.to_string());
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/api/v1/session"))
+                .json(&serde_json::json!({"user": "admin", "password": pw}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(login(&base_a, "wrong").await.status(), 401);
+    }
+    let r = login(&base_b, "wrong").await;
+    assert_eq!(r.status(), 429, "the other node counts the same failures");
+    assert!(r.headers().get("retry-after").is_some());
+    // After the wait, the right password on node B gives a session node A knows.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = login(&base_b, &password).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    let me = reqwest::Client::new().get(format!("{base_a}/api/v1/session")).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(me.status(), 200, "a session made on B works on A");
+}

@@ -13,8 +13,6 @@ use axum::Json;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::Mutex;
 use store::Secret;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -397,12 +395,14 @@ impl FromRequestParts<Shared> for AnyCaller {
     }
 }
 
-/// Failed logins, kept per account and address pair: after `FREE` failures from one address
-/// on one account, each further attempt from there waits twice as long as the one before (up
-/// to a quarter of an hour), answered 429. Nobody can lock an account for others: attempts
-/// from elsewhere are only slowed a little while the account keeps failing.
+/// Failed logins, kept per account and address pair in the store (every node counts them
+/// together): after `FREE` failures from one address on one account, each further attempt
+/// from there waits twice as long as the one before (up to a quarter of an hour), answered
+/// 429. Nobody can lock an account for others: attempts from elsewhere are only slowed a
+/// little while the account keeps failing. A store that cannot be read throttles nothing
+/// (it is said in the log), rather than locking everyone out.
 #[derive(Default)]
-pub struct Throttle(Mutex<HashMap<String, (u32, i64)>>);
+pub struct Throttle;
 
 const FREE: u32 = 5;
 const LONGEST_MS: i64 = 15 * 60 * 1000;
@@ -438,40 +438,47 @@ fn account_key(name: &str) -> String {
     format!("user:{}", account(name))
 }
 
+/// A key as the store keeps it: hashed, so that neither names nor addresses are written down
+/// for a failure, and any character a name may hold is kept (PostgreSQL text holds no NUL).
+fn stored(key: &str) -> String {
+    service::intake::checksum(key.as_bytes())
+}
+
 impl Throttle {
-    fn wait_ms(failures: u32) -> i64 {
-        if failures < FREE {
+    fn wait_ms(failures: i64) -> i64 {
+        if failures < i64::from(FREE) {
             return 0;
         }
-        (1000i64 << (failures - FREE).min(20)).min(LONGEST_MS)
+        (1000i64 << (failures - i64::from(FREE)).min(20)).min(LONGEST_MS)
     }
     /// Checks and counts an attempt in one step (counted as failed until it succeeds), so
     /// parallel attempts cannot all pass the check before any is counted. Err: the wait.
-    pub(crate) fn attempt(&self, account: &str, address: std::net::IpAddr, now: i64) -> Result<(), i64> {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let wait =
-            m.get(&pair_key(account, address)).map(|(n, last)| last + Self::wait_ms(*n) - now).unwrap_or(0).max(0);
-        if wait > 0 {
-            return Err(wait);
+    pub(crate) async fn attempt(
+        &self,
+        store: &store::Store,
+        account: &str,
+        address: std::net::IpAddr,
+        now: i64,
+    ) -> Result<(), i64> {
+        let (pair, user) = (stored(&pair_key(account, address)), stored(&account_key(account)));
+        match store.throttle_attempt(&pair, &user, now, FORGET_MS, Self::wait_ms).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("the sign-in throttle could not be read: {e}");
+                Ok(())
+            }
         }
-        m.retain(|_, (_, last)| now - *last < FORGET_MS);
-        for k in [pair_key(account, address), account_key(account)] {
-            let e = m.entry(k).or_insert((0, now));
-            e.0 += 1;
-            e.1 = now;
-        }
-        Ok(())
     }
     /// How long to slow an attempt on an account that keeps failing from anywhere.
-    fn slowdown(&self, account: &str) -> std::time::Duration {
-        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.get(&account_key(account)).map(|(n, _)| *n).unwrap_or(0);
-        std::time::Duration::from_millis((u64::from(n.saturating_sub(FREE + 1)) * 250).min(SLOWEST_MS))
+    async fn slowdown(&self, store: &store::Store, account: &str, now: i64) -> std::time::Duration {
+        let n = store.throttle_failures(&stored(&account_key(account)), now, FORGET_MS).await.unwrap_or(0);
+        std::time::Duration::from_millis((n.saturating_sub(i64::from(FREE) + 1).max(0) as u64 * 250).min(SLOWEST_MS))
     }
-    pub(crate) fn succeeded(&self, account: &str, address: std::net::IpAddr) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.remove(&pair_key(account, address));
-        m.remove(&account_key(account));
+    pub(crate) async fn succeeded(&self, store: &store::Store, account: &str, address: std::net::IpAddr) {
+        let keys = [stored(&pair_key(account, address)), stored(&account_key(account))];
+        if let Err(e) = store.throttle_clear(&[&keys[0], &keys[1]]).await {
+            tracing::warn!("the sign-in throttle could not be cleared: {e}");
+        }
     }
 }
 
@@ -613,10 +620,11 @@ pub async fn check_second_factor(
     };
     // Codes count apart from passwords: a right password does not spend a code's try.
     let codes = code_account(&user.name);
-    if let Err(wait) = api.throttle.attempt(&codes, address, now_ms()) {
+    let now = now_ms();
+    if let Err(wait) = api.throttle.attempt(&api.store, &codes, address, now).await {
         return Err(throttled("wrong codes", address, wait));
     }
-    tokio::time::sleep(api.throttle.slowdown(&codes)).await;
+    tokio::time::sleep(api.throttle.slowdown(&api.store, &codes, now).await).await;
     match crate::second_factor::verify(&api.store, &api.key, user, code).await {
         Ok(Some(_)) => return Ok(()),
         Ok(None) => {}
@@ -683,10 +691,10 @@ pub async fn sign_in(
             "password sign-in is kept for break-glass accounts here: sign in through the company's identity provider",
         ));
     }
-    if let Err(wait) = api.throttle.attempt(name, address, now) {
+    if let Err(wait) = api.throttle.attempt(&api.store, name, address, now).await {
         return Err(throttled("failed logins", address, wait));
     }
-    tokio::time::sleep(api.throttle.slowdown(name)).await;
+    tokio::time::sleep(api.throttle.slowdown(&api.store, name, now).await).await;
     let user = api.store.user(name).await?;
     // A missing user costs a hash too, so timing does not tell who exists.
     let ok = match &user {
@@ -724,9 +732,9 @@ fn throttled(what: &str, address: std::net::IpAddr, wait_ms: i64) -> Problem {
 }
 
 /// Every factor of a sign-in was right: the throttle forgets the account's failures.
-pub fn signed_in(api: &Shared, user: &store::UserRecord, address: std::net::IpAddr) {
-    api.throttle.succeeded(&user.name, address);
-    api.throttle.succeeded(&code_account(&user.name), address);
+pub async fn signed_in(api: &Shared, user: &store::UserRecord, address: std::net::IpAddr) {
+    api.throttle.succeeded(&api.store, &user.name, address).await;
+    api.throttle.succeeded(&api.store, &code_account(&user.name), address).await;
 }
 
 /// The throttle's account for a user's second-factor codes (no user name holds a space).
@@ -748,7 +756,7 @@ async fn login(
     let origin = Origin::of(&api, peer, &headers);
     let user = sign_in(&api, &l.user, Secret::new(l.password), origin.address).await?;
     check_second_factor(&api, &user, l.code.as_deref(), origin.address).await?;
-    signed_in(&api, &user, origin.address);
+    signed_in(&api, &user, origin.address).await;
     with_new_session(&api, &user, &origin).await
 }
 
@@ -873,34 +881,42 @@ pub fn routes() -> OpenApiRouter<Shared> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn throttle_doubles_after_free_failures_per_account_and_address() {
-        let t = Throttle::default();
+    #[tokio::test]
+    async fn throttle_doubles_after_free_failures_per_account_and_address() {
+        let dir = std::env::temp_dir().join(format!("tenure-throttle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = store::Store::open_in(&dir).await.unwrap();
+        let st = &store;
+        let t = Throttle;
         let (a, b): (std::net::IpAddr, std::net::IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..FREE {
-            assert_eq!(t.attempt("Ann", a, 0), Ok(()));
+            assert_eq!(t.attempt(st, "Ann", a, 0).await, Ok(()));
         }
-        assert_eq!(t.attempt("ann", a, 0), Err(1000), "counted as it began, whatever its end");
-        assert_eq!(t.attempt("ann", a, 1000), Ok(()));
-        assert_eq!(t.attempt("ann", a, 1000), Err(2000));
+        assert_eq!(t.attempt(st, "ann", a, 0).await, Err(1000), "counted as it began, whatever its end");
+        assert_eq!(t.attempt(st, "ann", a, 1000).await, Ok(()));
+        assert_eq!(t.attempt(st, "ann", a, 1000).await, Err(2000));
         // Another address is not blocked, only slowed; another account is untouched.
-        assert_eq!(t.attempt("ann", b, 0), Ok(()));
-        assert!(t.slowdown("ann") > std::time::Duration::ZERO);
-        assert_eq!(t.attempt("bob", a, 0), Ok(()));
-        assert_eq!(t.slowdown("bob"), std::time::Duration::ZERO);
-        t.succeeded("ann", b);
-        assert_eq!(t.slowdown("ann"), std::time::Duration::ZERO);
+        assert_eq!(t.attempt(st, "ann", b, 0).await, Ok(()));
+        assert!(t.slowdown(st, "ann", 1000).await > std::time::Duration::ZERO);
+        assert_eq!(t.attempt(st, "bob", a, 0).await, Ok(()));
+        assert_eq!(t.slowdown(st, "bob", 1000).await, std::time::Duration::ZERO);
+        t.succeeded(st, "ann", b).await;
+        assert_eq!(t.slowdown(st, "ann", 1000).await, std::time::Duration::ZERO);
         assert_eq!(Throttle::wait_ms(60), LONGEST_MS);
         // One IPv6 host holds a /64: its addresses count as one.
         let (x, y): (std::net::IpAddr, std::net::IpAddr) =
             ("2001:db8:1:2::1".parse().unwrap(), "2001:db8:1:2:ffff::9".parse().unwrap());
         for _ in 0..FREE {
-            assert_eq!(t.attempt("cy", x, 0), Ok(()));
+            assert_eq!(t.attempt(st, "cy", x, 0).await, Ok(()));
         }
-        assert!(t.attempt("cy", y, 0).is_err(), "the same /64");
+        assert!(t.attempt(st, "cy", y, 0).await.is_err(), "the same /64");
+        // Forgotten an hour after the last failure.
+        assert_eq!(t.attempt(st, "cy", y, FORGET_MS + 1).await, Ok(()));
         // A 16 KiB name is counted by its first 64 characters.
         let long = "z".repeat(16 * 1024);
         assert!(pair_key(&long, a).len() < 100);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

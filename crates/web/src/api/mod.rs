@@ -72,7 +72,7 @@ impl Api {
             sessions: SessionPolicy::default(),
             metrics_allow: Allow::loopback(),
             trusted_proxies: Allow::none(),
-            throttle: auth::Throttle::default(),
+            throttle: auth::Throttle,
             runs: Arc::default(),
             index: service::workers::Index::default(),
             namesakes: service::workers::kept_namesakes(),

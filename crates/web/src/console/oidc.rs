@@ -134,7 +134,7 @@ pub async fn callback(
     // Refusals count per address like failed passwords (under a name no user can have): a
     // flood of made-up answers is slowed, and fills neither the audit nor the provider's logs.
     let now = jiff::Timestamp::now().as_millisecond();
-    if let Err(wait) = api.throttle.attempt(THROTTLED, origin.address, now) {
+    if let Err(wait) = api.throttle.attempt(&api.store, THROTTLED, origin.address, now).await {
         let s_wait = (wait as u64).div_ceil(1000);
         let mut r = refused(
             &s.name,
@@ -163,8 +163,8 @@ pub async fn callback(
             refused(&s.name, status, super::session::capitalised(&refusal.to_string()))
         }
         Ok(signed) => {
-            api.throttle.succeeded(THROTTLED, origin.address);
-            auth::signed_in(&api, &signed.user, origin.address);
+            api.throttle.succeeded(&api.store, THROTTLED, origin.address).await;
+            auth::signed_in(&api, &signed.user, origin.address).await;
             match auth::new_session(&api, &signed.user, &origin).await {
                 // A page of ours moves on, not a redirect: the session cookie is SameSite=Strict
                 // and a navigation that began at the provider would not carry it.

@@ -142,7 +142,7 @@ pub async fn code(
         }
         Err(p) => return Failure::from(p).into_response(),
     }
-    auth::signed_in(&api, &user, address);
+    auth::signed_in(&api, &user, address).await;
     let _ = api.store.delete_session(&waiting).await;
     let origin = auth::Origin::of(&api, peer, &headers);
     let (_, cookie) = match auth::new_session(&api, &user, &origin).await {
@@ -212,7 +212,7 @@ pub async fn sign_in(
         Ok(false) => {}
         Err(e) => return Failure::from(crate::problem::Problem::from(e)).into_response(),
     }
-    auth::signed_in(&api, &user, origin.address);
+    auth::signed_in(&api, &user, origin.address).await;
     let (_, cookie) = match auth::new_session(&api, &user, &origin).await {
         Ok(s) => s,
         Err(p) => return Failure::from(p).into_response(),
