@@ -337,6 +337,7 @@ async fn the_sign_in_throttle_and_sessions_hold_across_nodes() {
     let r = login(&base_b, &password).await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
-    let me = reqwest::Client::new().get(format!("{base_a}/api/v1/session")).header("cookie", cookie).send().await.unwrap();
+    let me =
+        reqwest::Client::new().get(format!("{base_a}/api/v1/session")).header("cookie", cookie).send().await.unwrap();
     assert_eq!(me.status(), 200, "a session made on B works on A");
 }
