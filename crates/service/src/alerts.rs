@@ -1,7 +1,8 @@
 //! Alerts that no run gives: HR data with quarantined rows or refused whole, no HR data for
-//! longer than `[hr] alert_after`, the scheduler behind or stopped. Each is sent once: the
-//! store keeps what was told (claimed with a compare-and-set), so several processes on one
-//! store send it once between them, and a restart does not send it again.
+//! longer than `[hr] alert_after`, the scheduler behind or stopped. The HR alerts are sent
+//! once: the store keeps what was told (claimed with a compare-and-set), so several processes
+//! on one store send each once between them, and a restart does not send it again. The
+//! scheduler's are each process's own, once per spell.
 
 use crate::error::Result;
 use crate::notify::{self, Notice};

@@ -626,6 +626,8 @@ pub async fn client_at(
     cfg.retry = retry;
     cfg.allow_delete = allow_delete;
     cfg.address_policy = policy;
+    // No request may outlast the time a run's lease guarantees it (--request-timeout).
+    cfg.timeout = crate::run_lock::settings().request_timeout;
     ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| Error::input(e.to_string()))
 }
 

@@ -113,6 +113,11 @@ impl Presence {
         Ok(())
     }
 
+    /// What says this node is stopping (from a task that hears the signal).
+    pub fn stopper(&self) -> Stopper {
+        Stopper { store: self.store.clone(), record: self.record.clone() }
+    }
+
     /// Gone: no longer listed (its leases are released by its runs).
     pub async fn leave(self) {
         self.beat.abort();
@@ -139,4 +144,23 @@ pub fn document(n: &NodeView, shown: impl Fn(&str) -> bool) -> serde_json::Value
     serde_json::json!({"id": d.id, "host": d.host, "pid": d.pid, "version": d.version, "started": at(d.started_ms),
         "seen": at(d.seen_ms), "expires": at(d.expires_ms), "address": d.address, "stopping": d.stopping,
         "this_process": n.me, "holds": holds})
+}
+
+/// Says that a node is stopping: it finishes its runs and takes no new work.
+pub struct Stopper {
+    store: Store,
+    record: std::sync::Arc<std::sync::Mutex<NodeRecord>>,
+}
+
+impl Stopper {
+    pub async fn mark(self) {
+        let me = {
+            let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            r.stopping = true;
+            r.clone()
+        };
+        if let Err(e) = self.store.beat_node(&me, run_lock::settings().ttl.as_millis() as i64).await {
+            tracing::warn!("this node could not say it is stopping: {e}");
+        }
+    }
 }

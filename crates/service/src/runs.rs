@@ -1011,8 +1011,15 @@ async fn settle(
         .map(|a| a.worker.clone())
         .collect();
     succeeded.dedup();
-    let applied: Vec<i64> =
-        p.held.approved.iter().filter(|(w, _)| !summary.failures.contains_key(w)).map(|(_, id)| *id).collect();
+    // An approved review is carried out only when its actions were: not when they failed, nor
+    // when a guard held them (the approval waits for the run that applies them).
+    let applied: Vec<i64> = p
+        .held
+        .approved
+        .iter()
+        .filter(|(w, _)| !summary.failures.contains_key(w) && !guarded.workers.contains(w))
+        .map(|(_, id)| *id)
+        .collect();
     // HR events whose moment has come are now reflected on the target, except for workers
     // that failed or were held back.
     let due = store

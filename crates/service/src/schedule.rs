@@ -362,9 +362,13 @@ pub fn watch_sources(
                 orphans_looked = std::time::Instant::now();
                 match store.orphaned_connections().await {
                     Ok(orphans) if !orphans.is_empty() => {
+                        // Woken only when a turn was made due: one already due (a paused or
+                        // removed connection nobody takes up) wakes nobody every second.
+                        let mut made_due = false;
                         for c in &orphans {
-                            if let Err(e) = store.make_turn_due(c).await {
-                                tracing::warn!("the schedule of {c:?}: {e}");
+                            match store.make_turn_due(c).await {
+                                Ok(changed) => made_due |= changed,
+                                Err(e) => tracing::warn!("the schedule of {c:?}: {e}"),
                             }
                         }
                         if orphans != orphans_said {
@@ -374,7 +378,9 @@ pub fn watch_sources(
                             ));
                         }
                         orphans_said = orphans;
-                        wake.notify_one();
+                        if made_due {
+                            wake.notify_one();
+                        }
                     }
                     Ok(_) => orphans_said.clear(),
                     Err(e) => tracing::warn!("looking for connections left mid-run: {e}"),

@@ -536,28 +536,35 @@ impl Store {
     }
 
     /// A team tenure made: recorded as soon as the target answered, before anyone joins it.
+    /// Fenced like every write of a run.
     pub async fn record_team_made(&self, connection: &str, team: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tenure_teams (connection, name_key, name, made, since) VALUES ($1, $2, $3, 1, $4) \
-             ON CONFLICT (connection, name_key) DO UPDATE SET made = 1, name = excluded.name",
-        )
-        .bind(connection)
-        .bind(team.to_lowercase())
-        .bind(team)
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// A team tenure deleted (empty): no longer tenure's.
-    pub async fn forget_team(&self, connection: &str, team: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM tenure_teams WHERE connection = $1 AND name_key = $2")
+        self.write_tx(async |tx| {
+            sqlx::query(
+                "INSERT INTO tenure_teams (connection, name_key, name, made, since) VALUES ($1, $2, $3, 1, $4) \
+                 ON CONFLICT (connection, name_key) DO UPDATE SET made = 1, name = excluded.name",
+            )
             .bind(connection)
             .bind(team.to_lowercase())
-            .execute(&self.pool)
+            .bind(team)
+            .bind(now())
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+            Ok(())
+        })
+        .await
+    }
+
+    /// A team tenure deleted (empty): no longer tenure's. Fenced like every write of a run.
+    pub async fn forget_team(&self, connection: &str, team: &str) -> Result<(), StoreError> {
+        self.write_tx(async |tx| {
+            sqlx::query("DELETE FROM tenure_teams WHERE connection = $1 AND name_key = $2")
+                .bind(connection)
+                .bind(team.to_lowercase())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Writes intents, in one transaction, before their calls are made.

@@ -705,12 +705,16 @@ impl Store {
             // An empty file is one empty part, so that it reads back as kept.
             let parts: Vec<&[u8]> = if bytes.is_empty() { vec![&[]] } else { bytes.chunks(ARCHIVE_PART).collect() };
             for (i, part) in parts.into_iter().enumerate() {
-                sqlx::query("INSERT INTO hr_archive (checksum, part, data) VALUES ($1, $2, $3)")
-                    .bind(checksum)
-                    .bind(i as i64)
-                    .bind(base64::engine::general_purpose::STANDARD.encode(part))
-                    .execute(&mut *tx)
-                    .await?;
+                // Two nodes taking the same bytes at once keep one copy.
+                sqlx::query(
+                    "INSERT INTO hr_archive (checksum, part, data) VALUES ($1, $2, $3) ON CONFLICT (checksum, part) \
+                     DO NOTHING",
+                )
+                .bind(checksum)
+                .bind(i as i64)
+                .bind(base64::engine::general_purpose::STANDARD.encode(part))
+                .execute(&mut *tx)
+                .await?;
             }
             Ok(())
         })

@@ -331,13 +331,13 @@ impl Store {
         rows.iter().map(|r| r.try_get("connection")).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
     }
 
-    /// This connection's turn is due now.
-    pub async fn make_turn_due(&self, connection: &str) -> Result<(), StoreError> {
+    /// This connection's turn is due now; false when it was already.
+    pub async fn make_turn_due(&self, connection: &str) -> Result<bool, StoreError> {
         let now = self.db_now_ms();
-        sqlx::query(&format!("UPDATE schedule SET next_ms = {now} WHERE connection = $1 AND next_ms > {now}"))
+        let n = sqlx::query(&format!("UPDATE schedule SET next_ms = {now} WHERE connection = $1 AND next_ms > {now}"))
             .bind(connection)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(n.rows_affected() > 0)
     }
 }

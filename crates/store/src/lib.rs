@@ -407,7 +407,9 @@ impl Store {
         let pool = self
             .renewals
             .get_or_try_init(|| async {
-                let mut options = AnyPoolOptions::new().max_connections(1);
+                // A few, so that one renewal waiting behind its run's write does not hold up
+                // the others' renewals and the node's heartbeat.
+                let mut options = AnyPoolOptions::new().max_connections(4);
                 if backend == Backend::Sqlite {
                     options = options.after_connect(|conn, _| {
                         Box::pin(async move {

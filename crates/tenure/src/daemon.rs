@@ -169,9 +169,12 @@ pub async fn run(
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    let stopper = presence.stopper();
     let stopping = tokio::spawn(async move {
         crate::signal::shutdown().await;
         let _ = stop_tx.send(true);
+        // Listed as stopping while it finishes its runs.
+        stopper.mark().await;
     });
     let watch = crate::cli::run::Terminal::new(Output::Quiet, true);
     let ran = |name: &str, r: &Result<service::run_report::Applied, service::error::Error>| match r {

@@ -546,7 +546,8 @@ pub fn main() -> ExitCode {
     };
     if cli.request_timeout >= cli.lease {
         eprintln!(
-            "tenure: --request-timeout ({} s) must be shorter than --lease ({} s): a run sends a request only while              its lease has that long left",
+            "tenure: --request-timeout ({} s) must be shorter than --lease ({} s): a run sends a request only while \
+             its lease has that long left",
             cli.request_timeout.as_secs(),
             cli.lease.as_secs()
         );

@@ -399,7 +399,8 @@ impl FromRequestParts<Shared> for AnyCaller {
 /// together): after `FREE` failures from one address on one account, each further attempt
 /// from there waits twice as long as the one before (up to a quarter of an hour), answered
 /// 429. Nobody can lock an account for others: attempts from elsewhere are only slowed a
-/// little while the account keeps failing. A store that cannot be read throttles nothing
+/// little while the account keeps failing. A store that cannot count an attempt still holds
+/// back a pair already over its failures; one that cannot be read at all throttles nothing
 /// (it is said in the log), rather than locking everyone out.
 #[derive(Default)]
 pub struct Throttle;
@@ -464,8 +465,17 @@ impl Throttle {
         match store.throttle_attempt(&pair, &user, now, FORGET_MS, Self::wait_ms).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!("the sign-in throttle could not be read: {e}");
-                Ok(())
+                // The count could not be written (a busy or full store): the failures already
+                // counted still hold, so an attacker gains nothing from keeping the store busy.
+                tracing::warn!("the sign-in throttle could not count an attempt: {e}");
+                match store.throttle_failures(&pair, now, FORGET_MS).await {
+                    Ok(n) if n >= i64::from(FREE) => Err(Self::wait_ms(n).max(1000)),
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        tracing::warn!("the sign-in throttle could not be read: {e}");
+                        Ok(())
+                    }
+                }
             }
         }
     }
