@@ -219,14 +219,17 @@ async fn a_holder_killed_mid_run_is_taken_over() {
     let (dead, alive) = if a.child.id() == pid { (&mut a, &b) } else { (&mut b, &a) };
     signal(pid, "-KILL");
     let _ = dead.child.wait();
-    for _ in 0..1200 {
-        if accounts(&sb).await.len() == 40 && alive.said("left mid-run") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The deadline only bounds a hang (the lease is 6 s).
+    let killed = std::time::Instant::now();
+    while accounts(&sb).await.len() < 40 && killed.elapsed() < std::time::Duration::from_secs(180) {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    assert!(alive.said("left mid-run by a holder whose lease ran out"), "{}", alive.output());
-    assert_eq!(accounts(&sb).await.len(), 40, "the survivor finished, one account per worker");
+    assert_eq!(accounts(&sb).await.len(), 40, "the survivor finished, one account per worker: {}", alive.output());
+    // It took the connection up after the lease ran out (seeing it left mid-run, or waiting
+    // for it on a turn of its own): its run, at a newer epoch, finished.
+    let runs = json(&env.ok(&["runs", "--json"]));
+    let last = &runs[0];
+    assert!(last["finished_at"].is_string() && last["summary"]["failed"] == 0, "{runs}");
     // The survivor's run ends: its record finished, nothing left unfinished but the dead one's.
     let all = history(&sb).await;
     check_history(&all);
