@@ -110,14 +110,21 @@ fn lifecycle_story(t: &Tenure) {
     assert!(ev.contains(&("7".into(), "hire".into(), "pending".into(), "2026-06-05T07:00:00Z".into())), "{ev:?}");
     assert_eq!(kinds(&ev, "4"), vec![], "a worker terminated before tenure knew them is no hire");
 
-    // The file is archived under its SHA-256, byte for byte.
+    // The file is archived under its SHA-256, byte for byte: beside a SQLite store in the data
+    // folder, on PostgreSQL in the store itself (every node reads it; cluster_e2e takes it again).
     let bytes = std::fs::read(&day1).unwrap();
     let sum: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(std::fs::read(t.dir.join("hr-archive").join(&sum)).unwrap(), bytes);
     let loads = t.loads();
     assert_eq!(loads.len(), 1);
     assert_eq!(loads[0]["checksum"], sum.as_str());
     assert_eq!(loads[0]["kind"], "full");
+    match t.database_url {
+        None => assert_eq!(std::fs::read(t.dir.join("hr-archive").join(&sum)).unwrap(), bytes),
+        Some(_) => {
+            assert_eq!(loads[0]["archived"], format!("in the store (hr_archive, sha256 {sum})"), "{:?}", loads[0]);
+            assert!(!t.dir.join("hr-archive").exists(), "nothing on the node's own disk");
+        }
+    }
 
     // Day 2: a mover, an immediate leaver, a future-dated leaver in Tokyo, a rehire, a leave, a
     // return, a worker missing, a new row with a bad e-mail.
