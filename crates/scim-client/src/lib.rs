@@ -241,11 +241,6 @@ impl ScimClient {
         Ok(ScimClient { http, cfg: Arc::new(cfg), base, token, limiter, stats: Arc::new(Stats::default()), run: None })
     }
 
-    /// How long one request may take before it is given up.
-    pub fn request_timeout(&self) -> Duration {
-        self.cfg.timeout
-    }
-
     pub fn dialect(&self) -> Dialect {
         self.cfg.dialect
     }

@@ -51,7 +51,7 @@ impl Refusal {
     }
     /// As the plan's JSON, the run's record and the API carry it.
     pub fn view(&self) -> Value {
-        json!({"guard": self.guard.as_str(), "why": self.why, "confirm_with": self.count,
+        json!({"guard": self.guard.as_str(), "name": self.name(), "why": self.why, "confirm_with": self.count,
             "flag": self.flag(), "holds": self.holds()})
     }
     /// The sentence a person reads: what is held, what goes on, and how to confirm.
@@ -69,13 +69,18 @@ impl Refusal {
     }
 }
 
+/// Deactivations and deletions a plan holds: what the mass-deprovision guard counts.
+pub fn deactivations(plan: &Plan) -> usize {
+    plan.count(Kind::Deactivate) + plan.count(Kind::Delete)
+}
+
 /// What the plan would hold of each guard, in the order the guards are checked. `confirmed`
 /// gives the numbers confirmed (deprovision, teams, reactivation): a guard confirmed with
 /// its exact number refuses nothing.
 pub fn refusals(plan: &Plan, conn: &rules::CompiledConnection, confirmed: [Option<usize>; 3]) -> Refusals {
     let mut out = Refusals::default();
     let checks = [
-        (GuardKind::Deprovision, plan.guard(&conn.guard), plan.count(Kind::Deactivate) + plan.count(Kind::Delete)),
+        (GuardKind::Deprovision, plan.guard(&conn.guard), deactivations(plan)),
         (GuardKind::Teams, plan.team_guard(&conn.team_guard), plan.count(Kind::TeamRemove)),
         (GuardKind::Reactivation, plan.reactivation_guard(&conn.reactivation_guard), plan.count(Kind::Reactivate)),
     ];
@@ -101,8 +106,7 @@ pub struct Refusals {
 /// The guards' verdict as `plan --json` carries it: the first refusal's fields at the top
 /// (as before there were several), every refusal under `guards`, and the deactivations.
 pub fn verdict(plan: &Plan, conn: &rules::CompiledConnection) -> Value {
-    let deactivations = plan.count(Kind::Deactivate) + plan.count(Kind::Delete);
-    verdict_of(&refusals(plan, conn, [None; 3]).refused, deactivations)
+    verdict_of(&refusals(plan, conn, [None; 3]).refused, deactivations(plan))
 }
 
 /// The verdict of these refusals, for a plan with this many deactivations.

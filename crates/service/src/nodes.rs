@@ -95,11 +95,6 @@ pub async fn join(store: &Store, address: Option<String>) -> Result<Presence> {
 }
 
 impl Presence {
-    /// This node's id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     /// Where its API answers, said at once.
     pub async fn serving(&self, address: String) -> Result<()> {
         let me = {

@@ -688,8 +688,8 @@ async fn apply_locked(
     for c in &word.confirmed {
         watch.note(&format!("{}: {}; confirmed with {} {}", c.name(), c.why, c.flag(), c.count));
     }
-    let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
-    let verdict = (!word.refused.is_empty()).then(|| crate::guards::verdict_of(&word.refused, deactivations));
+    let verdict = (!word.refused.is_empty())
+        .then(|| crate::guards::verdict_of(&word.refused, crate::guards::deactivations(&p.plan)));
     let mut news = false;
     let mut guard_held = vec![];
     if let Some(first) = word.refused.first() {
@@ -702,7 +702,9 @@ async fn apply_locked(
         news = store.trip_guard(name, first.guard, &first.why, first.count as i64, &by).await?;
         if opts.confirm_only {
             // A Reviewer only confirms guarded runs: while a guard still refuses, nothing goes.
-            return refuse_whole(store, key, p, &word, news, opts, &run).await;
+            let mut a = refuse_whole(store, key, p, &word, news, opts, &run).await?;
+            a.guard = verdict;
+            return Ok(a);
         }
         guard_held = crate::guards::hold(&mut p.plan, &word.refused);
     }
@@ -787,9 +789,7 @@ async fn refuse_whole(
     store
         .record_refused_run(run.id, &p.plan.connection, run.started_by, as_of.as_deref(), &summary.to_string())
         .await?;
-    let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
-    let mut a = Applied::only(RunOutcome::GuardRefused, &p.plan.connection);
-    a.guard = Some(crate::guards::verdict_of(&word.refused, deactivations));
+    let a = Applied::only(RunOutcome::GuardRefused, &p.plan.connection);
     release(p);
     Ok(a)
 }
@@ -912,7 +912,7 @@ async fn record_guard_confirmed(
     opts: &ApplyOptions<'_>,
 ) -> Result<()> {
     let by = opts.actor.clone().unwrap_or_else(crate::local::actor);
-    let deactivations = p.plan.count(Kind::Deactivate) + p.plan.count(Kind::Delete);
+    let deactivations = crate::guards::deactivations(&p.plan);
     let leaving: Vec<&str> = p
         .plan
         .actions

@@ -156,11 +156,7 @@ pub async fn plan_cmd(
         for g in verdict["guards"].as_array().into_iter().flatten() {
             outln!(
                 "{}: {}; apply holds these {} {} and applies the rest, until confirmed with {} {}",
-                match g["guard"].as_str() {
-                    Some("teams") => "team guard",
-                    Some("reactivation") => "reactivation guard",
-                    _ => "mass-deprovision guard",
-                },
+                g["name"].as_str().unwrap_or_default(),
                 g["why"].as_str().unwrap_or_default().trim_end_matches('.'),
                 g["confirm_with"],
                 g["holds"].as_str().unwrap_or_default(),
