@@ -1134,6 +1134,7 @@ pub fn release<T: Send + 'static>(big: T) {
 }
 
 /// A run a person starts from a door (the API, the console), carried out in the background.
+#[derive(Debug, Clone)]
 pub struct Start {
     /// Only these workers (provision on demand); everyone when empty.
     pub workers: Vec<String>,
@@ -1153,24 +1154,98 @@ pub struct Start {
     pub door: &'static str,
 }
 
-/// Starts a run on a connection under the configuration in force and answers its id at once:
-/// the run is registered live before this returns (so whoever follows it finds it), holds the
-/// connection's lock (Busy when another run does), and ends in the registry whatever its
-/// outcome.
+/// A `Start` as a handed run's request keeps it in the store.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Handed {
+    workers: Vec<String>,
+    confirm: Option<usize>,
+    confirm_team_removals: Option<usize>,
+    confirm_reactivation: Option<usize>,
+    actor: String,
+    person: String,
+    confirm_only: bool,
+    door: String,
+}
+
+/// The doors a run is started from, by name: a handed run keeps the name of its door.
+const DOORS: [&str; 3] = ["the API", "the console", "the command line"];
+
+impl Start {
+    fn to_request(&self) -> Result<String> {
+        let h = Handed {
+            workers: self.workers.clone(),
+            confirm: self.confirm,
+            confirm_team_removals: self.confirm_team_removals,
+            confirm_reactivation: self.confirm_reactivation,
+            actor: self.actor.clone(),
+            person: self.person.clone(),
+            confirm_only: self.confirm_only,
+            door: self.door.to_string(),
+        };
+        serde_json::to_string(&h).map_err(|e| Error::unavailable(e.to_string()))
+    }
+
+    fn from_request(text: &str) -> std::result::Result<Start, serde_json::Error> {
+        let h: Handed = serde_json::from_str(text)?;
+        Ok(Start {
+            workers: h.workers,
+            confirm: h.confirm,
+            confirm_team_removals: h.confirm_team_removals,
+            confirm_reactivation: h.confirm_reactivation,
+            actor: h.actor,
+            person: h.person,
+            confirm_only: h.confirm_only,
+            door: DOORS.into_iter().find(|d| *d == h.door).unwrap_or("another node"),
+        })
+    }
+}
+
+/// A run started: its id, and the node it was handed to when this one does not own the
+/// connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub id: String,
+    pub handed_to: Option<String>,
+}
+
+/// Starts a run on a connection under the configuration in force and answers its id at once.
+/// On the node that owns the connection (or when no live node does), the run is registered
+/// live before this returns (so whoever follows it finds it), holds the connection's lock
+/// (Busy when another run does), and ends in the registry whatever its outcome. On another
+/// node it is handed to the owner through the store, which starts it under the same id.
 pub async fn start(
     store: &Store,
     key: &std::sync::Arc<MasterKey>,
     registry: &std::sync::Arc<crate::registry::Registry>,
     name: &str,
     s: Start,
-) -> Result<String> {
+) -> Result<Started> {
     let rules = config::current(store).await?;
     pick(&rules, Some(name)).map_err(Error::not_found)?;
+    if let Some(owner) = crate::nodes::other_owner(store, name).await? {
+        let id = uuid::Uuid::new_v4().to_string();
+        let what = s.to_request()?;
+        store.request_run(&id, name, &what, run_lock::incarnation()).await?;
+        return Ok(Started { id, handed_to: Some(owner) });
+    }
+    let id = start_here(store, key, registry, name, s, None).await?;
+    Ok(Started { id, handed_to: None })
+}
+
+/// Starts the run on this node, under `id` when it was handed here.
+async fn start_here(
+    store: &Store,
+    key: &std::sync::Arc<MasterKey>,
+    registry: &std::sync::Arc<crate::registry::Registry>,
+    name: &str,
+    s: Start,
+    id: Option<String>,
+) -> Result<String> {
     let lock = match run_lock::try_lock(store, name, &format!("run by {}", s.actor)).await? {
         run_lock::Lock::Got(l) => l,
         run_lock::Lock::Busy(h) => return Err(Error::Busy(run_lock::busy_message(name, &h))),
     };
-    let run_id = uuid::Uuid::new_v4().to_string();
+    let run_id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let progress: std::sync::Arc<Progress> = std::sync::Arc::default();
     registry.register(&run_id, name, &s.actor, progress.clone());
     let (store, key, registry, id, connection) =
@@ -1192,6 +1267,54 @@ pub async fn start(
         let _ = apply_holding(&store, &key, &connection, &opts, lock).await;
     });
     Ok(run_id)
+}
+
+/// Starts the runs other nodes handed to this one (it owns their connections); a run whose
+/// connection is busy waits for the next look. Says each run started or refused.
+pub async fn start_handed(
+    store: &Store,
+    key: &std::sync::Arc<MasterKey>,
+    registry: &std::sync::Arc<crate::registry::Registry>,
+    say: &(dyn Fn(&str) + Send + Sync),
+) -> Result<()> {
+    let me = run_lock::incarnation();
+    for q in store.run_requests_for(me).await? {
+        if !store.take_run_request(&q, me).await? {
+            continue;
+        }
+        let start = match Start::from_request(&q.start) {
+            Ok(s) => s,
+            Err(e) => {
+                store.fail_run_request(&q.id, &format!("the request cannot be read: {e}")).await?;
+                continue;
+            }
+        };
+        let found = config::current(store).await.and_then(|r| pick(&r, Some(&q.connection)).map_err(Error::not_found));
+        let started = match found {
+            Ok(_) => start_here(store, key, registry, &q.connection, start, Some(q.id.clone())).await,
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(_) => say(&format!("{:?}: started run {} handed over by node {}", q.connection, q.id, q.requested_by)),
+            // Another run holds the connection: this one starts when it is done.
+            Err(Error::Busy(_)) => store.put_back_run_request(&q.id, me).await?,
+            Err(e) => {
+                say(&format!("{:?}: run {} handed over cannot start: {e}", q.connection, q.id));
+                store.fail_run_request(&q.id, &e.to_string()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A handed run not started yet, as the run's documents give it: queued at its owner, or
+/// failed to start with why. None: no such request, or its run has begun (the store has it).
+pub async fn handed(store: &Store, id: &str) -> Result<Option<serde_json::Value>> {
+    let Some(q) = store.run_request(id).await? else { return Ok(None) };
+    let actor = Start::from_request(&q.start).map(|s| s.actor).unwrap_or_default();
+    let state = if q.error.is_some() { "error" } else { "queued" };
+    Ok(Some(serde_json::json!({"id": q.id, "connection": q.connection, "started_by": actor, "state": state,
+        "taken_by": q.taken_by, "requested_at": run_lock::moment(q.requested_ms), "error": q.error})))
 }
 
 /// A plan as `tenure plan --json` prints it and the API and console answer it: its actions

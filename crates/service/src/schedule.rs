@@ -113,7 +113,8 @@ pub async fn run(
         );
         // The configuration in force at each turn: a change through the API or the CLI needs
         // no restart.
-        let mut names: Vec<String> = match config::current_if_any(&s.store).await {
+        let read = config::current_if_any(&s.store).await;
+        let mut names: Vec<String> = match &read {
             Ok(r) => r.iter().flat_map(|r| &r.connections).map(|c| c.name.clone()).collect(),
             Err(e) => {
                 let e = e.to_string();
@@ -124,6 +125,14 @@ pub async fn run(
                 vec![]
             }
         };
+        // This node's share of the connections, taken before their turns are claimed: only an
+        // owner claims a turn. (A configuration that cannot be read moves nothing.)
+        if read.is_ok() {
+            match crate::nodes::balance(&s.store, &names, false).await {
+                Ok(m) => crate::nodes::said(&m).into_iter().for_each(|l| say(&l)),
+                Err(e) => say(&format!("sharing the connections between the nodes: {e}")),
+            }
+        }
         // A restored store may have gone back in time: nothing runs on its own until a person
         // has looked at it (its first plan says so) and confirmed.
         match crate::backup::unconfirmed_restore(&s.store).await {
@@ -144,13 +153,17 @@ pub async fn run(
             Err(e) => say(&format!("the store: {e}")),
         }
         for name in &names {
+            // A stopping node takes no more turns: the others take its connections over.
+            if *stop.borrow() {
+                break;
+            }
             // A connection a person paused is passed by (a run started by a person still goes).
             match s.store.connection(name).await {
                 Ok(Some(c)) if c.paused.is_some() => continue,
                 _ => {}
             }
             // One scheduled run per connection per interval, whatever the number of nodes:
-            // only the node that claims the due turn runs it.
+            // only the node that owns the connection and claims its due turn runs it.
             match s.store.claim_turn(name, interval_ms, node).await {
                 Ok(true) => {}
                 Ok(false) => continue,
@@ -282,6 +295,10 @@ pub fn watch_sources(
     say_sources(&hr, &*say);
     let Scheduler { store, key, data_dir, wake, registry, turned, interval, .. } = s.clone();
     Ok(tokio::spawn(async move {
+        // Other nodes' hints (PostgreSQL's LISTEN/NOTIFY) end a look's wait at once.
+        let hint = Arc::new(Notify::new());
+        let listener = listen(&store, hint.clone()).await;
+        let mut hinted = false;
         // The alerts no run gives, looked at now and then (a stopped scheduler, HR data late).
         let mut looked = std::time::Instant::now();
         // Connections a dead holder left mid-run, looked for every second.
@@ -291,6 +308,8 @@ pub fn watch_sources(
         let mut inbox = inbox::Inbox::default();
         let mut mark = store.loads_mark().await.ok();
         let mut version = store.current_config().await.ok().flatten().map(|v| v.id);
+        // The configuration's connections, shared out between the nodes every second.
+        let mut configured = connection_names(&store).await.unwrap_or_default();
         // The same failure is said once, not four times a second.
         let mut last_error: Option<String> = None;
         let mut once = |r: Result<(), String>| match r {
@@ -306,6 +325,9 @@ pub fn watch_sources(
             if let Ok(Some(v)) = store.current_config().await {
                 if version.as_deref() != Some(v.id.as_str()) {
                     version = Some(v.id);
+                    if let Some(names) = connection_names(&store).await {
+                        configured = names;
+                    }
                     let fresh = config::current_if_any(&store).await.and_then(|r| {
                         let c = r.map(|r| r.config).unwrap_or_default();
                         Intake::for_config(&c).map(|i| (c.hr, i))
@@ -358,8 +380,21 @@ pub fn watch_sources(
                     }
                 });
             }
-            if orphans_looked.elapsed() >= ORPHANS_EVERY && !interval.is_zero() {
+            // Runs asked for on other nodes, on connections this one owns.
+            if !interval.is_zero() {
+                if let Err(e) = crate::runs::start_handed(&store, &key, &registry, &*say).await {
+                    tracing::warn!("runs handed over by other nodes: {e}");
+                }
+            }
+            if (hinted || orphans_looked.elapsed() >= ORPHANS_EVERY) && !interval.is_zero() {
                 orphans_looked = std::time::Instant::now();
+                hinted = false;
+                // A node that joined, stopped or died: the connections move to their fair shares.
+                let stopping = *stop.borrow();
+                match crate::nodes::balance(&store, &configured, stopping).await {
+                    Ok(m) => crate::nodes::said(&m).into_iter().for_each(|l| say(&l)),
+                    Err(e) => tracing::warn!("sharing the connections between the nodes: {e}"),
+                }
                 match store.orphaned_connections().await {
                     Ok(orphans) if !orphans.is_empty() => {
                         // Woken only when a turn was made due: one already due (a paused or
@@ -407,10 +442,45 @@ pub fn watch_sources(
             }
             tokio::select! {
                 _ = tokio::time::sleep(LOOK) => {}
+                _ = hint.notified() => hinted = true,
                 _ = stop.changed() => break,
             }
         }
+        if let Some(l) = listener {
+            l.abort();
+        }
     }))
+}
+
+/// Listens for the other nodes' hints on a task of its own, each one a `hint`; None on SQLite
+/// (or when listening cannot start: the watcher's own looks go on, a second or so slower).
+async fn listen(store: &Store, hint: Arc<Notify>) -> Option<tokio::task::JoinHandle<()>> {
+    let mut hints = match store.hints().await {
+        Ok(h) => h?,
+        Err(e) => {
+            tracing::warn!("the other nodes' hints are not heard (each node looks on its own): {e}");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        loop {
+            match hints.next().await {
+                Ok(_) => hint.notify_one(),
+                // Lost: the next call connects again; meanwhile the looks go on.
+                Err(e) => {
+                    tracing::debug!("the other nodes' hints: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }))
+}
+
+/// The names of the connections in the configuration in force (None when it cannot be read:
+/// the scheduler says why).
+async fn connection_names(store: &Store) -> Option<Vec<String>> {
+    let rules = config::current_if_any(store).await.ok()?;
+    Some(rules.iter().flat_map(|r| &r.connections).map(|c| c.name.clone()).collect())
 }
 
 /// Says where HR data is watched for.

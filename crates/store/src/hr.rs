@@ -190,6 +190,10 @@ impl Store {
                 }
             }
             if let Some(l) = &w.load {
+                // The other nodes hear of it at the commit (a hint; they also look on their own).
+                if self.backend == crate::Backend::Postgres {
+                    sqlx::query("SELECT pg_notify('tenure_hints', 'hr')").execute(&mut *tx).await?;
+                }
                 sqlx::query(
                     "INSERT INTO hr_loads (id, source, checksum, kind, loaded_at, row_count, accepted, quarantined, \
                      event_count, outcome, reason, uploaded_by, fields) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \

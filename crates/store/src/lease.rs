@@ -184,6 +184,48 @@ pub struct NodeRecord {
     pub address: Option<String>,
     /// Finishing its runs before it stops: it takes no more connections.
     pub stopping: bool,
+    /// It takes scheduled turns (false: `--interval 0`, runs are started by people), and so
+    /// owns connections.
+    pub scheduling: bool,
+}
+
+const NODE_COLUMNS: &str = "id, host, pid, version, started_ms, seen_ms, expires_ms, address, stopping, scheduling";
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_node<'q>(q: AnyQuery<'q>, n: &'q NodeRecord, ttl_ms: i64) -> AnyQuery<'q> {
+    q.bind(&n.id)
+        .bind(&n.host)
+        .bind(n.pid)
+        .bind(&n.version)
+        .bind(ttl_ms)
+        .bind(n.address.clone())
+        .bind(i64::from(n.stopping))
+        .bind(i64::from(n.scheduling))
+}
+
+fn node_record(r: &sqlx::any::AnyRow) -> Result<NodeRecord, sqlx::Error> {
+    Ok(NodeRecord {
+        id: r.try_get("id")?,
+        host: r.try_get("host")?,
+        pid: r.try_get("pid")?,
+        version: r.try_get("version")?,
+        started_ms: r.try_get("started_ms")?,
+        seen_ms: r.try_get("seen_ms")?,
+        expires_ms: r.try_get("expires_ms")?,
+        address: r.try_get("address")?,
+        stopping: r.try_get::<i64, _>("stopping")? != 0,
+        scheduling: r.try_get::<i64, _>("scheduling")? != 0,
+    })
+}
+
+/// A connection's schedule: who owns it and when its next turn is due (database time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRow {
+    pub connection: String,
+    pub owner: Option<String>,
+    pub owned_ms: Option<i64>,
+    pub next_ms: i64,
 }
 
 /// A connection's lease as every node sees it.
@@ -210,24 +252,42 @@ impl LeaseRecord {
 impl Store {
     /// Says this node is alive until `ttl_ms` from now (database time), adding it the first time.
     pub async fn beat_node(&self, n: &NodeRecord, ttl_ms: i64) -> Result<(), StoreError> {
-        let now = self.db_now_ms();
-        let sql = format!(
-            "INSERT INTO nodes (id, host, pid, version, started_ms, seen_ms, expires_ms, address, stopping) \
-             VALUES ($1, $2, $3, $4, {now}, {now}, {now} + $5, $6, $7) \
-             ON CONFLICT (id) DO UPDATE SET seen_ms = {now}, expires_ms = {now} + $5, address = excluded.address, \
-             stopping = excluded.stopping"
-        );
-        sqlx::query(&sql)
-            .bind(&n.id)
-            .bind(&n.host)
-            .bind(n.pid)
-            .bind(&n.version)
-            .bind(ttl_ms)
-            .bind(n.address.clone())
-            .bind(i64::from(n.stopping))
-            .execute(&self.pool)
-            .await?;
+        let sql = self.node_beat();
+        bind_node(sqlx::query(&sql), n, ttl_ms).execute(&self.pool).await?;
+        if n.stopping {
+            self.hint("owners").await;
+        }
         Ok(())
+    }
+
+    fn node_beat(&self) -> String {
+        let now = self.db_now_ms();
+        format!(
+            "INSERT INTO nodes (id, host, pid, version, started_ms, seen_ms, expires_ms, address, stopping, scheduling) \
+             VALUES ($1, $2, $3, $4, {now}, {now}, {now} + $5, $6, $7, $8) \
+             ON CONFLICT (id) DO UPDATE SET seen_ms = {now}, expires_ms = {now} + $5, address = excluded.address, \
+             stopping = excluded.stopping, scheduling = excluded.scheduling"
+        )
+    }
+
+    /// On a store for one node (SQLite): says this node is alive only when no other live node
+    /// is, in one write transaction, so that two nodes starting at once cannot both join.
+    /// Answers the others that are (and then adds nothing).
+    pub async fn join_alone(&self, n: &NodeRecord, ttl_ms: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        self.write_tx(async |c| {
+            let now = self.db_now_ms();
+            let sql = format!(
+                "SELECT {NODE_COLUMNS} FROM nodes WHERE expires_ms > {now} AND id <> $1 ORDER BY started_ms, id"
+            );
+            let rows = sqlx::query(&sql).bind(&n.id).fetch_all(&mut *c).await?;
+            let others = rows.iter().map(node_record).collect::<Result<Vec<_>, sqlx::Error>>()?;
+            if others.is_empty() {
+                let sql = self.node_beat();
+                bind_node(sqlx::query(&sql), n, ttl_ms).execute(&mut *c).await?;
+            }
+            Ok(others)
+        })
+        .await
     }
 
     /// A node that stops says so: it is no longer listed.
@@ -242,27 +302,9 @@ impl Store {
         let now = self.db_now_ms();
         // A day after its last word, a node that never said goodbye (kill -9) is dropped.
         sqlx::query(&format!("DELETE FROM nodes WHERE expires_ms < {now} - 86400000")).execute(&self.pool).await?;
-        let sql = format!(
-            "SELECT id, host, pid, version, started_ms, seen_ms, expires_ms, address, stopping FROM nodes \
-             WHERE expires_ms > {now} ORDER BY started_ms, id"
-        );
+        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE expires_ms > {now} ORDER BY started_ms, id");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(NodeRecord {
-                    id: r.try_get("id")?,
-                    host: r.try_get("host")?,
-                    pid: r.try_get("pid")?,
-                    version: r.try_get("version")?,
-                    started_ms: r.try_get("started_ms")?,
-                    seen_ms: r.try_get("seen_ms")?,
-                    expires_ms: r.try_get("expires_ms")?,
-                    address: r.try_get("address")?,
-                    stopping: r.try_get::<i64, _>("stopping")? != 0,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        rows.iter().map(node_record).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
     }
 
     /// Every connection's lease, live or run out, by connection.
@@ -291,18 +333,83 @@ impl Store {
 }
 
 impl Store {
-    /// Claims the connection's scheduled turn when it is due (or has none yet): the next is
-    /// then `interval_ms` from now on the database's clock. False: not due, or another node
-    /// claimed it first.
+    /// Claims the connection's scheduled turn when it is due (or has none yet) and this node
+    /// owns the connection (a connection with no schedule yet is taken with its first turn):
+    /// the next is then `interval_ms` from now on the database's clock. False: not due, owned
+    /// by another node, or another node claimed it first.
     pub async fn claim_turn(&self, connection: &str, interval_ms: i64, node: &str) -> Result<bool, StoreError> {
         let now = self.db_now_ms();
         let sql = format!(
-            "INSERT INTO schedule (connection, next_ms, claimed_by, claimed_ms) VALUES ($1, {now} + $2, $3, {now}) \
+            "INSERT INTO schedule (connection, next_ms, claimed_by, claimed_ms, owner, owned_ms) \
+             VALUES ($1, {now} + $2, $3, {now}, $3, {now}) \
              ON CONFLICT (connection) DO UPDATE SET next_ms = {now} + $2, claimed_by = $3, claimed_ms = {now} \
-             WHERE schedule.next_ms <= {now}"
+             WHERE schedule.next_ms <= {now} AND schedule.owner = $3"
         );
         let n = sqlx::query(&sql).bind(connection).bind(interval_ms).bind(node).execute(&self.pool).await?;
         Ok(n.rows_affected() == 1)
+    }
+
+    /// Every connection's schedule: its owner and next turn.
+    pub async fn schedule_rows(&self) -> Result<Vec<ScheduleRow>, StoreError> {
+        let rows = sqlx::query("SELECT connection, owner, owned_ms, next_ms FROM schedule ORDER BY connection")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ScheduleRow {
+                    connection: r.try_get("connection")?,
+                    owner: r.try_get("owner")?,
+                    owned_ms: r.try_get("owned_ms")?,
+                    next_ms: r.try_get("next_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// A schedule for a connection that has none: owned by nobody yet, its first turn due now.
+    pub async fn add_turn(&self, connection: &str) -> Result<(), StoreError> {
+        let now = self.db_now_ms();
+        sqlx::query(&format!(
+            "INSERT INTO schedule (connection, next_ms, claimed_by, claimed_ms) VALUES ($1, {now}, '', 0) \
+             ON CONFLICT (connection) DO NOTHING"
+        ))
+        .bind(connection)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves a connection's ownership from `from` to `to` (None: nobody), only if `from` still
+    /// owns it: two nodes taking the same connection at once, one wins.
+    pub async fn move_owner(&self, connection: &str, from: Option<&str>, to: Option<&str>) -> Result<bool, StoreError> {
+        let now = self.db_now_ms();
+        let sql = format!(
+            "UPDATE schedule SET owner = $1, owned_ms = {now} WHERE connection = $2 \
+             AND (owner = $3 OR (owner IS NULL AND $4 = 1))"
+        );
+        let n = sqlx::query(&sql)
+            .bind(to.map(str::to_string))
+            .bind(connection)
+            .bind(from.unwrap_or_default())
+            .bind(i64::from(from.is_none()))
+            .execute(&self.pool)
+            .await?;
+        if to.is_none() && n.rows_affected() == 1 {
+            self.hint("owners").await;
+        }
+        Ok(n.rows_affected() == 1)
+    }
+
+    /// A node that leaves gives back every connection it owns.
+    pub async fn give_back_all(&self, node: &str) -> Result<u64, StoreError> {
+        let now = self.db_now_ms();
+        let n = sqlx::query(&format!("UPDATE schedule SET owner = NULL, owned_ms = {now} WHERE owner = $1"))
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        self.hint("owners").await;
+        Ok(n.rows_affected())
     }
 
     /// Every connection whose last turn was claimed before `news_ms` (HR data arrived then, an
@@ -339,5 +446,158 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(n.rows_affected() > 0)
+    }
+}
+
+/// A run asked for on one node and handed to the connection's owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    /// The run's id, as the asking node answered it.
+    pub id: String,
+    pub connection: String,
+    /// What the run is to do and who asked, as JSON.
+    pub start: String,
+    /// The node that asked.
+    pub requested_by: String,
+    pub requested_ms: i64,
+    /// The node that took it, if one did.
+    pub taken_by: Option<String>,
+    /// Why it could not start.
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Hands a run to whichever node owns the connection.
+    pub async fn request_run(&self, id: &str, connection: &str, start: &str, node: &str) -> Result<(), StoreError> {
+        let now = self.db_now_ms();
+        sqlx::query(&format!(
+            "INSERT INTO run_requests (id, connection, start, requested_by, requested_ms) VALUES ($1, $2, $3, $4, {now})"
+        ))
+        .bind(id)
+        .bind(connection)
+        .bind(start)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        self.hint("run").await;
+        Ok(())
+    }
+
+    /// The runs handed to `node` and not started: asked for on connections it owns, and not
+    /// taken, or taken by a node that is gone before it started them. Requests a week old are
+    /// forgotten.
+    pub async fn run_requests_for(&self, node: &str) -> Result<Vec<RunRequest>, StoreError> {
+        let now = self.db_now_ms();
+        sqlx::query(&format!("DELETE FROM run_requests WHERE requested_ms < {now} - 604800000"))
+            .execute(&self.pool)
+            .await?;
+        let sql = format!(
+            "SELECT q.id, q.connection, q.start, q.requested_by, q.requested_ms, q.taken_by, q.error \
+             FROM run_requests q JOIN schedule s ON s.connection = q.connection AND s.owner = $1 \
+             WHERE q.error IS NULL AND (q.taken_by IS NULL OR (NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = q.id) \
+               AND q.taken_by NOT IN (SELECT id FROM nodes WHERE expires_ms > {now}))) \
+             ORDER BY q.requested_ms, q.id"
+        );
+        let rows = sqlx::query(&sql).bind(node).fetch_all(&self.pool).await?;
+        rows.iter().map(run_request).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+    }
+
+    /// A handed run, whoever asked for it.
+    pub async fn run_request(&self, id: &str) -> Result<Option<RunRequest>, StoreError> {
+        let r = sqlx::query(
+            "SELECT id, connection, start, requested_by, requested_ms, taken_by, error FROM run_requests WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.as_ref().map(run_request).transpose().map_err(Into::into)
+    }
+
+    /// Takes a handed run to start it, only if it is still as `seen` (two nodes never both do).
+    pub async fn take_run_request(&self, seen: &RunRequest, node: &str) -> Result<bool, StoreError> {
+        let now = self.db_now_ms();
+        let sql = format!(
+            "UPDATE run_requests SET taken_by = $1, taken_ms = {now} WHERE id = $2 AND error IS NULL \
+             AND (taken_by = $3 OR (taken_by IS NULL AND $4 = 1))"
+        );
+        let n = sqlx::query(&sql)
+            .bind(node)
+            .bind(&seen.id)
+            .bind(seen.taken_by.clone().unwrap_or_default())
+            .bind(i64::from(seen.taken_by.is_none()))
+            .execute(&self.pool)
+            .await?;
+        Ok(n.rows_affected() == 1)
+    }
+
+    /// Gives a taken request back (the connection was busy): it is taken again later.
+    pub async fn put_back_run_request(&self, id: &str, node: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE run_requests SET taken_by = NULL, taken_ms = NULL WHERE id = $1 AND taken_by = $2")
+            .bind(id)
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A handed run that cannot start, and why.
+    pub async fn fail_run_request(&self, id: &str, error: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE run_requests SET error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn run_request(r: &sqlx::any::AnyRow) -> Result<RunRequest, sqlx::Error> {
+    Ok(RunRequest {
+        id: r.try_get("id")?,
+        connection: r.try_get("connection")?,
+        start: r.try_get("start")?,
+        requested_by: r.try_get("requested_by")?,
+        requested_ms: r.try_get("requested_ms")?,
+        taken_by: r.try_get("taken_by")?,
+        error: r.try_get("error")?,
+    })
+}
+
+/// The channel on which nodes hint each other that something changed (PostgreSQL's
+/// LISTEN/NOTIFY): HR data arrived, a run was handed over, connections were given back. A
+/// hint only shortens a wait: every node also looks on its own, so a hint lost (a node
+/// reconnecting) delays nothing past the next look.
+const HINTS: &str = "tenure_hints";
+
+/// The hints other nodes send, as they come.
+pub struct Hints(sqlx::postgres::PgListener);
+
+impl Hints {
+    /// The next hint's word ("hr", "run", "owners"). An error: the connection was lost (the
+    /// next call connects again, and hints sent meanwhile are lost).
+    pub async fn next(&mut self) -> Result<String, StoreError> {
+        Ok(self.0.recv().await?.payload().to_string())
+    }
+}
+
+impl Store {
+    /// Hints every node listening (PostgreSQL only; a failure is nothing: they look anyway).
+    pub async fn hint(&self, what: &str) {
+        if self.backend == Backend::Postgres {
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(HINTS).bind(what).execute(&self.pool).await {
+                tracing::debug!("a hint to the other nodes was not sent: {e}");
+            }
+        }
+    }
+
+    /// Listens for the other nodes' hints, on a connection of its own (None on SQLite: one node).
+    pub async fn hints(&self) -> Result<Option<Hints>, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let url = self.pool.connect_options().database_url.clone();
+        let mut l = sqlx::postgres::PgListener::connect(url.as_str()).await?;
+        l.listen(HINTS).await?;
+        Ok(Some(Hints(l)))
     }
 }

@@ -14,7 +14,7 @@ pub use engine::{
     Link, Outcomes, RunRecord, TenureTeam,
 };
 pub use hr::{EventQuery, EventRecord, EventState, HeldSettled, LoadRecord, LoadWrite, SnapshotRow};
-pub use lease::{Acquired, Claimant, Holder, Lease, LeaseRecord, NodeRecord};
+pub use lease::{Acquired, Claimant, Holder, Lease, LeaseRecord, NodeRecord, RunRequest, ScheduleRow};
 
 pub use review::{DeadLetter, LetterState, Review, ReviewRequest, ReviewState};
 pub use secrets::{MasterKey, Sealed, Secret};

@@ -52,7 +52,7 @@ fn entries(n: usize, tag: &str) -> Vec<store::JournalEntry> {
 
 #[tokio::test]
 async fn after_the_disk_filled_writes_are_kept_or_refused_never_lost() {
-    let Some(m) = small_disk("store", 1024) else { return };
+    let Some(m) = small_disk("store", 1536) else { return };
     let data = m.0.join("data");
     let s = store::Store::open_in(&data).await.unwrap();
     // Fill it: some batch is refused.
@@ -110,7 +110,7 @@ fn outcomes(batch: &[store::JournalEntry]) -> store::Outcomes {
 /// As an apply writes: intents, then their outcomes (links and audit), batch after batch.
 #[tokio::test]
 async fn an_apply_that_meets_a_full_disk_keeps_what_it_reports() {
-    let Some(m) = small_disk("apply", 1024) else { return };
+    let Some(m) = small_disk("apply", 1536) else { return };
     let data = m.0.join("data");
     let s = store::Store::open_in(&data).await.unwrap();
     let mut reported = vec![];

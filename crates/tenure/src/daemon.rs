@@ -56,7 +56,7 @@ pub async fn run(
         Err(e) => tracing::warn!("the master key rotation could not be settled: {e}"),
     }
     // One node among those working on the store (refused beside another on SQLite).
-    let presence = service::nodes::join(&store, None).await?;
+    let presence = service::nodes::join(&store, None, !interval.is_zero()).await?;
     // The service starts before any configuration (it arrives through the API); the daemon
     // needs one.
     let rules = match serve {

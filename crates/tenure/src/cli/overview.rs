@@ -107,7 +107,8 @@ pub async fn status(
     Ok(0)
 }
 
-/// `tenure nodes`: the processes working on this store, and the connections each holds.
+/// `tenure nodes`: the processes working on this store, the connections each owns (takes the
+/// scheduled turns of) and those it runs now.
 pub async fn nodes(data_dir: &Path, database_url: Option<&str>, json: bool) -> Result<u8, String> {
     let store = config::open(data_dir, database_url).await?;
     let nodes = service::nodes::list(&store).await;
@@ -132,12 +133,21 @@ pub async fn nodes(data_dir: &Path, database_url: Option<&str>, json: bool) -> R
             d.address.as_deref().map(|a| format!("  serving {a}")).unwrap_or_default(),
             if d.stopping { "  STOPPING" } else { "" }
         );
+        match (d.scheduling, n.owns.as_slice()) {
+            (false, _) => outln!("  takes no scheduled turns (--interval 0)"),
+            (true, []) => outln!("  owns no connection"),
+            (true, owns) => outln!(
+                "  owns {} connection(s): {}",
+                owns.len(),
+                owns.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
+            ),
+        }
         if n.holds.is_empty() {
-            outln!("  holds no connection");
+            outln!("  runs no connection now");
         }
         for l in &n.holds {
             outln!(
-                "  holds {:?} (epoch {}) since {}, lease until {} unless renewed",
+                "  runs {:?} (epoch {}) since {}, lease until {} unless renewed",
                 l.connection,
                 l.epoch,
                 at(l.since_ms),

@@ -131,7 +131,9 @@ pub struct StartRun {
 }
 
 /// Start a run (plan and apply) on a connection; answered at once with the run's id, to
-/// follow at /api/v1/runs/{id} or its events. 409 while another run holds the connection.
+/// follow at /api/v1/runs/{id} or its events. On a node that does not own the connection the
+/// run is handed to the node that does (state `queued`, `handed_to` that node) and begins
+/// there. 409 while another run of this node holds the connection.
 #[utoipa::path(post, path = "/api/v1/connections/{name}/runs", tag = "runs", params(("name" = String, Path)),
     request_body = StartRun,
     responses((status = 202, body = Object), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -165,10 +167,13 @@ async fn start_run(
         confirm_only,
         door: "the API",
     };
-    let run_id = runs::start(&api.store, &api.key, &api.runs, &name, start).await?;
+    let started = runs::start(&api.store, &api.key, &api.runs, &name, start).await?;
+    let run_id = started.id;
+    // Handed to the node that owns the connection: queued there until it begins.
+    let state = if started.handed_to.is_some() { "queued" } else { "running" };
     let mut r = (
         StatusCode::ACCEPTED,
-        Json(json!({"run_id": run_id, "connection": name, "state": "running",
+        Json(json!({"run_id": run_id, "connection": name, "state": state, "handed_to": started.handed_to,
         "status": format!("/api/v1/runs/{run_id}"), "events": format!("/api/v1/runs/{run_id}/events")})),
     )
         .into_response();
@@ -199,7 +204,8 @@ async fn describe_run(api: &Shared, id: &str) -> Result<Option<Value>, Problem> 
     let live = api.runs.get(id);
     let stored = api.store.run(id).await?;
     let mut v = match (&stored, &live) {
-        (None, None) => return Ok(None),
+        // Perhaps handed to the connection's owner and not begun there yet.
+        (None, None) => return Ok(runs::handed(&api.store, id).await?),
         (Some(r), _) => crate::audit::run_view(r),
         (None, Some(_)) => json!({}),
     };
@@ -262,7 +268,8 @@ pub struct RunEvent {
         description = "Server-Sent Events. `event: progress` every quarter second while the run goes, its `data` a JSON \
             object: {\"id\", \"connection\", \"started_by\", \"state\": \"running\", \"progress\": {\"done\", \"total\"}}; then one \
             `event: end`, its `data` the run as GET /api/v1/runs/{id} answers it (state succeeded, failed, \
-            stopped, error or did not finish, with its summary), and the stream closes."),
+            stopped, error or did not finish, with its summary), and the stream closes. A run handed to another \
+            node is `queued` (in `progress` events) until it begins there."),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn run_events(State(api): State<Shared>, Scoped(c): Scoped, Path(id): Path<String>) -> Result<Response, Problem> {
     find_run(&api, &c, &id).await?;
@@ -279,7 +286,7 @@ async fn run_events(State(api): State<Shared>, Scoped(c): Scoped, Path(id): Path
             Some(live) => live,
             None => describe_run(&api, &id).await.ok().flatten().unwrap_or_else(|| json!({"id": id, "state": "ended"})),
         };
-        let ended = v["state"] != "running";
+        let ended = v["state"] != "running" && v["state"] != "queued";
         if !ended {
             let pause = if from_memory { 250 } else { 1000 };
             tokio::time::sleep(std::time::Duration::from_millis(pause)).await;

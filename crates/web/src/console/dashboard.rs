@@ -195,9 +195,10 @@ async fn build(api: &Shared, page: &Page, q: DashboardQuery, fragment: bool) -> 
                 .map(|n| {
                     let holds: Vec<&str> = n.holds.iter().map(|l| l.connection.as_str()).collect();
                     format!(
-                        "{} (pid {}{}{})",
+                        "{} (pid {}, owns {}{}{})",
                         n.node.host,
                         n.node.pid,
+                        n.owns.len(),
                         if holds.is_empty() { String::new() } else { format!(", working {}", holds.join(", ")) },
                         if n.node.stopping { ", stopping" } else { "" }
                     )

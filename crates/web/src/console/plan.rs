@@ -350,9 +350,13 @@ pub async fn apply(State(api): State<Shared>, Path(name): Path<String>, posted: 
 
 /// Where a run started from the console leads: its page; when another run of this process
 /// holds the connection, that run's page, saying so (nothing was started).
-pub(super) fn started(api: &Shared, connection: &str, r: service::error::Result<String>) -> Result<Response, Failure> {
+pub(super) fn started(
+    api: &Shared,
+    connection: &str,
+    r: service::error::Result<runs::Started>,
+) -> Result<Response, Failure> {
     match r {
-        Ok(id) => Ok(Redirect::to(&format!("/runs/{id}")).into_response()),
+        Ok(s) => Ok(Redirect::to(&format!("/runs/{}", s.id)).into_response()),
         Err(service::error::Error::Busy(why)) => match api.runs.running_id(connection) {
             Some(id) => Ok(Redirect::to(&format!("/runs/{id}?said=busy")).into_response()),
             None => Err(Failure::new(StatusCode::CONFLICT, why)),
@@ -519,6 +523,23 @@ pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>, 
             let live = api.runs.get(&id).is_some_and(|l| l.running());
             let record = api.store.run(&id).await?;
             let record_missing = record.is_none();
+            // Handed to the node that owns the connection, not begun there yet.
+            let handed = match record_missing && api.runs.get(&id).is_none() {
+                true => runs::handed(&api.store, &id).await?,
+                false => None,
+            };
+            let record = record.or_else(|| {
+                handed.as_ref().map(|h| store::RunRecord {
+                    id: id.clone(),
+                    connection: h["connection"].as_str().unwrap_or_default().to_string(),
+                    started_at: h["requested_at"].as_str().unwrap_or_default().to_string(),
+                    finished_at: None,
+                    summary: None,
+                    started_by: h["started_by"].as_str().map(str::to_string),
+                    progress: None,
+                    as_of: None,
+                })
+            });
             let Some(record) = record.or_else(|| {
                 // Registered, not yet written: a run that has just started.
                 api.runs.get(&id).map(|l| store::RunRecord {
@@ -565,7 +586,13 @@ pub async fn run(State(api): State<Shared>, page: Page, Path(id): Path<String>, 
                 r.state = "Nothing applied".into();
             }
             let held = if record.refused().is_none() { held_words(&s["guards"]) } else { vec![] };
-            let running = r.state == "Running";
+            if let Some(h) = &handed {
+                r.state = match h["error"].as_str() {
+                    Some(e) => format!("Could not start: {e}"),
+                    None => "Waiting for the node that owns the connection".into(),
+                };
+            }
+            let running = r.state == "Running" || (handed.is_some() && r.state.starts_with("Waiting"));
             Ok(render(&RunPage {
                 chrome: page.chrome("runs"),
                 path: segment(&r.connection),
