@@ -118,12 +118,6 @@ impl Registry {
         runs.values().find(|r| r.connection == connection && r.running()).map(|r| r.id.clone())
     }
 
-    /// Whether a run the scheduler started is going (a long run is not a stopped scheduler).
-    pub fn scheduler_running(&self) -> bool {
-        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.values().any(|r| r.started_by == "the scheduler" && r.running())
-    }
-
     /// How many runs are in memory (running and ended).
     pub fn len(&self) -> usize {
         self.runs.lock().unwrap_or_else(|p| p.into_inner()).len()

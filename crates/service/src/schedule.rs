@@ -8,7 +8,8 @@ use crate::intake::Intake;
 use crate::run_report::Applied;
 use crate::runs::{self, Watch};
 use crate::{config, inbox, pull};
-use std::sync::atomic::{AtomicI64, Ordering};
+use futures_util::StreamExt;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{MasterKey, Store};
@@ -74,6 +75,30 @@ pub struct Scheduler {
     /// Unix seconds of the start of its last turn (0: none yet); the watcher reads it to tell
     /// a stopped scheduler.
     pub turned: Arc<AtomicI64>,
+    /// Its runs going now, waiting for a connection's lease included: a scheduler busy with a
+    /// long run is not a stopped one.
+    pub working: Arc<AtomicUsize>,
+}
+
+/// Scheduled runs of different connections going at once on one node: a slow or large
+/// connection does not hold up the others' turns, and a node's share of many connections is
+/// worked through in a fraction of the time.
+pub const RUNS_AT_ONCE: usize = 4;
+
+/// Counts a run as going while it lives.
+struct Working<'a>(&'a AtomicUsize);
+
+impl<'a> Working<'a> {
+    fn new(n: &'a AtomicUsize) -> Working<'a> {
+        n.fetch_add(1, Ordering::Relaxed);
+        Working(n)
+    }
+}
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Turns until `stop` says so: each connection in the configuration in force is applied
@@ -92,7 +117,7 @@ pub async fn run(
     let mut behind = false;
     // A node that starts runs every connection once (as one process always did), unless
     // another node claims the turn first.
-    if let Err(e) = s.store.make_turns_due(jiff::Timestamp::now().as_millisecond()).await {
+    if let Err(e) = s.store.make_turns_due(i64::MAX).await {
         say(&format!("the schedule: {e}"));
     }
     let node = crate::run_lock::incarnation();
@@ -152,37 +177,42 @@ pub async fn run(
             Ok(None) => {}
             Err(e) => say(&format!("the store: {e}")),
         }
-        for name in &names {
-            // A stopping node takes no more turns: the others take its connections over.
-            if *stop.borrow() {
-                break;
-            }
-            // A connection a person paused is passed by (a run started by a person still goes).
-            match s.store.connection(name).await {
-                Ok(Some(c)) if c.paused.is_some() => continue,
-                _ => {}
-            }
-            // One scheduled run per connection per interval, whatever the number of nodes:
-            // only the node that owns the connection and claims its due turn runs it.
-            match s.store.claim_turn(name, interval_ms, node).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    say(&format!("the schedule of {name:?}: {e}"));
-                    continue;
+        // Up to RUNS_AT_ONCE connections at once; each its own run, lease and outcome.
+        futures_util::stream::iter(names.iter())
+            .for_each_concurrent(RUNS_AT_ONCE, |name| {
+                let mut stop = stop.clone();
+                async move {
+                    // A stopping node takes no more turns: the others take its connections over.
+                    if *stop.borrow() {
+                        return;
+                    }
+                    // A connection a person paused is passed by (a run started by a person still goes).
+                    if let Ok(Some(c)) = s.store.connection(name).await {
+                        if c.paused.is_some() {
+                            return;
+                        }
+                    }
+                    // One scheduled run per connection per interval, whatever the number of
+                    // nodes: only the node that owns the connection and claims its due turn runs it.
+                    match s.store.claim_turn(name, interval_ms, node).await {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(e) => return say(&format!("the schedule of {name:?}: {e}")),
+                    }
+                    let _working = Working::new(&s.working);
+                    let opts = runs::ApplyOptions {
+                        as_of: s.rehearsal.map(|_| s.now()),
+                        watch,
+                        confirm_production: s.confirm_production.contains(name).then(|| name.clone()),
+                        wait: Some(&mut stop),
+                        door: "the scheduler",
+                        registry: Some(&s.registry),
+                        ..runs::ApplyOptions::new(Some(name.clone()))
+                    };
+                    ran(name, &runs::run_apply(&s.store, &s.key, opts).await);
                 }
-            }
-            let opts = runs::ApplyOptions {
-                as_of: s.rehearsal.map(|_| s.now()),
-                watch,
-                confirm_production: s.confirm_production.contains(name).then(|| name.clone()),
-                wait: Some(&mut stop),
-                door: "the scheduler",
-                registry: Some(&s.registry),
-                ..runs::ApplyOptions::new(Some(name.clone()))
-            };
-            ran(name, &runs::run_apply(&s.store, &s.key, opts).await);
-        }
+            })
+            .await;
         if *stop.borrow() {
             break;
         }
@@ -217,8 +247,10 @@ pub async fn run(
         let news_ms = tokio::select! {
             _ = tokio::time::sleep(wait) => event_at.map(|t| (t - s.rehearsal.map_or(0, |r| r.as_secs())) * 1000),
             // HR data arrived (here or on another node): due from the moment it was recorded.
-            _ = s.wake.notified() => Some(match s.store.last_load().await {
-                Ok(Some(l)) => l.loaded_at.parse::<jiff::Timestamp>().map_or_else(|_| now_ms(), |t| t.as_millisecond()),
+            // (On the database's clock, as the claims are; a second late, so that a turn claimed
+            // while the load was being committed runs again rather than missing it.)
+            _ = s.wake.notified() => Some(match s.store.last_recorded_ms().await {
+                Ok(Some(ms)) => ms + 1000,
                 _ => now_ms(),
             }),
             _ = stop.changed() => break,
@@ -293,7 +325,7 @@ pub fn watch_sources(
     let mut intake = Intake::for_config(config)?;
     let mut hr = config.hr.clone();
     say_sources(&hr, &*say);
-    let Scheduler { store, key, data_dir, wake, registry, turned, interval, .. } = s.clone();
+    let Scheduler { store, key, data_dir, wake, registry, turned, working, interval, .. } = s.clone();
     Ok(tokio::spawn(async move {
         // Other nodes' hints (PostgreSQL's LISTEN/NOTIFY) end a look's wait at once.
         let hint = Arc::new(Notify::new());
@@ -392,7 +424,14 @@ pub fn watch_sources(
                 // A node that joined, stopped or died: the connections move to their fair shares.
                 let stopping = *stop.borrow();
                 match crate::nodes::balance(&store, &configured, stopping).await {
-                    Ok(m) => crate::nodes::said(&m).into_iter().for_each(|l| say(&l)),
+                    Ok(m) => {
+                        crate::nodes::said(&m).into_iter().for_each(|l| say(&l));
+                        // A connection taken over may have a turn due already (a termination's
+                        // moment passed while its owner was dying): the scheduler looks now.
+                        if !m.take.is_empty() {
+                            wake.notify_one();
+                        }
+                    }
                     Err(e) => tracing::warn!("sharing the connections between the nodes: {e}"),
                 }
                 match store.orphaned_connections().await {
@@ -427,7 +466,8 @@ pub fn watch_sources(
                     tracing::warn!("the HR data's alerts: {e}");
                 }
                 let last = turned.load(Ordering::Relaxed);
-                let stopped = last > 0 && crate::alerts::stopped(last, now(), interval, registry.scheduler_running());
+                let stopped =
+                    last > 0 && crate::alerts::stopped(last, now(), interval, working.load(Ordering::Relaxed) > 0);
                 if stopped && !stopped_told {
                     let at = jiff::Timestamp::from_second(last).map(|t| t.to_string()).unwrap_or_default();
                     let why = format!(

@@ -21,3 +21,6 @@ CREATE TABLE run_requests (
     -- Why it could not start (no such connection any more, say).
     error TEXT
 );
+-- When each HR load was recorded, on the database's clock (the schedule's clock): a load is
+-- news to every turn claimed before it, whichever node's clock stamped loaded_at.
+ALTER TABLE hr_loads ADD COLUMN recorded_ms BIGINT;

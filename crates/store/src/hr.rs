@@ -307,9 +307,24 @@ impl Store {
                 }
                 q.execute(&mut *tx).await?;
             }
+            // When it was recorded on the database's clock, as the transaction's last word:
+            // the schedule compares it with the moments turns were claimed, on that clock too.
+            if let Some(l) = &w.load {
+                let now = self.db_now_ms();
+                sqlx::query(&format!("UPDATE hr_loads SET recorded_ms = {now} WHERE id = $1"))
+                    .bind(&l.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             Ok(())
         })
         .await
+    }
+
+    /// The database moment the newest load was recorded (None: none recorded since it was kept).
+    pub async fn last_recorded_ms(&self) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query("SELECT MAX(recorded_ms) AS ms FROM hr_loads").fetch_one(&self.pool).await?;
+        Ok(r.try_get("ms")?)
     }
 
     /// The whole snapshot, by worker id.

@@ -49,7 +49,7 @@ pub enum Acquired {
 
 impl Store {
     /// The database's clock in milliseconds, as SQL.
-    fn db_now_ms(&self) -> &'static str {
+    pub(crate) fn db_now_ms(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
             Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",

@@ -156,6 +156,7 @@ pub async fn run(
         wake: wake.clone(),
         registry: registry.clone(),
         turned: Arc::default(),
+        working: Arc::default(),
     };
     let watcher = schedule::watch_sources(&scheduler, &config_now, stop_rx.clone(), health.clone(), say.clone())?;
     match &rules {

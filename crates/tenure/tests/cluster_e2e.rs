@@ -423,6 +423,15 @@ async fn nodes_share_the_connections_fairly_and_hand_them_over_on_sigterm() {
     owners_until(&env, "three nodes own the seven, three at most each", |o| all_owned(o, 3, 3)).await;
     assert_eq!(wait_for_users(&sb, None, 5, 100, 600).await, 5, "the first turn made the accounts");
 
+    // Quiet: no node runs anything (a run begun before the SIGTERM is finished by its node,
+    // and may see the leaver).
+    let mut quiet = 0;
+    while quiet < 3 {
+        let nodes = json(&env.ok(&["nodes", "--json"]));
+        let busy = nodes.as_array().unwrap().iter().any(|n| !n["holds"].as_array().unwrap().is_empty());
+        quiet = if busy { 0 } else { quiet + 1 };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
     // The owner of the monday.com connection is stopped, and a leaver arrives at once.
     let o = owners(&env);
     let (_, pid, owned) = o.iter().find(|x| x.2.contains(&names[0])).unwrap().clone();
@@ -447,7 +456,8 @@ async fn nodes_share_the_connections_fairly_and_hand_them_over_on_sigterm() {
             assert_ne!(
                 r["node"].as_str(),
                 o.iter().find(|x| x.1 == pid).map(|x| x.0.as_str()),
-                "not by the node stopped"
+                "not by the node stopped: {}",
+                stopped.output()
             );
             break;
         }
@@ -863,4 +873,174 @@ async fn postgres_restarted_mid_run_loses_nothing() {
     let out = env.ok(&["audit", "verify"]);
     assert!(out.contains("chain intact"), "{out}");
     assert_eq!(owners(&env).len(), 2, "both nodes are alive again");
+}
+
+/// One node's scheduled runs of different connections go at once: a slow connection's long
+/// run does not hold up another's turn (before, the second waited for the first to end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_connection_does_not_hold_up_another_s_turn() {
+    let slow = common::spawn(&["--latency-ms", "300"]);
+    let env = Env::connect_with(&slow, "at-once", "", "concurrency = 1");
+    let other = [common::spawn(&[])];
+    let names = more_connections(&env, &other);
+    env.load("w.csv", &population(20), "2026-06-10T12:00:00Z", &[]);
+    let run = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "1h"]);
+    run.address().await;
+    let began = std::time::Instant::now();
+    let runs = loop {
+        let runs = json(&env.ok(&["runs", "--json"]));
+        if runs.as_array().unwrap().iter().filter(|r| r["finished_at"].is_string()).count() >= 2 {
+            break runs;
+        }
+        assert!(began.elapsed() < std::time::Duration::from_secs(60), "{runs}\n{}", run.output());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let of = |name: &str| runs.as_array().unwrap().iter().find(|r| r["connection"] == name).cloned().unwrap();
+    let (long, short) = (of(&names[0]), of(&names[1]));
+    let at = |v: &Value| v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    assert!(
+        at(&short["finished_at"]) < at(&long["finished_at"]),
+        "the other connection's run ended while the slow one went on: {runs}"
+    );
+    assert_eq!(accounts(&slow).await.len(), 20);
+}
+
+/// A termination falls due while the node owning the connection is dying (kill -9 seconds
+/// before its moment, on two `tenure run` nodes rehearsing from just before it): the other
+/// node takes the connection over once the dead one's word runs out and deactivates the leaver
+/// then, not at its next turn an hour later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_termination_due_while_its_owner_dies_is_carried_out_by_another_node() {
+    let Some(pg) = postgres("due-dies").await else { return };
+    let sb = common::spawn(&["--record-history"]);
+    let env = Env::connect_to(&sb, "due-dies", "", "", Some(pg.url.clone()));
+    let csv = env.dir.join("w.csv");
+    std::fs::write(
+        &csv,
+        "employee_id,first_name,last_name,employment_type,status,hire_date,termination_date,time_zone,department\n\
+         1,Eve,Sato,employee,active,2018-02-01,2026-06-20,Asia/Tokyo,Legal\n\
+         2,Ann,Lee,employee,active,2020-01-01,,,Engineering\n",
+    )
+    .unwrap();
+    env.ok(&["hr", "load", csv.to_str().unwrap(), "--as-of", "2026-06-01T00:00:00Z"]);
+    env.ok(&["apply", "--yes", "--as-of", "2026-06-20T14:00:00Z"]);
+    let eve = || async { accounts(&sb).await.get("eve.sato@acme.example").map(|a| a["active"].clone()) };
+    assert_eq!(eve().await, Some(Value::Bool(true)));
+    // Her termination (the end of 20 June in Tokyo, 15:00 UTC) is 12 s away on the nodes' clocks.
+    let args = ["run", "--interval", "1h", "--lease", "6s", "--request-timeout", "2s", "--rehearse-from"];
+    let mut a = env.start(&[&args[..], &["2026-06-20T14:59:48Z"]].concat());
+    let mut b = env.start(&[&args[..], &["2026-06-20T14:59:48Z"]].concat());
+    owners_until(&env, "one node owns the connection", |o| o.len() == 2 && o.iter().any(|x| x.2.len() == 1)).await;
+    let (_, pid, _) = owners(&env).into_iter().find(|x| x.2.len() == 1).unwrap();
+    let (dead, alive) = if a.child.id() == pid { (&mut a, &b) } else { (&mut b, &a) };
+    signal(pid, "-KILL");
+    let _ = dead.child.wait();
+    let survivor = owners(&env).into_iter().find(|x| x.1 != pid).unwrap().0;
+    let killed = std::time::Instant::now();
+    while eve().await != Some(Value::Bool(false)) {
+        assert!(killed.elapsed() < std::time::Duration::from_secs(90), "not deactivated: {}", alive.output());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let patch = history(&sb)
+        .await
+        .into_iter()
+        .find(|r| r["method"] == "PATCH" && r["path"].as_str().is_some_and(|p| p.starts_with("/scim/v2/Users/")))
+        .unwrap();
+    assert_eq!(patch["node"], survivor.as_str(), "the survivor deactivated her");
+    assert_eq!(accounts(&sb).await.get("ann.lee@acme.example").map(|a| a["active"].clone()), Some(Value::Bool(true)));
+}
+
+/// A rolling replacement: nodes started and stopped one by one (each new one joins, then an
+/// old one gets SIGTERM), while hires are pushed every 150 ms to whichever node answers. Every
+/// push is taken once, every hire ends with one account, every event done, the audit whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_replaced_one_by_one_while_pushes_go_on_lose_nothing() {
+    let Some(pg) = postgres("rolling").await else { return };
+    let sb = common::spawn(&["--record-history"]);
+    let env = Env::connect_to(&sb, "rolling", "", "", Some(pg.url.clone()));
+    let secret = "push-secret-for-rolling-nodes-01";
+    let f = env.dir.join("secret");
+    std::fs::write(&f, secret).unwrap();
+    env.ok(&["hr", "push-secret", "--secret-file", f.to_str().unwrap()]);
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "1h", "--lease", "6s", "--request-timeout", "2s"];
+    let mut nodes: std::collections::VecDeque<Running> = (0..2).map(|_| env.start(&serve)).collect();
+    let mut bases = vec![];
+    for n in &nodes {
+        bases.push(n.address().await);
+    }
+    let bases = std::sync::Arc::new(std::sync::Mutex::new(bases));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pusher = {
+        let (bases, stop) = (bases.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut taken = 0;
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let body = serde_json::json!({"event_id": format!("hire-{i}"), "worker": {
+                    "employee_id": format!("{}", 20_000 + i), "first_name": "Roll", "last_name": format!("N{i:03}"),
+                    "work_email": format!("roll.n{i:03}@acme.example"), "employment_type": "employee",
+                    "status": "active", "hire_date": "2024-01-01", "department": "Engineering"}})
+                .to_string();
+                // To the newest node first; one that is going refuses or does not answer.
+                let mut done = false;
+                for _ in 0..50 {
+                    let list = bases.lock().unwrap().clone();
+                    for base in list.iter().rev() {
+                        let (status, v) = push(base, secret, &body).await;
+                        if status == 200 {
+                            taken += v["accepted"].as_array().map_or(0, Vec::len);
+                            done = true;
+                            break;
+                        }
+                    }
+                    if done {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                assert!(done, "push {i} was taken by no node");
+                i += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            }
+            (i, taken)
+        })
+    };
+    // Four replacements: a new node joins, then the oldest is told to stop and leaves.
+    for _ in 0..4 {
+        let fresh = env.start(&serve);
+        let base = fresh.address().await;
+        bases.lock().unwrap().push(base);
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let mut old = nodes.pop_front().unwrap();
+        bases.lock().unwrap().remove(0);
+        signal(old.child.id(), "-TERM");
+        assert!(old.child.wait().unwrap().success(), "{}", old.output());
+        nodes.push_back(fresh);
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (pushed, taken) = pusher.await.unwrap();
+    assert_eq!(taken, pushed, "every push taken once");
+    // Every hire made, by the nodes there now.
+    let began = std::time::Instant::now();
+    while accounts(&sb).await.len() < pushed {
+        assert!(began.elapsed() < std::time::Duration::from_secs(120), "{} of {pushed}", accounts(&sb).await.len());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_exactly_once(&sb, pushed).await;
+    let began = std::time::Instant::now();
+    loop {
+        let events = json(&env.ok(&["hr", "events", "--json"]));
+        let open = events.as_array().unwrap().iter().filter(|e| e["state"] == "pending").count();
+        if open == 0 {
+            break;
+        }
+        assert!(began.elapsed() < std::time::Duration::from_secs(60), "{open} events pending");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let all = history(&sb).await;
+    check_epochs(&all, 1);
+    let out = env.ok(&["audit", "verify"]);
+    assert!(out.contains("chain intact"), "{out}");
+    assert_eq!(owners(&env).len(), 2, "two nodes at the end");
 }
