@@ -190,6 +190,9 @@ pub struct Prepared {
     pub recovered: usize,
     /// With `Reading::Accounts`: what was read for each chosen worker.
     pub reads: Vec<AccountRead>,
+    /// The newest HR load recorded before the snapshot was read (database time): the events
+    /// of loads recorded after it were not seen by this plan, and stay pending after its run.
+    pub hr_seen_ms: Option<i64>,
 }
 
 /// An account as the target holds it, with the teams it is in.
@@ -333,6 +336,8 @@ pub async fn prepare_reading(
         let client = client.clone();
         tokio::spawn(async move { read_actual(&client).await })
     });
+    // Read before the snapshot: a load recorded meanwhile counts as unseen.
+    let hr_seen_ms = store.last_recorded_ms().await?;
     let mut workers = match reading {
         Reading::Accounts { among: Some(ids) } => decoded(store, ids).await?,
         _ => workers(store).await?,
@@ -415,7 +420,7 @@ pub async fn prepare_reading(
         })
         .collect();
     release((workers, links, deactivated));
-    Ok(Prepared { rules, index, client, actual, plan, held, names, recovered, reads })
+    Ok(Prepared { rules, index, client, actual, plan, held, names, recovered, reads, hr_seen_ms })
 }
 
 /// The workers of the last snapshot with these ids (those it holds).
@@ -1029,6 +1034,10 @@ async fn settle(
             ..Default::default()
         })
         .await?;
+    // Only what the plan saw: the events of a load recorded after its snapshot was read stay
+    // pending (the news of that load brings another run).
+    let late = store.loads_recorded_after(p.hr_seen_ms).await?;
+    let due: Vec<_> = due.into_iter().filter(|e| !late.contains(&e.load_id)).collect();
     tracing::debug!(due = due.len(), "due events read");
     let mut except: Vec<String> =
         summary.failures.keys().chain(&p.held.waiting).chain(&p.held.dead).chain(guarded.workers).cloned().collect();

@@ -177,6 +177,11 @@ pub async fn run(
             Ok(None) => {}
             Err(e) => say(&format!("the store: {e}")),
         }
+        // Those with a leaver's or a mover's account first: with many connections, a due
+        // termination does not wait behind every other connection's turn.
+        if let Ok(urgent) = s.store.connections_with_due_events(s.now().as_second()).await {
+            names.sort_by_key(|n| !urgent.contains(n));
+        }
         // Up to RUNS_AT_ONCE connections at once; each its own run, lease and outcome.
         futures_util::stream::iter(names.iter())
             .for_each_concurrent(RUNS_AT_ONCE, |name| {

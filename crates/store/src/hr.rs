@@ -327,6 +327,15 @@ impl Store {
         Ok(r.try_get("ms")?)
     }
 
+    /// The loads recorded after `ms` (database time; None: every load with a recorded moment).
+    pub async fn loads_recorded_after(&self, ms: Option<i64>) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM hr_loads WHERE recorded_ms > $1")
+            .bind(ms.unwrap_or(i64::MIN))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get("id")).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+    }
+
     /// The whole snapshot, by worker id.
     /// Workers in the last snapshot that a full load did not find missing: the population.
     pub async fn population(&self) -> Result<i64, StoreError> {

@@ -401,6 +401,19 @@ impl Store {
         Ok(n.rows_affected() == 1)
     }
 
+    /// Connections with an account of a worker whose HR event is due and pending (a leaver, a
+    /// move): a turn runs them first.
+    pub async fn connections_with_due_events(&self, now_s: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT l.connection AS connection FROM links l JOIN hr_events e ON e.worker_id = l.worker_id \
+             WHERE e.state = 'pending' AND e.effective_at <= $1 ORDER BY l.connection",
+        )
+        .bind(now_s)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get("connection")).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+    }
+
     /// A node that leaves gives back every connection it owns.
     pub async fn give_back_all(&self, node: &str) -> Result<u64, StoreError> {
         let now = self.db_now_ms();
