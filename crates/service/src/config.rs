@@ -130,12 +130,13 @@ async fn saved_schemas(
     store: &Store,
     cfg: &Config,
 ) -> Result<(HashMap<String, ResourceSchema>, HashMap<String, String>)> {
+    let texts = schema_texts(store).await?;
     let mut schemas = HashMap::new();
     let mut whence = HashMap::new();
     for c in &cfg.connections {
-        let Some(text) = store.setting(&schema_key(&c.name)).await? else { continue };
+        let Some(text) = texts.get(&schema_key(&c.name)) else { continue };
         let doc: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::refused(format!("saved schema of {:?}: {e}", c.name)))?;
+            serde_json::from_str(text).map_err(|e| Error::refused(format!("saved schema of {:?}: {e}", c.name)))?;
         let d = Discovery::from_json(&doc);
         let s = d.user_schema().map_err(|e| Error::refused(format!("saved schema of {:?}: {e}", c.name)))?;
         schemas.insert(c.name.clone(), s);
@@ -143,6 +144,11 @@ async fn saved_schemas(
         whence.insert(c.name.clone(), format!("the schema it published at /Schemas (saved {at})"));
     }
     Ok((schemas, whence))
+}
+
+/// Every connection's saved schema, as text, by setting name: one read, not one per connection.
+async fn schema_texts(store: &Store) -> Result<HashMap<String, String>> {
+    Ok(store.settings_with_prefix(&schema_key("")).await?.into_iter().collect())
 }
 
 /// A configuration compiled against the schemas its targets published at the last import,
@@ -356,11 +362,37 @@ pub async fn auth_settings(store: &Store) -> Result<rules::AuthSettings> {
 
 pub async fn current_if_any(store: &Store) -> Result<Option<Rules>> {
     let Some(v) = store.current_config().await? else { return Ok(None) };
+    // Every run, turn and request reads the configuration in force: compiled once per version
+    // and set of saved schemas (with hundreds of connections, parsing and compiling it for each
+    // connection's run made a turn's work grow with the square of their number).
+    let texts = schema_texts(store).await?;
+    let key = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(v.id.as_bytes());
+        h.update(v.checksum.as_bytes());
+        let mut names: Vec<&String> = texts.keys().collect();
+        names.sort();
+        for n in names {
+            h.update(n.as_bytes());
+            h.update([0]);
+            h.update(texts[n].as_bytes());
+            h.update([0]);
+        }
+        h.finalize().to_vec()
+    };
+    static COMPILED: std::sync::Mutex<Option<(Vec<u8>, Rules)>> = std::sync::Mutex::new(None);
+    if let Some((k, r)) = &*COMPILED.lock().unwrap_or_else(|p| p.into_inner()) {
+        if *k == key {
+            return Ok(Some(r.clone()));
+        }
+    }
     let cfg = Config::from_toml("stored configuration", &v.body).map_err(|e| Error::input(e.join("\n")))?;
     let (published, _) = saved_schemas(store, &cfg).await?;
-    Rules::compile_with(&cfg, &published)
-        .map(Some)
-        .map_err(|e| Error::refused(format!("the stored configuration no longer compiles: {}", e.join("; "))))
+    let rules = Rules::compile_with(&cfg, &published)
+        .map_err(|e| Error::refused(format!("the stored configuration no longer compiles: {}", e.join("; "))))?;
+    *COMPILED.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, rules.clone()));
+    Ok(Some(rules))
 }
 
 /// A configuration saved as the one in force.

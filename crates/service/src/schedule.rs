@@ -8,7 +8,7 @@ use crate::intake::Intake;
 use crate::run_report::Applied;
 use crate::runs::{self, Watch};
 use crate::{config, inbox, pull};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,44 +182,77 @@ pub async fn run(
         if let Ok(urgent) = s.store.connections_with_due_events(s.now().as_second()).await {
             names.sort_by_key(|n| !urgent.contains(n));
         }
-        // Up to RUNS_AT_ONCE connections at once; each its own run, lease and outcome.
-        futures_util::stream::iter(names.iter())
-            .for_each_concurrent(RUNS_AT_ONCE, |name| {
-                let mut stop = stop.clone();
-                async move {
-                    // A stopping node takes no more turns: the others take its connections over.
-                    if *stop.borrow() {
-                        return;
+        // The turn's queue, pulled as a run ends. HR data arriving meanwhile (a termination
+        // pushed) makes the turns due at once and puts the connections it concerns at the
+        // front, rather than waiting for every other connection's run first.
+        let queue = std::cell::RefCell::new(std::collections::VecDeque::from(names.clone()));
+        let news_meanwhile = std::cell::Cell::new(false);
+        let pull = futures_util::stream::unfold((), |()| {
+            let (queue, news_meanwhile, names) = (&queue, &news_meanwhile, &names);
+            async move {
+                if s.wake.notified().now_or_never().is_some() {
+                    news_meanwhile.set(true);
+                    let news = match s.store.last_recorded_ms().await {
+                        Ok(Some(ms)) => ms + 1000,
+                        _ => now_ms(),
+                    };
+                    if let Err(e) = s.store.make_turns_due(news).await {
+                        tracing::warn!("the schedule: {e}");
                     }
-                    // A connection a person paused is passed by (a run started by a person still goes).
-                    if let Ok(Some(c)) = s.store.connection(name).await {
-                        if c.paused.is_some() {
-                            return;
+                    if let Ok(urgent) = s.store.connections_with_due_events(s.now().as_second()).await {
+                        let mut q = queue.borrow_mut();
+                        q.retain(|n| !urgent.contains(n));
+                        for n in urgent.into_iter().rev().filter(|n| names.contains(n)) {
+                            q.push_front(n);
                         }
                     }
-                    // One scheduled run per connection per interval, whatever the number of
-                    // nodes: only the node that owns the connection and claims its due turn runs it.
-                    match s.store.claim_turn(name, interval_ms, node).await {
-                        Ok(true) => {}
-                        Ok(false) => return,
-                        Err(e) => return say(&format!("the schedule of {name:?}: {e}")),
-                    }
-                    let _working = Working::new(&s.working);
-                    let opts = runs::ApplyOptions {
-                        as_of: s.rehearsal.map(|_| s.now()),
-                        watch,
-                        confirm_production: s.confirm_production.contains(name).then(|| name.clone()),
-                        wait: Some(&mut stop),
-                        door: "the scheduler",
-                        registry: Some(&s.registry),
-                        ..runs::ApplyOptions::new(Some(name.clone()))
-                    };
-                    ran(name, &runs::run_apply(&s.store, &s.key, opts).await);
                 }
-            })
-            .await;
+                let next = queue.borrow_mut().pop_front()?;
+                Some((next, ()))
+            }
+        });
+        // Up to RUNS_AT_ONCE connections at once; each its own run, lease and outcome.
+        pull.for_each_concurrent(RUNS_AT_ONCE, |name: String| {
+            let mut stop = stop.clone();
+            async move {
+                // A stopping node takes no more turns: the others take its connections over.
+                if *stop.borrow() {
+                    return;
+                }
+                // A connection a person paused is passed by (a run started by a person still goes).
+                if let Ok(Some(c)) = s.store.connection(&name).await {
+                    if c.paused.is_some() {
+                        return;
+                    }
+                }
+                // One scheduled run per connection per interval, whatever the number of
+                // nodes: only the node that owns the connection and claims its due turn runs it.
+                match s.store.claim_turn(&name, interval_ms, node).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => return say(&format!("the schedule of {name:?}: {e}")),
+                }
+                let _working = Working::new(&s.working);
+                let opts = runs::ApplyOptions {
+                    as_of: s.rehearsal.map(|_| s.now()),
+                    watch,
+                    confirm_production: s.confirm_production.contains(&name).then(|| name.clone()),
+                    wait: Some(&mut stop),
+                    door: "the scheduler",
+                    registry: Some(&s.registry),
+                    ..runs::ApplyOptions::new(Some(name.clone()))
+                };
+                ran(&name, &runs::run_apply(&s.store, &s.key, opts).await);
+            }
+        })
+        .await;
         if *stop.borrow() {
             break;
+        }
+        // News taken during the turn made other turns due (a hire for a connection whose run
+        // had gone by): another turn now, not after the interval.
+        if news_meanwhile.get() {
+            continue;
         }
         if turn.elapsed() > s.interval {
             crate::metrics::inc("tenure_scheduler_behind_total", &[]);

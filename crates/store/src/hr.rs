@@ -669,6 +669,21 @@ impl Store {
         Ok(row.map(|r| r.try_get("value")).transpose()?)
     }
 
+    /// Every setting whose name begins with `prefix`, by name.
+    pub async fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, value FROM settings WHERE substr(name, 1, CAST($1 AS INTEGER)) = $2 ORDER BY name",
+        )
+        .bind(prefix.chars().count() as i64)
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("value")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     pub async fn delete_setting(&self, name: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM settings WHERE name = $1").bind(name).execute(&self.pool).await?;
         Ok(())
