@@ -8,6 +8,29 @@ mod common;
 use common::env::*;
 use serde_json::Value;
 
+/// At most three of these tests' node groups at once in one test process (`cargo test` runs a
+/// binary's tests side by side): each node holds several PostgreSQL connections, and together
+/// they would pass the server's limit.
+struct Slot;
+
+static SLOTS: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+fn slot() -> Slot {
+    let mut taken = SLOTS.0.lock().unwrap_or_else(|p| p.into_inner());
+    while *taken >= 3 {
+        taken = SLOTS.1.wait(taken).unwrap_or_else(|p| p.into_inner());
+    }
+    *taken += 1;
+    Slot
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *SLOTS.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        SLOTS.1.notify_one();
+    }
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -71,6 +94,7 @@ async fn history(sb: &common::Sandbox) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_stopped_past_its_lease_is_fenced_off() {
     let Some(pg) = postgres("fenced").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&["--latency-ms", "250", "--record-history"]);
     let env = Env::connect_to(&sb, "fenced", "", "concurrency = 2", Some(pg.url.clone()));
     let now = "2026-06-10T12:00:00Z";
@@ -168,6 +192,7 @@ fn check_epochs(all: &[Value], holders: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_make_one_scheduled_run_per_interval() {
     let Some(pg) = postgres("schedule").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&[]);
     let env = Env::connect_to(&sb, "schedule", "", "", Some(pg.url.clone()));
     let now = "2026-06-10T12:00:00Z";
@@ -196,6 +221,7 @@ async fn two_nodes_make_one_scheduled_run_per_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_killed_mid_run_is_taken_over() {
     let Some(pg) = postgres("killed").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&["--latency-ms", "250", "--record-history"]);
     let env = Env::connect_to(&sb, "killed", "", "concurrency = 2", Some(pg.url.clone()));
     // An hour between turns: only the start, the HR data and a takeover make runs.
@@ -249,6 +275,7 @@ async fn a_holder_killed_mid_run_is_taken_over() {
 #[ignore = "a benchmark: run with --ignored --nocapture"]
 async fn takeover_after_a_kill_with_the_default_settings() {
     let Some(pg) = postgres("takeover").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&["--latency-ms", "250", "--record-history"]);
     let env = Env::connect_to(&sb, "takeover", "", "concurrency = 2", Some(pg.url.clone()));
     let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "1h"];
@@ -291,6 +318,7 @@ async fn takeover_after_a_kill_with_the_default_settings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hr_data_taken_on_one_node_is_kept_for_every_node() {
     let Some(pg) = postgres("archive").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&[]);
     let a = Env::connect_to(&sb, "archive-a", "", "", Some(pg.url.clone()));
     let now = "2026-06-10T12:00:00Z";
@@ -316,6 +344,7 @@ async fn hr_data_taken_on_one_node_is_kept_for_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sign_in_throttle_and_sessions_hold_across_nodes() {
     let Some(pg) = postgres("throttle").await else { return };
+    let _slot = slot();
     let env = Env::new_store("throttle", Some(pg.url.clone()));
     let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "0"];
     let a = env.start(&serve);
@@ -407,6 +436,7 @@ async fn owners_until(env: &Env, what: &str, ok: impl Fn(&[(String, u32, Vec<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_share_the_connections_fairly_and_hand_them_over_on_sigterm() {
     let Some(pg) = postgres("share").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&["--record-history"]);
     let env = Env::connect_to(&sb, "share", "", "", Some(pg.url.clone()));
     let tenants: Vec<common::Sandbox> = (0..6).map(|_| common::spawn(&[])).collect();
@@ -483,6 +513,7 @@ async fn nodes_share_the_connections_fairly_and_hand_them_over_on_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_asked_of_another_node_is_handed_to_the_owner() {
     let Some(pg) = postgres("handed").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&["--record-history"]);
     let env = Env::connect_to(&sb, "handed", "", "", Some(pg.url.clone()));
     let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "1h"];
@@ -557,6 +588,7 @@ async fn push(base: &str, secret: &str, body: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_termination_pushed_to_two_nodes_at_once_is_applied_once() {
     let Some(pg) = postgres("pushed-twice").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&["--record-history"]);
     let env = Env::connect_to(&sb, "pushed-twice", "", "", Some(pg.url.clone()));
     env.load("w.csv", &population(4), "2026-06-10T12:00:00Z", &[]);
@@ -697,6 +729,7 @@ impl Proxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_whose_link_to_the_database_is_blackholed_is_taken_over() {
     let Some(pg) = postgres("blackholed").await else { return };
+    let _slot = slot();
     let upstream = pg.admin.split('@').nth(1).and_then(|r| r.split('/').next()).unwrap().to_string();
     let proxy = Proxy::to(&upstream).await;
     let sb = common::spawn(&["--latency-ms", "250", "--record-history"]);
@@ -833,6 +866,7 @@ async fn postgres_restarted_mid_run_loses_nothing() {
     if postgres("restart").await.is_none() {
         return;
     }
+    let _slot = slot();
     let Some(own) = OwnPostgres::start("restart") else {
         eprintln!("SKIPPED: postgres_restarted_mid_run_loses_nothing: no PostgreSQL server binaries to run one's own");
         return;
@@ -912,6 +946,7 @@ async fn a_slow_connection_does_not_hold_up_another_s_turn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_termination_due_while_its_owner_dies_is_carried_out_by_another_node() {
     let Some(pg) = postgres("due-dies").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&["--record-history"]);
     let env = Env::connect_to(&sb, "due-dies", "", "", Some(pg.url.clone()));
     let csv = env.dir.join("w.csv");
@@ -956,6 +991,7 @@ async fn a_termination_due_while_its_owner_dies_is_carried_out_by_another_node()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_replaced_one_by_one_while_pushes_go_on_lose_nothing() {
     let Some(pg) = postgres("rolling").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&["--record-history"]);
     let env = Env::connect_to(&sb, "rolling", "", "", Some(pg.url.clone()));
     let secret = "push-secret-for-rolling-nodes-01";
@@ -1054,6 +1090,7 @@ async fn nodes_replaced_one_by_one_while_pushes_go_on_lose_nothing() {
 #[ignore = "a benchmark: run with --ignored --nocapture"]
 async fn three_hundred_connections_over_three_nodes() {
     let Some(pg) = postgres("three-hundred").await else { return };
+    let _slot = slot();
     let sb = common::spawn(&["--latency-ms", "50", "--record-history"]);
     let tenants = common::spawn(&["--latency-ms", "50"]);
     let env = Env::connect_to(&sb, "three-hundred", "", "", Some(pg.url.clone()));

@@ -194,11 +194,15 @@ async fn build(api: &Shared, page: &Page, q: DashboardQuery, fragment: bool) -> 
                 .iter()
                 .map(|n| {
                     let holds: Vec<&str> = n.holds.iter().map(|l| l.connection.as_str()).collect();
+                    // A node with no schedule (--interval 0) owns nothing: say why.
+                    let owns = match n.node.scheduling {
+                        true => format!("owns {}", n.owns.len()),
+                        false => "no scheduled runs".to_string(),
+                    };
                     format!(
-                        "{} (pid {}, owns {}{}{})",
+                        "{} (pid {}, {owns}{}{})",
                         n.node.host,
                         n.node.pid,
-                        n.owns.len(),
                         if holds.is_empty() { String::new() } else { format!(", working {}", holds.join(", ")) },
                         if n.node.stopping { ", stopping" } else { "" }
                     )
