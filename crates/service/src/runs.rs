@@ -1254,6 +1254,7 @@ async fn start_here(
         run_lock::Lock::Got(l) => l,
         run_lock::Lock::Busy(h) => return Err(Error::Busy(run_lock::busy_message(name, &h))),
     };
+    let handed = id.is_some();
     let run_id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let progress: std::sync::Arc<Progress> = std::sync::Arc::default();
     registry.register(&run_id, name, &s.actor, progress.clone());
@@ -1268,12 +1269,23 @@ async fn start_here(
         opts.actor = Some(s.actor);
         opts.proposer = Some(s.person);
         opts.confirm_only = s.confirm_only;
-        opts.run_id = Some(id);
+        opts.run_id = Some(id.clone());
         opts.progress = Some(progress);
         opts.door = s.door;
         opts.registry = Some(&registry);
         // Its outcome goes to the registry, whatever it is.
-        let _ = apply_holding(&store, &key, &connection, &opts, lock).await;
+        let outcome = apply_holding(&store, &key, &connection, &opts, lock).await;
+        // A handed run that ended before its record was written (a target that cannot be
+        // reached, a refusal) says why where the asking node reads it; it is not taken again.
+        if handed && matches!(store.run(&id).await, Ok(None)) {
+            let why = match outcome {
+                Err(e) => e.to_string(),
+                Ok(_) => "it ended before it began".to_string(),
+            };
+            if let Err(e) = store.fail_run_request(&id, &why).await {
+                tracing::warn!("run {id} handed over: its end could not be recorded: {e}");
+            }
+        }
     });
     Ok(run_id)
 }

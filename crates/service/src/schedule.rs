@@ -379,7 +379,8 @@ pub fn watch_sources(
         let mut mark = store.loads_mark().await.ok();
         let mut version = store.current_config().await.ok().flatten().map(|v| v.id);
         // The configuration's connections, shared out between the nodes every second.
-        let mut configured = connection_names(&store).await.unwrap_or_default();
+        // None until it could be read: nothing is shared out on a configuration not known.
+        let mut configured = connection_names(&store).await;
         // The same failure is said once, not four times a second.
         let mut last_error: Option<String> = None;
         let mut once = |r: Result<(), String>| match r {
@@ -396,7 +397,7 @@ pub fn watch_sources(
                 if version.as_deref() != Some(v.id.as_str()) {
                     version = Some(v.id);
                     if let Some(names) = connection_names(&store).await {
-                        configured = names;
+                        configured = Some(names);
                     }
                     let fresh = config::current_if_any(&store).await.and_then(|r| {
                         let c = r.map(|r| r.config).unwrap_or_default();
@@ -461,8 +462,15 @@ pub fn watch_sources(
                 hinted = false;
                 // A node that joined, stopped or died: the connections move to their fair shares.
                 let stopping = *stop.borrow();
-                match crate::nodes::balance(&store, &configured, stopping).await {
-                    Ok(m) => {
+                if configured.is_none() {
+                    configured = connection_names(&store).await;
+                }
+                let moved = match configured.as_deref() {
+                    Some(names) => Some(crate::nodes::balance(&store, names, stopping).await),
+                    None => None,
+                };
+                match moved {
+                    Some(Ok(m)) => {
                         crate::nodes::said(&m).into_iter().for_each(|l| say(&l));
                         // A connection taken over may have a turn due already (a termination's
                         // moment passed while its owner was dying): the scheduler looks now.
@@ -470,7 +478,8 @@ pub fn watch_sources(
                             wake.notify_one();
                         }
                     }
-                    Err(e) => tracing::warn!("sharing the connections between the nodes: {e}"),
+                    Some(Err(e)) => tracing::warn!("sharing the connections between the nodes: {e}"),
+                    None => {}
                 }
                 match store.orphaned_connections().await {
                     Ok(orphans) if !orphans.is_empty() => {

@@ -559,6 +559,24 @@ async fn a_run_asked_of_another_node_is_handed_to_the_owner() {
     assert!(!creates.is_empty() && creates.iter().all(|r| r["node"] == owner.as_str()), "{creates:?}");
     let events = c.get(&format!("/api/v1/runs/{id}/events")).await;
     assert!(events.text.contains("event: end"), "{}", events.text);
+    // The target gone: the handed run ends before it begins, and the asking node says why
+    // rather than "queued" for ever.
+    let mut sb = sb;
+    sb.kill();
+    let r = c.post("/api/v1/connections/Connection-Bearer%20Token-1/runs", serde_json::json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.json()["run_id"].as_str().unwrap().to_string();
+    let began = std::time::Instant::now();
+    let end = loop {
+        let v = c.get(&format!("/api/v1/runs/{id}")).await.json();
+        if v["state"] != "running" && v["state"] != "queued" {
+            break v;
+        }
+        assert!(began.elapsed() < std::time::Duration::from_secs(180), "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(end["state"], "error", "{end}");
+    assert!(end["error"].as_str().is_some_and(|e| e.contains("target")), "{end}");
     drop((a, b));
 }
 
