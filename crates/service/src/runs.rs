@@ -424,7 +424,7 @@ pub async fn prepare_reading(
 }
 
 /// The workers of the last snapshot with these ids (those it holds).
-async fn decoded(store: &Store, ids: &[String]) -> Result<Vec<hr::Worker>> {
+pub(crate) async fn decoded(store: &Store, ids: &[String]) -> Result<Vec<hr::Worker>> {
     store.snapshot_of(ids).await?.iter().map(crate::intake::decode).collect()
 }
 

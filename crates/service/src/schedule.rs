@@ -33,10 +33,6 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
 impl Health {
     pub fn new(store: Store) -> Health {
         Health { store, heartbeat: Arc::new(AtomicI64::new(now())) }
@@ -85,6 +81,9 @@ pub struct Scheduler {
 /// worked through in a fraction of the time.
 pub const RUNS_AT_ONCE: usize = 4;
 
+/// How soon a turn that found its connection held by another run is tried again.
+const RETRY_BUSY: Duration = Duration::from_secs(1);
+
 /// Counts a run as going while it lives.
 struct Working<'a>(&'a AtomicUsize);
 
@@ -101,10 +100,11 @@ impl Drop for Working<'_> {
     }
 }
 
-/// Turns until `stop` says so: each connection in the configuration in force is applied
-/// (waiting for another run that holds it), then the scheduler sleeps until the interval, a
-/// wake-up or the next future event's moment. `ran` hears what each run came to; one
-/// connection's failure never stops the others.
+/// Turns until `stop` says so: each configured connection this node owns is applied when its
+/// turn is due (once per interval), HR news is carried out at once for the workers it concerns
+/// (a run for those workers only, on each connection they have or get an account on), and the
+/// scheduler sleeps until the next turn, a wake-up or the next future event's moment. `ran`
+/// hears what each run came to; one connection's failure never stops the others.
 pub async fn run(
     s: &Scheduler,
     watch: &dyn Watch,
@@ -115,11 +115,15 @@ pub async fn run(
     let mut said = String::new();
     // A turn longer than the interval is told once per spell: until a turn is on time again.
     let mut behind = false;
+    // Connections found held by another run, said once until their run goes.
+    let told_busy = std::cell::RefCell::new(std::collections::HashSet::new());
     // A node that starts runs every connection once (as one process always did), unless
     // another node claims the turn first.
     if let Err(e) = s.store.make_turns_due(i64::MAX).await {
         say(&format!("the schedule: {e}"));
     }
+    // News before the start is in those first turns.
+    let news = std::cell::RefCell::new(News::since(&s.store).await);
     let node = crate::run_lock::incarnation();
     let interval_ms = s.interval.as_millis() as i64;
     loop {
@@ -177,34 +181,39 @@ pub async fn run(
             Ok(None) => {}
             Err(e) => say(&format!("the store: {e}")),
         }
-        // Those with a leaver's or a mover's account first: with many connections, a due
-        // termination does not wait behind every other connection's turn.
+        // HR news first: the runs for the workers it concerns go before any turn.
+        let mut queue: std::collections::VecDeque<Job> = news_jobs(s, &news, &names, node).await.into();
+        // The turns due now (only the owner's claim runs one), those with a leaver's or a
+        // mover's account first.
+        let due: Option<std::collections::HashSet<String>> = s
+            .store
+            .owned_turns(node)
+            .await
+            .ok()
+            .map(|t| t.into_iter().filter(|(_, until)| *until <= 0).map(|(c, _)| c).collect());
+        let mut turns: Vec<String> =
+            names.iter().filter(|n| due.as_ref().is_none_or(|d| d.contains(*n))).cloned().collect();
         if let Ok(urgent) = s.store.connections_with_due_events(s.now().as_second()).await {
-            names.sort_by_key(|n| !urgent.contains(n));
+            turns.sort_by_key(|n| !urgent.contains(n));
         }
-        // The turn's queue, pulled as a run ends. HR data arriving meanwhile (a termination
-        // pushed) makes the turns due at once and puts the connections it concerns at the
-        // front, rather than waiting for every other connection's run first.
-        let queue = std::cell::RefCell::new(std::collections::VecDeque::from(names.clone()));
+        queue.extend(turns.into_iter().map(Job::Turn));
+        // The turn's queue, pulled as a run ends. HR news arriving meanwhile (a termination
+        // pushed) puts its runs at the front rather than behind every other connection's turn.
+        let queue = std::cell::RefCell::new(queue);
         let news_meanwhile = std::cell::Cell::new(false);
         let pull = futures_util::stream::unfold((), |()| {
-            let (queue, news_meanwhile, names) = (&queue, &news_meanwhile, &names);
+            let (queue, news_meanwhile, names, news) = (&queue, &news_meanwhile, &names, &news);
             async move {
                 if s.wake.notified().now_or_never().is_some() {
-                    news_meanwhile.set(true);
-                    let news = match s.store.last_recorded_ms().await {
-                        Ok(Some(ms)) => ms + 1000,
-                        _ => now_ms(),
-                    };
-                    if let Err(e) = s.store.make_turns_due(news).await {
-                        tracing::warn!("the schedule: {e}");
+                    let jobs = news_jobs(s, news, names, node).await;
+                    // News too large for runs of their own made every turn due: another
+                    // turn follows this one at once.
+                    if news.borrow().made_due {
+                        news_meanwhile.set(true);
                     }
-                    if let Ok(urgent) = s.store.connections_with_due_events(s.now().as_second()).await {
-                        let mut q = queue.borrow_mut();
-                        q.retain(|n| !urgent.contains(n));
-                        for n in urgent.into_iter().rev().filter(|n| names.contains(n)) {
-                            q.push_front(n);
-                        }
+                    let mut q = queue.borrow_mut();
+                    for j in jobs.into_iter().rev() {
+                        q.push_front(j);
                     }
                 }
                 let next = queue.borrow_mut().pop_front()?;
@@ -212,45 +221,84 @@ pub async fn run(
             }
         });
         // Up to RUNS_AT_ONCE connections at once; each its own run, lease and outcome.
-        pull.for_each_concurrent(RUNS_AT_ONCE, |name: String| {
-            let mut stop = stop.clone();
+        let retry = std::cell::Cell::new(false);
+        pull.for_each_concurrent(RUNS_AT_ONCE, |job: Job| {
+            let (stop, retry, told_busy) = (stop.clone(), &retry, &told_busy);
             async move {
                 // A stopping node takes no more turns: the others take its connections over.
                 if *stop.borrow() {
                     return;
                 }
-                // A connection a person paused is passed by (a run started by a person still goes).
+                let name = job.connection().to_string();
+                if let Job::Turn(_) = &job {
+                    // One scheduled run per connection per interval, whatever the number of
+                    // nodes: only the node that owns the connection and claims its due turn
+                    // runs it.
+                    match s.store.claim_turn(&name, interval_ms, node).await {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(e) => return say(&format!("the schedule of {name:?}: {e}")),
+                    }
+                }
+                // A connection a person paused is passed by (a run started by a person still
+                // goes); its turn is taken all the same, so that it is not due over and over.
                 if let Ok(Some(c)) = s.store.connection(&name).await {
                     if c.paused.is_some() {
                         return;
                     }
                 }
-                // One scheduled run per connection per interval, whatever the number of
-                // nodes: only the node that owns the connection and claims its due turn runs it.
-                match s.store.claim_turn(&name, interval_ms, node).await {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => return say(&format!("the schedule of {name:?}: {e}")),
-                }
                 let _working = Working::new(&s.working);
+                // A run that holds the connection (a person's, or a leaving owner's last) is
+                // not waited for in a slot: the turn is due again and is retried shortly, while
+                // this slot goes on to the next connection (a termination elsewhere does not
+                // queue behind four long runs).
+                let lock = match crate::run_lock::try_lock(&s.store, &name, "tenure run").await {
+                    Ok(crate::run_lock::Lock::Got(l)) => l,
+                    Ok(crate::run_lock::Lock::Busy(h)) => {
+                        if told_busy.borrow_mut().insert(name.clone()) {
+                            watch.waiting(&name, &h);
+                        }
+                        // News met a busy connection too: a whole run follows, which sees it.
+                        if let Err(e) = s.store.turn_again(&name, node).await {
+                            say(&format!("the schedule of {name:?}: {e}"));
+                        }
+                        retry.set(true);
+                        return;
+                    }
+                    Err(e) => return ran(&name, &Err(e)),
+                };
+                told_busy.borrow_mut().remove(&name);
+                let (workers, door) = match job {
+                    Job::Turn(_) => (vec![], "the scheduler"),
+                    Job::News(_, w) => (w, "HR news"),
+                };
+                let news_run = !workers.is_empty();
                 let opts = runs::ApplyOptions {
                     as_of: s.rehearsal.map(|_| s.now()),
                     watch,
                     confirm_production: s.confirm_production.contains(&name).then(|| name.clone()),
-                    wait: Some(&mut stop),
-                    door: "the scheduler",
+                    door,
+                    workers,
                     registry: Some(&s.registry),
                     ..runs::ApplyOptions::new(Some(name.clone()))
                 };
-                ran(&name, &runs::run_apply(&s.store, &s.key, opts).await);
+                let r = runs::apply_holding(&s.store, &s.key, &name, &opts, lock).await;
+                if news_run && r.is_err() {
+                    // A run for the news' workers that could not go (a worker gone from the
+                    // snapshot meanwhile, the target unreachable): a whole run follows.
+                    if let Err(e) = s.store.turn_again(&name, node).await {
+                        say(&format!("the schedule of {name:?}: {e}"));
+                    }
+                }
+                ran(&name, &r);
             }
         })
         .await;
         if *stop.borrow() {
             break;
         }
-        // News taken during the turn made other turns due (a hire for a connection whose run
-        // had gone by): another turn now, not after the interval.
+        // News too large for runs of their own made every turn due: another turn now, not
+        // after the interval.
         if news_meanwhile.get() {
             continue;
         }
@@ -270,10 +318,26 @@ pub async fn run(
         } else {
             behind = false;
         }
-        // Sleep until the schedule, a push, or the next future event's moment.
+        // Sleep until the next turn of a connection this node owns (its interval counted from
+        // its claim, so a long turn does not stretch the interval), a push, or the next future
+        // event's moment.
         let now = s.now().as_second();
         let next_event = s.store.next_event_after(now).await?;
-        let mut wait = s.interval;
+        let mut wait = match s.store.owned_turns(node).await {
+            Ok(t) => t
+                .into_iter()
+                .filter(|(c, _)| names.contains(c))
+                .map(|(_, until)| Duration::from_millis(until.max(0) as u64))
+                .min()
+                .unwrap_or(s.interval)
+                .max(MIN_SLEEP)
+                .min(s.interval),
+            Err(_) => s.interval,
+        };
+        if retry.get() {
+            // A connection was held by another run: its turn is tried again soon.
+            wait = wait.min(RETRY_BUSY);
+        }
         // The moment of an HR event to wake for: every connection's turn is due then.
         let mut event_at = None;
         if let Some(t) = next_event {
@@ -282,24 +346,157 @@ pub async fn run(
                 (wait, event_at) = (until, Some(t));
             }
         }
-        let news_ms = tokio::select! {
-            _ = tokio::time::sleep(wait) => event_at.map(|t| (t - s.rehearsal.map_or(0, |r| r.as_secs())) * 1000),
-            // HR data arrived (here or on another node): due from the moment it was recorded.
-            // (On the database's clock, as the claims are; a second late, so that a turn claimed
-            // while the load was being committed runs again rather than missing it.)
-            _ = s.wake.notified() => Some(match s.store.last_recorded_ms().await {
-                Ok(Some(ms)) => ms + 1000,
-                _ => now_ms(),
-            }),
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {
+                if let Some(t) = event_at {
+                    let ms = (t - s.rehearsal.map_or(0, |r| r.as_secs())) * 1000;
+                    if let Err(e) = s.store.make_turns_due(ms).await {
+                        say(&format!("the schedule: {e}"));
+                    }
+                }
+            }
+            // HR data arrived (here or on another node): the next look takes its news.
+            _ = s.wake.notified() => {}
             _ = stop.changed() => break,
         };
-        if let Some(ms) = news_ms {
-            if let Err(e) = s.store.make_turns_due(ms).await {
-                say(&format!("the schedule: {e}"));
+    }
+    Ok(())
+}
+
+/// The least a scheduler sleeps between looks when a turn is due but was not run (a claim
+/// refused, a paused connection): it does not spin.
+const MIN_SLEEP: Duration = Duration::from_millis(200);
+
+/// What a scheduler's turn does with one connection.
+enum Job {
+    /// Its scheduled turn: a whole run, when this node owns the connection and claims the turn.
+    Turn(String),
+    /// HR news: a run for these workers only.
+    News(String, Vec<String>),
+}
+
+impl Job {
+    fn connection(&self) -> &str {
+        match self {
+            Job::Turn(c) | Job::News(c, _) => c,
+        }
+    }
+}
+
+/// News concerning more workers than this is carried out by whole runs (every turn made due):
+/// a run reads each chosen worker's account one by one, a whole run reads them all at once.
+const NEWS_WORKERS: usize = 100;
+
+/// Loads recorded this long before the newest seen are looked at again: on PostgreSQL a load
+/// is stamped before its transaction commits, so one committed late can be stamped earlier
+/// than a load already seen.
+const NEWS_MARGIN_MS: i64 = 10_000;
+
+/// The HR news a scheduler has carried out: loads up to a moment, and those within the
+/// margin before it by id.
+struct News {
+    seen_ms: i64,
+    taken: std::collections::HashMap<String, i64>,
+    /// The last look found news too large for runs of its own and made every turn due.
+    made_due: bool,
+}
+
+impl News {
+    /// Every load recorded so far counts as seen.
+    async fn since(store: &Store) -> News {
+        let seen_ms = store.last_recorded_ms().await.ok().flatten().unwrap_or(0);
+        let taken = store.loads_since(seen_ms - NEWS_MARGIN_MS).await.unwrap_or_default().into_iter().collect();
+        News { seen_ms, taken, made_due: false }
+    }
+}
+
+/// The runs HR news recorded since the last look asks of this node: for each connection it
+/// owns, the news' workers with an account there or given one by the rules. News about many
+/// workers (a full file's first load) makes every turn due instead; so does news that cannot
+/// be read through (whole runs carry it out).
+async fn news_jobs(s: &Scheduler, news: &std::cell::RefCell<News>, names: &[String], node: &str) -> Vec<Job> {
+    let since = news.borrow().seen_ms - NEWS_MARGIN_MS;
+    let loads = match s.store.loads_since(since).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("HR news: {e}");
+            return vec![];
+        }
+    };
+    let fresh: Vec<(String, i64)> = loads.into_iter().filter(|(id, _)| !news.borrow().taken.contains_key(id)).collect();
+    news.borrow_mut().made_due = false;
+    if fresh.is_empty() {
+        return vec![];
+    }
+    let jobs = match news_for(s, &fresh, names, node).await {
+        Ok(Some(jobs)) => Ok(jobs),
+        Ok(None) => Err(None),
+        Err(e) => Err(Some(e)),
+    };
+    {
+        let mut n = news.borrow_mut();
+        for (id, ms) in &fresh {
+            n.taken.insert(id.clone(), *ms);
+            n.seen_ms = n.seen_ms.max(*ms);
+        }
+        let keep_from = n.seen_ms - NEWS_MARGIN_MS;
+        n.taken.retain(|_, ms| *ms >= keep_from);
+        n.made_due = jobs.is_err();
+    }
+    match jobs {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            if let Some(e) = e {
+                tracing::warn!("HR news, carried out by whole runs: {e}");
+            }
+            // Due from a second after the news was recorded (on the database's clock, as the
+            // claims are), so that a turn claimed while the load was committed runs again.
+            let moment = fresh.iter().map(|(_, ms)| ms).max().copied().unwrap_or(0) + 1000;
+            if let Err(e) = s.store.make_turns_due(moment).await {
+                tracing::warn!("the schedule: {e}");
+            }
+            vec![]
+        }
+    }
+}
+
+/// The runs for the workers of these loads on the connections this node owns; None when they
+/// concern too many workers.
+async fn news_for(s: &Scheduler, loads: &[(String, i64)], names: &[String], node: &str) -> Result<Option<Vec<Job>>> {
+    let ids: Vec<String> = loads.iter().map(|(id, _)| id.clone()).collect();
+    let workers = s.store.workers_of_loads(&ids, s.now().as_second(), NEWS_WORKERS + 1).await?;
+    if workers.len() > NEWS_WORKERS {
+        return Ok(None);
+    }
+    if workers.is_empty() {
+        return Ok(Some(vec![]));
+    }
+    let owned: std::collections::HashSet<String> =
+        s.store.owned_turns(node).await?.into_iter().map(|(c, _)| c).filter(|c| names.contains(c)).collect();
+    if owned.is_empty() {
+        return Ok(Some(vec![]));
+    }
+    let mut per: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for (c, w) in s.store.links_of_workers(&workers).await? {
+        if owned.contains(&c) {
+            per.entry(c).or_default().insert(w);
+        }
+    }
+    // Those the rules give an account where they have none yet (a hire, a mover).
+    if let Some(rules) = config::current_if_any(&s.store).await? {
+        let lifecycle = rules.config.hr.lifecycle().map_err(crate::error::Error::refused)?;
+        let today = s.now().to_zoned(lifecycle.default_time_zone.clone()).date();
+        let custom = rules.custom_fields().to_vec();
+        for w in runs::decoded(&s.store, &workers).await? {
+            let row = rules::worker_row(&w, &custom);
+            for (i, c) in rules.connections.iter().enumerate() {
+                if owned.contains(&c.name) && rules.decide_with(i, &row, today, false).grant.is_some() {
+                    per.entry(c.name.clone()).or_default().insert(w.id.as_str().to_string());
+                }
             }
         }
     }
-    Ok(())
+    Ok(Some(per.into_iter().map(|(c, w)| Job::News(c, w.into_iter().collect())).collect()))
 }
 
 /// The stack of the threads that drive and carry out scheduled runs: a main thread's, since

@@ -336,6 +336,60 @@ impl Store {
         rows.iter().map(|r| r.try_get("id")).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
     }
 
+    /// The loads recorded after `ms` (database time), with their moment, oldest first.
+    pub async fn loads_since(&self, ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT id, recorded_ms FROM hr_loads WHERE recorded_ms > $1 ORDER BY recorded_ms")
+            .bind(ms)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("recorded_ms")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// The workers with an event due by `due_by` (unix seconds) in these loads, whatever its
+    /// state (another connection's run may have marked it done already), at most `limit`.
+    pub async fn workers_of_loads(
+        &self,
+        loads: &[String],
+        due_by: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        if loads.is_empty() {
+            return Ok(vec![]);
+        }
+        // Numbers inlined: SQLite's `?` and PostgreSQL's `$n` would not mix with a bound first.
+        let list = self.list(1, loads.len());
+        let sql = format!(
+            "SELECT DISTINCT worker_id FROM hr_events WHERE load_id IN ({list}) AND effective_at <= {due_by} \
+             ORDER BY worker_id LIMIT {limit}"
+        );
+        let mut q = sqlx::query(&sql);
+        for l in loads {
+            q = q.bind(l);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| r.try_get("worker_id")).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+    }
+
+    /// Which connections these workers have an account on: (connection, worker) pairs.
+    pub async fn links_of_workers(&self, workers: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = vec![];
+        for chunk in workers.chunks(CHUNK) {
+            let list = self.list(1, chunk.len());
+            let sql = format!("SELECT connection, worker_id FROM links WHERE worker_id IN ({list})");
+            let mut q = sqlx::query(&sql);
+            for w in chunk {
+                q = q.bind(w);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push((r.try_get("connection")?, r.try_get("worker_id")?));
+            }
+        }
+        Ok(out)
+    }
+
     /// The whole snapshot, by worker id.
     /// Workers in the last snapshot that a full load did not find missing: the population.
     pub async fn population(&self) -> Result<i64, StoreError> {

@@ -425,6 +425,35 @@ impl Store {
         Ok(n.rows_affected())
     }
 
+    /// The connections this node owns, each with how long until its next turn (milliseconds
+    /// on the database's clock; zero or less: due).
+    pub async fn owned_turns(&self, node: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let now = self.db_now_ms();
+        let rows =
+            sqlx::query(&format!("SELECT connection, next_ms - {now} AS until_ms FROM schedule WHERE owner = $1"))
+                .bind(node)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("connection")?, r.try_get("until_ms")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// A turn this node claimed but could not run (another run held the connection): due again
+    /// now, so that its next look runs it; another node's claim since is left alone.
+    pub async fn turn_again(&self, connection: &str, node: &str) -> Result<(), StoreError> {
+        let now = self.db_now_ms();
+        sqlx::query(&format!(
+            "UPDATE schedule SET next_ms = {now} WHERE connection = $1 AND claimed_by = $2 AND owner = $2"
+        ))
+        .bind(connection)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Every connection whose last turn was claimed before `news_ms` (HR data arrived then, an
     /// event's moment came, a node started) is due now: the next node to look claims it once.
     /// A turn claimed after the news already saw it, and stays as it is.

@@ -1249,3 +1249,90 @@ async fn events_recorded_during_a_run_stay_pending_for_the_next() {
     let leave = events.as_array().unwrap().iter().find(|e| e["kind"] == "termination").cloned().unwrap();
     assert_eq!(leave["state"], "done", "{events}");
 }
+
+/// HR news is carried out at once by a run for the workers it concerns, on the connections
+/// they have (or get) an account on, by the node that owns each: a pushed termination and a
+/// pushed hire, each to the node that does not own the connection, do not rerun every
+/// connection's turn (with hundreds of connections, each push made hundreds of runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hr_news_runs_for_its_workers_only_on_their_connections() {
+    let Some(pg) = postgres("news-runs").await else { return };
+    let _slot = slot();
+    let sb = common::spawn(&["--record-history"]);
+    let others = [common::spawn(&[]), common::spawn(&[])];
+    let env = Env::connect_to(&sb, "news-runs", "", "", Some(pg.url.clone()));
+    let names = more_connections(&env, &others);
+    env.load("w.csv", &population(6), "2026-06-10T12:00:00Z", &[]);
+    let secret = "push-secret-for-news-runs-0123";
+    let f = env.dir.join("secret");
+    std::fs::write(&f, secret).unwrap();
+    env.ok(&["hr", "push-secret", "--secret-file", f.to_str().unwrap()]);
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "1h", "--lease", "6s", "--request-timeout", "2s"];
+    let a = env.start(&serve);
+    let b = env.start(&serve);
+    let (base_a, base_b) = (a.address().await, b.address().await);
+    owners_until(&env, "two nodes own the three", |o| o.len() == 2 && o.iter().map(|x| x.2.len()).sum::<usize>() == 3)
+        .await;
+    assert_eq!(wait_for_users(&sb, None, 6, 100, 600).await, 6);
+    // Every connection's first turns are over.
+    let runs_by = |who: &str| -> Vec<Value> {
+        let runs = json(&env.ok(&["runs", "--json", "--limit", "1000"]));
+        runs.as_array().unwrap().iter().filter(|r| r["started_by"] == who).cloned().collect()
+    };
+    let mut turns = 0;
+    for _ in 0..100 {
+        let now = runs_by("the scheduler");
+        if now.len() >= 3 && now.len() == turns && now.iter().all(|r| r["state"] != "running") {
+            break;
+        }
+        turns = now.len();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let owner = owners(&env).into_iter().find(|x| x.2.contains(&names[0])).unwrap().0;
+    // One push to each node: one of them does not own the connection.
+    let leave = serde_json::json!({"event_id": "leave-10001", "worker": {"employee_id": "10001",
+        "status": "terminated", "termination_date": "2026-06-01"}})
+    .to_string();
+    let (status, v) = push(&base_b, secret, &leave).await;
+    assert_eq!(status, 200, "{v}");
+    let user = "worker.n0001@acme.example";
+    for _ in 0..300 {
+        if accounts(&sb).await[user]["active"] == false {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(accounts(&sb).await[user]["active"], false, "the leaver is deactivated");
+    let hire = serde_json::json!({"event_id": "hire-30000", "worker": {"employee_id": "30000",
+        "first_name": "Nora", "last_name": "Quist", "department": "Sales", "employment_type": "employee",
+        "status": "active", "hire_date": "2021-01-01"}})
+    .to_string();
+    let (status, v) = push(&base_a, secret, &hire).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(wait_for_users(&sb, None, 7, 100, 300).await, 7, "the hire is made");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+
+    let news = runs_by("HR news");
+    let on: Vec<&str> = news.iter().map(|r| r["connection"].as_str().unwrap()).collect();
+    assert_eq!(on, vec![names[0].as_str(); 2], "a run per news, on the connection with the account: {news:?}");
+    assert!(news.iter().all(|r| r["summary"]["failed"] == 0 && r["refused"].is_null()), "{news:?}");
+    // Each for its own worker: the deactivation of one, the create (and team) of the other.
+    let kinds: Vec<&Value> = news.iter().map(|r| &r["summary"]["by_kind"]).collect();
+    assert!(kinds.contains(&&serde_json::json!({"deactivate": 1})), "{kinds:?}");
+    assert!(kinds.contains(&&serde_json::json!({"create": 1, "team_add": 1})), "{kinds:?}");
+    assert_eq!(runs_by("the scheduler").len(), turns, "no turn was rerun for the news");
+    // The news runs touched their workers only, from the node that owns the connection: one
+    // deactivation in the history.
+    let patches: Vec<Value> = history(&sb)
+        .await
+        .into_iter()
+        .filter(|r| r["method"] == "PATCH" && r["path"].as_str().is_some_and(|p| p.starts_with("/scim/v2/Users/")))
+        .collect();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(patches[0]["node"], owner.as_str(), "{patches:?}");
+    for id in ["10001", "30000"] {
+        let events = json(&env.ok(&["hr", "events", "--json", "--worker", id]));
+        assert!(events.as_array().unwrap().iter().all(|e| e["state"] == "done"), "{events}");
+    }
+    drop((a, b));
+}
