@@ -193,7 +193,15 @@ pub struct Prepared {
     /// The newest HR load recorded before the snapshot was read (database time): the events
     /// of loads recorded after it were not seen by this plan, and stay pending after its run.
     pub hr_seen_ms: Option<i64>,
+    /// The loads seen within `LATE_COMMIT_MS` before `hr_seen_ms`: any other load stamped in
+    /// that span committed after the snapshot was read, and was not seen either.
+    pub hr_seen_recent: Vec<String>,
 }
+
+/// On PostgreSQL a load is stamped before its transaction commits: one committed late can
+/// carry an earlier stamp than a load already seen. Loads stamped this close are told apart
+/// by id.
+pub(crate) const LATE_COMMIT_MS: i64 = 10_000;
 
 /// An account as the target holds it, with the teams it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,6 +346,10 @@ pub async fn prepare_reading(
     });
     // Read before the snapshot: a load recorded meanwhile counts as unseen.
     let hr_seen_ms = store.last_recorded_ms().await?;
+    let hr_seen_recent = match hr_seen_ms {
+        Some(ms) => store.loads_since(ms - LATE_COMMIT_MS).await?.into_iter().map(|(id, _)| id).collect(),
+        None => vec![],
+    };
     let mut workers = match reading {
         Reading::Accounts { among: Some(ids) } => decoded(store, ids).await?,
         _ => workers(store).await?,
@@ -420,7 +432,7 @@ pub async fn prepare_reading(
         })
         .collect();
     release((workers, links, deactivated));
-    Ok(Prepared { rules, index, client, actual, plan, held, names, recovered, reads, hr_seen_ms })
+    Ok(Prepared { rules, index, client, actual, plan, held, names, recovered, reads, hr_seen_ms, hr_seen_recent })
 }
 
 /// The workers of the last snapshot with these ids (those it holds).
@@ -1036,7 +1048,8 @@ async fn settle(
         .await?;
     // Only what the plan saw: the events of a load recorded after its snapshot was read stay
     // pending (the news of that load brings another run).
-    let late = store.loads_recorded_after(p.hr_seen_ms).await?;
+    let mut late = store.loads_recorded_after(p.hr_seen_ms.map(|ms| ms - LATE_COMMIT_MS)).await?;
+    late.retain(|l| !p.hr_seen_recent.contains(l));
     let due: Vec<_> = due.into_iter().filter(|e| !late.contains(&e.load_id)).collect();
     tracing::debug!(due = due.len(), "due events read");
     let mut except: Vec<String> =

@@ -78,8 +78,13 @@ pub struct Scheduler {
 
 /// Scheduled runs of different connections going at once on one node: a slow or large
 /// connection does not hold up the others' turns, and a node's share of many connections is
-/// worked through in a fraction of the time.
-pub const RUNS_AT_ONCE: usize = 4;
+/// worked through in a fraction of the time. `--runs-at-once` sets it (4 unless said).
+static RUNS_AT_ONCE: AtomicUsize = AtomicUsize::new(4);
+
+/// Sets how many scheduled runs go at once on this node (at least one).
+pub fn configure_runs_at_once(n: usize) {
+    RUNS_AT_ONCE.store(n.max(1), Ordering::Relaxed);
+}
 
 /// How soon a turn that found its connection held by another run is tried again.
 const RETRY_BUSY: Duration = Duration::from_secs(1);
@@ -117,14 +122,18 @@ pub async fn run(
     let mut behind = false;
     // Connections found held by another run, said once until their run goes.
     let told_busy = std::cell::RefCell::new(std::collections::HashSet::new());
-    // A node that starts runs every connection once (as one process always did), unless
-    // another node claims the turn first.
-    if let Err(e) = s.store.make_turns_due(i64::MAX).await {
-        say(&format!("the schedule: {e}"));
+    // A node that starts alone runs every connection once (as one process always did); one
+    // that joins others (a rolling restart) leaves the turns as they are, each at its interval,
+    // rather than rerunning every connection once per node replaced.
+    let node = crate::run_lock::incarnation();
+    let alone = s.store.live_nodes().await.map(|n| n.iter().all(|x| x.id == node)).unwrap_or(true);
+    if alone {
+        if let Err(e) = s.store.make_turns_due(i64::MAX).await {
+            say(&format!("the schedule: {e}"));
+        }
     }
     // News before the start is in those first turns.
     let news = std::cell::RefCell::new(News::since(&s.store).await);
-    let node = crate::run_lock::incarnation();
     let interval_ms = s.interval.as_millis() as i64;
     loop {
         if s.interval.is_zero() {
@@ -222,7 +231,7 @@ pub async fn run(
         });
         // Up to RUNS_AT_ONCE connections at once; each its own run, lease and outcome.
         let retry = std::cell::Cell::new(false);
-        pull.for_each_concurrent(RUNS_AT_ONCE, |job: Job| {
+        pull.for_each_concurrent(RUNS_AT_ONCE.load(Ordering::Relaxed), |job: Job| {
             let (stop, retry, told_busy) = (stop.clone(), &retry, &told_busy);
             async move {
                 // A stopping node takes no more turns: the others take its connections over.
@@ -363,9 +372,10 @@ pub async fn run(
     Ok(())
 }
 
-/// The least a scheduler sleeps between looks when a turn is due but was not run (a claim
-/// refused, a paused connection): it does not spin.
-const MIN_SLEEP: Duration = Duration::from_millis(200);
+/// The least a scheduler sleeps between looks (news wakes it sooner): turns claimed a few
+/// milliseconds apart are taken in one look rather than one look each, and a turn due but not
+/// run (a claim refused) does not make it spin.
+const MIN_SLEEP: Duration = Duration::from_secs(1);
 
 /// What a scheduler's turn does with one connection.
 enum Job {
@@ -387,10 +397,9 @@ impl Job {
 /// a run reads each chosen worker's account one by one, a whole run reads them all at once.
 const NEWS_WORKERS: usize = 100;
 
-/// Loads recorded this long before the newest seen are looked at again: on PostgreSQL a load
-/// is stamped before its transaction commits, so one committed late can be stamped earlier
-/// than a load already seen.
-const NEWS_MARGIN_MS: i64 = 10_000;
+/// Loads recorded this long before the newest seen are looked at again (a load committed
+/// late can carry an earlier stamp).
+const NEWS_MARGIN_MS: i64 = runs::LATE_COMMIT_MS;
 
 /// The HR news a scheduler has carried out: loads up to a moment, and those within the
 /// margin before it by id.

@@ -335,14 +335,17 @@ impl Store {
 impl Store {
     /// Claims the connection's scheduled turn when it is due (or has none yet) and this node
     /// owns the connection (a connection with no schedule yet is taken with its first turn):
-    /// the next is then `interval_ms` from now on the database's clock. False: not due, owned
+    /// the next is then `interval_ms` after the one claimed (or from now, when that is past
+    /// already), on the database's clock: turns keep their rhythm rather than drift by each
+    /// wake-up's delay. False: not due, owned
     /// by another node, or another node claimed it first.
     pub async fn claim_turn(&self, connection: &str, interval_ms: i64, node: &str) -> Result<bool, StoreError> {
         let now = self.db_now_ms();
         let sql = format!(
             "INSERT INTO schedule (connection, next_ms, claimed_by, claimed_ms, owner, owned_ms) \
              VALUES ($1, {now} + $2, $3, {now}, $3, {now}) \
-             ON CONFLICT (connection) DO UPDATE SET next_ms = {now} + $2, claimed_by = $3, claimed_ms = {now} \
+             ON CONFLICT (connection) DO UPDATE SET next_ms = CASE WHEN schedule.next_ms + $2 > {now} \
+               THEN schedule.next_ms + $2 ELSE {now} + $2 END, claimed_by = $3, claimed_ms = {now} \
              WHERE schedule.next_ms <= {now} AND schedule.owner = $3"
         );
         let n = sqlx::query(&sql).bind(connection).bind(interval_ms).bind(node).execute(&self.pool).await?;
@@ -526,7 +529,9 @@ impl Store {
     }
 
     /// The runs handed to `node` and not started: asked for on connections it owns, and not
-    /// taken, or taken by a node that is gone before it started them. Requests a week old are
+    /// taken, or taken by a node that is gone before it started them; and, after five seconds,
+    /// those on a connection no live node owns (removed from the configuration, or its owner
+    /// gone): any node takes those, and starts them or says why not. Requests a week old are
     /// forgotten.
     pub async fn run_requests_for(&self, node: &str) -> Result<Vec<RunRequest>, StoreError> {
         let now = self.db_now_ms();
@@ -538,8 +543,10 @@ impl Store {
         }
         let sql = format!(
             "SELECT q.id, q.connection, q.start, q.requested_by, q.requested_ms, q.taken_by, q.error \
-             FROM run_requests q JOIN schedule s ON s.connection = q.connection AND s.owner = $1 \
-             WHERE q.error IS NULL AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = q.id) \
+             FROM run_requests q LEFT JOIN schedule s ON s.connection = q.connection \
+             WHERE (s.owner = $1 OR (q.requested_ms < {now} - 5000 AND (s.owner IS NULL \
+                    OR s.owner NOT IN (SELECT id FROM nodes WHERE expires_ms > {now})))) \
+               AND q.error IS NULL AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = q.id) \
                AND (q.taken_by IS NULL OR q.taken_by NOT IN (SELECT id FROM nodes WHERE expires_ms > {now})) \
              ORDER BY q.requested_ms, q.id"
         );

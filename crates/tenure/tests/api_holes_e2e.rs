@@ -293,7 +293,6 @@ async fn a_token_never_has_more_than_its_maker_now() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_secret_set_or_rotated_under_a_running_service_takes_effect_at_once() {
-    use hmac::{Hmac, Mac};
     let s = serve("holes-push", None, &["--interval", "0"]).await;
     let push = |secret: &'static str| {
         let base = s.base.clone();
@@ -302,18 +301,7 @@ async fn a_push_secret_set_or_rotated_under_a_running_service_takes_effect_at_on
                 "first_name": "Pat", "last_name": "Lee", "employment_type": "employee", "status": "active",
                 "hire_date": "2020-01-01"}})
             .to_string();
-            let ts = jiff::Timestamp::now().as_second();
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-            mac.update(format!("{ts}.{body}").as_bytes());
-            let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-            let r = reqwest::Client::new()
-                .post(format!("{base}/hr/v1/push"))
-                .header("x-tenure-timestamp", ts.to_string())
-                .header("x-tenure-signature", format!("sha256={sig}"))
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let r = common::push_signed(&base, secret, body).await;
             let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
             (r.status().as_u16(), ct)
         }

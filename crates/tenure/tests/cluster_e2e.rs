@@ -580,22 +580,102 @@ async fn a_run_asked_of_another_node_is_handed_to_the_owner() {
     drop((a, b));
 }
 
-/// Pushes a signed body to a node's push endpoint.
+/// A run handed to an owner that stops answering, for a connection then removed from the
+/// configuration, is not queued for ever: once the owner is gone, another node takes the
+/// request and says why it cannot start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_handed_for_a_connection_removed_meanwhile_says_so() {
+    let Some(pg) = postgres("handed-removed").await else { return };
+    let _slot = slot();
+    let sb = common::spawn(&[]);
+    let other_sb = common::spawn(&[]);
+    let env = Env::connect_to(&sb, "handed-removed", "", "", Some(pg.url.clone()));
+    let names = more_connections(&env, std::slice::from_ref(&other_sb));
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "1h", "--lease", "6s", "--request-timeout", "2s"];
+    let a = env.start(&serve);
+    let b = env.start(&serve);
+    let (base_a, base_b) = (a.address().await, b.address().await);
+    owners_until(&env, "each node owns one", |o| o.len() == 2 && o.iter().all(|x| x.2.len() == 1)).await;
+    let (_, owner_pid, _) = owners(&env).into_iter().find(|x| x.2.contains(&names[1])).unwrap();
+    let (owner, other) = if a.child.id() == owner_pid { (&a, &base_b) } else { (&b, &base_a) };
+    let token = env
+        .ok(&["token", "create", "ops", "--role", "editor", "--break-glass", "the cluster test"])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    signal(owner.child.id(), "-STOP");
+    // Woken again whatever happens below (a stopped child cannot be stopped by its drop).
+    struct Cont(u32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            signal(self.0, "-CONT");
+        }
+    }
+    let cont = Cont(owner.child.id());
+    let c = common::api::Client::token(other, &token);
+    let r = c.post(&format!("/api/v1/connections/{}/runs", names[1]), serde_json::json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.json()["state"], "queued", "{}", r.text);
+    let id = r.json()["run_id"].as_str().unwrap().to_string();
+    // The connection leaves the configuration before its owner took the request.
+    env.ok(&["config", "import", env.dir.join("rules.toml").to_str().unwrap(), "--confirm-removal", &names[1]]);
+    let began = std::time::Instant::now();
+    let end = loop {
+        let v = c.get(&format!("/api/v1/runs/{id}")).await.json();
+        if v["state"] != "running" && v["state"] != "queued" {
+            break v;
+        }
+        assert!(began.elapsed() < std::time::Duration::from_secs(120), "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    drop(cont);
+    assert_eq!(end["state"], "error", "{end}");
+    assert!(end["error"].as_str().is_some_and(|e| e.contains(&names[1])), "{end}");
+    drop((a, b));
+}
+
+/// A node that joins others leaves the turns as they are: replacing the nodes one by one
+/// does not rerun every connection once per node started (a node alone still runs every
+/// connection at its start, as one process always did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joining_others_does_not_rerun_every_connection() {
+    let Some(pg) = postgres("joining").await else { return };
+    let _slot = slot();
+    let sb = common::spawn(&[]);
+    let env = Env::connect_to(&sb, "joining", "", "", Some(pg.url.clone()));
+    env.load("w.csv", &population(3), "2026-06-10T12:00:00Z", &[]);
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--interval", "1h", "--lease", "6s", "--request-timeout", "2s"];
+    let scheduled = || -> Vec<Value> {
+        let runs = json(&env.ok(&["runs", "--json", "--limit", "1000"]));
+        runs.as_array().unwrap().iter().filter(|r| r["started_by"] == "the scheduler").cloned().collect()
+    };
+    let a = env.start(&serve);
+    a.address().await;
+    assert_eq!(wait_for_users(&sb, None, 3, 100, 600).await, 3, "the node alone runs at its start");
+    let began = std::time::Instant::now();
+    while scheduled().iter().any(|r| r["state"] == "running") || scheduled().is_empty() {
+        assert!(began.elapsed() < std::time::Duration::from_secs(60));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(scheduled().len(), 1);
+    let b = env.start(&serve);
+    b.address().await;
+    owners_until(&env, "two nodes", |o| o.len() == 2).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(scheduled().len(), 1, "the node that joined ran nothing: {:?}", scheduled());
+    // A's SIGTERM hands the connection to B, whose turn is still an hour away.
+    signal(a.child.id(), "-TERM");
+    owners_until(&env, "B owns the connection", |o| o.len() == 1 && o[0].2.len() == 1).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(scheduled().len(), 1, "{:?}", scheduled());
+    drop((a, b));
+}
+
+/// Pushes a signed body to a node's push endpoint: the status and the answer.
 async fn push(base: &str, secret: &str, body: &str) -> (u16, Value) {
-    use hmac::{Hmac, Mac};
-    let ts = jiff::Timestamp::now().as_second();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{ts}.{body}").as_bytes());
-    let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let r = reqwest::Client::new()
-        .post(format!("{base}/hr/v1/push"))
-        .header("x-tenure-timestamp", ts.to_string())
-        .header("x-tenure-signature", format!("sha256={sig}"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = common::push_signed(base, secret, body).await;
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -1198,25 +1278,40 @@ async fn three_hundred_connections_over_three_nodes() {
     tokio::time::sleep(std::time::Duration::from_secs(4 * interval)).await;
     let to = jiff::Timestamp::now();
     let runs = json(&env.ok(&["runs", "--json", "--limit", "100000"]));
-    let mut per: std::collections::HashMap<String, usize> = Default::default();
+    let mut per: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    let mut news_runs = 0;
     for r in runs.as_array().unwrap() {
         let at = r["started_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+        if r["started_by"] == "HR news" {
+            news_runs += 1;
+        }
         if at >= from && at < to && r["started_by"] == "the scheduler" {
-            *per.entry(r["connection"].as_str().unwrap().to_string()).or_default() += 1;
+            per.entry(r["connection"].as_str().unwrap().to_string()).or_default().push(at.as_millisecond());
         }
     }
-    let counts: Vec<usize> = (0..300)
-        .map(|i| if i == 0 { "Connection-Bearer Token-1".to_string() } else { names[i - 1].clone() })
-        .map(|n| per.get(&n).copied().unwrap_or(0))
+    let all: Vec<String> =
+        std::iter::once("Connection-Bearer Token-1".to_string()).chain(names.iter().cloned()).collect();
+    let counts: Vec<usize> = all.iter().map(|n| per.get(n).map_or(0, Vec::len)).collect();
+    // The time between two scheduled runs of one connection.
+    let mut gaps: Vec<i64> = per
+        .values_mut()
+        .flat_map(|t| {
+            t.sort();
+            t.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+        })
         .collect();
+    gaps.sort();
     println!(
         "300 connections, 3 nodes, 50 ms targets: owned {shares:?} (fair share 100); termination pushed to any node \
-         to deactivation answered: p50 {} ms, p99 {} ms (max of 20); scheduled runs per connection in 4 intervals: \
-         min {}, max {}",
+         to deactivation answered: p50 {} ms, p99 {} ms (max of 20), runs for that news {news_runs}; scheduled runs \
+         per connection in 4 intervals of {interval} s: min {}, max {}; between two runs of a connection: min {} ms, \
+         max {} ms",
         p(0.5),
         p(0.99),
         counts.iter().min().unwrap(),
-        counts.iter().max().unwrap()
+        counts.iter().max().unwrap(),
+        gaps.first().copied().unwrap_or(0),
+        gaps.last().copied().unwrap_or(0),
     );
     drop(nodes);
 }

@@ -930,20 +930,7 @@ async fn key_rotation(database_url: Option<String>) {
         "employee_id": "R-1", "first_name": "Rota", "last_name": "Tion", "work_email": "rota@acme.example",
         "employment_type": "employee", "status": "active", "hire_date": "2024-02-01", "time_zone": "Europe/Paris"}}))
     .unwrap();
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(push_secret.as_bytes()).unwrap();
-    mac.update(format!("{ts}.").as_bytes());
-    mac.update(&body);
-    let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let r = reqwest::Client::new()
-        .post(format!("{base}/hr/v1/push"))
-        .header("content-type", "application/json")
-        .header("X-Tenure-Timestamp", ts.to_string())
-        .header("X-Tenure-Signature", format!("sha256={sig}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = common::push_signed(&base, push_secret, body).await;
     let status = r.status();
     assert!(status.is_success(), "{status}: {}", r.text().await.unwrap());
     let logged = [serve.lines.lock().unwrap().clone(), serve.logs.lock().unwrap().clone()].concat().join("\n");

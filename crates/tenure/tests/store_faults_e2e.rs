@@ -210,7 +210,6 @@ fn a_read_only_store_is_said_at_once_with_its_cause() {
 /// push fails with "database is locked" (issue 24, point 6).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_under_a_running_scheduler_never_meet_a_locked_store() {
-    use hmac::{Hmac, Mac};
     let sb = common::spawn(&[]);
     let env = Env::connect(&sb, "locked", "");
     env.load("w.csv", &population(200), "2026-06-01T12:00:00Z", &[]);
@@ -220,24 +219,12 @@ async fn pushes_under_a_running_scheduler_never_meet_a_locked_store() {
     env.ok(&["hr", "push-secret", "--secret-file", f.to_str().unwrap()]);
     let run = env.start(&["serve", "--listen", "127.0.0.1:0", "--interval", "1"]);
     let base = run.address().await;
-    let http = reqwest::Client::new();
     let mut refused = vec![];
     for i in 0..150 {
         let body = serde_json::json!({"event_id": format!("lock-{i}"), "worker": {"employee_id": "10001",
             "title": format!("Staff {}", i % 2)}})
         .to_string();
-        let ts = jiff::Timestamp::now().as_second();
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(format!("{ts}.{body}").as_bytes());
-        let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        let r = http
-            .post(format!("{base}/hr/v1/push"))
-            .header("x-tenure-timestamp", ts.to_string())
-            .header("x-tenure-signature", format!("sha256={sig}"))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = common::push_signed(&base, secret, body).await;
         if !r.status().is_success() && r.status().as_u16() != 422 {
             refused.push(format!("{} {}", r.status(), r.text().await.unwrap_or_default()));
         }

@@ -81,6 +81,12 @@ pub struct Cli {
     /// least this long left; shorter than --lease.
     #[arg(long, global = true, env = "TENURE_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
     request_timeout: std::time::Duration,
+    /// Scheduled runs of different connections at once on this node (`tenure serve` and
+    /// `tenure run`): more for many small connections behind slow targets, fewer where each
+    /// run holds a large population in memory.
+    #[arg(long, global = true, env = "TENURE_RUNS_AT_ONCE", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    runs_at_once: u16,
     #[command(subcommand)]
     command: Command,
 }
@@ -558,6 +564,7 @@ pub fn main() -> ExitCode {
         renew_every: cli.lease / 6,
         request_timeout: cli.request_timeout,
     });
+    service::schedule::configure_runs_at_once(cli.runs_at_once.into());
     // One line per action for the daemon (tenure::actions); a command at a terminal prints
     // its own summary instead, and logs only the failed actions (warnings).
     let default = match cli.command {

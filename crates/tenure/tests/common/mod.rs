@@ -200,3 +200,24 @@ pub fn filter(f: &str) -> String {
 pub fn db_in(dir: &Path) -> String {
     dir.join("sandbox.db").display().to_string()
 }
+
+/// Posts `body` to the HR push endpoint of the service at `base`, signed with `secret` now
+/// (the timestamp, a dot and the body under HMAC-SHA256, as tenure checks it).
+pub async fn push_signed(base: &str, secret: &str, body: impl Into<Vec<u8>>) -> reqwest::Response {
+    use hmac::{Hmac, Mac};
+    let body = body.into();
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(&body);
+    let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    reqwest::Client::new()
+        .post(format!("{base}/hr/v1/push"))
+        .header("content-type", "application/json")
+        .header("x-tenure-timestamp", ts.to_string())
+        .header("x-tenure-signature", format!("sha256={sig}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
