@@ -119,6 +119,11 @@ pub async fn balance(store: &Store, configured: &[String], stopping: bool) -> Re
     let mut took = vec![];
     for (c, from) in moves.take {
         if store.move_owner(&c, from.as_deref(), Some(me)).await? {
+            // Taken from a node that died (not one that stopped, which hands its news over):
+            // what it had not carried out yet is carried out now by a whole run.
+            if from.as_ref().is_some_and(|f| !live.iter().any(|n| &n.id == f)) {
+                store.make_turn_due(&c).await?;
+            }
             took.push((c, from));
         }
     }

@@ -86,8 +86,9 @@ pub fn configure_runs_at_once(n: usize) {
     RUNS_AT_ONCE.store(n.max(1), Ordering::Relaxed);
 }
 
-/// How soon a turn that found its connection held by another run is tried again.
-const RETRY_BUSY: Duration = Duration::from_secs(1);
+/// How soon a turn that found its connection held by another run is tried again (doubled
+/// each time in a row, up to half a minute).
+const RETRY_BUSY_MS: i64 = 1000;
 
 /// Counts a run as going while it lives.
 struct Working<'a>(&'a AtomicUsize);
@@ -120,20 +121,27 @@ pub async fn run(
     let mut said = String::new();
     // A turn longer than the interval is told once per spell: until a turn is on time again.
     let mut behind = false;
-    // Connections found held by another run, said once until their run goes.
-    let told_busy = std::cell::RefCell::new(std::collections::HashSet::new());
+    // Connections found held by another run: how many times in a row (said the first time;
+    // tried again later each time, up to half a minute).
+    let busy = std::cell::RefCell::new(std::collections::HashMap::<String, u32>::new());
     // A node that starts alone runs every connection once (as one process always did); one
-    // that joins others (a rolling restart) leaves the turns as they are, each at its interval,
-    // rather than rerunning every connection once per node replaced.
+    // that joins others taking turns (a rolling restart) leaves the turns as they are, each at
+    // its interval, rather than rerunning every connection once per node replaced.
     let node = crate::run_lock::incarnation();
-    let alone = s.store.live_nodes().await.map(|n| n.iter().all(|x| x.id == node)).unwrap_or(true);
-    if alone {
+    let alone = s
+        .store
+        .live_nodes()
+        .await
+        .map(|n| n.iter().all(|x| x.id == node || !x.scheduling || x.stopping))
+        .unwrap_or(true);
+    if alone && !s.interval.is_zero() {
         if let Err(e) = s.store.make_turns_due(i64::MAX).await {
             say(&format!("the schedule: {e}"));
         }
     }
-    // News before the start is in those first turns.
-    let news = std::cell::RefCell::new(News::since(&s.store).await);
+    // News before the start is in those first turns; joining others, the news of the last
+    // seconds is carried out again (the node replaced may not have).
+    let news = std::cell::RefCell::new(News::since(&s.store, alone).await);
     let interval_ms = s.interval.as_millis() as i64;
     loop {
         if s.interval.is_zero() {
@@ -206,39 +214,53 @@ pub async fn run(
             turns.sort_by_key(|n| !urgent.contains(n));
         }
         queue.extend(turns.into_iter().map(Job::Turn));
-        // The turn's queue, pulled as a run ends. HR news arriving meanwhile (a termination
-        // pushed) puts its runs at the front rather than behind every other connection's turn.
-        let queue = std::cell::RefCell::new(queue);
+        // The turn's queue, pulled as runs end. HR news arriving meanwhile (a termination
+        // pushed) puts its runs at the front, and is looked for while runs go even when the
+        // queue is empty: a long run elsewhere does not hold it up.
+        let turn_state = TurnState::new(queue);
         let news_meanwhile = std::cell::Cell::new(false);
-        let pull = futures_util::stream::unfold((), |()| {
-            let (queue, news_meanwhile, names, news) = (&queue, &news_meanwhile, &names, &news);
+        let pull = futures_util::stream::unfold(stop.clone(), |mut stop| {
+            let (t, news_meanwhile, names, news) = (&turn_state, &news_meanwhile, &names, &news);
             async move {
-                if s.wake.notified().now_or_never().is_some() {
-                    let jobs = news_jobs(s, news, names, node).await;
-                    // News too large for runs of their own made every turn due: another
-                    // turn follows this one at once.
-                    if news.borrow().made_due {
-                        news_meanwhile.set(true);
+                let mut woken = s.wake.notified().now_or_never().is_some();
+                loop {
+                    if woken {
+                        let jobs = news_jobs(s, news, names, node).await;
+                        // News too large for runs of their own made every turn due: another
+                        // turn follows this one at once.
+                        if news.borrow().made_due {
+                            news_meanwhile.set(true);
+                        }
+                        t.front(jobs);
                     }
-                    let mut q = queue.borrow_mut();
-                    for j in jobs.into_iter().rev() {
-                        q.push_front(j);
+                    if *stop.borrow() {
+                        return None;
+                    }
+                    if let Some(job) = t.next() {
+                        return Some((job, stop));
+                    }
+                    if t.idle() {
+                        return None;
+                    }
+                    tokio::select! {
+                        _ = s.wake.notified() => woken = true,
+                        _ = t.ended.notified() => woken = false,
+                        _ = stop.changed() => return None,
                     }
                 }
-                let next = queue.borrow_mut().pop_front()?;
-                Some((next, ()))
             }
         });
         // Up to RUNS_AT_ONCE connections at once; each its own run, lease and outcome.
-        let retry = std::cell::Cell::new(false);
         pull.for_each_concurrent(RUNS_AT_ONCE.load(Ordering::Relaxed), |job: Job| {
-            let (stop, retry, told_busy) = (stop.clone(), &retry, &told_busy);
+            let (stop, busy, t) = (stop.clone(), &busy, &turn_state);
             async move {
-                // A stopping node takes no more turns: the others take its connections over.
-                if *stop.borrow() {
-                    return;
-                }
                 let name = job.connection().to_string();
+                let _going = t.going(&name);
+                // A stopping node takes no more turns: the others take its connections over,
+                // and the news it had not carried out makes their turns due.
+                if *stop.borrow() {
+                    return news_left(s, &job).await;
+                }
                 if let Job::Turn(_) = &job {
                     // One scheduled run per connection per interval, whatever the number of
                     // nodes: only the node that owns the connection and claims its due turn
@@ -258,25 +280,29 @@ pub async fn run(
                 }
                 let _working = Working::new(&s.working);
                 // A run that holds the connection (a person's, or a leaving owner's last) is
-                // not waited for in a slot: the turn is due again and is retried shortly, while
-                // this slot goes on to the next connection (a termination elsewhere does not
-                // queue behind four long runs).
+                // not waited for in a slot: the turn is due again a little later (a whole run,
+                // which also sees any news), while this slot goes on to the next connection.
                 let lock = match crate::run_lock::try_lock(&s.store, &name, "tenure run").await {
                     Ok(crate::run_lock::Lock::Got(l)) => l,
                     Ok(crate::run_lock::Lock::Busy(h)) => {
-                        if told_busy.borrow_mut().insert(name.clone()) {
+                        let times = {
+                            let mut b = busy.borrow_mut();
+                            let n = b.entry(name.clone()).or_default();
+                            *n += 1;
+                            *n
+                        };
+                        if times == 1 {
                             watch.waiting(&name, &h);
                         }
-                        // News met a busy connection too: a whole run follows, which sees it.
-                        if let Err(e) = s.store.turn_again(&name, node).await {
+                        let after = (RETRY_BUSY_MS << (times - 1).min(5)).min(30_000);
+                        if let Err(e) = s.store.turn_again(&name, node, after).await {
                             say(&format!("the schedule of {name:?}: {e}"));
                         }
-                        retry.set(true);
                         return;
                     }
                     Err(e) => return ran(&name, &Err(e)),
                 };
-                told_busy.borrow_mut().remove(&name);
+                busy.borrow_mut().remove(&name);
                 let (workers, door) = match job {
                     Job::Turn(_) => (vec![], "the scheduler"),
                     Job::News(_, w) => (w, "HR news"),
@@ -295,7 +321,7 @@ pub async fn run(
                 if news_run && r.is_err() {
                     // A run for the news' workers that could not go (a worker gone from the
                     // snapshot meanwhile, the target unreachable): a whole run follows.
-                    if let Err(e) = s.store.turn_again(&name, node).await {
+                    if let Err(e) = s.store.turn_again(&name, node, 0).await {
                         say(&format!("the schedule of {name:?}: {e}"));
                     }
                 }
@@ -303,6 +329,11 @@ pub async fn run(
             }
         })
         .await;
+        // Stopping: the news jobs not begun make their connections' turns due, for whoever
+        // takes them over.
+        for job in turn_state.left() {
+            news_left(s, &job).await;
+        }
         if *stop.borrow() {
             break;
         }
@@ -343,10 +374,6 @@ pub async fn run(
                 .min(s.interval),
             Err(_) => s.interval,
         };
-        if retry.get() {
-            // A connection was held by another run: its turn is tried again soon.
-            wait = wait.min(RETRY_BUSY);
-        }
         // The moment of an HR event to wake for: every connection's turn is due then.
         let mut event_at = None;
         if let Some(t) = next_event {
@@ -393,8 +420,95 @@ impl Job {
     }
 }
 
+/// A turn's queue and the jobs going: one job per connection at a time on this node (a news
+/// job for a connection whose whole run goes waits for its end, rather than meeting its own
+/// node's lease).
+struct TurnState {
+    queue: std::cell::RefCell<std::collections::VecDeque<Job>>,
+    going: std::cell::RefCell<std::collections::HashSet<String>>,
+    /// Jobs pulled while their connection's job was going: queued again at its end.
+    waiting: std::cell::RefCell<Vec<Job>>,
+    /// A job ended.
+    ended: Notify,
+}
+
+impl TurnState {
+    fn new(queue: std::collections::VecDeque<Job>) -> TurnState {
+        TurnState { queue: queue.into(), going: Default::default(), waiting: Default::default(), ended: Notify::new() }
+    }
+
+    /// These jobs next.
+    fn front(&self, jobs: Vec<Job>) {
+        let mut q = self.queue.borrow_mut();
+        for j in jobs.into_iter().rev() {
+            q.push_front(j);
+        }
+    }
+
+    /// The next job whose connection has none going, counted as going from now (its run
+    /// holds a `Going` until it ends).
+    fn next(&self) -> Option<Job> {
+        let mut q = self.queue.borrow_mut();
+        let mut going = self.going.borrow_mut();
+        while let Some(j) = q.pop_front() {
+            if going.contains(j.connection()) {
+                self.waiting.borrow_mut().push(j);
+            } else {
+                going.insert(j.connection().to_string());
+                return Some(j);
+            }
+        }
+        None
+    }
+
+    /// Nothing going (and so nothing waiting).
+    fn idle(&self) -> bool {
+        self.going.borrow().is_empty()
+    }
+
+    /// A job `next` gave, going until the guard is dropped.
+    fn going<'a>(&'a self, connection: &str) -> Going<'a> {
+        Going { t: self, connection: connection.to_string() }
+    }
+
+    /// The jobs not begun.
+    fn left(&self) -> Vec<Job> {
+        let mut all: Vec<Job> = self.queue.borrow_mut().drain(..).collect();
+        all.append(&mut self.waiting.borrow_mut());
+        all
+    }
+}
+
+/// A job going: at its end, the jobs that waited for its connection are queued again.
+struct Going<'a> {
+    t: &'a TurnState,
+    connection: String,
+}
+
+impl Drop for Going<'_> {
+    fn drop(&mut self) {
+        self.t.going.borrow_mut().remove(&self.connection);
+        let mut waiting = self.t.waiting.borrow_mut();
+        let (again, rest): (Vec<Job>, Vec<Job>) = waiting.drain(..).partition(|j| j.connection() == self.connection);
+        *waiting = rest;
+        drop(waiting);
+        self.t.front(again);
+        self.t.ended.notify_one();
+    }
+}
+
+/// A news job this node will not carry out (it is stopping): its connection's turn is due, for
+/// whoever takes it over.
+async fn news_left(s: &Scheduler, job: &Job) {
+    if let Job::News(c, _) = job {
+        if let Err(e) = s.store.make_turn_due(c).await {
+            tracing::warn!("the schedule of {c:?}: {e}");
+        }
+    }
+}
+
 /// News concerning more workers than this is carried out by whole runs (every turn made due):
-/// a run reads each chosen worker's account one by one, a whole run reads them all at once.
+/// runs for so many workers are whole runs in all but name, one per connection concerned.
 const NEWS_WORKERS: usize = 100;
 
 /// Loads recorded this long before the newest seen are looked at again (a load committed
@@ -411,11 +525,16 @@ struct News {
 }
 
 impl News {
-    /// Every load recorded so far counts as seen.
-    async fn since(store: &Store) -> News {
-        let seen_ms = store.last_recorded_ms().await.ok().flatten().unwrap_or(0);
-        let taken = store.loads_since(seen_ms - NEWS_MARGIN_MS).await.unwrap_or_default().into_iter().collect();
-        News { seen_ms, taken, made_due: false }
+    /// Alone, every load recorded so far counts as seen (the first turns run every connection);
+    /// joining other nodes, those of the last seconds are news still (the node replaced may not
+    /// have carried them out).
+    async fn since(store: &Store, alone: bool) -> News {
+        let last = store.last_recorded_ms().await.ok().flatten().unwrap_or(0);
+        if !alone {
+            return News { seen_ms: last - NEWS_MARGIN_MS, taken: Default::default(), made_due: false };
+        }
+        let taken = store.loads_since(last - NEWS_MARGIN_MS).await.unwrap_or_default().into_iter().collect();
+        News { seen_ms: last, taken, made_due: false }
     }
 }
 
@@ -424,6 +543,10 @@ impl News {
 /// workers (a full file's first load) makes every turn due instead; so does news that cannot
 /// be read through (whole runs carry it out).
 async fn news_jobs(s: &Scheduler, news: &std::cell::RefCell<News>, names: &[String], node: &str) -> Vec<Job> {
+    // Without the configuration (unreadable, or a restore to confirm) news is left for later.
+    if names.is_empty() {
+        return vec![];
+    }
     let since = news.borrow().seen_ms - NEWS_MARGIN_MS;
     let loads = match s.store.loads_since(since).await {
         Ok(l) => l,
@@ -480,14 +603,9 @@ async fn news_for(s: &Scheduler, loads: &[(String, i64)], names: &[String], node
     if workers.is_empty() {
         return Ok(Some(vec![]));
     }
-    let owned: std::collections::HashSet<String> =
-        s.store.owned_turns(node).await?.into_iter().map(|(c, _)| c).filter(|c| names.contains(c)).collect();
-    if owned.is_empty() {
-        return Ok(Some(vec![]));
-    }
     let mut per: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
     for (c, w) in s.store.links_of_workers(&workers).await? {
-        if owned.contains(&c) {
+        if names.contains(&c) {
             per.entry(c).or_default().insert(w);
         }
     }
@@ -499,12 +617,35 @@ async fn news_for(s: &Scheduler, loads: &[(String, i64)], names: &[String], node
         for w in runs::decoded(&s.store, &workers).await? {
             let row = rules::worker_row(&w, &custom);
             for (i, c) in rules.connections.iter().enumerate() {
-                if owned.contains(&c.name) && rules.decide_with(i, &row, today, false).grant.is_some() {
+                if names.contains(&c.name) && rules.decide_with(i, &row, today, false).grant.is_some() {
                     per.entry(c.name.clone()).or_default().insert(w.id.as_str().to_string());
                 }
             }
         }
     }
+    if per.is_empty() {
+        return Ok(Some(vec![]));
+    }
+    // This node carries out the news on the connections it owns; the owner of each other one
+    // does too, and where there is none able to (gone, stopping, none yet) its turn is due, for
+    // whoever takes it.
+    let live: std::collections::HashSet<String> =
+        s.store.live_nodes().await?.into_iter().filter(|n| n.scheduling && !n.stopping).map(|n| n.id).collect();
+    let owners: std::collections::HashMap<String, Option<String>> =
+        s.store.schedule_rows().await?.into_iter().map(|r| (r.connection, r.owner)).collect();
+    let mut mine = std::collections::BTreeMap::new();
+    for (c, w) in per {
+        match owners.get(&c).cloned().flatten() {
+            Some(o) if o == node => {
+                mine.insert(c, w);
+            }
+            Some(o) if live.contains(&o) => {}
+            _ => {
+                s.store.make_turn_due(&c).await?;
+            }
+        }
+    }
+    let per = mine;
     Ok(Some(per.into_iter().map(|(c, w)| Job::News(c, w.into_iter().collect())).collect()))
 }
 

@@ -443,17 +443,16 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// A turn this node claimed but could not run (another run held the connection): due again
-    /// now, so that its next look runs it; another node's claim since is left alone.
-    pub async fn turn_again(&self, connection: &str, node: &str) -> Result<(), StoreError> {
+    /// A turn of a connection this node owns that it could not run (another run held the
+    /// connection, or a run for HR news could not go): due again `after_ms` from now.
+    pub async fn turn_again(&self, connection: &str, node: &str, after_ms: i64) -> Result<(), StoreError> {
         let now = self.db_now_ms();
-        sqlx::query(&format!(
-            "UPDATE schedule SET next_ms = {now} WHERE connection = $1 AND claimed_by = $2 AND owner = $2"
-        ))
-        .bind(connection)
-        .bind(node)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(&format!("UPDATE schedule SET next_ms = {now} + $3 WHERE connection = $1 AND owner = $2"))
+            .bind(connection)
+            .bind(node)
+            .bind(after_ms)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
