@@ -119,10 +119,13 @@ pub async fn balance(store: &Store, configured: &[String], stopping: bool) -> Re
     let mut took = vec![];
     for (c, from) in moves.take {
         if store.move_owner(&c, from.as_deref(), Some(me)).await? {
-            // Taken from a node that died (not one that stopped, which hands its news over):
-            // what it had not carried out yet is carried out now by a whole run.
-            if from.as_ref().is_some_and(|f| !live.iter().any(|n| &n.id == f)) {
-                store.make_turn_due(&c).await?;
+            // Taken from a node that died: what it had not carried out yet is carried out now
+            // by a whole run; from one that gave it back, if HR data came since its last turn
+            // (its news may have gone by while it was being handed over).
+            let dead = from.as_ref().is_some_and(|f| !live.iter().any(|n| &n.id == f));
+            let due = if dead { store.make_turn_due(&c).await } else { store.make_turn_due_if_news(&c).await };
+            if let Err(e) = due {
+                tracing::warn!("the turn of {c:?}, taken over, could not be made due: {e}");
             }
             took.push((c, from));
         }

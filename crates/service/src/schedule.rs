@@ -223,6 +223,7 @@ pub async fn run(
             let (t, news_meanwhile, names, news) = (&turn_state, &news_meanwhile, &names, &news);
             async move {
                 let mut woken = s.wake.notified().now_or_never().is_some();
+                let mut ended = false;
                 loop {
                     if woken {
                         let jobs = news_jobs(s, news, names, node).await;
@@ -233,6 +234,14 @@ pub async fn run(
                         }
                         t.front(jobs);
                     }
+                    if woken || ended {
+                        // Turns made due meanwhile (taken over from a node that died, held by
+                        // another run before, news for a connection without an owner) join
+                        // this turn rather than wait for its end.
+                        if let Ok(turns) = s.store.owned_turns(node).await {
+                            t.add_due(turns, names);
+                        }
+                    }
                     if *stop.borrow() {
                         return None;
                     }
@@ -242,11 +251,11 @@ pub async fn run(
                     if t.idle() {
                         return None;
                     }
-                    tokio::select! {
-                        _ = s.wake.notified() => woken = true,
-                        _ = t.ended.notified() => woken = false,
+                    (woken, ended) = tokio::select! {
+                        _ = s.wake.notified() => (true, false),
+                        _ = t.ended.notified() => (false, true),
                         _ = stop.changed() => return None,
-                    }
+                    };
                 }
             }
         });
@@ -461,6 +470,21 @@ impl TurnState {
         None
     }
 
+    /// The turns due now among `turns` (this node's, with the time until each is due) that are
+    /// configured and not queued, going or waiting already, at the end of the queue.
+    fn add_due(&self, turns: Vec<(String, i64)>, names: &[String]) {
+        let going = self.going.borrow();
+        let waiting = self.waiting.borrow();
+        let mut q = self.queue.borrow_mut();
+        for (c, until) in turns {
+            let known =
+                going.contains(&c) || waiting.iter().chain(q.iter()).any(|j| matches!(j, Job::Turn(t) if *t == c));
+            if until <= 0 && !known && names.contains(&c) {
+                q.push_back(Job::Turn(c));
+            }
+        }
+    }
+
     /// Nothing going (and so nothing waiting).
     fn idle(&self) -> bool {
         self.going.borrow().is_empty()
@@ -543,6 +567,7 @@ impl News {
 /// workers (a full file's first load) makes every turn due instead; so does news that cannot
 /// be read through (whole runs carry it out).
 async fn news_jobs(s: &Scheduler, news: &std::cell::RefCell<News>, names: &[String], node: &str) -> Vec<Job> {
+    news.borrow_mut().made_due = false;
     // Without the configuration (unreadable, or a restore to confirm) news is left for later.
     if names.is_empty() {
         return vec![];
@@ -556,7 +581,6 @@ async fn news_jobs(s: &Scheduler, news: &std::cell::RefCell<News>, names: &[Stri
         }
     };
     let fresh: Vec<(String, i64)> = loads.into_iter().filter(|(id, _)| !news.borrow().taken.contains_key(id)).collect();
-    news.borrow_mut().made_due = false;
     if fresh.is_empty() {
         return vec![];
     }

@@ -456,6 +456,20 @@ impl Store {
         Ok(())
     }
 
+    /// The connection's turn is due now if HR data was recorded since its last turn was
+    /// claimed (taken over from a node that may not have carried it out); true if it now is.
+    pub async fn make_turn_due_if_news(&self, connection: &str) -> Result<bool, StoreError> {
+        let now = self.db_now_ms();
+        let n = sqlx::query(&format!(
+            "UPDATE schedule SET next_ms = {now} WHERE connection = $1 AND next_ms > {now} \
+             AND claimed_ms < (SELECT COALESCE(MAX(recorded_ms), 0) FROM hr_loads)"
+        ))
+        .bind(connection)
+        .execute(&self.pool)
+        .await?;
+        Ok(n.rows_affected() > 0)
+    }
+
     /// Every connection whose last turn was claimed before `news_ms` (HR data arrived then, an
     /// event's moment came, a node started) is due now: the next node to look claims it once.
     /// A turn claimed after the news already saw it, and stays as it is.
