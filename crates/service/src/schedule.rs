@@ -437,13 +437,22 @@ struct TurnState {
     going: std::cell::RefCell<std::collections::HashSet<String>>,
     /// Jobs pulled while their connection's job was going: queued again at its end.
     waiting: std::cell::RefCell<Vec<Job>>,
+    /// Connections whose turn this turn took already: not added again (a run longer than the
+    /// interval would otherwise keep the turn going for ever).
+    taken: std::cell::RefCell<std::collections::HashSet<String>>,
     /// A job ended.
     ended: Notify,
 }
 
 impl TurnState {
     fn new(queue: std::collections::VecDeque<Job>) -> TurnState {
-        TurnState { queue: queue.into(), going: Default::default(), waiting: Default::default(), ended: Notify::new() }
+        TurnState {
+            queue: queue.into(),
+            going: Default::default(),
+            waiting: Default::default(),
+            taken: Default::default(),
+            ended: Notify::new(),
+        }
     }
 
     /// These jobs next.
@@ -464,6 +473,9 @@ impl TurnState {
                 self.waiting.borrow_mut().push(j);
             } else {
                 going.insert(j.connection().to_string());
+                if let Job::Turn(c) = &j {
+                    self.taken.borrow_mut().insert(c.clone());
+                }
                 return Some(j);
             }
         }
@@ -471,14 +483,16 @@ impl TurnState {
     }
 
     /// The turns due now among `turns` (this node's, with the time until each is due) that are
-    /// configured and not queued, going or waiting already, at the end of the queue.
+    /// configured and not queued, going, waiting or taken in this turn already, at the end of
+    /// the queue.
     fn add_due(&self, turns: Vec<(String, i64)>, names: &[String]) {
-        let going = self.going.borrow();
+        let (going, taken) = (self.going.borrow(), self.taken.borrow());
         let waiting = self.waiting.borrow();
         let mut q = self.queue.borrow_mut();
         for (c, until) in turns {
-            let known =
-                going.contains(&c) || waiting.iter().chain(q.iter()).any(|j| matches!(j, Job::Turn(t) if *t == c));
+            let known = going.contains(&c)
+                || taken.contains(&c)
+                || waiting.iter().chain(q.iter()).any(|j| matches!(j, Job::Turn(t) if *t == c));
             if until <= 0 && !known && names.contains(&c) {
                 q.push_back(Job::Turn(c));
             }

@@ -524,13 +524,7 @@ async fn a_run_asked_of_another_node_is_handed_to_the_owner() {
     let o = owners(&env);
     let (owner, owner_pid, _) = o.iter().find(|x| x.2.len() == 1).unwrap().clone();
     let other = if a.child.id() == owner_pid { &base_b } else { &base_a };
-    let token = env
-        .ok(&["token", "create", "ops", "--role", "editor", "--break-glass", "the cluster test"])
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = editor_token(&env);
     env.load("w.csv", &population(3), "2026-06-10T12:00:00Z", &[]);
     let c = common::api::Client::token(other, &token);
     let r = c.post("/api/v1/connections/Connection-Bearer%20Token-1/runs", serde_json::json!({})).await;
@@ -540,17 +534,7 @@ async fn a_run_asked_of_another_node_is_handed_to_the_owner() {
     assert_eq!(v["handed_to"], owner.as_str(), "{v}");
     let id = v["run_id"].as_str().unwrap().to_string();
     // Followed from the asking node to its end, as any run.
-    let began = std::time::Instant::now();
-    let end = loop {
-        let r = c.get(&format!("/api/v1/runs/{id}")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let v = r.json();
-        if v["state"] != "running" && v["state"] != "queued" {
-            break v;
-        }
-        assert!(began.elapsed() < std::time::Duration::from_secs(120), "{v}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let end = run_end(&c, &id).await;
     assert_eq!(end["state"], "succeeded", "{end}");
     assert!(end["started_by"].is_string() && end["started_by"] != "the scheduler", "{end}");
     // The owner made the requests, under its lease.
@@ -566,15 +550,7 @@ async fn a_run_asked_of_another_node_is_handed_to_the_owner() {
     let r = c.post("/api/v1/connections/Connection-Bearer%20Token-1/runs", serde_json::json!({})).await;
     assert_eq!(r.status, 202, "{}", r.text);
     let id = r.json()["run_id"].as_str().unwrap().to_string();
-    let began = std::time::Instant::now();
-    let end = loop {
-        let v = c.get(&format!("/api/v1/runs/{id}")).await.json();
-        if v["state"] != "running" && v["state"] != "queued" {
-            break v;
-        }
-        assert!(began.elapsed() < std::time::Duration::from_secs(180), "{v}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let end = run_end(&c, &id).await;
     assert_eq!(end["state"], "error", "{end}");
     assert!(end["error"].as_str().is_some_and(|e| e.contains("target")), "{end}");
     drop((a, b));
@@ -598,13 +574,7 @@ async fn a_run_handed_for_a_connection_removed_meanwhile_says_so() {
     owners_until(&env, "each node owns one", |o| o.len() == 2 && o.iter().all(|x| x.2.len() == 1)).await;
     let (_, owner_pid, _) = owners(&env).into_iter().find(|x| x.2.contains(&names[1])).unwrap();
     let (owner, other) = if a.child.id() == owner_pid { (&a, &base_b) } else { (&b, &base_a) };
-    let token = env
-        .ok(&["token", "create", "ops", "--role", "editor", "--break-glass", "the cluster test"])
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = editor_token(&env);
     signal(owner.child.id(), "-STOP");
     // Woken again whatever happens below (a stopped child cannot be stopped by its drop).
     struct Cont(u32);
@@ -621,15 +591,7 @@ async fn a_run_handed_for_a_connection_removed_meanwhile_says_so() {
     let id = r.json()["run_id"].as_str().unwrap().to_string();
     // The connection leaves the configuration before its owner took the request.
     env.ok(&["config", "import", env.dir.join("rules.toml").to_str().unwrap(), "--confirm-removal", &names[1]]);
-    let began = std::time::Instant::now();
-    let end = loop {
-        let v = c.get(&format!("/api/v1/runs/{id}")).await.json();
-        if v["state"] != "running" && v["state"] != "queued" {
-            break v;
-        }
-        assert!(began.elapsed() < std::time::Duration::from_secs(120), "{v}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let end = run_end(&c, &id).await;
     drop(cont);
     assert_eq!(end["state"], "error", "{end}");
     assert!(end["error"].as_str().is_some_and(|e| e.contains(&names[1])), "{end}");
@@ -733,6 +695,31 @@ async fn news_does_not_wait_for_a_long_run_of_another_connection() {
         "the leaver was deactivated while the slow run still went: {slow_now:?}"
     );
     drop(node);
+}
+
+/// An Editor's API token, made on the store.
+fn editor_token(env: &Env) -> String {
+    env.ok(&["token", "create", "ops", "--role", "editor", "--break-glass", "the cluster test"])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Follows a run through the API (queued, handed, running) to its end: its last document.
+async fn run_end(c: &common::api::Client, id: &str) -> Value {
+    let began = std::time::Instant::now();
+    loop {
+        let r = c.get(&format!("/api/v1/runs/{id}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let v = r.json();
+        if v["state"] != "running" && v["state"] != "queued" {
+            return v;
+        }
+        assert!(began.elapsed() < std::time::Duration::from_secs(180), "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Pushes a signed body to a node's push endpoint: the status and the answer.
