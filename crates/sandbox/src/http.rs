@@ -1,7 +1,7 @@
 //! The HTTP face of the sandbox: routes under `/scim/v2`, bearer authentication, the fault
 //! knobs, and handlers that turn requests into store calls and SCIM answers.
 
-use crate::faults::{FaultState, Faults, Verdict};
+use crate::faults::{FaultState, Faults, InFlight, Quota, Verdict};
 use crate::store::{etag_matches, Entry, Kind, ListQuery, Store};
 use crate::Limits;
 use axum::body::{Body, Bytes};
@@ -189,23 +189,58 @@ async fn method_not_allowed(req: Request) -> Response {
     error_response(&Error::new(405, None, format!("{} is not allowed on {}", req.method(), req.uri().path())))
 }
 
-/// The fault knobs, applied before anything else, as a SaaS gateway would.
+/// The fault knobs, applied before anything else, as a SaaS gateway would. The sandbox's own
+/// endpoints (`/_sandbox/...`) are neither slowed, limited nor counted in flight.
 async fn misbehave(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/_sandbox/") {
+        return next.run(req).await;
+    }
+    let _in_flight = InFlight::enter(&app.faults.counters);
     if !app.faults.cfg.any() {
         return next.run(req).await;
     }
-    let (delay, verdict) = app.faults.judge();
+    let (delay, verdict, quota) = app.faults.judge_with_quota();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let mut resp = answer(req, next, verdict).await;
+    if let (true, Some(q)) = (app.faults.cfg.rate_headers, quota) {
+        rate_headers(resp.headers_mut(), &q);
+    }
+    resp
+}
+
+/// The limit as draft-ietf-httpapi-ratelimit-headers and the older `X-RateLimit-*` say it.
+fn rate_headers(h: &mut HeaderMap, q: &Quota) {
+    let window =
+        if q.window_secs.fract() == 0.0 { format!("{}", q.window_secs) } else { format!("{:.3}", q.window_secs) };
+    let pairs = [
+        ("ratelimit-policy", format!("{};w={window}", q.limit)),
+        ("ratelimit-limit", q.limit.to_string()),
+        ("ratelimit-remaining", q.remaining.to_string()),
+        ("ratelimit-reset", q.reset_secs.to_string()),
+        ("x-ratelimit-limit", q.limit.to_string()),
+        ("x-ratelimit-remaining", q.remaining.to_string()),
+        ("x-ratelimit-reset", q.reset_secs.to_string()),
+    ];
+    for (name, value) in pairs {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+}
+
+/// The answer a fault verdict makes of a request.
+async fn answer(req: Request, next: Next, verdict: Verdict) -> Response {
     let drop_signal = req.extensions().get::<DropSignal>().cloned();
     match verdict {
         Verdict::Serve => next.run(req).await,
-        Verdict::RateLimited(secs) => {
+        Verdict::RateLimited(Some(secs)) => {
             let mut r = error_response(&Error::new(429, None, format!("rate limit reached; retry after {secs} s")));
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             r
         }
+        Verdict::RateLimited(None) => error_response(&Error::new(429, None, "rate limit reached")),
         Verdict::Fail(status) => {
             let mut r = error_response(&Error::new(status, None, "injected failure (sandbox error knob)"));
             if status == 503 {
@@ -260,6 +295,8 @@ async fn stats(State(app): State<Shared>) -> Response {
             "rateLimited": c.rate_limited.load(Ordering::Relaxed),
             "failed": c.failed.load(Ordering::Relaxed),
             "dropped": c.dropped.load(Ordering::Relaxed),
+            "inFlight": c.in_flight.load(Ordering::Relaxed),
+            "maxInFlight": c.max_in_flight.load(Ordering::Relaxed),
         }),
     )
 }

@@ -1,5 +1,6 @@
-//! An async SCIM 2.0 client for tenure's connections: bearer authentication, a client-side
-//! rate limit shared by every task using the connection, retries with backoff and full jitter
+//! An async SCIM 2.0 client for tenure's connections: bearer authentication, a pace learned
+//! from the target's 429s and rate headers and shared by every task using the connection
+//! (under an admin's ceiling), retries with backoff and full jitter
 //! (honouring Retry-After), paging that survives servers that ignore `count` or change their
 //! totals, and a dialect for what targets do differently (monday.com first). Creates are never
 //! blindly retried: a POST that got no answer is looked up before it is sent again, and a 409
@@ -12,7 +13,7 @@ mod retry;
 pub mod target;
 
 pub use error::{ClientError, TransportKind};
-pub use limiter::RateLimiter;
+pub use limiter::{RateLimiter, Signals};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use target::{InstanceUrl, UrlPolicy};
 
@@ -59,8 +60,12 @@ pub struct ClientConfig {
     /// The SCIM base URL, e.g. `https://acme.monday.com/scim/v2/`.
     pub base_url: String,
     pub dialect: Dialect,
-    /// Requests per second this client (and every clone of it) may send; None for no limit.
+    /// Requests per second this client (and every clone of it) may send at most, whatever it
+    /// learns of the target's limit; None for no ceiling.
     pub requests_per_second: Option<f64>,
+    /// The pace to share with other clients of the same connection (so a run starts at what
+    /// the runs before it learned); None for a limiter of this client's own.
+    pub limiter: Option<Arc<RateLimiter>>,
     pub retry: RetryPolicy,
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -79,6 +84,7 @@ impl ClientConfig {
             base_url: base_url.to_string(),
             dialect,
             requests_per_second: None,
+            limiter: None,
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
@@ -191,7 +197,7 @@ pub struct ScimClient {
     cfg: Arc<ClientConfig>,
     base: String,
     token: Token,
-    limiter: Option<Arc<RateLimiter>>,
+    limiter: Arc<RateLimiter>,
     stats: Arc<Stats>,
     /// The run this client works for, when one: no request starts without its leave, and
     /// each says which node and lease epoch sent it.
@@ -237,7 +243,7 @@ impl ScimClient {
             .user_agent(concat!("tenure/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
-        let limiter = cfg.requests_per_second.map(|r| Arc::new(RateLimiter::per_second(r)));
+        let limiter = cfg.limiter.clone().unwrap_or_else(|| Arc::new(RateLimiter::adaptive(cfg.requests_per_second)));
         Ok(ScimClient { http, cfg: Arc::new(cfg), base, token, limiter, stats: Arc::new(Stats::default()), run: None })
     }
 
@@ -263,6 +269,12 @@ impl ScimClient {
         }
     }
 
+    /// The pace in force towards the target, requests per second: learned from its answers,
+    /// under the ceiling; None while the target has shown no limit and none is set.
+    pub fn rate(&self) -> Option<f64> {
+        self.limiter.rate()
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path.trim_start_matches('/'))
     }
@@ -272,11 +284,10 @@ impl ScimClient {
         ScimClient { run: Some(Arc::new(tag)), ..self.clone() }
     }
 
-    /// One attempt: waits for the rate limiter, sends, reads the whole answer.
+    /// One attempt: waits for the rate limiter, sends, tells the limiter what the answer said
+    /// of the limit, reads the whole answer.
     async fn attempt(&self, method: &reqwest::Method, url: &str, body: Option<&Value>) -> Result<Reply, ClientError> {
-        if let Some(l) = &self.limiter {
-            l.acquire().await;
-        }
+        let sent = self.limiter.acquire().await;
         // Asked last, just before sending: the limiter may have made it wait.
         if let Some(why) = self.run.as_ref().and_then(|r| (r.gate)()) {
             return Err(ClientError::Stopped(why));
@@ -298,6 +309,8 @@ impl ScimClient {
             ClientError::transport(&e, url)
         })?;
         let status = resp.status().as_u16();
+        let signals = Signals::from_headers(status, |n| resp.headers().get(n).and_then(|h| h.to_str().ok()));
+        self.limiter.answered(sent, &signals);
         let class = usize::from((status / 100).clamp(2, 5)) - 2;
         self.stats.by_status[class].fetch_add(1, Ordering::Relaxed);
         let retry_after = resp.headers().get("retry-after").and_then(|h| h.to_str().ok()).map(str::to_string);

@@ -3,7 +3,9 @@
 //! admin stored with it; and the SCIM client a run uses to reach it.
 
 use crate::error::{Error, Result};
-use scim_client::{ClientConfig, InstanceUrl, RetryPolicy, ScimClient, Token, UrlPolicy};
+use scim_client::{ClientConfig, InstanceUrl, RateLimiter, RetryPolicy, ScimClient, Token, UrlPolicy};
+use std::collections::HashMap;
+use std::sync::Arc;
 use store::{MasterKey, NewConnection, Secret, Store};
 
 pub fn permissions(dialect: &str) -> &'static str {
@@ -622,6 +624,15 @@ pub async fn client_at(
     let dialect = c.dialect.parse().unwrap_or(url.dialect());
     let mut cfg = ClientConfig::new(url.as_str(), dialect);
     cfg.requests_per_second = c.rate_limit_per_second;
+    let (limiter, fresh) = pace_of(name, url.as_str(), c.rate_limit_per_second);
+    if fresh {
+        // A process's first client of a connection starts where its last run ended, rather
+        // than learn the target's limit again from a burst of refusals.
+        if let Some(pace) = last_pace(store, name).await {
+            limiter.start_at(pace);
+        }
+    }
+    cfg.limiter = Some(limiter);
     cfg.page_size = 1000;
     cfg.retry = retry;
     cfg.allow_delete = allow_delete;
@@ -629,6 +640,46 @@ pub async fn client_at(
     // No request may outlast the time a run's lease guarantees it (--request-timeout).
     cfg.timeout = crate::run_lock::settings().request_timeout;
     ScimClient::new(cfg, Token::new(token.expose())).map_err(|e| Error::input(e.to_string()))
+}
+
+/// Each connection's pace in this process, by name: what one run learned of the target's
+/// limit the next run starts from, and the metrics show.
+static PACES: std::sync::LazyLock<std::sync::Mutex<Paces>> = std::sync::LazyLock::new(Default::default);
+
+/// By connection name: the URL the pace was learned at, and the pace.
+type Paces = HashMap<String, (String, Arc<RateLimiter>)>;
+
+/// The pace shared by the runs of a connection, and whether it is new (none yet in this
+/// process, or its URL or ceiling changed).
+fn pace_of(name: &str, url: &str, ceiling: Option<f64>) -> (Arc<RateLimiter>, bool) {
+    let mut paces = PACES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((u, l)) = paces.get(name) {
+        if u == url && l.ceiling() == ceiling.filter(|r| r.is_finite() && *r > 0.0) {
+            return (l.clone(), false);
+        }
+    }
+    let l = Arc::new(RateLimiter::adaptive(ceiling));
+    paces.insert(name.to_string(), (url.to_string(), l.clone()));
+    (l, true)
+}
+
+/// The pace the connection's last finished run held, as its record keeps it.
+async fn last_pace(store: &Store, name: &str) -> Option<f64> {
+    // The newest few: the run being prepared may be the newest, without a summary yet.
+    let runs = store.runs(Some(name), 3).await.ok()?;
+    runs.iter().find_map(|r| {
+        let summary: serde_json::Value = serde_json::from_str(r.summary.as_deref()?).ok()?;
+        summary["scim"]["pace_per_second"].as_f64()
+    })
+}
+
+/// The pace in force towards each connection's target, requests per second, for those with
+/// one (a limit learned or a ceiling set), by name.
+pub fn paces() -> Vec<(String, f64)> {
+    let paces = PACES.lock().unwrap_or_else(|p| p.into_inner());
+    let mut all: Vec<(String, f64)> = paces.iter().filter_map(|(n, (_, l))| Some((n.clone(), l.rate()?))).collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
 }
 
 /// Whether a target is tenure's own sandbox (its ServiceProviderConfig says so).

@@ -48,6 +48,11 @@ const HELP: &[(&str, &str, &str)] = &[
     ("tenure_scim_requests_total", "counter", "SCIM requests by connection and answer class (2xx..5xx, transport)."),
     ("tenure_scim_retries_total", "counter", "SCIM requests sent again, by connection."),
     ("tenure_scim_rate_limited_total", "counter", "SCIM answers 429 Too Many Requests, by connection."),
+    (
+        "tenure_scim_pace_requests_per_second",
+        "gauge",
+        "The pace held towards a connection's target: learned from its 429s and rate headers, under max_rate.",
+    ),
     ("tenure_guard_refusals_total", "counter", "Runs the mass-deprovision guard refused, by connection."),
     ("tenure_hr_pushes_total", "counter", "HR pushes by outcome (accepted, refused)."),
     ("tenure_login_failures_total", "counter", "Failed logins to the API and console."),
@@ -124,6 +129,9 @@ pub async fn render(store: &store::Store) -> Result<String> {
         }
         gauge("tenure_reviews_pending", l(), c.pending_reviews as f64);
         gauge("tenure_dead_letters", l(), c.dead_letters as f64);
+    }
+    for (connection, rate) in crate::connections::paces() {
+        gauge("tenure_scim_pace_requests_per_second", vec![("connection", connection)], rate);
     }
     let quarantined = store.last_accepted_load().await?.map(|l| l.quarantined).unwrap_or(0);
     gauge("tenure_quarantined_rows", vec![], quarantined as f64);

@@ -1082,6 +1082,9 @@ async fn settle(
     };
     // What a guard held is part of the run's record: its views read it from there.
     let mut record = serde_json::to_value(summary).unwrap_or_default();
+    let scim = p.client.stats();
+    record["scim"] = serde_json::json!({"requests": scim.requests, "rate_limited": scim.rate_limited,
+        "pace_per_second": p.client.rate().map(|r| (r * 10.0).round() / 10.0)});
     if !guarded.refused.is_empty() {
         record["guards"] = guarded.refused.iter().map(crate::guards::Refusal::view).collect();
     }

@@ -17,17 +17,30 @@ pub const STALE_AFTER: Duration = Duration::from_secs(15);
 const SEARCHED: i64 = 50;
 
 /// A finished run's counts, as its summary holds them.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct RunCounts {
     pub total: Option<i64>,
     pub skipped: Option<i64>,
     pub no_change: Option<i64>,
     pub processed: Option<i64>,
     pub failed: Option<i64>,
+    /// What the run's requests met at the target (runs recorded before it was kept: none).
+    #[serde(default)]
+    pub scim: Option<RunScim>,
+}
+
+/// A run's requests and the pace it held towards the target.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct RunScim {
+    pub requests: u64,
+    pub rate_limited: u64,
+    /// Requests per second at the run's end, learned from the target's 429s and rate headers
+    /// (under the connection's max_rate); None when the target showed no limit.
+    pub pace_per_second: Option<f64>,
 }
 
 /// A finished run as the status tells it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunSeen {
     pub id: String,
     pub started_at: String,
@@ -50,7 +63,7 @@ fn counts(r: &RunRecord) -> Option<RunCounts> {
     r.summary.as_deref().and_then(|s| serde_json::from_str(s).ok())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionStatus {
     pub connection: String,
     /// Whether the configuration in force configures it (a stored connection may not be).
@@ -116,7 +129,9 @@ pub fn document(st: &Status, shown: impl Fn(&str) -> bool) -> serde_json::Value 
             let n = &r.counts;
             json!({"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at,
                 "total": n.total, "skipped": n.skipped, "no_change": n.no_change,
-                "processed": n.processed, "failed": n.failed})
+                "processed": n.processed, "failed": n.failed,
+                "scim": n.scim.as_ref().map(|s| json!({"requests": s.requests, "rate_limited": s.rate_limited,
+                    "pace_per_second": s.pace_per_second}))})
         })
     };
     let out: Vec<serde_json::Value> = st

@@ -1269,3 +1269,96 @@ async fn what_no_run_says_is_told_once_each() {
     }
     assert!(told("hr_quiet")[0]["text"].as_str().unwrap().contains("short.csv"), "{:?}", told("hr_quiet"));
 }
+
+/// The sandbox's counters (`/_sandbox/stats`).
+async fn sandbox_stats(sb: &common::Sandbox) -> Value {
+    let url = sb.base.replace("/scim/v2", "/_sandbox/stats");
+    sb.http.get(&url).bearer_auth(&sb.token).send().await.unwrap().json().await.unwrap()
+}
+
+/// A target allowing 100 requests a second (a token bucket), telling when to come back and
+/// not. The first run learns the limit from its first refusals (at most one round of the
+/// connection's requests in flight, 16, and 1% more); the next run starts at the pace the
+/// first ended with and has at most 1% of its calls refused. Every account is made once; the
+/// status shows the pace held, near the limit.
+#[tokio::test]
+async fn a_rate_limited_target_is_driven_just_under_its_limit() {
+    for (mode, extra) in [("with Retry-After", None), ("without Retry-After", Some("--no-retry-after"))] {
+        let mut args = vec!["--rate-per-second", "100"];
+        args.extend(extra);
+        let sb = common::spawn(&args);
+        let env = Env::connect(&sb, "e2e-pace", "");
+        let mut before = (0, 0);
+        for (run, n) in [("first", 700), ("second", 1100)] {
+            env.load("all.csv", &population(n), "2026-06-01T12:00:00Z", &[]);
+            let t = std::time::Instant::now();
+            let out = env.ok(&["apply", "--as-of", "2026-06-01T12:00:00Z"]);
+            let secs = t.elapsed().as_secs_f64();
+            let s = sandbox_stats(&sb).await;
+            let (all, all_refused) = (s["requests"].as_u64().unwrap(), s["rateLimited"].as_u64().unwrap());
+            let (requests, refused) = (all - before.0, all_refused - before.1);
+            before = (all, all_refused);
+            eprintln!(
+                "{mode}, {run} run: {requests} requests, {refused} refused 429 ({:.2}%), {:.1} accepted/s",
+                100.0 * refused as f64 / requests as f64,
+                (requests - refused) as f64 / secs
+            );
+            if run == "first" {
+                assert!(refused > 0, "{mode}: the limit was met ({out})");
+                assert!(refused <= 16 + requests / 100, "{mode}: {refused} of {requests} refused in the first run");
+            } else {
+                assert!(refused * 100 <= requests, "{mode}: {refused} of {requests} refused, more than 1%");
+            }
+            assert_exactly_once(&sb, n).await;
+            let status = env.ok(&["status"]);
+            let pace = status.lines().find(|l| l.contains("target pace:")).unwrap_or_else(|| panic!("{status}"));
+            let rate: f64 =
+                pace.split_whitespace().nth(2).and_then(|r| r.parse().ok()).unwrap_or_else(|| panic!("{pace}"));
+            // Near the limit: the pace creeps up slowly past it until a refusal says where it is.
+            assert!(rate > 80.0 && rate < 110.0, "{mode}: the pace held is near the limit: {pace}");
+            assert!(pace.contains(&format!("{refused} refused with 429")), "{pace} ({refused} refused)");
+        }
+    }
+}
+
+/// A target answering in 50 ms, at 16 actions in flight: sampled through the run, the
+/// requests in flight never pass the connection's concurrency, reach it, and stay near it
+/// from the first create to the last team join.
+#[tokio::test]
+async fn a_latency_bound_target_is_kept_busy_at_the_connections_concurrency() {
+    let sb = common::spawn(&["--latency-ms", "50"]);
+    let env = Env::connect_with(&sb, "e2e-in-flight", "", "concurrency = 16");
+    let n = 1200;
+    env.load("all.csv", &population(n), "2026-06-01T12:00:00Z", &[]);
+    let mut child = env
+        .command()
+        .args(["apply", "--as-of", "2026-06-01T12:00:00Z"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut samples = vec![];
+    let mut writing = false;
+    while child.try_wait().unwrap().is_none() {
+        let s = sandbox_stats(&sb).await;
+        let users = s["users"].as_u64().unwrap();
+        writing |= users > 0;
+        if writing {
+            samples.push(s["inFlight"].as_i64().unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+    }
+    assert!(child.wait().unwrap().success());
+    // From the first account made to the last call (the last team join): what follows is the
+    // run writing down its end.
+    while samples.last() == Some(&0) {
+        samples.pop();
+    }
+    assert_exactly_once(&sb, n).await;
+    let s = sandbox_stats(&sb).await;
+    assert_eq!(s["maxInFlight"], 16, "the concurrency is a ceiling, and reached: {s}");
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    eprintln!("{} samples while accounts were made; median in flight {median}, lowest {}", samples.len(), samples[0]);
+    assert!(samples.len() >= 10, "{samples:?}");
+    assert!(median >= 12, "half the samples saw 12 or more of 16 in flight: {samples:?}");
+}

@@ -32,12 +32,25 @@ pub struct SandboxArgs {
     /// else a new one printed once).
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Requests allowed per minute; past that, 429 with Retry-After.
-    #[arg(long)]
+    /// Requests allowed per minute (a fixed window); past that, 429 with Retry-After.
+    #[arg(long, conflicts_with = "rate_per_second")]
     rate_limit: Option<u32>,
     /// The rate limit's window in seconds, when not a minute.
     #[arg(long, requires = "rate_limit")]
     rate_limit_window_secs: Option<u64>,
+    /// Requests allowed per second, as a token bucket refilled evenly; past it, 429.
+    #[arg(long, value_parser = positive_rate)]
+    rate_per_second: Option<f64>,
+    /// Most requests the token bucket lets through at once (default: one second's worth).
+    #[arg(long, requires = "rate_per_second", value_parser = positive_rate)]
+    rate_burst: Option<f64>,
+    /// Answer 429 without Retry-After, as some APIs do.
+    #[arg(long)]
+    no_retry_after: bool,
+    /// Tell the limit on every answer: RateLimit-Policy, RateLimit-Limit/-Remaining/-Reset
+    /// and X-RateLimit-Limit/-Remaining/-Reset.
+    #[arg(long)]
+    rate_headers: bool,
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -79,6 +92,13 @@ pub struct SandboxArgs {
     /// tenure refuses to rehearse against it (to try that refusal).
     #[arg(long)]
     as_production: bool,
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a number of requests above 0")),
+    }
 }
 
 fn read_extensions(files: &[PathBuf]) -> Result<Vec<scim::schema::Schema>, String> {
@@ -159,6 +179,10 @@ pub async fn run(a: SandboxArgs, dir: &std::path::Path) -> Result<(), String> {
         faults: Faults {
             rate_limit_per_minute: a.rate_limit,
             rate_limit_window: a.rate_limit_window_secs.map(std::time::Duration::from_secs),
+            rate_per_second: a.rate_per_second,
+            rate_burst: a.rate_burst,
+            no_retry_after: a.no_retry_after,
+            rate_headers: a.rate_headers,
             latency_ms: a.latency_ms,
             latency_jitter_ms: a.latency_jitter_ms,
             error_rate: a.error_rate,
