@@ -575,7 +575,10 @@ pub async fn apply(
 ) -> Result<Summary, String> {
     let Pace { concurrency, progress, lost } = pace;
     let mut summary = Summary { run_id: run_id.to_string(), total: plan.actions.len(), ..Summary::default() };
-    make_missing_teams(store, client, plan, &mut teams).await;
+    // Every call of the run, the workers' and the team joins', holds one of these: the
+    // connection's concurrency is a ceiling the target never sees passed.
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    make_missing_teams(store, client, plan, &mut teams, &sem).await;
     let empty: Vec<(String, String)> = plan
         .empty_teams
         .iter()
@@ -590,7 +593,7 @@ pub async fn apply(
     let ids: Vec<String> = (0..units.len()).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     // Shared with the worker tasks without copying the actions again.
     let units: Vec<Arc<[usize]>> = units.into_iter().map(Into::into).collect();
-    let run = Run { store, client, plan, teams: Arc::new(teams), run_id, ids, units };
+    let run = Run { store, client, plan, teams: Arc::new(teams), run_id, ids, units, sem };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
     let (called, recorded) =
         tokio::join!(run.calls(concurrency, lost, tx), run.record(rx, book, progress, &mut summary));
@@ -644,20 +647,41 @@ async fn remove_empty_teams(store: &Store, client: &ScimClient, plan: &Plan, run
     }
 }
 
-/// Makes the teams the plan needs that the target lacks. A team the target will not make
-/// fails only the joins to it (run_worker says the team is missing); everyone else's actions
-/// go on.
-async fn make_missing_teams(store: &Store, client: &ScimClient, plan: &Plan, teams: &mut HashMap<String, String>) {
+/// Makes the teams the plan needs that the target lacks, as many at once as the run's calls
+/// may be (one after the other, twenty teams were a second of an idle connection at 50 ms a
+/// call). A team the target will not make fails only the joins to it (run_worker says the
+/// team is missing); everyone else's actions go on.
+async fn make_missing_teams(
+    store: &Store,
+    client: &ScimClient,
+    plan: &Plan,
+    teams: &mut HashMap<String, String>,
+    sem: &Arc<tokio::sync::Semaphore>,
+) {
+    let mut making = tokio::task::JoinSet::new();
     for t in &plan.missing_teams {
-        match client.create_group(t, &[]).await {
-            Ok(g) => {
-                teams.insert(t.to_lowercase(), g.id().to_string());
-                // Before anyone joins: a team tenure made is one it may later delete when empty.
-                if let Err(e) = store.record_team_made(&plan.connection, t).await {
-                    tracing::warn!("team {t:?} was made but not recorded as tenure's: {e}");
-                }
-            }
-            Err(e) => tracing::error!("cannot make team {t:?}: {e}; joins to it fail this run"),
+        let (client, sem, t) = (client.clone(), sem.clone(), t.clone());
+        making.spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("the semaphore stays open");
+            let made = client.create_group(&t, &[]).await;
+            (t, made)
+        });
+    }
+    let mut made = vec![];
+    while let Some(r) = making.join_next().await {
+        match r {
+            Ok((t, Ok(g))) => made.push((t, g.id().to_string())),
+            Ok((t, Err(e))) => tracing::error!("cannot make team {t:?}: {e}; joins to it fail this run"),
+            Err(e) => tracing::error!("making a team failed: {e}; joins to it fail this run"),
+        }
+    }
+    // In the plan's order, so the record reads the same whatever answered first.
+    made.sort_by_key(|(t, _)| plan.missing_teams.iter().position(|m| m == t));
+    for (t, id) in made {
+        teams.insert(t.to_lowercase(), id);
+        // Before anyone joins: a team tenure made is one it may later delete when empty.
+        if let Err(e) = store.record_team_made(&plan.connection, &t).await {
+            tracing::warn!("team {t:?} was made but not recorded as tenure's: {e}");
         }
     }
 }
@@ -696,6 +720,8 @@ struct Run<'a> {
     /// Each unit's journal row id.
     ids: Vec<String>,
     units: Vec<Arc<[usize]>>,
+    /// The run's call slots (see `apply`).
+    sem: Arc<tokio::sync::Semaphore>,
 }
 
 impl Run<'_> {
@@ -747,7 +773,7 @@ impl Run<'_> {
         let chunk = (concurrency * 16).max(64);
         let batches: Vec<std::ops::Range<usize>> =
             (0..self.units.len()).step_by(chunk).map(|b| b..(b + chunk).min(self.units.len())).collect();
-        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let sem = &self.sem;
         let mut set = tokio::task::JoinSet::new();
         // Units whose intent the journal refused: their calls never start (no call without
         // its intent), and the others go on.
@@ -806,7 +832,7 @@ impl Run<'_> {
         summary: &mut Summary,
     ) -> Result<(), String> {
         const GROUP: usize = 512;
-        let (client, teams, total) = (self.client, &self.teams, self.units.len());
+        let total = self.units.len();
         let mut buffered: Vec<Outcome> = vec![];
         // Per team: accounts waiting to join; one PATCH in flight per team at a time, so a
         // team's member list is never written by two calls at once.
@@ -822,7 +848,7 @@ impl Run<'_> {
                         buffered.extend(results);
                         for (i, team, account) in joins {
                             waiting.entry(team.clone()).or_default().push((i, account));
-                            start_joins(client, teams, &mut joining, &mut waiting, &mut busy, &team, false);
+                            self.start_joins(&mut joining, &mut waiting, &mut busy, &team, false);
                         }
                         done += 1;
                         if done % 64 == 0 || done == total {
@@ -835,7 +861,7 @@ impl Run<'_> {
                     let (team, out) = r.map_err(|e| format!("a team join failed: {e}"))?;
                     buffered.extend(out);
                     busy.remove(&team);
-                    start_joins(client, teams, &mut joining, &mut waiting, &mut busy, &team, !open);
+                    self.start_joins(&mut joining, &mut waiting, &mut busy, &team, !open);
                 }
                 else => {}
             }
@@ -843,7 +869,7 @@ impl Run<'_> {
                 // The calls are over: whatever waits joins now, a call's worth at a time.
                 let names: Vec<String> = waiting.keys().cloned().collect();
                 for team in names {
-                    start_joins(client, teams, &mut joining, &mut waiting, &mut busy, &team, true);
+                    self.start_joins(&mut joining, &mut waiting, &mut busy, &team, true);
                 }
             }
             let finished = !open && joining.is_empty();
@@ -880,33 +906,37 @@ const JOIN_BATCH: usize = 1000;
 /// Team-join calls in flight, each answering for its team.
 type Joining = tokio::task::JoinSet<(String, Vec<Outcome>)>;
 
-/// Starts the next join call for `team` unless one is in flight for it or, before the end
-/// (`all` false), fewer than a call's worth of accounts wait.
-fn start_joins(
-    client: &ScimClient,
-    teams: &HashMap<String, String>,
-    joining: &mut Joining,
-    waiting: &mut HashMap<String, Vec<(usize, String)>>,
-    busy: &mut std::collections::HashSet<String>,
-    team: &str,
-    all: bool,
-) {
-    let Some(w) = waiting.get_mut(team) else { return };
-    if busy.contains(team) || w.is_empty() || (!all && w.len() < JOIN_BATCH) {
-        return;
+impl Run<'_> {
+    /// Starts the next join call for `team` unless one is in flight for it or, before the end
+    /// (`all` false), fewer than a call's worth of accounts wait. The call takes one of the run's
+    /// slots before it goes.
+    fn start_joins(
+        &self,
+        joining: &mut Joining,
+        waiting: &mut HashMap<String, Vec<(usize, String)>>,
+        busy: &mut std::collections::HashSet<String>,
+        team: &str,
+        all: bool,
+    ) {
+        let Some(w) = waiting.get_mut(team) else { return };
+        if busy.contains(team) || w.is_empty() || (!all && w.len() < JOIN_BATCH) {
+            return;
+        }
+        let members: Vec<(usize, String)> = w.drain(..w.len().min(JOIN_BATCH)).collect();
+        busy.insert(team.to_string());
+        let (client, group, team, sem) =
+            (self.client.clone(), self.teams[team].clone(), team.to_string(), self.sem.clone());
+        joining.spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("the semaphore stays open");
+            let ids: Vec<&str> = members.iter().map(|(_, a)| a.as_str()).collect();
+            let r = client.add_members(&group, &ids).await.map_err(Failed::from);
+            let out = members
+                .iter()
+                .map(|(i, a)| (*i, r.as_ref().map(|_| ("ok".to_string(), a.clone())).map_err(Clone::clone)))
+                .collect();
+            (team, out)
+        });
     }
-    let members: Vec<(usize, String)> = w.drain(..w.len().min(JOIN_BATCH)).collect();
-    busy.insert(team.to_string());
-    let (client, group, team) = (client.clone(), teams[team].clone(), team.to_string());
-    joining.spawn(async move {
-        let ids: Vec<&str> = members.iter().map(|(_, a)| a.as_str()).collect();
-        let r = client.add_members(&group, &ids).await.map_err(Failed::from);
-        let out = members
-            .iter()
-            .map(|(i, a)| (*i, r.as_ref().map(|_| ("ok".to_string(), a.clone())).map_err(Clone::clone)))
-            .collect();
-        (team, out)
-    });
 }
 
 /// Which journal row (unit) each action belongs to, and what is still out per unit: a unit's

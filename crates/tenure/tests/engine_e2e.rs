@@ -1326,9 +1326,29 @@ async fn a_rate_limited_target_is_driven_just_under_its_limit() {
 /// from the first create to the last team join.
 #[tokio::test]
 async fn a_latency_bound_target_is_kept_busy_at_the_connections_concurrency() {
+    let samples = in_flight_through_a_run(16, 1200).await;
+    let median = samples[samples.len() / 2];
+    assert!(samples.len() >= 10, "{samples:?}");
+    assert!(median >= 12, "half the samples saw 12 or more of 16 in flight: {samples:?}");
+}
+
+/// Issue 32's third bar: the share of the connection's concurrency kept busy against a 50 ms
+/// target, from the first account made to the last call, at 16 and 64 in flight.
+#[tokio::test]
+#[ignore = "benchmark: cargo test -p tenure --test engine_e2e -- --ignored --nocapture in_flight_at"]
+async fn in_flight_at_16_and_64() {
+    let n: usize = std::env::var("BENCH_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(6000);
+    for concurrency in [16, 64] {
+        in_flight_through_a_run(concurrency, n).await;
+    }
+}
+
+/// Applies `n` workers against a 50 ms sandbox at `concurrency`, sampling the sandbox's
+/// requests in flight every 15 ms from the first account made to the last call; checks the
+/// ceiling held and was reached. The samples, sorted.
+async fn in_flight_through_a_run(concurrency: usize, n: usize) -> Vec<i64> {
     let sb = common::spawn(&["--latency-ms", "50"]);
-    let env = Env::connect_with(&sb, "e2e-in-flight", "", "concurrency = 16");
-    let n = 1200;
+    let env = Env::connect_with(&sb, "e2e-in-flight", "", &format!("concurrency = {concurrency}"));
     env.load("all.csv", &population(n), "2026-06-01T12:00:00Z", &[]);
     let mut child = env
         .command()
@@ -1337,12 +1357,13 @@ async fn a_latency_bound_target_is_kept_busy_at_the_connections_concurrency() {
         .spawn()
         .unwrap();
     let mut samples = vec![];
-    let mut writing = false;
+    let mut writing = None;
     while child.try_wait().unwrap().is_none() {
         let s = sandbox_stats(&sb).await;
-        let users = s["users"].as_u64().unwrap();
-        writing |= users > 0;
-        if writing {
+        if writing.is_none() && s["users"].as_u64().unwrap() > 0 {
+            writing = Some(std::time::Instant::now());
+        }
+        if writing.is_some() {
             samples.push(s["inFlight"].as_i64().unwrap());
         }
         tokio::time::sleep(std::time::Duration::from_millis(15)).await;
@@ -1355,10 +1376,22 @@ async fn a_latency_bound_target_is_kept_busy_at_the_connections_concurrency() {
     }
     assert_exactly_once(&sb, n).await;
     let s = sandbox_stats(&sb).await;
-    assert_eq!(s["maxInFlight"], 16, "the concurrency is a ceiling, and reached: {s}");
+    assert_eq!(s["maxInFlight"], concurrency, "the concurrency is a ceiling, and reached: {s}");
+    let mean = samples.iter().sum::<i64>() as f64 / samples.len().max(1) as f64;
+    // Where the gaps are: the mean of each twentieth of the run.
+    let step = samples.len().div_ceil(20).max(1);
+    let shape: Vec<String> =
+        samples.chunks(step).map(|c| format!("{:.0}", c.iter().sum::<i64>() as f64 / c.len() as f64)).collect();
+    eprintln!("in flight through the run, by twentieths: {}", shape.join(" "));
     samples.sort();
-    let median = samples[samples.len() / 2];
-    eprintln!("{} samples while accounts were made; median in flight {median}, lowest {}", samples.len(), samples[0]);
-    assert!(samples.len() >= 10, "{samples:?}");
-    assert!(median >= 12, "half the samples saw 12 or more of 16 in flight: {samples:?}");
+    eprintln!(
+        "{n} workers at {concurrency} in flight: {} samples over {:.1} s of writes; mean in flight {mean:.1} \
+         ({:.1}% of {concurrency}), median {}, lowest {}",
+        samples.len(),
+        writing.map_or(0.0, |w| w.elapsed().as_secs_f64()),
+        100.0 * mean / concurrency as f64,
+        samples.get(samples.len() / 2).copied().unwrap_or(0),
+        samples.first().copied().unwrap_or(0)
+    );
+    samples
 }
