@@ -908,8 +908,10 @@ type Joining = tokio::task::JoinSet<(String, Vec<Outcome>)>;
 
 impl Run<'_> {
     /// Starts the next join call for `team` unless one is in flight for it or, before the end
-    /// (`all` false), fewer than a call's worth of accounts wait. The call takes one of the run's
-    /// slots before it goes.
+    /// (`all` false), fewer than a call's worth of accounts wait while every call slot is
+    /// taken: a slot left idle (the last workers' calls, a batch's intents being written) is
+    /// filled with the joins waiting, so they do not all wait for the end. The call takes one
+    /// of the run's slots before it goes.
     fn start_joins(
         &self,
         joining: &mut Joining,
@@ -919,7 +921,8 @@ impl Run<'_> {
         all: bool,
     ) {
         let Some(w) = waiting.get_mut(team) else { return };
-        if busy.contains(team) || w.is_empty() || (!all && w.len() < JOIN_BATCH) {
+        let idle = self.sem.available_permits() > 0;
+        if busy.contains(team) || w.is_empty() || (!all && !idle && w.len() < JOIN_BATCH) {
             return;
         }
         let members: Vec<(usize, String)> = w.drain(..w.len().min(JOIN_BATCH)).collect();

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use scim::filter::AttrPath;
 use scim::schema;
@@ -18,7 +18,7 @@ use scim::{patch, Dialect, Error, Filter};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
@@ -29,11 +29,55 @@ pub struct App {
     pub limits: Limits,
     /// With `limits.record_history`: every request as it was answered, in order of answer.
     history: std::sync::Mutex<Vec<Value>>,
+    /// Where this account is served: "" for the sandbox's own, `/a/{name}` for the others.
+    prefix: String,
+    /// The other accounts this process serves, by name (only the sandbox's own holds any).
+    accounts: RwLock<HashMap<String, (Shared, Router)>>,
 }
 
 impl App {
     pub fn new(store: Store, token_hash: [u8; 32], faults: Faults, limits: Limits) -> Self {
-        App { store, token_hash, faults: FaultState::new(faults), limits, history: Default::default() }
+        App {
+            store,
+            token_hash,
+            faults: FaultState::new(faults),
+            limits,
+            history: Default::default(),
+            prefix: String::new(),
+            accounts: Default::default(),
+        }
+    }
+
+    /// Adds an account served at `/a/{name}/scim/v2`: an empty store (in memory) of this
+    /// one's dialect and schemas, the same token, its own fault knobs (a rate limit each) and
+    /// limits. Its base URL path, or why not.
+    pub fn add_account(&self, name: &str) -> Result<String, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(format!("{name:?} is not an account name: 1 to 64 letters, digits, '-' or '_'"));
+        }
+        let mut accounts = self.accounts.write().unwrap_or_else(|p| p.into_inner());
+        if accounts.contains_key(name) {
+            return Err(format!("an account named {name:?} exists already"));
+        }
+        let mut store = Store::open(None, self.store.dialect)?;
+        store.users.extensions.clone_from(&self.store.users.extensions);
+        let app = Arc::new(App {
+            prefix: format!("/a/{name}"),
+            ..App::new(store, self.token_hash, self.faults.cfg.clone(), self.limits.clone())
+        });
+        let path = format!("/a/{name}/scim/v2");
+        accounts.insert(name.to_string(), (app.clone(), account_router(app)));
+        Ok(path)
+    }
+
+    /// The names of the other accounts served, sorted.
+    pub fn account_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.accounts.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        names.sort();
+        names
     }
 }
 
@@ -92,7 +136,58 @@ pub(crate) async fn serve_connection(stream: tokio::net::TcpStream, router: Rout
     }
 }
 
+/// The sandbox's router: its own account at `/scim/v2`, the others at `/a/{name}/...`, and
+/// `/_sandbox/accounts` to list and add them.
 pub fn router(app: Shared) -> Router {
+    // The list and the adding ask for the token; a request for another account is checked
+    // by that account's own router (its token, its fault knobs).
+    let accounts = Router::new()
+        .route("/_sandbox/accounts", get(list_accounts).post(add_account))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .route("/a/{account}/{*rest}", any(to_account))
+        .with_state(app.clone());
+    account_router(app).merge(accounts)
+}
+
+/// A request for another account, handed to that account's router with the prefix taken off.
+async fn to_account(
+    State(app): State<Shared>,
+    Path((account, rest)): Path<(String, String)>,
+    mut req: Request,
+) -> Response {
+    let router = app.accounts.read().unwrap_or_else(|p| p.into_inner()).get(&account).map(|(_, r)| r.clone());
+    let Some(router) = router else {
+        return error_response(&Error::not_found(format!("no account named {account:?} in this sandbox")));
+    };
+    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    match format!("/{rest}{query}").parse() {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => return error_response(&Error::new(400, None, "the request's path cannot be read")),
+    }
+    match tower::ServiceExt::oneshot(router, req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// `GET /_sandbox/accounts`: the other accounts served, with their base URL paths.
+async fn list_accounts(State(app): State<Shared>) -> Response {
+    let all: Vec<Value> =
+        app.account_names().into_iter().map(|n| json!({"name": n, "path": format!("/a/{n}/scim/v2")})).collect();
+    scim_json(StatusCode::OK, &json!({"accounts": all}))
+}
+
+/// `POST /_sandbox/accounts` with `{"name": "..."}`: adds an account (see `App::add_account`).
+async fn add_account(State(app): State<Shared>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer {
+    let v = parse_body(body, app.limits.max_body_bytes)?;
+    let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
+    let path = app.add_account(name).map_err(|e| Error::new(400, Some(scim::ScimType::InvalidValue), e))?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    Ok(scim_json(StatusCode::CREATED, &json!({"name": name, "path": path, "url": format!("http://{host}{path}")})))
+}
+
+/// One account's routes: SCIM at `/scim/v2` and its stats and history under `/_sandbox/`.
+fn account_router(app: Shared) -> Router {
     let body_limit = app.limits.max_body_bytes;
     let scim = Router::new()
         .nest("/Users", resource_routes(Kind::User))
@@ -301,9 +396,9 @@ async fn stats(State(app): State<Shared>) -> Response {
     )
 }
 
-fn base_url(headers: &HeaderMap) -> String {
+fn base_url(app: &App, headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    format!("http://{host}/scim/v2")
+    format!("http://{host}{}/scim/v2", app.prefix)
 }
 
 /// Parses a JSON body, saying where it is malformed.
@@ -341,7 +436,7 @@ fn entry_response(
     attrs: &[AttrPath],
     excluded: &[AttrPath],
 ) -> Response {
-    let base = base_url(headers);
+    let base = base_url(app, headers);
     let full = !refs_left_out(kind, attrs, excluded);
     let doc = app.store.schema(kind).project(app.store.render(kind, e, &base, full), attrs, excluded);
     let mut r = scim_json(status, &Value::Object(doc));
@@ -614,7 +709,7 @@ fn run_list(app: &App, kind: Kind, s: &Search, headers: &HeaderMap) -> Answer {
     let (mut q, attrs, excluded) = s.query(app, Some(kind))?;
     q.without_refs = refs_left_out(kind, &attrs, &excluded);
     let schema = app.store.schema(kind);
-    let page = app.store.list(kind, &q, &base_url(headers), |m| schema.project(m, &attrs, &excluded));
+    let page = app.store.list(kind, &q, &base_url(app, headers), |m| schema.project(m, &attrs, &excluded));
     Ok(list_response(page.total, q.start_index, page.resources.into_iter().map(Value::Object).collect()))
 }
 
@@ -646,7 +741,7 @@ async fn search_all(
     let v = parse_body(b, app.limits.max_body_bytes)?;
     let s = Search::from_body(&v, &p)?;
     let (q, attrs, excluded) = s.query(&app, None)?;
-    let base = base_url(&h);
+    let base = base_url(&app, &h);
     let mut all = Vec::new();
     for kind in [Kind::User, Kind::Group] {
         let schema = app.store.schema(kind);
@@ -759,7 +854,7 @@ async fn bulk(State(app): State<Shared>, headers: HeaderMap, body: BodyBytes) ->
         .into());
     }
     let fail_on_errors = scim::resource::get_ci(o, "failOnErrors").and_then(Value::as_u64);
-    let base = base_url(&headers);
+    let base = base_url(&app, &headers);
     let mut ids = HashMap::new();
     let mut results = Vec::new();
     let mut errors = 0u64;
@@ -864,7 +959,7 @@ async fn service_provider_config(State(app): State<Shared>, headers: HeaderMap) 
                 "description": "Authentication with the sandbox's bearer token (as monday.com's Admin > Security > SCIM token)",
                 "primary": true
             }],
-            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", base_url(&headers))},
+            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", base_url(&app, &headers))},
         }),
     )
 }
@@ -889,12 +984,12 @@ fn resource_type_docs(app: &App, base: &str) -> Vec<Value> {
 }
 
 async fn resource_types(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    let docs = resource_type_docs(&app, &base_url(&headers));
+    let docs = resource_type_docs(&app, &base_url(&app, &headers));
     list_response(docs.len(), 1, docs)
 }
 
 async fn resource_type(State(app): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Answer {
-    resource_type_docs(&app, &base_url(&headers))
+    resource_type_docs(&app, &base_url(&app, &headers))
         .into_iter()
         .find(|d| d["id"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(&id)))
         .map(|d| scim_json(StatusCode::OK, &d))
@@ -913,12 +1008,12 @@ fn schema_docs(app: &App, base: &str) -> Vec<Value> {
 }
 
 async fn schemas(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    let docs = schema_docs(&app, &base_url(&headers));
+    let docs = schema_docs(&app, &base_url(&app, &headers));
     list_response(docs.len(), 1, docs)
 }
 
 async fn schema_by_id(State(app): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Answer {
-    schema_docs(&app, &base_url(&headers))
+    schema_docs(&app, &base_url(&app, &headers))
         .into_iter()
         .find(|d| d["id"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(&id)))
         .map(|d| scim_json(StatusCode::OK, &d))

@@ -220,7 +220,11 @@ impl RateLimiter {
             }
             slot
         };
-        tokio::time::sleep_until(slot).await;
+        // Not asleep when the slot is now: the timer rounds a wait up to its next tick (a
+        // millisecond), which every unpaced request would pay.
+        if slot > Instant::now() {
+            tokio::time::sleep_until(slot).await;
+        }
         slot
     }
 

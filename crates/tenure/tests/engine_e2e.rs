@@ -1283,13 +1283,28 @@ async fn sandbox_stats(sb: &common::Sandbox) -> Value {
 /// status shows the pace held, near the limit.
 #[tokio::test]
 async fn a_rate_limited_target_is_driven_just_under_its_limit() {
+    rate_limited_runs(700, 1100).await
+}
+
+/// Issue 32's second bar at a larger scale: a first run of BENCH_WORKERS (6,000) workers, then
+/// half as many more, against the 100/s target with and without Retry-After.
+#[tokio::test]
+#[ignore = "benchmark: cargo test --release -p tenure --test engine_e2e -- --ignored --nocapture rate_limited_at"]
+async fn rate_limited_at_scale() {
+    let n: usize = std::env::var("BENCH_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(6000);
+    rate_limited_runs(n, n + n / 2).await
+}
+
+/// Two runs against a sandbox allowing 100 calls a second, once with Retry-After and once
+/// without: the first of `first` workers, the second of `second` (the first's and more).
+async fn rate_limited_runs(first: usize, second: usize) {
     for (mode, extra) in [("with Retry-After", None), ("without Retry-After", Some("--no-retry-after"))] {
         let mut args = vec!["--rate-per-second", "100"];
         args.extend(extra);
         let sb = common::spawn(&args);
         let env = Env::connect(&sb, "e2e-pace", "");
         let mut before = (0, 0);
-        for (run, n) in [("first", 700), ("second", 1100)] {
+        for (run, n) in [("first", first), ("second", second)] {
             env.load("all.csv", &population(n), "2026-06-01T12:00:00Z", &[]);
             let t = std::time::Instant::now();
             let out = env.ok(&["apply", "--as-of", "2026-06-01T12:00:00Z"]);
@@ -1356,24 +1371,25 @@ async fn in_flight_through_a_run(concurrency: usize, n: usize) -> Vec<i64> {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut samples = vec![];
-    let mut writing = None;
+    // (in flight, when, requests answered or under way so far)
+    let mut seen: Vec<(i64, std::time::Instant, u64)> = vec![];
+    let mut writing = false;
     while child.try_wait().unwrap().is_none() {
         let s = sandbox_stats(&sb).await;
-        if writing.is_none() && s["users"].as_u64().unwrap() > 0 {
-            writing = Some(std::time::Instant::now());
-        }
-        if writing.is_some() {
-            samples.push(s["inFlight"].as_i64().unwrap());
+        writing |= s["users"].as_u64().unwrap() > 0;
+        if writing {
+            seen.push((s["inFlight"].as_i64().unwrap(), std::time::Instant::now(), s["requests"].as_u64().unwrap()));
         }
         tokio::time::sleep(std::time::Duration::from_millis(15)).await;
     }
     assert!(child.wait().unwrap().success());
     // From the first account made to the last call (the last team join): what follows is the
     // run writing down its end.
-    while samples.last() == Some(&0) {
-        samples.pop();
+    while seen.last().is_some_and(|s| s.0 == 0) {
+        seen.pop();
     }
+    let (first, last) = (seen.first().cloned(), seen.last().cloned());
+    let mut samples: Vec<i64> = seen.into_iter().map(|s| s.0).collect();
     assert_exactly_once(&sb, n).await;
     let s = sandbox_stats(&sb).await;
     assert_eq!(s["maxInFlight"], concurrency, "the concurrency is a ceiling, and reached: {s}");
@@ -1384,11 +1400,22 @@ async fn in_flight_through_a_run(concurrency: usize, n: usize) -> Vec<i64> {
         samples.chunks(step).map(|c| format!("{:.0}", c.iter().sum::<i64>() as f64 / c.len() as f64)).collect();
     eprintln!("in flight through the run, by twentieths: {}", shape.join(" "));
     samples.sort();
+    // What the target could take at this concurrency: one call per slot per 50 ms.
+    let (secs, rate) = match (first, last) {
+        (Some(a), Some(b)) if b.1 > a.1 => {
+            let secs = (b.1 - a.1).as_secs_f64();
+            (secs, (b.2 - a.2) as f64 / secs)
+        }
+        _ => (0.0, 0.0),
+    };
     eprintln!(
-        "{n} workers at {concurrency} in flight: {} samples over {:.1} s of writes; mean in flight {mean:.1} \
-         ({:.1}% of {concurrency}), median {}, lowest {}",
+        "{n} workers at {concurrency} in flight: {:.0} calls/s over {secs:.1} s of writes, {:.1}% of \
+         concurrency/latency ({}/s); {} samples, mean in flight {mean:.1} ({:.1}% of {concurrency}), median {}, \
+         lowest {}",
+        rate,
+        100.0 * rate * 0.05 / concurrency as f64,
+        concurrency * 20,
         samples.len(),
-        writing.map_or(0.0, |w| w.elapsed().as_secs_f64()),
         100.0 * mean / concurrency as f64,
         samples.get(samples.len() / 2).copied().unwrap_or(0),
         samples.first().copied().unwrap_or(0)

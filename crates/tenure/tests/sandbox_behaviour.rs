@@ -664,3 +664,108 @@ async fn adding_members_by_id_matches_the_general_patch() {
     assert_eq!(after.to_string().replace(&sb.base, &old_base), before.to_string());
     assert_eq!(team_names(sb.get(&format!("/Users/{c}")).await.body), ["Fast", "General"]);
 }
+
+/// The token bucket per second: its burst, then 429 with or without Retry-After, and the rate
+/// headers on every answer when asked.
+#[tokio::test]
+async fn the_per_second_limit_tells_its_quota_and_may_keep_quiet_on_retry_after() {
+    let sb = spawn(&["--rate-per-second", "2", "--rate-burst", "3", "--rate-headers"]);
+    let mut statuses = vec![];
+    for _ in 0..4 {
+        let a = sb.get("/Users").await;
+        assert_eq!(a.header("ratelimit-policy").as_deref(), Some("3;w=1.500"), "3 per 1.5 s");
+        assert_eq!(a.header("x-ratelimit-limit").as_deref(), Some("3"));
+        assert!(a.header("ratelimit-remaining").is_some() && a.header("ratelimit-reset").is_some());
+        if a.status == 429 {
+            assert_eq!(a.header("retry-after").as_deref(), Some("1"));
+            assert_eq!(a.header("ratelimit-remaining").as_deref(), Some("0"));
+        }
+        statuses.push(a.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let quiet = spawn(&["--rate-per-second", "1", "--no-retry-after"]);
+    let (first, second) = (quiet.get("/Users").await, quiet.get("/Users").await);
+    assert_eq!((first.status, second.status), (200, 429));
+    assert_eq!(second.header("retry-after"), None, "a 429 that says nothing of when to come back");
+    assert_eq!(second.header("ratelimit-limit"), None, "no rate headers unless asked");
+}
+
+/// Many accounts from one process: each its own base URL, store and rate limit, the same
+/// token; more added while it runs; tenure connects to one as to any target.
+#[tokio::test]
+async fn many_accounts_each_with_its_own_base_url_store_and_limit() {
+    let sb = spawn(&["--accounts", "3", "--rate-per-second", "100", "--rate-burst", "2"]);
+    let root = sb.base.trim_end_matches("/scim/v2").to_string();
+    assert!(sb.stdout_lines.iter().any(|l| l.contains("also serving 3 accounts")), "{:?}", sb.stdout_lines);
+    let at = |path: String| {
+        let (http, token, url) = (sb.http.clone(), sb.token.clone(), format!("{root}{path}"));
+        async move {
+            let r = http.get(url).bearer_auth(&token).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let listed = at("/_sandbox/accounts".into()).await.1;
+    let names: Vec<&str> = listed["accounts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["1", "2", "3"]);
+
+    let made = sb
+        .http
+        .post(format!("{root}/a/2/scim/v2/Users"))
+        .bearer_auth(&sb.token)
+        .json(&user("two@acme.example"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let made: Value = made.json().await.unwrap();
+    let location = made["meta"]["location"].as_str().unwrap();
+    assert!(location.starts_with(&format!("{root}/a/2/scim/v2/Users/")), "{location}");
+    assert_eq!(at("/a/2/scim/v2/Users".into()).await.1["totalResults"], 1);
+    assert_eq!(at("/a/1/scim/v2/Users".into()).await.1["totalResults"], 0, "each account its own store");
+    assert_eq!(sb.get("/Users").await.body["totalResults"], 0, "the sandbox's own account too");
+    assert_eq!(at("/a/nope/scim/v2/Users".into()).await.0, 404);
+    let stranger = sb.http.get(format!("{root}/a/1/scim/v2/Users")).bearer_auth("not-the-token").send().await.unwrap();
+    assert_eq!(stranger.status(), 401);
+
+    // Each account its own limit: the burst of 2 is spent on account 3 alone.
+    let statuses: Vec<u16> = {
+        let mut s = vec![];
+        for _ in 0..3 {
+            s.push(at("/a/3/scim/v2/Users".into()).await.0);
+        }
+        s
+    };
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert_eq!(at("/a/1/_sandbox/stats".into()).await.1["rateLimited"], 0);
+    assert!(at("/a/3/_sandbox/stats".into()).await.1["rateLimited"].as_u64().unwrap() >= 1);
+
+    // Added while it runs: with the token only, with a name that can be a path, once.
+    let add = |name: &str, token: &str| {
+        let req = sb.http.post(format!("{root}/_sandbox/accounts")).bearer_auth(token).json(&json!({"name": name}));
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    assert_eq!(add("tenant-x", "not-the-token").await.0, 401);
+    assert_eq!(add("no/slash", &sb.token).await.0, 400);
+    let (status, body) = add("tenant-x", &sb.token).await;
+    assert_eq!((status, body["url"].as_str().unwrap()), (201, format!("{root}/a/tenant-x/scim/v2").as_str()));
+    assert_eq!(add("tenant-x", &sb.token).await.0, 400, "a name once");
+
+    let dir = tempdir("sandbox-accounts");
+    let token = dir.join("token");
+    std::fs::write(&token, &sb.token).unwrap();
+    init_store(&dir, None);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .env_remove("TENURE_DATABASE_URL")
+        .args(["connection", "add", "--name", "Tenant X", "--url", &format!("{root}/a/tenant-x/scim/v2")])
+        .args(["--token-file", token.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("connection works"), "{said}");
+}

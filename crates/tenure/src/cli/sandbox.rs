@@ -88,6 +88,11 @@ pub struct SandboxArgs {
     /// tagged it with) for GET /_sandbox/history: what a test of several nodes checks.
     #[arg(long)]
     record_history: bool,
+    /// Serve this many more accounts from this process, each with its own base URL
+    /// (`/a/1/scim/v2` ... `/a/N/scim/v2`), store (in memory), fault knobs and the same
+    /// token; more can be added with POST /_sandbox/accounts {"name": "..."}.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    accounts: u32,
     /// Answer as a production service would: no sandbox marker in /ServiceProviderConfig, so
     /// tenure refuses to rehearse against it (to try that refusal).
     #[arg(long)]
@@ -113,9 +118,12 @@ fn read_extensions(files: &[PathBuf]) -> Result<Vec<scim::schema::Schema>, Strin
         .collect()
 }
 
-async fn run_sandbox(cfg: Config, banner: bool) -> Result<(), String> {
+async fn run_sandbox(cfg: Config, banner: bool, accounts: u32) -> Result<(), String> {
     super::output::keep_going_when_closed();
     let prepared = sandbox::prepare(&cfg).await?;
+    for i in 1..=accounts {
+        prepared.app.add_account(&i.to_string())?;
+    }
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -126,6 +134,9 @@ async fn run_sandbox(cfg: Config, banner: bool) -> Result<(), String> {
     };
     if prepared.seeded > 0 {
         outln!("seeded {} hand-invited resources", prepared.seeded);
+    }
+    if accounts > 0 {
+        outln!("also serving {accounts} accounts: http://{addr}/a/1/scim/v2 ... http://{addr}/a/{accounts}/scim/v2");
     }
     if let Some(t) = &prepared.new_token {
         outln!("bearer token (shown once; only its hash is kept): {t}");
@@ -201,5 +212,5 @@ pub async fn run(a: SandboxArgs, dir: &std::path::Path) -> Result<(), String> {
             ..Limits::default()
         },
     };
-    run_sandbox(cfg, false).await
+    run_sandbox(cfg, false, a.accounts).await
 }
