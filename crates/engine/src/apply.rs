@@ -659,7 +659,13 @@ async fn make_missing_teams(
     sem: &Arc<tokio::sync::Semaphore>,
 ) {
     let mut making = tokio::task::JoinSet::new();
+    // One call per name as the target compares names (without case): two at once for "Sales"
+    // and "sales" could leave a target whose check is not atomic with both.
+    let mut asked = std::collections::HashSet::new();
     for t in &plan.missing_teams {
+        if !asked.insert(t.to_lowercase()) {
+            continue;
+        }
         let (client, sem, t) = (client.clone(), sem.clone(), t.clone());
         making.spawn(async move {
             let _permit = sem.acquire_owned().await.expect("the semaphore stays open");
@@ -667,21 +673,18 @@ async fn make_missing_teams(
             (t, made)
         });
     }
-    let mut made = vec![];
     while let Some(r) = making.join_next().await {
         match r {
-            Ok((t, Ok(g))) => made.push((t, g.id().to_string())),
+            Ok((t, Ok(g))) => {
+                teams.insert(t.to_lowercase(), g.id().to_string());
+                // As each is made (the others may be slow), and before anyone joins: a team
+                // tenure made is one it may later delete when empty.
+                if let Err(e) = store.record_team_made(&plan.connection, &t).await {
+                    tracing::warn!("team {t:?} was made but not recorded as tenure's: {e}");
+                }
+            }
             Ok((t, Err(e))) => tracing::error!("cannot make team {t:?}: {e}; joins to it fail this run"),
             Err(e) => tracing::error!("making a team failed: {e}; joins to it fail this run"),
-        }
-    }
-    // In the plan's order, so the record reads the same whatever answered first.
-    made.sort_by_key(|(t, _)| plan.missing_teams.iter().position(|m| m == t));
-    for (t, id) in made {
-        teams.insert(t.to_lowercase(), id);
-        // Before anyone joins: a team tenure made is one it may later delete when empty.
-        if let Err(e) = store.record_team_made(&plan.connection, &t).await {
-            tracing::warn!("team {t:?} was made but not recorded as tenure's: {e}");
         }
     }
 }

@@ -445,8 +445,9 @@ pub struct ConnectionConfig {
     /// store restored from before a batch of leavers, an HR file from the past).
     #[serde(default, skip_serializing_if = "is_default_reactivation_guard")]
     pub reactivation_guard: ReactivationGuard,
-    /// Actions in flight at once towards this target.
-    #[serde(default = "concurrency")]
+    /// Calls in flight at once towards this target, at most (`max_in_flight` is another name
+    /// for it).
+    #[serde(default = "concurrency", alias = "max_in_flight")]
     pub concurrency: usize,
     /// Lifecycle stages whose actions wait for a reviewer; none: autopilot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

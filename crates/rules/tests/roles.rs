@@ -595,3 +595,21 @@ connections = ["m"]
     let plain = Config::from_toml("t.toml", &teams_config("", "")).unwrap().to_toml();
     assert!(!plain.contains("team_guard") && !plain.contains("remove_empty_teams"), "{plain}");
 }
+
+/// `max_in_flight` is another name for a connection's `concurrency`; the export says
+/// `concurrency`, and both at once are refused.
+#[test]
+fn max_in_flight_names_the_concurrency() {
+    let text = |setting: &str| {
+        format!(
+            "[[connection]]\nname = \"m\"\n{setting}\n[connection.mappings]\nuserName = \"=work_email\"\n\
+             displayName = \"=first_name\"\n[[role]]\nname = \"r\"\n\
+             when = {{ field = \"status\", op = \"equals\", value = \"active\" }}\n[role.grants.m]\nuser_type = \"member\"\n"
+        )
+    };
+    let cfg = Config::from_toml("t.toml", &text("max_in_flight = 8")).unwrap();
+    assert_eq!(cfg.connections[0].concurrency, 8);
+    assert!(cfg.to_toml().contains("concurrency = 8"), "{}", cfg.to_toml());
+    let both = Config::from_toml("t.toml", &text("max_in_flight = 8\nconcurrency = 4"));
+    assert!(both.is_err(), "both names at once: {both:?}");
+}

@@ -139,32 +139,43 @@ pub(crate) async fn serve_connection(stream: tokio::net::TcpStream, router: Rout
 /// The sandbox's router: its own account at `/scim/v2`, the others at `/a/{name}/...`, and
 /// `/_sandbox/accounts` to list and add them.
 pub fn router(app: Shared) -> Router {
-    // The list and the adding ask for the token; a request for another account is checked
-    // by that account's own router (its token, its fault knobs).
+    // Everything here asks for the token first (an account's name is not told to a stranger);
+    // a request for another account then meets that account's own router (its fault knobs).
     let accounts = Router::new()
         .route("/_sandbox/accounts", get(list_accounts).post(add_account))
-        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .route("/a/{account}/{*rest}", any(to_account))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .with_state(app.clone());
     account_router(app).merge(accounts)
 }
 
 /// A request for another account, handed to that account's router with the prefix taken off.
-async fn to_account(
-    State(app): State<Shared>,
-    Path((account, rest)): Path<(String, String)>,
-    mut req: Request,
-) -> Response {
+async fn to_account(State(app): State<Shared>, Path((account, _)): Path<(String, String)>, req: Request) -> Response {
     let router = app.accounts.read().unwrap_or_else(|p| p.into_inner()).get(&account).map(|(_, r)| r.clone());
     let Some(router) = router else {
         return error_response(&Error::not_found(format!("no account named {account:?} in this sandbox")));
     };
+    // The rest of the path as sent (still percent-encoded): the account's router decodes it
+    // once, as the sandbox's own does.
+    let raw = req.uri().path();
+    let rest = raw.get(3..).and_then(|r| r.find('/').map(|i| &r[i..])).unwrap_or("/");
     let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
-    match format!("/{rest}{query}").parse() {
-        Ok(uri) => *req.uri_mut() = uri,
-        Err(_) => return error_response(&Error::new(400, None, "the request's path cannot be read")),
+    let Ok(uri) = format!("{rest}{query}").parse::<axum::http::Uri>() else {
+        return error_response(&Error::new(400, None, "the request's path cannot be read"));
+    };
+    // A new request rather than this one changed: this router's path parameters (the account's
+    // name) would otherwise be read by the account's handlers as theirs. Only the drop knob's
+    // signal carries over.
+    let (parts, body) = req.into_parts();
+    let mut fresh = Request::new(body);
+    *fresh.method_mut() = parts.method;
+    *fresh.uri_mut() = uri;
+    *fresh.version_mut() = parts.version;
+    *fresh.headers_mut() = parts.headers;
+    if let Some(d) = parts.extensions.get::<DropSignal>().cloned() {
+        fresh.extensions_mut().insert(d);
     }
-    match tower::ServiceExt::oneshot(router, req).await {
+    match tower::ServiceExt::oneshot(router, fresh).await {
         Ok(r) => r,
         Err(never) => match never {},
     }

@@ -275,6 +275,11 @@ impl ScimClient {
         self.limiter.rate()
     }
 
+    /// The pace learned from the target's refusals, if any (see `RateLimiter::learned`).
+    pub fn learned_rate(&self) -> Option<f64> {
+        self.limiter.learned()
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path.trim_start_matches('/'))
     }
@@ -287,10 +292,24 @@ impl ScimClient {
     /// One attempt: waits for the rate limiter, sends, tells the limiter what the answer said
     /// of the limit, reads the whole answer.
     async fn attempt(&self, method: &reqwest::Method, url: &str, body: Option<&Value>) -> Result<Reply, ClientError> {
-        let sent = self.limiter.acquire().await;
+        let gate = || self.run.as_ref().and_then(|r| (r.gate)()).map(ClientError::Stopped);
+        let sent = loop {
+            let slot = self.limiter.reserve();
+            // A long wait (a Retry-After) asks the run's gate every second: a run stopped or
+            // that lost its lease meanwhile sends nothing.
+            while slot > tokio::time::Instant::now() {
+                tokio::time::sleep_until(slot.min(tokio::time::Instant::now() + Duration::from_secs(1))).await;
+                if let Some(e) = gate() {
+                    return Err(e);
+                }
+            }
+            if !self.limiter.paused_after(slot) {
+                break slot;
+            }
+        };
         // Asked last, just before sending: the limiter may have made it wait.
-        if let Some(why) = self.run.as_ref().and_then(|r| (r.gate)()) {
-            return Err(ClientError::Stopped(why));
+        if let Some(e) = gate() {
+            return Err(e);
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut req = self

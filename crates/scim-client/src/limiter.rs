@@ -26,6 +26,18 @@ const LONG: Duration = Duration::from_secs(10);
 const LONG_MIN: Duration = Duration::from_secs(3);
 /// Accepted answers are counted in slots this long.
 const SLOT: Duration = Duration::from_millis(50);
+/// The longest pause a target can ask for (a request waiting longer gives up on its own).
+pub const MAX_PAUSE: Duration = Duration::from_secs(120);
+/// The slowest pace: one request in a thousand seconds.
+const MIN_PACE: f64 = 0.001;
+/// After this long without a refusal, the pace climbs quickly again (a limit learned while the
+/// work asked little, or a target that raised its limit).
+const QUIET: Duration = Duration::from_secs(120);
+
+/// A number of seconds a header gave, as a wait no longer than `MAX_PAUSE`.
+fn capped_secs(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(MAX_PAUSE).min(MAX_PAUSE)
+}
 
 /// What one answer said about the limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -48,22 +60,21 @@ impl Signals {
         let limit = number(&["ratelimit-limit", "x-ratelimit-limit"]);
         let window = number(&["x-ratelimit-window", "ratelimit-window"]);
         let policy = header("ratelimit-policy").and_then(policy_rate);
-        let quota = policy.or_else(|| match (limit, window) {
-            (Some(l), Some(w)) if l > 0.0 && w > 0.0 => Some(l / w),
-            _ => None,
-        });
+        let quota = policy
+            .or_else(|| match (limit, window) {
+                (Some(l), Some(w)) if l > 0.0 && w > 0.0 => Some(l / w),
+                _ => None,
+            })
+            .filter(|q| q.is_finite())
+            .map(|q| q.max(MIN_PACE));
         let reset = number(&["ratelimit-reset", "x-ratelimit-reset"]).map(|r| {
             // Some targets give the reset as a Unix time rather than a number of seconds.
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            if r > 1.0e9 {
-                Duration::from_secs_f64((r - now.as_secs_f64()).max(0.0))
-            } else {
-                Duration::from_secs_f64(r.max(0.0))
-            }
+            capped_secs(if r > 1.0e9 { r - now.as_secs_f64() } else { r })
         });
         Signals {
             refused: status == 429,
-            retry_after: header("retry-after").and_then(crate::retry::parse_retry_after),
+            retry_after: header("retry-after").and_then(crate::retry::parse_retry_after).map(|d| d.min(MAX_PAUSE)),
             quota,
             remaining: number(&["ratelimit-remaining", "x-ratelimit-remaining"]).map(|r| r.max(0.0) as u64),
             reset,
@@ -176,19 +187,35 @@ impl RateLimiter {
     }
 
     fn pace(&self, s: &State) -> Option<f64> {
-        [s.learned, s.quota.map(|q| q * MARGIN), self.ceiling].into_iter().flatten().min_by(f64::total_cmp)
+        [s.learned, s.quota.map(|q| q * MARGIN), self.ceiling]
+            .into_iter()
+            .flatten()
+            .min_by(f64::total_cmp)
+            .map(|p| p.max(MIN_PACE))
     }
 
-    /// Starts from a pace learned before (an earlier run's), as if a refusal had set it: the
-    /// pace creeps up from there, slowly.
+    /// The state; a panic elsewhere while it was held leaves it as it was, still usable.
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts from a pace learned before (an earlier run's), as if a refusal had just set it:
+    /// the pace creeps up from there, slowly.
     pub fn start_at(&self, pace: f64) {
         if !(pace.is_finite() && pace > 0.0) {
             return;
         }
-        let mut s = self.state.lock().expect("limiter lock");
-        let pace = self.ceiling.map_or(pace, |c| c.min(pace));
+        let mut s = self.state();
+        let pace = self.ceiling.map_or(pace, |c| c.min(pace)).max(MIN_PACE);
         s.learned = Some(pace);
         s.limit_seen = Some(pace / MARGIN);
+        s.last_cut = Some(Instant::now());
+    }
+
+    /// The pace learned from the target's refusals, if any (not the quota it tells, which it
+    /// tells again, nor the ceiling): what the next run may start from.
+    pub fn learned(&self) -> Option<f64> {
+        self.state().learned
     }
 
     /// The admin's ceiling, requests per second.
@@ -199,38 +226,52 @@ impl RateLimiter {
     /// The pace in force, requests per second: None while the target has shown no limit and
     /// no ceiling is set.
     pub fn rate(&self) -> Option<f64> {
-        let s = self.state.lock().expect("limiter lock");
+        let s = self.state();
         self.pace(&s)
     }
 
-    /// Waits for this caller's slot: after any pause, and one interval after the slot before.
-    /// Returns when the request goes.
-    pub async fn acquire(&self) -> Instant {
-        let slot = {
-            let mut s = self.state.lock().expect("limiter lock");
-            let now = Instant::now();
-            s.started.get_or_insert(now);
-            let mut slot = now.max(s.paused_until.unwrap_or(now));
-            if let Some(rate) = self.pace(&s) {
-                slot = slot.max(s.next);
-                s.next = slot + Duration::from_secs_f64(1.0 / rate);
-            }
-            if slot > now {
-                s.pressed = true;
-            }
-            slot
-        };
-        // Not asleep when the slot is now: the timer rounds a wait up to its next tick (a
-        // millisecond), which every unpaced request would pay.
-        if slot > Instant::now() {
-            tokio::time::sleep_until(slot).await;
+    /// Takes this caller's slot: after any pause, and one interval after the slot before.
+    /// The caller waits for it, then asks `paused_after` whether a pause began meanwhile.
+    pub fn reserve(&self) -> Instant {
+        let mut s = self.state();
+        let now = Instant::now();
+        s.started.get_or_insert(now);
+        let mut slot = now.max(s.paused_until.unwrap_or(now));
+        if let Some(rate) = self.pace(&s) {
+            slot = slot.max(s.next);
+            s.next = slot + Duration::from_secs_f64(1.0 / rate);
+        }
+        if slot > now {
+            s.pressed = true;
         }
         slot
     }
 
+    /// Whether the connection is paused past `slot` (a Retry-After came after it was given):
+    /// the caller takes a new slot.
+    pub fn paused_after(&self, slot: Instant) -> bool {
+        self.state().paused_until.is_some_and(|p| p > slot)
+    }
+
+    /// Waits for this caller's slot, a pause that began meanwhile included. Returns when the
+    /// request goes.
+    pub async fn acquire(&self) -> Instant {
+        loop {
+            let slot = self.reserve();
+            // Not asleep when the slot is now: the timer rounds a wait up to its next tick (a
+            // millisecond), which every unpaced request would pay.
+            if slot > Instant::now() {
+                tokio::time::sleep_until(slot).await;
+            }
+            if !self.paused_after(slot) {
+                return slot;
+            }
+        }
+    }
+
     /// Learns from an answer to a request sent at `sent`.
     pub fn answered(&self, sent: Instant, signals: &Signals) {
-        let mut s = self.state.lock().expect("limiter lock");
+        let mut s = self.state();
         let now = Instant::now();
         if let Some(q) = signals.quota {
             s.quota = Some(q);
@@ -242,7 +283,7 @@ impl RateLimiter {
             s.pauses.pop_front();
         }
         let pause_until = |s: &mut State, d: Duration| {
-            let until = now + d;
+            let until = now + d.min(MAX_PAUSE);
             match s.pauses.back_mut() {
                 Some(last) if last.1 >= now => last.1 = last.1.max(until),
                 _ => s.pauses.push_back((now, until)),
@@ -280,8 +321,9 @@ impl RateLimiter {
         }
         let before = self.pace(&s);
         // What the target accepted per second: at the first refusal, from all it took in the
-        // last second (answers still in flight correct it up, later refusals down). After, over the time requests went (pauses left out), in the last
-        // second and, once known, the last ten: the lower tells the limit.
+        // last second (answers still in flight correct it up, later refusals down). After,
+        // over the time requests went (pauses left out), in the last second and, once known,
+        // the last ten: the lower tells the limit.
         let accepted = match before {
             None => Some(first_estimate(&s, now)),
             Some(_) => {
@@ -293,13 +335,17 @@ impl RateLimiter {
         if let Some(ra) = signals.retry_after {
             pause_until(&mut s, ra);
         }
-        // Too short a span to tell (just after a pause): the pace stays as it is.
-        let Some(accepted) = accepted.map(|a| a.max(0.5)) else { return };
         s.first_cut = before.is_none();
         // Never below half the pace (the target may be shared with others, and the pace was
-        // not the work's bottleneck).
-        let pace = before.map_or(accepted * MARGIN, |c| (accepted * MARGIN).max(c / 2.0));
-        s.limit_seen = Some(accepted.max(pace));
+        // not the work's bottleneck); too short a span to tell (just after a pause): half.
+        let accepted = accepted.map(|a| a.max(0.5));
+        let pace = match (before, accepted) {
+            (Some(c), Some(a)) => (a * MARGIN).max(c / 2.0),
+            (Some(c), None) => c / 2.0,
+            (None, a) => a.unwrap_or(1.0) * MARGIN,
+        }
+        .max(MIN_PACE);
+        s.limit_seen = Some(accepted.unwrap_or(pace / MARGIN).max(pace));
         s.learned = Some(pace);
         s.last_cut = Some(now);
         s.last_raise = now;
@@ -310,13 +356,15 @@ impl RateLimiter {
     }
 
     /// Raises the learned pace once a second while callers wait on it and no refusal came:
-    /// by 5% up to 97% of the last limit seen, then by 0.2% (a limit raised is found again).
+    /// by 5% up to 97% of the last limit seen, then by 0.2%, and by 5% again after `QUIET`
+    /// without a refusal (a limit learned while the work asked little, or raised since).
     fn maybe_raise(&self, s: &mut State, now: Instant) {
         let Some(learned) = s.learned else { return };
         if !s.pressed || now.duration_since(s.last_raise) < Duration::from_secs(1) {
             return;
         }
-        let near = s.limit_seen.map_or(f64::INFINITY, |l| 0.97 * l);
+        let quiet = s.last_cut.is_none_or(|c| now.duration_since(c) > QUIET);
+        let near = if quiet { f64::INFINITY } else { s.limit_seen.map_or(f64::INFINITY, |l| 0.97 * l) };
         let raised = if learned < near * 0.999 { (learned * 1.05).min(near) } else { learned * 1.002 };
         s.learned = Some(match self.ceiling {
             Some(c) => raised.min(c),
@@ -449,5 +497,66 @@ mod tests {
         let t = Instant::now();
         let next = l.acquire().await;
         assert_eq!(next - t, Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_a_target_says_cannot_break_the_pace() {
+        let huge = Signals::from_headers(
+            429,
+            headers(&[
+                ("retry-after", "10000000000000000000"),
+                ("ratelimit-reset", "1e300"),
+                ("ratelimit-policy", "1;w=100000000000000000000000"),
+            ]),
+        );
+        assert_eq!(huge.retry_after, Some(MAX_PAUSE), "a wait is capped");
+        assert!(huge.reset.is_some_and(|r| r <= MAX_PAUSE), "{huge:?}");
+        assert_eq!(huge.quota, Some(MIN_PACE), "a quota has a floor");
+        let l = RateLimiter::adaptive(None);
+        let sent = l.acquire().await;
+        l.answered(sent, &huge);
+        assert_eq!(l.rate(), Some(MIN_PACE));
+        let t = Instant::now();
+        let next = l.acquire().await;
+        assert!(next - t <= MAX_PAUSE + Duration::from_secs(1000), "{:?}", next - t);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_that_begins_after_a_slot_was_given_holds_that_slot_back() {
+        let l = RateLimiter::adaptive(None);
+        let slot = l.reserve();
+        assert!(!l.paused_after(slot));
+        l.answered(slot, &Signals { refused: true, retry_after: Some(Duration::from_secs(5)), ..Signals::default() });
+        assert!(l.paused_after(slot), "the slot given before the Retry-After waits for its end");
+        let t = Instant::now();
+        let went = l.acquire().await;
+        assert!(went - t >= Duration::from_secs(5), "{:?}", went - t);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_right_after_a_pause_still_halves_the_pace() {
+        let l = RateLimiter::adaptive(Some(1000.0));
+        let sent = l.acquire().await;
+        l.answered(sent, &Signals { refused: true, retry_after: Some(Duration::from_secs(1)), ..Signals::default() });
+        let first = l.rate().unwrap();
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        let sent = l.acquire().await;
+        l.answered(sent, &Signals { refused: true, retry_after: Some(Duration::from_secs(1)), ..Signals::default() });
+        let second = l.rate().unwrap();
+        assert!((second - first / 2.0).abs() < 1e-9, "{first} -> {second}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pace_learned_low_climbs_quickly_after_a_quiet_spell() {
+        let l = RateLimiter::adaptive(None);
+        l.start_at(2.0);
+        // Busy at the pace for three minutes without a refusal.
+        let t = Instant::now();
+        while Instant::now() - t < Duration::from_secs(180) {
+            let sent = l.acquire().await;
+            l.answered(sent, &Signals::default());
+        }
+        let after = l.learned().unwrap();
+        assert!(after > 8.0, "climbed by 5% a second after two quiet minutes: {after}");
     }
 }

@@ -628,7 +628,7 @@ pub async fn client_at(
     if fresh {
         // A process's first client of a connection starts where its last run ended, rather
         // than learn the target's limit again from a burst of refusals.
-        if let Some(pace) = last_pace(store, name).await {
+        if let Some(pace) = last_pace(store, name, url.as_str()).await {
             limiter.start_at(pace);
         }
     }
@@ -663,14 +663,15 @@ fn pace_of(name: &str, url: &str, ceiling: Option<f64>) -> (Arc<RateLimiter>, bo
     (l, true)
 }
 
-/// The pace the connection's last finished run held, as its record keeps it.
-async fn last_pace(store: &Store, name: &str) -> Option<f64> {
+/// The pace the connection's last finished run learned, as its record keeps it, when it was
+/// learned at this URL.
+async fn last_pace(store: &Store, name: &str, url: &str) -> Option<f64> {
     // The newest few: the run being prepared may be the newest, without a summary yet.
     let runs = store.runs(Some(name), 3).await.ok()?;
-    runs.iter().find_map(|r| {
-        let summary: serde_json::Value = serde_json::from_str(r.summary.as_deref()?).ok()?;
-        summary["scim"]["pace_per_second"].as_f64()
-    })
+    let summary: serde_json::Value = runs.iter().find_map(|r| serde_json::from_str(r.summary.as_deref()?).ok())?;
+    let scim = &summary["scim"];
+    let at = scim["pace_at"].as_str()?;
+    (at.trim_end_matches('/') == url.trim_end_matches('/')).then(|| scim["pace_per_second"].as_f64()).flatten()
 }
 
 /// The pace in force towards each connection's target, requests per second, for those with

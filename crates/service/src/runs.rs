@@ -1083,8 +1083,11 @@ async fn settle(
     // What a guard held is part of the run's record: its views read it from there.
     let mut record = serde_json::to_value(summary).unwrap_or_default();
     let scim = p.client.stats();
+    // The pace learned from the target's refusals (not the ceiling, nor a quota it tells
+    // anew), and where: what the connection's next run starts from.
     record["scim"] = serde_json::json!({"requests": scim.requests, "rate_limited": scim.rate_limited,
-        "pace_per_second": p.client.rate().map(|r| (r * 10.0).round() / 10.0)});
+        "pace_per_second": p.client.learned_rate().map(|r| (r * 10.0).round() / 10.0),
+        "pace_at": p.client.base_url()});
     if !guarded.refused.is_empty() {
         record["guards"] = guarded.refused.iter().map(crate::guards::Refusal::view).collect();
     }

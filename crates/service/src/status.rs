@@ -34,8 +34,8 @@ pub struct RunCounts {
 pub struct RunScim {
     pub requests: u64,
     pub rate_limited: u64,
-    /// Requests per second at the run's end, learned from the target's 429s and rate headers
-    /// (under the connection's max_rate); None when the target showed no limit.
+    /// Requests per second at the run's end, learned from the target's 429s (under the
+    /// connection's max_rate); None when the target refused nothing.
     pub pace_per_second: Option<f64>,
 }
 

@@ -45,7 +45,7 @@ fn a_dialect_mismatch_is_flagged_settings_change_in_place_and_removal_is_guarded
     assert_eq!(list[0]["url"].as_str().unwrap().trim_end_matches('/'), sb.base.trim_end_matches('/'), "{list}");
     let out = env.ok(&["connection", "set", NAME, "--rate-limit", "50"]);
     assert!(out.contains("rate limit none -> 50 req/s"), "{out}");
-    assert!(env.ok(&["connection", "set", NAME, "--rate-limit", "50"]).contains("nothing to change"));
+    assert!(env.ok(&["connection", "set", NAME, "--max-rate", "50"]).contains("nothing to change"), "the same setting");
 
     // With an account linked, removal needs the name again.
     env.load(

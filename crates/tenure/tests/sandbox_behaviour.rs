@@ -724,8 +724,18 @@ async fn many_accounts_each_with_its_own_base_url_store_and_limit() {
     assert_eq!(at("/a/1/scim/v2/Users".into()).await.1["totalResults"], 0, "each account its own store");
     assert_eq!(sb.get("/Users").await.body["totalResults"], 0, "the sandbox's own account too");
     assert_eq!(at("/a/nope/scim/v2/Users".into()).await.0, 404);
-    let stranger = sb.http.get(format!("{root}/a/1/scim/v2/Users")).bearer_auth("not-the-token").send().await.unwrap();
-    assert_eq!(stranger.status(), 401);
+    for path in ["/a/1/scim/v2/Users", "/a/nope/scim/v2/Users"] {
+        let stranger = sb.http.get(format!("{root}{path}")).bearer_auth("not-the-token").send().await.unwrap();
+        assert_eq!(stranger.status(), 401, "{path}: no account told to a stranger");
+    }
+    // The rest of the path reaches the account as sent, decoded once, as the sandbox's own.
+    for rest in ["/scim/v2/Users/no%20such", "/scim/v2/Users/x%3Fy", "/scim/v2/Users/a%2Fb"] {
+        // Under each account's limit (a burst of 2, 100 a second).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let own = sb.http.get(format!("{root}{rest}")).bearer_auth(&sb.token).send().await.unwrap().status();
+        assert_eq!(at(format!("/a/1{rest}")).await.0, own.as_u16(), "{rest}");
+        assert_eq!(own, 404, "{rest}");
+    }
 
     // Each account its own limit: the burst of 2 is spent on account 3 alone.
     let statuses: Vec<u16> = {

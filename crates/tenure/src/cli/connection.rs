@@ -29,8 +29,9 @@ pub enum ConnectionCommand {
         /// Save without testing the connection first.
         #[arg(long)]
         skip_test: bool,
-        /// Requests per second tenure may send to the target, shared by all its work.
-        #[arg(long, value_parser = positive)]
+        /// Requests per second tenure may send to the target at most, shared by all its work
+        /// (a ceiling: tenure learns the target's own limit and holds under the lower).
+        #[arg(long, visible_alias = "max-rate", value_parser = positive)]
         rate_limit: Option<f64>,
         /// monday (monday.com's SCIM API) or generic (plain RFC 7643/7644); default: monday for
         /// a monday.com URL, generic otherwise.
@@ -78,8 +79,8 @@ pub enum ConnectionCommand {
         /// monday or generic: how tenure shapes its requests.
         #[arg(long)]
         dialect: Option<scim::Dialect>,
-        /// Requests a second at most.
-        #[arg(long)]
+        /// Requests a second at most (a ceiling over the pace learned from the target).
+        #[arg(long, visible_alias = "max-rate")]
         rate_limit: Option<f64>,
         /// Allow (true) or refuse (false) plain http.
         #[arg(long)]

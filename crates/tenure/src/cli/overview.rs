@@ -50,7 +50,7 @@ pub async fn status(
         outln!("  last run:            {}", run(&c.last_run));
         outln!("  last successful run: {}", run(&c.last_successful_run));
         if let Some(s) = c.last_run.as_ref().and_then(|r| r.counts.scim.as_ref()) {
-            let pace = s.pace_per_second.map_or("no limit seen".to_string(), |p| format!("{p} requests/s"));
+            let pace = s.pace_per_second.map_or("no limit met".to_string(), |p| format!("{p} requests/s"));
             outln!(
                 "  target pace:         {pace} (last run: {} requests, {} refused with 429)",
                 s.requests,

@@ -101,8 +101,8 @@ pub struct SandboxArgs {
 
 fn positive_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("{s:?} is not a number of requests above 0")),
+        Ok(r) if r.is_finite() && r >= 0.001 => Ok(r),
+        _ => Err(format!("{s:?} is not a number of requests of at least 0.001")),
     }
 }
 
