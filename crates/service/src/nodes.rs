@@ -147,6 +147,23 @@ pub struct Presence {
     record: std::sync::Arc<std::sync::Mutex<NodeRecord>>,
     id: String,
     beat: tokio::task::JoinHandle<()>,
+    /// Set when the node leaves, before its row is removed: no beat adds it back after.
+    left: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Says this node is alive: renews its row, and adds it (again) only while the node has not
+/// left. A beat already under way when the node leaves may land after its row was removed; a
+/// renewal then changes nothing, where adding it back would list a stopped node for a lease.
+async fn beat(
+    store: &Store,
+    me: &NodeRecord,
+    left: &std::sync::atomic::AtomicBool,
+) -> std::result::Result<(), store::StoreError> {
+    let ttl = run_lock::settings().ttl.as_millis() as i64;
+    if store.renew_node(me, ttl).await? || left.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
+    }
+    store.beat_node(me, ttl).await
 }
 
 /// Says this process works on the store (with the address its API answers on, if any), and
@@ -200,20 +217,21 @@ pub async fn join(store: &Store, address: Option<String>, scheduling: bool) -> R
     let keeper = store.for_renewals().await?;
     let id = me.id.clone();
     let record = std::sync::Arc::new(std::sync::Mutex::new(me));
-    let beat = {
-        let record = record.clone();
+    let left = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beating = {
+        let (record, left) = (record.clone(), left.clone());
         tokio::spawn(async move {
             let every = ttl / 6;
             loop {
                 tokio::time::sleep(every).await;
                 let me = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if let Err(e) = keeper.beat_node(&me, ttl.as_millis() as i64).await {
+                if let Err(e) = beat(&keeper, &me, &left).await {
                     tracing::warn!("this node's heartbeat: {e}");
                 }
             }
         })
     };
-    Ok(Presence { store: store.clone(), record, id, beat })
+    Ok(Presence { store: store.clone(), record, id, beat: beating, left })
 }
 
 impl Presence {
@@ -224,7 +242,7 @@ impl Presence {
             r.address = Some(address);
             r.clone()
         };
-        if let Err(e) = self.store.beat_node(&me, run_lock::settings().ttl.as_millis() as i64).await {
+        if let Err(e) = beat(&self.store, &me, &self.left).await {
             tracing::warn!("this node could not say where it serves: {e}");
         }
         Ok(())
@@ -232,13 +250,16 @@ impl Presence {
 
     /// What says this node is stopping (from a task that hears the signal).
     pub fn stopper(&self) -> Stopper {
-        Stopper { store: self.store.clone(), record: self.record.clone() }
+        Stopper { store: self.store.clone(), record: self.record.clone(), left: self.left.clone() }
     }
 
     /// Gone: no longer listed, its connections given back for the other nodes to take at once
     /// (its leases are released by its runs).
     pub async fn leave(self) {
+        self.left.store(true, std::sync::atomic::Ordering::SeqCst);
         self.beat.abort();
+        // Gone before the row is: a beat of its own cannot follow the removal.
+        let _ = self.beat.await;
         if let Err(e) = self.store.give_back_all(&self.id).await {
             tracing::warn!("this node could not give its connections back: {e}");
         }
@@ -305,6 +326,7 @@ pub fn document(n: &NodeView, shown: impl Fn(&str) -> bool) -> serde_json::Value
 pub struct Stopper {
     store: Store,
     record: std::sync::Arc<std::sync::Mutex<NodeRecord>>,
+    left: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Stopper {
@@ -314,7 +336,7 @@ impl Stopper {
             r.stopping = true;
             r.clone()
         };
-        if let Err(e) = self.store.beat_node(&me, run_lock::settings().ttl.as_millis() as i64).await {
+        if let Err(e) = beat(&self.store, &me, &self.left).await {
             tracing::warn!("this node could not say it is stopping: {e}");
         }
     }

@@ -260,6 +260,28 @@ impl Store {
         Ok(())
     }
 
+    /// Says this node is still alive until `ttl_ms` from now, only if it is listed: whether it
+    /// was. A renewal landing after the node's row was removed (it left) adds nothing back.
+    pub async fn renew_node(&self, n: &NodeRecord, ttl_ms: i64) -> Result<bool, StoreError> {
+        let now = self.db_now_ms();
+        let sql = format!(
+            "UPDATE nodes SET seen_ms = {now}, expires_ms = {now} + $2, address = $3, stopping = $4, scheduling = $5 \
+             WHERE id = $1"
+        );
+        let done = sqlx::query(&sql)
+            .bind(&n.id)
+            .bind(ttl_ms)
+            .bind(n.address.clone())
+            .bind(i64::from(n.stopping))
+            .bind(i64::from(n.scheduling))
+            .execute(&self.pool)
+            .await?;
+        if n.stopping {
+            self.hint("owners").await;
+        }
+        Ok(done.rows_affected() > 0)
+    }
+
     fn node_beat(&self) -> String {
         let now = self.db_now_ms();
         format!(

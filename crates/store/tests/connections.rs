@@ -92,3 +92,44 @@ async fn connections_on_postgres() {
     store.close().await;
     dropper.drop_schema().await;
 }
+
+/// A node's renewal after the node left (its row removed) does not list it again; joining
+/// adds it, and a renewal of a listed node keeps it listed.
+async fn renewals_after_leaving(store: &Store) {
+    let me = store::NodeRecord {
+        id: "node-renewal-test".into(),
+        host: "h".into(),
+        pid: 1,
+        version: "0".into(),
+        started_ms: 0,
+        seen_ms: 0,
+        expires_ms: 0,
+        address: None,
+        stopping: false,
+        scheduling: true,
+    };
+    let listed = |nodes: Vec<store::NodeRecord>| nodes.iter().any(|n| n.id == me.id);
+    assert!(!store.renew_node(&me, 60_000).await.unwrap(), "not listed yet: nothing to renew");
+    assert!(!listed(store.live_nodes().await.unwrap()));
+    store.beat_node(&me, 60_000).await.unwrap();
+    assert!(store.renew_node(&me, 60_000).await.unwrap());
+    assert!(listed(store.live_nodes().await.unwrap()));
+    store.remove_node(&me.id).await.unwrap();
+    assert!(!store.renew_node(&me, 60_000).await.unwrap(), "a late renewal after leaving");
+    assert!(!listed(store.live_nodes().await.unwrap()), "still gone");
+}
+
+#[tokio::test]
+async fn node_renewals_on_sqlite_and_postgres() {
+    let dir = std::env::temp_dir().join(format!("tenure-store-nodes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open_in(&dir).await.unwrap();
+    renewals_after_leaving(&store).await;
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some((store, dropper)) = common::postgres("node_renewals").await {
+        renewals_after_leaving(&store).await;
+        store.close().await;
+        dropper.drop_schema().await;
+    }
+}
