@@ -32,7 +32,7 @@ pub struct App {
     /// Where this account is served: "" for the sandbox's own, `/a/{name}` for the others.
     prefix: String,
     /// The other accounts this process serves, by name (only the sandbox's own holds any).
-    accounts: RwLock<HashMap<String, (Shared, Router)>>,
+    accounts: RwLock<HashMap<String, Router>>,
 }
 
 impl App {
@@ -69,7 +69,7 @@ impl App {
             ..App::new(store, self.token_hash, self.faults.cfg.clone(), self.limits.clone())
         });
         let path = format!("/a/{name}/scim/v2");
-        accounts.insert(name.to_string(), (app.clone(), account_router(app)));
+        accounts.insert(name.to_string(), account_router(app));
         Ok(path)
     }
 
@@ -151,7 +151,7 @@ pub fn router(app: Shared) -> Router {
 
 /// A request for another account, handed to that account's router with the prefix taken off.
 async fn to_account(State(app): State<Shared>, Path((account, _)): Path<(String, String)>, req: Request) -> Response {
-    let router = app.accounts.read().unwrap_or_else(|p| p.into_inner()).get(&account).map(|(_, r)| r.clone());
+    let router = app.accounts.read().unwrap_or_else(|p| p.into_inner()).get(&account).cloned();
     let Some(router) = router else {
         return error_response(&Error::not_found(format!("no account named {account:?} in this sandbox")));
     };

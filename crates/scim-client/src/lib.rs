@@ -293,20 +293,9 @@ impl ScimClient {
     /// of the limit, reads the whole answer.
     async fn attempt(&self, method: &reqwest::Method, url: &str, body: Option<&Value>) -> Result<Reply, ClientError> {
         let gate = || self.run.as_ref().and_then(|r| (r.gate)()).map(ClientError::Stopped);
-        let sent = loop {
-            let slot = self.limiter.reserve();
-            // A long wait (a Retry-After) asks the run's gate every second: a run stopped or
-            // that lost its lease meanwhile sends nothing.
-            while slot > tokio::time::Instant::now() {
-                tokio::time::sleep_until(slot.min(tokio::time::Instant::now() + Duration::from_secs(1))).await;
-                if let Some(e) = gate() {
-                    return Err(e);
-                }
-            }
-            if !self.limiter.paused_after(slot) {
-                break slot;
-            }
-        };
+        // A long wait (a Retry-After) asks the run's gate every second: a run stopped or that
+        // lost its lease meanwhile sends nothing.
+        let sent = self.limiter.acquire_unless(gate).await?;
         // Asked last, just before sending: the limiter may have made it wait.
         if let Some(e) = gate() {
             return Err(e);

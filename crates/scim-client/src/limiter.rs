@@ -256,15 +256,27 @@ impl RateLimiter {
     /// Waits for this caller's slot, a pause that began meanwhile included. Returns when the
     /// request goes.
     pub async fn acquire(&self) -> Instant {
+        match self.acquire_unless(|| None::<std::convert::Infallible>).await {
+            Ok(slot) => slot,
+            Err(never) => match never {},
+        }
+    }
+
+    /// As `acquire`, asking `stop` every second of a long wait (a Retry-After) and once the
+    /// slot comes: what it answers ends the wait, and no request goes.
+    pub async fn acquire_unless<E>(&self, stop: impl Fn() -> Option<E>) -> Result<Instant, E> {
         loop {
             let slot = self.reserve();
             // Not asleep when the slot is now: the timer rounds a wait up to its next tick (a
             // millisecond), which every unpaced request would pay.
-            if slot > Instant::now() {
-                tokio::time::sleep_until(slot).await;
+            while slot > Instant::now() {
+                tokio::time::sleep_until(slot.min(Instant::now() + Duration::from_secs(1))).await;
+                if let Some(e) = stop() {
+                    return Err(e);
+                }
             }
             if !self.paused_after(slot) {
-                return slot;
+                return Ok(slot);
             }
         }
     }
